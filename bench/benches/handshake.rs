@@ -1,0 +1,51 @@
+//! Opening handshakes per second: parse a browser-like request and produce the 101 response.
+//!
+//! holdfast: find the head, validate it, compute the accept key, write the response into a
+//! reused buffer. tungstenite: `accept_with_config` over an in-memory stream (its real
+//! server path: httparse, validation, response, and the `WebSocket` it returns), configured
+//! with a small read buffer so the comparison is not dominated by its default 128 KiB one.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use holdfast::ws::handshake::{parse_request, write_accept, HeadScanner, Limits};
+use holdfast_bench::{Duplex, UPGRADE_REQUEST};
+use mimalloc::MiMalloc;
+use std::hint::black_box;
+use tungstenite::protocol::WebSocketConfig;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+fn handshake(c: &mut Criterion) {
+    let mut g = c.benchmark_group("handshake");
+    g.throughput(Throughput::Elements(1));
+    let limits = Limits::default();
+    let mut out = Vec::with_capacity(256);
+    g.bench_function("holdfast", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut scanner = HeadScanner::new();
+            let n = scanner
+                .scan(black_box(UPGRADE_REQUEST), &limits)
+                .unwrap()
+                .unwrap();
+            let req = parse_request(&UPGRADE_REQUEST[..n]).unwrap();
+            write_accept(&mut out, &req.accept_key(), None);
+            black_box(out.len())
+        })
+    });
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    g.bench_function("tungstenite", |b| {
+        b.iter(|| {
+            let ws = tungstenite::accept_with_config(
+                Duplex::new(black_box(UPGRADE_REQUEST)),
+                Some(config),
+            )
+            .unwrap();
+            black_box(ws.get_ref().output.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, handshake);
+criterion_main!(benches);

@@ -1,0 +1,406 @@
+//! The opening handshake, server side (RFC 6455 §4.2).
+//!
+//! [`HeadScanner`] finds the end of the request head in bytes that arrive in any number of
+//! pieces, enforcing the size limits as it goes (so an over-long line fails before its end
+//! arrives) and never rescanning bytes it has seen. [`parse_request`] then validates the
+//! complete head and returns a [`Request`] that borrows from it. The `write_*` functions
+//! append responses to a caller-owned buffer.
+
+use std::io::Write as _;
+
+use sha1::{Digest, Sha1};
+
+use super::base64;
+use super::error::Error;
+
+/// The GUID of §1.3, appended to the key before hashing.
+const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Bounds on the request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The whole head, request line to the blank line, in bytes.
+    pub max_head_bytes: usize,
+    /// Header fields.
+    pub max_headers: usize,
+    /// One line (request line or header field), without its CRLF.
+    pub max_line: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_head_bytes: 8192,
+            max_headers: 32,
+            max_line: 4096,
+        }
+    }
+}
+
+/// Finds the end of a request head incrementally. 12 bytes; one per handshaking connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeadScanner {
+    scanned: u32,
+    line_start: u32,
+    headers: u16,
+}
+
+impl HeadScanner {
+    /// A scanner at the start of a request.
+    pub const fn new() -> Self {
+        Self {
+            scanned: 0,
+            line_start: 0,
+            headers: 0,
+        }
+    }
+
+    /// Look at `buf` (everything received so far, the same prefix each call) and return the
+    /// head's length once its blank line has arrived. Limits are checked on partial input.
+    pub fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, Error> {
+        let mut i = self.scanned as usize;
+        let mut line_start = self.line_start as usize;
+        while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
+            let nl = i + off;
+            let line_len = nl.saturating_sub(line_start + 1); // without CR LF
+            check_line(line_start, line_len, limits)?;
+            if nl + 1 > limits.max_head_bytes {
+                return Err(Error::HeadTooLarge);
+            }
+            if line_start > 0 && nl - line_start <= 1 {
+                // An empty line (CRLF, or a bare LF that parsing will reject) ends the head.
+                return Ok(Some(nl + 1));
+            }
+            if line_start > 0 {
+                self.headers = self.headers.saturating_add(1);
+                if usize::from(self.headers) > limits.max_headers {
+                    return Err(Error::TooManyHeaders);
+                }
+            }
+            line_start = nl + 1;
+            i = nl + 1;
+        }
+        // No newline in buf[i..]: the current line is still arriving (its CR may be here).
+        check_line(
+            line_start,
+            (buf.len() - line_start).saturating_sub(1),
+            limits,
+        )?;
+        if buf.len() > limits.max_head_bytes {
+            return Err(Error::HeadTooLarge);
+        }
+        self.scanned = buf.len() as u32;
+        self.line_start = line_start as u32;
+        Ok(None)
+    }
+}
+
+fn check_line(line_start: usize, len: usize, limits: &Limits) -> Result<(), Error> {
+    if len > limits.max_line {
+        return Err(if line_start == 0 {
+            Error::RequestLineTooLong
+        } else {
+            Error::HeaderLineTooLong
+        });
+    }
+    Ok(())
+}
+
+/// A validated WebSocket upgrade request, borrowing from the head it was parsed from.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The path of the request target, e.g. `/ws`.
+    pub path: &'a str,
+    /// The query string without `?`, if any (not percent-decoded).
+    pub query: Option<&'a str>,
+    /// The Host header.
+    pub host: &'a str,
+    /// The Origin header, if any.
+    pub origin: Option<&'a str>,
+    /// The Sec-WebSocket-Key header (validated).
+    pub key: &'a str,
+    /// The header block: every field line, for lookups of headers not extracted above.
+    fields: &'a str,
+}
+
+impl<'a> Request<'a> {
+    /// Every value of header `name` (case-insensitive), in order, with surrounding
+    /// whitespace removed.
+    pub fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields.split("\r\n").filter_map(move |line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim_matches(is_ows))
+        })
+    }
+
+    /// The first value of header `name`.
+    pub fn header(&self, name: &'a str) -> Option<&'a str> {
+        self.header_values(name).next()
+    }
+
+    /// The subprotocols the client offers (Sec-WebSocket-Protocol), in its order of
+    /// preference.
+    pub fn offered_protocols(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.header_values("sec-websocket-protocol")
+            .flat_map(tokens)
+    }
+
+    /// The first subprotocol, in the client's order, that `supported` contains.
+    pub fn choose_protocol(&self, supported: &[&str]) -> Option<&'a str> {
+        self.offered_protocols().find(|p| supported.contains(p))
+    }
+
+    /// The raw (not percent-decoded) value of query parameter `name`.
+    pub fn query_param(&self, name: &str) -> Option<&'a str> {
+        self.query?.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then_some(v)
+        })
+    }
+
+    /// A bearer token from `Authorization: Bearer <token>`, else from the `query_param`
+    /// query parameter (browsers cannot set headers on a WebSocket).
+    pub fn auth_token(&self, query_param: &str) -> Option<&'a str> {
+        self.header("authorization")
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| token.trim_matches(is_ows))
+            })
+            .filter(|t| !t.is_empty())
+            .or_else(|| self.query_param(query_param).filter(|t| !t.is_empty()))
+    }
+
+    /// The Sec-WebSocket-Accept value for this request's key.
+    pub fn accept_key(&self) -> [u8; 28] {
+        accept_key(self.key.as_bytes())
+    }
+}
+
+/// Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key ++ GUID)).
+pub fn accept_key(key: &[u8]) -> [u8; 28] {
+    let mut h = Sha1::new();
+    h.update(key);
+    h.update(GUID);
+    base64::encode_20(&h.finalize().into())
+}
+
+fn is_ows(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+fn tokens(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',')
+        .map(|t| t.trim_matches(is_ows))
+        .filter(|t| !t.is_empty())
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn set_once<'a>(slot: &mut Option<&'a str>, value: &'a str) -> Result<(), Error> {
+    match slot.replace(value) {
+        Some(_) => Err(Error::DuplicateHeader),
+        None => Ok(()),
+    }
+}
+
+/// Validate a complete request head (as delimited by [`HeadScanner::scan`]) per §4.2.1.
+pub fn parse_request(head: &[u8]) -> Result<Request<'_>, Error> {
+    let head = core::str::from_utf8(head).map_err(|_| Error::MalformedHeader)?;
+    let head = head
+        .strip_suffix("\r\n\r\n")
+        .ok_or(Error::MalformedHeader)?;
+    let (request_line, fields) = head.split_once("\r\n").unwrap_or((head, ""));
+
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Error::MalformedRequestLine);
+    };
+    if method.is_empty() || !method.bytes().all(is_tchar) {
+        return Err(Error::MalformedRequestLine);
+    }
+    match version {
+        "HTTP/1.1" => {}
+        v if v.len() == 8 && v.starts_with("HTTP/") && v.as_bytes()[6] == b'.' => {
+            return Err(Error::UnsupportedHttpVersion)
+        }
+        _ => return Err(Error::MalformedRequestLine),
+    }
+    if method != "GET" {
+        return Err(Error::MethodNotGet);
+    }
+    if !target.starts_with('/') || !target.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(Error::InvalidRequestTarget);
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+
+    let mut host = None;
+    let mut origin = None;
+    let mut key = None;
+    let mut version = None;
+    let mut upgrade_ws = false;
+    let mut connection_upgrade = false;
+    if !fields.is_empty() {
+        for line in fields.split("\r\n") {
+            let (name, value) = line.split_once(':').ok_or(Error::MalformedHeader)?;
+            if name.is_empty() || !name.bytes().all(is_tchar) {
+                return Err(Error::MalformedHeader);
+            }
+            if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                return Err(Error::MalformedHeader);
+            }
+            let value = value.trim_matches(is_ows);
+            if name.eq_ignore_ascii_case("host") {
+                set_once(&mut host, value)?;
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                upgrade_ws |= tokens(value).any(|t| t.eq_ignore_ascii_case("websocket"));
+            } else if name.eq_ignore_ascii_case("connection") {
+                connection_upgrade |= tokens(value).any(|t| t.eq_ignore_ascii_case("upgrade"));
+            } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+                set_once(&mut key, value)?;
+            } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+                set_once(&mut version, value)?;
+            } else if name.eq_ignore_ascii_case("origin") {
+                set_once(&mut origin, value)?;
+            } else if name.eq_ignore_ascii_case("content-length") {
+                if value != "0" {
+                    return Err(Error::RequestBodyNotAllowed);
+                }
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                return Err(Error::RequestBodyNotAllowed);
+            }
+        }
+    }
+    let host = host.filter(|h| !h.is_empty()).ok_or(Error::MissingHost)?;
+    if !upgrade_ws {
+        return Err(Error::MissingUpgradeWebsocket);
+    }
+    if !connection_upgrade {
+        return Err(Error::MissingConnectionUpgrade);
+    }
+    if version != Some("13") {
+        return Err(Error::UnsupportedWebSocketVersion);
+    }
+    let key = key.ok_or(Error::MissingKey)?;
+    if base64::decode_16(key.as_bytes()).is_none() {
+        return Err(Error::InvalidKey);
+    }
+    Ok(Request {
+        path,
+        query,
+        host,
+        origin,
+        key,
+        fields,
+    })
+}
+
+/// Append the 101 response accepting the upgrade.
+pub fn write_accept(out: &mut Vec<u8>, accept: &[u8; 28], protocol: Option<&str>) {
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Accept: ",
+    );
+    out.extend_from_slice(accept);
+    if let Some(p) = protocol {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
+        out.extend_from_slice(p.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// A refusal decided by server policy rather than by a malformed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// 403: e.g. Origin or token not allowed.
+    Forbidden,
+    /// 404: no WebSocket endpoint at this path.
+    NotFound,
+    /// 429: e.g. the per-source-IP connection cap; optionally when to retry (seconds).
+    TooManyRequests {
+        /// Retry-After in seconds.
+        retry_after: Option<u32>,
+    },
+    /// 503: e.g. at the connection limit, over the accept rate, or draining.
+    Unavailable {
+        /// Retry-After in seconds.
+        retry_after: u32,
+    },
+}
+
+impl Rejection {
+    /// The HTTP status code.
+    pub const fn status(self) -> u16 {
+        match self {
+            Self::Forbidden => 403,
+            Self::NotFound => 404,
+            Self::TooManyRequests { .. } => 429,
+            Self::Unavailable { .. } => 503,
+        }
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        414 => "URI Too Long",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+fn write_status(out: &mut Vec<u8>, status: u16, extra: &str, retry: Option<u32>, body: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason_phrase(status));
+    out.extend_from_slice(extra.as_bytes());
+    if let Some(s) = retry {
+        let _ = write!(out, "Retry-After: {s}\r\n");
+    }
+    let _ = write!(
+        out,
+        "Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}\n",
+        body.len() + 1
+    );
+}
+
+/// Append the response to a request that failed validation: the status of
+/// [`Error::reaction`], with `Sec-WebSocket-Version: 13` on 426 and `Allow: GET` on 405, and
+/// the error's reason as the body. Panics in debug builds if `err` is not a handshake error.
+pub fn write_error(out: &mut Vec<u8>, err: Error) {
+    debug_assert!(
+        err.http_status().is_some(),
+        "{err} is not a handshake error"
+    );
+    let status = err.http_status().unwrap_or(400);
+    let extra = match status {
+        426 => "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n",
+        405 => "Allow: GET\r\n",
+        _ => "",
+    };
+    write_status(out, status, extra, None, err.reason());
+}
+
+/// Append the response for a policy refusal, with `body` as a short plain-text explanation.
+pub fn write_rejection(out: &mut Vec<u8>, rejection: Rejection, body: &str) {
+    let retry = match rejection {
+        Rejection::TooManyRequests { retry_after } => retry_after,
+        Rejection::Unavailable { retry_after } => Some(retry_after),
+        Rejection::Forbidden | Rejection::NotFound => None,
+    };
+    write_status(out, rejection.status(), "", retry, body);
+}
