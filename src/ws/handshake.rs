@@ -57,53 +57,68 @@ impl HeadScanner {
 
     /// Look at `buf` (everything received so far, the same prefix each call) and return the
     /// head's length once its blank line has arrived. Limits are checked on partial input.
+    ///
+    /// Where input breaks several limits, the one broken at the earliest byte is reported, so
+    /// the answer does not depend on how the bytes were split into reads.
     pub fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, Error> {
         let mut i = self.scanned as usize;
         let mut line_start = self.line_start as usize;
         while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
             let nl = i + off;
-            let line_len = nl.saturating_sub(line_start + 1); // without CR LF
-            check_line(line_start, line_len, limits)?;
-            if nl + 1 > limits.max_head_bytes {
-                return Err(Error::HeadTooLarge);
-            }
-            if line_start > 0 && nl - line_start <= 1 {
+            let is_end = line_start > 0 && nl - line_start <= 1;
+            let counts = line_start > 0 && !is_end;
+            let headers = self.headers.saturating_add(u16::from(counts));
+            let too_many = (usize::from(headers) > limits.max_headers).then_some(nl);
+            first_violation(line_start, nl, nl + 1, limits, too_many)?;
+            if is_end {
                 // An empty line (CRLF, or a bare LF that parsing will reject) ends the head.
                 return Ok(Some(nl + 1));
             }
-            if line_start > 0 {
-                self.headers = self.headers.saturating_add(1);
-                if usize::from(self.headers) > limits.max_headers {
-                    return Err(Error::TooManyHeaders);
-                }
-            }
+            self.headers = headers;
             line_start = nl + 1;
             i = nl + 1;
         }
-        // No newline in buf[i..]: the current line is still arriving (its CR may be here).
-        check_line(
-            line_start,
-            (buf.len() - line_start).saturating_sub(1),
-            limits,
-        )?;
-        if buf.len() > limits.max_head_bytes {
-            return Err(Error::HeadTooLarge);
-        }
+        // No newline in buf[i..]: the current line is still arriving.
+        first_violation(line_start, buf.len(), buf.len(), limits, None)?;
         self.scanned = buf.len() as u32;
         self.line_start = line_start as u32;
         Ok(None)
     }
 }
 
-fn check_line(line_start: usize, len: usize, limits: &Limits) -> Result<(), Error> {
-    if len > limits.max_line {
-        return Err(if line_start == 0 {
-            Error::RequestLineTooLong
-        } else {
-            Error::HeaderLineTooLong
-        });
+/// The earliest limit broken by the line starting at `line_start`. `content_end` is where
+/// its bytes before any LF end (exclusive) and `head_end` where the head seen so far ends
+/// (exclusive; an LF counts toward the head but not the line). A line breaks `max_line` at
+/// its byte `max_line + 2` (content plus a CR allowance); the head breaks `max_head_bytes` at
+/// byte `max_head_bytes + 1`; `too_many` is where a header count was exceeded.
+fn first_violation(
+    line_start: usize,
+    content_end: usize,
+    head_end: usize,
+    limits: &Limits,
+    too_many: Option<usize>,
+) -> Result<(), Error> {
+    let line_at = line_start + limits.max_line + 1;
+    let line = (line_at < content_end).then_some(line_at);
+    let head = (limits.max_head_bytes < head_end).then_some(limits.max_head_bytes);
+    let line_err = if line_start == 0 {
+        Error::RequestLineTooLong
+    } else {
+        Error::HeaderLineTooLong
+    };
+    let candidates = [
+        (line, line_err),
+        (head, Error::HeadTooLarge),
+        (too_many, Error::TooManyHeaders),
+    ];
+    match candidates
+        .iter()
+        .filter_map(|&(at, e)| at.map(|a| (a, e)))
+        .min_by_key(|&(a, _)| a)
+    {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// A validated WebSocket upgrade request, borrowing from the head it was parsed from.

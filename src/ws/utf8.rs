@@ -68,6 +68,10 @@ impl Utf8Validator {
             }
             bytes = rest;
         }
+        // Most text is ASCII; this check is cheaper than from_utf8's setup on short pieces.
+        if bytes.is_ascii() {
+            return Ok(());
+        }
         match core::str::from_utf8(bytes) {
             Ok(_) => Ok(()),
             Err(e) if e.error_len().is_some() => Err(InvalidUtf8),

@@ -1,0 +1,153 @@
+//! Server configuration: command-line flags, optionally a TOML file, validated.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Every knob of `holdfast serve`, with its default.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address the WebSocket listener binds (one SO_REUSEPORT socket per worker).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Admin listener (/metrics, /healthz, /readyz, POST /drain); "off" disables it.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin: String,
+
+    /// Worker threads, one per CPU; default: every CPU in the process's cpuset.
+    #[arg(long)]
+    pub workers: Option<usize>,
+
+    /// Connections the whole server accepts; past it new upgrades get 503.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_connections: usize,
+
+    /// listen(2) backlog per worker socket (warned about when above net.core.somaxconn).
+    #[arg(long, default_value_t = 4096)]
+    pub backlog: u32,
+
+    /// Largest message accepted, in bytes (all fragments); larger ones close with 1009.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_message: u32,
+
+    /// Outbound bytes queued per connection before it is closed as a slow consumer (1008).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_outbound: usize,
+
+    /// Seconds a client has to complete the opening handshake.
+    #[arg(long, default_value_t = 10.0)]
+    pub handshake_timeout: f64,
+
+    /// Seconds between server pings to each connection (spread evenly over the interval).
+    #[arg(long, default_value_t = 25.0)]
+    pub ping_interval: f64,
+
+    /// Seconds of silence (no data, no pong) after which a connection is closed.
+    #[arg(long, default_value_t = 60.0)]
+    pub idle_timeout: f64,
+
+    /// Seconds over which a drain spreads its 1012 closes.
+    #[arg(long, default_value_t = 30.0)]
+    pub drain_window: f64,
+
+    /// Seconds to wait for close handshakes after the last 1012 before exiting.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain_grace: f64,
+
+    /// SO_SNDBUF for client sockets in bytes (0: kernel default, autotuned).
+    #[arg(long, default_value_t = 0)]
+    pub sndbuf: u32,
+
+    /// SO_RCVBUF for client sockets in bytes (0: kernel default, autotuned).
+    #[arg(long, default_value_t = 0)]
+    pub rcvbuf: u32,
+
+    /// Provided receive buffers per worker (a power of two, at most 32768).
+    #[arg(long, default_value_t = 4096)]
+    pub recv_buffers: u16,
+
+    /// Size of each provided receive buffer in bytes.
+    #[arg(long, default_value_t = 4096)]
+    pub recv_buffer_size: u32,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// A TOML file whose keys (the flag names with `_` for `-`) override the defaults;
+    /// flags given on the command line still win.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl ServeConfig {
+    /// Check every value and the relations between them.
+    pub fn validate(&self) -> Result<(), String> {
+        let secs = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("--{name} must be a positive number of seconds, got {v}"))
+            }
+        };
+        secs("handshake-timeout", self.handshake_timeout)?;
+        secs("ping-interval", self.ping_interval)?;
+        secs("idle-timeout", self.idle_timeout)?;
+        secs("drain-window", self.drain_window)?;
+        secs("drain-grace", self.drain_grace)?;
+        if self.idle_timeout <= self.ping_interval {
+            return Err(format!(
+                "--idle-timeout ({}) must exceed --ping-interval ({}) or every idle client is \
+                 closed before its pong can arrive",
+                self.idle_timeout, self.ping_interval
+            ));
+        }
+        if !self.recv_buffers.is_power_of_two() || self.recv_buffers > 32768 {
+            return Err(format!(
+                "--recv-buffers must be a power of two up to 32768, got {}",
+                self.recv_buffers
+            ));
+        }
+        if !(256..=1 << 20).contains(&self.recv_buffer_size) {
+            return Err("--recv-buffer-size must be between 256 B and 1 MiB".into());
+        }
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        if self.max_outbound < 4096 {
+            return Err("--max-outbound must be at least 4096 bytes".into());
+        }
+        if self.workers == Some(0) {
+            return Err("--workers must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The admin address, or None when disabled.
+    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, String> {
+        if self.admin == "off" {
+            return Ok(None);
+        }
+        self.admin
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("--admin {:?}: {e} (use host:port or \"off\")", self.admin))
+    }
+
+    /// A duration from seconds.
+    pub fn dur(secs: f64) -> Duration {
+        Duration::from_secs_f64(secs)
+    }
+}

@@ -1,0 +1,270 @@
+//! Per-worker counters, written by their worker only and summed by the admin thread.
+//!
+//! Each worker owns one [`WorkerMetrics`]. Its thread is the only writer, so an increment is
+//! a relaxed load and store (no locked instruction, no cache line shared with another
+//! writer); a scrape reads them all with relaxed loads. A scrape may see a counter a few
+//! increments behind its neighbour, which Prometheus tolerates.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::ws::Error;
+
+/// A single-writer counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Add `n` (only the owning worker calls this).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+    /// Add one.
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Set a gauge value.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
+    /// Read.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Why a connection attempt was refused by policy before it became a WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Limit {
+    /// `--max-connections` reached (503).
+    MaxConnections = 0,
+    /// Draining (503).
+    Draining = 1,
+    /// Unknown path (404).
+    NotFound = 2,
+    /// accept failed with EMFILE/ENFILE/ENOMEM and the connection was shed.
+    AcceptResources = 3,
+}
+
+impl Limit {
+    const ALL: [Self; 4] =
+        [Self::MaxConnections, Self::Draining, Self::NotFound, Self::AcceptResources];
+    fn label(self) -> &'static str {
+        match self {
+            Self::MaxConnections => "max_connections",
+            Self::Draining => "draining",
+            Self::NotFound => "not_found",
+            Self::AcceptResources => "accept_resources",
+        }
+    }
+}
+
+/// Close codes counted individually; anything else is counted as "other".
+const CLOSE_CODES: [u16; 10] = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013];
+
+/// Who sent the first Close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Side {
+    /// The server closed (errors, limits, drain, idle).
+    Server = 0,
+    /// The client closed.
+    Client = 1,
+}
+
+/// One worker's counters and gauges.
+#[derive(Debug, Default)]
+pub struct WorkerMetrics {
+    /// Gauge: open connections (handshaking or established).
+    pub connections: Counter,
+    /// Gauge: established WebSocket connections.
+    pub websockets: Counter,
+    /// TCP connections accepted.
+    pub accepted: Counter,
+    /// Handshakes completed (101 sent).
+    pub upgrades: Counter,
+    /// Handshake failures, by [`Error`] variant (index into `Error::ALL`).
+    pub handshake_failures: [Counter; Error::ALL.len()],
+    /// Handshakes that timed out.
+    pub handshake_timeouts: Counter,
+    /// Protocol errors that failed a WebSocket, by [`Error`] variant.
+    pub protocol_errors: [Counter; Error::ALL.len()],
+    /// Closes by code (CLOSE_CODES, then "other") and by side.
+    pub closes: [[Counter; CLOSE_CODES.len() + 1]; 2],
+    /// Messages received.
+    pub messages_in: Counter,
+    /// Messages sent.
+    pub messages_out: Counter,
+    /// Payload bytes received.
+    pub bytes_in: Counter,
+    /// Bytes handed to send (frames, handshake answers).
+    pub bytes_out: Counter,
+    /// Pings sent.
+    pub pings_sent: Counter,
+    /// Connections closed for silence.
+    pub idle_timeouts: Counter,
+    /// Connections closed as slow consumers (1008).
+    pub slow_consumers: Counter,
+    /// Gauge: bytes queued for sending across this worker's connections.
+    pub outbound_bytes: Counter,
+    /// Refusals by policy, by [`Limit`].
+    pub rejected: [Counter; 4],
+    /// Connections that ended without a closing handshake (reset, EOF, errors).
+    pub aborted: Counter,
+    /// Gauge: bytes of the slab of connection state (capacity × entry size).
+    pub slab_bytes: Counter,
+    /// Gauge: heap bytes held by connections for split frames, messages and queues.
+    pub conn_heap_bytes: Counter,
+}
+
+impl WorkerMetrics {
+    /// Count a close with `code` sent first by `side`.
+    pub fn close(&self, side: Side, code: u16) {
+        let i = CLOSE_CODES.iter().position(|&c| c == code).unwrap_or(CLOSE_CODES.len());
+        self.closes[side as usize][i].inc();
+    }
+    /// Count a policy refusal.
+    pub fn reject(&self, limit: Limit) {
+        self.rejected[limit as usize].inc();
+    }
+}
+
+fn error_index(e: Error) -> usize {
+    Error::ALL.iter().position(|&x| x == e).unwrap_or(0)
+}
+
+/// Count a handshake failure.
+pub fn handshake_failure(m: &WorkerMetrics, e: Error) {
+    m.handshake_failures[error_index(e)].inc();
+}
+
+/// Count a protocol error.
+pub fn protocol_error(m: &WorkerMetrics, e: Error) {
+    m.protocol_errors[error_index(e)].inc();
+}
+
+/// Render every worker's metrics in the Prometheus text format (version 0.0.4).
+pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> String {
+    let mut o = String::with_capacity(16 * 1024);
+    let sum = |f: &dyn Fn(&WorkerMetrics) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
+    let mut family = |name: &str, kind: &str, help: &str| {
+        let _ = writeln!(o, "# HELP holdfast_{name} {help}\n# TYPE holdfast_{name} {kind}");
+    };
+    family("connections", "gauge", "Open connections (handshaking or established), by worker.");
+    let mut lines = String::new();
+    for (i, w) in workers.iter().enumerate() {
+        let _ = writeln!(lines, "holdfast_connections{{worker=\"{i}\"}} {}", w.connections.get());
+    }
+    o.push_str(&lines);
+    let simple: [(&str, &str, &str, fn(&WorkerMetrics) -> u64); 16] = [
+        ("connections_total_open", "gauge", "Open connections, all workers.", |w| {
+            w.connections.get()
+        }),
+        ("websockets", "gauge", "Established WebSocket connections.", |w| w.websockets.get()),
+        ("accepted_total", "counter", "TCP connections accepted.", |w| w.accepted.get()),
+        ("upgrades_total", "counter", "Opening handshakes completed (101 sent).", |w| {
+            w.upgrades.get()
+        }),
+        ("handshake_timeouts_total", "counter", "Handshakes not completed in time.", |w| {
+            w.handshake_timeouts.get()
+        }),
+        ("messages_received_total", "counter", "WebSocket messages received.", |w| {
+            w.messages_in.get()
+        }),
+        ("messages_sent_total", "counter", "WebSocket messages sent.", |w| w.messages_out.get()),
+        ("received_bytes_total", "counter", "Payload bytes received.", |w| w.bytes_in.get()),
+        ("sent_bytes_total", "counter", "Bytes queued for sending.", |w| w.bytes_out.get()),
+        ("pings_sent_total", "counter", "Heartbeat pings sent.", |w| w.pings_sent.get()),
+        ("idle_timeouts_total", "counter", "Connections closed for silence.", |w| {
+            w.idle_timeouts.get()
+        }),
+        ("slow_consumer_closes_total", "counter", "Connections closed as slow consumers.", |w| {
+            w.slow_consumers.get()
+        }),
+        ("outbound_queue_bytes", "gauge", "Bytes queued for sending, all connections.", |w| {
+            w.outbound_bytes.get()
+        }),
+        ("aborted_total", "counter", "Connections ended without a closing handshake.", |w| {
+            w.aborted.get()
+        }),
+        ("connection_state_bytes", "gauge", "Slab bytes of connection state.", |w| {
+            w.slab_bytes.get()
+        }),
+        ("connection_heap_bytes", "gauge", "Heap held by connections (splits, queues).", |w| {
+            w.conn_heap_bytes.get()
+        }),
+    ];
+    for (name, kind, help, f) in simple {
+        family(name, kind, help);
+        let _ = writeln!(o, "holdfast_{name} {}", sum(&f));
+    }
+    let open = sum(&|w| w.connections.get());
+    family(
+        "userspace_bytes_per_connection",
+        "gauge",
+        "Connection state and connection heap divided by open connections.",
+    );
+    let state = sum(&|w| w.slab_bytes.get() + w.conn_heap_bytes.get());
+    let _ = writeln!(
+        o,
+        "holdfast_userspace_bytes_per_connection {}",
+        if open == 0 { 0.0 } else { state as f64 / open as f64 }
+    );
+    family("handshake_failures_total", "counter", "Failed opening handshakes, by reason.");
+    for (i, e) in Error::ALL.iter().enumerate() {
+        if e.http_status().is_some() {
+            let v = sum(&|w| w.handshake_failures[i].get());
+            let _ = writeln!(o, "holdfast_handshake_failures_total{{reason=\"{}\"}} {v}", e.reason());
+        }
+    }
+    family("protocol_errors_total", "counter", "WebSocket connections failed, by rule broken.");
+    for (i, e) in Error::ALL.iter().enumerate() {
+        if e.close_code().is_some() {
+            let v = sum(&|w| w.protocol_errors[i].get());
+            let _ = writeln!(o, "holdfast_protocol_errors_total{{reason=\"{}\"}} {v}", e.reason());
+        }
+    }
+    family("closes_total", "counter", "Closing handshakes started, by code and side.");
+    for (s, side) in ["server", "client"].iter().enumerate() {
+        for i in 0..=CLOSE_CODES.len() {
+            let code = CLOSE_CODES.get(i).map_or("other".to_string(), |c| c.to_string());
+            let v = sum(&|w| w.closes[s][i].get());
+            let _ = writeln!(o, "holdfast_closes_total{{code=\"{code}\",side=\"{side}\"}} {v}");
+        }
+    }
+    family("rejected_total", "counter", "Connections refused by a limit, by limit.");
+    for l in Limit::ALL {
+        let v = sum(&|w| w.rejected[l as usize].get());
+        let _ = writeln!(o, "holdfast_rejected_total{{limit=\"{}\"}} {v}", l.label());
+    }
+    family("draining", "gauge", "1 while the server drains.");
+    let _ = writeln!(o, "holdfast_draining {}", u8::from(draining));
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn render_sums_workers_and_names_families() {
+        let a = Arc::new(WorkerMetrics::default());
+        let b = Arc::new(WorkerMetrics::default());
+        a.accepted.add(3);
+        b.accepted.add(4);
+        a.close(Side::Server, 1012);
+        b.close(Side::Client, 4000);
+        handshake_failure(&a, Error::InvalidKey);
+        let text = render(&[a, b], false);
+        assert!(text.contains("holdfast_accepted_total 7\n"), "{text}");
+        assert!(text.contains("holdfast_closes_total{code=\"1012\",side=\"server\"} 1\n"));
+        assert!(text.contains("holdfast_closes_total{code=\"other\",side=\"client\"} 1\n"));
+        assert!(text.contains("holdfast_handshake_failures_total{reason=\"invalid_key\"} 1\n"));
+        assert!(text.contains("# TYPE holdfast_accepted_total counter\n"));
+    }
+}

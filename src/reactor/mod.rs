@@ -1,0 +1,78 @@
+//! The io_uring plumbing each worker owns: ring setup with graceful fallback, the
+//! provided-buffer ring, and the encoding of operations in `user_data`.
+//!
+//! This module and `bufring` are the only places that hold `unsafe` (with the SQE push in
+//! the worker, which must keep buffers alive until completion).
+
+pub mod bufring;
+pub mod token;
+
+use std::io;
+
+use io_uring::IoUring;
+
+/// A ring and the features it got.
+#[derive(Debug)]
+pub struct Ring {
+    /// The ring.
+    pub ring: IoUring,
+    /// Set-up flags that had to be dropped, each with the kernel's reason.
+    pub fallbacks: Vec<String>,
+}
+
+/// Why io_uring cannot be used, with the fix an operator applies.
+pub fn explain_setup_error(e: &io::Error) -> String {
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => "io_uring is not available in this kernel (ENOSYS): Holdfast needs \
+                               Linux 6.1 or later built with CONFIG_IO_URING"
+            .into(),
+        Some(libc::EPERM) if disabled > 0 => format!(
+            "io_uring is disabled by kernel.io_uring_disabled={disabled}: run \
+             `sysctl -w kernel.io_uring_disabled=0` (or add this user to \
+             kernel.io_uring_group when it is 1)"
+        ),
+        Some(libc::EPERM) => "io_uring_setup was refused (EPERM): a seccomp profile (a container \
+                              runtime's default one, say) blocks it; allow io_uring_setup, \
+                              io_uring_enter and io_uring_register"
+            .into(),
+        Some(libc::ENOMEM) => "io_uring_setup failed with ENOMEM: RLIMIT_MEMLOCK is too low for \
+                               the ring on this kernel; raise it (`ulimit -l unlimited`, \
+                               LimitMEMLOCK=infinity in the systemd unit)"
+            .into(),
+        _ => format!("io_uring setup failed: {e}"),
+    }
+}
+
+/// Build a ring with SINGLE_ISSUER + DEFER_TASKRUN + COOP_TASKRUN, falling back step by
+/// step where the kernel refuses one (EINVAL), and recording why.
+pub fn setup(sq_entries: u32, cq_entries: u32) -> io::Result<Ring> {
+    let mut fallbacks = Vec::new();
+    let attempts: [(&str, fn(&mut io_uring::Builder)); 3] = [
+        ("single_issuer+defer_taskrun+coop_taskrun", |b| {
+            b.setup_single_issuer().setup_defer_taskrun().setup_coop_taskrun();
+        }),
+        ("single_issuer+coop_taskrun", |b| {
+            b.setup_single_issuer().setup_coop_taskrun();
+        }),
+        ("no setup flags", |_| {}),
+    ];
+    let mut last = None;
+    for (name, apply) in attempts {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(cq_entries).setup_submit_all();
+        apply(&mut b);
+        match b.build(sq_entries) {
+            Ok(ring) => return Ok(Ring { ring, fallbacks }),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                fallbacks.push(format!("{name}: {e}"));
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no ring configuration worked")))
+}
