@@ -99,7 +99,9 @@ impl ServeConfig {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(format!("--{name} must be a positive number of seconds, got {v}"))
+                Err(format!(
+                    "--{name} must be a positive number of seconds, got {v}"
+                ))
             }
         };
         secs("handshake-timeout", self.handshake_timeout)?;

@@ -51,8 +51,12 @@ pub enum Limit {
 }
 
 impl Limit {
-    const ALL: [Self; 4] =
-        [Self::MaxConnections, Self::Draining, Self::NotFound, Self::AcceptResources];
+    const ALL: [Self; 4] = [
+        Self::MaxConnections,
+        Self::Draining,
+        Self::NotFound,
+        Self::AcceptResources,
+    ];
     fn label(self) -> &'static str {
         match self {
             Self::MaxConnections => "max_connections",
@@ -124,7 +128,10 @@ pub struct WorkerMetrics {
 impl WorkerMetrics {
     /// Count a close with `code` sent first by `side`.
     pub fn close(&self, side: Side, code: u16) {
-        let i = CLOSE_CODES.iter().position(|&c| c == code).unwrap_or(CLOSE_CODES.len());
+        let i = CLOSE_CODES
+            .iter()
+            .position(|&c| c == code)
+            .unwrap_or(CLOSE_CODES.len());
         self.closes[side as usize][i].inc();
     }
     /// Count a policy refusal.
@@ -151,59 +158,133 @@ pub fn protocol_error(m: &WorkerMetrics, e: Error) {
 pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> String {
     let mut o = String::with_capacity(16 * 1024);
     let sum = |f: &dyn Fn(&WorkerMetrics) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
-    let mut family = |name: &str, kind: &str, help: &str| {
-        let _ = writeln!(o, "# HELP holdfast_{name} {help}\n# TYPE holdfast_{name} {kind}");
-    };
-    family("connections", "gauge", "Open connections (handshaking or established), by worker.");
+    fn family(o: &mut String, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(
+            o,
+            "# HELP holdfast_{name} {help}\n# TYPE holdfast_{name} {kind}"
+        );
+    }
+    family(
+        &mut o,
+        "connections",
+        "gauge",
+        "Open connections (handshaking or established), by worker.",
+    );
     let mut lines = String::new();
     for (i, w) in workers.iter().enumerate() {
-        let _ = writeln!(lines, "holdfast_connections{{worker=\"{i}\"}} {}", w.connections.get());
+        let _ = writeln!(
+            lines,
+            "holdfast_connections{{worker=\"{i}\"}} {}",
+            w.connections.get()
+        );
     }
     o.push_str(&lines);
-    let simple: [(&str, &str, &str, fn(&WorkerMetrics) -> u64); 16] = [
-        ("connections_total_open", "gauge", "Open connections, all workers.", |w| {
-            w.connections.get()
-        }),
-        ("websockets", "gauge", "Established WebSocket connections.", |w| w.websockets.get()),
-        ("accepted_total", "counter", "TCP connections accepted.", |w| w.accepted.get()),
-        ("upgrades_total", "counter", "Opening handshakes completed (101 sent).", |w| {
-            w.upgrades.get()
-        }),
-        ("handshake_timeouts_total", "counter", "Handshakes not completed in time.", |w| {
-            w.handshake_timeouts.get()
-        }),
-        ("messages_received_total", "counter", "WebSocket messages received.", |w| {
-            w.messages_in.get()
-        }),
-        ("messages_sent_total", "counter", "WebSocket messages sent.", |w| w.messages_out.get()),
-        ("received_bytes_total", "counter", "Payload bytes received.", |w| w.bytes_in.get()),
-        ("sent_bytes_total", "counter", "Bytes queued for sending.", |w| w.bytes_out.get()),
-        ("pings_sent_total", "counter", "Heartbeat pings sent.", |w| w.pings_sent.get()),
-        ("idle_timeouts_total", "counter", "Connections closed for silence.", |w| {
-            w.idle_timeouts.get()
-        }),
-        ("slow_consumer_closes_total", "counter", "Connections closed as slow consumers.", |w| {
-            w.slow_consumers.get()
-        }),
-        ("outbound_queue_bytes", "gauge", "Bytes queued for sending, all connections.", |w| {
-            w.outbound_bytes.get()
-        }),
-        ("aborted_total", "counter", "Connections ended without a closing handshake.", |w| {
-            w.aborted.get()
-        }),
-        ("connection_state_bytes", "gauge", "Slab bytes of connection state.", |w| {
-            w.slab_bytes.get()
-        }),
-        ("connection_heap_bytes", "gauge", "Heap held by connections (splits, queues).", |w| {
-            w.conn_heap_bytes.get()
-        }),
+    type Family = (&'static str, &'static str, &'static str, fn(&WorkerMetrics) -> u64);
+    let simple: [Family; 16] = [
+        (
+            "connections_total_open",
+            "gauge",
+            "Open connections, all workers.",
+            |w| w.connections.get(),
+        ),
+        (
+            "websockets",
+            "gauge",
+            "Established WebSocket connections.",
+            |w| w.websockets.get(),
+        ),
+        (
+            "accepted_total",
+            "counter",
+            "TCP connections accepted.",
+            |w| w.accepted.get(),
+        ),
+        (
+            "upgrades_total",
+            "counter",
+            "Opening handshakes completed (101 sent).",
+            |w| w.upgrades.get(),
+        ),
+        (
+            "handshake_timeouts_total",
+            "counter",
+            "Handshakes not completed in time.",
+            |w| w.handshake_timeouts.get(),
+        ),
+        (
+            "messages_received_total",
+            "counter",
+            "WebSocket messages received.",
+            |w| w.messages_in.get(),
+        ),
+        (
+            "messages_sent_total",
+            "counter",
+            "WebSocket messages sent.",
+            |w| w.messages_out.get(),
+        ),
+        (
+            "received_bytes_total",
+            "counter",
+            "Payload bytes received.",
+            |w| w.bytes_in.get(),
+        ),
+        (
+            "sent_bytes_total",
+            "counter",
+            "Bytes queued for sending.",
+            |w| w.bytes_out.get(),
+        ),
+        (
+            "pings_sent_total",
+            "counter",
+            "Heartbeat pings sent.",
+            |w| w.pings_sent.get(),
+        ),
+        (
+            "idle_timeouts_total",
+            "counter",
+            "Connections closed for silence.",
+            |w| w.idle_timeouts.get(),
+        ),
+        (
+            "slow_consumer_closes_total",
+            "counter",
+            "Connections closed as slow consumers.",
+            |w| w.slow_consumers.get(),
+        ),
+        (
+            "outbound_queue_bytes",
+            "gauge",
+            "Bytes queued for sending, all connections.",
+            |w| w.outbound_bytes.get(),
+        ),
+        (
+            "aborted_total",
+            "counter",
+            "Connections ended without a closing handshake.",
+            |w| w.aborted.get(),
+        ),
+        (
+            "connection_state_bytes",
+            "gauge",
+            "Slab bytes of connection state.",
+            |w| w.slab_bytes.get(),
+        ),
+        (
+            "connection_heap_bytes",
+            "gauge",
+            "Heap held by connections (splits, queues).",
+            |w| w.conn_heap_bytes.get(),
+        ),
     ];
     for (name, kind, help, f) in simple {
-        family(name, kind, help);
+        family(&mut o, name, kind, help);
         let _ = writeln!(o, "holdfast_{name} {}", sum(&f));
     }
     let open = sum(&|w| w.connections.get());
     family(
+        &mut o,
         "userspace_bytes_per_connection",
         "gauge",
         "Connection state and connection heap divided by open connections.",
@@ -212,36 +293,73 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
     let _ = writeln!(
         o,
         "holdfast_userspace_bytes_per_connection {}",
-        if open == 0 { 0.0 } else { state as f64 / open as f64 }
+        if open == 0 {
+            0.0
+        } else {
+            state as f64 / open as f64
+        }
     );
-    family("handshake_failures_total", "counter", "Failed opening handshakes, by reason.");
+    family(
+        &mut o,
+        "handshake_failures_total",
+        "counter",
+        "Failed opening handshakes, by reason.",
+    );
     for (i, e) in Error::ALL.iter().enumerate() {
         if e.http_status().is_some() {
             let v = sum(&|w| w.handshake_failures[i].get());
-            let _ = writeln!(o, "holdfast_handshake_failures_total{{reason=\"{}\"}} {v}", e.reason());
+            let _ = writeln!(
+                o,
+                "holdfast_handshake_failures_total{{reason=\"{}\"}} {v}",
+                e.reason()
+            );
         }
     }
-    family("protocol_errors_total", "counter", "WebSocket connections failed, by rule broken.");
+    family(
+        &mut o,
+        "protocol_errors_total",
+        "counter",
+        "WebSocket connections failed, by rule broken.",
+    );
     for (i, e) in Error::ALL.iter().enumerate() {
         if e.close_code().is_some() {
             let v = sum(&|w| w.protocol_errors[i].get());
-            let _ = writeln!(o, "holdfast_protocol_errors_total{{reason=\"{}\"}} {v}", e.reason());
+            let _ = writeln!(
+                o,
+                "holdfast_protocol_errors_total{{reason=\"{}\"}} {v}",
+                e.reason()
+            );
         }
     }
-    family("closes_total", "counter", "Closing handshakes started, by code and side.");
+    family(
+        &mut o,
+        "closes_total",
+        "counter",
+        "Closing handshakes started, by code and side.",
+    );
     for (s, side) in ["server", "client"].iter().enumerate() {
         for i in 0..=CLOSE_CODES.len() {
-            let code = CLOSE_CODES.get(i).map_or("other".to_string(), |c| c.to_string());
+            let code = CLOSE_CODES
+                .get(i)
+                .map_or("other".to_string(), |c| c.to_string());
             let v = sum(&|w| w.closes[s][i].get());
-            let _ = writeln!(o, "holdfast_closes_total{{code=\"{code}\",side=\"{side}\"}} {v}");
+            let _ = writeln!(
+                o,
+                "holdfast_closes_total{{code=\"{code}\",side=\"{side}\"}} {v}"
+            );
         }
     }
-    family("rejected_total", "counter", "Connections refused by a limit, by limit.");
+    family(
+        &mut o,
+        "rejected_total",
+        "counter",
+        "Connections refused by a limit, by limit.",
+    );
     for l in Limit::ALL {
         let v = sum(&|w| w.rejected[l as usize].get());
         let _ = writeln!(o, "holdfast_rejected_total{{limit=\"{}\"}} {v}", l.label());
     }
-    family("draining", "gauge", "1 while the server drains.");
+    family(&mut o, "draining", "gauge", "1 while the server drains.");
     let _ = writeln!(o, "holdfast_draining {}", u8::from(draining));
     o
 }

@@ -48,12 +48,24 @@ fn map(bytes: usize) -> io::Result<NonNull<u8>> {
 impl BufRing {
     /// Map, fill and register the ring on `uring`.
     pub fn new(uring: &IoUring, entries: u16, size: u32, bgid: u16) -> io::Result<Self> {
-        assert!(entries.is_power_of_two(), "buffer ring entries must be a power of two");
+        assert!(
+            entries.is_power_of_two(),
+            "buffer ring entries must be a power of two"
+        );
         let ring_bytes = usize::from(entries) * std::mem::size_of::<BufRingEntry>();
         let bufs_bytes = usize::from(entries) * size as usize;
         let ring = map(ring_bytes)?.cast::<BufRingEntry>();
         let bufs = map(bufs_bytes)?;
-        let mut me = Self { ring, ring_bytes, bufs, bufs_bytes, entries, size, tail: 0, bgid };
+        let mut me = Self {
+            ring,
+            ring_bytes,
+            bufs,
+            bufs_bytes,
+            entries,
+            size,
+            tail: 0,
+            bgid,
+        };
         for bid in 0..entries {
             me.push(bid);
         }
@@ -81,7 +93,9 @@ impl BufRing {
         // callers from holding two views at once.
         unsafe {
             std::slice::from_raw_parts_mut(
-                self.bufs.as_ptr().add(usize::from(bid) * self.size as usize),
+                self.bufs
+                    .as_ptr()
+                    .add(usize::from(bid) * self.size as usize),
                 len,
             )
         }

@@ -5,14 +5,16 @@
 //! the worker, which must keep buffers alive until completion).
 
 pub mod bufring;
+pub mod listener;
 pub mod token;
+pub mod worker;
 
 use std::io;
 
 use io_uring::IoUring;
 
 /// A ring and the features it got.
-#[derive(Debug)]
+#[allow(missing_debug_implementations)] // IoUring has no Debug
 pub struct Ring {
     /// The ring.
     pub ring: IoUring,
@@ -51,9 +53,12 @@ pub fn explain_setup_error(e: &io::Error) -> String {
 /// step where the kernel refuses one (EINVAL), and recording why.
 pub fn setup(sq_entries: u32, cq_entries: u32) -> io::Result<Ring> {
     let mut fallbacks = Vec::new();
-    let attempts: [(&str, fn(&mut io_uring::Builder)); 3] = [
+    type Attempt = (&'static str, fn(&mut io_uring::Builder));
+    let attempts: [Attempt; 3] = [
         ("single_issuer+defer_taskrun+coop_taskrun", |b| {
-            b.setup_single_issuer().setup_defer_taskrun().setup_coop_taskrun();
+            b.setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_coop_taskrun();
         }),
         ("single_issuer+coop_taskrun", |b| {
             b.setup_single_issuer().setup_coop_taskrun();
@@ -75,4 +80,47 @@ pub fn setup(sq_entries: u32, cq_entries: u32) -> io::Result<Ring> {
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("no ring configuration worked")))
+}
+
+/// The RLIMIT_NOFILE soft limit: the largest registered file table a ring may have.
+pub fn nofile_soft_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
+        r.rlim_cur
+    } else {
+        1024
+    }
+}
+
+/// Block SIGTERM, SIGINT and ignore SIGPIPE in this thread (threads spawned afterwards
+/// inherit the mask), so that one thread can take the signals with [`wait_for_signal`].
+pub fn block_signals() {
+    // SAFETY: the sigset is initialised by sigemptyset before use; pthread_sigmask and
+    // signal only change this process's signal disposition.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Wait for SIGTERM or SIGINT (blocked by [`block_signals`]); returns the signal number.
+pub fn wait_for_signal() -> i32 {
+    // SAFETY: as in block_signals; sigwait writes the signal number into `sig`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        let mut sig = 0;
+        libc::sigwait(&set, &mut sig);
+        sig
+    }
 }

@@ -42,7 +42,11 @@ impl Token {
 
     /// A token for `op` on slot `index` at `generation`.
     pub const fn new(op: Op, index: u32, generation: u32) -> Self {
-        Self { op, index, generation: generation & Self::GENERATION_MASK }
+        Self {
+            op,
+            index,
+            generation: generation & Self::GENERATION_MASK,
+        }
     }
 
     /// Pack into `user_data`.
@@ -76,7 +80,14 @@ mod tests {
 
     #[test]
     fn round_trips_and_wraps_the_generation() {
-        for op in [Op::Accept, Op::Recv, Op::Send, Op::Shutdown, Op::Close, Op::Cancel] {
+        for op in [
+            Op::Accept,
+            Op::Recv,
+            Op::Send,
+            Op::Shutdown,
+            Op::Close,
+            Op::Cancel,
+        ] {
             let t = Token::new(op, 0xdead_beef, 0x1ff_ffff);
             let d = Token::decode(t.encode()).unwrap();
             assert_eq!(d, t);

@@ -786,8 +786,18 @@ proptest! {
 fn limit_errors_do_not_depend_on_chunking() {
     // Regression (found by fuzzing): a head breaking several limits reported a different
     // one depending on where reads split it.
-    let limits = Limits { max_head_bytes: 40, max_headers: 2, max_line: 12 };
-    let lines = ["GET / HTTP/1.1", "A: 1", "Bbbbbbbbbbbbbbb: 2", "C: 3", "D: 4444444444444"];
+    let limits = Limits {
+        max_head_bytes: 40,
+        max_headers: 2,
+        max_line: 12,
+    };
+    let lines = [
+        "GET / HTTP/1.1",
+        "A: 1",
+        "Bbbbbbbbbbbbbbb: 2",
+        "C: 3",
+        "D: 4444444444444",
+    ];
     for mask in 0u32..32 {
         let mut head = String::new();
         for (i, l) in lines.iter().enumerate() {

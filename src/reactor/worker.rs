@@ -1,0 +1,1011 @@
+//! One worker: a pinned thread that owns a ring, a listener, a provided-buffer ring, a slab
+//! of connections and a timer sweep, and shares nothing on its hot path.
+//!
+//! # Event loop
+//! Each turn submits what was queued and waits (with GETEVENTS, which DEFER_TASKRUN needs)
+//! for at least one completion or the next timer tick, then handles every completion and, on a
+//! tick, the timers. Completions carry a [`Token`]; one whose generation no longer matches its
+//! slab entry belongs to a connection that is gone and is ignored (its buffer recycled).
+//!
+//! # Closing a connection
+//! shutdown(2) first (it ends the armed multishot receive), then, once no receive is armed and
+//! no send is in flight (the kernel may still hold a pointer into the send buffer), close the
+//! direct descriptor; the slab entry is freed when that close completes.
+//!
+//! # Timers
+//! No per-connection timers: a handshake deadline FIFO (every handshake has the same timeout,
+//! so deadlines arrive in order) and a sweep that visits slab slots `i ≡ tick (mod B)` each
+//! tick, `B` ticks per ping interval, so every connection is visited once per interval and
+//! pings are spread evenly over it. The visit sends the ping, closes connections silent for
+//! `idle_timeout`, and bounds how long a close may linger.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use slab::Slab;
+
+use super::bufring::BufRing;
+use super::token::{Op, Token};
+use crate::conn::{
+    Conn, Outbound, Phase, Spill, COUNTED_WS, PING_OUTSTANDING, RECV_ARMED, SEND_INFLIGHT,
+};
+use crate::metrics::{self, Limit, Side, WorkerMetrics};
+use crate::server::Shared;
+use crate::ws::frame::{encode_close, encode_frame};
+use crate::ws::handshake::{self, HeadScanner, Limits, Rejection};
+use crate::ws::{CloseCode, DataKind, Event, OpCode};
+
+/// Length of a timer tick.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// Connection slots kept free in the file table so accepting never hits a full table (a full
+/// table ends the multishot accept with ENFILE and makes the kernel drop what it accepted).
+const TABLE_HEADROOM: usize = 64;
+
+/// Everything a worker needs, prepared by the server before the thread starts.
+#[derive(Debug)]
+pub struct WorkerSpec {
+    /// Worker number.
+    pub id: usize,
+    /// The listener this worker accepts on.
+    pub listener: std::net::TcpListener,
+    /// Established connections this worker may hold.
+    pub max_conns: usize,
+    /// Size of the registered file table.
+    pub table_size: u32,
+    /// Protocol and timing settings.
+    pub settings: Settings,
+    /// Counters the admin thread reads.
+    pub metrics: Arc<WorkerMetrics>,
+    /// Drain and stop flags.
+    pub shared: Arc<Shared>,
+}
+
+/// The settings a worker uses, in its own units.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Handshake limits.
+    pub limits: Limits,
+    /// Largest message.
+    pub max_message: u32,
+    /// Outbound queue cap per connection.
+    pub max_outbound: usize,
+    /// Ticks to complete a handshake.
+    pub handshake_ticks: u32,
+    /// Ticks per ping interval (the sweep's bucket count).
+    pub ping_ticks: u32,
+    /// Ticks of silence before an idle close.
+    pub idle_ticks: u32,
+    /// Ticks a close may linger (waiting for the peer's Close or for a send to finish).
+    pub close_ticks: u32,
+    /// Ticks over which a drain spreads its closes.
+    pub drain_ticks: u32,
+    /// Ticks to wait after the drain window before forcing the rest.
+    pub grace_ticks: u32,
+    /// Provided buffers.
+    pub recv_buffers: u16,
+    /// Provided buffer size.
+    pub recv_buffer_size: u32,
+    /// Submission queue entries.
+    pub sq_entries: u32,
+    /// Completion queue entries.
+    pub cq_entries: u32,
+}
+
+struct Drain {
+    start: u32,
+    total: usize,
+    sent: usize,
+    cursor: usize,
+    accept_cancelled: bool,
+}
+
+/// Everything but the buffer ring, so a received buffer can be borrowed while the rest is
+/// mutated.
+struct Core {
+    ring: IoUring,
+    conns: Slab<Conn>,
+    generation: u32,
+    s: Settings,
+    max_conns: usize,
+    table_size: usize,
+    metrics: Arc<WorkerMetrics>,
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    accepting: bool,
+    accept_armed: bool,
+    tick: u32,
+    handshakes: VecDeque<(u32, u32, u32)>,
+    websockets: usize,
+    drain: Option<Drain>,
+    rng: u64,
+    last_shed_log: Option<Instant>,
+    id: usize,
+}
+
+/// Run a worker until it has drained (or the server stops). Errors only from setup.
+pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
+    let s = spec.settings;
+    let ring = super::setup(s.sq_entries, s.cq_entries)?;
+    for f in &ring.fallbacks {
+        tracing::warn!(
+            worker = spec.id,
+            "io_uring setup flag unavailable, fell back: {f}"
+        );
+    }
+    let ring = ring.ring;
+    ring.submitter().register_files_sparse(spec.table_size)?;
+    let mut bufs = BufRing::new(&ring, s.recv_buffers, s.recv_buffer_size, 0)?;
+    let mut core = Core {
+        ring,
+        conns: Slab::with_capacity(1024),
+        generation: 0,
+        s,
+        max_conns: spec.max_conns,
+        table_size: spec.table_size as usize,
+        metrics: spec.metrics,
+        shared: spec.shared,
+        listener: spec.listener,
+        accepting: true,
+        accept_armed: false,
+        tick: 0,
+        handshakes: VecDeque::new(),
+        websockets: 0,
+        drain: None,
+        rng: 0x9E37_79B9_7F4A_7C15 ^ (spec.id as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+        last_shed_log: None,
+        id: spec.id,
+    };
+    core.arm_accept();
+    ready();
+    let start = Instant::now();
+    let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(s.cq_entries as usize);
+    loop {
+        let now_tick = (start.elapsed().as_millis() / TICK.as_millis()) as u32;
+        let next = start + TICK * (now_tick + 1);
+        let wait = next.saturating_duration_since(Instant::now());
+        let ts = types::Timespec::new()
+            .sec(wait.as_secs())
+            .nsec(wait.subsec_nanos());
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match core.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        cqes.clear();
+        cqes.extend(core.ring.completion());
+        for cqe in &cqes {
+            core.complete(&mut bufs, cqe);
+        }
+        let now_tick = (start.elapsed().as_millis() / TICK.as_millis()) as u32;
+        while core.tick < now_tick {
+            core.tick += 1;
+            core.on_tick();
+        }
+        if core.finished() {
+            break;
+        }
+        if core.shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    tracing::info!(worker = core.id, "worker stopped");
+    Ok(())
+}
+
+impl Core {
+    // ------------------------------------------------------------------ submission
+
+    fn push(&mut self, sqe: squeue::Entry) {
+        loop {
+            // SAFETY: every SQE built here references either no user memory (accept, recv
+            // into provided buffers, shutdown, close, cancel) or a connection's
+            // `Outbound::inflight` buffer, which is neither mutated nor freed while the
+            // connection's SEND_INFLIGHT flag is set, i.e. until this send's completion.
+            if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+                return;
+            }
+            // The submission queue is full: hand it to the kernel and retry.
+            if let Err(e) = self.ring.submit() {
+                tracing::error!(worker = self.id, "io_uring submit failed: {e}");
+                return;
+            }
+        }
+    }
+
+    fn token(&self, op: Op, idx: usize) -> u64 {
+        Token::new(op, idx as u32, self.conns[idx].generation).encode()
+    }
+
+    fn arm_accept(&mut self) {
+        if self.accept_armed || !self.accepting {
+            return;
+        }
+        let sqe = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
+            .allocate_file_index(true)
+            .build()
+            .user_data(Token::new(Op::Accept, u32::MAX, 0).encode());
+        self.push(sqe);
+        self.accept_armed = true;
+    }
+
+    fn cancel_accept(&mut self) {
+        if self.accept_armed {
+            let sqe = opcode::AsyncCancel::new(Token::new(Op::Accept, u32::MAX, 0).encode())
+                .build()
+                .user_data(Token::new(Op::Cancel, u32::MAX, 0).encode());
+            self.push(sqe);
+        }
+    }
+
+    fn arm_recv(&mut self, idx: usize, bgid: u16) {
+        let slot = self.conns[idx].slot;
+        let sqe = opcode::RecvMulti::new(types::Fixed(slot), bgid)
+            .build()
+            .user_data(self.token(Op::Recv, idx));
+        self.push(sqe);
+        self.conns[idx].flags |= RECV_ARMED;
+    }
+
+    /// Send whatever is queued, unless a send is already in flight.
+    fn flush(&mut self, idx: usize) {
+        let conn = &mut self.conns[idx];
+        if conn.flags & SEND_INFLIGHT != 0 {
+            return;
+        }
+        let Some(out) = conn.out.as_mut() else { return };
+        if out.offset == out.inflight.len() {
+            if out.pending.is_empty() {
+                conn.out = None;
+                self.after_sent(idx);
+                return;
+            }
+            std::mem::swap(&mut out.inflight, &mut out.pending);
+            out.pending.clear();
+            out.offset = 0;
+        }
+        let ptr = out.inflight[out.offset..].as_ptr();
+        let len = (out.inflight.len() - out.offset) as u32;
+        let slot = conn.slot;
+        conn.flags |= SEND_INFLIGHT;
+        let sqe = opcode::Send::new(types::Fixed(slot), ptr, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(self.token(Op::Send, idx));
+        self.push(sqe);
+    }
+
+    /// Everything queued was sent.
+    fn after_sent(&mut self, idx: usize) {
+        match self.conns[idx].phase {
+            Phase::Finishing => self.teardown(idx),
+            Phase::ShuttingDown => self.maybe_close(idx),
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------------ queueing output
+
+    fn queue(&mut self, idx: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        let conn = &mut self.conns[idx];
+        let out = conn.out.get_or_insert_with(Box::<Outbound>::default);
+        let before = out.pending.len();
+        write(&mut out.pending);
+        let added = out.pending.len() - before;
+        self.metrics.bytes_out.add(added as u64);
+        if out.queued() > self.s.max_outbound && conn.phase == Phase::Open {
+            // Slow consumer: drop what it has not been sent yet, tell it why, and go.
+            out.pending.clear();
+            encode_close(
+                &mut out.pending,
+                Some(CloseCode::POLICY_VIOLATION),
+                "slow consumer",
+                None,
+            );
+            conn.phase = Phase::Finishing;
+            conn.last_seen = self.tick;
+            self.metrics.slow_consumers.inc();
+            self.metrics
+                .close(Side::Server, CloseCode::POLICY_VIOLATION.0);
+            tracing::debug!(
+                worker = self.id,
+                conn = idx,
+                "slow consumer closed with 1008"
+            );
+        }
+        self.flush(idx);
+    }
+
+    fn queue_frame(&mut self, idx: usize, op: OpCode, payload: &[u8]) {
+        if op == OpCode::Text || op == OpCode::Binary {
+            self.metrics.messages_out.inc();
+        }
+        self.queue(idx, |v| encode_frame(v, true, op, None, payload));
+    }
+
+    /// Start a server-initiated close. `wait` says whether to wait for the peer's Close
+    /// (a clean close) or tear down once ours is sent (failing the connection).
+    fn close_with(&mut self, idx: usize, code: CloseCode, reason: &str, wait: bool) {
+        let conn = &mut self.conns[idx];
+        if !conn.decoder.close_state_mut().on_send() {
+            return;
+        }
+        self.metrics.close(Side::Server, code.0);
+        let phase = if wait {
+            Phase::AwaitingClose
+        } else {
+            Phase::Finishing
+        };
+        conn.phase = phase;
+        conn.last_seen = self.tick;
+        self.queue(idx, |v| encode_close(v, Some(code), reason, None));
+    }
+
+    // ------------------------------------------------------------------ teardown
+
+    fn teardown(&mut self, idx: usize) {
+        let conn = &mut self.conns[idx];
+        if matches!(conn.phase, Phase::ShuttingDown | Phase::Closing) {
+            return;
+        }
+        conn.phase = Phase::ShuttingDown;
+        conn.last_seen = self.tick;
+        let slot = conn.slot;
+        if conn.flags & RECV_ARMED != 0 {
+            let sqe = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
+                .build()
+                .user_data(self.token(Op::Shutdown, idx));
+            self.push(sqe);
+        }
+        self.maybe_close(idx);
+    }
+
+    fn maybe_close(&mut self, idx: usize) {
+        let conn = &mut self.conns[idx];
+        if conn.phase != Phase::ShuttingDown || conn.flags & (RECV_ARMED | SEND_INFLIGHT) != 0 {
+            return;
+        }
+        conn.phase = Phase::Closing;
+        let slot = conn.slot;
+        let sqe = opcode::Close::new(types::Fixed(slot))
+            .build()
+            .user_data(self.token(Op::Close, idx));
+        self.push(sqe);
+    }
+
+    fn release(&mut self, idx: usize) {
+        let conn = self.conns.remove(idx);
+        if conn.flags & COUNTED_WS != 0 {
+            self.websockets -= 1;
+        }
+        self.metrics.connections.set(self.conns.len() as u64);
+        self.metrics.websockets.set(self.websockets as u64);
+        if !self.accepting
+            && self.drain.is_none()
+            && self.conns.len() + TABLE_HEADROOM < self.table_size
+        {
+            self.accepting = true;
+            self.arm_accept();
+        }
+    }
+
+    // ------------------------------------------------------------------ completions
+
+    fn complete(&mut self, bufs: &mut BufRing, cqe: &cqueue::Entry) {
+        let Some(tok) = Token::decode(cqe.user_data()) else {
+            return;
+        };
+        let res = cqe.result();
+        let flags = cqe.flags();
+        if tok.op == Op::Accept {
+            return self.on_accept(res, flags);
+        }
+        if matches!(tok.op, Op::Cancel | Op::SockOpt) {
+            return;
+        }
+        let idx = tok.index as usize;
+        let live = self
+            .conns
+            .get(idx)
+            .is_some_and(|c| c.generation & Token::GENERATION_MASK == tok.generation);
+        if !live {
+            if let Some(bid) = cqueue::buffer_select(flags) {
+                bufs.recycle(bid);
+            }
+            return;
+        }
+        match tok.op {
+            Op::Recv => self.on_recv(bufs, idx, res, flags),
+            Op::Send => self.on_send(idx, res),
+            Op::Close => self.release(idx),
+            _ => {}
+        }
+    }
+
+    fn on_accept(&mut self, res: i32, flags: u32) {
+        if !cqueue::more(flags) {
+            self.accept_armed = false;
+        }
+        if res < 0 {
+            let errno = -res;
+            if errno == libc::ECANCELED {
+                return;
+            }
+            if matches!(
+                errno,
+                libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS
+            ) {
+                self.metrics.reject(Limit::AcceptResources);
+                let now = Instant::now();
+                if self
+                    .last_shed_log
+                    .is_none_or(|t| now - t > Duration::from_secs(10))
+                {
+                    self.last_shed_log = Some(now);
+                    tracing::warn!(
+                        worker = self.id,
+                        "accept failed ({}); shedding and retrying next tick",
+                        io::Error::from_raw_os_error(errno)
+                    );
+                }
+                // Re-armed by the next tick, not in a hot loop.
+                return;
+            }
+            tracing::warn!(
+                worker = self.id,
+                "accept failed: {}",
+                io::Error::from_raw_os_error(errno)
+            );
+            self.arm_accept();
+            return;
+        }
+        let slot = res as u32;
+        self.metrics.accepted.inc();
+        if self.drain.is_some() {
+            let sqe = opcode::Close::new(types::Fixed(slot))
+                .build()
+                .user_data(Token::new(Op::Cancel, u32::MAX, 0).encode());
+            self.push(sqe);
+            return;
+        }
+        self.generation = self.generation.wrapping_add(1);
+        let idx = self
+            .conns
+            .insert(Conn::new(slot, self.generation, self.tick));
+        self.metrics.connections.set(self.conns.len() as u64);
+        // A slab entry is an enum around Conn; Option<Conn> has the same layout question
+        // (tag or niche), so it stands in for the private entry type.
+        self.metrics
+            .slab_bytes
+            .set((self.conns.capacity() * std::mem::size_of::<Option<Conn>>()) as u64);
+        self.arm_recv(idx, 0);
+        let deadline = self.tick + self.s.handshake_ticks;
+        self.handshakes
+            .push_back((idx as u32, self.generation, deadline));
+        if self.conns.len() + TABLE_HEADROOM >= self.table_size {
+            // Stop before the table fills; resumed by `release`.
+            self.accepting = false;
+            self.cancel_accept();
+            tracing::warn!(worker = self.id, "file table nearly full; pausing accept");
+        } else if !self.accept_armed {
+            self.arm_accept();
+        }
+    }
+
+    fn on_recv(&mut self, bufs: &mut BufRing, idx: usize, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        if !more {
+            self.conns[idx].flags &= !RECV_ARMED;
+        }
+        if res > 0 {
+            let Some(bid) = cqueue::buffer_select(flags) else {
+                return;
+            };
+            let data = bufs.slice_mut(bid, res as usize);
+            self.on_bytes(idx, data);
+            bufs.recycle(bid);
+            // on_bytes may have released nothing (releases only happen on Close CQEs).
+            let conn = &self.conns[idx];
+            if !more
+                && matches!(
+                    conn.phase,
+                    Phase::Handshake | Phase::Open | Phase::AwaitingClose
+                )
+            {
+                self.arm_recv(idx, bufs.bgid);
+            } else if !more {
+                self.maybe_close(idx);
+            }
+            return;
+        }
+        if res == -libc::ENOBUFS {
+            // Every provided buffer is in use; the multishot ended. Re-arm: buffers are
+            // recycled as soon as each completion is handled.
+            if !more {
+                self.arm_recv(idx, bufs.bgid);
+            }
+            return;
+        }
+        // EOF or an error: the peer is gone.
+        let conn = &self.conns[idx];
+        match conn.phase {
+            Phase::Handshake | Phase::Open | Phase::Finishing => {
+                self.metrics.aborted.inc();
+                self.teardown(idx);
+            }
+            Phase::AwaitingClose => self.teardown(idx),
+            Phase::ShuttingDown | Phase::Closing => self.maybe_close(idx),
+        }
+    }
+
+    fn on_send(&mut self, idx: usize, res: i32) {
+        let conn = &mut self.conns[idx];
+        conn.flags &= !SEND_INFLIGHT;
+        if res < 0 {
+            conn.out = None;
+            if !matches!(conn.phase, Phase::ShuttingDown | Phase::Closing) {
+                self.metrics.aborted.inc();
+            }
+            self.teardown(idx);
+            self.maybe_close(idx);
+            return;
+        }
+        if let Some(out) = conn.out.as_mut() {
+            out.offset += res as usize;
+        }
+        self.flush(idx);
+    }
+
+    // ------------------------------------------------------------------ protocol
+
+    fn on_bytes(&mut self, idx: usize, data: &mut [u8]) {
+        let conn = &mut self.conns[idx];
+        match conn.phase {
+            Phase::Handshake => {
+                conn.last_seen = self.tick;
+                self.on_handshake_bytes(idx, data)
+            }
+            Phase::Open | Phase::AwaitingClose => {
+                if conn.phase == Phase::Open {
+                    conn.last_seen = self.tick;
+                    conn.flags &= !PING_OUTSTANDING;
+                }
+                self.on_frame_bytes(idx, data)
+            }
+            // Finishing, shutting down: the answer is decided; ignore what arrives.
+            _ => {}
+        }
+    }
+
+    fn on_handshake_bytes(&mut self, idx: usize, data: &mut [u8]) {
+        let limits = self.s.limits;
+        let conn = &mut self.conns[idx];
+        let mut spill = conn.spill.take();
+        let result = match spill.as_mut() {
+            None => {
+                // The common case: the whole request in one read, parsed in place.
+                let mut scanner = HeadScanner::new();
+                match scanner.scan(data, &limits) {
+                    Ok(Some(n)) => {
+                        let (head, rest) = data.split_at_mut(n);
+                        self.respond(idx, head);
+                        if !rest.is_empty() && self.conns[idx].phase == Phase::Open {
+                            self.on_frame_bytes(idx, rest);
+                        }
+                        Ok(())
+                    }
+                    Ok(None) => {
+                        let mut s = Box::<Spill>::default();
+                        s.pending.extend_from_slice(data);
+                        s.scanner = scanner;
+                        spill = Some(s);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Some(s) => {
+                s.pending.extend_from_slice(data);
+                match s.scanner.scan(&s.pending, &limits) {
+                    Ok(Some(n)) => {
+                        let mut owned = std::mem::take(&mut s.pending);
+                        spill = None;
+                        let (head, rest) = owned.split_at_mut(n);
+                        self.respond(idx, head);
+                        if !rest.is_empty() && self.conns[idx].phase == Phase::Open {
+                            self.on_frame_bytes(idx, rest);
+                        }
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        if let Some(s) = spill {
+            self.conns[idx].spill = Some(s);
+        }
+        if let Err(e) = result {
+            self.fail_handshake(idx, e);
+        }
+    }
+
+    fn fail_handshake(&mut self, idx: usize, e: crate::ws::Error) {
+        metrics::handshake_failure(&self.metrics, e);
+        tracing::debug!(worker = self.id, conn = idx, "handshake failed: {e}");
+        let conn = &mut self.conns[idx];
+        conn.spill = None;
+        conn.phase = Phase::Finishing;
+        self.queue(idx, |v| handshake::write_error(v, e));
+    }
+
+    fn reject(&mut self, idx: usize, limit: Limit, rejection: Rejection, body: &str) {
+        self.metrics.reject(limit);
+        let conn = &mut self.conns[idx];
+        conn.spill = None;
+        conn.phase = Phase::Finishing;
+        self.queue(idx, |v| handshake::write_rejection(v, rejection, body));
+    }
+
+    fn respond(&mut self, idx: usize, head: &[u8]) {
+        let req = match handshake::parse_request(head) {
+            Ok(r) => r,
+            Err(e) => return self.fail_handshake(idx, e),
+        };
+        if !matches!(req.path, "/echo" | "/ws" | "/") {
+            return self.reject(
+                idx,
+                Limit::NotFound,
+                Rejection::NotFound,
+                "no such endpoint",
+            );
+        }
+        if self.drain.is_some() || self.shared.draining.load(Ordering::Relaxed) {
+            let retry = 1 + (self.next_rand() % 5) as u32;
+            return self.reject(
+                idx,
+                Limit::Draining,
+                Rejection::Unavailable { retry_after: retry },
+                "draining",
+            );
+        }
+        if self.websockets >= self.max_conns {
+            return self.reject(
+                idx,
+                Limit::MaxConnections,
+                Rejection::Unavailable { retry_after: 1 },
+                "at connection limit",
+            );
+        }
+        let accept = req.accept_key();
+        let conn = &mut self.conns[idx];
+        conn.phase = Phase::Open;
+        conn.flags |= COUNTED_WS;
+        conn.spill = None;
+        self.websockets += 1;
+        self.metrics.websockets.set(self.websockets as u64);
+        self.metrics.upgrades.inc();
+        self.queue(idx, |v| handshake::write_accept(v, &accept, None));
+    }
+
+    fn on_frame_bytes(&mut self, idx: usize, data: &mut [u8]) {
+        let max_message = self.s.max_message;
+        let mut spill = self.conns[idx].spill.take();
+        // Decode from the spill when it holds a split header or control frame; else in place.
+        let use_spill = spill.as_ref().is_some_and(|s| !s.pending.is_empty());
+        if use_spill {
+            if let Some(s) = spill.as_mut() {
+                s.pending.extend_from_slice(data);
+            }
+        }
+        let mut pending = if use_spill {
+            spill
+                .as_mut()
+                .map(|s| std::mem::take(&mut s.pending))
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let buf: &mut [u8] = if use_spill { &mut pending } else { data };
+        let mut pos = 0;
+        let mut stop = false;
+        while !stop {
+            let base = pos;
+            let step = match self.conns[idx]
+                .decoder
+                .decode(&mut buf[base..], max_message)
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    metrics::protocol_error(&self.metrics, e);
+                    tracing::debug!(worker = self.id, conn = idx, "protocol error: {e}");
+                    let code = e.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
+                    self.close_with(idx, code, e.reason(), false);
+                    spill = None;
+                    break;
+                }
+            };
+            pos += step.consumed;
+            let Some(event) = step.event else { break };
+            let at = |r: std::ops::Range<usize>| base + r.start..base + r.end;
+            let awaiting = self.conns[idx].phase == Phase::AwaitingClose;
+            match event {
+                Event::Data {
+                    kind,
+                    range,
+                    first,
+                    last,
+                } => {
+                    let len = range.len() as u64;
+                    self.metrics.bytes_in.add(len);
+                    if last {
+                        self.metrics.messages_in.inc();
+                    }
+                    if awaiting {
+                        continue;
+                    }
+                    let op = match kind {
+                        DataKind::Text => OpCode::Text,
+                        DataKind::Binary => OpCode::Binary,
+                    };
+                    if first && last {
+                        let r = at(range);
+                        self.queue_frame(idx, op, &buf[r]);
+                    } else {
+                        let s = spill.get_or_insert_with(Box::<Spill>::default);
+                        if first {
+                            s.message.clear();
+                            s.message_op = Some(op);
+                        }
+                        s.message.extend_from_slice(&buf[at(range)]);
+                        if last {
+                            let msg = std::mem::take(&mut s.message);
+                            self.queue_frame(idx, op, &msg);
+                            if let Some(s) = spill.as_mut() {
+                                s.message = msg;
+                                s.message.clear();
+                                s.message_op = None;
+                            }
+                        }
+                    }
+                }
+                Event::Ping(r) => {
+                    if !awaiting {
+                        let r = at(r);
+                        self.queue_frame(idx, OpCode::Pong, &buf[r]);
+                    }
+                }
+                Event::Pong(_) => {}
+                Event::Close {
+                    code,
+                    reason: _,
+                    reply,
+                } => {
+                    match reply {
+                        Some(echo) => {
+                            self.metrics.close(Side::Client, code.map_or(1005, |c| c.0));
+                            let conn = &mut self.conns[idx];
+                            conn.phase = Phase::Finishing;
+                            conn.last_seen = self.tick;
+                            self.queue(idx, |v| encode_close(v, echo, "", None));
+                        }
+                        // Our Close was answered: the closing handshake is complete.
+                        None => self.teardown(idx),
+                    }
+                    spill = None;
+                    stop = true;
+                }
+            }
+            if self.conns[idx].phase != Phase::Open && self.conns[idx].phase != Phase::AwaitingClose
+            {
+                spill = None;
+                stop = true;
+            }
+        }
+        // Keep what could not be decoded yet (a split header or control frame).
+        let keep_from = pos;
+        if let Some(conn) = self.conns.get_mut(idx) {
+            if matches!(conn.phase, Phase::Open | Phase::AwaitingClose) && keep_from < buf.len() {
+                let s = spill.get_or_insert_with(Box::<Spill>::default);
+                if use_spill {
+                    pending.drain(..keep_from);
+                    s.pending = pending;
+                } else {
+                    s.pending.clear();
+                    s.pending.extend_from_slice(&buf[keep_from..]);
+                }
+            }
+            if let Some(s) = spill {
+                if !s.pending.is_empty() || s.message_op.is_some() {
+                    conn.spill = Some(s);
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ timers
+
+    fn next_rand(&mut self) -> u64 {
+        // xorshift64*: jitter only, not security.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn on_tick(&mut self) {
+        let tick = self.tick;
+        // Handshake deadlines arrive in order.
+        while let Some(&(idx, generation, deadline)) = self.handshakes.front() {
+            if deadline > tick {
+                break;
+            }
+            self.handshakes.pop_front();
+            let idx = idx as usize;
+            let expired = self
+                .conns
+                .get(idx)
+                .is_some_and(|c| c.generation == generation && c.phase == Phase::Handshake);
+            if expired {
+                self.metrics.handshake_timeouts.inc();
+                self.metrics.aborted.inc();
+                self.conns[idx].spill = None;
+                self.teardown(idx);
+            }
+        }
+        if !self.accept_armed && self.accepting && self.drain.is_none() {
+            self.arm_accept();
+        }
+        self.sweep();
+        self.drain_step();
+        let heap: usize = if tick % 10 == 0 {
+            self.conns.iter().map(|(_, c)| c.heap_bytes()).sum()
+        } else {
+            self.metrics.conn_heap_bytes.get() as usize
+        };
+        self.metrics.conn_heap_bytes.set(heap as u64);
+        let queued: usize = if tick % 10 == 0 {
+            self.conns.iter().map(|(_, c)| c.queued()).sum()
+        } else {
+            self.metrics.outbound_bytes.get() as usize
+        };
+        self.metrics.outbound_bytes.set(queued as u64);
+    }
+
+    fn sweep(&mut self) {
+        let buckets = self.s.ping_ticks.max(1) as usize;
+        let bucket = self.tick as usize % buckets;
+        let cap = self.conns.capacity();
+        let mut i = bucket;
+        while i < cap {
+            if let Some(conn) = self.conns.get(i) {
+                let silent = self.tick.wrapping_sub(conn.last_seen);
+                match conn.phase {
+                    Phase::Open => {
+                        if silent >= self.s.idle_ticks {
+                            self.metrics.idle_timeouts.inc();
+                            self.close_with(i, CloseCode::GOING_AWAY, "idle timeout", false);
+                        } else if silent + 1 >= self.s.ping_ticks && conn.out.is_none() {
+                            self.conns[i].flags |= PING_OUTSTANDING;
+                            self.metrics.pings_sent.inc();
+                            self.queue_frame(i, OpCode::Ping, b"");
+                        }
+                    }
+                    Phase::AwaitingClose | Phase::Finishing => {
+                        if silent >= self.s.close_ticks {
+                            self.teardown(i);
+                        }
+                    }
+                    Phase::ShuttingDown => {
+                        if silent >= self.s.close_ticks {
+                            // A send the peer never acknowledges: stop waiting for it.
+                            let slot = conn.slot;
+                            let sqe = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
+                                .build()
+                                .user_data(self.token(Op::Shutdown, i));
+                            self.push(sqe);
+                        }
+                    }
+                    Phase::Handshake | Phase::Closing => {}
+                }
+            }
+            i += buckets;
+        }
+    }
+
+    fn drain_step(&mut self) {
+        if self.drain.is_none() {
+            if !self.shared.draining.load(Ordering::Relaxed) {
+                return;
+            }
+            let total = self.websockets;
+            tracing::info!(
+                worker = self.id,
+                connections = total,
+                window_s = self.s.drain_ticks as f64 * TICK.as_secs_f64(),
+                "drain started"
+            );
+            self.accepting = false;
+            self.cancel_accept();
+            self.drain = Some(Drain {
+                start: self.tick,
+                total,
+                sent: 0,
+                cursor: 0,
+                accept_cancelled: true,
+            });
+        }
+        let Some(d) = self.drain.as_ref() else { return };
+        let elapsed = self.tick - d.start;
+        let window = self.s.drain_ticks.max(1);
+        let target = if elapsed >= window {
+            usize::MAX
+        } else {
+            (d.total * elapsed as usize).div_ceil(window as usize)
+        };
+        let (mut sent, mut cursor, total) = (d.sent, d.cursor, d.total);
+        let cap = self.conns.capacity();
+        while sent < target && cursor < cap {
+            let open = self
+                .conns
+                .get(cursor)
+                .is_some_and(|c| c.phase == Phase::Open);
+            if open {
+                let hint = self.next_rand() % (u64::from(window) * TICK.as_millis() as u64);
+                let reason = format!("{{\"reason\":\"draining\",\"reconnect_after_ms\":{hint}}}");
+                self.close_with(cursor, CloseCode::SERVICE_RESTART, &reason, true);
+                sent += 1;
+            } else if self
+                .conns
+                .get(cursor)
+                .is_some_and(|c| c.phase == Phase::Handshake)
+            {
+                self.teardown(cursor);
+            }
+            cursor += 1;
+        }
+        if let Some(d) = self.drain.as_mut() {
+            d.sent = sent;
+            d.cursor = cursor;
+            if elapsed % 10 == 0 && elapsed > 0 {
+                tracing::info!(
+                    worker = self.id,
+                    sent,
+                    total,
+                    remaining = self.conns.len(),
+                    "drain progress"
+                );
+            }
+        }
+        if elapsed >= window + self.s.grace_ticks {
+            // The bound: whatever has not finished its closing handshake goes now.
+            let left: Vec<usize> = self.conns.iter().map(|(i, _)| i).collect();
+            for i in left {
+                self.teardown(i);
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.drain.as_ref().is_some_and(|d| {
+            d.accept_cancelled
+                && self.conns.is_empty()
+                && (d.cursor >= self.conns.capacity() || d.sent >= d.total)
+        }) || self
+            .drain
+            .as_ref()
+            .is_some_and(|d| self.tick - d.start > self.s.drain_ticks + self.s.grace_ticks + 20)
+    }
+}

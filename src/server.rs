@@ -1,0 +1,182 @@
+//! Starting the server: lay workers out on the CPUs, bind their listeners, start the admin
+//! listener, take signals, and drain on SIGTERM/SIGINT or `POST /drain`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+
+use crate::config::ServeConfig;
+use crate::metrics::WorkerMetrics;
+use crate::reactor::listener::{self, SockOpts};
+use crate::reactor::worker::{self, Settings, WorkerSpec, TICK};
+use crate::reactor::{self};
+use crate::topology;
+use crate::ws::handshake::Limits;
+
+/// State the workers, the admin thread and the signal thread share (rarely touched).
+#[derive(Debug)]
+pub struct Shared {
+    /// Set once to start the drain.
+    pub draining: AtomicBool,
+    /// Set to make every worker exit at once.
+    pub stop: AtomicBool,
+    /// Every worker's counters.
+    pub metrics: Vec<Arc<WorkerMetrics>>,
+}
+
+fn ticks(secs: f64) -> u32 {
+    ((secs / TICK.as_secs_f64()).ceil() as u32).max(1)
+}
+
+/// Run the server until it has drained. Returns an error message for a failed start.
+pub fn serve(cfg: ServeConfig) -> Result<(), String> {
+    cfg.validate()?;
+    let admin_addr = cfg.admin_addr()?;
+    let allowed = topology::allowed_cpus();
+    let workers = cfg.workers.unwrap_or(allowed.len());
+    let nodes = topology::numa_nodes();
+    let layout = topology::place(workers, &allowed, &nodes);
+
+    // One ring per worker; its file table is capped by RLIMIT_NOFILE's soft limit.
+    let per_worker = cfg.max_connections.div_ceil(workers);
+    let table_cap = reactor::nofile_soft_limit().min(u64::from(u32::MAX)) as usize;
+    let headroom = 256;
+    let table = (per_worker + headroom).min(table_cap);
+    let max_conns = per_worker.min(table.saturating_sub(headroom)).max(1);
+    if max_conns < per_worker {
+        tracing::warn!(
+            "RLIMIT_NOFILE soft limit {table_cap} caps each worker's file table: this server \
+             holds at most {} connections ({max_conns} per worker) instead of {}; raise the \
+             soft limit (LimitNOFILE) or add workers",
+            max_conns * workers,
+            cfg.max_connections
+        );
+    }
+
+    if let Some(max) = listener::somaxconn() {
+        if cfg.backlog > max {
+            tracing::warn!(
+                "--backlog {} exceeds net.core.somaxconn={max}; the kernel uses {max} \
+                 (sysctl -w net.core.somaxconn={})",
+                cfg.backlog,
+                cfg.backlog
+            );
+        }
+    }
+    let opts = SockOpts {
+        backlog: cfg.backlog,
+        sndbuf: cfg.sndbuf,
+        rcvbuf: cfg.rcvbuf,
+    };
+    let (listeners, bound) = listener::bind_group(cfg.listen, workers, opts)
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+
+    let settings = Settings {
+        limits: Limits::default(),
+        max_message: cfg.max_message,
+        max_outbound: cfg.max_outbound,
+        handshake_ticks: ticks(cfg.handshake_timeout),
+        ping_ticks: ticks(cfg.ping_interval),
+        idle_ticks: ticks(cfg.idle_timeout),
+        close_ticks: ticks(cfg.drain_grace.min(5.0)),
+        drain_ticks: ticks(cfg.drain_window),
+        grace_ticks: ticks(cfg.drain_grace),
+        recv_buffers: cfg.recv_buffers,
+        recv_buffer_size: cfg.recv_buffer_size,
+        sq_entries: 4096,
+        cq_entries: 32768,
+    };
+    let metrics: Vec<Arc<WorkerMetrics>> = (0..workers)
+        .map(|_| Arc::new(WorkerMetrics::default()))
+        .collect();
+    let shared = Arc::new(Shared {
+        draining: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+        metrics: metrics.clone(),
+    });
+
+    reactor::block_signals();
+    let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), String>)>();
+    let mut handles = Vec::with_capacity(workers);
+    for (p, listener) in layout.iter().zip(listeners) {
+        tracing::info!(
+            worker = p.worker,
+            cpu = p.cpu,
+            numa_node = p.node,
+            file_table = table,
+            max_connections = max_conns,
+            "worker layout"
+        );
+        let spec = WorkerSpec {
+            id: p.worker,
+            listener,
+            max_conns,
+            table_size: table as u32,
+            settings,
+            metrics: metrics[p.worker].clone(),
+            shared: shared.clone(),
+        };
+        let cpu = p.cpu;
+        let tx = ready_tx.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("holdfast-w{}", p.worker))
+            .spawn(move || {
+                // Pin first so everything the worker allocates is first touched on its node.
+                if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                    tracing::warn!(worker = spec.id, cpu, "could not pin worker");
+                }
+                let id = spec.id;
+                let ready = tx.clone();
+                let r = worker::run(spec, move || {
+                    let _ = ready.send((id, Ok(())));
+                });
+                if let Err(e) = r {
+                    let _ = tx.send((id, Err(reactor::explain_setup_error(&e))));
+                }
+            })
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+        handles.push(h);
+    }
+    drop(ready_tx);
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok((_, Ok(()))) => {}
+            Ok((id, Err(msg))) => {
+                shared.stop.store(true, Ordering::Relaxed);
+                return Err(format!("worker {id}: {msg}"));
+            }
+            Err(_) => return Err("a worker exited during start-up".into()),
+        }
+    }
+
+    if let Some(addr) = admin_addr {
+        let a = crate::admin::spawn(addr, shared.clone())
+            .map_err(|e| format!("cannot bind admin listener {addr}: {e}"))?;
+        tracing::info!("admin listening on {a}");
+        println!("admin listening on {a}");
+    }
+    tracing::info!(workers, "listening on {bound}");
+    // Tests and scripts read this line to find an ephemeral port.
+    println!("listening on {bound}");
+
+    let sig_shared = shared.clone();
+    std::thread::Builder::new()
+        .name("holdfast-signals".into())
+        .spawn(move || {
+            let sig = reactor::wait_for_signal();
+            tracing::info!(
+                signal = sig,
+                "signal received: draining (send it again to exit now)"
+            );
+            sig_shared.draining.store(true, Ordering::Relaxed);
+            let sig = reactor::wait_for_signal();
+            tracing::warn!(signal = sig, "second signal: exiting now");
+            std::process::exit(130);
+        })
+        .map_err(|e| format!("cannot start signal thread: {e}"))?;
+
+    for h in handles {
+        let _ = h.join();
+    }
+    tracing::info!("drained; exiting");
+    Ok(())
+}
