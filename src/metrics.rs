@@ -179,7 +179,12 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         );
     }
     o.push_str(&lines);
-    type Family = (&'static str, &'static str, &'static str, fn(&WorkerMetrics) -> u64);
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&WorkerMetrics) -> u64,
+    );
     let simple: [Family; 16] = [
         (
             "connections_total_open",

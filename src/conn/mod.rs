@@ -21,6 +21,11 @@ pub enum Phase {
     Finishing,
     /// We sent a Close and wait for the peer's (bounded by the sweep).
     AwaitingClose,
+    /// Our last bytes are sent and our FIN is out (shutdown SHUT_WR); incoming bytes are
+    /// read and dropped until the peer closes or the linger deadline passes. Closing with
+    /// unread input would make the kernel send a reset, which can destroy our final answer
+    /// (a Close frame or an HTTP error) before the peer reads it.
+    Lingering,
     /// shutdown(2) submitted; waiting for the receive and any send to end, then close.
     ShuttingDown,
     /// The direct descriptor's close is submitted; the entry goes when it completes.

@@ -121,6 +121,7 @@ struct Core {
     accept_armed: bool,
     tick: u32,
     handshakes: VecDeque<(u32, u32, u32)>,
+    lingers: VecDeque<(u32, u32, u32)>,
     websockets: usize,
     drain: Option<Drain>,
     rng: u64,
@@ -155,6 +156,7 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
         accept_armed: false,
         tick: 0,
         handshakes: VecDeque::new(),
+        lingers: VecDeque::new(),
         websockets: 0,
         drain: None,
         rng: 0x9E37_79B9_7F4A_7C15 ^ (spec.id as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
@@ -288,7 +290,7 @@ impl Core {
     /// Everything queued was sent.
     fn after_sent(&mut self, idx: usize) {
         match self.conns[idx].phase {
-            Phase::Finishing => self.teardown(idx),
+            Phase::Finishing => self.linger(idx),
             Phase::ShuttingDown => self.maybe_close(idx),
             _ => {}
         }
@@ -352,6 +354,25 @@ impl Core {
     }
 
     // ------------------------------------------------------------------ teardown
+
+    /// Our final bytes are sent: send FIN, then drop input until the peer closes or the
+    /// linger deadline passes (see `Phase::Lingering`).
+    fn linger(&mut self, idx: usize) {
+        let conn = &mut self.conns[idx];
+        conn.phase = Phase::Lingering;
+        conn.last_seen = self.tick;
+        conn.spill = None;
+        let (slot, generation, armed) = (conn.slot, conn.generation, conn.flags & RECV_ARMED != 0);
+        let sqe = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_WR)
+            .build()
+            .user_data(self.token(Op::Shutdown, idx));
+        self.push(sqe);
+        if !armed {
+            self.arm_recv(idx, 0);
+        }
+        self.lingers
+            .push_back((idx as u32, generation, self.tick + self.s.close_ticks));
+    }
 
     fn teardown(&mut self, idx: usize) {
         let conn = &mut self.conns[idx];
@@ -543,7 +564,7 @@ impl Core {
                 self.metrics.aborted.inc();
                 self.teardown(idx);
             }
-            Phase::AwaitingClose => self.teardown(idx),
+            Phase::AwaitingClose | Phase::Lingering => self.teardown(idx),
             Phase::ShuttingDown | Phase::Closing => self.maybe_close(idx),
         }
     }
@@ -865,6 +886,20 @@ impl Core {
                 self.teardown(idx);
             }
         }
+        while let Some(&(idx, generation, deadline)) = self.lingers.front() {
+            if deadline > tick {
+                break;
+            }
+            self.lingers.pop_front();
+            let idx = idx as usize;
+            if self
+                .conns
+                .get(idx)
+                .is_some_and(|c| c.generation == generation && c.phase == Phase::Lingering)
+            {
+                self.teardown(idx);
+            }
+        }
         if !self.accept_armed && self.accepting && self.drain.is_none() {
             self.arm_accept();
         }
@@ -918,7 +953,7 @@ impl Core {
                             self.push(sqe);
                         }
                     }
-                    Phase::Handshake | Phase::Closing => {}
+                    Phase::Handshake | Phase::Closing | Phase::Lingering => {}
                 }
             }
             i += buckets;

@@ -1,0 +1,408 @@
+//! End-to-end tests: the release binary on ephemeral ports, driven by tokio-tungstenite (a
+//! real client library) and, for input no library would send, raw sockets.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use holdfast::ws::OpCode;
+use support::{raw_request, upgrade_request, Got, Raw, Server};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as TCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+const T: Duration = Duration::from_secs(10);
+
+#[test]
+fn echo_text_binary_fragmented_and_ping() {
+    let srv = Server::start(&[]);
+    rt().block_on(async {
+        let (mut ws, resp) = tokio_tungstenite::connect_async(srv.url("/echo"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 101);
+        for msg in [
+            Message::text("héllo wörld"),
+            Message::binary(vec![0u8, 1, 2, 255]),
+            Message::text("x".repeat(70_000)),
+            Message::binary(vec![7u8; 300_000]),
+        ] {
+            ws.send(msg.clone()).await.unwrap();
+            let got = tokio::time::timeout(T, ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, msg);
+        }
+        ws.send(Message::Ping(b"are you there".to_vec().into()))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(T, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, Message::Pong(b"are you there".to_vec().into()));
+        ws.close(Some(CloseFrame {
+            code: TCode::Library(4000),
+            reason: "done".into(),
+        }))
+        .await
+        .unwrap();
+        // The server echoes the code and closes.
+        let got = tokio::time::timeout(T, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match got {
+            Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 4000),
+            other => panic!("{other:?}"),
+        }
+    });
+    srv.wait_metric(
+        "holdfast_closes_total{code=\"other\",side=\"client\"}",
+        |v| v == 1.0,
+    );
+    assert_eq!(srv.metric("holdfast_messages_received_total"), 4.0);
+    assert_eq!(srv.metric("holdfast_upgrades_total"), 1.0);
+    srv.wait_metric("holdfast_connections_total_open", |v| v == 0.0);
+}
+
+#[test]
+fn fragmented_messages_with_interleaved_control_frames() {
+    let srv = Server::start(&[]);
+    let mut c = Raw::connect(srv.addr);
+    c.stream.set_read_timeout(Some(T)).unwrap();
+    c.send_frame(false, OpCode::Text, "frag".as_bytes());
+    c.send_frame(true, OpCode::Ping, b"mid");
+    c.send_frame(false, OpCode::Continuation, "men".as_bytes());
+    c.send_frame(true, OpCode::Continuation, "ted ✓".as_bytes());
+    assert_eq!(c.recv(), Got::Pong(b"mid".to_vec()));
+    assert_eq!(c.recv(), Got::Text("fragmented ✓".into()));
+    // A message split mid-header across two TCP writes.
+    let mut v = Vec::new();
+    holdfast::ws::frame::encode_frame(
+        &mut v,
+        true,
+        OpCode::Binary,
+        Some([9, 9, 9, 9]),
+        &[5u8; 1000],
+    );
+    c.stream.set_nodelay(true).unwrap(); // two writes, two segments
+    c.send_raw(&v[..3]);
+    c.send_raw(&v[3..]);
+    assert_eq!(c.recv(), Got::Binary(vec![5u8; 1000]));
+}
+
+#[test]
+fn oversize_message_closes_with_1009() {
+    let srv = Server::start(&["--max-message", "1024"]);
+    let mut c = Raw::connect(srv.addr);
+    c.stream.set_read_timeout(Some(T)).unwrap();
+    c.send_frame(true, OpCode::Binary, &[0u8; 1024]);
+    assert_eq!(c.recv(), Got::Binary(vec![0u8; 1024]));
+    // Only the header of an oversize frame is needed for the verdict.
+    let mut v = Vec::new();
+    holdfast::ws::frame::encode_frame(
+        &mut v,
+        true,
+        OpCode::Binary,
+        Some([1, 1, 1, 1]),
+        &[0u8; 1025],
+    );
+    c.send_raw(&v[..8]);
+    assert_eq!(c.recv(), Got::Close(Some(1009), "message_too_big".into()));
+    assert_eq!(c.recv(), Got::Eof);
+    srv.wait_metric(
+        "holdfast_protocol_errors_total{reason=\"message_too_big\"}",
+        |v| v == 1.0,
+    );
+}
+
+#[test]
+fn invalid_utf8_closes_with_1007_and_others_keep_flowing() {
+    let srv = Server::start(&[]);
+    let mut good = Raw::connect(srv.addr);
+    good.stream.set_read_timeout(Some(T)).unwrap();
+    let mut bad = Raw::connect(srv.addr);
+    bad.stream.set_read_timeout(Some(T)).unwrap();
+    bad.send_frame(false, OpCode::Text, &[b'o', b'k', 0xE2, 0x82]);
+    bad.send_frame(true, OpCode::Continuation, &[b'!']); // breaks the code point
+    assert_eq!(bad.recv(), Got::Close(Some(1007), "invalid_utf8".into()));
+    assert_eq!(bad.recv(), Got::Eof);
+    good.send_frame(true, OpCode::Text, b"still here");
+    assert_eq!(good.recv(), Got::Text("still here".into()));
+}
+
+#[test]
+fn protocol_errors_close_with_1002() {
+    let srv = Server::start(&[]);
+    // Unmasked client frame.
+    let mut c = Raw::connect(srv.addr);
+    c.stream.set_read_timeout(Some(T)).unwrap();
+    c.send_raw(&[0x81, 0x02, b'h', b'i']);
+    assert_eq!(
+        c.recv(),
+        Got::Close(Some(1002), "unmasked_client_frame".into())
+    );
+    // Reserved opcode.
+    let mut c = Raw::connect(srv.addr);
+    c.stream.set_read_timeout(Some(T)).unwrap();
+    c.send_raw(&[0x83, 0x80, 0, 0, 0, 0]);
+    assert_eq!(c.recv(), Got::Close(Some(1002), "reserved_opcode".into()));
+    // Close code that may not be sent.
+    let mut c = Raw::connect(srv.addr);
+    c.stream.set_read_timeout(Some(T)).unwrap();
+    c.send_frame(true, OpCode::Close, &1005u16.to_be_bytes());
+    assert_eq!(
+        c.recv(),
+        Got::Close(Some(1002), "invalid_close_code".into())
+    );
+}
+
+#[test]
+fn handshake_refusals_carry_their_status() {
+    let srv = Server::start(&[]);
+    let (_, head) = raw_request(srv.addr, &upgrade_request("/echo", "8"));
+    assert!(head.starts_with("HTTP/1.1 426"), "{head}");
+    assert!(head.contains("Sec-WebSocket-Version: 13"));
+    let (_, head) = raw_request(srv.addr, &upgrade_request("/nowhere", "13"));
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    let req = upgrade_request("/echo", "13").replace(support::KEY, "short==");
+    let (_, head) = raw_request(srv.addr, &req);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let (_, head) = raw_request(srv.addr, "POST /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+    let huge = format!("GET /echo HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+    let (_, head) = raw_request(srv.addr, &huge);
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    srv.wait_metric(
+        "holdfast_handshake_failures_total{reason=\"invalid_key\"}",
+        |v| v == 1.0,
+    );
+    assert_eq!(
+        srv.metric("holdfast_handshake_failures_total{reason=\"unsupported_websocket_version\"}"),
+        1.0
+    );
+    assert_eq!(
+        srv.metric("holdfast_rejected_total{limit=\"not_found\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn slowloris_is_closed_at_the_handshake_timeout() {
+    let srv = Server::start(&["--handshake-timeout", "0.5"]);
+    let (mut s, head) = raw_request(srv.addr, "GET /echo HTTP/1.1\r\nHost: slow\r\n");
+    assert_eq!(head, "", "no answer to a partial head");
+    let started = Instant::now();
+    let mut b = [0u8; 16];
+    use std::io::Read;
+    s.set_read_timeout(Some(T)).unwrap();
+    let n = s.read(&mut b).unwrap_or(0);
+    assert_eq!(n, 0, "closed without a response");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    srv.wait_metric("holdfast_handshake_timeouts_total", |v| v == 1.0);
+}
+
+#[test]
+fn silent_client_is_pinged_then_closed_for_idleness() {
+    let srv = Server::start(&["--ping-interval", "0.3", "--idle-timeout", "0.8"]);
+    let mut c = Raw::connect(srv.addr);
+    c.stream.set_read_timeout(Some(T)).unwrap();
+    // A client that never answers: first pings, then the idle close.
+    assert_eq!(c.recv(), Got::Ping(vec![]));
+    let got = c.recv_non_ping();
+    assert_eq!(got, Got::Close(Some(1001), "idle timeout".into()));
+    srv.wait_metric("holdfast_idle_timeouts_total", |v| v == 1.0);
+    assert!(srv.metric("holdfast_pings_sent_total") >= 1.0);
+}
+
+#[test]
+fn responsive_client_survives_past_the_idle_timeout() {
+    let srv = Server::start(&["--ping-interval", "0.2", "--idle-timeout", "0.5"]);
+    rt().block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(srv.url("/echo"))
+            .await
+            .unwrap();
+        // tungstenite answers pings while we read; read for 3x the idle timeout.
+        let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+        let mut pings = 0;
+        while let Ok(m) = tokio::time::timeout_at(until, ws.next()).await {
+            match m.unwrap().unwrap() {
+                Message::Ping(_) => pings += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(pings >= 2, "{pings} pings");
+        ws.send(Message::text("alive")).await.unwrap();
+        let got = loop {
+            match tokio::time::timeout(T, ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+            {
+                Message::Ping(_) => continue,
+                m => break m,
+            }
+        };
+        assert_eq!(got, Message::text("alive"));
+    });
+    assert_eq!(srv.metric("holdfast_idle_timeouts_total"), 0.0);
+}
+
+#[test]
+fn slow_consumer_is_closed_with_1008_and_memory_stays_bounded() {
+    let srv = Server::start(&["--max-outbound", "262144", "--sndbuf", "65536"]);
+    let rss_before = srv.rss();
+    let mut c = Raw::connect(srv.addr);
+    c.stream.set_read_timeout(Some(T)).unwrap();
+    c.stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    // Send 64 MiB of echo requests without reading the answers.
+    let mut frame = Vec::new();
+    holdfast::ws::frame::encode_frame(
+        &mut frame,
+        true,
+        OpCode::Binary,
+        Some([3, 3, 3, 3]),
+        &[0u8; 65536],
+    );
+    let mut sent = 0;
+    use std::io::Write;
+    for _ in 0..1024 {
+        if c.stream.write_all(&frame).is_err() {
+            break; // the server closed on us
+        }
+        sent += 1;
+    }
+    srv.wait_metric("holdfast_slow_consumer_closes_total", |v| v == 1.0);
+    let growth = srv.rss().saturating_sub(rss_before);
+    assert!(
+        growth < 32 << 20,
+        "RSS grew {growth} bytes after {sent} frames"
+    );
+    // Reading now drains what was sent before the cap, then the 1008.
+    let deadline = Instant::now() + T;
+    loop {
+        match c.recv() {
+            Got::Binary(_) | Got::Ping(_) => assert!(Instant::now() < deadline),
+            Got::Close(code, reason) => {
+                assert_eq!((code, reason.as_str()), (Some(1008), "slow consumer"));
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn drain_sends_1012_with_a_hint_to_everyone_and_exits_zero() {
+    let mut srv = Server::start(&["--drain-window", "1", "--drain-grace", "2"]);
+    let n = 40;
+    let closes = rt().block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..n {
+            let (ws, _) = tokio_tungstenite::connect_async(srv.url("/echo"))
+                .await
+                .unwrap();
+            clients.push(ws);
+        }
+        let (status, _) = srv.admin("GET", "/readyz");
+        assert_eq!(status, 200);
+        srv.signal("-TERM");
+        let mut tasks = Vec::new();
+        for mut ws in clients {
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match tokio::time::timeout(T, ws.next()).await {
+                        Ok(Some(Ok(Message::Close(f)))) => {
+                            return f.map(|f| (u16::from(f.code), f.reason.to_string()))
+                        }
+                        Ok(Some(Ok(_))) => continue,
+                        other => panic!("closed without a close frame: {other:?}"),
+                    }
+                }
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    assert_eq!(closes.len(), n);
+    for c in &closes {
+        let (code, reason) = c.as_ref().expect("a close frame with a code");
+        assert_eq!(*code, 1012);
+        assert!(
+            reason.starts_with("{\"reason\":\"draining\",\"reconnect_after_ms\":"),
+            "{reason}"
+        );
+    }
+    assert_eq!(srv.wait_exit(T), 0);
+}
+
+#[test]
+fn admin_endpoints_and_drain_via_api() {
+    let mut srv = Server::start(&["--drain-window", "0.5", "--drain-grace", "0.5"]);
+    assert_eq!(srv.admin("GET", "/healthz").0, 200);
+    assert_eq!(srv.admin("GET", "/readyz").0, 200);
+    assert_eq!(srv.admin("GET", "/nope").0, 404);
+    let (_, metrics) = srv.admin("GET", "/metrics");
+    for family in [
+        "holdfast_connections{worker=\"0\"}",
+        "holdfast_accepted_total",
+        "holdfast_userspace_bytes_per_connection",
+        "holdfast_outbound_queue_bytes",
+        "holdfast_rejected_total{limit=\"max_connections\"}",
+    ] {
+        assert!(metrics.contains(family), "{family} missing");
+    }
+    // Hold one connection so the drain has something to wait for.
+    let mut c = Raw::connect(srv.addr);
+    c.stream.set_read_timeout(Some(T)).unwrap();
+    assert_eq!(srv.admin("POST", "/drain").0, 202);
+    assert_eq!(srv.admin("GET", "/readyz").0, 503);
+    match c.recv_non_ping() {
+        Got::Close(Some(1012), _) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(srv.wait_exit(T), 0);
+}
+
+#[test]
+fn connection_limit_answers_503() {
+    let srv = Server::start(&["--max-connections", "2", "--workers", "1"]);
+    let _a = Raw::connect(srv.addr);
+    let _b = Raw::connect(srv.addr);
+    let (_, head) = raw_request(srv.addr, &upgrade_request("/echo", "13"));
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert!(head.contains("Retry-After:"));
+    srv.wait_metric("holdfast_rejected_total{limit=\"max_connections\"}", |v| {
+        v == 1.0
+    });
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_clear_message() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(["serve", "--ping-interval", "30", "--idle-timeout", "10"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--idle-timeout"), "{err}");
+}

@@ -1,0 +1,264 @@
+//! Test support: start the real server binary on ephemeral ports and talk to it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use holdfast::ws::assembler::{Assembler, Message};
+use holdfast::ws::frame::encode_frame;
+use holdfast::ws::{Decoder, OpCode, Role};
+
+/// A running `holdfast serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Server {
+    /// Start the server with extra flags; waits (bounded) for it to print its addresses.
+    pub fn start(extra: &[&str]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_holdfast"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+        if !extra.contains(&"--workers") {
+            cmd.args(["--workers", "2"]);
+        }
+        let mut child = cmd
+            .args(extra)
+            .env("HOLDFAST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start holdfast");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut addr, mut admin) = (None, None);
+        while addr.is_none() || admin.is_none() {
+            let line = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("server did not start");
+            if let Some(a) = line.strip_prefix("admin listening on ") {
+                admin = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("listening on ") {
+                addr = Some(a.parse().unwrap());
+            }
+        }
+        Self {
+            child,
+            addr: addr.unwrap(),
+            admin: admin.unwrap(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// GET (or POST) an admin path; returns (status, body).
+    pub fn admin(&self, method: &str, path: &str) -> (u16, String) {
+        http(self.admin, method, path)
+    }
+
+    /// The value of an unlabelled metric, or of a full `name{labels}` series.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.admin("GET", "/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no series {series}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Poll a metric until `pred` holds (bounded).
+    pub fn wait_metric(&self, series: &str, pred: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.metric(series);
+            if pred(v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{series} stuck at {v}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident set size in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches(" kB")
+            .trim()
+            .parse()
+            .unwrap();
+        kb * 1024
+    }
+
+    /// Send a signal.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Wait (bounded) for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> i32 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 request; returns (status, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// The raw request a browser would send.
+pub fn upgrade_request(path: &str, version: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: {version}\r\n\r\n"
+    )
+}
+
+/// A raw WebSocket client over a blocking socket, for input no library would send.
+pub struct Raw {
+    pub stream: TcpStream,
+    pub asm: Assembler,
+    queue: std::collections::VecDeque<Got>,
+}
+
+/// A received frame or message, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Got {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Option<u16>, String),
+    Eof,
+}
+
+impl Raw {
+    /// Connect and complete the handshake; panics if it is not a 101.
+    pub fn connect(addr: SocketAddr) -> Self {
+        let (stream, head) = raw_request(addr, &upgrade_request("/echo", "13"));
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        Self {
+            stream,
+            asm: Assembler::new(Decoder::new(Role::Client)),
+            queue: Default::default(),
+        }
+    }
+
+    pub fn send_frame(&mut self, fin: bool, op: OpCode, payload: &[u8]) {
+        let mut v = Vec::new();
+        encode_frame(&mut v, fin, op, Some([1, 2, 3, 4]), payload);
+        self.stream.write_all(&v).unwrap();
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// The next message or control frame (or EOF), within the socket's read timeout.
+    pub fn recv(&mut self) -> Got {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            if let Some(g) = self.queue.pop_front() {
+                return g;
+            }
+            let n = match self.stream.read(&mut buf) {
+                Ok(0) => return Got::Eof,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Got::Eof,
+                Err(e) => panic!("read: {e}"),
+            };
+            let q = &mut self.queue;
+            self.asm
+                .feed(&buf[..n], u32::MAX, |m| q.push_back(own(m)))
+                .unwrap();
+        }
+    }
+
+    /// The next message that is not a Ping.
+    pub fn recv_non_ping(&mut self) -> Got {
+        loop {
+            let g = self.recv();
+            if !matches!(g, Got::Ping(_)) {
+                return g;
+            }
+        }
+    }
+}
+
+fn own(m: Message<'_>) -> Got {
+    match m {
+        Message::Text(t) => Got::Text(t.into()),
+        Message::Binary(b) => Got::Binary(b.into()),
+        Message::Ping(b) => Got::Ping(b.into()),
+        Message::Pong(b) => Got::Pong(b.into()),
+        Message::Close(c, r, _) => Got::Close(c.map(|c| c.0), r.into()),
+    }
+}
+
+/// Send raw request bytes; return the stream and the response head (bounded read).
+pub fn raw_request(addr: SocketAddr, req: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => head.push(b[0]),
+        }
+    }
+    (s, String::from_utf8_lossy(&head).into_owned())
+}
