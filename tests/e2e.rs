@@ -137,7 +137,7 @@ fn invalid_utf8_closes_with_1007_and_others_keep_flowing() {
     let mut bad = Raw::connect(srv.addr);
     bad.stream.set_read_timeout(Some(T)).unwrap();
     bad.send_frame(false, OpCode::Text, &[b'o', b'k', 0xE2, 0x82]);
-    bad.send_frame(true, OpCode::Continuation, &[b'!']); // breaks the code point
+    bad.send_frame(true, OpCode::Continuation, b"!"); // breaks the code point
     assert_eq!(bad.recv(), Got::Close(Some(1007), "invalid_utf8".into()));
     assert_eq!(bad.recv(), Got::Eof);
     good.send_frame(true, OpCode::Text, b"still here");
