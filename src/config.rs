@@ -25,6 +25,15 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = 1_000_000)]
     pub max_connections: usize,
 
+    /// Connections allowed from one source IP (0: no cap); past it upgrades get 429.
+    #[arg(long, default_value_t = 0)]
+    pub max_per_ip: u32,
+
+    /// New connections accepted per second across the server (0: no limit); past it
+    /// upgrades get 503 with Retry-After. Bursts up to one second's worth.
+    #[arg(long, default_value_t = 0.0)]
+    pub accept_rate: f64,
+
     /// listen(2) backlog per worker socket (warned about when above net.core.somaxconn).
     #[arg(long, default_value_t = 4096)]
     pub backlog: u32,
@@ -130,6 +139,9 @@ impl ServeConfig {
         }
         if self.max_outbound < 4096 {
             return Err("--max-outbound must be at least 4096 bytes".into());
+        }
+        if !(self.accept_rate.is_finite() && self.accept_rate >= 0.0) {
+            return Err("--accept-rate must be a non-negative number".into());
         }
         if self.workers == Some(0) {
             return Err("--workers must be at least 1".into());

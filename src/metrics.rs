@@ -48,14 +48,20 @@ pub enum Limit {
     NotFound = 2,
     /// accept failed with EMFILE/ENFILE/ENOMEM and the connection was shed.
     AcceptResources = 3,
+    /// Over the accept rate (503).
+    AcceptRate = 4,
+    /// Source IP at its cap (429).
+    PerIp = 5,
 }
 
 impl Limit {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 6] = [
         Self::MaxConnections,
         Self::Draining,
         Self::NotFound,
         Self::AcceptResources,
+        Self::AcceptRate,
+        Self::PerIp,
     ];
     fn label(self) -> &'static str {
         match self {
@@ -63,6 +69,8 @@ impl Limit {
             Self::Draining => "draining",
             Self::NotFound => "not_found",
             Self::AcceptResources => "accept_resources",
+            Self::AcceptRate => "accept_rate",
+            Self::PerIp => "per_ip",
         }
     }
 }
@@ -116,7 +124,7 @@ pub struct WorkerMetrics {
     /// Gauge: bytes queued for sending across this worker's connections.
     pub outbound_bytes: Counter,
     /// Refusals by policy, by [`Limit`].
-    pub rejected: [Counter; 4],
+    pub rejected: [Counter; 6],
     /// Connections that ended without a closing handshake (reset, EOF, errors).
     pub aborted: Counter,
     /// Gauge: bytes of the slab of connection state (capacity × entry size).

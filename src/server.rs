@@ -94,6 +94,8 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
         metrics: metrics.clone(),
     });
 
+    let ip_table =
+        (cfg.max_per_ip > 0).then(|| Arc::new(crate::limits::IpTable::new(cfg.max_per_ip)));
     reactor::block_signals();
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), String>)>();
     let mut handles = Vec::with_capacity(workers);
@@ -114,6 +116,8 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
             settings,
             metrics: metrics[p.worker].clone(),
             shared: shared.clone(),
+            ip_table: ip_table.clone(),
+            accept_rate: cfg.accept_rate / workers as f64,
         };
         let cpu = p.cpu;
         let tx = ready_tx.clone();

@@ -406,3 +406,63 @@ fn bad_configuration_is_refused_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--idle-timeout"), "{err}");
 }
+
+#[test]
+fn per_ip_cap_answers_429_and_other_addresses_still_connect() {
+    let srv = Server::start(&["--max-per-ip", "2"]);
+    let _a = Raw::connect(srv.addr);
+    let _b = Raw::connect(srv.addr);
+    let (_, head) = raw_request(srv.addr, &upgrade_request("/echo", "13"));
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+    assert!(head.contains("Retry-After:"));
+    // Another source address in 127.0.0.0/8 has its own allowance.
+    rt().block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let stream = sock.connect(srv.addr).await.unwrap();
+        let (_ws, resp) = tokio_tungstenite::client_async(srv.url("/echo"), stream)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 101);
+    });
+    srv.wait_metric("holdfast_rejected_total{limit=\"per_ip\"}", |v| v == 1.0);
+    // Closing one frees a place for that address.
+    drop(_a);
+    let deadline = Instant::now() + T;
+    loop {
+        let (_, head) = raw_request(srv.addr, &upgrade_request("/echo", "13"));
+        if head.starts_with("HTTP/1.1 101") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the freed place never came back");
+    }
+}
+
+#[test]
+fn accept_rate_limit_answers_503_with_retry_after() {
+    let srv = Server::start(&["--accept-rate", "5", "--workers", "1"]);
+    let mut statuses = Vec::new();
+    let mut keep = Vec::new();
+    for _ in 0..8 {
+        let (s, head) = raw_request(srv.addr, &upgrade_request("/echo", "13"));
+        statuses.push(head[9..12].to_string());
+        if head.starts_with("HTTP/1.1 503") {
+            assert!(head.contains("Retry-After: 1"), "{head}");
+        }
+        keep.push(s);
+    }
+    // A burst of one second's worth passes, the rest is refused.
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "101").count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "503").count(),
+        3,
+        "{statuses:?}"
+    );
+    srv.wait_metric("holdfast_rejected_total{limit=\"accept_rate\"}", |v| {
+        v == 3.0
+    });
+}

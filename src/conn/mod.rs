@@ -40,6 +40,10 @@ pub const SEND_INFLIGHT: u8 = 1 << 1;
 pub const COUNTED_WS: u8 = 1 << 2;
 /// Flag: a ping was sent and no traffic has arrived since.
 pub const PING_OUTSTANDING: u8 = 1 << 3;
+/// Flag: accepted over the accept rate; its upgrade will be answered 503.
+pub const REJECT_RATE: u8 = 1 << 4;
+/// Flag: its source IP is at the per-IP cap; its upgrade will be answered 429.
+pub const REJECT_IP: u8 = 1 << 5;
 
 /// Bytes held while a handshake or frame is split across reads, or a message is assembled.
 #[derive(Debug, Default)]

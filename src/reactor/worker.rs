@@ -32,8 +32,10 @@ use slab::Slab;
 use super::bufring::BufRing;
 use super::token::{Op, Token};
 use crate::conn::{
-    Conn, Outbound, Phase, Spill, COUNTED_WS, PING_OUTSTANDING, RECV_ARMED, SEND_INFLIGHT,
+    Conn, Outbound, Phase, Spill, COUNTED_WS, PING_OUTSTANDING, RECV_ARMED, REJECT_IP, REJECT_RATE,
+    SEND_INFLIGHT,
 };
+use crate::limits::{IpTable, TokenBucket};
 use crate::metrics::{self, Limit, Side, WorkerMetrics};
 use crate::server::Shared;
 use crate::ws::frame::{encode_close, encode_frame};
@@ -64,6 +66,20 @@ pub struct WorkerSpec {
     pub metrics: Arc<WorkerMetrics>,
     /// Drain and stop flags.
     pub shared: Arc<Shared>,
+    /// The per-source-IP cap, when configured.
+    pub ip_table: Option<Arc<IpTable>>,
+    /// This worker's share of the accept rate (connections/s), 0 for none.
+    pub accept_rate: f64,
+}
+
+/// Single-shot accepts kept in flight when peer addresses are needed (per-IP cap).
+const ACCEPT_POOL: usize = 32;
+
+/// Where the kernel writes the peer address of one pooled accept.
+struct AddrSlot {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+    armed: bool,
 }
 
 /// The settings a worker uses, in its own units.
@@ -127,6 +143,12 @@ struct Core {
     rng: u64,
     last_shed_log: Option<Instant>,
     id: usize,
+    ip_table: Option<Arc<IpTable>>,
+    /// Source IP of each connection, kept only while a per-IP cap is configured.
+    peer_ips: std::collections::HashMap<usize, std::net::IpAddr>,
+    /// Address buffers of the accept pool (boxed: the kernel writes into them).
+    addr_slots: Option<Box<[AddrSlot]>>,
+    bucket: Option<TokenBucket>,
 }
 
 /// Run a worker until it has drained (or the server stops). Errors only from setup.
@@ -162,6 +184,20 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
         rng: 0x9E37_79B9_7F4A_7C15 ^ (spec.id as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
         last_shed_log: None,
         id: spec.id,
+        addr_slots: spec.ip_table.as_ref().map(|_| {
+            (0..ACCEPT_POOL)
+                .map(|_| AddrSlot {
+                    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+                    storage: unsafe { std::mem::zeroed() },
+                    len: 0,
+                    armed: false,
+                })
+                .collect()
+        }),
+        ip_table: spec.ip_table,
+        peer_ips: std::collections::HashMap::new(),
+        bucket: (spec.accept_rate > 0.0)
+            .then(|| TokenBucket::new(spec.accept_rate, spec.accept_rate.max(1.0), Instant::now())),
     };
     core.arm_accept();
     ready();
@@ -210,8 +246,10 @@ impl Core {
 
     fn push(&mut self, sqe: squeue::Entry) {
         loop {
-            // SAFETY: every SQE built here references either no user memory (accept, recv
-            // into provided buffers, shutdown, close, cancel) or a connection's
+            // SAFETY: every SQE built here references either no user memory (multishot
+            // accept, recv into provided buffers, shutdown, close, cancel), a pooled accept's
+            // `AddrSlot` (boxed, never moved, not rewritten while `armed`, and declared after
+            // the ring so the ring is torn down first), or a connection's
             // `Outbound::inflight` buffer, which is neither mutated nor freed while the
             // connection's SEND_INFLIGHT flag is set, i.e. until this send's completion.
             if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
@@ -230,10 +268,35 @@ impl Core {
     }
 
     fn arm_accept(&mut self) {
-        if self.accept_armed || !self.accepting {
+        if !self.accepting {
             return;
         }
-        let sqe = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
+        let fd = self.listener.as_raw_fd();
+        if let Some(slots) = self.addr_slots.as_mut() {
+            let mut sqes = Vec::new();
+            for (k, slot) in slots.iter_mut().enumerate().filter(|(_, s)| !s.armed) {
+                slot.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                slot.armed = true;
+                let sqe = opcode::Accept::new(
+                    types::Fd(fd),
+                    (&mut slot.storage as *mut libc::sockaddr_storage).cast(),
+                    &mut slot.len,
+                )
+                .file_index(Some(types::DestinationSlot::auto_target()))
+                .build()
+                .user_data(Token::new(Op::Accept, k as u32, 0).encode());
+                sqes.push(sqe);
+            }
+            for sqe in sqes {
+                self.push(sqe);
+            }
+            self.accept_armed = true;
+            return;
+        }
+        if self.accept_armed {
+            return;
+        }
+        let sqe = opcode::AcceptMulti::new(types::Fd(fd))
             .allocate_file_index(true)
             .build()
             .user_data(Token::new(Op::Accept, u32::MAX, 0).encode());
@@ -242,8 +305,17 @@ impl Core {
     }
 
     fn cancel_accept(&mut self) {
-        if self.accept_armed {
-            let sqe = opcode::AsyncCancel::new(Token::new(Op::Accept, u32::MAX, 0).encode())
+        if !self.accept_armed {
+            return;
+        }
+        let armed: Vec<u32> = match self.addr_slots.as_ref() {
+            Some(slots) => (0..slots.len() as u32)
+                .filter(|&k| slots[k as usize].armed)
+                .collect(),
+            None => vec![u32::MAX],
+        };
+        for k in armed {
+            let sqe = opcode::AsyncCancel::new(Token::new(Op::Accept, k, 0).encode())
                 .build()
                 .user_data(Token::new(Op::Cancel, u32::MAX, 0).encode());
             self.push(sqe);
@@ -406,6 +478,11 @@ impl Core {
 
     fn release(&mut self, idx: usize) {
         let conn = self.conns.remove(idx);
+        if let Some(ip) = self.peer_ips.remove(&idx) {
+            if let Some(t) = self.ip_table.as_ref() {
+                t.release(ip);
+            }
+        }
         if conn.flags & COUNTED_WS != 0 {
             self.websockets -= 1;
         }
@@ -429,7 +506,7 @@ impl Core {
         let res = cqe.result();
         let flags = cqe.flags();
         if tok.op == Op::Accept {
-            return self.on_accept(res, flags);
+            return self.on_accept(tok.index, res, flags);
         }
         if matches!(tok.op, Op::Cancel | Op::SockOpt) {
             return;
@@ -453,8 +530,17 @@ impl Core {
         }
     }
 
-    fn on_accept(&mut self, res: i32, flags: u32) {
-        if !cqueue::more(flags) {
+    fn on_accept(&mut self, k: u32, res: i32, flags: u32) {
+        let mut peer = None;
+        if let Some(slots) = self.addr_slots.as_mut() {
+            if let Some(slot) = slots.get_mut(k as usize) {
+                slot.armed = false;
+                if res >= 0 {
+                    peer = super::listener::peer_ip(&slot.storage);
+                }
+            }
+            self.accept_armed = slots.iter().any(|s| s.armed);
+        } else if !cqueue::more(flags) {
             self.accept_armed = false;
         }
         if res < 0 {
@@ -509,6 +595,18 @@ impl Core {
         self.metrics
             .slab_bytes
             .set((self.conns.capacity() * std::mem::size_of::<Option<Conn>>()) as u64);
+        if let Some(bucket) = self.bucket.as_mut() {
+            if !bucket.try_take(Instant::now()) {
+                self.conns[idx].flags |= REJECT_RATE;
+            }
+        }
+        if let (Some(table), Some(ip)) = (self.ip_table.as_ref(), peer) {
+            if table.try_acquire(ip) {
+                self.peer_ips.insert(idx, ip);
+            } else {
+                self.conns[idx].flags |= REJECT_IP;
+            }
+        }
         self.arm_recv(idx, 0);
         let deadline = self.tick + self.s.handshake_ticks;
         self.handshakes
@@ -518,7 +616,8 @@ impl Core {
             self.accepting = false;
             self.cancel_accept();
             tracing::warn!(worker = self.id, "file table nearly full; pausing accept");
-        } else if !self.accept_armed {
+        } else {
+            // Multishot: re-arm if it ended; pool: replace the accept that completed.
             self.arm_accept();
         }
     }
@@ -689,6 +788,25 @@ impl Core {
                 Limit::NotFound,
                 Rejection::NotFound,
                 "no such endpoint",
+            );
+        }
+        let flags = self.conns[idx].flags;
+        if flags & REJECT_RATE != 0 {
+            return self.reject(
+                idx,
+                Limit::AcceptRate,
+                Rejection::Unavailable { retry_after: 1 },
+                "over the accept rate",
+            );
+        }
+        if flags & REJECT_IP != 0 {
+            return self.reject(
+                idx,
+                Limit::PerIp,
+                Rejection::TooManyRequests {
+                    retry_after: Some(5),
+                },
+                "too many connections from this address",
             );
         }
         if self.drain.is_some() || self.shared.draining.load(Ordering::Relaxed) {
