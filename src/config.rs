@@ -34,6 +34,12 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = 0.0)]
     pub accept_rate: f64,
 
+    /// Registered file-table slots per io_uring ring (0: the RLIMIT_NOFILE soft limit, which
+    /// caps it). A worker adds rings as its tables fill, up to its share of
+    /// --max-connections.
+    #[arg(long, default_value_t = 0)]
+    pub ring_files: u32,
+
     /// listen(2) backlog per worker socket (warned about when above net.core.somaxconn).
     #[arg(long, default_value_t = 4096)]
     pub backlog: u32,
@@ -142,6 +148,9 @@ impl ServeConfig {
         }
         if !(self.accept_rate.is_finite() && self.accept_rate >= 0.0) {
             return Err("--accept-rate must be a non-negative number".into());
+        }
+        if self.ring_files != 0 && self.ring_files < 256 {
+            return Err("--ring-files must be 0 (automatic) or at least 256".into());
         }
         if self.workers == Some(0) {
             return Err("--workers must be at least 1".into());

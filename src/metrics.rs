@@ -127,6 +127,8 @@ pub struct WorkerMetrics {
     pub rejected: [Counter; 6],
     /// Connections that ended without a closing handshake (reset, EOF, errors).
     pub aborted: Counter,
+    /// Gauge: io_uring rings this worker runs.
+    pub rings: Counter,
     /// Gauge: bytes of the slab of connection state (capacity × entry size).
     pub slab_bytes: Counter,
     /// Gauge: heap bytes held by connections for split frames, messages and queues.
@@ -193,7 +195,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 16] = [
+    let simple: [Family; 17] = [
         (
             "connections_total_open",
             "gauge",
@@ -206,6 +208,9 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "Established WebSocket connections.",
             |w| w.websockets.get(),
         ),
+        ("rings", "gauge", "io_uring rings, all workers.", |w| {
+            w.rings.get()
+        }),
         (
             "accepted_total",
             "counter",

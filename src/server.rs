@@ -36,21 +36,25 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
     let nodes = topology::numa_nodes();
     let layout = topology::place(workers, &allowed, &nodes);
 
-    // One ring per worker; its file table is capped by RLIMIT_NOFILE's soft limit.
+    // Each ring's file table is capped by RLIMIT_NOFILE's soft limit; a worker adds rings
+    // as its tables fill, up to its share of the connection target (docs/architecture.md).
     let per_worker = cfg.max_connections.div_ceil(workers);
-    let table_cap = reactor::nofile_soft_limit().min(u64::from(u32::MAX)) as usize;
+    let soft = reactor::nofile_soft_limit().min(1 << 20) as usize;
+    let table_cap = match cfg.ring_files {
+        0 => soft,
+        n if n as usize > soft => {
+            return Err(format!(
+                "--ring-files {n} exceeds the RLIMIT_NOFILE soft limit {soft}, which caps a \
+                 ring's file table; raise the limit (LimitNOFILE, ulimit -n) or lower it"
+            ))
+        }
+        n => n as usize,
+    };
+    // Slots for connections still handshaking or closing beyond the target.
     let headroom = 256;
     let table = (per_worker + headroom).min(table_cap);
-    let max_conns = per_worker.min(table.saturating_sub(headroom)).max(1);
-    if max_conns < per_worker {
-        tracing::warn!(
-            "RLIMIT_NOFILE soft limit {table_cap} caps each worker's file table: this server \
-             holds at most {} connections ({max_conns} per worker) instead of {}; raise the \
-             soft limit (LimitNOFILE) or add workers",
-            max_conns * workers,
-            cfg.max_connections
-        );
-    }
+    let max_conns = per_worker;
+    let rings = per_worker.div_ceil(table.saturating_sub(64).max(1));
 
     if let Some(max) = listener::somaxconn() {
         if cfg.backlog > max {
@@ -105,6 +109,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
             cpu = p.cpu,
             numa_node = p.node,
             file_table = table,
+            max_rings = rings,
             max_connections = max_conns,
             "worker layout"
         );

@@ -466,3 +466,26 @@ fn accept_rate_limit_answers_503_with_retry_after() {
         v == 3.0
     });
 }
+
+#[test]
+fn a_worker_adds_rings_as_its_file_tables_fill() {
+    // 256-slot tables: 700 connections on one worker need at least 4 rings.
+    let srv = Server::start(&["--workers", "1", "--ring-files", "256"]);
+    let n = 700;
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(Raw::connect(srv.addr));
+    }
+    srv.wait_metric("holdfast_websockets", |v| v == n as f64);
+    // Every ring carries traffic: echo on each connection.
+    for c in clients.iter_mut() {
+        c.stream.set_read_timeout(Some(T)).unwrap();
+        c.send_frame(true, OpCode::Text, b"ping?");
+    }
+    for c in clients.iter_mut() {
+        assert_eq!(c.recv_non_ping(), Got::Text("ping?".into()));
+    }
+    assert!(srv.metric("holdfast_rings") >= 4.0);
+    drop(clients);
+    srv.wait_metric("holdfast_connections_total_open", |v| v == 0.0);
+}

@@ -99,8 +99,10 @@ pub struct Conn {
     pub out: Option<Box<Outbound>>,
     /// Worker tick of the last byte received (or, while closing, when closing began).
     pub last_seen: u32,
-    /// Index of the socket in the ring's registered file table.
+    /// Index of the socket in its ring's registered file table.
     pub slot: u32,
+    /// Which of the worker's rings holds the socket.
+    pub ring: u16,
     /// Changes each time the slab entry is reused (24 bits used), see `reactor::token`.
     pub generation: u32,
     /// Lifecycle phase.
@@ -115,13 +117,14 @@ const _: () = assert!(std::mem::size_of::<Conn>() <= CONN_BUDGET);
 
 impl Conn {
     /// A connection just accepted into `slot`.
-    pub const fn new(slot: u32, generation: u32, now: u32) -> Self {
+    pub const fn new(ring: u16, slot: u32, generation: u32, now: u32) -> Self {
         Self {
             decoder: Decoder::new(Role::Server),
             spill: None,
             out: None,
             last_seen: now,
             slot,
+            ring,
             generation,
             phase: Phase::Handshake,
             flags: 0,
@@ -150,7 +153,7 @@ mod tests {
         assert!(size <= CONN_BUDGET, "Conn is {size} bytes");
         // A slab entry adds the enum tag of slab::Entry; pin that too.
         assert!(std::mem::size_of::<slab::Slab<Conn>>() > 0);
-        let c = Conn::new(7, 1, 0);
+        let c = Conn::new(0, 7, 1, 0);
         assert_eq!(c.heap_bytes(), 0);
         assert_eq!(c.queued(), 0);
     }

@@ -124,3 +124,48 @@ pub fn wait_for_signal() -> i32 {
         sig
     }
 }
+
+/// A non-blocking eventfd for a ring to signal completions on.
+pub fn eventfd() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: eventfd(2) with valid flags; the result is checked before use.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reset an eventfd's counter (non-blocking; nothing to read is fine).
+pub fn drain_eventfd(fd: &std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    let mut v = 0u64;
+    // SAFETY: reads 8 bytes into a u64 we own from an eventfd we own.
+    unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+}
+
+/// Submit what is queued and run deferred task work without waiting, so completions
+/// become visible. `submit()` alone does not pass IORING_ENTER_GETEVENTS, which a
+/// DEFER_TASKRUN ring needs before it posts anything.
+pub fn enter_nonblocking(ring: &mut IoUring) -> io::Result<()> {
+    const IORING_ENTER_GETEVENTS: u32 = 1;
+    let to_submit = ring.submission().len() as u32;
+    // SAFETY: no argument pointer is passed; the SQEs being submitted were pushed under
+    // the worker's SAFETY contract (buffers outlive their operations).
+    match unsafe {
+        ring.submitter()
+            .enter::<libc::sigset_t>(to_submit, 0, IORING_ENTER_GETEVENTS, None)
+    } {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -23,6 +23,8 @@ pub enum Op {
     Cancel = 6,
     /// A setsockopt whose result is only logged.
     SockOpt = 7,
+    /// Ring 0's multishot poll on another ring's eventfd: that ring has work (index = ring).
+    Wake = 8,
 }
 
 /// A decoded `user_data`.
@@ -64,6 +66,7 @@ impl Token {
             5 => Op::Close,
             6 => Op::Cancel,
             7 => Op::SockOpt,
+            8 => Op::Wake,
             _ => return None,
         };
         Some(Self {

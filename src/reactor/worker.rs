@@ -80,6 +80,24 @@ struct AddrSlot {
     storage: libc::sockaddr_storage,
     len: libc::socklen_t,
     armed: bool,
+    /// The ring the accept was submitted on.
+    ring: u16,
+}
+
+/// One of the worker's rings. Ring 0 is the one the worker waits on; every other ring has a
+/// registered eventfd that ring 0 polls (multishot), so one blocking wait covers them all.
+struct RingCtx {
+    ring: IoUring,
+    /// Size of its registered file table (RLIMIT_NOFILE soft caps it).
+    table: usize,
+    /// Connections whose socket sits in this ring's table.
+    live: usize,
+    /// A multishot accept is armed here.
+    accept_armed: bool,
+    /// Signalled by the kernel when this ring has completions (rings ≥ 1).
+    eventfd: Option<std::os::fd::OwnedFd>,
+    /// Has completions to reap.
+    dirty: bool,
 }
 
 /// The settings a worker uses, in its own units.
@@ -124,17 +142,22 @@ struct Drain {
 /// Everything but the buffer ring, so a received buffer can be borrowed while the rest is
 /// mutated.
 struct Core {
-    ring: IoUring,
+    rings: Vec<RingCtx>,
+    /// The ring new connections are accepted into.
+    accept_ring: usize,
+    /// Rings this worker may create (its connection target over the table size).
+    max_rings: usize,
     conns: Slab<Conn>,
     generation: u32,
     s: Settings,
     max_conns: usize,
     table_size: usize,
+    /// Provided buffers per ring after ring 0 (ring 0 has `s.recv_buffers`).
+    extra_ring_buffers: u16,
     metrics: Arc<WorkerMetrics>,
     shared: Arc<Shared>,
     listener: std::net::TcpListener,
     accepting: bool,
-    accept_armed: bool,
     tick: u32,
     handshakes: VecDeque<(u32, u32, u32)>,
     lingers: VecDeque<(u32, u32, u32)>,
@@ -154,28 +177,25 @@ struct Core {
 /// Run a worker until it has drained (or the server stops). Errors only from setup.
 pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
     let s = spec.settings;
-    let ring = super::setup(s.sq_entries, s.cq_entries)?;
-    for f in &ring.fallbacks {
-        tracing::warn!(
-            worker = spec.id,
-            "io_uring setup flag unavailable, fell back: {f}"
-        );
-    }
-    let ring = ring.ring;
-    ring.submitter().register_files_sparse(spec.table_size)?;
-    let mut bufs = BufRing::new(&ring, s.recv_buffers, s.recv_buffer_size, 0)?;
+    let table = spec.table_size as usize;
+    let max_rings = spec
+        .max_conns
+        .div_ceil(table.saturating_sub(TABLE_HEADROOM).max(1))
+        .max(1);
     let mut core = Core {
-        ring,
+        rings: Vec::with_capacity(max_rings),
+        accept_ring: 0,
+        max_rings,
         conns: Slab::with_capacity(1024),
         generation: 0,
         s,
         max_conns: spec.max_conns,
-        table_size: spec.table_size as usize,
+        table_size: table,
+        extra_ring_buffers: (s.recv_buffers / 16).clamp(64.min(s.recv_buffers), 256),
         metrics: spec.metrics,
         shared: spec.shared,
         listener: spec.listener,
         accepting: true,
-        accept_armed: false,
         tick: 0,
         handshakes: VecDeque::new(),
         lingers: VecDeque::new(),
@@ -191,6 +211,7 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
                     storage: unsafe { std::mem::zeroed() },
                     len: 0,
                     armed: false,
+                    ring: 0,
                 })
                 .collect()
         }),
@@ -199,11 +220,20 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
         bucket: (spec.accept_rate > 0.0)
             .then(|| TokenBucket::new(spec.accept_rate, spec.accept_rate.max(1.0), Instant::now())),
     };
+    // Declared after `core` is built but dropped after it: the rings go first.
+    let mut bufs: Vec<BufRing> = Vec::with_capacity(max_rings);
+    core.add_ring(&mut bufs)?;
     core.arm_accept();
     ready();
     let start = Instant::now();
     let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(s.cq_entries as usize);
     loop {
+        // Hand every other ring its queued submissions, then wait on ring 0.
+        for r in 1..core.rings.len() {
+            if !core.rings[r].ring.submission().is_empty() {
+                core.enter(r)?;
+            }
+        }
         let now_tick = (start.elapsed().as_millis() / TICK.as_millis()) as u32;
         let next = start + TICK * (now_tick + 1);
         let wait = next.saturating_duration_since(Instant::now());
@@ -211,7 +241,7 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
             .sec(wait.as_secs())
             .nsec(wait.subsec_nanos());
         let args = types::SubmitArgs::new().timespec(&ts);
-        match core.ring.submitter().submit_with_args(1, &args) {
+        match core.rings[0].ring.submitter().submit_with_args(1, &args) {
             Ok(_) => {}
             Err(e)
                 if matches!(
@@ -220,47 +250,147 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
                 ) => {}
             Err(e) => return Err(e),
         }
-        cqes.clear();
-        cqes.extend(core.ring.completion());
-        for cqe in &cqes {
-            core.complete(&mut bufs, cqe);
-        }
+        core.rings[0].dirty = true;
         let now_tick = (start.elapsed().as_millis() / TICK.as_millis()) as u32;
+        if core.tick < now_tick {
+            // Reap every ring once a tick, whatever the eventfds said.
+            for r in &mut core.rings {
+                r.dirty = true;
+            }
+        }
+        // Reap dirty rings until none is (handling one ring's completions can wake another).
+        let mut rounds = 0;
+        while let Some(r) = core.rings.iter().position(|r| r.dirty) {
+            core.rings[r].dirty = false;
+            if r > 0 {
+                core.enter(r)?;
+            }
+            cqes.clear();
+            cqes.extend(core.rings[r].ring.completion());
+            for cqe in &cqes {
+                core.complete(r, &mut bufs, cqe);
+            }
+            rounds += 1;
+            if rounds > 4 * core.rings.len() {
+                break; // fairness: the rest waits for the next turn
+            }
+        }
         while core.tick < now_tick {
             core.tick += 1;
             core.on_tick();
         }
-        if core.finished() {
-            break;
-        }
-        if core.shared.stop.load(Ordering::Relaxed) {
+        if core.finished() || core.shared.stop.load(Ordering::Relaxed) {
             break;
         }
     }
-    tracing::info!(worker = core.id, "worker stopped");
+    tracing::info!(worker = core.id, rings = core.rings.len(), "worker stopped");
+    drop(core);
+    drop(bufs);
     Ok(())
 }
 
 impl Core {
+    // ------------------------------------------------------------------ rings
+
+    /// Create, register and wire up one more ring.
+    fn add_ring(&mut self, bufs: &mut Vec<BufRing>) -> io::Result<usize> {
+        let r = self.rings.len();
+        let first = r == 0;
+        let (sq, cq) = if first {
+            (self.s.sq_entries, self.s.cq_entries)
+        } else {
+            (1024, 8192)
+        };
+        let ring = super::setup(sq, cq)?;
+        for f in &ring.fallbacks {
+            tracing::warn!(
+                worker = self.id,
+                ring = r,
+                "io_uring setup flag unavailable, fell back: {f}"
+            );
+        }
+        let ring = ring.ring;
+        ring.submitter()
+            .register_files_sparse(self.table_size as u32)?;
+        let entries = if first {
+            self.s.recv_buffers
+        } else {
+            self.extra_ring_buffers
+        };
+        bufs.push(BufRing::new(&ring, entries, self.s.recv_buffer_size, 0)?);
+        let eventfd = if first {
+            None
+        } else {
+            let efd = super::eventfd()?;
+            ring.submitter().register_eventfd(efd.as_raw_fd())?;
+            Some(efd)
+        };
+        self.rings.push(RingCtx {
+            ring,
+            table: self.table_size,
+            live: 0,
+            accept_armed: false,
+            eventfd,
+            dirty: false,
+        });
+        self.metrics.rings.set(self.rings.len() as u64);
+        if !first {
+            self.arm_wake(r);
+            tracing::info!(
+                worker = self.id,
+                ring = r,
+                table = self.table_size,
+                "added a ring"
+            );
+        }
+        Ok(r)
+    }
+
+    /// Ring 0 polls ring `r`'s eventfd, so the worker's one wait also covers ring `r`.
+    fn arm_wake(&mut self, r: usize) {
+        let Some(fd) = self.rings[r].eventfd.as_ref().map(|f| f.as_raw_fd()) else {
+            return;
+        };
+        let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(Token::new(Op::Wake, r as u32, 0).encode());
+        self.push(0, sqe);
+    }
+
+    /// Submit ring `r`'s queue and run its deferred work without blocking, so its
+    /// completions appear (DEFER_TASKRUN needs GETEVENTS for that).
+    fn enter(&mut self, r: usize) -> io::Result<()> {
+        super::enter_nonblocking(&mut self.rings[r].ring)
+    }
+
     // ------------------------------------------------------------------ submission
 
-    fn push(&mut self, sqe: squeue::Entry) {
+    fn push(&mut self, r: usize, sqe: squeue::Entry) {
+        let ring = &mut self.rings[r].ring;
         loop {
             // SAFETY: every SQE built here references either no user memory (multishot
-            // accept, recv into provided buffers, shutdown, close, cancel), a pooled accept's
-            // `AddrSlot` (boxed, never moved, not rewritten while `armed`, and declared after
-            // the ring so the ring is torn down first), or a connection's
-            // `Outbound::inflight` buffer, which is neither mutated nor freed while the
-            // connection's SEND_INFLIGHT flag is set, i.e. until this send's completion.
-            if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+            // accept, recv into provided buffers, poll, shutdown, close, cancel), a pooled
+            // accept's `AddrSlot` (boxed, never moved, not rewritten while `armed`, and
+            // outliving the rings: `rings` is Core's first field, so it is dropped first),
+            // or a connection's `Outbound::inflight` buffer, which is neither mutated nor
+            // freed while the connection's SEND_INFLIGHT flag is set, i.e. until this
+            // send's completion.
+            if unsafe { ring.submission().push(&sqe) }.is_ok() {
                 return;
             }
             // The submission queue is full: hand it to the kernel and retry.
-            if let Err(e) = self.ring.submit() {
+            if let Err(e) = ring.submit() {
                 tracing::error!(worker = self.id, "io_uring submit failed: {e}");
                 return;
             }
         }
+    }
+
+    /// Push an operation on connection `idx`'s ring.
+    fn push_conn(&mut self, idx: usize, sqe: squeue::Entry) {
+        let r = usize::from(self.conns[idx].ring);
+        self.push(r, sqe);
     }
 
     fn token(&self, op: Op, idx: usize) -> u64 {
@@ -271,12 +401,14 @@ impl Core {
         if !self.accepting {
             return;
         }
+        let r = self.accept_ring;
         let fd = self.listener.as_raw_fd();
         if let Some(slots) = self.addr_slots.as_mut() {
             let mut sqes = Vec::new();
             for (k, slot) in slots.iter_mut().enumerate().filter(|(_, s)| !s.armed) {
                 slot.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
                 slot.armed = true;
+                slot.ring = r as u16;
                 let sqe = opcode::Accept::new(
                     types::Fd(fd),
                     (&mut slot.storage as *mut libc::sockaddr_storage).cast(),
@@ -288,37 +420,72 @@ impl Core {
                 sqes.push(sqe);
             }
             for sqe in sqes {
-                self.push(sqe);
+                self.push(r, sqe);
             }
-            self.accept_armed = true;
             return;
         }
-        if self.accept_armed {
+        if self.rings[r].accept_armed {
             return;
         }
         let sqe = opcode::AcceptMulti::new(types::Fd(fd))
             .allocate_file_index(true)
             .build()
             .user_data(Token::new(Op::Accept, u32::MAX, 0).encode());
-        self.push(sqe);
-        self.accept_armed = true;
+        self.push(r, sqe);
+        self.rings[r].accept_armed = true;
     }
 
-    fn cancel_accept(&mut self) {
-        if !self.accept_armed {
-            return;
-        }
+    /// Cancel the accepts armed on ring `r`.
+    fn cancel_accept(&mut self, r: usize) {
         let armed: Vec<u32> = match self.addr_slots.as_ref() {
             Some(slots) => (0..slots.len() as u32)
-                .filter(|&k| slots[k as usize].armed)
+                .filter(|&k| slots[k as usize].armed && usize::from(slots[k as usize].ring) == r)
                 .collect(),
-            None => vec![u32::MAX],
+            None if self.rings[r].accept_armed => vec![u32::MAX],
+            None => Vec::new(),
         };
         for k in armed {
             let sqe = opcode::AsyncCancel::new(Token::new(Op::Accept, k, 0).encode())
                 .build()
                 .user_data(Token::new(Op::Cancel, u32::MAX, 0).encode());
-            self.push(sqe);
+            self.push(r, sqe);
+        }
+    }
+
+    /// Whether ring `r` can take another connection without nearing a full table.
+    fn has_room(&self, r: usize) -> bool {
+        self.rings[r].live + TABLE_HEADROOM < self.rings[r].table
+    }
+
+    /// The accepting ring is nearly full: move accepting to a ring with room, adding a ring
+    /// if the connection target allows, or stop accepting until connections leave.
+    fn move_accept(&mut self, bufs: &mut Vec<BufRing>) {
+        let old = self.accept_ring;
+        self.cancel_accept(old);
+        let target = match (0..self.rings.len()).find(|&r| self.has_room(r)) {
+            Some(r) => Some(r),
+            None if self.rings.len() < self.max_rings => match self.add_ring(bufs) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!(worker = self.id, "cannot add a ring: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        match target {
+            Some(r) => {
+                self.accept_ring = r;
+                self.arm_accept();
+            }
+            None => {
+                self.accepting = false;
+                tracing::warn!(
+                    worker = self.id,
+                    rings = self.rings.len(),
+                    "every file table is nearly full; pausing accept"
+                );
+            }
         }
     }
 
@@ -327,7 +494,7 @@ impl Core {
         let sqe = opcode::RecvMulti::new(types::Fixed(slot), bgid)
             .build()
             .user_data(self.token(Op::Recv, idx));
-        self.push(sqe);
+        self.push_conn(idx, sqe);
         self.conns[idx].flags |= RECV_ARMED;
     }
 
@@ -356,7 +523,7 @@ impl Core {
             .flags(libc::MSG_NOSIGNAL)
             .build()
             .user_data(self.token(Op::Send, idx));
-        self.push(sqe);
+        self.push_conn(idx, sqe);
     }
 
     /// Everything queued was sent.
@@ -438,7 +605,7 @@ impl Core {
         let sqe = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_WR)
             .build()
             .user_data(self.token(Op::Shutdown, idx));
-        self.push(sqe);
+        self.push_conn(idx, sqe);
         if !armed {
             self.arm_recv(idx, 0);
         }
@@ -458,7 +625,7 @@ impl Core {
             let sqe = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
                 .build()
                 .user_data(self.token(Op::Shutdown, idx));
-            self.push(sqe);
+            self.push_conn(idx, sqe);
         }
         self.maybe_close(idx);
     }
@@ -473,7 +640,7 @@ impl Core {
         let sqe = opcode::Close::new(types::Fixed(slot))
             .build()
             .user_data(self.token(Op::Close, idx));
-        self.push(sqe);
+        self.push_conn(idx, sqe);
     }
 
     fn release(&mut self, idx: usize) {
@@ -486,30 +653,30 @@ impl Core {
         if conn.flags & COUNTED_WS != 0 {
             self.websockets -= 1;
         }
+        let r = usize::from(conn.ring);
+        self.rings[r].live -= 1;
         self.metrics.connections.set(self.conns.len() as u64);
         self.metrics.websockets.set(self.websockets as u64);
-        if !self.accepting
-            && self.drain.is_none()
-            && self.conns.len() + TABLE_HEADROOM < self.table_size
-        {
+        if !self.accepting && self.drain.is_none() && self.has_room(r) {
             self.accepting = true;
+            self.accept_ring = r;
             self.arm_accept();
         }
     }
 
     // ------------------------------------------------------------------ completions
 
-    fn complete(&mut self, bufs: &mut BufRing, cqe: &cqueue::Entry) {
+    fn complete(&mut self, r: usize, bufs: &mut Vec<BufRing>, cqe: &cqueue::Entry) {
         let Some(tok) = Token::decode(cqe.user_data()) else {
             return;
         };
         let res = cqe.result();
         let flags = cqe.flags();
-        if tok.op == Op::Accept {
-            return self.on_accept(tok.index, res, flags);
-        }
-        if matches!(tok.op, Op::Cancel | Op::SockOpt) {
-            return;
+        match tok.op {
+            Op::Accept => return self.on_accept(r, tok.index, res, flags, bufs),
+            Op::Wake => return self.on_wake(tok.index as usize, flags),
+            Op::Cancel | Op::SockOpt => return,
+            _ => {}
         }
         let idx = tok.index as usize;
         let live = self
@@ -518,19 +685,33 @@ impl Core {
             .is_some_and(|c| c.generation & Token::GENERATION_MASK == tok.generation);
         if !live {
             if let Some(bid) = cqueue::buffer_select(flags) {
-                bufs.recycle(bid);
+                bufs[r].recycle(bid);
             }
             return;
         }
         match tok.op {
-            Op::Recv => self.on_recv(bufs, idx, res, flags),
+            Op::Recv => self.on_recv(&mut bufs[r], idx, res, flags),
             Op::Send => self.on_send(idx, res),
             Op::Close => self.release(idx),
             _ => {}
         }
     }
 
-    fn on_accept(&mut self, k: u32, res: i32, flags: u32) {
+    /// Ring 0's poll says ring `r` has work.
+    fn on_wake(&mut self, r: usize, flags: u32) {
+        let Some(ctx) = self.rings.get_mut(r) else {
+            return;
+        };
+        ctx.dirty = true;
+        if let Some(fd) = ctx.eventfd.as_ref() {
+            super::drain_eventfd(fd);
+        }
+        if !cqueue::more(flags) {
+            self.arm_wake(r);
+        }
+    }
+
+    fn on_accept(&mut self, r: usize, k: u32, res: i32, flags: u32, bufs: &mut Vec<BufRing>) {
         let mut peer = None;
         if let Some(slots) = self.addr_slots.as_mut() {
             if let Some(slot) = slots.get_mut(k as usize) {
@@ -539,9 +720,8 @@ impl Core {
                     peer = super::listener::peer_ip(&slot.storage);
                 }
             }
-            self.accept_armed = slots.iter().any(|s| s.armed);
         } else if !cqueue::more(flags) {
-            self.accept_armed = false;
+            self.rings[r].accept_armed = false;
         }
         if res < 0 {
             let errno = -res;
@@ -582,13 +762,14 @@ impl Core {
             let sqe = opcode::Close::new(types::Fixed(slot))
                 .build()
                 .user_data(Token::new(Op::Cancel, u32::MAX, 0).encode());
-            self.push(sqe);
+            self.push(r, sqe);
             return;
         }
         self.generation = self.generation.wrapping_add(1);
+        self.rings[r].live += 1;
         let idx = self
             .conns
-            .insert(Conn::new(slot, self.generation, self.tick));
+            .insert(Conn::new(r as u16, slot, self.generation, self.tick));
         self.metrics.connections.set(self.conns.len() as u64);
         // A slab entry is an enum around Conn; Option<Conn> has the same layout question
         // (tag or niche), so it stands in for the private entry type.
@@ -611,11 +792,9 @@ impl Core {
         let deadline = self.tick + self.s.handshake_ticks;
         self.handshakes
             .push_back((idx as u32, self.generation, deadline));
-        if self.conns.len() + TABLE_HEADROOM >= self.table_size {
-            // Stop before the table fills; resumed by `release`.
-            self.accepting = false;
-            self.cancel_accept();
-            tracing::warn!(worker = self.id, "file table nearly full; pausing accept");
+        if r == self.accept_ring && !self.has_room(r) {
+            // Move on before the table fills (a full table ends the multishot with ENFILE).
+            self.move_accept(bufs);
         } else {
             // Multishot: re-arm if it ended; pool: replace the accept that completed.
             self.arm_accept();
@@ -639,7 +818,7 @@ impl Core {
             if !more
                 && matches!(
                     conn.phase,
-                    Phase::Handshake | Phase::Open | Phase::AwaitingClose
+                    Phase::Handshake | Phase::Open | Phase::AwaitingClose | Phase::Lingering
                 )
             {
                 self.arm_recv(idx, bufs.bgid);
@@ -1018,7 +1197,7 @@ impl Core {
                 self.teardown(idx);
             }
         }
-        if !self.accept_armed && self.accepting && self.drain.is_none() {
+        if self.accepting && self.drain.is_none() {
             self.arm_accept();
         }
         self.sweep();
@@ -1068,7 +1247,7 @@ impl Core {
                             let sqe = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
                                 .build()
                                 .user_data(self.token(Op::Shutdown, i));
-                            self.push(sqe);
+                            self.push_conn(i, sqe);
                         }
                     }
                     Phase::Handshake | Phase::Closing | Phase::Lingering => {}
@@ -1091,7 +1270,9 @@ impl Core {
                 "drain started"
             );
             self.accepting = false;
-            self.cancel_accept();
+            for r in 0..self.rings.len() {
+                self.cancel_accept(r);
+            }
             self.drain = Some(Drain {
                 start: self.tick,
                 total,
