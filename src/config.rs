@@ -81,12 +81,18 @@ pub struct ServeConfig {
     pub rcvbuf: u32,
 
     /// Provided receive buffers per worker (a power of two, at most 32768).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 1024)]
     pub recv_buffers: u16,
 
     /// Size of each provided receive buffer in bytes.
     #[arg(long, default_value_t = 4096)]
     pub recv_buffer_size: u32,
+
+    /// What idle connections keep armed for reading: `poll` (a multishot POLLIN, ~258 B of
+    /// kernel memory each, one extra completion per read) or `recv` (a multishot receive,
+    /// ~865 B each). See docs/architecture.md.
+    #[arg(long, value_enum, default_value_t = ReadModeArg::Poll)]
+    pub read_mode: ReadModeArg,
 
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -96,6 +102,15 @@ pub struct ServeConfig {
     /// flags given on the command line still win.
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+/// `--read-mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadModeArg {
+    /// Multishot poll, then a receive on readiness.
+    Poll,
+    /// Multishot receive.
+    Recv,
 }
 
 /// How log lines are written.

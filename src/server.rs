@@ -86,6 +86,10 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
         grace_ticks: ticks(cfg.drain_grace),
         recv_buffers: cfg.recv_buffers,
         recv_buffer_size: cfg.recv_buffer_size,
+        read_mode: match cfg.read_mode {
+            crate::config::ReadModeArg::Poll => worker::ReadMode::Poll,
+            crate::config::ReadModeArg::Recv => worker::ReadMode::Recv,
+        },
         sq_entries: 4096,
         cq_entries: 32768,
     };

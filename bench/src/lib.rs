@@ -4,7 +4,31 @@
 //! input; the density / throughput report (`holdfast-bench` binary) arrives with the server
 //! and the load generator.
 
+pub mod density;
+pub mod hold;
+pub mod proc;
+pub mod server;
+
 use std::io::{self, Cursor, Read, Write};
+
+/// Today's date (UTC) as YYYY-MM-DD, for result file names.
+pub fn today() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0) as i64;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!("{:04}-{:02}-{:02}", if m <= 2 { y + 1 } else { y }, m, d)
+}
 
 use holdfast::ws::frame::encode_frame;
 use holdfast::ws::OpCode;

@@ -32,18 +32,21 @@ pub enum Phase {
     Closing,
 }
 
-/// Flag: a multishot receive is armed.
+/// Flag: the read-side multishot (receive, or poll in poll mode) is armed.
 pub const RECV_ARMED: u8 = 1 << 0;
 /// Flag: a send is in flight (the kernel holds a pointer into `Outbound::inflight`).
 pub const SEND_INFLIGHT: u8 = 1 << 1;
 /// Flag: the connection was counted as a WebSocket (for the gauge).
 pub const COUNTED_WS: u8 = 1 << 2;
-/// Flag: a ping was sent and no traffic has arrived since.
-pub const PING_OUTSTANDING: u8 = 1 << 3;
+/// Flag: a single-shot receive is in flight (poll mode).
+pub const RECV_INFLIGHT: u8 = 1 << 3;
 /// Flag: accepted over the accept rate; its upgrade will be answered 503.
 pub const REJECT_RATE: u8 = 1 << 4;
 /// Flag: its source IP is at the per-IP cap; its upgrade will be answered 429.
 pub const REJECT_IP: u8 = 1 << 5;
+/// Flag: the poll fired while a receive was in flight: receive again when it completes, or
+/// input that arrived after that receive copied could wait for a wake-up that never comes.
+pub const RECV_AGAIN: u8 = 1 << 6;
 
 /// Bytes held while a handshake or frame is split across reads, or a message is assembled.
 #[derive(Debug, Default)]
@@ -107,7 +110,7 @@ pub struct Conn {
     pub generation: u32,
     /// Lifecycle phase.
     pub phase: Phase,
-    /// `RECV_ARMED` | `SEND_INFLIGHT` | `COUNTED_WS` | `PING_OUTSTANDING`.
+    /// `RECV_ARMED` | `SEND_INFLIGHT` | `COUNTED_WS` | `RECV_INFLIGHT` | `REJECT_*`.
     pub flags: u8,
 }
 

@@ -25,6 +25,8 @@ pub enum Op {
     SockOpt = 7,
     /// Ring 0's multishot poll on another ring's eventfd: that ring has work (index = ring).
     Wake = 8,
+    /// Multishot POLLIN on a connection (the idle read arm in poll mode).
+    Poll = 9,
 }
 
 /// A decoded `user_data`.
@@ -67,6 +69,7 @@ impl Token {
             6 => Op::Cancel,
             7 => Op::SockOpt,
             8 => Op::Wake,
+            9 => Op::Poll,
             _ => return None,
         };
         Some(Self {

@@ -32,8 +32,8 @@ use slab::Slab;
 use super::bufring::BufRing;
 use super::token::{Op, Token};
 use crate::conn::{
-    Conn, Outbound, Phase, Spill, COUNTED_WS, PING_OUTSTANDING, RECV_ARMED, REJECT_IP, REJECT_RATE,
-    SEND_INFLIGHT,
+    Conn, Outbound, Phase, Spill, COUNTED_WS, RECV_AGAIN, RECV_ARMED, RECV_INFLIGHT, REJECT_IP,
+    REJECT_RATE, SEND_INFLIGHT,
 };
 use crate::limits::{IpTable, TokenBucket};
 use crate::metrics::{self, Limit, Side, WorkerMetrics};
@@ -125,10 +125,22 @@ pub struct Settings {
     pub recv_buffers: u16,
     /// Provided buffer size.
     pub recv_buffer_size: u32,
+    /// What an idle connection keeps armed for reading.
+    pub read_mode: ReadMode,
     /// Submission queue entries.
     pub sq_entries: u32,
     /// Completion queue entries.
     pub cq_entries: u32,
+}
+
+/// What each connection keeps armed in the kernel to learn that it has input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// A multishot POLLIN (~258 B of kernel memory per connection); on readiness a
+    /// single-shot receive takes a provided buffer. One more completion per read.
+    Poll,
+    /// A multishot receive (~865 B per connection); one completion per read.
+    Recv,
 }
 
 struct Drain {
@@ -489,13 +501,52 @@ impl Core {
         }
     }
 
-    fn arm_recv(&mut self, idx: usize, bgid: u16) {
+    /// Arm the connection's read side: a multishot poll or a multishot receive.
+    fn arm_read(&mut self, idx: usize) {
         let slot = self.conns[idx].slot;
-        let sqe = opcode::RecvMulti::new(types::Fixed(slot), bgid)
-            .build()
-            .user_data(self.token(Op::Recv, idx));
+        let sqe = match self.s.read_mode {
+            ReadMode::Poll => opcode::PollAdd::new(types::Fixed(slot), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(self.token(Op::Poll, idx)),
+            ReadMode::Recv => opcode::RecvMulti::new(types::Fixed(slot), 0)
+                .build()
+                .user_data(self.token(Op::Recv, idx)),
+        };
         self.push_conn(idx, sqe);
         self.conns[idx].flags |= RECV_ARMED;
+    }
+
+    /// Poll mode: take what the socket holds with one non-blocking receive into a provided
+    /// buffer (MSG_DONTWAIT: with nothing to read it returns EAGAIN instead of arming itself,
+    /// which would cost the kernel memory poll mode exists to save).
+    fn submit_recv(&mut self, idx: usize) {
+        let conn = &mut self.conns[idx];
+        if conn.flags & RECV_INFLIGHT != 0 {
+            conn.flags |= RECV_AGAIN;
+            return;
+        }
+        conn.flags = (conn.flags | RECV_INFLIGHT) & !RECV_AGAIN;
+        let slot = conn.slot;
+        let sqe = opcode::Recv::new(
+            types::Fixed(slot),
+            std::ptr::null_mut(),
+            self.s.recv_buffer_size,
+        )
+        .buf_group(0)
+        .flags(libc::MSG_DONTWAIT)
+        .build()
+        .flags(squeue::Flags::BUFFER_SELECT)
+        .user_data(self.token(Op::Recv, idx));
+        self.push_conn(idx, sqe);
+    }
+
+    /// Whether the connection still wants input (to decode it, or to drop it while lingering).
+    fn reading(&self, idx: usize) -> bool {
+        matches!(
+            self.conns[idx].phase,
+            Phase::Handshake | Phase::Open | Phase::AwaitingClose | Phase::Lingering
+        )
     }
 
     /// Send whatever is queued, unless a send is already in flight.
@@ -607,7 +658,7 @@ impl Core {
             .user_data(self.token(Op::Shutdown, idx));
         self.push_conn(idx, sqe);
         if !armed {
-            self.arm_recv(idx, 0);
+            self.arm_read(idx);
         }
         self.lingers
             .push_back((idx as u32, generation, self.tick + self.s.close_ticks));
@@ -621,10 +672,22 @@ impl Core {
         conn.phase = Phase::ShuttingDown;
         conn.last_seen = self.tick;
         let slot = conn.slot;
-        if conn.flags & RECV_ARMED != 0 {
+        let (armed, inflight) = (
+            conn.flags & RECV_ARMED != 0,
+            conn.flags & RECV_INFLIGHT != 0,
+        );
+        if armed || inflight {
+            // Ends a multishot or single-shot receive (they complete with EOF).
             let sqe = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
                 .build()
                 .user_data(self.token(Op::Shutdown, idx));
+            self.push_conn(idx, sqe);
+        }
+        if armed && self.s.read_mode == ReadMode::Poll {
+            // A multishot poll outlives shutdown (the socket just stays readable): remove it.
+            let sqe = opcode::PollRemove::new(self.token(Op::Poll, idx))
+                .build()
+                .user_data(Token::new(Op::Cancel, u32::MAX, 0).encode());
             self.push_conn(idx, sqe);
         }
         self.maybe_close(idx);
@@ -632,7 +695,8 @@ impl Core {
 
     fn maybe_close(&mut self, idx: usize) {
         let conn = &mut self.conns[idx];
-        if conn.phase != Phase::ShuttingDown || conn.flags & (RECV_ARMED | SEND_INFLIGHT) != 0 {
+        let busy = RECV_ARMED | RECV_INFLIGHT | SEND_INFLIGHT;
+        if conn.phase != Phase::ShuttingDown || conn.flags & busy != 0 {
             return;
         }
         conn.phase = Phase::Closing;
@@ -691,6 +755,7 @@ impl Core {
         }
         match tok.op {
             Op::Recv => self.on_recv(&mut bufs[r], idx, res, flags),
+            Op::Poll => self.on_poll(idx, res, flags),
             Op::Send => self.on_send(idx, res),
             Op::Close => self.release(idx),
             _ => {}
@@ -788,7 +853,7 @@ impl Core {
                 self.conns[idx].flags |= REJECT_IP;
             }
         }
-        self.arm_recv(idx, 0);
+        self.arm_read(idx);
         let deadline = self.tick + self.s.handshake_ticks;
         self.handshakes
             .push_back((idx as u32, self.generation, deadline));
@@ -801,9 +866,35 @@ impl Core {
         }
     }
 
-    fn on_recv(&mut self, bufs: &mut BufRing, idx: usize, res: i32, flags: u32) {
+    fn on_poll(&mut self, idx: usize, res: i32, flags: u32) {
         let more = cqueue::more(flags);
         if !more {
+            self.conns[idx].flags &= !RECV_ARMED;
+        }
+        if res < 0 && res != -libc::ECANCELED {
+            // The socket failed; let a receive report how.
+            if self.reading(idx) {
+                self.submit_recv(idx);
+            }
+        } else if res > 0 && self.reading(idx) {
+            self.submit_recv(idx);
+        }
+        if !more {
+            if self.reading(idx) && res != -libc::ECANCELED {
+                self.arm_read(idx);
+            } else {
+                self.maybe_close(idx);
+            }
+        }
+    }
+
+    fn on_recv(&mut self, bufs: &mut BufRing, idx: usize, res: i32, flags: u32) {
+        let single = self.s.read_mode == ReadMode::Poll;
+        let more = !single && cqueue::more(flags);
+        let again = self.conns[idx].flags & RECV_AGAIN != 0;
+        if single {
+            self.conns[idx].flags &= !(RECV_INFLIGHT | RECV_AGAIN);
+        } else if !more {
             self.conns[idx].flags &= !RECV_ARMED;
         }
         if res > 0 {
@@ -813,31 +904,39 @@ impl Core {
             let data = bufs.slice_mut(bid, res as usize);
             self.on_bytes(idx, data);
             bufs.recycle(bid);
-            // on_bytes may have released nothing (releases only happen on Close CQEs).
-            let conn = &self.conns[idx];
-            if !more
-                && matches!(
-                    conn.phase,
-                    Phase::Handshake | Phase::Open | Phase::AwaitingClose | Phase::Lingering
-                )
-            {
-                self.arm_recv(idx, bufs.bgid);
-            } else if !more {
+            // The entry is still there: releases only happen on Close completions.
+            if self.reading(idx) {
+                if single && (again || res as u32 == bufs.buffer_size()) {
+                    // A full buffer, or input announced while this receive was in flight:
+                    // there may be more waiting, with no further poll event to say so.
+                    self.submit_recv(idx);
+                } else if !single && !more {
+                    self.arm_read(idx);
+                }
+            } else {
                 self.maybe_close(idx);
             }
             return;
         }
+        if single && res == -libc::EAGAIN {
+            // Nothing (more) to read; the armed poll announces the next input.
+            if again && self.reading(idx) {
+                self.submit_recv(idx);
+            }
+            return;
+        }
         if res == -libc::ENOBUFS {
-            // Every provided buffer is in use; the multishot ended. Re-arm: buffers are
-            // recycled as soon as each completion is handled.
-            if !more {
-                self.arm_recv(idx, bufs.bgid);
+            // Every provided buffer is in use (the multishot ended). Buffers are recycled as
+            // each completion is handled, so ask again.
+            if single {
+                self.submit_recv(idx);
+            } else if !more {
+                self.arm_read(idx);
             }
             return;
         }
         // EOF or an error: the peer is gone.
-        let conn = &self.conns[idx];
-        match conn.phase {
+        match self.conns[idx].phase {
             Phase::Handshake | Phase::Open | Phase::Finishing => {
                 self.metrics.aborted.inc();
                 self.teardown(idx);
@@ -877,7 +976,6 @@ impl Core {
             Phase::Open | Phase::AwaitingClose => {
                 if conn.phase == Phase::Open {
                     conn.last_seen = self.tick;
-                    conn.flags &= !PING_OUTSTANDING;
                 }
                 self.on_frame_bytes(idx, data)
             }
@@ -1230,7 +1328,6 @@ impl Core {
                             self.metrics.idle_timeouts.inc();
                             self.close_with(i, CloseCode::GOING_AWAY, "idle timeout", false);
                         } else if silent + 1 >= self.s.ping_ticks && conn.out.is_none() {
-                            self.conns[i].flags |= PING_OUTSTANDING;
                             self.metrics.pings_sent.inc();
                             self.queue_frame(i, OpCode::Ping, b"");
                         }

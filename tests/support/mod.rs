@@ -26,6 +26,10 @@ impl Server {
         if !extra.contains(&"--workers") {
             cmd.args(["--workers", "2"]);
         }
+        // CI runs the suite once per read mode: HOLDFAST_E2E_ARGS="--read-mode recv".
+        if let Ok(more) = std::env::var("HOLDFAST_E2E_ARGS") {
+            cmd.args(more.split_whitespace());
+        }
         let mut child = cmd
             .args(extra)
             .env("HOLDFAST_LOG", "warn")
