@@ -38,15 +38,40 @@ pub struct DensityArgs {
     /// Stop a step when MemFree falls below this many GiB.
     #[arg(long, default_value_t = 3.0)]
     pub min_free_gib: f64,
-    /// Where to write `<date>-density.json` and `.md` (not written if absent).
+    /// Where to write `<date>-density[-<label>].json` (not written if absent).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// A label for the result file name (e.g. the server flags being compared).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Extra flags for `holdfast serve`, e.g. `--server-args=--read-mode=recv`.
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
+    pub server_args: Vec<String>,
 }
 
-/// Slab caches that hold the objects of one TCP socket and its file, on either end.
-const SOCKET_CACHES: &[&str] = &["TCP", "sock_inode_cache", "dentry", "filp"];
-/// Slab caches only the epoll-based client uses.
-const CLIENT_CACHES: &[&str] = &["eventpoll_epi", "eventpoll_pwq"];
+// How the slab growth of a loopback run is split between the ends (both on this machine):
+/// Caches holding one object per socket on *each* end: the server's share is half.
+const SOCKET_CACHES: &[&str] = &[
+    "TCP",
+    "sock_inode_cache",
+    "filp",
+    "lsm_file_cache",
+    "lsm_inode_cache",
+];
+/// Caches only the fd-based, epoll-driven client process grows: its epoll items, the
+/// /proc/PID/fd inodes a host agent creates by walking its fds (IO_URING_FACTS.md), and its
+/// own address space. The server holds sockets as direct descriptors: none of these.
+const CLIENT_CACHES: &[&str] = &[
+    "eventpoll_epi",
+    "eventpoll_pwq",
+    "proc_inode_cache",
+    "anon_vma_chain",
+    "anon_vma",
+    "vm_area_struct",
+];
+/// `dentry` grows by one socket dentry per end plus the client's /proc fd dentries; the
+/// server's share is exactly one object per connection.
+const DENTRY: &str = "dentry";
 
 struct Clients(Vec<Child>);
 
@@ -83,6 +108,7 @@ pub fn step(args: &DensityArgs, n: usize) -> Result<serde_json::Value, String> {
     if let Some(w) = args.workers {
         extra.extend(["--workers".into(), w.to_string()]);
     }
+    extra.extend(args.server_args.iter().filter(|a| !a.is_empty()).cloned());
     let server = ServerProcess::start(&bin, &extra)?;
     std::thread::sleep(Duration::from_millis(500));
     let rss0 = rss_bytes(server.pid()).unwrap_or(0);
@@ -147,7 +173,12 @@ pub fn step(args: &DensityArgs, n: usize) -> Result<serde_json::Value, String> {
 
     let mut grew: Vec<(String, i64)> = caches1
         .iter()
-        .map(|(k, v)| (k.clone(), *v as i64 - *caches0.get(k).unwrap_or(&0) as i64))
+        .map(|(k, (v, _))| {
+            (
+                k.clone(),
+                *v as i64 - caches0.get(k).map_or(0, |c| c.0) as i64,
+            )
+        })
         .filter(|(_, d)| *d > 0)
         .collect();
     grew.sort_by_key(|(_, d)| -d);
@@ -161,10 +192,14 @@ pub fn step(args: &DensityArgs, n: usize) -> Result<serde_json::Value, String> {
     let slab_total = slab1 as i64 - slab0 as i64;
     let shared = delta(SOCKET_CACHES);
     let client_only = delta(CLIENT_CACHES);
-    // Both ends have a socket, inode, dentry and file: half of those is the server's. The
-    // rest of the growth (io_uring requests, kmalloc for armed receives, rings) is the
-    // server's, except the epoll caches, which only the client uses.
-    let server_kernel = shared / 2 + (slab_total - shared - client_only);
+    let dentry = delta(&[DENTRY]);
+    let dentry_obj = caches1.get(DENTRY).map_or(0, |c| c.1) as i64;
+    let server_dentry = (dentry_obj * held as i64).min(dentry);
+    // Everything else (io_kiocb for the armed read, kmalloc, io_uring's own caches) is
+    // counted as the server's: an upper bound, since a little of it may be the client's.
+    let objects: i64 = grew.iter().map(|(_, d)| d).sum();
+    let rest = objects - shared - client_only - dentry;
+    let server_kernel = shared / 2 + server_dentry + rest;
     drop(clients);
     drop(server);
     let top: BTreeMap<String, f64> = grew
@@ -182,6 +217,7 @@ pub fn step(args: &DensityArgs, n: usize) -> Result<serde_json::Value, String> {
         "server_rings": rings,
         "server_userspace_bytes_per_connection": per(rss1 as i64 - rss0 as i64),
         "kernel_slab_bytes_per_connection_both_ends": per(slab_total),
+        "kernel_slab_object_bytes_per_connection_both_ends": per(objects),
         "server_kernel_bytes_per_connection": per(server_kernel),
         "slab_growth_bytes_per_connection_by_cache": top,
     }))

@@ -26,13 +26,17 @@ fn main() {
     match Cli::parse().command {
         Cmd::Density(args) => {
             let out = args.out.clone();
+            let label = args.label.clone();
             match holdfast_bench::density::run(args) {
                 Ok(report) => {
                     let text = serde_json::to_string_pretty(&report).unwrap_or_default();
                     println!("{text}");
                     if let Some(dir) = out {
                         let date = holdfast_bench::today();
-                        let path = dir.join(format!("{date}-density.json"));
+                        let path = match &label {
+                            Some(l) => dir.join(format!("{date}-density-{l}.json")),
+                            None => dir.join(format!("{date}-density.json")),
+                        };
                         if let Err(e) = std::fs::write(&path, text) {
                             eprintln!("cannot write {}: {e}", path.display());
                             std::process::exit(1);

@@ -30,8 +30,9 @@ pub fn meminfo(field: &str) -> Option<u64> {
     Some(v * 1024)
 }
 
-/// Bytes held by each slab cache (active objects × object size), from /proc/slabinfo.
-pub fn slab_caches() -> BTreeMap<String, u64> {
+/// Each slab cache's (bytes held = active objects × object size, object size), from
+/// /proc/slabinfo.
+pub fn slab_caches() -> BTreeMap<String, (u64, u64)> {
     let mut out = BTreeMap::new();
     let Ok(s) = std::fs::read_to_string("/proc/slabinfo") else {
         return out;
@@ -40,7 +41,7 @@ pub fn slab_caches() -> BTreeMap<String, u64> {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() > 3 {
             if let (Ok(active), Ok(size)) = (f[1].parse::<u64>(), f[3].parse::<u64>()) {
-                out.insert(f[0].to_string(), active * size);
+                out.insert(f[0].to_string(), (active * size, size));
             }
         }
     }
