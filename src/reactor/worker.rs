@@ -45,9 +45,14 @@ use crate::ws::{CloseCode, DataKind, Event, OpCode};
 /// Length of a timer tick.
 pub const TICK: Duration = Duration::from_millis(100);
 
-/// Connection slots kept free in the file table so accepting never hits a full table (a full
-/// table ends the multishot accept with ENFILE and makes the kernel drop what it accepted).
+/// Connection slots kept free in each file table. An accept into a full table fails with
+/// ENFILE after the kernel has taken the connection off the listen queue, so the client is
+/// reset. Accepts are single-shot and at most `ACCEPT_POOL` are in flight, so at most that
+/// many can land between two looks at the table: a headroom of at least the pool keeps every
+/// table from filling. (A multishot accept can land a whole listen backlog in one batch,
+/// which is why it is not used.)
 const TABLE_HEADROOM: usize = 64;
+const _: () = assert!(TABLE_HEADROOM >= ACCEPT_POOL);
 
 /// Everything a worker needs, prepared by the server before the thread starts.
 #[derive(Debug)]
@@ -72,7 +77,8 @@ pub struct WorkerSpec {
     pub accept_rate: f64,
 }
 
-/// Single-shot accepts kept in flight when peer addresses are needed (per-IP cap).
+/// Single-shot accepts kept in flight on the accepting ring, each with an address buffer
+/// (the per-IP cap needs peer addresses; multishot accept into a direct descriptor has none).
 const ACCEPT_POOL: usize = 32;
 
 /// Where the kernel writes the peer address of one pooled accept.
@@ -92,8 +98,6 @@ struct RingCtx {
     table: usize,
     /// Connections whose socket sits in this ring's table.
     live: usize,
-    /// A multishot accept is armed here.
-    accept_armed: bool,
     /// Signalled by the kernel when this ring has completions (rings ≥ 1).
     eventfd: Option<std::os::fd::OwnedFd>,
     /// Has completions to reap.
@@ -181,8 +185,8 @@ struct Core {
     ip_table: Option<Arc<IpTable>>,
     /// Source IP of each connection, kept only while a per-IP cap is configured.
     peer_ips: std::collections::HashMap<usize, std::net::IpAddr>,
-    /// Address buffers of the accept pool (boxed: the kernel writes into them).
-    addr_slots: Option<Box<[AddrSlot]>>,
+    /// The accept pool's address buffers (boxed: the kernel writes into them).
+    addr_slots: Box<[AddrSlot]>,
     bucket: Option<TokenBucket>,
 }
 
@@ -216,17 +220,15 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
         rng: 0x9E37_79B9_7F4A_7C15 ^ (spec.id as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
         last_shed_log: None,
         id: spec.id,
-        addr_slots: spec.ip_table.as_ref().map(|_| {
-            (0..ACCEPT_POOL)
-                .map(|_| AddrSlot {
-                    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
-                    storage: unsafe { std::mem::zeroed() },
-                    len: 0,
-                    armed: false,
-                    ring: 0,
-                })
-                .collect()
-        }),
+        addr_slots: (0..ACCEPT_POOL)
+            .map(|_| AddrSlot {
+                // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+                storage: unsafe { std::mem::zeroed() },
+                len: 0,
+                armed: false,
+                ring: 0,
+            })
+            .collect(),
         ip_table: spec.ip_table,
         peer_ips: std::collections::HashMap::new(),
         bucket: (spec.accept_rate > 0.0)
@@ -341,7 +343,6 @@ impl Core {
             ring,
             table: self.table_size,
             live: 0,
-            accept_armed: false,
             eventfd,
             dirty: false,
         });
@@ -415,47 +416,39 @@ impl Core {
         }
         let r = self.accept_ring;
         let fd = self.listener.as_raw_fd();
-        if let Some(slots) = self.addr_slots.as_mut() {
-            let mut sqes = Vec::new();
-            for (k, slot) in slots.iter_mut().enumerate().filter(|(_, s)| !s.armed) {
-                slot.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                slot.armed = true;
-                slot.ring = r as u16;
-                let sqe = opcode::Accept::new(
-                    types::Fd(fd),
-                    (&mut slot.storage as *mut libc::sockaddr_storage).cast(),
-                    &mut slot.len,
-                )
-                .file_index(Some(types::DestinationSlot::auto_target()))
-                .build()
-                .user_data(Token::new(Op::Accept, k as u32, 0).encode());
-                sqes.push(sqe);
-            }
-            for sqe in sqes {
-                self.push(r, sqe);
-            }
-            return;
-        }
-        if self.rings[r].accept_armed {
-            return;
-        }
-        let sqe = opcode::AcceptMulti::new(types::Fd(fd))
-            .allocate_file_index(true)
+        let mut sqes = Vec::new();
+        for (k, slot) in self
+            .addr_slots
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, s)| !s.armed)
+        {
+            slot.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            slot.armed = true;
+            slot.ring = r as u16;
+            let sqe = opcode::Accept::new(
+                types::Fd(fd),
+                (&mut slot.storage as *mut libc::sockaddr_storage).cast(),
+                &mut slot.len,
+            )
+            .file_index(Some(types::DestinationSlot::auto_target()))
             .build()
-            .user_data(Token::new(Op::Accept, u32::MAX, 0).encode());
-        self.push(r, sqe);
-        self.rings[r].accept_armed = true;
+            .user_data(Token::new(Op::Accept, k as u32, 0).encode());
+            sqes.push(sqe);
+        }
+        for sqe in sqes {
+            self.push(r, sqe);
+        }
     }
 
     /// Cancel the accepts armed on ring `r`.
     fn cancel_accept(&mut self, r: usize) {
-        let armed: Vec<u32> = match self.addr_slots.as_ref() {
-            Some(slots) => (0..slots.len() as u32)
-                .filter(|&k| slots[k as usize].armed && usize::from(slots[k as usize].ring) == r)
-                .collect(),
-            None if self.rings[r].accept_armed => vec![u32::MAX],
-            None => Vec::new(),
-        };
+        let armed: Vec<u32> = (0..self.addr_slots.len() as u32)
+            .filter(|&k| {
+                let s = &self.addr_slots[k as usize];
+                s.armed && usize::from(s.ring) == r
+            })
+            .collect();
         for k in armed {
             let sqe = opcode::AsyncCancel::new(Token::new(Op::Accept, k, 0).encode())
                 .build()
@@ -777,16 +770,13 @@ impl Core {
     }
 
     fn on_accept(&mut self, r: usize, k: u32, res: i32, flags: u32, bufs: &mut Vec<BufRing>) {
+        let _ = flags;
         let mut peer = None;
-        if let Some(slots) = self.addr_slots.as_mut() {
-            if let Some(slot) = slots.get_mut(k as usize) {
-                slot.armed = false;
-                if res >= 0 {
-                    peer = super::listener::peer_ip(&slot.storage);
-                }
+        if let Some(slot) = self.addr_slots.get_mut(k as usize) {
+            slot.armed = false;
+            if res >= 0 && self.ip_table.is_some() {
+                peer = super::listener::peer_ip(&slot.storage);
             }
-        } else if !cqueue::more(flags) {
-            self.rings[r].accept_armed = false;
         }
         if res < 0 {
             let errno = -res;
