@@ -189,3 +189,114 @@ impl ServeConfig {
         Duration::from_secs_f64(secs)
     }
 }
+
+/// Merge a TOML config file into the `serve` arguments: every key names a flag (`_` or `-`
+/// both work); keys given on the command line keep their command-line value. Returns the
+/// new argument list (program name and subcommand included) or a clear error.
+pub fn merge_config_file(args: Vec<String>) -> Result<Vec<String>, String> {
+    use clap::CommandFactory as _;
+    let Some(path) = config_path(&args) else {
+        return Ok(args);
+    };
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read config {path}: {e}"))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("config {path} is not valid TOML: {e}"))?;
+    #[derive(clap::Parser)]
+    struct Probe {
+        #[command(flatten)]
+        serve: ServeConfig,
+    }
+    let cmd = Probe::command();
+    let known: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    let mut out = args.clone();
+    for (key, value) in table {
+        let flag = key.replace('_', "-");
+        if flag == "config" || !known.contains(&flag) {
+            return Err(format!(
+                "config {path}: unknown key `{key}` (see holdfast serve --help)"
+            ));
+        }
+        let given = args
+            .iter()
+            .any(|a| a == &format!("--{flag}") || a.starts_with(&format!("--{flag}=")));
+        if given {
+            continue;
+        }
+        let v = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(format!(
+                    "config {path}: `{key}` has an unsupported value {}",
+                    other.type_str()
+                ))
+            }
+        };
+        out.push(format!("--{flag}={v}"));
+    }
+    Ok(out)
+}
+
+fn config_path(args: &[String]) -> Option<String> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--config" {
+            return it.next().cloned();
+        }
+        if let Some(p) = a.strip_prefix("--config=") {
+            return Some(p.to_string());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn file_values_apply_unless_given_on_the_command_line() {
+        let dir = std::env::temp_dir().join(format!("holdfast-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("a.toml");
+        std::fs::write(
+            &f,
+            "max_connections = 5000\nping-interval = 10.5\nadmin = \"off\"\n",
+        )
+        .unwrap();
+        let p = f.to_str().unwrap();
+        let out = merge_config_file(args(&[
+            "holdfast",
+            "serve",
+            "--config",
+            p,
+            "--admin",
+            "127.0.0.1:1",
+        ]))
+        .unwrap();
+        assert!(out.contains(&"--max-connections=5000".to_string()));
+        assert!(out.contains(&"--ping-interval=10.5".to_string()));
+        assert!(
+            !out.iter().any(|a| a == "--admin=off"),
+            "the command line wins: {out:?}"
+        );
+
+        std::fs::write(&f, "no_such_knob = 1\n").unwrap();
+        let err = merge_config_file(args(&["holdfast", "serve", "--config", p])).unwrap_err();
+        assert!(err.contains("unknown key `no_such_knob`"), "{err}");
+        std::fs::write(&f, "max_connections = [1]\n").unwrap();
+        assert!(merge_config_file(args(&["holdfast", "serve", "--config", p])).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -32,7 +32,14 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let args = match holdfast::config::merge_config_file(std::env::args().collect()) {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("holdfast: {msg}");
+            std::process::exit(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     match cli.command {
         Command::Serve(cfg) => {
             init_logging(cfg.log_format);

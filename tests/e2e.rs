@@ -489,3 +489,52 @@ fn a_worker_adds_rings_as_its_file_tables_fill() {
     drop(clients);
     srv.wait_metric("holdfast_connections_total_open", |v| v == 0.0);
 }
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    // A long drain window: only the second signal can end it quickly.
+    let mut srv = Server::start(&["--drain-window", "60", "--drain-grace", "60"]);
+    let mut c = Raw::connect(srv.addr);
+    c.stream.set_read_timeout(Some(T)).unwrap();
+    srv.signal("-TERM");
+    // The drain has begun once readiness flips.
+    let deadline = Instant::now() + T;
+    while srv.admin("GET", "/readyz").0 != 503 {
+        assert!(Instant::now() < deadline, "drain did not start");
+    }
+    srv.signal("-TERM");
+    assert_eq!(srv.wait_exit(Duration::from_secs(5)), 130);
+}
+
+#[test]
+fn the_admin_listener_can_be_turned_off() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "nonsense"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--admin"));
+    // "off": the server runs and serves WebSockets with no admin port.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "off",
+            "--workers",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("listening on "), "{first}");
+    let addr = first.trim_start_matches("listening on ").parse().unwrap();
+    let _c = Raw::connect(addr);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -23,9 +23,11 @@ pub struct HoldArgs {
     /// Connections to open.
     #[arg(long)]
     pub connections: usize,
-    /// Source address to bind (many in 127.0.0.0/8 avoid the ephemeral-port limit).
-    #[arg(long, default_value = "127.0.0.1")]
-    pub source: IpAddr,
+    /// Source addresses to bind, comma-separated, used in turn. Keep each under ~5,000
+    /// connections to one destination: connect(2) prefers even ports (half of
+    /// ip_local_port_range) and its port search slows sharply once they run out.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
+    pub source: Vec<IpAddr>,
     /// Handshakes in flight at once.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
@@ -43,12 +45,14 @@ struct Counts {
 }
 
 async fn handshake(args: &HoldArgs, i: usize) -> std::io::Result<(TcpStream, Vec<u8>)> {
-    let sock = if args.source.is_ipv4() {
+    let source = args.source[i % args.source.len().max(1)];
+    let sock = if source.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
-    sock.bind(SocketAddr::new(args.source, 0))?;
+    bind_address_no_port(&sock)?;
+    sock.bind(SocketAddr::new(source, 0))?;
     let mut s = sock.connect(args.addr).await?;
     // The key only has to be valid base64 of 16 bytes; vary it per connection.
     let mut key = *b"AAAAAAAAAAAAAAAAAAAAAA==";
@@ -85,6 +89,30 @@ async fn handshake(args: &HoldArgs, i: usize) -> std::io::Result<(TcpStream, Vec
         if head.len() > 4096 {
             return Err(std::io::Error::other("response head too long"));
         }
+    }
+}
+
+/// Let connect(2), not bind(2), pick the source port: it chooses by the whole 4-tuple and
+/// may reuse TIME_WAIT ports, where bind must avoid every port in use on the address (after
+/// a previous run, tens of thousands are in TIME_WAIT and the ramp slows to a crawl).
+fn bind_address_no_port(sock: &TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `one`, which outlives the call;
+    // the fd is the open socket `sock` owns.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

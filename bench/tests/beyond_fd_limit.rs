@@ -37,7 +37,7 @@ fn one_process_holds_more_connections_than_its_fd_limit() {
         let child = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
             .args(["hold-client", "--addr", &server.addr.to_string()])
             .args(["--connections", &n_per_client.to_string()])
-            .args(["--source", &format!("127.0.0.{}", 2 + i)])
+            .args(["--source", &format!("127.0.{i}.2,127.0.{i}.3,127.0.{i}.4")])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

@@ -27,6 +27,8 @@ pub enum Op {
     Wake = 8,
     /// Multishot POLLIN on a connection (the idle read arm in poll mode).
     Poll = 9,
+    /// A heartbeat ping sent from the static frame (no per-connection buffer).
+    Ping = 10,
 }
 
 /// A decoded `user_data`.
@@ -70,6 +72,7 @@ impl Token {
             7 => Op::SockOpt,
             8 => Op::Wake,
             9 => Op::Poll,
+            10 => Op::Ping,
             _ => return None,
         };
         Some(Self {

@@ -382,8 +382,8 @@ impl Core {
     fn push(&mut self, r: usize, sqe: squeue::Entry) {
         let ring = &mut self.rings[r].ring;
         loop {
-            // SAFETY: every SQE built here references either no user memory (multishot
-            // accept, recv into provided buffers, poll, shutdown, close, cancel), a pooled
+            // SAFETY: every SQE built here references either no user memory (recv into
+            // provided buffers, poll, shutdown, close, cancel), the static ping frame, a pooled
             // accept's `AddrSlot` (boxed, never moved, not rewritten while `armed`, and
             // outliving the rings: `rings` is Core's first field, so it is dropped first),
             // or a connection's `Outbound::inflight` buffer, which is neither mutated nor
@@ -534,11 +534,17 @@ impl Core {
         self.push_conn(idx, sqe);
     }
 
-    /// Whether the connection still wants input (to decode it, or to drop it while lingering).
+    /// Whether the connection still reads input: to decode it, or to drop it while its final
+    /// bytes go out (Finishing) and after (Lingering). A peer that keeps sending while we
+    /// stop reading would block in its send and never read our Close.
     fn reading(&self, idx: usize) -> bool {
         matches!(
             self.conns[idx].phase,
-            Phase::Handshake | Phase::Open | Phase::AwaitingClose | Phase::Lingering
+            Phase::Handshake
+                | Phase::Open
+                | Phase::AwaitingClose
+                | Phase::Finishing
+                | Phase::Lingering
         )
     }
 
@@ -568,6 +574,39 @@ impl Core {
             .build()
             .user_data(self.token(Op::Send, idx));
         self.push_conn(idx, sqe);
+    }
+
+    /// Send a heartbeat ping straight from the static frame: an idle connection gets no
+    /// buffer for it. Only called with nothing queued and no send in flight.
+    fn send_ping(&mut self, idx: usize) {
+        /// A server Ping with no payload: FIN + opcode 0x9, unmasked, length 0.
+        static PING: [u8; 2] = [0x89, 0x00];
+        self.metrics.pings_sent.inc();
+        self.metrics.bytes_out.add(PING.len() as u64);
+        let conn = &mut self.conns[idx];
+        conn.flags |= SEND_INFLIGHT;
+        let slot = conn.slot;
+        let sqe = opcode::Send::new(types::Fixed(slot), PING.as_ptr(), PING.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(self.token(Op::Ping, idx));
+        self.push_conn(idx, sqe);
+    }
+
+    fn on_ping_sent(&mut self, idx: usize, res: i32) {
+        self.conns[idx].flags &= !SEND_INFLIGHT;
+        match res {
+            2 => self.flush(idx),
+            // A short send of two bytes: finish the frame through the queue.
+            1 => self.queue(idx, |v| v.push(0x00)),
+            _ => {
+                if !matches!(self.conns[idx].phase, Phase::ShuttingDown | Phase::Closing) {
+                    self.metrics.aborted.inc();
+                }
+                self.teardown(idx);
+                self.maybe_close(idx);
+            }
+        }
     }
 
     /// Everything queued was sent.
@@ -750,6 +789,7 @@ impl Core {
             Op::Recv => self.on_recv(&mut bufs[r], idx, res, flags),
             Op::Poll => self.on_poll(idx, res, flags),
             Op::Send => self.on_send(idx, res),
+            Op::Ping => self.on_ping_sent(idx, res),
             Op::Close => self.release(idx),
             _ => {}
         }
@@ -1317,9 +1357,11 @@ impl Core {
                         if silent >= self.s.idle_ticks {
                             self.metrics.idle_timeouts.inc();
                             self.close_with(i, CloseCode::GOING_AWAY, "idle timeout", false);
-                        } else if silent + 1 >= self.s.ping_ticks && conn.out.is_none() {
-                            self.metrics.pings_sent.inc();
-                            self.queue_frame(i, OpCode::Ping, b"");
+                        } else if silent + 1 >= self.s.ping_ticks
+                            && conn.out.is_none()
+                            && conn.flags & SEND_INFLIGHT == 0
+                        {
+                            self.send_ping(i);
                         }
                     }
                     Phase::AwaitingClose | Phase::Finishing => {
