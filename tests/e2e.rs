@@ -494,7 +494,7 @@ fn a_worker_adds_rings_as_its_file_tables_fill() {
 fn a_second_signal_exits_at_once() {
     // A long drain window: only the second signal can end it quickly.
     let mut srv = Server::start(&["--drain-window", "60", "--drain-grace", "60"]);
-    let mut c = Raw::connect(srv.addr);
+    let c = Raw::connect(srv.addr);
     c.stream.set_read_timeout(Some(T)).unwrap();
     srv.signal("-TERM");
     // The drain has begun once readiness flips.
