@@ -44,7 +44,7 @@ struct Counts {
     pings: AtomicUsize,
 }
 
-async fn handshake(args: &HoldArgs, i: usize) -> std::io::Result<(TcpStream, Vec<u8>)> {
+pub(crate) async fn handshake(args: &HoldArgs, i: usize) -> std::io::Result<(TcpStream, Vec<u8>)> {
     let source = args.source[i % args.source.len().max(1)];
     let sock = if source.is_ipv4() {
         TcpSocket::new_v4()?

@@ -5,6 +5,7 @@
 //! and the load generator.
 
 pub mod density;
+pub mod echo;
 pub mod hold;
 pub mod proc;
 pub mod server;

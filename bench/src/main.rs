@@ -17,6 +17,8 @@ struct Cli {
 enum Cmd {
     /// Bytes per idle connection (server userspace and kernel) at several N.
     Density(holdfast_bench::density::DensityArgs),
+    /// Closed-loop echo: round-trip percentiles and server CPU per message.
+    Echo(holdfast_bench::echo::EchoArgs),
     /// (internal) hold N connections from one source address; used by `density`.
     #[command(hide = true)]
     HoldClient(holdfast_bench::hold::HoldArgs),
@@ -51,5 +53,15 @@ fn main() {
             }
         }
         Cmd::HoldClient(args) => holdfast_bench::hold::run(args),
+        Cmd::Echo(args) => match holdfast_bench::echo::run(args) {
+            Ok(report) => println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            ),
+            Err(e) => {
+                eprintln!("echo: {e}");
+                std::process::exit(1);
+            }
+        },
     }
 }
