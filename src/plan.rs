@@ -1,0 +1,352 @@
+//! `holdfast plan`: memory, descriptors, ports, CPU and node count for a connection target,
+//! from constants measured by the benchmarks. Each constant names the run it came from.
+
+use serde_json::json;
+
+/// A measured constant and where it was measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Constant {
+    /// The value.
+    pub value: f64,
+    /// Unit.
+    pub unit: &'static str,
+    /// The run that measured it.
+    pub source: &'static str,
+}
+
+/// Server userspace bytes per idle connection (slab entry + share of buffers) at 1M.
+pub const USERSPACE_PER_CONN: Constant = Constant {
+    value: 82.0,
+    unit: "B",
+    source: "bench/results/2026-11-23-density-poll-1m.md (994,188 connections)",
+};
+/// Server-side kernel bytes per idle connection (socket, file, armed poll) at 1M.
+pub const KERNEL_PER_CONN: Constant = Constant {
+    value: 4102.0,
+    unit: "B",
+    source: "bench/results/2026-11-23-density-poll-1m.md (slabinfo deltas, server share)",
+};
+/// Fixed server memory: baseline RSS plus one 4 MiB provided-buffer pool per worker.
+pub const FIXED_BASE: Constant = Constant {
+    value: 5.6e6,
+    unit: "B",
+    source: "bench/results/2026-11-23-density-poll.json (RSS before clients)",
+};
+/// Provided-buffer pool per worker (1,024 × 4 KiB, resident once traffic cycles it).
+pub const BUFFERS_PER_WORKER: Constant = Constant {
+    value: 4_194_304.0,
+    unit: "B",
+    source: "default --recv-buffers 1024 × --recv-buffer-size 4096",
+};
+/// Server CPU per echoed message (one in, one out) at 100 connections.
+pub const CPU_PER_ECHO: Constant = Constant {
+    value: 1.0 / 121_951.0,
+    unit: "s",
+    source: "bench/results/2026-11-23-echo-read-modes.md (poll, 100 connections)",
+};
+/// Memory headroom kept free for reconnect storms and teardown spikes (assumption).
+pub const STORM_HEADROOM: f64 = 0.25;
+/// Share of a node's cores planned for steady load (assumption: room for storms).
+pub const CPU_TARGET: f64 = 0.7;
+
+/// What to plan for.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    /// Peak concurrent connections.
+    #[arg(long)]
+    pub connections: u64,
+    /// Messages per second each connection sends.
+    #[arg(long, default_value_t = 0.0)]
+    pub msg_rate: f64,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 64)]
+    pub payload: u64,
+    /// Connections each inbound message is delivered to (1 = echo-like).
+    #[arg(long, default_value_t = 1)]
+    pub fanout: u64,
+    /// Plan for TLS termination in the server.
+    #[arg(long)]
+    pub tls: bool,
+    /// Memory per node, e.g. 64G, 512M (default: this machine's).
+    #[arg(long)]
+    pub node_memory: Option<String>,
+    /// Cores per node (default: this machine's).
+    #[arg(long)]
+    pub node_cores: Option<u32>,
+    /// Heartbeat interval in seconds.
+    #[arg(long, default_value_t = 25.0)]
+    pub ping_interval: f64,
+    /// RLIMIT_NOFILE soft limit on the nodes (caps each io_uring ring's file table).
+    #[arg(long, default_value_t = 1_048_576)]
+    pub nofile: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parse `64G`, `512M`, `1.5T` or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M') => (&s[..s.len() - 1], 1 << 20),
+        Some('G') => (&s[..s.len() - 1], 1 << 30),
+        Some('T') => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("not a size: {s:?} (try 64G)"))?;
+    Ok((n * mult as f64) as u64)
+}
+
+/// The plan's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Server memory for the whole population (userspace + kernel + fixed), bytes.
+    pub memory_bytes: f64,
+    /// Memory including storm headroom, bytes.
+    pub memory_with_headroom: f64,
+    /// Server CPU seconds per second (cores busy) for heartbeats and messages.
+    pub cores_busy: f64,
+    /// Bytes per second out.
+    pub egress_bytes_per_second: f64,
+    /// Nodes needed (the larger of memory- and CPU-bound).
+    pub nodes: u64,
+    /// Whether memory or CPU decides the node count.
+    pub bound_by: &'static str,
+    /// Connections per node.
+    pub connections_per_node: u64,
+    /// io_uring rings per node.
+    pub rings_per_node: u64,
+    /// Client source addresses needed per destination (address, port).
+    pub client_source_addresses: u64,
+    /// fs.file-max needed per node (one `struct file` per connection, plus headroom).
+    pub file_max_per_node: u64,
+}
+
+/// Compute a plan for `a` on nodes of `mem` bytes and `cores` cores.
+pub fn compute(a: &PlanArgs, mem: u64, cores: u32) -> Result<Plan, String> {
+    if a.tls {
+        return Err(
+            "--tls: Holdfast does not terminate TLS yet, so there is no measured \
+                    per-connection TLS cost to plan with; plan for TLS terminated in front \
+                    (a load balancer) and run without --tls"
+                .into(),
+        );
+    }
+    if a.connections == 0 || mem == 0 || cores == 0 {
+        return Err("--connections, node memory and node cores must be positive".into());
+    }
+    let n = a.connections as f64;
+    let per_conn = USERSPACE_PER_CONN.value + KERNEL_PER_CONN.value;
+    let fixed_per_node = FIXED_BASE.value + BUFFERS_PER_WORKER.value * f64::from(cores);
+    // CPU: an inbound message costs half an echo, each delivery the other half; a heartbeat
+    // (ping out, pong in) costs one echo.
+    let half = CPU_PER_ECHO.value / 2.0;
+    let msg_cpu = n * a.msg_rate * (half + a.fanout as f64 * half);
+    let ping_cpu = if a.ping_interval > 0.0 {
+        n / a.ping_interval * CPU_PER_ECHO.value
+    } else {
+        0.0
+    };
+    let cores_busy = msg_cpu + ping_cpu;
+    let egress = n * a.msg_rate * a.fanout as f64 * (a.payload as f64 + 4.0);
+    let usable_mem = mem as f64 / (1.0 + STORM_HEADROOM);
+    let conns_by_mem = ((usable_mem - fixed_per_node) / per_conn).max(0.0);
+    let nodes_mem = (n / conns_by_mem.max(1.0)).ceil();
+    let nodes_cpu = (cores_busy / (f64::from(cores) * CPU_TARGET)).ceil();
+    let nodes = nodes_mem.max(nodes_cpu).max(1.0);
+    let per_node = (n / nodes).ceil();
+    let ring_slots = (a.nofile.saturating_sub(64)).max(1) as f64;
+    let rings = (per_node / f64::from(cores) / ring_slots).ceil() * f64::from(cores);
+    // connect(2) prefers even ports: count on half of 1024–65535 per source address.
+    let ports = (65535.0 - 1024.0 + 1.0) / 2.0;
+    Ok(Plan {
+        memory_bytes: n * per_conn + fixed_per_node * nodes,
+        memory_with_headroom: (n * per_conn + fixed_per_node * nodes) * (1.0 + STORM_HEADROOM),
+        cores_busy,
+        egress_bytes_per_second: egress,
+        nodes: nodes as u64,
+        bound_by: if nodes_cpu > nodes_mem {
+            "cpu"
+        } else {
+            "memory"
+        },
+        connections_per_node: per_node as u64,
+        rings_per_node: rings.max(f64::from(cores)) as u64,
+        client_source_addresses: (n / ports).ceil() as u64,
+        file_max_per_node: (per_node * 1.1) as u64 + 65536,
+    })
+}
+
+/// Render as a table or JSON.
+pub fn render(a: &PlanArgs, p: &Plan, mem: u64, cores: u32) -> String {
+    let gib = |b: f64| b / f64::from(1u32 << 30);
+    if a.json {
+        let v = json!({
+            "input": {"connections": a.connections, "msg_rate": a.msg_rate, "payload": a.payload,
+                      "fanout": a.fanout, "node_memory_bytes": mem, "node_cores": cores,
+                      "ping_interval": a.ping_interval, "nofile": a.nofile},
+            "constants": [
+                {"name": "userspace_per_connection", "value": USERSPACE_PER_CONN.value, "unit": USERSPACE_PER_CONN.unit, "source": USERSPACE_PER_CONN.source},
+                {"name": "kernel_per_connection", "value": KERNEL_PER_CONN.value, "unit": KERNEL_PER_CONN.unit, "source": KERNEL_PER_CONN.source},
+                {"name": "fixed_base", "value": FIXED_BASE.value, "unit": FIXED_BASE.unit, "source": FIXED_BASE.source},
+                {"name": "buffers_per_worker", "value": BUFFERS_PER_WORKER.value, "unit": BUFFERS_PER_WORKER.unit, "source": BUFFERS_PER_WORKER.source},
+                {"name": "cpu_per_echo", "value": CPU_PER_ECHO.value, "unit": CPU_PER_ECHO.unit, "source": CPU_PER_ECHO.source},
+                {"name": "storm_headroom", "value": STORM_HEADROOM, "unit": "fraction", "source": "assumption"},
+                {"name": "cpu_target", "value": CPU_TARGET, "unit": "fraction", "source": "assumption"}
+            ],
+            "memory_bytes": p.memory_bytes, "memory_with_headroom_bytes": p.memory_with_headroom,
+            "cores_busy": p.cores_busy, "egress_bytes_per_second": p.egress_bytes_per_second,
+            "nodes": p.nodes, "bound_by": p.bound_by, "connections_per_node": p.connections_per_node,
+            "rings_per_node": p.rings_per_node, "client_source_addresses": p.client_source_addresses,
+            "file_max_per_node": p.file_max_per_node,
+        });
+        return serde_json::to_string_pretty(&v).unwrap_or_default();
+    }
+    let mut o = String::new();
+    o += &format!(
+        "plan for {} connections on nodes of {:.1} GiB / {} cores\n\n",
+        a.connections,
+        gib(mem as f64),
+        cores
+    );
+    let rows = [
+        (
+            "memory (all connections)",
+            format!("{:.2} GiB", gib(p.memory_bytes)),
+        ),
+        (
+            "memory with storm headroom",
+            format!(
+                "{:.2} GiB (+{:.0}%)",
+                gib(p.memory_with_headroom),
+                STORM_HEADROOM * 100.0
+            ),
+        ),
+        (
+            "CPU (heartbeats + messages)",
+            format!("{:.2} cores", p.cores_busy),
+        ),
+        (
+            "egress",
+            format!("{:.1} MB/s", p.egress_bytes_per_second / 1e6),
+        ),
+        ("nodes", format!("{} (bound by {})", p.nodes, p.bound_by)),
+        ("connections per node", p.connections_per_node.to_string()),
+        ("io_uring rings per node", p.rings_per_node.to_string()),
+        ("fs.file-max per node", format!("≥ {}", p.file_max_per_node)),
+        (
+            "server fds per node",
+            "~100 (sockets are direct descriptors)".to_string(),
+        ),
+        (
+            "client source addresses",
+            format!("{} per destination address:port", p.client_source_addresses),
+        ),
+    ];
+    for (k, v) in rows {
+        o += &format!("  {k:<30} {v}\n");
+    }
+    o += "\nconstants:\n";
+    for (k, v, c) in [
+        (
+            "userspace/conn",
+            format!("{} B", USERSPACE_PER_CONN.value),
+            USERSPACE_PER_CONN,
+        ),
+        (
+            "kernel/conn",
+            format!("{} B", KERNEL_PER_CONN.value),
+            KERNEL_PER_CONN,
+        ),
+        (
+            "cpu/echo",
+            format!("{:.1} µs", CPU_PER_ECHO.value * 1e6),
+            CPU_PER_ECHO,
+        ),
+    ] {
+        o += &format!("  {k:<16} {v:<8} ({})\n", c.source);
+    }
+    o += &format!(
+        "  assumptions: {:.0}% memory headroom for reconnect storms, {:.0}% CPU target, a heartbeat costs one echo\n",
+        STORM_HEADROOM * 100.0,
+        CPU_TARGET * 100.0
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(n: u64) -> PlanArgs {
+        PlanArgs {
+            connections: n,
+            msg_rate: 0.0,
+            payload: 64,
+            fanout: 1,
+            tls: false,
+            node_memory: None,
+            node_cores: None,
+            ping_interval: 25.0,
+            nofile: 1_048_576,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn one_million_idle_connections_by_hand() {
+        // Memory: 1e6 × (82 + 4102) B + (5.6 MB + 4 MiB × 2 cores) = 4,184,000,000 + 13,988,608.
+        let p = compute(&args(1_000_000), 24 << 30, 2).unwrap();
+        assert!(
+            (p.memory_bytes - 4_197_988_608.0).abs() < 1.0,
+            "{}",
+            p.memory_bytes
+        );
+        // Heartbeats: 1e6 / 25 s × (1 / 121,951) s = 0.328 cores.
+        assert!(
+            (p.cores_busy - 0.328_000_6).abs() < 1e-4,
+            "{}",
+            p.cores_busy
+        );
+        assert_eq!(p.nodes, 1);
+        assert_eq!(p.bound_by, "memory");
+        // 32,256 usable ports per source address: 31 addresses.
+        assert_eq!(p.client_source_addresses, 31);
+    }
+
+    #[test]
+    fn ten_million_on_24g_nodes_is_memory_bound() {
+        // Usable per node: 24 GiB / 1.25 = 20,615,843,021 B; minus fixed 13,988,608;
+        // / 4184 B = 4,923,962 connections → 3 nodes.
+        let p = compute(&args(10_000_000), 24 << 30, 2).unwrap();
+        assert_eq!(p.nodes, 3);
+        assert_eq!(p.bound_by, "memory");
+        assert_eq!(p.connections_per_node, 3_333_334);
+    }
+
+    #[test]
+    fn chatty_fanout_is_cpu_bound() {
+        // 100k connections × 1 msg/s × fanout 10: 100,000 × (1/2 + 10/2) × 8.2 µs = 4.51 cores,
+        // plus heartbeats 0.0328 → 4.54; at 2 × 0.7 = 1.4 cores per node → 4 nodes.
+        let mut a = args(100_000);
+        a.msg_rate = 1.0;
+        a.fanout = 10;
+        let p = compute(&a, 24 << 30, 2).unwrap();
+        assert!((p.cores_busy - 4.5429).abs() < 1e-3, "{}", p.cores_busy);
+        assert_eq!((p.nodes, p.bound_by), (4, "cpu"));
+        assert_eq!(p.egress_bytes_per_second, 100_000.0 * 10.0 * 68.0);
+    }
+
+    #[test]
+    fn sizes_and_tls() {
+        assert_eq!(parse_size("64G").unwrap(), 64 << 30);
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert!(parse_size("lots").is_err());
+        let mut a = args(1);
+        a.tls = true;
+        assert!(compute(&a, 1 << 30, 1).unwrap_err().contains("TLS"));
+    }
+}
