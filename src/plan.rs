@@ -313,8 +313,8 @@ mod tests {
         );
         assert_eq!(p.nodes, 1);
         assert_eq!(p.bound_by, "memory");
-        // 32,256 usable ports per source address: 31 addresses.
-        assert_eq!(p.client_source_addresses, 31);
+        // 32,256 usable ports per source address: 1e6 / 32,256 = 31.002 → 32 addresses.
+        assert_eq!(p.client_source_addresses, 32);
     }
 
     #[test]
