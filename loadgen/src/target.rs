@@ -1,0 +1,114 @@
+//! What to connect to and from: the URL, the upgrade request sent on every connection, the
+//! accept key expected back, and the source addresses.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+
+use holdfast::ws::handshake::accept_key;
+
+/// The key every connection sends: valid base64 of 16 bytes. The server must not rely on keys
+/// being unique, and one key lets every connection share one request buffer.
+pub const KEY: &str = "aG9sZGZhc3QtbG9hZGdlbg==";
+
+/// A parsed target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// The full HTTP upgrade request.
+    pub request: Vec<u8>,
+    /// `Sec-WebSocket-Accept` the server must answer with.
+    pub accept: [u8; 28],
+}
+
+/// Parse `ws://host:port/path?query`.
+pub fn parse_url(url: &str) -> Result<Target, String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("{url}: only ws:// URLs are supported (TLS is not implemented)"))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let with_port = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("{url}: cannot resolve {with_port}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{url}: {with_port} has no address"))?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\nUser-Agent: holdfast-loadgen\r\n\r\n"
+    )
+    .into_bytes();
+    Ok(Target {
+        addr,
+        request,
+        accept: accept_key(KEY.as_bytes()),
+    })
+}
+
+/// Parse source addresses: `a.b.c.d`, `a.b.c.d-a.b.c.e` ranges, comma-separated.
+pub fn parse_sources(spec: &str) -> Result<Vec<IpAddr>, String> {
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let a: Ipv4Addr = a
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad address {a:?} in {part:?}"))?;
+            let b: Ipv4Addr = b
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad address {b:?} in {part:?}"))?;
+            let (a, b) = (u32::from(a), u32::from(b));
+            if b < a || b - a > 1 << 20 {
+                return Err(format!("bad range {part:?}"));
+            }
+            out.extend((a..=b).map(|v| IpAddr::V4(Ipv4Addr::from(v))));
+        } else {
+            out.push(part.parse().map_err(|_| format!("bad address {part:?}"))?);
+        }
+    }
+    if out.is_empty() {
+        return Err("no source addresses".into());
+    }
+    Ok(out)
+}
+
+/// The default sources: 127.0.0.2–127.0.0.254 for a loopback target (≈ 253 × 32k ports),
+/// else the kernel's choice (0.0.0.0).
+pub fn default_sources(target: &SocketAddr) -> Vec<IpAddr> {
+    if target.ip().is_loopback() && target.is_ipv4() {
+        (2..=254u8)
+            .map(|d| IpAddr::V4(Ipv4Addr::new(127, 0, 0, d)))
+            .collect()
+    } else if target.is_ipv4() {
+        vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
+    } else {
+        vec![IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_sources() {
+        let t = parse_url("ws://127.0.0.1:8080/echo?x=1").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:8080".parse().unwrap());
+        let req = String::from_utf8(t.request).unwrap();
+        assert!(req.starts_with("GET /echo?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"));
+        assert!(parse_url("wss://x").is_err());
+        assert_eq!(
+            parse_sources("127.0.0.2-127.0.0.4,10.0.0.1").unwrap().len(),
+            4
+        );
+        assert!(parse_sources("127.0.0.9-127.0.0.2").is_err());
+        assert_eq!(default_sources(&"127.0.0.1:1".parse().unwrap()).len(), 253);
+    }
+}
