@@ -29,6 +29,7 @@ const OP_SEND: u64 = 2;
 const OP_RECV: u64 = 3;
 const OP_CLOSE: u64 = 4;
 const OP_IGNORE: u64 = 5;
+const OP_SEND_STATIC: u64 = 6;
 
 fn token(op: u64, idx: usize, generation: u32) -> u64 {
     (op << 56) | (u64::from(generation & 0xFF_FFFF) << 32) | idx as u64
@@ -222,7 +223,14 @@ pub fn run(spec: EngineSpec) -> Result<Histogram<u64>, String> {
                 }
             }
         }
-        let ts = types::Timespec::new().nsec(5_000_000);
+        // 5 ms ticks pace the ramp; once it is done, wake only for completions (or to
+        // notice the stop flag).
+        let wait = if e.opened < e.spec.quota {
+            5_000_000
+        } else {
+            50_000_000
+        };
+        let ts = types::Timespec::new().nsec(wait);
         let args = types::SubmitArgs::new().timespec(&ts);
         match e.ring.submitter().submit_with_args(1, &args) {
             Ok(_) => {}
@@ -460,6 +468,25 @@ impl Engine {
                 }
             }
             OP_RECV => self.on_recv(bufs, idx, res, flags),
+            OP_SEND_STATIC => {
+                let c = &mut self.conns[idx];
+                c.send_inflight = false;
+                if c.phase == Phase::Closed {
+                    return self.maybe_remove(idx);
+                }
+                match res {
+                    6 => self.flush(idx),
+                    r if r < 0 => self.finish(idx),
+                    r => {
+                        // A short send of the 6-byte pong: queue the rest in front.
+                        let pong = [0x8Au8, 0x80, MASK[0], MASK[1], MASK[2], MASK[3]];
+                        let mut q = pong[r as usize..].to_vec();
+                        q.extend_from_slice(&c.queued);
+                        c.queued = q;
+                        self.flush(idx);
+                    }
+                }
+            }
             OP_CLOSE => {
                 self.free.push(self.conns[idx].slot);
                 self.conns[idx].closed = true;
@@ -529,9 +556,9 @@ impl Engine {
         let Some(bid) = cqueue::buffer_select(flags) else {
             return;
         };
-        let data = bufs.slice_mut(bid, res as usize).to_vec();
-        bufs.recycle(bid);
+        let data = bufs.slice_mut(bid, res as usize);
         self.on_bytes(idx, data);
+        bufs.recycle(bid);
         if !more
             && self
                 .conns
@@ -550,10 +577,10 @@ impl Engine {
         self.push(sqe);
     }
 
-    fn on_bytes(&mut self, idx: usize, mut data: Vec<u8>) {
+    fn on_bytes(&mut self, idx: usize, data: &mut [u8]) {
         if self.conns[idx].phase == Phase::Handshaking {
             let c = &mut self.conns[idx];
-            c.head.extend_from_slice(&data);
+            c.head.extend_from_slice(data);
             let Some(end) = c.head.windows(4).position(|w| w == b"\r\n\r\n") else {
                 if c.head.len() > 8192 {
                     self.fail(idx, Failure::Protocol);
@@ -586,57 +613,93 @@ impl Engine {
             self.in_flight -= 1;
             self.spec.stats.established.fetch_add(1, Ordering::Relaxed);
             self.spec.stats.open.fetch_add(1, Ordering::Relaxed);
-            data = head[end + 4..].to_vec();
-            if data.is_empty() {
-                return;
+            let mut rest = head[end + 4..].to_vec();
+            if !rest.is_empty() {
+                self.frames(idx, &mut rest);
             }
+            return;
         }
-        let c = &mut self.conns[idx];
-        let mut buf = std::mem::take(&mut c.pending);
-        buf.extend_from_slice(&data);
+        if self.conns[idx].pending.is_empty() {
+            // The common case: decode in place in the provided buffer, no copy.
+            self.frames(idx, data);
+        } else {
+            let mut buf = std::mem::take(&mut self.conns[idx].pending);
+            buf.extend_from_slice(data);
+            self.frames(idx, &mut buf);
+        }
+    }
+
+    fn frames(&mut self, idx: usize, buf: &mut [u8]) {
         let mut pos = 0;
-        let mut replies = Vec::new();
         let mut done = false;
         loop {
             let base = pos;
-            match c.decoder.decode(&mut buf[base..], u32::MAX) {
+            let step = match self.conns[idx].decoder.decode(&mut buf[base..], u32::MAX) {
+                Ok(s) => s,
                 Err(_) => {
                     self.spec.stats.close_reason("protocol_error");
                     done = true;
                     break;
                 }
-                Ok(step) => {
-                    pos += step.consumed;
-                    match step.event {
-                        None => break,
-                        Some(Event::Ping(r)) => {
-                            self.spec.stats.pings.fetch_add(1, Ordering::Relaxed);
-                            let payload = buf[base + r.start..base + r.end].to_vec();
-                            encode_frame(&mut replies, true, OpCode::Pong, Some(MASK), &payload);
-                        }
-                        Some(Event::Data { last: true, .. }) => {
-                            self.spec.stats.messages.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Some(Event::Close { code, reply, .. }) => {
-                            self.spec.stats.close_code(code.map_or(1005, |c| c.0));
-                            if let Some(echo) = reply {
-                                encode_close(&mut replies, echo, "", Some(MASK));
-                            }
-                            done = true;
-                            break;
-                        }
-                        Some(_) => {}
+            };
+            pos += step.consumed;
+            match step.event {
+                None => break,
+                Some(Event::Ping(r)) => {
+                    self.spec.stats.pings.fetch_add(1, Ordering::Relaxed);
+                    if r.is_empty() {
+                        self.pong_empty(idx);
+                    } else {
+                        let mut f = Vec::new();
+                        encode_frame(
+                            &mut f,
+                            true,
+                            OpCode::Pong,
+                            Some(MASK),
+                            &buf[base + r.start..base + r.end],
+                        );
+                        self.send(idx, &f);
                     }
                 }
+                Some(Event::Data { last: true, .. }) => {
+                    self.spec.stats.messages.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Event::Close { code, reply, .. }) => {
+                    self.spec.stats.close_code(code.map_or(1005, |c| c.0));
+                    if let Some(echo) = reply {
+                        let mut f = Vec::new();
+                        encode_close(&mut f, echo, "", Some(MASK));
+                        self.send(idx, &f);
+                    }
+                    done = true;
+                    break;
+                }
+                Some(_) => {}
             }
-        }
-        c.pending = buf.split_off(pos.min(buf.len()));
-        if !replies.is_empty() {
-            self.send(idx, &replies);
         }
         if done {
             // Our reply (if any) is queued ahead of the shutdown.
             self.finish(idx);
+        } else if pos < buf.len() {
+            // A split header or control frame: keep it for the next read.
+            self.conns[idx].pending = buf[pos..].to_vec();
         }
+    }
+
+    /// Answer an empty Ping (every server heartbeat) from a static frame when nothing else
+    /// is queued: no allocation per heartbeat.
+    fn pong_empty(&mut self, idx: usize) {
+        static PONG: [u8; 6] = [0x8A, 0x80, MASK[0], MASK[1], MASK[2], MASK[3]];
+        let c = &mut self.conns[idx];
+        if c.send_inflight || !c.queued.is_empty() {
+            c.queued.extend_from_slice(&PONG);
+            return self.flush(idx);
+        }
+        c.send_inflight = true;
+        let sqe = opcode::Send::new(types::Fixed(c.slot), PONG.as_ptr(), PONG.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(token(OP_SEND_STATIC, idx, c.generation));
+        self.push(sqe);
     }
 }

@@ -62,6 +62,9 @@ struct HoldArgs {
     /// Seconds allowed for connect + upgrade.
     #[arg(long, default_value_t = 10.0)]
     handshake_timeout: f64,
+    /// Seconds the closing handshakes may take at the end before sockets are dropped.
+    #[arg(long, default_value_t = 30.0)]
+    close_timeout: f64,
     /// Write every figure as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -152,7 +155,7 @@ fn hold(a: HoldArgs) -> Result<bool, String> {
             stats: stats.clone(),
             stop: stop.clone(),
             handshake_timeout: Duration::from_secs_f64(a.handshake_timeout),
-            close_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs_f64(a.close_timeout),
             cpu: Some(id % cpus),
         };
         handles.push(
