@@ -54,7 +54,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
     let headroom = 256;
     let table = (per_worker + headroom).min(table_cap);
     let max_conns = per_worker;
-    let rings = per_worker.div_ceil(table.saturating_sub(64).max(1));
+    let rings = per_worker.div_ceil(table.saturating_sub(192).max(1));
 
     if let Some(max) = listener::somaxconn() {
         if cfg.backlog > max {

@@ -51,7 +51,7 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// many can land between two looks at the table: a headroom of at least the pool keeps every
 /// table from filling. (A multishot accept can land a whole listen backlog in one batch,
 /// which is why it is not used.)
-const TABLE_HEADROOM: usize = 64;
+const TABLE_HEADROOM: usize = 192;
 const _: () = assert!(TABLE_HEADROOM >= ACCEPT_POOL);
 
 /// Everything a worker needs, prepared by the server before the thread starts.
@@ -79,7 +79,7 @@ pub struct WorkerSpec {
 
 /// Single-shot accepts kept in flight on the accepting ring, each with an address buffer
 /// (the per-IP cap needs peer addresses; multishot accept into a direct descriptor has none).
-const ACCEPT_POOL: usize = 32;
+const ACCEPT_POOL: usize = 128;
 
 /// Where the kernel writes the peer address of one pooled accept.
 struct AddrSlot {
