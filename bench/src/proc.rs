@@ -16,19 +16,7 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// A /proc/meminfo field in bytes.
-pub fn meminfo(field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let v: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(v * 1024)
-}
+pub use holdfast::tune::meminfo;
 
 /// Each slab cache's (bytes held = active objects × object size, object size), from
 /// /proc/slabinfo.

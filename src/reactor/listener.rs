@@ -92,7 +92,8 @@ fn bind_one(addr: SocketAddr, opts: SockOpts) -> io::Result<TcpListener> {
     Ok(TcpListener::from(fd))
 }
 
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+/// A socket address in the kernel's form, with its length.
+pub fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let len = match addr {

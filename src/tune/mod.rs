@@ -61,7 +61,8 @@ impl Check {
     }
 }
 
-fn meminfo(field: &str) -> Option<u64> {
+/// A /proc/meminfo field in bytes.
+pub fn meminfo(field: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
     let kb: u64 = s
         .lines()
