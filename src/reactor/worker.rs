@@ -152,7 +152,6 @@ struct Drain {
     total: usize,
     sent: usize,
     cursor: usize,
-    accept_cancelled: bool,
 }
 
 /// Everything but the buffer ring, so a received buffer can be borrowed while the rest is
@@ -769,7 +768,7 @@ impl Core {
         let res = cqe.result();
         let flags = cqe.flags();
         match tok.op {
-            Op::Accept => return self.on_accept(r, tok.index, res, flags, bufs),
+            Op::Accept => return self.on_accept(r, tok.index, res, bufs),
             Op::Wake => return self.on_wake(tok.index as usize, flags),
             Op::Cancel | Op::SockOpt => return,
             _ => {}
@@ -809,8 +808,7 @@ impl Core {
         }
     }
 
-    fn on_accept(&mut self, r: usize, k: u32, res: i32, flags: u32, bufs: &mut Vec<BufRing>) {
-        let _ = flags;
+    fn on_accept(&mut self, r: usize, k: u32, res: i32, bufs: &mut Vec<BufRing>) {
         let mut peer = None;
         if let Some(slot) = self.addr_slots.get_mut(k as usize) {
             slot.armed = false;
@@ -1407,7 +1405,6 @@ impl Core {
                 total,
                 sent: 0,
                 cursor: 0,
-                accept_cancelled: true,
             });
         }
         let Some(d) = self.drain.as_ref() else { return };
@@ -1461,14 +1458,12 @@ impl Core {
         }
     }
 
+    /// The drain is over: every connection is gone (no new one can arrive once accepts are
+    /// cancelled: late accepts are closed unseen), or 2 s past window + grace.
     fn finished(&self) -> bool {
         self.drain.as_ref().is_some_and(|d| {
-            d.accept_cancelled
-                && self.conns.is_empty()
-                && (d.cursor >= self.conns.capacity() || d.sent >= d.total)
-        }) || self
-            .drain
-            .as_ref()
-            .is_some_and(|d| self.tick - d.start > self.s.drain_ticks + self.s.grace_ticks + 20)
+            self.conns.is_empty()
+                || self.tick - d.start > self.s.drain_ticks + self.s.grace_ticks + 20
+        })
     }
 }
