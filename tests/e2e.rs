@@ -21,6 +21,18 @@ fn rt() -> tokio::runtime::Runtime {
 
 const T: Duration = Duration::from_secs(10);
 
+/// The next message from a tungstenite client, within `T`.
+async fn next_msg<S>(ws: &mut S) -> Message
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    tokio::time::timeout(T, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
 #[test]
 fn echo_text_binary_fragmented_and_ping() {
     let srv = Server::start(&[]);
@@ -46,11 +58,7 @@ fn echo_text_binary_fragmented_and_ping() {
         ws.send(Message::Ping(b"are you there".to_vec().into()))
             .await
             .unwrap();
-        let got = tokio::time::timeout(T, ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let got = next_msg(&mut ws).await;
         assert_eq!(got, Message::Pong(b"are you there".to_vec().into()));
         ws.close(Some(CloseFrame {
             code: TCode::Library(4000),
@@ -59,11 +67,7 @@ fn echo_text_binary_fragmented_and_ping() {
         .await
         .unwrap();
         // The server echoes the code and closes.
-        let got = tokio::time::timeout(T, ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let got = next_msg(&mut ws).await;
         match got {
             Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 4000),
             other => panic!("{other:?}"),

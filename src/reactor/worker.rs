@@ -1146,20 +1146,15 @@ impl Core {
         let max_message = self.s.max_message;
         let mut spill = self.conns[idx].spill.take();
         // Decode from the spill when it holds a split header or control frame; else in place.
-        let use_spill = spill.as_ref().is_some_and(|s| !s.pending.is_empty());
-        if use_spill {
-            if let Some(s) = spill.as_mut() {
-                s.pending.extend_from_slice(data);
+        let mut pending = match spill.as_mut() {
+            Some(s) if !s.pending.is_empty() => {
+                let mut p = std::mem::take(&mut s.pending);
+                p.extend_from_slice(data);
+                p
             }
-        }
-        let mut pending = if use_spill {
-            spill
-                .as_mut()
-                .map(|s| std::mem::take(&mut s.pending))
-                .unwrap_or_default()
-        } else {
-            Vec::new()
+            _ => Vec::new(),
         };
+        let use_spill = !pending.is_empty();
         let buf: &mut [u8] = if use_spill { &mut pending } else { data };
         let mut pos = 0;
         let mut stop = false;
@@ -1328,18 +1323,14 @@ impl Core {
         }
         self.sweep();
         self.drain_step();
-        let heap: usize = if tick % 10 == 0 {
-            self.conns.iter().map(|(_, c)| c.heap_bytes()).sum()
-        } else {
-            self.metrics.conn_heap_bytes.get() as usize
-        };
-        self.metrics.conn_heap_bytes.set(heap as u64);
-        let queued: usize = if tick % 10 == 0 {
-            self.conns.iter().map(|(_, c)| c.queued()).sum()
-        } else {
-            self.metrics.outbound_bytes.get() as usize
-        };
-        self.metrics.outbound_bytes.set(queued as u64);
+        if tick % 10 == 0 {
+            // Once a second, one pass over the slab for both gauges.
+            let (heap, queued) = self.conns.iter().fold((0, 0), |(h, q), (_, c)| {
+                (h + c.heap_bytes(), q + c.queued())
+            });
+            self.metrics.conn_heap_bytes.set(heap as u64);
+            self.metrics.outbound_bytes.set(queued as u64);
+        }
     }
 
     fn sweep(&mut self) {
