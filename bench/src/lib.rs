@@ -7,6 +7,7 @@
 pub mod density;
 pub mod echo;
 pub mod hold;
+pub mod peers;
 pub mod proc;
 pub mod server;
 

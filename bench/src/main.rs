@@ -19,6 +19,8 @@ enum Cmd {
     Density(holdfast_bench::density::DensityArgs),
     /// Closed-loop echo: round-trip percentiles and server CPU per message.
     Echo(holdfast_bench::echo::EchoArgs),
+    /// Run a peer server (tokio-tungstenite, ...) for side-by-side runs with the loadgen.
+    Peer(holdfast_bench::peers::PeerArgs),
     /// (internal) hold N connections from one source address; used by `density`.
     #[command(hide = true)]
     HoldClient(holdfast_bench::hold::HoldArgs),
@@ -26,6 +28,12 @@ enum Cmd {
 
 fn main() {
     match Cli::parse().command {
+        Cmd::Peer(args) => {
+            if let Err(e) = holdfast_bench::peers::run(args) {
+                eprintln!("holdfast-bench peer: {e}");
+                std::process::exit(1);
+            }
+        }
         Cmd::Density(args) => {
             let out = args.out.clone();
             let label = args.label.clone();

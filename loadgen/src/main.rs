@@ -1,18 +1,22 @@
 //! `holdfast-loadgen`: the bundled io_uring WebSocket load generator.
 //!
-//! Scenarios: `hold` (ramp to N connections, hold them answering pings, close cleanly).
-//! `echo`, `storm` and `fanout` are not implemented yet (see the issue tracker).
+//! Scenarios: `hold` (ramp to N connections, hold them answering pings, close cleanly),
+//! `echo` (closed or open loop round trips with HDR percentiles), `storm` (every client loses
+//! its connection at once and reconnects with backoff). `fanout` comes with pub/sub.
 
+use std::io::{IsTerminal, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
-use hdrhistogram::Histogram;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use mimalloc::MiMalloc;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use holdfast_loadgen::{engine, stats, target};
+use holdfast_loadgen::engine::{self, Backoff, Mode, Output};
+use holdfast_loadgen::report::{hist_json, machine, nofile_soft, proc_cpu_seconds};
+use holdfast_loadgen::stats::{self, Stats};
+use holdfast_loadgen::target;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -28,31 +32,40 @@ struct Cli {
 enum Scenario {
     /// Ramp to N connections, hold them for a duration answering pings, then close cleanly.
     Hold(HoldArgs),
+    /// C connections exchanging B-byte messages: closed loop, or open loop at a target rate
+    /// (latency from the intended send time, so it is free of coordinated omission).
+    Echo(EchoArgs),
+    /// Hold N, then every client loses its connection at once (the loadgen cuts them, the
+    /// server drains, or something external restarts it) and reconnects with exponential
+    /// backoff and full jitter; reports the time to full recovery.
+    Storm(StormArgs),
 }
 
 #[derive(Debug, Clone, Args)]
-struct HoldArgs {
-    /// Target, e.g. ws://127.0.0.1:8080/echo.
-    #[arg(long)]
-    url: String,
+struct Common {
+    /// Target, e.g. ws://127.0.0.1:8080/echo; repeat for several targets (connections take
+    /// them in turn).
+    #[arg(long = "url", required = true)]
+    urls: Vec<String>,
     /// Connections to open.
     #[arg(long)]
     connections: usize,
     /// New connections per second during the ramp.
     #[arg(long, default_value_t = 20_000.0)]
     rate: f64,
-    /// Connect + upgrade attempts in flight at once.
+    /// Connect + upgrade attempts in flight at once during the ramp.
     #[arg(long, default_value_t = 2048)]
     concurrency: usize,
-    /// Seconds to hold once the ramp is done.
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
+    /// Seconds the scenario runs after the ramp (hold: holding; echo: measuring; storm: the
+    /// longest wait for recovery after the event).
+    #[arg(long)]
+    duration: Option<f64>,
     /// Seconds after which the run ends whatever happened (default: ramp time × 2 +
     /// duration + 60).
     #[arg(long)]
     hard_timeout: Option<f64>,
-    /// Engines (threads, one io_uring ring each); default: enough rings for N, at least one
-    /// per CPU.
+    /// Threads (default: one per CPU). Each drives several rings when the connections need
+    /// more file-table slots than one ring holds.
     #[arg(long)]
     workers: Option<usize>,
     /// Source addresses: a.b.c.d, ranges a.b.c.d-a.b.c.e, comma-separated (default for a
@@ -65,194 +78,623 @@ struct HoldArgs {
     /// Seconds the closing handshakes may take at the end before sockets are dropped.
     #[arg(long, default_value_t = 30.0)]
     close_timeout: f64,
+    /// The server's PID: its CPU time is reported beside the figures (messages per
+    /// server-CPU-second, server CPU-µs per upgrade).
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Write every figure as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
 }
 
-fn nofile_soft() -> u64 {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
-        })
-        .unwrap_or(1024)
+#[derive(Debug, Clone, Args)]
+struct HoldArgs {
+    #[command(flatten)]
+    c: Common,
 }
 
-fn machine() -> serde_json::Value {
-    let read = |p: &str| {
-        std::fs::read_to_string(p)
-            .unwrap_or_default()
-            .trim()
-            .replace('\t', " ")
-    };
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|r| r.trim_start_matches([' ', ':']).to_string())
-        })
-        .unwrap_or_default();
-    let mem = read("/proc/meminfo")
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
-    json!({
-        "cpu": cpu,
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "memory": mem,
-        "kernel": read("/proc/sys/kernel/osrelease"),
-        "rlimit_nofile_soft": nofile_soft(),
-        "sysctl": {
-            "net.ipv4.ip_local_port_range": read("/proc/sys/net/ipv4/ip_local_port_range"),
-            "net.core.somaxconn": read("/proc/sys/net/core/somaxconn"),
-            "net.ipv4.tcp_mem": read("/proc/sys/net/ipv4/tcp_mem"),
-            "fs.file-max": read("/proc/sys/fs/file-max"),
-        }
-    })
+#[derive(Debug, Clone, Args)]
+struct EchoArgs {
+    #[command(flatten)]
+    c: Common,
+    /// Payload bytes per message (at least 8: they carry the send stamp).
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    /// Open loop: messages per second over all connections. Absent: closed loop (one
+    /// message in flight per connection).
+    #[arg(long)]
+    message_rate: Option<f64>,
+    /// Seconds of traffic before the measurement starts.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
 }
 
-fn hold(a: HoldArgs) -> Result<bool, String> {
-    let target = Arc::new(target::parse_url(&a.url)?);
-    let sources = match &a.sources {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Cause {
+    /// The loadgen drops every connection at once (no closing handshake).
+    Cut,
+    /// `POST /drain` to the server's admin API (--admin): it closes every connection with
+    /// 1012 over its drain window, then exits; something must start it again.
+    Drain,
+    /// Wait for the server to drop the connections (a restart done by hand or a harness).
+    External,
+}
+
+#[derive(Debug, Clone, Args)]
+struct StormArgs {
+    #[command(flatten)]
+    c: Common,
+    /// What takes the connections away.
+    #[arg(long, value_enum, default_value_t = Cause::Cut)]
+    cause: Cause,
+    /// Admin address of the server for `--cause drain` (host:port).
+    #[arg(long)]
+    admin: Option<String>,
+    /// Seconds to hold before the event.
+    #[arg(long, default_value_t = 2.0)]
+    hold: f64,
+    /// First backoff ceiling, ms.
+    #[arg(long, default_value_t = 100)]
+    base_ms: u64,
+    /// Largest backoff ceiling, ms.
+    #[arg(long, default_value_t = 5000)]
+    cap_ms: u64,
+    /// Attempts per client before it gives up.
+    #[arg(long, default_value_t = 12)]
+    max_attempts: u32,
+    /// Every client waits exactly the ceiling: shows the thundering herd.
+    #[arg(long)]
+    no_jitter: bool,
+    /// Ignore the server's `reconnect_after_ms` hint in its drain close reason.
+    #[arg(long)]
+    ignore_hint: bool,
+}
+
+/// A running set of engine threads.
+struct Run {
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    handles: Vec<std::thread::JoinHandle<Result<Output, String>>>,
+    engines: usize,
+    threads: usize,
+    started: Instant,
+    series: Vec<Value>,
+    samples: Vec<(f64, u64)>,
+    progress: Option<indicatif::ProgressBar>,
+    last_line: f64,
+    urls: Vec<String>,
+}
+
+fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
+    let targets: Vec<target::Target> = c
+        .urls
+        .iter()
+        .map(|u| target::parse_url(u))
+        .collect::<Result<_, _>>()?;
+    let targets: Arc<[target::Target]> = targets.into();
+    let sources = match &c.sources {
         Some(s) => target::parse_sources(s)?,
-        None => target::default_sources(&target.addr),
+        None => target::default_sources(&targets[0].addr),
     };
+    if let Mode::Echo { size, .. } = mode {
+        if size < 8 {
+            return Err("--size must be at least 8 (the send stamp)".into());
+        }
+    }
     let table = nofile_soft().min(1 << 20) as usize;
     let per_ring = table.saturating_sub(64).max(1);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let engines = a
-        .workers
-        .unwrap_or(cpus)
-        .max(a.connections.div_ceil(per_ring))
-        .max(1);
-    let stats = Arc::new(stats::Stats::default());
+    let threads = c.workers.unwrap_or(cpus).max(1);
+    let engines = threads.max(c.connections.div_ceil(per_ring)).max(1);
+    let stats = Arc::new(Stats::new());
     let stop = Arc::new(AtomicBool::new(false));
-    let mut handles = Vec::new();
+    let mut per_thread: Vec<Vec<engine::EngineSpec>> = (0..threads).map(|_| Vec::new()).collect();
     for id in 0..engines {
-        let quota = a.connections / engines + usize::from(id < a.connections % engines);
+        let quota = c.connections / engines + usize::from(id < c.connections % engines);
         let mine: Vec<_> = sources
             .iter()
             .copied()
             .skip(id % sources.len())
             .step_by(engines.min(sources.len()))
             .collect();
-        let spec = engine::EngineSpec {
+        let mode = match mode {
+            Mode::Echo {
+                size,
+                rate: Some(r),
+            } => Mode::Echo {
+                size,
+                rate: Some(r * quota as f64 / c.connections.max(1) as f64),
+            },
+            ref m => m.clone(),
+        };
+        per_thread[id % threads].push(engine::EngineSpec {
             id,
-            target: target.clone(),
+            targets: targets.clone(),
             sources: if mine.is_empty() {
                 sources.clone()
             } else {
                 mine
             },
             quota,
-            rate: a.rate / engines as f64,
-            concurrency: (a.concurrency / engines).max(1),
+            rate: c.rate / engines as f64,
+            concurrency: (c.concurrency / engines).max(1),
             table: table as u32,
             stats: stats.clone(),
             stop: stop.clone(),
-            handshake_timeout: Duration::from_secs_f64(a.handshake_timeout),
-            close_timeout: Duration::from_secs_f64(a.close_timeout),
-            cpu: Some(id % cpus),
-        };
+            handshake_timeout: Duration::from_secs_f64(c.handshake_timeout),
+            close_timeout: Duration::from_secs_f64(c.close_timeout),
+            mode,
+        });
+    }
+    let mut handles = Vec::new();
+    for (t, specs) in per_thread.into_iter().enumerate() {
         handles.push(
             std::thread::Builder::new()
-                .name(format!("loadgen-{id}"))
-                .spawn(move || engine::run(spec))
+                .name(format!("loadgen-{t}"))
+                .spawn(move || engine::run_thread(specs, Some(t % cpus)))
                 .map_err(|e| e.to_string())?,
         );
     }
-    let started = Instant::now();
-    let ramp_estimate = a.connections as f64 / a.rate.max(1.0);
-    let hard = a
-        .hard_timeout
-        .unwrap_or(ramp_estimate * 2.0 + a.duration + 60.0);
-    let mut series = Vec::new();
-    let mut ramp_done: Option<f64> = None;
-    loop {
-        std::thread::sleep(Duration::from_millis(1000));
-        let t = started.elapsed().as_secs_f64();
-        let est = stats.established.load(Ordering::Relaxed);
-        let failed = stats.failed();
-        let open = stats.open.load(Ordering::Relaxed);
-        series.push(json!({"t": t.round(), "established": est, "open": open, "failed": failed}));
-        println!(
-            "t={t:>5.0}s established={est} open={open} failed={failed} pings={}",
-            stats.pings.load(Ordering::Relaxed)
+    let progress = std::io::stdout().is_terminal().then(|| {
+        let p = indicatif::ProgressBar::new_spinner();
+        p.enable_steady_tick(Duration::from_millis(200));
+        p
+    });
+    Ok(Run {
+        stats,
+        stop,
+        handles,
+        engines,
+        threads,
+        started: Instant::now(),
+        series: Vec::new(),
+        samples: Vec::new(),
+        progress,
+        last_line: 0.0,
+        urls: c.urls.clone(),
+    })
+}
+
+impl Run {
+    fn t(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Sleep 100 ms, sample the counters, and show progress (a live line on a terminal, a
+    /// printed line per second otherwise).
+    fn step(&mut self, what: &str) {
+        std::thread::sleep(Duration::from_millis(100));
+        let s = &self.stats;
+        let t = self.t();
+        let est = s.established.load(Ordering::Relaxed);
+        self.samples.push((t, est));
+        let line = format!(
+            "{what:>8} t={t:>5.1}s established={est} open={} failed={} pings={} msgs={}",
+            s.open.load(Ordering::Relaxed),
+            s.failed(),
+            s.pings.load(Ordering::Relaxed),
+            s.messages.load(Ordering::Relaxed),
         );
-        if ramp_done.is_none() && (est + failed) as usize >= a.connections {
-            ramp_done = Some(t);
+        if let Some(p) = &self.progress {
+            p.set_message(line.clone());
         }
-        if ramp_done.is_some_and(|r| t - r >= a.duration) || t >= hard {
+        if t - self.last_line >= 1.0 {
+            self.last_line = t;
+            self.series.push(json!({
+                "t": (t * 10.0).round() / 10.0,
+                "established": est,
+                "open": s.open.load(Ordering::Relaxed),
+                "failed": s.failed(),
+                "lost": s.lost.load(Ordering::Relaxed),
+                "messages": s.messages.load(Ordering::Relaxed),
+            }));
+            if self.progress.is_none() {
+                println!("{line}");
+            }
+        }
+    }
+
+    /// Ramp until every connection is established or has failed (or `deadline` passes).
+    /// Returns the ramp time.
+    fn ramp(&mut self, n: usize, deadline: f64) -> Option<f64> {
+        loop {
+            self.step("ramp");
+            let done = self.stats.established.load(Ordering::Relaxed) + self.stats.failed();
+            if done as usize >= n {
+                return Some(self.t());
+            }
+            if self.t() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// Highest upgrades/s over any 1-second window from `from` on (over the whole span when
+    /// it is shorter than a second).
+    fn peak_rate(&self, from: f64) -> f64 {
+        let s: Vec<_> = self.samples.iter().filter(|(t, _)| *t >= from).collect();
+        let (Some(first), Some(last)) = (s.first(), s.last()) else {
+            return 0.0;
+        };
+        let window = (last.0 - first.0).min(1.0);
+        if window <= 0.0 {
+            return 0.0;
+        }
+        let mut best = 0.0f64;
+        let mut j = 0;
+        for i in 0..s.len() {
+            while j < s.len() && s[j].0 - s[i].0 < window - 1e-9 {
+                j += 1;
+            }
+            if j < s.len() {
+                let dt = s[j].0 - s[i].0;
+                best = best.max((s[j].1 - s[i].1) as f64 / dt);
+            }
+        }
+        best
+    }
+
+    /// Stop the engines (clean closes) and merge their histograms.
+    fn finish(mut self) -> Result<(Output, Value, Run2), String> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(p) = &self.progress {
+            p.set_message("closing");
+        }
+        let mut out = Output::new()?;
+        for h in std::mem::take(&mut self.handles) {
+            match h.join() {
+                Ok(Ok(part)) => out.add(&part)?,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err("an engine thread panicked".into()),
+            }
+        }
+        if let Some(p) = self.progress.take() {
+            p.finish_and_clear();
+        }
+        let s = &self.stats;
+        let common = json!({
+            "command": std::env::args().collect::<Vec<_>>(),
+            "machine": machine(),
+            "targets": self.urls,
+            "engines": self.engines,
+            "threads": self.threads,
+            "established": s.established.load(Ordering::Relaxed),
+            "connect_upgrade_latency_us": hist_json(&out.connect_us, 1.0),
+            "failures": s.failures(),
+            "failed_total": s.failed(),
+            "closes_and_statuses": s.keyed(),
+            "pings_answered": s.pings.load(Ordering::Relaxed),
+            "messages_received": s.messages.load(Ordering::Relaxed),
+            "series": self.series,
+        });
+        Ok((
+            out,
+            common,
+            Run2 {
+                stats: self.stats.clone(),
+            },
+        ))
+    }
+}
+
+/// What is left of a run after it finished.
+struct Run2 {
+    stats: Arc<Stats>,
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+fn write_json(path: Option<&std::path::Path>, v: &Value) -> Result<(), String> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_string_pretty(v).unwrap_or_default())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn failures_line(s: &Stats) -> String {
+    let f: Vec<String> = s
+        .failures()
+        .into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if f.is_empty() {
+        "none".into()
+    } else {
+        f.join(", ")
+    }
+}
+
+fn pct_line(v: &Value, unit: &str) -> String {
+    format!(
+        "p50 {} p90 {} p99 {} p99.9 {} max {} {unit}",
+        v["p50"], v["p90"], v["p99"], v["p99.9"], v["max"]
+    )
+}
+
+fn hard_timeout(c: &Common, duration: f64) -> f64 {
+    c.hard_timeout
+        .unwrap_or(c.connections as f64 / c.rate.max(1.0) * 2.0 + duration + 60.0)
+}
+
+fn server_cpu(pid: Option<u32>) -> Option<f64> {
+    pid.and_then(proc_cpu_seconds)
+}
+
+fn hold(a: HoldArgs) -> Result<bool, String> {
+    let c = &a.c;
+    let duration = c.duration.unwrap_or(10.0);
+    let hard = hard_timeout(c, duration);
+    let cpu0 = server_cpu(c.server_pid);
+    let mut run = launch(c, Mode::Hold)?;
+    let ramp = run.ramp(c.connections, hard);
+    let cpu_ramp = server_cpu(c.server_pid);
+    let peak = run.peak_rate(0.0);
+    if let Some(r) = ramp {
+        while run.t() - r < duration && run.t() < hard {
+            run.step("hold");
+        }
+    }
+    let held = run.stats.open.load(Ordering::Relaxed);
+    let (out, common, r2) = run.finish()?;
+    let s = &r2.stats;
+    let established = s.established.load(Ordering::Relaxed);
+    let cpu_per_upgrade = match (cpu0, cpu_ramp) {
+        (Some(a), Some(b)) if established > 0 => Some((b - a) * 1e6 / established as f64),
+        _ => None,
+    };
+    let report = merge(
+        common,
+        json!({
+            "scenario": "hold",
+            "connections_wanted": c.connections,
+            "held_at_end": held,
+            "ramp_seconds": ramp,
+            "peak_upgrades_per_s": peak,
+            "server_cpu_us_per_upgrade": cpu_per_upgrade,
+        }),
+    );
+    println!(
+        "\nhold: {established} of {} established, {held} held at the end; failures: {}\n\
+         connect+upgrade latency: {}\n\
+         ramp {:.1} s, peak {:.0} upgrades/s{}; closes/statuses {:?}",
+        c.connections,
+        failures_line(s),
+        pct_line(&hist_json(&out.connect_us, 1.0), "µs"),
+        ramp.unwrap_or(f64::NAN),
+        peak,
+        cpu_per_upgrade.map_or(String::new(), |v| format!(
+            ", server {v:.1} CPU-µs per upgrade"
+        )),
+        s.keyed()
+    );
+    write_json(c.json.as_deref(), &report)?;
+    Ok(established as usize == c.connections)
+}
+
+fn echo(a: EchoArgs) -> Result<bool, String> {
+    let c = &a.c;
+    let duration = c.duration.unwrap_or(10.0);
+    let hard = hard_timeout(c, duration + a.warmup);
+    let mut run = launch(
+        c,
+        Mode::Echo {
+            size: a.size,
+            rate: a.message_rate,
+        },
+    )?;
+    let ramp = run.ramp(c.connections, hard);
+    let s = run.stats.clone();
+    s.control.store(stats::STEADY, Ordering::Relaxed);
+    let warm_end = run.t() + a.warmup;
+    while run.t() < warm_end && run.t() < hard {
+        run.step("warmup");
+    }
+    s.measure_from_ns.store(s.now_ns(), Ordering::Relaxed);
+    s.control.store(stats::MEASURE, Ordering::Relaxed);
+    let (cpu0, self0) = (
+        server_cpu(c.server_pid),
+        proc_cpu_seconds(std::process::id()),
+    );
+    let sent0 = s.echo_sent.load(Ordering::Relaxed);
+    let t0 = run.t();
+    while run.t() - t0 < duration && run.t() < hard {
+        run.step("measure");
+    }
+    let elapsed = run.t() - t0;
+    // Recording stops here (engines see it at their next tick; the histogram, not the
+    // counter, is the exact count).
+    s.control.store(stats::STEADY, Ordering::Relaxed);
+    let sent = s.echo_sent.load(Ordering::Relaxed) - sent0;
+    let (cpu1, self1) = (
+        server_cpu(c.server_pid),
+        proc_cpu_seconds(std::process::id()),
+    );
+    let open = s.open.load(Ordering::Relaxed);
+    let (out, common, _) = run.finish()?;
+    let server_cpu_s = cpu0.zip(cpu1).map(|(a, b)| b - a);
+    let self_cpu_s = self0.zip(self1).map(|(a, b)| b - a);
+    let rtt = hist_json(&out.rtt_ns, 1000.0);
+    let echoed = out.rtt_ns.len();
+    let rate = echoed as f64 / elapsed.max(1e-9);
+    let report = merge(
+        common,
+        json!({
+            "scenario": "echo",
+            "loop": if a.message_rate.is_some() { "open" } else { "closed" },
+            "connections_wanted": c.connections,
+            "open_during_measurement": open,
+            "ramp_seconds": ramp,
+            "message_bytes": a.size,
+            "target_messages_per_s": a.message_rate,
+            "measure_seconds": elapsed,
+            "messages_sent": sent,
+            "round_trips": echoed,
+            "messages_per_s": rate,
+            "rtt_us": rtt,
+            "echo_mismatch": s.echo_mismatch.load(Ordering::Relaxed),
+            "sends_skipped_backlog": s.echo_skipped.load(Ordering::Relaxed),
+            "server_cpu_seconds": server_cpu_s,
+            "messages_per_server_cpu_s": server_cpu_s.map(|v| echoed as f64 / v.max(1e-9)),
+            "loadgen_cpu_seconds": self_cpu_s,
+        }),
+    );
+    println!(
+        "\necho ({} loop, {} connections, {} B): {echoed} round trips in {elapsed:.1} s = {rate:.0} msgs/s\n\
+         rtt: {}\n\
+         sent {sent}, mismatched {}, skipped (backlog) {}; failures: {}{}; loadgen CPU {:.2} s",
+        if a.message_rate.is_some() { "open" } else { "closed" },
+        c.connections,
+        a.size,
+        pct_line(&rtt, "µs"),
+        s.echo_mismatch.load(Ordering::Relaxed),
+        s.echo_skipped.load(Ordering::Relaxed),
+        failures_line(&s),
+        server_cpu_s.map_or(String::new(), |v| format!(
+            "; server CPU {v:.2} s = {:.0} msgs per server-CPU-s",
+            echoed as f64 / v.max(1e-9)
+        )),
+        self_cpu_s.unwrap_or(f64::NAN),
+    );
+    write_json(c.json.as_deref(), &report)?;
+    Ok(s.failed() == 0 && echoed > 0 && s.echo_mismatch.load(Ordering::Relaxed) == 0)
+}
+
+/// `POST /drain` to a holdfast admin address.
+fn post_drain(admin: &str) -> Result<String, String> {
+    let addr = admin.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("admin {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "POST /drain HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("admin {addr}: {e}"))?;
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    let status = body.lines().next().unwrap_or("").to_string();
+    if !status.split(' ').nth(1).is_some_and(|c| c.starts_with('2')) {
+        return Err(format!("admin {addr}: POST /drain answered {status:?}"));
+    }
+    Ok(status)
+}
+
+fn storm(a: StormArgs) -> Result<bool, String> {
+    let c = &a.c;
+    let duration = c.duration.unwrap_or(60.0);
+    let hard = hard_timeout(c, duration + a.hold);
+    if a.cause == Cause::Drain && a.admin.is_none() {
+        return Err("--cause drain needs --admin host:port".into());
+    }
+    let policy = Backoff {
+        base: Duration::from_millis(a.base_ms),
+        cap: Duration::from_millis(a.cap_ms),
+        max_attempts: a.max_attempts,
+        jitter: !a.no_jitter,
+        honor_hint: !a.ignore_hint,
+    };
+    let mut run = launch(c, Mode::Storm(policy))?;
+    let ramp = run.ramp(c.connections, hard);
+    let s = run.stats.clone();
+    s.control.store(stats::STEADY, Ordering::Relaxed);
+    let hold_end = run.t() + a.hold;
+    while run.t() < hold_end && run.t() < hard {
+        run.step("hold");
+    }
+    let before = s.open.load(Ordering::Relaxed);
+    let event_t = run.t();
+    match a.cause {
+        Cause::Cut => s.control.store(stats::CUT, Ordering::Relaxed),
+        Cause::Drain => {
+            post_drain(a.admin.as_deref().unwrap_or_default())?;
+        }
+        Cause::External => {
+            let msg = "waiting for the server to drop the connections";
+            match &run.progress {
+                Some(p) => p.println(msg),
+                None => println!("{msg}"),
+            }
+        }
+    }
+    let recovered = |s: &Stats| {
+        let lost = s.lost.load(Ordering::Relaxed);
+        let gave_up = s.gave_up.load(Ordering::Relaxed);
+        lost >= before
+            && s.awaiting.load(Ordering::Relaxed) == 0
+            && s.open.load(Ordering::Relaxed) + gave_up >= before
+    };
+    let mut ok = false;
+    while run.t() - event_t < duration && run.t() < hard {
+        run.step("storm");
+        if before > 0 && recovered(&s) {
+            ok = true;
             break;
         }
     }
-    let held = stats.open.load(Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    let mut hist =
-        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?;
-    for h in handles {
-        match h.join() {
-            Ok(Ok(part)) => hist.add(part).map_err(|e| e.to_string())?,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err("an engine panicked".into()),
-        }
-    }
-    let q = |p: f64| hist.value_at_quantile(p);
-    let established = stats.established.load(Ordering::Relaxed);
-    let report = json!({
-        "scenario": "hold",
-        "command": std::env::args().collect::<Vec<_>>(),
-        "machine": machine(),
-        "target": a.url,
-        "connections_wanted": a.connections,
-        "established": established,
-        "held_at_end": held,
-        "engines": engines,
-        "ramp_seconds": ramp_done,
-        "connect_upgrade_latency_us": {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p99.9": q(0.999), "max": hist.max()},
-        "failures": stats.failures(),
-        "closes_and_statuses": stats.keyed(),
-        "pings_answered": stats.pings.load(Ordering::Relaxed),
-        "messages_received": stats.messages.load(Ordering::Relaxed),
-        "series": series,
-    });
-    println!(
-        "\nhold: {established} of {} established, {held} held at the end, {} failed {:?}\n\
-         connect+upgrade latency µs: p50 {} p90 {} p99 {} p99.9 {} max {}\n\
-         ramp {:.1} s, closes/statuses {:?}",
-        a.connections,
-        stats.failed(),
-        stats
-            .failures()
-            .into_iter()
-            .filter(|(_, v)| *v > 0)
-            .collect::<Vec<_>>(),
-        q(0.5),
-        q(0.9),
-        q(0.99),
-        q(0.999),
-        hist.max(),
-        ramp_done.unwrap_or(f64::NAN),
-        stats.keyed()
+    let peak = run.peak_rate(event_t);
+    let open_after = s.open.load(Ordering::Relaxed);
+    let (out, common, _) = run.finish()?;
+    let first = s.first_loss_ns.load(Ordering::Relaxed);
+    let last = s.last_reconnect_ns.load(Ordering::Relaxed);
+    let recovery = (ok && first != u64::MAX).then(|| last.saturating_sub(first) as f64 / 1e9);
+    let delays = hist_json(&out.delay_us, 1000.0);
+    let report = merge(
+        common,
+        json!({
+            "scenario": "storm",
+            "cause": format!("{:?}", a.cause).to_lowercase(),
+            "backoff": {"base_ms": a.base_ms, "cap_ms": a.cap_ms, "max_attempts": a.max_attempts,
+                        "jitter": !a.no_jitter, "honor_hint": !a.ignore_hint},
+            "connections_wanted": c.connections,
+            "ramp_seconds": ramp,
+            "held_before_event": before,
+            "lost": s.lost.load(Ordering::Relaxed),
+            "reconnected": s.reconnected.load(Ordering::Relaxed),
+            "reconnect_attempts": s.attempts.load(Ordering::Relaxed),
+            "gave_up": s.gave_up.load(Ordering::Relaxed),
+            "open_at_end": open_after,
+            "recovered": ok,
+            "recovery_seconds": recovery,
+            "peak_connects_per_s_after_event": peak,
+            "reconnect_delay_ms": delays,
+        }),
     );
-    if let Some(path) = &a.json {
-        std::fs::write(
-            path,
-            serde_json::to_string_pretty(&report).unwrap_or_default(),
-        )
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(established as usize == a.connections)
+    println!(
+        "\nstorm ({:?}, jitter {}): held {before}, lost {}, reconnected {} in {} attempts, gave up {}\n\
+         {}; peak {peak:.0} connects/s; failures: {}\n\
+         reconnect delays: {}\n\
+         closes/statuses {:?}",
+        a.cause,
+        !a.no_jitter,
+        s.lost.load(Ordering::Relaxed),
+        s.reconnected.load(Ordering::Relaxed),
+        s.attempts.load(Ordering::Relaxed),
+        s.gave_up.load(Ordering::Relaxed),
+        match recovery {
+            Some(r) => format!("full recovery {r:.2} s after the first loss"),
+            None => format!("NOT recovered within {duration} s"),
+        },
+        failures_line(&s),
+        pct_line(&delays, "ms"),
+        s.keyed(),
+    );
+    write_json(c.json.as_deref(), &report)?;
+    Ok(ok)
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.scenario {
         Scenario::Hold(a) => hold(a),
+        Scenario::Echo(a) => echo(a),
+        Scenario::Storm(a) => storm(a),
     };
     match result {
         Ok(true) => {}

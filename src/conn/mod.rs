@@ -47,6 +47,10 @@ pub const REJECT_IP: u8 = 1 << 5;
 /// Flag: the poll fired while a receive was in flight: receive again when it completes, or
 /// input that arrived after that receive copied could wait for a wake-up that never comes.
 pub const RECV_AGAIN: u8 = 1 << 6;
+/// Flag: a shutdown is in flight. The kernel runs shutdown on a worker thread and looks the
+/// direct descriptor up only when it runs, so the slot must not be closed (and reused by the
+/// next accept) before it completes, or the late shutdown hits the next connection.
+pub const SHUT_INFLIGHT: u8 = 1 << 7;
 
 /// Bytes held while a handshake or frame is split across reads, or a message is assembled.
 #[derive(Debug, Default)]

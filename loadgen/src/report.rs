@@ -1,0 +1,147 @@
+//! What goes into every report: the machine, HDR histograms (percentile tables and the
+//! encoded histogram), process CPU time.
+
+use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+/// Quantiles listed in every percentile table.
+pub const QUANTILES: [f64; 10] = [0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 0.9999, 0.99999, 1.0];
+
+/// The RLIMIT_NOFILE soft limit of this process.
+pub fn nofile_soft() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
+/// User + system CPU seconds of process `pid` (from /proc/PID/stat), None if it is gone.
+pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(ticks / hz)
+}
+
+/// The machine the run was on: CPU, cores, memory, kernel, rlimits and relevant sysctls.
+pub fn machine() -> Value {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .trim()
+            .replace('\t', " ")
+    };
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let mem = read("/proc/meminfo")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let sysctls = [
+        "net.ipv4.ip_local_port_range",
+        "net.core.somaxconn",
+        "net.ipv4.tcp_max_syn_backlog",
+        "net.ipv4.tcp_mem",
+        "net.ipv4.tcp_rmem",
+        "net.ipv4.tcp_wmem",
+        "net.netfilter.nf_conntrack_max",
+        "fs.file-max",
+        "fs.nr_open",
+    ];
+    let sysctl: serde_json::Map<String, Value> = sysctls
+        .iter()
+        .map(|k| {
+            let path = format!("/proc/sys/{}", k.replace('.', "/"));
+            (k.to_string(), Value::String(read(&path)))
+        })
+        .collect();
+    json!({
+        "cpu": cpu,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "memory": mem,
+        "kernel": read("/proc/sys/kernel/osrelease"),
+        "rlimit_nofile_soft": nofile_soft(),
+        "sysctl": sysctl,
+    })
+}
+
+/// A histogram as JSON: count, mean, p50/p90/p99/p99.9/max, a percentile table, and the
+/// whole histogram encoded (HdrHistogram V2 + deflate, base64 — readable by every
+/// HdrHistogram implementation). Values are divided by `divisor` for display (e.g. ns → µs
+/// with 1000); the encoded histogram keeps the recorded unit, named in `recorded_unit_divisor`.
+pub fn hist_json(h: &Histogram<u64>, divisor: f64) -> Value {
+    let v = |q: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            (h.value_at_quantile(q) as f64 / divisor * 1000.0).round() / 1000.0
+        }
+    };
+    let mut encoded = Vec::new();
+    let encoded = match V2DeflateSerializer::new().serialize(h, &mut encoded) {
+        Ok(_) => base64_encode(&encoded),
+        Err(e) => format!("error: {e:?}"),
+    };
+    json!({
+        "count": h.len(),
+        "mean": if h.is_empty() { 0.0 } else { (h.mean() / divisor * 1000.0).round() / 1000.0 },
+        "p50": v(0.5),
+        "p90": v(0.9),
+        "p99": v(0.99),
+        "p99.9": v(0.999),
+        "max": if h.is_empty() { 0.0 } else { h.max() as f64 / divisor },
+        "percentiles": QUANTILES.iter().map(|q| json!([q, v(*q)])).collect::<Vec<_>>(),
+        "recorded_unit_divisor": divisor,
+        "hdr_v2_deflate_base64": encoded,
+    })
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hdrhistogram::serialization::Deserializer;
+
+    #[test]
+    fn encoded_histogram_round_trips() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 1_000_000, 3).unwrap();
+        for v in [10, 20, 30, 1000, 50_000] {
+            h.record(v).unwrap();
+        }
+        let j = hist_json(&h, 1000.0);
+        assert_eq!(j["count"], 5);
+        assert_eq!(j["p50"], 0.03);
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(j["hdr_v2_deflate_base64"].as_str().unwrap())
+            .unwrap();
+        let back: Histogram<u64> = Deserializer::new().deserialize(&mut &raw[..]).unwrap();
+        assert_eq!(back.len(), 5);
+        assert_eq!(back.max(), h.max());
+    }
+
+    #[test]
+    fn cpu_time_of_this_process_is_readable() {
+        assert!(proc_cpu_seconds(std::process::id()).is_some());
+        assert!(proc_cpu_seconds(u32::MAX).is_none());
+    }
+}
