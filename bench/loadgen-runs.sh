@@ -18,6 +18,8 @@ trap cleanup EXIT
 # start_server NAME PORT [server args...]: sets $pid once the server listens.
 start_server() {
   local name=$1 port=$2; shift 2
+  # Each kind gets its own ports, so one never waits for the other's to be released.
+  [ "$name" = holdfast ] || port=$((port + 10))
   local log; log=$(mktemp)
   if [ "$name" = holdfast ]; then
     HOLDFAST_LOG=warn target/release/holdfast serve --listen 127.0.0.1:"$port" \
@@ -26,6 +28,7 @@ start_server() {
     target/release/holdfast-bench peer tokio-tungstenite --listen 127.0.0.1:"$port" >"$log" 2>&1 &
   fi
   pid=$!
+  PORT=$port
   PIDS+=("$pid")
   for _ in $(seq 100); do grep -q "^listening on" "$log" && break; sleep 0.1; done
   grep -q "^listening on" "$log" || { echo "$name did not start" >&2; cat "$log" >&2; exit 1; }
@@ -35,21 +38,21 @@ sections=${*:-echo hold ramp storm}
 
 for s in $sections; do case $s in
 echo)
-  for name in holdfast tokio-tungstenite; do
+  for name in ${PEERS:-holdfast tokio-tungstenite}; do
     start_server "$name" 18080
     for c in 100 1000; do
-      $L echo --url ws://127.0.0.1:18080/echo --connections $c --size 32 --duration 10 \
+      $L echo --url ws://127.0.0.1:$PORT/echo --connections $c --size 32 --duration 10 \
         --server-pid "$pid" --json "$OUT/$D-loadgen-echo-closed-$c-$name.json"
     done
-    $L echo --url ws://127.0.0.1:18080/echo --connections 1000 --size 32 --duration 10 \
+    $L echo --url ws://127.0.0.1:$PORT/echo --connections 1000 --size 32 --duration 10 \
       --message-rate 50000 --server-pid "$pid" --json "$OUT/$D-loadgen-echo-open-50k-$name.json"
     kill "$pid"; wait "$pid" 2>/dev/null || true
   done ;;
 hold)
   # 15,000: tokio-tungstenite holds its sockets as fds, under `ulimit -n` (20,000 here).
-  for name in holdfast tokio-tungstenite; do
+  for name in ${PEERS:-holdfast tokio-tungstenite}; do
     start_server "$name" 18080
-    $L hold --url ws://127.0.0.1:18080/echo --connections 15000 --rate 30000 --duration 10 \
+    $L hold --url ws://127.0.0.1:$PORT/echo --connections 15000 --rate 30000 --duration 10 \
       --server-pid "$pid" --json "$OUT/$D-loadgen-hold-15k-$name.json"
     kill "$pid"; wait "$pid" 2>/dev/null || true
   done ;;

@@ -366,6 +366,7 @@ impl Run {
             "pings_answered": s.pings.load(Ordering::Relaxed),
             "messages_received": s.messages.load(Ordering::Relaxed),
             "series": self.series,
+            "loadgen_cpu_seconds_total": proc_cpu_seconds(std::process::id()),
         });
         Ok((
             out,
@@ -432,9 +433,11 @@ fn hold(a: HoldArgs) -> Result<bool, String> {
     let duration = c.duration.unwrap_or(10.0);
     let hard = hard_timeout(c, duration);
     let cpu0 = server_cpu(c.server_pid);
+    let self0 = proc_cpu_seconds(std::process::id());
     let mut run = launch(c, Mode::Hold)?;
     let ramp = run.ramp(c.connections, hard);
     let cpu_ramp = server_cpu(c.server_pid);
+    let self_ramp = proc_cpu_seconds(std::process::id());
     let peak = run.peak_rate(0.0);
     if let Some(r) = ramp {
         while run.t() - r < duration && run.t() < hard {
@@ -458,6 +461,8 @@ fn hold(a: HoldArgs) -> Result<bool, String> {
             "ramp_seconds": ramp,
             "peak_upgrades_per_s": peak,
             "server_cpu_us_per_upgrade": cpu_per_upgrade,
+            "server_cpu_seconds_ramp": cpu0.zip(cpu_ramp).map(|(a, b)| b - a),
+            "loadgen_cpu_seconds_ramp": self0.zip(self_ramp).map(|(a, b)| b - a),
         }),
     );
     println!(
