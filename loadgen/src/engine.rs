@@ -45,6 +45,24 @@ const OP_IGNORE: u64 = 5;
 const OP_SEND_STATIC: u64 = 6;
 const OP_SHUTDOWN: u64 = 7;
 const OP_STEP: u64 = 8;
+const OP_POLL: u64 = 9;
+const OP_RECV_ONE: u64 = 10;
+const OP_POLL_REMOVE: u64 = 11;
+
+/// Bytes per provided buffer (a receive that fills one may have left more behind).
+const BUF_SIZE: u32 = 2048;
+
+/// How connections read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// A multishot poll per connection, and a single-shot receive into a provided buffer
+    /// when it fires (the server's default): an idle connection costs only the poll's
+    /// request, 608 B less kernel memory than an armed multishot receive.
+    Poll,
+    /// A multishot receive into provided buffers per connection: one completion per read,
+    /// but its async state (kmalloc-512 + kmalloc-96) stays allocated while it waits.
+    Recv,
+}
 
 /// Unsent bytes a connection may hold. An echo send beyond it is skipped and counted; a
 /// control frame beyond it (a server that pings but never reads) ends the connection.
@@ -151,6 +169,11 @@ struct Conn {
     closed: bool,
     /// The first failed step of the connect chain (0: none).
     step_error: i32,
+    /// Poll mode: the multishot poll is armed / a receive is in flight / the poll fired
+    /// while it was (receive again when it completes, or input could wait forever).
+    poll_armed: bool,
+    recv_inflight: bool,
+    recv_again: bool,
     /// Echo: the message being received — its stamp, stamp bytes seen, length so far.
     stamp: u64,
     stamp_got: u8,
@@ -184,6 +207,8 @@ pub struct EngineSpec {
     pub close_timeout: Duration,
     /// What open connections do.
     pub mode: Mode,
+    /// How connections read.
+    pub read_mode: ReadMode,
 }
 
 /// Histograms an engine (or a thread of engines) hands back.
@@ -362,7 +387,8 @@ impl Engine {
         ring.submitter()
             .register_eventfd(efd.as_raw_fd())
             .map_err(|e| format!("register eventfd: {e}"))?;
-        let bufs = BufRing::new(&ring, 512, 2048, 0).map_err(|e| format!("buffer ring: {e}"))?;
+        let bufs =
+            BufRing::new(&ring, 512, BUF_SIZE, 0).map_err(|e| format!("buffer ring: {e}"))?;
         let dsts: Box<[_]> = spec.targets.iter().map(|t| sockaddr(t.addr)).collect();
         let srcs: Box<[_]> = spec
             .sources
@@ -663,6 +689,9 @@ impl Engine {
             send_inflight: false,
             closed: false,
             step_error: 0,
+            poll_armed: false,
+            recv_inflight: false,
+            recv_again: false,
             stamp: 0,
             stamp_got: 0,
             msg_len: 0,
@@ -755,6 +784,13 @@ impl Engine {
             .build()
             .user_data(token(OP_CLOSE, idx, generation));
         self.push_all(&[shut, close]);
+        if self.conns[idx].poll_armed {
+            // A multishot poll holds the socket and outlives shutdown and close: remove it.
+            let remove = opcode::PollRemove::new(token(OP_POLL, idx, generation))
+                .build()
+                .user_data(token(OP_POLL_REMOVE, idx, generation));
+            self.push(remove);
+        }
         if let Mode::Storm(policy) = self.spec.mode {
             if self.control >= STEADY && !self.stopping() {
                 let stats = &self.spec.stats;
@@ -953,6 +989,8 @@ impl Engine {
                 }
             }
             OP_RECV => self.on_recv(bufs, idx, res, flags),
+            OP_POLL => self.on_poll(idx, res, flags),
+            OP_RECV_ONE => self.on_recv_one(bufs, idx, res, flags),
             OP_SEND_STATIC => {
                 let c = &mut self.conns[idx];
                 c.send_inflight = false;
@@ -1010,10 +1048,96 @@ impl Engine {
             .flags(libc::MSG_NOSIGNAL)
             .build()
             .user_data(token(OP_IGNORE, idx, generation));
-        let recv = opcode::RecvMulti::new(types::Fixed(slot), 0)
+        let read = match self.spec.read_mode {
+            ReadMode::Recv => opcode::RecvMulti::new(types::Fixed(slot), 0)
+                .build()
+                .user_data(token(OP_RECV, idx, generation)),
+            ReadMode::Poll => {
+                c.poll_armed = true;
+                Self::poll_sqe(slot, idx, generation)
+            }
+        };
+        self.push_all(&[send, read]);
+    }
+
+    fn poll_sqe(slot: u32, idx: usize, generation: u32) -> squeue::Entry {
+        opcode::PollAdd::new(types::Fixed(slot), (libc::POLLIN | libc::POLLRDHUP) as u32)
+            .multi(true)
             .build()
-            .user_data(token(OP_RECV, idx, generation));
-        self.push_all(&[send, recv]);
+            .user_data(token(OP_POLL, idx, generation))
+    }
+
+    /// Poll mode: the socket is readable (or hung up).
+    fn on_poll(&mut self, idx: usize, res: i32, flags: u32) {
+        let c = &mut self.conns[idx];
+        if !cqueue::more(flags) {
+            c.poll_armed = false;
+        }
+        if c.phase == Phase::Closed {
+            return self.maybe_remove(idx);
+        }
+        if res < 0 {
+            // The poll failed (not a removal: removals happen only once Closed).
+            return self.on_read_end(idx, res);
+        }
+        if !c.poll_armed {
+            c.poll_armed = true;
+            let sqe = Self::poll_sqe(c.slot, idx, c.generation);
+            self.push(sqe);
+        }
+        self.recv_one(idx);
+    }
+
+    /// Poll mode: one non-blocking receive into a provided buffer, unless one is in flight
+    /// (then it runs again when that completes).
+    fn recv_one(&mut self, idx: usize) {
+        let c = &mut self.conns[idx];
+        if c.recv_inflight {
+            c.recv_again = true;
+            return;
+        }
+        c.recv_inflight = true;
+        c.recv_again = false;
+        let sqe = opcode::Recv::new(types::Fixed(c.slot), std::ptr::null_mut(), BUF_SIZE)
+            .buf_group(0)
+            .flags(libc::MSG_DONTWAIT)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT)
+            .user_data(token(OP_RECV_ONE, idx, c.generation));
+        self.push(sqe);
+    }
+
+    fn on_recv_one(&mut self, bufs: &mut BufRing, idx: usize, res: i32, flags: u32) {
+        let c = &mut self.conns[idx];
+        c.recv_inflight = false;
+        if c.phase == Phase::Closed {
+            if let Some(bid) = cqueue::buffer_select(flags) {
+                bufs.recycle(bid);
+            }
+            return self.maybe_remove(idx);
+        }
+        if res == -libc::EAGAIN || res == -libc::ENOBUFS {
+            // Nothing after all (the poll raced a previous receive), or no buffer free now:
+            // try again only if the poll fired meanwhile (ENOBUFS: always).
+            if res == -libc::ENOBUFS || c.recv_again {
+                self.recv_one(idx);
+            }
+            return;
+        }
+        if res <= 0 {
+            return self.on_read_end(idx, res);
+        }
+        let Some(bid) = cqueue::buffer_select(flags) else {
+            return;
+        };
+        let data = bufs.slice_mut(bid, res as usize);
+        self.on_bytes(idx, data);
+        bufs.recycle(bid);
+        if let Some(c) = self.conns.get(idx) {
+            if c.phase != Phase::Closed && (res as u32 == BUF_SIZE || c.recv_again) {
+                self.recv_one(idx);
+            }
+        }
     }
 
     fn on_recv(&mut self, bufs: &mut BufRing, idx: usize, res: i32, flags: u32) {
@@ -1023,6 +1147,27 @@ impl Engine {
                 self.rearm(idx);
                 return;
             }
+            return self.on_read_end(idx, res);
+        }
+        let Some(bid) = cqueue::buffer_select(flags) else {
+            return;
+        };
+        let data = bufs.slice_mut(bid, res as usize);
+        self.on_bytes(idx, data);
+        bufs.recycle(bid);
+        if !more
+            && self
+                .conns
+                .get(idx)
+                .is_some_and(|c| c.phase != Phase::Closed)
+        {
+            self.rearm(idx);
+        }
+    }
+
+    /// The read side ended: EOF (`res` 0) or an error.
+    fn on_read_end(&mut self, idx: usize, res: i32) {
+        {
             match self.conns[idx].phase {
                 Phase::Handshaking => {
                     let why = if res == 0 {
@@ -1042,21 +1187,6 @@ impl Engine {
                 Phase::Closing => self.finish(idx),
                 _ => self.maybe_remove(idx),
             }
-            return;
-        }
-        let Some(bid) = cqueue::buffer_select(flags) else {
-            return;
-        };
-        let data = bufs.slice_mut(bid, res as usize);
-        self.on_bytes(idx, data);
-        bufs.recycle(bid);
-        if !more
-            && self
-                .conns
-                .get(idx)
-                .is_some_and(|c| c.phase != Phase::Closed)
-        {
-            self.rearm(idx);
         }
     }
 

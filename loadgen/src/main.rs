@@ -78,6 +78,10 @@ struct Common {
     /// Seconds the closing handshakes may take at the end before sockets are dropped.
     #[arg(long, default_value_t = 30.0)]
     close_timeout: f64,
+    /// How connections read: `poll` (a multishot poll, then a receive when readable; 608 B
+    /// less kernel memory per idle connection) or `recv` (a multishot receive each).
+    #[arg(long, value_enum, default_value_t = ReadModeArg::Poll)]
+    read_mode: ReadModeArg,
     /// The server's PID: its CPU time is reported beside the figures (messages per
     /// server-CPU-second, server CPU-µs per upgrade).
     #[arg(long)]
@@ -107,6 +111,14 @@ struct EchoArgs {
     /// Seconds of traffic before the measurement starts.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReadModeArg {
+    /// Multishot poll + single-shot receive on readiness.
+    Poll,
+    /// Multishot receive into provided buffers.
+    Recv,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -224,6 +236,10 @@ fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
             handshake_timeout: Duration::from_secs_f64(c.handshake_timeout),
             close_timeout: Duration::from_secs_f64(c.close_timeout),
             mode,
+            read_mode: match c.read_mode {
+                ReadModeArg::Poll => engine::ReadMode::Poll,
+                ReadModeArg::Recv => engine::ReadMode::Recv,
+            },
         });
     }
     let mut handles = Vec::new();

@@ -179,8 +179,11 @@ pub fn spawn_loadgen(args: &[&str]) -> LoadgenRun {
         std::process::id(),
         RUN.fetch_add(1, Ordering::Relaxed)
     ));
+    // LOADGEN_READ_MODE=recv runs every scenario with multishot receives (CI does both).
+    let mode = std::env::var("LOADGEN_READ_MODE").unwrap_or_else(|_| "poll".into());
     let child = Command::new(env!("CARGO_BIN_EXE_holdfast-loadgen"))
         .args(args)
+        .args(["--read-mode", &mode])
         .arg("--json")
         .arg(&json)
         .stdout(Stdio::piped())
