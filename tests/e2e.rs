@@ -149,6 +149,27 @@ fn invalid_utf8_closes_with_1007_and_others_keep_flowing() {
 }
 
 #[test]
+fn a_message_followed_at_once_by_fin_is_echoed_and_the_eof_noticed() {
+    // Data and the peer's FIN often arrive in one wake-up; the server must still see the EOF
+    // (and free the connection) without waiting for its idle timeout (here 60 s).
+    let srv = Server::start(&["--ping-interval", "30", "--idle-timeout", "60"]);
+    for i in 0..20 {
+        let mut c = Raw::connect(srv.addr);
+        c.stream.set_read_timeout(Some(T)).unwrap();
+        let words = format!("last words {i}");
+        c.send_frame(true, OpCode::Text, words.as_bytes());
+        c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(c.recv(), Got::Text(words));
+        assert_eq!(
+            c.recv(),
+            Got::Eof,
+            "connection {i} not closed after the client's FIN"
+        );
+    }
+    srv.wait_metric("holdfast_connections_total_open", |v| v == 0.0);
+}
+
+#[test]
 fn protocol_errors_close_with_1002() {
     let srv = Server::start(&[]);
     // Unmasked client frame.

@@ -174,6 +174,9 @@ struct Conn {
     poll_armed: bool,
     recv_inflight: bool,
     recv_again: bool,
+    /// Poll mode: the poll reported a hang-up: read until EOF (data and FIN can arrive in one
+    /// wake-up, and no further wake-up comes for the FIN once the data is read).
+    hup: bool,
     /// Echo: the message being received — its stamp, stamp bytes seen, length so far.
     stamp: u64,
     stamp_got: u8,
@@ -209,6 +212,8 @@ pub struct EngineSpec {
     pub mode: Mode,
     /// How connections read.
     pub read_mode: ReadMode,
+    /// Send our own (empty) Ping on every open connection this often.
+    pub ping_interval: Option<Duration>,
 }
 
 /// Histograms an engine (or a thread of engines) hands back.
@@ -275,6 +280,9 @@ struct Engine {
     done: bool,
     /// Completions taken off the ring while making room for submissions, not yet handled.
     deferred: Vec<cqueue::Entry>,
+    /// Own pings: the next slab index to visit and when the sweep last ran.
+    ping_cursor: usize,
+    ping_last: Instant,
     /// The last reap found completions: enter again without waiting. A DEFER_TASKRUN ring
     /// runs at most 20 deferred items per enter and signals its eventfd only when the list
     /// was empty, so leftovers would otherwise wait for the next sweep.
@@ -430,6 +438,8 @@ impl Engine {
             rr_pos: 0,
             done: false,
             deferred: Vec::new(),
+            ping_cursor: 0,
+            ping_last: now,
             hot: false,
             spec,
         };
@@ -516,6 +526,7 @@ impl Engine {
             if let Some(w) = self.pace_echo(now) {
                 wait = wait.min(w);
             }
+            self.send_pings(now);
         }
         self.expire(now);
         if self.spec.stop.load(Ordering::Relaxed) && !self.stopping() {
@@ -605,6 +616,29 @@ impl Engine {
         )
     }
 
+    /// Own pings: visit the slab evenly so each open connection gets one Ping per interval
+    /// (no per-connection timer, like the server's heartbeat sweep).
+    fn send_pings(&mut self, now: Instant) {
+        let Some(every) = self.spec.ping_interval else {
+            return;
+        };
+        let cap = self.conns.capacity().max(1);
+        let share = (now - self.ping_last).as_secs_f64() / every.as_secs_f64().max(1e-3);
+        let visit = ((cap as f64) * share) as usize;
+        if visit == 0 {
+            return;
+        }
+        self.ping_last = now;
+        for _ in 0..visit.min(cap) {
+            let idx = self.ping_cursor % cap;
+            self.ping_cursor = (idx + 1) % cap;
+            if self.conns.get(idx).is_some_and(|c| c.phase == Phase::Open) {
+                self.spec.stats.pings_sent.fetch_add(1, Ordering::Relaxed);
+                self.send_control(idx, &PING);
+            }
+        }
+    }
+
     fn next_open(&mut self) -> Option<usize> {
         while !self.rr.is_empty() {
             if self.rr_pos >= self.rr.len() {
@@ -692,6 +726,7 @@ impl Engine {
             poll_armed: false,
             recv_inflight: false,
             recv_again: false,
+            hup: false,
             stamp: 0,
             stamp_got: 0,
             msg_len: 0,
@@ -1080,6 +1115,9 @@ impl Engine {
             // The poll failed (not a removal: removals happen only once Closed).
             return self.on_read_end(idx, res);
         }
+        if res & i32::from(libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            c.hup = true;
+        }
         if !c.poll_armed {
             c.poll_armed = true;
             let sqe = Self::poll_sqe(c.slot, idx, c.generation);
@@ -1134,7 +1172,7 @@ impl Engine {
         self.on_bytes(idx, data);
         bufs.recycle(bid);
         if let Some(c) = self.conns.get(idx) {
-            if c.phase != Phase::Closed && (res as u32 == BUF_SIZE || c.recv_again) {
+            if c.phase != Phase::Closed && (res as u32 == BUF_SIZE || c.recv_again || c.hup) {
                 self.recv_one(idx);
             }
         }
@@ -1321,7 +1359,9 @@ impl Engine {
                     done = true;
                     break;
                 }
-                Some(Event::Pong(_)) => {}
+                Some(Event::Pong(_)) => {
+                    self.spec.stats.pongs.fetch_add(1, Ordering::Relaxed);
+                }
             }
             if self.conns[idx].phase == Phase::Closed {
                 return;
@@ -1392,6 +1432,7 @@ impl Engine {
 }
 
 static PONG: [u8; 6] = [0x8A, 0x80, MASK[0], MASK[1], MASK[2], MASK[3]];
+static PING: [u8; 6] = [0x89, 0x80, MASK[0], MASK[1], MASK[2], MASK[3]];
 
 /// `reconnect_after_ms` from a holdfast drain reason (`{"reason":"draining",
 /// "reconnect_after_ms":N}`), capped at 10 minutes; 0 when absent.

@@ -78,6 +78,10 @@ struct Common {
     /// Seconds the closing handshakes may take at the end before sockets are dropped.
     #[arg(long, default_value_t = 30.0)]
     close_timeout: f64,
+    /// Also send our own Ping on every open connection this often (seconds); pongs are
+    /// counted.
+    #[arg(long)]
+    ping_interval: Option<f64>,
     /// How connections read: `poll` (a multishot poll, then a receive when readable; 608 B
     /// less kernel memory per idle connection) or `recv` (a multishot receive each).
     #[arg(long, value_enum, default_value_t = ReadModeArg::Poll)]
@@ -236,6 +240,7 @@ fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
             handshake_timeout: Duration::from_secs_f64(c.handshake_timeout),
             close_timeout: Duration::from_secs_f64(c.close_timeout),
             mode,
+            ping_interval: c.ping_interval.map(Duration::from_secs_f64),
             read_mode: match c.read_mode {
                 ReadModeArg::Poll => engine::ReadMode::Poll,
                 ReadModeArg::Recv => engine::ReadMode::Recv,
@@ -380,6 +385,8 @@ impl Run {
             "failed_total": s.failed(),
             "closes_and_statuses": s.keyed(),
             "pings_answered": s.pings.load(Ordering::Relaxed),
+            "pings_sent": s.pings_sent.load(Ordering::Relaxed),
+            "pongs_received": s.pongs.load(Ordering::Relaxed),
             "messages_received": s.messages.load(Ordering::Relaxed),
             "series": self.series,
             "loadgen_cpu_seconds_total": proc_cpu_seconds(std::process::id()),

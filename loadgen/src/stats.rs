@@ -81,6 +81,10 @@ pub struct Stats {
     pub pings: AtomicU64,
     /// Data messages received.
     pub messages: AtomicU64,
+    /// Our own Pings sent (`--ping-interval`).
+    pub pings_sent: AtomicU64,
+    /// Pongs received.
+    pub pongs: AtomicU64,
     /// Echo: messages sent.
     pub echo_sent: AtomicU64,
     /// Echo: round trips recorded in the measurement window.
@@ -125,6 +129,8 @@ impl Stats {
             open: AtomicU64::new(0),
             pings: AtomicU64::new(0),
             messages: AtomicU64::new(0),
+            pings_sent: AtomicU64::new(0),
+            pongs: AtomicU64::new(0),
             echo_sent: AtomicU64::new(0),
             echoed: AtomicU64::new(0),
             echo_mismatch: AtomicU64::new(0),

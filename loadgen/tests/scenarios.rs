@@ -33,11 +33,20 @@ fn hold_against_holdfast_counts_agree_with_the_server() {
         "1.5",
         "--hard-timeout",
         "60",
+        "--ping-interval",
+        "0.5",
     ]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(n(&v["established"]), count);
     assert_eq!(n(&v["held_at_end"]), count);
     assert!(n(&v["pings_answered"]) >= count, "{v}");
+    // Our own pings (one per connection per 0.5 s over ≥ 1.5 s): every one answered but
+    // those still in flight at the stop.
+    let (sent, pongs) = (n(&v["pings_sent"]), n(&v["pongs_received"]));
+    assert!(
+        sent >= 2 * count && pongs <= sent && pongs + count >= sent,
+        "{v}"
+    );
     assert_eq!(n(&v["closes_and_statuses"]["close:1000"]), count, "{v}");
     assert!(v["connect_upgrade_latency_us"]["p50"].as_f64().unwrap() > 0.0);
     assert!(v["connect_upgrade_latency_us"]["hdr_v2_deflate_base64"]
@@ -322,4 +331,135 @@ fn bad_targets_are_counted_by_reason_and_the_run_stays_bounded() {
     assert_eq!(code, 1, "{out}");
     assert_eq!(n(&v["failures"]["timeout"]), 50, "{v}");
     drop(held);
+}
+
+/// A raw server that completes the upgrade for `connections` clients, writes `after`, then
+/// closes each socket — or, with `keep`, keeps them open and never reads again (they are
+/// handed to the returned receiver, which owns them until it is dropped).
+fn misbehaving_server(
+    connections: usize,
+    after: &'static [u8],
+    keep: bool,
+) -> (
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<Vec<std::net::TcpStream>>,
+) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let accept = holdfast::ws::handshake::accept_key(holdfast_loadgen::target::KEY.as_bytes());
+    let accept = String::from_utf8(accept.to_vec()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().take(connections) {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            let _ = s.write_all(after);
+            if keep {
+                held.push(s);
+            }
+        }
+        let _ = tx.send(held);
+    });
+    (addr, rx)
+}
+
+#[test]
+fn bad_servers_protocol_errors_early_close_and_a_server_that_stops_reading() {
+    // A masked frame from a server breaks RFC 6455 §5.1: counted as protocol_error.
+    let (masked, _) = misbehaving_server(30, &[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2], false);
+    let (code, v, out) = loadgen(&[
+        "hold",
+        "--url",
+        &url(masked),
+        "--connections",
+        "30",
+        "--duration",
+        "0.5",
+        "--hard-timeout",
+        "30",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        n(&v["closes_and_statuses"]["close:protocol_error"]),
+        30,
+        "{v}"
+    );
+
+    // Upgrade, then close at once: counted as eof.
+    let (closer, _) = misbehaving_server(30, b"", false);
+    let (code, v, out) = loadgen(&[
+        "hold",
+        "--url",
+        &url(closer),
+        "--connections",
+        "30",
+        "--duration",
+        "0.5",
+        "--hard-timeout",
+        "30",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(n(&v["closes_and_statuses"]["close:eof"]), 30, "{v}");
+
+    // Upgrade, then never read: an open-loop echo keeps its schedule until each
+    // connection's unsent backlog is full, then skips sends (counted), and ends on time.
+    let (deaf, sockets) = misbehaving_server(4, b"", true);
+    let started = std::time::Instant::now();
+    let (code, v, out) = loadgen(&[
+        "echo",
+        "--url",
+        &url(deaf),
+        "--connections",
+        "4",
+        "--size",
+        "60000",
+        "--message-rate",
+        "2000",
+        "--warmup",
+        "0.2",
+        "--duration",
+        "2",
+        "--close-timeout",
+        "1",
+        "--hard-timeout",
+        "30",
+    ]);
+    assert_eq!(code, 1, "no round trip can be measured: {out}");
+    assert!(n(&v["sends_skipped_backlog"]) > 0, "{v}");
+    assert_eq!(n(&v["round_trips"]), 0);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    drop(sockets);
+}
+
+#[test]
+fn connections_take_several_targets_in_turn() {
+    let server = Holdfast::start("127.0.0.1:0", &[]);
+    let peer = TungsteniteEcho::start();
+    let (code, v, out) = loadgen(&[
+        "hold",
+        "--url",
+        &url(&server.addr),
+        "--url",
+        &url(peer.addr),
+        "--connections",
+        "1000",
+        "--duration",
+        "0.3",
+        "--hard-timeout",
+        "60",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(n(&v["established"]), 1000);
+    assert_eq!(server.metric("holdfast_upgrades_total"), 500.0);
+    assert_eq!(
+        peer.upgrades.load(std::sync::atomic::Ordering::Relaxed),
+        500
+    );
 }
