@@ -7,7 +7,8 @@ WebSockets, its RSS, the machine's Slab and MemFree, and the loadgen's RSS. At e
 (100k, 500k, 1M, 1.5M, 2M, ...) it prints server userspace bytes per connection (RSS delta / N)
 and slab bytes per connection *pair* (both ends are on this machine; the server's share is
 about half, see bench/results/2026-11-23-loadgen-hold.md). It kills the loadgen if MemFree
-falls under --min-free-gb, and never leaves anything running.
+falls under --min-free-gb (SIGTERM: it stops, closes and reports; SIGKILL under half of
+that), and never leaves anything running.
 
 usage: bench/big-hold.py --connections 2000000 [--rate 40000] [--profile c1m] [--out FILE.md]
 """
@@ -118,6 +119,7 @@ def main():
         t0 = time.time()
         peak = 0
         killed = False
+        stopping = False
         while loadgen.poll() is None:
             time.sleep(2)
             m = meminfo()
@@ -132,8 +134,13 @@ def main():
                 say(f"| {n:,} | {ws:,} | {(rss(server.pid)-base_rss)/ws:.0f} | "
                     f"{(m['Slab']-base_mem['Slab'])/ws:.0f} | {m['MemFree']/2**30:.2f} | "
                     f"{rss(loadgen.pid)/2**20:.0f} | {time.time()-t0:.0f} |")
-            if m["MemFree"] < a.min_free_gb * 2**30:
-                say(f"MemFree {m['MemFree']/2**30:.2f} GiB < {a.min_free_gb}: killing the loadgen at {ws:,}")
+            if m["MemFree"] < a.min_free_gb * 2**30 and not stopping:
+                # SIGTERM: the loadgen stops the scenario, closes and still writes its report.
+                say(f"MemFree {m['MemFree']/2**30:.2f} GiB < {a.min_free_gb}: stopping the loadgen at {ws:,}")
+                loadgen.terminate()
+                stopping = True
+            if m["MemFree"] < a.min_free_gb * 2**30 / 2:
+                say(f"MemFree {m['MemFree']/2**30:.2f} GiB: killing the loadgen at {ws:,}")
                 loadgen.kill()
                 killed = True
                 break

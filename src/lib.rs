@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod config;
 pub mod conn;
+pub mod jitter;
 pub mod limits;
 pub mod metrics;
 pub mod plan;

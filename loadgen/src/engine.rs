@@ -269,7 +269,7 @@ struct Engine {
     cut_done: bool,
     /// Storm: (when, attempt, target) of reconnects waiting for their delay.
     reconnects: BinaryHeap<Reverse<(Instant, u16, u16)>>,
-    rng: u64,
+    rng: holdfast::jitter::Jitter,
     /// Echo: a whole masked message with a zero stamp, copied and stamped per send.
     template: Vec<u8>,
     /// Echo (open loop): start of the schedule and messages scheduled so far.
@@ -431,7 +431,7 @@ impl Engine {
             control: 0,
             cut_done: false,
             reconnects: BinaryHeap::new(),
-            rng: 0x9E37_79B9_7F4A_7C15 ^ (spec.id as u64).wrapping_mul(0xA24B_AED4_963E_E407),
+            rng: holdfast::jitter::Jitter::new(spec.id as u64),
             template,
             schedule: None,
             rr: Vec::new(),
@@ -444,16 +444,6 @@ impl Engine {
             spec,
         };
         Ok((e, bufs))
-    }
-
-    fn random(&mut self) -> u64 {
-        // xorshift64*
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
     /// Submit and run deferred work. While connects are in flight (a ramp, a storm) every
@@ -841,7 +831,7 @@ impl Engine {
                 };
                 match next {
                     Some(a) if a < policy.max_attempts => {
-                        let r = self.random();
+                        let r = self.rng.next_u64();
                         let delay = if a == 0 && hint > 0 && policy.honor_hint {
                             Duration::from_millis(u64::from(hint))
                         } else {
@@ -1469,6 +1459,14 @@ mod tests {
             assert!(j.delay(a, r) < b.delay(a, 0));
         }
         assert_ne!(j.delay(2, 1), j.delay(2, 2));
+    }
+
+    #[test]
+    fn connection_state_stays_small() {
+        // Printed for the record (docs/loadgen.md); bounded so growth is a decision.
+        let size = std::mem::size_of::<Conn>();
+        println!("loadgen Conn: {size} bytes");
+        assert!(size <= 192, "{size}");
     }
 
     #[test]

@@ -179,6 +179,8 @@ struct Run {
     progress: Option<indicatif::ProgressBar>,
     last_line: f64,
     urls: Vec<String>,
+    /// SIGINT/SIGTERM: end the scenario now, close and report (a second one exits at once).
+    interrupted: Arc<AtomicBool>,
 }
 
 fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
@@ -256,6 +258,14 @@ fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
                 .map_err(|e| e.to_string())?,
         );
     }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal, with the flag already set, exits at once (status 130).
+        signal_hook::flag::register_conditional_shutdown(sig, 130, interrupted.clone())
+            .map_err(|e| format!("signal handler: {e}"))?;
+        signal_hook::flag::register(sig, interrupted.clone())
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
     let progress = std::io::stdout().is_terminal().then(|| {
         let p = indicatif::ProgressBar::new_spinner();
         p.enable_steady_tick(Duration::from_millis(200));
@@ -273,12 +283,18 @@ fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
         progress,
         last_line: 0.0,
         urls: c.urls.clone(),
+        interrupted,
     })
 }
 
 impl Run {
     fn t(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
+    }
+
+    /// The run goes on: not interrupted, not past the hard timeout.
+    fn live(&self, hard: f64) -> bool {
+        !self.interrupted.load(Ordering::Relaxed) && self.t() < hard
     }
 
     /// Sleep 100 ms, sample the counters, and show progress (a live line on a terminal, a
@@ -324,7 +340,7 @@ impl Run {
             if done as usize >= n {
                 return Some(self.t());
             }
-            if self.t() >= deadline {
+            if !self.live(deadline) {
                 return None;
             }
         }
@@ -390,6 +406,7 @@ impl Run {
             "messages_received": s.messages.load(Ordering::Relaxed),
             "series": self.series,
             "loadgen_cpu_seconds_total": proc_cpu_seconds(std::process::id()),
+            "interrupted": self.interrupted.load(Ordering::Relaxed),
         });
         Ok((
             out,
@@ -463,7 +480,7 @@ fn hold(a: HoldArgs) -> Result<bool, String> {
     let self_ramp = proc_cpu_seconds(std::process::id());
     let peak = run.peak_rate(0.0);
     if let Some(r) = ramp {
-        while run.t() - r < duration && run.t() < hard {
+        while run.t() - r < duration && run.live(hard) {
             run.step("hold");
         }
     }
@@ -521,7 +538,7 @@ fn echo(a: EchoArgs) -> Result<bool, String> {
     let s = run.stats.clone();
     s.control.store(stats::STEADY, Ordering::Relaxed);
     let warm_end = run.t() + a.warmup;
-    while run.t() < warm_end && run.t() < hard {
+    while run.t() < warm_end && run.live(hard) {
         run.step("warmup");
     }
     s.measure_from_ns.store(s.now_ns(), Ordering::Relaxed);
@@ -532,7 +549,7 @@ fn echo(a: EchoArgs) -> Result<bool, String> {
     );
     let sent0 = s.echo_sent.load(Ordering::Relaxed);
     let t0 = run.t();
-    while run.t() - t0 < duration && run.t() < hard {
+    while run.t() - t0 < duration && run.live(hard) {
         run.step("measure");
     }
     let elapsed = run.t() - t0;
@@ -633,12 +650,14 @@ fn storm(a: StormArgs) -> Result<bool, String> {
     let s = run.stats.clone();
     s.control.store(stats::STEADY, Ordering::Relaxed);
     let hold_end = run.t() + a.hold;
-    while run.t() < hold_end && run.t() < hard {
+    while run.t() < hold_end && run.live(hard) {
         run.step("hold");
     }
     let before = s.open.load(Ordering::Relaxed);
     let event_t = run.t();
+    let go = run.live(hard);
     match a.cause {
+        _ if !go => {}
         Cause::Cut => s.control.store(stats::CUT, Ordering::Relaxed),
         Cause::Drain => {
             post_drain(a.admin.as_deref().unwrap_or_default())?;
@@ -659,7 +678,7 @@ fn storm(a: StormArgs) -> Result<bool, String> {
             && s.open.load(Ordering::Relaxed) + gave_up >= before
     };
     let mut ok = false;
-    while run.t() - event_t < duration && run.t() < hard {
+    while run.t() - event_t < duration && run.live(hard) {
         run.step("storm");
         if before > 0 && recovered(&s) {
             ok = true;

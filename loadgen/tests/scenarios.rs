@@ -463,3 +463,44 @@ fn connections_take_several_targets_in_turn() {
         500
     );
 }
+
+#[test]
+fn sigterm_ends_the_run_early_with_a_clean_close_and_a_report() {
+    use std::io::BufRead;
+    let server = Holdfast::start("127.0.0.1:0", &[]);
+    let json = std::env::temp_dir().join(format!("loadgen-sigterm-{}.json", std::process::id()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast-loadgen"))
+        .args(["hold", "--url", &url(&server.addr), "--connections", "500"])
+        .args(["--duration", "300", "--hard-timeout", "600", "--json"])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Progress lines arrive once a second; the first `hold` line means the ramp is done.
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let held = lines
+        .by_ref()
+        .take(60)
+        .map_while(Result::ok)
+        .any(|l| l.trim_start().starts_with("hold"));
+    assert!(held, "the ramp did not finish");
+    let started = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    for _ in lines {}
+    let status = child.wait().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "did not stop early"
+    );
+    assert_eq!(status.code(), Some(0));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).ok();
+    assert_eq!(v["interrupted"], true, "{v}");
+    assert_eq!(n(&v["established"]), 500);
+    assert_eq!(n(&v["closes_and_statuses"]["close:1000"]), 500, "{v}");
+}

@@ -178,7 +178,7 @@ struct Core {
     lingers: VecDeque<(u32, u32, u32)>,
     websockets: usize,
     drain: Option<Drain>,
-    rng: u64,
+    rng: crate::jitter::Jitter,
     last_shed_log: Option<Instant>,
     id: usize,
     ip_table: Option<Arc<IpTable>>,
@@ -216,7 +216,7 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
         lingers: VecDeque::new(),
         websockets: 0,
         drain: None,
-        rng: 0x9E37_79B9_7F4A_7C15 ^ (spec.id as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+        rng: crate::jitter::Jitter::new(spec.id as u64 + 1),
         last_shed_log: None,
         id: spec.id,
         addr_slots: (0..ACCEPT_POOL)
@@ -1306,13 +1306,7 @@ impl Core {
     // ------------------------------------------------------------------ timers
 
     fn next_rand(&mut self) -> u64 {
-        // xorshift64*: jitter only, not security.
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.rng.next_u64()
     }
 
     fn on_tick(&mut self) {
