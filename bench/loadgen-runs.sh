@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the holdfast-loadgen benchmarks recorded in bench/results/*-loadgen-*.json:
 # echo (closed loop, 100 and 1,000 connections, 32 B; open loop at a fixed rate), hold, the
-# upgrade rate during a ramp, and reconnect storms — against holdfast and against a
-# tokio-tungstenite echo server (`holdfast-bench peer tokio-tungstenite`), same loadgen.
+# upgrade rate during a ramp, and reconnect storms — against holdfast and against
+# tokio-tungstenite and fastwebsockets echo servers (`holdfast-bench peer ...`), same loadgen.
 # Changes nothing system-wide. Usage: bash bench/loadgen-runs.sh [section...]
 # Sections: echo hold ramp storm (default: all).
 set -euo pipefail
@@ -19,13 +19,13 @@ trap cleanup EXIT
 start_server() {
   local name=$1 port=$2; shift 2
   # Each kind gets its own ports, so one never waits for the other's to be released.
-  [ "$name" = holdfast ] || port=$((port + 10))
+  case $name in tokio-tungstenite) port=$((port + 10)) ;; fastwebsockets) port=$((port + 20)) ;; esac
   local log; log=$(mktemp)
   if [ "$name" = holdfast ]; then
     HOLDFAST_LOG=warn target/release/holdfast serve --listen 127.0.0.1:"$port" \
       --admin 127.0.0.1:$((port + 1000)) "$@" >"$log" 2>&1 &
   else
-    target/release/holdfast-bench peer tokio-tungstenite --listen 127.0.0.1:"$port" >"$log" 2>&1 &
+    target/release/holdfast-bench peer "$name" --listen 127.0.0.1:"$port" >"$log" 2>&1 &
   fi
   pid=$!
   PORT=$port
@@ -38,7 +38,7 @@ sections=${*:-echo hold ramp storm}
 
 for s in $sections; do case $s in
 echo)
-  for name in ${PEERS:-holdfast tokio-tungstenite}; do
+  for name in ${PEERS:-holdfast tokio-tungstenite fastwebsockets}; do
     start_server "$name" 18080
     for c in 100 1000; do
       $L echo --url ws://127.0.0.1:$PORT/echo --connections $c --size 32 --duration 10 \
@@ -50,7 +50,7 @@ echo)
   done ;;
 hold)
   # 15,000: tokio-tungstenite holds its sockets as fds, under `ulimit -n` (20,000 here).
-  for name in ${PEERS:-holdfast tokio-tungstenite}; do
+  for name in ${PEERS:-holdfast tokio-tungstenite fastwebsockets}; do
     start_server "$name" 18080
     $L hold --url ws://127.0.0.1:$PORT/echo --connections 15000 --rate 30000 --duration 10 \
       --server-pid "$pid" --json "$OUT/$D-loadgen-hold-15k-$name.json"
