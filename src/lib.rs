@@ -12,6 +12,7 @@ pub mod jitter;
 pub mod limits;
 pub mod metrics;
 pub mod plan;
+pub mod pubsub;
 pub mod reactor;
 pub mod server;
 pub mod topology;

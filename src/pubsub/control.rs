@@ -1,0 +1,251 @@
+//! The control protocol: JSON text frames from clients, and subscription at the handshake
+//! (`/ws?topics=a,b&resume=a:41`).
+//!
+//! ```text
+//! {"op":"subscribe","topics":["a","b"],"resume":{"a":41}}   resume: last sequence seen
+//! {"op":"unsubscribe","topics":["a"]}
+//! {"op":"publish","topic":"a","data":"text"}               only when client publishing is on
+//! ```
+//! Replies: `{"type":"subscribed","topic":T,"seq":N}` (N: newest sequence number; live
+//! messages follow it), `{"type":"error","reason":R}`.
+
+use super::topic::{validate_topic, TopicError, TopicLimits};
+
+/// A parsed control message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Subscribe; `resume` pairs a topic with the last sequence number the client saw.
+    Subscribe {
+        /// Topics, validated, without duplicates.
+        topics: Vec<String>,
+        /// Resume points.
+        resume: Vec<(String, u64)>,
+    },
+    /// Unsubscribe.
+    Unsubscribe {
+        /// Topics, validated.
+        topics: Vec<String>,
+    },
+    /// Publish a text message.
+    Publish {
+        /// Topic, validated.
+        topic: String,
+        /// The message.
+        data: String,
+    },
+}
+
+/// Why a control message was refused (sent back as `{"type":"error","reason":...}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlError {
+    /// Not a JSON object.
+    NotJson,
+    /// `op` missing or not one of subscribe / unsubscribe / publish.
+    UnknownOp,
+    /// A field is missing or of the wrong type.
+    BadField(&'static str),
+    /// A topic name broke a rule, or too many topics.
+    Topic(TopicError),
+}
+
+impl ControlError {
+    /// The reason sent to the client.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::NotJson => "control_not_a_json_object".into(),
+            Self::UnknownOp => "unknown_op (subscribe, unsubscribe, publish)".into(),
+            Self::BadField(f) => format!("bad_field {f}"),
+            Self::Topic(e) => e.reason(),
+        }
+    }
+}
+
+fn topics_of(v: &serde_json::Value, limits: &TopicLimits) -> Result<Vec<String>, ControlError> {
+    let list = v["topics"]
+        .as_array()
+        .ok_or(ControlError::BadField("topics"))?;
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for t in list {
+        let t = t.as_str().ok_or(ControlError::BadField("topics"))?;
+        validate_topic(t, limits).map_err(ControlError::Topic)?;
+        if !out.iter().any(|o| o == t) {
+            out.push(t.to_string());
+        }
+    }
+    if out.len() > limits.max_per_connection {
+        return Err(ControlError::Topic(TopicError::TooManyTopics {
+            max: limits.max_per_connection,
+        }));
+    }
+    Ok(out)
+}
+
+/// Parse one control text frame.
+pub fn parse_control(text: &str, limits: &TopicLimits) -> Result<Control, ControlError> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|_| ControlError::NotJson)?;
+    if !v.is_object() {
+        return Err(ControlError::NotJson);
+    }
+    match v["op"].as_str() {
+        Some("subscribe") => {
+            let topics = topics_of(&v, limits)?;
+            let mut resume = Vec::new();
+            if let Some(r) = v.get("resume") {
+                let r = r.as_object().ok_or(ControlError::BadField("resume"))?;
+                for (t, seq) in r {
+                    validate_topic(t, limits).map_err(ControlError::Topic)?;
+                    let seq = seq.as_u64().ok_or(ControlError::BadField("resume"))?;
+                    resume.push((t.clone(), seq));
+                }
+            }
+            Ok(Control::Subscribe { topics, resume })
+        }
+        Some("unsubscribe") => Ok(Control::Unsubscribe {
+            topics: topics_of(&v, limits)?,
+        }),
+        Some("publish") => {
+            let topic = v["topic"].as_str().ok_or(ControlError::BadField("topic"))?;
+            validate_topic(topic, limits).map_err(ControlError::Topic)?;
+            let data = v["data"].as_str().ok_or(ControlError::BadField("data"))?;
+            Ok(Control::Publish {
+                topic: topic.into(),
+                data: data.into(),
+            })
+        }
+        _ => Err(ControlError::UnknownOp),
+    }
+}
+
+/// Subscriptions requested in the handshake's query string: `topics=a,b&resume=a:41,b:7`
+/// (other parameters are ignored). Returns `Control::Subscribe` (empty when none).
+pub fn parse_query(query: &str, limits: &TopicLimits) -> Result<Control, ControlError> {
+    let mut topics: Vec<String> = Vec::new();
+    let mut resume = Vec::new();
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "topics" => {
+                for t in v.split(',').filter(|t| !t.is_empty()) {
+                    validate_topic(t, limits).map_err(ControlError::Topic)?;
+                    if !topics.iter().any(|o| o == t) {
+                        topics.push(t.to_string());
+                    }
+                }
+            }
+            "resume" => {
+                for item in v.split(',').filter(|t| !t.is_empty()) {
+                    let (t, seq) = item
+                        .rsplit_once(':')
+                        .ok_or(ControlError::BadField("resume"))?;
+                    validate_topic(t, limits).map_err(ControlError::Topic)?;
+                    let seq = seq.parse().map_err(|_| ControlError::BadField("resume"))?;
+                    resume.push((t.to_string(), seq));
+                }
+            }
+            _ => {}
+        }
+    }
+    if topics.len() > limits.max_per_connection {
+        return Err(ControlError::Topic(TopicError::TooManyTopics {
+            max: limits.max_per_connection,
+        }));
+    }
+    Ok(Control::Subscribe { topics, resume })
+}
+
+/// `{"type":"subscribed","topic":T,"seq":N}`.
+pub fn reply_subscribed(topic: &str, seq: u64) -> String {
+    serde_json::json!({"type": "subscribed", "topic": topic, "seq": seq}).to_string()
+}
+
+/// `{"type":"error","reason":R}`.
+pub fn reply_error(e: &ControlError) -> String {
+    serde_json::json!({"type": "error", "reason": e.reason()}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: TopicLimits = TopicLimits {
+        max_len: 16,
+        max_per_connection: 3,
+    };
+
+    #[test]
+    fn control_messages_parse_or_say_why_not() {
+        assert_eq!(
+            parse_control(
+                r#"{"op":"subscribe","topics":["a","b","a"],"resume":{"a":41}}"#,
+                &L
+            ),
+            Ok(Control::Subscribe {
+                topics: vec!["a".into(), "b".into()],
+                resume: vec![("a".into(), 41)],
+            })
+        );
+        assert_eq!(
+            parse_control(r#"{"op":"unsubscribe","topics":["a"]}"#, &L),
+            Ok(Control::Unsubscribe {
+                topics: vec!["a".into()]
+            })
+        );
+        assert_eq!(
+            parse_control(r#"{"op":"publish","topic":"a","data":"hi"}"#, &L),
+            Ok(Control::Publish {
+                topic: "a".into(),
+                data: "hi".into()
+            })
+        );
+        assert_eq!(parse_control("[1]", &L), Err(ControlError::NotJson));
+        assert_eq!(parse_control("{", &L), Err(ControlError::NotJson));
+        assert_eq!(
+            parse_control(r#"{"op":"dance"}"#, &L),
+            Err(ControlError::UnknownOp)
+        );
+        assert_eq!(
+            parse_control(r#"{"op":"subscribe","topics":"a"}"#, &L),
+            Err(ControlError::BadField("topics"))
+        );
+        assert_eq!(
+            parse_control(r#"{"op":"subscribe","topics":["a","b","c","d"]}"#, &L),
+            Err(ControlError::Topic(TopicError::TooManyTopics { max: 3 }))
+        );
+        assert_eq!(
+            parse_control(r#"{"op":"subscribe","topics":["a b"]}"#, &L),
+            Err(ControlError::Topic(TopicError::BadByte { at: 1 }))
+        );
+        let e = reply_error(&ControlError::UnknownOp);
+        assert!(e.contains("\"type\":\"error\"") && e.contains("unknown_op"));
+        assert_eq!(
+            reply_subscribed("a", 5),
+            r#"{"seq":5,"topic":"a","type":"subscribed"}"#
+        );
+    }
+
+    #[test]
+    fn handshake_query_subscribes_and_resumes() {
+        assert_eq!(
+            parse_query("x=1&topics=a,b&resume=a:41", &L),
+            Ok(Control::Subscribe {
+                topics: vec!["a".into(), "b".into()],
+                resume: vec![("a".into(), 41)],
+            })
+        );
+        assert_eq!(
+            parse_query("", &L),
+            Ok(Control::Subscribe {
+                topics: vec![],
+                resume: vec![]
+            })
+        );
+        assert_eq!(
+            parse_query("resume=a", &L),
+            Err(ControlError::BadField("resume"))
+        );
+        assert_eq!(
+            parse_query("topics=a,b,c,d", &L),
+            Err(ControlError::Topic(TopicError::TooManyTopics { max: 3 }))
+        );
+    }
+}

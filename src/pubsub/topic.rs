@@ -1,0 +1,103 @@
+//! Topic names: what is accepted, and the per-connection limits.
+
+/// Limits on the topics one connection may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicLimits {
+    /// Longest topic name, bytes.
+    pub max_len: usize,
+    /// Most topics one connection may be subscribed to.
+    pub max_per_connection: usize,
+}
+
+impl Default for TopicLimits {
+    fn default() -> Self {
+        Self {
+            max_len: 128,
+            max_per_connection: 64,
+        }
+    }
+}
+
+/// Why a topic (or a subscription) was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicError {
+    /// An empty name.
+    Empty,
+    /// Longer than the limit.
+    TooLong {
+        /// The limit, bytes.
+        max: usize,
+    },
+    /// A byte outside `A-Z a-z 0-9 . _ - : /` at this offset.
+    BadByte {
+        /// Offset of the first bad byte.
+        at: usize,
+    },
+    /// The connection is at its topic limit.
+    TooManyTopics {
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl TopicError {
+    /// The reason as sent to the client (also a metric label).
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Empty => "topic_empty".into(),
+            Self::TooLong { max } => format!("topic_too_long (max {max} bytes)"),
+            Self::BadByte { at } => {
+                format!("topic_bad_character at byte {at} (allowed: A-Z a-z 0-9 . _ - : /)")
+            }
+            Self::TooManyTopics { max } => format!("too_many_topics (max {max})"),
+        }
+    }
+}
+
+/// Check a topic name against the limits. Names are ASCII so they can go into a delivery
+/// frame's header and a JSON string without escaping.
+pub fn validate_topic(name: &str, limits: &TopicLimits) -> Result<(), TopicError> {
+    if name.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if name.len() > limits.max_len {
+        return Err(TopicError::TooLong {
+            max: limits.max_len,
+        });
+    }
+    match name
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || b"._-:/".contains(&b)))
+    {
+        Some(at) => Err(TopicError::BadByte { at }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_against_the_limits() {
+        let l = TopicLimits {
+            max_len: 8,
+            max_per_connection: 2,
+        };
+        assert_eq!(validate_topic("chat:1", &l), Ok(()));
+        assert_eq!(validate_topic("a/b.c_d-", &l), Ok(()));
+        assert_eq!(validate_topic("", &l), Err(TopicError::Empty));
+        assert_eq!(
+            validate_topic("123456789", &l),
+            Err(TopicError::TooLong { max: 8 })
+        );
+        assert_eq!(
+            validate_topic("ab\"c", &l),
+            Err(TopicError::BadByte { at: 2 })
+        );
+        assert_eq!(validate_topic("é", &l), Err(TopicError::BadByte { at: 0 }));
+        assert!(TopicError::TooManyTopics { max: 2 }
+            .reason()
+            .contains("max 2"));
+    }
+}
