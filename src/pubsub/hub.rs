@@ -1,0 +1,286 @@
+//! The hub: the one owner of each topic's sequence numbers and replay window, and the
+//! fan-out to workers. A publish takes the topic's lock once, numbers and encodes the message
+//! once, records it for replay, and hands the shared frame to the queue of every worker that
+//! has a local subscriber (a worker with none does no work for it), then wakes those workers.
+//! Deliveries themselves take no lock. Not wired into the server yet (see
+//! docs/architecture.md, "Pub/sub").
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::delivery::{encode_delivery, Payload};
+use super::replay::{Replay, Resume};
+use super::topic::{validate_topic, TopicError, TopicLimits};
+
+/// One message for a worker to deliver to its local subscribers of `topic`.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The topic's id (stable for the hub's life).
+    pub topic: u32,
+    /// The message's sequence number in its topic.
+    pub seq: u64,
+    /// The complete frame, shared by every recipient.
+    pub frame: Arc<[u8]>,
+}
+
+struct TopicState {
+    id: u32,
+    replay: Replay,
+    /// Subscribers per worker.
+    local: Vec<u64>,
+}
+
+/// Limits of the replay window every topic gets.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayLimits {
+    /// Messages kept per topic.
+    pub messages: usize,
+    /// Frame bytes kept per topic.
+    pub bytes: usize,
+}
+
+/// The hub shared by the admin thread (publishes) and the workers (subscriptions).
+pub struct Hub {
+    topics: Mutex<HashMap<Box<str>, TopicState>>,
+    queues: Vec<Sender<Delivery>>,
+    wake: Vec<Box<dyn Fn() + Send + Sync>>,
+    limits: TopicLimits,
+    replay: ReplayLimits,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("workers", &self.queues.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The message's sequence number.
+    pub seq: u64,
+    /// Workers it was handed to (those with a subscriber).
+    pub workers: usize,
+    /// Subscribers it will reach.
+    pub subscribers: u64,
+}
+
+impl Hub {
+    /// A hub for `wake.len()` workers; returns it and each worker's queue. `wake[w]` is called
+    /// after deliveries were queued for worker `w` (e.g. writes the eventfd its ring polls).
+    pub fn new(
+        wake: Vec<Box<dyn Fn() + Send + Sync>>,
+        limits: TopicLimits,
+        replay: ReplayLimits,
+    ) -> (Arc<Self>, Vec<Receiver<Delivery>>) {
+        let (queues, receivers) = (0..wake.len())
+            .map(|_| crossbeam_channel::unbounded())
+            .unzip();
+        let hub = Self {
+            topics: Mutex::new(HashMap::new()),
+            queues,
+            wake,
+            limits,
+            replay,
+            next_id: AtomicU64::new(0),
+        };
+        (Arc::new(hub), receivers)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, TopicState>> {
+        self.topics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn state<'a>(
+        &self,
+        map: &'a mut HashMap<Box<str>, TopicState>,
+        topic: &str,
+    ) -> &'a mut TopicState {
+        map.entry(topic.into()).or_insert_with(|| TopicState {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed) as u32,
+            replay: Replay::new(self.replay.messages, self.replay.bytes),
+            local: vec![0; self.queues.len()],
+        })
+    }
+
+    /// Publish `payload` to `topic`: number it, encode it once, keep it for replay, queue it
+    /// for every worker with a subscriber and wake them.
+    pub fn publish(&self, topic: &str, payload: Payload<'_>) -> Result<Published, TopicError> {
+        validate_topic(topic, &self.limits)?;
+        let mut woken = Vec::new();
+        let published = {
+            let mut map = self.lock();
+            let st = self.state(&mut map, topic);
+            let seq = st.replay.next_seq();
+            let frame = encode_delivery(topic, seq, payload);
+            st.replay.push(frame.clone());
+            let mut subscribers = 0;
+            for (w, n) in st.local.iter().enumerate().filter(|(_, n)| **n > 0) {
+                subscribers += n;
+                let d = Delivery {
+                    topic: st.id,
+                    seq,
+                    frame: frame.clone(),
+                };
+                // A worker that has gone away has dropped its receiver: nothing to deliver.
+                if self.queues[w].send(d).is_ok() {
+                    woken.push(w);
+                }
+            }
+            Published {
+                seq,
+                workers: woken.len(),
+                subscribers,
+            }
+        };
+        for w in woken {
+            (self.wake[w])();
+        }
+        Ok(published)
+    }
+
+    /// A connection on `worker` subscribes to `topic`, resuming after `resume` if given.
+    /// Returns the topic id and, for a resume, what the connection is owed; live deliveries
+    /// with `seq` ≤ `Resume::last` must then be skipped for it (they were replayed).
+    pub fn subscribe(
+        &self,
+        worker: usize,
+        topic: &str,
+        resume: Option<u64>,
+    ) -> Result<(u32, Resume), TopicError> {
+        validate_topic(topic, &self.limits)?;
+        let mut map = self.lock();
+        let st = self.state(&mut map, topic);
+        st.local[worker] += 1;
+        let owed = match resume {
+            Some(last) => st.replay.resume(last),
+            None => Resume {
+                gap: None,
+                frames: Vec::new(),
+                last: st.replay.last(),
+            },
+        };
+        Ok((st.id, owed))
+    }
+
+    /// A connection on `worker` leaves `topic`.
+    pub fn unsubscribe(&self, worker: usize, topic: &str) {
+        let mut map = self.lock();
+        if let Some(st) = map.get_mut(topic) {
+            st.local[worker] = st.local[worker].saturating_sub(1);
+        }
+    }
+
+    /// Subscribers per topic and worker, for `/metrics` and the admin API.
+    pub fn presence(&self) -> Vec<(String, Vec<u64>)> {
+        let map = self.lock();
+        let mut v: Vec<_> = map
+            .iter()
+            .map(|(t, st)| (t.to_string(), st.local.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn hub(workers: usize) -> (Arc<Hub>, Vec<Receiver<Delivery>>, Arc<Vec<AtomicUsize>>) {
+        let wakes: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..workers).map(|_| AtomicUsize::new(0)).collect());
+        let fns = (0..workers)
+            .map(|w| {
+                let wakes = wakes.clone();
+                Box::new(move || {
+                    wakes[w].fetch_add(1, Ordering::Relaxed);
+                }) as Box<dyn Fn() + Send + Sync>
+            })
+            .collect();
+        let (h, rx) = Hub::new(
+            fns,
+            TopicLimits::default(),
+            ReplayLimits {
+                messages: 4,
+                bytes: 1 << 20,
+            },
+        );
+        (h, rx, wakes)
+    }
+
+    #[test]
+    fn fan_out_reaches_only_workers_with_subscribers_sharing_one_frame() {
+        let (h, rx, wakes) = hub(3);
+        h.subscribe(0, "news", None).unwrap();
+        h.subscribe(0, "news", None).unwrap();
+        h.subscribe(2, "news", None).unwrap();
+        let p = h.publish("news", Payload::Text("hello")).unwrap();
+        assert_eq!(
+            p,
+            Published {
+                seq: 1,
+                workers: 2,
+                subscribers: 3
+            }
+        );
+        let (a, c) = (rx[0].try_recv().unwrap(), rx[2].try_recv().unwrap());
+        assert!(rx[1].try_recv().is_err(), "worker 1 has no subscriber");
+        assert!(Arc::ptr_eq(&a.frame, &c.frame), "encoded once, shared");
+        assert_eq!((a.seq, a.topic), (1, c.topic));
+        let w: Vec<usize> = wakes.iter().map(|x| x.load(Ordering::Relaxed)).collect();
+        assert_eq!(w, [1, 0, 1]);
+        assert_eq!(h.presence(), vec![("news".to_string(), vec![2, 0, 1])]);
+        h.unsubscribe(2, "news");
+        assert_eq!(h.publish("news", Payload::Binary(b"x")).unwrap().workers, 1);
+        assert!(h.publish("bad topic", Payload::Text("")).is_err());
+    }
+
+    #[test]
+    fn resume_through_the_hub_replays_then_reports_the_gap() {
+        let (h, rx, _) = hub(1);
+        for i in 0..6 {
+            h.publish("t", Payload::Text(&i.to_string())).unwrap();
+        }
+        // The window holds 3..=6.
+        let (_, owed) = h.subscribe(0, "t", Some(4)).unwrap();
+        assert_eq!((owed.gap, owed.frames.len(), owed.last), (None, 2, 6));
+        let (_, owed) = h.subscribe(0, "t", Some(0)).unwrap();
+        assert_eq!((owed.gap, owed.frames.len()), (Some((1, 2)), 4));
+        // Live delivery continues after `last`.
+        h.publish("t", Payload::Text("7")).unwrap();
+        assert_eq!(rx[0].try_recv().unwrap().seq, 7);
+    }
+
+    #[test]
+    fn concurrent_publishers_get_distinct_ordered_numbers() {
+        let (h, rx, _) = hub(2);
+        h.subscribe(1, "t", None).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let h = h.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..250 {
+                        h.publish("t", Payload::Text("m")).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let seqs: Vec<u64> = rx[1].try_iter().map(|d| d.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=1000).collect::<Vec<_>>(),
+            "in order, no gaps, no duplicates"
+        );
+    }
+}
