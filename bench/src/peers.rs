@@ -71,18 +71,27 @@ fn run_fastwebsockets(listen: SocketAddr) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    serve(&rt, listen, |stream| async move {
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, hyper::service::service_fn(fastwebsockets_upgrade))
+            .with_upgrades();
+        let _ = conn.await;
+    })
+}
+
+/// Bind, say `listening on ADDR`, and run `handle` as a task per accepted connection.
+fn serve<F, Fut>(rt: &tokio::runtime::Runtime, listen: SocketAddr, handle: F) -> std::io::Result<()>
+where
+    F: Fn(tokio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         println!("listening on {}", listener.local_addr()?);
         loop {
             let (stream, _) = listener.accept().await?;
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, hyper::service::service_fn(fastwebsockets_upgrade))
-                    .with_upgrades();
-                let _ = conn.await;
-            });
+            tokio::spawn(handle(stream));
         }
     })
 }
@@ -101,22 +110,15 @@ fn run_tokio_tungstenite(listen: SocketAddr, threads: Option<usize>) -> std::io:
         rt.worker_threads(n);
     }
     let rt = rt.enable_all().build()?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        println!("listening on {}", listener.local_addr()?);
-        loop {
-            let (stream, _) = listener.accept().await?;
-            tokio::spawn(async move {
-                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                let (mut tx, mut rx) = ws.split();
-                while let Some(Ok(msg)) = rx.next().await {
-                    if (msg.is_binary() || msg.is_text()) && tx.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-            });
+    serve(&rt, listen, |stream| async move {
+        let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+            return;
+        };
+        let (mut tx, mut rx) = ws.split();
+        while let Some(Ok(msg)) = rx.next().await {
+            if (msg.is_binary() || msg.is_text()) && tx.send(msg).await.is_err() {
+                break;
+            }
         }
     })
 }
