@@ -36,42 +36,6 @@ pub fn slab_caches() -> BTreeMap<String, (u64, u64)> {
     out
 }
 
-/// User + system CPU seconds a process has used.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = s.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
-}
-
-/// Machine description for result files.
-pub fn machine() -> serde_json::Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
-            })
-        })
-        .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let sysctl = |k: &str| {
-        std::fs::read_to_string(format!("/proc/sys/{}", k.replace('.', "/")))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    };
-    serde_json::json!({
-        "cpu": cpu,
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "mem_total_bytes": meminfo("MemTotal"),
-        "kernel": kernel.trim(),
-        "sysctl": {
-            "net.core.somaxconn": sysctl("net.core.somaxconn"),
-            "net.ipv4.tcp_mem": sysctl("net.ipv4.tcp_mem"),
-            "net.ipv4.ip_local_port_range": sysctl("net.ipv4.ip_local_port_range"),
-            "fs.file-max": sysctl("fs.file-max"),
-        },
-    })
-}
+// CPU time and the machine description come from the loadgen's report helpers, so every
+// result file describes the machine the same way (and CPU ticks use the real CLK_TCK).
+pub use holdfast_loadgen::report::{machine, proc_cpu_seconds as cpu_seconds};

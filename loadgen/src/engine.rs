@@ -1399,8 +1399,8 @@ impl Engine {
         } else if self.control == MEASURE
             && c.stamp >= stats.measure_from_ns.load(Ordering::Relaxed)
         {
+            // The histogram is the count of measured round trips.
             let _ = self.out.rtt_ns.record((now - c.stamp).max(1));
-            stats.echoed.fetch_add(1, Ordering::Relaxed);
         }
         if rate.is_none() && !self.stopping() {
             self.send_echo(idx, now);

@@ -14,7 +14,7 @@ use mimalloc::MiMalloc;
 use serde_json::{json, Value};
 
 use holdfast_loadgen::engine::{self, Backoff, Mode, Output};
-use holdfast_loadgen::report::{hist_json, machine, nofile_soft, proc_cpu_seconds};
+use holdfast_loadgen::report::{hist_json, machine, proc_cpu_seconds};
 use holdfast_loadgen::stats::{self, Stats};
 use holdfast_loadgen::target;
 
@@ -199,7 +199,7 @@ fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
             return Err("--size must be at least 8 (the send stamp)".into());
         }
     }
-    let table = nofile_soft().min(1 << 20) as usize;
+    let table = holdfast::reactor::nofile_soft_limit().min(1 << 20) as usize;
     let per_ring = table.saturating_sub(64).max(1);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = c.workers.unwrap_or(cpus).max(1);
@@ -372,7 +372,7 @@ impl Run {
     }
 
     /// Stop the engines (clean closes) and merge their histograms.
-    fn finish(mut self) -> Result<(Output, Value, Run2), String> {
+    fn finish(mut self) -> Result<(Output, Value), String> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(p) = &self.progress {
             p.set_message("closing");
@@ -408,19 +408,8 @@ impl Run {
             "loadgen_cpu_seconds_total": proc_cpu_seconds(std::process::id()),
             "interrupted": self.interrupted.load(Ordering::Relaxed),
         });
-        Ok((
-            out,
-            common,
-            Run2 {
-                stats: self.stats.clone(),
-            },
-        ))
+        Ok((out, common))
     }
-}
-
-/// What is left of a run after it finished.
-struct Run2 {
-    stats: Arc<Stats>,
 }
 
 fn merge(mut a: Value, b: Value) -> Value {
@@ -485,8 +474,8 @@ fn hold(a: HoldArgs) -> Result<bool, String> {
         }
     }
     let held = run.stats.open.load(Ordering::Relaxed);
-    let (out, common, r2) = run.finish()?;
-    let s = &r2.stats;
+    let s = run.stats.clone();
+    let (out, common) = run.finish()?;
     let established = s.established.load(Ordering::Relaxed);
     let cpu_per_upgrade = match (cpu0, cpu_ramp) {
         (Some(a), Some(b)) if established > 0 => Some((b - a) * 1e6 / established as f64),
@@ -510,7 +499,7 @@ fn hold(a: HoldArgs) -> Result<bool, String> {
          connect+upgrade latency: {}\n\
          ramp {:.1} s, peak {:.0} upgrades/s{}; closes/statuses {:?}",
         c.connections,
-        failures_line(s),
+        failures_line(&s),
         pct_line(&hist_json(&out.connect_us, 1.0), "µs"),
         ramp.unwrap_or(f64::NAN),
         peak,
@@ -562,7 +551,7 @@ fn echo(a: EchoArgs) -> Result<bool, String> {
         proc_cpu_seconds(std::process::id()),
     );
     let open = s.open.load(Ordering::Relaxed);
-    let (out, common, _) = run.finish()?;
+    let (out, common) = run.finish()?;
     let server_cpu_s = cpu0.zip(cpu1).map(|(a, b)| b - a);
     let self_cpu_s = self0.zip(self1).map(|(a, b)| b - a);
     let rtt = hist_json(&out.rtt_ns, 1000.0);
@@ -687,7 +676,7 @@ fn storm(a: StormArgs) -> Result<bool, String> {
     }
     let peak = run.peak_rate(event_t);
     let open_after = s.open.load(Ordering::Relaxed);
-    let (out, common, _) = run.finish()?;
+    let (out, common) = run.finish()?;
     let first = s.first_loss_ns.load(Ordering::Relaxed);
     let last = s.last_reconnect_ns.load(Ordering::Relaxed);
     let recovery = (ok && first != u64::MAX).then(|| last.saturating_sub(first) as f64 / 1e9);

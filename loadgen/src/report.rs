@@ -8,18 +8,6 @@ use serde_json::{json, Value};
 /// Quantiles listed in every percentile table.
 pub const QUANTILES: [f64; 10] = [0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 0.9999, 0.99999, 1.0];
 
-/// The RLIMIT_NOFILE soft limit of this process.
-pub fn nofile_soft() -> u64 {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
-        })
-        .unwrap_or(1024)
-}
-
 /// User + system CPU seconds of process `pid` (from /proc/PID/stat), None if it is gone.
 pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -75,7 +63,7 @@ pub fn machine() -> Value {
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "memory": mem,
         "kernel": read("/proc/sys/kernel/osrelease"),
-        "rlimit_nofile_soft": nofile_soft(),
+        "rlimit_nofile_soft": holdfast::reactor::nofile_soft_limit(),
         "sysctl": sysctl,
     })
 }

@@ -87,8 +87,6 @@ pub struct Stats {
     pub pongs: AtomicU64,
     /// Echo: messages sent.
     pub echo_sent: AtomicU64,
-    /// Echo: round trips recorded in the measurement window.
-    pub echoed: AtomicU64,
     /// Echo: replies that were not our message (wrong length or no stamp).
     pub echo_mismatch: AtomicU64,
     /// Echo (open loop): sends skipped because a connection's unsent backlog was full (each
@@ -132,7 +130,6 @@ impl Stats {
             pings_sent: AtomicU64::new(0),
             pongs: AtomicU64::new(0),
             echo_sent: AtomicU64::new(0),
-            echoed: AtomicU64::new(0),
             echo_mismatch: AtomicU64::new(0),
             echo_skipped: AtomicU64::new(0),
             lost: AtomicU64::new(0),
