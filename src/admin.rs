@@ -1,61 +1,191 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `POST /drain`.
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `POST /drain`, and pub/sub's
+//! `POST /publish?topic=T` and `GET /topics`.
 //!
-//! A plain blocking thread: scrapes are rare and small, and keeping this off the workers'
-//! rings keeps the data plane free of admin traffic.
+//! Plain blocking threads, one per admin connection (at most [`MAX_CONNECTIONS`]; HTTP/1.1
+//! keep-alive, so a backend publishing at a high rate reuses one connection): admin traffic
+//! is small next to the data plane, and keeping it off the workers' rings keeps it so.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metrics;
+use crate::pubsub::Payload;
 use crate::server::Shared;
 
-/// Bind the admin listener and serve it on a background thread.
+/// Admin connections served at once; more are answered 503 and closed.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Bind the admin listener and serve it on background threads.
 pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
+    let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("holdfast-admin".into())
         .spawn(move || {
             for stream in listener.incoming() {
-                match stream {
-                    Ok(s) => {
-                        if let Err(e) = handle(s, &shared) {
-                            tracing::debug!("admin request failed: {e}");
-                        }
+                let s = match stream {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("admin accept failed: {e}");
+                        continue;
                     }
-                    Err(e) => tracing::warn!("admin accept failed: {e}"),
+                };
+                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    let _ = respond(&mut &s, 503, "text/plain", "too many admin connections\n", false);
+                    continue;
+                }
+                let (shared, active) = (shared.clone(), active.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("holdfast-admin-conn".into())
+                    .spawn(move || {
+                        if let Err(e) = serve_connection(s, &shared) {
+                            tracing::debug!("admin connection ended: {e}");
+                        }
+                        active.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!("cannot start an admin thread: {e}");
                 }
             }
         })?;
     Ok(local)
 }
 
-fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
+/// One parsed request.
+struct Request {
+    method: String,
+    path: String,
+    query: String,
+    body: Vec<u8>,
+    content_type: String,
+    keep_alive: bool,
+}
+
+/// Headers read per request, at most.
+const MAX_HEADERS: usize = 100;
+
+fn read_request(r: &mut BufReader<TcpStream>, max_body: usize) -> std::io::Result<Option<Request>> {
     let mut line = String::new();
-    reader.read_line(&mut line)?;
-    // Skip the headers (bounded: 100 lines).
-    for _ in 0..100 {
-        let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
-            break;
-        }
+    if r.read_line(&mut line)? == 0 {
+        return Ok(None);
     }
     let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("");
-    let path = parts.next().unwrap_or("").split('?').next().unwrap_or("");
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("");
+    let version = parts.next().unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let (mut length, mut content_type) = (0usize, String::new());
+    let mut keep_alive = version == "HTTP/1.1";
+    for _ in 0..MAX_HEADERS {
+        let mut h = String::new();
+        if r.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
+            break;
+        }
+        let Some((name, value)) = h.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-length" => {
+                length = value.parse().map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "bad Content-Length")
+                })?
+            }
+            "content-type" => content_type = value.to_ascii_lowercase(),
+            "connection" => keep_alive = !value.eq_ignore_ascii_case("close"),
+            _ => {}
+        }
+    }
+    if length > max_body {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("body of {length} bytes exceeds --max-message {max_body}"),
+        ));
+    }
+    let mut body = vec![0; length];
+    r.read_exact(&mut body)?;
+    Ok(Some(Request {
+        method,
+        path: path.to_string(),
+        query: query.to_string(),
+        body,
+        content_type,
+        keep_alive,
+    }))
+}
+
+fn serve_connection(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let _ = stream.set_nodelay(true);
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    loop {
+        let req = match read_request(&mut reader, shared.max_publish) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                let status = if e.to_string().contains("exceeds") { 413 } else { 400 };
+                return respond(&mut out, status, "text/plain", &format!("{e}\n"), false);
+            }
+            Err(e) => return Err(e),
+        };
+        let (status, ctype, body) = route(&req, shared);
+        respond(&mut out, status, ctype, &body, req.keep_alive)?;
+        if !req.keep_alive {
+            return Ok(());
+        }
+    }
+}
+
+fn respond(
+    s: &mut impl Write,
+    status: u16,
+    ctype: &str,
+    body: &str,
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        405 => "Method Not Allowed",
+        413 => "Content Too Large",
+        503 => "Service Unavailable",
+        _ => "Not Found",
+    };
+    let conn = if keep_alive { "keep-alive" } else { "close" };
+    write!(
+        s,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
+         Connection: {conn}\r\n\r\n{body}",
+        body.len()
+    )?;
+    s.flush()
+}
+
+/// The value of `key` in a query string (no percent-decoding: topic names do not need it).
+fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+fn route(req: &Request, shared: &Shared) -> (u16, &'static str, String) {
     let draining = shared.draining.load(Ordering::Relaxed);
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            200,
-            "text/plain; version=0.0.4",
-            metrics::render(&shared.metrics, draining),
-        ),
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/metrics") => {
+            let mut text = metrics::render(&shared.metrics, draining);
+            metrics::render_pubsub(&mut text, &shared.hub);
+            (200, "text/plain; version=0.0.4", text)
+        }
         ("GET", "/healthz") => (200, "text/plain", "ok\n".to_string()),
         ("GET", "/readyz") if draining => (503, "text/plain", "draining\n".to_string()),
         ("GET", "/readyz") => (200, "text/plain", "ready\n".to_string()),
@@ -65,24 +195,62 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             }
             (202, "text/plain", "draining\n".to_string())
         }
-        (_, "/metrics" | "/healthz" | "/readyz" | "/drain") => {
+        ("POST", "/publish") => publish(req, shared),
+        ("GET", "/topics") => (200, "application/json", topics_json(shared)),
+        (_, "/metrics" | "/healthz" | "/readyz" | "/drain" | "/publish" | "/topics") => {
             (405, "text/plain", "method not allowed\n".to_string())
         }
         _ => (404, "text/plain", "not found\n".to_string()),
+    }
+}
+
+/// `POST /publish?topic=T`: the body is the message. `Content-Type:
+/// application/octet-stream` publishes binary; anything else must be UTF-8 and publishes
+/// text.
+fn publish(req: &Request, shared: &Shared) -> (u16, &'static str, String) {
+    let Some(topic) = query_param(&req.query, "topic") else {
+        return (400, "text/plain", "missing ?topic=\n".into());
     };
-    let reason = match status {
-        200 => "OK",
-        202 => "Accepted",
-        405 => "Method Not Allowed",
-        503 => "Service Unavailable",
-        _ => "Not Found",
+    let payload = if req.content_type.starts_with("application/octet-stream") {
+        Payload::Binary(&req.body)
+    } else {
+        match std::str::from_utf8(&req.body) {
+            Ok(t) => Payload::Text(t),
+            Err(_) => {
+                return (
+                    400,
+                    "text/plain",
+                    "body is not UTF-8; send binary with Content-Type: application/octet-stream\n"
+                        .into(),
+                )
+            }
+        }
     };
-    let mut s = stream;
-    write!(
-        s,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    s.flush()
+    match shared.hub.publish(topic, payload) {
+        Ok(p) => (
+            200,
+            "application/json",
+            serde_json::json!({
+                "topic": topic, "seq": p.seq, "subscribers": p.subscribers, "workers": p.workers,
+            })
+            .to_string()
+                + "\n",
+        ),
+        Err(e) => (400, "text/plain", format!("{}\n", e.reason())),
+    }
+}
+
+/// `GET /topics`: every topic with its subscribers, in total and per worker.
+fn topics_json(shared: &Shared) -> String {
+    let topics: Vec<_> = shared
+        .hub
+        .presence()
+        .into_iter()
+        .map(|(t, per)| {
+            serde_json::json!({
+                "topic": t, "subscribers": per.iter().sum::<u64>(), "per_worker": per,
+            })
+        })
+        .collect();
+    serde_json::json!({ "topics": topics }).to_string() + "\n"
 }

@@ -94,6 +94,42 @@ pub struct ServeConfig {
     #[arg(long, value_enum, default_value_t = ReadModeArg::Poll)]
     pub read_mode: ReadModeArg,
 
+    /// Pub/sub: whether clients may publish with `{"op":"publish",...}` (the admin API's
+    /// `POST /publish` always may). `--client-publish` alone means true.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub client_publish: bool,
+
+    /// Pub/sub: most topics one connection may subscribe to.
+    #[arg(long, default_value_t = 64)]
+    pub max_topics_per_connection: usize,
+
+    /// Pub/sub: longest topic name in bytes.
+    #[arg(long, default_value_t = 128)]
+    pub max_topic_len: usize,
+
+    /// Pub/sub: topics the server holds at once (each keeps a replay window).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_topics: usize,
+
+    /// Pub/sub: messages each topic keeps for resuming clients (0: no replay).
+    #[arg(long, default_value_t = 1024)]
+    pub replay_messages: usize,
+
+    /// Pub/sub: bytes of frames each topic keeps for resuming clients.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub replay_bytes: usize,
+
+    /// Pub/sub: what happens to a subscriber whose outbound queue would pass --max-outbound:
+    /// `drop` (oldest undelivered messages of the topic go, a gap frame names them) or
+    /// `close` (1008).
+    #[arg(long, default_value = "drop")]
+    pub slow_consumer: crate::pubsub::SlowPolicy,
+
+    /// Pub/sub: per-topic policy overrides, comma-separated `name=drop|close` or
+    /// `prefix*=drop|close` (exact names win, then the longest prefix).
+    #[arg(long, default_value = "")]
+    pub topic_policy: String,
+
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -170,6 +206,18 @@ impl ServeConfig {
         if self.workers == Some(0) {
             return Err("--workers must be at least 1".into());
         }
+        if self.max_topics_per_connection == 0 || self.max_topic_len == 0 || self.max_topics == 0
+        {
+            return Err(
+                "--max-topics-per-connection, --max-topic-len and --max-topics must be at least 1"
+                    .into(),
+            );
+        }
+        if self.max_topic_len > 255 {
+            return Err("--max-topic-len must be at most 255 (binary frames carry a one-byte length)".into());
+        }
+        crate::pubsub::PolicyTable::parse(self.slow_consumer, &self.topic_policy)
+            .map_err(|e| format!("--topic-policy: {e}"))?;
         Ok(())
     }
 

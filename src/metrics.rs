@@ -52,16 +52,19 @@ pub enum Limit {
     AcceptRate = 4,
     /// Source IP at its cap (429).
     PerIp = 5,
+    /// A bad subscription in the pub/sub handshake's query (400).
+    BadRequest = 6,
 }
 
 impl Limit {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::MaxConnections,
         Self::Draining,
         Self::NotFound,
         Self::AcceptResources,
         Self::AcceptRate,
         Self::PerIp,
+        Self::BadRequest,
     ];
     fn label(self) -> &'static str {
         match self {
@@ -71,6 +74,7 @@ impl Limit {
             Self::AcceptResources => "accept_resources",
             Self::AcceptRate => "accept_rate",
             Self::PerIp => "per_ip",
+            Self::BadRequest => "bad_subscription",
         }
     }
 }
@@ -124,7 +128,7 @@ pub struct WorkerMetrics {
     /// Gauge: bytes queued for sending across this worker's connections.
     pub outbound_bytes: Counter,
     /// Refusals by policy, by [`Limit`].
-    pub rejected: [Counter; 6],
+    pub rejected: [Counter; 7],
     /// Connections that ended without a closing handshake (reset, EOF, errors).
     pub aborted: Counter,
     /// Gauge: io_uring rings this worker runs.
@@ -133,6 +137,20 @@ pub struct WorkerMetrics {
     pub slab_bytes: Counter,
     /// Gauge: heap bytes held by connections for split frames, messages and queues.
     pub conn_heap_bytes: Counter,
+    /// Published messages queued to a local subscriber (one per recipient).
+    pub deliveries: Counter,
+    /// Deliveries dropped by the `drop` slow-consumer policy (each later named in a gap).
+    pub delivery_drops: Counter,
+    /// Times the `drop` policy had to drop for a connection.
+    pub slow_drop_events: Counter,
+    /// Connections closed (1008) by the `close` slow-consumer policy.
+    pub slow_policy_closes: Counter,
+    /// Control messages refused (bad JSON, bad topic, limits, publish disabled).
+    pub control_errors: Counter,
+    /// Messages published by clients (when allowed).
+    pub client_publishes: Counter,
+    /// Gauge: subscriptions held by this worker's connections.
+    pub subscriptions: Counter,
 }
 
 impl WorkerMetrics {
@@ -195,7 +213,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 17] = [
+    let simple: [Family; 24] = [
         (
             "connections_total_open",
             "gauge",
@@ -268,7 +286,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         (
             "slow_consumer_closes_total",
             "counter",
-            "Connections closed as slow consumers.",
+            "Connections closed as slow consumers (1008): echo queues over the cap, and subscribers under the close policy.",
             |w| w.slow_consumers.get(),
         ),
         (
@@ -294,6 +312,48 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "gauge",
             "Heap held by connections (splits, queues).",
             |w| w.conn_heap_bytes.get(),
+        ),
+        (
+            "pubsub_deliveries_total",
+            "counter",
+            "Published messages queued to subscribers (one per recipient).",
+            |w| w.deliveries.get(),
+        ),
+        (
+            "pubsub_dropped_total",
+            "counter",
+            "Deliveries dropped for slow consumers under the drop policy (each named in a gap).",
+            |w| w.delivery_drops.get(),
+        ),
+        (
+            "pubsub_slow_consumer_drops_total",
+            "counter",
+            "Times the drop policy dropped messages for a slow consumer.",
+            |w| w.slow_drop_events.get(),
+        ),
+        (
+            "pubsub_slow_consumer_closes_total",
+            "counter",
+            "Subscribers closed (1008) by the close policy.",
+            |w| w.slow_policy_closes.get(),
+        ),
+        (
+            "pubsub_control_errors_total",
+            "counter",
+            "Control messages refused with an error reply.",
+            |w| w.control_errors.get(),
+        ),
+        (
+            "pubsub_client_publishes_total",
+            "counter",
+            "Messages published by clients.",
+            |w| w.client_publishes.get(),
+        ),
+        (
+            "pubsub_subscriptions",
+            "gauge",
+            "Subscriptions held, all workers.",
+            |w| w.subscriptions.get(),
         ),
     ];
     for (name, kind, help, f) in simple {
@@ -380,6 +440,70 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
     family(&mut o, "draining", "gauge", "1 while the server drains.");
     let _ = writeln!(o, "holdfast_draining {}", u8::from(draining));
     o
+}
+
+/// Per-topic subscriber series shown on `/metrics` (the busiest first); the rest are summed
+/// into `topic="_other"` so a server with a million topics does not produce a million series.
+/// `GET /topics` lists every topic.
+pub const TOPIC_SERIES: usize = 100;
+
+/// Append the hub's figures: topics held, replay bytes, presence per topic and worker.
+pub fn render_pubsub(o: &mut String, hub: &crate::pubsub::Hub) {
+    fn family(o: &mut String, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(
+            o,
+            "# HELP holdfast_{name} {help}\n# TYPE holdfast_{name} {kind}"
+        );
+    }
+    let (topics, bytes) = hub.totals();
+    family(o, "pubsub_topics", "gauge", "Topics held by the hub.");
+    let _ = writeln!(o, "holdfast_pubsub_topics {topics}");
+    family(
+        o,
+        "pubsub_replay_bytes",
+        "gauge",
+        "Frame bytes held in replay windows, all topics.",
+    );
+    let _ = writeln!(o, "holdfast_pubsub_replay_bytes {bytes}");
+    family(
+        o,
+        "pubsub_published_total",
+        "counter",
+        "Messages published (admin API and clients).",
+    );
+    let _ = writeln!(o, "holdfast_pubsub_published_total {}", hub.published());
+    let mut presence = hub.presence();
+    presence.sort_by_key(|(_, per)| std::cmp::Reverse(per.iter().sum::<u64>()));
+    family(
+        o,
+        "topic_subscribers",
+        "gauge",
+        "Subscribers per topic and worker (the busiest topics; the rest as _other).",
+    );
+    let workers = presence.first().map_or(0, |(_, p)| p.len());
+    let mut other = vec![0u64; workers];
+    for (i, (topic, per)) in presence.iter().enumerate() {
+        if i < TOPIC_SERIES {
+            for (w, n) in per.iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "holdfast_topic_subscribers{{topic=\"{topic}\",worker=\"{w}\"}} {n}"
+                );
+            }
+        } else {
+            for (w, n) in per.iter().enumerate() {
+                other[w] += n;
+            }
+        }
+    }
+    if presence.len() > TOPIC_SERIES {
+        for (w, n) in other.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "holdfast_topic_subscribers{{topic=\"_other\",worker=\"{w}\"}} {n}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

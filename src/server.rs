@@ -6,6 +6,8 @@ use std::sync::{mpsc, Arc};
 
 use crate::config::ServeConfig;
 use crate::metrics::WorkerMetrics;
+use crate::pubsub::{Hub, PolicyTable, ReplayLimits, TopicLimits};
+use crate::reactor::waker::Waker;
 use crate::reactor::listener::{self, SockOpts};
 use crate::reactor::worker::{self, Settings, WorkerSpec, TICK};
 use crate::reactor::{self};
@@ -21,6 +23,10 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// Every worker's counters.
     pub metrics: Vec<Arc<WorkerMetrics>>,
+    /// Pub/sub: topics, numbering, replay windows, fan-out to workers.
+    pub hub: Arc<Hub>,
+    /// Largest `POST /publish` body (the `--max-message` limit).
+    pub max_publish: usize,
 }
 
 fn ticks(secs: f64) -> u32 {
@@ -96,10 +102,37 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
     let metrics: Vec<Arc<WorkerMetrics>> = (0..workers)
         .map(|_| Arc::new(WorkerMetrics::default()))
         .collect();
+    let wakers: Vec<Arc<Waker>> = (0..workers)
+        .map(|_| Waker::new().map(Arc::new))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot create an eventfd: {e}"))?;
+    let topic_limits = TopicLimits {
+        max_len: cfg.max_topic_len,
+        max_per_connection: cfg.max_topics_per_connection,
+    };
+    let (hub, receivers) = Hub::new(
+        wakers
+            .iter()
+            .map(|w| {
+                let w = w.clone();
+                Box::new(move || w.wake()) as Box<dyn Fn() + Send + Sync>
+            })
+            .collect(),
+        topic_limits,
+        ReplayLimits {
+            messages: cfg.replay_messages,
+            bytes: cfg.replay_bytes,
+            max_topics: cfg.max_topics,
+        },
+    );
+    let mut receivers: Vec<Option<_>> = receivers.into_iter().map(Some).collect();
+    let policies = Arc::new(PolicyTable::parse(cfg.slow_consumer, &cfg.topic_policy)?);
     let shared = Arc::new(Shared {
         draining: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         metrics: metrics.clone(),
+        hub: hub.clone(),
+        max_publish: cfg.max_message as usize,
     });
 
     let ip_table =
@@ -127,6 +160,16 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
             shared: shared.clone(),
             ip_table: ip_table.clone(),
             accept_rate: cfg.accept_rate / workers as f64,
+            pubsub: worker::PubsubSpec {
+                hub: hub.clone(),
+                rx: receivers[p.worker]
+                    .take()
+                    .ok_or("worker numbered twice in the layout")?,
+                waker: wakers[p.worker].clone(),
+                policies: policies.clone(),
+                limits: topic_limits,
+                client_publish: cfg.client_publish,
+            },
         };
         let cpu = p.cpu;
         let tx = ready_tx.clone();

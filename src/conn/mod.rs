@@ -5,6 +5,9 @@
 //! object. [`Spill`] exists only while a handshake or a frame is split across reads or a
 //! message is being reassembled; [`Outbound`] only while bytes wait to be sent.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
 use crate::ws::handshake::HeadScanner;
 use crate::ws::{Decoder, OpCode, Role};
 
@@ -72,26 +75,188 @@ impl Spill {
     }
 }
 
-/// Bytes waiting to be sent. `inflight` is owned by the kernel while a send is in flight;
-/// new frames go to `pending`.
+/// One piece of a connection's output.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Bytes encoded for this connection alone (handshake answers, echoes, pongs, replies).
+    Owned(Vec<u8>),
+    /// A published message's frame, encoded once and shared by every recipient: sent from
+    /// the shared allocation, never copied. `topic`/`seq` let the drop policy find it.
+    Shared {
+        /// The complete frame.
+        frame: Arc<[u8]>,
+        /// The topic's hub id.
+        topic: u32,
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// Messages `from..=to` of `topic` were dropped for this slow consumer; encoded as a gap
+    /// frame when it reaches the front (consecutive drops extend it, so it stays one chunk).
+    Gap {
+        /// The topic's hub id.
+        topic: u32,
+        /// First dropped sequence number.
+        from: u64,
+        /// Last dropped sequence number.
+        to: u64,
+    },
+}
+
+impl Chunk {
+    /// Its bytes (a gap has none until encoded).
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Owned(v) => v,
+            Self::Shared { frame, .. } => frame,
+            Self::Gap { .. } => &[],
+        }
+    }
+}
+
+/// Bytes waiting to be sent: the chunk the kernel is reading (`inflight`, owned by the kernel
+/// while a send is in flight) and the chunks queued behind it.
 #[derive(Debug, Default)]
 pub struct Outbound {
-    /// The buffer of the send in flight, sent up to `offset`.
-    pub inflight: Vec<u8>,
+    /// The chunk of the send in flight (or last sent), sent up to `offset`.
+    pub inflight: Option<Chunk>,
     /// How much of `inflight` the kernel has taken.
     pub offset: usize,
-    /// Frames queued behind the send in flight.
-    pub pending: Vec<u8>,
+    /// Chunks queued behind the send in flight, oldest first.
+    pub queue: VecDeque<Chunk>,
+    /// Bytes in `queue`.
+    pub queued_bytes: usize,
+    /// An emptied owned buffer kept for the next owned chunk.
+    pub spare: Vec<u8>,
+}
+
+/// What [`Outbound::drop_oldest`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    /// Messages removed.
+    pub messages: u64,
+    /// Bytes freed.
+    pub bytes: usize,
 }
 
 impl Outbound {
     /// Bytes not yet sent.
     pub fn queued(&self) -> usize {
-        self.inflight.len() - self.offset + self.pending.len()
+        self.inflight.as_ref().map_or(0, |c| c.bytes().len()) - self.offset + self.queued_bytes
     }
-    /// Heap bytes held.
+
+    /// Heap bytes held (shared frames count once per holder, as the allocation is shared).
     pub fn heap_bytes(&self) -> usize {
-        self.inflight.capacity() + self.pending.capacity() + std::mem::size_of::<Self>()
+        let owned = |c: &Chunk| match c {
+            Chunk::Owned(v) => v.capacity(),
+            _ => 0,
+        };
+        self.inflight.as_ref().map_or(0, owned)
+            + self.queue.iter().map(owned).sum::<usize>()
+            + self.queue.capacity() * std::mem::size_of::<Chunk>()
+            + self.spare.capacity()
+            + std::mem::size_of::<Self>()
+    }
+
+    /// Append bytes written by `write` (to the last owned chunk when there is one); returns
+    /// how many.
+    pub fn write_owned(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> usize {
+        if !matches!(self.queue.back(), Some(Chunk::Owned(_))) {
+            let buf = std::mem::take(&mut self.spare);
+            self.queue.push_back(Chunk::Owned(buf));
+        }
+        let Some(Chunk::Owned(v)) = self.queue.back_mut() else {
+            unreachable!("an owned chunk was just ensured")
+        };
+        let before = v.len();
+        write(v);
+        let added = v.len() - before;
+        self.queued_bytes += added;
+        added
+    }
+
+    /// Queue a shared frame.
+    pub fn push_shared(&mut self, frame: Arc<[u8]>, topic: u32, seq: u64) {
+        self.queued_bytes += frame.len();
+        self.queue.push_back(Chunk::Shared { frame, topic, seq });
+    }
+
+    /// Record that messages `from..=to` of `topic` were dropped, extending a gap already at
+    /// the back of the queue when it is for the same topic.
+    pub fn push_gap(&mut self, topic: u32, from: u64, to: u64) {
+        if let Some(Chunk::Gap {
+            topic: t, to: end, ..
+        }) = self.queue.back_mut()
+        {
+            if *t == topic {
+                *end = (*end).max(to);
+                return;
+            }
+        }
+        self.queue.push_back(Chunk::Gap { topic, from, to });
+    }
+
+    /// Drop the oldest queued (not in-flight) messages of `topic` until `need` more bytes fit
+    /// under `cap`, leaving one gap chunk where they were. Returns what was dropped.
+    pub fn drop_oldest(&mut self, topic: u32, need: usize, cap: usize) -> Dropped {
+        let mut dropped = Dropped {
+            messages: 0,
+            bytes: 0,
+        };
+        let mut range: Option<(u64, u64)> = None;
+        let mut at = None;
+        let mut i = 0;
+        while i < self.queue.len() && self.queued() + need > cap {
+            match &self.queue[i] {
+                Chunk::Shared { topic: t, seq, frame } if *t == topic => {
+                    let (seq, len) = (*seq, frame.len());
+                    range = Some(range.map_or((seq, seq), |(a, b)| (a.min(seq), b.max(seq))));
+                    at.get_or_insert(i);
+                    self.queue.remove(i);
+                    self.queued_bytes -= len;
+                    dropped.messages += 1;
+                    dropped.bytes += len;
+                }
+                Chunk::Gap { topic: t, from, to } if *t == topic => {
+                    // Merge an older gap of the same topic into the one being built.
+                    let (f, e) = (*from, *to);
+                    range = Some(range.map_or((f, e), |(a, b)| (a.min(f), b.max(e))));
+                    at.get_or_insert(i);
+                    self.queue.remove(i);
+                }
+                _ => i += 1,
+            }
+        }
+        if let (Some((from, to)), Some(at)) = (range, at) {
+            self.queue.insert(at, Chunk::Gap { topic, from, to });
+        }
+        dropped
+    }
+
+    /// Move the next chunk to `inflight` if the current one is fully sent; false when there
+    /// is nothing left. A sent owned buffer is kept as `spare`.
+    pub fn advance(&mut self) -> bool {
+        let done = self
+            .inflight
+            .as_ref()
+            .is_none_or(|c| self.offset >= c.bytes().len());
+        if !done {
+            return true;
+        }
+        if let Some(Chunk::Owned(mut v)) = self.inflight.take() {
+            if v.capacity() <= 64 * 1024 {
+                v.clear();
+                self.spare = v;
+            }
+        }
+        self.offset = 0;
+        match self.queue.pop_front() {
+            Some(c) => {
+                self.queued_bytes -= c.bytes().len();
+                self.inflight = Some(c);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -165,5 +330,62 @@ mod tests {
         let c = Conn::new(0, 7, 1, 0);
         assert_eq!(c.heap_bytes(), 0);
         assert_eq!(c.queued(), 0);
+    }
+
+    fn frame(n: usize) -> Arc<[u8]> {
+        vec![0u8; n].into()
+    }
+
+    #[test]
+    fn owned_bytes_coalesce_and_shared_frames_queue_in_order() {
+        let mut o = Outbound::default();
+        assert_eq!(o.write_owned(|v| v.extend_from_slice(b"ab")), 2);
+        o.write_owned(|v| v.extend_from_slice(b"cd"));
+        o.push_shared(frame(10), 1, 5);
+        o.write_owned(|v| v.push(b'e'));
+        assert_eq!(o.queue.len(), 3, "two owned writes share a chunk");
+        assert_eq!(o.queued(), 15);
+        assert!(o.advance());
+        assert_eq!(o.inflight.as_ref().unwrap().bytes(), b"abcd");
+        o.offset = 4;
+        assert!(o.advance());
+        assert!(matches!(o.inflight, Some(Chunk::Shared { seq: 5, .. })));
+        assert_eq!(o.spare.capacity() >= 4, true, "the sent buffer is kept");
+        o.offset = 10;
+        assert!(o.advance());
+        o.offset = 1;
+        assert!(!o.advance());
+        assert_eq!(o.queued(), 0);
+    }
+
+    #[test]
+    fn drop_oldest_frees_room_from_one_topic_and_leaves_one_gap() {
+        let mut o = Outbound::default();
+        for seq in 1..=4 {
+            o.push_shared(frame(100), 7, seq);
+            o.push_shared(frame(100), 8, seq);
+        }
+        // 800 queued, cap 500, 100 more wanted: drop 4 messages of topic 7 (all of them).
+        let d = o.drop_oldest(7, 100, 500);
+        assert_eq!(d, Dropped { messages: 4, bytes: 400 });
+        assert!(matches!(o.queue[0], Chunk::Gap { topic: 7, from: 1, to: 4 }));
+        assert_eq!(o.queued(), 400);
+        // Later drops of the same topic merge into that gap.
+        o.push_shared(frame(100), 7, 5);
+        let d = o.drop_oldest(7, 200, 500);
+        assert_eq!(d.messages, 1);
+        let gaps: Vec<_> = o
+            .queue
+            .iter()
+            .filter_map(|c| match c {
+                Chunk::Gap { from, to, .. } => Some((*from, *to)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(gaps, [(1, 5)]);
+        // A gap at the back extends instead of stacking.
+        o.push_gap(9, 1, 1);
+        o.push_gap(9, 2, 3);
+        assert!(matches!(o.queue.back(), Some(Chunk::Gap { topic: 9, from: 1, to: 3 })));
     }
 }

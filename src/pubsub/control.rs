@@ -158,6 +158,11 @@ pub fn reply_subscribed(topic: &str, seq: u64) -> String {
     serde_json::json!({"type": "subscribed", "topic": topic, "seq": seq}).to_string()
 }
 
+/// `{"type":"published","topic":T,"seq":N}`: a client's publish was numbered N.
+pub fn reply_published(topic: &str, seq: u64) -> String {
+    serde_json::json!({"type": "published", "topic": topic, "seq": seq}).to_string()
+}
+
 /// `{"type":"error","reason":R}`.
 pub fn reply_error(e: &ControlError) -> String {
     serde_json::json!({"type": "error", "reason": e.reason()}).to_string()

@@ -33,13 +33,16 @@ struct TopicState {
     local: Vec<u64>,
 }
 
-/// Limits of the replay window every topic gets.
+/// Limits of the replay window every topic gets, and of the topics the hub holds.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayLimits {
     /// Messages kept per topic.
     pub messages: usize,
     /// Frame bytes kept per topic.
     pub bytes: usize,
+    /// Topics held at once (each keeps its window); a publish or subscribe that would create
+    /// one more is refused.
+    pub max_topics: usize,
 }
 
 /// The hub shared by the admin thread (publishes) and the workers (subscriptions).
@@ -49,7 +52,9 @@ pub struct Hub {
     wake: Vec<Box<dyn Fn() + Send + Sync>>,
     limits: TopicLimits,
     replay: ReplayLimits,
+    max_topics: usize,
     next_id: AtomicU64,
+    published: AtomicU64,
 }
 
 impl std::fmt::Debug for Hub {
@@ -87,8 +92,10 @@ impl Hub {
             queues,
             wake,
             limits,
+            max_topics: replay.max_topics,
             replay,
             next_id: AtomicU64::new(0),
+            published: AtomicU64::new(0),
         };
         (Arc::new(hub), receivers)
     }
@@ -101,12 +108,17 @@ impl Hub {
         &self,
         map: &'a mut HashMap<Box<str>, TopicState>,
         topic: &str,
-    ) -> &'a mut TopicState {
-        map.entry(topic.into()).or_insert_with(|| TopicState {
+    ) -> Result<&'a mut TopicState, TopicError> {
+        if !map.contains_key(topic) && map.len() >= self.max_topics {
+            return Err(TopicError::ServerTopicLimit {
+                max: self.max_topics,
+            });
+        }
+        Ok(map.entry(topic.into()).or_insert_with(|| TopicState {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) as u32,
             replay: Replay::new(self.replay.messages, self.replay.bytes),
             local: vec![0; self.queues.len()],
-        })
+        }))
     }
 
     /// Publish `payload` to `topic`: number it, encode it once, keep it for replay, queue it
@@ -116,8 +128,9 @@ impl Hub {
         let mut woken = Vec::new();
         let published = {
             let mut map = self.lock();
-            let st = self.state(&mut map, topic);
+            let st = self.state(&mut map, topic)?;
             let seq = st.replay.next_seq();
+            self.published.fetch_add(1, Ordering::Relaxed);
             let frame = encode_delivery(topic, seq, payload);
             st.replay.push(frame.clone());
             let mut subscribers = 0;
@@ -156,7 +169,7 @@ impl Hub {
     ) -> Result<(u32, Resume), TopicError> {
         validate_topic(topic, &self.limits)?;
         let mut map = self.lock();
-        let st = self.state(&mut map, topic);
+        let st = self.state(&mut map, topic)?;
         st.local[worker] += 1;
         let owed = match resume {
             Some(last) => st.replay.resume(last),
@@ -175,6 +188,17 @@ impl Hub {
         if let Some(st) = map.get_mut(topic) {
             st.local[worker] = st.local[worker].saturating_sub(1);
         }
+    }
+
+    /// Messages published so far.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Topics held, and the bytes their replay windows hold.
+    pub fn totals(&self) -> (usize, usize) {
+        let map = self.lock();
+        (map.len(), map.values().map(|st| st.replay.held().1).sum())
     }
 
     /// Subscribers per topic and worker, for `/metrics` and the admin API.
@@ -211,6 +235,7 @@ mod tests {
             ReplayLimits {
                 messages: 4,
                 bytes: 1 << 20,
+                max_topics: 3,
             },
         );
         (h, rx, wakes)
@@ -241,6 +266,13 @@ mod tests {
         h.unsubscribe(2, "news");
         assert_eq!(h.publish("news", Payload::Binary(b"x")).unwrap().workers, 1);
         assert!(h.publish("bad topic", Payload::Text("")).is_err());
+        h.publish("second", Payload::Text("")).unwrap();
+        h.publish("third", Payload::Text("")).unwrap();
+        assert_eq!(
+            h.publish("fourth", Payload::Text("")),
+            Err(TopicError::ServerTopicLimit { max: 3 })
+        );
+        assert_eq!(h.totals().0, 3);
     }
 
     #[test]

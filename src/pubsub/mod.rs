@@ -1,26 +1,28 @@
-//! Pub/sub core, sans-IO (issue 5, in progress): topic names and limits, per-topic sequence
+//! Pub/sub core, sans-IO: topic names and limits, per-topic sequence
 //! numbers with a bounded replay window and resume, delivery frames encoded once for every
-//! recipient, and the JSON control protocol. Nothing here touches a socket or a clock; the
-//! reactor will own one `Topics` per worker and fan frames out across workers.
+//! recipient, and the JSON control protocol. Nothing here touches a socket or a clock.
 //!
 //! [`hub::Hub`] owns each topic's numbering and window and fans frames out to per-worker
-//! crossbeam queues with a wake callback. Not wired into the server yet: the workers' side
-//! (draining the queue on wake, sending the shared frame, a per-connection subscription
-//! index, skip-after-resume), `POST /publish`, slow-consumer policies, presence metrics and
-//! the loadgen `fanout` scenario are still to come.
+//! crossbeam queues with a wake callback; each worker keeps a [`local::LocalSubs`] index of
+//! its own subscribers and applies the topic's [`policy::SlowPolicy`]. The wiring into the
+//! reactor is in `reactor::worker`; the protocol is in docs/protocol.md.
 
 #![forbid(unsafe_code)]
 
 pub mod control;
 pub mod delivery;
 pub mod hub;
+pub mod local;
+pub mod policy;
 pub mod replay;
 pub mod topic;
 
 pub use control::{
-    parse_control, parse_query, reply_error, reply_subscribed, Control, ControlError,
+    parse_control, parse_query, reply_error, reply_published, reply_subscribed, Control, ControlError,
 };
 pub use delivery::{encode_delivery, encode_gap, Payload};
 pub use hub::{Delivery, Hub, Published, ReplayLimits};
+pub use local::LocalSubs;
+pub use policy::{PolicyTable, SlowPolicy};
 pub use replay::{Replay, Resume};
 pub use topic::{validate_topic, TopicError, TopicLimits};

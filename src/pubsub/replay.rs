@@ -20,8 +20,8 @@ pub struct Replay {
 pub struct Resume {
     /// Messages it can no longer get: `(from, to)` inclusive, if any.
     pub gap: Option<(u64, u64)>,
-    /// The frames it missed that the window still holds, oldest first.
-    pub frames: Vec<Arc<[u8]>>,
+    /// The frames it missed that the window still holds with their numbers, oldest first.
+    pub frames: Vec<(u64, Arc<[u8]>)>,
     /// The newest sequence number: live delivery continues after it.
     pub last: u64,
 }
@@ -78,7 +78,7 @@ impl Replay {
             .frames
             .iter()
             .filter(|(s, _)| *s > last_seen)
-            .map(|(_, f)| f.clone())
+            .cloned()
             .collect();
         Resume {
             gap,
@@ -126,7 +126,7 @@ mod tests {
         // Window holds 4, 5, 6.
         let x = r.resume(4);
         assert_eq!((x.gap, x.frames.len(), x.last), (None, 2, 6));
-        assert_eq!(x.frames[0].len(), 5);
+        assert_eq!((x.frames[0].0, x.frames[0].1.len()), (5, 5));
         let x = r.resume(1);
         assert_eq!((x.gap, x.frames.len()), (Some((2, 3)), 3));
         let x = r.resume(6);
@@ -163,7 +163,11 @@ mod tests {
             if let Some((a, b)) = x.gap {
                 got.extend(a..=b);
             }
-            got.extend(x.frames.iter().map(|fr| u64::from_be_bytes(fr[..8].try_into().unwrap())));
+            for (seq, fr) in &x.frames {
+                let inside = u64::from_be_bytes(fr[..8].try_into().unwrap());
+                prop_assert_eq!(*seq, inside);
+                got.push(inside);
+            }
             let want: Vec<u64> = (seen + 1..=r.last()).collect();
             prop_assert_eq!(got, want);
         }

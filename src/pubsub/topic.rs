@@ -38,6 +38,11 @@ pub enum TopicError {
         /// The limit.
         max: usize,
     },
+    /// The server holds as many topics as it allows (`--max-topics`).
+    ServerTopicLimit {
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl TopicError {
@@ -50,6 +55,7 @@ impl TopicError {
                 format!("topic_bad_character at byte {at} (allowed: A-Z a-z 0-9 . _ - : /)")
             }
             Self::TooManyTopics { max } => format!("too_many_topics (max {max})"),
+            Self::ServerTopicLimit { max } => format!("server_topic_limit (max {max})"),
         }
     }
 }

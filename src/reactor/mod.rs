@@ -7,6 +7,7 @@
 pub mod bufring;
 pub mod listener;
 pub mod token;
+pub mod waker;
 pub mod worker;
 
 use std::io;

@@ -29,14 +29,17 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use slab::Slab;
 
+mod fanout;
+
 use super::bufring::BufRing;
 use super::token::{Op, Token};
 use crate::conn::{
-    Conn, Outbound, Phase, Spill, COUNTED_WS, RECV_AGAIN, RECV_ARMED, RECV_INFLIGHT, REJECT_IP,
+    Chunk, Conn, Outbound, Phase, Spill, COUNTED_WS, RECV_AGAIN, RECV_ARMED, RECV_INFLIGHT, REJECT_IP,
     REJECT_RATE, SEND_INFLIGHT, SHUT_INFLIGHT,
 };
 use crate::limits::{IpTable, TokenBucket};
 use crate::metrics::{self, Limit, Side, WorkerMetrics};
+use crate::pubsub::{self, Control, Delivery, Hub, LocalSubs, PolicyTable};
 use crate::server::Shared;
 use crate::ws::frame::{encode_close, encode_frame};
 use crate::ws::handshake::{self, HeadScanner, Limits, Rejection};
@@ -75,6 +78,40 @@ pub struct WorkerSpec {
     pub ip_table: Option<Arc<IpTable>>,
     /// This worker's share of the accept rate (connections/s), 0 for none.
     pub accept_rate: f64,
+    /// Its side of pub/sub.
+    pub pubsub: PubsubSpec,
+}
+
+/// What a worker needs for pub/sub.
+#[derive(Debug)]
+pub struct PubsubSpec {
+    /// The hub every worker and the admin API share.
+    pub hub: Arc<Hub>,
+    /// Deliveries for this worker's subscribers.
+    pub rx: crossbeam_channel::Receiver<Delivery>,
+    /// Written by the hub when `rx` has work; ring 0 polls it.
+    pub waker: Arc<super::waker::Waker>,
+    /// Slow-consumer policy per topic.
+    pub policies: Arc<PolicyTable>,
+    /// Topic name and per-connection limits.
+    pub limits: pubsub::TopicLimits,
+    /// Whether clients may publish.
+    pub client_publish: bool,
+}
+
+/// The `Op::Wake` index that means "the hub queued deliveries" (ring numbers are small).
+const HUB_WAKE: u32 = u32::MAX;
+/// Published messages handled per turn before other work gets a go.
+const DELIVERY_BATCH: usize = 1024;
+
+/// The worker's pub/sub state.
+struct PubsubCtx {
+    spec: PubsubSpec,
+    local: LocalSubs,
+    /// Recipients of the message being delivered (reused).
+    scratch: Vec<u32>,
+    /// The queue held more than one batch: deliver again before waiting.
+    backlog: bool,
 }
 
 /// Single-shot accepts kept in flight on the accepting ring, each with an address buffer
@@ -187,6 +224,7 @@ struct Core {
     /// The accept pool's address buffers (boxed: the kernel writes into them).
     addr_slots: Box<[AddrSlot]>,
     bucket: Option<TokenBucket>,
+    ps: PubsubCtx,
 }
 
 /// Run a worker until it has drained (or the server stops). Errors only from setup.
@@ -232,10 +270,17 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
         peer_ips: std::collections::HashMap::new(),
         bucket: (spec.accept_rate > 0.0)
             .then(|| TokenBucket::new(spec.accept_rate, spec.accept_rate.max(1.0), Instant::now())),
+        ps: PubsubCtx {
+            spec: spec.pubsub,
+            local: LocalSubs::default(),
+            scratch: Vec::new(),
+            backlog: false,
+        },
     };
     // Declared after `core` is built but dropped after it: the rings go first.
     let mut bufs: Vec<BufRing> = Vec::with_capacity(max_rings);
     core.add_ring(&mut bufs)?;
+    core.arm_hub_wake();
     core.arm_accept();
     ready();
     let start = Instant::now();
@@ -249,8 +294,9 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
         }
         let now_tick = (start.elapsed().as_millis() / TICK.as_millis()) as u32;
         let next = start + TICK * (now_tick + 1);
-        // A ring left dirty by the fairness cap below is served without blocking.
-        let wait = if core.rings.iter().any(|r| r.dirty) {
+        // A ring left dirty by the fairness cap below, or deliveries left over, are served
+        // without blocking.
+        let wait = if core.ps.backlog || core.rings.iter().any(|r| r.dirty) {
             Duration::ZERO
         } else {
             next.saturating_duration_since(Instant::now())
@@ -299,6 +345,9 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
             if rounds > 4 * core.rings.len() {
                 break; // fairness: the rest waits for the next turn
             }
+        }
+        if core.ps.backlog {
+            core.deliver_queued();
         }
         while core.tick < now_tick {
             core.tick += 1;
@@ -397,9 +446,9 @@ impl Core {
             // provided buffers, poll, shutdown, close, cancel), the static ping frame, a pooled
             // accept's `AddrSlot` (boxed, never moved, not rewritten while `armed`, and
             // outliving the rings: `rings` is Core's first field, so it is dropped first),
-            // or a connection's `Outbound::inflight` buffer, which is neither mutated nor
-            // freed while the connection's SEND_INFLIGHT flag is set, i.e. until this
-            // send's completion.
+            // or a connection's `Outbound::inflight` chunk (an owned Vec, or a shared frame
+            // whose `Arc` the chunk holds), which is neither mutated nor dropped while the
+            // connection's SEND_INFLIGHT flag is set, i.e. until this send's completion.
             if unsafe { ring.submission().push(&sqe) }.is_ok() {
                 return;
             }
@@ -568,18 +617,35 @@ impl Core {
             return;
         }
         let Some(out) = conn.out.as_mut() else { return };
-        if out.offset == out.inflight.len() {
-            if out.pending.is_empty() {
+        loop {
+            if !out.advance() {
                 conn.out = None;
                 self.after_sent(idx);
                 return;
             }
-            std::mem::swap(&mut out.inflight, &mut out.pending);
-            out.pending.clear();
-            out.offset = 0;
+            if let Some(Chunk::Gap { topic, from, to }) = out.inflight {
+                // Encoded only now, when it is sent; skipped if the connection has since left
+                // the topic (the gap no longer concerns it).
+                match self.ps.local.name(topic) {
+                    Some(name) => {
+                        let frame = pubsub::encode_gap(name, from, to);
+                        self.metrics.bytes_out.add(frame.len() as u64);
+                        out.inflight = Some(Chunk::Shared {
+                            frame,
+                            topic,
+                            seq: to,
+                        });
+                    }
+                    None => out.inflight = None,
+                }
+            }
+            if out.inflight.is_some() {
+                break;
+            }
         }
-        let ptr = out.inflight[out.offset..].as_ptr();
-        let len = (out.inflight.len() - out.offset) as u32;
+        let bytes = out.inflight.as_ref().map_or(&[][..], Chunk::bytes);
+        let ptr = bytes[out.offset..].as_ptr();
+        let len = (bytes.len() - out.offset) as u32;
         let slot = conn.slot;
         conn.flags |= SEND_INFLIGHT;
         let sqe = opcode::Send::new(types::Fixed(slot), ptr, len)
@@ -636,31 +702,33 @@ impl Core {
     fn queue(&mut self, idx: usize, write: impl FnOnce(&mut Vec<u8>)) {
         let conn = &mut self.conns[idx];
         let out = conn.out.get_or_insert_with(Box::<Outbound>::default);
-        let before = out.pending.len();
-        write(&mut out.pending);
-        let added = out.pending.len() - before;
+        let added = out.write_owned(write);
         self.metrics.bytes_out.add(added as u64);
         if out.queued() > self.s.max_outbound && conn.phase == Phase::Open {
-            // Slow consumer: drop what it has not been sent yet, tell it why, and go.
-            out.pending.clear();
-            encode_close(
-                &mut out.pending,
-                Some(CloseCode::POLICY_VIOLATION),
-                "slow consumer",
-                None,
-            );
-            conn.phase = Phase::Finishing;
-            conn.last_seen = self.tick;
-            self.metrics.slow_consumers.inc();
-            self.metrics
-                .close(Side::Server, CloseCode::POLICY_VIOLATION.0);
-            tracing::debug!(
-                worker = self.id,
-                conn = idx,
-                "slow consumer closed with 1008"
-            );
+            self.close_slow(idx);
         }
         self.flush(idx);
+    }
+
+    /// Slow consumer: drop what it has not been sent yet, tell it why (1008), and go.
+    fn close_slow(&mut self, idx: usize) {
+        let conn = &mut self.conns[idx];
+        let out = conn.out.get_or_insert_with(Box::<Outbound>::default);
+        out.queue.clear();
+        out.queued_bytes = 0;
+        out.write_owned(|v| {
+            encode_close(v, Some(CloseCode::POLICY_VIOLATION), "slow consumer", None)
+        });
+        conn.phase = Phase::Finishing;
+        conn.last_seen = self.tick;
+        self.metrics.slow_consumers.inc();
+        self.metrics
+            .close(Side::Server, CloseCode::POLICY_VIOLATION.0);
+        tracing::debug!(
+            worker = self.id,
+            conn = idx,
+            "slow consumer closed with 1008"
+        );
     }
 
     fn queue_frame(&mut self, idx: usize, op: OpCode, payload: &[u8]) {
@@ -746,6 +814,7 @@ impl Core {
     }
 
     fn release(&mut self, idx: usize) {
+        self.leave_pubsub(idx);
         let conn = self.conns.remove(idx);
         if let Some(ip) = self.peer_ips.remove(&idx) {
             if let Some(t) = self.ip_table.as_ref() {
@@ -819,8 +888,15 @@ impl Core {
         self.push_conn(idx, sqe);
     }
 
-    /// Ring 0's poll says ring `r` has work.
+    /// Ring 0's poll says ring `r` has work (or, for `HUB_WAKE`, the hub queued deliveries).
     fn on_wake(&mut self, r: usize, flags: u32) {
+        if r == HUB_WAKE as usize {
+            if !cqueue::more(flags) {
+                self.arm_hub_wake();
+            }
+            self.ps.spec.waker.reset();
+            return self.deliver_queued();
+        }
         let Some(ctx) = self.rings.get_mut(r) else {
             return;
         };
@@ -1118,6 +1194,20 @@ impl Core {
             Ok(r) => r,
             Err(e) => return self.fail_handshake(idx, e),
         };
+        let pubsub = req.path == "/ws";
+        let subscribe = if pubsub {
+            match pubsub::parse_query(req.query.unwrap_or(""), &self.ps.spec.limits) {
+                Ok(Control::Subscribe { topics, resume }) => Some((topics, resume)),
+                Ok(_) => None,
+                Err(e) => {
+                    self.metrics.control_errors.inc();
+                    let body = e.reason();
+                    return self.reject(idx, Limit::BadRequest, Rejection::BadRequest, &body);
+                }
+            }
+        } else {
+            None
+        };
         if !matches!(req.path, "/echo" | "/ws" | "/") {
             return self.reject(
                 idx,
@@ -1171,6 +1261,12 @@ impl Core {
         self.metrics.websockets.set(self.websockets as u64);
         self.metrics.upgrades.inc();
         self.queue(idx, |v| handshake::write_accept(v, &accept, None));
+        if pubsub {
+            self.ps.local.join(idx as u32);
+            if let Some((topics, resume)) = subscribe {
+                self.subscribe(idx, topics, resume);
+            }
+        }
     }
 
     fn on_frame_bytes(&mut self, idx: usize, data: &mut [u8]) {
@@ -1230,7 +1326,7 @@ impl Core {
                     };
                     if first && last {
                         let r = at(range);
-                        self.queue_frame(idx, op, &buf[r]);
+                        self.on_message(idx, op, &buf[r]);
                     } else {
                         let s = spill.get_or_insert_with(Box::<Spill>::default);
                         if first {
@@ -1240,7 +1336,7 @@ impl Core {
                         s.message.extend_from_slice(&buf[at(range)]);
                         if last {
                             let msg = std::mem::take(&mut s.message);
-                            self.queue_frame(idx, op, &msg);
+                            self.on_message(idx, op, &msg);
                             if let Some(s) = spill.as_mut() {
                                 s.message = msg;
                                 s.message.clear();

@@ -335,6 +335,8 @@ pub fn write_accept(out: &mut Vec<u8>, accept: &[u8; 28], protocol: Option<&str>
 /// A refusal decided by server policy rather than by a malformed request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
+    /// 400: the request is well-formed HTTP but asks for something invalid (e.g. a bad topic).
+    BadRequest,
     /// 403: e.g. Origin or token not allowed.
     Forbidden,
     /// 404: no WebSocket endpoint at this path.
@@ -355,6 +357,7 @@ impl Rejection {
     /// The HTTP status code.
     pub const fn status(self) -> u16 {
         match self {
+            Self::BadRequest => 400,
             Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::TooManyRequests { .. } => 429,
@@ -415,7 +418,7 @@ pub fn write_rejection(out: &mut Vec<u8>, rejection: Rejection, body: &str) {
     let retry = match rejection {
         Rejection::TooManyRequests { retry_after } => retry_after,
         Rejection::Unavailable { retry_after } => Some(retry_after),
-        Rejection::Forbidden | Rejection::NotFound => None,
+        Rejection::BadRequest | Rejection::Forbidden | Rejection::NotFound => None,
     };
     write_status(out, rejection.status(), "", retry, body);
 }

@@ -1,0 +1,180 @@
+//! One worker's view of pub/sub: which of its connections subscribe to which topic, and from
+//! which sequence number on each of them takes live deliveries. Sans-IO; the worker owns one.
+//!
+//! The index has two sides: per topic, the subscribing connections with their `after` point
+//! (live deliveries numbered ≤ `after` were replayed or predate the subscription and are
+//! skipped), and per connection, its topics (for unsubscribing everything when it closes).
+//! Connections that never use pub/sub have no entry at all.
+
+use std::collections::HashMap;
+
+use super::policy::SlowPolicy;
+
+/// A topic as one worker knows it.
+#[derive(Debug)]
+pub struct LocalTopic {
+    /// The topic's name.
+    pub name: Box<str>,
+    /// What to do when a subscriber's outbound cap is crossed.
+    pub policy: SlowPolicy,
+    /// Subscribing connections (slab index) → the last sequence number they must not get live.
+    pub subs: HashMap<u32, u64>,
+}
+
+/// A worker's subscription index.
+#[derive(Debug, Default)]
+pub struct LocalSubs {
+    topics: HashMap<u32, LocalTopic>,
+    /// Pub/sub connections (those upgraded on the pub/sub endpoint) → their topics.
+    conns: HashMap<u32, Vec<u32>>,
+    /// Subscriptions held.
+    count: usize,
+}
+
+impl LocalSubs {
+    /// Mark `conn` as a pub/sub connection (its text frames are control messages).
+    pub fn join(&mut self, conn: u32) {
+        self.conns.entry(conn).or_default();
+    }
+
+    /// Whether `conn` is a pub/sub connection.
+    pub fn is_member(&self, conn: u32) -> bool {
+        !self.conns.is_empty() && self.conns.contains_key(&conn)
+    }
+
+    /// Topics `conn` is subscribed to.
+    pub fn topics_of(&self, conn: u32) -> &[u32] {
+        self.conns.get(&conn).map_or(&[], Vec::as_slice)
+    }
+
+    /// Subscribe `conn` to topic `id` taking live messages numbered > `after`. The name and
+    /// policy are needed the first time this worker sees the topic. Returns false if it was
+    /// already subscribed (its `after` is updated).
+    pub fn subscribe(
+        &mut self,
+        conn: u32,
+        id: u32,
+        name: &str,
+        policy: SlowPolicy,
+        after: u64,
+    ) -> bool {
+        let t = self.topics.entry(id).or_insert_with(|| LocalTopic {
+            name: name.into(),
+            policy,
+            subs: HashMap::new(),
+        });
+        let new = t.subs.insert(conn, after).is_none();
+        if new {
+            self.count += 1;
+            self.conns.entry(conn).or_default().push(id);
+        }
+        new
+    }
+
+    /// Unsubscribe `conn` from topic `id`; returns the topic's name if it was subscribed.
+    pub fn unsubscribe(&mut self, conn: u32, id: u32) -> Option<Box<str>> {
+        let t = self.topics.get_mut(&id)?;
+        t.subs.remove(&conn)?;
+        self.count -= 1;
+        let name = t.name.clone();
+        if let Some(list) = self.conns.get_mut(&conn) {
+            list.retain(|&x| x != id);
+        }
+        if t.subs.is_empty() {
+            self.topics.remove(&id);
+        }
+        Some(name)
+    }
+
+    /// `conn` is gone: forget it; returns the names of the topics it was subscribed to.
+    pub fn leave(&mut self, conn: u32) -> Vec<Box<str>> {
+        let Some(list) = self.conns.remove(&conn) else {
+            return Vec::new();
+        };
+        let mut names = Vec::with_capacity(list.len());
+        for id in list {
+            if let Some(t) = self.topics.get_mut(&id) {
+                if t.subs.remove(&conn).is_some() {
+                    self.count -= 1;
+                }
+                names.push(t.name.clone());
+                if t.subs.is_empty() {
+                    self.topics.remove(&id);
+                }
+            }
+        }
+        names
+    }
+
+    /// The topic with id `id`, if any local connection subscribes to it.
+    pub fn topic(&self, id: u32) -> Option<&LocalTopic> {
+        self.topics.get(&id)
+    }
+
+    /// Topic `id`'s name, if known here.
+    pub fn name(&self, id: u32) -> Option<&str> {
+        self.topics.get(&id).map(|t| &*t.name)
+    }
+
+    /// Fill `out` with the connections that take message `seq` of topic `id` live.
+    pub fn recipients(&self, id: u32, seq: u64, out: &mut Vec<u32>) {
+        out.clear();
+        if let Some(t) = self.topics.get(&id) {
+            out.extend(
+                t.subs
+                    .iter()
+                    .filter(|(_, &after)| seq > after)
+                    .map(|(&c, _)| c),
+            );
+        }
+    }
+
+    /// Subscriptions held on this worker.
+    pub fn subscriptions(&self) -> usize {
+        self.count
+    }
+
+    /// The id of topic `name` if `conn` is subscribed to it.
+    pub fn find(&self, conn: u32, name: &str) -> Option<u32> {
+        self.topics_of(conn)
+            .iter()
+            .copied()
+            .find(|id| self.name(*id) == Some(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_skip_what_was_replayed_and_leave_unsubscribes_everything() {
+        let mut l = LocalSubs::default();
+        assert!(!l.is_member(1));
+        l.join(1);
+        assert!(l.is_member(1) && !l.is_member(2));
+        assert!(l.subscribe(1, 10, "a", SlowPolicy::Drop, 0));
+        assert!(l.subscribe(2, 10, "a", SlowPolicy::Drop, 5));
+        assert!(l.subscribe(2, 11, "b", SlowPolicy::Close, 0));
+        assert!(!l.subscribe(2, 11, "b", SlowPolicy::Close, 3), "already subscribed");
+        let mut r = Vec::new();
+        l.recipients(10, 5, &mut r);
+        assert_eq!(r, [1], "connection 2 resumed through 5");
+        l.recipients(10, 6, &mut r);
+        r.sort();
+        assert_eq!(r, [1, 2]);
+        l.recipients(11, 3, &mut r);
+        assert!(r.is_empty(), "after was updated to 3");
+        assert_eq!(l.subscriptions(), 3);
+        assert_eq!(l.unsubscribe(1, 10).as_deref(), Some("a"));
+        assert_eq!(l.unsubscribe(1, 10), None);
+        let mut gone = l.leave(2);
+        gone.sort();
+        assert_eq!(gone, ["a".into(), "b".into()] as [Box<str>; 2]);
+        assert_eq!(l.subscriptions(), 0);
+        assert!(l.topic(10).is_none(), "an empty topic is forgotten");
+        assert!(l.is_member(1), "1 is still a pub/sub connection with no topics");
+        assert!(l.leave(1).is_empty());
+        assert!(!l.is_member(1));
+    }
+}
