@@ -1,8 +1,9 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `POST /drain`, and pub/sub's
 //! `POST /publish?topic=T` and `GET /topics`.
 //!
-//! Plain blocking threads, one per admin connection (at most [`MAX_CONNECTIONS`]; HTTP/1.1
-//! keep-alive, so a backend publishing at a high rate reuses one connection): admin traffic
+//! Plain blocking threads, one per admin connection (at most [`MAX_CONNECTIONS`]; a request
+//! with `Connection: keep-alive` keeps it open, so a backend publishing at a high rate reuses
+//! one connection; without it the answer ends at EOF, as scripts expect): admin traffic
 //! is small next to the data plane, and keeping it off the workers' rings keeps it so.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -36,7 +37,13 @@ pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAdd
                 };
                 if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
                     active.fetch_sub(1, Ordering::SeqCst);
-                    let _ = respond(&mut &s, 503, "text/plain", "too many admin connections\n", false);
+                    let _ = respond(
+                        &mut &s,
+                        503,
+                        "text/plain",
+                        "too many admin connections\n",
+                        false,
+                    );
                     continue;
                 }
                 let (shared, active) = (shared.clone(), active.clone());
@@ -80,7 +87,8 @@ fn read_request(r: &mut BufReader<TcpStream>, max_body: usize) -> std::io::Resul
     let version = parts.next().unwrap_or("");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let (mut length, mut content_type) = (0usize, String::new());
-    let mut keep_alive = version == "HTTP/1.1";
+    // Keep-alive only when asked for: many scripts read an admin answer to EOF.
+    let mut keep_alive = false;
     for _ in 0..MAX_HEADERS {
         let mut h = String::new();
         if r.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
@@ -97,7 +105,9 @@ fn read_request(r: &mut BufReader<TcpStream>, max_body: usize) -> std::io::Resul
                 })?
             }
             "content-type" => content_type = value.to_ascii_lowercase(),
-            "connection" => keep_alive = !value.eq_ignore_ascii_case("close"),
+            "connection" => {
+                keep_alive = version == "HTTP/1.1" && value.eq_ignore_ascii_case("keep-alive")
+            }
             _ => {}
         }
     }
@@ -130,7 +140,11 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                let status = if e.to_string().contains("exceeds") { 413 } else { 400 };
+                let status = if e.to_string().contains("exceeds") {
+                    413
+                } else {
+                    400
+                };
                 return respond(&mut out, status, "text/plain", &format!("{e}\n"), false);
             }
             Err(e) => return Err(e),
@@ -211,21 +225,20 @@ fn publish(req: &Request, shared: &Shared) -> (u16, &'static str, String) {
     let Some(topic) = query_param(&req.query, "topic") else {
         return (400, "text/plain", "missing ?topic=\n".into());
     };
-    let payload = if req.content_type.starts_with("application/octet-stream") {
-        Payload::Binary(&req.body)
-    } else {
-        match std::str::from_utf8(&req.body) {
-            Ok(t) => Payload::Text(t),
-            Err(_) => {
-                return (
+    let payload =
+        if req.content_type.starts_with("application/octet-stream") {
+            Payload::Binary(&req.body)
+        } else {
+            match std::str::from_utf8(&req.body) {
+                Ok(t) => Payload::Text(t),
+                Err(_) => return (
                     400,
                     "text/plain",
                     "body is not UTF-8; send binary with Content-Type: application/octet-stream\n"
                         .into(),
-                )
+                ),
             }
-        }
-    };
+        };
     match shared.hub.publish(topic, payload) {
         Ok(p) => (
             200,

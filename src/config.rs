@@ -206,15 +206,17 @@ impl ServeConfig {
         if self.workers == Some(0) {
             return Err("--workers must be at least 1".into());
         }
-        if self.max_topics_per_connection == 0 || self.max_topic_len == 0 || self.max_topics == 0
-        {
+        if self.max_topics_per_connection == 0 || self.max_topic_len == 0 || self.max_topics == 0 {
             return Err(
                 "--max-topics-per-connection, --max-topic-len and --max-topics must be at least 1"
                     .into(),
             );
         }
         if self.max_topic_len > 255 {
-            return Err("--max-topic-len must be at most 255 (binary frames carry a one-byte length)".into());
+            return Err(
+                "--max-topic-len must be at most 255 (binary frames carry a one-byte length)"
+                    .into(),
+            );
         }
         crate::pubsub::PolicyTable::parse(self.slow_consumer, &self.topic_policy)
             .map_err(|e| format!("--topic-policy: {e}"))?;

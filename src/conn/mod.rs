@@ -207,7 +207,11 @@ impl Outbound {
         let mut i = 0;
         while i < self.queue.len() && self.queued() + need > cap {
             match &self.queue[i] {
-                Chunk::Shared { topic: t, seq, frame } if *t == topic => {
+                Chunk::Shared {
+                    topic: t,
+                    seq,
+                    frame,
+                } if *t == topic => {
                     let (seq, len) = (*seq, frame.len());
                     range = Some(range.map_or((seq, seq), |(a, b)| (a.min(seq), b.max(seq))));
                     at.get_or_insert(i);
@@ -350,7 +354,7 @@ mod tests {
         o.offset = 4;
         assert!(o.advance());
         assert!(matches!(o.inflight, Some(Chunk::Shared { seq: 5, .. })));
-        assert_eq!(o.spare.capacity() >= 4, true, "the sent buffer is kept");
+        assert!(o.spare.capacity() >= 4, "the sent buffer is kept");
         o.offset = 10;
         assert!(o.advance());
         o.offset = 1;
@@ -367,8 +371,21 @@ mod tests {
         }
         // 800 queued, cap 500, 100 more wanted: drop 4 messages of topic 7 (all of them).
         let d = o.drop_oldest(7, 100, 500);
-        assert_eq!(d, Dropped { messages: 4, bytes: 400 });
-        assert!(matches!(o.queue[0], Chunk::Gap { topic: 7, from: 1, to: 4 }));
+        assert_eq!(
+            d,
+            Dropped {
+                messages: 4,
+                bytes: 400
+            }
+        );
+        assert!(matches!(
+            o.queue[0],
+            Chunk::Gap {
+                topic: 7,
+                from: 1,
+                to: 4
+            }
+        ));
         assert_eq!(o.queued(), 400);
         // Later drops of the same topic merge into that gap.
         o.push_shared(frame(100), 7, 5);
@@ -386,6 +403,13 @@ mod tests {
         // A gap at the back extends instead of stacking.
         o.push_gap(9, 1, 1);
         o.push_gap(9, 2, 3);
-        assert!(matches!(o.queue.back(), Some(Chunk::Gap { topic: 9, from: 1, to: 3 })));
+        assert!(matches!(
+            o.queue.back(),
+            Some(Chunk::Gap {
+                topic: 9,
+                from: 1,
+                to: 3
+            })
+        ));
     }
 }

@@ -156,7 +156,10 @@ mod tests {
         assert!(l.subscribe(1, 10, "a", SlowPolicy::Drop, 0));
         assert!(l.subscribe(2, 10, "a", SlowPolicy::Drop, 5));
         assert!(l.subscribe(2, 11, "b", SlowPolicy::Close, 0));
-        assert!(!l.subscribe(2, 11, "b", SlowPolicy::Close, 3), "already subscribed");
+        assert!(
+            !l.subscribe(2, 11, "b", SlowPolicy::Close, 3),
+            "already subscribed"
+        );
         let mut r = Vec::new();
         l.recipients(10, 5, &mut r);
         assert_eq!(r, [1], "connection 2 resumed through 5");
@@ -173,7 +176,10 @@ mod tests {
         assert_eq!(gone, ["a".into(), "b".into()] as [Box<str>; 2]);
         assert_eq!(l.subscriptions(), 0);
         assert!(l.topic(10).is_none(), "an empty topic is forgotten");
-        assert!(l.is_member(1), "1 is still a pub/sub connection with no topics");
+        assert!(
+            l.is_member(1),
+            "1 is still a pub/sub connection with no topics"
+        );
         assert!(l.leave(1).is_empty());
         assert!(!l.is_member(1));
     }

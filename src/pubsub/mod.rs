@@ -18,7 +18,8 @@ pub mod replay;
 pub mod topic;
 
 pub use control::{
-    parse_control, parse_query, reply_error, reply_published, reply_subscribed, Control, ControlError,
+    parse_control, parse_query, reply_error, reply_published, reply_subscribed, Control,
+    ControlError,
 };
 pub use delivery::{encode_delivery, encode_gap, Payload};
 pub use hub::{Delivery, Hub, Published, ReplayLimits};

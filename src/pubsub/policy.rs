@@ -20,7 +20,9 @@ impl FromStr for SlowPolicy {
         match s {
             "drop" => Ok(Self::Drop),
             "close" => Ok(Self::Close),
-            _ => Err(format!("unknown slow-consumer policy {s:?} (drop or close)")),
+            _ => Err(format!(
+                "unknown slow-consumer policy {s:?} (drop or close)"
+            )),
         }
     }
 }
@@ -101,7 +103,9 @@ mod tests {
             .contains("drop or close"));
         assert!(PolicyTable::parse(SlowPolicy::Drop, "a").is_err());
         assert_eq!(
-            PolicyTable::parse(SlowPolicy::Close, "").unwrap().for_topic("x"),
+            PolicyTable::parse(SlowPolicy::Close, "")
+                .unwrap()
+                .for_topic("x"),
             SlowPolicy::Close
         );
     }

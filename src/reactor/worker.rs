@@ -34,8 +34,8 @@ mod fanout;
 use super::bufring::BufRing;
 use super::token::{Op, Token};
 use crate::conn::{
-    Chunk, Conn, Outbound, Phase, Spill, COUNTED_WS, RECV_AGAIN, RECV_ARMED, RECV_INFLIGHT, REJECT_IP,
-    REJECT_RATE, SEND_INFLIGHT, SHUT_INFLIGHT,
+    Chunk, Conn, Outbound, Phase, Spill, COUNTED_WS, RECV_AGAIN, RECV_ARMED, RECV_INFLIGHT,
+    REJECT_IP, REJECT_RATE, SEND_INFLIGHT, SHUT_INFLIGHT,
 };
 use crate::limits::{IpTable, TokenBucket};
 use crate::metrics::{self, Limit, Side, WorkerMetrics};

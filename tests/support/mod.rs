@@ -160,6 +160,33 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// `POST /publish?topic=T` with `body` (binary when `binary`); returns (status, body).
+pub fn publish(admin: SocketAddr, topic: &str, body: &[u8], binary: bool) -> (u16, String) {
+    let mut s = TcpStream::connect(admin).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ctype = if binary {
+        "application/octet-stream"
+    } else {
+        "text/plain"
+    };
+    write!(
+        s,
+        "POST /publish?topic={topic} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// The raw request a browser would send.
@@ -191,7 +218,12 @@ pub enum Got {
 impl Raw {
     /// Connect and complete the handshake; panics if it is not a 101.
     pub fn connect(addr: SocketAddr) -> Self {
-        let (stream, head) = raw_request(addr, &upgrade_request("/echo", "13"));
+        Self::connect_to(addr, "/echo")
+    }
+
+    /// Connect to `path` and complete the handshake; panics if it is not a 101.
+    pub fn connect_to(addr: SocketAddr, path: &str) -> Self {
+        let (stream, head) = raw_request(addr, &upgrade_request(path, "13"));
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         Self {
             stream,

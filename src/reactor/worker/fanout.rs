@@ -166,7 +166,12 @@ impl Core {
     /// Subscribe connection `idx` to `topics`, replaying from the resume points given.
     /// Replies `subscribed` (with the newest number) per topic, then the gap and the replayed
     /// frames if resuming; live messages follow without duplicates.
-    pub(super) fn subscribe(&mut self, idx: usize, topics: Vec<String>, resume: Vec<(String, u64)>) {
+    pub(super) fn subscribe(
+        &mut self,
+        idx: usize,
+        topics: Vec<String>,
+        resume: Vec<(String, u64)>,
+    ) {
         let c = idx as u32;
         let max = self.ps.spec.limits.max_per_connection;
         let held = self.ps.local.topics_of(c).len();

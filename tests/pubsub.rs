@@ -1,0 +1,448 @@
+//! Pub/sub end to end: the real server binary, real WebSocket clients (tokio-tungstenite),
+//! publishes through the admin API and from clients.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use support::{publish, Got, Raw, Server};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A message from a subscriber: text as JSON, binary delivery split into its fields.
+#[derive(Debug, PartialEq)]
+enum In {
+    Json(Value),
+    Bin {
+        topic: String,
+        seq: u64,
+        data: Vec<u8>,
+    },
+}
+
+async fn connect(srv: &Server, path: &str) -> Ws {
+    tokio_tungstenite::connect_async(srv.url(path))
+        .await
+        .expect("connect")
+        .0
+}
+
+/// The next text or binary message (pings are answered by the library), within 5 s.
+async fn next(ws: &mut Ws) -> In {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("no message within 5 s")
+            .expect("stream ended")
+            .expect("read");
+        match m {
+            Message::Text(t) => return In::Json(serde_json::from_str(&t).unwrap()),
+            Message::Binary(b) => {
+                return In::Bin {
+                    topic: String::from_utf8(b[1..1 + b[0] as usize].to_vec()).unwrap(),
+                    seq: u64::from_be_bytes(
+                        b[1 + b[0] as usize..9 + b[0] as usize].try_into().unwrap(),
+                    ),
+                    data: b[9 + b[0] as usize..].to_vec(),
+                }
+            }
+            Message::Close(c) => panic!("closed: {c:?}"),
+            _ => {}
+        }
+    }
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    match next(ws).await {
+        In::Json(v) => v,
+        other => panic!("expected JSON, got {other:?}"),
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+fn pub_text(srv: &Server, topic: &str, text: &str) -> Value {
+    let (status, body) = publish(srv.admin, topic, text.as_bytes(), false);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Subscribers per worker of `topic` from `GET /topics`.
+fn presence(srv: &Server, topic: &str) -> Vec<u64> {
+    let (_, body) = srv.admin("GET", "/topics");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["topic"] == topic)
+        .map(|t| {
+            t["per_worker"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_u64().unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_presence(srv: &Server, topic: &str, pred: impl Fn(&[u64]) -> bool) -> Vec<u64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = presence(srv, topic);
+        if pred(&p) {
+            return p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "presence of {topic} stuck at {p:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn subscribers_on_both_workers_get_every_message_once_in_order() {
+    let srv = Server::start(&[]);
+    // SO_REUSEPORT spreads connections over the two workers; 40 makes both near certain,
+    // and presence says so before anything is published.
+    let mut subs = Vec::new();
+    for i in 0..40 {
+        let path = if i % 2 == 0 { "/ws?topics=news" } else { "/ws" };
+        let mut ws = connect(&srv, path).await;
+        if i % 2 == 1 {
+            send(
+                &mut ws,
+                serde_json::json!({"op": "subscribe", "topics": ["news"]}),
+            )
+            .await;
+        }
+        let ack = next_json(&mut ws).await;
+        assert_eq!(ack["type"], "subscribed");
+        assert_eq!(ack["topic"], "news");
+        subs.push(ws);
+    }
+    let per = wait_presence(&srv, "news", |p| p.iter().sum::<u64>() == 40);
+    assert!(
+        per.iter().all(|&n| n > 0),
+        "both workers hold subscribers: {per:?}"
+    );
+    for i in 1..=20u64 {
+        let r = pub_text(&srv, "news", &format!("m{i}"));
+        assert_eq!(
+            (r["seq"].as_u64(), r["subscribers"].as_u64()),
+            (Some(i), Some(40))
+        );
+    }
+    let (status, body) = publish(srv.admin, "news", &[0, 255, 7], true);
+    assert_eq!(status, 200, "{body}");
+    for ws in &mut subs {
+        for i in 1..=20u64 {
+            let m = next_json(ws).await;
+            assert_eq!(
+                (m["type"].as_str(), m["seq"].as_u64()),
+                (Some("message"), Some(i))
+            );
+            assert_eq!(m["data"], format!("m{i}"));
+        }
+        let b = next(ws).await;
+        assert_eq!(
+            b,
+            In::Bin {
+                topic: "news".into(),
+                seq: 21,
+                data: vec![0, 255, 7]
+            },
+            "binary payloads arrive as binary frames"
+        );
+    }
+    let delivered = srv.wait_metric("holdfast_pubsub_deliveries_total", |v| v >= 21.0 * 40.0);
+    assert_eq!(delivered, 21.0 * 40.0);
+    assert_eq!(srv.metric("holdfast_pubsub_published_total"), 21.0);
+    // Presence follows unsubscribes and disconnects.
+    let mut first = subs.remove(0);
+    send(
+        &mut first,
+        serde_json::json!({"op": "unsubscribe", "topics": ["news"]}),
+    )
+    .await;
+    assert_eq!(next_json(&mut first).await["type"], "unsubscribed");
+    wait_presence(&srv, "news", |p| p.iter().sum::<u64>() == 39);
+    drop(subs);
+    wait_presence(&srv, "news", |p| p.iter().sum::<u64>() == 0);
+    srv.wait_metric("holdfast_pubsub_subscriptions", |v| v == 0.0);
+    // Nobody subscribes now: the publish reaches no worker.
+    let r = pub_text(&srv, "news", "late");
+    assert_eq!(
+        (r["workers"].as_u64(), r["subscribers"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn resume_after_reconnect_loses_nothing_and_reports_a_gap_past_the_window() {
+    let srv = Server::start(&["--replay-messages", "8"]);
+    let mut ws = connect(&srv, "/ws?topics=feed").await;
+    assert_eq!(next_json(&mut ws).await["seq"], 0);
+    for i in 1..=5 {
+        pub_text(&srv, "feed", &i.to_string());
+    }
+    let mut last = 0;
+    for _ in 1..=5 {
+        last = next_json(&mut ws).await["seq"].as_u64().unwrap();
+    }
+    assert_eq!(last, 5);
+    ws.close(None).await.unwrap();
+    // Published while the client is away.
+    for i in 6..=10 {
+        pub_text(&srv, "feed", &i.to_string());
+    }
+    let mut ws = connect(&srv, &format!("/ws?topics=feed&resume=feed:{last}")).await;
+    let ack = next_json(&mut ws).await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["seq"].as_u64()),
+        (Some("subscribed"), Some(10))
+    );
+    pub_text(&srv, "feed", "11");
+    for want in 6..=11u64 {
+        let m = next_json(&mut ws).await;
+        assert_eq!(m["type"], "message");
+        assert_eq!(m["seq"], want, "in order, no loss, no duplicate");
+        assert_eq!(m["data"], want.to_string());
+    }
+    // The window holds 8 messages (4..=11): resuming from 1 is owed 2..=3 as a gap.
+    let mut late = connect(&srv, "/ws").await;
+    send(
+        &mut late,
+        serde_json::json!({"op": "subscribe", "topics": ["feed"], "resume": {"feed": 1}}),
+    )
+    .await;
+    assert_eq!(next_json(&mut late).await["type"], "subscribed");
+    let gap = next_json(&mut late).await;
+    assert_eq!(
+        (
+            gap["type"].as_str(),
+            gap["from"].as_u64(),
+            gap["to"].as_u64()
+        ),
+        (Some("gap"), Some(2), Some(3))
+    );
+    for want in 4..=11u64 {
+        assert_eq!(next_json(&mut late).await["seq"], want);
+    }
+    pub_text(&srv, "feed", "12");
+    assert_eq!(next_json(&mut late).await["seq"], 12);
+    assert_eq!(next_json(&mut ws).await["seq"], 12);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn control_errors_are_answered_and_limits_hold() {
+    let srv = Server::start(&["--max-topics-per-connection", "2"]);
+    let mut ws = connect(&srv, "/ws").await;
+    for (msg, reason) in [
+        ("not json", "control_not_a_json_object"),
+        (r#"{"op":"dance"}"#, "unknown_op"),
+        (
+            r#"{"op":"subscribe","topics":["a b"]}"#,
+            "topic_bad_character",
+        ),
+        (
+            r#"{"op":"subscribe","topics":["a","b","c"]}"#,
+            "too_many_topics",
+        ),
+        (
+            r#"{"op":"publish","topic":"a","data":"x"}"#,
+            "publish_disabled",
+        ),
+    ] {
+        ws.send(Message::text(msg)).await.unwrap();
+        let e = next_json(&mut ws).await;
+        assert_eq!(e["type"], "error", "{msg}");
+        assert!(
+            e["reason"].as_str().unwrap().starts_with(reason),
+            "{msg}: {e}"
+        );
+    }
+    // The limit counts topics already held.
+    send(
+        &mut ws,
+        serde_json::json!({"op": "subscribe", "topics": ["a", "b"]}),
+    )
+    .await;
+    next_json(&mut ws).await;
+    next_json(&mut ws).await;
+    send(
+        &mut ws,
+        serde_json::json!({"op": "subscribe", "topics": ["c"]}),
+    )
+    .await;
+    assert!(next_json(&mut ws).await["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("too_many_topics"));
+    ws.send(Message::binary(vec![1, 2])).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "error");
+    // The connection still works after all that.
+    pub_text(&srv, "a", "still here");
+    assert_eq!(next_json(&mut ws).await["data"], "still here");
+    assert_eq!(srv.metric("holdfast_pubsub_control_errors_total"), 7.0);
+    // A bad subscription at the handshake is a 400 with the reason.
+    let (_, head) = support::raw_request(
+        srv.addr,
+        &support::upgrade_request("/ws?topics=ok,bad!", "13"),
+    );
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert_eq!(
+        srv.metric("holdfast_rejected_total{limit=\"bad_subscription\"}"),
+        1.0
+    );
+    // Admin API errors.
+    assert_eq!(publish(srv.admin, "bad!", b"x", false).0, 400);
+    assert_eq!(
+        publish(srv.admin, "t", &[0xff, 0xfe], false).0,
+        400,
+        "text must be UTF-8"
+    );
+    assert_eq!(srv.admin("GET", "/publish").0, 405);
+    // Echo connections are untouched by pub/sub.
+    let mut echo = connect(&srv, "/echo").await;
+    echo.send(Message::text("{\"op\":\"subscribe\"}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut echo).await["op"],
+        "subscribe",
+        "echoed, not parsed"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn clients_publish_when_allowed() {
+    let srv = Server::start(&["--client-publish"]);
+    let mut a = connect(&srv, "/ws?topics=chat").await;
+    let mut b = connect(&srv, "/ws?topics=chat").await;
+    next_json(&mut a).await;
+    next_json(&mut b).await;
+    send(
+        &mut a,
+        serde_json::json!({"op": "publish", "topic": "chat", "data": "hi"}),
+    )
+    .await;
+    // `a` gets its ack and its own message (it subscribes too), in either order.
+    let mut got = vec![
+        next_json(&mut a).await["type"].clone(),
+        next_json(&mut a).await["type"].clone(),
+    ];
+    got.sort_by_key(|v| v.to_string());
+    assert_eq!(got, ["message", "published"]);
+    let m = next_json(&mut b).await;
+    assert_eq!(
+        (m["data"].as_str(), m["seq"].as_u64()),
+        (Some("hi"), Some(1))
+    );
+    assert_eq!(srv.metric("holdfast_pubsub_client_publishes_total"), 1.0);
+}
+
+/// Read deliveries of `topic` from a raw socket until every number in 1..=n is accounted
+/// for by a message or a gap; returns (messages, gaps). Asserts order and no duplicates.
+fn account(raw: &mut Raw, n: u64) -> (u64, Vec<(u64, u64)>) {
+    let (mut next_seq, mut messages, mut gaps) = (1u64, 0u64, Vec::new());
+    while next_seq <= n {
+        match raw.recv_non_ping() {
+            Got::Binary(b) => {
+                let l = b[0] as usize;
+                let seq = u64::from_be_bytes(b[1 + l..9 + l].try_into().unwrap());
+                assert_eq!(seq, next_seq, "in order, no duplicates");
+                next_seq += 1;
+                messages += 1;
+            }
+            Got::Text(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "gap" {
+                    let (a, b) = (v["from"].as_u64().unwrap(), v["to"].as_u64().unwrap());
+                    assert_eq!(a, next_seq, "a gap starts where delivery stopped");
+                    next_seq = b + 1;
+                    gaps.push((a, b));
+                }
+            }
+            other => panic!("unexpected {other:?} at seq {next_seq}"),
+        }
+    }
+    (messages, gaps)
+}
+
+#[test]
+fn slow_consumers_are_dropped_with_a_gap_or_closed_by_topic_policy() {
+    let srv = Server::start(&[
+        "--max-outbound",
+        "65536",
+        "--sndbuf",
+        "4096",
+        "--topic-policy",
+        "strict.*=close",
+    ]);
+    // Two subscribers that do not read while 1,000 × 1 KiB are published (~1 MB, far past
+    // the 64 KiB cap plus what the sockets hold).
+    let mut lax = Raw::connect_to(srv.addr, "/ws?topics=lax");
+    let mut strict = Raw::connect_to(srv.addr, "/ws?topics=strict.a");
+    for raw in [&mut lax, &mut strict] {
+        raw.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert!(matches!(raw.recv_non_ping(), Got::Text(t) if t.contains("subscribed")));
+    }
+    let payload = vec![b'x'; 1024];
+    let n = 1000u64;
+    for _ in 0..n {
+        assert_eq!(publish(srv.admin, "lax", &payload, true).0, 200);
+        assert_eq!(publish(srv.admin, "strict.a", &payload, true).0, 200);
+    }
+    srv.wait_metric("holdfast_pubsub_slow_consumer_closes_total", |v| v == 1.0);
+    // drop: every number is a message or inside a gap, in order; the connection stays.
+    let (messages, gaps) = account(&mut lax, n);
+    assert!(
+        !gaps.is_empty(),
+        "the cap was crossed, so something was dropped"
+    );
+    let dropped: u64 = gaps.iter().map(|(a, b)| b - a + 1).sum();
+    assert_eq!(messages + dropped, n);
+    assert_eq!(srv.metric("holdfast_pubsub_dropped_total"), dropped as f64);
+    assert!(srv.metric("holdfast_pubsub_slow_consumer_drops_total") >= 1.0);
+    assert_eq!(publish(srv.admin, "lax", b"live", true).0, 200);
+    match lax.recv_non_ping() {
+        Got::Binary(b) => assert_eq!(&b[b.len() - 4..], b"live"),
+        other => panic!("expected the live message, got {other:?}"),
+    }
+    // close: deliveries in order, then a 1008.
+    let mut seen = 0u64;
+    loop {
+        match strict.recv_non_ping() {
+            Got::Binary(b) => {
+                let l = b[0] as usize;
+                seen += 1;
+                assert_eq!(
+                    u64::from_be_bytes(b[1 + l..9 + l].try_into().unwrap()),
+                    seen
+                );
+            }
+            Got::Close(code, reason) => {
+                assert_eq!(code, Some(1008));
+                assert_eq!(reason, "slow consumer");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(seen < n, "closed before everything was delivered ({seen})");
+    assert_eq!(
+        srv.metric("holdfast_closes_total{code=\"1008\",side=\"server\"}"),
+        1.0
+    );
+}
