@@ -22,7 +22,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,10 +30,11 @@ use hdrhistogram::Histogram;
 use holdfast::reactor::bufring::BufRing;
 use holdfast::reactor::listener::sockaddr;
 use holdfast::ws::frame::{encode_close, encode_frame};
-use holdfast::ws::{CloseCode, Decoder, Event, OpCode, Role};
+use holdfast::ws::{CloseCode, DataKind, Decoder, Event, OpCode, Role};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use slab::Slab;
 
+use crate::fanout::Parsed;
 use crate::stats::{Failure, Stats, CUT, MEASURE, STEADY};
 use crate::target::Target;
 
@@ -101,6 +102,16 @@ pub enum Mode {
     },
     /// Re-open lost connections with backoff.
     Storm(Backoff),
+    /// Subscribers: check every delivery's sequence number (losses, duplicates, order,
+    /// gaps) and record publish → delivery latency from the stamp in its payload. Target
+    /// `t` subscribes to topic `t / per_topic` (targets are listed topic by topic).
+    Fanout {
+        /// Targets per topic (the URLs given).
+        per_topic: usize,
+        /// The newest number published per topic (written by the publisher), for the
+        /// messages never received by the end.
+        last: Arc<[AtomicU64]>,
+    },
 }
 
 /// Reconnect policy: delay for attempt k is `min(cap, base · 2^k)`, drawn uniformly from
@@ -182,6 +193,8 @@ struct Conn {
     stamp: u64,
     stamp_got: u8,
     msg_len: u32,
+    /// Fanout: the last sequence number received (or acknowledged at subscription).
+    last_seq: u64,
 }
 
 /// What one engine does.
@@ -284,6 +297,8 @@ struct Engine {
     /// Own pings: the next slab index to visit and when the sweep last ran.
     ping_cursor: usize,
     ping_last: Instant,
+    /// Fanout: messages split across reads, being assembled (rare: deliveries are small).
+    split: std::collections::HashMap<usize, Vec<u8>>,
     /// The last reap found completions: enter again without waiting. A DEFER_TASKRUN ring
     /// runs at most 20 deferred items per enter and signals its eventfd only when the list
     /// was empty, so leftovers would otherwise wait for the next sweep.
@@ -442,6 +457,7 @@ impl Engine {
             ping_cursor: 0,
             ping_last: now,
             hot: false,
+            split: std::collections::HashMap::new(),
             spec,
         };
         Ok((e, bufs))
@@ -521,6 +537,7 @@ impl Engine {
         }
         self.expire(now);
         if self.spec.stop.load(Ordering::Relaxed) && !self.stopping() {
+            self.fanout_tail();
             self.close_all(now);
         }
         if let Some(since) = self.closing_since {
@@ -719,6 +736,7 @@ impl Engine {
             hup: false,
             stamp: 0,
             stamp_got: 0,
+            last_seq: 0,
             msg_len: 0,
         });
         self.in_flight += 1;
@@ -1050,6 +1068,7 @@ impl Engine {
         let c = &self.conns[idx];
         if c.closed && !c.send_inflight {
             self.conns.remove(idx);
+            self.split.remove(&idx);
         }
     }
 
@@ -1330,10 +1349,17 @@ impl Engine {
                     }
                 }
                 Some(Event::Data {
-                    range, first, last, ..
+                    range,
+                    first,
+                    last,
+                    kind,
                 }) => {
                     let piece = &buf[base + range.start..base + range.end];
-                    self.on_data(idx, piece, first, last);
+                    if matches!(self.spec.mode, Mode::Fanout { .. }) {
+                        self.on_fanout_data(idx, piece, kind == DataKind::Binary, first, last);
+                    } else {
+                        self.on_data(idx, piece, first, last);
+                    }
                 }
                 Some(Event::Close {
                     code,
@@ -1405,6 +1431,88 @@ impl Engine {
         if rate.is_none() && !self.stopping() {
             self.send_echo(idx, now);
         }
+    }
+
+    /// Fanout: a piece of a delivery; whole messages are checked against the connection's
+    /// last sequence number and timed from their stamp.
+    fn on_fanout_data(&mut self, idx: usize, piece: &[u8], binary: bool, first: bool, last: bool) {
+        let parsed = if first && last {
+            crate::fanout::parse_delivery(binary, piece)
+        } else {
+            let buf = self.split.entry(idx).or_default();
+            if first {
+                buf.clear();
+            }
+            buf.extend_from_slice(piece);
+            if !last {
+                return;
+            }
+            let whole = self.split.remove(&idx).unwrap_or_default();
+            crate::fanout::parse_delivery(binary, &whole)
+        };
+        let stats = &self.spec.stats;
+        let c = &mut self.conns[idx];
+        match parsed {
+            Parsed::Subscribed { seq } => c.last_seq = seq,
+            Parsed::Gap { from, to } => {
+                stats.fanout_gaps.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .fanout_gap_messages
+                    .fetch_add(to.saturating_sub(from) + 1, Ordering::Relaxed);
+                if from > c.last_seq + 1 {
+                    stats
+                        .fanout_lost
+                        .fetch_add(from - c.last_seq - 1, Ordering::Relaxed);
+                }
+                c.last_seq = c.last_seq.max(to);
+            }
+            Parsed::Message { seq, stamp } => {
+                stats.messages.fetch_add(1, Ordering::Relaxed);
+                if seq == c.last_seq {
+                    stats.fanout_duplicates.fetch_add(1, Ordering::Relaxed);
+                } else if seq < c.last_seq {
+                    stats.fanout_reordered.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    if seq > c.last_seq + 1 {
+                        stats
+                            .fanout_lost
+                            .fetch_add(seq - c.last_seq - 1, Ordering::Relaxed);
+                    }
+                    c.last_seq = seq;
+                }
+                let now = stats.now_ns();
+                if let Some(stamp) = stamp {
+                    if self.control == MEASURE
+                        && stamp <= now
+                        && stamp >= stats.measure_from_ns.load(Ordering::Relaxed)
+                    {
+                        let _ = self.out.rtt_ns.record((now - stamp).max(1));
+                    }
+                }
+            }
+            Parsed::Other => {}
+        }
+    }
+
+    /// Fanout, at the end: messages published on each connection's topic that it never got.
+    fn fanout_tail(&mut self) {
+        let Mode::Fanout {
+            per_topic,
+            ref last,
+        } = self.spec.mode
+        else {
+            return;
+        };
+        let mut lost = 0;
+        for (_, c) in self.conns.iter().filter(|(_, c)| c.phase == Phase::Open) {
+            let topic = usize::from(c.target) / per_topic.max(1);
+            let newest = last.get(topic).map_or(0, |a| a.load(Ordering::Relaxed));
+            lost += newest.saturating_sub(c.last_seq);
+        }
+        self.spec
+            .stats
+            .fanout_tail_lost
+            .fetch_add(lost, Ordering::Relaxed);
     }
 
     /// Answer an empty Ping (every server heartbeat) from a static frame when nothing else

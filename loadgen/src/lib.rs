@@ -5,9 +5,11 @@
 //! - [`engine`]: rings driven by a few threads: the connect chain, handshake, pings, echo
 //!   round trips, storm reconnects with backoff, clean close.
 //! - [`stats`]: counters the engines share with the reporting thread, and the run control.
+//! - [`fanout`]: delivery parsing and the publisher of the `fanout` scenario.
 //! - [`report`]: machine description, HDR histograms as JSON, process CPU time.
 
 pub mod engine;
+pub mod fanout;
 pub mod report;
 pub mod stats;
 pub mod target;

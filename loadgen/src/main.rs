@@ -2,7 +2,8 @@
 //!
 //! Scenarios: `hold` (ramp to N connections, hold them answering pings, close cleanly),
 //! `echo` (closed or open loop round trips with HDR percentiles), `storm` (every client loses
-//! its connection at once and reconnects with backoff). `fanout` comes with pub/sub.
+//! its connection at once and reconnects with backoff), `fanout` (S subscribers over T
+//! topics, a publisher at rate P; publish → delivery latency, losses, duplicates, order).
 
 use std::io::{IsTerminal, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +40,50 @@ enum Scenario {
     /// server drains, or something external restarts it) and reconnects with exponential
     /// backoff and full jitter; reports the time to full recovery.
     Storm(StormArgs),
+    /// S subscribers over T topics of a holdfast pub/sub endpoint and a publisher at rate P
+    /// (admin API or a client connection): publish → delivery latency (HDR), deliveries/s,
+    /// losses, duplicates and ordering violations from sequence numbers, gaps.
+    Fanout(FanoutArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PublishVia {
+    /// `POST /publish` to --admin (binary payloads).
+    Admin,
+    /// `publish` control messages over a WebSocket to the first --url (text payloads; the
+    /// server needs --client-publish).
+    Ws,
+}
+
+#[derive(Debug, Clone, Args)]
+struct FanoutArgs {
+    #[command(flatten)]
+    c: Common,
+    /// Topics; connection i subscribes to one of them (`?topics=<prefix><k>` is added to
+    /// each URL).
+    #[arg(long, default_value_t = 1)]
+    topics: usize,
+    /// Topic name prefix.
+    #[arg(long, default_value = "fanout.")]
+    topic_prefix: String,
+    /// Messages published per second, over all topics (in turn).
+    #[arg(long, default_value_t = 10.0)]
+    publish_rate: f64,
+    /// Payload bytes per message (at least 8: the publish stamp).
+    #[arg(long, default_value_t = 16)]
+    size: usize,
+    /// How to publish.
+    #[arg(long, value_enum, default_value_t = PublishVia::Admin)]
+    publish_via: PublishVia,
+    /// The server's admin address (host:port) for --publish-via admin.
+    #[arg(long)]
+    admin: Option<String>,
+    /// Seconds of publishing before the measurement starts.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Seconds to wait for deliveries still in flight after the publisher stops.
+    #[arg(long, default_value_t = 10.0)]
+    settle: f64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -600,6 +645,206 @@ fn echo(a: EchoArgs) -> Result<bool, String> {
     Ok(s.failed() == 0 && echoed > 0 && s.echo_mismatch.load(Ordering::Relaxed) == 0)
 }
 
+fn fanout(a: FanoutArgs) -> Result<bool, String> {
+    use holdfast_loadgen::fanout::{self, PublisherSpec, Via};
+    let duration = a.c.duration.unwrap_or(10.0);
+    let hard = hard_timeout(&a.c, duration + a.warmup + a.settle);
+    if a.topics == 0 || a.topics > 65_535 / a.c.urls.len().max(1) {
+        return Err("--topics must be between 1 and 65535 / number of URLs".into());
+    }
+    if a.size < 8 || !(a.publish_rate > 0.0) {
+        return Err("--size must be at least 8 and --publish-rate positive".into());
+    }
+    let via = match a.publish_via {
+        PublishVia::Admin => Via::Admin(
+            a.admin
+                .clone()
+                .ok_or("--publish-via admin needs --admin host:port")?,
+        ),
+        PublishVia::Ws => Via::Ws(a.c.urls[0].clone()),
+    };
+    let topics: Vec<String> = (0..a.topics)
+        .map(|k| format!("{}{k}", a.topic_prefix))
+        .collect();
+    // Targets topic by topic: target t subscribes to topic t / urls.
+    let mut c = a.c.clone();
+    c.urls = topics
+        .iter()
+        .flat_map(|t| {
+            a.c.urls.iter().map(move |u| {
+                let sep = if u.contains('?') { '&' } else { '?' };
+                format!("{u}{sep}topics={t}")
+            })
+        })
+        .collect();
+    let last: Arc<[std::sync::atomic::AtomicU64]> =
+        (0..a.topics).map(|_| Default::default()).collect();
+    let mut run = launch(
+        &c,
+        Mode::Fanout {
+            per_topic: a.c.urls.len(),
+            last: last.clone(),
+        },
+    )?;
+    run.urls = a.c.urls.clone();
+    let ramp = run.ramp(c.connections, hard);
+    let s = run.stats.clone();
+    // Subscriptions are acknowledged right behind the 101; give the last ones a moment.
+    let settle_subs = run.t() + 0.5;
+    while run.t() < settle_subs && run.live(hard) {
+        run.step("subscribe");
+    }
+    s.control.store(stats::STEADY, Ordering::Relaxed);
+    // The publisher's counters, and where the engines read the newest number per topic.
+    struct Shared {
+        p: fanout::Published,
+        last: Arc<[std::sync::atomic::AtomicU64]>,
+    }
+    let spec = PublisherSpec {
+        via,
+        topics: topics.clone(),
+        rate: a.publish_rate,
+        size: a.size,
+    };
+    let pub_stop = Arc::new(AtomicBool::new(false));
+    let out_pub = Arc::new(Shared {
+        p: fanout::Published {
+            last: (0..a.topics).map(|_| Default::default()).collect(),
+            ..Default::default()
+        },
+        last: last.clone(),
+    });
+    let publisher = {
+        let (s, stop, o) = (s.clone(), pub_stop.clone(), out_pub.clone());
+        std::thread::Builder::new()
+            .name("publisher".into())
+            .spawn(move || {
+                let r = fanout::publish(&spec, &s, &stop, &o.p);
+                for (k, v) in o.p.last.iter().enumerate() {
+                    o.last[k].fetch_max(v.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+                r
+            })
+            .map_err(|e| e.to_string())?
+    };
+    let warm_end = run.t() + a.warmup;
+    while run.t() < warm_end && run.live(hard) {
+        run.step("warmup");
+    }
+    s.measure_from_ns.store(s.now_ns(), Ordering::Relaxed);
+    s.control.store(stats::MEASURE, Ordering::Relaxed);
+    let (cpu0, self0) = (
+        server_cpu(c.server_pid),
+        proc_cpu_seconds(std::process::id()),
+    );
+    let (msgs0, sent0) = (
+        s.messages.load(Ordering::Relaxed),
+        out_pub.p.sent.load(Ordering::Relaxed),
+    );
+    let t0 = run.t();
+    while run.t() - t0 < duration && run.live(hard) && !publisher.is_finished() {
+        run.step("measure");
+    }
+    let elapsed = run.t() - t0;
+    let (msgs1, sent1) = (
+        s.messages.load(Ordering::Relaxed),
+        out_pub.p.sent.load(Ordering::Relaxed),
+    );
+    let (cpu1, self1) = (
+        server_cpu(c.server_pid),
+        proc_cpu_seconds(std::process::id()),
+    );
+    pub_stop.store(true, Ordering::Relaxed);
+    let pub_result = publisher
+        .join()
+        .map_err(|_| "the publisher panicked".to_string())?;
+    // Let deliveries in flight arrive: until the count stops moving (bounded).
+    let settle_end = run.t() + a.settle;
+    let mut seen = (s.messages.load(Ordering::Relaxed), run.t());
+    while run.t() < settle_end && run.live(hard) {
+        run.step("settle");
+        let m = s.messages.load(Ordering::Relaxed);
+        if m != seen.0 {
+            seen = (m, run.t());
+        } else if run.t() - seen.1 >= 0.5 {
+            break;
+        }
+    }
+    s.control.store(stats::STEADY, Ordering::Relaxed);
+    let open = s.open.load(Ordering::Relaxed);
+    let (out, common) = run.finish()?;
+    let server_cpu_s = cpu0.zip(cpu1).map(|(a, b)| b - a);
+    let self_cpu_s = self0.zip(self1).map(|(a, b)| b - a);
+    let lat = hist_json(&out.rtt_ns, 1000.0);
+    let deliveries = msgs1 - msgs0;
+    let rate = deliveries as f64 / elapsed.max(1e-9);
+    let load = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
+    let (lost, tail, dups, reord, gaps, gapm) = (
+        load(&s.fanout_lost),
+        load(&s.fanout_tail_lost),
+        load(&s.fanout_duplicates),
+        load(&s.fanout_reordered),
+        load(&s.fanout_gaps),
+        load(&s.fanout_gap_messages),
+    );
+    let publish_errors = load(&out_pub.p.errors);
+    let report = merge(
+        common,
+        json!({
+            "scenario": "fanout",
+            "subscribers_wanted": c.connections,
+            "subscribers_open": open,
+            "topics": a.topics,
+            "publish_via": format!("{:?}", a.publish_via).to_lowercase(),
+            "publish_rate_target": a.publish_rate,
+            "payload_bytes": a.size,
+            "ramp_seconds": ramp,
+            "measure_seconds": elapsed,
+            "published_total": load(&out_pub.p.sent),
+            "published_during_measurement": sent1 - sent0,
+            "publish_errors": publish_errors,
+            "publisher_error": pub_result.as_ref().err(),
+            "deliveries_during_measurement": deliveries,
+            "deliveries_per_s": rate,
+            "deliveries_timed": out.rtt_ns.len(),
+            "publish_to_delivery_us": lat,
+            "lost_in_stream": lost,
+            "lost_at_end": tail,
+            "duplicates": dups,
+            "reordered": reord,
+            "gaps": gaps,
+            "gap_messages": gapm,
+            "server_cpu_seconds": server_cpu_s,
+            "deliveries_per_server_cpu_s": server_cpu_s.map(|v| deliveries as f64 / v.max(1e-9)),
+            "loadgen_cpu_seconds": self_cpu_s,
+        }),
+    );
+    println!(
+        "
+fanout ({} subscribers, {} topics, {} msgs/s via {:?}): {deliveries} deliveries in {elapsed:.1} s = {rate:.0}/s
+         publish→delivery: {}
+         lost {lost} in stream + {tail} at the end, duplicates {dups}, reordered {reord}, gaps {gaps} ({gapm} msgs);\n         publish errors {publish_errors}; failures: {}{}",
+        c.connections,
+        a.topics,
+        a.publish_rate,
+        a.publish_via,
+        pct_line(&lat, "µs"),
+        failures_line(&s),
+        server_cpu_s.map_or(String::new(), |v| format!(
+            "; server CPU {v:.2} s = {:.0} deliveries per server-CPU-s",
+            deliveries as f64 / v.max(1e-9)
+        )),
+    );
+    if let Err(e) = &pub_result {
+        eprintln!("publisher: {e}");
+    }
+    write_json(c.json.as_deref(), &report)?;
+    Ok(pub_result.is_ok()
+        && s.failed() == 0
+        && lost + tail + dups + reord + gaps + publish_errors == 0
+        && out.rtt_ns.len() > 0)
+}
+
 /// `POST /drain` to a holdfast admin address.
 fn post_drain(admin: &str) -> Result<String, String> {
     let addr = admin.trim_start_matches("http://").trim_end_matches('/');
@@ -731,6 +976,7 @@ fn main() {
         Scenario::Hold(a) => hold(a),
         Scenario::Echo(a) => echo(a),
         Scenario::Storm(a) => storm(a),
+        Scenario::Fanout(a) => fanout(a),
     };
     match result {
         Ok(true) => {}

@@ -106,6 +106,18 @@ pub struct Stats {
     pub first_loss_ns: AtomicU64,
     /// Storm: latest re-establishment, ns since `epoch`.
     pub last_reconnect_ns: AtomicU64,
+    /// Fanout: messages missing between two received sequence numbers.
+    pub fanout_lost: AtomicU64,
+    /// Fanout: messages missing at the end (published, never received).
+    pub fanout_tail_lost: AtomicU64,
+    /// Fanout: a sequence number received twice in a row.
+    pub fanout_duplicates: AtomicU64,
+    /// Fanout: a sequence number lower than one already received.
+    pub fanout_reordered: AtomicU64,
+    /// Fanout: gap frames received, and the messages they name.
+    pub fanout_gaps: AtomicU64,
+    /// Fanout: messages named by gap frames.
+    pub fanout_gap_messages: AtomicU64,
     failures: [AtomicU64; 8],
     by_key: Mutex<BTreeMap<String, u64>>,
 }
@@ -139,6 +151,12 @@ impl Stats {
             gave_up: AtomicU64::new(0),
             first_loss_ns: AtomicU64::new(u64::MAX),
             last_reconnect_ns: AtomicU64::new(0),
+            fanout_lost: AtomicU64::new(0),
+            fanout_tail_lost: AtomicU64::new(0),
+            fanout_duplicates: AtomicU64::new(0),
+            fanout_reordered: AtomicU64::new(0),
+            fanout_gaps: AtomicU64::new(0),
+            fanout_gap_messages: AtomicU64::new(0),
             failures: Default::default(),
             by_key: Mutex::new(BTreeMap::new()),
         }

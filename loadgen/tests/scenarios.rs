@@ -504,3 +504,107 @@ fn sigterm_ends_the_run_early_with_a_clean_close_and_a_report() {
     assert_eq!(n(&v["established"]), 500);
     assert_eq!(n(&v["closes_and_statuses"]["close:1000"]), 500, "{v}");
 }
+
+#[test]
+fn fanout_through_the_admin_api_delivers_everything_once_in_order() {
+    let server = Holdfast::start("127.0.0.1:0", &[]);
+    let (code, v, out) = loadgen(&[
+        "fanout",
+        "--url",
+        &format!("ws://{}/ws", server.addr),
+        "--connections",
+        "1000",
+        "--topics",
+        "4",
+        "--publish-rate",
+        "100",
+        "--admin",
+        &server.admin,
+        "--warmup",
+        "0.3",
+        "--duration",
+        "1",
+        "--server-pid",
+        &server.child.id().to_string(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let published = n(&v["published_total"]);
+    assert!(published >= 100, "{v}");
+    for k in [
+        "lost_in_stream",
+        "lost_at_end",
+        "duplicates",
+        "reordered",
+        "gaps",
+        "publish_errors",
+    ] {
+        assert_eq!(n(&v[k]), 0, "{k}: {v}");
+    }
+    // 250 subscribers per topic, topics taken in turn: every message reached 250.
+    assert_eq!(n(&v["messages_received"]), published * 250, "{v}");
+    assert_eq!(
+        server.metric("holdfast_pubsub_deliveries_total"),
+        (published * 250) as f64
+    );
+    assert_eq!(
+        server.metric("holdfast_pubsub_published_total"),
+        published as f64
+    );
+    let timed = n(&v["deliveries_timed"]);
+    assert!(timed > 0 && timed <= n(&v["messages_received"]), "{v}");
+    assert!(
+        v["publish_to_delivery_us"]["p99"].as_f64() >= v["publish_to_delivery_us"]["p50"].as_f64()
+    );
+    assert!(
+        v["deliveries_per_server_cpu_s"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
+}
+
+#[test]
+fn fanout_through_a_client_connection_and_its_refusal_when_not_allowed() {
+    let server = Holdfast::start("127.0.0.1:0", &["--client-publish"]);
+    let (code, v, out) = loadgen(&[
+        "fanout",
+        "--url",
+        &format!("ws://{}/ws", server.addr),
+        "--connections",
+        "200",
+        "--topics",
+        "2",
+        "--publish-rate",
+        "200",
+        "--publish-via",
+        "ws",
+        "--warmup",
+        "0.2",
+        "--duration",
+        "0.5",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(v["publish_via"], "ws");
+    assert!(n(&v["deliveries_timed"]) > 0, "{v}");
+    assert_eq!(n(&v["lost_in_stream"]) + n(&v["duplicates"]), 0, "{v}");
+    // Without --client-publish the server refuses; the loadgen says so and fails.
+    let strict = Holdfast::start("127.0.0.1:0", &[]);
+    let (code, v, _) = loadgen(&[
+        "fanout",
+        "--url",
+        &format!("ws://{}/ws", strict.addr),
+        "--connections",
+        "10",
+        "--publish-rate",
+        "50",
+        "--publish-via",
+        "ws",
+        "--warmup",
+        "0.1",
+        "--duration",
+        "0.3",
+        "--settle",
+        "1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(n(&v["publish_errors"]) > 0, "{v}");
+    assert_eq!(n(&v["messages_received"]), 0);
+}
