@@ -174,10 +174,15 @@ fn respond(
         _ => "Not Found",
     };
     let conn = if keep_alive { "keep-alive" } else { "close" };
+    let retry = if status == 503 {
+        "Retry-After: 1\r\n"
+    } else {
+        ""
+    };
     write!(
         s,
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
-         Connection: {conn}\r\n\r\n{body}",
+         {retry}Connection: {conn}\r\n\r\n{body}",
         body.len()
     )?;
     s.flush()
@@ -220,7 +225,8 @@ fn route(req: &Request, shared: &Shared) -> (u16, &'static str, String) {
 
 /// `POST /publish?topic=T`: the body is the message. `Content-Type:
 /// application/octet-stream` publishes binary; anything else must be UTF-8 and publishes
-/// text.
+/// text. 503 + Retry-After when a worker's delivery queue is full (backpressure: the message
+/// is not numbered, nothing is lost).
 fn publish(req: &Request, shared: &Shared) -> (u16, &'static str, String) {
     let Some(topic) = query_param(&req.query, "topic") else {
         return (400, "text/plain", "missing ?topic=\n".into());
@@ -249,6 +255,9 @@ fn publish(req: &Request, shared: &Shared) -> (u16, &'static str, String) {
             .to_string()
                 + "\n",
         ),
+        Err(e @ crate::pubsub::TopicError::Overloaded { .. }) => {
+            (503, "text/plain", format!("{}\n", e.reason()))
+        }
         Err(e) => (400, "text/plain", format!("{}\n", e.reason())),
     }
 }

@@ -119,6 +119,15 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = 1 << 20)]
     pub replay_bytes: usize,
 
+    /// Pub/sub: messages waiting for one worker to deliver them, at most; past it (or
+    /// --publish-queue-bytes) publishes are refused (503 / error reply) until it drains.
+    #[arg(long, default_value_t = 65_536)]
+    pub publish_queue: usize,
+
+    /// Pub/sub: frame bytes waiting for one worker to deliver them, at most.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub publish_queue_bytes: usize,
+
     /// Pub/sub: what happens to a subscriber whose outbound queue would pass --max-outbound:
     /// `drop` (oldest undelivered messages of the topic go, a gap frame names them) or
     /// `close` (1008).

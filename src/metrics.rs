@@ -472,6 +472,13 @@ pub fn render_pubsub(o: &mut String, hub: &crate::pubsub::Hub) {
         "Messages published (admin API and clients).",
     );
     let _ = writeln!(o, "holdfast_pubsub_published_total {}", hub.published());
+    family(
+        o,
+        "pubsub_publish_refused_total",
+        "counter",
+        "Publishes refused because a worker's delivery queue was full (503 / error reply).",
+    );
+    let _ = writeln!(o, "holdfast_pubsub_publish_refused_total {}", hub.refused());
     let mut presence = hub.presence();
     presence.sort_by_key(|(_, per)| std::cmp::Reverse(per.iter().sum::<u64>()));
     family(

@@ -123,6 +123,8 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
             messages: cfg.replay_messages,
             bytes: cfg.replay_bytes,
             max_topics: cfg.max_topics,
+            queue_messages: cfg.publish_queue.max(1),
+            queue_bytes: cfg.publish_queue_bytes,
         },
     );
     let mut receivers: Vec<Option<_>> = receivers.into_iter().map(Some).collect();

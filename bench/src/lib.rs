@@ -4,6 +4,7 @@
 //! input; the density / throughput report (`holdfast-bench` binary) arrives with the server
 //! and the load generator.
 
+pub mod broadcast;
 pub mod density;
 pub mod echo;
 pub mod hold;

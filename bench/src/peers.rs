@@ -21,6 +21,9 @@ pub enum PeerKind {
     TokioTungstenite,
     /// fastwebsockets 0.10 (hyper 1 upgrade) on a current-thread runtime.
     Fastwebsockets,
+    /// Pub/sub: tokio-tungstenite with a tokio broadcast channel per topic
+    /// (`crate::broadcast`; publishes on --admin).
+    TokioTungsteniteBroadcast,
 }
 
 /// Options of `holdfast-bench peer`.
@@ -35,6 +38,9 @@ pub struct PeerArgs {
     /// Runtime worker threads for tokio-tungstenite (default: tokio's, one per CPU).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Publish address of the broadcast peer (`POST /publish?topic=T`).
+    #[arg(long, default_value = "127.0.0.1:9091")]
+    pub admin: SocketAddr,
 }
 
 async fn fastwebsockets_client(
@@ -101,6 +107,7 @@ pub fn run(a: PeerArgs) -> std::io::Result<()> {
     match a.kind {
         PeerKind::TokioTungstenite => run_tokio_tungstenite(a.listen, a.threads),
         PeerKind::Fastwebsockets => run_fastwebsockets(a.listen),
+        PeerKind::TokioTungsteniteBroadcast => crate::broadcast::run(a.listen, a.admin, a.threads),
     }
 }
 

@@ -305,10 +305,8 @@ fn read_acks(mut s: TcpStream, topics: &[String], out: &Published) {
                                 out.last[k].fetch_max(seq, Ordering::Relaxed);
                             }
                         }
-                        Some("error") => {
-                            if out.errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                                eprintln!("publish refused: {v}");
-                            }
+                        Some("error") if out.errors.fetch_add(1, Ordering::Relaxed) == 0 => {
+                            eprintln!("publish refused: {v}");
                         }
                         _ => {}
                     }

@@ -652,7 +652,7 @@ fn fanout(a: FanoutArgs) -> Result<bool, String> {
     if a.topics == 0 || a.topics > 65_535 / a.c.urls.len().max(1) {
         return Err("--topics must be between 1 and 65535 / number of URLs".into());
     }
-    if a.size < 8 || !(a.publish_rate > 0.0) {
+    if a.size < 8 || !a.publish_rate.is_finite() || a.publish_rate <= 0.0 {
         return Err("--size must be at least 8 and --publish-rate positive".into());
     }
     let via = match a.publish_via {
@@ -842,7 +842,7 @@ fanout ({} subscribers, {} topics, {} msgs/s via {:?}): {deliveries} deliveries 
     Ok(pub_result.is_ok()
         && s.failed() == 0
         && lost + tail + dups + reord + gaps + publish_errors == 0
-        && out.rtt_ns.len() > 0)
+        && !out.rtt_ns.is_empty())
 }
 
 /// `POST /drain` to a holdfast admin address.

@@ -6,7 +6,7 @@
 //! docs/architecture.md, "Pub/sub").
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -43,6 +43,11 @@ pub struct ReplayLimits {
     /// Topics held at once (each keeps its window); a publish or subscribe that would create
     /// one more is refused.
     pub max_topics: usize,
+    /// Messages waiting in one worker's queue at most; a publish that would pass it (or
+    /// `queue_bytes`) is refused as overloaded, before it is numbered.
+    pub queue_messages: usize,
+    /// Frame bytes waiting in one worker's queue at most.
+    pub queue_bytes: usize,
 }
 
 /// The hub shared by the admin thread (publishes) and the workers (subscriptions).
@@ -55,6 +60,9 @@ pub struct Hub {
     max_topics: usize,
     next_id: AtomicU64,
     published: AtomicU64,
+    refused: AtomicU64,
+    /// Frame bytes waiting in each worker's queue.
+    queued_bytes: Vec<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -85,8 +93,9 @@ impl Hub {
         replay: ReplayLimits,
     ) -> (Arc<Self>, Vec<Receiver<Delivery>>) {
         let (queues, receivers) = (0..wake.len())
-            .map(|_| crossbeam_channel::unbounded())
+            .map(|_| crossbeam_channel::bounded(replay.queue_messages.max(1)))
             .unzip();
+        let queued_bytes = (0..wake.len()).map(|_| AtomicUsize::new(0)).collect();
         let hub = Self {
             topics: Mutex::new(HashMap::new()),
             queues,
@@ -96,6 +105,8 @@ impl Hub {
             replay,
             next_id: AtomicU64::new(0),
             published: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            queued_bytes,
         };
         (Arc::new(hub), receivers)
     }
@@ -129,6 +140,20 @@ impl Hub {
         let published = {
             let mut map = self.lock();
             let st = self.state(&mut map, topic)?;
+            // Refuse before numbering if a worker that must get it is full: every number
+            // handed out reaches every subscriber (or is named in a gap). Queues only drain
+            // while the lock is held, so room seen here is still there below.
+            let len = encoded_len(topic, &payload);
+            let full = st.local.iter().enumerate().find(|(w, n)| {
+                **n > 0
+                    && (self.queues[*w].len() >= self.replay.queue_messages
+                        || self.queued_bytes[*w].load(Ordering::Relaxed) + len
+                            > self.replay.queue_bytes)
+            });
+            if let Some((w, _)) = full {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(TopicError::Overloaded { worker: w });
+            }
             let seq = st.replay.next_seq();
             self.published.fetch_add(1, Ordering::Relaxed);
             let frame = encode_delivery(topic, seq, payload);
@@ -142,7 +167,8 @@ impl Hub {
                     frame: frame.clone(),
                 };
                 // A worker that has gone away has dropped its receiver: nothing to deliver.
-                if self.queues[w].send(d).is_ok() {
+                if self.queues[w].try_send(d).is_ok() {
+                    self.queued_bytes[w].fetch_add(frame.len(), Ordering::Relaxed);
                     woken.push(w);
                 }
             }
@@ -190,6 +216,16 @@ impl Hub {
         }
     }
 
+    /// Worker `worker` took a delivery of `bytes` off its queue.
+    pub fn taken(&self, worker: usize, bytes: usize) {
+        self.queued_bytes[worker].fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Publishes refused because a worker's queue was full.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
     /// Messages published so far.
     pub fn published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
@@ -211,6 +247,16 @@ impl Hub {
         v.sort();
         v
     }
+}
+
+/// The size of the frame `encode_delivery` makes (close enough: JSON escaping of text can
+/// add to it; the bound is on the order of the queue, not byte-exact).
+fn encoded_len(topic: &str, payload: &Payload<'_>) -> usize {
+    let body = match payload {
+        Payload::Text(t) => t.len() + topic.len() + 48,
+        Payload::Binary(b) => b.len() + topic.len() + 9,
+    };
+    body + 14
 }
 
 #[cfg(test)]
@@ -236,6 +282,8 @@ mod tests {
                 messages: 4,
                 bytes: 1 << 20,
                 max_topics: 3,
+                queue_messages: 1000,
+                queue_bytes: 1 << 20,
             },
         );
         (h, rx, wakes)
@@ -289,6 +337,32 @@ mod tests {
         // Live delivery continues after `last`.
         h.publish("t", Payload::Text("7")).unwrap();
         assert_eq!(rx[0].try_recv().unwrap().seq, 7);
+    }
+
+    #[test]
+    fn a_full_worker_queue_refuses_the_publish_before_numbering_it() {
+        let (h, rx, _) = hub(2);
+        h.subscribe(0, "t", None).unwrap();
+        for _ in 0..1000 {
+            h.publish("t", Payload::Binary(b"x")).unwrap();
+        }
+        assert_eq!(
+            h.publish("t", Payload::Binary(b"x")),
+            Err(TopicError::Overloaded { worker: 0 })
+        );
+        assert_eq!(h.refused(), 1);
+        // Draining makes room; numbering continues with no hole.
+        let d = rx[0].try_recv().unwrap();
+        h.taken(0, d.frame.len());
+        assert_eq!(h.publish("t", Payload::Binary(b"x")).unwrap().seq, 1001);
+        // Bytes bound too: a message bigger than the byte budget is refused.
+        let (h, _rx, _) = hub(1);
+        h.subscribe(0, "big", None).unwrap();
+        let big = vec![0u8; 2 << 20];
+        assert!(matches!(
+            h.publish("big", Payload::Binary(&big)),
+            Err(TopicError::Overloaded { .. })
+        ));
     }
 
     #[test]

@@ -38,6 +38,11 @@ pub enum TopicError {
         /// The limit.
         max: usize,
     },
+    /// A worker's delivery queue is full (subscribers are not keeping up): retry later.
+    Overloaded {
+        /// The worker.
+        worker: usize,
+    },
     /// The server holds as many topics as it allows (`--max-topics`).
     ServerTopicLimit {
         /// The limit.
@@ -56,6 +61,9 @@ impl TopicError {
             }
             Self::TooManyTopics { max } => format!("too_many_topics (max {max})"),
             Self::ServerTopicLimit { max } => format!("server_topic_limit (max {max})"),
+            Self::Overloaded { worker } => {
+                format!("overloaded (worker {worker}'s delivery queue is full; retry later)")
+            }
         }
     }
 }

@@ -30,6 +30,7 @@ impl Core {
             let Ok(d) = self.ps.spec.rx.try_recv() else {
                 return;
             };
+            self.ps.spec.hub.taken(self.id, d.frame.len());
             self.deliver(d.topic, d.seq, &d.frame);
         }
         // More than a batch waiting: finish on the next turn, after other completions.
