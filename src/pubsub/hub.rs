@@ -208,11 +208,20 @@ impl Hub {
         Ok((st.id, owed))
     }
 
-    /// A connection on `worker` leaves `topic`.
+    /// A connection on `worker` leaves `topic`. A topic left with no subscriber and nothing
+    /// ever published is forgotten, so subscribing to made-up names cannot fill the topic
+    /// table (`max_topics`); a topic with messages keeps its window for resuming clients.
     pub fn unsubscribe(&self, worker: usize, topic: &str) {
         let mut map = self.lock();
-        if let Some(st) = map.get_mut(topic) {
-            st.local[worker] = st.local[worker].saturating_sub(1);
+        let forget = match map.get_mut(topic) {
+            Some(st) => {
+                st.local[worker] = st.local[worker].saturating_sub(1);
+                st.replay.last() == 0 && st.local.iter().all(|&n| n == 0)
+            }
+            None => false,
+        };
+        if forget {
+            map.remove(topic);
         }
     }
 
@@ -321,6 +330,14 @@ mod tests {
             Err(TopicError::ServerTopicLimit { max: 3 })
         );
         assert_eq!(h.totals().0, 3);
+        // Subscribing to names nobody publishes to does not use up the table.
+        let (h, _rx, _) = hub(1);
+        for round in 0..10 {
+            let name = format!("made-up-{round}");
+            h.subscribe(0, &name, None).unwrap();
+            h.unsubscribe(0, &name);
+        }
+        assert_eq!(h.totals().0, 0);
     }
 
     #[test]
