@@ -4,45 +4,53 @@
 use serde_json::json;
 
 /// A measured constant and where it was measured.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Constant {
     /// The value.
     pub value: f64,
     /// Unit.
     pub unit: &'static str,
     /// The run that measured it.
-    pub source: &'static str,
+    pub source: std::borrow::Cow<'static, str>,
 }
 
 /// Server userspace bytes per idle connection (slab entry + share of buffers) at 1M.
 pub const USERSPACE_PER_CONN: Constant = Constant {
     value: 82.0,
     unit: "B",
-    source: "bench/results/2026-11-23-density-poll-1m.md (994,188 connections)",
+    source: std::borrow::Cow::Borrowed(
+        "bench/results/2026-11-23-density-poll-1m.md (994,188 connections)",
+    ),
 };
 /// Server-side kernel bytes per idle connection (socket, file, armed poll) at 1M.
 pub const KERNEL_PER_CONN: Constant = Constant {
     value: 4102.0,
     unit: "B",
-    source: "bench/results/2026-11-23-density-poll-1m.md (slabinfo deltas, server share)",
+    source: std::borrow::Cow::Borrowed(
+        "bench/results/2026-11-23-density-poll-1m.md (slabinfo deltas, server share)",
+    ),
 };
 /// Fixed server memory: baseline RSS plus one 4 MiB provided-buffer pool per worker.
 pub const FIXED_BASE: Constant = Constant {
     value: 5.6e6,
     unit: "B",
-    source: "bench/results/2026-11-23-density-poll.json (RSS before clients)",
+    source: std::borrow::Cow::Borrowed(
+        "bench/results/2026-11-23-density-poll.json (RSS before clients)",
+    ),
 };
 /// Provided-buffer pool per worker (1,024 × 4 KiB, resident once traffic cycles it).
 pub const BUFFERS_PER_WORKER: Constant = Constant {
     value: 4_194_304.0,
     unit: "B",
-    source: "default --recv-buffers 1024 × --recv-buffer-size 4096",
+    source: std::borrow::Cow::Borrowed("default --recv-buffers 1024 × --recv-buffer-size 4096"),
 };
 /// Server CPU per echoed message (one in, one out) at 100 connections.
 pub const CPU_PER_ECHO: Constant = Constant {
     value: 1.0 / 121_951.0,
     unit: "s",
-    source: "bench/results/2026-11-23-echo-read-modes.md (poll, 100 connections)",
+    source: std::borrow::Cow::Borrowed(
+        "bench/results/2026-11-23-echo-read-modes.md (poll, 100 connections)",
+    ),
 };
 /// Memory headroom kept free for reconnect storms and teardown spikes (assumption).
 pub const STORM_HEADROOM: f64 = 0.25;
@@ -82,6 +90,54 @@ pub struct PlanArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Take the per-connection memory constants from a `holdfast-bench density` (or `all`)
+    /// report: its largest holdfast run (userspace, and the kernel's server share).
+    #[arg(long)]
+    pub from_report: Option<std::path::PathBuf>,
+}
+
+/// The per-connection memory constants to plan with: the built-in measurements, or those of
+/// the largest holdfast density run in `--from-report`.
+pub fn per_connection(a: &PlanArgs) -> Result<(Constant, Constant), String> {
+    let Some(path) = &a.from_report else {
+        return Ok((USERSPACE_PER_CONN, KERNEL_PER_CONN));
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let best = v["density"]["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["server"] == "holdfast" && r["skipped"].is_null())
+        .filter_map(|r| {
+            Some((
+                r["held"].as_u64()?,
+                r["userspace_bytes_per_connection"].as_f64()?,
+                r["kernel_bytes_per_connection_server_share"].as_f64()?,
+            ))
+        })
+        .max_by_key(|(n, _, _)| *n)
+        .ok_or_else(|| format!("{}: no holdfast density run in it", path.display()))?;
+    let source = |what: &str| {
+        std::borrow::Cow::Owned(format!(
+            "{} ({what}, {} connections)",
+            path.display(),
+            best.0
+        ))
+    };
+    Ok((
+        Constant {
+            value: best.1,
+            unit: "B",
+            source: source("RSS delta"),
+        },
+        Constant {
+            value: best.2,
+            unit: "B",
+            source: source("slab delta, server share"),
+        },
+    ))
 }
 
 /// Parse `64G`, `512M`, `1.5T` or plain bytes.
@@ -139,7 +195,8 @@ pub fn compute(a: &PlanArgs, mem: u64, cores: u32) -> Result<Plan, String> {
         return Err("--connections, node memory and node cores must be positive".into());
     }
     let n = a.connections as f64;
-    let per_conn = USERSPACE_PER_CONN.value + KERNEL_PER_CONN.value;
+    let (user, kernel) = per_connection(a)?;
+    let per_conn = user.value + kernel.value;
     let fixed_per_node = FIXED_BASE.value + BUFFERS_PER_WORKER.value * f64::from(cores);
     // CPU: an inbound message costs half an echo, each delivery the other half; a heartbeat
     // (ping out, pong in) costs one echo.
@@ -183,14 +240,15 @@ pub fn compute(a: &PlanArgs, mem: u64, cores: u32) -> Result<Plan, String> {
 /// Render as a table or JSON.
 pub fn render(a: &PlanArgs, p: &Plan, mem: u64, cores: u32) -> String {
     let gib = |b: f64| b / f64::from(1u32 << 30);
+    let (user, kernel) = per_connection(a).unwrap_or((USERSPACE_PER_CONN, KERNEL_PER_CONN));
     if a.json {
         let v = json!({
             "input": {"connections": a.connections, "msg_rate": a.msg_rate, "payload": a.payload,
                       "fanout": a.fanout, "node_memory_bytes": mem, "node_cores": cores,
                       "ping_interval": a.ping_interval, "nofile": a.nofile},
             "constants": [
-                {"name": "userspace_per_connection", "value": USERSPACE_PER_CONN.value, "unit": USERSPACE_PER_CONN.unit, "source": USERSPACE_PER_CONN.source},
-                {"name": "kernel_per_connection", "value": KERNEL_PER_CONN.value, "unit": KERNEL_PER_CONN.unit, "source": KERNEL_PER_CONN.source},
+                {"name": "userspace_per_connection", "value": user.value, "unit": user.unit, "source": user.source},
+                {"name": "kernel_per_connection", "value": kernel.value, "unit": kernel.unit, "source": kernel.source},
                 {"name": "fixed_base", "value": FIXED_BASE.value, "unit": FIXED_BASE.unit, "source": FIXED_BASE.source},
                 {"name": "buffers_per_worker", "value": BUFFERS_PER_WORKER.value, "unit": BUFFERS_PER_WORKER.unit, "source": BUFFERS_PER_WORKER.source},
                 {"name": "cpu_per_echo", "value": CPU_PER_ECHO.value, "unit": CPU_PER_ECHO.unit, "source": CPU_PER_ECHO.source},
@@ -251,16 +309,8 @@ pub fn render(a: &PlanArgs, p: &Plan, mem: u64, cores: u32) -> String {
     }
     o += "\nconstants:\n";
     for (k, v, c) in [
-        (
-            "userspace/conn",
-            format!("{} B", USERSPACE_PER_CONN.value),
-            USERSPACE_PER_CONN,
-        ),
-        (
-            "kernel/conn",
-            format!("{} B", KERNEL_PER_CONN.value),
-            KERNEL_PER_CONN,
-        ),
+        ("userspace/conn", format!("{} B", user.value), user.clone()),
+        ("kernel/conn", format!("{} B", kernel.value), kernel.clone()),
         (
             "cpu/echo",
             format!("{:.1} µs", CPU_PER_ECHO.value * 1e6),
@@ -293,7 +343,45 @@ mod tests {
             ping_interval: 25.0,
             nofile: 1_048_576,
             json: false,
+            from_report: None,
         }
+    }
+
+    #[test]
+    fn constants_come_from_a_density_report_when_given() {
+        let dir = std::env::temp_dir().join(format!("plan-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.json");
+        std::fs::write(
+            &path,
+            r#"{"density":{"runs":[
+                {"server":"holdfast","held":10000,"userspace_bytes_per_connection":900.0,"kernel_bytes_per_connection_server_share":4000.0},
+                {"server":"holdfast","held":1000000,"userspace_bytes_per_connection":80.0,"kernel_bytes_per_connection_server_share":4200.0},
+                {"server":"holdfast","connections":2000000,"skipped":"memory"},
+                {"server":"fastwebsockets","held":10000000,"userspace_bytes_per_connection":1.0,"kernel_bytes_per_connection_server_share":1.0}
+            ]}}"#,
+        )
+        .unwrap();
+        let mut a = args(1_000_000);
+        a.from_report = Some(path.clone());
+        let (u, k) = per_connection(&a).unwrap();
+        assert_eq!(
+            (u.value, k.value),
+            (80.0, 4200.0),
+            "the largest holdfast run"
+        );
+        assert!(u.source.contains("1000000 connections"));
+        let p = compute(&a, 64 << 30, 16).unwrap();
+        assert!(
+            (p.memory_bytes - 1e6 * 4280.0 - FIXED_BASE.value - 16.0 * BUFFERS_PER_WORKER.value)
+                .abs()
+                < 1.0
+        );
+        std::fs::write(&path, "{}").unwrap();
+        assert!(compute(&a, 64 << 30, 16)
+            .unwrap_err()
+            .contains("no holdfast density run"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,15 +1,14 @@
 //! Holdfast benchmark harness: shared pieces of the criterion benchmarks.
 //!
 //! The micro-benchmarks (`benches/`) compare the protocol core with tungstenite on identical
-//! input; the density / throughput report (`holdfast-bench` binary) arrives with the server
-//! and the load generator.
+//! input; [`report`] is the one-command density and performance report (`holdfast-bench
+//! density|echo|fanout|storm|all`), driving holdfast and the [`peers`] with the load generator.
 
 pub mod broadcast;
-pub mod density;
-pub mod echo;
 pub mod hold;
 pub mod peers;
 pub mod proc;
+pub mod report;
 pub mod server;
 
 use std::io::{self, Cursor, Read, Write};

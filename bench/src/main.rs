@@ -1,13 +1,19 @@
-//! `holdfast-bench`: density and performance reports.
+//! `holdfast-bench`: the one-command density and performance report, and the peer servers it
+//! compares holdfast with.
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
+
+use holdfast_bench::report::{self, ReportArgs, Section};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Holdfast benchmarks")]
+#[command(
+    version,
+    about = "Holdfast benchmarks: density and performance reports"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -15,61 +21,44 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Bytes per idle connection (server userspace and kernel) at several N.
-    Density(holdfast_bench::density::DensityArgs),
-    /// Closed-loop echo: round-trip percentiles and server CPU per message.
-    Echo(holdfast_bench::echo::EchoArgs),
-    /// Run a peer server (tokio-tungstenite, ...) for side-by-side runs with the loadgen.
+    /// Bytes per idle connection (server userspace and kernel) at several N, with each
+    /// ramp's upgrades/s and server CPU per upgrade, holdfast beside the peers.
+    Density(ReportArgs),
+    /// Echo messages per server-CPU-second (100 and 1,000 connections) and server CPU per
+    /// upgrade, each server pinned to its own core, beside the peers.
+    Echo(ReportArgs),
+    /// Pub/sub fan-out: deliveries/s and publish → delivery latency, beside the
+    /// tokio-tungstenite broadcast peer.
+    Fanout(ReportArgs),
+    /// Reconnect storm: time to full recovery.
+    Storm(ReportArgs),
+    /// Every section above, one report.
+    All(ReportArgs),
+    /// Run a peer server (tokio-tungstenite, fastwebsockets, broadcast) by hand.
     Peer(holdfast_bench::peers::PeerArgs),
-    /// (internal) hold N connections from one source address; used by `density`.
+    /// (internal) hold N connections from one source address; used by a test.
     #[command(hide = true)]
     HoldClient(holdfast_bench::hold::HoldArgs),
 }
 
 fn main() {
-    match Cli::parse().command {
+    let (section, args) = match Cli::parse().command {
         Cmd::Peer(args) => {
             if let Err(e) = holdfast_bench::peers::run(args) {
                 eprintln!("holdfast-bench peer: {e}");
                 std::process::exit(1);
             }
+            return;
         }
-        Cmd::Density(args) => {
-            let out = args.out.clone();
-            let label = args.label.clone();
-            match holdfast_bench::density::run(args) {
-                Ok(report) => {
-                    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-                    println!("{text}");
-                    if let Some(dir) = out {
-                        let date = holdfast_bench::today();
-                        let path = match &label {
-                            Some(l) => dir.join(format!("{date}-density-{l}.json")),
-                            None => dir.join(format!("{date}-density.json")),
-                        };
-                        if let Err(e) = std::fs::write(&path, text) {
-                            eprintln!("cannot write {}: {e}", path.display());
-                            std::process::exit(1);
-                        }
-                        eprintln!("wrote {}", path.display());
-                    }
-                }
-                Err(e) => {
-                    eprintln!("density: {e}");
-                    std::process::exit(1);
-                }
-            }
-        }
-        Cmd::HoldClient(args) => holdfast_bench::hold::run(args),
-        Cmd::Echo(args) => match holdfast_bench::echo::run(args) {
-            Ok(report) => println!(
-                "{}",
-                serde_json::to_string_pretty(&report).unwrap_or_default()
-            ),
-            Err(e) => {
-                eprintln!("echo: {e}");
-                std::process::exit(1);
-            }
-        },
+        Cmd::HoldClient(args) => return holdfast_bench::hold::run(args),
+        Cmd::Density(a) => (Section::Density, a),
+        Cmd::Echo(a) => (Section::Echo, a),
+        Cmd::Fanout(a) => (Section::Fanout, a),
+        Cmd::Storm(a) => (Section::Storm, a),
+        Cmd::All(a) => (Section::All, a),
+    };
+    if let Err(e) = report::run(section, &args) {
+        eprintln!("holdfast-bench: {e}");
+        std::process::exit(1);
     }
 }

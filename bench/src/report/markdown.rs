@@ -1,0 +1,265 @@
+//! The Markdown report: what ran, on what, the figures side by side (as ratios to
+//! holdfast), the targets, and what limits each figure.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+fn f(v: &Value, digits: usize) -> String {
+    match v.as_f64() {
+        Some(x) if digits == 0 => format!("{:.0}", x),
+        Some(x) => format!("{x:.digits$}"),
+        None => "—".into(),
+    }
+}
+
+fn ratio(a: &Value, b: &Value) -> String {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "—".into(),
+    }
+}
+
+/// The holdfast row's value of `key` matching `same` (e.g. the same connection count).
+fn holdfast<'a>(runs: &'a [Value], same: &dyn Fn(&Value) -> bool, key: &str) -> &'a Value {
+    runs.iter()
+        .find(|r| r["server"] == "holdfast" && same(r))
+        .map_or(&Value::Null, |r| &r[key])
+}
+
+/// Render the report.
+pub(super) fn render(r: &Value) -> String {
+    let mut o = String::new();
+    let m = &r["machine"];
+    let _ = writeln!(
+        o,
+        "# Holdfast report: {} ({})\n",
+        r["report"].as_str().unwrap_or(""),
+        r["date"].as_str().unwrap_or("")
+    );
+    let _ = writeln!(
+        o,
+        "- Command: `{}`{}\n- Machine: {}, {} CPUs, {}, Linux {}, RLIMIT_NOFILE {}\n- Target: {}; tuning profile: {}\n- Peers: {}{}\n- Took {} s. Server, load generator and peers share this machine: every throughput figure has the server's CPU time beside it (/proc/PID/stat), and those per-CPU figures are the ones that compare fairly.\n",
+        r["command"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
+        if r["quick"] == true { " (quick: small sizes, for CI; not for comparison)" } else { "" },
+        m["cpu"].as_str().unwrap_or("?"),
+        m["cores"],
+        m["memory"].as_str().unwrap_or("?").split_whitespace().collect::<Vec<_>>().join(" "),
+        m["kernel"].as_str().unwrap_or("?"),
+        m["rlimit_nofile_soft"],
+        r["target"].as_str().unwrap_or("?"),
+        r["tuning_profile"].as_str().unwrap_or("none (nothing system-wide was changed)"),
+        r["peers"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+        r["peers_skipped"].as_array().filter(|a| !a.is_empty()).map(|a| format!(" (skipped: {})", a.iter().map(|p| format!("{} — {}", p["peer"].as_str().unwrap_or(""), p["why"].as_str().unwrap_or(""))).collect::<Vec<_>>().join("; "))).unwrap_or_default(),
+        r["elapsed_seconds"],
+    );
+    let charts: Vec<String> = r["charts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let chart = |o: &mut String, key: &str| {
+        for c in charts.iter().filter(|c| c.contains(key)) {
+            let _ = writeln!(o, "![{c}]({c})\n");
+        }
+    };
+    let runs = |sec: &str| r[sec]["runs"].as_array().cloned().unwrap_or_default();
+
+    if r["density"].is_object() {
+        let _ = writeln!(o, "## Density: bytes per idle connection\n");
+        let _ = writeln!(o, "RSS delta / N is the server's userspace; Slab delta / N covers both ends of each loopback connection (both ends hold the same socket objects), so the server's share is half. The cross-check sums only the caches that grew (objects × object size, no slab page overhead): when it and the Slab delta disagree, something else in the kernel changed during the step. Held through the loadgen's `hold` (heartbeats on).\n");
+        let _ = writeln!(o, "| server | N | held | userspace B/conn | kernel B/conn (pair / server share) | cross-check: caches grown, pair | peak upgrades/s | server CPU-µs/upgrade | caches that grew most (B/conn) |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+        for x in runs("density") {
+            if let Some(why) = x["skipped"].as_str() {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | skipped: {why} | | | | | |",
+                    x["server"].as_str().unwrap_or(""),
+                    x["connections"]
+                );
+                continue;
+            }
+            let caches = x["slab_caches_grown"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .take(4)
+                        .map(|c| {
+                            format!(
+                                "{} {}",
+                                c["cache"].as_str().unwrap_or(""),
+                                f(&c["bytes_per_connection"], 0)
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} / {} | {} | {} | {caches} |",
+                x["server"].as_str().unwrap_or(""),
+                x["connections"],
+                x["held"],
+                f(&x["userspace_bytes_per_connection"], 1),
+                f(&x["kernel_slab_bytes_per_connection_pair"], 0),
+                f(&x["kernel_bytes_per_connection_server_share"], 0),
+                f(&x["peak_upgrades_per_s"], 0),
+                f(&x["server_cpu_us_per_upgrade"], 1)
+            );
+        }
+        let _ = writeln!(o, "\nThe holdfast constants feed `holdfast plan` (docs/capacity-planning.md). Limits: memory (both ends on one node), `ulimit -n` for the fd-based peers, the ramp's CPU (both ends' TCP setup).\n");
+        chart(&mut o, "bytes-per-connection");
+        chart(&mut o, "connections");
+    }
+
+    if r["echo"].is_object() {
+        let e = &r["echo"];
+        let _ = writeln!(
+            o,
+            "## Echo and upgrades (pinned: server on CPU {}, loadgen on CPU {}, one thread each)\n",
+            e["pinning"]["server_cpu"].as_str().unwrap_or("—"),
+            e["pinning"]["loadgen_cpu"].as_str().unwrap_or("—")
+        );
+        let _ = writeln!(o, "| server | connections | msgs/s | server CPU s | **msgs per server-CPU-s** | vs holdfast | RTT p50 / p99 / p99.9 µs |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+        let rs = runs("echo");
+        for x in &rs {
+            let c = x["connections"].clone();
+            let h = holdfast(&rs, &|y| y["connections"] == c, "messages_per_server_cpu_s");
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} / {} / {} |",
+                x["server"].as_str().unwrap_or(""),
+                c,
+                f(&x["messages_per_s"], 0),
+                f(&x["server_cpu_seconds"], 2),
+                f(&x["messages_per_server_cpu_s"], 0),
+                ratio(&x["messages_per_server_cpu_s"], h),
+                f(&x["rtt_us"]["p50"], 0),
+                f(&x["rtt_us"]["p99"], 0),
+                f(&x["rtt_us"]["p99.9"], 0)
+            );
+        }
+        let _ = writeln!(o, "\n| server | upgrades | peak upgrades/s | **server CPU-µs per upgrade** | vs holdfast |");
+        let _ = writeln!(o, "|---|---|---|---|---|");
+        let ups = r["echo"]["upgrades"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for x in &ups {
+            let h = holdfast(&ups, &|_| true, "server_cpu_us_per_upgrade");
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} |",
+                x["server"].as_str().unwrap_or(""),
+                x["established"],
+                f(&x["peak_upgrades_per_s"], 0),
+                f(&x["server_cpu_us_per_upgrade"], 1),
+                ratio(&x["server_cpu_us_per_upgrade"], h)
+            );
+        }
+        if let Some(t) = e["targets"].as_array().filter(|t| !t.is_empty()) {
+            let _ = writeln!(
+                o,
+                "\nTargets (holdfast / single-threaded fastwebsockets):\n"
+            );
+            for x in t {
+                let _ = writeln!(
+                    o,
+                    "- {}: {} (target {}) — **{}**",
+                    x["what"].as_str().unwrap_or(""),
+                    f(&x["ratio"], 2),
+                    x["target"].as_str().unwrap_or(""),
+                    match x["met"].as_bool() {
+                        Some(true) => "met",
+                        Some(false) => "not met",
+                        None => "no figure",
+                    }
+                );
+            }
+        }
+        let _ = writeln!(o, "\nLimits: loopback TCP (most of an upgrade's CPU is the kernel's connection setup, both ends on one machine); the loadgen's one core.\n");
+        chart(&mut o, "rtt-cdf");
+    }
+
+    if r["fanout"].is_object() {
+        let _ = writeln!(o, "## Pub/sub fan-out\n");
+        let _ = writeln!(o, "| server | topics × subscribers | publishes/s (target) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / dup / reordered / gaps |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+        let rs = runs("fanout");
+        for x in &rs {
+            let key = (
+                x["subscribers"].clone(),
+                x["topics"].clone(),
+                x["publish_rate"].clone(),
+            );
+            let h = holdfast(
+                &rs,
+                &|y| {
+                    (
+                        y["subscribers"].clone(),
+                        y["topics"].clone(),
+                        y["publish_rate"].clone(),
+                    ) == key
+                },
+                "deliveries_per_server_cpu_s",
+            );
+            let ms = |k: &str| {
+                x["latency_us"][k]
+                    .as_f64()
+                    .map_or("—".into(), |v| format!("{:.1}", v / 1000.0))
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} × {} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} / {} |",
+                x["server"].as_str().unwrap_or(""),
+                x["topics"],
+                x["subscribers"],
+                x["publish_rate"],
+                x["published"],
+                f(&x["deliveries_per_s"], 0),
+                f(&x["deliveries_per_server_cpu_s"], 0),
+                ratio(&x["deliveries_per_server_cpu_s"], h),
+                ms("p50"),
+                ms("p99"),
+                ms("p99.9"),
+                x["lost"],
+                x["duplicates"],
+                x["reordered"],
+                x["gaps"]
+            );
+        }
+        let _ = writeln!(o, "\nLimits: the kernel's TCP send per delivery on loopback (the sender also runs the receiver's TCP processing), and the load generator's receiving on the same cores.\n");
+        chart(&mut o, "fanout-cdf");
+    }
+
+    if r["storm"].is_object() {
+        let _ = writeln!(
+            o,
+            "## Reconnect storm (every client cut at once; backoff 100 ms–5 s, full jitter)\n"
+        );
+        let _ = writeln!(o, "| server | clients | lost | reconnected | recovered | time to full recovery s | peak connects/s |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+        for x in runs("storm") {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                x["server"].as_str().unwrap_or(""),
+                x["connections"],
+                x["lost"],
+                x["reconnected"],
+                x["recovered"],
+                f(&x["recovery_seconds"], 2),
+                f(&x["peak_connects_per_s_after_event"], 0)
+            );
+        }
+        let _ = writeln!(o, "\nLimits: connect throughput of both ends on two cores; fd-based peers are capped below `ulimit -n`.\n");
+        chart(&mut o, "storm");
+    }
+    o
+}

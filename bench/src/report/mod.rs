@@ -1,0 +1,254 @@
+//! The one-command density and performance report: `holdfast-bench density|echo|fanout|
+//! storm|all [--quick] [--url URL] [--tune PROFILE]`.
+//!
+//! It starts holdfast and the peer servers itself (or measures a server at `--url`), drives
+//! them with `holdfast-loadgen`, and writes `<out>/<date>-<name>.json`, a Markdown report
+//! beside it and SVG charts. Nothing system-wide changes unless `--tune` is given: then the
+//! profile is applied with `holdfast tune apply` (which snapshots what it replaces) and
+//! reverted at the end, whatever happened.
+
+mod charts;
+mod markdown;
+pub mod procs;
+mod sections;
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use procs::Kind;
+
+/// Which sections to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// Bytes per idle connection at several N, with the ramp's upgrade rate and CPU.
+    Density,
+    /// Echo efficiency and CPU per upgrade against the peers, pinned.
+    Echo,
+    /// Pub/sub fan-out against the broadcast peer.
+    Fanout,
+    /// Reconnect storm recovery.
+    Storm,
+    /// Everything.
+    All,
+}
+
+impl Section {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Density => "density",
+            Self::Echo => "echo",
+            Self::Fanout => "fanout",
+            Self::Storm => "storm",
+            Self::All => "all",
+        }
+    }
+}
+
+/// Options shared by every report section.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// Small and fast (well under two minutes): the shape of the full report, for CI.
+    #[arg(long)]
+    pub quick: bool,
+    /// Measure the holdfast server at this base URL (ws://host:port) instead of starting one;
+    /// peers are skipped.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// With --url: its admin address (fan-out publishes there).
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// With --url: its PID, for CPU time and memory figures.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Apply this tuning profile (tuning/<profile>.conf) for the run and revert it after.
+    #[arg(long)]
+    pub tune: Option<String>,
+    /// Peers to compare (default: all available; node-ws only when node and npm are).
+    #[arg(long, value_delimiter = ',')]
+    pub peers: Option<Vec<String>>,
+    /// Connection counts for holdfast's density steps (default: 10k,100k,1M; --quick: 2k).
+    #[arg(long, value_delimiter = ',')]
+    pub connections: Option<Vec<usize>>,
+    /// Directory for the results.
+    #[arg(long, default_value = "bench/results")]
+    pub out: PathBuf,
+    /// Result name (default: report-<section>[-quick]).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// What a run does, resolved from the arguments.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    quick: bool,
+    url: Option<String>,
+    admin: Option<String>,
+    server_pid: Option<u32>,
+    peers: Vec<Kind>,
+    densities: Vec<usize>,
+    peer_density: usize,
+    ramp_rate: f64,
+    hold_seconds: f64,
+    echo_connections: Vec<usize>,
+    upgrade_connections: usize,
+    warmup: f64,
+    measure_seconds: f64,
+    fanout_cases: Vec<(usize, usize, usize)>,
+    storm_connections: usize,
+    skipped_peers: Vec<(String, String)>,
+}
+
+impl Plan {
+    fn new(a: &ReportArgs) -> Result<Self, String> {
+        let mut skipped = Vec::new();
+        let wanted: Vec<Kind> = match &a.peers {
+            Some(list) => list
+                .iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| Kind::parse(s))
+                .collect::<Result<_, _>>()?,
+            None => vec![
+                Kind::TokioTungstenite,
+                Kind::Fastwebsockets,
+                Kind::NodeWs,
+                Kind::Broadcast,
+            ],
+        };
+        let mut peers = Vec::new();
+        for k in wanted {
+            if k == Kind::NodeWs {
+                // A quick run never installs anything; a full one may `npm install ws`.
+                if let Err(why) = procs::node_ready(!a.quick) {
+                    skipped.push((k.name().to_string(), why));
+                    continue;
+                }
+            }
+            peers.push(k);
+        }
+        let q = a.quick;
+        Ok(Self {
+            quick: q,
+            url: a.url.clone(),
+            admin: a.admin.clone(),
+            server_pid: a.server_pid,
+            peers,
+            densities: a.connections.clone().unwrap_or(if q {
+                vec![2_000]
+            } else {
+                vec![10_000, 100_000, 1_000_000]
+            }),
+            peer_density: if q { 1_000 } else { 10_000 },
+            ramp_rate: if q { 20_000.0 } else { 40_000.0 },
+            hold_seconds: if q { 2.5 } else { 6.0 },
+            echo_connections: vec![100, 1000],
+            upgrade_connections: if q { 1_000 } else { 10_000 },
+            warmup: if q { 0.2 } else { 1.0 },
+            measure_seconds: if q { 0.5 } else { 10.0 },
+            fanout_cases: if q {
+                vec![(500, 1, 20), (200, 10, 100)]
+            } else {
+                vec![(10_000, 1, 10), (10_000, 1, 100), (10_000, 1_000, 2_000)]
+            },
+            storm_connections: if q { 2_000 } else { 50_000 },
+            skipped_peers: skipped,
+        })
+    }
+
+    /// Server and loadgen CPUs for pinned runs: the last CPU for the server, the first for
+    /// the load generator (None on one CPU).
+    fn pinning(&self) -> (Option<String>, Option<String>) {
+        let allowed = holdfast::topology::allowed_cpus();
+        match (allowed.first(), allowed.last()) {
+            (Some(a), Some(b)) if a != b => (Some(b.to_string()), Some(a.to_string())),
+            _ => (None, None),
+        }
+    }
+}
+
+/// Restores the sysctls a `--tune` run changed, on every way out.
+struct Tuned(Option<PathBuf>);
+
+impl Tuned {
+    fn apply(profile: Option<&str>) -> Result<Self, String> {
+        let Some(p) = profile else {
+            return Ok(Self(None));
+        };
+        let snap =
+            std::env::temp_dir().join(format!("holdfast-report-{}.snapshot", std::process::id()));
+        let st = std::process::Command::new(procs::bin_dir().join("holdfast"))
+            .args(["tune", "apply", "--profile", p, "--snapshot"])
+            .arg(&snap)
+            .status()
+            .map_err(|e| format!("holdfast tune apply: {e}"))?;
+        if !st.success() {
+            return Err(format!("holdfast tune apply --profile {p} failed"));
+        }
+        Ok(Self(Some(snap)))
+    }
+}
+
+impl Drop for Tuned {
+    fn drop(&mut self) {
+        if let Some(snap) = self.0.take() {
+            let _ = std::process::Command::new(procs::bin_dir().join("holdfast"))
+                .args(["tune", "revert"])
+                .arg(&snap)
+                .status();
+        }
+    }
+}
+
+/// Run `section`; returns the path of the JSON written.
+pub fn run(section: Section, a: &ReportArgs) -> Result<PathBuf, String> {
+    let plan = Plan::new(a)?;
+    let _tuned = Tuned::apply(a.tune.as_deref())?;
+    let started = std::time::Instant::now();
+    let want = |s: Section| section == s || section == Section::All;
+    let mut report = json!({
+        "report": section.name(),
+        "quick": plan.quick,
+        "date": crate::today(),
+        "command": std::env::args().collect::<Vec<_>>(),
+        "machine": crate::proc::machine(),
+        "target": plan.url.clone().unwrap_or_else(|| "started by the report".into()),
+        "tuning_profile": a.tune,
+        "peers": plan.peers.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "peers_skipped": plan.skipped_peers.iter().map(|(k, w)| json!({"peer": k, "why": w})).collect::<Vec<_>>(),
+    });
+    type Run = fn(&Plan) -> Result<Value, String>;
+    let sections: [(Section, Run); 4] = [
+        (Section::Density, sections::density),
+        (Section::Echo, sections::echo),
+        (Section::Fanout, sections::fanout),
+        (Section::Storm, sections::storm),
+    ];
+    for (s, f) in sections {
+        if want(s) {
+            report[s.name()] = f(&plan)?;
+        }
+    }
+    report["elapsed_seconds"] = json!((started.elapsed().as_secs_f64() * 10.0).round() / 10.0);
+    let name = a.name.clone().unwrap_or_else(|| {
+        format!(
+            "report-{}{}",
+            section.name(),
+            if plan.quick { "-quick" } else { "" }
+        )
+    });
+    let stem = format!("{}-{name}", crate::today());
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let charts = charts::draw(&report, &a.out, &stem)?;
+    report["charts"] = json!(charts);
+    let json_path = a.out.join(format!("{stem}.json"));
+    std::fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    )
+    .map_err(|e| format!("{}: {e}", json_path.display()))?;
+    let md = markdown::render(&report);
+    let md_path = a.out.join(format!("{stem}.md"));
+    std::fs::write(&md_path, md).map_err(|e| format!("{}: {e}", md_path.display()))?;
+    eprintln!("wrote {} and {}", json_path.display(), md_path.display());
+    Ok(json_path)
+}

@@ -1,0 +1,273 @@
+//! The processes a report runs: servers (holdfast and the peers) and the load generator.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A server the report can start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// holdfast itself.
+    Holdfast,
+    /// tokio-tungstenite echo (`holdfast-bench peer tokio-tungstenite`).
+    TokioTungstenite,
+    /// fastwebsockets echo on a current-thread runtime.
+    Fastwebsockets,
+    /// Node's `ws` (when node and npm are present).
+    NodeWs,
+    /// tokio-tungstenite broadcast (pub/sub peer).
+    Broadcast,
+}
+
+impl Kind {
+    /// Its name in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Holdfast => "holdfast",
+            Self::TokioTungstenite => "tokio-tungstenite",
+            Self::Fastwebsockets => "fastwebsockets",
+            Self::NodeWs => "node-ws",
+            Self::Broadcast => "tokio-tungstenite-broadcast",
+        }
+    }
+
+    /// Parse a report name.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        [
+            Self::Holdfast,
+            Self::TokioTungstenite,
+            Self::Fastwebsockets,
+            Self::NodeWs,
+            Self::Broadcast,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
+        .ok_or_else(|| format!("unknown server {s:?}"))
+    }
+
+    /// Whether it holds sockets as file descriptors (so `ulimit -n` caps it).
+    pub const fn uses_fds(self) -> bool {
+        !matches!(self, Self::Holdfast)
+    }
+}
+
+/// The directory holding this program's sibling binaries (target/release).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+    } else {
+        dir
+    }
+}
+
+fn bench_exe() -> PathBuf {
+    let d = bin_dir().join("holdfast-bench");
+    if d.exists() {
+        d
+    } else {
+        std::env::current_exe().unwrap_or_default()
+    }
+}
+
+/// Where `npm install ws` puts the module for the Node peer.
+fn node_prefix() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/node-ws"))
+}
+
+/// Whether the Node peer can run: node and npm present and `ws` installed (installing it
+/// with npm when `install` is set).
+pub fn node_ready(install: bool) -> Result<(), String> {
+    let have = |c: &str| {
+        Command::new(c)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !have("node") || !have("npm") {
+        return Err("node/npm not found".into());
+    }
+    let module = node_prefix().join("node_modules/ws/package.json");
+    if module.exists() {
+        return Ok(());
+    }
+    if !install {
+        return Err("the ws module is not installed (a full run installs it with npm)".into());
+    }
+    let st = Command::new("npm")
+        .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+        .arg(node_prefix())
+        .arg("ws@8")
+        .status()
+        .map_err(|e| format!("npm: {e}"))?;
+    if st.success() && module.exists() {
+        Ok(())
+    } else {
+        Err("npm install ws failed".into())
+    }
+}
+
+/// A running server, killed on drop.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// Its kind.
+    pub kind: Kind,
+    /// WebSocket address (host:port).
+    pub addr: String,
+    /// Admin / publish address, for holdfast and the broadcast peer.
+    pub admin: Option<String>,
+}
+
+impl Server {
+    /// Start `kind` on ephemeral ports, pinned to `cpus` (taskset list) if given, with
+    /// `extra` arguments (holdfast only) and at most `threads` runtime threads (peers).
+    pub fn start(
+        kind: Kind,
+        cpus: Option<&str>,
+        threads: Option<usize>,
+        extra: &[&str],
+    ) -> Result<Self, String> {
+        let mut argv: Vec<String> = Vec::new();
+        if let Some(c) = cpus {
+            argv.extend(["taskset".into(), "-c".into(), c.into()]);
+        }
+        let bench = bench_exe().display().to_string();
+        match kind {
+            Kind::Holdfast => {
+                argv.push(bin_dir().join("holdfast").display().to_string());
+                argv.extend(
+                    ["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]
+                        .map(String::from),
+                );
+                if let Some(t) = threads {
+                    argv.extend(["--workers".into(), t.to_string()]);
+                }
+                argv.extend(extra.iter().map(|s| s.to_string()));
+            }
+            Kind::TokioTungstenite | Kind::Fastwebsockets | Kind::Broadcast => {
+                argv.extend([bench, "peer".into()]);
+                argv.push(
+                    match kind {
+                        Kind::TokioTungstenite => "tokio-tungstenite",
+                        Kind::Fastwebsockets => "fastwebsockets",
+                        _ => "tokio-tungstenite-broadcast",
+                    }
+                    .into(),
+                );
+                argv.extend(
+                    ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"].map(String::from),
+                );
+                if let Some(t) = threads {
+                    argv.extend(["--threads".into(), t.to_string()]);
+                }
+            }
+            Kind::NodeWs => {
+                argv.extend([
+                    "node".into(),
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/node/ws-echo.cjs").into(),
+                    "0".into(),
+                ]);
+            }
+        }
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("HOLDFAST_LOG", "warn")
+            .env("NODE_PATH", node_prefix().join("node_modules"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    // Keep reading so the child never blocks on a full pipe.
+                    continue;
+                }
+            }
+        });
+        let wants_admin = matches!(kind, Kind::Holdfast | Kind::Broadcast);
+        let (mut addr, mut admin) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while addr.is_none() || (wants_admin && admin.is_none()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).map_err(|_| {
+                let _ = child.kill();
+                format!("{} did not start", kind.name())
+            })?;
+            if let Some(a) = line.strip_prefix("admin listening on ") {
+                admin = Some(a.trim().to_string());
+            } else if let Some(a) = line.strip_prefix("listening on ") {
+                addr = Some(a.trim().to_string());
+            }
+        }
+        Ok(Self {
+            child,
+            kind,
+            addr: addr.unwrap_or_default(),
+            admin,
+        })
+    }
+
+    /// Process id (of the server itself: taskset execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run the load generator with `args` (plus `--json`), pinned to `cpus` if given; `on_line`
+/// sees each progress line as it is printed. Returns its report and whether it met its goal.
+pub fn loadgen(
+    args: &[String],
+    cpus: Option<&str>,
+    mut on_line: impl FnMut(&str),
+) -> Result<(Value, bool), String> {
+    let json = std::env::temp_dir().join(format!(
+        "holdfast-report-{}-{}.json",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let lg = bin_dir().join("holdfast-loadgen").display().to_string();
+    let mut argv: Vec<String> = Vec::new();
+    if let Some(c) = cpus {
+        argv.extend(["taskset".into(), "-c".into(), c.into()]);
+    }
+    argv.push(lg);
+    argv.extend(args.iter().cloned());
+    argv.extend(["--json".into(), json.display().to_string()]);
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start the loadgen: {e}"))?;
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            on_line(&line);
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(&json)
+        .map_err(|e| format!("the loadgen wrote no report ({status}): {e}"))?;
+    let _ = std::fs::remove_file(&json);
+    let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    Ok((v, status.success()))
+}

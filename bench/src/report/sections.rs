@@ -1,0 +1,447 @@
+//! The report's sections: each starts the servers it compares, drives them with the load
+//! generator, and returns its figures as JSON.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::procs::{loadgen, Kind, Server};
+use super::Plan;
+use crate::proc::{meminfo, rss_bytes, slab_caches};
+
+fn s(v: impl ToString) -> String {
+    v.to_string()
+}
+
+/// Where the load generator targets: a server the report started, or `--url`.
+struct Target {
+    url_base: String,
+    admin: Option<String>,
+    pid: Option<u32>,
+}
+
+fn target(plan: &Plan, server: Option<&Server>) -> Target {
+    match server {
+        Some(sv) => Target {
+            url_base: format!("ws://{}", sv.addr),
+            admin: sv.admin.clone(),
+            pid: Some(sv.pid()),
+        },
+        None => Target {
+            url_base: plan.url.clone().unwrap_or_default(),
+            admin: plan.admin.clone(),
+            pid: plan.server_pid,
+        },
+    }
+}
+
+fn pid_args(t: &Target) -> Vec<String> {
+    t.pid
+        .map(|p| vec![s("--server-pid"), s(p)])
+        .unwrap_or_default()
+}
+
+/// Start `kind` unless the report targets `--url` (then only holdfast is measured there).
+fn start(
+    plan: &Plan,
+    kind: Kind,
+    cpus: Option<&str>,
+    threads: Option<usize>,
+    extra: &[&str],
+) -> Result<Option<Server>, String> {
+    if plan.url.is_some() {
+        return Ok(None);
+    }
+    Server::start(kind, cpus, threads, extra).map(Some)
+}
+
+/// The servers a comparison runs: holdfast first, then the peers asked for (and available).
+fn kinds(plan: &Plan, peers: &[Kind]) -> Vec<Kind> {
+    let mut v = vec![Kind::Holdfast];
+    if plan.url.is_none() {
+        v.extend(peers.iter().copied().filter(|k| plan.peers.contains(k)));
+    }
+    v
+}
+
+// ------------------------------------------------------------------------------- density
+
+/// Bytes per idle connection at each N: server userspace (RSS delta / N) and kernel (Slab
+/// delta / N, both ends of each loopback connection, with the caches that grew most), plus
+/// the ramp: upgrades/s and server CPU per upgrade.
+pub(super) fn density(plan: &Plan) -> Result<Value, String> {
+    let mut runs = Vec::new();
+    for kind in kinds(
+        plan,
+        &[Kind::TokioTungstenite, Kind::Fastwebsockets, Kind::NodeWs],
+    ) {
+        let counts: Vec<usize> = if kind == Kind::Holdfast {
+            plan.densities.clone()
+        } else {
+            // Peers hold sockets as fds: stay under `ulimit -n`.
+            let cap = holdfast::reactor::nofile_soft_limit() as usize * 3 / 4;
+            vec![plan.peer_density.min(cap)]
+        };
+        for n in counts {
+            let free = meminfo("MemFree").unwrap_or(0) as f64;
+            // ~9 KB of kernel memory per connection pair, plus both processes' state.
+            let need = n as f64 * 10_000.0 + 3.0 * (1u64 << 30) as f64;
+            if need > free {
+                runs.push(json!({"server": kind.name(), "connections": n, "skipped":
+                    format!("needs ~{:.1} GiB free, {:.1} GiB free", need / (1u64 << 30) as f64, free / (1u64 << 30) as f64)}));
+                continue;
+            }
+            eprintln!("density: {} × {n}", kind.name());
+            runs.push(density_step(plan, kind, n)?);
+        }
+    }
+    Ok(json!({ "runs": runs }))
+}
+
+/// Server RSS, kernel Slab, and the slab caches, at one moment.
+type Sample = (u64, u64, std::collections::BTreeMap<String, (u64, u64)>);
+
+/// Wait (at most 90 s) until the kernel's slab stops shrinking or growing: sockets of an
+/// earlier step are freed asynchronously (RCU, TIME_WAIT), and a baseline taken while they
+/// are would be wrong — it once made a 10k step read as a negative slab delta after a 1M one.
+fn settle_slab() {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut last = meminfo("Slab").unwrap_or(0) as i64;
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = meminfo("Slab").unwrap_or(0) as i64;
+        if (now - last).abs() < 512 << 10 {
+            return;
+        }
+        last = now;
+    }
+}
+
+fn density_step(plan: &Plan, kind: Kind, n: usize) -> Result<Value, String> {
+    settle_slab();
+    let server = start(
+        plan,
+        kind,
+        None,
+        None,
+        &["--max-connections", &s(n.max(1000) * 2)],
+    )?;
+    let t = target(plan, server.as_ref());
+    std::thread::sleep(Duration::from_millis(300));
+    let rss0 = t.pid.and_then(rss_bytes).unwrap_or(0);
+    let slab0 = meminfo("Slab").unwrap_or(0);
+    let caches0 = slab_caches();
+    let mut sample: Option<Sample> = None;
+    let pid = t.pid;
+    let path = if kind == Kind::Holdfast { "/echo" } else { "/" };
+    let mut args = vec![
+        s("hold"),
+        s("--url"),
+        format!("{}{path}", t.url_base),
+        s("--connections"),
+        s(n),
+        s("--rate"),
+        s(plan.ramp_rate),
+        s("--duration"),
+        s(plan.hold_seconds),
+    ];
+    args.extend(pid_args(&t));
+    let (v, met) = loadgen(&args, None, |line| {
+        // "hold t=…" lines come once a second after the ramp: sample at each, keep the last
+        // (the most settled).
+        if line.trim_start().starts_with("hold t=") {
+            sample = Some((
+                pid.and_then(rss_bytes).unwrap_or(0),
+                meminfo("Slab").unwrap_or(0),
+                slab_caches(),
+            ));
+        }
+    })?;
+    drop(server);
+    let held = v["held_at_end"].as_u64().unwrap_or(0).max(1);
+    let (rss1, slab1, caches1) = sample.ok_or("the hold never reached its steady state")?;
+    let per = |d: i64| d as f64 / held as f64;
+    let mut grew: Vec<(String, i64)> = caches1
+        .iter()
+        .map(|(k, (b, _))| {
+            (
+                k.clone(),
+                *b as i64 - caches0.get(k).map_or(0, |c| c.0 as i64),
+            )
+        })
+        .filter(|(_, d)| *d > 0)
+        .collect();
+    grew.sort_by_key(|(_, d)| -d);
+    let top: Vec<Value> = grew
+        .iter()
+        .take(8)
+        .map(|(k, d)| json!({"cache": k, "bytes_per_connection": (per(*d) * 10.0).round() / 10.0}))
+        .collect();
+    let kernel_pair = per(slab1 as i64 - slab0 as i64);
+    // Cross-check: the growth of the caches that grew (objects × size, no page overhead),
+    // immune to unrelated caches shrinking during the step.
+    let grown_pair = per(grew.iter().map(|(_, d)| *d).sum::<i64>());
+    Ok(json!({
+        "server": kind.name(),
+        "connections": n,
+        "held": v["held_at_end"],
+        "met": met,
+        "failures": v["failures"],
+        "userspace_bytes_per_connection": (per(rss1 as i64 - rss0 as i64) * 10.0).round() / 10.0,
+        "kernel_slab_bytes_per_connection_pair": kernel_pair.round(),
+        "kernel_caches_grown_bytes_per_connection_pair": grown_pair.round(),
+        // Both ends of a loopback connection hold the same socket objects (both use
+        // io_uring direct descriptors or fds alike): the server's share is half.
+        "kernel_bytes_per_connection_server_share": (kernel_pair / 2.0).round(),
+        "slab_caches_grown": top,
+        "ramp_seconds": v["ramp_seconds"],
+        "peak_upgrades_per_s": v["peak_upgrades_per_s"],
+        "server_cpu_us_per_upgrade": v["server_cpu_us_per_upgrade"],
+        "connect_upgrade_latency_us": strip_hdr(&v["connect_upgrade_latency_us"]),
+        "series": v["series"],
+    }))
+}
+
+/// A histogram's JSON without the encoded form (kept only where a chart needs it).
+fn strip_hdr(h: &Value) -> Value {
+    let mut h = h.clone();
+    if let Some(o) = h.as_object_mut() {
+        o.remove("hdr_v2_deflate_base64");
+    }
+    h
+}
+
+// ------------------------------------------------------------------------------- echo
+
+/// Echo messages per server-CPU-second at 100 and 1,000 connections, and server CPU per
+/// upgrade, each server pinned to its own core and the loadgen to another (one worker / one
+/// runtime thread each: "single-threaded" throughout).
+pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
+    let (srv_cpu, lg_cpu) = plan.pinning();
+    let mut runs = Vec::new();
+    let mut upgrades = Vec::new();
+    for kind in kinds(
+        plan,
+        &[Kind::Fastwebsockets, Kind::TokioTungstenite, Kind::NodeWs],
+    ) {
+        for &c in &plan.echo_connections {
+            eprintln!("echo: {} × {c}", kind.name());
+            let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
+            let t = target(plan, server.as_ref());
+            let mut args = vec![
+                s("echo"),
+                s("--url"),
+                format!("{}/echo", t.url_base),
+                s("--connections"),
+                s(c),
+                s("--size"),
+                s(32),
+                s("--warmup"),
+                s(plan.warmup),
+                s("--duration"),
+                s(plan.measure_seconds),
+                s("--workers"),
+                s(1),
+            ];
+            args.extend(pid_args(&t));
+            let (v, met) = loadgen(&args, lg_cpu.as_deref(), |_| {})?;
+            runs.push(json!({
+                "server": kind.name(),
+                "connections": c,
+                "met": met,
+                "round_trips": v["round_trips"],
+                "messages_per_s": v["messages_per_s"],
+                "server_cpu_seconds": v["server_cpu_seconds"],
+                "messages_per_server_cpu_s": v["messages_per_server_cpu_s"],
+                "loadgen_cpu_seconds": v["loadgen_cpu_seconds"],
+                "rtt_us": v["rtt_us"],
+                "failed_total": v["failed_total"],
+            }));
+        }
+        eprintln!("upgrades: {}", kind.name());
+        let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
+        let t = target(plan, server.as_ref());
+        let mut args = vec![
+            s("hold"),
+            s("--url"),
+            format!("{}/echo", t.url_base),
+            s("--connections"),
+            s(plan.upgrade_connections),
+            s("--rate"),
+            s(plan.ramp_rate),
+            s("--duration"),
+            s(0.5),
+            s("--workers"),
+            s(1),
+        ];
+        args.extend(pid_args(&t));
+        let (v, met) = loadgen(&args, lg_cpu.as_deref(), |_| {})?;
+        upgrades.push(json!({
+            "server": kind.name(),
+            "connections": plan.upgrade_connections,
+            "met": met,
+            "established": v["established"],
+            "peak_upgrades_per_s": v["peak_upgrades_per_s"],
+            "server_cpu_us_per_upgrade": v["server_cpu_us_per_upgrade"],
+            "connect_upgrade_latency_us": strip_hdr(&v["connect_upgrade_latency_us"]),
+        }));
+    }
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some((a / b * 1000.0).round() / 1000.0),
+        _ => None,
+    };
+    let find = |list: &[Value], k: &str, key: &str, c: Option<usize>| {
+        list.iter()
+            .find(|r| r["server"] == k && c.is_none_or(|c| r["connections"] == c))
+            .and_then(|r| r[key].as_f64())
+    };
+    let mut targets = Vec::new();
+    if plan.peers.contains(&Kind::Fastwebsockets) && plan.url.is_none() {
+        for &c in &plan.echo_connections {
+            let r = ratio(
+                find(&runs, "holdfast", "messages_per_server_cpu_s", Some(c)),
+                find(
+                    &runs,
+                    "fastwebsockets",
+                    "messages_per_server_cpu_s",
+                    Some(c),
+                ),
+            );
+            targets.push(json!({"what": format!("echo msgs per server-CPU-s, {c} connections, holdfast / fastwebsockets"),
+                "target": ">= 1.5", "ratio": r, "met": r.map(|r| r >= 1.5)}));
+        }
+        let r = ratio(
+            find(&upgrades, "holdfast", "server_cpu_us_per_upgrade", None),
+            find(
+                &upgrades,
+                "fastwebsockets",
+                "server_cpu_us_per_upgrade",
+                None,
+            ),
+        );
+        targets.push(
+            json!({"what": "server CPU per upgrade, holdfast / fastwebsockets",
+            "target": "<= 0.5", "ratio": r, "met": r.map(|r| r <= 0.5)}),
+        );
+    }
+    Ok(json!({
+        "pinning": {"server_cpu": srv_cpu, "loadgen_cpu": lg_cpu},
+        "runs": runs,
+        "upgrades": upgrades,
+        "targets": targets,
+    }))
+}
+
+// ------------------------------------------------------------------------------- fanout
+
+/// One topic to S subscribers, and many topics, holdfast beside the tokio-tungstenite
+/// broadcast peer.
+pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
+    let mut runs = Vec::new();
+    for kind in kinds(plan, &[Kind::Broadcast]) {
+        for &(subs, topics, rate) in &plan.fanout_cases {
+            eprintln!(
+                "fanout: {} × {subs} subscribers, {topics} topics, {rate}/s",
+                kind.name()
+            );
+            let server = start(plan, kind, None, None, &["--max-connections", &s(subs * 2)])?;
+            let t = target(plan, server.as_ref());
+            let admin = t
+                .admin
+                .clone()
+                .ok_or("fanout needs the server's admin address (--admin)")?;
+            let mut args = vec![
+                s("fanout"),
+                s("--url"),
+                format!("{}/ws", t.url_base),
+                s("--connections"),
+                s(subs),
+                s("--topics"),
+                s(topics),
+                s("--publish-rate"),
+                s(rate),
+                s("--admin"),
+                admin,
+                s("--warmup"),
+                s(plan.warmup),
+                s("--duration"),
+                s(plan.measure_seconds),
+                s("--rate"),
+                s(plan.ramp_rate),
+                s("--settle"),
+                s(5),
+            ];
+            args.extend(pid_args(&t));
+            let (v, met) = loadgen(&args, None, |_| {})?;
+            runs.push(json!({
+                "server": kind.name(),
+                "subscribers": subs,
+                "topics": topics,
+                "publish_rate": rate,
+                "met": met,
+                "published": v["published_during_measurement"],
+                "deliveries": v["deliveries_during_measurement"],
+                "deliveries_per_s": v["deliveries_per_s"],
+                "deliveries_per_server_cpu_s": v["deliveries_per_server_cpu_s"],
+                "server_cpu_seconds": v["server_cpu_seconds"],
+                "measure_seconds": v["measure_seconds"],
+                "latency_us": v["publish_to_delivery_us"],
+                "lost": v["lost_in_stream"].as_u64().unwrap_or(0) + v["lost_at_end"].as_u64().unwrap_or(0),
+                "duplicates": v["duplicates"],
+                "reordered": v["reordered"],
+                "gaps": v["gaps"],
+            }));
+        }
+    }
+    Ok(json!({ "runs": runs }))
+}
+
+// ------------------------------------------------------------------------------- storm
+
+/// Every client cut at once, reconnecting with backoff and full jitter: time to full
+/// recovery and the connections-over-time curve.
+pub(super) fn storm(plan: &Plan) -> Result<Value, String> {
+    let mut runs = Vec::new();
+    for kind in kinds(plan, &[Kind::TokioTungstenite]) {
+        let n = if kind.uses_fds() {
+            plan.storm_connections
+                .min(holdfast::reactor::nofile_soft_limit() as usize * 3 / 4)
+        } else {
+            plan.storm_connections
+        };
+        eprintln!("storm: {} × {n}", kind.name());
+        let server = start(plan, kind, None, None, &["--max-connections", &s(n * 2)])?;
+        let t = target(plan, server.as_ref());
+        let path = if kind == Kind::Holdfast { "/echo" } else { "/" };
+        let mut args = vec![
+            s("storm"),
+            s("--url"),
+            format!("{}{path}", t.url_base),
+            s("--connections"),
+            s(n),
+            s("--rate"),
+            s(plan.ramp_rate),
+            s("--hold"),
+            s(1),
+            s("--duration"),
+            s(60),
+        ];
+        args.extend(pid_args(&t));
+        let (v, met) = loadgen(&args, None, |_| {})?;
+        runs.push(json!({
+            "server": kind.name(),
+            "connections": n,
+            "met": met,
+            "held_before_event": v["held_before_event"],
+            "lost": v["lost"],
+            "reconnected": v["reconnected"],
+            "recovered": v["recovered"],
+            "recovery_seconds": v["recovery_seconds"],
+            "peak_connects_per_s_after_event": v["peak_connects_per_s_after_event"],
+            "reconnect_delay_ms": strip_hdr(&v["reconnect_delay_ms"]),
+            "failures": v["failures"],
+            "series": v["series"],
+        }));
+    }
+    Ok(json!({ "runs": runs }))
+}

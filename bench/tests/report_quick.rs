@@ -1,0 +1,121 @@
+//! `holdfast-bench all --quick` runs inside the test command: the report is produced, with
+//! every section, its charts and a Markdown summary, and its figures agree with each other.
+//! Nothing here asserts speed.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn quick_report_is_complete_and_consistent() {
+    let dir = std::env::temp_dir().join(format!("holdfast-report-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
+        .args(["all", "--quick", "--name", "quick-test", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("run holdfast-bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("quick report took {:.1} s", started.elapsed().as_secs_f64());
+    let stem = format!("{}-quick-test", holdfast_bench::today());
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{stem}.json"))).unwrap())
+            .unwrap();
+    assert_eq!(r["quick"], true);
+    assert!(r["machine"]["cores"].as_u64().unwrap() >= 1);
+    let runs = |s: &str| r[s]["runs"].as_array().cloned().unwrap_or_default();
+
+    // Density: every connection asked for was held, and the byte figures are sane and agree.
+    let d = runs("density");
+    assert!(d.iter().any(|x| x["server"] == "holdfast"), "{d:?}");
+    for x in d.iter().filter(|x| x["skipped"].is_null()) {
+        assert_eq!(x["held"], x["connections"], "{x}");
+        let user = num(&x["userspace_bytes_per_connection"]);
+        assert!(user > 0.0, "{x}");
+        let pair = num(&x["kernel_slab_bytes_per_connection_pair"]);
+        let share = num(&x["kernel_bytes_per_connection_server_share"]);
+        assert!(pair > 1000.0 && (share - pair / 2.0).abs() <= 1.0, "{x}");
+        assert!(!x["slab_caches_grown"].as_array().unwrap().is_empty());
+    }
+
+    // Echo: the same connection counts for every server; measured round trips are the
+    // histogram's count; per-CPU figures match their parts.
+    let e = runs("echo");
+    assert!(e.len() >= 2);
+    for x in &e {
+        assert_eq!(x["failed_total"], 0, "{x}");
+        let trips = num(&x["round_trips"]);
+        assert!(trips > 0.0);
+        assert_eq!(num(&x["rtt_us"]["count"]), trips);
+        let cpu = num(&x["server_cpu_seconds"]);
+        if cpu > 0.0 {
+            let per = num(&x["messages_per_server_cpu_s"]);
+            assert!((per - trips / cpu).abs() / per < 0.01, "{x}");
+        }
+    }
+    for t in r["echo"]["targets"].as_array().unwrap() {
+        // A target is judged from its ratio, whichever way it came out.
+        if let (Some(ratio), Some(met)) = (t["ratio"].as_f64(), t["met"].as_bool()) {
+            let want_high = t["target"].as_str().unwrap().starts_with(">=");
+            assert_eq!(
+                met,
+                if want_high {
+                    ratio >= 1.5
+                } else {
+                    ratio <= 0.5
+                },
+                "{t}"
+            );
+        }
+    }
+
+    // Fan-out: nothing lost, duplicated or reordered, and the deliveries add up.
+    let f = runs("fanout");
+    assert!(f.iter().any(|x| x["server"] == "holdfast"));
+    for x in &f {
+        for k in ["lost", "duplicates", "reordered", "gaps"] {
+            assert_eq!(x[k], 0, "{k}: {x}");
+        }
+        assert!(num(&x["deliveries"]) > 0.0, "{x}");
+        assert!(num(&x["latency_us"]["count"]) > 0.0, "{x}");
+        assert!(
+            num(&x["latency_us"]["p99"]) >= num(&x["latency_us"]["p50"]),
+            "{x}"
+        );
+    }
+
+    // Storm: every client came back.
+    for x in runs("storm") {
+        assert_eq!(x["recovered"], true, "{x}");
+        assert_eq!(x["reconnected"], x["lost"], "{x}");
+    }
+
+    // Charts and the Markdown report exist and name each other.
+    let md = std::fs::read_to_string(dir.join(format!("{stem}.md"))).unwrap();
+    for heading in [
+        "## Density",
+        "## Echo",
+        "## Pub/sub fan-out",
+        "## Reconnect storm",
+    ] {
+        assert!(md.contains(heading), "{heading} missing");
+    }
+    let charts = r["charts"].as_array().unwrap();
+    assert!(charts.len() >= 4, "{charts:?}");
+    for c in charts {
+        let c = c.as_str().unwrap();
+        let svg = std::fs::read_to_string(dir.join(c)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{c}");
+        assert!(md.contains(c), "{c} not in the report");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
