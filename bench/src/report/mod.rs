@@ -67,7 +67,8 @@ pub struct ReportArgs {
     /// Peers to compare (default: all available; node-ws only when node and npm are).
     #[arg(long, value_delimiter = ',')]
     pub peers: Option<Vec<String>>,
-    /// Connection counts for holdfast's density steps (default: 10k,100k,1M; --quick: 2k).
+    /// Connection counts for holdfast's density steps (default: 10k,100k,1M,2M — a step the
+    /// machine's free memory cannot take is skipped with the reason; --quick: 2k).
     #[arg(long, value_delimiter = ',')]
     pub connections: Option<Vec<usize>>,
     /// Directory for the results.
@@ -136,7 +137,8 @@ impl Plan {
             densities: a.connections.clone().unwrap_or(if q {
                 vec![2_000]
             } else {
-                vec![10_000, 100_000, 1_000_000]
+                // 2M runs when memory allows (the step is skipped, with the reason, when not).
+                vec![10_000, 100_000, 1_000_000, 2_000_000]
             }),
             peer_density: if q { 1_000 } else { 10_000 },
             ramp_rate: if q { 20_000.0 } else { 40_000.0 },
@@ -184,17 +186,36 @@ impl Tuned {
         if !st.success() {
             return Err(format!("holdfast tune apply --profile {p} failed"));
         }
+        // Interrupted (Ctrl-C, SIGTERM): stop the children and put the sysctls back before
+        // exiting, as the normal path does.
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])
+        .map_err(|e| format!("signal handler: {e}"))?;
+        let path = snap.clone();
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                procs::kill_children();
+                revert(&path);
+                std::process::exit(130);
+            }
+        });
         Ok(Self(Some(snap)))
     }
+}
+
+fn revert(snap: &std::path::Path) {
+    let _ = std::process::Command::new(procs::bin_dir().join("holdfast"))
+        .args(["tune", "revert"])
+        .arg(snap)
+        .status();
 }
 
 impl Drop for Tuned {
     fn drop(&mut self) {
         if let Some(snap) = self.0.take() {
-            let _ = std::process::Command::new(procs::bin_dir().join("holdfast"))
-                .args(["tune", "revert"])
-                .arg(&snap)
-                .status();
+            revert(&snap);
         }
     }
 }

@@ -55,6 +55,29 @@ impl Kind {
     }
 }
 
+/// Children alive now (servers, the loadgen), killed if the report is interrupted.
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn track(pid: u32, alive: bool) {
+    let mut c = CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
+    if alive {
+        c.push(pid);
+    } else {
+        c.retain(|&p| p != pid);
+    }
+}
+
+/// Kill every child still running (the report was interrupted).
+pub fn kill_children() {
+    let c = CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
+    for &pid in c.iter() {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(pid.to_string())
+            .status();
+    }
+}
+
 /// The directory holding this program's sibling binaries (target/release).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
@@ -185,6 +208,7 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
+        track(child.id(), true);
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -228,6 +252,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        track(self.child.id(), false);
     }
 }
 
@@ -259,12 +284,14 @@ pub fn loadgen(
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot start the loadgen: {e}"))?;
+    track(child.id(), true);
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             on_line(&line);
         }
     }
     let status = child.wait().map_err(|e| e.to_string())?;
+    track(child.id(), false);
     let text = std::fs::read_to_string(&json)
         .map_err(|e| format!("the loadgen wrote no report ({status}): {e}"))?;
     let _ = std::fs::remove_file(&json);
