@@ -135,7 +135,7 @@ pub fn per_connection(a: &PlanArgs) -> Result<(Constant, Constant), String> {
         Constant {
             value: best.2,
             unit: "B",
-            source: source("slab delta, server share"),
+            source: source("slab caches grown, server share"),
         },
     ))
 }

@@ -70,14 +70,14 @@ pub(super) fn render(r: &Value) -> String {
 
     if r["density"].is_object() {
         let _ = writeln!(o, "## Density: bytes per idle connection\n");
-        let _ = writeln!(o, "RSS delta / N is the server's userspace; Slab delta / N covers both ends of each loopback connection (both ends hold the same socket objects), so the server's share is half. The cross-check sums only the caches that grew (objects × object size, no slab page overhead): when it and the Slab delta disagree, something else in the kernel changed during the step. Held through the loadgen's `hold` (heartbeats on).\n");
-        let _ = writeln!(o, "| server | N | held | userspace B/conn | kernel B/conn (pair / server share) | cross-check: caches grown, pair | peak upgrades/s | server CPU-µs/upgrade | caches that grew most (B/conn) |");
+        let _ = writeln!(o, "RSS delta / N is the server's userspace. The kernel figure sums the slab caches that grew during the step (active objects × object size, from /proc/slabinfo) over N: it covers both ends of each loopback connection (both ends hold the same socket objects), so the server's share is half. The `Slab` delta of /proc/meminfo is shown as a cross-check: it includes slab page overhead, and reads low when caches of an earlier step are still being freed. Held through the loadgen's `hold` (heartbeats on).\n");
+        let _ = writeln!(o, "| server | N | held | userspace B/conn | kernel B/conn: pair / **server share** | cross-check: Slab delta, pair | peak upgrades/s | server CPU-µs/upgrade | caches that grew most (B/conn) |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
         for x in runs("density") {
             if let Some(why) = x["skipped"].as_str() {
                 let _ = writeln!(
                     o,
-                    "| {} | {} | skipped: {why} | | | | | |",
+                    "| {} | {} | skipped: {why} | | | | | | |",
                     x["server"].as_str().unwrap_or(""),
                     x["connections"]
                 );
@@ -101,13 +101,14 @@ pub(super) fn render(r: &Value) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} / {} | {} | {} | {caches} |",
+                "| {} | {} | {} | {} | {} / **{}** | {} | {} | {} | {caches} |",
                 x["server"].as_str().unwrap_or(""),
                 x["connections"],
                 x["held"],
                 f(&x["userspace_bytes_per_connection"], 1),
-                f(&x["kernel_slab_bytes_per_connection_pair"], 0),
+                f(&x["kernel_bytes_per_connection_pair"], 0),
                 f(&x["kernel_bytes_per_connection_server_share"], 0),
+                f(&x["kernel_slab_delta_bytes_per_connection_pair"], 0),
                 f(&x["peak_upgrades_per_s"], 0),
                 f(&x["server_cpu_us_per_upgrade"], 1)
             );
@@ -173,7 +174,7 @@ pub(super) fn render(r: &Value) -> String {
                     o,
                     "- {}: {} (target {}) — **{}**",
                     x["what"].as_str().unwrap_or(""),
-                    f(&x["ratio"], 2),
+                    f(&x["ratio"], 3),
                     x["target"].as_str().unwrap_or(""),
                     match x["met"].as_bool() {
                         Some(true) => "met",
