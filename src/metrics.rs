@@ -182,16 +182,18 @@ pub fn protocol_error(m: &WorkerMetrics, e: Error) {
     m.protocol_errors[error_index(e)].inc();
 }
 
+/// A metric family's HELP and TYPE lines.
+fn family(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(
+        o,
+        "# HELP holdfast_{name} {help}\n# TYPE holdfast_{name} {kind}"
+    );
+}
+
 /// Render every worker's metrics in the Prometheus text format (version 0.0.4).
 pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> String {
     let mut o = String::with_capacity(16 * 1024);
     let sum = |f: &dyn Fn(&WorkerMetrics) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
-    fn family(o: &mut String, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(
-            o,
-            "# HELP holdfast_{name} {help}\n# TYPE holdfast_{name} {kind}"
-        );
-    }
     family(
         &mut o,
         "connections",
@@ -449,12 +451,6 @@ pub const TOPIC_SERIES: usize = 100;
 
 /// Append the hub's figures: topics held, replay bytes, presence per topic and worker.
 pub fn render_pubsub(o: &mut String, hub: &crate::pubsub::Hub) {
-    fn family(o: &mut String, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(
-            o,
-            "# HELP holdfast_{name} {help}\n# TYPE holdfast_{name} {kind}"
-        );
-    }
     let (topics, bytes) = hub.totals();
     family(o, "pubsub_topics", "gauge", "Topics held by the hub.");
     let _ = writeln!(o, "holdfast_pubsub_topics {topics}");

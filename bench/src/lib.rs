@@ -9,7 +9,6 @@ pub mod hold;
 pub mod peers;
 pub mod proc;
 pub mod report;
-pub mod server;
 
 use std::io::{self, Cursor, Read, Write};
 

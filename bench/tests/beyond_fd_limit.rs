@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use holdfast_bench::server::{default_server_bin, ServerProcess};
+use holdfast_bench::report::procs::{Kind, Server};
 
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -12,30 +12,19 @@ fn open_fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-fn nofile_soft() -> usize {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024)
-}
-
 #[test]
 fn one_process_holds_more_connections_than_its_fd_limit() {
-    let limit = nofile_soft();
+    let limit = holdfast::reactor::nofile_soft_limit() as usize;
     let n_per_client = 11_000;
     let clients = (limit + 1000).div_ceil(n_per_client).max(2);
     let total = clients * n_per_client;
     assert!(total > limit);
     // One worker, so one worker's rings must go past one file table (capped at `limit`).
-    let server = ServerProcess::start(&default_server_bin(), &["--workers".into(), "1".into()])
-        .expect("server");
+    let server = Server::start(Kind::Holdfast, None, Some(1), &[]).expect("server");
     let mut children = Vec::new();
     for i in 0..clients {
         let child = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
-            .args(["hold-client", "--addr", &server.addr.to_string()])
+            .args(["hold-client", "--addr", &server.addr])
             .args(["--connections", &n_per_client.to_string()])
             .args(["--source", &format!("127.0.{i}.2,127.0.{i}.3,127.0.{i}.4")])
             .stdin(Stdio::piped())

@@ -101,14 +101,15 @@ pub struct PublisherSpec {
 }
 
 /// What the publisher did.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Published {
     /// Messages published.
     pub sent: AtomicU64,
     /// Publishes the server refused or that failed.
     pub errors: AtomicU64,
-    /// The newest sequence number per topic, as the server answered.
-    pub last: Vec<AtomicU64>,
+    /// The newest sequence number per topic, as the server answered (shared with the
+    /// engines, which read it at the end for the messages never received).
+    pub last: std::sync::Arc<[AtomicU64]>,
 }
 
 /// Publish until `stop`, pacing messages at `rate` (open loop); returns the first error.

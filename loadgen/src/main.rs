@@ -391,6 +391,24 @@ impl Run {
         }
     }
 
+    /// Warm up for `warmup` seconds, then start the measurement (stamps from now on are
+    /// recorded). Returns the server's and the loadgen's CPU seconds at its start.
+    fn start_measuring(
+        &mut self,
+        warmup: f64,
+        hard: f64,
+        server_pid: Option<u32>,
+    ) -> (Option<f64>, Option<f64>) {
+        let warm_end = self.t() + warmup;
+        while self.t() < warm_end && self.live(hard) {
+            self.step("warmup");
+        }
+        let s = &self.stats;
+        s.measure_from_ns.store(s.now_ns(), Ordering::Relaxed);
+        s.control.store(stats::MEASURE, Ordering::Relaxed);
+        (server_cpu(server_pid), proc_cpu_seconds(std::process::id()))
+    }
+
     /// Highest upgrades/s over any 1-second window from `from` on (over the whole span when
     /// it is shorter than a second).
     fn peak_rate(&self, from: f64) -> f64 {
@@ -571,16 +589,7 @@ fn echo(a: EchoArgs) -> Result<bool, String> {
     let ramp = run.ramp(c.connections, hard);
     let s = run.stats.clone();
     s.control.store(stats::STEADY, Ordering::Relaxed);
-    let warm_end = run.t() + a.warmup;
-    while run.t() < warm_end && run.live(hard) {
-        run.step("warmup");
-    }
-    s.measure_from_ns.store(s.now_ns(), Ordering::Relaxed);
-    s.control.store(stats::MEASURE, Ordering::Relaxed);
-    let (cpu0, self0) = (
-        server_cpu(c.server_pid),
-        proc_cpu_seconds(std::process::id()),
-    );
+    let (cpu0, self0) = run.start_measuring(a.warmup, hard, c.server_pid);
     let sent0 = s.echo_sent.load(Ordering::Relaxed);
     let t0 = run.t();
     while run.t() - t0 < duration && run.live(hard) {
@@ -695,11 +704,6 @@ fn fanout(a: FanoutArgs) -> Result<bool, String> {
         run.step("subscribe");
     }
     s.control.store(stats::STEADY, Ordering::Relaxed);
-    // The publisher's counters, and where the engines read the newest number per topic.
-    struct Shared {
-        p: fanout::Published,
-        last: Arc<[std::sync::atomic::AtomicU64]>,
-    }
     let spec = PublisherSpec {
         via,
         topics: topics.clone(),
@@ -707,39 +711,22 @@ fn fanout(a: FanoutArgs) -> Result<bool, String> {
         size: a.size,
     };
     let pub_stop = Arc::new(AtomicBool::new(false));
-    let out_pub = Arc::new(Shared {
-        p: fanout::Published {
-            last: (0..a.topics).map(|_| Default::default()).collect(),
-            ..Default::default()
-        },
-        last: last.clone(),
+    let out_pub = Arc::new(fanout::Published {
+        sent: Default::default(),
+        errors: Default::default(),
+        last,
     });
     let publisher = {
         let (s, stop, o) = (s.clone(), pub_stop.clone(), out_pub.clone());
         std::thread::Builder::new()
             .name("publisher".into())
-            .spawn(move || {
-                let r = fanout::publish(&spec, &s, &stop, &o.p);
-                for (k, v) in o.p.last.iter().enumerate() {
-                    o.last[k].fetch_max(v.load(Ordering::Relaxed), Ordering::Relaxed);
-                }
-                r
-            })
+            .spawn(move || fanout::publish(&spec, &s, &stop, &o))
             .map_err(|e| e.to_string())?
     };
-    let warm_end = run.t() + a.warmup;
-    while run.t() < warm_end && run.live(hard) {
-        run.step("warmup");
-    }
-    s.measure_from_ns.store(s.now_ns(), Ordering::Relaxed);
-    s.control.store(stats::MEASURE, Ordering::Relaxed);
-    let (cpu0, self0) = (
-        server_cpu(c.server_pid),
-        proc_cpu_seconds(std::process::id()),
-    );
+    let (cpu0, self0) = run.start_measuring(a.warmup, hard, c.server_pid);
     let (msgs0, sent0) = (
         s.messages.load(Ordering::Relaxed),
-        out_pub.p.sent.load(Ordering::Relaxed),
+        out_pub.sent.load(Ordering::Relaxed),
     );
     let t0 = run.t();
     while run.t() - t0 < duration && run.live(hard) && !publisher.is_finished() {
@@ -748,7 +735,7 @@ fn fanout(a: FanoutArgs) -> Result<bool, String> {
     let elapsed = run.t() - t0;
     let (msgs1, sent1) = (
         s.messages.load(Ordering::Relaxed),
-        out_pub.p.sent.load(Ordering::Relaxed),
+        out_pub.sent.load(Ordering::Relaxed),
     );
     let (cpu1, self1) = (
         server_cpu(c.server_pid),
@@ -787,7 +774,7 @@ fn fanout(a: FanoutArgs) -> Result<bool, String> {
         load(&s.fanout_gaps),
         load(&s.fanout_gap_messages),
     );
-    let publish_errors = load(&out_pub.p.errors);
+    let publish_errors = load(&out_pub.errors);
     let report = merge(
         common,
         json!({
@@ -800,7 +787,7 @@ fn fanout(a: FanoutArgs) -> Result<bool, String> {
             "payload_bytes": a.size,
             "ramp_seconds": ramp,
             "measure_seconds": elapsed,
-            "published_total": load(&out_pub.p.sent),
+            "published_total": load(&out_pub.sent),
             "published_during_measurement": sent1 - sent0,
             "publish_errors": publish_errors,
             "publisher_error": pub_result.as_ref().err(),

@@ -163,9 +163,9 @@ pub fn reply_published(topic: &str, seq: u64) -> String {
     serde_json::json!({"type": "published", "topic": topic, "seq": seq}).to_string()
 }
 
-/// `{"type":"error","reason":R}`.
-pub fn reply_error(e: &ControlError) -> String {
-    serde_json::json!({"type": "error", "reason": e.reason()}).to_string()
+/// `{"type":"error","reason":R}` (R: e.g. [`ControlError::reason`]).
+pub fn reply_error(reason: &str) -> String {
+    serde_json::json!({"type": "error", "reason": reason}).to_string()
 }
 
 #[cfg(test)]
@@ -220,7 +220,7 @@ mod tests {
             parse_control(r#"{"op":"subscribe","topics":["a b"]}"#, &L),
             Err(ControlError::Topic(TopicError::BadByte { at: 1 }))
         );
-        let e = reply_error(&ControlError::UnknownOp);
+        let e = reply_error(&ControlError::UnknownOp.reason());
         assert!(e.contains("\"type\":\"error\"") && e.contains("unknown_op"));
         assert_eq!(
             reply_subscribed("a", 5),

@@ -143,39 +143,31 @@ impl Drop for Server {
 
 /// A minimal HTTP/1.1 request; returns (status, body).
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    request(
+        addr,
+        &format!("{method} {path} HTTP/1.1\r\nHost: x\r\n"),
+        b"",
     )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// `POST /publish?topic=T` with `body` (binary when `binary`); returns (status, body).
 pub fn publish(admin: SocketAddr, topic: &str, body: &[u8], binary: bool) -> (u16, String) {
-    let mut s = TcpStream::connect(admin).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let ctype = if binary {
         "application/octet-stream"
     } else {
         "text/plain"
     };
-    write!(
-        s,
-        "POST /publish?topic={topic} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
+    let head =
+        format!("POST /publish?topic={topic} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n");
+    request(admin, &head, body)
+}
+
+/// Send `head` (request line and headers, without the blank line) with `body`, read the
+/// answer to EOF; returns (status, body).
+fn request(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "{head}Content-Length: {}\r\n\r\n", body.len()).unwrap();
     s.write_all(body).unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();

@@ -246,6 +246,23 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// One series of holdfast's `/metrics` (e.g. `holdfast_websockets`).
+    pub fn metric(&self, series: &str) -> Result<f64, String> {
+        use std::io::{Read, Write};
+        let admin = self.admin.as_deref().ok_or("no admin address")?;
+        let mut s = std::net::TcpStream::connect(admin).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).map_err(|e| e.to_string())?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("no metric {series}"))
+    }
 }
 
 impl Drop for Server {

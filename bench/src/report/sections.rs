@@ -35,10 +35,34 @@ fn target(plan: &Plan, server: Option<&Server>) -> Target {
     }
 }
 
-fn pid_args(t: &Target) -> Vec<String> {
-    t.pid
-        .map(|p| vec![s("--server-pid"), s(p)])
-        .unwrap_or_default()
+impl Target {
+    /// The loadgen's arguments for `scenario` with `n` connections to `path`, then `more`
+    /// flag/value pairs, and the server's PID when known (for its CPU time).
+    fn args(&self, scenario: &str, path: &str, n: usize, more: &[(&str, String)]) -> Vec<String> {
+        let mut v = vec![
+            s(scenario),
+            s("--url"),
+            format!("{}{path}", self.url_base),
+            s("--connections"),
+            s(n),
+        ];
+        for (flag, value) in more {
+            v.extend([s(flag), value.clone()]);
+        }
+        if let Some(p) = self.pid {
+            v.extend([s("--server-pid"), s(p)]);
+        }
+        v
+    }
+}
+
+/// `n`, or less for a peer that holds sockets as fds: it must stay under `ulimit -n`.
+fn fd_cap(kind: Kind, n: usize) -> usize {
+    if kind.uses_fds() {
+        n.min(holdfast::reactor::nofile_soft_limit() as usize * 3 / 4)
+    } else {
+        n
+    }
 }
 
 /// Start `kind` unless the report targets `--url` (then only holdfast is measured there).
@@ -78,9 +102,7 @@ pub(super) fn density(plan: &Plan) -> Result<Value, String> {
         let counts: Vec<usize> = if kind == Kind::Holdfast {
             plan.densities.clone()
         } else {
-            // Peers hold sockets as fds: stay under `ulimit -n`.
-            let cap = holdfast::reactor::nofile_soft_limit() as usize * 3 / 4;
-            vec![plan.peer_density.min(cap)]
+            vec![fd_cap(kind, plan.peer_density)]
         };
         for n in counts {
             let free = meminfo("MemFree").unwrap_or(0) as f64;
@@ -134,19 +156,15 @@ fn density_step(plan: &Plan, kind: Kind, n: usize) -> Result<Value, String> {
     let caches0 = slab_caches();
     let mut sample: Option<Sample> = None;
     let pid = t.pid;
-    let path = if kind == Kind::Holdfast { "/echo" } else { "/" };
-    let mut args = vec![
-        s("hold"),
-        s("--url"),
-        format!("{}{path}", t.url_base),
-        s("--connections"),
-        s(n),
-        s("--rate"),
-        s(plan.ramp_rate),
-        s("--duration"),
-        s(plan.hold_seconds),
-    ];
-    args.extend(pid_args(&t));
+    let args = t.args(
+        "hold",
+        "/echo",
+        n,
+        &[
+            ("--rate", s(plan.ramp_rate)),
+            ("--duration", s(plan.hold_seconds)),
+        ],
+    );
     let (v, met) = loadgen(&args, None, |line| {
         // "hold t=…" lines come once a second after the ramp: sample at each, keep the last
         // (the most settled).
@@ -229,22 +247,17 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
             eprintln!("echo: {} × {c}", kind.name());
             let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
             let t = target(plan, server.as_ref());
-            let mut args = vec![
-                s("echo"),
-                s("--url"),
-                format!("{}/echo", t.url_base),
-                s("--connections"),
-                s(c),
-                s("--size"),
-                s(32),
-                s("--warmup"),
-                s(plan.warmup),
-                s("--duration"),
-                s(plan.measure_seconds),
-                s("--workers"),
-                s(1),
-            ];
-            args.extend(pid_args(&t));
+            let args = t.args(
+                "echo",
+                "/echo",
+                c,
+                &[
+                    ("--size", s(32)),
+                    ("--warmup", s(plan.warmup)),
+                    ("--duration", s(plan.measure_seconds)),
+                    ("--workers", s(1)),
+                ],
+            );
             let (v, met) = loadgen(&args, lg_cpu.as_deref(), |_| {})?;
             runs.push(json!({
                 "server": kind.name(),
@@ -262,20 +275,16 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
         eprintln!("upgrades: {}", kind.name());
         let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
         let t = target(plan, server.as_ref());
-        let mut args = vec![
-            s("hold"),
-            s("--url"),
-            format!("{}/echo", t.url_base),
-            s("--connections"),
-            s(plan.upgrade_connections),
-            s("--rate"),
-            s(plan.ramp_rate),
-            s("--duration"),
-            s(0.5),
-            s("--workers"),
-            s(1),
-        ];
-        args.extend(pid_args(&t));
+        let args = t.args(
+            "hold",
+            "/echo",
+            plan.upgrade_connections,
+            &[
+                ("--rate", s(plan.ramp_rate)),
+                ("--duration", s(0.5)),
+                ("--workers", s(1)),
+            ],
+        );
         let (v, met) = loadgen(&args, lg_cpu.as_deref(), |_| {})?;
         upgrades.push(json!({
             "server": kind.name(),
@@ -351,28 +360,20 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
                 .admin
                 .clone()
                 .ok_or("fanout needs the server's admin address (--admin)")?;
-            let mut args = vec![
-                s("fanout"),
-                s("--url"),
-                format!("{}/ws", t.url_base),
-                s("--connections"),
-                s(subs),
-                s("--topics"),
-                s(topics),
-                s("--publish-rate"),
-                s(rate),
-                s("--admin"),
-                admin,
-                s("--warmup"),
-                s(plan.warmup),
-                s("--duration"),
-                s(plan.measure_seconds),
-                s("--rate"),
-                s(plan.ramp_rate),
-                s("--settle"),
-                s(5),
-            ];
-            args.extend(pid_args(&t));
+            let args = t.args(
+                "fanout",
+                "/ws",
+                subs,
+                &[
+                    ("--topics", s(topics)),
+                    ("--publish-rate", s(rate)),
+                    ("--admin", admin),
+                    ("--warmup", s(plan.warmup)),
+                    ("--duration", s(plan.measure_seconds)),
+                    ("--rate", s(plan.ramp_rate)),
+                    ("--settle", s(5)),
+                ],
+            );
             let (v, met) = loadgen(&args, None, |_| {})?;
             runs.push(json!({
                 "server": kind.name(),
@@ -404,30 +405,20 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
 pub(super) fn storm(plan: &Plan) -> Result<Value, String> {
     let mut runs = Vec::new();
     for kind in kinds(plan, &[Kind::TokioTungstenite]) {
-        let n = if kind.uses_fds() {
-            plan.storm_connections
-                .min(holdfast::reactor::nofile_soft_limit() as usize * 3 / 4)
-        } else {
-            plan.storm_connections
-        };
+        let n = fd_cap(kind, plan.storm_connections);
         eprintln!("storm: {} × {n}", kind.name());
         let server = start(plan, kind, None, None, &["--max-connections", &s(n * 2)])?;
         let t = target(plan, server.as_ref());
-        let path = if kind == Kind::Holdfast { "/echo" } else { "/" };
-        let mut args = vec![
-            s("storm"),
-            s("--url"),
-            format!("{}{path}", t.url_base),
-            s("--connections"),
-            s(n),
-            s("--rate"),
-            s(plan.ramp_rate),
-            s("--hold"),
-            s(1),
-            s("--duration"),
-            s(60),
-        ];
-        args.extend(pid_args(&t));
+        let args = t.args(
+            "storm",
+            "/echo",
+            n,
+            &[
+                ("--rate", s(plan.ramp_rate)),
+                ("--hold", s(1)),
+                ("--duration", s(60)),
+            ],
+        );
         let (v, met) = loadgen(&args, None, |_| {})?;
         runs.push(json!({
             "server": kind.name(),

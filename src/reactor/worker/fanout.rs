@@ -62,45 +62,36 @@ impl Core {
         }
         let out = conn.out.get_or_insert_with(Box::<Outbound>::default);
         let need = frame.len();
-        if out.queued() + need > cap {
-            match p {
-                SlowPolicy::Close => {
-                    self.metrics.slow_policy_closes.inc();
-                    self.close_slow(idx);
-                    self.flush(idx);
-                    return;
-                }
-                SlowPolicy::Drop => {
-                    let d = out.drop_oldest(id, need, cap);
-                    let mut dropped = d.messages;
-                    if out.queued() + need > cap {
-                        // Still no room (other topics or replies fill the queue): this one
-                        // goes too, named in the gap at the back.
-                        out.push_gap(id, seq, seq);
-                        dropped += 1;
-                    } else {
-                        out.push_shared(frame.clone(), id, seq);
-                        self.metrics.deliveries.inc();
-                        self.metrics.messages_out.inc();
-                        self.metrics.bytes_out.add(need as u64);
-                    }
-                    self.metrics.slow_drop_events.inc();
-                    self.metrics.delivery_drops.add(dropped);
-                    tracing::debug!(
-                        worker = self.id,
-                        conn = idx,
-                        dropped,
-                        "slow consumer: dropped oldest deliveries, gap queued"
-                    );
-                    self.flush(idx);
-                    return;
-                }
+        let mut fits = out.queued() + need <= cap;
+        if !fits {
+            if p == SlowPolicy::Close {
+                self.metrics.slow_policy_closes.inc();
+                self.close_slow(idx);
+                return self.flush(idx);
             }
+            let mut dropped = out.drop_oldest(id, need, cap).messages;
+            fits = out.queued() + need <= cap;
+            if !fits {
+                // Still no room (other topics or replies fill the queue): this one goes
+                // too, named in the gap at the back.
+                out.push_gap(id, seq, seq);
+                dropped += 1;
+            }
+            self.metrics.slow_drop_events.inc();
+            self.metrics.delivery_drops.add(dropped);
+            tracing::debug!(
+                worker = self.id,
+                conn = idx,
+                dropped,
+                "slow consumer: dropped oldest deliveries, gap queued"
+            );
         }
-        out.push_shared(frame.clone(), id, seq);
-        self.metrics.deliveries.inc();
-        self.metrics.messages_out.inc();
-        self.metrics.bytes_out.add(need as u64);
+        if fits {
+            out.push_shared(frame.clone(), id, seq);
+            self.metrics.deliveries.inc();
+            self.metrics.messages_out.inc();
+            self.metrics.bytes_out.add(need as u64);
+        }
         self.flush(idx);
     }
 
@@ -119,8 +110,7 @@ impl Core {
 
     fn control_error(&mut self, idx: usize, reason: &str) {
         self.metrics.control_errors.inc();
-        let text = serde_json::json!({"type": "error", "reason": reason}).to_string();
-        self.reply(idx, &text);
+        self.reply(idx, &pubsub::reply_error(reason));
     }
 
     fn on_control(&mut self, idx: usize, op: OpCode, payload: &[u8]) {
