@@ -12,15 +12,47 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metrics;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::{self, WorkerMetrics};
+use crate::pubsub::Hub;
 use crate::pubsub::Payload;
-use crate::server::Shared;
 
 /// Admin connections served at once; more are answered 503 and closed.
 pub const MAX_CONNECTIONS: usize = 64;
 
+/// What the admin listener reads and changes: the lifecycle flags, every worker's counters
+/// and the pub/sub hub.
+#[derive(Debug)]
+pub struct State {
+    /// Drain and stop flags.
+    pub life: Arc<Lifecycle>,
+    /// Every worker's counters.
+    pub metrics: Vec<Arc<WorkerMetrics>>,
+    /// Pub/sub: topics, numbering, replay windows, fan-out to workers.
+    pub hub: Arc<Hub>,
+    /// Largest `POST /publish` body (the `--max-message` limit).
+    pub max_publish: usize,
+}
+
+/// Why a request could not be read.
+#[derive(Debug)]
+enum ReadError {
+    /// The connection failed or timed out.
+    Io(std::io::Error),
+    /// The declared body is larger than the limit (413).
+    TooLarge { length: usize, max: usize },
+    /// The request is malformed (400).
+    Malformed(&'static str),
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
 /// Bind the admin listener and serve it on background threads.
-pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
+pub fn spawn(addr: SocketAddr, shared: Arc<State>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     let active = Arc::new(AtomicUsize::new(0));
@@ -76,7 +108,10 @@ struct Request {
 /// Headers read per request, at most.
 const MAX_HEADERS: usize = 100;
 
-fn read_request(r: &mut BufReader<TcpStream>, max_body: usize) -> std::io::Result<Option<Request>> {
+fn read_request(
+    r: &mut BufReader<TcpStream>,
+    max_body: usize,
+) -> Result<Option<Request>, ReadError> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
         return Ok(None);
@@ -100,9 +135,9 @@ fn read_request(r: &mut BufReader<TcpStream>, max_body: usize) -> std::io::Resul
         let value = value.trim();
         match name.trim().to_ascii_lowercase().as_str() {
             "content-length" => {
-                length = value.parse().map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, "bad Content-Length")
-                })?
+                length = value
+                    .parse()
+                    .map_err(|_| ReadError::Malformed("bad Content-Length"))?
             }
             "content-type" => content_type = value.to_ascii_lowercase(),
             "connection" => {
@@ -112,10 +147,10 @@ fn read_request(r: &mut BufReader<TcpStream>, max_body: usize) -> std::io::Resul
         }
     }
     if length > max_body {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("body of {length} bytes exceeds --max-message {max_body}"),
-        ));
+        return Err(ReadError::TooLarge {
+            length,
+            max: max_body,
+        });
     }
     let mut body = vec![0; length];
     r.read_exact(&mut body)?;
@@ -129,7 +164,7 @@ fn read_request(r: &mut BufReader<TcpStream>, max_body: usize) -> std::io::Resul
     }))
 }
 
-fn serve_connection(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+fn serve_connection(stream: TcpStream, shared: &State) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let _ = stream.set_nodelay(true);
@@ -139,15 +174,14 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         let req = match read_request(&mut reader, shared.max_publish) {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                let status = if e.to_string().contains("exceeds") {
-                    413
-                } else {
-                    400
-                };
-                return respond(&mut out, status, "text/plain", &format!("{e}\n"), false);
+            Err(ReadError::TooLarge { length, max }) => {
+                let body = format!("body of {length} bytes exceeds --max-message {max}\n");
+                return respond(&mut out, 413, "text/plain", &body, false);
             }
-            Err(e) => return Err(e),
+            Err(ReadError::Malformed(why)) => {
+                return respond(&mut out, 400, "text/plain", &format!("{why}\n"), false);
+            }
+            Err(ReadError::Io(e)) => return Err(e),
         };
         let (status, ctype, body) = route(&req, shared);
         respond(&mut out, status, ctype, &body, req.keep_alive)?;
@@ -197,8 +231,8 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn route(req: &Request, shared: &Shared) -> (u16, &'static str, String) {
-    let draining = shared.draining.load(Ordering::Relaxed);
+fn route(req: &Request, shared: &State) -> (u16, &'static str, String) {
+    let draining = shared.life.draining();
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/metrics") => {
             let mut text = metrics::render(&shared.metrics, draining);
@@ -209,7 +243,7 @@ fn route(req: &Request, shared: &Shared) -> (u16, &'static str, String) {
         ("GET", "/readyz") if draining => (503, "text/plain", "draining\n".to_string()),
         ("GET", "/readyz") => (200, "text/plain", "ready\n".to_string()),
         ("POST", "/drain") => {
-            if !shared.draining.swap(true, Ordering::Relaxed) {
+            if shared.life.drain() {
                 tracing::info!("drain requested through the admin API");
             }
             (202, "text/plain", "draining\n".to_string())
@@ -227,7 +261,7 @@ fn route(req: &Request, shared: &Shared) -> (u16, &'static str, String) {
 /// application/octet-stream` publishes binary; anything else must be UTF-8 and publishes
 /// text. 503 + Retry-After when a worker's delivery queue is full (backpressure: the message
 /// is not numbered, nothing is lost).
-fn publish(req: &Request, shared: &Shared) -> (u16, &'static str, String) {
+fn publish(req: &Request, shared: &State) -> (u16, &'static str, String) {
     let Some(topic) = query_param(&req.query, "topic") else {
         return (400, "text/plain", "missing ?topic=\n".into());
     };
@@ -263,7 +297,7 @@ fn publish(req: &Request, shared: &Shared) -> (u16, &'static str, String) {
 }
 
 /// `GET /topics`: every topic with its subscribers, in total and per worker.
-fn topics_json(shared: &Shared) -> String {
+fn topics_json(shared: &State) -> String {
     let topics: Vec<_> = shared
         .hub
         .presence()

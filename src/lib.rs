@@ -1,20 +1,29 @@
 //! Holdfast: a high-density WebSocket connection server on io_uring.
 //!
-//! - [`ws`]: the sans-IO RFC 6455 core (handshake, frame codec, masking, UTF-8, close codes).
-//! - [`reactor`]: per-core io_uring workers: ring setup, provided buffers, the event loop.
-//! - [`conn`]: the compact per-connection state.
-//! - [`server`], [`config`], [`admin`], [`metrics`], [`topology`]: running it.
+//! Layers, bottom to top (dependencies point down only; docs/architecture.md has the map):
+//! - [`io`]: rings, provided buffers, typed tokens, one connection's read machine, sends and
+//!   shutdown-then-close. All `unsafe` of the server is here.
+//! - [`ws`]: the sans-IO RFC 6455 core (handshake, frame codec, masking, UTF-8, close
+//!   codes, the message reassembler), for both roles.
+//! - [`session`]: the sans-IO per-connection protocol decisions.
+//! - [`pubsub`]: the sans-IO pub/sub core and the hub.
+//! - [`services`]: routing, admission, echo, the worker's side of pub/sub.
+//! - [`reactor`]: the per-core worker loop.
+//! - [`lifecycle`], [`server`], [`config`], [`admin`], [`metrics`], [`topology`], [`tune`],
+//!   [`plan`]: running and operating it.
 
 pub mod admin;
 pub mod config;
-pub mod conn;
+pub mod io;
 pub mod jitter;
-pub mod limits;
+pub mod lifecycle;
 pub mod metrics;
 pub mod plan;
 pub mod pubsub;
 pub mod reactor;
 pub mod server;
+pub mod services;
+pub mod session;
 pub mod topology;
 pub mod tune;
 pub mod ws;

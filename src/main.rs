@@ -1,3 +1,4 @@
+//! `holdfast`: the server, its tuning and planning commands.
 use clap::{Parser, Subcommand};
 use holdfast::config::{LogFormat, ServeConfig};
 use mimalloc::MiMalloc;

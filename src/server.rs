@@ -1,32 +1,57 @@
 //! Starting the server: lay workers out on the CPUs, bind their listeners, start the admin
 //! listener, take signals, and drain on SIGTERM/SIGINT or `POST /drain`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
+use crate::admin;
 use crate::config::ServeConfig;
+use crate::io::listener::{self, SockOpts};
+use crate::io::waker::Waker;
+use crate::io::{self, ReadMode};
+use crate::lifecycle::Lifecycle;
 use crate::metrics::WorkerMetrics;
 use crate::pubsub::{Hub, PolicyTable, ReplayLimits, TopicLimits};
-use crate::reactor::listener::{self, SockOpts};
-use crate::reactor::waker::Waker;
 use crate::reactor::worker::{self, Settings, WorkerSpec, TICK};
-use crate::reactor::{self};
+use crate::services::limits::IpTable;
+use crate::services::PubsubSpec;
+use crate::session;
 use crate::topology;
 use crate::ws::handshake::Limits;
 
-/// State the workers, the admin thread and the signal thread share (rarely touched).
+/// Why the server could not start (or a worker failed).
 #[derive(Debug)]
-pub struct Shared {
-    /// Set once to start the drain.
-    pub draining: AtomicBool,
-    /// Set to make every worker exit at once.
-    pub stop: AtomicBool,
-    /// Every worker's counters.
-    pub metrics: Vec<Arc<WorkerMetrics>>,
-    /// Pub/sub: topics, numbering, replay windows, fan-out to workers.
-    pub hub: Arc<Hub>,
-    /// Largest `POST /publish` body (the `--max-message` limit).
-    pub max_publish: usize,
+#[non_exhaustive]
+pub enum ServeError {
+    /// A value or a combination of values is not valid.
+    Config(String),
+    /// The listening sockets could not be opened.
+    Listen(std::net::SocketAddr, std::io::Error),
+    /// The admin listener could not be opened.
+    Admin(std::net::SocketAddr, std::io::Error),
+    /// An eventfd or a thread could not be created.
+    Resources(&'static str, std::io::Error),
+    /// A worker could not set up its rings (with the operator's fix).
+    Worker(usize, String),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Config(msg) => f.write_str(msg),
+            Self::Listen(a, e) => write!(f, "cannot listen on {a}: {e}"),
+            Self::Admin(a, e) => write!(f, "cannot bind admin listener {a}: {e}"),
+            Self::Resources(what, e) => write!(f, "cannot create {what}: {e}"),
+            Self::Worker(id, msg) => write!(f, "worker {id}: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+impl From<String> for ServeError {
+    fn from(msg: String) -> Self {
+        Self::Config(msg)
+    }
 }
 
 fn ticks(secs: f64) -> u32 {
@@ -34,7 +59,7 @@ fn ticks(secs: f64) -> u32 {
 }
 
 /// Run the server until it has drained. Returns an error message for a failed start.
-pub fn serve(cfg: ServeConfig) -> Result<(), String> {
+pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     cfg.validate()?;
     let admin_addr = cfg.admin_addr()?;
     let allowed = topology::allowed_cpus();
@@ -45,14 +70,14 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
     // Each ring's file table is capped by RLIMIT_NOFILE's soft limit; a worker adds rings
     // as its tables fill, up to its share of the connection target (docs/architecture.md).
     let per_worker = cfg.max_connections.div_ceil(workers);
-    let soft = reactor::nofile_soft_limit().min(1 << 20) as usize;
+    let soft = io::sys::nofile_soft_limit().min(u64::from(io::socket::MAX_SLOTS)) as usize;
     let table_cap = match cfg.ring_files {
         0 => soft,
         n if n as usize > soft => {
-            return Err(format!(
+            return Err(ServeError::Config(format!(
                 "--ring-files {n} exceeds the RLIMIT_NOFILE soft limit {soft}, which caps a \
                  ring's file table; raise the limit (LimitNOFILE, ulimit -n) or lower it"
-            ))
+            )))
         }
         n => n as usize,
     };
@@ -78,23 +103,25 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
         rcvbuf: cfg.rcvbuf,
     };
     let (listeners, bound) = listener::bind_group(cfg.listen, workers, opts)
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+        .map_err(|e| ServeError::Listen(cfg.listen, e))?;
 
     let settings = Settings {
-        limits: Limits::default(),
-        max_message: cfg.max_message,
-        max_outbound: cfg.max_outbound,
-        handshake_ticks: ticks(cfg.handshake_timeout),
-        ping_ticks: ticks(cfg.ping_interval),
-        idle_ticks: ticks(cfg.idle_timeout),
-        close_ticks: ticks(cfg.drain_grace.min(5.0)),
+        session: session::Config {
+            limits: Limits::default(),
+            max_message: cfg.max_message,
+            max_outbound: cfg.max_outbound,
+            handshake_ticks: ticks(cfg.handshake_timeout),
+            ping_ticks: ticks(cfg.ping_interval),
+            idle_ticks: ticks(cfg.idle_timeout),
+            close_ticks: ticks(cfg.drain_grace.min(5.0)),
+        },
         drain_ticks: ticks(cfg.drain_window),
         grace_ticks: ticks(cfg.drain_grace),
         recv_buffers: cfg.recv_buffers,
         recv_buffer_size: cfg.recv_buffer_size,
         read_mode: match cfg.read_mode {
-            crate::config::ReadModeArg::Poll => worker::ReadMode::Poll,
-            crate::config::ReadModeArg::Recv => worker::ReadMode::Recv,
+            crate::config::ReadModeArg::Poll => ReadMode::Poll,
+            crate::config::ReadModeArg::Recv => ReadMode::Recv,
         },
         sq_entries: 4096,
         cq_entries: 32768,
@@ -105,7 +132,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
     let wakers: Vec<Arc<Waker>> = (0..workers)
         .map(|_| Waker::new().map(Arc::new))
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot create an eventfd: {e}"))?;
+        .map_err(|e| ServeError::Resources("an eventfd", e))?;
     let topic_limits = TopicLimits {
         max_len: cfg.max_topic_len,
         max_per_connection: cfg.max_topics_per_connection,
@@ -129,17 +156,16 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
     );
     let mut receivers: Vec<Option<_>> = receivers.into_iter().map(Some).collect();
     let policies = Arc::new(PolicyTable::parse(cfg.slow_consumer, &cfg.topic_policy)?);
-    let shared = Arc::new(Shared {
-        draining: AtomicBool::new(false),
-        stop: AtomicBool::new(false),
+    let life = Arc::new(Lifecycle::default());
+    let state = Arc::new(admin::State {
+        life: life.clone(),
         metrics: metrics.clone(),
         hub: hub.clone(),
         max_publish: cfg.max_message as usize,
     });
 
-    let ip_table =
-        (cfg.max_per_ip > 0).then(|| Arc::new(crate::limits::IpTable::new(cfg.max_per_ip)));
-    reactor::block_signals();
+    let ip_table = (cfg.max_per_ip > 0).then(|| Arc::new(IpTable::new(cfg.max_per_ip)));
+    io::sys::block_signals();
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), String>)>();
     let mut handles = Vec::with_capacity(workers);
     for (p, listener) in layout.iter().zip(listeners) {
@@ -159,14 +185,14 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
             table_size: table as u32,
             settings,
             metrics: metrics[p.worker].clone(),
-            shared: shared.clone(),
+            life: life.clone(),
             ip_table: ip_table.clone(),
             accept_rate: cfg.accept_rate / workers as f64,
-            pubsub: worker::PubsubSpec {
+            pubsub: PubsubSpec {
                 hub: hub.clone(),
-                rx: receivers[p.worker]
-                    .take()
-                    .ok_or("worker numbered twice in the layout")?,
+                rx: receivers[p.worker].take().ok_or_else(|| {
+                    ServeError::Config("worker numbered twice in the layout".into())
+                })?,
                 waker: wakers[p.worker].clone(),
                 policies: policies.clone(),
                 limits: topic_limits,
@@ -177,21 +203,8 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
         let tx = ready_tx.clone();
         let h = std::thread::Builder::new()
             .name(format!("holdfast-w{}", p.worker))
-            .spawn(move || {
-                // Pin first so everything the worker allocates is first touched on its node.
-                if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-                    tracing::warn!(worker = spec.id, cpu, "could not pin worker");
-                }
-                let id = spec.id;
-                let ready = tx.clone();
-                let r = worker::run(spec, move || {
-                    let _ = ready.send((id, Ok(())));
-                });
-                if let Err(e) = r {
-                    let _ = tx.send((id, Err(reactor::explain_setup_error(&e))));
-                }
-            })
-            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+            .spawn(move || run_worker(spec, cpu, tx))
+            .map_err(|e| ServeError::Resources("a worker thread", e))?;
         handles.push(h);
     }
     drop(ready_tx);
@@ -199,16 +212,20 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
         match ready_rx.recv() {
             Ok((_, Ok(()))) => {}
             Ok((id, Err(msg))) => {
-                shared.stop.store(true, Ordering::Relaxed);
-                return Err(format!("worker {id}: {msg}"));
+                life.stop();
+                return Err(ServeError::Worker(id, msg));
             }
-            Err(_) => return Err("a worker exited during start-up".into()),
+            Err(_) => {
+                return Err(ServeError::Worker(
+                    usize::MAX,
+                    "a worker exited during start-up".into(),
+                ))
+            }
         }
     }
 
     if let Some(addr) = admin_addr {
-        let a = crate::admin::spawn(addr, shared.clone())
-            .map_err(|e| format!("cannot bind admin listener {addr}: {e}"))?;
+        let a = admin::spawn(addr, state.clone()).map_err(|e| ServeError::Admin(addr, e))?;
         tracing::info!("admin listening on {a}");
         println!("admin listening on {a}");
     }
@@ -216,25 +233,74 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
     // Tests and scripts read this line to find an ephemeral port.
     println!("listening on {bound}");
 
-    let sig_shared = shared.clone();
+    let sig_life = life.clone();
     std::thread::Builder::new()
         .name("holdfast-signals".into())
         .spawn(move || {
-            let sig = reactor::wait_for_signal();
+            let sig = io::sys::wait_for_signal();
             tracing::info!(
                 signal = sig,
                 "signal received: draining (send it again to exit now)"
             );
-            sig_shared.draining.store(true, Ordering::Relaxed);
-            let sig = reactor::wait_for_signal();
+            sig_life.drain();
+            let sig = io::sys::wait_for_signal();
             tracing::warn!(signal = sig, "second signal: exiting now");
             std::process::exit(130);
         })
-        .map_err(|e| format!("cannot start signal thread: {e}"))?;
+        .map_err(|e| ServeError::Resources("the signal thread", e))?;
 
     for h in handles {
-        let _ = h.join();
+        // A worker that fails exits the process itself (see `run_worker`); a join error
+        // can only be a panic that escaped it.
+        if h.join().is_err() {
+            std::process::exit(EXIT_WORKER_FAILED);
+        }
     }
     tracing::info!("drained; exiting");
     Ok(())
+}
+
+/// The exit status when a worker fails (EX_SOFTWARE).
+pub const EXIT_WORKER_FAILED: i32 = 70;
+
+/// A worker thread: pin, run, and take the whole process down if the worker fails after
+/// start-up (a panic or a fatal ring error): its connections would be gone while health
+/// checks stay green, so the supervisor must see the failure and restart the node.
+fn run_worker(spec: WorkerSpec, cpu: usize, tx: mpsc::Sender<(usize, Result<(), String>)>) {
+    // Pin first so everything the worker allocates is first touched on its node.
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+        tracing::warn!(worker = spec.id, cpu, "could not pin worker");
+    }
+    let id = spec.id;
+    let ready = tx.clone();
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = started.clone();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        worker::run(spec, move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = ready.send((id, Ok(())));
+        })
+    }));
+    let cause = match outcome {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) if !started.load(std::sync::atomic::Ordering::SeqCst) => {
+            let _ = tx.send((id, Err(io::explain_setup_error(&e))));
+            return;
+        }
+        Ok(Err(e)) => format!("ring error: {e}"),
+        Err(panic) => match panic.downcast_ref::<&str>() {
+            Some(s) => format!("panic: {s}"),
+            None => match panic.downcast_ref::<String>() {
+                Some(s) => format!("panic: {s}"),
+                None => "panic".into(),
+            },
+        },
+    };
+    tracing::error!(
+        worker = id,
+        cause,
+        "worker failed; exiting so the node is restarted"
+    );
+    eprintln!("holdfast: worker {id} failed ({cause}); exiting");
+    std::process::exit(EXIT_WORKER_FAILED);
 }

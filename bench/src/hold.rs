@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use holdfast::ws::assembler::{Assembler, Message};
+use holdfast::ws::client::{self, Response};
 use holdfast::ws::frame::{encode_close, encode_frame};
 use holdfast::ws::{Decoder, OpCode, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,14 +64,9 @@ pub(crate) async fn handshake(args: &HoldArgs, i: usize) -> std::io::Result<(Tcp
     {
         *k = b'A' + (b - b'0');
     }
-    let req = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        args.path,
-        args.addr,
-        std::str::from_utf8(&key).unwrap_or("AAAAAAAAAAAAAAAAAAAAAA==")
-    );
-    s.write_all(req.as_bytes()).await?;
+    let key = std::str::from_utf8(&key).unwrap_or("AAAAAAAAAAAAAAAAAAAAAA==");
+    let req = client::request(&args.addr.to_string(), &args.path, key, &[]);
+    s.write_all(&req.bytes).await?;
     let mut head = Vec::with_capacity(256);
     let mut buf = [0u8; 512];
     loop {
@@ -79,15 +75,13 @@ pub(crate) async fn handshake(args: &HoldArgs, i: usize) -> std::io::Result<(Tcp
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         head.extend_from_slice(&buf[..n]);
-        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            if !head.starts_with(b"HTTP/1.1 101") {
-                return Err(std::io::Error::other("not 101"));
+        match client::scan_response(&head, &req.accept) {
+            Ok(None) => {}
+            Ok(Some(Response::Upgraded { head_len })) => return Ok((s, head[head_len..].to_vec())),
+            Ok(Some(Response::Refused { status, .. })) => {
+                return Err(std::io::Error::other(format!("upgrade refused: {status}")))
             }
-            let rest = head[end + 4..].to_vec();
-            return Ok((s, rest));
-        }
-        if head.len() > 4096 {
-            return Err(std::io::Error::other("response head too long"));
+            Err(e) => return Err(std::io::Error::other(e.to_string())),
         }
     }
 }

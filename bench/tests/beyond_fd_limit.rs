@@ -14,7 +14,7 @@ fn open_fds(pid: u32) -> usize {
 
 #[test]
 fn one_process_holds_more_connections_than_its_fd_limit() {
-    let limit = holdfast::reactor::nofile_soft_limit() as usize;
+    let limit = holdfast::io::sys::nofile_soft_limit() as usize;
     let n_per_client = 11_000;
     let clients = (limit + 1000).div_ceil(n_per_client).max(2);
     let total = clients * n_per_client;

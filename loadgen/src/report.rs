@@ -63,7 +63,7 @@ pub fn machine() -> Value {
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "memory": mem,
         "kernel": read("/proc/sys/kernel/osrelease"),
-        "rlimit_nofile_soft": holdfast::reactor::nofile_soft_limit(),
+        "rlimit_nofile_soft": holdfast::io::sys::nofile_soft_limit(),
         "sysctl": sysctl,
     })
 }

@@ -3,7 +3,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 
-use holdfast::ws::handshake::accept_key;
+use std::sync::Arc;
+
+use holdfast::ws::client;
 
 /// The key every connection sends: valid base64 of 16 bytes. The server must not rely on keys
 /// being unique, and one key lets every connection share one request buffer.
@@ -14,8 +16,8 @@ pub const KEY: &str = "aG9sZGZhc3QtbG9hZGdlbg==";
 pub struct Target {
     /// Where to connect.
     pub addr: SocketAddr,
-    /// The full HTTP upgrade request.
-    pub request: Vec<u8>,
+    /// The full HTTP upgrade request (shared by every connection's send).
+    pub request: Arc<[u8]>,
     /// `Sec-WebSocket-Accept` the server must answer with.
     pub accept: [u8; 28],
 }
@@ -39,15 +41,11 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         .map_err(|e| format!("{url}: cannot resolve {with_port}: {e}"))?
         .next()
         .ok_or_else(|| format!("{url}: {with_port} has no address"))?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\nUser-Agent: holdfast-loadgen\r\n\r\n"
-    )
-    .into_bytes();
+    let req = client::request(hostport, path, KEY, &[("User-Agent", "holdfast-loadgen")]);
     Ok(Target {
         addr,
-        request,
-        accept: accept_key(KEY.as_bytes()),
+        request: req.bytes.into(),
+        accept: req.accept,
     })
 }
 
@@ -101,7 +99,7 @@ mod tests {
     fn urls_and_sources() {
         let t = parse_url("ws://127.0.0.1:8080/echo?x=1").unwrap();
         assert_eq!(t.addr, "127.0.0.1:8080".parse().unwrap());
-        let req = String::from_utf8(t.request).unwrap();
+        let req = String::from_utf8(t.request.to_vec()).unwrap();
         assert!(req.starts_with("GET /echo?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"));
         assert!(parse_url("wss://x").is_err());
         assert_eq!(

@@ -1,201 +1,49 @@
-//! The io_uring plumbing each worker owns: ring setup with graceful fallback, the
-//! provided-buffer ring, and the encoding of operations in `user_data`.
+//! The worker loop: per-core threads that pull completions from the io layer, hand bytes to
+//! sessions, call the services, and run timers and drain pacing.
 //!
-//! This module and `bufring` are the only places that hold `unsafe` (with the SQE push in
-//! the worker, which must keep buffers alive until completion).
+//! **Architecture Invariant:** the reactor imports the io layer, sessions, services and the
+//! lifecycle flags, and nothing of the control plane (server, admin, configuration).
 
-pub mod bufring;
-pub mod listener;
-pub mod token;
-pub mod waker;
+pub mod rings;
 pub mod worker;
 
-use std::io;
+use crate::io::Socket;
+use crate::session::Session;
 
-use io_uring::IoUring;
-
-/// A ring and the features it got.
-#[allow(missing_debug_implementations)] // IoUring has no Debug
-pub struct Ring {
-    /// The ring.
-    pub ring: IoUring,
-    /// Set-up flags that had to be dropped, each with the kernel's reason.
-    pub fallbacks: Vec<String>,
+/// One connection's slab entry: its sans-IO session and its socket.
+#[derive(Debug)]
+pub struct Conn {
+    /// The protocol state.
+    pub session: Session,
+    /// Where the socket is and what is in flight on it.
+    pub socket: Socket,
 }
 
-/// Why io_uring cannot be used, with the fix an operator applies.
-pub fn explain_setup_error(e: &io::Error) -> String {
-    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .unwrap_or(0);
-    match e.raw_os_error() {
-        Some(libc::ENOSYS) => "io_uring is not available in this kernel (ENOSYS): Holdfast needs \
-                               Linux 6.1 or later built with CONFIG_IO_URING"
-            .into(),
-        Some(libc::EPERM) if disabled > 0 => format!(
-            "io_uring is disabled by kernel.io_uring_disabled={disabled}: run \
-             `sysctl -w kernel.io_uring_disabled=0` (or add this user to \
-             kernel.io_uring_group when it is 1)"
-        ),
-        Some(libc::EPERM) => "io_uring_setup was refused (EPERM): a seccomp profile (a container \
-                              runtime's default one, say) blocks it; allow io_uring_setup, \
-                              io_uring_enter and io_uring_register"
-            .into(),
-        Some(libc::ENOMEM) => "io_uring_setup failed with ENOMEM: RLIMIT_MEMLOCK is too low for \
-                               the ring on this kernel; raise it (`ulimit -l unlimited`, \
-                               LimitMEMLOCK=infinity in the systemd unit)"
-            .into(),
-        _ => format!("io_uring setup failed: {e}"),
-    }
-}
+/// The userspace budget of an idle connection's state.
+pub const CONN_BUDGET: usize = 48;
+const _: () = assert!(std::mem::size_of::<Conn>() <= CONN_BUDGET);
 
-/// Build a ring with SINGLE_ISSUER + DEFER_TASKRUN + COOP_TASKRUN, falling back step by
-/// step where the kernel refuses one (EINVAL), and recording why.
-pub fn setup(sq_entries: u32, cq_entries: u32) -> io::Result<Ring> {
-    let mut fallbacks = Vec::new();
-    type Attempt = (&'static str, fn(&mut io_uring::Builder));
-    let attempts: [Attempt; 3] = [
-        ("single_issuer+defer_taskrun+coop_taskrun", |b| {
-            b.setup_single_issuer()
-                .setup_defer_taskrun()
-                .setup_coop_taskrun();
-        }),
-        ("single_issuer+coop_taskrun", |b| {
-            b.setup_single_issuer().setup_coop_taskrun();
-        }),
-        ("no setup flags", |_| {}),
-    ];
-    let mut last = None;
-    for (name, apply) in attempts {
-        let mut b = IoUring::builder();
-        b.setup_cqsize(cq_entries).setup_submit_all();
-        apply(&mut b);
-        match b.build(sq_entries) {
-            Ok(ring) => return Ok(Ring { ring, fallbacks }),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                fallbacks.push(format!("{name}: {e}"));
-                last = Some(e);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| io::Error::other("no ring configuration worked")))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The RLIMIT_NOFILE soft limit: the largest registered file table a ring may have.
-pub fn nofile_soft_limit() -> u64 {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
-        r.rlim_cur
-    } else {
-        1024
-    }
-}
-
-/// Block SIGTERM, SIGINT and ignore SIGPIPE in this thread (threads spawned afterwards
-/// inherit the mask), so that one thread can take the signals with [`wait_for_signal`].
-pub fn block_signals() {
-    // SAFETY: the sigset is initialised by sigemptyset before use; pthread_sigmask and
-    // signal only change this process's signal disposition.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
-}
-
-/// Wait for SIGTERM or SIGINT (blocked by [`block_signals`]); returns the signal number.
-pub fn wait_for_signal() -> i32 {
-    // SAFETY: as in block_signals; sigwait writes the signal number into `sig`.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        let mut sig = 0;
-        libc::sigwait(&set, &mut sig);
-        sig
-    }
-}
-
-/// A non-blocking eventfd for a ring to signal completions on.
-pub fn eventfd() -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: eventfd(2) with valid flags; the result is checked before use.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just created and nothing else owns it.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
-}
-
-/// Reset an eventfd's counter (non-blocking; nothing to read is fine).
-pub fn drain_eventfd(fd: &std::os::fd::OwnedFd) {
-    use std::os::fd::AsRawFd;
-    let mut v = 0u64;
-    // SAFETY: reads 8 bytes into a u64 we own from an eventfd we own.
-    unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-}
-
-/// Like [`enter_nonblocking`], but runs *every* pending deferred item: it asks for a whole
-/// completion queue with a zero timeout, so the kernel's per-call cap (max(20,
-/// min_complete)) does not apply, and returns with ETIME instead of waiting. It costs a timed
-/// wait (an hrtimer, a VM exit here) per call, so it is for bursts: a load generator's
-/// ramp or reconnect storm, where each connect is a chain of deferred items and the cheap
-/// call left thousands of them waiting for seconds.
-pub fn enter_run_all(ring: &mut IoUring) -> io::Result<()> {
-    let want = ring.params().cq_entries() as usize;
-    let ts = io_uring::types::Timespec::new();
-    let args = io_uring::types::SubmitArgs::new().timespec(&ts);
-    match ring.submitter().submit_with_args(want, &args) {
-        Ok(_) => Ok(()),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-            ) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Submit what is queued and run deferred task work without waiting, so completions
-/// become visible. `submit()` alone does not pass IORING_ENTER_GETEVENTS, which a
-/// DEFER_TASKRUN ring needs before it posts anything. The kernel runs at most 20 deferred
-/// items per such call, and a ring's eventfd fires only when its deferred list was empty,
-/// so callers enter again while a call yields completions (and the worker sweeps every ring
-/// each tick). Asking for a whole CQ with a zero timeout instead runs everything at once,
-/// but goes through the timed wait path: measured, that cost half the loadgen's CPU in an
-/// open-loop echo run.
-pub fn enter_nonblocking(ring: &mut IoUring) -> io::Result<()> {
-    const IORING_ENTER_GETEVENTS: u32 = 1;
-    let to_submit = ring.submission().len() as u32;
-    // SAFETY: no argument pointer is passed; the SQEs being submitted were pushed under
-    // the worker's SAFETY contract (buffers outlive their operations).
-    match unsafe {
-        ring.submitter()
-            .enter::<libc::sigset_t>(to_submit, 0, IORING_ENTER_GETEVENTS, None)
-    } {
-        Ok(_) => Ok(()),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
-            ) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(e),
+    #[test]
+    fn idle_connection_state_fits_its_budget() {
+        let size = std::mem::size_of::<Conn>();
+        assert!(size <= CONN_BUDGET, "Conn is {size} bytes");
+        // The slab stores an enum of Conn or a free-list link; Option<Conn> has the same
+        // layout question (niche or tag) and is what the metrics count per slot.
+        let entry = std::mem::size_of::<Option<Conn>>();
+        assert!(entry <= 56, "a slab slot is {entry} bytes");
+        let c = Conn {
+            session: Session::new(0),
+            socket: Socket::new(3, 7, 1),
+        };
+        assert_eq!(c.session.heap_bytes(), 0);
+        assert_eq!(c.session.queued(), 0);
+        assert_eq!(
+            (c.socket.ring(), c.socket.slot(), c.socket.generation()),
+            (3, 7, 1)
+        );
     }
 }

@@ -19,6 +19,7 @@
 
 pub mod assembler;
 mod base64;
+pub mod client;
 pub mod close;
 pub mod decoder;
 pub mod error;

@@ -216,7 +216,14 @@ impl Raw {
     /// Connect to `path` and complete the handshake; panics if it is not a 101.
     pub fn connect_to(addr: SocketAddr, path: &str) -> Self {
         let (stream, head) = raw_request(addr, &upgrade_request(path, "13"));
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let accept = holdfast::ws::handshake::accept_key(KEY.as_bytes());
+        assert!(
+            matches!(
+                holdfast::ws::client::scan_response(head.as_bytes(), &accept),
+                Ok(Some(holdfast::ws::client::Response::Upgraded { .. }))
+            ),
+            "{head}"
+        );
         Self {
             stream,
             asm: Assembler::new(Decoder::new(Role::Client)),

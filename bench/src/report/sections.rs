@@ -59,7 +59,7 @@ impl Target {
 /// `n`, or less for a peer that holds sockets as fds: it must stay under `ulimit -n`.
 fn fd_cap(kind: Kind, n: usize) -> usize {
     if kind.uses_fds() {
-        n.min(holdfast::reactor::nofile_soft_limit() as usize * 3 / 4)
+        n.min(holdfast::io::sys::nofile_soft_limit() as usize * 3 / 4)
     } else {
         n
     }

@@ -17,7 +17,7 @@ impl Waker {
     /// A new eventfd-backed waker.
     pub fn new() -> io::Result<Self> {
         Ok(Self {
-            fd: super::eventfd()?,
+            fd: super::sys::eventfd()?,
             pending: AtomicBool::new(false),
         })
     }
@@ -40,7 +40,7 @@ impl Waker {
     /// The worker took the wake: reset the counter and the flag. Call *before* draining the
     /// queue, so work queued after the drain started raises a new wake.
     pub fn reset(&self) {
-        super::drain_eventfd(&self.fd);
+        super::sys::drain_eventfd(&self.fd);
         self.pending.store(false, Ordering::SeqCst);
     }
 }

@@ -1,81 +1,19 @@
-//! The `fanout` scenario's pieces that are not the engine: reading holdfast's delivery
-//! frames, and the publisher (admin API `POST /publish` over one keep-alive connection, or a
-//! WebSocket client sending `publish` control messages), paced open-loop with the intended
-//! send time as the stamp, so a publisher that falls behind shows up as latency.
+//! The `fanout` scenario's publisher: the admin API (`POST /publish` over one keep-alive
+//! connection) or a WebSocket client sending `publish` control messages, paced open-loop
+//! with the intended send time as the stamp, so a publisher that falls behind shows up as
+//! latency.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use holdfast::ws::assembler::{Assembler, Message};
+use holdfast::ws::client::{scan_response, Response, MAX_RESPONSE_HEAD};
 use holdfast::ws::frame::encode_frame;
-use holdfast::ws::{Decoder, Event, OpCode, Role};
+use holdfast::ws::{Decoder, OpCode, Role};
 
-use crate::stats::Stats;
-
-/// What a subscriber received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Parsed {
-    /// Message `seq`, with the publisher's stamp (ns since the run's epoch) when it has one.
-    Message {
-        /// Sequence number.
-        seq: u64,
-        /// Publish stamp.
-        stamp: Option<u64>,
-    },
-    /// The subscription's acknowledgement: live messages follow `seq`.
-    Subscribed {
-        /// Newest sequence number at subscription.
-        seq: u64,
-    },
-    /// Messages `from..=to` are gone.
-    Gap {
-        /// First missing.
-        from: u64,
-        /// Last missing.
-        to: u64,
-    },
-    /// Anything else (errors, acks of other kinds).
-    Other,
-}
-
-/// Read one whole delivery message: binary `[len][topic][seq BE][payload]` (the payload's
-/// first 8 bytes are the stamp, little-endian) or a JSON text frame.
-pub fn parse_delivery(binary: bool, msg: &[u8]) -> Parsed {
-    if binary {
-        let Some(&l) = msg.first() else {
-            return Parsed::Other;
-        };
-        let l = usize::from(l);
-        let Some(seq) = msg.get(1 + l..9 + l) else {
-            return Parsed::Other;
-        };
-        let seq = u64::from_be_bytes(seq.try_into().unwrap_or([0; 8]));
-        let stamp = msg
-            .get(9 + l..17 + l)
-            .map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])));
-        return Parsed::Message { seq, stamp };
-    }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(msg) else {
-        return Parsed::Other;
-    };
-    let n = |k: &str| v[k].as_u64();
-    match v["type"].as_str() {
-        Some("message") => match n("seq") {
-            Some(seq) => Parsed::Message {
-                seq,
-                stamp: v["data"].as_str().and_then(|d| d.parse().ok()),
-            },
-            None => Parsed::Other,
-        },
-        Some("subscribed") => n("seq").map_or(Parsed::Other, |seq| Parsed::Subscribed { seq }),
-        Some("gap") => match (n("from"), n("to")) {
-            (Some(from), Some(to)) => Parsed::Gap { from, to },
-            _ => Parsed::Other,
-        },
-        _ => Parsed::Other,
-    }
-}
+use crate::counters::Control;
 
 /// How the publisher reaches the server.
 #[derive(Debug, Clone)]
@@ -115,7 +53,7 @@ pub struct Published {
 /// Publish until `stop`, pacing messages at `rate` (open loop); returns the first error.
 pub fn publish(
     spec: &PublisherSpec,
-    stats: &Stats,
+    stats: &Control,
     stop: &AtomicBool,
     out: &Published,
 ) -> Result<(), String> {
@@ -126,7 +64,7 @@ pub fn publish(
 }
 
 /// Wait until message `n`'s intended time; returns that time (ns since the epoch).
-fn pace(stats: &Stats, start_ns: u64, n: u64, rate: f64) -> u64 {
+fn pace(stats: &Control, start_ns: u64, n: u64, rate: f64) -> u64 {
     let due = start_ns + (n as f64 * 1e9 / rate) as u64;
     let now = stats.now_ns();
     if due > now {
@@ -138,7 +76,7 @@ fn pace(stats: &Stats, start_ns: u64, n: u64, rate: f64) -> u64 {
 fn publish_admin(
     addr: &str,
     spec: &PublisherSpec,
-    stats: &Stats,
+    stats: &Control,
     stop: &AtomicBool,
     out: &Published,
 ) -> Result<(), String> {
@@ -215,7 +153,7 @@ fn publish_admin(
 fn publish_ws(
     url: &str,
     spec: &PublisherSpec,
-    stats: &Stats,
+    stats: &Control,
     stop: &AtomicBool,
     out: &Published,
 ) -> Result<(), String> {
@@ -227,17 +165,20 @@ fn publish_ws(
     s.write_all(&t.request).map_err(|e| e.to_string())?;
     let mut head = Vec::new();
     let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut b).map_err(|e| e.to_string())? == 0 || head.len() > 8192 {
+    loop {
+        match scan_response(&head, &t.accept) {
+            Ok(Some(Response::Upgraded { .. })) => break,
+            Ok(Some(Response::Refused { status, .. })) => {
+                return Err(format!("{url}: upgrade refused with {status}"))
+            }
+            Err(e) => return Err(format!("{url}: {e}")),
+            Ok(None) if head.len() > MAX_RESPONSE_HEAD => unreachable!("scan_response bounds it"),
+            Ok(None) => {}
+        }
+        if s.read(&mut b).map_err(|e| e.to_string())? == 0 {
             return Err(format!("{url}: no upgrade"));
         }
         head.push(b[0]);
-    }
-    if !head.starts_with(b"HTTP/1.1 101") {
-        return Err(format!(
-            "{url}: {}",
-            String::from_utf8_lossy(&head).lines().next().unwrap_or("")
-        ));
     }
     // Acks come back on a reader thread (sequence numbers, refusals).
     let reader = s.try_clone().map_err(|e| e.to_string())?;
@@ -276,94 +217,36 @@ fn publish_ws(
 }
 
 fn read_acks(mut s: TcpStream, topics: &[String], out: &Published) {
-    let mut dec = Decoder::new(Role::Client);
+    let mut asm = Assembler::new(Decoder::new(Role::Client));
     let mut buf = vec![0u8; 65536];
-    let mut pending: Vec<u8> = Vec::new();
     loop {
         let n = match s.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        pending.extend_from_slice(&buf[..n]);
-        let mut pos = 0;
-        loop {
-            let step = match dec.decode(&mut pending[pos..], u32::MAX) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-            let base = pos;
-            pos += step.consumed;
-            match step.event {
-                Some(Event::Data { range, .. }) => {
-                    let v: serde_json::Value =
-                        serde_json::from_slice(&pending[base + range.start..base + range.end])
-                            .unwrap_or_default();
-                    match v["type"].as_str() {
-                        Some("published") => {
-                            out.sent.fetch_add(1, Ordering::Relaxed);
-                            let k = topics.iter().position(|t| v["topic"] == t.as_str());
-                            if let (Some(k), Some(seq)) = (k, v["seq"].as_u64()) {
-                                out.last[k].fetch_max(seq, Ordering::Relaxed);
-                            }
+        let mut closed = false;
+        let r = asm.feed(&buf[..n], u32::MAX, |m| match m {
+            Message::Text(t) => {
+                let v: serde_json::Value = serde_json::from_str(t).unwrap_or_default();
+                match v["type"].as_str() {
+                    Some("published") => {
+                        out.sent.fetch_add(1, Ordering::Relaxed);
+                        let k = topics.iter().position(|t| v["topic"] == t.as_str());
+                        if let (Some(k), Some(seq)) = (k, v["seq"].as_u64()) {
+                            out.last[k].fetch_max(seq, Ordering::Relaxed);
                         }
-                        Some("error") if out.errors.fetch_add(1, Ordering::Relaxed) == 0 => {
-                            eprintln!("publish refused: {v}");
-                        }
-                        _ => {}
                     }
+                    Some("error") if out.errors.fetch_add(1, Ordering::Relaxed) == 0 => {
+                        eprintln!("publish refused: {v}");
+                    }
+                    _ => {}
                 }
-                Some(Event::Close { .. }) => return,
-                Some(_) => {}
-                None => break,
             }
+            Message::Close(..) => closed = true,
+            _ => {}
+        });
+        if r.is_err() || closed {
+            return;
         }
-        pending.drain(..pos);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deliveries_parse_in_both_encodings() {
-        let mut b = vec![3];
-        b.extend_from_slice(b"t.1");
-        b.extend_from_slice(&42u64.to_be_bytes());
-        b.extend_from_slice(&123_456u64.to_le_bytes());
-        assert_eq!(
-            parse_delivery(true, &b),
-            Parsed::Message {
-                seq: 42,
-                stamp: Some(123_456)
-            }
-        );
-        assert_eq!(
-            parse_delivery(true, &b[..12]),
-            Parsed::Message {
-                seq: 42,
-                stamp: None
-            }
-        );
-        assert_eq!(parse_delivery(true, &b[..5]), Parsed::Other);
-        assert_eq!(
-            parse_delivery(
-                false,
-                br#"{"type":"message","topic":"a","seq":7,"data":"99"}"#
-            ),
-            Parsed::Message {
-                seq: 7,
-                stamp: Some(99)
-            }
-        );
-        assert_eq!(
-            parse_delivery(false, br#"{"type":"subscribed","topic":"a","seq":3}"#),
-            Parsed::Subscribed { seq: 3 }
-        );
-        assert_eq!(
-            parse_delivery(false, br#"{"type":"gap","topic":"a","from":4,"to":9}"#),
-            Parsed::Gap { from: 4, to: 9 }
-        );
-        assert_eq!(parse_delivery(false, b"nonsense"), Parsed::Other);
     }
 }

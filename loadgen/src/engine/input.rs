@@ -1,0 +1,242 @@
+//! What comes back from the kernel for a client connection: connect results, the 101,
+//! frames (through the one reassembler), pings, closes, send completions.
+
+use holdfast::io::{Completion, Extra, Op, Read, SendBuf};
+use holdfast::ws::assembler::{self, Flow, Message};
+use holdfast::ws::client::{scan_response, Response};
+use holdfast::ws::frame::{encode_close, encode_frame};
+use holdfast::ws::OpCode;
+
+use super::{reconnect_hint, Engine, Phase, MASK};
+use crate::counters::{CloseKey, Failure, C};
+
+impl Engine {
+    // ------------------------------------------------------------------ completions
+
+    pub(super) fn complete(&mut self, c: Completion) {
+        let tok = c.token;
+        if matches!(tok.op, Op::Ignore | Op::Accept | Op::Wake) {
+            return;
+        }
+        let idx = tok.index;
+        let Some(conn) = self.conns.get_mut(idx as usize) else {
+            return;
+        };
+        if !conn.socket.owns(tok) {
+            return; // an earlier connection's (its buffer goes back as `c` drops)
+        }
+        let mode = self.spec.read_mode;
+        match tok.op {
+            // The first failing step's error; the connect then completes -ECANCELED and
+            // the failure is counted once, under this error.
+            Op::Step if c.res < 0 && conn.step_error == 0 => conn.step_error = c.res,
+            Op::Connect => {
+                let step = conn.step_error;
+                self.on_connected(idx, if step < 0 { step } else { c.res });
+            }
+            Op::Send => {
+                conn.socket.on_sent();
+                if let Extra::Sent(SendBuf::Owned(mut v)) = c.extra {
+                    v.clear();
+                    conn.spare = v;
+                }
+                if conn.phase == Phase::Closed {
+                    return;
+                }
+                if c.res < 0 {
+                    self.close_key(CloseKey::Reason("send_error"));
+                    return self.finish(idx);
+                }
+                self.flush(idx);
+            }
+            Op::Poll => {
+                let wants = conn.wants_input();
+                conn.socket.on_poll(&mut self.ring, &c, idx, wants);
+            }
+            Op::Recv => {
+                match conn.socket.on_recv(mode, c) {
+                    Read::Data(mut buf) => self.on_bytes(idx, buf.bytes_mut()),
+                    Read::End(res) => self.on_read_end(idx, res),
+                    Read::Nothing => {}
+                }
+                if let Some(conn) = self.conns.get_mut(idx as usize) {
+                    let wants = conn.wants_input();
+                    conn.socket.resume(&mut self.ring, mode, idx, wants);
+                }
+            }
+            Op::Shutdown => {
+                if c.res < 0 && c.res != -libc::ENOTCONN {
+                    self.close_key(CloseKey::ShutdownErrno(-c.res));
+                }
+                if let Some(conn) = self.conns.get_mut(idx as usize) {
+                    conn.socket.on_shutdown(&mut self.ring, idx);
+                }
+            }
+            Op::Close => {
+                let conn = self.conns.remove(idx as usize);
+                self.free.push(conn.socket.slot());
+            }
+            _ => {}
+        }
+    }
+
+    fn on_connected(&mut self, idx: u32, res: i32) {
+        if res < 0 {
+            let why = match -res {
+                libc::ECONNREFUSED => Failure::Refused,
+                libc::ETIMEDOUT => Failure::Timeout,
+                libc::ECONNRESET => Failure::Reset,
+                libc::EADDRNOTAVAIL | libc::EADDRINUSE => Failure::Ports,
+                libc::ECANCELED => Failure::Aborted,
+                _ => Failure::Other,
+            };
+            return self.fail(idx, why);
+        }
+        let c = &mut self.conns[idx as usize];
+        c.phase = Phase::Handshaking;
+        let req = self.spec.targets[usize::from(c.target)].request.clone();
+        c.socket.send(&mut self.ring, SendBuf::Shared(req), idx);
+        c.socket.arm(&mut self.ring, self.spec.read_mode, idx);
+    }
+
+    /// The read side ended: EOF (`res` 0) or an error.
+    fn on_read_end(&mut self, idx: u32, res: i32) {
+        match self.conns[idx as usize].phase {
+            Phase::Handshaking => {
+                let why = if res == 0 {
+                    "handshake_eof"
+                } else {
+                    "handshake_error"
+                };
+                self.close_key(CloseKey::Reason(why));
+                self.fail(idx, Failure::Reset);
+            }
+            Phase::Open => {
+                self.close_key(CloseKey::Reason(if res == 0 { "eof" } else { "reset" }));
+                self.finish(idx);
+            }
+            Phase::Closing => self.finish(idx),
+            Phase::Connecting | Phase::Closed => {}
+        }
+    }
+
+    fn on_bytes(&mut self, idx: u32, data: &mut [u8]) {
+        if self.conns[idx as usize].phase == Phase::Handshaking {
+            return self.on_response(idx, data);
+        }
+        self.frames(idx, data);
+    }
+
+    /// Bytes of the 101 (and perhaps frames behind it).
+    fn on_response(&mut self, idx: u32, data: &mut [u8]) {
+        let c = &mut self.conns[idx as usize];
+        let accept = self.spec.targets[usize::from(c.target)].accept;
+        let mut joined = c.held.take().map(|h| h.pending);
+        if let Some(p) = joined.as_mut() {
+            p.extend_from_slice(data);
+        }
+        let head: &[u8] = joined.as_deref().unwrap_or(data);
+        match scan_response(head, &accept) {
+            Ok(None) => {
+                let mut h = Box::<holdfast::ws::assembler::Partial>::default();
+                h.pending = joined.unwrap_or_else(|| data.to_vec());
+                self.conns[idx as usize].held = Some(h);
+            }
+            Ok(Some(Response::Refused { status, .. })) => {
+                self.close_key(CloseKey::Http(status));
+                self.fail(idx, Failure::Http);
+            }
+            Err(_) => self.fail(idx, Failure::Protocol),
+            Ok(Some(Response::Upgraded { head_len })) => {
+                self.on_upgraded(idx);
+                let rest = match joined.as_mut() {
+                    Some(p) => &mut p[head_len..],
+                    None => &mut data[head_len..],
+                };
+                if !rest.is_empty() {
+                    self.frames(idx, rest);
+                }
+            }
+        }
+    }
+
+    fn on_upgraded(&mut self, idx: u32) {
+        let now_us = (self.now_ns() / 1000) as u32;
+        let c = &mut self.conns[idx as usize];
+        let micros = u64::from(now_us.wrapping_sub(c.started_us).max(1));
+        let _ = self.out.connect_us.record(micros);
+        c.phase = Phase::Open;
+        let reconnect = c.attempt.is_some();
+        self.in_flight -= 1;
+        self.counts.inc(C::Established);
+        self.counts.inc(C::Open);
+        if reconnect {
+            self.counts.inc(C::Reconnected);
+            self.counts.dec(C::Awaiting);
+            let now = self.now_ns();
+            self.counts.record(C::LastReconnectNs, now);
+        }
+        self.on_open(idx);
+    }
+
+    /// Frames: decoded in the received buffer; whole messages go to the scenario.
+    fn frames(&mut self, idx: u32, data: &mut [u8]) {
+        let c = &mut self.conns[idx as usize];
+        let generation = c.socket.generation();
+        let mut decoder = std::mem::replace(
+            &mut c.decoder,
+            holdfast::ws::Decoder::new(holdfast::ws::Role::Client),
+        );
+        let mut held = c.held.take();
+        let r = assembler::feed_in_place(&mut decoder, &mut held, data, u32::MAX, |m| {
+            self.on_message(idx, m)
+        });
+        let Some(c) = self.conns.get_mut(idx as usize) else {
+            return;
+        };
+        if c.socket.generation() != generation || c.phase == Phase::Closed {
+            return;
+        }
+        c.decoder = decoder;
+        c.held = held;
+        if r.is_err() {
+            self.close_key(CloseKey::Reason("protocol_error"));
+            self.finish(idx);
+        }
+    }
+
+    fn on_message(&mut self, idx: u32, m: Message<'_>) -> Flow {
+        match m {
+            Message::Ping(p) => {
+                self.counts.inc(C::Pings);
+                if p.is_empty() {
+                    self.pong_empty(idx);
+                } else {
+                    let mut f = Vec::new();
+                    encode_frame(&mut f, true, OpCode::Pong, Some(MASK), p);
+                    self.send_control(idx, &f);
+                }
+            }
+            Message::Pong(_) => self.counts.inc(C::Pongs),
+            Message::Close(code, reason, reply) => {
+                self.close_key(CloseKey::Code(code.map_or(1005, |c| c.0)));
+                self.conns[idx as usize].hint_ms = reconnect_hint(reason.as_bytes());
+                if let Some(echo) = reply {
+                    let mut f = Vec::new();
+                    encode_close(&mut f, echo, "", Some(MASK));
+                    let _ = self.send(idx, &f);
+                }
+                // Our reply (if any) is queued ahead of the shutdown.
+                self.finish(idx);
+                return Flow::Stop;
+            }
+            Message::Text(t) => self.on_data(idx, false, t.as_bytes()),
+            Message::Binary(b) => self.on_data(idx, true, b),
+        }
+        if self.conns[idx as usize].phase == Phase::Closed {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+}

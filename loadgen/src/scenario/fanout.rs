@@ -1,0 +1,368 @@
+//! `fanout`: S subscribers over T topics of a holdfast pub/sub endpoint and a publisher at
+//! rate P: every delivery's sequence number is checked (losses, duplicates, order, gaps)
+//! and publish → delivery latency recorded from the stamp in its payload.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{Mode, Work};
+use crate::cli::{FanoutArgs, PublishVia};
+use crate::counters::{C, MEASURE, STEADY};
+use crate::engine::{Engine, Phase};
+use crate::publisher::{self, PublisherSpec, Via};
+use crate::report::{hist_json, proc_cpu_seconds};
+use crate::run::{self, failures_line, hard_timeout, launch, merge, pct_line, server_cpu};
+
+/// Fanout's engine-side state.
+#[derive(Debug)]
+pub struct FanoutWork {
+    /// Targets per topic (the URLs given): target `t` follows topic `t / per_topic`.
+    pub per_topic: usize,
+    /// The newest number published per topic (written by the publisher).
+    pub last: Arc<[AtomicU64]>,
+}
+
+/// What a subscriber received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    /// Message `seq`, with the publisher's stamp (ns since the run's epoch) when it has one.
+    Message {
+        /// Sequence number.
+        seq: u64,
+        /// Publish stamp.
+        stamp: Option<u64>,
+    },
+    /// The subscription's acknowledgement: live messages follow `seq`.
+    Subscribed {
+        /// Newest sequence number at subscription.
+        seq: u64,
+    },
+    /// Messages `from..=to` are gone.
+    Gap {
+        /// First missing.
+        from: u64,
+        /// Last missing.
+        to: u64,
+    },
+    /// Anything else (errors, acks of other kinds).
+    Other,
+}
+
+/// Read one whole delivery message: binary `[len][topic][seq BE][payload]` (the payload's
+/// first 8 bytes are the stamp, little-endian) or a JSON text frame.
+pub fn parse_delivery(binary: bool, msg: &[u8]) -> Parsed {
+    if binary {
+        let Some(&l) = msg.first() else {
+            return Parsed::Other;
+        };
+        let l = usize::from(l);
+        let Some(seq) = msg.get(1 + l..9 + l) else {
+            return Parsed::Other;
+        };
+        let seq = u64::from_be_bytes(seq.try_into().unwrap_or([0; 8]));
+        let stamp = msg
+            .get(9 + l..17 + l)
+            .map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])));
+        return Parsed::Message { seq, stamp };
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(msg) else {
+        return Parsed::Other;
+    };
+    let n = |k: &str| v[k].as_u64();
+    match v["type"].as_str() {
+        Some("message") => match n("seq") {
+            Some(seq) => Parsed::Message {
+                seq,
+                stamp: v["data"].as_str().and_then(|d| d.parse().ok()),
+            },
+            None => Parsed::Other,
+        },
+        Some("subscribed") => n("seq").map_or(Parsed::Other, |seq| Parsed::Subscribed { seq }),
+        Some("gap") => match (n("from"), n("to")) {
+            (Some(from), Some(to)) => Parsed::Gap { from, to },
+            _ => Parsed::Other,
+        },
+        _ => Parsed::Other,
+    }
+}
+
+impl Engine {
+    /// A whole delivery: check its number against the connection's last one, and time it
+    /// from its stamp.
+    pub(crate) fn fanout_on_message(&mut self, idx: u32, binary: bool, msg: &[u8]) {
+        let now = self.now_ns();
+        let measuring = self.phase == MEASURE;
+        let from = self.measure_from;
+        let c = &mut self.conns[idx as usize];
+        match parse_delivery(binary, msg) {
+            Parsed::Subscribed { seq } => c.last_seq = seq,
+            Parsed::Gap { from, to } => {
+                self.counts.inc(C::FanoutGaps);
+                self.counts
+                    .add(C::FanoutGapMessages, to.saturating_sub(from) + 1);
+                if from > c.last_seq + 1 {
+                    self.counts.add(C::FanoutLost, from - c.last_seq - 1);
+                }
+                c.last_seq = c.last_seq.max(to);
+            }
+            Parsed::Message { seq, stamp } => {
+                self.counts.inc(C::Messages);
+                if seq == c.last_seq {
+                    self.counts.inc(C::FanoutDuplicates);
+                } else if seq < c.last_seq {
+                    self.counts.inc(C::FanoutReordered);
+                } else {
+                    if seq > c.last_seq + 1 {
+                        self.counts.add(C::FanoutLost, seq - c.last_seq - 1);
+                    }
+                    c.last_seq = seq;
+                }
+                if let Some(stamp) = stamp {
+                    if measuring && stamp <= now && stamp >= from {
+                        let _ = self.out.rtt_ns.record((now - stamp).max(1));
+                    }
+                }
+            }
+            Parsed::Other => {}
+        }
+    }
+
+    /// At the end: messages published on each connection's topic that it never got.
+    pub(crate) fn fanout_tail(&mut self) {
+        let Work::Fanout(w) = &self.work else { return };
+        let mut lost = 0;
+        for (_, c) in self.conns.iter().filter(|(_, c)| c.phase == Phase::Open) {
+            let topic = usize::from(c.target) / w.per_topic.max(1);
+            let newest = w.last.get(topic).map_or(0, |a| a.load(Ordering::Relaxed));
+            lost += newest.saturating_sub(c.last_seq);
+        }
+        self.counts.add(C::FanoutTailLost, lost);
+    }
+}
+
+/// Run it; true when nothing was lost, duplicated, reordered or refused.
+pub fn run(a: FanoutArgs) -> Result<bool, String> {
+    let duration = a.c.duration.unwrap_or(10.0);
+    let hard = hard_timeout(&a.c, duration + a.warmup + a.settle);
+    if a.topics == 0 || a.topics > 65_535 / a.c.urls.len().max(1) {
+        return Err("--topics must be between 1 and 65535 / number of URLs".into());
+    }
+    if a.size < 8 || !a.publish_rate.is_finite() || a.publish_rate <= 0.0 {
+        return Err("--size must be at least 8 and --publish-rate positive".into());
+    }
+    let via = match a.publish_via {
+        PublishVia::Admin => Via::Admin(
+            a.admin
+                .clone()
+                .ok_or("--publish-via admin needs --admin host:port")?,
+        ),
+        PublishVia::Ws => Via::Ws(a.c.urls[0].clone()),
+    };
+    let topics: Vec<String> = (0..a.topics)
+        .map(|k| format!("{}{k}", a.topic_prefix))
+        .collect();
+    // Targets topic by topic: target t subscribes to topic t / urls.
+    let mut c = a.c.clone();
+    c.urls = topics
+        .iter()
+        .flat_map(|t| {
+            a.c.urls.iter().map(move |u| {
+                let sep = if u.contains('?') { '&' } else { '?' };
+                format!("{u}{sep}topics={t}")
+            })
+        })
+        .collect();
+    let last: Arc<[std::sync::atomic::AtomicU64]> =
+        (0..a.topics).map(|_| Default::default()).collect();
+    let mut run = launch(
+        &c,
+        Mode::Fanout {
+            per_topic: a.c.urls.len(),
+            last: last.clone(),
+        },
+    )?;
+    run.urls = a.c.urls.clone();
+    let ramp = run.ramp(c.connections, hard);
+    // Subscriptions are acknowledged right behind the 101; give the last ones a moment.
+    let settle_subs = run.t() + 0.5;
+    while run.t() < settle_subs && run.live(hard) {
+        run.step("subscribe");
+    }
+    run.control.set_phase(STEADY);
+    let spec = PublisherSpec {
+        via,
+        topics: topics.clone(),
+        rate: a.publish_rate,
+        size: a.size,
+    };
+    let pub_stop = Arc::new(AtomicBool::new(false));
+    let out_pub = Arc::new(publisher::Published {
+        sent: Default::default(),
+        errors: Default::default(),
+        last,
+    });
+    let publisher = {
+        let (ctl, stop, o) = (run.control.clone(), pub_stop.clone(), out_pub.clone());
+        std::thread::Builder::new()
+            .name("publisher".into())
+            .spawn(move || publisher::publish(&spec, &ctl, &stop, &o))
+            .map_err(|e| e.to_string())?
+    };
+    let (cpu0, self0) = run.start_measuring(a.warmup, hard, c.server_pid);
+    let (msgs0, sent0) = (
+        run.totals().get(C::Messages),
+        out_pub.sent.load(Ordering::Relaxed),
+    );
+    let t0 = run.t();
+    while run.t() - t0 < duration && run.live(hard) && !publisher.is_finished() {
+        run.step("measure");
+    }
+    let elapsed = run.t() - t0;
+    let (msgs1, sent1) = (
+        run.totals().get(C::Messages),
+        out_pub.sent.load(Ordering::Relaxed),
+    );
+    let (cpu1, self1) = (
+        server_cpu(c.server_pid),
+        proc_cpu_seconds(std::process::id()),
+    );
+    pub_stop.store(true, Ordering::Relaxed);
+    let pub_result = publisher
+        .join()
+        .map_err(|_| "the publisher panicked".to_string())?;
+    // Let deliveries in flight arrive: until the count stops moving (bounded).
+    let settle_end = run.t() + a.settle;
+    let mut seen = (run.totals().get(C::Messages), run.t());
+    while run.t() < settle_end && run.live(hard) {
+        run.step("settle");
+        let m = run.totals().get(C::Messages);
+        if m != seen.0 {
+            seen = (m, run.t());
+        } else if run.t() - seen.1 >= 0.5 {
+            break;
+        }
+    }
+    run.control.set_phase(STEADY);
+    let open = run.totals().signed(C::Open);
+    let (out, common) = run.finish()?;
+    let s = &out.counts;
+    let server_cpu_s = cpu0.zip(cpu1).map(|(a, b)| b - a);
+    let self_cpu_s = self0.zip(self1).map(|(a, b)| b - a);
+    let lat = hist_json(&out.rtt_ns, 1000.0);
+    let deliveries = msgs1 - msgs0;
+    let rate = deliveries as f64 / elapsed.max(1e-9);
+    let load = |x: &AtomicU64| x.load(Ordering::Relaxed);
+    let (lost, tail, dups, reord, gaps, gapm) = (
+        s.get(C::FanoutLost),
+        s.get(C::FanoutTailLost),
+        s.get(C::FanoutDuplicates),
+        s.get(C::FanoutReordered),
+        s.get(C::FanoutGaps),
+        s.get(C::FanoutGapMessages),
+    );
+    let publish_errors = load(&out_pub.errors);
+    let report = merge(
+        common,
+        json!({
+            "scenario": "fanout",
+            "subscribers_wanted": c.connections,
+            "subscribers_open": open,
+            "topics": a.topics,
+            "publish_via": format!("{:?}", a.publish_via).to_lowercase(),
+            "publish_rate_target": a.publish_rate,
+            "payload_bytes": a.size,
+            "ramp_seconds": ramp,
+            "measure_seconds": elapsed,
+            "published_total": load(&out_pub.sent),
+            "published_during_measurement": sent1 - sent0,
+            "publish_errors": publish_errors,
+            "publisher_error": pub_result.as_ref().err(),
+            "deliveries_during_measurement": deliveries,
+            "deliveries_per_s": rate,
+            "deliveries_timed": out.rtt_ns.len(),
+            "publish_to_delivery_us": lat,
+            "lost_in_stream": lost,
+            "lost_at_end": tail,
+            "duplicates": dups,
+            "reordered": reord,
+            "gaps": gaps,
+            "gap_messages": gapm,
+            "server_cpu_seconds": server_cpu_s,
+            "deliveries_per_server_cpu_s": server_cpu_s.map(|v| deliveries as f64 / v.max(1e-9)),
+            "loadgen_cpu_seconds": self_cpu_s,
+        }),
+    );
+    println!(
+        "
+fanout ({} subscribers, {} topics, {} msgs/s via {:?}): {deliveries} deliveries in {elapsed:.1} s = {rate:.0}/s
+         publish→delivery: {}
+         lost {lost} in stream + {tail} at the end, duplicates {dups}, reordered {reord}, gaps {gaps} ({gapm} msgs);\n         publish errors {publish_errors}; failures: {}{}",
+        c.connections,
+        a.topics,
+        a.publish_rate,
+        a.publish_via,
+        pct_line(&lat, "µs"),
+        failures_line(s),
+        server_cpu_s.map_or(String::new(), |v| format!(
+            "; server CPU {v:.2} s = {:.0} deliveries per server-CPU-s",
+            deliveries as f64 / v.max(1e-9)
+        )),
+    );
+    if let Err(e) = &pub_result {
+        eprintln!("publisher: {e}");
+    }
+    run::write_json(c.json.as_deref(), &report)?;
+    Ok(pub_result.is_ok()
+        && s.failed() == 0
+        && lost + tail + dups + reord + gaps + publish_errors == 0
+        && !out.rtt_ns.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliveries_parse_in_both_encodings() {
+        let mut b = vec![3];
+        b.extend_from_slice(b"t.1");
+        b.extend_from_slice(&42u64.to_be_bytes());
+        b.extend_from_slice(&123_456u64.to_le_bytes());
+        assert_eq!(
+            parse_delivery(true, &b),
+            Parsed::Message {
+                seq: 42,
+                stamp: Some(123_456)
+            }
+        );
+        assert_eq!(
+            parse_delivery(true, &b[..12]),
+            Parsed::Message {
+                seq: 42,
+                stamp: None
+            }
+        );
+        assert_eq!(parse_delivery(true, &b[..5]), Parsed::Other);
+        assert_eq!(
+            parse_delivery(
+                false,
+                br#"{"type":"message","topic":"a","seq":7,"data":"99"}"#
+            ),
+            Parsed::Message {
+                seq: 7,
+                stamp: Some(99)
+            }
+        );
+        assert_eq!(
+            parse_delivery(false, br#"{"type":"subscribed","topic":"a","seq":3}"#),
+            Parsed::Subscribed { seq: 3 }
+        );
+        assert_eq!(
+            parse_delivery(false, br#"{"type":"gap","topic":"a","from":4,"to":9}"#),
+            Parsed::Gap { from: 4, to: 9 }
+        );
+        assert_eq!(parse_delivery(false, b"nonsense"), Parsed::Other);
+    }
+}

@@ -1,0 +1,66 @@
+//! `hold`: ramp to N connections, hold them for a duration answering pings, close cleanly.
+//! Its connections need nothing beyond what the engine does for every connection.
+
+use serde_json::json;
+
+use crate::cli::HoldArgs;
+use crate::counters::{keyed_report, C};
+use crate::report::{hist_json, proc_cpu_seconds};
+use crate::run::{self, failures_line, hard_timeout, launch, merge, pct_line, server_cpu};
+use crate::scenario::Mode;
+
+/// Run it; true when every connection was established.
+pub fn run(a: HoldArgs) -> Result<bool, String> {
+    let c = &a.c;
+    let duration = c.duration.unwrap_or(10.0);
+    let hard = hard_timeout(c, duration);
+    let cpu0 = server_cpu(c.server_pid);
+    let self0 = proc_cpu_seconds(std::process::id());
+    let mut run = launch(c, Mode::Hold)?;
+    let ramp = run.ramp(c.connections, hard);
+    let cpu_ramp = server_cpu(c.server_pid);
+    let self_ramp = proc_cpu_seconds(std::process::id());
+    let peak = run.peak_rate(0.0);
+    if let Some(r) = ramp {
+        while run.t() - r < duration && run.live(hard) {
+            run.step("hold");
+        }
+    }
+    let held = run.totals().signed(C::Open);
+    let (out, common) = run.finish()?;
+    let s = &out.counts;
+    let established = s.get(C::Established);
+    let cpu_per_upgrade = match (cpu0, cpu_ramp) {
+        (Some(a), Some(b)) if established > 0 => Some((b - a) * 1e6 / established as f64),
+        _ => None,
+    };
+    let report = merge(
+        common,
+        json!({
+            "scenario": "hold",
+            "connections_wanted": c.connections,
+            "held_at_end": held,
+            "ramp_seconds": ramp,
+            "peak_upgrades_per_s": peak,
+            "server_cpu_us_per_upgrade": cpu_per_upgrade,
+            "server_cpu_seconds_ramp": cpu0.zip(cpu_ramp).map(|(a, b)| b - a),
+            "loadgen_cpu_seconds_ramp": self0.zip(self_ramp).map(|(a, b)| b - a),
+        }),
+    );
+    println!(
+        "\nhold: {established} of {} established, {held} held at the end; failures: {}\n\
+         connect+upgrade latency: {}\n\
+         ramp {:.1} s, peak {:.0} upgrades/s{}; closes/statuses {:?}",
+        c.connections,
+        failures_line(s),
+        pct_line(&hist_json(&out.connect_us, 1.0), "µs"),
+        ramp.unwrap_or(f64::NAN),
+        peak,
+        cpu_per_upgrade.map_or(String::new(), |v| format!(
+            ", server {v:.1} CPU-µs per upgrade"
+        )),
+        keyed_report(&out.keyed)
+    );
+    run::write_json(c.json.as_deref(), &report)?;
+    Ok(established as usize == c.connections)
+}

@@ -1,0 +1,635 @@
+//! One io_uring instance together with everything its operations point into: the
+//! provided-buffer pool, the buffers of sends in flight, the accept address slots and the
+//! connect addresses. Owning them here is what makes every operation safe to request: no
+//! caller can free or move memory the kernel still uses, on any path, because the caller
+//! never holds it.
+//!
+//! # Submission
+//! Every operation goes through [`Ring::push_chain`]. When the submission queue is full the
+//! ring submits (which may move completions to an internal list if the completion queue is
+//! full) and retries; whatever still does not fit waits in a backlog that the next
+//! [`Ring::enter`] flushes in order. Nothing is ever dropped, and a linked chain is pushed
+//! whole or not at all (splitting a chain across submissions would break its links).
+//!
+//! # Completions
+//! [`Ring::reap`] turns completion entries into [`Completion`]s: a received buffer comes as
+//! a [`RecvBuf`] that returns to the kernel when dropped; a send comes back once all of its
+//! bytes are sent (short sends are resubmitted here) or it failed, with its buffer; an
+//! accept comes with the peer's address.
+//!
+//! # Teardown
+//! The kernel finishes tearing a ring down after its fd is closed, asynchronously. A ring
+//! dropped while operations are still in flight therefore leaks (never frees) the memory
+//! they point into; a ring dropped idle frees everything. `uring` is the first field, so
+//! it is always closed before anything it pointed into is freed.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use slab::Slab;
+
+use super::bufring::{BufPool, RecvBuf};
+use super::token::{Op, Token};
+
+/// What a ring is built with.
+#[derive(Debug, Clone, Copy)]
+pub struct RingConfig {
+    /// Submission queue entries.
+    pub sq_entries: u32,
+    /// Completion queue entries.
+    pub cq_entries: u32,
+    /// Slots in the registered (sparse) file table: at most the RLIMIT_NOFILE soft limit.
+    pub files: u32,
+    /// Provided buffers (a power of two).
+    pub buffers: u16,
+    /// Bytes per provided buffer.
+    pub buffer_size: u32,
+    /// Register an eventfd that the kernel signals when completions arrive.
+    pub eventfd: bool,
+}
+
+/// Bytes handed to a send. The ring owns them until the send completes.
+#[derive(Debug)]
+pub enum SendBuf {
+    /// A buffer of the caller's, given back with the completion for reuse.
+    Owned(Vec<u8>),
+    /// A frame shared by many connections (sent from the shared allocation, never copied).
+    Shared(Arc<[u8]>),
+    /// Bytes that live forever (static ping, pong and close frames).
+    Static(&'static [u8]),
+}
+
+impl SendBuf {
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Owned(v) => v,
+            Self::Shared(a) => a,
+            Self::Static(s) => s,
+        }
+    }
+}
+
+/// A send the kernel is working on.
+#[derive(Debug)]
+struct InflightSend {
+    owner: Token,
+    slot: u32,
+    buf: SendBuf,
+    offset: usize,
+}
+
+/// Where the kernel writes the peer address of one pooled accept. Boxed in a slice that is
+/// never reallocated, so the pointers given to the kernel stay valid.
+struct AddrSlot {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+    armed: bool,
+}
+
+/// A socket address registered with the ring for connect chains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrId(u32);
+
+/// What a completion carries besides its result.
+#[derive(Debug)]
+pub enum Extra {
+    /// Nothing.
+    None,
+    /// The buffer a receive filled (returned to the kernel when dropped).
+    Recv(RecvBuf),
+    /// A finished send's buffer.
+    Sent(SendBuf),
+    /// An accept's peer address (when the kernel gave one).
+    Peer(Option<IpAddr>),
+}
+
+/// One completion, decoded.
+#[derive(Debug)]
+pub struct Completion {
+    /// What it is about. For a send: the owner's token given to [`Ring::send`].
+    pub token: Token,
+    /// The kernel's result; for a send, every byte sent or the error that stopped it.
+    pub res: i32,
+    /// CQE flags (`cqueue::more` says whether a multishot stays armed).
+    pub flags: u32,
+    /// Its buffer or address.
+    pub extra: Extra,
+}
+
+impl Completion {
+    /// Whether a multishot operation stays armed after this completion.
+    pub fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+}
+
+static ONE: libc::c_int = 1;
+
+/// One ring and what its operations use. See the module docs for the rules it keeps.
+#[allow(missing_debug_implementations)] // IoUring has no Debug
+pub struct Ring {
+    uring: IoUring,
+    pool: BufPool,
+    sends: Slab<InflightSend>,
+    accepts: Box<[AddrSlot]>,
+    // Boxed on purpose: connect chains point into each address while the Vec grows.
+    #[allow(clippy::vec_box)]
+    addrs: Vec<Box<(libc::sockaddr_storage, libc::socklen_t)>>,
+    backlog: VecDeque<Box<[squeue::Entry]>>,
+    deferred: VecDeque<cqueue::Entry>,
+    /// Completion entries being translated (kept for its capacity).
+    scratch: Vec<cqueue::Entry>,
+    eventfd: Option<OwnedFd>,
+    /// Operations submitted whose final completion has not been reaped.
+    in_flight: usize,
+    files: u32,
+    /// Set-up flags the kernel refused, each with its reason.
+    fallbacks: Vec<String>,
+}
+
+impl Ring {
+    /// Build a ring with its file table, buffer pool and (optionally) eventfd.
+    pub fn new(cfg: RingConfig) -> io::Result<Self> {
+        let (uring, fallbacks) = super::setup(cfg.sq_entries, cfg.cq_entries)?;
+        uring.submitter().register_files_sparse(cfg.files)?;
+        let pool = BufPool::new(&uring, cfg.buffers, cfg.buffer_size)?;
+        let eventfd = if cfg.eventfd {
+            let efd = super::sys::eventfd()?;
+            uring.submitter().register_eventfd(efd.as_raw_fd())?;
+            Some(efd)
+        } else {
+            None
+        };
+        Ok(Self {
+            uring,
+            pool,
+            sends: Slab::new(),
+            accepts: Box::new([]),
+            addrs: Vec::new(),
+            backlog: VecDeque::new(),
+            deferred: VecDeque::new(),
+            scratch: Vec::with_capacity(1024),
+            eventfd,
+            in_flight: 0,
+            files: cfg.files,
+            fallbacks,
+        })
+    }
+
+    /// Set-up flags the kernel refused (each with the kernel's reason).
+    pub fn fallbacks(&self) -> &[String] {
+        &self.fallbacks
+    }
+
+    /// Slots in the file table.
+    pub fn files(&self) -> u32 {
+        self.files
+    }
+
+    /// The eventfd the kernel signals, when one was asked for.
+    pub fn eventfd(&self) -> Option<RawFd> {
+        self.eventfd.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Reset the eventfd's counter after a wake-up.
+    pub fn clear_eventfd(&self) {
+        if let Some(fd) = self.eventfd.as_ref() {
+            super::sys::drain_eventfd(fd);
+        }
+    }
+
+    /// Operations whose final completion is still to come.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Bytes per provided buffer.
+    pub fn buffer_size(&self) -> u32 {
+        self.pool.buffer_size()
+    }
+
+    /// Whether submissions wait (in the queue or the backlog).
+    pub fn has_pending(&mut self) -> bool {
+        !self.backlog.is_empty() || !self.uring.submission().is_empty()
+    }
+
+    /// Whether completions wait to be reaped without entering the kernel.
+    pub fn has_completions(&mut self) -> bool {
+        !self.deferred.is_empty() || !self.uring.completion().is_empty()
+    }
+
+    // ------------------------------------------------------------------ submission
+
+    /// Queue a chain of SQEs (one SQE is a chain of one). Each must reference only memory
+    /// this ring owns (see the SAFETY comment): every public operation below builds its
+    /// entries that way, and this stays private.
+    fn push_chain(&mut self, sqes: &[squeue::Entry]) {
+        self.in_flight += sqes.len();
+        if self.backlog.is_empty() && self.try_push(sqes) {
+            return;
+        }
+        self.backlog.push_back(sqes.into());
+        self.flush_backlog();
+    }
+
+    /// Push a whole chain if the queue has room for it, submitting first if it has not.
+    fn try_push(&mut self, sqes: &[squeue::Entry]) -> bool {
+        for _ in 0..2 {
+            {
+                let mut sq = self.uring.submission();
+                if sq.capacity() - sq.len() >= sqes.len() {
+                    // SAFETY: every entry was built by a method of this ring and points only
+                    // at memory the ring owns and keeps until the operation's final
+                    // completion: an in-flight send's buffer (`sends`, removed only when its
+                    // completion is reaped), an accept's address slot (`accepts`, a boxed
+                    // slice never reallocated while a slot is armed), a registered connect
+                    // address (`addrs`, boxes never freed before the ring), or statics.
+                    // Receives use provided buffers (`pool`, unmapped only after `uring` is
+                    // closed, or leaked if operations are in flight then).
+                    let pushed = unsafe { sq.push_multiple(sqes) };
+                    return pushed.is_ok();
+                }
+            }
+            if self.submit_now().is_err() {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// Hand the queue to the kernel without waiting. A full completion queue (EBUSY) is
+    /// emptied into `deferred` first, so submission never stalls on unreaped completions.
+    fn submit_now(&mut self) -> io::Result<()> {
+        for _ in 0..2 {
+            match super::enter_nonblocking(&mut self.uring) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    self.deferred.extend(self.uring.completion());
+                }
+                r => return r,
+            }
+        }
+        Ok(()) // still busy: what is queued stays queued for the next enter
+    }
+
+    fn flush_backlog(&mut self) {
+        while let Some(chain) = self.backlog.pop_front() {
+            if !self.try_push(&chain) {
+                self.backlog.push_front(chain);
+                return;
+            }
+        }
+    }
+
+    /// Submit what is queued and run deferred task work without waiting, so completions
+    /// become visible (a DEFER_TASKRUN ring needs GETEVENTS for that).
+    pub fn enter(&mut self) -> io::Result<()> {
+        self.flush_backlog();
+        self.submit_now()?;
+        self.flush_backlog();
+        Ok(())
+    }
+
+    /// Like [`Ring::enter`] but runs every pending deferred item at once (see
+    /// [`super::enter_run_all`]): for bursts of linked connect chains.
+    pub fn enter_all(&mut self) -> io::Result<()> {
+        self.flush_backlog();
+        super::enter_run_all(&mut self.uring)?;
+        self.flush_backlog();
+        Ok(())
+    }
+
+    /// Submit and wait up to `timeout` for at least one completion.
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        self.flush_backlog();
+        let ts = types::Timespec::new()
+            .sec(timeout.as_secs())
+            .nsec(timeout.subsec_nanos());
+        let args = types::SubmitArgs::new().timespec(&ts);
+        let r = match self.uring.submitter().submit_with_args(1, &args) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                self.deferred.extend(self.uring.completion());
+                Ok(())
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => Ok(()),
+            r => r.map(drop),
+        };
+        self.flush_backlog();
+        r
+    }
+
+    // ------------------------------------------------------------------ completions
+
+    /// Move every available completion into `out`, decoded. Returns how many.
+    pub fn reap(&mut self, out: &mut Vec<Completion>) -> usize {
+        let start = out.len();
+        while let Some(cqe) = self.deferred.pop_front() {
+            if let Some(c) = self.translate(&cqe) {
+                out.push(c);
+            }
+        }
+        loop {
+            // Taken in batches: `translate` may submit (a short send's rest), which needs
+            // the ring, so the completion queue is not borrowed across it.
+            let mut batch = std::mem::take(&mut self.scratch);
+            batch.extend(self.uring.completion().take(1024));
+            if batch.is_empty() {
+                self.scratch = batch;
+                break;
+            }
+            for cqe in batch.drain(..) {
+                if let Some(c) = self.translate(&cqe) {
+                    out.push(c);
+                }
+            }
+            self.scratch = batch;
+        }
+        out.len() - start
+    }
+
+    fn translate(&mut self, cqe: &cqueue::Entry) -> Option<Completion> {
+        let flags = cqe.flags();
+        let res = cqe.result();
+        if !cqueue::more(flags) {
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+        let buf = cqueue::buffer_select(flags).map(|bid| self.pool.take(bid, res.max(0) as usize));
+        let Some(token) = Token::decode(cqe.user_data()) else {
+            return None; // not ours; a buffer it carried is recycled as `buf` drops
+        };
+        let extra = match token.op {
+            Op::Send => return self.on_send(token.index as usize, res),
+            Op::Accept => {
+                let slot = self.accepts.get_mut(token.index as usize)?;
+                slot.armed = false;
+                Extra::Peer(
+                    (res >= 0)
+                        .then(|| super::listener::peer_ip(&slot.storage))
+                        .flatten(),
+                )
+            }
+            _ => buf.map_or(Extra::None, Extra::Recv),
+        };
+        Some(Completion {
+            token,
+            res,
+            flags,
+            extra,
+        })
+    }
+
+    /// A send completed: resubmit the rest after a short send, else hand the buffer back.
+    fn on_send(&mut self, key: usize, res: i32) -> Option<Completion> {
+        let s = self.sends.get_mut(key)?;
+        if res > 0 {
+            s.offset += res as usize;
+            if s.offset < s.buf.bytes().len() {
+                let sqe = self.send_sqe(key);
+                self.push_chain(&[sqe]);
+                return None;
+            }
+        }
+        let s = self.sends.remove(key);
+        let res = if res < 0 { res } else { s.offset as i32 };
+        Some(Completion {
+            token: s.owner,
+            res,
+            flags: 0,
+            extra: Extra::Sent(s.buf),
+        })
+    }
+
+    // ------------------------------------------------------------------ operations
+
+    /// Send `buf` on the socket in `slot`; the completion carries `owner` (its op set to
+    /// `Send`), the total sent and the buffer back.
+    pub fn send(&mut self, slot: u32, buf: SendBuf, owner: Token) {
+        let key = self.sends.insert(InflightSend {
+            owner: owner.with_op(Op::Send),
+            slot,
+            buf,
+            offset: 0,
+        });
+        let sqe = self.send_sqe(key);
+        self.push_chain(&[sqe]);
+    }
+
+    fn send_sqe(&self, key: usize) -> squeue::Entry {
+        let s = &self.sends[key];
+        let rest = &s.buf.bytes()[s.offset..];
+        opcode::Send::new(types::Fixed(s.slot), rest.as_ptr(), rest.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(Token::new(Op::Send, key as u32, 0).encode())
+    }
+
+    /// Multishot POLLIN|POLLRDHUP on the socket in `slot`.
+    pub fn poll_socket(&mut self, slot: u32, token: Token) {
+        let sqe = opcode::PollAdd::new(types::Fixed(slot), (libc::POLLIN | libc::POLLRDHUP) as u32)
+            .multi(true)
+            .build()
+            .user_data(token.encode());
+        self.push_chain(&[sqe]);
+    }
+
+    /// Multishot POLLIN on a plain fd (an eventfd), completions tagged `token`.
+    pub fn poll_fd(&mut self, fd: RawFd, token: Token) {
+        let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(token.encode());
+        self.push_chain(&[sqe]);
+    }
+
+    /// Remove the multishot poll submitted with `target`.
+    pub fn poll_remove(&mut self, target: Token) {
+        let sqe = opcode::PollRemove::new(target.encode())
+            .build()
+            .user_data(target.with_op(Op::Ignore).encode());
+        self.push_chain(&[sqe]);
+    }
+
+    /// Multishot receive into provided buffers.
+    pub fn recv_multi(&mut self, slot: u32, token: Token) {
+        let sqe = opcode::RecvMulti::new(types::Fixed(slot), 0)
+            .build()
+            .user_data(token.encode());
+        self.push_chain(&[sqe]);
+    }
+
+    /// One non-blocking receive into a provided buffer (EAGAIN when there is nothing).
+    pub fn recv_once(&mut self, slot: u32, token: Token) {
+        let sqe = opcode::Recv::new(
+            types::Fixed(slot),
+            std::ptr::null_mut(),
+            self.pool.buffer_size(),
+        )
+        .buf_group(0)
+        .flags(libc::MSG_DONTWAIT)
+        .build()
+        .flags(squeue::Flags::BUFFER_SELECT)
+        .user_data(token.encode());
+        self.push_chain(&[sqe]);
+    }
+
+    /// shutdown(2) the socket in `slot`.
+    pub fn shutdown(&mut self, slot: u32, how: libc::c_int, token: Token) {
+        let sqe = opcode::Shutdown::new(types::Fixed(slot), how)
+            .build()
+            .user_data(token.encode());
+        self.push_chain(&[sqe]);
+    }
+
+    /// Close the direct descriptor in `slot`.
+    pub fn close(&mut self, slot: u32, token: Token) {
+        let sqe = opcode::Close::new(types::Fixed(slot))
+            .build()
+            .user_data(token.encode());
+        self.push_chain(&[sqe]);
+    }
+
+    /// `shutdown(SHUT_RDWR)` hard-linked to the close of `slot`: the close runs after the
+    /// shutdown whatever its result (a socket never connected fails it with ENOTCONN).
+    /// Completions: `Op::Shutdown`, then `Op::Close`.
+    pub fn shutdown_close(&mut self, slot: u32, token: Token) {
+        let chain = [
+            opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
+                .build()
+                .flags(squeue::Flags::IO_HARDLINK)
+                .user_data(token.with_op(Op::Shutdown).encode()),
+            opcode::Close::new(types::Fixed(slot))
+                .build()
+                .user_data(token.with_op(Op::Close).encode()),
+        ];
+        self.push_chain(&chain);
+    }
+
+    // ------------------------------------------------------------------ accepting
+
+    /// Keep `pool` single-shot accepts armed on `listener`, each into a free slot of the
+    /// file table and with a buffer for the peer's address. Completions carry
+    /// `Op::Accept` with the pool index and [`Extra::Peer`].
+    pub fn arm_accepts(&mut self, listener: RawFd, pool: usize) {
+        if self.accepts.len() < pool {
+            if self.accepts.iter().any(|s| s.armed) {
+                return; // never reallocate under armed accepts
+            }
+            self.accepts = (0..pool)
+                .map(|_| AddrSlot {
+                    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+                    storage: unsafe { std::mem::zeroed() },
+                    len: 0,
+                    armed: false,
+                })
+                .collect();
+        }
+        for k in 0..self.accepts.len() {
+            let slot = &mut self.accepts[k];
+            if slot.armed {
+                continue;
+            }
+            slot.armed = true;
+            slot.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            let sqe = opcode::Accept::new(
+                types::Fd(listener),
+                (&mut slot.storage as *mut libc::sockaddr_storage).cast(),
+                &mut slot.len,
+            )
+            .file_index(Some(types::DestinationSlot::auto_target()))
+            .build()
+            .user_data(Token::new(Op::Accept, k as u32, 0).encode());
+            self.push_chain(&[sqe]);
+        }
+    }
+
+    /// Cancel every armed accept (their completions come back with ECANCELED).
+    pub fn cancel_accepts(&mut self) {
+        for k in 0..self.accepts.len() {
+            if self.accepts[k].armed {
+                let target = Token::new(Op::Accept, k as u32, 0);
+                let sqe = opcode::AsyncCancel::new(target.encode())
+                    .build()
+                    .user_data(target.with_op(Op::Ignore).encode());
+                self.push_chain(&[sqe]);
+            }
+        }
+    }
+
+    /// Whether any accept is armed.
+    pub fn accepting(&self) -> bool {
+        self.accepts.iter().any(|s| s.armed)
+    }
+
+    // ------------------------------------------------------------------ connecting
+
+    /// Keep a socket address for connect chains.
+    pub fn register_addr(&mut self, addr: SocketAddr) -> AddrId {
+        self.addrs.push(Box::new(super::listener::sockaddr(addr)));
+        AddrId(self.addrs.len() as u32 - 1)
+    }
+
+    /// Open a TCP socket into `slot` and connect it from `src` (port chosen at connect) to
+    /// `dst`, as one linked chain: SOCKET → SETSOCKOPT(IP_BIND_ADDRESS_NO_PORT) → BIND →
+    /// CONNECT. The first three complete with `Op::Step`, the connect with `Op::Connect`;
+    /// a failed step cancels the rest (they complete with ECANCELED).
+    pub fn connect(&mut self, slot: u32, src: AddrId, dst: AddrId, owner: Token) {
+        let Ok(dest) = types::DestinationSlot::try_from_slot_target(slot) else {
+            return;
+        };
+        let (s, d) = (&self.addrs[src.0 as usize], &self.addrs[dst.0 as usize]);
+        let domain = libc::c_int::from(d.0.ss_family);
+        let link = squeue::Flags::IO_LINK;
+        let step = owner.with_op(Op::Step).encode();
+        let chain = [
+            opcode::Socket::new(domain, libc::SOCK_STREAM, 0)
+                .file_index(Some(dest))
+                .build()
+                .flags(link)
+                .user_data(step),
+            opcode::SetSockOpt::new(
+                types::Fixed(slot),
+                libc::IPPROTO_IP as u32,
+                libc::IP_BIND_ADDRESS_NO_PORT as u32,
+                (&ONE as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+            .build()
+            .flags(link)
+            .user_data(step),
+            opcode::Bind::new(
+                types::Fixed(slot),
+                (&s.0 as *const libc::sockaddr_storage).cast(),
+                s.1,
+            )
+            .build()
+            .flags(link)
+            .user_data(step),
+            opcode::Connect::new(
+                types::Fixed(slot),
+                (&d.0 as *const libc::sockaddr_storage).cast(),
+                d.1,
+            )
+            .build()
+            .user_data(owner.with_op(Op::Connect).encode()),
+        ];
+        self.push_chain(&chain);
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        if self.in_flight > 0 {
+            // The kernel may still touch what in-flight operations point into after the
+            // ring's fd is closed: keep it all mapped and allocated for the process's life.
+            self.pool.leak();
+            std::mem::forget(std::mem::take(&mut self.sends));
+            std::mem::forget(std::mem::take(&mut self.accepts));
+            std::mem::forget(std::mem::take(&mut self.addrs));
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! One connection's io state (8 bytes) and the machines that drive it: keeping the read side
+//! armed in either [`ReadMode`], one send at a time, and shutdown-then-close. The server and
+//! the load generator both drive their connections through this; neither encodes an
+//! operation of its own.
+//!
+//! # Reading
+//! In [`ReadMode::Poll`] an idle socket keeps only a multishot POLLIN armed (~258 B of kernel
+//! memory); readiness triggers one non-blocking receive into a provided buffer, repeated
+//! while the buffer came back full, while readiness was reported during the receive, or
+//! until EOF once the poll saw the peer's FIN (data and FIN can arrive in one wake-up, and
+//! no further wake-up announces the FIN once the data is taken). In [`ReadMode::Recv`] a
+//! multishot receive stays armed (~865 B) and every read is one completion.
+//!
+//! The owner feeds each completion to [`Socket::on_poll`] / [`Socket::on_recv`], handles
+//! the [`Read`] it gets, then calls [`Socket::resume`] with whether it still wants input.
+//!
+//! # Closing
+//! [`Socket::close`] removes an armed poll, then submits `shutdown(SHUT_RDWR)` hard-linked to
+//! the close of the direct descriptor, so the shutdown (which the kernel runs on a worker
+//! thread and which looks the slot up only when it runs) can never hit the *next* socket
+//! placed in the slot; a `shutdown(SHUT_WR)` still in flight is waited for first, for the
+//! same reason. The owner releases its entry when the `Op::Close` completion arrives;
+//! completions that come later carry a stale generation and are dropped by the owner (their
+//! buffers go back to the ring on drop).
+
+use super::bufring::RecvBuf;
+use super::ring::{Completion, Extra, Ring, SendBuf};
+use super::token::{Op, Token};
+
+/// What each connection keeps armed in the kernel to learn that it has input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// A multishot POLLIN (~258 B of kernel memory per connection); on readiness a
+    /// single-shot receive takes a provided buffer. One more completion per read.
+    Poll,
+    /// A multishot receive (~865 B per connection); one completion per read.
+    Recv,
+}
+
+/// The read-side multishot (poll or receive) is armed.
+const ARMED: u8 = 1 << 0;
+/// Poll mode: a single-shot receive is in flight.
+const INFLIGHT: u8 = 1 << 1;
+/// Poll mode: receive again when the current one completes (readiness came meanwhile, the
+/// buffer came back full, or the peer's FIN is pending).
+const AGAIN: u8 = 1 << 2;
+/// Poll mode: the poll saw the peer's FIN: keep receiving until EOF.
+const HUP: u8 = 1 << 3;
+/// A send is in flight.
+const SENDING: u8 = 1 << 4;
+/// A shutdown(SHUT_WR) is in flight.
+const SHUTTING: u8 = 1 << 5;
+/// The owner asked to close; the close chain waits for `SHUTTING` to clear.
+const CLOSING: u8 = 1 << 6;
+/// The shutdown → close chain is submitted.
+const CLOSED: u8 = 1 << 7;
+
+/// Slots per ring a [`Socket`] can name (a ring's file table is capped by RLIMIT_NOFILE).
+pub const MAX_SLOTS: u32 = 1 << 20;
+/// Rings per worker a [`Socket`] can name.
+pub const MAX_RINGS: usize = 1 << 12;
+
+/// One connection's socket: which ring and slot hold it, its generation (which tells its
+/// completions from those of an earlier socket in the same owner entry) and what is in
+/// flight on it, in 8 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Socket {
+    /// `ring << 20 | slot`.
+    place: u32,
+    /// `generation << 8 | flags` (24 bits of generation, as in a [`Token`]).
+    meta: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Socket>() == 8);
+
+/// What a read completion means for the owner.
+#[derive(Debug)]
+pub enum Read {
+    /// Bytes arrived: hand them to the session, then call [`Socket::resume`].
+    Data(RecvBuf),
+    /// The peer closed (0) or the socket failed (a negative errno): input is over.
+    End(i32),
+    /// Nothing for the owner (re-armed, retried, or waiting for readiness).
+    Nothing,
+}
+
+impl Socket {
+    /// The socket in `slot` of ring `ring`, owned at `generation`, nothing in flight.
+    pub fn new(ring: usize, slot: u32, generation: u32) -> Self {
+        assert!(
+            ring < MAX_RINGS && slot < MAX_SLOTS,
+            "socket place out of range"
+        );
+        Self {
+            place: (ring as u32) << 20 | slot,
+            meta: (generation & Token::GENERATION_MASK) << 8,
+        }
+    }
+
+    /// Its slot in the ring's file table.
+    pub const fn slot(&self) -> u32 {
+        self.place & (MAX_SLOTS - 1)
+    }
+
+    /// Which of the owner's rings holds it.
+    pub const fn ring(&self) -> usize {
+        (self.place >> 20) as usize
+    }
+
+    /// The generation its operations are tagged with.
+    pub const fn generation(&self) -> u32 {
+        self.meta >> 8
+    }
+
+    /// Whether `tok` was issued for this socket (not an earlier one of the same entry).
+    pub const fn owns(&self, tok: Token) -> bool {
+        tok.is_for(self.generation())
+    }
+
+    /// The token for `op` on this socket of owner entry `index`.
+    pub const fn token(&self, op: Op, index: u32) -> Token {
+        Token::new(op, index, self.generation())
+    }
+
+    const fn flags(&self) -> u8 {
+        self.meta as u8
+    }
+
+    fn set(&mut self, f: u8) {
+        self.meta |= u32::from(f);
+    }
+
+    fn clear(&mut self, f: u8) {
+        self.meta &= !u32::from(f);
+    }
+
+    /// Whether a send is in flight (the next waits for its completion).
+    pub const fn sending(&self) -> bool {
+        self.flags() & SENDING != 0
+    }
+
+    /// Whether the read side has anything armed or in flight.
+    pub const fn reading(&self) -> bool {
+        self.flags() & (ARMED | INFLIGHT) != 0
+    }
+
+    /// Whether a close was asked for.
+    pub const fn closing(&self) -> bool {
+        self.flags() & (CLOSING | CLOSED) != 0
+    }
+
+    // ------------------------------------------------------------------ reading
+
+    /// Arm the read side (after the socket is accepted or connected).
+    pub fn arm(&mut self, ring: &mut Ring, mode: ReadMode, idx: u32) {
+        if self.flags() & (ARMED | CLOSING | CLOSED) != 0 {
+            return;
+        }
+        self.set(ARMED);
+        match mode {
+            ReadMode::Poll => ring.poll_socket(self.slot(), self.token(Op::Poll, idx)),
+            ReadMode::Recv => ring.recv_multi(self.slot(), self.token(Op::Recv, idx)),
+        }
+    }
+
+    /// Poll mode: receive once now, or as soon as the receive in flight completes.
+    fn recv_once(&mut self, ring: &mut Ring, idx: u32) {
+        if self.flags() & INFLIGHT != 0 {
+            self.set(AGAIN);
+            return;
+        }
+        self.clear(AGAIN);
+        self.set(INFLIGHT);
+        ring.recv_once(self.slot(), self.token(Op::Recv, idx));
+    }
+
+    /// A completion of the armed poll. `wants_input`: whether the owner still reads.
+    pub fn on_poll(&mut self, ring: &mut Ring, c: &Completion, idx: u32, wants_input: bool) {
+        let more = c.more();
+        if !more {
+            self.clear(ARMED);
+        }
+        if self.closing() {
+            return;
+        }
+        if c.res < 0 && c.res != -libc::ECANCELED {
+            // The socket failed: let a receive report how.
+            if wants_input {
+                self.recv_once(ring, idx);
+            }
+        } else if c.res > 0 && wants_input {
+            if c.res & i32::from(libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+                self.set(HUP);
+            }
+            self.recv_once(ring, idx);
+        }
+        if !more && wants_input && c.res != -libc::ECANCELED {
+            self.arm(ring, ReadMode::Poll, idx);
+        }
+    }
+
+    /// A receive completion (`c` is consumed: its buffer becomes the owner's). Call
+    /// [`Socket::resume`] after handling what it returns, whatever that is.
+    pub fn on_recv(&mut self, mode: ReadMode, c: Completion) -> Read {
+        match mode {
+            ReadMode::Poll => self.clear(INFLIGHT),
+            ReadMode::Recv if !c.more() => self.clear(ARMED),
+            ReadMode::Recv => {}
+        }
+        if self.closing() {
+            return Read::Nothing;
+        }
+        if c.res > 0 {
+            let Extra::Recv(buf) = c.extra else {
+                return Read::Nothing;
+            };
+            if mode == ReadMode::Poll && (buf.is_full() || self.flags() & HUP != 0) {
+                // There may be more waiting, with no further poll event to say so.
+                self.set(AGAIN);
+            }
+            return Read::Data(buf);
+        }
+        match -c.res {
+            // Nothing (more) to read: the armed poll announces the next input, unless
+            // readiness came while this receive was in flight (AGAIN is set then).
+            libc::EAGAIN if mode == ReadMode::Poll => Read::Nothing,
+            libc::ENOBUFS => {
+                // Every provided buffer was in use (buffers go back as each completion is
+                // handled): ask again.
+                if mode == ReadMode::Poll {
+                    self.set(AGAIN);
+                }
+                Read::Nothing
+            }
+            _ => Read::End(c.res),
+        }
+    }
+
+    /// After handling a [`Read`]: keep reading if the owner wants input.
+    pub fn resume(&mut self, ring: &mut Ring, mode: ReadMode, idx: u32, wants_input: bool) {
+        if self.closing() || !wants_input {
+            return;
+        }
+        match mode {
+            ReadMode::Poll if self.flags() & (AGAIN | INFLIGHT) == AGAIN => {
+                self.recv_once(ring, idx);
+            }
+            ReadMode::Recv => self.arm(ring, mode, idx),
+            ReadMode::Poll => {}
+        }
+    }
+
+    // ------------------------------------------------------------------ sending
+
+    /// Send `buf` (the ring owns it until the completion). One send at a time: callers
+    /// queue behind [`Socket::sending`].
+    pub fn send(&mut self, ring: &mut Ring, buf: SendBuf, idx: u32) {
+        debug_assert!(!self.sending(), "one send at a time");
+        self.set(SENDING);
+        ring.send(self.slot(), buf, self.token(Op::Send, idx));
+    }
+
+    /// The send completed (the ring resubmitted short sends; its result is all it sent or
+    /// the error that stopped it).
+    pub fn on_sent(&mut self) {
+        self.clear(SENDING);
+    }
+
+    // ------------------------------------------------------------------ closing
+
+    /// Send our FIN (our last bytes are out) and keep reading until the peer closes.
+    pub fn shutdown_write(&mut self, ring: &mut Ring, idx: u32) {
+        if self.closing() || self.flags() & SHUTTING != 0 {
+            return;
+        }
+        self.set(SHUTTING);
+        ring.shutdown(self.slot(), libc::SHUT_WR, self.token(Op::Shutdown, idx));
+    }
+
+    /// A shutdown completed: ours from [`Socket::shutdown_write`], or the first link of the
+    /// close chain.
+    pub fn on_shutdown(&mut self, ring: &mut Ring, idx: u32) {
+        if self.flags() & CLOSED == 0 {
+            self.clear(SHUTTING);
+            self.close_now(ring, idx);
+        }
+    }
+
+    /// Close: remove an armed poll, then shutdown → close (after any shutdown in flight).
+    /// Idempotent. The owner releases its entry on the `Op::Close` completion.
+    pub fn close(&mut self, ring: &mut Ring, mode: ReadMode, idx: u32) {
+        if self.closing() {
+            return;
+        }
+        self.set(CLOSING);
+        if mode == ReadMode::Poll && self.flags() & ARMED != 0 {
+            // A multishot poll holds the file and outlives shutdown and close: remove it.
+            ring.poll_remove(self.token(Op::Poll, idx));
+        }
+        self.close_now(ring, idx);
+    }
+
+    fn close_now(&mut self, ring: &mut Ring, idx: u32) {
+        if self.flags() & (CLOSING | SHUTTING | CLOSED) != CLOSING {
+            return;
+        }
+        self.set(CLOSED);
+        ring.shutdown_close(self.slot(), self.token(Op::Close, idx));
+    }
+}

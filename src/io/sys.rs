@@ -1,0 +1,91 @@
+//! The system calls around the rings: file limits, signals, eventfds, thread priority.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// The RLIMIT_NOFILE soft limit: the largest registered file table a ring may have.
+pub fn nofile_soft_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
+        r.rlim_cur
+    } else {
+        1024
+    }
+}
+
+/// Block SIGTERM, SIGINT and ignore SIGPIPE in this thread (threads spawned afterwards
+/// inherit the mask), so that one thread can take the signals with [`wait_for_signal`].
+pub fn block_signals() {
+    // SAFETY: the sigset is initialised by sigemptyset before use; pthread_sigmask and
+    // signal only change this process's signal disposition.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Wait for SIGTERM or SIGINT (blocked by [`block_signals`]); returns the signal number.
+pub fn wait_for_signal() -> i32 {
+    // SAFETY: as in block_signals; sigwait writes the signal number into `sig`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        let mut sig = 0;
+        libc::sigwait(&set, &mut sig);
+        sig
+    }
+}
+
+/// A non-blocking eventfd for a ring to signal completions on.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd(2) with valid flags; the result is checked before use.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reset an eventfd's counter (non-blocking; nothing to read is fine).
+pub fn drain_eventfd(fd: &OwnedFd) {
+    let mut v = 0u64;
+    // SAFETY: reads 8 bytes into a u64 we own from an eventfd we own.
+    unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+}
+
+/// Lower this thread's scheduling priority by `nice` (best effort).
+pub fn set_thread_nice(nice: i32) {
+    // SAFETY: setpriority takes no pointers; failure (e.g. no permission) only leaves the
+    // priority as it was. On Linux PRIO_PROCESS/0 names the calling thread.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+}
+
+/// `ppoll(2)` on `fds` for at most `timeout`; returns how many have events (≤ 0: none, or
+/// interrupted).
+pub fn poll_fds(fds: &mut [libc::pollfd], timeout: std::time::Duration) -> i32 {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: i64::from(timeout.subsec_nanos()) as _,
+    };
+    // SAFETY: `fds` is a live, exclusively borrowed array of `fds.len()` pollfds; `ts`
+    // outlives the call; no signal mask is passed.
+    unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    }
+}

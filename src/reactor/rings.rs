@@ -1,0 +1,188 @@
+//! A worker's rings: ring 0, which the worker waits on, and the rings added as file tables
+//! fill (each registers an eventfd that ring 0 polls, so one wait covers them all); which
+//! ring accepts, and the headroom that keeps every table from filling.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use crate::io::{Op, Ring, RingConfig, Token};
+
+/// Connection slots kept free in each file table. An accept into a full table fails with
+/// ENFILE after the kernel has taken the connection off the listen queue, so the client is
+/// reset. Accepts are single-shot and at most `ACCEPT_POOL` are in flight, so at most that
+/// many can land between two looks at the table: a headroom of at least the pool keeps every
+/// table from filling. (A multishot accept can land a whole listen backlog in one batch,
+/// which is why it is not used.)
+pub const TABLE_HEADROOM: usize = 192;
+/// Single-shot accepts kept in flight on the accepting ring, each with an address buffer
+/// (the per-IP cap needs peer addresses; multishot accept into a direct descriptor has none).
+pub const ACCEPT_POOL: usize = 128;
+const _: () = assert!(TABLE_HEADROOM >= ACCEPT_POOL);
+
+/// The `Op::Wake` index that means "the hub queued deliveries" (ring numbers are small).
+pub const HUB_WAKE: u32 = u32::MAX;
+
+/// One ring and its bookkeeping.
+#[allow(missing_debug_implementations)] // Ring has no Debug
+pub struct RingSlot {
+    /// The ring.
+    pub ring: Ring,
+    /// Connections whose socket sits in its table.
+    pub live: usize,
+    /// Has completions to reap.
+    pub dirty: bool,
+}
+
+/// How a worker's rings are sized.
+#[derive(Debug, Clone, Copy)]
+pub struct RingPlan {
+    /// Ring 0's queues.
+    pub sq_entries: u32,
+    /// Ring 0's completion queue.
+    pub cq_entries: u32,
+    /// Slots per file table.
+    pub table: u32,
+    /// Provided buffers on ring 0 (later rings get a sixteenth, 64–256).
+    pub buffers: u16,
+    /// Bytes per provided buffer.
+    pub buffer_size: u32,
+    /// Rings this worker may create (its connection target over the table size).
+    pub max_rings: usize,
+}
+
+/// The rings, and where accepting happens.
+#[allow(missing_debug_implementations)]
+pub struct Rings {
+    /// Ring 0 first.
+    pub list: Vec<RingSlot>,
+    /// The ring new connections are accepted into.
+    pub accept_ring: usize,
+    /// Accepts are armed (false while every table is nearly full, or draining).
+    pub accepting: bool,
+    plan: RingPlan,
+    listener: RawFd,
+}
+
+impl Rings {
+    /// Ring 0 for a worker accepting on `listener`.
+    pub fn new(plan: RingPlan, listener: RawFd) -> io::Result<Self> {
+        let mut me = Self {
+            list: Vec::with_capacity(plan.max_rings),
+            accept_ring: 0,
+            accepting: true,
+            plan,
+            listener,
+        };
+        me.add()?;
+        Ok(me)
+    }
+
+    /// Create one more ring; a ring after the first is polled by ring 0 through its eventfd.
+    pub fn add(&mut self) -> io::Result<usize> {
+        let r = self.list.len();
+        let first = r == 0;
+        let p = self.plan;
+        let cfg = RingConfig {
+            sq_entries: if first { p.sq_entries } else { 1024 },
+            cq_entries: if first { p.cq_entries } else { 8192 },
+            files: p.table,
+            buffers: if first {
+                p.buffers
+            } else {
+                (p.buffers / 16).clamp(64.min(p.buffers), 256)
+            },
+            buffer_size: p.buffer_size,
+            eventfd: !first,
+        };
+        let ring = Ring::new(cfg)?;
+        for f in ring.fallbacks() {
+            tracing::warn!(ring = r, "io_uring setup flag unavailable, fell back: {f}");
+        }
+        self.list.push(RingSlot {
+            ring,
+            live: 0,
+            dirty: false,
+        });
+        if !first {
+            self.arm_wake(r);
+        }
+        Ok(r)
+    }
+
+    /// Ring 0 polls ring `r`'s eventfd (again, when its multishot poll ended).
+    pub fn arm_wake(&mut self, r: usize) {
+        if let Some(fd) = self.list[r].ring.eventfd() {
+            self.list[0]
+                .ring
+                .poll_fd(fd, Token::new(Op::Wake, r as u32, 0));
+        }
+    }
+
+    /// Whether ring `r` can take another connection without nearing a full table.
+    pub fn has_room(&self, r: usize) -> bool {
+        self.list[r].live + TABLE_HEADROOM < self.plan.table as usize
+    }
+
+    /// Keep the accept pool armed on the accepting ring.
+    pub fn arm_accept(&mut self) {
+        if self.accepting {
+            let listener = self.listener;
+            self.list[self.accept_ring]
+                .ring
+                .arm_accepts(listener, ACCEPT_POOL);
+        }
+    }
+
+    /// Stop accepting everywhere (drain).
+    pub fn stop_accepting(&mut self) {
+        self.accepting = false;
+        for s in &mut self.list {
+            s.ring.cancel_accepts();
+        }
+    }
+
+    /// The accepting ring is nearly full: move accepting to a ring with room, adding a ring
+    /// if the connection target allows, or pause accepting until connections leave.
+    pub fn move_accept(&mut self, worker: usize) {
+        let old = self.accept_ring;
+        self.list[old].ring.cancel_accepts();
+        let target = match (0..self.list.len()).find(|&r| self.has_room(r)) {
+            Some(r) => Some(r),
+            None if self.list.len() < self.plan.max_rings => match self.add() {
+                Ok(r) => {
+                    tracing::info!(worker, ring = r, table = self.plan.table, "added a ring");
+                    Some(r)
+                }
+                Err(e) => {
+                    tracing::error!(worker, "cannot add a ring: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        match target {
+            Some(r) => {
+                self.accept_ring = r;
+                self.arm_accept();
+            }
+            None => {
+                self.accepting = false;
+                tracing::warn!(
+                    worker,
+                    rings = self.list.len(),
+                    "every file table is nearly full; pausing accept"
+                );
+            }
+        }
+    }
+
+    /// A connection left ring `r`: resume accepting there if accepting was paused.
+    pub fn on_release(&mut self, r: usize, draining: bool) {
+        self.list[r].live -= 1;
+        if !self.accepting && !draining && self.has_room(r) {
+            self.accepting = true;
+            self.accept_ring = r;
+            self.arm_accept();
+        }
+    }
+}

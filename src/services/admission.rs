@@ -1,0 +1,123 @@
+//! Admission: which upgrades a worker takes. Marks taken at accept (over the accept rate,
+//! source address at its cap), the connection cap, and refusals while draining; and the
+//! WebSocket count it keeps.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::limits::{IpTable, TokenBucket};
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Limit;
+use crate::session::{Answer, MARK_IP, MARK_RATE};
+use crate::ws::handshake::Rejection;
+
+/// One worker's admission state.
+#[derive(Debug)]
+pub struct Admission {
+    /// Open WebSockets on this worker.
+    pub websockets: usize,
+    max: usize,
+    ip_table: Option<Arc<IpTable>>,
+    /// Source address of each connection, kept only while a per-IP cap is configured.
+    peers: HashMap<u32, IpAddr>,
+    bucket: Option<TokenBucket>,
+    life: Arc<Lifecycle>,
+    rng: crate::jitter::Jitter,
+}
+
+impl Admission {
+    /// Admission for one worker: at most `max` WebSockets, `rate` connections/s (0: no
+    /// limit), the shared per-IP table if any.
+    pub fn new(
+        worker: usize,
+        max: usize,
+        rate: f64,
+        ip_table: Option<Arc<IpTable>>,
+        life: Arc<Lifecycle>,
+    ) -> Self {
+        Self {
+            websockets: 0,
+            max,
+            ip_table,
+            peers: HashMap::new(),
+            bucket: (rate > 0.0).then(|| TokenBucket::new(rate, rate.max(1.0), Instant::now())),
+            life,
+            rng: crate::jitter::Jitter::new(worker as u64 + 1),
+        }
+    }
+
+    /// A connection was accepted into entry `idx` from `peer`: the marks its upgrade will
+    /// be judged by.
+    pub fn on_accept(&mut self, idx: u32, peer: Option<IpAddr>, now: Instant) -> u8 {
+        let mut marks = 0;
+        if let Some(bucket) = self.bucket.as_mut() {
+            if !bucket.try_take(now) {
+                marks |= MARK_RATE;
+            }
+        }
+        if let (Some(table), Some(ip)) = (self.ip_table.as_ref(), peer) {
+            if table.try_acquire(ip) {
+                self.peers.insert(idx, ip);
+            } else {
+                marks |= MARK_IP;
+            }
+        }
+        marks
+    }
+
+    /// Judge an upgrade of a routed request.
+    pub fn admit(&mut self, marks: u8) -> Answer {
+        if marks & MARK_RATE != 0 {
+            return Answer::Refuse(
+                Limit::AcceptRate,
+                Rejection::Unavailable { retry_after: 1 },
+                "over the accept rate".into(),
+            );
+        }
+        if marks & MARK_IP != 0 {
+            return Answer::Refuse(
+                Limit::PerIp,
+                Rejection::TooManyRequests {
+                    retry_after: Some(5),
+                },
+                "too many connections from this address".into(),
+            );
+        }
+        if self.life.draining() {
+            let retry = 1 + (self.rng.next_u64() % 5) as u32;
+            return Answer::Refuse(
+                Limit::Draining,
+                Rejection::Unavailable { retry_after: retry },
+                "draining".into(),
+            );
+        }
+        if self.websockets >= self.max {
+            return Answer::Refuse(
+                Limit::MaxConnections,
+                Rejection::Unavailable { retry_after: 1 },
+                "at connection limit".into(),
+            );
+        }
+        self.websockets += 1;
+        Answer::Accept
+    }
+
+    /// Entry `idx` is gone; `counted`: it had been admitted as a WebSocket.
+    pub fn on_release(&mut self, idx: u32, counted: bool) {
+        if let Some(ip) = self.peers.remove(&idx) {
+            if let Some(t) = self.ip_table.as_ref() {
+                t.release(ip);
+            }
+        }
+        if counted {
+            self.websockets -= 1;
+        }
+    }
+
+    /// A random number (drain hints).
+    pub fn next_rand(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+}

@@ -1,0 +1,138 @@
+//! What connections are for, above the session: routing an upgrade request to a service,
+//! admission (limits, drain), echo, and the worker's side of pub/sub. [`ConnHost`] is the
+//! session's [`Host`] for one connection.
+//!
+//! **Architecture Invariant:** services see sessions (through [`Writer`]) and the pub/sub
+//! hub, never a ring, a socket or the worker loop; the reactor calls them through
+//! [`ConnHost`] and a few delivery and release hooks.
+
+pub mod admission;
+pub mod limits;
+pub mod pubsub;
+
+use std::sync::Arc;
+
+pub use admission::Admission;
+pub use pubsub::{PubsubSide, PubsubSpec};
+
+use crate::metrics::{Limit, WorkerMetrics};
+use crate::session::{Answer, Ctx, Host, Writer};
+use crate::ws::assembler::Message;
+use crate::ws::handshake::{Rejection, Request};
+use crate::ws::OpCode;
+
+/// The endpoints a request may name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/echo` and `/`: every message comes back.
+    Echo,
+    /// `/ws`: pub/sub, with the subscription asked for in the query (topics, resume points).
+    PubSub(Vec<String>, Vec<(String, u64)>),
+}
+
+/// Which service a request is for, or the refusal (400 for a bad subscription query, 404
+/// for an unknown path).
+pub fn route(req: &Request<'_>, limits: &crate::pubsub::TopicLimits) -> Result<Route, Answer> {
+    match req.path {
+        "/echo" | "/" => Ok(Route::Echo),
+        "/ws" => match crate::pubsub::parse_query(req.query.unwrap_or(""), limits) {
+            Ok(crate::pubsub::Control::Subscribe { topics, resume }) => {
+                Ok(Route::PubSub(topics, resume))
+            }
+            Ok(_) => Ok(Route::PubSub(Vec::new(), Vec::new())),
+            Err(e) => Err(Answer::Refuse(
+                Limit::BadRequest,
+                Rejection::BadRequest,
+                e.reason(),
+            )),
+        },
+        _ => Err(Answer::Refuse(
+            Limit::NotFound,
+            Rejection::NotFound,
+            "no such endpoint".into(),
+        )),
+    }
+}
+
+/// One worker's services.
+#[derive(Debug)]
+pub struct Services {
+    /// Limits and the WebSocket count.
+    pub admission: Admission,
+    /// Pub/sub.
+    pub pubsub: PubsubSide,
+}
+
+impl Services {
+    /// Entry `idx` is gone.
+    pub fn release(&mut self, idx: u32, counted: bool, metrics: &WorkerMetrics) {
+        self.pubsub.leave(idx, metrics);
+        self.admission.on_release(idx, counted);
+    }
+}
+
+/// The session's [`Host`] for connection `idx`, for the length of one call.
+#[derive(Debug)]
+pub struct ConnHost<'a> {
+    idx: u32,
+    svc: &'a mut Services,
+    route: Option<Route>,
+}
+
+impl<'a> ConnHost<'a> {
+    /// The host for connection `idx`.
+    pub fn new(idx: u32, svc: &'a mut Services) -> Self {
+        Self {
+            idx,
+            svc,
+            route: None,
+        }
+    }
+}
+
+impl Host for ConnHost<'_> {
+    fn on_request(&mut self, req: &Request<'_>, marks: u8, ctx: &Ctx<'_>) -> Answer {
+        let route = match route(req, &self.svc.pubsub.spec.limits) {
+            Ok(r) => r,
+            Err(refusal) => {
+                if matches!(refusal, Answer::Refuse(Limit::BadRequest, ..)) {
+                    // A subscription query that does not parse is a control error too.
+                    ctx.metrics.control_errors.inc();
+                }
+                return refusal;
+            }
+        };
+        let answer = self.svc.admission.admit(marks);
+        if answer == Answer::Accept {
+            self.route = Some(route);
+            ctx.metrics
+                .websockets
+                .set(self.svc.admission.websockets as u64);
+        }
+        answer
+    }
+
+    fn on_open(&mut self, w: &mut Writer, ctx: &Ctx<'_>) {
+        if let Some(Route::PubSub(topics, resume)) = self.route.take() {
+            self.svc.pubsub.join(self.idx);
+            if !topics.is_empty() {
+                self.svc.pubsub.subscribe(self.idx, w, ctx, topics, resume);
+            }
+        }
+    }
+
+    fn on_message(&mut self, w: &mut Writer, ctx: &Ctx<'_>, msg: Message<'_>) {
+        if self.svc.pubsub.is_member(self.idx) {
+            return self.svc.pubsub.on_control(self.idx, w, ctx, msg);
+        }
+        match msg {
+            Message::Text(t) => w.send_frame(ctx, OpCode::Text, t.as_bytes()),
+            Message::Binary(b) => w.send_frame(ctx, OpCode::Binary, b),
+            _ => {}
+        }
+    }
+
+    fn gap_frame(&mut self, topic: u32, from: u64, to: u64) -> Option<Arc<[u8]>> {
+        self.svc.pubsub.gap_frame(topic, from, to)
+    }
+}

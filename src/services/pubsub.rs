@@ -1,0 +1,238 @@
+//! The worker's side of pub/sub: its subscribers' index, control messages from clients,
+//! subscribing with replay, offering published frames to a connection under the topic's
+//! slow-consumer policy, and leaving topics when a connection goes.
+
+use std::sync::Arc;
+
+use crate::metrics::WorkerMetrics;
+use crate::pubsub::{self, Control, Delivery, Hub, LocalSubs, Payload, PolicyTable, SlowPolicy};
+use crate::session::{Ctx, Phase, Writer};
+use crate::ws::assembler::Message;
+use crate::ws::OpCode;
+
+/// What a worker needs for pub/sub.
+#[derive(Debug)]
+pub struct PubsubSpec {
+    /// The hub every worker and the admin API share.
+    pub hub: Arc<Hub>,
+    /// Deliveries for this worker's subscribers.
+    pub rx: crossbeam_channel::Receiver<Delivery>,
+    /// Written by the hub when `rx` has work; ring 0 polls it.
+    pub waker: Arc<crate::io::waker::Waker>,
+    /// Slow-consumer policy per topic.
+    pub policies: Arc<PolicyTable>,
+    /// Topic name and per-connection limits.
+    pub limits: pubsub::TopicLimits,
+    /// Whether clients may publish.
+    pub client_publish: bool,
+}
+
+/// One worker's pub/sub state.
+#[derive(Debug)]
+pub struct PubsubSide {
+    /// Its configuration and channels.
+    pub spec: PubsubSpec,
+    /// Its subscribers.
+    pub local: LocalSubs,
+    worker: usize,
+    /// Recipients of the message being delivered (reused).
+    scratch: Vec<u32>,
+}
+
+fn reply(w: &mut Writer, ctx: &Ctx<'_>, text: &str) {
+    w.send_frame(ctx, OpCode::Text, text.as_bytes());
+}
+
+fn control_error(w: &mut Writer, ctx: &Ctx<'_>, reason: &str) {
+    ctx.metrics.control_errors.inc();
+    reply(w, ctx, &pubsub::reply_error(reason));
+}
+
+/// Queue message `seq` of topic `id` for one subscriber, applying the topic's policy if it
+/// would cross the outbound cap: `Drop` removes its oldest queued messages of the topic
+/// and leaves a gap, `Close` closes it as a slow consumer.
+pub fn offer(w: &mut Writer, ctx: &Ctx<'_>, id: u32, seq: u64, frame: &Arc<[u8]>, p: SlowPolicy) {
+    if w.phase() != Phase::Open {
+        return;
+    }
+    let cap = ctx.cfg.max_outbound;
+    let need = frame.len();
+    let out = w.outbound();
+    let mut fits = out.queued() + need <= cap;
+    if !fits {
+        if p == SlowPolicy::Close {
+            ctx.metrics.slow_policy_closes.inc();
+            return w.close_slow(ctx);
+        }
+        let mut dropped = out.drop_oldest(id, need, cap).messages;
+        fits = out.queued() + need <= cap;
+        if !fits {
+            // Still no room (other topics or replies fill the queue): this one goes too,
+            // named in the gap at the back.
+            out.push_gap(id, seq, seq);
+            dropped += 1;
+        }
+        ctx.metrics.slow_drop_events.inc();
+        ctx.metrics.delivery_drops.add(dropped);
+    }
+    if fits {
+        w.push_shared(frame.clone(), id, seq);
+        ctx.metrics.deliveries.inc();
+        ctx.metrics.messages_out.inc();
+        ctx.metrics.bytes_out.add(need as u64);
+    }
+}
+
+impl PubsubSide {
+    /// The pub/sub side of worker `worker`.
+    pub fn new(worker: usize, spec: PubsubSpec) -> Self {
+        Self {
+            spec,
+            local: LocalSubs::default(),
+            worker,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The next delivery the hub queued for this worker, if any.
+    pub fn next_delivery(&mut self) -> Option<Delivery> {
+        let d = self.spec.rx.try_recv().ok()?;
+        self.spec.hub.taken(self.worker, d.frame.len());
+        Some(d)
+    }
+
+    /// Whether deliveries wait.
+    pub fn has_deliveries(&self) -> bool {
+        !self.spec.rx.is_empty()
+    }
+
+    /// The local subscribers that take message `seq` of topic `id` live, and the topic's
+    /// policy. The list is lent: give it back with [`PubsubSide::give_back`].
+    pub fn recipients(&mut self, id: u32, seq: u64) -> Option<(Vec<u32>, SlowPolicy)> {
+        let policy = self.local.topic(id)?.policy;
+        let mut list = std::mem::take(&mut self.scratch);
+        self.local.recipients(id, seq, &mut list);
+        Some((list, policy))
+    }
+
+    /// Return a recipient list for reuse.
+    pub fn give_back(&mut self, list: Vec<u32>) {
+        self.scratch = list;
+    }
+
+    /// A connection of `/ws` is open: it takes control messages from now on.
+    pub fn join(&mut self, conn: u32) {
+        self.local.join(conn);
+    }
+
+    /// Whether connection `conn` is a pub/sub connection.
+    pub fn is_member(&self, conn: u32) -> bool {
+        self.local.is_member(conn)
+    }
+
+    /// A control message from pub/sub connection `conn`.
+    pub fn on_control(&mut self, conn: u32, w: &mut Writer, ctx: &Ctx<'_>, msg: Message<'_>) {
+        let Message::Text(text) = msg else {
+            return control_error(w, ctx, "binary_frames_are_not_control_messages");
+        };
+        match pubsub::parse_control(text, &self.spec.limits) {
+            Err(e) => control_error(w, ctx, &e.reason()),
+            Ok(Control::Subscribe { topics, resume }) => {
+                self.subscribe(conn, w, ctx, topics, resume)
+            }
+            Ok(Control::Unsubscribe { topics }) => {
+                for t in topics {
+                    if let Some(id) = self.local.find(conn, &t) {
+                        self.local.unsubscribe(conn, id);
+                        self.spec.hub.unsubscribe(self.worker, &t);
+                    }
+                    let r = serde_json::json!({"type": "unsubscribed", "topic": t}).to_string();
+                    reply(w, ctx, &r);
+                }
+                self.count(ctx.metrics);
+            }
+            Ok(Control::Publish { topic, data }) => {
+                if !self.spec.client_publish {
+                    return control_error(
+                        w,
+                        ctx,
+                        "publish_disabled (the server was started without --client-publish)",
+                    );
+                }
+                match self.spec.hub.publish(&topic, Payload::Text(&data)) {
+                    Ok(p) => {
+                        ctx.metrics.client_publishes.inc();
+                        reply(w, ctx, &pubsub::reply_published(&topic, p.seq));
+                    }
+                    Err(e) => control_error(w, ctx, &e.reason()),
+                }
+            }
+        }
+    }
+
+    /// Subscribe connection `conn` to `topics`, replaying from the resume points given.
+    /// Replies `subscribed` (with the newest number) per topic, then the gap and the
+    /// replayed frames if resuming; live messages follow without duplicates.
+    pub fn subscribe(
+        &mut self,
+        conn: u32,
+        w: &mut Writer,
+        ctx: &Ctx<'_>,
+        topics: Vec<String>,
+        resume: Vec<(String, u64)>,
+    ) {
+        let max = self.spec.limits.max_per_connection;
+        let held = self.local.topics_of(conn).len();
+        let new = topics
+            .iter()
+            .filter(|t| self.local.find(conn, t).is_none())
+            .count();
+        if held + new > max {
+            let e = pubsub::TopicError::TooManyTopics { max };
+            return control_error(w, ctx, &e.reason());
+        }
+        for topic in topics {
+            let from = resume.iter().find(|(t, _)| *t == topic).map(|(_, s)| *s);
+            let (id, owed) = match self.spec.hub.subscribe(self.worker, &topic, from) {
+                Ok(x) => x,
+                Err(e) => {
+                    control_error(w, ctx, &e.reason());
+                    continue;
+                }
+            };
+            let policy = self.spec.policies.for_topic(&topic);
+            if !self.local.subscribe(conn, id, &topic, policy, owed.last) {
+                // Already subscribed: the hub counted it twice.
+                self.spec.hub.unsubscribe(self.worker, &topic);
+            }
+            reply(w, ctx, &pubsub::reply_subscribed(&topic, owed.last));
+            if let Some((a, b)) = owed.gap {
+                w.outbound().push_gap(id, a, b);
+            }
+            for (seq, frame) in &owed.frames {
+                offer(w, ctx, id, *seq, frame, policy);
+            }
+        }
+        self.count(ctx.metrics);
+    }
+
+    /// The gap frame for topic `id`, if connections here still follow it.
+    pub fn gap_frame(&self, id: u32, from: u64, to: u64) -> Option<Arc<[u8]>> {
+        Some(pubsub::encode_gap(self.local.name(id)?, from, to))
+    }
+
+    /// Connection `conn` is going: drop its subscriptions (local index and hub counts).
+    pub fn leave(&mut self, conn: u32, metrics: &WorkerMetrics) {
+        if !self.local.is_member(conn) {
+            return;
+        }
+        for name in self.local.leave(conn) {
+            self.spec.hub.unsubscribe(self.worker, &name);
+        }
+        self.count(metrics);
+    }
+
+    fn count(&self, metrics: &WorkerMetrics) {
+        metrics.subscriptions.set(self.local.subscriptions() as u64);
+    }
+}

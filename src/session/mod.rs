@@ -1,0 +1,593 @@
+//! The sans-IO WebSocket server session, one per connection: bytes in → decisions, events
+//! for the service and bytes out; no sockets and no clocks (time comes in as a tick count).
+//!
+//! It holds the per-connection protocol decisions: the opening handshake (answered or
+//! refused), frames and control frames, the closing handshake, lingering after our last
+//! bytes, the outbound queue's bound and the slow-consumer close, heartbeats, idle and
+//! close deadlines. What a connection is *for* (echo, pub/sub) is decided by a [`Host`]:
+//! the services layer.
+//!
+//! # Using it (the order to call in)
+//! - Inputs, `handle_*`: [`Session::handle_input`] (bytes received),
+//!   [`Session::handle_end`] (the peer closed or the socket failed),
+//!   [`Session::handle_sent`] (a send completed), [`Session::handle_timeout`] (a deadline
+//!   of this session may have passed; call when told by [`Session::deadline`] and on the
+//!   heartbeat sweep).
+//! - Commands: [`Writer::send_frame`], [`Writer::push_shared`], [`Session::close`],
+//!   [`Session::abort`].
+//! - Outputs, `poll_*`, after every input or command: [`Session::poll_transmit`] (bytes to
+//!   send, when no send is in flight), [`Session::poll_shutdown`] (send our FIN: the final
+//!   bytes are out), [`Session::is_done`] (close the socket).
+//!
+//! **Architecture Invariant:** this module imports no io_uring, socket, clock or thread
+//! type; [`SendBuf`] is a plain owned buffer. The pair harness in `tests.rs` drives it with
+//! a scripted peer and a fake clock.
+
+mod outbound;
+pub mod pair;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+pub use outbound::{Chunk, Dropped, Outbound, GATHER_BYTES};
+
+use crate::io::SendBuf;
+use crate::metrics::{self, Limit, Side, WorkerMetrics};
+use crate::ws::assembler::{self, Flow, HoldsPartial, Message, Partial};
+use crate::ws::frame::{encode_close, encode_frame};
+use crate::ws::handshake::{self, HeadScanner, Limits, Rejection, Request};
+use crate::ws::{CloseCode, Decoder, OpCode, Role};
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Reading the HTTP upgrade request.
+    Handshake,
+    /// A WebSocket.
+    Open,
+    /// A final answer (HTTP error, a Close after a protocol error, the echo of the peer's
+    /// Close) is queued: linger once it is sent.
+    Finishing,
+    /// We sent a Close and wait for the peer's.
+    AwaitingClose,
+    /// Our last bytes are sent and our FIN is out; incoming bytes are dropped until the
+    /// peer closes or the close deadline passes. Closing with unread input would make the
+    /// kernel send a reset, which can destroy our final answer before the peer reads it.
+    Lingering,
+    /// Over: the socket is to be closed.
+    Done,
+}
+
+/// The session's timing and size limits, in ticks and bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Handshake limits.
+    pub limits: Limits,
+    /// Largest message.
+    pub max_message: u32,
+    /// Outbound queue cap.
+    pub max_outbound: usize,
+    /// Ticks from accept to a complete handshake.
+    pub handshake_ticks: u32,
+    /// Ticks of silence before a heartbeat ping.
+    pub ping_ticks: u32,
+    /// Ticks of silence before an idle close.
+    pub idle_ticks: u32,
+    /// Ticks a close may take (the peer's Close, our final bytes, the linger).
+    pub close_ticks: u32,
+}
+
+/// What a [`Host`] answers to an upgrade request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Upgrade (then [`Host::on_open`] runs).
+    Accept,
+    /// Refuse with this status and body, counted under this limit.
+    Refuse(Limit, Rejection, String),
+}
+
+/// The service side of a session: decides what a request gets and what messages do.
+pub trait Host {
+    /// A complete, valid upgrade request. `marks`: what admission noted at accept.
+    fn on_request(&mut self, req: &Request<'_>, marks: u8, ctx: &Ctx<'_>) -> Answer;
+    /// The 101 is queued: queue what the service sends first (replays, say).
+    fn on_open(&mut self, w: &mut Writer, ctx: &Ctx<'_>);
+    /// A whole text or binary message from the peer.
+    fn on_message(&mut self, w: &mut Writer, ctx: &Ctx<'_>, msg: Message<'_>);
+    /// Encode the gap frame for `topic` (None: the connection left it; skip the gap).
+    fn gap_frame(&mut self, topic: u32, from: u64, to: u64) -> Option<Arc<[u8]>>;
+}
+
+/// What every call gets: limits, counters, the time.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    /// Limits and timings.
+    pub cfg: &'a Config,
+    /// The worker's counters.
+    pub metrics: &'a WorkerMetrics,
+    /// The current tick.
+    pub now: u32,
+}
+
+/// Split input held on the heap while needed: a request head in pieces, or frames.
+#[derive(Debug, Default)]
+struct Held {
+    partial: Partial,
+    scanner: HeadScanner,
+}
+
+impl HoldsPartial for Held {
+    fn partial(&mut self) -> &mut Partial {
+        &mut self.partial
+    }
+}
+
+/// Flag: counted in the worker's WebSocket gauge (set on upgrade).
+pub const COUNTED: u8 = 1 << 0;
+/// Mark set by admission: accepted over the accept rate.
+pub const MARK_RATE: u8 = 1 << 1;
+/// Mark set by admission: its source address is at the per-IP cap.
+pub const MARK_IP: u8 = 1 << 2;
+const MARKS: u8 = MARK_RATE | MARK_IP;
+/// A heartbeat ping is due (sent from a static frame when nothing else is queued).
+const PING_DUE: u8 = 1 << 3;
+/// Our final bytes are out: the owner should shut down the write side.
+const SHUT_DUE: u8 = 1 << 4;
+/// A close deadline was set (the owner should schedule a timeout).
+const DEADLINE_NEW: u8 = 1 << 5;
+
+/// The output side of a session: what a [`Host`] may touch while the input side decodes.
+#[derive(Debug)]
+pub struct Writer {
+    out: Option<Box<Outbound>>,
+    /// Tick of accept (handshake), of the last input (open), or of entering a closing phase.
+    since: u32,
+    phase: Phase,
+    flags: u8,
+}
+
+/// A server-side WebSocket session (40 bytes while idle).
+#[derive(Debug)]
+pub struct Session {
+    decoder: Decoder,
+    held: Option<Box<Held>>,
+    w: Writer,
+}
+
+const _: () = assert!(std::mem::size_of::<Session>() <= 40);
+
+/// A server Ping with no payload: FIN + opcode 0x9, unmasked, length 0.
+static PING: [u8; 2] = [0x89, 0x00];
+
+impl Writer {
+    /// The session's phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    fn enter(&mut self, phase: Phase, now: u32) {
+        self.phase = phase;
+        self.since = now;
+        if matches!(
+            phase,
+            Phase::Finishing | Phase::AwaitingClose | Phase::Lingering
+        ) {
+            self.flags |= DEADLINE_NEW;
+        }
+    }
+
+    /// Bytes queued (the send in flight included).
+    pub fn queued(&self) -> usize {
+        self.out.as_ref().map_or(0, |o| o.queued())
+    }
+
+    /// The output queue, created on demand.
+    pub fn outbound(&mut self) -> &mut Outbound {
+        self.out.get_or_insert_with(Box::default)
+    }
+
+    /// Append owned bytes; a queue past the cap closes the connection as a slow consumer.
+    pub fn write(&mut self, ctx: &Ctx<'_>, write: impl FnOnce(&mut Vec<u8>)) {
+        let out = self.outbound();
+        let added = out.write_owned(write);
+        let over = out.queued() > ctx.cfg.max_outbound;
+        ctx.metrics.bytes_out.add(added as u64);
+        if over && self.phase == Phase::Open {
+            self.close_slow(ctx);
+        }
+    }
+
+    /// Queue a frame (counted as a message when it is data).
+    pub fn send_frame(&mut self, ctx: &Ctx<'_>, op: OpCode, payload: &[u8]) {
+        if op == OpCode::Text || op == OpCode::Binary {
+            ctx.metrics.messages_out.inc();
+        }
+        self.write(ctx, |v| encode_frame(v, true, op, None, payload));
+    }
+
+    /// Queue a shared published frame (the caller applied the slow-consumer policy).
+    pub fn push_shared(&mut self, frame: Arc<[u8]>, topic: u32, seq: u64) {
+        self.outbound().push_shared(frame, topic, seq);
+    }
+
+    /// Slow consumer: drop what it has not been sent yet, tell it why (1008), and go.
+    pub fn close_slow(&mut self, ctx: &Ctx<'_>) {
+        let out = self.outbound();
+        out.clear_queue();
+        let added = out.write_owned(|v| {
+            encode_close(v, Some(CloseCode::POLICY_VIOLATION), "slow consumer", None)
+        });
+        ctx.metrics.bytes_out.add(added as u64);
+        self.enter(Phase::Finishing, ctx.now);
+        ctx.metrics.slow_consumers.inc();
+        ctx.metrics
+            .close(Side::Server, CloseCode::POLICY_VIOLATION.0);
+    }
+
+    /// Refuse the upgrade: the HTTP answer, then linger and go.
+    fn refuse(&mut self, ctx: &Ctx<'_>, write: impl FnOnce(&mut Vec<u8>)) {
+        self.enter(Phase::Finishing, ctx.now);
+        self.write(ctx, write);
+    }
+}
+
+impl Session {
+    /// A session for a connection accepted at tick `now`.
+    pub const fn new(now: u32) -> Self {
+        Self {
+            decoder: Decoder::new(Role::Server),
+            held: None,
+            w: Writer {
+                out: None,
+                since: now,
+                phase: Phase::Handshake,
+                flags: 0,
+            },
+        }
+    }
+
+    // ------------------------------------------------------------------ getters
+
+    /// Its phase.
+    pub fn phase(&self) -> Phase {
+        self.w.phase
+    }
+
+    /// Whether the socket should be closed now.
+    pub fn is_done(&self) -> bool {
+        self.w.phase == Phase::Done
+    }
+
+    /// Whether input is still read (to decode it, or to drop it while closing).
+    pub fn wants_input(&self) -> bool {
+        self.w.phase != Phase::Done
+    }
+
+    /// Whether it was counted as a WebSocket.
+    pub fn counted(&self) -> bool {
+        self.w.flags & COUNTED != 0
+    }
+
+    /// Note what admission found at accept ([`MARK_RATE`], [`MARK_IP`]).
+    pub fn mark(&mut self, mark: u8) {
+        self.w.flags |= mark & MARKS;
+    }
+
+    /// Bytes queued for sending (the send in flight included).
+    pub fn queued(&self) -> usize {
+        self.w.queued()
+    }
+
+    /// Heap bytes held beyond the session itself.
+    pub fn heap_bytes(&self) -> usize {
+        self.held
+            .as_ref()
+            .map_or(0, |h| h.partial.heap_bytes() + std::mem::size_of::<Held>())
+            + self.w.out.as_ref().map_or(0, |o| o.heap_bytes())
+    }
+
+    /// The output side, for deliveries from outside an input call.
+    pub fn writer(&mut self) -> &mut Writer {
+        &mut self.w
+    }
+
+    /// The tick at which [`Session::handle_timeout`] has something to do, if the session
+    /// has a deadline of its own (handshake, close); heartbeats are the sweep's business.
+    pub fn deadline(&self, cfg: &Config) -> Option<u32> {
+        match self.w.phase {
+            Phase::Handshake => Some(self.w.since.wrapping_add(cfg.handshake_ticks)),
+            Phase::Finishing | Phase::AwaitingClose | Phase::Lingering => {
+                Some(self.w.since.wrapping_add(cfg.close_ticks))
+            }
+            Phase::Open | Phase::Done => None,
+        }
+    }
+
+    /// Whether a new deadline was set since the last call (the owner schedules it).
+    pub fn take_new_deadline(&mut self) -> bool {
+        let due = self.w.flags & DEADLINE_NEW != 0;
+        self.w.flags &= !DEADLINE_NEW;
+        due
+    }
+
+    // ------------------------------------------------------------------ inputs
+
+    /// Bytes received (unmasked in place).
+    pub fn handle_input(&mut self, data: &mut [u8], ctx: &Ctx<'_>, host: &mut impl Host) {
+        match self.w.phase {
+            Phase::Handshake => self.handshake_input(data, ctx, host),
+            Phase::Open | Phase::AwaitingClose => {
+                if self.w.phase == Phase::Open {
+                    self.w.since = ctx.now;
+                }
+                self.frame_input(data, ctx, host);
+            }
+            // The answer is decided: what arrives now is dropped.
+            Phase::Finishing | Phase::Lingering | Phase::Done => {}
+        }
+    }
+
+    fn handshake_input(&mut self, data: &mut [u8], ctx: &Ctx<'_>, host: &mut impl Host) {
+        let limits = ctx.cfg.limits;
+        let scanned = match self.held.as_mut() {
+            // The common case: the whole request in one read, parsed in place.
+            None => {
+                let mut scanner = HeadScanner::new();
+                match scanner.scan(data, &limits) {
+                    Ok(Some(n)) => {
+                        let (head, rest) = data.split_at_mut(n);
+                        self.respond(head, ctx, host);
+                        if !rest.is_empty() && self.w.phase == Phase::Open {
+                            self.frame_input(rest, ctx, host);
+                        }
+                        return;
+                    }
+                    Ok(None) => {
+                        let mut h = Box::<Held>::default();
+                        h.partial.pending.extend_from_slice(data);
+                        h.scanner = scanner;
+                        self.held = Some(h);
+                        return;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Some(h) => {
+                h.partial.pending.extend_from_slice(data);
+                let pending = &h.partial.pending;
+                h.scanner.scan(pending, &limits)
+            }
+        };
+        match scanned {
+            Ok(Some(n)) => {
+                let mut owned = self
+                    .held
+                    .take()
+                    .map(|h| h.partial.pending)
+                    .unwrap_or_default();
+                let (head, rest) = owned.split_at_mut(n);
+                self.respond(head, ctx, host);
+                if !rest.is_empty() && self.w.phase == Phase::Open {
+                    self.frame_input(rest, ctx, host);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self.fail_handshake(e, ctx),
+        }
+    }
+
+    fn fail_handshake(&mut self, e: crate::ws::Error, ctx: &Ctx<'_>) {
+        metrics::handshake_failure(ctx.metrics, e);
+        self.held = None;
+        self.w.refuse(ctx, |v| handshake::write_error(v, e));
+    }
+
+    fn respond(&mut self, head: &[u8], ctx: &Ctx<'_>, host: &mut impl Host) {
+        let req = match handshake::parse_request(head) {
+            Ok(r) => r,
+            Err(e) => return self.fail_handshake(e, ctx),
+        };
+        self.held = None;
+        match host.on_request(&req, self.w.flags & MARKS, ctx) {
+            Answer::Refuse(limit, rejection, body) => {
+                ctx.metrics.reject(limit);
+                self.w
+                    .refuse(ctx, |v| handshake::write_rejection(v, rejection, &body));
+            }
+            Answer::Accept => {
+                let accept = req.accept_key();
+                self.w.enter(Phase::Open, ctx.now);
+                self.w.flags |= COUNTED;
+                ctx.metrics.upgrades.inc();
+                self.w
+                    .write(ctx, |v| handshake::write_accept(v, &accept, None));
+                host.on_open(&mut self.w, ctx);
+            }
+        }
+    }
+
+    fn frame_input(&mut self, data: &mut [u8], ctx: &Ctx<'_>, host: &mut impl Host) {
+        let w = &mut self.w;
+        let result = assembler::feed_in_place(
+            &mut self.decoder,
+            &mut self.held,
+            data,
+            ctx.cfg.max_message,
+            |m| {
+                let awaiting = w.phase == Phase::AwaitingClose;
+                match m {
+                    Message::Text(_) | Message::Binary(_) => {
+                        let len = match m {
+                            Message::Text(t) => t.len(),
+                            Message::Binary(b) => b.len(),
+                            _ => 0,
+                        };
+                        ctx.metrics.bytes_in.add(len as u64);
+                        ctx.metrics.messages_in.inc();
+                        if !awaiting {
+                            host.on_message(w, ctx, m);
+                        }
+                    }
+                    Message::Ping(p) => {
+                        if !awaiting {
+                            w.send_frame(ctx, OpCode::Pong, p);
+                        }
+                    }
+                    Message::Pong(_) => {}
+                    Message::Close(code, _, reply) => {
+                        match reply {
+                            Some(echo) => {
+                                ctx.metrics.close(Side::Client, code.map_or(1005, |c| c.0));
+                                w.enter(Phase::Finishing, ctx.now);
+                                w.write(ctx, |v| encode_close(v, echo, "", None));
+                            }
+                            // Our Close was answered: the closing handshake is complete.
+                            None => w.phase = Phase::Done,
+                        }
+                        return Flow::Stop;
+                    }
+                }
+                if matches!(w.phase, Phase::Open | Phase::AwaitingClose) {
+                    Flow::Continue
+                } else {
+                    Flow::Stop
+                }
+            },
+        );
+        if let Err(e) = result {
+            metrics::protocol_error(ctx.metrics, e);
+            let code = e.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
+            self.close(code, e.reason(), false, ctx);
+        }
+        if !matches!(self.w.phase, Phase::Open | Phase::AwaitingClose) {
+            self.held = None;
+        }
+    }
+
+    /// Input is over: the peer closed its side (EOF) or the socket failed.
+    pub fn handle_end(&mut self, ctx: &Ctx<'_>) {
+        if matches!(
+            self.w.phase,
+            Phase::Handshake | Phase::Open | Phase::Finishing
+        ) {
+            ctx.metrics.aborted.inc();
+        }
+        self.abort();
+    }
+
+    /// A send completed with `res` (bytes, or a negative errno) and gave `buf` back.
+    pub fn handle_sent(&mut self, res: i32, buf: SendBuf, ctx: &Ctx<'_>) {
+        if res < 0 {
+            if self.w.phase != Phase::Done {
+                ctx.metrics.aborted.inc();
+            }
+            self.w.out = None;
+            return self.abort();
+        }
+        if let Some(out) = self.w.out.as_mut() {
+            out.on_sent(buf);
+            if out.is_empty() {
+                self.w.out = None;
+            }
+        }
+        if self.w.out.is_none() && self.w.phase == Phase::Finishing {
+            // Everything is sent: FIN, then drop input until the peer closes.
+            self.held = None;
+            self.w.enter(Phase::Lingering, ctx.now);
+            self.w.flags |= SHUT_DUE;
+        }
+    }
+
+    /// A deadline may have passed (the handshake's, a close's), or the heartbeat sweep
+    /// visits: time out, close an idle connection, or make a ping due.
+    pub fn handle_timeout(&mut self, ctx: &Ctx<'_>, sending: bool) {
+        let cfg = ctx.cfg;
+        let elapsed = ctx.now.wrapping_sub(self.w.since);
+        match self.w.phase {
+            Phase::Handshake if elapsed >= cfg.handshake_ticks => {
+                ctx.metrics.handshake_timeouts.inc();
+                ctx.metrics.aborted.inc();
+                self.held = None;
+                self.abort();
+            }
+            Phase::Open if elapsed >= cfg.idle_ticks => {
+                ctx.metrics.idle_timeouts.inc();
+                self.close(CloseCode::GOING_AWAY, "idle timeout", false, ctx);
+            }
+            Phase::Open if elapsed + 1 >= cfg.ping_ticks && self.w.out.is_none() && !sending => {
+                self.w.flags |= PING_DUE;
+            }
+            Phase::Finishing | Phase::AwaitingClose | Phase::Lingering
+                if elapsed >= cfg.close_ticks =>
+            {
+                self.abort();
+            }
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------------ commands
+
+    /// Start a server-initiated close: `wait` for the peer's Close (a clean close) or go
+    /// once ours is sent (failing the connection). Ignored once a Close was sent.
+    pub fn close(&mut self, code: CloseCode, reason: &str, wait: bool, ctx: &Ctx<'_>) {
+        if !self.decoder.close_state_mut().on_send() {
+            return;
+        }
+        ctx.metrics.close(Side::Server, code.0);
+        let phase = if wait {
+            Phase::AwaitingClose
+        } else {
+            Phase::Finishing
+        };
+        self.w.enter(phase, ctx.now);
+        self.w
+            .write(ctx, |v| encode_close(v, Some(code), reason, None));
+    }
+
+    /// End it now: the socket is to be closed, whatever is queued.
+    pub fn abort(&mut self) {
+        self.w.phase = Phase::Done;
+        self.w.flags &= !(PING_DUE | SHUT_DUE);
+    }
+
+    // ------------------------------------------------------------------ outputs
+
+    /// The next bytes to send (call when no send is in flight).
+    pub fn poll_transmit(&mut self, ctx: &Ctx<'_>, host: &mut impl Host) -> Option<SendBuf> {
+        if self.w.phase == Phase::Done {
+            return None;
+        }
+        if let Some(out) = self.w.out.as_mut() {
+            let buf = out.next_send(|topic, from, to| {
+                let f = host.gap_frame(topic, from, to)?;
+                ctx.metrics.bytes_out.add(f.len() as u64);
+                Some(f)
+            });
+            if buf.is_some() {
+                return buf;
+            }
+            if out.is_empty() {
+                self.w.out = None;
+            }
+        }
+        if self.w.flags & PING_DUE != 0 {
+            self.w.flags &= !PING_DUE;
+            if self.w.phase == Phase::Open && self.w.out.is_none() {
+                ctx.metrics.pings_sent.inc();
+                ctx.metrics.bytes_out.add(PING.len() as u64);
+                return Some(SendBuf::Static(&PING));
+            }
+        }
+        None
+    }
+
+    /// Whether our FIN is due now (the final bytes are out; keep reading until EOF).
+    pub fn poll_shutdown(&mut self) -> bool {
+        let due = self.w.flags & SHUT_DUE != 0;
+        self.w.flags &= !SHUT_DUE;
+        due
+    }
+}

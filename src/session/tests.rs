@@ -1,0 +1,234 @@
+//! The session's behaviour, driven by the pair harness with a fake clock: each case runs in
+//! microseconds with no socket.
+
+use super::pair::{client_close, client_frame, test_config, upgrade_request, Pair, Seen};
+use super::Phase;
+use crate::ws::OpCode;
+
+#[test]
+fn a_request_cut_at_every_point_is_answered_and_echoes() {
+    let req = upgrade_request("/echo");
+    for cut in 1..=req.len() {
+        let mut p = Pair::new(test_config());
+        let mut wire = req.clone();
+        wire.extend(client_frame(true, OpCode::Text, b"hello"));
+        p.send(&wire, &[cut]);
+        let seen = p.received();
+        assert!(matches!(seen[0], Seen::Http(101, _)), "cut {cut}: {seen:?}");
+        assert_eq!(seen[1..], [Seen::Text("hello".into())], "cut {cut}");
+        assert_eq!(p.session.phase(), Phase::Open);
+    }
+}
+
+#[test]
+fn fragmented_messages_are_reassembled_whatever_the_cuts() {
+    let mut wire = client_frame(false, OpCode::Binary, &[1; 300]);
+    wire.extend(client_frame(true, OpCode::Ping, b"p"));
+    wire.extend(client_frame(false, OpCode::Continuation, &[2; 200]));
+    wire.extend(client_frame(true, OpCode::Continuation, &[3; 100]));
+    let mut want = vec![1u8; 300];
+    want.extend([2; 200]);
+    want.extend([3; 100]);
+    for cuts in [&[1][..], &[2, 7], &[13], &[599, 1], &[]] {
+        let mut p = Pair::new(test_config());
+        p.open(&[]);
+        p.send(&wire, cuts);
+        let seen = p.received();
+        // The pong is not shown; the message comes back whole, once.
+        assert_eq!(seen, [Seen::Binary(want.clone())], "cuts {cuts:?}");
+        assert_eq!(
+            p.session.heap_bytes(),
+            0,
+            "nothing held after a whole message"
+        );
+    }
+}
+
+#[test]
+fn a_slowloris_request_times_out_at_the_handshake_deadline_however_it_trickles() {
+    let cfg = test_config();
+    let mut p = Pair::new(cfg);
+    let req = upgrade_request("/echo");
+    // One byte per tick: never complete before the deadline.
+    for (t, b) in req
+        .iter()
+        .take(cfg.handshake_ticks as usize - 1)
+        .enumerate()
+    {
+        p.send(&[*b], &[]);
+        p.advance(1);
+        assert!(!p.closed, "closed early at tick {t}");
+    }
+    p.advance(1);
+    assert!(
+        p.closed,
+        "the handshake deadline counts from accept, not from the last byte"
+    );
+    assert_eq!(p.metrics.handshake_timeouts.get(), 1);
+    assert_eq!(p.metrics.aborted.get(), 1);
+}
+
+#[test]
+fn garbage_gets_a_400_then_the_connection_lingers_and_goes() {
+    let mut p = Pair::new(test_config());
+    p.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &[]);
+    assert!(matches!(p.received()[0], Seen::Http(400, _)));
+    assert!(p.fin, "the answer is followed by our FIN");
+    assert_eq!(p.session.phase(), Phase::Lingering);
+    p.send(b"more junk", &[]); // dropped while lingering
+    p.end();
+    assert!(p.closed);
+    assert_eq!(
+        p.metrics.aborted.get(),
+        0,
+        "a peer leaving after our answer is normal"
+    );
+}
+
+#[test]
+fn a_refused_upgrade_gets_its_status() {
+    let mut p = Pair::new(test_config());
+    p.host.refuse_path = Some("/private".into());
+    p.send(&upgrade_request("/private"), &[]);
+    assert!(matches!(p.received()[0], Seen::Http(403, _)));
+    assert!(p.fin);
+}
+
+#[test]
+fn heartbeat_pings_after_silence_and_idle_connections_are_closed() {
+    let cfg = test_config();
+    let mut p = Pair::new(cfg);
+    p.open(&[]);
+    p.advance(cfg.ping_ticks - 2);
+    assert!(p.received().is_empty(), "no ping before the interval");
+    p.advance(1);
+    assert_eq!(p.received(), [Seen::Ping(vec![])]);
+    assert_eq!(p.metrics.pings_sent.get(), 1);
+    // Input (a pong, say) resets the clock.
+    p.send(&client_frame(true, OpCode::Pong, b""), &[]);
+    p.advance(cfg.idle_ticks - 1);
+    assert_eq!(p.session.phase(), Phase::Open);
+    p.advance(1);
+    let seen = p.received();
+    assert_eq!(
+        seen.last(),
+        Some(&Seen::Close(Some(1001), "idle timeout".into()))
+    );
+    assert_eq!(p.metrics.idle_timeouts.get(), 1);
+    // It lingers for the peer's answer, bounded by the close deadline.
+    assert_eq!(p.session.phase(), Phase::Lingering);
+    p.advance(cfg.close_ticks);
+    assert!(p.closed);
+}
+
+#[test]
+fn the_peer_closing_gets_its_close_echoed_then_fin() {
+    let mut p = Pair::new(test_config());
+    p.open(&[]);
+    p.send(&client_close(1000, "bye"), &[3]);
+    assert_eq!(p.received(), [Seen::Close(Some(1000), String::new())]);
+    assert!(p.fin);
+    p.end();
+    assert!(p.closed);
+    assert_eq!(p.metrics.aborted.get(), 0);
+}
+
+#[test]
+fn a_peer_that_vanishes_at_any_step_of_the_close_handshake_is_released() {
+    let cfg = test_config();
+    // After its Close, with our echo stalled, silent: the close deadline ends it.
+    let mut p = Pair::new(cfg);
+    p.open(&[]);
+    p.stall = true;
+    p.send(&client_close(1000, ""), &[]);
+    assert_eq!(p.session.phase(), Phase::Finishing);
+    p.advance(cfg.close_ticks);
+    assert!(p.closed, "a Close echo the peer never reads is bounded");
+    // Reset right after its Close.
+    let mut p = Pair::new(cfg);
+    p.open(&[]);
+    p.send(&client_close(1000, ""), &[]);
+    p.end();
+    assert!(p.closed);
+    // Our Close (a drain), never answered.
+    let mut p = Pair::new(cfg);
+    p.open(&[]);
+    let ctx = super::Ctx {
+        cfg: &p.cfg,
+        metrics: &p.metrics,
+        now: p.now,
+    };
+    p.session
+        .close(crate::ws::CloseCode::SERVICE_RESTART, "drain", true, &ctx);
+    p.drive();
+    assert_eq!(p.session.phase(), Phase::AwaitingClose);
+    p.advance(cfg.close_ticks - 1);
+    assert!(!p.closed);
+    p.advance(1);
+    assert!(p.closed);
+    // Our Close, answered: done at once, no FIN wait.
+    let mut p = Pair::new(cfg);
+    p.open(&[]);
+    let ctx = super::Ctx {
+        cfg: &p.cfg,
+        metrics: &p.metrics,
+        now: p.now,
+    };
+    p.session
+        .close(crate::ws::CloseCode::SERVICE_RESTART, "drain", true, &ctx);
+    p.drive();
+    p.send(&client_close(1012, ""), &[]);
+    assert!(p.closed);
+}
+
+#[test]
+fn a_slow_consumer_is_closed_with_1008_and_its_queue_dropped() {
+    let mut cfg = test_config();
+    cfg.max_outbound = 4096;
+    let mut p = Pair::new(cfg);
+    p.open(&[]);
+    p.stall = true;
+    // Echoes pile up behind a send the peer never completes.
+    for _ in 0..10 {
+        p.send(&client_frame(true, OpCode::Binary, &[7; 1000]), &[]);
+    }
+    assert_eq!(p.metrics.slow_consumers.get(), 1);
+    assert_eq!(p.session.phase(), Phase::Finishing);
+    assert!(
+        p.session.queued() < 4096 + 1100,
+        "the queue was dropped for the Close"
+    );
+    p.stall = false;
+    p.release();
+    let seen = p.received();
+    assert_eq!(
+        seen.last(),
+        Some(&Seen::Close(Some(1008), "slow consumer".into()))
+    );
+    assert!(p.fin);
+}
+
+#[test]
+fn a_protocol_error_closes_with_its_code() {
+    let mut p = Pair::new(test_config());
+    p.open(&[]);
+    // An unmasked client frame breaks §5.1.
+    let mut v = Vec::new();
+    crate::ws::frame::encode_frame(&mut v, true, OpCode::Text, None, b"x");
+    p.send(&v, &[]);
+    assert_eq!(
+        p.received(),
+        [Seen::Close(Some(1002), "unmasked_client_frame".into())]
+    );
+    assert!(p.fin);
+}
+
+#[test]
+fn a_message_over_the_limit_closes_with_1009() {
+    let mut cfg = test_config();
+    cfg.max_message = 1000;
+    let mut p = Pair::new(cfg);
+    p.open(&[]);
+    p.send(&client_frame(true, OpCode::Binary, &[0; 1001]), &[]);
+    assert!(matches!(p.received()[..], [Seen::Close(Some(1009), _)]));
+}
