@@ -169,14 +169,12 @@ pub enum LogFormat {
 
 impl ServeConfig {
     /// Check every value and the relations between them.
-    pub fn validate(&self) -> Result<(), String> {
-        let secs = |name: &str, v: f64| {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let secs = |flag: &'static str, v: f64| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(format!(
-                    "--{name} must be a positive number of seconds, got {v}"
-                ))
+                Err(ConfigError::NotPositiveSeconds { flag, value: v })
             }
         };
         secs("handshake-timeout", self.handshake_timeout)?;
@@ -185,62 +183,73 @@ impl ServeConfig {
         secs("drain-window", self.drain_window)?;
         secs("drain-grace", self.drain_grace)?;
         if self.idle_timeout <= self.ping_interval {
-            return Err(format!(
-                "--idle-timeout ({}) must exceed --ping-interval ({}) or every idle client is \
-                 closed before its pong can arrive",
-                self.idle_timeout, self.ping_interval
-            ));
+            return Err(ConfigError::IdleNotAbovePing {
+                idle: self.idle_timeout,
+                ping: self.ping_interval,
+            });
         }
-        if !self.recv_buffers.is_power_of_two() || self.recv_buffers > 32768 {
-            return Err(format!(
-                "--recv-buffers must be a power of two up to 32768, got {}",
-                self.recv_buffers
-            ));
-        }
-        if !(256..=1 << 20).contains(&self.recv_buffer_size) {
-            return Err("--recv-buffer-size must be between 256 B and 1 MiB".into());
-        }
-        if self.max_connections == 0 {
-            return Err("--max-connections must be at least 1".into());
-        }
-        if self.max_outbound < 4096 {
-            return Err("--max-outbound must be at least 4096 bytes".into());
-        }
-        if !(self.accept_rate.is_finite() && self.accept_rate >= 0.0) {
-            return Err("--accept-rate must be a non-negative number".into());
-        }
-        if self.ring_files != 0 && self.ring_files < 256 {
-            return Err("--ring-files must be 0 (automatic) or at least 256".into());
-        }
-        if self.workers == Some(0) {
-            return Err("--workers must be at least 1".into());
-        }
-        if self.max_topics_per_connection == 0 || self.max_topic_len == 0 || self.max_topics == 0 {
-            return Err(
-                "--max-topics-per-connection, --max-topic-len and --max-topics must be at least 1"
-                    .into(),
-            );
-        }
-        if self.max_topic_len > 255 {
-            return Err(
-                "--max-topic-len must be at most 255 (binary frames carry a one-byte length)"
-                    .into(),
-            );
-        }
+        let range = |flag: &'static str, ok: bool, rule: &'static str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange { flag, rule })
+            }
+        };
+        range(
+            "recv-buffers",
+            self.recv_buffers.is_power_of_two() && self.recv_buffers <= 32768,
+            "a power of two up to 32768",
+        )?;
+        range(
+            "recv-buffer-size",
+            (256..=1 << 20).contains(&self.recv_buffer_size),
+            "between 256 B and 1 MiB",
+        )?;
+        range("max-connections", self.max_connections > 0, "at least 1")?;
+        range(
+            "max-outbound",
+            self.max_outbound >= 4096,
+            "at least 4096 bytes",
+        )?;
+        range(
+            "accept-rate",
+            self.accept_rate.is_finite() && self.accept_rate >= 0.0,
+            "a non-negative number",
+        )?;
+        range(
+            "ring-files",
+            self.ring_files == 0 || self.ring_files >= 256,
+            "0 (automatic) or at least 256",
+        )?;
+        range("workers", self.workers != Some(0), "at least 1")?;
+        range(
+            "max-topics-per-connection",
+            self.max_topics_per_connection > 0,
+            "at least 1",
+        )?;
+        range(
+            "max-topic-len",
+            (1..=255).contains(&self.max_topic_len),
+            "between 1 and 255 (binary frames carry a one-byte length)",
+        )?;
+        range("max-topics", self.max_topics > 0, "at least 1")?;
         crate::pubsub::PolicyTable::parse(self.slow_consumer, &self.topic_policy)
-            .map_err(|e| format!("--topic-policy: {e}"))?;
+            .map_err(ConfigError::TopicPolicy)?;
         Ok(())
     }
 
     /// The admin address, or None when disabled.
-    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, String> {
+    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         if self.admin == "off" {
             return Ok(None);
         }
         self.admin
             .parse()
             .map(Some)
-            .map_err(|e| format!("--admin {:?}: {e} (use host:port or \"off\")", self.admin))
+            .map_err(|e: std::net::AddrParseError| ConfigError::AdminAddr {
+                value: self.admin.clone(),
+                reason: e.to_string(),
+            })
     }
 
     /// A duration from seconds.
@@ -359,3 +368,64 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 }
+
+/// A configuration the server refuses, naming the flag and the rule.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A duration flag that is not a positive number of seconds.
+    NotPositiveSeconds {
+        /// The flag, without dashes.
+        flag: &'static str,
+        /// What was given.
+        value: f64,
+    },
+    /// `--idle-timeout` must exceed `--ping-interval`.
+    IdleNotAbovePing {
+        /// The idle timeout given.
+        idle: f64,
+        /// The ping interval given.
+        ping: f64,
+    },
+    /// A value outside its range.
+    OutOfRange {
+        /// The flag, without dashes.
+        flag: &'static str,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// `--topic-policy` does not parse.
+    TopicPolicy(String),
+    /// `--admin` is neither host:port nor `off`.
+    AdminAddr {
+        /// What was given.
+        value: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotPositiveSeconds { flag, value } => {
+                write!(
+                    f,
+                    "--{flag} must be a positive number of seconds, got {value}"
+                )
+            }
+            Self::IdleNotAbovePing { idle, ping } => write!(
+                f,
+                "--idle-timeout ({idle}) must exceed --ping-interval ({ping}) or every idle \
+                 client is closed before its pong can arrive"
+            ),
+            Self::OutOfRange { flag, rule } => write!(f, "--{flag} must be {rule}"),
+            Self::TopicPolicy(e) => write!(f, "--topic-policy: {e}"),
+            Self::AdminAddr { value, reason } => {
+                write!(f, "--admin {value:?}: {reason} (use host:port or \"off\")")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

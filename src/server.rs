@@ -13,7 +13,7 @@ use crate::metrics::WorkerMetrics;
 use crate::pubsub::{Hub, PolicyTable, ReplayLimits, TopicLimits};
 use crate::reactor::worker::{self, Settings, WorkerSpec, TICK};
 use crate::services::limits::IpTable;
-use crate::services::PubsubSpec;
+use crate::services::{Admission, PubsubSide, PubsubSpec, Services};
 use crate::session;
 use crate::topology;
 use crate::ws::handshake::Limits;
@@ -23,7 +23,9 @@ use crate::ws::handshake::Limits;
 #[non_exhaustive]
 pub enum ServeError {
     /// A value or a combination of values is not valid.
-    Config(String),
+    Config(crate::config::ConfigError),
+    /// The machine cannot run this configuration (file limits, layout).
+    Setup(String),
     /// The listening sockets could not be opened.
     Listen(std::net::SocketAddr, std::io::Error),
     /// The admin listener could not be opened.
@@ -37,7 +39,8 @@ pub enum ServeError {
 impl std::fmt::Display for ServeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Config(msg) => f.write_str(msg),
+            Self::Config(e) => e.fmt(f),
+            Self::Setup(msg) => f.write_str(msg),
             Self::Listen(a, e) => write!(f, "cannot listen on {a}: {e}"),
             Self::Admin(a, e) => write!(f, "cannot bind admin listener {a}: {e}"),
             Self::Resources(what, e) => write!(f, "cannot create {what}: {e}"),
@@ -48,9 +51,9 @@ impl std::fmt::Display for ServeError {
 
 impl std::error::Error for ServeError {}
 
-impl From<String> for ServeError {
-    fn from(msg: String) -> Self {
-        Self::Config(msg)
+impl From<crate::config::ConfigError> for ServeError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Self::Config(e)
     }
 }
 
@@ -74,7 +77,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let table_cap = match cfg.ring_files {
         0 => soft,
         n if n as usize > soft => {
-            return Err(ServeError::Config(format!(
+            return Err(ServeError::Setup(format!(
                 "--ring-files {n} exceeds the RLIMIT_NOFILE soft limit {soft}, which caps a \
                  ring's file table; raise the limit (LimitNOFILE, ulimit -n) or lower it"
             )))
@@ -155,7 +158,10 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         },
     );
     let mut receivers: Vec<Option<_>> = receivers.into_iter().map(Some).collect();
-    let policies = Arc::new(PolicyTable::parse(cfg.slow_consumer, &cfg.topic_policy)?);
+    let policies = Arc::new(
+        PolicyTable::parse(cfg.slow_consumer, &cfg.topic_policy)
+            .map_err(crate::config::ConfigError::TopicPolicy)?,
+    );
     let life = Arc::new(Lifecycle::default());
     let state = Arc::new(admin::State {
         life: life.clone(),
@@ -165,6 +171,10 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     });
 
     let ip_table = (cfg.max_per_ip > 0).then(|| Arc::new(IpTable::new(cfg.max_per_ip)));
+    // Fault injection for the tests (docs/operations.md): this worker panics 0.5 s in.
+    let fault_worker: Option<usize> = std::env::var("HOLDFAST_FAULT_WORKER_PANIC")
+        .ok()
+        .and_then(|v| v.parse().ok());
     io::sys::block_signals();
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), String>)>();
     let mut handles = Vec::with_capacity(workers);
@@ -186,12 +196,16 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             settings,
             metrics: metrics[p.worker].clone(),
             life: life.clone(),
+            panic_at_tick: (fault_worker == Some(p.worker)).then_some(5),
+        };
+        let svc = ServicesSpec {
+            max_conns,
             ip_table: ip_table.clone(),
             accept_rate: cfg.accept_rate / workers as f64,
             pubsub: PubsubSpec {
                 hub: hub.clone(),
                 rx: receivers[p.worker].take().ok_or_else(|| {
-                    ServeError::Config("worker numbered twice in the layout".into())
+                    ServeError::Setup("worker numbered twice in the layout".into())
                 })?,
                 waker: wakers[p.worker].clone(),
                 policies: policies.clone(),
@@ -203,7 +217,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         let tx = ready_tx.clone();
         let h = std::thread::Builder::new()
             .name(format!("holdfast-w{}", p.worker))
-            .spawn(move || run_worker(spec, cpu, tx))
+            .spawn(move || run_worker(spec, svc, cpu, tx))
             .map_err(|e| ServeError::Resources("a worker thread", e))?;
         handles.push(h);
     }
@@ -266,17 +280,32 @@ pub const EXIT_WORKER_FAILED: i32 = 70;
 /// A worker thread: pin, run, and take the whole process down if the worker fails after
 /// start-up (a panic or a fatal ring error): its connections would be gone while health
 /// checks stay green, so the supervisor must see the failure and restart the node.
-fn run_worker(spec: WorkerSpec, cpu: usize, tx: mpsc::Sender<(usize, Result<(), String>)>) {
+fn run_worker(
+    spec: WorkerSpec,
+    svc: ServicesSpec,
+    cpu: usize,
+    tx: mpsc::Sender<(usize, Result<(), String>)>,
+) {
     // Pin first so everything the worker allocates is first touched on its node.
     if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
         tracing::warn!(worker = spec.id, cpu, "could not pin worker");
     }
     let id = spec.id;
+    let services = Services {
+        admission: Admission::new(
+            id,
+            svc.max_conns,
+            svc.accept_rate,
+            svc.ip_table,
+            spec.life.clone(),
+        ),
+        pubsub: PubsubSide::new(id, svc.pubsub),
+    };
     let ready = tx.clone();
     let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = started.clone();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        worker::run(spec, move || {
+        worker::run(spec, services, move || {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = ready.send((id, Ok(())));
         })
@@ -303,4 +332,13 @@ fn run_worker(spec: WorkerSpec, cpu: usize, tx: mpsc::Sender<(usize, Result<(), 
     );
     eprintln!("holdfast: worker {id} failed ({cause}); exiting");
     std::process::exit(EXIT_WORKER_FAILED);
+}
+
+/// What a worker's services are built from (on the worker's thread, after pinning).
+#[derive(Debug)]
+struct ServicesSpec {
+    max_conns: usize,
+    ip_table: Option<Arc<IpTable>>,
+    accept_rate: f64,
+    pubsub: PubsubSpec,
 }

@@ -563,3 +563,41 @@ fn the_admin_listener_can_be_turned_off() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn a_worker_that_dies_takes_the_process_down_with_its_cause() {
+    // Worker 1 panics 0.5 s after start (fault injection): the process must not go on
+    // serving with a worker's connections gone and /healthz green.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ])
+        .env("HOLDFAST_FAULT_WORKER_PANIC", "1")
+        .env("HOLDFAST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        let status = child.wait().unwrap();
+        let _ = tx.send((status.code(), text));
+    });
+    let (code, text) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the server kept running with a dead worker");
+    assert_eq!(code, Some(70), "{text}");
+    assert!(
+        text.contains("worker 1 failed (panic: injected fault"),
+        "the cause is named: {text}"
+    );
+}

@@ -32,8 +32,7 @@ use super::Conn;
 use crate::io::{Completion, Extra, Op, Read, ReadMode, Socket, Token};
 use crate::lifecycle::{self, Lifecycle};
 use crate::metrics::{Limit, WorkerMetrics};
-use crate::services::{pubsub, Admission, ConnHost, PubsubSide, PubsubSpec, Services};
-use crate::session::{self, Ctx, Phase, Session};
+use crate::session::{self, Ctx, Phase, Services, Session};
 use crate::ws::CloseCode;
 
 /// Length of a timer tick.
@@ -59,12 +58,8 @@ pub struct WorkerSpec {
     pub metrics: Arc<WorkerMetrics>,
     /// Drain and stop flags.
     pub life: Arc<Lifecycle>,
-    /// The per-source-IP cap, when configured.
-    pub ip_table: Option<Arc<crate::services::limits::IpTable>>,
-    /// This worker's share of the accept rate (connections/s), 0 for none.
-    pub accept_rate: f64,
-    /// Its side of pub/sub.
-    pub pubsub: PubsubSpec,
+    /// Fault injection for tests: panic at this tick (`HOLDFAST_FAULT_WORKER_PANIC`).
+    pub panic_at_tick: Option<u32>,
 }
 
 /// The settings a worker uses, in its own units.
@@ -101,14 +96,14 @@ type Deadline = (u32, u32, u32);
 
 /// The worker's state. Fields are split so a connection, its ring and the services can be
 /// borrowed at once.
-struct Worker {
+struct Worker<S> {
     rings: Rings,
     conns: Slab<Conn>,
     generation: u32,
     s: Settings,
     metrics: Arc<WorkerMetrics>,
     life: Arc<Lifecycle>,
-    svc: Services,
+    svc: S,
     tick: u32,
     handshakes: VecDeque<Deadline>,
     closings: VecDeque<Deadline>,
@@ -117,13 +112,14 @@ struct Worker {
     id: usize,
     /// Deliveries were left for the next turn.
     backlog: bool,
+    panic_at_tick: Option<u32>,
     /// Kept open for the worker's life (the rings accept on its fd).
     _listener: std::net::TcpListener,
 }
 
-/// Run a worker until it has drained (or the server stops). Errors from setup or a failed
-/// ring are returned (the server exits on them).
-pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
+/// Run a worker with its services until it has drained (or the server stops). Errors from
+/// setup or a failed ring are returned (the server exits on them).
+pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::Result<()> {
     let s = spec.settings;
     let table = spec.table_size as usize;
     let max_rings = spec
@@ -144,16 +140,7 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
         conns: Slab::with_capacity(1024),
         generation: 0,
         s,
-        svc: Services {
-            admission: Admission::new(
-                spec.id,
-                spec.max_conns,
-                spec.accept_rate,
-                spec.ip_table,
-                spec.life.clone(),
-            ),
-            pubsub: PubsubSide::new(spec.id, spec.pubsub),
-        },
+        svc,
         metrics: spec.metrics,
         life: spec.life,
         tick: 0,
@@ -163,10 +150,11 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
         last_shed_log: None,
         id: spec.id,
         backlog: false,
+        panic_at_tick: spec.panic_at_tick,
         _listener: spec.listener,
     };
     w.metrics.rings.set(1);
-    let hub_fd = w.svc.pubsub.spec.waker.raw_fd();
+    let hub_fd = w.svc.wake_fd();
     w.rings.list[0]
         .ring
         .poll_fd(hub_fd, Token::new(Op::Wake, HUB_WAKE, 0));
@@ -175,7 +163,7 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce()) -> io::Result<()> {
     w.run()
 }
 
-impl Worker {
+impl<S: Services> Worker<S> {
     fn run(&mut self) -> io::Result<()> {
         let start = Instant::now();
         let mut cqes: Vec<Completion> = Vec::with_capacity(self.s.cq_entries as usize);
@@ -277,7 +265,7 @@ impl Worker {
             Op::Recv => {
                 match conn.socket.on_recv(mode, c) {
                     Read::Data(mut buf) => {
-                        let mut host = ConnHost::new(idx, &mut self.svc);
+                        let mut host = self.svc.host(idx);
                         conn.session.handle_input(buf.bytes_mut(), &ctx, &mut host);
                     }
                     Read::End(_) => conn.session.handle_end(&ctx),
@@ -319,7 +307,7 @@ impl Worker {
             now: self.tick,
         };
         if !conn.socket.sending() {
-            let mut host = ConnHost::new(idx, &mut self.svc);
+            let mut host = self.svc.host(idx);
             if let Some(buf) = conn.session.poll_transmit(&ctx, &mut host) {
                 conn.socket.send(ring, buf, idx);
             }
@@ -337,25 +325,24 @@ impl Worker {
 
     fn release(&mut self, idx: u32) {
         let conn = self.conns.remove(idx as usize);
-        self.svc.release(idx, conn.session.counted(), &self.metrics);
+        self.svc
+            .on_release(idx, conn.session.counted(), &self.metrics);
         let draining = self.drain.is_some();
         self.rings.on_release(conn.socket.ring(), draining);
         self.metrics.connections.set(self.conns.len() as u64);
-        self.metrics
-            .websockets
-            .set(self.svc.admission.websockets as u64);
+        self.metrics.websockets.set(self.svc.websockets() as u64);
     }
 
     /// Ring 0's poll says ring `r` has work (or, for `HUB_WAKE`, the hub queued deliveries).
     fn on_wake(&mut self, r: u32, c: &Completion) {
         if r == HUB_WAKE {
             if !c.more() {
-                let fd = self.svc.pubsub.spec.waker.raw_fd();
+                let fd = self.svc.wake_fd();
                 self.rings.list[0]
                     .ring
                     .poll_fd(fd, Token::new(Op::Wake, HUB_WAKE, 0));
             }
-            self.svc.pubsub.spec.waker.reset();
+            self.svc.on_wake();
             return self.deliver_queued();
         }
         let r = r as usize;
@@ -423,7 +410,7 @@ impl Worker {
         self.metrics
             .slab_bytes
             .set((self.conns.capacity() * std::mem::size_of::<Option<Conn>>()) as u64);
-        let marks = self.svc.admission.on_accept(idx, peer, Instant::now());
+        let marks = self.svc.on_accept(idx, peer);
         let conn = &mut self.conns[idx as usize];
         conn.session.mark(marks);
         let ring = &mut self.rings.list[r].ring;
@@ -445,11 +432,8 @@ impl Worker {
     fn deliver_queued(&mut self) {
         self.backlog = false;
         for _ in 0..DELIVERY_BATCH {
-            let Some(d) = self.svc.pubsub.next_delivery() else {
+            let Some((d, list)) = self.svc.next_delivery() else {
                 return;
-            };
-            let Some((list, policy)) = self.svc.pubsub.recipients(d.topic, d.seq) else {
-                continue; // every local subscriber left since it was queued
             };
             for &idx in &list {
                 let Some(conn) = self.conns.get_mut(idx as usize) else {
@@ -460,26 +444,22 @@ impl Worker {
                     metrics: &self.metrics,
                     now: self.tick,
                 };
-                pubsub::offer(
-                    conn.session.writer(),
-                    &ctx,
-                    d.topic,
-                    d.seq,
-                    &d.frame,
-                    policy,
-                );
+                self.svc.offer(&d, conn.session.writer(), &ctx);
                 self.drive(idx);
             }
-            self.svc.pubsub.give_back(list);
+            self.svc.finish_delivery(list);
         }
         // More than a batch waiting: finish on the next turn, after other completions.
-        self.backlog = self.svc.pubsub.has_deliveries();
+        self.backlog = self.svc.has_deliveries();
     }
 
     // ------------------------------------------------------------------ timers
 
     fn on_tick(&mut self) {
         let tick = self.tick;
+        if self.panic_at_tick == Some(tick) {
+            panic!("injected fault (HOLDFAST_FAULT_WORKER_PANIC)");
+        }
         for fifo in [0, 1] {
             loop {
                 let q = if fifo == 0 {
@@ -548,7 +528,7 @@ impl Worker {
             if !self.life.draining() {
                 return;
             }
-            let total = self.svc.admission.websockets;
+            let total = self.svc.websockets();
             tracing::info!(
                 worker = self.id,
                 connections = total,
@@ -573,8 +553,7 @@ impl Worker {
             let phase = self.conns.get(cursor).map(|c| c.session.phase());
             match phase {
                 Some(Phase::Open) => {
-                    let hint = self.svc.admission.next_rand()
-                        % (u64::from(window) * TICK.as_millis() as u64);
+                    let hint = self.svc.next_rand() % (u64::from(window) * TICK.as_millis() as u64);
                     let reason =
                         format!("{{\"reason\":\"draining\",\"reconnect_after_ms\":{hint}}}");
                     let ctx = Ctx {

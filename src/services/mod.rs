@@ -10,13 +10,16 @@ pub mod admission;
 pub mod limits;
 pub mod pubsub;
 
+use std::net::IpAddr;
+use std::os::fd::RawFd;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub use admission::Admission;
 pub use pubsub::{PubsubSide, PubsubSpec};
 
 use crate::metrics::{Limit, WorkerMetrics};
-use crate::session::{Answer, Ctx, Host, Writer};
+use crate::session::{self, Answer, Ctx, Host, Writer};
 use crate::ws::assembler::Message;
 use crate::ws::handshake::{Rejection, Request};
 use crate::ws::OpCode;
@@ -63,11 +66,59 @@ pub struct Services {
     pub pubsub: PubsubSide,
 }
 
-impl Services {
-    /// Entry `idx` is gone.
-    pub fn release(&mut self, idx: u32, counted: bool, metrics: &WorkerMetrics) {
+impl session::Services for Services {
+    type Host<'a> = ConnHost<'a>;
+    type Delivery = (crate::pubsub::Delivery, crate::pubsub::SlowPolicy);
+
+    fn host(&mut self, idx: u32) -> ConnHost<'_> {
+        ConnHost::new(idx, self)
+    }
+
+    fn on_accept(&mut self, idx: u32, peer: Option<IpAddr>) -> u8 {
+        self.admission.on_accept(idx, peer, Instant::now())
+    }
+
+    fn on_release(&mut self, idx: u32, counted: bool, metrics: &WorkerMetrics) {
         self.pubsub.leave(idx, metrics);
         self.admission.on_release(idx, counted);
+    }
+
+    fn websockets(&self) -> usize {
+        self.admission.websockets
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        self.admission.next_rand()
+    }
+
+    fn wake_fd(&self) -> RawFd {
+        self.pubsub.spec.waker.raw_fd()
+    }
+
+    fn on_wake(&mut self) {
+        self.pubsub.spec.waker.reset();
+    }
+
+    fn next_delivery(&mut self) -> Option<(Self::Delivery, Vec<u32>)> {
+        loop {
+            let d = self.pubsub.next_delivery()?;
+            // None: every local subscriber left since it was queued.
+            if let Some((list, policy)) = self.pubsub.recipients(d.topic, d.seq) {
+                return Some(((d, policy), list));
+            }
+        }
+    }
+
+    fn offer(&mut self, d: &Self::Delivery, w: &mut Writer, ctx: &Ctx<'_>) {
+        pubsub::offer(w, ctx, d.0.topic, d.0.seq, &d.0.frame, d.1);
+    }
+
+    fn finish_delivery(&mut self, list: Vec<u32>) {
+        self.pubsub.give_back(list);
+    }
+
+    fn has_deliveries(&self) -> bool {
+        self.pubsub.has_deliveries()
     }
 }
 

@@ -25,12 +25,14 @@
 
 mod outbound;
 pub mod pair;
+mod services;
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
 
 pub use outbound::{Chunk, Dropped, Outbound, GATHER_BYTES};
+pub use services::Services;
 
 use crate::io::SendBuf;
 use crate::metrics::{self, Limit, Side, WorkerMetrics};

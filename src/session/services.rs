@@ -1,0 +1,44 @@
+//! What the worker loop asks of the layer above the sessions (routing, admission, echo,
+//! pub/sub): defined here, below both, so the reactor is generic over it and never imports
+//! the services, and the services never import the reactor.
+
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+
+use super::{Ctx, Host, Writer};
+use crate::metrics::WorkerMetrics;
+
+/// One worker's services, as the worker loop sees them.
+pub trait Services {
+    /// The session host for one connection's call.
+    type Host<'a>: Host
+    where
+        Self: 'a;
+    /// A message for local connections, with what is needed to offer it.
+    type Delivery;
+
+    /// The host for connection `idx`.
+    fn host(&mut self, idx: u32) -> Self::Host<'_>;
+    /// A connection was accepted into entry `idx` from `peer`: the admission marks its
+    /// upgrade will be judged by.
+    fn on_accept(&mut self, idx: u32, peer: Option<IpAddr>) -> u8;
+    /// Entry `idx` is gone; `counted`: it had been upgraded.
+    fn on_release(&mut self, idx: u32, counted: bool, metrics: &WorkerMetrics);
+    /// Open WebSockets on this worker.
+    fn websockets(&self) -> usize;
+    /// A random number (drain hints).
+    fn next_rand(&mut self) -> u64;
+    /// An eventfd other threads write when deliveries are queued.
+    fn wake_fd(&self) -> RawFd;
+    /// The wake fired: reset it (before taking deliveries).
+    fn on_wake(&mut self);
+    /// The next queued message and the local connections that take it (the list is lent
+    /// until [`Services::finish_delivery`]).
+    fn next_delivery(&mut self) -> Option<(Self::Delivery, Vec<u32>)>;
+    /// Offer the message to one recipient's output.
+    fn offer(&mut self, d: &Self::Delivery, w: &mut Writer, ctx: &Ctx<'_>);
+    /// Give a recipient list back for reuse.
+    fn finish_delivery(&mut self, list: Vec<u32>);
+    /// Whether more messages wait.
+    fn has_deliveries(&self) -> bool;
+}
