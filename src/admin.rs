@@ -292,6 +292,9 @@ fn publish(req: &Request, shared: &State) -> (u16, &'static str, String) {
         Err(e @ crate::pubsub::TopicError::Overloaded { .. }) => {
             (503, "text/plain", format!("{}\n", e.reason()))
         }
+        Err(e @ crate::pubsub::TopicError::TooLargeToDeliver { .. }) => {
+            (413, "text/plain", format!("{}\n", e.reason()))
+        }
         Err(e) => (400, "text/plain", format!("{}\n", e.reason())),
     }
 }

@@ -49,7 +49,9 @@ pub struct ServeConfig {
     pub max_message: u32,
 
     /// Outbound bytes queued per connection before it is closed as a slow consumer (1008).
-    #[arg(long, default_value_t = 1 << 20)]
+    /// At least one frame of the largest message (`--max-message` + 14); the default holds
+    /// two of them and 64 KiB of replies, so a client that reads gets every echo.
+    #[arg(long, default_value_t = (2 << 20) + (64 << 10))]
     pub max_outbound: usize,
 
     /// Seconds a client has to complete the opening handshake.
@@ -98,6 +100,11 @@ pub struct ServeConfig {
     /// `POST /publish` always may). `--client-publish` alone means true.
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub client_publish: bool,
+
+    /// Pub/sub: largest control message (subscribe, unsubscribe, publish) in bytes; a
+    /// larger one is answered with an error before it is parsed.
+    #[arg(long, default_value_t = 4096)]
+    pub max_control_message: usize,
 
     /// Pub/sub: most topics one connection may subscribe to.
     #[arg(long, default_value_t = 64)]
@@ -212,6 +219,12 @@ impl ServeConfig {
             "at least 4096 bytes",
         )?;
         range(
+            "max-outbound",
+            self.max_outbound >= self.max_message as usize + MAX_FRAME_HEADER,
+            "at least --max-message + 14 bytes (one frame of the largest message), or a \
+             message the server accepts could never be delivered",
+        )?;
+        range(
             "accept-rate",
             self.accept_rate.is_finite() && self.accept_rate >= 0.0,
             "a non-negative number",
@@ -233,6 +246,11 @@ impl ServeConfig {
             "between 1 and 255 (binary frames carry a one-byte length)",
         )?;
         range("max-topics", self.max_topics > 0, "at least 1")?;
+        range(
+            "max-control-message",
+            self.max_control_message >= 256,
+            "at least 256 bytes",
+        )?;
         crate::pubsub::PolicyTable::parse(self.slow_consumer, &self.topic_policy)
             .map_err(ConfigError::TopicPolicy)?;
         Ok(())
@@ -368,6 +386,9 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 }
+
+/// The largest frame header (2 + 8 length bytes + 4 mask bytes).
+const MAX_FRAME_HEADER: usize = 14;
 
 /// A configuration the server refuses, naming the flag and the rule.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::WorkerMetrics;
 use crate::pubsub::{Hub, PolicyTable, ReplayLimits, TopicLimits};
 use crate::reactor::worker::{self, Settings, WorkerSpec, TICK};
-use crate::services::limits::IpTable;
+use crate::services::limits::{Global, IpTable};
 use crate::services::{Admission, PubsubSide, PubsubSpec, Services};
 use crate::session;
 use crate::topology;
@@ -71,8 +71,10 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let layout = topology::place(workers, &allowed, &nodes);
 
     // Each ring's file table is capped by RLIMIT_NOFILE's soft limit; a worker adds rings
-    // as its tables fill, up to its share of the connection target (docs/architecture.md).
-    let per_worker = cfg.max_connections.div_ceil(workers);
+    // as its tables fill (docs/architecture.md). The connection cap is global (one shared
+    // count), and SO_REUSEPORT may send any worker more than an even share, so each worker
+    // may grow to hold all of it; rings are created only as they are needed.
+    let per_worker = cfg.max_connections;
     let soft = io::sys::nofile_soft_limit().min(u64::from(io::socket::MAX_SLOTS)) as usize;
     let table_cap = match cfg.ring_files {
         0 => soft,
@@ -155,6 +157,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             max_topics: cfg.max_topics,
             queue_messages: cfg.publish_queue.max(1),
             queue_bytes: cfg.publish_queue_bytes,
+            max_frame: cfg.max_outbound,
         },
     );
     let mut receivers: Vec<Option<_>> = receivers.into_iter().map(Some).collect();
@@ -171,6 +174,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     });
 
     let ip_table = (cfg.max_per_ip > 0).then(|| Arc::new(IpTable::new(cfg.max_per_ip)));
+    let global = Arc::new(Global::new(cfg.max_connections, cfg.accept_rate));
     // Fault injection for the tests (docs/operations.md): this worker panics 0.5 s in.
     let fault_worker: Option<usize> = std::env::var("HOLDFAST_FAULT_WORKER_PANIC")
         .ok()
@@ -199,9 +203,8 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             panic_at_tick: (fault_worker == Some(p.worker)).then_some(5),
         };
         let svc = ServicesSpec {
-            max_conns,
+            global: global.clone(),
             ip_table: ip_table.clone(),
-            accept_rate: cfg.accept_rate / workers as f64,
             pubsub: PubsubSpec {
                 hub: hub.clone(),
                 rx: receivers[p.worker].take().ok_or_else(|| {
@@ -211,6 +214,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
                 policies: policies.clone(),
                 limits: topic_limits,
                 client_publish: cfg.client_publish,
+                max_control_bytes: cfg.max_control_message,
             },
         };
         let cpu = p.cpu;
@@ -292,13 +296,7 @@ fn run_worker(
     }
     let id = spec.id;
     let services = Services {
-        admission: Admission::new(
-            id,
-            svc.max_conns,
-            svc.accept_rate,
-            svc.ip_table,
-            spec.life.clone(),
-        ),
+        admission: Admission::new(id, svc.global, svc.ip_table, spec.life.clone()),
         pubsub: PubsubSide::new(id, svc.pubsub),
     };
     let ready = tx.clone();
@@ -337,8 +335,7 @@ fn run_worker(
 /// What a worker's services are built from (on the worker's thread, after pinning).
 #[derive(Debug)]
 struct ServicesSpec {
-    max_conns: usize,
+    global: Arc<Global>,
     ip_table: Option<Arc<IpTable>>,
-    accept_rate: f64,
     pubsub: PubsubSpec,
 }

@@ -383,6 +383,8 @@ fn slow_consumers_are_dropped_with_a_gap_or_closed_by_topic_policy() {
     let srv = Server::start(&[
         "--max-outbound",
         "65536",
+        "--max-message",
+        "32768",
         "--sndbuf",
         "4096",
         "--topic-policy",
@@ -445,4 +447,30 @@ fn slow_consumers_are_dropped_with_a_gap_or_closed_by_topic_policy() {
         srv.metric("holdfast_closes_total{code=\"1008\",side=\"server\"}"),
         1.0
     );
+}
+
+#[test]
+fn a_publish_no_subscriber_could_be_sent_is_refused_with_413_and_subscribers_stay() {
+    // Issue 13 item 7: queues count real frame bytes (JSON escaping included), and a message
+    // whose frame is larger than a connection may queue is refused at publish time instead
+    // of closing every subscriber as a slow consumer.
+    let srv = Server::start(&["--max-outbound", "65536", "--max-message", "32768"]);
+    let mut sub = Raw::connect_to(srv.addr, "/ws?topics=big");
+    sub.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(matches!(sub.recv_non_ping(), Got::Text(t) if t.contains("subscribed")));
+    // 20,000 control characters: 20 KB in, 120 KB as a JSON string.
+    let nasty = "\u{1}".repeat(20_000);
+    let (status, body) = support::publish(srv.admin, "big", nasty.as_bytes(), false);
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("message_too_large_to_deliver"), "{body}");
+    // Nothing was numbered, and the subscriber still gets the next message.
+    let (status, body) = support::publish(srv.admin, "big", b"fine", false);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"seq\":1"), "{body}");
+    match sub.recv_non_ping() {
+        Got::Text(t) => assert!(t.contains("\"seq\":1") && t.contains("fine"), "{t}"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -130,6 +130,12 @@ impl Completion {
 }
 
 static ONE: libc::c_int = 1;
+/// SO_LINGER on with a zero timeout: close(2) resets the connection and discards what is
+/// unsent, instead of leaving an orphaned socket sending to a peer that does not read.
+static LINGER_ZERO: libc::linger = libc::linger {
+    l_onoff: 1,
+    l_linger: 0,
+};
 
 /// One ring and what its operations use. See the module docs for the rules it keeps.
 #[allow(missing_debug_implementations)] // IoUring has no Debug
@@ -143,8 +149,8 @@ pub struct Ring {
     addrs: Vec<Box<(libc::sockaddr_storage, libc::socklen_t)>>,
     backlog: VecDeque<Box<[squeue::Entry]>>,
     deferred: VecDeque<cqueue::Entry>,
-    /// Completion entries being translated (kept for its capacity).
-    scratch: Vec<cqueue::Entry>,
+    /// The accepts were cancelled: free their address slots once none is armed.
+    accepts_retired: bool,
     eventfd: Option<OwnedFd>,
     /// Operations submitted whose final completion has not been reaped.
     in_flight: usize,
@@ -174,7 +180,7 @@ impl Ring {
             addrs: Vec::new(),
             backlog: VecDeque::new(),
             deferred: VecDeque::new(),
-            scratch: Vec::with_capacity(1024),
+            accepts_retired: false,
             eventfd,
             in_flight: 0,
             files: cfg.files,
@@ -249,7 +255,8 @@ impl Ring {
                     // completion: an in-flight send's buffer (`sends`, removed only when its
                     // completion is reaped), an accept's address slot (`accepts`, a boxed
                     // slice never reallocated while a slot is armed), a registered connect
-                    // address (`addrs`, boxes never freed before the ring), or statics.
+                    // address (`addrs`, boxes never freed before the ring), or statics
+                    // (`ONE`, `LINGER_ZERO`).
                     // Receives use provided buffers (`pool`, unmapped only after `uring` is
                     // closed, or leaked if operations are in flight then).
                     let pushed = unsafe { sq.push_multiple(sqes) };
@@ -333,21 +340,28 @@ impl Ring {
                 out.push(c);
             }
         }
+        // Taken in batches through a stack array: `translate` may submit (a short send's
+        // rest), which needs the ring, so the completion queue is not borrowed across it; and
+        // no per-ring buffer is kept (a node at 1M connections has ~50 rings).
+        let mut batch = [const { std::mem::MaybeUninit::<cqueue::Entry>::uninit() }; 128];
         loop {
-            // Taken in batches: `translate` may submit (a short send's rest), which needs
-            // the ring, so the completion queue is not borrowed across it.
-            let mut batch = std::mem::take(&mut self.scratch);
-            batch.extend(self.uring.completion().take(1024));
-            if batch.is_empty() {
-                self.scratch = batch;
+            let n = {
+                let got = self.uring.completion().fill(&mut batch);
+                got.len()
+            };
+            if n == 0 {
                 break;
             }
-            for cqe in batch.drain(..) {
+            for slot in &batch[..n] {
+                // SAFETY: `fill` initialised the first `n` entries just above (it returns
+                // them as a slice; only its length is kept so the ring can be borrowed
+                // again), and cqueue::Entry is plain data (Copy), so reading it twice is
+                // harmless.
+                let cqe = unsafe { slot.assume_init_ref() }.clone();
                 if let Some(c) = self.translate(&cqe) {
                     out.push(c);
                 }
             }
-            self.scratch = batch;
         }
         out.len() - start
     }
@@ -367,11 +381,14 @@ impl Ring {
             Op::Accept => {
                 let slot = self.accepts.get_mut(token.index as usize)?;
                 slot.armed = false;
-                Extra::Peer(
-                    (res >= 0)
-                        .then(|| super::listener::peer_ip(&slot.storage))
-                        .flatten(),
-                )
+                let peer = (res >= 0)
+                    .then(|| super::listener::peer_ip(&slot.storage))
+                    .flatten();
+                if self.accepts_retired && !self.accepting() {
+                    // Accepting moved to another ring: its address slots are not kept.
+                    self.accepts = Box::new([]);
+                }
+                Extra::Peer(peer)
             }
             _ => buf.map_or(Extra::None, Extra::Recv),
         };
@@ -509,12 +526,35 @@ impl Ring {
         self.push_chain(&chain);
     }
 
+    /// Abort the connection in `slot`: SO_LINGER {1, 0} hard-linked to the close, so the
+    /// close sends a reset and frees the socket with whatever it had unsent. Completions:
+    /// `Op::Shutdown` (the setsockopt), then `Op::Close`.
+    pub fn abort_close(&mut self, slot: u32, token: Token) {
+        let chain = [
+            opcode::SetSockOpt::new(
+                types::Fixed(slot),
+                libc::SOL_SOCKET as u32,
+                libc::SO_LINGER as u32,
+                (&LINGER_ZERO as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as u32,
+            )
+            .build()
+            .flags(squeue::Flags::IO_HARDLINK)
+            .user_data(token.with_op(Op::Shutdown).encode()),
+            opcode::Close::new(types::Fixed(slot))
+                .build()
+                .user_data(token.with_op(Op::Close).encode()),
+        ];
+        self.push_chain(&chain);
+    }
+
     // ------------------------------------------------------------------ accepting
 
     /// Keep `pool` single-shot accepts armed on `listener`, each into a free slot of the
     /// file table and with a buffer for the peer's address. Completions carry
     /// `Op::Accept` with the pool index and [`Extra::Peer`].
     pub fn arm_accepts(&mut self, listener: RawFd, pool: usize) {
+        self.accepts_retired = false;
         if self.accepts.len() < pool {
             if self.accepts.iter().any(|s| s.armed) {
                 return; // never reallocate under armed accepts
@@ -547,8 +587,10 @@ impl Ring {
         }
     }
 
-    /// Cancel every armed accept (their completions come back with ECANCELED).
+    /// Cancel every armed accept (their completions come back with ECANCELED); the address
+    /// slots are freed once the last of them has completed.
     pub fn cancel_accepts(&mut self) {
+        self.accepts_retired = true;
         for k in 0..self.accepts.len() {
             if self.accepts[k].armed {
                 let target = Token::new(Op::Accept, k as u32, 0);

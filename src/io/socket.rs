@@ -54,6 +54,9 @@ const SHUTTING: u8 = 1 << 5;
 const CLOSING: u8 = 1 << 6;
 /// The shutdown → close chain is submitted.
 const CLOSED: u8 = 1 << 7;
+/// Once `CLOSING` is set: close with a reset (SO_LINGER 0). Shares `HUP`'s bit, which only
+/// matters while the socket still reads (every read path checks `closing()` first).
+const RESET: u8 = HUP;
 
 /// Slots per ring a [`Socket`] can name (a ring's file table is capped by RLIMIT_NOFILE).
 pub const MAX_SLOTS: u32 = 1 << 20;
@@ -289,10 +292,25 @@ impl Socket {
     /// Close: remove an armed poll, then shutdown → close (after any shutdown in flight).
     /// Idempotent. The owner releases its entry on the `Op::Close` completion.
     pub fn close(&mut self, ring: &mut Ring, mode: ReadMode, idx: u32) {
+        self.end(ring, mode, idx, false);
+    }
+
+    /// Abort: like [`Socket::close`], but the close resets the connection (SO_LINGER 0) and
+    /// drops what is unsent — for a peer that stopped reading, whose socket would otherwise
+    /// outlive the close with its send buffer full.
+    pub fn abort(&mut self, ring: &mut Ring, mode: ReadMode, idx: u32) {
+        self.end(ring, mode, idx, true);
+    }
+
+    fn end(&mut self, ring: &mut Ring, mode: ReadMode, idx: u32, reset: bool) {
         if self.closing() {
             return;
         }
+        self.clear(HUP);
         self.set(CLOSING);
+        if reset {
+            self.set(RESET);
+        }
         if mode == ReadMode::Poll && self.flags() & ARMED != 0 {
             // A multishot poll holds the file and outlives shutdown and close: remove it.
             ring.poll_remove(self.token(Op::Poll, idx));
@@ -305,6 +323,10 @@ impl Socket {
             return;
         }
         self.set(CLOSED);
-        ring.shutdown_close(self.slot(), self.token(Op::Close, idx));
+        if self.flags() & RESET != 0 {
+            ring.abort_close(self.slot(), self.token(Op::Close, idx));
+        } else {
+            ring.shutdown_close(self.slot(), self.token(Op::Close, idx));
+        }
     }
 }

@@ -44,6 +44,29 @@ pub fn encode_delivery(topic: &str, seq: u64, payload: Payload<'_>) -> Arc<[u8]>
     frame.into()
 }
 
+/// An upper bound of the size of the frame [`encode_delivery`] makes for `payload`, exact
+/// up to the sequence number's digits: text is counted as JSON escapes it (a control
+/// character becomes six bytes), so queues and limits see the bytes that will really be
+/// sent.
+pub fn delivery_len_bound(topic: &str, payload: &Payload<'_>) -> usize {
+    let body = match payload {
+        Payload::Text(t) => {
+            let escaped: usize = t
+                .bytes()
+                .map(|b| match b {
+                    b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+                    0x00..=0x1f => 6,
+                    _ => 1,
+                })
+                .sum();
+            // {"data":"","seq":,"topic":"","type":"message"} is 46 bytes; seq ≤ 20 digits.
+            46 + topic.len() + 20 + escaped
+        }
+        Payload::Binary(b) => 1 + topic.len().min(255) + 8 + b.len(),
+    };
+    body + 10 // the largest server frame header
+}
+
 /// The frame telling a client that messages `from..=to` of `topic` are gone.
 pub fn encode_gap(topic: &str, from: u64, to: u64) -> Arc<[u8]> {
     let body =
@@ -56,6 +79,26 @@ pub fn encode_gap(topic: &str, from: u64, to: u64) -> Arc<[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_size_bound_holds_for_escaped_text_and_binary() {
+        let nasty: String = (0u8..0x20)
+            .map(char::from)
+            .chain("\"\\é𝄞x".chars())
+            .collect();
+        for (topic, p) in [
+            ("t", Payload::Text("plain")),
+            ("chat:1", Payload::Text(&nasty)),
+            ("b", Payload::Binary(&[1, 2, 3])),
+        ] {
+            let real = encode_delivery(topic, u64::MAX, p).len();
+            let bound = delivery_len_bound(topic, &p);
+            assert!(real <= bound && bound <= real + 20, "{real} vs {bound}");
+        }
+        // 200 KB of control characters is 1.2 MB on the wire, and the bound says so.
+        let ctl = "\u{1}".repeat(200_000);
+        assert!(delivery_len_bound("t", &Payload::Text(&ctl)) >= 1_200_000);
+    }
     use crate::ws::{Decoder, Event, Role};
 
     fn decode(frame: &[u8]) -> (bool, Vec<u8>) {

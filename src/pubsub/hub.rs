@@ -5,13 +5,14 @@
 //! Deliveries themselves take no lock. Not wired into the server yet (see
 //! docs/architecture.md, "Pub/sub").
 
+use super::TopicId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::delivery::{encode_delivery, Payload};
+use super::delivery::{delivery_len_bound, encode_delivery, Payload};
 use super::replay::{Replay, Resume};
 use super::topic::{validate_topic, TopicError, TopicLimits};
 
@@ -19,7 +20,7 @@ use super::topic::{validate_topic, TopicError, TopicLimits};
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// The topic's id (stable for the hub's life).
-    pub topic: u32,
+    pub topic: TopicId,
     /// The message's sequence number in its topic.
     pub seq: u64,
     /// The complete frame, shared by every recipient.
@@ -27,7 +28,7 @@ pub struct Delivery {
 }
 
 struct TopicState {
-    id: u32,
+    id: TopicId,
     replay: Replay,
     /// Subscribers per worker.
     local: Vec<u64>,
@@ -48,6 +49,9 @@ pub struct ReplayLimits {
     pub queue_messages: usize,
     /// Frame bytes waiting in one worker's queue at most.
     pub queue_bytes: usize,
+    /// The largest frame a connection can be sent (its outbound cap): a larger message is
+    /// refused at publish time.
+    pub max_frame: usize,
 }
 
 /// The hub shared by the admin thread (publishes) and the workers (subscriptions).
@@ -126,7 +130,7 @@ impl Hub {
             });
         }
         Ok(map.entry(topic.into()).or_insert_with(|| TopicState {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed) as u32,
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
             replay: Replay::new(self.replay.messages, self.replay.bytes),
             local: vec![0; self.queues.len()],
         }))
@@ -143,7 +147,13 @@ impl Hub {
             // Refuse before numbering if a worker that must get it is full: every number
             // handed out reaches every subscriber (or is named in a gap). Queues only drain
             // while the lock is held, so room seen here is still there below.
-            let len = encoded_len(topic, &payload);
+            let len = delivery_len_bound(topic, &payload);
+            if len > self.replay.max_frame {
+                return Err(TopicError::TooLargeToDeliver {
+                    bytes: len,
+                    max: self.replay.max_frame,
+                });
+            }
             let full = st.local.iter().enumerate().find(|(w, n)| {
                 **n > 0
                     && (self.queues[*w].len() >= self.replay.queue_messages
@@ -192,7 +202,7 @@ impl Hub {
         worker: usize,
         topic: &str,
         resume: Option<u64>,
-    ) -> Result<(u32, Resume), TopicError> {
+    ) -> Result<(TopicId, Resume), TopicError> {
         validate_topic(topic, &self.limits)?;
         let mut map = self.lock();
         let st = self.state(&mut map, topic)?;
@@ -223,6 +233,12 @@ impl Hub {
         if forget {
             map.remove(topic);
         }
+    }
+
+    /// Test hook: the next topic created gets id `n`.
+    #[cfg(test)]
+    fn start_ids_at(&self, n: TopicId) {
+        self.next_id.store(n, Ordering::Relaxed);
     }
 
     /// Worker `worker` took a delivery of `bytes` off its queue.
@@ -258,16 +274,6 @@ impl Hub {
     }
 }
 
-/// The size of the frame `encode_delivery` makes (close enough: JSON escaping of text can
-/// add to it; the bound is on the order of the queue, not byte-exact).
-fn encoded_len(topic: &str, payload: &Payload<'_>) -> usize {
-    let body = match payload {
-        Payload::Text(t) => t.len() + topic.len() + 48,
-        Payload::Binary(b) => b.len() + topic.len() + 9,
-    };
-    body + 14
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,9 +299,26 @@ mod tests {
                 max_topics: 3,
                 queue_messages: 1000,
                 queue_bytes: 1 << 20,
+                max_frame: 4 << 20,
             },
         );
         (h, rx, wakes)
+    }
+
+    #[test]
+    fn topic_ids_never_collide_past_32_bits() {
+        // Issue 13 item 4: ids were a u32 advanced by every new name; after a wrap a new
+        // topic shared an id with a live one and received its messages.
+        let (h, rx, _) = hub(1);
+        let (a, _) = h.subscribe(0, "a", None).unwrap();
+        h.start_ids_at(u64::from(u32::MAX));
+        let (b, _) = h.subscribe(0, "b", None).unwrap();
+        let (c, _) = h.subscribe(0, "c", None).unwrap();
+        assert_eq!((b, c), (u64::from(u32::MAX), 1 << 32));
+        assert!(a != b && a != c && b != c);
+        h.publish("a", Payload::Text("x")).unwrap();
+        let d = rx[0].try_recv().unwrap();
+        assert_eq!(d.topic, a, "a message goes to its own topic's id only");
     }
 
     #[test]
@@ -380,6 +403,14 @@ mod tests {
             h.publish("big", Payload::Binary(&big)),
             Err(TopicError::Overloaded { .. })
         ));
+        // A message no connection could be sent (over the per-connection cap) is refused
+        // as such, before it is numbered.
+        let huge = vec![0u8; 5 << 20];
+        assert!(matches!(
+            h.publish("big", Payload::Binary(&huge)),
+            Err(TopicError::TooLargeToDeliver { .. })
+        ));
+        assert_eq!(h.publish("big", Payload::Binary(b"x")).unwrap().seq, 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! skipped), and per connection, its topics (for unsubscribing everything when it closes).
 //! Connections that never use pub/sub have no entry at all.
 
+use super::TopicId;
 use std::collections::HashMap;
 
 use super::policy::SlowPolicy;
@@ -24,9 +25,9 @@ pub struct LocalTopic {
 /// A worker's subscription index.
 #[derive(Debug, Default)]
 pub struct LocalSubs {
-    topics: HashMap<u32, LocalTopic>,
+    topics: HashMap<TopicId, LocalTopic>,
     /// Pub/sub connections (those upgraded on the pub/sub endpoint) → their topics.
-    conns: HashMap<u32, Vec<u32>>,
+    conns: HashMap<u32, Vec<TopicId>>,
     /// Subscriptions held.
     count: usize,
 }
@@ -43,7 +44,7 @@ impl LocalSubs {
     }
 
     /// Topics `conn` is subscribed to.
-    pub fn topics_of(&self, conn: u32) -> &[u32] {
+    pub fn topics_of(&self, conn: u32) -> &[TopicId] {
         self.conns.get(&conn).map_or(&[], Vec::as_slice)
     }
 
@@ -53,7 +54,7 @@ impl LocalSubs {
     pub fn subscribe(
         &mut self,
         conn: u32,
-        id: u32,
+        id: TopicId,
         name: &str,
         policy: SlowPolicy,
         after: u64,
@@ -72,7 +73,7 @@ impl LocalSubs {
     }
 
     /// Unsubscribe `conn` from topic `id`; returns the topic's name if it was subscribed.
-    pub fn unsubscribe(&mut self, conn: u32, id: u32) -> Option<Box<str>> {
+    pub fn unsubscribe(&mut self, conn: u32, id: TopicId) -> Option<Box<str>> {
         let t = self.topics.get_mut(&id)?;
         t.subs.remove(&conn)?;
         self.count -= 1;
@@ -107,17 +108,17 @@ impl LocalSubs {
     }
 
     /// The topic with id `id`, if any local connection subscribes to it.
-    pub fn topic(&self, id: u32) -> Option<&LocalTopic> {
+    pub fn topic(&self, id: TopicId) -> Option<&LocalTopic> {
         self.topics.get(&id)
     }
 
     /// Topic `id`'s name, if known here.
-    pub fn name(&self, id: u32) -> Option<&str> {
+    pub fn name(&self, id: TopicId) -> Option<&str> {
         self.topics.get(&id).map(|t| &*t.name)
     }
 
     /// Fill `out` with the connections that take message `seq` of topic `id` live.
-    pub fn recipients(&self, id: u32, seq: u64, out: &mut Vec<u32>) {
+    pub fn recipients(&self, id: TopicId, seq: u64, out: &mut Vec<u32>) {
         out.clear();
         if let Some(t) = self.topics.get(&id) {
             out.extend(
@@ -135,7 +136,7 @@ impl LocalSubs {
     }
 
     /// The id of topic `name` if `conn` is subscribed to it.
-    pub fn find(&self, conn: u32, name: &str) -> Option<u32> {
+    pub fn find(&self, conn: u32, name: &str) -> Option<TopicId> {
         self.topics_of(conn)
             .iter()
             .copied()

@@ -27,3 +27,8 @@ pub use local::LocalSubs;
 pub use policy::{PolicyTable, SlowPolicy};
 pub use replay::{Replay, Resume};
 pub use topic::{validate_topic, TopicError, TopicLimits};
+
+/// A topic's id in the hub: a counter that is never reused (64 bits: at a million new
+/// topics a second it would take half a million years to wrap), so a message for one topic
+/// can never reach another's subscribers through a recycled id.
+pub type TopicId = u64;

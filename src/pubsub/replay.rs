@@ -71,9 +71,11 @@ impl Replay {
 
     /// What a client that last saw `last_seen` is owed.
     pub fn resume(&self, last_seen: u64) -> Resume {
+        // Saturating: a client may send any u64 (`resume=T:18446744073709551615`).
+        let after = last_seen.saturating_add(1);
         let oldest = self.frames.front().map_or(self.last + 1, |(s, _)| *s);
-        let gap = (last_seen + 1 < oldest && last_seen < self.last)
-            .then(|| (last_seen + 1, (oldest - 1).min(self.last)));
+        let gap =
+            (after < oldest && last_seen < self.last).then(|| (after, (oldest - 1).min(self.last)));
         let frames = self
             .frames
             .iter()
@@ -97,6 +99,14 @@ impl Replay {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_resume_point_at_the_top_of_the_range_owes_nothing_and_does_not_overflow() {
+        let mut r = Replay::new(8, 1 << 20);
+        r.push(Arc::from(&b"x"[..]));
+        let owed = r.resume(u64::MAX);
+        assert_eq!((owed.gap, owed.frames.len(), owed.last), (None, 0, 1));
+    }
 
     fn f(n: usize) -> Arc<[u8]> {
         vec![0u8; n].into()

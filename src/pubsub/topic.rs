@@ -43,6 +43,14 @@ pub enum TopicError {
         /// The worker.
         worker: usize,
     },
+    /// The message's frame would be larger than a connection may queue (`--max-outbound`):
+    /// no subscriber could ever be sent it, so it is refused before it is numbered.
+    TooLargeToDeliver {
+        /// The frame's size.
+        bytes: usize,
+        /// The per-connection outbound cap.
+        max: usize,
+    },
     /// The server holds as many topics as it allows (`--max-topics`).
     ServerTopicLimit {
         /// The limit.
@@ -61,6 +69,10 @@ impl TopicError {
             }
             Self::TooManyTopics { max } => format!("too_many_topics (max {max})"),
             Self::ServerTopicLimit { max } => format!("server_topic_limit (max {max})"),
+            Self::TooLargeToDeliver { bytes, max } => format!(
+                "message_too_large_to_deliver ({bytes} bytes encoded; a connection queues at \
+                 most {max}: --max-outbound)"
+            ),
             Self::Overloaded { worker } => {
                 format!("overloaded (worker {worker}'s delivery queue is full; retry later)")
             }

@@ -32,7 +32,8 @@ use super::Conn;
 use crate::io::{Completion, Extra, Op, Read, ReadMode, Socket, Token};
 use crate::lifecycle::{self, Lifecycle};
 use crate::metrics::{Limit, WorkerMetrics};
-use crate::session::{self, Ctx, Phase, Services, Session};
+use crate::session::{self, Answer, Ctx, Phase, Services, Session};
+use crate::ws::handshake::Rejection;
 use crate::ws::CloseCode;
 
 /// Length of a timer tick.
@@ -113,8 +114,11 @@ struct Worker<S> {
     /// Deliveries were left for the next turn.
     backlog: bool,
     panic_at_tick: Option<u32>,
-    /// Kept open for the worker's life (the rings accept on its fd).
-    _listener: std::net::TcpListener,
+    /// Open until a drain starts (the rings accept on its fd); closed then, so connections
+    /// arriving during the drain are refused at once instead of waiting in a backlog that is
+    /// never accepted (with `net.ipv4.tcp_migrate_req=1` the kernel moves queued ones to a
+    /// sibling listener of the same port, e.g. a new process's).
+    listener: Option<std::net::TcpListener>,
 }
 
 /// Run a worker with its services until it has drained (or the server stops). Errors from
@@ -151,7 +155,7 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         id: spec.id,
         backlog: false,
         panic_at_tick: spec.panic_at_tick,
-        _listener: spec.listener,
+        listener: Some(spec.listener),
     };
     w.metrics.rings.set(1);
     let hub_fd = w.svc.wake_fd();
@@ -299,6 +303,9 @@ impl<S: Services> Worker<S> {
         let mode = self.s.read_mode;
         let ring = &mut self.rings.list[conn.socket.ring()].ring;
         if conn.session.is_done() {
+            if conn.session.wants_reset() {
+                return conn.socket.abort(ring, mode, idx);
+            }
             return conn.socket.close(ring, mode, idx);
         }
         let ctx = Ctx {
@@ -410,11 +417,19 @@ impl<S: Services> Worker<S> {
         self.metrics
             .slab_bytes
             .set((self.conns.capacity() * std::mem::size_of::<Option<Conn>>()) as u64);
-        let marks = self.svc.on_accept(idx, peer);
+        let refusal = self.svc.on_accept(idx, peer);
         let conn = &mut self.conns[idx as usize];
-        conn.session.mark(marks);
         let ring = &mut self.rings.list[r].ring;
         conn.socket.arm(ring, self.s.read_mode, idx);
+        if let Some(answer) = refusal {
+            let ctx = Ctx {
+                cfg: &self.s.session,
+                metrics: &self.metrics,
+                now: self.tick,
+            };
+            conn.session.refuse_now(answer, &ctx);
+            self.drive(idx);
+        }
         let deadline = self.tick + self.s.session.handshake_ticks;
         self.handshakes.push_back((idx, self.generation, deadline));
         if r == self.rings.accept_ring && !self.rings.has_room(r) {
@@ -536,6 +551,29 @@ impl<S: Services> Worker<S> {
                 "drain started"
             );
             self.rings.stop_accepting();
+            self.listener = None;
+            // Connections still in their handshake will not be upgraded: tell them now
+            // (503 + Retry-After) rather than when they finish their request, or never.
+            let handshaking: Vec<u32> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.session.phase() == Phase::Handshake)
+                .map(|(i, _)| i as u32)
+                .collect();
+            for idx in handshaking {
+                let ctx = Ctx {
+                    cfg: &self.s.session,
+                    metrics: &self.metrics,
+                    now: self.tick,
+                };
+                let answer = Answer::Refuse(
+                    Limit::Draining,
+                    Rejection::Unavailable { retry_after: 1 },
+                    "draining".into(),
+                );
+                self.conns[idx as usize].session.refuse_now(answer, &ctx);
+                self.drive(idx);
+            }
             self.drain = Some(Drain {
                 start: self.tick,
                 total,
@@ -595,7 +633,7 @@ impl<S: Services> Worker<S> {
             // The bound: whatever has not finished its closing handshake goes now.
             let left: Vec<usize> = self.conns.iter().map(|(i, _)| i).collect();
             for i in left {
-                self.conns[i].session.abort();
+                self.conns[i].session.reset();
                 self.drive(i as u32);
             }
         }

@@ -7,10 +7,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::limits::{IpTable, TokenBucket};
+use super::limits::{Global, IpTable};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Limit;
-use crate::session::{Answer, MARK_IP, MARK_RATE};
+use crate::session::Answer;
 use crate::ws::handshake::Rejection;
 
 /// One worker's admission state.
@@ -18,73 +18,61 @@ use crate::ws::handshake::Rejection;
 pub struct Admission {
     /// Open WebSockets on this worker.
     pub websockets: usize,
-    max: usize,
+    global: Arc<Global>,
     ip_table: Option<Arc<IpTable>>,
     /// Source address of each connection, kept only while a per-IP cap is configured.
     peers: HashMap<u32, IpAddr>,
-    bucket: Option<TokenBucket>,
     life: Arc<Lifecycle>,
     rng: crate::jitter::Jitter,
 }
 
 impl Admission {
-    /// Admission for one worker: at most `max` WebSockets, `rate` connections/s (0: no
-    /// limit), the shared per-IP table if any.
+    /// Admission for one worker under the server-wide limits, with the shared per-IP
+    /// table if any.
     pub fn new(
         worker: usize,
-        max: usize,
-        rate: f64,
+        global: Arc<Global>,
         ip_table: Option<Arc<IpTable>>,
         life: Arc<Lifecycle>,
     ) -> Self {
         Self {
             websockets: 0,
-            max,
+            global,
             ip_table,
             peers: HashMap::new(),
-            bucket: (rate > 0.0).then(|| TokenBucket::new(rate, rate.max(1.0), Instant::now())),
             life,
             rng: crate::jitter::Jitter::new(worker as u64 + 1),
         }
     }
 
-    /// A connection was accepted into entry `idx` from `peer`: the marks its upgrade will
-    /// be judged by.
-    pub fn on_accept(&mut self, idx: u32, peer: Option<IpAddr>, now: Instant) -> u8 {
-        let mut marks = 0;
-        if let Some(bucket) = self.bucket.as_mut() {
-            if !bucket.try_take(now) {
-                marks |= MARK_RATE;
-            }
-        }
-        if let (Some(table), Some(ip)) = (self.ip_table.as_ref(), peer) {
-            if table.try_acquire(ip) {
-                self.peers.insert(idx, ip);
-            } else {
-                marks |= MARK_IP;
-            }
-        }
-        marks
-    }
-
-    /// Judge an upgrade of a routed request.
-    pub fn admit(&mut self, marks: u8) -> Answer {
-        if marks & MARK_RATE != 0 {
-            return Answer::Refuse(
+    /// A connection was accepted into entry `idx` from `peer`: a refusal when it is over
+    /// the accept rate or its address is at the per-IP cap (counted from accept, so
+    /// connections still in their handshake count too).
+    pub fn on_accept(&mut self, idx: u32, peer: Option<IpAddr>, now: Instant) -> Option<Answer> {
+        if !self.global.take_rate(now) {
+            return Some(Answer::Refuse(
                 Limit::AcceptRate,
                 Rejection::Unavailable { retry_after: 1 },
                 "over the accept rate".into(),
-            );
+            ));
         }
-        if marks & MARK_IP != 0 {
-            return Answer::Refuse(
-                Limit::PerIp,
-                Rejection::TooManyRequests {
-                    retry_after: Some(5),
-                },
-                "too many connections from this address".into(),
-            );
+        if let (Some(table), Some(ip)) = (self.ip_table.as_ref(), peer) {
+            if !table.try_acquire(ip) {
+                return Some(Answer::Refuse(
+                    Limit::PerIp,
+                    Rejection::TooManyRequests {
+                        retry_after: Some(5),
+                    },
+                    "too many connections from this address".into(),
+                ));
+            }
+            self.peers.insert(idx, ip);
         }
+        None
+    }
+
+    /// Judge the upgrade of a routed request.
+    pub fn admit(&mut self) -> Answer {
         if self.life.draining() {
             let retry = 1 + (self.rng.next_u64() % 5) as u32;
             return Answer::Refuse(
@@ -93,7 +81,7 @@ impl Admission {
                 "draining".into(),
             );
         }
-        if self.websockets >= self.max {
+        if !self.global.try_open() {
             return Answer::Refuse(
                 Limit::MaxConnections,
                 Rejection::Unavailable { retry_after: 1 },
@@ -113,6 +101,7 @@ impl Admission {
         }
         if counted {
             self.websockets -= 1;
+            self.global.close();
         }
     }
 

@@ -94,10 +94,74 @@ impl TokenBucket {
     }
 }
 
+/// The server-wide limits every worker shares: the connection cap and the accept rate.
+/// Each is touched once per accepted connection (and the count once per close), never per
+/// message. Per-worker shares were wrong whenever SO_REUSEPORT spread connections unevenly:
+/// with `--max-connections 200` one worker refused its 101st while the other had room.
+#[derive(Debug)]
+pub struct Global {
+    open: std::sync::atomic::AtomicUsize,
+    max: usize,
+    bucket: Option<Mutex<TokenBucket>>,
+}
+
+impl Global {
+    /// At most `max` WebSockets in the process; `rate` upgrades a second (0: no limit),
+    /// with a burst of one second's worth.
+    pub fn new(max: usize, rate: f64) -> Self {
+        Self {
+            open: std::sync::atomic::AtomicUsize::new(0),
+            max,
+            bucket: (rate > 0.0)
+                .then(|| Mutex::new(TokenBucket::new(rate, rate.max(1.0), Instant::now()))),
+        }
+    }
+
+    /// One more accepted connection within the rate?
+    pub fn take_rate(&self, now: Instant) -> bool {
+        self.bucket
+            .as_ref()
+            .is_none_or(|b| b.lock().unwrap_or_else(|p| p.into_inner()).try_take(now))
+    }
+
+    /// Count one more WebSocket, unless the process is at its cap.
+    pub fn try_open(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.open
+            .fetch_update(Relaxed, Relaxed, |n| (n < self.max).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// A counted WebSocket ended.
+    pub fn close(&self) {
+        self.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// WebSockets open in the process.
+    pub fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_global_cap_is_one_count_for_every_worker() {
+        let g = std::sync::Arc::new(Global::new(200, 0.0));
+        let opened: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..100).filter(|_| g.try_open()).count()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!((opened, g.open()), (200, 200));
+        g.close();
+        assert!(g.try_open() && !g.try_open());
+        assert!(g.take_rate(Instant::now()), "no rate limit configured");
+    }
 
     #[test]
     fn ip_cap_counts_and_releases() {

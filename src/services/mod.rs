@@ -74,7 +74,7 @@ impl session::Services for Services {
         ConnHost::new(idx, self)
     }
 
-    fn on_accept(&mut self, idx: u32, peer: Option<IpAddr>) -> u8 {
+    fn on_accept(&mut self, idx: u32, peer: Option<IpAddr>) -> Option<Answer> {
         self.admission.on_accept(idx, peer, Instant::now())
     }
 
@@ -142,7 +142,7 @@ impl<'a> ConnHost<'a> {
 }
 
 impl Host for ConnHost<'_> {
-    fn on_request(&mut self, req: &Request<'_>, marks: u8, ctx: &Ctx<'_>) -> Answer {
+    fn on_request(&mut self, req: &Request<'_>, ctx: &Ctx<'_>) -> Answer {
         let route = match route(req, &self.svc.pubsub.spec.limits) {
             Ok(r) => r,
             Err(refusal) => {
@@ -153,7 +153,7 @@ impl Host for ConnHost<'_> {
                 return refusal;
             }
         };
-        let answer = self.svc.admission.admit(marks);
+        let answer = self.svc.admission.admit();
         if answer == Answer::Accept {
             self.route = Some(route);
             ctx.metrics
@@ -183,7 +183,7 @@ impl Host for ConnHost<'_> {
         }
     }
 
-    fn gap_frame(&mut self, topic: u32, from: u64, to: u64) -> Option<Arc<[u8]>> {
+    fn gap_frame(&mut self, topic: u64, from: u64, to: u64) -> Option<Arc<[u8]>> {
         self.svc.pubsub.gap_frame(topic, from, to)
     }
 }

@@ -25,6 +25,8 @@ pub struct PubsubSpec {
     pub limits: pubsub::TopicLimits,
     /// Whether clients may publish.
     pub client_publish: bool,
+    /// Largest control message, bytes (refused before it is parsed).
+    pub max_control_bytes: usize,
 }
 
 /// One worker's pub/sub state.
@@ -51,7 +53,7 @@ fn control_error(w: &mut Writer, ctx: &Ctx<'_>, reason: &str) {
 /// Queue message `seq` of topic `id` for one subscriber, applying the topic's policy if it
 /// would cross the outbound cap: `Drop` removes its oldest queued messages of the topic
 /// and leaves a gap, `Close` closes it as a slow consumer.
-pub fn offer(w: &mut Writer, ctx: &Ctx<'_>, id: u32, seq: u64, frame: &Arc<[u8]>, p: SlowPolicy) {
+pub fn offer(w: &mut Writer, ctx: &Ctx<'_>, id: u64, seq: u64, frame: &Arc<[u8]>, p: SlowPolicy) {
     if w.phase() != Phase::Open {
         return;
     }
@@ -108,7 +110,7 @@ impl PubsubSide {
 
     /// The local subscribers that take message `seq` of topic `id` live, and the topic's
     /// policy. The list is lent: give it back with [`PubsubSide::give_back`].
-    pub fn recipients(&mut self, id: u32, seq: u64) -> Option<(Vec<u32>, SlowPolicy)> {
+    pub fn recipients(&mut self, id: u64, seq: u64) -> Option<(Vec<u32>, SlowPolicy)> {
         let policy = self.local.topic(id)?.policy;
         let mut list = std::mem::take(&mut self.scratch);
         self.local.recipients(id, seq, &mut list);
@@ -135,6 +137,13 @@ impl PubsubSide {
         let Message::Text(text) = msg else {
             return control_error(w, ctx, "binary_frames_are_not_control_messages");
         };
+        if text.len() > self.spec.max_control_bytes {
+            let reason = format!(
+                "control_message_too_large (max {} bytes)",
+                self.spec.max_control_bytes
+            );
+            return control_error(w, ctx, &reason);
+        }
         match pubsub::parse_control(text, &self.spec.limits) {
             Err(e) => control_error(w, ctx, &e.reason()),
             Ok(Control::Subscribe { topics, resume }) => {
@@ -217,7 +226,7 @@ impl PubsubSide {
     }
 
     /// The gap frame for topic `id`, if connections here still follow it.
-    pub fn gap_frame(&self, id: u32, from: u64, to: u64) -> Option<Arc<[u8]>> {
+    pub fn gap_frame(&self, id: u64, from: u64, to: u64) -> Option<Arc<[u8]>> {
         Some(pubsub::encode_gap(self.local.name(id)?, from, to))
     }
 

@@ -92,14 +92,14 @@ pub enum Answer {
 
 /// The service side of a session: decides what a request gets and what messages do.
 pub trait Host {
-    /// A complete, valid upgrade request. `marks`: what admission noted at accept.
-    fn on_request(&mut self, req: &Request<'_>, marks: u8, ctx: &Ctx<'_>) -> Answer;
+    /// A complete, valid upgrade request.
+    fn on_request(&mut self, req: &Request<'_>, ctx: &Ctx<'_>) -> Answer;
     /// The 101 is queued: queue what the service sends first (replays, say).
     fn on_open(&mut self, w: &mut Writer, ctx: &Ctx<'_>);
     /// A whole text or binary message from the peer.
     fn on_message(&mut self, w: &mut Writer, ctx: &Ctx<'_>, msg: Message<'_>);
     /// Encode the gap frame for `topic` (None: the connection left it; skip the gap).
-    fn gap_frame(&mut self, topic: u32, from: u64, to: u64) -> Option<Arc<[u8]>>;
+    fn gap_frame(&mut self, topic: u64, from: u64, to: u64) -> Option<Arc<[u8]>>;
 }
 
 /// What every call gets: limits, counters, the time.
@@ -127,18 +127,16 @@ impl HoldsPartial for Held {
 }
 
 /// Flag: counted in the worker's WebSocket gauge (set on upgrade).
-pub const COUNTED: u8 = 1 << 0;
-/// Mark set by admission: accepted over the accept rate.
-pub const MARK_RATE: u8 = 1 << 1;
-/// Mark set by admission: its source address is at the per-IP cap.
-pub const MARK_IP: u8 = 1 << 2;
-const MARKS: u8 = MARK_RATE | MARK_IP;
+const COUNTED: u8 = 1 << 0;
 /// A heartbeat ping is due (sent from a static frame when nothing else is queued).
 const PING_DUE: u8 = 1 << 3;
 /// Our final bytes are out: the owner should shut down the write side.
 const SHUT_DUE: u8 = 1 << 4;
 /// A close deadline was set (the owner should schedule a timeout).
 const DEADLINE_NEW: u8 = 1 << 5;
+/// Done, and the peer did not cooperate: reset the connection (drop what is unsent)
+/// rather than leave an orphaned socket sending to a peer that does not read.
+const RESET: u8 = 1 << 6;
 
 /// The output side of a session: what a [`Host`] may touch while the input side decodes.
 #[derive(Debug)]
@@ -210,7 +208,7 @@ impl Writer {
     }
 
     /// Queue a shared published frame (the caller applied the slow-consumer policy).
-    pub fn push_shared(&mut self, frame: Arc<[u8]>, topic: u32, seq: u64) {
+    pub fn push_shared(&mut self, frame: Arc<[u8]>, topic: u64, seq: u64) {
         self.outbound().push_shared(frame, topic, seq);
     }
 
@@ -262,6 +260,11 @@ impl Session {
         self.w.phase == Phase::Done
     }
 
+    /// Whether the socket should be reset rather than closed (a close deadline passed).
+    pub fn wants_reset(&self) -> bool {
+        self.w.flags & RESET != 0
+    }
+
     /// Whether input is still read (to decode it, or to drop it while closing).
     pub fn wants_input(&self) -> bool {
         self.w.phase != Phase::Done
@@ -272,9 +275,14 @@ impl Session {
         self.w.flags & COUNTED != 0
     }
 
-    /// Note what admission found at accept ([`MARK_RATE`], [`MARK_IP`]).
-    pub fn mark(&mut self, mark: u8) {
-        self.w.flags |= mark & MARKS;
+    /// Refuse the connection at once, before it sends a request (a limit decided at
+    /// accept): the answer goes out, then the session lingers and goes.
+    pub fn refuse_now(&mut self, answer: Answer, ctx: &Ctx<'_>) {
+        if let Answer::Refuse(limit, rejection, body) = answer {
+            ctx.metrics.reject(limit);
+            self.w
+                .refuse(ctx, |v| handshake::write_rejection(v, rejection, &body));
+        }
     }
 
     /// Bytes queued for sending (the send in flight included).
@@ -392,7 +400,7 @@ impl Session {
             Err(e) => return self.fail_handshake(e, ctx),
         };
         self.held = None;
-        match host.on_request(&req, self.w.flags & MARKS, ctx) {
+        match host.on_request(&req, ctx) {
             Answer::Refuse(limit, rejection, body) => {
                 ctx.metrics.reject(limit);
                 self.w
@@ -524,7 +532,9 @@ impl Session {
             Phase::Finishing | Phase::AwaitingClose | Phase::Lingering
                 if elapsed >= cfg.close_ticks =>
             {
-                self.abort();
+                // The peer did not finish the close in time (it may not read at all: a slow
+                // consumer's 1008 stuck behind a full send buffer): reset.
+                self.reset();
             }
             _ => {}
         }
@@ -547,6 +557,12 @@ impl Session {
         self.w.enter(phase, ctx.now);
         self.w
             .write(ctx, |v| encode_close(v, Some(code), reason, None));
+    }
+
+    /// End it now with a reset: what is unsent is dropped with the socket.
+    pub fn reset(&mut self) {
+        self.w.flags |= RESET;
+        self.abort();
     }
 
     /// End it now: the socket is to be closed, whatever is queued.

@@ -18,7 +18,7 @@ pub enum Chunk {
         /// The complete frame.
         frame: Arc<[u8]>,
         /// The topic's hub id.
-        topic: u32,
+        topic: u64,
         /// Its sequence number.
         seq: u64,
     },
@@ -26,7 +26,7 @@ pub enum Chunk {
     /// frame when it reaches the front (consecutive drops extend it, so it stays one chunk).
     Gap {
         /// The topic's hub id.
-        topic: u32,
+        topic: u64,
         /// First dropped sequence number.
         from: u64,
         /// Last dropped sequence number.
@@ -112,14 +112,14 @@ impl Outbound {
     }
 
     /// Queue a shared frame.
-    pub fn push_shared(&mut self, frame: Arc<[u8]>, topic: u32, seq: u64) {
+    pub fn push_shared(&mut self, frame: Arc<[u8]>, topic: u64, seq: u64) {
         self.queued_bytes += frame.len();
         self.queue.push_back(Chunk::Shared { frame, topic, seq });
     }
 
     /// Record that messages `from..=to` of `topic` were dropped, extending a gap already at
     /// the back of the queue when it is for the same topic.
-    pub fn push_gap(&mut self, topic: u32, from: u64, to: u64) {
+    pub fn push_gap(&mut self, topic: u64, from: u64, to: u64) {
         if let Some(Chunk::Gap {
             topic: t, to: end, ..
         }) = self.queue.back_mut()
@@ -140,7 +140,7 @@ impl Outbound {
 
     /// Drop the oldest queued (not in-flight) messages of `topic` until `need` more bytes fit
     /// under `cap`, leaving one gap chunk where they were. Returns what was dropped.
-    pub fn drop_oldest(&mut self, topic: u32, need: usize, cap: usize) -> Dropped {
+    pub fn drop_oldest(&mut self, topic: u64, need: usize, cap: usize) -> Dropped {
         let mut dropped = Dropped {
             messages: 0,
             bytes: 0,
@@ -184,7 +184,7 @@ impl Outbound {
     /// frames is gathered into one owned buffer.
     pub fn next_send(
         &mut self,
-        mut gap: impl FnMut(u32, u64, u64) -> Option<Arc<[u8]>>,
+        mut gap: impl FnMut(u64, u64, u64) -> Option<Arc<[u8]>>,
     ) -> Option<SendBuf> {
         debug_assert_eq!(self.inflight_bytes, 0, "one send at a time");
         let c = loop {
@@ -261,7 +261,7 @@ mod tests {
         vec![0u8; n].into()
     }
 
-    fn no_gap(_: u32, _: u64, _: u64) -> Option<Arc<[u8]>> {
+    fn no_gap(_: u64, _: u64, _: u64) -> Option<Arc<[u8]>> {
         None
     }
 

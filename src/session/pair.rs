@@ -23,7 +23,7 @@ pub struct EchoHost {
 }
 
 impl Host for EchoHost {
-    fn on_request(&mut self, req: &Request<'_>, _marks: u8, _ctx: &Ctx<'_>) -> Answer {
+    fn on_request(&mut self, req: &Request<'_>, _ctx: &Ctx<'_>) -> Answer {
         self.requests.push(req.path.to_string());
         if self.refuse_path.as_deref() == Some(req.path) {
             return Answer::Refuse(Limit::BadRequest, Rejection::Forbidden, "no".into());
@@ -41,7 +41,7 @@ impl Host for EchoHost {
         }
     }
 
-    fn gap_frame(&mut self, _topic: u32, _from: u64, _to: u64) -> Option<Arc<[u8]>> {
+    fn gap_frame(&mut self, _topic: u64, _from: u64, _to: u64) -> Option<Arc<[u8]>> {
         None
     }
 }
@@ -84,6 +84,8 @@ pub struct Pair {
     pub fin: bool,
     /// The server closed the socket.
     pub closed: bool,
+    /// It closed it with a reset.
+    pub reset: bool,
     head_done: bool,
     client: Assembler,
     read: usize,
@@ -139,6 +141,7 @@ impl Pair {
             stall: false,
             fin: false,
             closed: false,
+            reset: false,
             head_done: false,
             client: Assembler::new(Decoder::new(Role::Client)),
             read: 0,
@@ -223,6 +226,7 @@ impl Pair {
             }
             if self.session.is_done() {
                 self.closed = true;
+                self.reset = self.session.wants_reset();
                 return;
             }
             if self.session.poll_shutdown() {

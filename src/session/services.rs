@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::os::fd::RawFd;
 
-use super::{Ctx, Host, Writer};
+use super::{Answer, Ctx, Host, Writer};
 use crate::metrics::WorkerMetrics;
 
 /// One worker's services, as the worker loop sees them.
@@ -19,9 +19,10 @@ pub trait Services {
 
     /// The host for connection `idx`.
     fn host(&mut self, idx: u32) -> Self::Host<'_>;
-    /// A connection was accepted into entry `idx` from `peer`: the admission marks its
-    /// upgrade will be judged by.
-    fn on_accept(&mut self, idx: u32, peer: Option<IpAddr>) -> u8;
+    /// A connection was accepted into entry `idx` from `peer`: `Some` refusal when it is
+    /// over a limit that is decided at accept (the accept rate, the per-address cap), which
+    /// the session answers at once, without waiting for a request.
+    fn on_accept(&mut self, idx: u32, peer: Option<IpAddr>) -> Option<Answer>;
     /// Entry `idx` is gone; `counted`: it had been upgraded.
     fn on_release(&mut self, idx: u32, counted: bool, metrics: &WorkerMetrics);
     /// Open WebSockets on this worker.

@@ -144,12 +144,19 @@ fn a_peer_that_vanishes_at_any_step_of_the_close_handshake_is_released() {
     assert_eq!(p.session.phase(), Phase::Finishing);
     p.advance(cfg.close_ticks);
     assert!(p.closed, "a Close echo the peer never reads is bounded");
+    assert!(
+        p.reset,
+        "and the socket is reset, not left sending to a peer that does not read"
+    );
     // Reset right after its Close.
     let mut p = Pair::new(cfg);
     p.open(&[]);
     p.send(&client_close(1000, ""), &[]);
     p.end();
-    assert!(p.closed);
+    assert!(
+        p.closed && !p.reset,
+        "a peer that finished the close gets a clean close"
+    );
     // Our Close (a drain), never answered.
     let mut p = Pair::new(cfg);
     p.open(&[]);
@@ -231,4 +238,42 @@ fn a_message_over_the_limit_closes_with_1009() {
     p.open(&[]);
     p.send(&client_frame(true, OpCode::Binary, &[0; 1001]), &[]);
     assert!(matches!(p.received()[..], [Seen::Close(Some(1009), _)]));
+}
+
+#[test]
+fn a_tls_client_hello_or_binary_garbage_is_refused_on_its_first_bytes() {
+    // Issue 13 item 11: the server used to wait for a line end that never comes.
+    let hello = [
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
+    let mut p = Pair::new(test_config());
+    p.send(&hello, &[]);
+    match &p.received()[0] {
+        Seen::Http(400, head) => assert!(head.contains("400"), "{head}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(String::from_utf8_lossy(&p.wire).contains("speaks plain HTTP"));
+    assert_eq!(
+        p.metrics.handshake_failures[crate::ws::Error::ALL
+            .iter()
+            .position(|e| *e == crate::ws::Error::TlsOnPlainPort)
+            .unwrap()]
+        .get(),
+        1
+    );
+    for garbage in [
+        &b"\x00\x01\x02\x03"[..],
+        b"SSH-2.0-OpenSSH_9.6\r\n",
+        b" GET / HTTP/1.1",
+    ] {
+        let mut p = Pair::new(test_config());
+        p.send(garbage, &[1]);
+        assert!(matches!(p.received()[0], Seen::Http(400, _)), "{garbage:?}");
+    }
+    // A method cut anywhere is not garbage yet; another method gets its 405 once complete.
+    let mut p = Pair::new(test_config());
+    p.send(b"PO", &[]);
+    assert!(p.received().is_empty() && !p.fin);
+    p.send(b"ST / HTTP/1.1\r\nHost: x\r\n\r\n", &[]);
+    assert!(matches!(p.received()[0], Seen::Http(405, _)));
 }

@@ -32,6 +32,12 @@ pub enum Error {
     /// The request head is larger than `Limits::max_head_bytes` (431).
     HeadTooLarge,
 
+    // ---- opening handshake: not HTTP at all (400, answered on the first bytes) ----
+    /// The first bytes cannot begin an HTTP request line (a method token and a space).
+    NotHttp,
+    /// The first byte is a TLS handshake record (a ClientHello sent to the plain port).
+    TlsOnPlainPort,
+
     // ---- opening handshake: malformed HTTP (400 / 505) ----
     /// The request line is not `METHOD SP target SP HTTP/x.y`.
     MalformedRequestLine,
@@ -102,7 +108,9 @@ impl Error {
             UnsupportedHttpVersion => Reaction::Http(505),
             MethodNotGet => Reaction::Http(405),
             UnsupportedWebSocketVersion => Reaction::Http(426),
-            MalformedRequestLine
+            NotHttp
+            | TlsOnPlainPort
+            | MalformedRequestLine
             | MalformedHeader
             | InvalidRequestTarget
             | MissingHost
@@ -152,6 +160,8 @@ impl Error {
             HeaderLineTooLong => "header_line_too_long",
             TooManyHeaders => "too_many_headers",
             HeadTooLarge => "head_too_large",
+            NotHttp => "not_http",
+            TlsOnPlainPort => "tls_on_plain_port",
             MalformedRequestLine => "malformed_request_line",
             MalformedHeader => "malformed_header",
             UnsupportedHttpVersion => "unsupported_http_version",
@@ -182,13 +192,15 @@ impl Error {
     }
 
     /// Every variant, for documentation tests and metric pre-registration.
-    pub const ALL: [Self; 30] = {
+    pub const ALL: [Self; 32] = {
         use Error::*;
         [
             RequestLineTooLong,
             HeaderLineTooLong,
             TooManyHeaders,
             HeadTooLarge,
+            NotHttp,
+            TlsOnPlainPort,
             MalformedRequestLine,
             MalformedHeader,
             UnsupportedHttpVersion,

@@ -61,6 +61,15 @@ impl HeadScanner {
     /// Where input breaks several limits, the one broken at the earliest byte is reported, so
     /// the answer does not depend on how the bytes were split into reads.
     pub fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, Error> {
+        if self.line_start == 0 {
+            // Only as far as the line and head limits reach, so that which error a head gets
+            // does not depend on how it was cut (the earliest violation wins either way).
+            let n = buf
+                .len()
+                .min(limits.max_line + 1)
+                .min(limits.max_head_bytes);
+            check_start(&buf[..n])?;
+        }
         let mut i = self.scanned as usize;
         let mut line_start = self.line_start as usize;
         while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
@@ -83,6 +92,31 @@ impl HeadScanner {
         self.scanned = buf.len() as u32;
         self.line_start = line_start as u32;
         Ok(None)
+    }
+}
+
+/// Longest method token accepted before the first space of a request line.
+const MAX_METHOD: usize = 16;
+
+/// The request line must begin with a method token and a space. Bytes that cannot (a TLS
+/// ClientHello, binary garbage, another protocol) are refused on sight rather than after a
+/// line end that may never come.
+fn check_start(buf: &[u8]) -> Result<(), Error> {
+    if buf.first() == Some(&0x16) {
+        return Err(Error::TlsOnPlainPort);
+    }
+    for (i, &b) in buf.iter().take(MAX_METHOD + 1).enumerate() {
+        if b == b' ' {
+            return if i == 0 { Err(Error::NotHttp) } else { Ok(()) };
+        }
+        if !is_tchar(b) {
+            return Err(Error::NotHttp);
+        }
+    }
+    if buf.len() > MAX_METHOD {
+        Err(Error::NotHttp)
+    } else {
+        Ok(())
     }
 }
 
@@ -410,7 +444,14 @@ pub fn write_error(out: &mut Vec<u8>, err: Error) {
         405 => "Allow: GET\r\n",
         _ => "",
     };
-    write_status(out, status, extra, None, err.reason());
+    let body = match err {
+        Error::TlsOnPlainPort => {
+            "tls_on_plain_port: this port speaks plain HTTP (ws://), and TLS was sent to it"
+        }
+        Error::NotHttp => "not_http: the bytes received cannot begin an HTTP request",
+        _ => err.reason(),
+    };
+    write_status(out, status, extra, None, body);
 }
 
 /// Append the response for a policy refusal, with `body` as a short plain-text explanation.

@@ -166,7 +166,7 @@ pub fn publish(admin: SocketAddr, topic: &str, body: &[u8], binary: bool) -> (u1
 /// answer to EOF; returns (status, body).
 fn request(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "{head}Content-Length: {}\r\n\r\n", body.len()).unwrap();
     s.write_all(body).unwrap();
     let mut resp = String::new();
@@ -285,7 +285,7 @@ fn own(m: Message<'_>) -> Got {
 /// Send raw request bytes; return the stream and the response head (bounded read).
 pub fn raw_request(addr: SocketAddr, req: &str) -> (TcpStream, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(req.as_bytes()).unwrap();
     let mut head = Vec::new();
     let mut b = [0u8; 1];
