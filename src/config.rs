@@ -13,9 +13,24 @@ pub struct ServeConfig {
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
-    /// Admin listener (/metrics, /healthz, /readyz, POST /drain); "off" disables it.
+    /// Admin listener (/metrics, /healthz, /readyz, POST /drain, POST /publish, GET
+    /// /topics); "off" disables it. A non-loopback address needs --admin-token-file.
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin: String,
+
+    /// A file holding the bearer token that POST /drain, POST /publish and GET /topics
+    /// require (`Authorization: Bearer <token>`; at least 16 characters).
+    #[arg(long)]
+    pub admin_token_file: Option<std::path::PathBuf>,
+
+    /// An observe-only listener (/metrics, /healthz, /readyz; no control), for scrapers and
+    /// probes; "off" (default) for none.
+    #[arg(long, default_value = "off")]
+    pub metrics_listen: String,
+
+    /// Seconds an admin request may take to arrive, head and body together.
+    #[arg(long, default_value_t = 10.0)]
+    pub admin_request_timeout: f64,
 
     /// Worker threads, one per CPU; default: every CPU in the process's cpuset.
     #[arg(long)]
@@ -189,6 +204,7 @@ impl ServeConfig {
         secs("idle-timeout", self.idle_timeout)?;
         secs("drain-window", self.drain_window)?;
         secs("drain-grace", self.drain_grace)?;
+        secs("admin-request-timeout", self.admin_request_timeout)?;
         if self.idle_timeout <= self.ping_interval {
             return Err(ConfigError::IdleNotAbovePing {
                 idle: self.idle_timeout,
@@ -258,16 +274,37 @@ impl ServeConfig {
 
     /// The admin address, or None when disabled.
     pub fn admin_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        if self.admin == "off" {
-            return Ok(None);
+        let addr = parse_listen(&self.admin)?;
+        if let Some(a) = addr {
+            if !a.ip().is_loopback() && self.admin_token_file.is_none() {
+                return Err(ConfigError::AdminExposed(a));
+            }
         }
-        self.admin
-            .parse()
-            .map(Some)
-            .map_err(|e: std::net::AddrParseError| ConfigError::AdminAddr {
-                value: self.admin.clone(),
-                reason: e.to_string(),
-            })
+        Ok(addr)
+    }
+
+    /// The observe-only listener's address, or None.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        parse_listen(&self.metrics_listen)
+    }
+
+    /// The admin bearer token, read from `--admin-token-file`.
+    pub fn admin_token(&self) -> Result<Option<String>, ConfigError> {
+        let Some(path) = self.admin_token_file.as_ref() else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::TokenFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let token = text.trim();
+        if token.len() < 16 || token.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(ConfigError::TokenFile {
+                path: path.display().to_string(),
+                reason: "the token must be at least 16 printable characters without spaces".into(),
+            });
+        }
+        Ok(Some(token.to_string()))
     }
 
     /// A duration from seconds.
@@ -387,6 +424,18 @@ mod tests {
     }
 }
 
+fn parse_listen(v: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if v == "off" {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .map_err(|e: std::net::AddrParseError| ConfigError::AdminAddr {
+            value: v.to_string(),
+            reason: e.to_string(),
+        })
+}
+
 /// The largest frame header (2 + 8 length bytes + 4 mask bytes).
 const MAX_FRAME_HEADER: usize = 14;
 
@@ -417,7 +466,17 @@ pub enum ConfigError {
     },
     /// `--topic-policy` does not parse.
     TopicPolicy(String),
-    /// `--admin` is neither host:port nor `off`.
+    /// The admin listener on a non-loopback address without a token: anyone who reaches it
+    /// could drain the node or publish.
+    AdminExposed(SocketAddr),
+    /// The token file cannot be read or holds no usable token.
+    TokenFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// `--admin` (or `--metrics-listen`) is neither host:port nor `off`.
     AdminAddr {
         /// What was given.
         value: String,
@@ -442,6 +501,13 @@ impl std::fmt::Display for ConfigError {
             ),
             Self::OutOfRange { flag, rule } => write!(f, "--{flag} must be {rule}"),
             Self::TopicPolicy(e) => write!(f, "--topic-policy: {e}"),
+            Self::AdminExposed(a) => write!(
+                f,
+                "--admin {a} is not a loopback address: control endpoints would be open to \
+                 anyone who reaches it; give --admin-token-file, or bind 127.0.0.1 and expose \
+                 only --metrics-listen"
+            ),
+            Self::TokenFile { path, reason } => write!(f, "--admin-token-file {path}: {reason}"),
             Self::AdminAddr { value, reason } => {
                 write!(f, "--admin {value:?}: {reason} (use host:port or \"off\")")
             }

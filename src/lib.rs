@@ -18,6 +18,7 @@ pub mod io;
 pub mod jitter;
 pub mod lifecycle;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod pubsub;
 pub mod reactor;

@@ -133,6 +133,9 @@ pub struct WorkerMetrics {
     pub aborted: Counter,
     /// Gauge: io_uring rings this worker runs.
     pub rings: Counter,
+    /// Timer ticks the worker has run (its loop is alive while this moves; the systemd
+    /// watchdog is fed from it).
+    pub ticks: Counter,
     /// Gauge: bytes of the slab of connection state (capacity × entry size).
     pub slab_bytes: Counter,
     /// Gauge: heap bytes held by connections for split frames, messages and queues.

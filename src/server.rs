@@ -65,6 +65,8 @@ fn ticks(secs: f64) -> u32 {
 pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     cfg.validate()?;
     let admin_addr = cfg.admin_addr()?;
+    let metrics_addr = cfg.metrics_addr()?;
+    let admin_token = cfg.admin_token()?;
     let allowed = topology::allowed_cpus();
     let workers = cfg.workers.unwrap_or(allowed.len());
     let nodes = topology::numa_nodes();
@@ -171,6 +173,8 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         metrics: metrics.clone(),
         hub: hub.clone(),
         max_publish: cfg.max_message as usize,
+        token: admin_token,
+        request_deadline: std::time::Duration::from_secs_f64(cfg.admin_request_timeout),
     });
 
     let ip_table = (cfg.max_per_ip > 0).then(|| Arc::new(IpTable::new(cfg.max_per_ip)));
@@ -243,13 +247,22 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     }
 
     if let Some(addr) = admin_addr {
-        let a = admin::spawn(addr, state.clone()).map_err(|e| ServeError::Admin(addr, e))?;
+        let a = admin::spawn(addr, state.clone(), admin::Role::Admin)
+            .map_err(|e| ServeError::Admin(addr, e))?;
         tracing::info!("admin listening on {a}");
         println!("admin listening on {a}");
+    }
+    if let Some(addr) = metrics_addr {
+        let a = admin::spawn(addr, state.clone(), admin::Role::Observe)
+            .map_err(|e| ServeError::Admin(addr, e))?;
+        tracing::info!("metrics (observe-only) listening on {a}");
+        println!("metrics listening on {a}");
     }
     tracing::info!(workers, "listening on {bound}");
     // Tests and scripts read this line to find an ephemeral port.
     println!("listening on {bound}");
+    crate::notify::notify(&format!("READY=1\nSTATUS=serving on {bound}"));
+    crate::notify::spawn(metrics.clone());
 
     let sig_life = life.clone();
     std::thread::Builder::new()
@@ -260,7 +273,9 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
                 signal = sig,
                 "signal received: draining (send it again to exit now)"
             );
-            sig_life.drain();
+            if sig_life.drain() {
+                crate::notify::stopping();
+            }
             let sig = io::sys::wait_for_signal();
             tracing::warn!(signal = sig, "second signal: exiting now");
             std::process::exit(130);

@@ -475,6 +475,7 @@ impl<S: Services> Worker<S> {
         if self.panic_at_tick == Some(tick) {
             panic!("injected fault (HOLDFAST_FAULT_WORKER_PANIC)");
         }
+        self.metrics.ticks.inc();
         for fifo in [0, 1] {
             loop {
                 let q = if fifo == 0 {

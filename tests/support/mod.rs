@@ -16,6 +16,8 @@ pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The observe-only listener, when started with --metrics-listen.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Server {
@@ -46,13 +48,15 @@ impl Server {
                 }
             }
         });
-        let (mut addr, mut admin) = (None, None);
+        let (mut addr, mut admin, mut metrics) = (None, None, None);
         while addr.is_none() || admin.is_none() {
             let line = rx
                 .recv_timeout(Duration::from_secs(10))
                 .expect("server did not start");
             if let Some(a) = line.strip_prefix("admin listening on ") {
                 admin = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("metrics listening on ") {
+                metrics = Some(a.parse().unwrap());
             } else if let Some(a) = line.strip_prefix("listening on ") {
                 addr = Some(a.parse().unwrap());
             }
@@ -61,6 +65,7 @@ impl Server {
             child,
             addr: addr.unwrap(),
             admin: admin.unwrap(),
+            metrics,
         }
     }
 
@@ -145,7 +150,7 @@ impl Drop for Server {
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     request(
         addr,
-        &format!("{method} {path} HTTP/1.1\r\nHost: x\r\n"),
+        &format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n"),
         b"",
     )
 }
@@ -157,8 +162,9 @@ pub fn publish(admin: SocketAddr, topic: &str, body: &[u8], binary: bool) -> (u1
     } else {
         "text/plain"
     };
-    let head =
-        format!("POST /publish?topic={topic} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n");
+    let head = format!(
+        "POST /publish?topic={topic} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {ctype}\r\n"
+    );
     request(admin, &head, body)
 }
 
@@ -167,7 +173,12 @@ pub fn publish(admin: SocketAddr, topic: &str, body: &[u8], binary: bool) -> (u1
 fn request(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "{head}Content-Length: {}\r\n\r\n", body.len()).unwrap();
+    write!(
+        s,
+        "{head}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
     s.write_all(body).unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();

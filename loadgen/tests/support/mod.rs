@@ -71,7 +71,7 @@ impl Holdfast {
     pub fn metric(&self, series: &str) -> f64 {
         let mut s = TcpStream::connect(&self.admin).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .unwrap();
         let mut body = String::new();
         s.read_to_string(&mut body).unwrap();

@@ -1,0 +1,303 @@
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `POST /drain`, and pub/sub's
+//! `POST /publish?topic=T` and `GET /topics`; and the optional observe-only listener
+//! (`--metrics-listen`: metrics and health, no control).
+//!
+//! Plain blocking threads, one per admin connection (at most [`MAX_CONNECTIONS`]): admin
+//! traffic is small next to the data plane, and keeping it off the workers' rings keeps it
+//! so. Every request is bounded ([`http`]: head size, one deadline for the whole request,
+//! body cap); control endpoints need the bearer token when one is configured and refuse
+//! browser requests (any `Origin`), so a web page can neither drain the node nor publish.
+
+mod http;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::lifecycle::Lifecycle;
+use crate::metrics::{self, WorkerMetrics};
+use crate::pubsub::Hub;
+use crate::pubsub::Payload;
+use http::Request;
+
+/// Admin connections served at once; more are answered 503 and closed.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// What the admin listener reads and changes: the lifecycle flags, every worker's counters
+/// and the pub/sub hub.
+#[derive(Debug)]
+pub struct State {
+    /// Drain and stop flags.
+    pub life: Arc<Lifecycle>,
+    /// Every worker's counters.
+    pub metrics: Vec<Arc<WorkerMetrics>>,
+    /// Pub/sub: topics, numbering, replay windows, fan-out to workers.
+    pub hub: Arc<Hub>,
+    /// Largest `POST /publish` body (the `--max-message` limit).
+    pub max_publish: usize,
+    /// The bearer token control endpoints require (`--admin-token-file`), if any.
+    pub token: Option<String>,
+    /// How long one request may take to arrive, head and body.
+    pub request_deadline: Duration,
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything: observation and control.
+    Admin,
+    /// `/metrics`, `/healthz`, `/readyz` only: safe to expose to a scraper.
+    Observe,
+}
+
+/// Bind a listener with `role` and serve it on background threads.
+pub fn spawn(addr: SocketAddr, shared: Arc<State>, role: Role) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
+    let active = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("holdfast-admin".into())
+        .spawn(move || {
+            let mut backoff = Duration::from_millis(10);
+            for stream in listener.incoming() {
+                let s = match stream {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of fds (EMFILE) and the like: back off instead of spinning on
+                        // a listener that stays readable.
+                        tracing::warn!("admin accept failed: {e}; retrying in {backoff:?}");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                };
+                backoff = Duration::from_millis(10);
+                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    let body = "too many admin connections\n";
+                    let _ = http::respond(&mut &s, 503, "text/plain", body, false, "");
+                    continue;
+                }
+                let (shared, active2) = (shared.clone(), active.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("holdfast-admin-conn".into())
+                    .spawn(move || {
+                        if let Err(e) = serve_connection(s, &shared, role) {
+                            tracing::debug!("admin connection ended: {e}");
+                        }
+                        active2.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if let Err(e) = spawned {
+                    // The thread never ran: give its slot back.
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    tracing::warn!("cannot start an admin thread: {e}");
+                }
+            }
+        })?;
+    Ok(local)
+}
+
+fn serve_connection(mut stream: TcpStream, shared: &State, role: Role) -> std::io::Result<()> {
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::new();
+    loop {
+        let req = match http::read_request(
+            &mut stream,
+            &mut buf,
+            shared.max_publish,
+            shared.request_deadline,
+        ) {
+            Ok(r) => r,
+            Err(http::ReadError::Closed) => return Ok(()),
+            Err(http::ReadError::Io(e)) => return Err(e),
+            Err(e) => {
+                let (status, body) = match e {
+                    http::ReadError::TimedOut => (408, "request not received in time\n".into()),
+                    http::ReadError::HeadTooLarge => (431, "request head too large\n".into()),
+                    http::ReadError::LengthRequired => (
+                        411,
+                        "chunked bodies are not accepted; send Content-Length\n".into(),
+                    ),
+                    http::ReadError::TooLarge { length, max } => (
+                        413,
+                        format!("body of {length} bytes exceeds --max-message {max}\n"),
+                    ),
+                    http::ReadError::Malformed(why) => (400, format!("{why}\n")),
+                    http::ReadError::Closed | http::ReadError::Io(_) => unreachable!(),
+                };
+                http::respond(&mut stream, status, "text/plain", &body, false, "")?;
+                http::linger(&mut stream);
+                return Ok(());
+            }
+        };
+        let (status, ctype, body) = route(&req, shared, role);
+        let extra = if status == 401 {
+            "WWW-Authenticate: Bearer\r\n"
+        } else {
+            ""
+        };
+        http::respond(&mut stream, status, ctype, &body, req.keep_alive, extra)?;
+        if !req.keep_alive {
+            return Ok(());
+        }
+    }
+}
+
+/// Whether `host` (a Host header) names this machine by address or as `localhost`: what a
+/// legitimate local client sends, and what a DNS-rebinding page cannot.
+fn local_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Constant-time comparison (the token must not leak through timing).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether a control request may act: not from a browser, and with the token when one is
+/// configured (without a token the listener is loopback-only, enforced at start-up, and
+/// the Host must name this machine).
+fn authorize(req: &Request, shared: &State) -> Result<(), (u16, &'static str, String)> {
+    if req.origin.is_some() {
+        return Err((
+            403,
+            "text/plain",
+            "browser requests are refused on the admin API\n".into(),
+        ));
+    }
+    match shared.token.as_deref() {
+        Some(token) => {
+            let given = req
+                .authorization
+                .as_deref()
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !same(given.trim().as_bytes(), token.as_bytes()) {
+                return Err((401, "text/plain", "a bearer token is required\n".into()));
+            }
+        }
+        None => {
+            if !req.host.as_deref().is_none_or(local_host) {
+                return Err((
+                    403,
+                    "text/plain",
+                    "Host must name this machine (an address or localhost)\n".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The value of `key` in a query string (no percent-decoding: topic names do not need it).
+fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, String) {
+    let draining = shared.life.draining();
+    let control = matches!(req.path.as_str(), "/drain" | "/publish" | "/topics");
+    if control && role == Role::Observe {
+        return (
+            404,
+            "text/plain",
+            "not found (this listener only observes)\n".to_string(),
+        );
+    }
+    if control {
+        if let Err(refusal) = authorize(req, shared) {
+            return refusal;
+        }
+    }
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/metrics") => {
+            let mut text = metrics::render(&shared.metrics, draining);
+            metrics::render_pubsub(&mut text, &shared.hub);
+            (200, "text/plain; version=0.0.4", text)
+        }
+        ("GET", "/healthz") => (200, "text/plain", "ok\n".to_string()),
+        ("GET", "/readyz") if draining => (503, "text/plain", "draining\n".to_string()),
+        ("GET", "/readyz") => (200, "text/plain", "ready\n".to_string()),
+        ("POST", "/drain") => {
+            if shared.life.drain() {
+                tracing::info!("drain requested through the admin API");
+                crate::notify::stopping();
+            }
+            (202, "text/plain", "draining\n".to_string())
+        }
+        ("POST", "/publish") => publish(req, shared),
+        ("GET", "/topics") => (200, "application/json", topics_json(shared)),
+        (_, "/metrics" | "/healthz" | "/readyz" | "/drain" | "/publish" | "/topics") => {
+            (405, "text/plain", "method not allowed\n".to_string())
+        }
+        _ => (404, "text/plain", "not found\n".to_string()),
+    }
+}
+
+/// `POST /publish?topic=T`: the body is the message. `Content-Type:
+/// application/octet-stream` publishes binary; anything else must be UTF-8 and publishes
+/// text. 503 + Retry-After when a worker's delivery queue is full (backpressure: the message
+/// is not numbered, nothing is lost).
+fn publish(req: &Request, shared: &State) -> (u16, &'static str, String) {
+    let Some(topic) = query_param(&req.query, "topic") else {
+        return (400, "text/plain", "missing ?topic=\n".into());
+    };
+    let payload =
+        if req.content_type.starts_with("application/octet-stream") {
+            Payload::Binary(&req.body)
+        } else {
+            match std::str::from_utf8(&req.body) {
+                Ok(t) => Payload::Text(t),
+                Err(_) => return (
+                    400,
+                    "text/plain",
+                    "body is not UTF-8; send binary with Content-Type: application/octet-stream\n"
+                        .into(),
+                ),
+            }
+        };
+    match shared.hub.publish(topic, payload) {
+        Ok(p) => (
+            200,
+            "application/json",
+            serde_json::json!({
+                "topic": topic, "seq": p.seq, "subscribers": p.subscribers, "workers": p.workers,
+            })
+            .to_string()
+                + "\n",
+        ),
+        Err(e @ crate::pubsub::TopicError::Overloaded { .. }) => {
+            (503, "text/plain", format!("{}\n", e.reason()))
+        }
+        Err(e @ crate::pubsub::TopicError::TooLargeToDeliver { .. }) => {
+            (413, "text/plain", format!("{}\n", e.reason()))
+        }
+        Err(e) => (400, "text/plain", format!("{}\n", e.reason())),
+    }
+}
+
+/// `GET /topics`: every topic with its subscribers, in total and per worker.
+fn topics_json(shared: &State) -> String {
+    let topics: Vec<_> = shared
+        .hub
+        .presence()
+        .into_iter()
+        .map(|(t, per)| {
+            serde_json::json!({
+                "topic": t, "subscribers": per.iter().sum::<u64>(), "per_worker": per,
+            })
+        })
+        .collect();
+    serde_json::json!({ "topics": topics }).to_string() + "\n"
+}
