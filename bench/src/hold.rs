@@ -52,7 +52,9 @@ pub(crate) async fn handshake(args: &HoldArgs, i: usize) -> std::io::Result<(Tcp
     } else {
         TcpSocket::new_v6()?
     };
-    bind_address_no_port(&sock)?;
+    // Let connect(2), not bind(2), pick the source port (a previous run leaves tens of
+    // thousands of TIME_WAIT ports that bind must avoid).
+    holdfast::io::sys::set_bind_address_no_port(&sock)?;
     sock.bind(SocketAddr::new(source, 0))?;
     let mut s = sock.connect(args.addr).await?;
     // The key only has to be valid base64 of 16 bytes; vary it per connection.
@@ -83,30 +85,6 @@ pub(crate) async fn handshake(args: &HoldArgs, i: usize) -> std::io::Result<(Tcp
             }
             Err(e) => return Err(std::io::Error::other(e.to_string())),
         }
-    }
-}
-
-/// Let connect(2), not bind(2), pick the source port: it chooses by the whole 4-tuple and
-/// may reuse TIME_WAIT ports, where bind must avoid every port in use on the address (after
-/// a previous run, tens of thousands are in TIME_WAIT and the ramp slows to a crawl).
-fn bind_address_no_port(sock: &TcpSocket) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `one`, which outlives the call;
-    // the fd is the open socket `sock` owns.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
 

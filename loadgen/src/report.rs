@@ -15,9 +15,7 @@ pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some(ticks / hz)
+    Some(ticks / holdfast::io::sys::clock_ticks_per_second())
 }
 
 /// The machine the run was on: CPU, cores, memory, kernel, rlimits and relevant sysctls.

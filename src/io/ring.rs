@@ -379,11 +379,17 @@ impl Ring {
         let extra = match token.op {
             Op::Send => return self.on_send(token.index as usize, res),
             Op::Accept => {
-                let slot = self.accepts.get_mut(token.index as usize)?;
-                slot.armed = false;
-                let peer = (res >= 0)
-                    .then(|| super::listener::peer_ip(&slot.storage))
-                    .flatten();
+                // Never drop an accept's completion: a socket it installed must reach the
+                // owner even if the address slots are gone (then without a peer address).
+                let peer = match self.accepts.get_mut(token.index as usize) {
+                    Some(slot) => {
+                        slot.armed = false;
+                        (res >= 0)
+                            .then(|| super::listener::peer_ip(&slot.storage))
+                            .flatten()
+                    }
+                    None => None,
+                };
                 if self.accepts_retired && !self.accepting() {
                     // Accepting moved to another ring: its address slots are not kept.
                     self.accepts = Box::new([]);
@@ -514,33 +520,31 @@ impl Ring {
     /// shutdown whatever its result (a socket never connected fails it with ENOTCONN).
     /// Completions: `Op::Shutdown`, then `Op::Close`.
     pub fn shutdown_close(&mut self, slot: u32, token: Token) {
-        let chain = [
-            opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
-                .build()
-                .flags(squeue::Flags::IO_HARDLINK)
-                .user_data(token.with_op(Op::Shutdown).encode()),
-            opcode::Close::new(types::Fixed(slot))
-                .build()
-                .user_data(token.with_op(Op::Close).encode()),
-        ];
-        self.push_chain(&chain);
+        let first = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR).build();
+        self.then_close(first, slot, token);
     }
 
     /// Abort the connection in `slot`: SO_LINGER {1, 0} hard-linked to the close, so the
     /// close sends a reset and frees the socket with whatever it had unsent. Completions:
     /// `Op::Shutdown` (the setsockopt), then `Op::Close`.
     pub fn abort_close(&mut self, slot: u32, token: Token) {
+        let first = opcode::SetSockOpt::new(
+            types::Fixed(slot),
+            libc::SOL_SOCKET as u32,
+            libc::SO_LINGER as u32,
+            (&LINGER_ZERO as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as u32,
+        )
+        .build();
+        self.then_close(first, slot, token);
+    }
+
+    /// `first` (tagged `Op::Shutdown`) hard-linked to the close of `slot`.
+    fn then_close(&mut self, first: squeue::Entry, slot: u32, token: Token) {
         let chain = [
-            opcode::SetSockOpt::new(
-                types::Fixed(slot),
-                libc::SOL_SOCKET as u32,
-                libc::SO_LINGER as u32,
-                (&LINGER_ZERO as *const libc::linger).cast(),
-                std::mem::size_of::<libc::linger>() as u32,
-            )
-            .build()
-            .flags(squeue::Flags::IO_HARDLINK)
-            .user_data(token.with_op(Op::Shutdown).encode()),
+            first
+                .flags(squeue::Flags::IO_HARDLINK)
+                .user_data(token.with_op(Op::Shutdown).encode()),
             opcode::Close::new(types::Fixed(slot))
                 .build()
                 .user_data(token.with_op(Op::Close).encode()),

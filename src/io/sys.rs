@@ -89,3 +89,33 @@ pub fn poll_fds(fds: &mut [libc::pollfd], timeout: std::time::Duration) -> i32 {
         )
     }
 }
+
+/// Clock ticks per second (`_SC_CLK_TCK`), the unit of `/proc/PID/stat` CPU times.
+pub fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    hz.max(1) as f64
+}
+
+/// Let connect(2), not bind(2), pick the source port of `fd` (IP_BIND_ADDRESS_NO_PORT): it
+/// chooses by the whole 4-tuple and may reuse TIME_WAIT ports, where bind must avoid every
+/// port in use on the address.
+pub fn set_bind_address_no_port(fd: &impl std::os::fd::AsRawFd) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `one`, which outlives the
+    // call; the fd is an open socket the caller owns.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

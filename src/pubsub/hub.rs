@@ -63,6 +63,8 @@ pub struct Hub {
     replay: ReplayLimits,
     max_topics: usize,
     next_id: AtomicU64,
+    /// Topics held that have subscribers and no message yet (changed under the lock).
+    sub_only: AtomicUsize,
     published: AtomicU64,
     refused: AtomicU64,
     /// Frame bytes waiting in each worker's queue.
@@ -108,6 +110,7 @@ impl Hub {
             max_topics: replay.max_topics,
             replay,
             next_id: AtomicU64::new(0),
+            sub_only: AtomicUsize::new(0),
             published: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             queued_bytes,
@@ -119,21 +122,45 @@ impl Hub {
         self.topics.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The topic's state, created if needed. Topics with messages and topics with only
+    /// subscribers have separate budgets of `max_topics` each, so subscribing to made-up
+    /// names can never starve publishing (and publishing never starves subscribing).
+    /// Returns whether the topic had only subscribers until now.
     fn state<'a>(
         &self,
         map: &'a mut HashMap<Box<str>, TopicState>,
         topic: &str,
-    ) -> Result<&'a mut TopicState, TopicError> {
-        if !map.contains_key(topic) && map.len() >= self.max_topics {
-            return Err(TopicError::ServerTopicLimit {
-                max: self.max_topics,
-            });
+        for_publish: bool,
+    ) -> Result<(&'a mut TopicState, bool), TopicError> {
+        let limit = TopicError::ServerTopicLimit {
+            max: self.max_topics,
+        };
+        let sub_only = self.sub_only.load(Ordering::Relaxed);
+        let with_history = map.len() - sub_only;
+        let was_sub_only = match map.get(topic) {
+            Some(st) => st.replay.last() == 0,
+            None if for_publish && with_history >= self.max_topics => return Err(limit),
+            None if !for_publish && sub_only >= self.max_topics => return Err(limit),
+            None => {
+                if !for_publish {
+                    self.sub_only.fetch_add(1, Ordering::Relaxed);
+                }
+                false
+            }
+        };
+        if for_publish && was_sub_only {
+            // Its first message moves it to the topics with history.
+            if with_history >= self.max_topics {
+                return Err(limit);
+            }
+            self.sub_only.fetch_sub(1, Ordering::Relaxed);
         }
-        Ok(map.entry(topic.into()).or_insert_with(|| TopicState {
+        let st = map.entry(topic.into()).or_insert_with(|| TopicState {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             replay: Replay::new(self.replay.messages, self.replay.bytes),
             local: vec![0; self.queues.len()],
-        }))
+        });
+        Ok((st, was_sub_only))
     }
 
     /// Publish `payload` to `topic`: number it, encode it once, keep it for replay, queue it
@@ -141,29 +168,31 @@ impl Hub {
     pub fn publish(&self, topic: &str, payload: Payload<'_>) -> Result<Published, TopicError> {
         validate_topic(topic, &self.limits)?;
         let mut woken = Vec::new();
+        let len = delivery_len_bound(topic, &payload);
+        if len > self.replay.max_frame {
+            return Err(TopicError::TooLargeToDeliver {
+                bytes: len,
+                max: self.replay.max_frame,
+            });
+        }
         let published = {
             let mut map = self.lock();
-            let st = self.state(&mut map, topic)?;
             // Refuse before numbering if a worker that must get it is full: every number
             // handed out reaches every subscriber (or is named in a gap). Queues only drain
             // while the lock is held, so room seen here is still there below.
-            let len = delivery_len_bound(topic, &payload);
-            if len > self.replay.max_frame {
-                return Err(TopicError::TooLargeToDeliver {
-                    bytes: len,
-                    max: self.replay.max_frame,
-                });
-            }
-            let full = st.local.iter().enumerate().find(|(w, n)| {
-                **n > 0
-                    && (self.queues[*w].len() >= self.replay.queue_messages
-                        || self.queued_bytes[*w].load(Ordering::Relaxed) + len
-                            > self.replay.queue_bytes)
+            let full = map.get(topic).and_then(|st| {
+                st.local.iter().enumerate().find(|(w, n)| {
+                    **n > 0
+                        && (self.queues[*w].len() >= self.replay.queue_messages
+                            || self.queued_bytes[*w].load(Ordering::Relaxed) + len
+                                > self.replay.queue_bytes)
+                })
             });
             if let Some((w, _)) = full {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(TopicError::Overloaded { worker: w });
             }
+            let (st, _) = self.state(&mut map, topic, true)?;
             let seq = st.replay.next_seq();
             self.published.fetch_add(1, Ordering::Relaxed);
             let frame = encode_delivery(topic, seq, payload);
@@ -205,7 +234,7 @@ impl Hub {
     ) -> Result<(TopicId, Resume), TopicError> {
         validate_topic(topic, &self.limits)?;
         let mut map = self.lock();
-        let st = self.state(&mut map, topic)?;
+        let (st, _) = self.state(&mut map, topic, false)?;
         st.local[worker] += 1;
         let owed = match resume {
             Some(last) => st.replay.resume(last),
@@ -232,6 +261,7 @@ impl Hub {
         };
         if forget {
             map.remove(topic);
+            self.sub_only.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -303,6 +333,36 @@ mod tests {
             },
         );
         (h, rx, wakes)
+    }
+
+    #[test]
+    fn subscribing_to_made_up_names_cannot_starve_publishing() {
+        // Issue 13 item 5: topics with only subscribers counted toward --max-topics, so
+        // made-up names filled the table and publishes to any new topic were refused.
+        let (h, _rx, _) = hub(1); // max_topics 3
+        for t in ["x1", "x2", "x3"] {
+            h.subscribe(0, t, None).unwrap();
+        }
+        assert!(matches!(
+            h.subscribe(0, "x4", None),
+            Err(TopicError::ServerTopicLimit { .. })
+        ));
+        for t in ["p1", "p2", "p3"] {
+            assert_eq!(h.publish(t, Payload::Text("m")).unwrap().seq, 1, "{t}");
+        }
+        assert!(matches!(
+            h.publish("p4", Payload::Text("m")),
+            Err(TopicError::ServerTopicLimit { .. })
+        ));
+        // A subscribed topic's first message needs room among the topics with history.
+        assert!(matches!(
+            h.publish("x1", Payload::Text("m")),
+            Err(TopicError::ServerTopicLimit { .. })
+        ));
+        // Leaving a made-up topic frees its place in its own budget.
+        h.unsubscribe(0, "x3");
+        h.subscribe(0, "x4", None).unwrap();
+        assert_eq!(h.totals().0, 6);
     }
 
     #[test]

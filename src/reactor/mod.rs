@@ -19,6 +19,15 @@ pub struct Conn {
     pub socket: Socket,
 }
 
+/// The slab slots the heartbeat sweep visits at `tick`: those `≡ tick (mod ping_ticks)`.
+/// Over any `ping_ticks` consecutive ticks every slot is visited exactly once, and each tick
+/// visits at most `ceil(capacity / ping_ticks)`: pings are spread evenly over the interval
+/// by construction, with no timer per connection.
+pub fn sweep_slots(tick: u32, ping_ticks: u32, capacity: usize) -> impl Iterator<Item = usize> {
+    let buckets = ping_ticks.max(1) as usize;
+    (tick as usize % buckets..capacity).step_by(buckets)
+}
+
 /// The userspace budget of an idle connection's state.
 pub const CONN_BUDGET: usize = 48;
 const _: () = assert!(std::mem::size_of::<Conn>() <= CONN_BUDGET);
@@ -26,6 +35,25 @@ const _: () = assert!(std::mem::size_of::<Conn>() <= CONN_BUDGET);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_heartbeat_sweep_visits_every_slot_once_per_interval_and_evenly() {
+        let (ping_ticks, cap) = (250u32, 100_003usize);
+        for start in [0u32, 7, 249, u32::MAX - 300] {
+            let mut seen = vec![0u8; cap];
+            let mut most = 0;
+            for t in 0..ping_ticks {
+                let visited: Vec<usize> =
+                    sweep_slots(start.wrapping_add(t), ping_ticks, cap).collect();
+                most = most.max(visited.len());
+                for i in visited {
+                    seen[i] += 1;
+                }
+            }
+            assert!(seen.iter().all(|&n| n == 1), "start {start}");
+            assert!(most <= cap.div_ceil(ping_ticks as usize));
+        }
+    }
 
     #[test]
     fn idle_connection_state_fits_its_budget() {

@@ -366,8 +366,8 @@ impl<S: Services> Worker<S> {
     fn on_accept(&mut self, r: usize, c: Completion) {
         if c.res < 0 {
             let errno = -c.res;
-            if errno == libc::ECANCELED {
-                return;
+            if errno == libc::ECANCELED || self.drain.is_some() {
+                return; // cancelled, or the listener was closed by the drain on purpose
             }
             if matches!(
                 errno,
@@ -527,15 +527,12 @@ impl<S: Services> Worker<S> {
     }
 
     fn sweep(&mut self) {
-        let buckets = self.s.session.ping_ticks.max(1) as usize;
-        let mut i = self.tick as usize % buckets;
-        let cap = self.conns.capacity();
-        while i < cap {
+        let slots = super::sweep_slots(self.tick, self.s.session.ping_ticks, self.conns.capacity());
+        for i in slots {
             if let Some(conn) = self.conns.get(i) {
                 let generation = conn.socket.generation();
                 self.timeout(i as u32, generation);
             }
-            i += buckets;
         }
     }
 

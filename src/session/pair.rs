@@ -199,6 +199,17 @@ impl Pair {
         }
     }
 
+    /// The server starts a close (a drain, say) with `code`, waiting for the peer's Close.
+    pub fn server_close(&mut self, code: u16, reason: &str) {
+        let ctx = Ctx {
+            cfg: &self.cfg,
+            metrics: &self.metrics,
+            now: self.now,
+        };
+        self.session.close(CloseCode(code), reason, true, &ctx);
+        self.drive();
+    }
+
     /// The stalled send completes (the peer read it).
     pub fn release(&mut self) {
         if let Some(buf) = self.inflight.take() {

@@ -160,14 +160,7 @@ fn a_peer_that_vanishes_at_any_step_of_the_close_handshake_is_released() {
     // Our Close (a drain), never answered.
     let mut p = Pair::new(cfg);
     p.open(&[]);
-    let ctx = super::Ctx {
-        cfg: &p.cfg,
-        metrics: &p.metrics,
-        now: p.now,
-    };
-    p.session
-        .close(crate::ws::CloseCode::SERVICE_RESTART, "drain", true, &ctx);
-    p.drive();
+    p.server_close(1012, "drain");
     assert_eq!(p.session.phase(), Phase::AwaitingClose);
     p.advance(cfg.close_ticks - 1);
     assert!(!p.closed);
@@ -176,14 +169,7 @@ fn a_peer_that_vanishes_at_any_step_of_the_close_handshake_is_released() {
     // Our Close, answered: done at once, no FIN wait.
     let mut p = Pair::new(cfg);
     p.open(&[]);
-    let ctx = super::Ctx {
-        cfg: &p.cfg,
-        metrics: &p.metrics,
-        now: p.now,
-    };
-    p.session
-        .close(crate::ws::CloseCode::SERVICE_RESTART, "drain", true, &ctx);
-    p.drive();
+    p.server_close(1012, "drain");
     p.send(&client_close(1012, ""), &[]);
     assert!(p.closed);
 }
