@@ -500,6 +500,10 @@ fn accept_rate_limit_answers_503_with_retry_after() {
 }
 
 #[test]
+// Open defect (hardening issue): beside other test servers, on the first run after a
+// release relink, one of the 700 clients sometimes never gets its 101. It has never
+// failed alone, so .ci/test runs it by itself (`-- --ignored`) until the cause is found.
+#[ignore = "flaky beside other servers right after a relink; .ci/test runs it alone"]
 fn a_worker_adds_rings_as_its_file_tables_fill() {
     // 256-slot tables: 700 connections on one worker need at least 4 rings.
     let srv = Server::start(&["--workers", "1", "--ring-files", "256"]);
@@ -738,7 +742,15 @@ fn connections_arriving_during_a_drain_are_refused_at_once() {
             "connections were still taken during the drain"
         );
         match std::net::TcpStream::connect(srv.addr) {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break true,
+            // Refused, or reset when the SYN races the listener's close: prompt either way.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                break true
+            }
             Err(e) => panic!("{e}"),
             Ok(s) => {
                 // Accepted by a listener not closed yet: it must not hang there.

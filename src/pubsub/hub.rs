@@ -2,8 +2,7 @@
 //! fan-out to workers. A publish takes the topic's lock once, numbers and encodes the message
 //! once, records it for replay, and hands the shared frame to the queue of every worker that
 //! has a local subscriber (a worker with none does no work for it), then wakes those workers.
-//! Deliveries themselves take no lock. Not wired into the server yet (see
-//! docs/architecture.md, "Pub/sub").
+//! Deliveries themselves take no lock (see docs/architecture.md, "Pub/sub").
 
 use super::TopicId;
 use std::collections::HashMap;

@@ -95,6 +95,23 @@ struct Drain {
 /// A deadline: (slab index, generation, tick).
 type Deadline = (u32, u32, u32);
 
+/// The sessions' limits, the worker's counters and the current tick.
+struct Env {
+    session: session::Config,
+    metrics: Arc<WorkerMetrics>,
+    tick: u32,
+}
+
+impl Env {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            cfg: &self.session,
+            metrics: &self.metrics,
+            now: self.tick,
+        }
+    }
+}
+
 /// The worker's state. Fields are split so a connection, its ring and the services can be
 /// borrowed at once.
 struct Worker<S> {
@@ -102,10 +119,11 @@ struct Worker<S> {
     conns: Slab<Conn>,
     generation: u32,
     s: Settings,
-    metrics: Arc<WorkerMetrics>,
+    /// What every session call gets (limits, counters, the time), apart from the fields a
+    /// call also borrows mutably.
+    env: Env,
     life: Arc<Lifecycle>,
     svc: S,
-    tick: u32,
     handshakes: VecDeque<Deadline>,
     closings: VecDeque<Deadline>,
     drain: Option<Drain>,
@@ -145,9 +163,12 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         generation: 0,
         s,
         svc,
-        metrics: spec.metrics,
+        env: Env {
+            session: s.session,
+            metrics: spec.metrics,
+            tick: 0,
+        },
         life: spec.life,
-        tick: 0,
         handshakes: VecDeque::new(),
         closings: VecDeque::new(),
         drain: None,
@@ -157,7 +178,7 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         panic_at_tick: spec.panic_at_tick,
         listener: Some(spec.listener),
     };
-    w.metrics.rings.set(1);
+    w.env.metrics.rings.set(1);
     let hub_fd = w.svc.wake_fd();
     w.rings.list[0]
         .ring
@@ -190,7 +211,7 @@ impl<S: Services> Worker<S> {
             self.rings.list[0].ring.wait(wait)?;
             self.rings.list[0].dirty = true;
             let now_tick = (start.elapsed().as_millis() / TICK.as_millis()) as u32;
-            if self.tick < now_tick {
+            if self.env.tick < now_tick {
                 // Reap every ring once a tick, whatever the eventfds said.
                 for r in &mut self.rings.list {
                     r.dirty = true;
@@ -225,8 +246,8 @@ impl<S: Services> Worker<S> {
             if self.backlog {
                 self.deliver_queued();
             }
-            while self.tick < now_tick {
-                self.tick += 1;
+            while self.env.tick < now_tick {
+                self.env.tick += 1;
                 self.on_tick();
             }
             if self.finished() || self.life.stopping() {
@@ -260,11 +281,7 @@ impl<S: Services> Worker<S> {
         }
         let mode = self.s.read_mode;
         let ring = &mut self.rings.list[conn.socket.ring()].ring;
-        let ctx = Ctx {
-            cfg: &self.s.session,
-            metrics: &self.metrics,
-            now: self.tick,
-        };
+        let ctx = self.env.ctx();
         match tok.op {
             Op::Recv => {
                 match conn.socket.on_recv(mode, c) {
@@ -308,11 +325,7 @@ impl<S: Services> Worker<S> {
             }
             return conn.socket.close(ring, mode, idx);
         }
-        let ctx = Ctx {
-            cfg: &self.s.session,
-            metrics: &self.metrics,
-            now: self.tick,
-        };
+        let ctx = self.env.ctx();
         if !conn.socket.sending() {
             let mut host = self.svc.host(idx);
             if let Some(buf) = conn.session.poll_transmit(&ctx, &mut host) {
@@ -324,7 +337,7 @@ impl<S: Services> Worker<S> {
             conn.socket.resume(ring, mode, idx, true);
         }
         if conn.session.take_new_deadline() {
-            if let Some(at) = conn.session.deadline(&self.s.session) {
+            if let Some(at) = conn.session.deadline(&self.env.session) {
                 self.closings.push_back((idx, conn.socket.generation(), at));
             }
         }
@@ -333,11 +346,14 @@ impl<S: Services> Worker<S> {
     fn release(&mut self, idx: u32) {
         let conn = self.conns.remove(idx as usize);
         self.svc
-            .on_release(idx, conn.session.counted(), &self.metrics);
+            .on_release(idx, conn.session.counted(), &self.env.metrics);
         let draining = self.drain.is_some();
         self.rings.on_release(conn.socket.ring(), draining);
-        self.metrics.connections.set(self.conns.len() as u64);
-        self.metrics.websockets.set(self.svc.websockets() as u64);
+        self.env.metrics.connections.set(self.conns.len() as u64);
+        self.env
+            .metrics
+            .websockets
+            .set(self.svc.websockets() as u64);
     }
 
     /// Ring 0's poll says ring `r` has work (or, for `HUB_WAKE`, the hub queued deliveries).
@@ -373,7 +389,7 @@ impl<S: Services> Worker<S> {
                 errno,
                 libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS
             ) {
-                self.metrics.reject(Limit::AcceptResources);
+                self.env.metrics.reject(Limit::AcceptResources);
                 let now = Instant::now();
                 if self
                     .last_shed_log
@@ -396,7 +412,7 @@ impl<S: Services> Worker<S> {
             return self.rings.arm_accept();
         }
         let slot = c.res as u32;
-        self.metrics.accepted.inc();
+        self.env.metrics.accepted.inc();
         if self.drain.is_some() {
             let tok = Token::new(Op::Ignore, u32::MAX, 0);
             self.rings.list[r].ring.close(slot, tok);
@@ -410,11 +426,12 @@ impl<S: Services> Worker<S> {
         let socket = Socket::new(r, slot, self.generation);
         self.rings.list[r].live += 1;
         let idx = self.conns.insert(Conn {
-            session: Session::new(self.tick),
+            session: Session::new(self.env.tick),
             socket,
         }) as u32;
-        self.metrics.connections.set(self.conns.len() as u64);
-        self.metrics
+        self.env.metrics.connections.set(self.conns.len() as u64);
+        self.env
+            .metrics
             .slab_bytes
             .set((self.conns.capacity() * std::mem::size_of::<Option<Conn>>()) as u64);
         let refusal = self.svc.on_accept(idx, peer);
@@ -422,20 +439,16 @@ impl<S: Services> Worker<S> {
         let ring = &mut self.rings.list[r].ring;
         conn.socket.arm(ring, self.s.read_mode, idx);
         if let Some(answer) = refusal {
-            let ctx = Ctx {
-                cfg: &self.s.session,
-                metrics: &self.metrics,
-                now: self.tick,
-            };
+            let ctx = self.env.ctx();
             conn.session.refuse_now(answer, &ctx);
             self.drive(idx);
         }
-        let deadline = self.tick + self.s.session.handshake_ticks;
+        let deadline = self.env.tick + self.env.session.handshake_ticks;
         self.handshakes.push_back((idx, self.generation, deadline));
         if r == self.rings.accept_ring && !self.rings.has_room(r) {
             // Move on before the table fills.
             self.rings.move_accept(self.id);
-            self.metrics.rings.set(self.rings.list.len() as u64);
+            self.env.metrics.rings.set(self.rings.list.len() as u64);
         } else {
             self.rings.arm_accept(); // replace the accept that completed
         }
@@ -454,11 +467,7 @@ impl<S: Services> Worker<S> {
                 let Some(conn) = self.conns.get_mut(idx as usize) else {
                     continue;
                 };
-                let ctx = Ctx {
-                    cfg: &self.s.session,
-                    metrics: &self.metrics,
-                    now: self.tick,
-                };
+                let ctx = self.env.ctx();
                 self.svc.offer(&d, conn.session.writer(), &ctx);
                 self.drive(idx);
             }
@@ -471,11 +480,11 @@ impl<S: Services> Worker<S> {
     // ------------------------------------------------------------------ timers
 
     fn on_tick(&mut self) {
-        let tick = self.tick;
+        let tick = self.env.tick;
         if self.panic_at_tick == Some(tick) {
             panic!("injected fault (HOLDFAST_FAULT_WORKER_PANIC)");
         }
-        self.metrics.ticks.inc();
+        self.env.metrics.ticks.inc();
         for fifo in [0, 1] {
             loop {
                 let q = if fifo == 0 {
@@ -503,18 +512,14 @@ impl<S: Services> Worker<S> {
             let (heap, queued) = self.conns.iter().fold((0, 0), |(h, q), (_, c)| {
                 (h + c.session.heap_bytes(), q + c.session.queued())
             });
-            self.metrics.conn_heap_bytes.set(heap as u64);
-            self.metrics.outbound_bytes.set(queued as u64);
+            self.env.metrics.conn_heap_bytes.set(heap as u64);
+            self.env.metrics.outbound_bytes.set(queued as u64);
         }
     }
 
     /// Let connection `idx` (if it is still the one with `generation`) check its deadlines.
     fn timeout(&mut self, idx: u32, generation: u32) {
-        let ctx = Ctx {
-            cfg: &self.s.session,
-            metrics: &self.metrics,
-            now: self.tick,
-        };
+        let ctx = self.env.ctx();
         let Some(conn) = self.conns.get_mut(idx as usize) else {
             return;
         };
@@ -527,7 +532,11 @@ impl<S: Services> Worker<S> {
     }
 
     fn sweep(&mut self) {
-        let slots = super::sweep_slots(self.tick, self.s.session.ping_ticks, self.conns.capacity());
+        let slots = super::sweep_slots(
+            self.env.tick,
+            self.env.session.ping_ticks,
+            self.conns.capacity(),
+        );
         for i in slots {
             if let Some(conn) = self.conns.get(i) {
                 let generation = conn.socket.generation();
@@ -559,11 +568,7 @@ impl<S: Services> Worker<S> {
                 .map(|(i, _)| i as u32)
                 .collect();
             for idx in handshaking {
-                let ctx = Ctx {
-                    cfg: &self.s.session,
-                    metrics: &self.metrics,
-                    now: self.tick,
-                };
+                let ctx = self.env.ctx();
                 let answer = Answer::Refuse(
                     Limit::Draining,
                     Rejection::Unavailable { retry_after: 1 },
@@ -573,14 +578,14 @@ impl<S: Services> Worker<S> {
                 self.drive(idx);
             }
             self.drain = Some(Drain {
-                start: self.tick,
+                start: self.env.tick,
                 total,
                 sent: 0,
                 cursor: 0,
             });
         }
         let Some(d) = self.drain.as_ref() else { return };
-        let elapsed = self.tick - d.start;
+        let elapsed = self.env.tick - d.start;
         let window = self.s.drain_ticks.max(1);
         let target = lifecycle::drain_target(d.total, elapsed, window);
         let (mut sent, mut cursor, total) = (d.sent, d.cursor, d.total);
@@ -592,11 +597,7 @@ impl<S: Services> Worker<S> {
                     let hint = self.svc.next_rand() % (u64::from(window) * TICK.as_millis() as u64);
                     let reason =
                         format!("{{\"reason\":\"draining\",\"reconnect_after_ms\":{hint}}}");
-                    let ctx = Ctx {
-                        cfg: &self.s.session,
-                        metrics: &self.metrics,
-                        now: self.tick,
-                    };
+                    let ctx = self.env.ctx();
                     self.conns[cursor].session.close(
                         CloseCode::SERVICE_RESTART,
                         &reason,
@@ -642,7 +643,7 @@ impl<S: Services> Worker<S> {
     fn finished(&self) -> bool {
         self.drain.as_ref().is_some_and(|d| {
             self.conns.is_empty()
-                || self.tick - d.start > self.s.drain_ticks + self.s.grace_ticks + 20
+                || self.env.tick - d.start > self.s.drain_ticks + self.s.grace_ticks + 20
         })
     }
 }
