@@ -141,6 +141,29 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = 1 << 20)]
     pub replay_bytes: usize,
 
+    /// Pub/sub: frame bytes all topics' replay windows hold together (default: 256 MiB or a
+    /// quarter of --memory-budget, whichever is smaller); past it the oldest message of any
+    /// topic is evicted first.
+    #[arg(long)]
+    pub replay_budget: Option<usize>,
+
+    /// Pub/sub: seconds a topic with no subscriber keeps its replay window after its last
+    /// publish or subscriber (0: forever); then it is forgotten and numbering starts again
+    /// in a new epoch.
+    #[arg(long, default_value_t = 3600)]
+    pub topic_idle_expiry: u64,
+
+    /// Bytes that partial messages, outbound queues and replay windows may hold together,
+    /// process-wide (default: a quarter of the machine's memory). At it, upgrades and
+    /// publishes are refused (503); over it, workers close their largest holders (1009 for a
+    /// partial message, 1013 for an outbound queue).
+    #[arg(long)]
+    pub memory_budget: Option<usize>,
+
+    /// Pings from one client answered per --ping-interval; one more closes it (1008).
+    #[arg(long, default_value_t = 250)]
+    pub max_client_pings: u16,
+
     /// Pub/sub: messages waiting for one worker to deliver them, at most; past it (or
     /// --publish-queue-bytes) publishes are refused (503 / error reply) until it drains.
     #[arg(long, default_value_t = 65_536)]
@@ -270,6 +293,28 @@ impl ServeConfig {
         crate::pubsub::PolicyTable::parse(self.slow_consumer, &self.topic_policy)
             .map_err(ConfigError::TopicPolicy)?;
         Ok(())
+    }
+
+    /// The memory budget and the replay budget within it, given the text of /proc/meminfo
+    /// for the default.
+    pub fn budgets(&self, meminfo: Option<&str>) -> Result<(usize, usize), ConfigError> {
+        let memory = self
+            .memory_budget
+            .unwrap_or_else(|| crate::budget::default_limit(meminfo));
+        if memory < 16 << 20 {
+            return Err(ConfigError::OutOfRange {
+                flag: "memory-budget",
+                rule: "at least 16 MiB",
+            });
+        }
+        let replay = self.replay_budget.unwrap_or((256 << 20).min(memory / 4));
+        if replay > memory / 2 {
+            return Err(ConfigError::OutOfRange {
+                flag: "replay-budget",
+                rule: "at most half of --memory-budget (replay alone must never exhaust it)",
+            });
+        }
+        Ok((memory, replay))
     }
 
     /// The admin address, or None when disabled.

@@ -6,6 +6,7 @@
 //! - [`ws`]: the sans-IO RFC 6455 core (handshake, frame codec, masking, UTF-8, close
 //!   codes, the message reassembler), for both roles.
 //! - [`session`]: the sans-IO per-connection protocol decisions.
+//! - [`budget`]: the process-wide memory budget's counters (sans-IO).
 //! - [`pubsub`]: the sans-IO pub/sub core and the hub.
 //! - [`services`]: routing, admission, echo, the worker's side of pub/sub.
 //! - [`reactor`]: the per-core worker loop.
@@ -13,6 +14,7 @@
 //!   [`plan`]: running and operating it.
 
 pub mod admin;
+pub mod budget;
 pub mod config;
 pub mod io;
 pub mod jitter;

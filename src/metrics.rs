@@ -54,10 +54,12 @@ pub enum Limit {
     PerIp = 5,
     /// A bad subscription in the pub/sub handshake's query (400).
     BadRequest = 6,
+    /// The process-wide memory budget is exhausted (503).
+    MemoryBudget = 7,
 }
 
 impl Limit {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::MaxConnections,
         Self::Draining,
         Self::NotFound,
@@ -65,6 +67,7 @@ impl Limit {
         Self::AcceptRate,
         Self::PerIp,
         Self::BadRequest,
+        Self::MemoryBudget,
     ];
     fn label(self) -> &'static str {
         match self {
@@ -75,6 +78,7 @@ impl Limit {
             Self::AcceptRate => "accept_rate",
             Self::PerIp => "per_ip",
             Self::BadRequest => "bad_subscription",
+            Self::MemoryBudget => "memory_budget",
         }
     }
 }
@@ -128,7 +132,7 @@ pub struct WorkerMetrics {
     /// Gauge: bytes queued for sending across this worker's connections.
     pub outbound_bytes: Counter,
     /// Refusals by policy, by [`Limit`].
-    pub rejected: [Counter; 7],
+    pub rejected: [Counter; 8],
     /// Connections that ended without a closing handshake (reset, EOF, errors).
     pub aborted: Counter,
     /// Gauge: io_uring rings this worker runs.
@@ -154,6 +158,15 @@ pub struct WorkerMetrics {
     pub client_publishes: Counter,
     /// Gauge: subscriptions held by this worker's connections.
     pub subscriptions: Counter,
+    /// Subscribes with a resume point whose missed messages were all replayed.
+    pub resumes_recovered: Counter,
+    /// Subscribes with a resume point that could not be recovered (gap, other epoch,
+    /// beyond the newest number).
+    pub resumes_not_recovered: Counter,
+    /// Connections closed (1008) for sending more pings than answered per interval.
+    pub ping_floods: Counter,
+    /// Connections closed to shed memory under the budget (1009 / 1013).
+    pub memory_sheds: Counter,
 }
 
 impl WorkerMetrics {
@@ -218,7 +231,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 24] = [
+    let simple: [Family; 25] = [
         (
             "connections_total_open",
             "gauge",
@@ -360,6 +373,12 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "Subscriptions held, all workers.",
             |w| w.subscriptions.get(),
         ),
+        (
+            "ping_flood_closes_total",
+            "counter",
+            "Connections closed (1008) for sending more pings per heartbeat interval than --max-client-pings.",
+            |w| w.ping_floods.get(),
+        ),
     ];
     for (name, kind, help, f) in simple {
         family(&mut o, name, kind, help);
@@ -442,9 +461,84 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         let v = sum(&|w| w.rejected[l as usize].get());
         let _ = writeln!(o, "holdfast_rejected_total{{limit=\"{}\"}} {v}", l.label());
     }
+    family(
+        &mut o,
+        "pubsub_resumes_total",
+        "counter",
+        "Subscribes with a resume point, by whether every missed message was recovered.",
+    );
+    for (label, f) in [
+        (
+            "true",
+            (|w| w.resumes_recovered.get()) as fn(&WorkerMetrics) -> u64,
+        ),
+        ("false", |w| w.resumes_not_recovered.get()),
+    ] {
+        let _ = writeln!(
+            o,
+            "holdfast_pubsub_resumes_total{{recovered=\"{label}\"}} {}",
+            sum(&f)
+        );
+    }
     family(&mut o, "draining", "gauge", "1 while the server drains.");
     let _ = writeln!(o, "holdfast_draining {}", u8::from(draining));
     o
+}
+
+/// Append the memory budget's figures: the budget, what it holds by kind, refusals and
+/// connections shed.
+pub fn render_memory(o: &mut String, b: &crate::budget::MemoryBudget) {
+    family(
+        o,
+        "memory_budget_bytes",
+        "gauge",
+        "The process-wide budget for partial messages, outbound queues and replay (--memory-budget).",
+    );
+    let _ = writeln!(o, "holdfast_memory_budget_bytes {}", b.limit());
+    let u = b.usage();
+    family(
+        o,
+        "memory_used_bytes",
+        "gauge",
+        "Bytes held under the memory budget, by kind.",
+    );
+    for (kind, v) in [
+        ("partial", u.partial),
+        ("outbound", u.outbound),
+        ("replay", u.replay),
+    ] {
+        let _ = writeln!(o, "holdfast_memory_used_bytes{{kind=\"{kind}\"}} {v}");
+    }
+    let (upgrades, publishes) = b.refusals();
+    family(
+        o,
+        "memory_refused_total",
+        "counter",
+        "Work refused while the memory budget was exhausted, by kind.",
+    );
+    let _ = writeln!(
+        o,
+        "holdfast_memory_refused_total{{kind=\"upgrade\"}} {upgrades}"
+    );
+    let _ = writeln!(
+        o,
+        "holdfast_memory_refused_total{{kind=\"publish\"}} {publishes}"
+    );
+    let (partial, outbound) = b.sheds();
+    family(
+        o,
+        "memory_shed_total",
+        "counter",
+        "Connections closed to shed memory, by what they held (partial: 1009, outbound: 1013).",
+    );
+    let _ = writeln!(
+        o,
+        "holdfast_memory_shed_total{{held=\"partial\"}} {partial}"
+    );
+    let _ = writeln!(
+        o,
+        "holdfast_memory_shed_total{{held=\"outbound\"}} {outbound}"
+    );
 }
 
 /// Per-topic subscriber series shown on `/metrics` (the busiest first); the rest are summed
@@ -478,6 +572,21 @@ pub fn render_pubsub(o: &mut String, hub: &crate::pubsub::Hub) {
         "Publishes refused because a worker's delivery queue was full (503 / error reply).",
     );
     let _ = writeln!(o, "holdfast_pubsub_publish_refused_total {}", hub.refused());
+    let (evicted, expired) = hub.evictions();
+    family(
+        o,
+        "pubsub_replay_evicted_total",
+        "counter",
+        "Messages evicted from replay windows by the process-wide --replay-budget (oldest first).",
+    );
+    let _ = writeln!(o, "holdfast_pubsub_replay_evicted_total {evicted}");
+    family(
+        o,
+        "pubsub_topics_expired_total",
+        "counter",
+        "Topics forgotten after --topic-idle-expiry seconds without subscribers or publishes.",
+    );
+    let _ = writeln!(o, "holdfast_pubsub_topics_expired_total {expired}");
     let mut presence = hub.presence();
     presence.sort_by_key(|(_, per)| std::cmp::Reverse(per.iter().sum::<u64>()));
     family(

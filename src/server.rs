@@ -4,6 +4,7 @@
 use std::sync::{mpsc, Arc};
 
 use crate::admin;
+use crate::budget::MemoryBudget;
 use crate::config::ServeConfig;
 use crate::io::listener::{self, SockOpts};
 use crate::io::waker::Waker;
@@ -67,6 +68,8 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let admin_addr = cfg.admin_addr()?;
     let metrics_addr = cfg.metrics_addr()?;
     let admin_token = cfg.admin_token()?;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
+    let (memory_limit, replay_budget) = cfg.budgets(meminfo.as_deref())?;
     let allowed = topology::allowed_cpus();
     let workers = cfg.workers.unwrap_or(allowed.len());
     let nodes = topology::numa_nodes();
@@ -121,6 +124,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             ping_ticks: ticks(cfg.ping_interval),
             idle_ticks: ticks(cfg.idle_timeout),
             close_ticks: ticks(cfg.drain_grace.min(5.0)),
+            max_pings: cfg.max_client_pings,
         },
         drain_ticks: ticks(cfg.drain_window),
         grace_ticks: ticks(cfg.drain_grace),
@@ -156,12 +160,23 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         ReplayLimits {
             messages: cfg.replay_messages,
             bytes: cfg.replay_bytes,
+            budget: replay_budget,
+            idle_expiry: cfg.topic_idle_expiry,
+            epoch_seed: epoch_seed(),
             max_topics: cfg.max_topics,
             queue_messages: cfg.publish_queue.max(1),
             queue_bytes: cfg.publish_queue_bytes,
             max_frame: cfg.max_outbound,
         },
     );
+    let memory = Arc::new(MemoryBudget::new(memory_limit, workers));
+    hub.attach_budget(memory.clone());
+    tracing::info!(
+        memory_budget = memory_limit,
+        replay_budget,
+        "memory budget (partial messages, outbound queues, replay)"
+    );
+    spawn_housekeeper(hub.clone())?;
     let mut receivers: Vec<Option<_>> = receivers.into_iter().map(Some).collect();
     let policies = Arc::new(
         PolicyTable::parse(cfg.slow_consumer, &cfg.topic_policy)
@@ -172,6 +187,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         life: life.clone(),
         metrics: metrics.clone(),
         hub: hub.clone(),
+        memory: memory.clone(),
         max_publish: cfg.max_message as usize,
         token: admin_token,
         request_deadline: std::time::Duration::from_secs_f64(cfg.admin_request_timeout),
@@ -203,6 +219,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             table_size: table as u32,
             settings,
             metrics: metrics[p.worker].clone(),
+            memory: memory.clone(),
             life: life.clone(),
             panic_at_tick: (fault_worker == Some(p.worker)).then_some(5),
         };
@@ -293,6 +310,33 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// A seed no other process shares (the clock and the pid): the topics' epochs are derived
+/// from it, so numbering that starts again in a new process is told apart.
+fn epoch_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 40)
+}
+
+/// The hub's clock: once a second it is told the time and forgets idle topics.
+fn spawn_housekeeper(hub: Arc<Hub>) -> Result<(), ServeError> {
+    std::thread::Builder::new()
+        .name("holdfast-hub".into())
+        .spawn(move || loop {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let gone = hub.housekeep(now);
+            if gone > 0 {
+                tracing::debug!(topics = gone, "idle topics expired");
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        })
+        .map(|_| ())
+        .map_err(|e| ServeError::Resources("the hub's housekeeping thread", e))
+}
+
 /// The exit status when a worker fails (EX_SOFTWARE).
 pub const EXIT_WORKER_FAILED: i32 = 70;
 
@@ -311,7 +355,13 @@ fn run_worker(
     }
     let id = spec.id;
     let services = Services {
-        admission: Admission::new(id, svc.global, svc.ip_table, spec.life.clone()),
+        admission: Admission::new(
+            id,
+            svc.global,
+            svc.ip_table,
+            spec.life.clone(),
+            spec.memory.clone(),
+        ),
         pubsub: PubsubSide::new(id, svc.pubsub),
     };
     let ready = tx.clone();

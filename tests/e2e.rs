@@ -812,3 +812,87 @@ fn over_the_per_ip_cap_silent_connections_are_refused_at_accept() {
     srv.wait_metric("holdfast_rejected_total{limit=\"per_ip\"}", |v| v == 20.0);
     drop(silent);
 }
+
+#[test]
+fn a_ping_flood_is_answered_up_to_the_allowance_then_closed_with_1008() {
+    // Issue 13 item 17: pings were answered without any bound.
+    let srv = Server::start(&["--max-client-pings", "100"]);
+    let mut c = support::Raw::connect(srv.addr);
+    let mut flood = Vec::new();
+    for i in 0..150u8 {
+        holdfast::ws::frame::encode_frame(&mut flood, true, OpCode::Ping, Some([9; 4]), &[i]);
+    }
+    c.send_raw(&flood);
+    let mut pongs = 0;
+    let close = loop {
+        match c.recv() {
+            Got::Pong(_) => pongs += 1,
+            Got::Close(code, reason) => break (code, reason),
+            other => panic!("unexpected {other:?} after {pongs} pongs"),
+        }
+        assert!(pongs <= 100, "more pongs than the allowance");
+    };
+    assert_eq!(pongs, 100);
+    assert_eq!(close.0, Some(1008));
+    assert!(close.1.contains("ping flood"), "{}", close.1);
+    assert_eq!(srv.metric("holdfast_ping_flood_closes_total"), 1.0);
+    // Others are not affected.
+    let mut other = support::Raw::connect(srv.addr);
+    other.send_frame(true, OpCode::Text, b"still here");
+    assert_eq!(other.recv_non_ping(), Got::Text("still here".into()));
+}
+
+#[test]
+fn over_the_memory_budget_the_largest_partial_messages_are_closed_with_1009() {
+    // Issue 13 item 9: each connection could keep up to --max-message of a partial message
+    // with no process-wide bound (100 slow senders added 104 MiB).
+    let budget = 16 << 20;
+    let srv = Server::start(&["--workers", "1", "--memory-budget", &budget.to_string()]);
+    let mut clients: Vec<support::Raw> = (0..60).map(|_| support::Raw::connect(srv.addr)).collect();
+    for c in &mut clients {
+        // The first fragment of a message that is never finished.
+        c.send_frame(false, OpCode::Binary, &[5; 256 << 10]);
+    }
+    let shed = srv.wait_metric("holdfast_memory_shed_total{held=\"partial\"}", |v| v >= 1.0);
+    let partial = srv.wait_metric("holdfast_memory_used_bytes{kind=\"partial\"}", |v| {
+        v <= budget as f64
+    });
+    assert!(
+        partial > 0.0,
+        "the connections under the budget keep their messages"
+    );
+    // Each client, one at a time: either it was shed (1009, its message dropped) or it
+    // finishes its message and gets it back whole.
+    let (mut closed, mut echoed) = (0, 0);
+    for c in &mut clients {
+        c.send_frame(true, OpCode::Continuation, b"!");
+        match c.recv_non_ping() {
+            Got::Close(Some(1009), reason) => {
+                assert!(reason.contains("memory budget"), "{reason}");
+                closed += 1;
+            }
+            Got::Binary(b) => {
+                assert_eq!(b.len(), (256 << 10) + 1);
+                echoed += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        closed as f64,
+        srv.metric("holdfast_memory_shed_total{held=\"partial\"}")
+    );
+    assert!(
+        closed as f64 >= shed && echoed > 0,
+        "closed {closed}, echoed {echoed}"
+    );
+    assert_eq!(
+        srv.metric("holdfast_closes_total{code=\"1009\",side=\"server\"}"),
+        closed as f64
+    );
+    drop(clients);
+    srv.wait_metric("holdfast_memory_used_bytes{kind=\"partial\"}", |v| v == 0.0);
+    srv.wait_metric("holdfast_memory_used_bytes{kind=\"outbound\"}", |v| {
+        v == 0.0
+    });
+}

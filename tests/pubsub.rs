@@ -474,3 +474,118 @@ fn a_publish_no_subscriber_could_be_sent_is_refused_with_413_and_subscribers_sta
         other => panic!("{other:?}"),
     }
 }
+
+/// The `subscribed` reply for a raw client (skipping pings).
+fn ack(raw: &mut Raw) -> Value {
+    match raw.recv_non_ping() {
+        Got::Text(t) => serde_json::from_str(&t).unwrap(),
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+/// The sequence number of the next text delivery.
+fn next_seq(raw: &mut Raw) -> u64 {
+    let v = ack(raw);
+    assert_eq!(v["type"], "message", "{v}");
+    v["seq"].as_u64().unwrap()
+}
+
+#[test]
+fn resume_carries_the_topics_epoch_and_says_whether_it_recovered() {
+    // Issue 13 item 16: numbering starts again at 1 after a restart, and a client resuming
+    // from beyond the newest number got lower numbers with no signal.
+    let srv = Server::start(&[]);
+    for i in 0..3 {
+        pub_text(&srv, "t", &format!("m{i}"));
+    }
+    let mut plain = Raw::connect_to(srv.addr, "/ws?topics=t");
+    let a = ack(&mut plain);
+    let epoch = a["epoch"].as_str().unwrap().to_string();
+    assert_eq!((a["seq"].as_u64(), epoch.len()), (Some(3), 16), "{a}");
+    assert!(a.get("recovered").is_none(), "not resuming: {a}");
+
+    // In the same epoch: recovered, the missed messages replayed.
+    let mut back = Raw::connect_to(srv.addr, &format!("/ws?topics=t&resume=t:1@{epoch}"));
+    let a = ack(&mut back);
+    assert_eq!(a["recovered"], true, "{a}");
+    assert_eq!((next_seq(&mut back), next_seq(&mut back)), (2, 3));
+
+    // The same through a control message.
+    let mut ctl = Raw::connect_to(srv.addr, "/ws");
+    let sub = serde_json::json!({"op": "subscribe", "topics": ["t"],
+        "resume": {"t": {"seq": 2, "epoch": epoch}}});
+    ctl.send_frame(true, holdfast::ws::OpCode::Text, sub.to_string().as_bytes());
+    assert_eq!(ack(&mut ctl)["recovered"], true);
+    assert_eq!(next_seq(&mut ctl), 3);
+
+    // Beyond the newest number: not recovered, nothing replayed; live messages follow.
+    let mut ahead = Raw::connect_to(srv.addr, &format!("/ws?topics=t&resume=t:9@{epoch}"));
+    let a = ack(&mut ahead);
+    assert_eq!(
+        (a["recovered"].as_bool(), a["seq"].as_u64()),
+        (Some(false), Some(3))
+    );
+    pub_text(&srv, "t", "m3");
+    assert_eq!(next_seq(&mut ahead), 4);
+    drop(srv);
+
+    // A new process numbers from 1 in a new epoch: an old position is not recovered, and
+    // the client is told so instead of being handed lower numbers.
+    let srv = Server::start(&[]);
+    pub_text(&srv, "t", "new");
+    let mut again = Raw::connect_to(srv.addr, &format!("/ws?topics=t&resume=t:3@{epoch}"));
+    let a = ack(&mut again);
+    assert_eq!(a["recovered"], false, "{a}");
+    assert_ne!(a["epoch"].as_str().unwrap(), epoch);
+    pub_text(&srv, "t", "newer");
+    assert_eq!(
+        next_seq(&mut again),
+        2,
+        "live after the reset point, nothing replayed"
+    );
+    assert_eq!(
+        srv.metric("holdfast_pubsub_resumes_total{recovered=\"false\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn idle_topics_expire_and_a_resume_across_that_is_not_recovered() {
+    // Issue 13 item 6: topics with history never expired.
+    let srv = Server::start(&["--topic-idle-expiry", "1"]);
+    pub_text(&srv, "brief", "x");
+    let mut s = Raw::connect_to(srv.addr, "/ws?topics=brief");
+    let epoch = ack(&mut s)["epoch"].as_str().unwrap().to_string();
+    drop(s); // its last subscriber leaves: idle from now
+    srv.wait_metric("holdfast_pubsub_topics_expired_total", |v| v >= 1.0);
+    assert_eq!(srv.metric("holdfast_pubsub_topics"), 0.0);
+    assert_eq!(srv.metric("holdfast_pubsub_replay_bytes"), 0.0);
+    let mut back = Raw::connect_to(
+        srv.addr,
+        &format!("/ws?topics=brief&resume=brief:1@{epoch}"),
+    );
+    let a = ack(&mut back);
+    assert_eq!(
+        (a["recovered"].as_bool(), a["seq"].as_u64()),
+        (Some(false), Some(0))
+    );
+}
+
+#[test]
+fn the_replay_budget_bounds_all_windows_together() {
+    // Issue 13 item 6: max_topics × replay_bytes was the only bound (100 GiB by default).
+    let srv = Server::start(&["--replay-budget", "65536"]);
+    let body = vec![b'x'; 1000];
+    for i in 0..200 {
+        let (status, _) = publish(srv.admin, &format!("t{}", i % 50), &body, true);
+        assert_eq!(status, 200);
+    }
+    let held = srv.metric("holdfast_pubsub_replay_bytes");
+    assert!(held <= 65536.0 && held > 60_000.0, "held {held}");
+    assert!(srv.metric("holdfast_pubsub_replay_evicted_total") > 100.0);
+    assert_eq!(
+        srv.metric("holdfast_memory_used_bytes{kind=\"replay\"}"),
+        held,
+        "counted in the memory budget"
+    );
+}

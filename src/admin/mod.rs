@@ -34,6 +34,8 @@ pub struct State {
     pub metrics: Vec<Arc<WorkerMetrics>>,
     /// Pub/sub: topics, numbering, replay windows, fan-out to workers.
     pub hub: Arc<Hub>,
+    /// The process-wide memory budget (for `/metrics`).
+    pub memory: Arc<crate::budget::MemoryBudget>,
     /// Largest `POST /publish` body (the `--max-message` limit).
     pub max_publish: usize,
     /// The bearer token control endpoints require (`--admin-token-file`), if any.
@@ -224,6 +226,7 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
         ("GET", "/metrics") => {
             let mut text = metrics::render(&shared.metrics, draining);
             metrics::render_pubsub(&mut text, &shared.hub);
+            metrics::render_memory(&mut text, &shared.memory);
             (200, "text/plain; version=0.0.4", text)
         }
         ("GET", "/healthz") => (200, "text/plain", "ok\n".to_string()),
@@ -277,9 +280,10 @@ fn publish(req: &Request, shared: &State) -> (u16, &'static str, String) {
             .to_string()
                 + "\n",
         ),
-        Err(e @ crate::pubsub::TopicError::Overloaded { .. }) => {
-            (503, "text/plain", format!("{}\n", e.reason()))
-        }
+        Err(
+            e @ (crate::pubsub::TopicError::Overloaded { .. }
+            | crate::pubsub::TopicError::MemoryBudget { .. }),
+        ) => (503, "text/plain", format!("{}\n", e.reason())),
         Err(e @ crate::pubsub::TopicError::TooLargeToDeliver { .. }) => {
             (413, "text/plain", format!("{}\n", e.reason()))
         }

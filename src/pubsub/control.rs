@@ -2,13 +2,16 @@
 //! (`/ws?topics=a,b&resume=a:41`).
 //!
 //! ```text
-//! {"op":"subscribe","topics":["a","b"],"resume":{"a":41}}   resume: last sequence seen
+//! {"op":"subscribe","topics":["a","b"],"resume":{"a":{"seq":41,"epoch":"9c0d…"}}}
+//! {"op":"subscribe","topics":["a"],"resume":{"a":41}}     resume: last sequence seen
 //! {"op":"unsubscribe","topics":["a"]}
 //! {"op":"publish","topic":"a","data":"text"}               only when client publishing is on
 //! ```
-//! Replies: `{"type":"subscribed","topic":T,"seq":N}` (N: newest sequence number; live
-//! messages follow it), `{"type":"error","reason":R}`.
+//! Replies: `{"type":"subscribed","topic":T,"seq":N,"epoch":E}` (N: newest sequence number;
+//! live messages follow it; with `"recovered":bool` when resuming),
+//! `{"type":"error","reason":R}`.
 
+use super::replay::{format_epoch, parse_epoch, Position};
 use super::topic::{validate_topic, TopicError, TopicLimits};
 
 /// A parsed control message.
@@ -19,7 +22,7 @@ pub enum Control {
         /// Topics, validated, without duplicates.
         topics: Vec<String>,
         /// Resume points.
-        resume: Vec<(String, u64)>,
+        resume: Vec<(String, Position)>,
     },
     /// Unsubscribe.
     Unsubscribe {
@@ -98,6 +101,20 @@ fn topics_of(v: &serde_json::Value, limits: &TopicLimits) -> Result<Vec<String>,
     Ok(out)
 }
 
+/// A resume point in JSON: the last sequence number seen, or `{"seq":N,"epoch":"E"}`.
+fn position_of(v: &serde_json::Value) -> Result<Position, ControlError> {
+    let bad = ControlError::BadField("resume");
+    if let Some(seq) = v.as_u64() {
+        return Ok(Position::at(seq));
+    }
+    let seq = v["seq"].as_u64().ok_or(bad.clone())?;
+    let epoch = match v.get("epoch") {
+        None => None,
+        Some(e) => Some(e.as_str().and_then(parse_epoch).ok_or(bad)?),
+    };
+    Ok(Position { seq, epoch })
+}
+
 /// Parse one control text frame.
 pub fn parse_control(text: &str, limits: &TopicLimits) -> Result<Control, ControlError> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|_| ControlError::NotJson)?;
@@ -113,10 +130,9 @@ pub fn parse_control(text: &str, limits: &TopicLimits) -> Result<Control, Contro
                 if r.len() > limits.max_per_connection {
                     return Err(too_many(limits));
                 }
-                for (t, seq) in r {
+                for (t, at) in r {
                     validate_topic(t, limits).map_err(ControlError::Topic)?;
-                    let seq = seq.as_u64().ok_or(ControlError::BadField("resume"))?;
-                    resume.push((t.clone(), seq));
+                    resume.push((t.clone(), position_of(at)?));
                 }
             }
             Ok(Control::Subscribe { topics, resume })
@@ -137,7 +153,8 @@ pub fn parse_control(text: &str, limits: &TopicLimits) -> Result<Control, Contro
     }
 }
 
-/// Subscriptions requested in the handshake's query string: `topics=a,b&resume=a:41,b:7`
+/// Subscriptions requested in the handshake's query string:
+/// `topics=a,b&resume=a:41@9c0d…,b:7` (the epoch after `@` is optional)
 /// (other parameters are ignored). Returns `Control::Subscribe` (empty when none).
 pub fn parse_query(query: &str, limits: &TopicLimits) -> Result<Control, ControlError> {
     let mut topics: Vec<String> = Vec::new();
@@ -156,12 +173,16 @@ pub fn parse_query(query: &str, limits: &TopicLimits) -> Result<Control, Control
                     if resume.len() == limits.max_per_connection {
                         return Err(too_many(limits));
                     }
-                    let (t, seq) = item
-                        .rsplit_once(':')
-                        .ok_or(ControlError::BadField("resume"))?;
+                    // `topic:seq` or `topic:seq@epoch`.
+                    let bad = || ControlError::BadField("resume");
+                    let (t, at) = item.rsplit_once(':').ok_or_else(bad)?;
                     validate_topic(t, limits).map_err(ControlError::Topic)?;
-                    let seq = seq.parse().map_err(|_| ControlError::BadField("resume"))?;
-                    resume.push((t.to_string(), seq));
+                    let (seq, epoch) = match at.split_once('@') {
+                        Some((n, e)) => (n, Some(parse_epoch(e).ok_or_else(bad)?)),
+                        None => (at, None),
+                    };
+                    let seq = seq.parse().map_err(|_| bad())?;
+                    resume.push((t.to_string(), Position { seq, epoch }));
                 }
             }
             _ => {}
@@ -170,9 +191,16 @@ pub fn parse_query(query: &str, limits: &TopicLimits) -> Result<Control, Control
     Ok(Control::Subscribe { topics, resume })
 }
 
-/// `{"type":"subscribed","topic":T,"seq":N}`.
-pub fn reply_subscribed(topic: &str, seq: u64) -> String {
-    serde_json::json!({"type": "subscribed", "topic": topic, "seq": seq}).to_string()
+/// `{"type":"subscribed","topic":T,"seq":N,"epoch":E}`, with `"recovered":R` when the
+/// client asked to resume.
+pub fn reply_subscribed(topic: &str, seq: u64, epoch: u64, recovered: Option<bool>) -> String {
+    let mut v = serde_json::json!({
+        "type": "subscribed", "topic": topic, "seq": seq, "epoch": format_epoch(epoch),
+    });
+    if let Some(r) = recovered {
+        v["recovered"] = r.into();
+    }
+    v.to_string()
 }
 
 /// `{"type":"published","topic":T,"seq":N}`: a client's publish was numbered N.
@@ -219,9 +247,39 @@ mod tests {
             ),
             Ok(Control::Subscribe {
                 topics: vec!["a".into(), "b".into()],
-                resume: vec![("a".into(), 41)],
+                resume: vec![("a".into(), Position::at(41))],
             })
         );
+        assert_eq!(
+            parse_control(
+                r#"{"op":"subscribe","topics":["a"],"resume":{"a":{"seq":7,"epoch":"00ff"}}}"#,
+                &L
+            ),
+            Ok(Control::Subscribe {
+                topics: vec!["a".into()],
+                resume: vec![(
+                    "a".into(),
+                    Position {
+                        seq: 7,
+                        epoch: Some(255)
+                    }
+                )],
+            })
+        );
+        for bad in [
+            r#"{"seq":7,"epoch":"xyz"}"#,
+            r#"{"seq":7,"epoch":"00000000000000001"}"#,
+            r#"{"seq":7,"epoch":5}"#,
+            r#"{"epoch":"00"}"#,
+            r#""7""#,
+        ] {
+            let text = format!(r#"{{"op":"subscribe","topics":["a"],"resume":{{"a":{bad}}}}}"#);
+            assert_eq!(
+                parse_control(&text, &L),
+                Err(ControlError::BadField("resume")),
+                "{bad}"
+            );
+        }
         assert_eq!(
             parse_control(r#"{"op":"unsubscribe","topics":["a"]}"#, &L),
             Ok(Control::Unsubscribe {
@@ -256,19 +314,33 @@ mod tests {
         let e = reply_error(&ControlError::UnknownOp.reason());
         assert!(e.contains("\"type\":\"error\"") && e.contains("unknown_op"));
         assert_eq!(
-            reply_subscribed("a", 5),
-            r#"{"seq":5,"topic":"a","type":"subscribed"}"#
+            reply_subscribed("a", 5, 0xabc, None),
+            r#"{"epoch":"0000000000000abc","seq":5,"topic":"a","type":"subscribed"}"#
         );
+        assert!(reply_subscribed("a", 5, 1, Some(false)).contains(r#""recovered":false"#));
     }
 
     #[test]
     fn handshake_query_subscribes_and_resumes() {
         assert_eq!(
-            parse_query("x=1&topics=a,b&resume=a:41", &L),
+            parse_query("x=1&topics=a,b&resume=a:41,b:3@0000000000000abc", &L),
             Ok(Control::Subscribe {
                 topics: vec!["a".into(), "b".into()],
-                resume: vec![("a".into(), 41)],
+                resume: vec![
+                    ("a".into(), Position::at(41)),
+                    (
+                        "b".into(),
+                        Position {
+                            seq: 3,
+                            epoch: Some(0xabc)
+                        }
+                    )
+                ],
             })
+        );
+        assert_eq!(
+            parse_query("topics=a&resume=a:1@", &L),
+            Err(ControlError::BadField("resume"))
         );
         assert_eq!(
             parse_query("", &L),

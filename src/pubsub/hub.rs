@@ -1,19 +1,26 @@
-//! The hub: the one owner of each topic's sequence numbers and replay window, and the
+//! The hub: the one owner of each topic's sequence numbers, epoch and replay window, and the
 //! fan-out to workers. A publish takes the topic's lock once, numbers and encodes the message
 //! once, records it for replay, and hands the shared frame to the queue of every worker that
 //! has a local subscriber (a worker with none does no work for it), then wakes those workers.
 //! Deliveries themselves take no lock (see docs/architecture.md, "Pub/sub").
+//!
+//! Replay memory is bounded twice: per topic (`messages`, `bytes`) and across all topics by
+//! one budget in bytes, which evicts the oldest message of any topic first. A topic with no
+//! subscriber and no publish for `idle_expiry` seconds is forgotten; a topic created again
+//! gets a new id and a new epoch, so a client resuming across that learns it must reset.
+//! Time comes in through [`Hub::housekeep`]: the hub itself reads no clock.
 
 use super::TopicId;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::delivery::{delivery_len_bound, encode_delivery, Payload};
-use super::replay::{Replay, Resume};
+use super::replay::{Position, Replay, Resume};
 use super::topic::{validate_topic, TopicError, TopicLimits};
+use crate::budget::MemoryBudget;
 
 /// One message for a worker to deliver to its local subscribers of `topic`.
 #[derive(Debug, Clone)]
@@ -28,9 +35,82 @@ pub struct Delivery {
 
 struct TopicState {
     id: TopicId,
+    epoch: u64,
+    name: Arc<str>,
     replay: Replay,
     /// Subscribers per worker.
     local: Vec<u64>,
+    /// Its place in `Topics::names`.
+    slot: usize,
+    /// When it was last published to or subscribed to, or its last subscriber left (the
+    /// hub's seconds).
+    active: u64,
+}
+
+/// Every topic, and the orders the budget and the expiry sweep walk them in.
+#[derive(Default)]
+struct Topics {
+    map: HashMap<Arc<str>, TopicState>,
+    /// Every message held for replay, oldest first across all topics: (topic, id, seq).
+    /// The budget evicts from the front; entries of messages already gone are skipped.
+    order: VecDeque<(Arc<str>, TopicId, u64)>,
+    /// Topic names, for the expiry sweep's cursor.
+    names: Vec<Arc<str>>,
+    cursor: usize,
+    /// Frame bytes and messages the windows hold together.
+    bytes: usize,
+    frames: usize,
+}
+
+impl Topics {
+    /// Forget `name`; returns whether it had only subscribers.
+    fn remove(&mut self, name: &str) -> Option<bool> {
+        let st = self.map.remove(name)?;
+        self.names.swap_remove(st.slot);
+        if let Some(moved) = self.names.get(st.slot) {
+            if let Some(m) = self.map.get_mut(moved) {
+                m.slot = st.slot;
+            }
+        }
+        let (n, b) = st.replay.held();
+        self.frames -= n;
+        self.bytes -= b;
+        Some(st.replay.last() == 0)
+    }
+
+    /// Whether `order`'s entry still names a message a window holds.
+    fn live(&self, name: &str, id: TopicId, seq: u64) -> bool {
+        self.map
+            .get(name)
+            .is_some_and(|st| st.id == id && st.replay.oldest().is_some_and(|o| o <= seq))
+    }
+
+    /// Evict the oldest messages across all topics until the windows fit `budget`; returns
+    /// how many went. Then drop stale entries of `order` when they outnumber the live ones.
+    fn fit(&mut self, budget: usize) -> u64 {
+        let mut evicted = 0;
+        while self.bytes > budget {
+            let Some((name, id, seq)) = self.order.pop_front() else {
+                break;
+            };
+            if !self.live(&name, id, seq) {
+                continue;
+            }
+            if let Some(st) = self.map.get_mut(&name) {
+                self.bytes -= st.replay.pop_oldest();
+                self.frames -= 1;
+                evicted += 1;
+            }
+        }
+        if self.order.len() > 2 * self.frames + 1024 {
+            let order = std::mem::take(&mut self.order);
+            self.order = order
+                .into_iter()
+                .filter(|(n, id, seq)| self.live(n, *id, *seq))
+                .collect();
+        }
+        evicted
+    }
 }
 
 /// Limits of the replay window every topic gets, and of the topics the hub holds.
@@ -40,6 +120,15 @@ pub struct ReplayLimits {
     pub messages: usize,
     /// Frame bytes kept per topic.
     pub bytes: usize,
+    /// Frame bytes kept by all topics together (the process-wide replay budget): past it
+    /// the oldest message of any topic is evicted first.
+    pub budget: usize,
+    /// Seconds a topic with no subscriber keeps its window after its last publish (or
+    /// after its last subscriber left); then it is forgotten. 0: never.
+    pub idle_expiry: u64,
+    /// Mixed into every topic's epoch: different in every process, so numbering that
+    /// starts again at 1 (a restart, an expired topic created again) has a new epoch.
+    pub epoch_seed: u64,
     /// Topics held at once (each keeps its window); a publish or subscribe that would create
     /// one more is refused.
     pub max_topics: usize,
@@ -55,7 +144,7 @@ pub struct ReplayLimits {
 
 /// The hub shared by the admin thread (publishes) and the workers (subscriptions).
 pub struct Hub {
-    topics: Mutex<HashMap<Box<str>, TopicState>>,
+    topics: Mutex<Topics>,
     queues: Vec<Sender<Delivery>>,
     wake: Vec<Box<dyn Fn() + Send + Sync>>,
     limits: TopicLimits,
@@ -66,8 +155,13 @@ pub struct Hub {
     sub_only: AtomicUsize,
     published: AtomicU64,
     refused: AtomicU64,
+    evicted: AtomicU64,
+    expired: AtomicU64,
+    /// The time as [`Hub::housekeep`] last told it, seconds.
+    now: AtomicU64,
     /// Frame bytes waiting in each worker's queue.
     queued_bytes: Vec<AtomicUsize>,
+    budget: OnceLock<Arc<MemoryBudget>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -89,9 +183,31 @@ pub struct Published {
     pub subscribers: u64,
 }
 
+/// What a subscribe got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribed {
+    /// The topic's id.
+    pub id: TopicId,
+    /// The topic's epoch: its numbering's identity (see [`ReplayLimits::epoch_seed`]).
+    pub epoch: u64,
+    /// What a resuming connection is owed; live deliveries with `seq` ≤ `owed.last` must
+    /// be skipped for it.
+    pub owed: Resume,
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit value from `x`.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Topics the expiry sweep looks at per call, at least (and a tenth of all of them).
+const SWEEP_MIN: usize = 1024;
+
 impl Hub {
     /// A hub for `wake.len()` workers; returns it and each worker's queue. `wake[w]` is called
-    /// after deliveries were queued for worker `w` (e.g. writes the eventfd its ring polls).
+    /// after queueing for worker `w` (it writes the worker's eventfd).
     pub fn new(
         wake: Vec<Box<dyn Fn() + Send + Sync>>,
         limits: TopicLimits,
@@ -102,7 +218,7 @@ impl Hub {
             .unzip();
         let queued_bytes = (0..wake.len()).map(|_| AtomicUsize::new(0)).collect();
         let hub = Self {
-            topics: Mutex::new(HashMap::new()),
+            topics: Mutex::new(Topics::default()),
             queues,
             wake,
             limits,
@@ -112,54 +228,72 @@ impl Hub {
             sub_only: AtomicUsize::new(0),
             published: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            now: AtomicU64::new(0),
             queued_bytes,
+            budget: OnceLock::new(),
         };
         (Arc::new(hub), receivers)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, TopicState>> {
+    /// Count replay bytes in `budget`, and refuse publishes while it is exhausted.
+    pub fn attach_budget(&self, budget: Arc<MemoryBudget>) {
+        let _ = self.budget.set(budget);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Topics> {
         self.topics.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The topic's state, created if needed. Topics with messages and topics with only
     /// subscribers have separate budgets of `max_topics` each, so subscribing to made-up
     /// names can never starve publishing (and publishing never starves subscribing).
-    /// Returns whether the topic had only subscribers until now.
     fn state<'a>(
         &self,
-        map: &'a mut HashMap<Box<str>, TopicState>,
+        t: &'a mut Topics,
         topic: &str,
         for_publish: bool,
-    ) -> Result<(&'a mut TopicState, bool), TopicError> {
+    ) -> Result<&'a mut TopicState, TopicError> {
         let limit = TopicError::ServerTopicLimit {
             max: self.max_topics,
         };
+        let now = self.now.load(Ordering::Relaxed);
         let sub_only = self.sub_only.load(Ordering::Relaxed);
-        let with_history = map.len() - sub_only;
-        let was_sub_only = match map.get(topic) {
-            Some(st) => st.replay.last() == 0,
+        let with_history = t.map.len() - sub_only;
+        match t.map.get(topic) {
+            Some(st) if for_publish && st.replay.last() == 0 => {
+                // Its first message moves it to the topics with history.
+                if with_history >= self.max_topics {
+                    return Err(limit);
+                }
+                self.sub_only.fetch_sub(1, Ordering::Relaxed);
+            }
+            Some(_) => {}
             None if for_publish && with_history >= self.max_topics => return Err(limit),
             None if !for_publish && sub_only >= self.max_topics => return Err(limit),
             None => {
                 if !for_publish {
                     self.sub_only.fetch_add(1, Ordering::Relaxed);
                 }
-                false
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let name: Arc<str> = topic.into();
+                t.names.push(name.clone());
+                let st = TopicState {
+                    id,
+                    epoch: mix(self.replay.epoch_seed ^ mix(id)),
+                    name: name.clone(),
+                    replay: Replay::new(self.replay.messages, self.replay.bytes),
+                    local: vec![0; self.queues.len()],
+                    slot: t.names.len() - 1,
+                    active: now,
+                };
+                t.map.insert(name, st);
             }
-        };
-        if for_publish && was_sub_only {
-            // Its first message moves it to the topics with history.
-            if with_history >= self.max_topics {
-                return Err(limit);
-            }
-            self.sub_only.fetch_sub(1, Ordering::Relaxed);
         }
-        let st = map.entry(topic.into()).or_insert_with(|| TopicState {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            replay: Replay::new(self.replay.messages, self.replay.bytes),
-            local: vec![0; self.queues.len()],
-        });
-        Ok((st, was_sub_only))
+        let st = t.map.get_mut(topic).expect("present or just inserted");
+        st.active = now;
+        Ok(st)
     }
 
     /// Publish `payload` to `topic`: number it, encode it once, keep it for replay, queue it
@@ -174,12 +308,18 @@ impl Hub {
                 max: self.replay.max_frame,
             });
         }
+        if let Some(b) = self.budget.get().filter(|b| b.exhausted()) {
+            b.refused(false);
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(TopicError::MemoryBudget { max: b.limit() });
+        }
         let published = {
-            let mut map = self.lock();
+            let mut guard = self.lock();
+            let t = &mut *guard;
             // Refuse before numbering if a worker that must get it is full: every number
             // handed out reaches every subscriber (or is named in a gap). Queues only drain
             // while the lock is held, so room seen here is still there below.
-            let full = map.get(topic).and_then(|st| {
+            let full = t.map.get(topic).and_then(|st| {
                 st.local.iter().enumerate().find(|(w, n)| {
                     **n > 0
                         && (self.queues[*w].len() >= self.replay.queue_messages
@@ -191,11 +331,13 @@ impl Hub {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(TopicError::Overloaded { worker: w });
             }
-            let (st, _) = self.state(&mut map, topic, true)?;
+            let st = self.state(t, topic, true)?;
             let seq = st.replay.next_seq();
             self.published.fetch_add(1, Ordering::Relaxed);
             let frame = encode_delivery(topic, seq, payload);
+            let before = st.replay.held();
             st.replay.push(frame.clone());
+            let after = st.replay.held();
             let mut subscribers = 0;
             for (w, n) in st.local.iter().enumerate().filter(|(_, n)| **n > 0) {
                 subscribers += n;
@@ -210,6 +352,17 @@ impl Hub {
                     woken.push(w);
                 }
             }
+            let entry = (after.0 > 0).then(|| (st.name.clone(), st.id, seq));
+            t.frames = t.frames + after.0 - before.0;
+            t.bytes = t.bytes + after.1 - before.1;
+            if let Some(e) = entry {
+                t.order.push_back(e);
+            }
+            let evicted = t.fit(self.replay.budget);
+            self.evicted.fetch_add(evicted, Ordering::Relaxed);
+            if let Some(b) = self.budget.get() {
+                b.set_replay(t.bytes);
+            }
             Published {
                 seq,
                 workers: woken.len(),
@@ -223,45 +376,102 @@ impl Hub {
     }
 
     /// A connection on `worker` subscribes to `topic`, resuming after `resume` if given.
-    /// Returns the topic id and, for a resume, what the connection is owed; live deliveries
-    /// with `seq` ≤ `Resume::last` must then be skipped for it (they were replayed).
+    /// A resume point of another epoch (the server restarted, the topic expired and was
+    /// created again) or beyond the newest number replays nothing and is not `recovered`:
+    /// the client must reset its state of the topic.
     pub fn subscribe(
         &self,
         worker: usize,
         topic: &str,
-        resume: Option<u64>,
-    ) -> Result<(TopicId, Resume), TopicError> {
+        resume: Option<Position>,
+    ) -> Result<Subscribed, TopicError> {
         validate_topic(topic, &self.limits)?;
         let mut map = self.lock();
-        let (st, _) = self.state(&mut map, topic, false)?;
+        let st = self.state(&mut map, topic, false)?;
         st.local[worker] += 1;
+        let last = st.replay.last();
         let owed = match resume {
-            Some(last) => st.replay.resume(last),
+            Some(p) if p.epoch.is_some_and(|e| e != st.epoch) => Resume {
+                gap: None,
+                frames: Vec::new(),
+                last,
+                recovered: false,
+            },
+            Some(p) => st.replay.resume(p.seq),
             None => Resume {
                 gap: None,
                 frames: Vec::new(),
-                last: st.replay.last(),
+                last,
+                recovered: true,
             },
         };
-        Ok((st.id, owed))
+        Ok(Subscribed {
+            id: st.id,
+            epoch: st.epoch,
+            owed,
+        })
     }
 
     /// A connection on `worker` leaves `topic`. A topic left with no subscriber and nothing
     /// ever published is forgotten, so subscribing to made-up names cannot fill the topic
-    /// table (`max_topics`); a topic with messages keeps its window for resuming clients.
+    /// table (`max_topics`); a topic with messages keeps its window for resuming clients
+    /// until it expires.
     pub fn unsubscribe(&self, worker: usize, topic: &str) {
-        let mut map = self.lock();
-        let forget = match map.get_mut(topic) {
+        let now = self.now.load(Ordering::Relaxed);
+        let mut t = self.lock();
+        let forget = match t.map.get_mut(topic) {
             Some(st) => {
                 st.local[worker] = st.local[worker].saturating_sub(1);
-                st.replay.last() == 0 && st.local.iter().all(|&n| n == 0)
+                let none = st.local.iter().all(|&n| n == 0);
+                if none {
+                    st.active = now;
+                }
+                st.replay.last() == 0 && none
             }
             None => false,
         };
-        if forget {
-            map.remove(topic);
+        if forget && t.remove(topic) == Some(true) {
             self.sub_only.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Tell the hub the time (seconds; call about once a second) and forget topics idle
+    /// longer than `idle_expiry`: each call looks at a tenth of the topics (at least 1,024),
+    /// so every topic is looked at within ten calls. Returns how many were forgotten.
+    pub fn housekeep(&self, now: u64) -> usize {
+        self.now.store(now, Ordering::Relaxed);
+        let ttl = self.replay.idle_expiry;
+        if ttl == 0 {
+            return 0;
+        }
+        let mut t = self.lock();
+        let visits = (t.names.len() / 10).max(SWEEP_MIN).min(t.names.len());
+        let mut gone = 0;
+        for _ in 0..visits {
+            if t.cursor >= t.names.len() {
+                t.cursor = 0;
+                if t.names.is_empty() {
+                    break;
+                }
+            }
+            let name = t.names[t.cursor].clone();
+            let idle = t.map.get(&name).is_some_and(|st| {
+                st.replay.last() > 0
+                    && st.local.iter().all(|&n| n == 0)
+                    && now.saturating_sub(st.active) >= ttl
+            });
+            if idle {
+                t.remove(&name); // the last name moves into the cursor's place
+                gone += 1;
+            } else {
+                t.cursor += 1;
+            }
+        }
+        if let Some(b) = self.budget.get() {
+            b.set_replay(t.bytes);
+        }
+        self.expired.fetch_add(gone as u64, Ordering::Relaxed);
+        gone
     }
 
     /// Test hook: the next topic created gets id `n`.
@@ -275,7 +485,7 @@ impl Hub {
         self.queued_bytes[worker].fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// Publishes refused because a worker's queue was full.
+    /// Publishes refused because a worker's queue was full or memory was exhausted.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }
@@ -285,18 +495,27 @@ impl Hub {
         self.published.load(Ordering::Relaxed)
     }
 
+    /// Messages evicted by the replay budget, and topics forgotten as idle, so far.
+    pub fn evictions(&self) -> (u64, u64) {
+        (
+            self.evicted.load(Ordering::Relaxed),
+            self.expired.load(Ordering::Relaxed),
+        )
+    }
+
     /// Topics held, and the bytes their replay windows hold.
     pub fn totals(&self) -> (usize, usize) {
-        let map = self.lock();
-        (map.len(), map.values().map(|st| st.replay.held().1).sum())
+        let t = self.lock();
+        (t.map.len(), t.bytes)
     }
 
     /// Subscribers per topic and worker, for `/metrics` and the admin API.
     pub fn presence(&self) -> Vec<(String, Vec<u64>)> {
-        let map = self.lock();
-        let mut v: Vec<_> = map
+        let t = self.lock();
+        let mut v: Vec<_> = t
+            .map
             .iter()
-            .map(|(t, st)| (t.to_string(), st.local.clone()))
+            .map(|(n, st)| (n.to_string(), st.local.clone()))
             .collect();
         v.sort();
         v
@@ -309,6 +528,14 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     fn hub(workers: usize) -> (Arc<Hub>, Vec<Receiver<Delivery>>, Arc<Vec<AtomicUsize>>) {
+        hub_with(workers, 1 << 30, 0)
+    }
+
+    fn hub_with(
+        workers: usize,
+        budget: usize,
+        idle_expiry: u64,
+    ) -> (Arc<Hub>, Vec<Receiver<Delivery>>, Arc<Vec<AtomicUsize>>) {
         let wakes: Arc<Vec<AtomicUsize>> =
             Arc::new((0..workers).map(|_| AtomicUsize::new(0)).collect());
         let fns = (0..workers)
@@ -325,6 +552,9 @@ mod tests {
             ReplayLimits {
                 messages: 4,
                 bytes: 1 << 20,
+                budget,
+                idle_expiry,
+                epoch_seed: 42,
                 max_topics: 3,
                 queue_messages: 1000,
                 queue_bytes: 1 << 20,
@@ -369,10 +599,10 @@ mod tests {
         // Issue 13 item 4: ids were a u32 advanced by every new name; after a wrap a new
         // topic shared an id with a live one and received its messages.
         let (h, rx, _) = hub(1);
-        let (a, _) = h.subscribe(0, "a", None).unwrap();
+        let a = h.subscribe(0, "a", None).unwrap().id;
         h.start_ids_at(u64::from(u32::MAX));
-        let (b, _) = h.subscribe(0, "b", None).unwrap();
-        let (c, _) = h.subscribe(0, "c", None).unwrap();
+        let b = h.subscribe(0, "b", None).unwrap().id;
+        let c = h.subscribe(0, "c", None).unwrap().id;
         assert_eq!((b, c), (u64::from(u32::MAX), 1 << 32));
         assert!(a != b && a != c && b != c);
         h.publish("a", Payload::Text("x")).unwrap();
@@ -429,13 +659,163 @@ mod tests {
             h.publish("t", Payload::Text(&i.to_string())).unwrap();
         }
         // The window holds 3..=6.
-        let (_, owed) = h.subscribe(0, "t", Some(4)).unwrap();
+        let owed = h.subscribe(0, "t", Some(Position::at(4))).unwrap().owed;
         assert_eq!((owed.gap, owed.frames.len(), owed.last), (None, 2, 6));
-        let (_, owed) = h.subscribe(0, "t", Some(0)).unwrap();
+        let owed = h.subscribe(0, "t", Some(Position::at(0))).unwrap().owed;
         assert_eq!((owed.gap, owed.frames.len()), (Some((1, 2)), 4));
         // Live delivery continues after `last`.
         h.publish("t", Payload::Text("7")).unwrap();
         assert_eq!(rx[0].try_recv().unwrap().seq, 7);
+    }
+
+    #[test]
+    fn a_resume_from_another_epoch_or_beyond_the_newest_is_not_recovered() {
+        // Issue 13 item 16: after a restart numbering starts again at 1, and a client
+        // resuming from beyond the newest number got lower numbers with no signal.
+        let (h, _rx, _) = hub(1);
+        for _ in 0..3 {
+            h.publish("t", Payload::Text("m")).unwrap();
+        }
+        let epoch = h.subscribe(0, "t", None).unwrap().epoch;
+        let here = |seq| Position {
+            seq,
+            epoch: Some(epoch),
+        };
+        let ok = h.subscribe(0, "t", Some(here(1))).unwrap().owed;
+        assert_eq!((ok.recovered, ok.frames.len(), ok.gap), (true, 2, None));
+        // Numbers of another epoch (another process, or the topic created again).
+        let foreign = Position {
+            seq: 1,
+            epoch: Some(epoch ^ 1),
+        };
+        let x = h.subscribe(0, "t", Some(foreign)).unwrap().owed;
+        assert_eq!(
+            (x.recovered, x.frames.len(), x.gap, x.last),
+            (false, 0, None, 3)
+        );
+        // Beyond the newest number, with or without the epoch: nothing replayed, not
+        // recovered (the client must reset rather than drop new messages as duplicates).
+        for p in [here(10), Position::at(10)] {
+            let x = h.subscribe(0, "t", Some(p)).unwrap().owed;
+            assert_eq!((x.recovered, x.frames.len()), (false, 0), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn epochs_differ_between_topics_and_between_hubs() {
+        let (a, _r1, _) = hub_with(1, 1 << 30, 0);
+        let ea = a.subscribe(0, "x", None).unwrap().epoch;
+        let eb = a.subscribe(0, "y", None).unwrap().epoch;
+        assert_ne!(ea, eb);
+        let wake = vec![Box::new(|| {}) as Box<dyn Fn() + Send + Sync>];
+        let mut limits = ReplayLimits {
+            messages: 4,
+            bytes: 1 << 20,
+            budget: 1 << 20,
+            idle_expiry: 0,
+            epoch_seed: 43,
+            max_topics: 3,
+            queue_messages: 10,
+            queue_bytes: 1 << 20,
+            max_frame: 1 << 20,
+        };
+        let (b, _r2) = Hub::new(wake, TopicLimits::default(), limits);
+        assert_ne!(b.subscribe(0, "x", None).unwrap().epoch, ea, "another seed");
+        limits.epoch_seed = 42;
+        let wake = vec![Box::new(|| {}) as Box<dyn Fn() + Send + Sync>];
+        let (c, _r3) = Hub::new(wake, TopicLimits::default(), limits);
+        assert_eq!(
+            c.subscribe(0, "x", None).unwrap().epoch,
+            ea,
+            "derived, not random"
+        );
+    }
+
+    #[test]
+    fn the_replay_budget_evicts_the_oldest_message_of_any_topic_first() {
+        // Issue 13 item 6: replay was bounded only per topic (max_topics × replay_bytes).
+        let frame = encode_delivery("a", 1, Payload::Binary(&[0; 100])).len();
+        let (h, _rx, _) = hub_with(1, 3 * frame, 0);
+        h.publish("a", Payload::Binary(&[0; 100])).unwrap(); // a1
+        h.publish("b", Payload::Binary(&[0; 100])).unwrap(); // b1
+        h.publish("a", Payload::Binary(&[0; 100])).unwrap(); // a2
+        assert_eq!(h.totals().1, 3 * frame);
+        h.publish("c", Payload::Binary(&[0; 100])).unwrap(); // c1 evicts a1
+        assert_eq!((h.totals().1, h.evictions().0), (3 * frame, 1));
+        let a = h.subscribe(0, "a", Some(Position::at(0))).unwrap().owed;
+        assert_eq!(
+            (a.gap, a.frames.len(), a.recovered),
+            (Some((1, 1)), 1, false)
+        );
+        h.publish("c", Payload::Binary(&[0; 100])).unwrap(); // c2 evicts b1
+        let b = h.subscribe(0, "b", Some(Position::at(0))).unwrap().owed;
+        assert_eq!((b.gap, b.frames.len()), (Some((1, 1)), 0));
+        let a = h.subscribe(0, "a", Some(Position::at(1))).unwrap().owed;
+        assert!(a.recovered, "a2 is still held");
+        // Many publishes to one topic: the bookkeeping of evicted messages stays bounded.
+        for t in ["a", "b", "a"] {
+            h.unsubscribe(0, t);
+        }
+        for _ in 0..10_000 {
+            h.publish("a", Payload::Binary(&[0; 100])).unwrap();
+        }
+        assert!(h.lock().order.len() <= 2 * 3 + 1024);
+        assert_eq!(h.totals().1, 3 * frame);
+    }
+
+    #[test]
+    fn idle_topics_expire_and_come_back_in_a_new_epoch() {
+        let (h, _rx, _) = hub_with(1, 1 << 30, 60);
+        h.housekeep(1_000);
+        h.publish("idle", Payload::Text("m")).unwrap();
+        h.publish("watched", Payload::Text("m")).unwrap();
+        h.subscribe(0, "watched", None).unwrap();
+        let old = h.subscribe(0, "idle", None).unwrap().epoch;
+        h.unsubscribe(0, "idle"); // idle from t=1000
+        assert_eq!(h.housekeep(1_059), 0, "not yet");
+        assert_eq!(h.housekeep(1_060), 1);
+        assert_eq!(
+            (h.totals().0, h.evictions().1),
+            (1, 1),
+            "the watched topic stays"
+        );
+        // Created again: numbering starts at 1 in a new epoch; an old position is not
+        // recovered.
+        assert_eq!(h.publish("idle", Payload::Text("m")).unwrap().seq, 1);
+        let back = Position {
+            seq: 1,
+            epoch: Some(old),
+        };
+        let x = h.subscribe(0, "idle", Some(back)).unwrap();
+        assert!(x.epoch != old && !x.owed.recovered);
+        // A sweep visits every topic within ten calls, however many there are.
+        let (h, _rx, _) = hub_with(1, 1 << 30, 1);
+        h.housekeep(0);
+        for i in 0..3 {
+            h.publish(&format!("t{i}"), Payload::Text("m")).unwrap();
+        }
+        h.housekeep(5);
+        assert_eq!(h.totals(), (0, 0));
+    }
+
+    #[test]
+    fn an_exhausted_memory_budget_refuses_publishes_before_numbering() {
+        let (h, _rx, _) = hub(1);
+        let b = Arc::new(MemoryBudget::new(1000, 1));
+        h.attach_budget(b.clone());
+        assert_eq!(h.publish("t", Payload::Text("m")).unwrap().seq, 1);
+        assert!(
+            b.usage().replay > 0,
+            "replay bytes are counted in the budget"
+        );
+        b.set_worker(0, 0, 1000);
+        assert!(matches!(
+            h.publish("t", Payload::Text("m")),
+            Err(TopicError::MemoryBudget { max: 1000 })
+        ));
+        assert_eq!(b.refusals(), (0, 1));
+        b.set_worker(0, 0, 0);
+        assert_eq!(h.publish("t", Payload::Text("m")).unwrap().seq, 2);
     }
 
     #[test]

@@ -22,10 +22,10 @@ pub use control::{
     ControlError,
 };
 pub use delivery::{encode_delivery, encode_gap, Payload};
-pub use hub::{Delivery, Hub, Published, ReplayLimits};
+pub use hub::{Delivery, Hub, Published, ReplayLimits, Subscribed};
 pub use local::LocalSubs;
 pub use policy::{PolicyTable, SlowPolicy};
-pub use replay::{Replay, Resume};
+pub use replay::{format_epoch, parse_epoch, Position, Replay, Resume};
 pub use topic::{validate_topic, TopicError, TopicLimits};
 
 /// A topic's id in the hub: a counter that is never reused (64 bits: at a million new

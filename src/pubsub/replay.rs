@@ -15,6 +15,36 @@ pub struct Replay {
     last: u64,
 }
 
+/// Where a client resumes a topic: the last sequence number it saw and, when it knows it,
+/// the epoch that number belongs to (`subscribed` replies carry it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The last sequence number seen.
+    pub seq: u64,
+    /// Its epoch; `None` from clients that do not send one (the number is taken as is).
+    pub epoch: Option<u64>,
+}
+
+impl Position {
+    /// A position without an epoch.
+    pub const fn at(seq: u64) -> Self {
+        Self { seq, epoch: None }
+    }
+}
+
+/// An epoch as it is written on the wire: 16 lowercase hex digits.
+pub fn format_epoch(e: u64) -> String {
+    format!("{e:016x}")
+}
+
+/// An epoch from the wire (1 to 16 hex digits).
+pub fn parse_epoch(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
+}
+
 /// What a resuming client is owed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resume {
@@ -24,6 +54,10 @@ pub struct Resume {
     pub frames: Vec<(u64, Arc<[u8]>)>,
     /// The newest sequence number: live delivery continues after it.
     pub last: u64,
+    /// Whether everything after the resume point is in `frames`: false when part of it is
+    /// lost (a gap), when the point is beyond the newest number, or when it belongs to
+    /// another epoch of the topic (then nothing is replayed: the client must reset).
+    pub recovered: bool,
 }
 
 impl Replay {
@@ -69,6 +103,19 @@ impl Replay {
         self.last
     }
 
+    /// The oldest message held, if any.
+    pub fn oldest(&self) -> Option<u64> {
+        self.frames.front().map(|(s, _)| *s)
+    }
+
+    /// Drop the oldest message held (the process-wide replay budget evicts this way);
+    /// returns its frame's bytes.
+    pub fn pop_oldest(&mut self) -> usize {
+        let n = self.frames.pop_front().map_or(0, |(_, f)| f.len());
+        self.bytes -= n;
+        n
+    }
+
     /// What a client that last saw `last_seen` is owed.
     pub fn resume(&self, last_seen: u64) -> Resume {
         // Saturating: a client may send any u64 (`resume=T:18446744073709551615`).
@@ -83,6 +130,7 @@ impl Replay {
             .cloned()
             .collect();
         Resume {
+            recovered: gap.is_none() && last_seen <= self.last,
             gap,
             frames,
             last: self.last,
@@ -106,6 +154,10 @@ mod tests {
         r.push(Arc::from(&b"x"[..]));
         let owed = r.resume(u64::MAX);
         assert_eq!((owed.gap, owed.frames.len(), owed.last), (None, 0, 1));
+        assert!(
+            !owed.recovered,
+            "a point beyond the newest number is not recovered"
+        );
     }
 
     fn f(n: usize) -> Arc<[u8]> {
@@ -136,13 +188,22 @@ mod tests {
         // Window holds 4, 5, 6.
         let x = r.resume(4);
         assert_eq!((x.gap, x.frames.len(), x.last), (None, 2, 6));
+        assert!(x.recovered);
         assert_eq!((x.frames[0].0, x.frames[0].1.len()), (5, 5));
         let x = r.resume(1);
         assert_eq!((x.gap, x.frames.len()), (Some((2, 3)), 3));
+        assert!(!x.recovered, "a gap: not everything was recovered");
+        // Evicting by the budget takes the oldest first, and a later resume names it.
+        let mut e = Replay::new(3, 1 << 20);
+        for n in 1..=3 {
+            e.push(f(n));
+        }
+        assert_eq!((e.pop_oldest(), e.oldest(), e.held()), (1, Some(2), (2, 5)));
+        assert_eq!(e.resume(0).gap, Some((1, 1)));
         let x = r.resume(6);
         assert_eq!((x.gap, x.frames.len()), (None, 0));
         let x = r.resume(99); // from the future (another node's numbers): nothing owed
-        assert_eq!((x.gap, x.frames.len()), (None, 0));
+        assert_eq!((x.gap, x.frames.len(), x.recovered), (None, 0, false));
         let empty = Replay::new(3, 100);
         assert_eq!(empty.resume(0).gap, None);
         let mut none = Replay::new(0, 100);

@@ -56,6 +56,11 @@ pub enum TopicError {
         /// The limit.
         max: usize,
     },
+    /// The process-wide memory budget is exhausted (`--memory-budget`): retry later.
+    MemoryBudget {
+        /// The budget, bytes.
+        max: usize,
+    },
 }
 
 impl TopicError {
@@ -72,6 +77,10 @@ impl TopicError {
             Self::TooLargeToDeliver { bytes, max } => format!(
                 "message_too_large_to_deliver ({bytes} bytes encoded; a connection queues at \
                  most {max}: --max-outbound)"
+            ),
+            Self::MemoryBudget { max } => format!(
+                "overloaded (the server's memory budget of {max} bytes is exhausted; retry \
+                 later)"
             ),
             Self::Overloaded { worker } => {
                 format!("overloaded (worker {worker}'s delivery queue is full; retry later)")

@@ -29,6 +29,7 @@ use slab::Slab;
 
 use super::rings::{RingPlan, Rings, HUB_WAKE, TABLE_HEADROOM};
 use super::Conn;
+use crate::budget::MemoryBudget;
 use crate::io::{Completion, Extra, Op, Read, ReadMode, Socket, Token};
 use crate::lifecycle::{self, Lifecycle};
 use crate::metrics::{Limit, WorkerMetrics};
@@ -59,6 +60,9 @@ pub struct WorkerSpec {
     pub metrics: Arc<WorkerMetrics>,
     /// Drain and stop flags.
     pub life: Arc<Lifecycle>,
+    /// The process-wide memory budget: this worker publishes what its sessions hold and
+    /// sheds its largest holders when the total is over it.
+    pub memory: Arc<MemoryBudget>,
     /// Fault injection for tests: panic at this tick (`HOLDFAST_FAULT_WORKER_PANIC`).
     pub panic_at_tick: Option<u32>,
 }
@@ -137,6 +141,10 @@ struct Worker<S> {
     /// never accepted (with `net.ipv4.tcp_migrate_req=1` the kernel moves queued ones to a
     /// sibling listener of the same port, e.g. a new process's).
     listener: Option<std::net::TcpListener>,
+    memory: Arc<MemoryBudget>,
+    /// What the sessions hold (partial input, queued output), kept by the delta of every
+    /// call that may change it and recounted exactly once a second.
+    tally: (usize, usize),
 }
 
 /// Run a worker with its services until it has drained (or the server stops). Errors from
@@ -177,6 +185,8 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         backlog: false,
         panic_at_tick: spec.panic_at_tick,
         listener: Some(spec.listener),
+        memory: spec.memory,
+        tally: (0, 0),
     };
     w.env.metrics.rings.set(1);
     let hub_fd = w.svc.wake_fd();
@@ -279,6 +289,7 @@ impl<S: Services> Worker<S> {
         if !conn.socket.owns(tok) {
             return; // an earlier connection's (its buffer goes back as `c` drops)
         }
+        let before = conn.session.held();
         let mode = self.s.read_mode;
         let ring = &mut self.rings.list[conn.socket.ring()].ring;
         let ctx = self.env.ctx();
@@ -305,10 +316,22 @@ impl<S: Services> Worker<S> {
                 conn.session.handle_sent(c.res, buf, &ctx);
             }
             Op::Shutdown => conn.socket.on_shutdown(ring, idx),
-            Op::Close => return self.release(idx),
+            Op::Close => {
+                self.account(before, (0, 0));
+                return self.release(idx);
+            }
             _ => {}
         }
+        let after = conn.session.held();
+        self.account(before, after);
         self.drive(idx);
+    }
+
+    /// A session's holdings went from `before` to `after`: keep the tally.
+    fn account(&mut self, before: (usize, usize), after: (usize, usize)) {
+        // Modular arithmetic: exact as long as the true totals are not negative.
+        self.tally.0 = self.tally.0.wrapping_add(after.0).wrapping_sub(before.0);
+        self.tally.1 = self.tally.1.wrapping_add(after.1).wrapping_sub(before.1);
     }
 
     /// Carry connection `idx`'s session outputs to its socket: the close, the next send,
@@ -468,7 +491,10 @@ impl<S: Services> Worker<S> {
                     continue;
                 };
                 let ctx = self.env.ctx();
+                let before = conn.session.held();
                 self.svc.offer(&d, conn.session.writer(), &ctx);
+                let after = conn.session.held();
+                self.account(before, after);
                 self.drive(idx);
             }
             self.svc.finish_delivery(list);
@@ -508,13 +534,68 @@ impl<S: Services> Worker<S> {
         self.sweep();
         self.drain_step();
         if tick % 10 == 0 {
-            // Once a second, one pass over the slab for both gauges.
-            let (heap, queued) = self.conns.iter().fold((0, 0), |(h, q), (_, c)| {
-                (h + c.session.heap_bytes(), q + c.session.queued())
+            // Once a second, one pass over the slab for both gauges, which also makes the
+            // memory tally exact again (calls that are not tracked one by one: drain
+            // closes, refusals at accept).
+            let (heap, partial, queued) = self.conns.iter().fold((0, 0, 0), |(h, p, q), (_, c)| {
+                let (cp, cq) = c.session.held();
+                (h + c.session.heap_bytes(), p + cp, q + cq)
             });
             self.env.metrics.conn_heap_bytes.set(heap as u64);
             self.env.metrics.outbound_bytes.set(queued as u64);
+            self.tally = (partial, queued);
         }
+        self.memory.set_worker(self.id, self.tally.0, self.tally.1);
+        self.shed_memory();
+    }
+
+    /// Over the memory budget: close this worker's largest holders (1009 / 1013), what
+    /// they held discarded, until it is back under its share (see `budget`).
+    fn shed_memory(&mut self) {
+        let excess = self.memory.excess(self.id);
+        if excess == 0 {
+            return;
+        }
+        let mut holders: Vec<(usize, u32)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.session.phase() == Phase::Open)
+            .map(|(i, c)| {
+                let (p, q) = c.session.held();
+                (p + q, i as u32)
+            })
+            .filter(|&(b, _)| b > 0)
+            .collect();
+        holders.sort_unstable_by(|a, b| b.cmp(a));
+        let (mut freed, mut closed) = (0, 0);
+        for (bytes, idx) in holders {
+            if freed >= excess {
+                break;
+            }
+            let ctx = self.env.ctx();
+            let conn = &mut self.conns[idx as usize];
+            let before = conn.session.held();
+            if let Some(why) = conn.session.shed(&ctx) {
+                self.memory.shed(why);
+                freed += bytes;
+                closed += 1;
+            }
+            let after = self.conns[idx as usize].session.held();
+            self.account(before, after);
+            self.drive(idx);
+        }
+        self.memory.set_worker(self.id, self.tally.0, self.tally.1);
+        if closed == 0 {
+            return;
+        }
+        tracing::warn!(
+            worker = self.id,
+            closed,
+            freed_bytes = freed,
+            budget = self.memory.limit(),
+            "over the memory budget: closed the largest holders (1009 partial message, 1013 \
+             outbound queue)"
+        );
     }
 
     /// Let connection `idx` (if it is still the one with `generation`) check its deadlines.
@@ -527,7 +608,10 @@ impl<S: Services> Worker<S> {
             return;
         }
         let sending = conn.socket.sending();
+        let before = conn.session.held();
         conn.session.handle_timeout(&ctx, sending);
+        let after = conn.session.held();
+        self.account(before, after);
         self.drive(idx);
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::limits::{Global, IpTable};
+use crate::budget::MemoryBudget;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Limit;
 use crate::session::Answer;
@@ -23,6 +24,7 @@ pub struct Admission {
     /// Source address of each connection, kept only while a per-IP cap is configured.
     peers: HashMap<u32, IpAddr>,
     life: Arc<Lifecycle>,
+    memory: Arc<MemoryBudget>,
     rng: crate::jitter::Jitter,
 }
 
@@ -34,6 +36,7 @@ impl Admission {
         global: Arc<Global>,
         ip_table: Option<Arc<IpTable>>,
         life: Arc<Lifecycle>,
+        memory: Arc<MemoryBudget>,
     ) -> Self {
         Self {
             websockets: 0,
@@ -41,6 +44,7 @@ impl Admission {
             ip_table,
             peers: HashMap::new(),
             life,
+            memory,
             rng: crate::jitter::Jitter::new(worker as u64 + 1),
         }
     }
@@ -71,7 +75,8 @@ impl Admission {
         None
     }
 
-    /// Judge the upgrade of a routed request.
+    /// Judge the upgrade of a routed request: refused while draining, while the memory
+    /// budget is exhausted, and at the connection cap.
     pub fn admit(&mut self) -> Answer {
         if self.life.draining() {
             let retry = 1 + (self.rng.next_u64() % 5) as u32;
@@ -79,6 +84,15 @@ impl Admission {
                 Limit::Draining,
                 Rejection::Unavailable { retry_after: retry },
                 "draining".into(),
+            );
+        }
+        if self.memory.exhausted() {
+            // New work is refused first; connections already open keep what they hold.
+            self.memory.refused(true);
+            return Answer::Refuse(
+                Limit::MemoryBudget,
+                Rejection::Unavailable { retry_after: 2 },
+                "server memory budget exhausted".into(),
             );
         }
         if !self.global.try_open() {
@@ -108,5 +122,31 @@ impl Admission {
     /// A random number (drain hints).
     pub fn next_rand(&mut self) -> u64 {
         self.rng.next_u64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrades_are_refused_with_503_while_the_memory_budget_is_exhausted() {
+        let memory = Arc::new(MemoryBudget::new(1000, 1));
+        let life = Arc::new(Lifecycle::default());
+        let global = Arc::new(Global::new(10, 0.0));
+        let mut a = Admission::new(0, global, None, life, memory.clone());
+        assert_eq!(a.admit(), Answer::Accept);
+        memory.set_worker(0, 600, 400);
+        assert!(matches!(
+            a.admit(),
+            Answer::Refuse(Limit::MemoryBudget, Rejection::Unavailable { .. }, _)
+        ));
+        assert_eq!((memory.refusals().0, a.websockets), (1, 1));
+        memory.set_worker(0, 0, 0);
+        assert_eq!(
+            a.admit(),
+            Answer::Accept,
+            "accepted again once memory is freed"
+        );
     }
 }

@@ -30,7 +30,7 @@ pub enum Route {
     /// `/echo` and `/`: every message comes back.
     Echo,
     /// `/ws`: pub/sub, with the subscription asked for in the query (topics, resume points).
-    PubSub(Vec<String>, Vec<(String, u64)>),
+    PubSub(Vec<String>, Vec<(String, crate::pubsub::Position)>),
 }
 
 /// Which service a request is for, or the refusal (400 for a bad subscription query, 404

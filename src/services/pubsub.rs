@@ -180,15 +180,16 @@ impl PubsubSide {
     }
 
     /// Subscribe connection `conn` to `topics`, replaying from the resume points given.
-    /// Replies `subscribed` (with the newest number) per topic, then the gap and the
-    /// replayed frames if resuming; live messages follow without duplicates.
+    /// Replies `subscribed` (with the newest number, the epoch and, when resuming, whether
+    /// everything missed was recovered) per topic, then the gap and the replayed frames if
+    /// resuming; live messages follow without duplicates.
     pub fn subscribe(
         &mut self,
         conn: u32,
         w: &mut Writer,
         ctx: &Ctx<'_>,
         topics: Vec<String>,
-        resume: Vec<(String, u64)>,
+        resume: Vec<(String, pubsub::Position)>,
     ) {
         let max = self.spec.limits.max_per_connection;
         let held = self.local.topics_of(conn).len();
@@ -202,19 +203,27 @@ impl PubsubSide {
         }
         for topic in topics {
             let from = resume.iter().find(|(t, _)| *t == topic).map(|(_, s)| *s);
-            let (id, owed) = match self.spec.hub.subscribe(self.worker, &topic, from) {
+            let sub = match self.spec.hub.subscribe(self.worker, &topic, from) {
                 Ok(x) => x,
                 Err(e) => {
                     control_error(w, ctx, &e.reason());
                     continue;
                 }
             };
+            let (id, owed) = (sub.id, sub.owed);
             let policy = self.spec.policies.for_topic(&topic);
             if !self.local.subscribe(conn, id, &topic, policy, owed.last) {
                 // Already subscribed: the hub counted it twice.
                 self.spec.hub.unsubscribe(self.worker, &topic);
             }
-            reply(w, ctx, &pubsub::reply_subscribed(&topic, owed.last));
+            let recovered = from.map(|_| owed.recovered);
+            match recovered {
+                Some(true) => ctx.metrics.resumes_recovered.inc(),
+                Some(false) => ctx.metrics.resumes_not_recovered.inc(),
+                None => {}
+            }
+            let text = pubsub::reply_subscribed(&topic, owed.last, sub.epoch, recovered);
+            reply(w, ctx, &text);
             if let Some((a, b)) = owed.gap {
                 w.outbound().push_gap(id, a, b);
             }

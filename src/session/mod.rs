@@ -79,6 +79,8 @@ pub struct Config {
     pub idle_ticks: u32,
     /// Ticks a close may take (the peer's Close, our final bytes, the linger).
     pub close_ticks: u32,
+    /// Pings from the peer answered per heartbeat interval; one more closes it (1008).
+    pub max_pings: u16,
 }
 
 /// What a [`Host`] answers to an upgrade request.
@@ -146,6 +148,9 @@ pub struct Writer {
     since: u32,
     phase: Phase,
     flags: u8,
+    /// Pings from the peer since the heartbeat sweep last visited (in what would otherwise
+    /// be padding).
+    pings: u16,
 }
 
 /// A server-side WebSocket session (40 bytes while idle).
@@ -244,6 +249,7 @@ impl Session {
                 since: now,
                 phase: Phase::Handshake,
                 flags: 0,
+                pings: 0,
             },
         }
     }
@@ -296,6 +302,43 @@ impl Session {
             .as_ref()
             .map_or(0, |h| h.partial.heap_bytes() + std::mem::size_of::<Held>())
             + self.w.out.as_ref().map_or(0, |o| o.heap_bytes())
+    }
+
+    /// What it holds under the memory budget: (partial input, bytes queued for sending).
+    /// Both are O(1) to read.
+    pub fn held(&self) -> (usize, usize) {
+        let partial = self.held.as_ref().map_or(0, |h| h.partial.heap_bytes());
+        (partial, self.w.queued())
+    }
+
+    /// Shed it under the memory budget: drop its partial input and its unsent queue and
+    /// close it — 1009 when the partial message was the larger holding, 1013 (try again
+    /// later) when the queue was. Returns which, or None if it is not open.
+    pub fn shed(&mut self, ctx: &Ctx<'_>) -> Option<crate::budget::Shed> {
+        if self.w.phase != Phase::Open {
+            return None;
+        }
+        let (partial, queued) = self.held();
+        self.held = None;
+        if let Some(out) = self.w.out.as_mut() {
+            out.clear_queue();
+        }
+        let (why, code, reason) = if partial > queued {
+            (
+                crate::budget::Shed::Partial,
+                CloseCode::MESSAGE_TOO_BIG,
+                "server memory budget: message dropped",
+            )
+        } else {
+            (
+                crate::budget::Shed::Outbound,
+                CloseCode::TRY_AGAIN_LATER,
+                "server memory budget: try again later",
+            )
+        };
+        ctx.metrics.memory_sheds.inc();
+        self.close(code, reason, false, ctx);
+        Some(why)
     }
 
     /// The output side, for deliveries from outside an input call.
@@ -420,6 +463,7 @@ impl Session {
 
     fn frame_input(&mut self, data: &mut [u8], ctx: &Ctx<'_>, host: &mut impl Host) {
         let w = &mut self.w;
+        let mut flood = false;
         let result = assembler::feed_in_place(
             &mut self.decoder,
             &mut self.held,
@@ -441,6 +485,12 @@ impl Session {
                         }
                     }
                     Message::Ping(p) => {
+                        w.pings = w.pings.saturating_add(1);
+                        if w.pings > ctx.cfg.max_pings {
+                            // Each ping costs a pong: past the allowance it is a flood.
+                            flood = true;
+                            return Flow::Stop;
+                        }
                         if !awaiting {
                             w.send_frame(ctx, OpCode::Pong, p);
                         }
@@ -470,6 +520,13 @@ impl Session {
             metrics::protocol_error(ctx.metrics, e);
             let code = e.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
             self.close(code, e.reason(), false, ctx);
+        } else if flood {
+            ctx.metrics.ping_floods.inc();
+            let reason = format!(
+                "ping flood (max {} per heartbeat interval)",
+                ctx.cfg.max_pings
+            );
+            self.close(CloseCode::POLICY_VIOLATION, &reason, false, ctx);
         }
         if !matches!(self.w.phase, Phase::Open | Phase::AwaitingClose) {
             self.held = None;
@@ -515,6 +572,11 @@ impl Session {
     pub fn handle_timeout(&mut self, ctx: &Ctx<'_>, sending: bool) {
         let cfg = ctx.cfg;
         let elapsed = ctx.now.wrapping_sub(self.w.since);
+        if self.w.phase == Phase::Open {
+            // An open session's only timeout is the sweep, once per interval: the ping
+            // allowance starts again.
+            self.w.pings = 0;
+        }
         match self.w.phase {
             Phase::Handshake if elapsed >= cfg.handshake_ticks => {
                 ctx.metrics.handshake_timeouts.inc();

@@ -101,6 +101,7 @@ pub fn test_config() -> Config {
         ping_ticks: 250,
         idle_ticks: 750,
         close_ticks: 50,
+        max_pings: 16,
     }
 }
 
@@ -208,6 +209,18 @@ impl Pair {
         };
         self.session.close(CloseCode(code), reason, true, &ctx);
         self.drive();
+    }
+
+    /// The worker sheds this session under the memory budget.
+    pub fn shed(&mut self) -> Option<crate::budget::Shed> {
+        let ctx = Ctx {
+            cfg: &self.cfg,
+            metrics: &self.metrics,
+            now: self.now,
+        };
+        let why = self.session.shed(&ctx);
+        self.drive();
+        why
     }
 
     /// The stalled send completes (the peer read it).

@@ -263,3 +263,70 @@ fn a_tls_client_hello_or_binary_garbage_is_refused_on_its_first_bytes() {
     p.send(b"ST / HTTP/1.1\r\nHost: x\r\n\r\n", &[]);
     assert!(matches!(p.received()[0], Seen::Http(405, _)));
 }
+
+#[test]
+fn pings_past_the_allowance_per_interval_close_the_connection() {
+    // Issue 13 item 17: pings were answered without any bound.
+    let cfg = test_config(); // max_pings 16
+    let mut p = Pair::new(cfg);
+    p.open(&[]);
+    let pings: Vec<u8> = (0..16)
+        .flat_map(|i| client_frame(true, OpCode::Ping, &[i]))
+        .collect();
+    p.send(&pings, &[]);
+    assert_eq!(p.session.phase(), Phase::Open, "16 pings are answered");
+    p.advance(1); // the heartbeat sweep's visit: a new allowance
+    p.send(&pings, &[]);
+    assert_eq!(p.session.phase(), Phase::Open);
+    p.send(&client_frame(true, OpCode::Ping, b"x"), &[]);
+    let seen = p.received();
+    assert!(
+        matches!(seen.last(), Some(Seen::Close(Some(1008), r)) if r.contains("ping flood")),
+        "{seen:?}"
+    );
+    assert_eq!(p.metrics.ping_floods.get(), 1);
+}
+
+#[test]
+fn shedding_drops_what_a_session_holds_and_says_which_code() {
+    // Issue 13 item 9: the memory budget closes its largest holders.
+    let mut p = Pair::new(test_config());
+    p.open(&[]);
+    p.send(&client_frame(false, OpCode::Binary, &[7; 10_000]), &[]);
+    let (partial, _) = p.session.held();
+    assert!(partial >= 10_000, "a partial message is held: {partial}");
+    assert_eq!(p.shed(), Some(crate::budget::Shed::Partial));
+    assert_eq!(
+        p.session.held().0,
+        0,
+        "the partial message is dropped at once"
+    );
+    let seen = p.received();
+    assert!(
+        matches!(seen.last(), Some(Seen::Close(Some(1009), _))),
+        "{seen:?}"
+    );
+    assert_eq!(p.shed(), None, "only open sessions are shed");
+
+    let mut p = Pair::new(test_config());
+    p.open(&[]);
+    p.stall = true; // the peer stops reading: echoes queue up
+    for _ in 0..4 {
+        p.send(&client_frame(true, OpCode::Binary, &[1; 8_000]), &[]);
+    }
+    let queued = p.session.held().1;
+    assert!(queued > 16_000, "{queued}");
+    assert_eq!(p.shed(), Some(crate::budget::Shed::Outbound));
+    assert!(
+        p.session.held().1 < queued / 2,
+        "the queue is discarded (the send in flight stays)"
+    );
+    p.stall = false;
+    p.release();
+    let seen = p.received();
+    assert!(
+        matches!(seen.last(), Some(Seen::Close(Some(1013), _))),
+        "{seen:?}"
+    );
+    assert_eq!(p.metrics.memory_sheds.get(), 1);
+}
