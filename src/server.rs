@@ -176,7 +176,6 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         replay_budget,
         "memory budget (partial messages, outbound queues, replay)"
     );
-    spawn_housekeeper(hub.clone())?;
     let mut receivers: Vec<Option<_>> = receivers.into_iter().map(Some).collect();
     let policies = Arc::new(
         PolicyTable::parse(cfg.slow_consumer, &cfg.topic_policy)
@@ -200,6 +199,8 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         .ok()
         .and_then(|v| v.parse().ok());
     io::sys::block_signals();
+    // Every thread from here on has the signals blocked (the signal thread takes them).
+    spawn_housekeeper(hub.clone())?;
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), String>)>();
     let mut handles = Vec::with_capacity(workers);
     for (p, listener) in layout.iter().zip(listeners) {
