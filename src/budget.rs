@@ -4,11 +4,13 @@
 //!
 //! 1. replay windows stay within their own share (`--replay-budget`), evicting the oldest
 //!    message across all topics first (the hub does this on every publish);
-//! 2. while the total is at or above the budget, new work is refused: upgrades get 503 and
-//!    publishes are refused (503 / an `overloaded` reply), before anything is numbered;
-//! 3. a worker whose own holdings are above its share of what replay leaves closes its
-//!    largest holders — 1009 for one holding a partial message, 1013 for one holding an
-//!    outbound queue — discarding what they held, until it is back under 90% of its share.
+//! 2. while the total is at or above 90% of the budget, new work is refused: upgrades get
+//!    503 and publishes are refused (503 / an `overloaded` reply), before anything is
+//!    numbered — so queues can drain before anyone is closed;
+//! 3. when the total is over the budget nonetheless, a worker whose own holdings are above
+//!    80% of its share of what replay leaves closes its largest holders — 1009 for one
+//!    holding a partial message, 1013 for one holding an outbound queue — discarding what
+//!    they held, until it is back under that mark.
 //!
 //! Sans-IO: counters only. Each worker publishes its own totals (one writer per slot);
 //! readers sum the slots, so no check takes a lock.
@@ -100,12 +102,12 @@ impl MemoryBudget {
         }
     }
 
-    /// Whether new work is refused: the total is at or above the budget.
+    /// Whether new work is refused: the total is at or above 90% of the budget.
     pub fn exhausted(&self) -> bool {
-        self.usage().total() >= self.limit
+        self.usage().total() >= self.limit / 10 * 9
     }
 
-    /// The bytes worker `w` should shed to get back under 90% of its share of what the
+    /// The bytes worker `w` should shed to get back under 80% of its share of what the
     /// replay windows leave, when the total is over the budget (0 otherwise).
     pub fn excess(&self, w: usize) -> usize {
         let u = self.usage();
@@ -113,7 +115,7 @@ impl MemoryBudget {
             return 0;
         }
         let workers = self.partial.len().max(1);
-        let share = self.limit.saturating_sub(u.replay) / workers / 10 * 9;
+        let share = self.limit.saturating_sub(u.replay) / workers / 10 * 8;
         let mine =
             self.partial[w].load(Ordering::Relaxed) + self.outbound[w].load(Ordering::Relaxed);
         mine.saturating_sub(share)
@@ -186,10 +188,12 @@ mod tests {
             (0, 0),
             "under the budget: nothing"
         );
-        b.set_worker(1, 0, 700); // 200 + 150 + 700 = 1050 > 1000
+        b.set_worker(1, 0, 560); // 200 + 150 + 560 = 910: new work refused, nobody closed
         assert!(b.exhausted());
-        // Share: (1000 - 200) / 2 = 400, 90% = 360.
-        assert_eq!((b.excess(0), b.excess(1)), (0, 700 - 360));
+        assert_eq!((b.excess(0), b.excess(1)), (0, 0));
+        b.set_worker(1, 0, 700); // 200 + 150 + 700 = 1050 > 1000
+                                 // Share: (1000 - 200) / 2 = 400, 80% = 320.
+        assert_eq!((b.excess(0), b.excess(1)), (0, 700 - 320));
     }
 
     #[test]

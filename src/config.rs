@@ -173,6 +173,12 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = 64 << 20)]
     pub publish_queue_bytes: usize,
 
+    /// Pub/sub: deliveries (messages × that worker's subscribers of their topic) waiting for
+    /// one worker, at most: the bound on delivery latency under overload (a worker makes
+    /// about two million deliveries a second); past it publishes are refused (503).
+    #[arg(long, default_value_t = 4_000_000)]
+    pub publish_queue_deliveries: u64,
+
     /// Pub/sub: what happens to a subscriber whose outbound queue would pass --max-outbound:
     /// `drop` (oldest undelivered messages of the topic go, a gap frame names them) or
     /// `close` (1008).

@@ -166,6 +166,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             max_topics: cfg.max_topics,
             queue_messages: cfg.publish_queue.max(1),
             queue_bytes: cfg.publish_queue_bytes,
+            queue_deliveries: cfg.publish_queue_deliveries.max(1),
             max_frame: cfg.max_outbound,
         },
     );

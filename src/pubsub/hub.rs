@@ -31,6 +31,8 @@ pub struct Delivery {
     pub seq: u64,
     /// The complete frame, shared by every recipient.
     pub frame: Arc<[u8]>,
+    /// The worker's subscribers of the topic when it was published (the work it queues).
+    pub recipients: u64,
 }
 
 struct TopicState {
@@ -137,6 +139,10 @@ pub struct ReplayLimits {
     pub queue_messages: usize,
     /// Frame bytes waiting in one worker's queue at most.
     pub queue_bytes: usize,
+    /// Deliveries (messages × the worker's subscribers of their topic) waiting for one
+    /// worker at most: the bound on delivery latency under overload, as a worker makes
+    /// about 2M deliveries a second.
+    pub queue_deliveries: u64,
     /// The largest frame a connection can be sent (its outbound cap): a larger message is
     /// refused at publish time.
     pub max_frame: usize,
@@ -161,6 +167,8 @@ pub struct Hub {
     now: AtomicU64,
     /// Frame bytes waiting in each worker's queue.
     queued_bytes: Vec<AtomicUsize>,
+    /// Deliveries waiting for each worker.
+    queued_deliveries: Vec<AtomicU64>,
     budget: OnceLock<Arc<MemoryBudget>>,
 }
 
@@ -217,6 +225,7 @@ impl Hub {
             .map(|_| crossbeam_channel::bounded(replay.queue_messages.max(1)))
             .unzip();
         let queued_bytes = (0..wake.len()).map(|_| AtomicUsize::new(0)).collect();
+        let queued_deliveries = (0..wake.len()).map(|_| AtomicU64::new(0)).collect();
         let hub = Self {
             topics: Mutex::new(Topics::default()),
             queues,
@@ -232,6 +241,7 @@ impl Hub {
             expired: AtomicU64::new(0),
             now: AtomicU64::new(0),
             queued_bytes,
+            queued_deliveries,
             budget: OnceLock::new(),
         };
         (Arc::new(hub), receivers)
@@ -324,7 +334,9 @@ impl Hub {
                     **n > 0
                         && (self.queues[*w].len() >= self.replay.queue_messages
                             || self.queued_bytes[*w].load(Ordering::Relaxed) + len
-                                > self.replay.queue_bytes)
+                                > self.replay.queue_bytes
+                            || self.queued_deliveries[*w].load(Ordering::Relaxed) + **n
+                                > self.replay.queue_deliveries.max(**n))
                 })
             });
             if let Some((w, _)) = full {
@@ -345,10 +357,12 @@ impl Hub {
                     topic: st.id,
                     seq,
                     frame: frame.clone(),
+                    recipients: *n,
                 };
                 // A worker that has gone away has dropped its receiver: nothing to deliver.
                 if self.queues[w].try_send(d).is_ok() {
                     self.queued_bytes[w].fetch_add(frame.len(), Ordering::Relaxed);
+                    self.queued_deliveries[w].fetch_add(*n, Ordering::Relaxed);
                     woken.push(w);
                 }
             }
@@ -480,9 +494,10 @@ impl Hub {
         self.next_id.store(n, Ordering::Relaxed);
     }
 
-    /// Worker `worker` took a delivery of `bytes` off its queue.
-    pub fn taken(&self, worker: usize, bytes: usize) {
-        self.queued_bytes[worker].fetch_sub(bytes, Ordering::Relaxed);
+    /// Worker `worker` took delivery `d` off its queue.
+    pub fn taken(&self, worker: usize, d: &Delivery) {
+        self.queued_bytes[worker].fetch_sub(d.frame.len(), Ordering::Relaxed);
+        self.queued_deliveries[worker].fetch_sub(d.recipients, Ordering::Relaxed);
     }
 
     /// Publishes refused because a worker's queue was full or memory was exhausted.
@@ -558,6 +573,7 @@ mod tests {
                 max_topics: 3,
                 queue_messages: 1000,
                 queue_bytes: 1 << 20,
+                queue_deliveries: 1 << 40,
                 max_frame: 4 << 20,
             },
         );
@@ -717,6 +733,7 @@ mod tests {
             max_topics: 3,
             queue_messages: 10,
             queue_bytes: 1 << 20,
+            queue_deliveries: 1 << 40,
             max_frame: 1 << 20,
         };
         let (b, _r2) = Hub::new(wake, TopicLimits::default(), limits);
@@ -808,7 +825,7 @@ mod tests {
             b.usage().replay > 0,
             "replay bytes are counted in the budget"
         );
-        b.set_worker(0, 0, 1000);
+        b.set_worker(0, 0, 900);
         assert!(matches!(
             h.publish("t", Payload::Text("m")),
             Err(TopicError::MemoryBudget { max: 1000 })
@@ -832,7 +849,7 @@ mod tests {
         assert_eq!(h.refused(), 1);
         // Draining makes room; numbering continues with no hole.
         let d = rx[0].try_recv().unwrap();
-        h.taken(0, d.frame.len());
+        h.taken(0, &d);
         assert_eq!(h.publish("t", Payload::Binary(b"x")).unwrap().seq, 1001);
         // Bytes bound too: a message bigger than the byte budget is refused.
         let (h, _rx, _) = hub(1);
@@ -850,6 +867,54 @@ mod tests {
             Err(TopicError::TooLargeToDeliver { .. })
         ));
         assert_eq!(h.publish("big", Payload::Binary(b"x")).unwrap().seq, 1);
+    }
+
+    #[test]
+    fn the_deliveries_a_worker_owes_bound_its_queue_whatever_the_fan_out() {
+        // A message to 18,000 subscribers is 18,000 deliveries: a queue bounded only in
+        // messages let a worker owe minutes of work (issue 13 item 2: stalls of seconds).
+        let wake = vec![Box::new(|| {}) as Box<dyn Fn() + Send + Sync>];
+        let (h, rx) = Hub::new(
+            wake,
+            TopicLimits::default(),
+            ReplayLimits {
+                messages: 4,
+                bytes: 1 << 20,
+                budget: 1 << 20,
+                idle_expiry: 0,
+                epoch_seed: 1,
+                max_topics: 10,
+                queue_messages: 1000,
+                queue_bytes: 1 << 20,
+                queue_deliveries: 10,
+                max_frame: 1 << 20,
+            },
+        );
+        for _ in 0..4 {
+            h.subscribe(0, "wide", None).unwrap();
+        }
+        h.publish("wide", Payload::Text("1")).unwrap(); // owes 4
+        h.publish("wide", Payload::Text("2")).unwrap(); // owes 8
+        assert_eq!(
+            h.publish("wide", Payload::Text("3")),
+            Err(TopicError::Overloaded { worker: 0 })
+        );
+        let d = rx[0].try_recv().unwrap();
+        assert_eq!(d.recipients, 4);
+        h.taken(0, &d);
+        assert_eq!(h.publish("wide", Payload::Text("3")).unwrap().seq, 3);
+        // A single message wider than the bound still goes when nothing else is owed.
+        let (h2, rx2) = {
+            let wake = vec![Box::new(|| {}) as Box<dyn Fn() + Send + Sync>];
+            let mut l = h.replay;
+            l.queue_deliveries = 2;
+            Hub::new(wake, TopicLimits::default(), l)
+        };
+        for _ in 0..4 {
+            h2.subscribe(0, "wide", None).unwrap();
+        }
+        assert_eq!(h2.publish("wide", Payload::Text("x")).unwrap().seq, 1);
+        drop(rx2);
     }
 
     #[test]

@@ -136,7 +136,7 @@ mod tests {
         let global = Arc::new(Global::new(10, 0.0));
         let mut a = Admission::new(0, global, None, life, memory.clone());
         assert_eq!(a.admit(), Answer::Accept);
-        memory.set_worker(0, 600, 400);
+        memory.set_worker(0, 500, 400); // 90%: new work is refused
         assert!(matches!(
             a.admit(),
             Answer::Refuse(Limit::MemoryBudget, Rejection::Unavailable { .. }, _)

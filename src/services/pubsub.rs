@@ -99,7 +99,7 @@ impl PubsubSide {
     /// The next delivery the hub queued for this worker, if any.
     pub fn next_delivery(&mut self) -> Option<Delivery> {
         let d = self.spec.rx.try_recv().ok()?;
-        self.spec.hub.taken(self.worker, d.frame.len());
+        self.spec.hub.taken(self.worker, &d);
         Some(d)
     }
 

@@ -304,11 +304,11 @@ impl Session {
             + self.w.out.as_ref().map_or(0, |o| o.heap_bytes())
     }
 
-    /// What it holds under the memory budget: (partial input, bytes queued for sending).
-    /// Both are O(1) to read.
+    /// What it holds under the memory budget: (partial input, output queue — the bytes not
+    /// yet sent and the queue's slots). Both are O(1) to read.
     pub fn held(&self) -> (usize, usize) {
         let partial = self.held.as_ref().map_or(0, |h| h.partial.heap_bytes());
-        (partial, self.w.queued())
+        (partial, self.w.out.as_ref().map_or(0, |o| o.budget_bytes()))
     }
 
     /// Shed it under the memory budget: drop its partial input and its unsent queue and

@@ -82,6 +82,12 @@ impl Outbound {
         self.inflight_bytes == 0 && self.queue.is_empty()
     }
 
+    /// What it holds under the memory budget, in O(1): the bytes not yet sent (a shared
+    /// frame counted for each holder: conservative) and the queue's own slots.
+    pub fn budget_bytes(&self) -> usize {
+        self.queued() + self.queue.capacity() * std::mem::size_of::<Chunk>() + self.spare.capacity()
+    }
+
     /// Heap bytes held (shared frames count once per holder, as the allocation is shared).
     pub fn heap_bytes(&self) -> usize {
         let owned = |c: &Chunk| match c {
