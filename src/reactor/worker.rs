@@ -41,12 +41,14 @@ use crate::ws::CloseCode;
 pub const TICK: Duration = Duration::from_millis(100);
 
 /// Deliveries (one message to one connection) made per turn before other work — sends,
-/// receives, accepts, timers — gets a go: about 0.2 s of work at the rate one core
+/// receives, accepts, timers — gets a go: some 0.3 s of work at the rate one core
 /// delivers. Bounded in recipients, not messages: one message to 18,000 subscribers is
 /// 18,000 deliveries, and 1,024 such messages once held the worker for 14 s without a tick
 /// (no sends completed, no memory budget check). Large enough that a busy connection gets
-/// several messages per turn and so per send (each recipient is sent to once per turn).
-const DELIVERY_BATCH: usize = 256 * 1024;
+/// dozens of messages per turn and so per send (each recipient is sent to once per turn):
+/// at 256k, 18,000 subscribers got ~14 messages per send and one core delivered 1.75M/s
+/// instead of 2.2M/s (bench/results/2026-11-30-overload-18k.md).
+const DELIVERY_BATCH: usize = 1024 * 1024;
 
 /// Everything a worker needs, prepared by the server before the thread starts.
 #[derive(Debug)]
