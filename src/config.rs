@@ -13,6 +13,11 @@ pub struct ServeConfig {
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
+    /// Join a port another process already listens on (SO_REUSEPORT), sharing new
+    /// connections with it; without it such a start is refused.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub share_port: bool,
+
     /// Admin listener (/metrics, /healthz, /readyz, POST /drain, POST /publish, GET
     /// /topics); "off" disables it. A non-loopback address needs --admin-token-file.
     #[arg(long, default_value = "127.0.0.1:9090")]
@@ -29,7 +34,7 @@ pub struct ServeConfig {
     pub metrics_listen: String,
 
     /// Seconds an admin request may take to arrive, head and body together.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::units::secs)]
     pub admin_request_timeout: f64,
 
     /// Worker threads, one per CPU; default: every CPU in the process's cpuset.
@@ -37,7 +42,7 @@ pub struct ServeConfig {
     pub workers: Option<usize>,
 
     /// Connections the whole server accepts; past it new upgrades get 503.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = crate::units::count_usize)]
     pub max_connections: usize,
 
     /// Connections allowed from one source IP (0: no cap); past it upgrades get 429.
@@ -60,41 +65,41 @@ pub struct ServeConfig {
     pub backlog: u32,
 
     /// Largest message accepted, in bytes (all fragments); larger ones close with 1009.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = 1 << 20, value_parser = crate::units::bytes_u32)]
     pub max_message: u32,
 
     /// Outbound bytes queued per connection before it is closed as a slow consumer (1008).
     /// At least one frame of the largest message (`--max-message` + 14); the default holds
     /// two of them and 64 KiB of replies, so a client that reads gets every echo.
-    #[arg(long, default_value_t = (2 << 20) + (64 << 10))]
+    #[arg(long, default_value_t = (2 << 20) + (64 << 10), value_parser = crate::units::bytes_usize)]
     pub max_outbound: usize,
 
     /// Seconds a client has to complete the opening handshake.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::units::secs)]
     pub handshake_timeout: f64,
 
     /// Seconds between server pings to each connection (spread evenly over the interval).
-    #[arg(long, default_value_t = 25.0)]
+    #[arg(long, default_value_t = 25.0, value_parser = crate::units::secs)]
     pub ping_interval: f64,
 
     /// Seconds of silence (no data, no pong) after which a connection is closed.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, value_parser = crate::units::secs)]
     pub idle_timeout: f64,
 
     /// Seconds over which a drain spreads its 1012 closes.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = crate::units::secs)]
     pub drain_window: f64,
 
     /// Seconds to wait for close handshakes after the last 1012 before exiting.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = crate::units::secs)]
     pub drain_grace: f64,
 
     /// SO_SNDBUF for client sockets in bytes (0: kernel default, autotuned).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::units::bytes_u32)]
     pub sndbuf: u32,
 
     /// SO_RCVBUF for client sockets in bytes (0: kernel default, autotuned).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::units::bytes_u32)]
     pub rcvbuf: u32,
 
     /// Provided receive buffers per worker (a power of two, at most 32768).
@@ -102,7 +107,7 @@ pub struct ServeConfig {
     pub recv_buffers: u16,
 
     /// Size of each provided receive buffer in bytes.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = crate::units::bytes_u32)]
     pub recv_buffer_size: u32,
 
     /// What idle connections keep armed for reading: `poll` (a multishot POLLIN, ~258 B of
@@ -118,7 +123,7 @@ pub struct ServeConfig {
 
     /// Pub/sub: largest control message (subscribe, unsubscribe, publish) in bytes; a
     /// larger one is answered with an error before it is parsed.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = crate::units::bytes_usize)]
     pub max_control_message: usize,
 
     /// Pub/sub: most topics one connection may subscribe to.
@@ -130,7 +135,7 @@ pub struct ServeConfig {
     pub max_topic_len: usize,
 
     /// Pub/sub: topics the server holds at once (each keeps a replay window).
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = crate::units::count_usize)]
     pub max_topics: usize,
 
     /// Pub/sub: messages each topic keeps for resuming clients (0: no replay).
@@ -138,26 +143,26 @@ pub struct ServeConfig {
     pub replay_messages: usize,
 
     /// Pub/sub: bytes of frames each topic keeps for resuming clients.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = 1 << 20, value_parser = crate::units::bytes_usize)]
     pub replay_bytes: usize,
 
     /// Pub/sub: frame bytes all topics' replay windows hold together (default: 256 MiB or a
     /// quarter of --memory-budget, whichever is smaller); past it the oldest message of any
     /// topic is evicted first.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::units::bytes_usize)]
     pub replay_budget: Option<usize>,
 
     /// Pub/sub: seconds a topic with no subscriber keeps its replay window after its last
     /// publish or subscriber (0: forever); then it is forgotten and numbering starts again
     /// in a new epoch.
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = 3600, value_parser = crate::units::whole_secs)]
     pub topic_idle_expiry: u64,
 
     /// Bytes that partial messages, outbound queues and replay windows may hold together,
     /// process-wide (default: a quarter of the machine's memory). At it, upgrades and
     /// publishes are refused (503); over it, workers close their largest holders (1009 for a
     /// partial message, 1013 for an outbound queue).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::units::bytes_usize)]
     pub memory_budget: Option<usize>,
 
     /// Pings from one client answered per --ping-interval; one more closes it (1008).
@@ -166,17 +171,17 @@ pub struct ServeConfig {
 
     /// Pub/sub: messages waiting for one worker to deliver them, at most; past it (or
     /// --publish-queue-bytes) publishes are refused (503 / error reply) until it drains.
-    #[arg(long, default_value_t = 65_536)]
+    #[arg(long, default_value_t = 65_536, value_parser = crate::units::count_usize)]
     pub publish_queue: usize,
 
     /// Pub/sub: frame bytes waiting for one worker to deliver them, at most.
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long, default_value_t = 64 << 20, value_parser = crate::units::bytes_usize)]
     pub publish_queue_bytes: usize,
 
     /// Pub/sub: deliveries (messages × that worker's subscribers of their topic) waiting for
     /// one worker, at most: the bound on delivery latency under overload (a worker makes
     /// about two million deliveries a second); past it publishes are refused (503).
-    #[arg(long, default_value_t = 4_000_000)]
+    #[arg(long, default_value_t = 4_000_000, value_parser = crate::units::count)]
     pub publish_queue_deliveries: u64,
 
     /// Pub/sub: what happens to a subscriber whose outbound queue would pass --max-outbound:

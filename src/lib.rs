@@ -11,7 +11,7 @@
 //! - [`services`]: routing, admission, echo, the worker's side of pub/sub.
 //! - [`reactor`]: the per-core worker loop.
 //! - [`lifecycle`], [`server`], [`config`], [`admin`], [`metrics`], [`topology`], [`tune`],
-//!   [`plan`]: running and operating it.
+//!   [`plan`], [`units`]: running and operating it.
 
 pub mod admin;
 pub mod budget;
@@ -29,4 +29,5 @@ pub mod services;
 pub mod session;
 pub mod topology;
 pub mod tune;
+pub mod units;
 pub mod ws;

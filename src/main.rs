@@ -17,6 +17,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
+    #[command(
+        after_help = "Durations take units (10s, 500ms, 2m, 1h; a bare number is \
+        seconds), sizes take KiB/MiB/GiB (or KB/MB/GB), counts take k/M (1M = 1,000,000)."
+    )]
     Serve(Box<ServeConfig>),
     /// Check, apply or revert a sysctl tuning profile (tuning/).
     #[command(subcommand)]

@@ -233,7 +233,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
     );
     let simple: [Family; 25] = [
         (
-            "connections_total_open",
+            "connections_open",
             "gauge",
             "Open connections, all workers.",
             |w| w.connections.get(),

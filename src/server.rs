@@ -112,6 +112,14 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         sndbuf: cfg.sndbuf,
         rcvbuf: cfg.rcvbuf,
     };
+    if !cfg.share_port && listener::port_taken(cfg.listen) {
+        return Err(ServeError::Setup(format!(
+            "{} is already in use by another process: a second server would share it through \
+             SO_REUSEPORT and silently take part of the new connections. Stop the other one, \
+             choose another --listen, or pass --share-port to join it on purpose",
+            cfg.listen
+        )));
+    }
     let (listeners, bound) = listener::bind_group(cfg.listen, workers, opts)
         .map_err(|e| ServeError::Listen(cfg.listen, e))?;
 
@@ -268,16 +276,16 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     if let Some(addr) = admin_addr {
         let a = admin::spawn(addr, state.clone(), admin::Role::Admin)
             .map_err(|e| ServeError::Admin(addr, e))?;
-        tracing::info!("admin listening on {a}");
         println!("admin listening on {a}");
     }
     if let Some(addr) = metrics_addr {
         let a = admin::spawn(addr, state.clone(), admin::Role::Observe)
             .map_err(|e| ServeError::Admin(addr, e))?;
-        tracing::info!("metrics (observe-only) listening on {a}");
         println!("metrics listening on {a}");
     }
-    tracing::info!(workers, "listening on {bound}");
+    // The three `… listening on` lines on stdout are the contract scripts and tests read;
+    // the log gets one structured line.
+    tracing::info!(workers, listen = %bound, admin = ?admin_addr, metrics = ?metrics_addr, "serving");
     // Tests and scripts read this line to find an ephemeral port.
     println!("listening on {bound}");
     crate::notify::notify(&format!("READY=1\nSTATUS=serving on {bound}"));

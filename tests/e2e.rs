@@ -79,7 +79,7 @@ fn echo_text_binary_fragmented_and_ping() {
     );
     assert_eq!(srv.metric("holdfast_messages_received_total"), 4.0);
     assert_eq!(srv.metric("holdfast_upgrades_total"), 1.0);
-    srv.wait_metric("holdfast_connections_total_open", |v| v == 0.0);
+    srv.wait_metric("holdfast_connections_open", |v| v == 0.0);
 }
 
 #[test]
@@ -166,7 +166,7 @@ fn a_message_followed_at_once_by_fin_is_echoed_and_the_eof_noticed() {
             "connection {i} not closed after the client's FIN"
         );
     }
-    srv.wait_metric("holdfast_connections_total_open", |v| v == 0.0);
+    srv.wait_metric("holdfast_connections_open", |v| v == 0.0);
 }
 
 #[test]
@@ -523,7 +523,7 @@ fn a_worker_adds_rings_as_its_file_tables_fill() {
     }
     assert!(srv.metric("holdfast_rings") >= 4.0);
     drop(clients);
-    srv.wait_metric("holdfast_connections_total_open", |v| v == 0.0);
+    srv.wait_metric("holdfast_connections_open", |v| v == 0.0);
 }
 
 #[test]
@@ -672,7 +672,7 @@ fn clients_that_close_and_reset_at_any_step_leave_no_connection_behind() {
         }
     });
     srv.wait_metric("holdfast_websockets", |v| v == 0.0);
-    srv.wait_metric("holdfast_connections_total_open", |v| v == 0.0);
+    srv.wait_metric("holdfast_connections_open", |v| v == 0.0);
     assert_eq!(srv.metric("holdfast_upgrades_total"), 800.0);
 }
 
@@ -798,7 +798,7 @@ fn over_the_per_ip_cap_silent_connections_are_refused_at_accept() {
     for _ in 0..5 {
         silent.push(std::net::TcpStream::connect(srv.addr).unwrap());
     }
-    srv.wait_metric("holdfast_connections_total_open", |v| v == 5.0);
+    srv.wait_metric("holdfast_connections_open", |v| v == 5.0);
     for _ in 0..20 {
         use std::io::Read;
         let mut s = std::net::TcpStream::connect(srv.addr).unwrap();
@@ -808,7 +808,7 @@ fn over_the_per_ip_cap_silent_connections_are_refused_at_accept() {
         let text = String::from_utf8_lossy(&answer);
         assert!(text.starts_with("HTTP/1.1 429"), "{text}");
     }
-    srv.wait_metric("holdfast_connections_total_open", |v| v == 5.0);
+    srv.wait_metric("holdfast_connections_open", |v| v == 5.0);
     srv.wait_metric("holdfast_rejected_total{limit=\"per_ip\"}", |v| v == 20.0);
     drop(silent);
 }
@@ -895,4 +895,59 @@ fn over_the_memory_budget_the_largest_partial_messages_are_closed_with_1009() {
     srv.wait_metric("holdfast_memory_used_bytes{kind=\"outbound\"}", |v| {
         v == 0.0
     });
+}
+
+#[test]
+fn flags_take_units_and_a_bad_unit_is_named() {
+    let srv = Server::start(&[
+        "--ping-interval",
+        "500ms",
+        "--idle-timeout",
+        "2m",
+        "--max-message",
+        "64KiB",
+        "--max-outbound",
+        "1MiB",
+        "--max-connections",
+        "10k",
+    ]);
+    let mut c = Raw::connect(srv.addr);
+    // 64 KiB echoes; one byte more is over --max-message (1009).
+    c.send_frame(true, OpCode::Binary, &[1; 64 << 10]);
+    assert_eq!(c.recv_non_ping(), Got::Binary(vec![1; 64 << 10]));
+    c.send_frame(true, OpCode::Binary, &[1; (64 << 10) + 1]);
+    assert!(matches!(c.recv_non_ping(), Got::Close(Some(1009), _)));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(["serve", "--drain-window", "10 parsecs"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown duration unit `parsecs`"), "{err}");
+}
+
+#[test]
+fn a_second_server_on_a_taken_port_is_refused_unless_asked_to_share() {
+    // Through SO_REUSEPORT a second server silently took half the new connections.
+    let srv = Server::start(&[]);
+    let port = srv.addr.to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(["serve", "--listen", &port, "--admin", "off"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already in use by another process"), "{err}");
+    // On purpose, it joins.
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(["serve", "--listen", &port, "--admin", "off", "--share-port"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(second.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert!(line.starts_with("listening on"), "{line}");
+    let _ = second.kill();
+    let _ = second.wait();
 }

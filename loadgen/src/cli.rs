@@ -50,7 +50,7 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 10.0)]
     pub publish_rate: f64,
     /// Payload bytes per message (at least 8: the publish stamp).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = holdfast::units::bytes_usize)]
     pub size: usize,
     /// How to publish.
     #[arg(long, value_enum, default_value_t = PublishVia::Admin)]
@@ -59,10 +59,10 @@ pub struct FanoutArgs {
     #[arg(long)]
     pub admin: Option<String>,
     /// Seconds of publishing before the measurement starts.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = holdfast::units::secs)]
     pub warmup: f64,
     /// Seconds to wait for deliveries still in flight after the publisher stops.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = holdfast::units::secs)]
     pub settle: f64,
 }
 
@@ -73,7 +73,7 @@ pub struct Common {
     #[arg(long = "url", required = true)]
     pub urls: Vec<String>,
     /// Connections to open.
-    #[arg(long)]
+    #[arg(long, value_parser = holdfast::units::count_usize)]
     pub connections: usize,
     /// New connections per second during the ramp.
     #[arg(long, default_value_t = 20_000.0)]
@@ -83,11 +83,11 @@ pub struct Common {
     pub concurrency: usize,
     /// Seconds the scenario runs after the ramp (hold: holding; echo: measuring; storm: the
     /// longest wait for recovery after the event).
-    #[arg(long)]
+    #[arg(long, value_parser = holdfast::units::secs)]
     pub duration: Option<f64>,
     /// Seconds after which the run ends whatever happened (default: ramp time × 2 +
     /// duration + 60).
-    #[arg(long)]
+    #[arg(long, value_parser = holdfast::units::secs)]
     pub hard_timeout: Option<f64>,
     /// Threads (default: one per CPU). Each drives several rings when the connections need
     /// more file-table slots than one ring holds.
@@ -98,14 +98,14 @@ pub struct Common {
     #[arg(long)]
     pub sources: Option<String>,
     /// Seconds allowed for connect + upgrade.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = holdfast::units::secs)]
     pub handshake_timeout: f64,
     /// Seconds the closing handshakes may take at the end before sockets are dropped.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = holdfast::units::secs)]
     pub close_timeout: f64,
     /// Also send our own Ping on every open connection this often (seconds); pongs are
     /// counted.
-    #[arg(long)]
+    #[arg(long, value_parser = holdfast::units::secs)]
     pub ping_interval: Option<f64>,
     /// How connections read: `poll` (a multishot poll, then a receive when readable; 608 B
     /// less kernel memory per idle connection) or `recv` (a multishot receive each).
@@ -131,14 +131,14 @@ pub struct EchoArgs {
     #[command(flatten)]
     pub c: Common,
     /// Payload bytes per message (at least 8: they carry the send stamp).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = holdfast::units::bytes_usize)]
     pub size: usize,
     /// Open loop: messages per second over all connections. Absent: closed loop (one
     /// message in flight per connection).
     #[arg(long)]
     pub message_rate: Option<f64>,
     /// Seconds of traffic before the measurement starts.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = holdfast::units::secs)]
     pub warmup: f64,
 }
 
@@ -172,7 +172,7 @@ pub struct StormArgs {
     #[arg(long)]
     pub admin: Option<String>,
     /// Seconds to hold before the event.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = holdfast::units::secs)]
     pub hold: f64,
     /// First backoff ceiling, ms.
     #[arg(long, default_value_t = 100)]

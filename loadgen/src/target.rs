@@ -24,9 +24,25 @@ pub struct Target {
 
 /// Parse `ws://host:port/path?query`.
 pub fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("{url}: only ws:// URLs are supported (TLS is not implemented)"))?;
+    let rest = match url.split_once("://") {
+        Some(("ws", rest)) => rest,
+        Some(("wss", _)) => {
+            return Err(format!(
+                "{url}: wss:// is not supported yet (TLS); use ws://"
+            ))
+        }
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{url}: unsupported scheme `{scheme}://`; use ws://HOST:PORT/PATH"
+            ))
+        }
+        None => {
+            return Err(format!(
+                "{url}: the scheme is missing; write ws://{url}{}",
+                if url.contains('/') { "" } else { "/echo" }
+            ))
+        }
+    };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -94,6 +110,21 @@ pub fn default_sources(target: &SocketAddr) -> Vec<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_without_a_scheme_says_so() {
+        let e = parse_url("127.0.0.1:8080").unwrap_err();
+        assert!(
+            e.contains("scheme is missing") && e.contains("ws://127.0.0.1:8080/echo"),
+            "{e}"
+        );
+        assert!(parse_url("http://x:1/")
+            .unwrap_err()
+            .contains("unsupported scheme `http://`"));
+        assert!(parse_url("wss://x:1/")
+            .unwrap_err()
+            .contains("not supported yet"));
+    }
 
     #[test]
     fn urls_and_sources() {

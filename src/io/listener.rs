@@ -34,8 +34,19 @@ pub struct SockOpts {
     pub rcvbuf: u32,
 }
 
-/// Open `count` listeners sharing `addr` with SO_REUSEPORT. When `addr` has port 0, the
-/// first socket's ephemeral port is used for the rest. Returns them and the bound address.
+/// Whether another socket already listens on `addr` (a fixed port): a plain bind without
+/// SO_REUSEPORT fails then. A second server would otherwise join the port through
+/// SO_REUSEPORT without a word and take part of the new connections.
+pub fn port_taken(addr: SocketAddr) -> bool {
+    addr.port() != 0
+        && matches!(
+            std::net::TcpListener::bind(addr),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse
+        )
+}
+
+/// Bind `count` SO_REUSEPORT listeners on `addr` (port 0: the first picks one and the rest
+/// join it); returns them and the address bound.
 pub fn bind_group(
     addr: SocketAddr,
     count: usize,

@@ -708,12 +708,16 @@ impl<S: Services> Worker<S> {
                 return;
             }
             let total = self.svc.websockets();
-            tracing::info!(
-                worker = self.id,
-                connections = total,
-                window_s = self.s.drain_ticks as f64 * TICK.as_secs_f64(),
-                "drain started"
-            );
+            if total == 0 {
+                tracing::info!(worker = self.id, "drain started: no connections to close");
+            } else {
+                tracing::info!(
+                    worker = self.id,
+                    connections = total,
+                    window_s = self.s.drain_ticks as f64 * TICK.as_secs_f64(),
+                    "drain started: closing connections over the window"
+                );
+            }
             self.rings.stop_accepting();
             self.listener = None;
             // Connections still in their handshake will not be upgraded: tell them now
