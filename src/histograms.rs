@@ -39,9 +39,12 @@ impl Default for Hists {
 
 impl Hists {
     /// Add `other` into these and clear it.
-    pub fn take_from(&mut self, other: &mut Hists) {
+    pub fn take_from(&mut self, other: &mut Self) {
         for (a, b) in [
-            (&mut self.publish_delivery_us, &mut other.publish_delivery_us),
+            (
+                &mut self.publish_delivery_us,
+                &mut other.publish_delivery_us,
+            ),
             (&mut self.handshake_us, &mut other.handshake_us),
             (&mut self.send_queue_bytes, &mut other.send_queue_bytes),
         ] {

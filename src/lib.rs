@@ -10,12 +10,13 @@
 //! - [`pubsub`]: the sans-IO pub/sub core and the hub.
 //! - [`services`]: routing, admission, echo, the worker's side of pub/sub.
 //! - [`reactor`]: the per-core worker loop.
-//! - [`lifecycle`], [`server`], [`config`], [`admin`], [`metrics`], [`topology`], [`tune`],
+//! - [`lifecycle`], [`server`], [`config`], [`admin`], [`metrics`], [`histograms`], [`topology`], [`tune`],
 //!   [`plan`], [`units`]: running and operating it.
 
 pub mod admin;
 pub mod budget;
 pub mod config;
+pub mod histograms;
 pub mod io;
 pub mod jitter;
 pub mod lifecycle;

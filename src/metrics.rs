@@ -167,6 +167,8 @@ pub struct WorkerMetrics {
     pub ping_floods: Counter,
     /// Connections closed to shed memory under the budget (1009 / 1013).
     pub memory_sheds: Counter,
+    /// Histograms, published by the worker once a tick.
+    pub hist: crate::histograms::Shared,
 }
 
 impl WorkerMetrics {

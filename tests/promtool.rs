@@ -19,6 +19,12 @@ fn the_metrics_pass_promtool_check_metrics() {
     let _sub = Raw::connect_to(srv.addr, "/ws?topics=promtool");
     let (status, _) = publish(srv.admin, "promtool", b"x", false);
     assert_eq!(status, 200);
+    // The histograms show what happened (published by the workers once a tick).
+    srv.wait_metric("holdfast_publish_delivery_seconds_count", |v| v >= 1.0);
+    srv.wait_metric("holdfast_handshake_seconds_count", |v| v >= 2.0);
+    srv.wait_metric("holdfast_send_queue_bytes_count", |v| v >= 2.0);
+    let inf = srv.metric("holdfast_handshake_seconds_bucket{le=\"+Inf\"}");
+    assert_eq!(inf, srv.metric("holdfast_handshake_seconds_count"));
     for addr in [srv.admin, srv.metrics.expect("observe listener")] {
         let (code, body) = support::http(addr, "GET", "/metrics");
         assert_eq!(code, 200);

@@ -227,6 +227,9 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
             let mut text = metrics::render(&shared.metrics, draining);
             metrics::render_pubsub(&mut text, &shared.hub);
             metrics::render_memory(&mut text, &shared.memory);
+            let hists: Vec<&crate::histograms::Shared> =
+                shared.metrics.iter().map(|m| &m.hist).collect();
+            crate::histograms::render(&mut text, &hists);
             (200, "text/plain; version=0.0.4", text)
         }
         ("GET", "/healthz") => (200, "text/plain", "ok\n".to_string()),
@@ -270,7 +273,10 @@ fn publish(req: &Request, shared: &State) -> (u16, &'static str, String) {
                 ),
             }
         };
-    match shared.hub.publish(topic, payload) {
+    match shared
+        .hub
+        .publish_at(topic, payload, Some(std::time::Instant::now()))
+    {
         Ok(p) => (
             200,
             "application/json",

@@ -33,6 +33,8 @@ pub struct Delivery {
     pub frame: Arc<[u8]>,
     /// The worker's subscribers of the topic when it was published (the work it queues).
     pub recipients: u64,
+    /// When it was published, if the publisher said (for the latency histogram).
+    pub at: Option<std::time::Instant>,
 }
 
 struct TopicState {
@@ -309,6 +311,17 @@ impl Hub {
     /// Publish `payload` to `topic`: number it, encode it once, keep it for replay, queue it
     /// for every worker with a subscriber and wake them.
     pub fn publish(&self, topic: &str, payload: Payload<'_>) -> Result<Published, TopicError> {
+        self.publish_at(topic, payload, None)
+    }
+
+    /// [`Hub::publish`], stamped with the time of the publish (the caller's clock: the hub
+    /// reads none), which deliveries carry for the publish → delivery histogram.
+    pub fn publish_at(
+        &self,
+        topic: &str,
+        payload: Payload<'_>,
+        at: Option<std::time::Instant>,
+    ) -> Result<Published, TopicError> {
         validate_topic(topic, &self.limits)?;
         let mut woken = Vec::new();
         let len = delivery_len_bound(topic, &payload);
@@ -358,6 +371,7 @@ impl Hub {
                     seq,
                     frame: frame.clone(),
                     recipients: *n,
+                    at,
                 };
                 // A worker that has gone away has dropped its receiver: nothing to deliver.
                 if self.queues[w].try_send(d).is_ok() {

@@ -30,6 +30,7 @@ use slab::Slab;
 use super::rings::{RingPlan, Rings, HUB_WAKE, TABLE_HEADROOM};
 use super::Conn;
 use crate::budget::MemoryBudget;
+use crate::histograms::Hists;
 use crate::io::{Completion, Extra, Op, Read, ReadMode, Socket, Token};
 use crate::lifecycle::{self, Lifecycle};
 use crate::metrics::{Limit, WorkerMetrics};
@@ -165,6 +166,10 @@ struct Worker<S: Services> {
     /// sibling listener of the same port, e.g. a new process's).
     listener: Option<std::net::TcpListener>,
     memory: Arc<MemoryBudget>,
+    /// Histograms recorded here, published to the shared copy once a tick.
+    hist: Hists,
+    /// When each connection still in its handshake was accepted.
+    accepted_at: std::collections::HashMap<u32, Instant>,
     /// What the sessions hold (partial input, queued output), kept by the delta of every
     /// call that may change it and recounted exactly once a second.
     tally: (usize, usize),
@@ -211,6 +216,8 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         panic_at_tick: spec.panic_at_tick,
         listener: Some(spec.listener),
         memory: spec.memory,
+        hist: Hists::default(),
+        accepted_at: std::collections::HashMap::new(),
         tally: (0, 0),
     };
     w.env.metrics.rings.set(1);
@@ -315,6 +322,7 @@ impl<S: Services> Worker<S> {
             return; // an earlier connection's (its buffer goes back as `c` drops)
         }
         let before = conn.session.held();
+        let handshaking = conn.session.phase() == Phase::Handshake;
         let mode = self.s.read_mode;
         let ring = &mut self.rings.list[conn.socket.ring()].ring;
         let ctx = self.env.ctx();
@@ -348,7 +356,16 @@ impl<S: Services> Worker<S> {
             _ => {}
         }
         let after = conn.session.held();
+        let upgraded = handshaking && conn.session.phase() != Phase::Handshake;
         self.account(before, after);
+        if upgraded {
+            if let Some(t) = self.accepted_at.remove(&idx) {
+                if self.conns[idx as usize].session.counted() {
+                    let us = t.elapsed().as_micros() as u64;
+                    self.hist.handshake_us.saturating_record(us.max(1));
+                }
+            }
+        }
         self.drive(idx);
     }
 
@@ -377,6 +394,8 @@ impl<S: Services> Worker<S> {
         if !conn.socket.sending() {
             let mut host = self.svc.host(idx);
             if let Some(buf) = conn.session.poll_transmit(&ctx, &mut host) {
+                let depth = conn.session.queued().max(buf.bytes().len()) as u64;
+                self.hist.send_queue_bytes.saturating_record(depth.max(1));
                 conn.socket.send(ring, buf, idx);
             }
         }
@@ -392,6 +411,7 @@ impl<S: Services> Worker<S> {
     }
 
     fn release(&mut self, idx: u32) {
+        self.accepted_at.remove(&idx);
         let conn = self.conns.remove(idx as usize);
         self.svc
             .on_release(idx, conn.session.counted(), &self.env.metrics);
@@ -482,6 +502,7 @@ impl<S: Services> Worker<S> {
             .metrics
             .slab_bytes
             .set((self.conns.capacity() * std::mem::size_of::<Option<Conn>>()) as u64);
+        self.accepted_at.insert(idx, Instant::now());
         let refusal = self.svc.on_accept(idx, peer);
         let conn = &mut self.conns[idx as usize];
         let ring = &mut self.rings.list[r].ring;
@@ -549,6 +570,12 @@ impl<S: Services> Worker<S> {
                 self.account(before, after);
             }
             budget -= to - from;
+            if let Some(at) = S::published_at(&d) {
+                let us = at.elapsed().as_micros() as u64;
+                self.hist
+                    .publish_delivery_us
+                    .saturating_record_n(us.max(1), (to - from) as u64);
+            }
             if to < list.len() {
                 // The rest of this message's recipients get it next turn, before any later
                 // message (so each connection's order is kept).
@@ -620,6 +647,7 @@ impl<S: Services> Worker<S> {
         }
         self.memory.set_worker(self.id, self.tally.0, self.tally.1);
         self.shed_memory();
+        self.env.metrics.hist.publish(&mut self.hist);
     }
 
     /// Over the memory budget: close this worker's largest holders (1009 / 1013), what

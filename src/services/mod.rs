@@ -109,6 +109,10 @@ impl session::Services for Services {
         }
     }
 
+    fn published_at(d: &Self::Delivery) -> Option<Instant> {
+        d.0.at
+    }
+
     fn offer(&mut self, d: &Self::Delivery, w: &mut Writer, ctx: &Ctx<'_>) {
         pubsub::offer(w, ctx, d.0.topic, d.0.seq, &d.0.frame, d.1);
     }

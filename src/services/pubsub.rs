@@ -168,7 +168,11 @@ impl PubsubSide {
                         "publish_disabled (the server was started without --client-publish)",
                     );
                 }
-                match self.spec.hub.publish(&topic, Payload::Text(&data)) {
+                match self.spec.hub.publish_at(
+                    &topic,
+                    Payload::Text(&data),
+                    Some(std::time::Instant::now()),
+                ) {
                     Ok(p) => {
                         ctx.metrics.client_publishes.inc();
                         reply(w, ctx, &pubsub::reply_published(&topic, p.seq));

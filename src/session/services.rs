@@ -36,6 +36,8 @@ pub trait Services {
     /// The next queued message and the local connections that take it (the list is lent
     /// until [`Services::finish_delivery`]).
     fn next_delivery(&mut self) -> Option<(Self::Delivery, Vec<u32>)>;
+    /// When the message was published, if known (for the latency histogram).
+    fn published_at(d: &Self::Delivery) -> Option<std::time::Instant>;
     /// Offer the message to one recipient's output.
     fn offer(&mut self, d: &Self::Delivery, w: &mut Writer, ctx: &Ctx<'_>);
     /// Give a recipient list back for reuse.
