@@ -11,7 +11,7 @@
 //! - [`services`]: routing, admission, echo, the worker's side of pub/sub.
 //! - [`reactor`]: the per-core worker loop.
 //! - [`lifecycle`], [`server`], [`config`], [`admin`], [`metrics`], [`histograms`], [`topology`], [`tune`],
-//!   [`plan`], [`units`]: running and operating it.
+//!   [`plan`], [`units`], [`storm`]: running and operating it.
 
 pub mod admin;
 pub mod budget;
@@ -28,6 +28,7 @@ pub mod reactor;
 pub mod server;
 pub mod services;
 pub mod session;
+pub mod storm;
 pub mod topology;
 pub mod tune;
 pub mod units;

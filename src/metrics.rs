@@ -227,6 +227,19 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         );
     }
     o.push_str(&lines);
+    family(
+        &mut o,
+        "worker_ticks_total",
+        "counter",
+        "Timer ticks each worker has run (10 a second while its loop is alive).",
+    );
+    for (i, w) in workers.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "holdfast_worker_ticks_total{{worker=\"{i}\"}} {}",
+            w.ticks.get()
+        );
+    }
     type Family = (
         &'static str,
         &'static str,
@@ -485,6 +498,41 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
     family(&mut o, "draining", "gauge", "1 while the server drains.");
     let _ = writeln!(o, "holdfast_draining {}", u8::from(draining));
     o
+}
+
+/// Append the configured connection limit.
+pub fn render_limit(o: &mut String, max_connections: usize) {
+    family(
+        o,
+        "connections_limit",
+        "gauge",
+        "--max-connections: the WebSockets this process accepts at most.",
+    );
+    let _ = writeln!(o, "holdfast_connections_limit {max_connections}");
+}
+
+/// Append the storm signal: the setup rate, its baseline and their ratio.
+pub fn render_storm(o: &mut String, r: crate::storm::Reading) {
+    for (name, help, v) in [
+        (
+            "setup_rate",
+            "WebSocket upgrades per second over the last 10 s.",
+            r.rate,
+        ),
+        (
+            "setup_rate_baseline",
+            "WebSocket upgrades per second over the last 10 min.",
+            r.baseline,
+        ),
+        (
+            "setup_rate_ratio",
+            "setup_rate / max(setup_rate_baseline, 1): far above 1 in a reconnect storm.",
+            r.ratio(),
+        ),
+    ] {
+        family(o, name, "gauge", help);
+        let _ = writeln!(o, "holdfast_{name} {v}");
+    }
 }
 
 /// Append the memory budget's figures: the budget, what it holds by kind, refusals and

@@ -191,11 +191,14 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             .map_err(crate::config::ConfigError::TopicPolicy)?,
     );
     let life = Arc::new(Lifecycle::default());
+    let storm = Arc::new(crate::storm::Shared::default());
     let state = Arc::new(admin::State {
         life: life.clone(),
         metrics: metrics.clone(),
         hub: hub.clone(),
         memory: memory.clone(),
+        storm: storm.clone(),
+        max_connections: cfg.max_connections,
         max_publish: cfg.max_message as usize,
         token: admin_token,
         request_deadline: std::time::Duration::from_secs_f64(cfg.admin_request_timeout),
@@ -209,7 +212,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         .and_then(|v| v.parse().ok());
     io::sys::block_signals();
     // Every thread from here on has the signals blocked (the signal thread takes them).
-    spawn_housekeeper(hub.clone())?;
+    spawn_housekeeper(hub.clone(), metrics.clone(), storm)?;
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<(), String>)>();
     let mut handles = Vec::with_capacity(workers);
     for (p, listener) in layout.iter().zip(listeners) {
@@ -329,11 +332,18 @@ fn epoch_seed() -> u64 {
     t ^ (u64::from(std::process::id()) << 40)
 }
 
-/// The hub's clock: once a second it is told the time and forgets idle topics.
-fn spawn_housekeeper(hub: Arc<Hub>) -> Result<(), ServeError> {
+/// Once a second: tell the hub the time (it forgets idle topics) and feed the storm signal.
+fn spawn_housekeeper(
+    hub: Arc<Hub>,
+    metrics: Vec<Arc<WorkerMetrics>>,
+    storm: Arc<crate::storm::Shared>,
+) -> Result<(), ServeError> {
+    let mut setup = crate::storm::SetupRate::default();
     std::thread::Builder::new()
         .name("holdfast-hub".into())
         .spawn(move || loop {
+            let upgrades = metrics.iter().map(|m| m.upgrades.get()).sum();
+            storm.set(setup.observe(upgrades));
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());

@@ -54,3 +54,65 @@ fn the_metrics_pass_promtool_check_metrics() {
         );
     }
 }
+
+/// Every `holdfast_…` name the shipped alert rules and dashboard use.
+fn names_used(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("holdfast_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        // A family's histogram series are named after it.
+        let family = name.trim_end_matches("_bucket");
+        if !out.iter().any(|n| n == family) {
+            out.push(family.to_string());
+        }
+        rest = &tail[end..];
+    }
+    out
+}
+
+#[test]
+fn the_shipped_rules_pass_promtool_and_name_only_metrics_the_server_exports() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tuning/prometheus");
+    for args in [
+        &["check", "rules", "holdfast.rules.yml"][..],
+        &["test", "rules", "holdfast.rules.test.yml"][..],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let srv = Server::start(&[]);
+    let (_, body) = support::http(srv.admin, "GET", "/metrics");
+    let exported: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let rules = std::fs::read_to_string(format!("{dir}/holdfast.rules.yml")).unwrap();
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tuning/grafana/holdfast.json"
+    ))
+    .unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
+    assert!(parsed["panels"].as_array().unwrap().len() >= 8);
+    for name in names_used(&rules).into_iter().chain(names_used(&dashboard)) {
+        assert!(
+            exported.contains(&name.as_str()),
+            "{name} is used by the rules or the dashboard but not exported"
+        );
+    }
+}

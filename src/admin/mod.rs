@@ -34,6 +34,10 @@ pub struct State {
     pub metrics: Vec<Arc<WorkerMetrics>>,
     /// Pub/sub: topics, numbering, replay windows, fan-out to workers.
     pub hub: Arc<Hub>,
+    /// `--max-connections`, exposed so capacity alerts need no copy of the configuration.
+    pub max_connections: usize,
+    /// The storm signal (setup rate against its baseline), updated once a second.
+    pub storm: Arc<crate::storm::Shared>,
     /// The process-wide memory budget (for `/metrics`).
     pub memory: Arc<crate::budget::MemoryBudget>,
     /// Largest `POST /publish` body (the `--max-message` limit).
@@ -230,6 +234,8 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
             let hists: Vec<&crate::histograms::Shared> =
                 shared.metrics.iter().map(|m| &m.hist).collect();
             crate::histograms::render(&mut text, &hists);
+            metrics::render_storm(&mut text, shared.storm.get());
+            metrics::render_limit(&mut text, shared.max_connections);
             (200, "text/plain; version=0.0.4", text)
         }
         ("GET", "/healthz") => (200, "text/plain", "ok\n".to_string()),
