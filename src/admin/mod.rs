@@ -211,6 +211,9 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// The live page: self-contained (no external assets), it polls `/metrics` once a second.
+const UI_PAGE: &str = include_str!("ui.html");
+
 fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, String) {
     let draining = shared.life.draining();
     let control = matches!(req.path.as_str(), "/drain" | "/publish" | "/topics");
@@ -238,6 +241,7 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
             metrics::render_limit(&mut text, shared.max_connections);
             (200, "text/plain; version=0.0.4", text)
         }
+        ("GET", "/ui") => (200, "text/html; charset=utf-8", UI_PAGE.to_string()),
         ("GET", "/healthz") => (200, "text/plain", "ok\n".to_string()),
         ("GET", "/readyz") if draining => (503, "text/plain", "draining\n".to_string()),
         ("GET", "/readyz") => (200, "text/plain", "ready\n".to_string()),
