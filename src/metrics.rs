@@ -402,19 +402,16 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
     let open = sum(&|w| w.connections.get());
     family(
         &mut o,
-        "userspace_bytes_per_connection",
+        "connection_state_bytes_per_connection",
         "gauge",
-        "Connection state and connection heap divided by open connections.",
+        "Connection state (slab) and connection heap divided by open connections: the part the server accounts for itself.",
     );
     let state = sum(&|w| w.slab_bytes.get() + w.conn_heap_bytes.get());
+    let per = |bytes: f64| if open == 0 { 0.0 } else { bytes / open as f64 };
     let _ = writeln!(
         o,
-        "holdfast_userspace_bytes_per_connection {}",
-        if open == 0 {
-            0.0
-        } else {
-            state as f64 / open as f64
-        }
+        "holdfast_connection_state_bytes_per_connection {}",
+        per(state as f64)
     );
     family(
         &mut o,
@@ -498,6 +495,48 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
     family(&mut o, "draining", "gauge", "1 while the server drains.");
     let _ = writeln!(o, "holdfast_draining {}", u8::from(draining));
     o
+}
+
+/// The process's resident set, bytes (VmRSS in /proc/self/status), if readable.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Append the process's resident memory and what each open connection adds to it:
+/// (RSS − the RSS measured once the workers were ready, before any connection) / open
+/// connections — buffer pools, slab growth, queues and allocator overhead included, so it
+/// agrees with RSS by construction.
+pub fn render_resident(o: &mut String, workers: &[std::sync::Arc<WorkerMetrics>], baseline: u64) {
+    let rss = resident_bytes().unwrap_or(0);
+    family(
+        o,
+        "process_resident_bytes",
+        "gauge",
+        "Resident memory of the process (VmRSS).",
+    );
+    let _ = writeln!(o, "holdfast_process_resident_bytes {rss}");
+    let open: u64 = workers.iter().map(|w| w.connections.get()).sum();
+    family(
+        o,
+        "userspace_bytes_per_connection",
+        "gauge",
+        "Resident memory above the idle process's, divided by open connections (everything a connection costs in userspace; agrees with RSS).",
+    );
+    let per = if open == 0 {
+        0.0
+    } else {
+        rss.saturating_sub(baseline) as f64 / open as f64
+    };
+    let _ = writeln!(o, "holdfast_userspace_bytes_per_connection {per}");
 }
 
 /// Append the configured connection limit.

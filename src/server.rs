@@ -199,6 +199,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         memory: memory.clone(),
         storm: storm.clone(),
         max_connections: cfg.max_connections,
+        rss_baseline: std::sync::atomic::AtomicU64::new(0),
         max_publish: cfg.max_message as usize,
         token: admin_token,
         request_deadline: std::time::Duration::from_secs_f64(cfg.admin_request_timeout),
@@ -276,6 +277,12 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         }
     }
 
+    // Every worker is ready and the start-up line has not been printed, so clients have not
+    // been told where to connect: what each connection adds is measured from here.
+    let idle = crate::metrics::resident_bytes().unwrap_or(0);
+    state
+        .rss_baseline
+        .store(idle, std::sync::atomic::Ordering::Relaxed);
     if let Some(addr) = admin_addr {
         let a = admin::spawn(addr, state.clone(), admin::Role::Admin)
             .map_err(|e| ServeError::Admin(addr, e))?;

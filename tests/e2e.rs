@@ -951,3 +951,23 @@ fn a_second_server_on_a_taken_port_is_refused_unless_asked_to_share() {
     let _ = second.kill();
     let _ = second.wait();
 }
+
+#[test]
+fn userspace_bytes_per_connection_agrees_with_the_processs_rss() {
+    // Issue 18: the gauge read 52 B while RSS grew 385–673 B per connection (it left out
+    // the buffer pools and part of each connection's cost).
+    let srv = Server::start(&[]);
+    let before = srv.rss();
+    let n = 2000;
+    let clients: Vec<Raw> = (0..n).map(|_| Raw::connect(srv.addr)).collect();
+    srv.wait_metric("holdfast_websockets", |v| v == n as f64);
+    let grown = srv.rss().saturating_sub(before) as f64 / n as f64;
+    let gauge = srv.metric("holdfast_userspace_bytes_per_connection");
+    let state = srv.metric("holdfast_connection_state_bytes_per_connection");
+    assert!(
+        (gauge - grown).abs() <= 0.25 * grown + 64.0,
+        "gauge {gauge} B vs RSS growth {grown} B per connection"
+    );
+    assert!(state <= gauge, "the state part ({state} B) is part of it");
+    drop(clients);
+}

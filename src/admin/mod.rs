@@ -34,6 +34,8 @@ pub struct State {
     pub metrics: Vec<Arc<WorkerMetrics>>,
     /// Pub/sub: topics, numbering, replay windows, fan-out to workers.
     pub hub: Arc<Hub>,
+    /// The process's RSS once the workers were ready, before any connection (bytes).
+    pub rss_baseline: std::sync::atomic::AtomicU64,
     /// `--max-connections`, exposed so capacity alerts need no copy of the configuration.
     pub max_connections: usize,
     /// The storm signal (setup rate against its baseline), updated once a second.
@@ -239,6 +241,10 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
             crate::histograms::render(&mut text, &hists);
             metrics::render_storm(&mut text, shared.storm.get());
             metrics::render_limit(&mut text, shared.max_connections);
+            let baseline = shared
+                .rss_baseline
+                .load(std::sync::atomic::Ordering::Relaxed);
+            metrics::render_resident(&mut text, &shared.metrics, baseline);
             (200, "text/plain; version=0.0.4", text)
         }
         ("GET", "/ui") => (200, "text/html; charset=utf-8", UI_PAGE.to_string()),
