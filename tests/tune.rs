@@ -143,6 +143,11 @@ fn check_fails_when_the_target_is_beyond_the_binding_limit() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("NOT ENOUGH"), "{text}");
     assert!(text.contains("binds first"), "{text}");
+    // Every limit short of the target is named (fs.file-max and, here, memory), not only
+    // the first.
+    let short = text.split("Short of the target:").nth(1).unwrap_or("");
+    assert!(short.contains("fs.file-max"), "{text}");
+    assert!(short.matches("(about").count() >= 2, "{text}");
     // A small target passes.
     let ok = Command::new(BIN)
         .args(["tune", "check", "--connections", "1000"])

@@ -93,11 +93,14 @@ pub fn check(profile: Option<&Profile>, target: Option<u64>) -> Check {
         for (k, want) in &p.entries {
             let (live, status) = match read_live(k) {
                 Some(l) if satisfied(k, &l, want) => (l, "ok"),
-                Some(l) => (l, "low"),
+                Some(l) => {
+                    let s = profile::shortfall(k, &l, want);
+                    (l, s)
+                }
                 None if optional(k) => ("(absent)".into(), "optional-absent"),
                 None => ("(absent)".into(), "absent"),
             };
-            let fix = if status == "low" {
+            let fix = if matches!(status, "low" | "high" | "narrow" | "differs") {
                 format!("sysctl -w {k}=\"{want}\"")
             } else {
                 String::new()
@@ -280,10 +283,20 @@ pub fn render_check(c: &Check) -> String {
                 b.limit, b.connections
             );
         } else {
+            // Every limit short of the target, not only the first.
+            let short: Vec<String> = c
+                .capacities
+                .iter()
+                .filter(|cap| cap.connections < n)
+                .map(|cap| format!("{} (about {})", cap.limit, cap.connections))
+                .collect();
             let _ = writeln!(
                 o,
-                "\nNOT ENOUGH: {n} connections wanted; {} binds first at about {} connections.",
-                b.limit, b.connections
+                "\nNOT ENOUGH: {n} connections wanted; {} binds first at about {} connections. \
+                 Short of the target: {}.",
+                b.limit,
+                b.connections,
+                short.join(", ")
             );
         }
     }

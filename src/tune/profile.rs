@@ -69,6 +69,21 @@ pub fn satisfied(key: &str, live: &str, wanted: &str) -> bool {
     }
 }
 
+/// How a live value that does not satisfy the profile differs from it: `low` (below a
+/// minimum), `high` (above a maximum), `narrow` (a range that does not contain the
+/// profile's) or `differs` (an exact value or a shape that does not compare).
+pub fn shortfall(key: &str, live: &str, wanted: &str) -> &'static str {
+    match want(key) {
+        Want::AtLeast | Want::EachAtLeast if numbers(live).is_some() => "low",
+        Want::AtMost if numbers(live).is_some() => "high",
+        Want::Contains if numbers(live).is_some() => "narrow",
+        _ => {
+            let _ = wanted;
+            "differs"
+        }
+    }
+}
+
 /// Parse sysctl.d text. Errors name the line.
 pub fn parse(name: &str, text: &str) -> Result<Profile, String> {
     let mut entries = Vec::new();
@@ -118,6 +133,29 @@ pub fn read_live(key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_that_misses_says_how() {
+        assert_eq!(shortfall("net.core.somaxconn", "128", "65535"), "low");
+        assert_eq!(shortfall("net.ipv4.tcp_fin_timeout", "60", "10"), "high");
+        assert_eq!(
+            shortfall(
+                "net.ipv4.tcp_rmem",
+                "4096 131072 6291456",
+                "4096 4096 16384"
+            ),
+            "differs"
+        );
+        assert_eq!(
+            shortfall("net.ipv4.ip_local_port_range", "32768 60999", "1024 65535"),
+            "narrow"
+        );
+        assert!(!satisfied("net.ipv4.tcp_fin_timeout", "60", "10"));
+        assert!(
+            satisfied("net.core.somaxconn", "100000", "65535"),
+            "higher is fine"
+        );
+    }
 
     #[test]
     fn every_built_in_profile_parses_and_its_keys_exist_here_or_are_optional() {

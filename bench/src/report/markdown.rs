@@ -41,7 +41,13 @@ pub(super) fn render(r: &Value) -> String {
         o,
         "- Command: `{}`{}\n- Machine: {}, {} CPUs, {}, Linux {}, RLIMIT_NOFILE {}\n- Target: {}; tuning profile: {}\n- Peers: {}{}\n- Took {} s. Server, load generator and peers share this machine: every throughput figure has the server's CPU time beside it (/proc/PID/stat), and those per-CPU figures are the ones that compare fairly.\n",
         r["command"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
-        if r["quick"] == true { " (quick: small sizes, for CI; not for comparison)" } else { "" },
+        if r["quick"] == true {
+            " (**quick**: small sizes that show the report's shape and that every part runs — \
+             not figures to compare: at 2,000 connections fixed costs (buffer pools, slab \
+             growth) dominate bytes per connection, peaks and charts have a handful of points)"
+        } else {
+            ""
+        },
         m["cpu"].as_str().unwrap_or("?"),
         m["cores"],
         m["memory"].as_str().unwrap_or("?").split_whitespace().collect::<Vec<_>>().join(" "),

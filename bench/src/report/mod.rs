@@ -71,9 +71,10 @@ pub struct ReportArgs {
     /// machine's free memory cannot take is skipped with the reason; --quick: 2k).
     #[arg(long, value_delimiter = ',')]
     pub connections: Option<Vec<usize>>,
-    /// Directory for the results.
-    #[arg(long, default_value = "bench/results")]
-    pub out: PathBuf,
+    /// Directory for the results (default: bench/results; with --quick, a scratch
+    /// directory outside the source tree, since a quick run is not a result to keep).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Result name (default: report-<section>[-quick]).
     #[arg(long)]
     pub name: Option<String>,
@@ -258,17 +259,24 @@ pub fn run(section: Section, a: &ReportArgs) -> Result<PathBuf, String> {
         )
     });
     let stem = format!("{}-{name}", crate::today());
-    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
-    let charts = charts::draw(&report, &a.out, &stem)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        if a.quick {
+            std::env::temp_dir().join("holdfast-bench-quick")
+        } else {
+            PathBuf::from("bench/results")
+        }
+    });
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let charts = charts::draw(&report, &out, &stem)?;
     report["charts"] = json!(charts);
-    let json_path = a.out.join(format!("{stem}.json"));
+    let json_path = out.join(format!("{stem}.json"));
     std::fs::write(
         &json_path,
         serde_json::to_string_pretty(&report).unwrap_or_default(),
     )
     .map_err(|e| format!("{}: {e}", json_path.display()))?;
     let md = markdown::render(&report);
-    let md_path = a.out.join(format!("{stem}.md"));
+    let md_path = out.join(format!("{stem}.md"));
     std::fs::write(&md_path, md).map_err(|e| format!("{}: {e}", md_path.display()))?;
     eprintln!("wrote {} and {}", json_path.display(), md_path.display());
     Ok(json_path)
