@@ -160,13 +160,8 @@ impl MemoryBudget {
 /// The default budget: a quarter of the machine's memory (`MemTotal` in `meminfo`, the
 /// text of /proc/meminfo), or 1 GiB when it cannot be read.
 pub fn default_limit(meminfo: Option<&str>) -> usize {
-    let total_kib = meminfo.and_then(|text| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
-    });
-    match total_kib {
-        Some(k) => k.saturating_mul(1024) / 4,
+    match meminfo.and_then(|text| crate::units::kb_field(text, "MemTotal")) {
+        Some(b) => usize::try_from(b).unwrap_or(usize::MAX) / 4,
         None => 1 << 30,
     }
 }

@@ -499,16 +499,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
 
 /// The process's resident set, bytes (VmRSS in /proc/self/status), if readable.
 pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    crate::units::kb_field(&std::fs::read_to_string("/proc/self/status").ok()?, "VmRSS")
 }
 
 /// Append the process's resident memory and what each open connection adds to it:
@@ -598,36 +589,26 @@ pub fn render_memory(o: &mut String, b: &crate::budget::MemoryBudget) {
     ] {
         let _ = writeln!(o, "holdfast_memory_used_bytes{{kind=\"{kind}\"}} {v}");
     }
-    let (upgrades, publishes) = b.refusals();
-    family(
-        o,
-        "memory_refused_total",
-        "counter",
-        "Work refused while the memory budget was exhausted, by kind.",
-    );
-    let _ = writeln!(
-        o,
-        "holdfast_memory_refused_total{{kind=\"upgrade\"}} {upgrades}"
-    );
-    let _ = writeln!(
-        o,
-        "holdfast_memory_refused_total{{kind=\"publish\"}} {publishes}"
-    );
-    let (partial, outbound) = b.sheds();
-    family(
-        o,
-        "memory_shed_total",
-        "counter",
-        "Connections closed to shed memory, by what they held (partial: 1009, outbound: 1013).",
-    );
-    let _ = writeln!(
-        o,
-        "holdfast_memory_shed_total{{held=\"partial\"}} {partial}"
-    );
-    let _ = writeln!(
-        o,
-        "holdfast_memory_shed_total{{held=\"outbound\"}} {outbound}"
-    );
+    let ((upgrades, publishes), (partial, outbound)) = (b.refusals(), b.sheds());
+    for (name, help, label, values) in [
+        (
+            "memory_refused_total",
+            "Work refused while the memory budget was exhausted, by kind.",
+            "kind",
+            [("upgrade", upgrades), ("publish", publishes)],
+        ),
+        (
+            "memory_shed_total",
+            "Connections closed to shed memory, by what they held (partial: 1009, outbound: 1013).",
+            "held",
+            [("partial", partial), ("outbound", outbound)],
+        ),
+    ] {
+        family(o, name, "counter", help);
+        for (value, n) in values {
+            let _ = writeln!(o, "holdfast_{name}{{{label}=\"{value}\"}} {n}");
+        }
+    }
 }
 
 /// Per-topic subscriber series shown on `/metrics` (the busiest first); the rest are summed

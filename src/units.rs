@@ -97,6 +97,19 @@ pub fn count_usize(s: &str) -> Result<usize, String> {
     count(s).and_then(|v| usize::try_from(v).map_err(|_| format!("`{s}` is too large")))
 }
 
+/// A `Field:  N kB` line of /proc/meminfo or /proc/PID/status text, in bytes.
+pub fn kb_field(text: &str, field: &str) -> Option<u64> {
+    let kb: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
 fn split(s: &str) -> (&str, &str) {
     let s = s.trim();
     let at = s

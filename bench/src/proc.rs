@@ -5,15 +5,7 @@ use std::collections::BTreeMap;
 /// A process's resident set size in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    holdfast::units::kb_field(&s, "VmRSS")
 }
 
 pub use holdfast::tune::meminfo;

@@ -63,16 +63,7 @@ impl Check {
 
 /// A /proc/meminfo field in bytes.
 pub fn meminfo(field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    crate::units::kb_field(&std::fs::read_to_string("/proc/meminfo").ok()?, field)
 }
 
 fn rlimit(name: &str) -> Option<(String, String)> {
