@@ -500,17 +500,38 @@ fn accept_rate_limit_answers_503_with_retry_after() {
 }
 
 #[test]
-// Open defect (hardening issue): beside other test servers, on the first run after a
-// release relink, one of the 700 clients sometimes never gets its 101. It has never
-// failed alone, so .ci/test runs it by itself (`-- --ignored`) until the cause is found.
+// Open defect: under CPU load (reproduced with a `yes` per core, ~1 run in 4) the client
+// after the first ring's worth (64 with 256-slot tables) never gets its 101: the server has
+// accepted 64, runs 2 rings, logs nothing — the accept armed on the new ring never
+// completes. .ci/test runs it alone (`-- --ignored`), once more if it fails, until fixed.
 #[ignore = "flaky beside other servers right after a relink; .ci/test runs it alone"]
 fn a_worker_adds_rings_as_its_file_tables_fill() {
     // 256-slot tables: 700 connections on one worker need at least 4 rings.
     let srv = Server::start(&["--workers", "1", "--ring-files", "256"]);
     let n = 700;
     let mut clients = Vec::with_capacity(n);
-    for _ in 0..n {
-        clients.push(Raw::connect(srv.addr));
+    for i in 0..n {
+        // Diagnostics for the open defect: when a client gets no 101, say what the server
+        // accepted (so far: exactly one ring's worth, the next ring's accept never completes).
+        let (stream, head) = raw_request(srv.addr, &upgrade_request("/echo", "13"));
+        if !head.starts_with("HTTP/1.1 101") {
+            let (_, m) = srv.admin("GET", "/metrics");
+            let seen: Vec<&str> = m
+                .lines()
+                .filter(|l| {
+                    [
+                        "accepted_total",
+                        "connections_open",
+                        "rings",
+                        "upgrades_total",
+                    ]
+                    .iter()
+                    .any(|k| l.starts_with(&format!("holdfast_{k} ")))
+                })
+                .collect();
+            panic!("client {i} got {head:?}; the server: {seen:?}");
+        }
+        clients.push(Raw::from_upgraded(stream));
     }
     srv.wait_metric("holdfast_websockets", |v| v == n as f64);
     // Every ring carries traffic: echo on each connection.

@@ -242,6 +242,15 @@ impl Raw {
         }
     }
 
+    /// A client over a stream whose 101 was already read.
+    pub fn from_upgraded(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            asm: Assembler::new(Decoder::new(Role::Client)),
+            queue: Default::default(),
+        }
+    }
+
     pub fn send_frame(&mut self, fin: bool, op: OpCode, payload: &[u8]) {
         let mut v = Vec::new();
         encode_frame(&mut v, fin, op, Some([1, 2, 3, 4]), payload);
