@@ -208,6 +208,12 @@ fn family(o: &mut String, name: &str, kind: &str, help: &str) {
     );
 }
 
+/// A family with one unlabelled sample.
+fn single(o: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(o, name, kind, help);
+    let _ = writeln!(o, "holdfast_{name} {value}");
+}
+
 /// Render every worker's metrics in the Prometheus text format (version 0.0.4).
 pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> String {
     let mut o = String::with_capacity(16 * 1024);
@@ -508,37 +514,37 @@ pub fn resident_bytes() -> Option<u64> {
 /// agrees with RSS by construction.
 pub fn render_resident(o: &mut String, workers: &[std::sync::Arc<WorkerMetrics>], baseline: u64) {
     let rss = resident_bytes().unwrap_or(0);
-    family(
+    single(
         o,
         "process_resident_bytes",
         "gauge",
         "Resident memory of the process (VmRSS).",
+        rss,
     );
-    let _ = writeln!(o, "holdfast_process_resident_bytes {rss}");
     let open: u64 = workers.iter().map(|w| w.connections.get()).sum();
-    family(
-        o,
-        "userspace_bytes_per_connection",
-        "gauge",
-        "Resident memory above the idle process's, divided by open connections (everything a connection costs in userspace; agrees with RSS).",
-    );
     let per = if open == 0 {
         0.0
     } else {
         rss.saturating_sub(baseline) as f64 / open as f64
     };
-    let _ = writeln!(o, "holdfast_userspace_bytes_per_connection {per}");
+    single(
+        o,
+        "userspace_bytes_per_connection",
+        "gauge",
+        "Resident memory above the idle process's, divided by open connections (everything a connection costs in userspace; agrees with RSS).",
+        per,
+    );
 }
 
 /// Append the configured connection limit.
 pub fn render_limit(o: &mut String, max_connections: usize) {
-    family(
+    single(
         o,
         "connections_limit",
         "gauge",
         "--max-connections: the WebSockets this process accepts at most.",
+        max_connections,
     );
-    let _ = writeln!(o, "holdfast_connections_limit {max_connections}");
 }
 
 /// Append the storm signal: the setup rate, its baseline and their ratio.
@@ -560,21 +566,14 @@ pub fn render_storm(o: &mut String, r: crate::storm::Reading) {
             r.ratio(),
         ),
     ] {
-        family(o, name, "gauge", help);
-        let _ = writeln!(o, "holdfast_{name} {v}");
+        single(o, name, "gauge", help, v);
     }
 }
 
 /// Append the memory budget's figures: the budget, what it holds by kind, refusals and
 /// connections shed.
 pub fn render_memory(o: &mut String, b: &crate::budget::MemoryBudget) {
-    family(
-        o,
-        "memory_budget_bytes",
-        "gauge",
-        "The process-wide budget for partial messages, outbound queues and replay (--memory-budget).",
-    );
-    let _ = writeln!(o, "holdfast_memory_budget_bytes {}", b.limit());
+    single(o, "memory_budget_bytes", "gauge", "The process-wide budget for partial messages, outbound queues and replay (--memory-budget).", b.limit());
     let u = b.usage();
     family(
         o,
@@ -619,44 +618,49 @@ pub const TOPIC_SERIES: usize = 100;
 /// Append the hub's figures: topics held, replay bytes, presence per topic and worker.
 pub fn render_pubsub(o: &mut String, hub: &crate::pubsub::Hub) {
     let (topics, bytes) = hub.totals();
-    family(o, "pubsub_topics", "gauge", "Topics held by the hub.");
-    let _ = writeln!(o, "holdfast_pubsub_topics {topics}");
-    family(
+    single(
+        o,
+        "pubsub_topics",
+        "gauge",
+        "Topics held by the hub.",
+        topics,
+    );
+    single(
         o,
         "pubsub_replay_bytes",
         "gauge",
         "Frame bytes held in replay windows, all topics.",
+        bytes,
     );
-    let _ = writeln!(o, "holdfast_pubsub_replay_bytes {bytes}");
-    family(
+    single(
         o,
         "pubsub_published_total",
         "counter",
         "Messages published (admin API and clients).",
+        hub.published(),
     );
-    let _ = writeln!(o, "holdfast_pubsub_published_total {}", hub.published());
-    family(
+    single(
         o,
         "pubsub_publish_refused_total",
         "counter",
         "Publishes refused because a worker's delivery queue was full (503 / error reply).",
+        hub.refused(),
     );
-    let _ = writeln!(o, "holdfast_pubsub_publish_refused_total {}", hub.refused());
     let (evicted, expired) = hub.evictions();
-    family(
+    single(
         o,
         "pubsub_replay_evicted_total",
         "counter",
         "Messages evicted from replay windows by the process-wide --replay-budget (oldest first).",
+        evicted,
     );
-    let _ = writeln!(o, "holdfast_pubsub_replay_evicted_total {evicted}");
-    family(
+    single(
         o,
         "pubsub_topics_expired_total",
         "counter",
         "Topics forgotten after --topic-idle-expiry seconds without subscribers or publishes.",
+        expired,
     );
-    let _ = writeln!(o, "holdfast_pubsub_topics_expired_total {expired}");
     let mut presence = hub.presence();
     presence.sort_by_key(|(_, per)| std::cmp::Reverse(per.iter().sum::<u64>()));
     family(
