@@ -199,6 +199,12 @@ pub struct ServeConfig {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Close log: at most this many lines per second (all workers together) of one line
+    /// per closed or refused connection (target `holdfast::close`, level info). Above the
+    /// rate connections are sampled and each line states its sampling. 0 turns it off.
+    #[arg(long, default_value_t = 100, value_parser = crate::units::count_u32)]
+    pub close_log_rate: u32,
+
     /// A TOML file whose keys (the flag names with `_` for `-`) override the defaults;
     /// flags given on the command line still win.
     #[arg(long)]

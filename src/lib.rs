@@ -11,7 +11,7 @@
 //! - [`services`]: routing, admission, echo, the worker's side of pub/sub.
 //! - [`reactor`]: the per-core worker loop.
 //! - [`lifecycle`], [`server`], [`config`], [`admin`], [`metrics`], [`histograms`], [`topology`], [`tune`],
-//!   [`plan`], [`units`], [`storm`]: running and operating it.
+//!   [`plan`], [`units`], [`storm`], [`logging`]: running and operating it.
 
 pub mod admin;
 pub mod budget;
@@ -20,6 +20,7 @@ pub mod histograms;
 pub mod io;
 pub mod jitter;
 pub mod lifecycle;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod plan;

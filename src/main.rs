@@ -1,6 +1,6 @@
 //! `holdfast`: the server, its tuning and planning commands.
 use clap::{Parser, Subcommand};
-use holdfast::config::{LogFormat, ServeConfig};
+use holdfast::config::ServeConfig;
 use mimalloc::MiMalloc;
 
 #[global_allocator]
@@ -156,18 +156,6 @@ fn run_plan(a: holdfast::plan::PlanArgs) {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HOLDFAST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 fn main() {
     let args = match holdfast::config::merge_config_file(std::env::args().collect()) {
         Ok(a) => a,
@@ -181,9 +169,10 @@ fn main() {
         Command::Tune(t) => run_tune(t),
         Command::Plan(a) => run_plan(a),
         Command::Serve(cfg) => {
-            init_logging(cfg.log_format);
+            holdfast::logging::init(cfg.log_format);
             if let Err(msg) = holdfast::server::serve(*cfg) {
                 tracing::error!("{msg}");
+                holdfast::logging::flush();
                 eprintln!("holdfast: {msg}");
                 std::process::exit(1);
             }

@@ -69,7 +69,8 @@ impl Limit {
         Self::BadRequest,
         Self::MemoryBudget,
     ];
-    fn label(self) -> &'static str {
+    /// The label value in metrics and log lines.
+    pub fn label(self) -> &'static str {
         match self {
             Self::MaxConnections => "max_connections",
             Self::Draining => "draining",
@@ -167,6 +168,12 @@ pub struct WorkerMetrics {
     pub ping_floods: Counter,
     /// Connections closed to shed memory under the budget (1009 / 1013).
     pub memory_sheds: Counter,
+    /// Close log lines written.
+    pub close_log_lines: Counter,
+    /// Traced connections whose line the close log's rate suppressed.
+    pub close_log_suppressed: Counter,
+    /// Connections sampled for tracing but not traced: the worker traced its maximum.
+    pub close_log_untraced: Counter,
     /// Histograms, published by the worker once a tick.
     pub hist: crate::histograms::Shared,
 }
@@ -252,7 +259,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 25] = [
+    let simple: [Family; 28] = [
         (
             "connections_open",
             "gauge",
@@ -399,6 +406,24 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "counter",
             "Connections closed (1008) for sending more pings per heartbeat interval than --max-client-pings.",
             |w| w.ping_floods.get(),
+        ),
+        (
+            "close_log_lines_total",
+            "counter",
+            "Close log lines written (connection closed or refused; sampled, see --close-log-rate).",
+            |w| w.close_log_lines.get(),
+        ),
+        (
+            "close_log_suppressed_total",
+            "counter",
+            "Traced connections whose close log line the rate limit suppressed (the next line states how many).",
+            |w| w.close_log_suppressed.get(),
+        ),
+        (
+            "close_log_untraced_total",
+            "counter",
+            "Connections sampled for the close log but not traced: the worker already traced its maximum.",
+            |w| w.close_log_untraced.get(),
         ),
     ];
     for (name, kind, help, f) in simple {

@@ -144,6 +144,10 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         },
         sq_entries: 4096,
         cq_entries: 32768,
+        close_log_rate: match cfg.close_log_rate {
+            0 => 0,
+            r => r.div_ceil(workers as u32).max(1),
+        },
     };
     let metrics: Vec<Arc<WorkerMetrics>> = (0..workers)
         .map(|_| Arc::new(WorkerMetrics::default()))
@@ -315,6 +319,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             }
             let sig = io::sys::wait_for_signal();
             tracing::warn!(signal = sig, "second signal: exiting now");
+            crate::logging::flush();
             std::process::exit(130);
         })
         .map_err(|e| ServeError::Resources("the signal thread", e))?;
@@ -323,10 +328,12 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         // A worker that fails exits the process itself (see `run_worker`); a join error
         // can only be a panic that escaped it.
         if h.join().is_err() {
+            crate::logging::flush();
             std::process::exit(EXIT_WORKER_FAILED);
         }
     }
     tracing::info!("drained; exiting");
+    crate::logging::flush();
     Ok(())
 }
 
@@ -420,6 +427,7 @@ fn run_worker(
         cause,
         "worker failed; exiting so the node is restarted"
     );
+    crate::logging::flush();
     eprintln!("holdfast: worker {id} failed ({cause}); exiting");
     std::process::exit(EXIT_WORKER_FAILED);
 }

@@ -97,6 +97,11 @@ pub fn count_usize(s: &str) -> Result<usize, String> {
     count(s).and_then(|v| usize::try_from(v).map_err(|_| format!("`{s}` is too large")))
 }
 
+/// `count` as a `u32`.
+pub fn count_u32(s: &str) -> Result<u32, String> {
+    count(s).and_then(|v| u32::try_from(v).map_err(|_| format!("`{s}` is too large")))
+}
+
 /// A `Field:  N kB` line of /proc/meminfo or /proc/PID/status text, in bytes.
 pub fn kb_field(text: &str, field: &str) -> Option<u64> {
     let kb: u64 = text

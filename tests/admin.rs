@@ -155,3 +155,100 @@ fn requests_are_bounded_in_size_time_and_framing() {
     s.read_to_string(&mut both).unwrap();
     assert_eq!(both.matches("HTTP/1.1 200").count(), 2, "{both}");
 }
+
+/// Issue 18: one structured line per closed or refused connection, JSON or text.
+#[test]
+fn every_closed_and_refused_connection_gets_a_structured_log_line() {
+    let s = Server::start_logging(
+        &["--log-format", "json", "--workers", "1"],
+        "warn,holdfast::close=info",
+    );
+    let mut ws = support::Raw::connect(s.addr);
+    let port = ws.stream.local_addr().unwrap().port();
+    ws.send_frame(true, holdfast::ws::OpCode::Text, b"hello");
+    assert!(matches!(ws.recv(), support::Got::Text(t) if t == "hello"));
+    let mut close = 4001u16.to_be_bytes().to_vec();
+    close.extend(b"bye now");
+    ws.send_frame(true, holdfast::ws::OpCode::Close, &close);
+    assert!(matches!(ws.recv(), support::Got::Close(Some(4001), _)));
+    drop(ws);
+    let line = s.wait_log(T, |l| l.contains("connection closed"));
+    let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    let f = &v["fields"];
+    assert_eq!(v["target"], "holdfast::close");
+    assert_eq!(f["peer"], format!("127.0.0.1:{port}"));
+    assert_eq!(f["transport"], "websocket");
+    assert_eq!(f["code"], 4001);
+    assert_eq!(f["reason"], "bye now");
+    assert_eq!(f["side"], "client");
+    assert_eq!(f["messages_in"], 1);
+    assert_eq!(f["messages_out"], 1);
+    assert_eq!(f["sample_1_in"], 1);
+    assert_eq!(f["suppressed"], 0);
+    // In: the request head, the text frame (11 B) and the Close (15 B); out: the 101, the
+    // echo (7 B) and the Close's echo (4 B).
+    let bytes_in = f["bytes_in"].as_u64().unwrap();
+    assert!(bytes_in > 26 + 100, "{bytes_in}");
+    let bytes_out = f["bytes_out"].as_u64().unwrap();
+    assert!(bytes_out > 11 + 100, "{bytes_out}");
+    assert!(f["lifetime_ms"].as_u64().is_some());
+    assert!(f["conn"].as_str().unwrap().starts_with("0-"));
+
+    // A refusal: an unknown path gets 404, and its line names the limit and the status.
+    let (stream, head) = support::raw_request(s.addr, &support::upgrade_request("/nowhere", "13"));
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    drop(stream);
+    let line = s.wait_log(T, |l| l.contains("connection refused"));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["fields"]["status"], 404);
+    assert_eq!(v["fields"]["limit"], "not_found");
+
+    // A peer that leaves without a Close: 1006, side client.
+    let ws = support::Raw::connect(s.addr);
+    drop(ws);
+    let line = s.wait_log(T, |l| l.contains("connection closed"));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["fields"]["code"], 1006);
+    assert_eq!(v["fields"]["side"], "client");
+    assert!(s.metric("holdfast_close_log_lines_total") >= 3.0);
+    // Both WebSockets' lifetimes (the refused request was never one), each well under 10 s.
+    s.wait_metric("holdfast_connection_lifetime_seconds_count", |v| v == 2.0);
+    let under_10s = s.metric("holdfast_connection_lifetime_seconds_bucket{le=\"10\"}");
+    assert_eq!(under_10s, 2.0);
+}
+
+/// The close log's rate: past it, lines are suppressed, counted, and the next line says so.
+#[test]
+fn the_close_log_rate_bounds_the_lines_and_states_what_it_suppressed() {
+    let s = Server::start_logging(
+        &["--close-log-rate", "2", "--workers", "1"],
+        "warn,holdfast::close=info",
+    );
+    for _ in 0..10 {
+        let ws = support::Raw::connect(s.addr);
+        drop(ws);
+    }
+    let suppressed = s.wait_metric("holdfast_close_log_suppressed_total", |v| v >= 1.0);
+    // The bucket refills each second: a later close is logged and states the count.
+    let mut line = None;
+    for _ in 0..20 {
+        drop(support::Raw::connect(s.addr));
+        line = s.try_log(Duration::from_millis(500), |l| {
+            l.contains("connection closed") && !l.contains("suppressed=0")
+        });
+        if line.is_some() {
+            break;
+        }
+    }
+    let line = line.expect("a line stating the suppressed count");
+    let n: f64 = line
+        .split("suppressed=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("suppressed=N");
+    assert!(
+        n >= suppressed,
+        "{line}: at least the {suppressed} counted before"
+    );
+}

@@ -240,6 +240,14 @@ async fn resume_after_reconnect_loses_nothing_and_reports_a_gap_past_the_window(
     pub_text(&srv, "feed", "12");
     assert_eq!(next_json(&mut late).await["seq"], 12);
     assert_eq!(next_json(&mut ws).await["seq"], 12);
+    // The resume histograms: 5 replayed (6..=10), then 8 replayed (4..=11) and a gap of 2.
+    let m = |s: &str| srv.metric(&format!("holdfast_pubsub_resume_{s}"));
+    assert_eq!(m("replayed_messages_count"), 2.0);
+    assert_eq!(m("replayed_messages_sum"), 13.0);
+    assert_eq!(m("gap_messages_count"), 1.0);
+    assert_eq!(m("gap_messages_sum"), 2.0);
+    assert_eq!(m("gap_messages_bucket{le=\"1\"}"), 0.0);
+    assert_eq!(m("gap_messages_bucket{le=\"10\"}"), 1.0);
 }
 
 #[tokio::test(flavor = "current_thread")]

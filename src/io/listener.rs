@@ -148,21 +148,23 @@ pub fn somaxconn() -> Option<u32> {
         .ok()
 }
 
-/// The IP address in a sockaddr the kernel filled in (accept's peer address).
-pub fn peer_ip(storage: &libc::sockaddr_storage) -> Option<std::net::IpAddr> {
+/// The address and port in a sockaddr the kernel filled in (accept's peer address).
+pub fn peer_addr(storage: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in, which it can contain.
             let sin =
                 unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(std::net::IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes()))
+            let ip = std::net::IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(std::net::SocketAddr::new(ip, u16::from_be(sin.sin_port)))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6, which it can contain.
             let sin6 = unsafe {
                 &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
             };
-            Some(std::net::IpAddr::from(sin6.sin6_addr.s6_addr))
+            let ip = std::net::IpAddr::from(sin6.sin6_addr.s6_addr);
+            Some(std::net::SocketAddr::new(ip, u16::from_be(sin6.sin6_port)))
         }
         _ => None,
     }

@@ -25,7 +25,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,7 +106,7 @@ pub enum Extra {
     /// A finished send's buffer.
     Sent(SendBuf),
     /// An accept's peer address (when the kernel gave one).
-    Peer(Option<IpAddr>),
+    Peer(Option<SocketAddr>),
 }
 
 /// One completion, decoded.
@@ -385,7 +385,7 @@ impl Ring {
                     Some(slot) => {
                         slot.armed = false;
                         (res >= 0)
-                            .then(|| super::listener::peer_ip(&slot.storage))
+                            .then(|| super::listener::peer_addr(&slot.storage))
                             .flatten()
                     }
                     None => None,

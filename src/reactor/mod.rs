@@ -4,6 +4,7 @@
 //! **Architecture Invariant:** the reactor imports the io layer, sessions, services and the
 //! lifecycle flags, and nothing of the control plane (server, admin, configuration).
 
+pub mod closelog;
 pub mod rings;
 pub mod worker;
 

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::closelog::CloseLog;
 use super::rings::{RingPlan, Rings, HUB_WAKE, TABLE_HEADROOM};
 use super::Conn;
 use crate::budget::MemoryBudget;
@@ -34,7 +35,7 @@ use crate::histograms::Hists;
 use crate::io::{Completion, Extra, Op, Read, ReadMode, Socket, Token};
 use crate::lifecycle::{self, Lifecycle};
 use crate::metrics::{Limit, WorkerMetrics};
-use crate::session::{self, Answer, Ctx, Phase, Services, Session};
+use crate::session::{self, Answer, Ctx, Phase, Services, Session, Trace};
 use crate::ws::handshake::Rejection;
 use crate::ws::CloseCode;
 
@@ -94,6 +95,8 @@ pub struct Settings {
     pub sq_entries: u32,
     /// Completion queue entries.
     pub cq_entries: u32,
+    /// Close log lines per second this worker may write (0: none).
+    pub close_log_rate: u32,
 }
 
 #[derive(Debug)]
@@ -118,19 +121,22 @@ struct Pending<D> {
     generations: Vec<u32>,
 }
 
-/// The sessions' limits, the worker's counters and the current tick.
+/// The sessions' limits, the worker's counters, the current tick and the close log.
 struct Env {
     session: session::Config,
     metrics: Arc<WorkerMetrics>,
     tick: u32,
+    log: CloseLog,
 }
 
 impl Env {
-    fn ctx(&self) -> Ctx<'_> {
+    /// What a call on connection `idx`'s session gets.
+    fn ctx(&self, idx: u32) -> Ctx<'_> {
         Ctx {
             cfg: &self.session,
             metrics: &self.metrics,
             now: self.tick,
+            trace: self.log.trace(idx),
         }
     }
 }
@@ -203,6 +209,7 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
             session: s.session,
             metrics: spec.metrics,
             tick: 0,
+            log: CloseLog::new(spec.id, s.close_log_rate),
         },
         life: spec.life,
         handshakes: VecDeque::new(),
@@ -325,11 +332,14 @@ impl<S: Services> Worker<S> {
         let handshaking = conn.session.phase() == Phase::Handshake;
         let mode = self.s.read_mode;
         let ring = &mut self.rings.list[conn.socket.ring()].ring;
-        let ctx = self.env.ctx();
+        let ctx = self.env.ctx(idx);
         match tok.op {
             Op::Recv => {
                 match conn.socket.on_recv(mode, c) {
                     Read::Data(mut buf) => {
+                        if let Some(t) = ctx.trace {
+                            Trace::add(&t.bytes_in, buf.bytes_mut().len() as u64);
+                        }
                         let mut host = self.svc.host(idx);
                         conn.session.handle_input(buf.bytes_mut(), &ctx, &mut host);
                     }
@@ -345,6 +355,9 @@ impl<S: Services> Worker<S> {
             }
             Op::Send => {
                 conn.socket.on_sent();
+                if let (Some(t), Ok(n)) = (ctx.trace, u64::try_from(c.res)) {
+                    Trace::add(&t.bytes_out, n);
+                }
                 let Extra::Sent(buf) = c.extra else { return };
                 conn.session.handle_sent(c.res, buf, &ctx);
             }
@@ -390,7 +403,7 @@ impl<S: Services> Worker<S> {
             }
             return conn.socket.close(ring, mode, idx);
         }
-        let ctx = self.env.ctx();
+        let ctx = self.env.ctx(idx);
         if !conn.socket.sending() {
             let mut host = self.svc.host(idx);
             if let Some(buf) = conn.session.poll_transmit(&ctx, &mut host) {
@@ -413,6 +426,9 @@ impl<S: Services> Worker<S> {
     fn release(&mut self, idx: u32) {
         self.accepted_at.remove(&idx);
         let conn = self.conns.remove(idx as usize);
+        let m = &self.env.metrics;
+        let upgraded = conn.session.counted();
+        self.env.log.on_release(idx, upgraded, m, &mut self.hist);
         self.svc
             .on_release(idx, conn.session.counted(), &self.env.metrics);
         let draining = self.drain.is_some();
@@ -503,12 +519,13 @@ impl<S: Services> Worker<S> {
             .slab_bytes
             .set((self.conns.capacity() * std::mem::size_of::<Option<Conn>>()) as u64);
         self.accepted_at.insert(idx, Instant::now());
-        let refusal = self.svc.on_accept(idx, peer);
+        self.env.log.on_accept(idx, peer, &self.env.metrics);
+        let refusal = self.svc.on_accept(idx, peer.map(|p| p.ip()));
         let conn = &mut self.conns[idx as usize];
         let ring = &mut self.rings.list[r].ring;
         conn.socket.arm(ring, self.s.read_mode, idx);
         if let Some(answer) = refusal {
-            let ctx = self.env.ctx();
+            let ctx = self.env.ctx(idx);
             conn.session.refuse_now(answer, &ctx);
             self.drive(idx);
         }
@@ -560,7 +577,7 @@ impl<S: Services> Worker<S> {
                 {
                     continue; // released and reused since the list was made
                 }
-                let ctx = self.env.ctx();
+                let ctx = self.env.ctx(idx);
                 let before = conn.session.held();
                 self.svc.offer(&d, conn.session.writer(), &ctx);
                 let after = conn.session.held();
@@ -634,6 +651,7 @@ impl<S: Services> Worker<S> {
         self.sweep();
         self.drain_step();
         if tick % 10 == 0 {
+            self.env.log.on_second();
             // Once a second, one pass over the slab for both gauges, which also makes the
             // memory tally exact again (calls that are not tracked one by one: drain
             // closes, refusals at accept).
@@ -673,7 +691,7 @@ impl<S: Services> Worker<S> {
             if freed >= excess {
                 break;
             }
-            let ctx = self.env.ctx();
+            let ctx = self.env.ctx(idx);
             let conn = &mut self.conns[idx as usize];
             let before = conn.session.held();
             if let Some(why) = conn.session.shed(&ctx) {
@@ -701,7 +719,7 @@ impl<S: Services> Worker<S> {
 
     /// Let connection `idx` (if it is still the one with `generation`) check its deadlines.
     fn timeout(&mut self, idx: u32, generation: u32) {
-        let ctx = self.env.ctx();
+        let ctx = self.env.ctx(idx);
         let Some(conn) = self.conns.get_mut(idx as usize) else {
             return;
         };
@@ -757,7 +775,7 @@ impl<S: Services> Worker<S> {
                 .map(|(i, _)| i as u32)
                 .collect();
             for idx in handshaking {
-                let ctx = self.env.ctx();
+                let ctx = self.env.ctx(idx);
                 let answer = Answer::Refuse(
                     Limit::Draining,
                     Rejection::Unavailable { retry_after: 1 },
@@ -786,7 +804,7 @@ impl<S: Services> Worker<S> {
                     let hint = self.svc.next_rand() % (u64::from(window) * TICK.as_millis() as u64);
                     let reason =
                         format!("{{\"reason\":\"draining\",\"reconnect_after_ms\":{hint}}}");
-                    let ctx = self.env.ctx();
+                    let ctx = self.env.ctx(cursor as u32);
                     self.conns[cursor].session.close(
                         CloseCode::SERVICE_RESTART,
                         &reason,

@@ -80,7 +80,7 @@ pub fn offer(w: &mut Writer, ctx: &Ctx<'_>, id: u64, seq: u64, frame: &Arc<[u8]>
     if fits {
         w.push_shared(frame.clone(), id, seq);
         ctx.metrics.deliveries.inc();
-        ctx.metrics.messages_out.inc();
+        ctx.message_out();
         ctx.metrics.bytes_out.add(need as u64);
     }
 }
@@ -225,6 +225,12 @@ impl PubsubSide {
                 Some(true) => ctx.metrics.resumes_recovered.inc(),
                 Some(false) => ctx.metrics.resumes_not_recovered.inc(),
                 None => {}
+            }
+            if from.is_some() {
+                let gap = owed.gap.map(|(a, b)| b.saturating_sub(a) + 1);
+                ctx.metrics
+                    .hist
+                    .record_resume(owed.frames.len() as u64, gap);
             }
             let text = pubsub::reply_subscribed(&topic, owed.last, sub.epoch, recovered);
             reply(w, ctx, &text);

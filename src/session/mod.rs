@@ -28,11 +28,13 @@ pub mod pair;
 mod services;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 use std::sync::Arc;
 
 pub use outbound::{Chunk, Dropped, Outbound, GATHER_BYTES};
 pub use services::Services;
+pub use trace::{End, Trace};
 
 use crate::io::SendBuf;
 use crate::metrics::{self, Limit, Side, WorkerMetrics};
@@ -113,6 +115,59 @@ pub struct Ctx<'a> {
     pub metrics: &'a WorkerMetrics,
     /// The current tick.
     pub now: u32,
+    /// Where a traced connection's tallies and end go (None: not traced).
+    pub trace: Option<&'a Trace>,
+}
+
+impl Ctx<'_> {
+    /// A text or binary message arrived.
+    fn message_in(&self) {
+        self.metrics.messages_in.inc();
+        if let Some(t) = self.trace {
+            Trace::add(&t.messages_in, 1);
+        }
+    }
+
+    /// A text or binary message was queued to the connection.
+    pub fn message_out(&self) {
+        self.metrics.messages_out.inc();
+        if let Some(t) = self.trace {
+            Trace::add(&t.messages_out, 1);
+        }
+    }
+
+    /// A Close with `code` was sent first by `side`.
+    fn closed(&self, side: Side, code: u16, reason: &str) {
+        self.metrics.close(side, code);
+        if let Some(t) = self.trace {
+            t.end(|| End::Close {
+                side,
+                code,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    /// The upgrade was refused with `status` (by `limit`, when a limit did).
+    fn refused(&self, limit: Option<Limit>, status: u16, reason: &str) {
+        if let Some(l) = limit {
+            self.metrics.reject(l);
+        }
+        if let Some(t) = self.trace {
+            t.end(|| End::Refused {
+                status,
+                limit,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    /// It ends without a Close frame.
+    fn aborted(&self, side: Side, reason: &'static str) {
+        if let Some(t) = self.trace {
+            t.end(|| End::Abort { side, reason });
+        }
+    }
 }
 
 /// Split input held on the heap while needed: a request head in pieces, or frames.
@@ -207,7 +262,7 @@ impl Writer {
     /// Queue a frame (counted as a message when it is data).
     pub fn send_frame(&mut self, ctx: &Ctx<'_>, op: OpCode, payload: &[u8]) {
         if op == OpCode::Text || op == OpCode::Binary {
-            ctx.metrics.messages_out.inc();
+            ctx.message_out();
         }
         self.write(ctx, |v| encode_frame(v, true, op, None, payload));
     }
@@ -227,8 +282,7 @@ impl Writer {
         ctx.metrics.bytes_out.add(added as u64);
         self.enter(Phase::Finishing, ctx.now);
         ctx.metrics.slow_consumers.inc();
-        ctx.metrics
-            .close(Side::Server, CloseCode::POLICY_VIOLATION.0);
+        ctx.closed(Side::Server, CloseCode::POLICY_VIOLATION.0, "slow consumer");
     }
 
     /// Refuse the upgrade: the HTTP answer, then linger and go.
@@ -285,7 +339,7 @@ impl Session {
     /// accept): the answer goes out, then the session lingers and goes.
     pub fn refuse_now(&mut self, answer: Answer, ctx: &Ctx<'_>) {
         if let Answer::Refuse(limit, rejection, body) = answer {
-            ctx.metrics.reject(limit);
+            ctx.refused(Some(limit), rejection.status(), &body);
             self.w
                 .refuse(ctx, |v| handshake::write_rejection(v, rejection, &body));
         }
@@ -433,6 +487,7 @@ impl Session {
 
     fn fail_handshake(&mut self, e: crate::ws::Error, ctx: &Ctx<'_>) {
         metrics::handshake_failure(ctx.metrics, e);
+        ctx.refused(None, e.http_status().unwrap_or(400), e.reason());
         self.held = None;
         self.w.refuse(ctx, |v| handshake::write_error(v, e));
     }
@@ -445,7 +500,7 @@ impl Session {
         self.held = None;
         match host.on_request(&req, ctx) {
             Answer::Refuse(limit, rejection, body) => {
-                ctx.metrics.reject(limit);
+                ctx.refused(Some(limit), rejection.status(), &body);
                 self.w
                     .refuse(ctx, |v| handshake::write_rejection(v, rejection, &body));
             }
@@ -479,7 +534,7 @@ impl Session {
                             _ => 0,
                         };
                         ctx.metrics.bytes_in.add(len as u64);
-                        ctx.metrics.messages_in.inc();
+                        ctx.message_in();
                         if !awaiting {
                             host.on_message(w, ctx, m);
                         }
@@ -496,10 +551,10 @@ impl Session {
                         }
                     }
                     Message::Pong(_) => {}
-                    Message::Close(code, _, reply) => {
+                    Message::Close(code, reason, reply) => {
                         match reply {
                             Some(echo) => {
-                                ctx.metrics.close(Side::Client, code.map_or(1005, |c| c.0));
+                                ctx.closed(Side::Client, code.map_or(1005, |c| c.0), reason);
                                 w.enter(Phase::Finishing, ctx.now);
                                 w.write(ctx, |v| encode_close(v, echo, "", None));
                             }
@@ -541,6 +596,12 @@ impl Session {
         ) {
             ctx.metrics.aborted.inc();
         }
+        let why = if self.w.phase == Phase::Handshake {
+            "the peer left during the handshake"
+        } else {
+            "the peer left without a Close (1006)"
+        };
+        ctx.aborted(Side::Client, why);
         self.abort();
     }
 
@@ -550,6 +611,10 @@ impl Session {
             if self.w.phase != Phase::Done {
                 ctx.metrics.aborted.inc();
             }
+            ctx.aborted(
+                Side::Client,
+                "a send failed (the peer reset the connection)",
+            );
             self.w.out = None;
             return self.abort();
         }
@@ -581,6 +646,7 @@ impl Session {
             Phase::Handshake if elapsed >= cfg.handshake_ticks => {
                 ctx.metrics.handshake_timeouts.inc();
                 ctx.metrics.aborted.inc();
+                ctx.aborted(Side::Server, "handshake timeout");
                 self.held = None;
                 self.abort();
             }
@@ -610,7 +676,7 @@ impl Session {
         if !self.decoder.close_state_mut().on_send() {
             return;
         }
-        ctx.metrics.close(Side::Server, code.0);
+        ctx.closed(Side::Server, code.0, reason);
         let phase = if wait {
             Phase::AwaitingClose
         } else {

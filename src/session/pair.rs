@@ -72,6 +72,8 @@ pub struct Pair {
     pub cfg: Config,
     /// Its counters.
     pub metrics: WorkerMetrics,
+    /// What its close log line would say.
+    pub trace: super::Trace,
     /// The fake clock, in ticks.
     pub now: u32,
     /// Every byte the server sent, in order.
@@ -136,6 +138,7 @@ impl Pair {
             host: EchoHost::default(),
             cfg,
             metrics: WorkerMetrics::default(),
+            trace: super::Trace::default(),
             now: 0,
             wire: Vec::new(),
             inflight: None,
@@ -168,6 +171,7 @@ impl Pair {
                 cfg: &self.cfg,
                 metrics: &self.metrics,
                 now: self.now,
+                trace: Some(&self.trace),
             };
             self.session.handle_input(&mut piece, &ctx, &mut self.host);
             self.drive();
@@ -180,6 +184,7 @@ impl Pair {
             cfg: &self.cfg,
             metrics: &self.metrics,
             now: self.now,
+            trace: Some(&self.trace),
         };
         self.session.handle_end(&ctx);
         self.drive();
@@ -194,6 +199,7 @@ impl Pair {
                 cfg: &self.cfg,
                 metrics: &self.metrics,
                 now: self.now,
+                trace: Some(&self.trace),
             };
             self.session.handle_timeout(&ctx, self.inflight.is_some());
             self.drive();
@@ -206,6 +212,7 @@ impl Pair {
             cfg: &self.cfg,
             metrics: &self.metrics,
             now: self.now,
+            trace: Some(&self.trace),
         };
         self.session.close(CloseCode(code), reason, true, &ctx);
         self.drive();
@@ -217,6 +224,7 @@ impl Pair {
             cfg: &self.cfg,
             metrics: &self.metrics,
             now: self.now,
+            trace: Some(&self.trace),
         };
         let why = self.session.shed(&ctx);
         self.drive();
@@ -238,6 +246,7 @@ impl Pair {
             cfg: &self.cfg,
             metrics: &self.metrics,
             now: self.now,
+            trace: Some(&self.trace),
         };
         self.session.handle_sent(n, buf, &ctx);
     }
@@ -263,6 +272,7 @@ impl Pair {
                 cfg: &self.cfg,
                 metrics: &self.metrics,
                 now: self.now,
+                trace: Some(&self.trace),
             };
             let Some(buf) = self.session.poll_transmit(&ctx, &mut self.host) else {
                 return;

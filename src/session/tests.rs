@@ -330,3 +330,84 @@ fn shedding_drops_what_a_session_holds_and_says_which_code() {
     );
     assert_eq!(p.metrics.memory_sheds.get(), 1);
 }
+
+// Issue 18: what a traced connection's close log line says.
+
+#[test]
+fn the_trace_counts_messages_each_way_and_names_the_clients_close() {
+    let mut p = Pair::new(test_config());
+    p.open(&[]);
+    p.send(&client_frame(true, OpCode::Text, b"one"), &[]);
+    p.send(&client_frame(true, OpCode::Binary, b"two"), &[]);
+    p.send(&client_close(4001, "bye now"), &[]);
+    assert_eq!(p.trace.messages_in.get(), 2);
+    assert_eq!(p.trace.messages_out.get(), 2, "the echoes");
+    assert_eq!(
+        p.trace.ended(),
+        Some(super::End::Close {
+            side: crate::metrics::Side::Client,
+            code: 4001,
+            reason: "bye now".into()
+        })
+    );
+}
+
+#[test]
+fn the_trace_names_the_servers_close_and_keeps_it_through_the_reset() {
+    let mut p = Pair::new(test_config());
+    p.open(&[]);
+    p.server_close(1012, "draining");
+    p.advance(test_config().close_ticks + 1); // the peer never answers: reset
+    assert!(p.closed);
+    assert_eq!(
+        p.trace.ended(),
+        Some(super::End::Close {
+            side: crate::metrics::Side::Server,
+            code: 1012,
+            reason: "draining".into()
+        })
+    );
+}
+
+#[test]
+fn the_trace_names_refusals_timeouts_and_peers_that_leave() {
+    let mut p = Pair::new(test_config());
+    p.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &[]);
+    assert!(matches!(
+        p.trace.ended(),
+        Some(super::End::Refused {
+            status: 400,
+            limit: None,
+            ..
+        })
+    ));
+
+    let mut p = Pair::new(test_config());
+    p.host.refuse_path = Some("/echo".into());
+    p.send(&upgrade_request("/echo"), &[]);
+    assert!(matches!(
+        p.trace.ended(),
+        Some(super::End::Refused { status: 403, limit: Some(_), ref reason }) if reason == "no"
+    ));
+
+    let mut p = Pair::new(test_config());
+    p.advance(test_config().handshake_ticks);
+    assert_eq!(
+        p.trace.ended(),
+        Some(super::End::Abort {
+            side: crate::metrics::Side::Server,
+            reason: "handshake timeout"
+        })
+    );
+
+    let mut p = Pair::new(test_config());
+    p.open(&[]);
+    p.end();
+    assert!(matches!(
+        p.trace.ended(),
+        Some(super::End::Abort {
+            side: crate::metrics::Side::Client,
+            ..
+        })
+    ));
+}

@@ -18,11 +18,23 @@ pub struct Server {
     pub admin: SocketAddr,
     /// The observe-only listener, when started with --metrics-listen.
     pub metrics: Option<SocketAddr>,
+    /// Its stderr lines, when started with [`Server::start_logging`].
+    pub log: Option<mpsc::Receiver<String>>,
 }
 
 impl Server {
     /// Start the server with extra flags; waits (bounded) for it to print its addresses.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_with(extra, None)
+    }
+
+    /// Start it with `HOLDFAST_LOG=filter`, its stderr lines readable with
+    /// [`Server::wait_log`].
+    pub fn start_logging(extra: &[&str], filter: &str) -> Self {
+        Self::start_with(extra, Some(filter))
+    }
+
+    fn start_with(extra: &[&str], log: Option<&str>) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_holdfast"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
         if !extra.contains(&"--workers") {
@@ -34,11 +46,27 @@ impl Server {
         }
         let mut child = cmd
             .args(extra)
-            .env("HOLDFAST_LOG", "warn")
+            .env("HOLDFAST_LOG", log.unwrap_or("warn"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if log.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .expect("start holdfast");
+        let log = child.stderr.take().map(|stderr| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("server: {line}");
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -66,6 +94,27 @@ impl Server {
             addr: addr.unwrap(),
             admin: admin.unwrap(),
             metrics,
+            log,
+        }
+    }
+
+    /// The first stderr line (from now on) that satisfies `pred`, waiting at most `within`.
+    pub fn wait_log(&self, within: Duration, pred: impl Fn(&str) -> bool) -> String {
+        self.try_log(within, pred)
+            .unwrap_or_else(|| panic!("no such log line within {within:?}"))
+    }
+
+    /// Like [`Server::wait_log`], None when no such line came within `within`.
+    pub fn try_log(&self, within: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let rx = self.log.as_ref().expect("started with start_logging");
+        let end = Instant::now() + within;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if pred(&line) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
         }
     }
 
