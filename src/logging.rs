@@ -16,11 +16,14 @@ static GUARD: Mutex<Option<WorkerGuard>> = Mutex::new(None);
 
 /// Install the subscriber: level from `HOLDFAST_LOG` (default `info`), `format` lines.
 pub fn init(format: LogFormat) {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .buffered_lines_limit(BUFFERED_LINES)
-        .lossy(true)
-        .thread_name("holdfast-log")
-        .finish(std::io::stderr());
+    // The writer thread takes no signals (see `with_signals_blocked`).
+    let (writer, guard) = crate::io::sys::with_signals_blocked(|| {
+        NonBlockingBuilder::default()
+            .buffered_lines_limit(BUFFERED_LINES)
+            .lossy(true)
+            .thread_name("holdfast-log")
+            .finish(std::io::stderr())
+    });
     *GUARD.lock().unwrap_or_else(|p| p.into_inner()) = Some(guard);
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOLDFAST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

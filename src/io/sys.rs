@@ -32,6 +32,24 @@ pub fn block_signals() {
     }
 }
 
+/// Run `f` (which spawns threads) with every signal blocked in this thread, then restore
+/// its mask: threads `f` starts inherit the full mask and never take a signal meant for
+/// the process (a SIGTERM delivered to such a thread before the server blocks it would
+/// otherwise terminate the process instead of starting a drain).
+pub fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: both sigsets are initialised (sigfillset / written by pthread_sigmask) before
+    // use; pthread_sigmask changes only this thread's mask, and the old one is restored.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        let out = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        out
+    }
+}
+
 /// Wait for SIGTERM or SIGINT (blocked by [`block_signals`]); returns the signal number.
 pub fn wait_for_signal() -> i32 {
     // SAFETY: as in block_signals; sigwait writes the signal number into `sig`.
