@@ -172,7 +172,8 @@ pub struct WorkerMetrics {
     pub close_log_lines: Counter,
     /// Traced connections whose line the close log's rate suppressed.
     pub close_log_suppressed: Counter,
-    /// Connections sampled for tracing but not traced: the worker traced its maximum.
+    /// Connections sampled for tracing but not traced (the trace bucket was empty, or the
+    /// worker traced its maximum).
     pub close_log_untraced: Counter,
     /// Histograms, published by the worker once a tick.
     pub hist: crate::histograms::Shared,
@@ -422,7 +423,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         (
             "close_log_untraced_total",
             "counter",
-            "Connections sampled for the close log but not traced: the worker already traced its maximum.",
+            "Connections sampled for the close log but not traced: the trace bucket was empty or the worker traced its maximum.",
             |w| w.close_log_untraced.get(),
         ),
     ];

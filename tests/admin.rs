@@ -221,15 +221,40 @@ fn every_closed_and_refused_connection_gets_a_structured_log_line() {
 #[test]
 fn the_close_log_rate_bounds_the_lines_and_states_what_it_suppressed() {
     let s = Server::start_logging(
-        &["--close-log-rate", "2", "--workers", "1"],
+        &["--close-log-rate", "10", "--workers", "1"],
         "warn,holdfast::close=info",
     );
-    for _ in 0..10 {
-        let ws = support::Raw::connect(s.addr);
-        drop(ws);
+    let ticks = || s.metric("holdfast_worker_ticks_total{worker=\"0\"}");
+    // 20 connections, one per 100 ms tick (paced by the worker's tick counter): 10/s is
+    // within the rate, so every one is traced.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(support::Raw::connect(s.addr));
+        let t = ticks();
+        s.wait_metric("holdfast_worker_ticks_total{worker=\"0\"}", |v| v > t);
     }
-    let suppressed = s.wait_metric("holdfast_close_log_suppressed_total", |v| v >= 1.0);
-    // The bucket refills each second: a later close is logged and states the count.
+    assert_eq!(s.metric("holdfast_close_log_untraced_total"), 0.0);
+    // All leave at once: the line bucket (one second of the rate) writes about 10.
+    drop(held);
+    let counted = || {
+        s.metric("holdfast_close_log_lines_total") + s.metric("holdfast_close_log_suppressed_total")
+    };
+    let deadline = std::time::Instant::now() + T;
+    while counted() < 20.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of 20 closes",
+            counted()
+        );
+        std::thread::yield_now();
+    }
+    let lines = s.metric("holdfast_close_log_lines_total");
+    let suppressed = s.metric("holdfast_close_log_suppressed_total");
+    assert!(
+        (10.0..=12.0).contains(&lines),
+        "{lines} lines, {suppressed} suppressed"
+    );
+    // The bucket refills: a later close is logged and states how many were suppressed.
     let mut line = None;
     for _ in 0..20 {
         drop(support::Raw::connect(s.addr));

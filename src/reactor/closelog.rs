@@ -9,11 +9,14 @@
 //!
 //! # Sampling
 //! Two stages, both stated in every line:
-//! - **At accept**, 1 in `k` connections is traced, `k` = last second's accepts ÷ the
-//!   worker's line rate (at least 1): at a quiet time every connection is traced, in a storm
-//!   a uniform sample is. At most [`MAX_TRACED`] connections per worker are traced at once
-//!   (long-lived populations accepted slowly would otherwise all be); past that, new ones
-//!   are not traced and are counted (`close_log_untraced_total`). Field `sample_1_in`.
+//! - **At accept**, 1 in `k` connections is traced, `k` = the last tick's (100 ms) accepts
+//!   per second ÷ the worker's line rate (at least 1): at a quiet time every connection is
+//!   traced, in a storm a uniform sample is, within a tick of its start. Field
+//!   `sample_1_in`. Tracing is also bounded by a token bucket of the line rate (one second
+//!   of burst), so a storm's first tick cannot trace thousands, and by [`MAX_TRACED`]
+//!   connections per worker at once (long-lived populations accepted slowly would
+//!   otherwise all be); a connection sampled but not traced for either bound is counted
+//!   (`close_log_untraced_total`).
 //! - **At close**, a token bucket of the line rate (one second of burst): a traced
 //!   connection that closes when the bucket is empty — a drain of long-lived connections,
 //!   say — is counted and not logged; the next line says how many were suppressed since the
@@ -42,7 +45,35 @@ pub struct Record {
     one_in: u32,
 }
 
-/// A worker's close log: the sampler, the traced connections and the line bucket.
+/// A token bucket in tenths of a token: `rate` per second, refilled per 100 ms tick, one
+/// second of burst.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tenths: u64,
+    rate: u64,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Self {
+        let rate = u64::from(rate);
+        Self {
+            tenths: rate * 10,
+            rate,
+        }
+    }
+    fn tick(&mut self) {
+        self.tenths = (self.tenths + self.rate).min(self.rate * 10);
+    }
+    fn take(&mut self) -> bool {
+        let ok = self.tenths >= 10;
+        if ok {
+            self.tenths -= 10;
+        }
+        ok
+    }
+}
+
+/// A worker's close log: the sampler, the traced connections and the two buckets.
 #[derive(Debug)]
 pub struct CloseLog {
     worker: usize,
@@ -51,8 +82,9 @@ pub struct CloseLog {
     /// Trace 1 in this many accepts.
     one_in: u32,
     accepts: u64,
-    accepts_this_second: u64,
-    tokens: u32,
+    accepts_this_tick: u64,
+    traces: Bucket,
+    lines: Bucket,
     suppressed: u64,
     traced: Vec<u64>,
     records: HashMap<u32, Record>,
@@ -66,8 +98,9 @@ impl CloseLog {
             rate,
             one_in: 1,
             accepts: 0,
-            accepts_this_second: 0,
-            tokens: rate,
+            accepts_this_tick: 0,
+            traces: Bucket::new(rate),
+            lines: Bucket::new(rate),
             suppressed: 0,
             traced: Vec::new(),
             records: HashMap::new(),
@@ -87,11 +120,11 @@ impl CloseLog {
     /// A connection was accepted into slab entry `idx`: trace it if it is sampled.
     pub fn on_accept(&mut self, idx: u32, peer: Option<SocketAddr>, m: &WorkerMetrics) {
         self.accepts += 1;
-        self.accepts_this_second += 1;
+        self.accepts_this_tick += 1;
         if self.rate == 0 || self.accepts % u64::from(self.one_in) != 0 {
             return;
         }
-        if self.records.len() >= MAX_TRACED {
+        if self.records.len() >= MAX_TRACED || !self.traces.take() {
             m.close_log_untraced.inc();
             return;
         }
@@ -112,18 +145,20 @@ impl CloseLog {
         );
     }
 
-    /// Once a second: the next second's sampling factor and line allowance.
-    pub fn on_second(&mut self) {
+    /// Once a tick (100 ms): the next tick's sampling factor; the buckets refill.
+    pub fn on_tick(&mut self) {
         if self.rate == 0 {
             return;
         }
-        let rate = u64::from(self.rate);
-        self.one_in = self
-            .accepts_this_second
-            .div_ceil(rate)
-            .clamp(1, u32::MAX as u64) as u32;
-        self.accepts_this_second = 0;
-        self.tokens = self.rate;
+        // Accepts per second at the last tick's pace, over lines per second.
+        let pace = self.accepts_this_tick * 10;
+        let k = pace
+            .div_ceil(u64::from(self.rate))
+            .clamp(1, u64::from(u32::MAX));
+        self.one_in = k as u32;
+        self.accepts_this_tick = 0;
+        self.traces.tick();
+        self.lines.tick();
     }
 
     /// Connection `idx` is released: write its line (if traced and the bucket allows) and
@@ -145,12 +180,11 @@ impl CloseLog {
             hist.lifetime_ms
                 .saturating_record_n(ms.max(1), u64::from(r.one_in));
         }
-        if self.tokens == 0 {
+        if !self.lines.take() {
             self.suppressed += 1;
             m.close_log_suppressed.inc();
             return;
         }
-        self.tokens -= 1;
         m.close_log_lines.inc();
         let suppressed = std::mem::take(&mut self.suppressed);
         let line = Line {
@@ -275,16 +309,24 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_second_traces_every_connection_a_storm_a_uniform_sample() {
+    fn a_quiet_time_traces_every_connection_a_storm_a_uniform_sample() {
         let m = WorkerMetrics::default();
-        let mut log = CloseLog::new(0, 10);
+        let mut log = CloseLog::new(0, 100);
         assert_eq!(accept_n(&mut log, 0, 5, &m), 5, "k = 1 before any storm");
-        log.on_second();
-        // 5 accepts last second at 10 lines/s: still every one.
-        assert_eq!(accept_n(&mut log, 5, 1000, &m), 1000);
-        log.on_second();
-        // 1,000 accepts last second: 1 in 100.
-        assert_eq!(accept_n(&mut log, 2000, 1000, &m), 10);
+        log.on_tick();
+        assert_eq!(log.one_in, 1, "5 in a tick is 50/s, under 100 lines/s");
+        // A storm's first tick: k is still 1, but the bucket (one second of the rate, 95
+        // left after the 5 and a tick's refill of 10) bounds what it traces.
+        assert_eq!(accept_n(&mut log, 5, 1000, &m), 100);
+        assert_eq!(m.close_log_untraced.get(), 900);
+        log.on_tick();
+        // 1,000 accepts in the last tick is 10,000/s: 1 in 100, from the next tick on.
+        assert_eq!(log.one_in, 100);
+        for _ in 0..10 {
+            log.accepts_this_tick = 1000; // the storm goes on at that pace; buckets refill
+            log.on_tick();
+        }
+        assert_eq!(accept_n(&mut log, 5000, 1000, &m), 10);
     }
 
     #[test]
@@ -292,7 +334,12 @@ mod tests {
         let m = WorkerMetrics::default();
         let mut log = CloseLog::new(0, 3);
         let mut h = Hists::default();
-        accept_n(&mut log, 0, 5, &m);
+        accept_n(&mut log, 0, 3, &m);
+        for _ in 0..10 {
+            log.on_tick(); // the trace bucket refills (and so does the line bucket, to 3)
+        }
+        accept_n(&mut log, 3, 2, &m);
+        assert_eq!(log.traced(), 5);
         for i in 0..5 {
             log.on_release(i, true, &m, &mut h);
         }
@@ -307,7 +354,7 @@ mod tests {
     #[test]
     fn tracing_stops_at_the_cap_and_says_so() {
         let m = WorkerMetrics::default();
-        let mut log = CloseLog::new(0, u32::MAX);
+        let mut log = CloseLog::new(0, 1_000_000);
         let n = MAX_TRACED as u32 + 10;
         assert_eq!(accept_n(&mut log, 0, n, &m), MAX_TRACED);
         assert_eq!(m.close_log_untraced.get(), 10);

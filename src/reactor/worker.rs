@@ -650,8 +650,8 @@ impl<S: Services> Worker<S> {
         }
         self.sweep();
         self.drain_step();
+        self.env.log.on_tick();
         if tick % 10 == 0 {
-            self.env.log.on_second();
             // Once a second, one pass over the slab for both gauges, which also makes the
             // memory tally exact again (calls that are not tracked one by one: drain
             // closes, refusals at accept).
