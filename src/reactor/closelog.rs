@@ -23,12 +23,34 @@
 //!   line before it. Field `suppressed`.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::histograms::Hists;
 use crate::metrics::{Side, WorkerMetrics};
 use crate::session::{End, Trace};
+
+/// Slab indices are small distinct integers: a multiplicative hash spreads them, with no
+/// SipHash on the lookup a traced connection pays per session call.
+#[derive(Debug, Default, Clone, Copy)]
+struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.0 = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Records = HashMap<u32, Record, BuildHasherDefault<IndexHasher>>;
 
 /// Connections one worker traces at once.
 pub const MAX_TRACED: usize = 16_384;
@@ -87,7 +109,7 @@ pub struct CloseLog {
     lines: Bucket,
     suppressed: u64,
     traced: Vec<u64>,
-    records: HashMap<u32, Record>,
+    records: Records,
 }
 
 impl CloseLog {
@@ -103,7 +125,7 @@ impl CloseLog {
             lines: Bucket::new(rate),
             suppressed: 0,
             traced: Vec::new(),
-            records: HashMap::new(),
+            records: Records::default(),
         }
     }
 
