@@ -199,6 +199,50 @@ pub struct ServeConfig {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Verify connection tokens (JWT, HS256/384/512) with the secret in this file (at least
+    /// 32 bytes). With this or --auth-public-key-file, every connection needs a token
+    /// (except under --auth-anonymous).
+    #[arg(long)]
+    pub auth_hmac_secret_file: Option<PathBuf>,
+
+    /// Verify connection tokens with this PEM public key (RSA: RS*/PS*, EC P-256/P-384:
+    /// ES256/384, Ed25519: EdDSA). Repeat for key rotation.
+    #[arg(long)]
+    pub auth_public_key_file: Vec<PathBuf>,
+
+    /// Tokens must carry this `aud`.
+    #[arg(long)]
+    pub auth_audience: Option<String>,
+
+    /// Tokens must carry this `iss`.
+    #[arg(long)]
+    pub auth_issuer: Option<String>,
+
+    /// Clock skew allowed on a token's `exp` and `nbf`.
+    #[arg(long, default_value_t = 30.0, value_parser = crate::units::secs)]
+    pub auth_leeway: f64,
+
+    /// With authentication on: connections without a token are admitted and may subscribe
+    /// to these channel patterns (comma-separated: `name`, `prefix*`, `*`), and publish
+    /// nowhere. Without it they get 401.
+    #[arg(long)]
+    pub auth_anonymous: Option<String>,
+
+    /// Web pages (Origin) that may connect: `*` (any) or a comma-separated list of
+    /// `https://host[:port]`, `https://*.domain`. Others get 403. Clients that send no
+    /// Origin (not browsers) are not affected.
+    #[arg(long, default_value = "*")]
+    pub allowed_origins: String,
+
+    /// Connections one user (the token's `sub`) may hold across the process (0: no cap);
+    /// past it, 429.
+    #[arg(long, default_value_t = 0, value_parser = crate::units::count_u32)]
+    pub max_connections_per_user: u32,
+
+    /// Endpoints offered, comma-separated: `echo` (`/` and `/echo`), `pubsub` (`/ws`).
+    #[arg(long, default_value = "echo,pubsub")]
+    pub endpoints: String,
+
     /// Close log: at most this many lines per second (all workers together) of one line
     /// per closed or refused connection (target `holdfast::close`, level info). Above the
     /// rate connections are sampled and each line states its sampling. 0 turns it off.
@@ -367,6 +411,70 @@ impl ServeConfig {
             });
         }
         Ok(Some(token.to_string()))
+    }
+
+    /// The edge policy: token verification, the Origin allowlist, the endpoints offered.
+    pub fn edge(&self) -> Result<crate::services::identity::Edge, ConfigError> {
+        let read = |flag: &str, p: &PathBuf| {
+            std::fs::read(p)
+                .map_err(|e| ConfigError::Auth(format!("--{flag} {}: {e}", p.display())))
+        };
+        let hmac_secret = match &self.auth_hmac_secret_file {
+            Some(p) => {
+                let bytes = read("auth-hmac-secret-file", p)?;
+                // A trailing newline from `echo` or an editor is not part of the secret.
+                let text_end = bytes.iter().rposition(|b| !b.is_ascii_whitespace());
+                Some(bytes[..text_end.map_or(0, |i| i + 1)].to_vec())
+            }
+            None => None,
+        };
+        let public_keys = self
+            .auth_public_key_file
+            .iter()
+            .map(|p| read("auth-public-key-file", p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let auth = crate::auth::Auth::new(&crate::auth::AuthConfig {
+            hmac_secret,
+            public_keys,
+            audience: self.auth_audience.clone(),
+            issuer: self.auth_issuer.clone(),
+            leeway: self.auth_leeway.round() as u64,
+            anonymous: self.auth_anonymous.clone(),
+            max_per_user: self.max_connections_per_user,
+        })
+        .map_err(|e| ConfigError::Auth(format!("authentication: {e}")))?;
+        if !auth.enabled() && (self.auth_anonymous.is_some() || self.max_connections_per_user > 0) {
+            return Err(ConfigError::Auth(
+                "--auth-anonymous and --max-connections-per-user need tokens: give \
+                 --auth-hmac-secret-file or --auth-public-key-file"
+                    .into(),
+            ));
+        }
+        let origins = crate::auth::Origins::parse(&self.allowed_origins)
+            .map_err(|e| ConfigError::Auth(format!("--allowed-origins: {e}")))?;
+        let (mut echo, mut pubsub) = (false, false);
+        for e in self
+            .endpoints
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            match e {
+                "echo" => echo = true,
+                "pubsub" => pubsub = true,
+                other => {
+                    return Err(ConfigError::Auth(format!(
+                        "--endpoints: unknown endpoint `{other}` (echo, pubsub)"
+                    )))
+                }
+            }
+        }
+        Ok(crate::services::identity::Edge {
+            auth,
+            origins,
+            echo,
+            pubsub,
+        })
     }
 
     /// A duration from seconds.
@@ -538,6 +646,8 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+    /// The authentication or Origin settings are unusable.
+    Auth(String),
     /// `--admin` (or `--metrics-listen`) is neither host:port nor `off`.
     AdminAddr {
         /// What was given.
@@ -570,6 +680,7 @@ impl std::fmt::Display for ConfigError {
                  only --metrics-listen"
             ),
             Self::TokenFile { path, reason } => write!(f, "--admin-token-file {path}: {reason}"),
+            Self::Auth(e) => write!(f, "{e}"),
             Self::AdminAddr { value, reason } => {
                 write!(f, "--admin {value:?}: {reason} (use host:port or \"off\")")
             }

@@ -14,6 +14,7 @@
 //!   [`plan`], [`units`], [`storm`], [`logging`]: running and operating it.
 
 pub mod admin;
+pub mod auth;
 pub mod budget;
 pub mod config;
 pub mod histograms;

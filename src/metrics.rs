@@ -56,10 +56,19 @@ pub enum Limit {
     BadRequest = 6,
     /// The process-wide memory budget is exhausted (503).
     MemoryBudget = 7,
+    /// No valid token (401).
+    Unauthorized = 8,
+    /// The Origin is not in `--allowed-origins` (403).
+    Origin = 9,
+    /// The user is at `--max-connections-per-user` (429).
+    UserCap = 10,
+    /// The token grants no access to a channel asked for in the query, or the endpoint is
+    /// turned off (403).
+    Forbidden = 11,
 }
 
 impl Limit {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 12] = [
         Self::MaxConnections,
         Self::Draining,
         Self::NotFound,
@@ -68,6 +77,10 @@ impl Limit {
         Self::PerIp,
         Self::BadRequest,
         Self::MemoryBudget,
+        Self::Unauthorized,
+        Self::Origin,
+        Self::UserCap,
+        Self::Forbidden,
     ];
     /// The label value in metrics and log lines.
     pub fn label(self) -> &'static str {
@@ -80,6 +93,10 @@ impl Limit {
             Self::PerIp => "per_ip",
             Self::BadRequest => "bad_subscription",
             Self::MemoryBudget => "memory_budget",
+            Self::Unauthorized => "unauthorized",
+            Self::Origin => "origin",
+            Self::UserCap => "user_cap",
+            Self::Forbidden => "forbidden",
         }
     }
 }
@@ -133,7 +150,7 @@ pub struct WorkerMetrics {
     /// Gauge: bytes queued for sending across this worker's connections.
     pub outbound_bytes: Counter,
     /// Refusals by policy, by [`Limit`].
-    pub rejected: [Counter; 8],
+    pub rejected: [Counter; 12],
     /// Connections that ended without a closing handshake (reset, EOF, errors).
     pub aborted: Counter,
     /// Gauge: io_uring rings this worker runs.
@@ -168,6 +185,14 @@ pub struct WorkerMetrics {
     pub ping_floods: Counter,
     /// Connections closed to shed memory under the budget (1009 / 1013).
     pub memory_sheds: Counter,
+    /// Tokens refused, by [`crate::auth::AuthError::index`].
+    pub auth_failures: [Counter; 9],
+    /// Connections closed (4401) because their token expired without a refresh.
+    pub token_expired_closes: Counter,
+    /// Token refreshes accepted.
+    pub token_refreshes: Counter,
+    /// Token refreshes refused.
+    pub token_refresh_failures: Counter,
     /// Close log lines written.
     pub close_log_lines: Counter,
     /// Traced connections whose line the close log's rate suppressed.
@@ -260,7 +285,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 28] = [
+    let simple: [Family; 31] = [
         (
             "connections_open",
             "gauge",
@@ -409,6 +434,24 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             |w| w.ping_floods.get(),
         ),
         (
+            "token_expired_closes_total",
+            "counter",
+            "Connections closed (4401) because their token expired without a refresh.",
+            |w| w.token_expired_closes.get(),
+        ),
+        (
+            "token_refreshes_total",
+            "counter",
+            "Token refreshes over the socket that were accepted.",
+            |w| w.token_refreshes.get(),
+        ),
+        (
+            "token_refresh_failures_total",
+            "counter",
+            "Token refreshes over the socket that were refused (the connection keeps its old token until it expires).",
+            |w| w.token_refresh_failures.get(),
+        ),
+        (
             "close_log_lines_total",
             "counter",
             "Close log lines written (connection closed or refused; sampled, see --close-log-rate).",
@@ -504,6 +547,16 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
     for l in Limit::ALL {
         let v = sum(&|w| w.rejected[l as usize].get());
         let _ = writeln!(o, "holdfast_rejected_total{{limit=\"{}\"}} {v}", l.label());
+    }
+    family(
+        &mut o,
+        "auth_failures_total",
+        "counter",
+        "Tokens refused at the handshake (401) or in a refresh, by reason.",
+    );
+    for (i, reason) in crate::auth::AuthError::LABELS.iter().enumerate() {
+        let v = sum(&|w| w.auth_failures[i].get());
+        let _ = writeln!(o, "holdfast_auth_failures_total{{reason=\"{reason}\"}} {v}");
     }
     family(
         &mut o,

@@ -68,6 +68,14 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let admin_addr = cfg.admin_addr()?;
     let metrics_addr = cfg.metrics_addr()?;
     let admin_token = cfg.admin_token()?;
+    let edge = Arc::new(cfg.edge()?);
+    tracing::info!(
+        tokens = edge.auth.enabled(),
+        anonymous = cfg.auth_anonymous.as_deref().unwrap_or("-"),
+        origins = cfg.allowed_origins.as_str(),
+        endpoints = cfg.endpoints.as_str(),
+        "edge policy"
+    );
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
     let (memory_limit, replay_budget) = cfg.budgets(meminfo.as_deref())?;
     let allowed = topology::allowed_cpus();
@@ -242,6 +250,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             panic_at_tick: (fault_worker == Some(p.worker)).then_some(5),
         };
         let svc = ServicesSpec {
+            edge: edge.clone(),
             global: global.clone(),
             ip_table: ip_table.clone(),
             pubsub: PubsubSpec {
@@ -397,6 +406,7 @@ fn run_worker(
             spec.memory.clone(),
         ),
         pubsub: PubsubSide::new(id, svc.pubsub),
+        identity: crate::services::IdentitySide::new(svc.edge),
     };
     let ready = tx.clone();
     let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -435,6 +445,7 @@ fn run_worker(
 /// What a worker's services are built from (on the worker's thread, after pinning).
 #[derive(Debug)]
 struct ServicesSpec {
+    edge: Arc<crate::services::Edge>,
     global: Arc<Global>,
     ip_table: Option<Arc<IpTable>>,
     pubsub: PubsubSpec,

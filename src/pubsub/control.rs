@@ -36,6 +36,11 @@ pub enum Control {
         /// The message.
         data: String,
     },
+    /// Replace the connection's token before it expires.
+    Refresh {
+        /// The new token.
+        token: String,
+    },
 }
 
 /// Why a control message was refused (sent back as `{"type":"error","reason":...}`).
@@ -56,7 +61,7 @@ impl ControlError {
     pub fn reason(&self) -> String {
         match self {
             Self::NotJson => "control_not_a_json_object".into(),
-            Self::UnknownOp => "unknown_op (subscribe, unsubscribe, publish)".into(),
+            Self::UnknownOp => "unknown_op (subscribe, unsubscribe, publish, refresh)".into(),
             Self::BadField(f) => format!("bad_field {f}"),
             Self::Topic(e) => e.reason(),
         }
@@ -147,6 +152,12 @@ pub fn parse_control(text: &str, limits: &TopicLimits) -> Result<Control, Contro
             Ok(Control::Publish {
                 topic: topic.into(),
                 data: data.into(),
+            })
+        }
+        Some("refresh") => {
+            let token = v["token"].as_str().ok_or(ControlError::BadField("token"))?;
+            Ok(Control::Refresh {
+                token: token.into(),
             })
         }
         _ => Err(ControlError::UnknownOp),

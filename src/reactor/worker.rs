@@ -384,9 +384,18 @@ impl<S: Services> Worker<S> {
 
     /// A session's holdings went from `before` to `after`: keep the tally.
     fn account(&mut self, before: (usize, usize), after: (usize, usize)) {
-        // Modular arithmetic: exact as long as the true totals are not negative.
+        // Modular arithmetic: exact as long as every change is accounted for.
         self.tally.0 = self.tally.0.wrapping_add(after.0).wrapping_sub(before.0);
         self.tally.1 = self.tally.1.wrapping_add(after.1).wrapping_sub(before.1);
+    }
+
+    /// The tally as the budget sees it. A change that escaped [`Worker::account`] could
+    /// take it below zero (a huge number once wrapped), which would read as the budget
+    /// being exceeded and shed every connection: read as 0 until the next recount.
+    fn publish_tally(&self) {
+        let sane = |v: usize| if v > isize::MAX as usize { 0 } else { v };
+        self.memory
+            .set_worker(self.id, sane(self.tally.0), sane(self.tally.1));
     }
 
     /// Carry connection `idx`'s session outputs to its socket: the close, the next send,
@@ -527,6 +536,8 @@ impl<S: Services> Worker<S> {
         if let Some(answer) = refusal {
             let ctx = self.env.ctx(idx);
             conn.session.refuse_now(answer, &ctx);
+            let after = conn.session.held();
+            self.account((0, 0), after);
             self.drive(idx);
         }
         let deadline = self.env.tick + self.env.session.handshake_ticks;
@@ -652,6 +663,7 @@ impl<S: Services> Worker<S> {
         self.drain_step();
         self.env.log.on_tick();
         if tick % 10 == 0 {
+            self.close_expired();
             // Once a second, one pass over the slab for both gauges, which also makes the
             // memory tally exact again (calls that are not tracked one by one: drain
             // closes, refusals at accept).
@@ -663,9 +675,30 @@ impl<S: Services> Worker<S> {
             self.env.metrics.outbound_bytes.set(queued as u64);
             self.tally = (partial, queued);
         }
-        self.memory.set_worker(self.id, self.tally.0, self.tally.1);
+        self.publish_tally();
         self.shed_memory();
         self.env.metrics.hist.publish(&mut self.hist);
+    }
+
+    /// Close the connections whose credentials expired (4401: a token not refreshed).
+    fn close_expired(&mut self) {
+        let mut expired = Vec::new();
+        self.svc.expired(&mut expired);
+        for (idx, code, reason) in expired {
+            let ctx = self.env.ctx(idx);
+            let Some(conn) = self.conns.get_mut(idx as usize) else {
+                continue;
+            };
+            if conn.session.phase() != Phase::Open {
+                continue;
+            }
+            self.env.metrics.token_expired_closes.inc();
+            let before = conn.session.held();
+            conn.session.close(code, reason, true, &ctx);
+            let after = conn.session.held();
+            self.account(before, after);
+            self.drive(idx);
+        }
     }
 
     /// Over the memory budget: close this worker's largest holders (1009 / 1013), what
@@ -703,7 +736,7 @@ impl<S: Services> Worker<S> {
             self.account(before, after);
             self.drive(idx);
         }
-        self.memory.set_worker(self.id, self.tally.0, self.tally.1);
+        self.publish_tally();
         if closed == 0 {
             return;
         }
@@ -781,7 +814,11 @@ impl<S: Services> Worker<S> {
                     Rejection::Unavailable { retry_after: 1 },
                     "draining".into(),
                 );
-                self.conns[idx as usize].session.refuse_now(answer, &ctx);
+                let session = &mut self.conns[idx as usize].session;
+                let before = session.held();
+                session.refuse_now(answer, &ctx);
+                let after = session.held();
+                self.account(before, after);
                 self.drive(idx);
             }
             self.drain = Some(Drain {
@@ -805,12 +842,11 @@ impl<S: Services> Worker<S> {
                     let reason =
                         format!("{{\"reason\":\"draining\",\"reconnect_after_ms\":{hint}}}");
                     let ctx = self.env.ctx(cursor as u32);
-                    self.conns[cursor].session.close(
-                        CloseCode::SERVICE_RESTART,
-                        &reason,
-                        true,
-                        &ctx,
-                    );
+                    let session = &mut self.conns[cursor].session;
+                    let before = session.held();
+                    session.close(CloseCode::SERVICE_RESTART, &reason, true, &ctx);
+                    let after = session.held();
+                    self.account(before, after);
                     sent += 1;
                     self.drive(cursor as u32);
                 }

@@ -7,6 +7,7 @@
 //! [`ConnHost`] and a few delivery and release hooks.
 
 pub mod admission;
+pub mod identity;
 pub mod limits;
 pub mod pubsub;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use admission::Admission;
+pub use identity::{Edge, IdentitySide};
 pub use pubsub::{PubsubSide, PubsubSpec};
 
 use crate::metrics::{Limit, WorkerMetrics};
@@ -34,11 +36,15 @@ pub enum Route {
 }
 
 /// Which service a request is for, or the refusal (400 for a bad subscription query, 404
-/// for an unknown path).
-pub fn route(req: &Request<'_>, limits: &crate::pubsub::TopicLimits) -> Result<Route, Answer> {
+/// for an unknown path or an endpoint turned off).
+pub fn route(
+    req: &Request<'_>,
+    limits: &crate::pubsub::TopicLimits,
+    edge: &Edge,
+) -> Result<Route, Answer> {
     match req.path {
-        "/echo" | "/" => Ok(Route::Echo),
-        "/ws" => match crate::pubsub::parse_query(req.query.unwrap_or(""), limits) {
+        "/echo" | "/" if edge.echo => Ok(Route::Echo),
+        "/ws" if edge.pubsub => match crate::pubsub::parse_query(req.query.unwrap_or(""), limits) {
             Ok(crate::pubsub::Control::Subscribe { topics, resume }) => {
                 Ok(Route::PubSub(topics, resume))
             }
@@ -64,6 +70,8 @@ pub struct Services {
     pub admission: Admission,
     /// Pub/sub.
     pub pubsub: PubsubSide,
+    /// Who each connection is and what it may do.
+    pub identity: IdentitySide,
 }
 
 impl session::Services for Services {
@@ -80,6 +88,7 @@ impl session::Services for Services {
 
     fn on_release(&mut self, idx: u32, counted: bool, metrics: &WorkerMetrics) {
         self.pubsub.leave(idx, metrics);
+        self.identity.leave(idx);
         self.admission.on_release(idx, counted);
     }
 
@@ -124,6 +133,13 @@ impl session::Services for Services {
     fn has_deliveries(&self) -> bool {
         self.pubsub.has_deliveries()
     }
+
+    fn expired(&mut self, out: &mut Vec<(u32, crate::ws::CloseCode, &'static str)>) {
+        let mut idx = Vec::new();
+        self.identity.expired(crate::auth::unix_now(), &mut idx);
+        let code = crate::ws::CloseCode(crate::auth::TOKEN_EXPIRED);
+        out.extend(idx.into_iter().map(|i| (i, code, "token expired")));
+    }
 }
 
 /// The session's [`Host`] for connection `idx`, for the length of one call.
@@ -132,6 +148,7 @@ pub struct ConnHost<'a> {
     idx: u32,
     svc: &'a mut Services,
     route: Option<Route>,
+    identity: Option<crate::auth::Identity>,
 }
 
 impl<'a> ConnHost<'a> {
@@ -141,13 +158,14 @@ impl<'a> ConnHost<'a> {
             idx,
             svc,
             route: None,
+            identity: None,
         }
     }
 }
 
 impl Host for ConnHost<'_> {
     fn on_request(&mut self, req: &Request<'_>, ctx: &Ctx<'_>) -> Answer {
-        let route = match route(req, &self.svc.pubsub.spec.limits) {
+        let route = match route(req, &self.svc.pubsub.spec.limits, &self.svc.identity.edge) {
             Ok(r) => r,
             Err(refusal) => {
                 if matches!(refusal, Answer::Refuse(Limit::BadRequest, ..)) {
@@ -157,17 +175,44 @@ impl Host for ConnHost<'_> {
                 return refusal;
             }
         };
+        let topics: &[String] = match &route {
+            Route::PubSub(t, _) => t,
+            Route::Echo => &[],
+        };
+        let id = match self
+            .svc
+            .identity
+            .check(req, topics, crate::auth::unix_now())
+        {
+            Ok(id) => id,
+            Err((answer, e)) => {
+                if let Some(e) = e {
+                    ctx.metrics.auth_failures[e.index()].inc();
+                }
+                return answer;
+            }
+        };
         let answer = self.svc.admission.admit();
-        if answer == Answer::Accept {
-            self.route = Some(route);
-            ctx.metrics
-                .websockets
-                .set(self.svc.admission.websockets as u64);
+        if answer != Answer::Accept {
+            self.svc.identity.release_user(&id);
+            return answer;
         }
-        answer
+        self.route = Some(route);
+        self.identity = Some(id);
+        ctx.metrics
+            .websockets
+            .set(self.svc.admission.websockets as u64);
+        // A browser that sent its token as a subprotocol must get one of its protocols back.
+        match req.choose_protocol(&[crate::auth::PROTOCOL]) {
+            Some(_) => Answer::AcceptProtocol(crate::auth::PROTOCOL),
+            None => Answer::Accept,
+        }
     }
 
     fn on_open(&mut self, w: &mut Writer, ctx: &Ctx<'_>) {
+        if let Some(id) = self.identity.take() {
+            self.svc.identity.open(self.idx, id);
+        }
         if let Some(Route::PubSub(topics, resume)) = self.route.take() {
             self.svc.pubsub.join(self.idx);
             if !topics.is_empty() {
@@ -178,7 +223,12 @@ impl Host for ConnHost<'_> {
 
     fn on_message(&mut self, w: &mut Writer, ctx: &Ctx<'_>, msg: Message<'_>) {
         if self.svc.pubsub.is_member(self.idx) {
-            return self.svc.pubsub.on_control(self.idx, w, ctx, msg);
+            let grants = self.svc.identity.grants(self.idx);
+            let refresh = self.svc.pubsub.on_control(self.idx, w, ctx, msg, grants);
+            if let Some(token) = refresh {
+                self.refresh(w, ctx, &token);
+            }
+            return;
         }
         match msg {
             Message::Text(t) => w.send_frame(ctx, OpCode::Text, t.as_bytes()),
@@ -189,5 +239,25 @@ impl Host for ConnHost<'_> {
 
     fn gap_frame(&mut self, topic: u64, from: u64, to: u64) -> Option<Arc<[u8]>> {
         self.svc.pubsub.gap_frame(topic, from, to)
+    }
+}
+
+impl ConnHost<'_> {
+    /// A `refresh` control message: the new token replaces the old (same user), or the
+    /// error is answered and the old one stays until it expires.
+    fn refresh(&mut self, w: &mut Writer, ctx: &Ctx<'_>, token: &str) {
+        let now = crate::auth::unix_now();
+        let text = match self.svc.identity.refresh(self.idx, token, now) {
+            Ok(exp) => {
+                ctx.metrics.token_refreshes.inc();
+                serde_json::json!({"type": "refreshed", "exp": exp})
+            }
+            Err(e) => {
+                ctx.metrics.token_refresh_failures.inc();
+                ctx.metrics.auth_failures[e.index()].inc();
+                serde_json::json!({"type": "error", "op": "refresh", "reason": e.reason()})
+            }
+        };
+        w.send_frame(ctx, OpCode::Text, text.to_string().as_bytes());
     }
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::Grants;
 use crate::metrics::WorkerMetrics;
 use crate::pubsub::{self, Control, Delivery, Hub, LocalSubs, Payload, PolicyTable, SlowPolicy};
 use crate::session::{Ctx, Phase, Writer};
@@ -133,21 +134,45 @@ impl PubsubSide {
     }
 
     /// A control message from pub/sub connection `conn`.
-    pub fn on_control(&mut self, conn: u32, w: &mut Writer, ctx: &Ctx<'_>, msg: Message<'_>) {
+    ///
+    /// `grants`: what the connection may do (None: everything). A `refresh` is not handled
+    /// here: its token is returned for the identity side.
+    pub fn on_control(
+        &mut self,
+        conn: u32,
+        w: &mut Writer,
+        ctx: &Ctx<'_>,
+        msg: Message<'_>,
+        grants: Option<&Grants>,
+    ) -> Option<String> {
         let Message::Text(text) = msg else {
-            return control_error(w, ctx, "binary_frames_are_not_control_messages");
+            control_error(w, ctx, "binary_frames_are_not_control_messages");
+            return None;
         };
         if text.len() > self.spec.max_control_bytes {
             let reason = format!(
                 "control_message_too_large (max {} bytes)",
                 self.spec.max_control_bytes
             );
-            return control_error(w, ctx, &reason);
+            control_error(w, ctx, &reason);
+            return None;
         }
         match pubsub::parse_control(text, &self.spec.limits) {
             Err(e) => control_error(w, ctx, &e.reason()),
+            Ok(Control::Refresh { token }) => return Some(token),
             Ok(Control::Subscribe { topics, resume }) => {
-                self.subscribe(conn, w, ctx, topics, resume)
+                let (topics, denied): (Vec<String>, Vec<String>) = topics
+                    .into_iter()
+                    .partition(|t| grants.is_none_or(|g| g.may_subscribe(t)));
+                for t in denied {
+                    let r = serde_json::json!({"type": "error", "topic": t,
+                        "reason": format!("forbidden: no grant to subscribe to {t}")});
+                    ctx.metrics.control_errors.inc();
+                    reply(w, ctx, &r.to_string());
+                }
+                if !topics.is_empty() {
+                    self.subscribe(conn, w, ctx, topics, resume);
+                }
             }
             Ok(Control::Unsubscribe { topics }) => {
                 for t in topics {
@@ -162,11 +187,17 @@ impl PubsubSide {
             }
             Ok(Control::Publish { topic, data }) => {
                 if !self.spec.client_publish {
-                    return control_error(
+                    control_error(
                         w,
                         ctx,
                         "publish_disabled (the server was started without --client-publish)",
                     );
+                    return None;
+                }
+                if grants.is_some_and(|g| !g.may_publish(&topic)) {
+                    let reason = format!("forbidden: no grant to publish on {topic}");
+                    control_error(w, ctx, &reason);
+                    return None;
                 }
                 match self.spec.hub.publish_at(
                     &topic,
@@ -181,6 +212,7 @@ impl PubsubSide {
                 }
             }
         }
+        None
     }
 
     /// Subscribe connection `conn` to `topics`, replaying from the resume points given.

@@ -90,6 +90,8 @@ pub struct Config {
 pub enum Answer {
     /// Upgrade (then [`Host::on_open`] runs).
     Accept,
+    /// Upgrade selecting this subprotocol (one the client offered).
+    AcceptProtocol(&'static str),
     /// Refuse with this status and body, counted under this limit.
     Refuse(Limit, Rejection, String),
 }
@@ -504,13 +506,17 @@ impl Session {
                 self.w
                     .refuse(ctx, |v| handshake::write_rejection(v, rejection, &body));
             }
-            Answer::Accept => {
+            answer @ (Answer::Accept | Answer::AcceptProtocol(_)) => {
+                let protocol = match answer {
+                    Answer::AcceptProtocol(p) => Some(p),
+                    _ => None,
+                };
                 let accept = req.accept_key();
                 self.w.enter(Phase::Open, ctx.now);
                 self.w.flags |= COUNTED;
                 ctx.metrics.upgrades.inc();
                 self.w
-                    .write(ctx, |v| handshake::write_accept(v, &accept, None));
+                    .write(ctx, |v| handshake::write_accept(v, &accept, protocol));
                 host.on_open(&mut self.w, ctx);
             }
         }

@@ -44,4 +44,7 @@ pub trait Services {
     fn finish_delivery(&mut self, list: Vec<u32>);
     /// Whether more messages wait.
     fn has_deliveries(&self) -> bool;
+    /// Connections to close because their credentials expired (checked once a second),
+    /// with the close code and reason for each.
+    fn expired(&mut self, _out: &mut Vec<(u32, crate::ws::CloseCode, &'static str)>) {}
 }

@@ -371,6 +371,9 @@ pub fn write_accept(out: &mut Vec<u8>, accept: &[u8; 28], protocol: Option<&str>
 pub enum Rejection {
     /// 400: the request is well-formed HTTP but asks for something invalid (e.g. a bad topic).
     BadRequest,
+    /// 401: no valid credentials (a missing, expired or badly signed token); answered with
+    /// `WWW-Authenticate: Bearer`.
+    Unauthorized,
     /// 403: e.g. Origin or token not allowed.
     Forbidden,
     /// 404: no WebSocket endpoint at this path.
@@ -392,6 +395,7 @@ impl Rejection {
     pub const fn status(self) -> u16 {
         match self {
             Self::BadRequest => 400,
+            Self::Unauthorized => 401,
             Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::TooManyRequests { .. } => 429,
@@ -403,6 +407,7 @@ impl Rejection {
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -459,7 +464,15 @@ pub fn write_rejection(out: &mut Vec<u8>, rejection: Rejection, body: &str) {
     let retry = match rejection {
         Rejection::TooManyRequests { retry_after } => retry_after,
         Rejection::Unavailable { retry_after } => Some(retry_after),
-        Rejection::BadRequest | Rejection::Forbidden | Rejection::NotFound => None,
+        Rejection::BadRequest
+        | Rejection::Unauthorized
+        | Rejection::Forbidden
+        | Rejection::NotFound => None,
     };
-    write_status(out, rejection.status(), "", retry, body);
+    let extra = if rejection == Rejection::Unauthorized {
+        "WWW-Authenticate: Bearer realm=\"holdfast\", error=\"invalid_token\"\r\n"
+    } else {
+        ""
+    };
+    write_status(out, rejection.status(), extra, retry, body);
 }

@@ -1,0 +1,199 @@
+//! A worker's side of identity: the checks an upgrade request passes (Origin, token, the
+//! channels its query asks for, the per-user cap), who each authenticated connection is,
+//! token refresh, and the expiry sweep.
+//!
+//! With authentication off nothing is stored per connection; with it on, each connection
+//! has an [`Identity`] here (its user, expiry and grants) and an entry in the expiry index.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::auth::{self, Auth, AuthError, Grants, Identity, Origins};
+use crate::metrics::Limit;
+use crate::session::Answer;
+use crate::ws::handshake::{Rejection, Request};
+
+/// The process's edge policy, shared by every worker.
+#[derive(Debug)]
+pub struct Edge {
+    /// Token verification and the per-user cap.
+    pub auth: Auth,
+    /// The Origin allowlist.
+    pub origins: Origins,
+    /// `/` and `/echo` are offered.
+    pub echo: bool,
+    /// `/ws` is offered.
+    pub pubsub: bool,
+}
+
+impl Edge {
+    /// No authentication, any Origin, every endpoint (today's defaults; tests).
+    pub fn open() -> Self {
+        Self {
+            auth: Auth::new(&auth::AuthConfig::default()).expect("no keys is valid"),
+            origins: Origins::Any,
+            echo: true,
+            pubsub: true,
+        }
+    }
+}
+
+/// One worker's identities.
+#[derive(Debug)]
+pub struct IdentitySide {
+    /// The shared policy.
+    pub edge: Arc<Edge>,
+    ids: HashMap<u32, Identity>,
+    expiries: BTreeSet<(u64, u32)>,
+}
+
+/// A refusal of the upgrade, and the token error behind it when there is one.
+pub type Refusal = (Answer, Option<AuthError>);
+
+fn refuse(limit: Limit, rejection: Rejection, body: String) -> Answer {
+    Answer::Refuse(limit, rejection, body)
+}
+
+impl IdentitySide {
+    /// A worker's side of `edge`.
+    pub fn new(edge: Arc<Edge>) -> Self {
+        Self {
+            edge,
+            ids: HashMap::new(),
+            expiries: BTreeSet::new(),
+        }
+    }
+
+    /// Check an upgrade request for `topics` (the channels its query subscribes to) as of
+    /// `now` (Unix seconds): its Origin, its token, the grants those channels need, and the
+    /// per-user cap (counted here; undo with [`IdentitySide::release_user`] if the upgrade is
+    /// refused later).
+    pub fn check(
+        &self,
+        req: &Request<'_>,
+        topics: &[String],
+        now: u64,
+    ) -> Result<Identity, Refusal> {
+        let edge = &self.edge;
+        if !edge.origins.allows(req.origin) {
+            let body = format!(
+                "origin_not_allowed: {} is not in --allowed-origins",
+                req.origin.unwrap_or("")
+            );
+            return Err((refuse(Limit::Origin, Rejection::Forbidden, body), None));
+        }
+        let id = edge
+            .auth
+            .admit(auth::request_token(req), now)
+            .map_err(|e| {
+                let answer = refuse(Limit::Unauthorized, Rejection::Unauthorized, e.reason());
+                (answer, Some(e))
+            })?;
+        if let Some(t) = topics.iter().find(|t| !id.grants.may_subscribe(t)) {
+            let body = format!("forbidden: no grant to subscribe to {t}");
+            return Err((refuse(Limit::Forbidden, Rejection::Forbidden, body), None));
+        }
+        if let Some(u) = &id.user {
+            if !edge.auth.join_user(u) {
+                let body = format!(
+                    "user_connection_cap: at most {} connections per user",
+                    edge.auth.max_per_user()
+                );
+                let answer = refuse(
+                    Limit::UserCap,
+                    Rejection::TooManyRequests {
+                        retry_after: Some(5),
+                    },
+                    body,
+                );
+                return Err((answer, None));
+            }
+        }
+        Ok(id)
+    }
+
+    /// The upgrade that [`IdentitySide::check`] passed was refused after all (a limit).
+    pub fn release_user(&self, id: &Identity) {
+        if let Some(u) = &id.user {
+            self.edge.auth.leave_user(u);
+        }
+    }
+
+    /// Connection `idx` is open as `id`.
+    pub fn open(&mut self, idx: u32, id: Identity) {
+        if !self.edge.auth.enabled() {
+            return; // nothing to remember: every connection may do everything
+        }
+        if let Some(exp) = id.exp {
+            self.expiries.insert((exp, idx));
+        }
+        self.ids.insert(idx, id);
+    }
+
+    /// What connection `idx` may do (None: authentication is off, everything).
+    pub fn grants(&self, idx: u32) -> Option<&Grants> {
+        if !self.edge.auth.enabled() {
+            return None;
+        }
+        // An authenticated connection always has an entry; a missing one may do nothing.
+        static NOTHING: Grants = Grants {
+            subscribe: Vec::new(),
+            publish: Vec::new(),
+        };
+        Some(self.ids.get(&idx).map_or(&NOTHING, |id| &id.grants))
+    }
+
+    /// Connection `idx` presents a new token: on success its grants and expiry are the new
+    /// token's (which must name the same user), and the new expiry is returned.
+    pub fn refresh(&mut self, idx: u32, token: &str, now: u64) -> Result<u64, AuthError> {
+        if !self.edge.auth.enabled() {
+            return Err(AuthError::Malformed("authentication is off".into()));
+        }
+        let new = self.edge.auth.verify(token, now)?;
+        let Some(cur) = self.ids.get_mut(&idx) else {
+            return Err(AuthError::Missing);
+        };
+        if new.user != cur.user {
+            return Err(AuthError::OtherUser);
+        }
+        if let Some(old) = cur.exp {
+            self.expiries.remove(&(old, idx));
+        }
+        let exp = new.exp.unwrap_or(u64::MAX);
+        self.expiries.insert((exp, idx));
+        *cur = new;
+        Ok(exp)
+    }
+
+    /// Connection `idx` is gone.
+    pub fn leave(&mut self, idx: u32) {
+        if let Some(id) = self.ids.remove(&idx) {
+            if let Some(exp) = id.exp {
+                self.expiries.remove(&(exp, idx));
+            }
+            self.release_user(&id);
+        }
+    }
+
+    /// Connections whose token has expired as of `now`: taken out of the expiry index (they
+    /// are closed by the caller) and appended to `out`.
+    pub fn expired(&mut self, now: u64, out: &mut Vec<u32>) {
+        while let Some(&(exp, idx)) = self.expiries.first() {
+            if exp > now {
+                break;
+            }
+            self.expiries.pop_first();
+            out.push(idx);
+        }
+    }
+
+    /// Authenticated connections held.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
