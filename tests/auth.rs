@@ -388,3 +388,32 @@ fn unusable_key_material_stops_the_server_at_start_up_with_a_reason() {
     }
     let _ = std::fs::remove_file(short);
 }
+
+#[test]
+fn the_close_log_names_the_user() {
+    let hmac = key("hmac.secret");
+    let srv = Server::start_logging(
+        &["--auth-hmac-secret-file", &hmac, "--workers", "1"],
+        "warn,holdfast::close=info",
+    );
+    let token = hs256(claims("alice", now() + 60));
+    let (s, _, stream) = upgrade(
+        srv.addr,
+        "/ws",
+        &format!("Authorization: Bearer {token}\r\n"),
+    );
+    assert_eq!(s, 101);
+    drop(stream);
+    let line = srv.wait_log(T, |l| l.contains("connection closed"));
+    assert!(
+        line.contains("user=\"alice\"") || line.contains("user=alice"),
+        "{line}"
+    );
+    let (s, _, _) = upgrade(srv.addr, "/ws", "");
+    assert_eq!(s, 401);
+    let line = srv.wait_log(T, |l| l.contains("connection refused"));
+    assert!(
+        line.contains("status=401") && line.contains("token_missing"),
+        "{line}"
+    );
+}

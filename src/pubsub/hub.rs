@@ -483,7 +483,12 @@ impl Hub {
                 }
             }
             let name = t.names[t.cursor].clone();
-            let idle = t.map.get(&name).is_some_and(|st| {
+            let idle = t.map.get_mut(&name).is_some_and(|st| {
+                if st.active == 0 {
+                    // Published before the hub was first told the time: active from now
+                    // (taking 0 as its time forgot such a topic at the first sweep).
+                    st.active = now;
+                }
                 st.replay.last() > 0
                     && st.local.iter().all(|&n| n == 0)
                     && now.saturating_sub(st.active) >= ttl
@@ -795,6 +800,21 @@ mod tests {
     }
 
     #[test]
+    fn a_topic_published_before_the_hub_knows_the_time_is_not_forgotten_at_once() {
+        // The server tells the hub Unix seconds; a publish in the first moments after
+        // start-up came before the first housekeeping call.
+        let (h, _rx, _) = hub_with(1, 1 << 30, 3600);
+        h.publish("early", Payload::Text("m")).unwrap();
+        assert_eq!(
+            h.housekeep(1_800_000_000),
+            0,
+            "idle from now, not from 1970"
+        );
+        assert_eq!(h.housekeep(1_800_003_599), 0);
+        assert_eq!(h.housekeep(1_800_003_600), 1);
+    }
+
+    #[test]
     fn idle_topics_expire_and_come_back_in_a_new_epoch() {
         let (h, _rx, _) = hub_with(1, 1 << 30, 60);
         h.housekeep(1_000);
@@ -821,11 +841,11 @@ mod tests {
         assert!(x.epoch != old && !x.owed.recovered);
         // A sweep visits every topic within ten calls, however many there are.
         let (h, _rx, _) = hub_with(1, 1 << 30, 1);
-        h.housekeep(0);
+        h.housekeep(1); // (0 means "not told the time yet")
         for i in 0..3 {
             h.publish(&format!("t{i}"), Payload::Text("m")).unwrap();
         }
-        h.housekeep(5);
+        h.housekeep(6);
         assert_eq!(h.totals(), (0, 0));
     }
 

@@ -185,7 +185,14 @@ impl CloseLog {
 
     /// Connection `idx` is released: write its line (if traced and the bucket allows) and
     /// record its lifetime (WebSockets only, weighted by the sampling factor).
-    pub fn on_release(&mut self, idx: u32, upgraded: bool, m: &WorkerMetrics, hist: &mut Hists) {
+    pub fn on_release(
+        &mut self,
+        idx: u32,
+        upgraded: bool,
+        user: Option<std::sync::Arc<str>>,
+        m: &WorkerMetrics,
+        hist: &mut Hists,
+    ) {
         let Some(word) = self.traced.get_mut(idx as usize / 64) else {
             return;
         };
@@ -212,6 +219,7 @@ impl CloseLog {
         let line = Line {
             conn: format!("{}-{}", self.worker, r.id),
             peer: r.peer.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            user,
             lifetime_ms: lifetime.as_millis() as u64,
             end: r.trace.ended().unwrap_or(End::Abort {
                 side: Side::Server,
@@ -234,6 +242,7 @@ impl CloseLog {
 struct Line<'a> {
     conn: String,
     peer: String,
+    user: Option<std::sync::Arc<str>>,
     lifetime_ms: u64,
     end: End,
     trace: &'a Trace,
@@ -254,6 +263,7 @@ impl Line<'_> {
         let (bytes_in, bytes_out) = (t.bytes_in.get(), t.bytes_out.get());
         let (messages_in, messages_out) = (t.messages_in.get(), t.messages_out.get());
         let (conn, peer, lifetime_ms) = (self.conn.as_str(), self.peer.as_str(), self.lifetime_ms);
+        let user = self.user.as_deref().unwrap_or("-");
         let (sample_1_in, suppressed) = (self.one_in, self.suppressed);
         match self.end {
             End::Refused {
@@ -264,6 +274,7 @@ impl Line<'_> {
                 target: "holdfast::close",
                 conn,
                 peer,
+                user,
                 transport = "websocket",
                 status,
                 limit = limit.map_or("-", |l| l.label()),
@@ -283,6 +294,7 @@ impl Line<'_> {
                 target: "holdfast::close",
                 conn,
                 peer,
+                user,
                 transport = "websocket",
                 code,
                 reason = reason.as_str(),
@@ -300,6 +312,7 @@ impl Line<'_> {
                 target: "holdfast::close",
                 conn,
                 peer,
+                user,
                 transport = "websocket",
                 code = 1006u16,
                 reason,
@@ -363,7 +376,7 @@ mod tests {
         accept_n(&mut log, 3, 2, &m);
         assert_eq!(log.traced(), 5);
         for i in 0..5 {
-            log.on_release(i, true, &m, &mut h);
+            log.on_release(i, true, None, &m, &mut h);
         }
         assert_eq!(m.close_log_lines.get(), 3);
         assert_eq!(m.close_log_suppressed.get(), 2);

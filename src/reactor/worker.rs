@@ -437,7 +437,13 @@ impl<S: Services> Worker<S> {
         let conn = self.conns.remove(idx as usize);
         let m = &self.env.metrics;
         let upgraded = conn.session.counted();
-        self.env.log.on_release(idx, upgraded, m, &mut self.hist);
+        let user = match self.env.log.trace(idx) {
+            Some(_) => self.svc.user(idx),
+            None => None,
+        };
+        self.env
+            .log
+            .on_release(idx, upgraded, user, m, &mut self.hist);
         self.svc
             .on_release(idx, conn.session.counted(), &self.env.metrics);
         let draining = self.drain.is_some();

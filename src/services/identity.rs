@@ -187,6 +187,11 @@ impl IdentitySide {
         }
     }
 
+    /// The user connection `idx` authenticated as.
+    pub fn user(&self, idx: u32) -> Option<Arc<str>> {
+        self.ids.get(&idx).and_then(|id| id.user.clone())
+    }
+
     /// Authenticated connections held.
     pub fn len(&self) -> usize {
         self.ids.len()

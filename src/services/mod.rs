@@ -134,6 +134,10 @@ impl session::Services for Services {
         self.pubsub.has_deliveries()
     }
 
+    fn user(&self, idx: u32) -> Option<Arc<str>> {
+        self.identity.user(idx)
+    }
+
     fn expired(&mut self, out: &mut Vec<(u32, crate::ws::CloseCode, &'static str)>) {
         let mut idx = Vec::new();
         self.identity.expired(crate::auth::unix_now(), &mut idx);

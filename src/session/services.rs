@@ -47,4 +47,8 @@ pub trait Services {
     /// Connections to close because their credentials expired (checked once a second),
     /// with the close code and reason for each.
     fn expired(&mut self, _out: &mut Vec<(u32, crate::ws::CloseCode, &'static str)>) {}
+    /// The user connection `idx` authenticated as, if any (for its close log line).
+    fn user(&self, _idx: u32) -> Option<std::sync::Arc<str>> {
+        None
+    }
 }

@@ -1,0 +1,131 @@
+// uWebSockets peer for holdfast-bench side-by-side runs (ours; the library is theirs:
+// built from a uWebSockets source directory given with --uws-src, epoll, no TLS, one
+// thread as uWS's own examples run it).
+//
+// It speaks what the bench's workloads need, like the tokio-tungstenite peers:
+// - any path but /ws: echo every message back (text stays text, binary stays binary);
+// - GET /ws?topics=a,b: subscribe; answers {"type":"subscribed","topic":T,"seq":N} per
+//   topic;
+// - POST /publish?topic=T on the admin port (keep-alive): numbers the body per topic and
+//   publishes the binary frame [len u8][topic][seq u64 BE][body] with uWS's own pub/sub
+//   (one encode per message, shared by every subscriber), answering {"seq":N}.
+// Prints "admin listening on ADDR" and "listening on ADDR" (port 0: any).
+//
+// Usage: uws-peer [PORT] [ADMIN_PORT]
+
+#include "App.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct PerSocket {
+    std::vector<std::string> topics;
+};
+
+static std::map<std::string, unsigned long long, std::less<>> seqs;
+
+static std::vector<std::string> topics_of(std::string_view query) {
+    std::vector<std::string> out;
+    size_t at = 0;
+    while (at <= query.size()) {
+        size_t end = query.find('&', at);
+        if (end == std::string_view::npos) end = query.size();
+        std::string_view kv = query.substr(at, end - at);
+        if (kv.substr(0, 7) == "topics=") {
+            std::string_view list = kv.substr(7);
+            size_t s = 0;
+            while (s <= list.size()) {
+                size_t e = list.find(',', s);
+                if (e == std::string_view::npos) e = list.size();
+                if (e > s) out.emplace_back(list.substr(s, e - s));
+                s = e + 1;
+            }
+        }
+        at = end + 1;
+    }
+    return out;
+}
+
+int main(int argc, char **argv) {
+    int port = argc > 1 ? atoi(argv[1]) : 0;
+    int admin_port = argc > 2 ? atoi(argv[2]) : 0;
+    uWS::App app;
+    uWS::App::WebSocketBehavior<PerSocket> echo = {};
+    echo.compression = uWS::DISABLED;
+    echo.maxPayloadLength = 16 * 1024 * 1024;
+    echo.maxBackpressure = 1024 * 1024;
+    echo.idleTimeout = 0;
+    echo.message = [](auto *ws, std::string_view message, uWS::OpCode op) {
+        ws->send(message, op);
+    };
+    uWS::App::WebSocketBehavior<PerSocket> pubsub = {};
+    pubsub.compression = uWS::DISABLED;
+    pubsub.maxPayloadLength = 16 * 1024 * 1024;
+    pubsub.maxBackpressure = 1024 * 1024;
+    pubsub.idleTimeout = 0;
+    pubsub.upgrade = [](auto *res, auto *req, auto *context) {
+        PerSocket data;
+        data.topics = topics_of(req->getQuery());
+        res->template upgrade<PerSocket>(std::move(data), req->getHeader("sec-websocket-key"),
+                                         req->getHeader("sec-websocket-protocol"),
+                                         req->getHeader("sec-websocket-extensions"), context);
+    };
+    pubsub.open = [](auto *ws) {
+        for (auto &t : ws->getUserData()->topics) {
+            ws->subscribe(t);
+            auto it = seqs.find(t);
+            unsigned long long seq = it == seqs.end() ? 0 : it->second;
+            std::string reply = "{\"type\":\"subscribed\",\"topic\":\"" + t +
+                                "\",\"seq\":" + std::to_string(seq) + "}";
+            ws->send(reply, uWS::OpCode::TEXT);
+        }
+    };
+    pubsub.message = [](auto *, std::string_view, uWS::OpCode) {};
+    app.ws<PerSocket>("/ws", std::move(pubsub));
+    app.ws<PerSocket>("/*", std::move(echo));
+
+    uWS::App admin;
+    admin.post("/publish", [&app](auto *res, auto *req) {
+        std::string topic;
+        std::string_view q = req->getQuery("topic");
+        topic.assign(q.data(), q.size());
+        auto body = std::make_shared<std::string>();
+        res->onAborted([]() {});
+        res->onData([&app, res, topic, body](std::string_view chunk, bool last) {
+            body->append(chunk.data(), chunk.size());
+            if (!last) return;
+            unsigned long long seq = ++seqs[topic];
+            std::string frame;
+            frame.reserve(1 + topic.size() + 8 + body->size());
+            frame.push_back((char)topic.size());
+            frame += topic;
+            for (int i = 7; i >= 0; i--) frame.push_back((char)((seq >> (8 * i)) & 0xff));
+            frame += *body;
+            app.publish(topic, frame, uWS::OpCode::BINARY, false);
+            res->end("{\"seq\":" + std::to_string(seq) + "}");
+        });
+    });
+    admin.listen("127.0.0.1", admin_port, [](auto *ls) {
+        if (!ls) {
+            fprintf(stderr, "uws-peer: cannot listen (admin)\n");
+            exit(1);
+        }
+        printf("admin listening on 127.0.0.1:%d\n",
+               us_socket_local_port(false, (struct us_socket_t *)ls));
+        fflush(stdout);
+    });
+    app.listen("127.0.0.1", port, [](auto *ls) {
+        if (!ls) {
+            fprintf(stderr, "uws-peer: cannot listen\n");
+            exit(1);
+        }
+        printf("listening on 127.0.0.1:%d\n",
+               us_socket_local_port(false, (struct us_socket_t *)ls));
+        fflush(stdout);
+    });
+    app.run();
+}
