@@ -11,6 +11,7 @@ mod charts;
 mod markdown;
 pub mod procs;
 mod sections;
+pub mod uws;
 
 use std::path::PathBuf;
 
@@ -64,9 +65,15 @@ pub struct ReportArgs {
     /// Apply this tuning profile (tuning/<profile>.conf) for the run and revert it after.
     #[arg(long)]
     pub tune: Option<String>,
-    /// Peers to compare (default: all available; node-ws only when node and npm are).
+    /// Peers to compare (default: all available; node-ws only when node and npm are,
+    /// uwebsockets only with --uws-src).
     #[arg(long, value_delimiter = ',')]
     pub peers: Option<Vec<String>>,
+    /// A uWebSockets source directory (with uSockets inside; `../shared/peers/uWebSockets`
+    /// holds a snapshot): the bench builds its uwebsockets peer from it with gcc/g++.
+    /// Default: $HOLDFAST_UWS_SRC. Without either, that peer is skipped with the reason.
+    #[arg(long)]
+    pub uws_src: Option<PathBuf>,
     /// Connection counts for holdfast's density steps (default: 10k,100k,1M,2M — a step the
     /// machine's free memory cannot take is skipped with the reason; --quick: 2k).
     #[arg(long, value_delimiter = ',')]
@@ -115,10 +122,27 @@ impl Plan {
                 Kind::Fastwebsockets,
                 Kind::NodeWs,
                 Kind::Broadcast,
+                Kind::Uws,
             ],
         };
+        let uws_src = a
+            .uws_src
+            .clone()
+            .or_else(|| std::env::var_os("HOLDFAST_UWS_SRC").map(PathBuf::from));
         let mut peers = Vec::new();
         for k in wanted {
+            if k == Kind::Uws {
+                let Some(src) = &uws_src else {
+                    let why = "no --uws-src (or HOLDFAST_UWS_SRC) given: its source is not on a \
+                               package registry";
+                    skipped.push((k.name().to_string(), why.into()));
+                    continue;
+                };
+                if let Err(why) = uws::prepare(src) {
+                    skipped.push((k.name().to_string(), why));
+                    continue;
+                }
+            }
             if k == Kind::NodeWs {
                 // A quick run never installs anything; a full one may `npm install ws`.
                 if let Err(why) = procs::node_ready(!a.quick) {

@@ -21,6 +21,8 @@ pub enum Kind {
     NodeWs,
     /// tokio-tungstenite broadcast (pub/sub peer).
     Broadcast,
+    /// uWebSockets (epoll, one thread), built from source (`--uws-src`): echo and pub/sub.
+    Uws,
 }
 
 impl Kind {
@@ -32,6 +34,7 @@ impl Kind {
             Self::Fastwebsockets => "fastwebsockets",
             Self::NodeWs => "node-ws",
             Self::Broadcast => "tokio-tungstenite-broadcast",
+            Self::Uws => "uwebsockets",
         }
     }
 
@@ -43,6 +46,7 @@ impl Kind {
             Self::Fastwebsockets,
             Self::NodeWs,
             Self::Broadcast,
+            Self::Uws,
         ]
         .into_iter()
         .find(|k| k.name() == s)
@@ -192,6 +196,10 @@ impl Server {
                     argv.extend(["--threads".into(), t.to_string()]);
                 }
             }
+            Kind::Uws => {
+                let exe = super::uws::binary().ok_or("the uwebsockets peer is not built")?;
+                argv.extend([exe.display().to_string(), "0".into(), "0".into()]);
+            }
             Kind::NodeWs => {
                 argv.extend([
                     "node".into(),
@@ -219,7 +227,7 @@ impl Server {
                 }
             }
         });
-        let wants_admin = matches!(kind, Kind::Holdfast | Kind::Broadcast);
+        let wants_admin = matches!(kind, Kind::Holdfast | Kind::Broadcast | Kind::Uws);
         let (mut addr, mut admin) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(15);
         while addr.is_none() || (wants_admin && admin.is_none()) {

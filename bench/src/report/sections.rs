@@ -97,7 +97,12 @@ pub(super) fn density(plan: &Plan) -> Result<Value, String> {
     let mut runs = Vec::new();
     for kind in kinds(
         plan,
-        &[Kind::TokioTungstenite, Kind::Fastwebsockets, Kind::NodeWs],
+        &[
+            Kind::TokioTungstenite,
+            Kind::Fastwebsockets,
+            Kind::NodeWs,
+            Kind::Uws,
+        ],
     ) {
         let counts: Vec<usize> = if kind == Kind::Holdfast {
             plan.densities.clone()
@@ -241,7 +246,12 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
     let mut upgrades = Vec::new();
     for kind in kinds(
         plan,
-        &[Kind::Fastwebsockets, Kind::TokioTungstenite, Kind::NodeWs],
+        &[
+            Kind::Uws,
+            Kind::Fastwebsockets,
+            Kind::TokioTungstenite,
+            Kind::NodeWs,
+        ],
     ) {
         for &c in &plan.echo_connections {
             eprintln!("echo: {} × {c}", kind.name());
@@ -334,6 +344,16 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
             "target": "<= 0.5", "ratio": r, "met": r.map(|r| r <= 0.5)}),
         );
     }
+    if plan.peers.contains(&Kind::Uws) && plan.url.is_none() {
+        for &c in &plan.echo_connections {
+            let r = ratio(
+                find(&runs, "holdfast", "messages_per_server_cpu_s", Some(c)),
+                find(&runs, "uwebsockets", "messages_per_server_cpu_s", Some(c)),
+            );
+            targets.push(json!({"what": format!("echo msgs per server-CPU-s, {c} connections, holdfast / uwebsockets"),
+                "target": ">= 1.5", "ratio": r, "met": r.map(|r| r >= 1.5)}));
+        }
+    }
     Ok(json!({
         "pinning": {"server_cpu": srv_cpu, "loadgen_cpu": lg_cpu},
         "runs": runs,
@@ -348,7 +368,7 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
 /// broadcast peer.
 pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
     let mut runs = Vec::new();
-    for kind in kinds(plan, &[Kind::Broadcast]) {
+    for kind in kinds(plan, &[Kind::Uws, Kind::Broadcast]) {
         for &(subs, topics, rate) in &plan.fanout_cases {
             eprintln!(
                 "fanout: {} × {subs} subscribers, {topics} topics, {rate}/s",
