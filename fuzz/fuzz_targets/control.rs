@@ -1,0 +1,56 @@
+//! Pub/sub control messages and handshake queries — text any client sends — must never
+//! panic, and whatever they accept keeps the limits: topic names within the length, no more
+//! topics than allowed, no duplicates. Tokens in any shape must be refused or verified
+//! without a panic.
+#![no_main]
+
+use holdfast::auth::{Auth, AuthConfig};
+use holdfast::pubsub::{parse_control, parse_query, Control, TopicLimits};
+use libfuzzer_sys::fuzz_target;
+
+fn check(c: &Control, limits: &TopicLimits) {
+    let topics: Vec<&String> = match c {
+        Control::Subscribe { topics, resume } => {
+            assert!(resume.len() <= limits.max_per_connection);
+            topics.iter().collect()
+        }
+        Control::Unsubscribe { topics } => topics.iter().collect(),
+        Control::Publish { topic, .. } => vec![topic],
+        Control::Refresh { .. } => vec![],
+    };
+    assert!(topics.len() <= limits.max_per_connection);
+    let mut seen = std::collections::HashSet::new();
+    for t in topics {
+        assert!(!t.is_empty() && t.len() <= limits.max_len, "{t:?}");
+        assert!(seen.insert(t), "duplicate {t:?}");
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&sel, rest)) = data.split_first() else { return };
+    let Ok(text) = std::str::from_utf8(rest) else { return };
+    let limits = TopicLimits {
+        max_len: 1 + usize::from(sel % 32),
+        max_per_connection: 1 + usize::from(sel / 32),
+    };
+    match sel % 3 {
+        0 => {
+            if let Ok(c) = parse_control(text, &limits) {
+                check(&c, &limits);
+            }
+        }
+        1 => {
+            if let Ok(c) = parse_query(text, &limits) {
+                check(&c, &limits);
+            }
+        }
+        _ => {
+            let auth = Auth::new(&AuthConfig {
+                hmac_secret: Some(vec![7; 32]),
+                ..AuthConfig::default()
+            })
+            .unwrap();
+            let _ = auth.verify(text, 1_800_000_000);
+        }
+    }
+});
