@@ -417,3 +417,57 @@ fn the_close_log_names_the_user() {
         "{line}"
     );
 }
+
+#[test]
+fn a_subscription_token_opens_one_private_channel() {
+    let srv = secured(&["--auth-anonymous", "public.*"]);
+    let t = now();
+    let mut ws = authed(&srv, "/ws", &hs256(claims("alice", t + 60)));
+    let vip = |sub: Option<&str>, channel: &str| {
+        let mut c = json!({"exp": t + 60, "aud": "holdfast", "channel": channel});
+        if let Some(s) = sub {
+            c["sub"] = json!(s);
+        }
+        hs256(c)
+    };
+    // Not in alice's grants, and no token: refused.
+    control(&mut ws, json!({"op": "subscribe", "topics": ["vip.room"]}));
+    assert!(until(&mut ws, "error")["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("forbidden: no grant"));
+    // A token for another user, or for another channel: refused with the reason.
+    for bad in [
+        vip(Some("bob"), "vip.room"),
+        vip(Some("alice"), "vip.other"),
+    ] {
+        control(
+            &mut ws,
+            json!({"op": "subscribe", "topics": ["vip.room"], "tokens": {"vip.room": bad}}),
+        );
+        let e = until(&mut ws, "error");
+        assert!(
+            e["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("forbidden: subscription token refused"),
+            "{e}"
+        );
+    }
+    control(
+        &mut ws,
+        json!({"op": "subscribe", "topics": ["vip.room"],
+               "tokens": {"vip.room": vip(Some("alice"), "vip.room")}}),
+    );
+    assert_eq!(until(&mut ws, "subscribed")["topic"], "vip.room");
+    // An anonymous connection may hold a channel token without a sub.
+    let (s, _, stream) = upgrade(srv.addr, "/ws", "");
+    assert_eq!(s, 101);
+    let mut anon = Raw::from_upgraded(stream);
+    control(
+        &mut anon,
+        json!({"op": "subscribe", "topics": ["vip.room"],
+               "tokens": {"vip.room": vip(None, "vip.room")}}),
+    );
+    assert_eq!(until(&mut anon, "subscribed")["topic"], "vip.room");
+}

@@ -10,8 +10,9 @@ use libfuzzer_sys::fuzz_target;
 
 fn check(c: &Control, limits: &TopicLimits) {
     let topics: Vec<&String> = match c {
-        Control::Subscribe { topics, resume } => {
+        Control::Subscribe { topics, resume, tokens } => {
             assert!(resume.len() <= limits.max_per_connection);
+            assert!(tokens.len() <= limits.max_per_connection);
             topics.iter().collect()
         }
         Control::Unsubscribe { topics } => topics.iter().collect(),

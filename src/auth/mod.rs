@@ -187,7 +187,7 @@ impl AuthError {
                               query parameter, or the subprotocol `holdfast.bearer.<jwt>`"
                 .into(),
             Self::Malformed(why) => format!("token_malformed: {why}"),
-            Self::OtherUser => "token_other_user: a refresh must name the same sub".into(),
+            Self::OtherUser => "token_other_user: the token must name the connection's sub".into(),
             e => e.label().into(),
         }
     }
@@ -327,6 +327,45 @@ impl Auth {
 
     /// Verify `token` as of `now` (Unix seconds).
     pub fn verify(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
+        let claims = self.decode(token, now)?;
+        self.identity(claims, now)
+    }
+
+    /// Verify a subscription token for `topic` presented by a connection of `user`: signed
+    /// by a configured key, within its time, `"channel"` naming the topic, and `"sub"` the
+    /// connection's user when both have one.
+    pub fn verify_channel(
+        &self,
+        token: &str,
+        topic: &str,
+        user: Option<&str>,
+        now: u64,
+    ) -> Result<(), AuthError> {
+        let claims = self.decode(token, now)?;
+        let nbf = claims.get("nbf").and_then(serde_json::Value::as_u64);
+        let exp = claims.get("exp").and_then(serde_json::Value::as_u64);
+        if exp.is_none_or(|e| e.saturating_add(self.leeway) <= now) {
+            return Err(AuthError::Expired);
+        }
+        if nbf.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+            return Err(AuthError::NotYetValid);
+        }
+        if claims.get("channel").and_then(serde_json::Value::as_str) != Some(topic) {
+            return Err(AuthError::Malformed(format!(
+                "the `channel` claim must name {topic}"
+            )));
+        }
+        let sub = claims.get("sub").and_then(serde_json::Value::as_str);
+        if let (Some(sub), Some(user)) = (sub, user) {
+            if sub != user {
+                return Err(AuthError::OtherUser);
+            }
+        }
+        Ok(())
+    }
+
+    /// Check the signature (and `aud`, `iss`, the presence of `exp`) of `token`; its claims.
+    fn decode(&self, token: &str, _now: u64) -> Result<serde_json::Value, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         let mut last = AuthError::WrongAlgorithm;
@@ -352,7 +391,7 @@ impl Auth {
                 v.required_spec_claims.insert("iss".to_owned());
             }
             match jsonwebtoken::decode::<serde_json::Value>(token, &k.key, &v) {
-                Ok(data) => return self.identity(data.claims, now),
+                Ok(data) => return Ok(data.claims),
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind as K;
                     last = match e.kind() {

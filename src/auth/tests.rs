@@ -205,3 +205,35 @@ fn patterns_match_names_prefixes_and_everything() {
     assert!(!Pattern::parse("c.*").matches("cx"));
     assert!(Pattern::parse("*").matches("anything"));
 }
+
+#[test]
+fn a_subscription_token_grants_one_channel_to_its_user() {
+    let a = auth(|_| {});
+    let t = |c: serde_json::Value| mint(Algorithm::HS256, "hmac.secret", c);
+    let good = t(json!({"sub": "alice", "exp": NOW + 60, "channel": "vip"}));
+    assert_eq!(a.verify_channel(&good, "vip", Some("alice"), NOW), Ok(()));
+    assert_eq!(
+        a.verify_channel(&good, "vip", None, NOW),
+        Ok(()),
+        "anonymous holder"
+    );
+    assert_eq!(
+        a.verify_channel(&good, "vip", Some("bob"), NOW),
+        Err(AuthError::OtherUser)
+    );
+    assert!(matches!(
+        a.verify_channel(&good, "other", Some("alice"), NOW),
+        Err(AuthError::Malformed(_))
+    ));
+    let old = t(json!({"sub": "alice", "exp": NOW - 1, "channel": "vip"}));
+    assert_eq!(
+        a.verify_channel(&old, "vip", Some("alice"), NOW),
+        Err(AuthError::Expired)
+    );
+    let forged = mint(
+        Algorithm::RS256,
+        "other-rsa.key",
+        json!({"exp": NOW + 60, "channel": "vip"}),
+    );
+    assert!(a.verify_channel(&forged, "vip", None, NOW).is_err());
+}

@@ -23,6 +23,9 @@ pub enum Control {
         topics: Vec<String>,
         /// Resume points.
         resume: Vec<(String, Position)>,
+        /// Subscription tokens for channels the connection token does not grant
+        /// (`"tokens": {"topic": "<jwt>"}`; control messages only).
+        tokens: Vec<(String, String)>,
     },
     /// Unsubscribe.
     Unsubscribe {
@@ -140,7 +143,23 @@ pub fn parse_control(text: &str, limits: &TopicLimits) -> Result<Control, Contro
                     resume.push((t.clone(), position_of(at)?));
                 }
             }
-            Ok(Control::Subscribe { topics, resume })
+            let mut tokens = Vec::new();
+            if let Some(m) = v.get("tokens") {
+                let m = m.as_object().ok_or(ControlError::BadField("tokens"))?;
+                if m.len() > limits.max_per_connection {
+                    return Err(too_many(limits));
+                }
+                for (t, jwt) in m {
+                    validate_topic(t, limits).map_err(ControlError::Topic)?;
+                    let jwt = jwt.as_str().ok_or(ControlError::BadField("tokens"))?;
+                    tokens.push((t.clone(), jwt.to_owned()));
+                }
+            }
+            Ok(Control::Subscribe {
+                topics,
+                resume,
+                tokens,
+            })
         }
         Some("unsubscribe") => Ok(Control::Unsubscribe {
             topics: topics_of(&v, limits)?,
@@ -199,7 +218,11 @@ pub fn parse_query(query: &str, limits: &TopicLimits) -> Result<Control, Control
             _ => {}
         }
     }
-    Ok(Control::Subscribe { topics, resume })
+    Ok(Control::Subscribe {
+        topics,
+        resume,
+        tokens: Vec::new(),
+    })
 }
 
 /// `{"type":"subscribed","topic":T,"seq":N,"epoch":E}`, with `"recovered":R` when the
@@ -259,6 +282,7 @@ mod tests {
             Ok(Control::Subscribe {
                 topics: vec!["a".into(), "b".into()],
                 resume: vec![("a".into(), Position::at(41))],
+                tokens: vec![],
             })
         );
         assert_eq!(
@@ -275,6 +299,7 @@ mod tests {
                         epoch: Some(255)
                     }
                 )],
+                tokens: vec![],
             })
         );
         for bad in [
@@ -332,6 +357,23 @@ mod tests {
     }
 
     #[test]
+    fn subscription_tokens_ride_on_a_subscribe() {
+        let c = parse_control(
+            r#"{"op":"subscribe","topics":["vip"],"tokens":{"vip":"a.b.c"}}"#,
+            &L,
+        );
+        assert!(matches!(c, Ok(Control::Subscribe { ref tokens, .. })
+            if tokens == &[("vip".to_string(), "a.b.c".to_string())]));
+        for bad in [r#""x""#, r#"{"vip":7}"#] {
+            let text = format!(r#"{{"op":"subscribe","topics":["vip"],"tokens":{bad}}}"#);
+            assert_eq!(
+                parse_control(&text, &L),
+                Err(ControlError::BadField("tokens"))
+            );
+        }
+    }
+
+    #[test]
     fn handshake_query_subscribes_and_resumes() {
         assert_eq!(
             parse_query("x=1&topics=a,b&resume=a:41,b:3@0000000000000abc", &L),
@@ -347,6 +389,7 @@ mod tests {
                         }
                     )
                 ],
+                tokens: vec![],
             })
         );
         assert_eq!(
@@ -357,7 +400,8 @@ mod tests {
             parse_query("", &L),
             Ok(Control::Subscribe {
                 topics: vec![],
-                resume: vec![]
+                resume: vec![],
+                tokens: vec![],
             })
         );
         assert_eq!(

@@ -38,6 +38,59 @@ impl Edge {
     }
 }
 
+/// What one connection may do, for the pub/sub side: its grants, or a subscription token
+/// for a channel they do not cover.
+#[derive(Debug)]
+pub struct ConnPermits<'a> {
+    side: &'a IdentitySide,
+    idx: u32,
+    metrics: &'a crate::metrics::WorkerMetrics,
+}
+
+impl<'a> ConnPermits<'a> {
+    /// Connection `idx`'s permits.
+    pub fn new(side: &'a IdentitySide, idx: u32, ctx: &crate::session::Ctx<'a>) -> Self {
+        Self {
+            side,
+            idx,
+            metrics: ctx.metrics,
+        }
+    }
+}
+
+impl crate::services::pubsub::Permits for ConnPermits<'_> {
+    fn subscribe(&mut self, topic: &str, token: Option<&str>) -> Result<(), String> {
+        let Some(grants) = self.side.grants(self.idx) else {
+            return Ok(()); // authentication off
+        };
+        if grants.may_subscribe(topic) {
+            return Ok(());
+        }
+        let Some(token) = token else {
+            return Err(format!("forbidden: no grant to subscribe to {topic}"));
+        };
+        let user = self
+            .side
+            .ids
+            .get(&self.idx)
+            .and_then(|id| id.user.as_deref());
+        self.side
+            .edge
+            .auth
+            .verify_channel(token, topic, user, auth::unix_now())
+            .map_err(|e| {
+                self.metrics.auth_failures[e.index()].inc();
+                format!("forbidden: subscription token refused: {}", e.reason())
+            })
+    }
+
+    fn publish(&mut self, topic: &str) -> bool {
+        self.side
+            .grants(self.idx)
+            .is_none_or(|g| g.may_publish(topic))
+    }
+}
+
 /// One worker's identities.
 #[derive(Debug)]
 pub struct IdentitySide {

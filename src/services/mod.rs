@@ -45,7 +45,7 @@ pub fn route(
     match req.path {
         "/echo" | "/" if edge.echo => Ok(Route::Echo),
         "/ws" if edge.pubsub => match crate::pubsub::parse_query(req.query.unwrap_or(""), limits) {
-            Ok(crate::pubsub::Control::Subscribe { topics, resume }) => {
+            Ok(crate::pubsub::Control::Subscribe { topics, resume, .. }) => {
                 Ok(Route::PubSub(topics, resume))
             }
             Ok(_) => Ok(Route::PubSub(Vec::new(), Vec::new())),
@@ -227,8 +227,11 @@ impl Host for ConnHost<'_> {
 
     fn on_message(&mut self, w: &mut Writer, ctx: &Ctx<'_>, msg: Message<'_>) {
         if self.svc.pubsub.is_member(self.idx) {
-            let grants = self.svc.identity.grants(self.idx);
-            let refresh = self.svc.pubsub.on_control(self.idx, w, ctx, msg, grants);
+            let Services {
+                pubsub, identity, ..
+            } = &mut *self.svc;
+            let mut permits = identity::ConnPermits::new(identity, self.idx, ctx);
+            let refresh = pubsub.on_control(self.idx, w, ctx, msg, &mut permits);
             if let Some(token) = refresh {
                 self.refresh(w, ctx, &token);
             }

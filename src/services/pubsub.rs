@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use crate::auth::Grants;
 use crate::metrics::WorkerMetrics;
 use crate::pubsub::{self, Control, Delivery, Hub, LocalSubs, Payload, PolicyTable, SlowPolicy};
 use crate::session::{Ctx, Phase, Writer};
@@ -86,6 +85,15 @@ pub fn offer(w: &mut Writer, ctx: &Ctx<'_>, id: u64, seq: u64, frame: &Arc<[u8]>
     }
 }
 
+/// What a connection may do, as the pub/sub side asks it.
+pub trait Permits {
+    /// Whether it may subscribe to `topic`, given the subscription token it sent for it
+    /// (if any); Err: the reason sent back.
+    fn subscribe(&mut self, topic: &str, token: Option<&str>) -> Result<(), String>;
+    /// Whether it may publish on `topic`.
+    fn publish(&mut self, topic: &str) -> bool;
+}
+
 impl PubsubSide {
     /// The pub/sub side of worker `worker`.
     pub fn new(worker: usize, spec: PubsubSpec) -> Self {
@@ -135,15 +143,15 @@ impl PubsubSide {
 
     /// A control message from pub/sub connection `conn`.
     ///
-    /// `grants`: what the connection may do (None: everything). A `refresh` is not handled
-    /// here: its token is returned for the identity side.
+    /// `permits`: what the connection may do. A `refresh` is not handled here: its token
+    /// is returned for the identity side.
     pub fn on_control(
         &mut self,
         conn: u32,
         w: &mut Writer,
         ctx: &Ctx<'_>,
         msg: Message<'_>,
-        grants: Option<&Grants>,
+        permits: &mut dyn Permits,
     ) -> Option<String> {
         let Message::Text(text) = msg else {
             control_error(w, ctx, "binary_frames_are_not_control_messages");
@@ -160,16 +168,28 @@ impl PubsubSide {
         match pubsub::parse_control(text, &self.spec.limits) {
             Err(e) => control_error(w, ctx, &e.reason()),
             Ok(Control::Refresh { token }) => return Some(token),
-            Ok(Control::Subscribe { topics, resume }) => {
-                let (topics, denied): (Vec<String>, Vec<String>) = topics
-                    .into_iter()
-                    .partition(|t| grants.is_none_or(|g| g.may_subscribe(t)));
-                for t in denied {
-                    let r = serde_json::json!({"type": "error", "topic": t,
-                        "reason": format!("forbidden: no grant to subscribe to {t}")});
-                    ctx.metrics.control_errors.inc();
-                    reply(w, ctx, &r.to_string());
+            Ok(Control::Subscribe {
+                topics,
+                resume,
+                tokens,
+            }) => {
+                let mut allowed = Vec::with_capacity(topics.len());
+                for t in topics {
+                    let token = tokens
+                        .iter()
+                        .find(|(n, _)| *n == t)
+                        .map(|(_, j)| j.as_str());
+                    match permits.subscribe(&t, token) {
+                        Ok(()) => allowed.push(t),
+                        Err(reason) => {
+                            let r = serde_json::json!({"type": "error", "topic": t,
+                                "reason": reason});
+                            ctx.metrics.control_errors.inc();
+                            reply(w, ctx, &r.to_string());
+                        }
+                    }
                 }
+                let topics = allowed;
                 if !topics.is_empty() {
                     self.subscribe(conn, w, ctx, topics, resume);
                 }
@@ -194,7 +214,7 @@ impl PubsubSide {
                     );
                     return None;
                 }
-                if grants.is_some_and(|g| !g.may_publish(&topic)) {
+                if !permits.publish(&topic) {
                     let reason = format!("forbidden: no grant to publish on {topic}");
                     control_error(w, ctx, &reason);
                     return None;
