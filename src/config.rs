@@ -102,7 +102,9 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = 0, value_parser = crate::units::bytes_u32)]
     pub rcvbuf: u32,
 
-    /// Provided receive buffers per worker (a power of two, at most 32768).
+    /// Provided receive buffers per worker, at most (a power of two, at most 32768): the
+    /// pool starts with 64 in circulation, doubles when three quarters are in use and halves
+    /// again after an idle second, so idle connections do not keep the whole pool resident.
     #[arg(long, default_value_t = 1024)]
     pub recv_buffers: u16,
 

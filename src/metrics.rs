@@ -185,6 +185,8 @@ pub struct WorkerMetrics {
     pub ping_floods: Counter,
     /// Connections closed to shed memory under the budget (1009 / 1013).
     pub memory_sheds: Counter,
+    /// Receive-buffer bytes in circulation on this worker's rings (grows and shrinks).
+    pub recv_buffer_bytes: Counter,
     /// Tokens refused, by [`crate::auth::AuthError::index`].
     pub auth_failures: [Counter; 9],
     /// Connections closed (4401) because their token expired without a refresh.
@@ -285,7 +287,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 31] = [
+    let simple: [Family; 32] = [
         (
             "connections_open",
             "gauge",
@@ -432,6 +434,12 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "counter",
             "Connections closed (1008) for sending more pings per heartbeat interval than --max-client-pings.",
             |w| w.ping_floods.get(),
+        ),
+        (
+            "recv_buffer_bytes",
+            "gauge",
+            "Provided receive-buffer bytes in circulation, all rings (grows under load, shrinks back when idle).",
+            |w| w.recv_buffer_bytes.get(),
         ),
         (
             "token_expired_closes_total",

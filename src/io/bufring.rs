@@ -2,10 +2,18 @@
 //! each receive, so idle connections own no receive buffer at all.
 //!
 //! Both the ring of descriptors and the buffers are anonymous mappings: pages become
-//! resident only when the kernel first writes into them, so a large pool costs memory only
-//! as far as it is used concurrently. A received buffer reaches its handler as a
-//! [`RecvBuf`], which gives the buffer back to the kernel when it is dropped, so no path
-//! (a stale completion, an early return) can lose one.
+//! resident only when the kernel first writes into them. The kernel takes buffers in ring
+//! order, so every buffer in circulation is eventually written: the pool therefore keeps
+//! only `active` buffers in circulation, starting small ([`INITIAL_BUFFERS`]), **growing**
+//! (doubling, up to the ring's size) when three quarters are lent or a receive found none,
+//! and **shrinking** (halving, see [`BufPool::shrink_if_idle`]) when a whole interval used
+//! less than a quarter: a buffer past `active` is not given back to the kernel when it
+//! returns, and its pages are released (`MADV_DONTNEED`). A node with 15k idle connections
+//! thus holds a few hundred KiB of receive buffers, not the whole pool.
+//!
+//! A received buffer reaches its handler as a [`RecvBuf`], which gives the buffer back to
+//! the kernel when it is dropped, so no path (a stale completion, an early return) can lose
+//! one.
 
 use std::cell::Cell;
 use std::io;
@@ -15,6 +23,20 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
 use io_uring::IoUring;
+
+/// Buffers a pool starts with (and never shrinks below).
+pub const INITIAL_BUFFERS: u16 = 64;
+
+/// Where a buffer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Never given to the kernel, or taken out of circulation (its pages released).
+    Out,
+    /// In the ring, for the kernel to pick.
+    InRing,
+    /// Picked by the kernel and lent to us (a completion carried it).
+    Lent,
+}
 
 /// The two mappings and the producer tail; shared by the pool and its loaned buffers.
 #[derive(Debug)]
@@ -26,6 +48,14 @@ struct Mapping {
     entries: u16,
     size: u32,
     tail: Cell<u16>,
+    /// Buffers `0..active` circulate; a returning buffer at or past it goes out.
+    active: Cell<u16>,
+    /// The least `active` may shrink to.
+    floor: u16,
+    lent: Cell<u16>,
+    /// Most buffers lent at once since the last shrink check.
+    peak: Cell<u16>,
+    state: Box<[Cell<State>]>,
 }
 
 fn map(bytes: usize) -> io::Result<NonNull<u8>> {
@@ -63,6 +93,50 @@ impl Mapping {
         self.tail.set(tail.wrapping_add(1));
     }
 
+    /// Put every buffer below `active` that is out back into the ring.
+    fn fill(&self) {
+        for bid in 0..self.active.get() {
+            let st = &self.state[usize::from(bid)];
+            if st.get() == State::Out {
+                st.set(State::InRing);
+                self.push(bid);
+            }
+        }
+        self.publish();
+    }
+
+    /// Double the buffers in circulation (up to the ring's size).
+    fn grow(&self) {
+        let a = self.active.get();
+        if a >= self.entries {
+            return;
+        }
+        self.active.set(a.saturating_mul(2).min(self.entries));
+        self.fill();
+    }
+
+    /// Buffer `bid` is out of circulation: release its pages (it is lent to us, so the
+    /// kernel cannot be writing it).
+    fn release(&self, bid: u16) {
+        let page = 4096usize;
+        let size = self.size as usize;
+        if size % page != 0 {
+            return; // pages shared with circulating buffers: keep them
+        }
+        // SAFETY: the range is buffer `bid` inside the buffer mapping (bid < entries), page
+        // aligned (the mapping is, and size is a multiple of the page size); nothing holds a
+        // reference into it (its RecvBuf is being dropped) and the kernel does not own it
+        // (it is not in the ring). MADV_DONTNEED on a private anonymous mapping only drops
+        // the pages' contents, which nobody will read before the kernel writes it again.
+        unsafe {
+            libc::madvise(
+                self.bufs.as_ptr().add(usize::from(bid) * size).cast(),
+                size,
+                libc::MADV_DONTNEED,
+            );
+        }
+    }
+
     fn publish(&self) {
         // SAFETY: the tail field overlays entry 0's reserved field in the shared ring; the
         // kernel reads it with acquire semantics, so a release store makes the entries
@@ -94,7 +168,8 @@ pub struct BufPool {
 }
 
 impl BufPool {
-    /// Map, fill and register the ring on `uring` as buffer group 0.
+    /// Map and register a ring of `entries` buffers on `uring` as buffer group 0, with
+    /// [`INITIAL_BUFFERS`] (or `entries`, if fewer) in circulation.
     pub fn new(uring: &IoUring, entries: u16, size: u32) -> io::Result<Self> {
         assert!(
             entries.is_power_of_two(),
@@ -119,11 +194,13 @@ impl BufPool {
             entries,
             size,
             tail: Cell::new(0),
+            active: Cell::new(INITIAL_BUFFERS.min(entries)),
+            floor: INITIAL_BUFFERS.min(entries),
+            lent: Cell::new(0),
+            peak: Cell::new(0),
+            state: (0..entries).map(|_| Cell::new(State::Out)).collect(),
         };
-        for bid in 0..entries {
-            m.push(bid);
-        }
-        m.publish();
+        m.fill();
         // SAFETY: the ring mapping is page-aligned and `entries` long; it stays mapped while
         // the ring may use it (the Mapping is dropped only after the ring, see Mapping's
         // Drop). On error `m` is dropped here, before the kernel ever saw it.
@@ -142,11 +219,40 @@ impl BufPool {
             bid < self.map.entries && len <= self.map.size as usize,
             "a completion named a buffer outside the pool"
         );
+        let m = &*self.map;
+        m.state[usize::from(bid)].set(State::Lent);
+        let lent = m.lent.get() + 1;
+        m.lent.set(lent);
+        m.peak.set(m.peak.get().max(lent));
+        if u32::from(lent) * 4 > u32::from(m.active.get()) * 3 {
+            m.grow();
+        }
         RecvBuf {
             map: self.map.clone(),
             bid,
             len: len as u32,
         }
+    }
+
+    /// A receive found no buffer (ENOBUFS): put more in circulation.
+    pub fn starved(&self) {
+        self.map.grow();
+    }
+
+    /// Called about once a second: when fewer than a quarter of the buffers in circulation
+    /// were lent at once since the last call, halve them (not below the initial count).
+    pub fn shrink_if_idle(&self) {
+        let m = &*self.map;
+        let (active, peak) = (m.active.get(), m.peak.get());
+        m.peak.set(m.lent.get());
+        if active > m.floor && u32::from(peak) * 4 < u32::from(active) {
+            m.active.set((active / 2).max(m.floor));
+        }
+    }
+
+    /// Buffers in circulation now.
+    pub fn active(&self) -> u16 {
+        self.map.active.get()
     }
 
     /// Buffer size in bytes.
@@ -205,7 +311,68 @@ impl RecvBuf {
 
 impl Drop for RecvBuf {
     fn drop(&mut self) {
-        self.map.push(self.bid);
-        self.map.publish();
+        let m = &*self.map;
+        m.lent.set(m.lent.get().saturating_sub(1));
+        let st = &m.state[usize::from(self.bid)];
+        if self.bid >= m.active.get() {
+            st.set(State::Out);
+            m.release(self.bid);
+            return;
+        }
+        st.set(State::InRing);
+        m.push(self.bid);
+        m.publish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pushed(p: &BufPool) -> u16 {
+        p.map.tail.get()
+    }
+
+    #[test]
+    fn the_pool_grows_under_use_and_shrinks_back_without_pushing_a_buffer_twice() {
+        let uring = IoUring::new(8).expect("io_uring");
+        let p = BufPool::new(&uring, 1024, 4096).unwrap();
+        assert_eq!(p.active(), INITIAL_BUFFERS);
+        assert_eq!(pushed(&p), 64, "only the initial buffers circulate");
+        // The kernel picks in ring order: lend 0..=48 — past three quarters of 64.
+        let lent: Vec<RecvBuf> = (0..49).map(|bid| p.take(bid, 10)).collect();
+        assert_eq!(p.active(), 128, "doubled");
+        assert_eq!(
+            pushed(&p),
+            128,
+            "64..128 added; the lent ones are not pushed"
+        );
+        drop(lent);
+        assert_eq!(pushed(&p), 128 + 49, "each returned buffer goes back once");
+        // A busy interval keeps the size; an idle one halves it.
+        p.shrink_if_idle();
+        assert_eq!(p.active(), 128, "49 of 128 were lent at once");
+        p.shrink_if_idle();
+        assert_eq!(p.active(), 64, "nothing was lent since");
+        // A buffer past `active` that comes back leaves circulation (and is not pushed).
+        let before = pushed(&p);
+        drop(p.take(100, 1));
+        assert_eq!(pushed(&p), before);
+        assert_eq!(p.map.state[100].get(), State::Out);
+        // Growing again puts it back exactly once; buffers still in the ring are skipped.
+        let lent: Vec<RecvBuf> = (0..49).map(|bid| p.take(bid, 1)).collect();
+        assert_eq!(p.active(), 128);
+        assert_eq!(pushed(&p), before + 1, "only bid 100 was out below 128");
+        drop(lent);
+        p.starved();
+        assert_eq!(
+            p.active(),
+            256,
+            "a receive that found no buffer doubles it too"
+        );
+        p.shrink_if_idle();
+        p.shrink_if_idle();
+        p.shrink_if_idle();
+        assert_eq!(p.active(), INITIAL_BUFFERS, "never below the initial count");
     }
 }

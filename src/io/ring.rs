@@ -373,6 +373,9 @@ impl Ring {
             self.in_flight = self.in_flight.saturating_sub(1);
         }
         let buf = cqueue::buffer_select(flags).map(|bid| self.pool.take(bid, res.max(0) as usize));
+        if res == -libc::ENOBUFS {
+            self.pool.starved();
+        }
         let Some(token) = Token::decode(cqe.user_data()) else {
             return None; // not ours; a buffer it carried is recycled as `buf` drops
         };
@@ -617,6 +620,16 @@ impl Ring {
         if !self.accepting() {
             self.accepts = Box::new([]);
         }
+    }
+
+    /// About once a second: let the receive-buffer pool shrink if it was mostly idle.
+    pub fn shrink_buffers(&self) {
+        self.pool.shrink_if_idle();
+    }
+
+    /// Bytes of receive buffers in circulation.
+    pub fn buffer_bytes(&self) -> u64 {
+        u64::from(self.pool.active()) * u64::from(self.pool.buffer_size())
     }
 
     /// Whether any accept is armed.

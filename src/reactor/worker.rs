@@ -670,6 +670,12 @@ impl<S: Services> Worker<S> {
         self.env.log.on_tick();
         if tick % 10 == 0 {
             self.close_expired();
+            let mut bytes = 0;
+            for r in &self.rings.list {
+                r.ring.shrink_buffers();
+                bytes += r.ring.buffer_bytes();
+            }
+            self.env.metrics.recv_buffer_bytes.set(bytes);
             // Once a second, one pass over the slab for both gauges, which also makes the
             // memory tally exact again (calls that are not tracked one by one: drain
             // closes, refusals at accept).
