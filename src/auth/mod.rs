@@ -76,36 +76,76 @@ pub fn patterns(list: &str) -> Vec<Pattern> {
         .collect()
 }
 
-fn any(list: &[Pattern], name: &str) -> bool {
-    list.iter().any(|p| p.matches(name))
-}
-
-/// What a connection may do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a connection may do: its subscribe and publish patterns in one shared string
+/// (`s<TAB>news.*`, `p<TAB>chat.*`, one per line), so an identity costs one pointer for its
+/// grants, and connections with the same grants share one copy (see
+/// `services::identity`, which interns them).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Grants {
-    /// Channels it may subscribe to.
-    pub subscribe: Vec<Pattern>,
-    /// Channels it may publish on.
-    pub publish: Vec<Pattern>,
+    text: Arc<str>,
 }
 
 impl Grants {
+    /// Grants from subscribe and publish pattern lists (`name`, `prefix*`, `*`).
+    pub fn new<'a>(
+        subscribe: impl IntoIterator<Item = &'a str>,
+        publish: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let mut text = String::new();
+        for (kind, list) in [
+            ("s", subscribe.into_iter().collect::<Vec<_>>()),
+            ("p", publish.into_iter().collect()),
+        ] {
+            for p in list {
+                if p.contains('\n') {
+                    continue; // a pattern cannot name a topic with a line break anyway
+                }
+                text.push_str(kind);
+                text.push('\t');
+                text.push_str(p);
+                text.push('\n');
+            }
+        }
+        Self { text: text.into() }
+    }
+
     /// Everything (authentication off).
     pub fn all() -> Self {
-        Self {
-            subscribe: vec![Pattern::Prefix("".into())],
-            publish: vec![Pattern::Prefix("".into())],
-        }
+        Self::new(["*"], ["*"])
+    }
+
+    /// Nothing.
+    pub fn none() -> Self {
+        Self::new([], [])
+    }
+
+    fn allows(&self, kind: &str, name: &str) -> bool {
+        self.text.lines().any(|l| {
+            l.split_once('\t')
+                .is_some_and(|(k, p)| k == kind && Pattern::parse(p).matches(name))
+        })
     }
 
     /// Whether it may subscribe to `topic`.
     pub fn may_subscribe(&self, topic: &str) -> bool {
-        any(&self.subscribe, topic)
+        self.allows("s", topic)
     }
 
     /// Whether it may publish on `topic`.
     pub fn may_publish(&self, topic: &str) -> bool {
-        any(&self.publish, topic)
+        self.allows("p", topic)
+    }
+
+    /// The same grants sharing `other`'s copy (when equal).
+    pub fn share(&mut self, other: &Self) {
+        if self.text == other.text {
+            self.text = other.text.clone();
+        }
+    }
+
+    /// Holders of this copy.
+    pub fn holders(&self) -> usize {
+        Arc::strong_count(&self.text)
     }
 }
 
@@ -243,8 +283,8 @@ pub struct Auth {
     issuer: Option<String>,
     /// Seconds of clock skew allowed on `exp` and `nbf`.
     pub leeway: u64,
-    /// What a connection without a token may subscribe to (None: it is refused).
-    anonymous: Option<Vec<Pattern>>,
+    /// What a connection without a token may do (None: it is refused).
+    anonymous: Option<Grants>,
     /// Connections per user across the process (0: no cap).
     max_per_user: u32,
     users: Mutex<HashMap<Arc<str>, u32>>,
@@ -314,7 +354,9 @@ impl Auth {
             audience: cfg.audience.clone(),
             issuer: cfg.issuer.clone(),
             leeway: cfg.leeway,
-            anonymous: cfg.anonymous.as_deref().map(patterns),
+            anonymous: cfg.anonymous.as_deref().map(|list| {
+                Grants::new(list.split(',').map(str::trim).filter(|s| !s.is_empty()), [])
+            }),
             max_per_user: cfg.max_per_user,
             users: Mutex::new(HashMap::new()),
         })
@@ -423,14 +465,13 @@ impl Auth {
         if nbf.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
             return Err(AuthError::NotYetValid);
         }
-        let list = |v: &[String]| v.iter().map(|s| Pattern::parse(s)).collect();
         Ok(Identity {
             user: c.sub.map(Arc::from),
             exp: Some(c.exp.saturating_add(self.leeway)),
-            grants: Grants {
-                subscribe: list(&c.channels.subscribe),
-                publish: list(&c.channels.publish),
-            },
+            grants: Grants::new(
+                c.channels.subscribe.iter().map(String::as_str),
+                c.channels.publish.iter().map(String::as_str),
+            ),
         })
     }
 
@@ -448,10 +489,7 @@ impl Auth {
             (None, Some(anon)) => Ok(Identity {
                 user: None,
                 exp: None,
-                grants: Grants {
-                    subscribe: anon.clone(),
-                    publish: Vec::new(),
-                },
+                grants: anon.clone(),
             }),
             (None, None) => Err(AuthError::Missing),
         }

@@ -98,6 +98,9 @@ pub struct IdentitySide {
     pub edge: Arc<Edge>,
     ids: HashMap<u32, Identity>,
     expiries: BTreeSet<(u64, u32)>,
+    /// One copy of each distinct grant set held by this worker's connections.
+    interned: std::collections::HashSet<Grants>,
+    nothing: Grants,
 }
 
 /// A refusal of the upgrade, and the token error behind it when there is one.
@@ -114,6 +117,26 @@ impl IdentitySide {
             edge,
             ids: HashMap::new(),
             expiries: BTreeSet::new(),
+            interned: std::collections::HashSet::new(),
+            nothing: Grants::none(),
+        }
+    }
+
+    /// Share the worker's copy of `g` (or make it the copy).
+    fn intern(&mut self, g: &mut Grants) {
+        match self.interned.get(g) {
+            Some(copy) => g.share(copy),
+            None => {
+                self.interned.insert(g.clone());
+            }
+        }
+    }
+
+    /// `g` is no longer held by a connection: drop the worker's copy once it is the last.
+    fn unintern(&mut self, g: Grants) {
+        // Holders: the interned copy and `g` itself.
+        if g.holders() <= 2 {
+            self.interned.remove(&g);
         }
     }
 
@@ -173,10 +196,11 @@ impl IdentitySide {
     }
 
     /// Connection `idx` is open as `id`.
-    pub fn open(&mut self, idx: u32, id: Identity) {
+    pub fn open(&mut self, idx: u32, mut id: Identity) {
         if !self.edge.auth.enabled() {
             return; // nothing to remember: every connection may do everything
         }
+        self.intern(&mut id.grants);
         if let Some(exp) = id.exp {
             self.expiries.insert((exp, idx));
         }
@@ -189,11 +213,7 @@ impl IdentitySide {
             return None;
         }
         // An authenticated connection always has an entry; a missing one may do nothing.
-        static NOTHING: Grants = Grants {
-            subscribe: Vec::new(),
-            publish: Vec::new(),
-        };
-        Some(self.ids.get(&idx).map_or(&NOTHING, |id| &id.grants))
+        Some(self.ids.get(&idx).map_or(&self.nothing, |id| &id.grants))
     }
 
     /// Connection `idx` presents a new token: on success its grants and expiry are the new
@@ -214,7 +234,13 @@ impl IdentitySide {
         }
         let exp = new.exp.unwrap_or(u64::MAX);
         self.expiries.insert((exp, idx));
-        *cur = new;
+        let old = std::mem::replace(cur, new);
+        let mut grants = cur.grants.clone();
+        self.unintern(old.grants);
+        self.intern(&mut grants);
+        if let Some(cur) = self.ids.get_mut(&idx) {
+            cur.grants = grants;
+        }
         Ok(exp)
     }
 
@@ -225,6 +251,7 @@ impl IdentitySide {
                 self.expiries.remove(&(exp, idx));
             }
             self.release_user(&id);
+            self.unintern(id.grants);
         }
     }
 
@@ -253,5 +280,51 @@ impl IdentitySide {
     /// Whether none is held.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side() -> IdentitySide {
+        let auth = Auth::new(&auth::AuthConfig {
+            hmac_secret: Some(vec![1; 32]),
+            ..auth::AuthConfig::default()
+        })
+        .unwrap();
+        IdentitySide::new(Arc::new(Edge {
+            auth,
+            ..Edge::open()
+        }))
+    }
+
+    fn id(user: &str, sub: &[&str]) -> Identity {
+        Identity {
+            user: Some(user.into()),
+            exp: Some(100),
+            grants: Grants::new(sub.iter().copied(), []),
+        }
+    }
+
+    #[test]
+    fn equal_grants_share_one_copy_until_the_last_holder_leaves() {
+        let mut s = side();
+        s.open(1, id("a", &["news.*"]));
+        s.open(2, id("b", &["news.*"]));
+        s.open(3, id("c", &["user.c"]));
+        assert_eq!(s.interned.len(), 2);
+        assert_eq!(s.ids[&1].grants.holders(), 3, "two connections and the copy");
+        assert!(s.grants(2).unwrap().may_subscribe("news.x"));
+        assert!(!s.grants(3).unwrap().may_subscribe("news.x"));
+        assert!(!s.grants(99).unwrap().may_subscribe("news.x"), "unknown: nothing");
+        s.leave(1);
+        assert_eq!(s.interned.len(), 2);
+        s.leave(2);
+        s.leave(3);
+        assert!(s.interned.is_empty() && s.is_empty());
+        let mut out = Vec::new();
+        s.expired(1_000, &mut out);
+        assert!(out.is_empty(), "left connections leave the expiry index too");
     }
 }
