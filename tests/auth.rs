@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -46,22 +46,11 @@ fn claims(sub: &str, exp: u64) -> serde_json::Value {
 /// Send an upgrade request for `path` with `headers`; return the status, the whole answer
 /// when it is not a 101, and the stream.
 fn upgrade(addr: SocketAddr, path: &str, headers: &str) -> (u16, String, TcpStream) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(T)).unwrap();
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
     );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
-        match s.read(&mut b) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => head.push(b[0]),
-        }
-    }
-    let mut text = String::from_utf8_lossy(&head).into_owned();
+    let (mut s, mut text) = support::raw_request(addr, &req);
     let status = text
         .split(' ')
         .nth(1)

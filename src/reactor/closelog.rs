@@ -258,75 +258,54 @@ fn side(s: Side) -> &'static str {
 }
 
 impl Line<'_> {
-    fn write(self) {
-        let t = self.trace;
-        let (bytes_in, bytes_out) = (t.bytes_in.get(), t.bytes_out.get());
-        let (messages_in, messages_out) = (t.messages_in.get(), t.messages_out.get());
-        let (conn, peer, lifetime_ms) = (self.conn.as_str(), self.peer.as_str(), self.lifetime_ms);
-        let user = self.user.as_deref().unwrap_or("-");
-        let (sample_1_in, suppressed) = (self.one_in, self.suppressed);
-        match self.end {
+    fn write(&self) {
+        match &self.end {
             End::Refused {
                 status,
                 limit,
                 reason,
             } => tracing::info!(
                 target: "holdfast::close",
-                conn,
-                peer,
-                user,
+                conn = self.conn.as_str(),
+                peer = self.peer.as_str(),
+                user = self.user.as_deref().unwrap_or("-"),
                 transport = "websocket",
                 status,
                 limit = limit.map_or("-", |l| l.label()),
                 reason = reason.as_str(),
-                lifetime_ms,
-                bytes_in,
-                bytes_out,
-                sample_1_in,
-                suppressed,
+                lifetime_ms = self.lifetime_ms,
+                bytes_in = self.trace.bytes_in.get(),
+                bytes_out = self.trace.bytes_out.get(),
+                sample_1_in = self.one_in,
+                suppressed = self.suppressed,
                 "connection refused"
             ),
-            End::Close {
-                side: s,
-                code,
-                reason,
-            } => tracing::info!(
-                target: "holdfast::close",
-                conn,
-                peer,
-                user,
-                transport = "websocket",
-                code,
-                reason = reason.as_str(),
-                side = side(s),
-                lifetime_ms,
-                bytes_in,
-                bytes_out,
-                messages_in,
-                messages_out,
-                sample_1_in,
-                suppressed,
-                "connection closed"
-            ),
-            End::Abort { side: s, reason } => tracing::info!(
-                target: "holdfast::close",
-                conn,
-                peer,
-                user,
-                transport = "websocket",
-                code = 1006u16,
-                reason,
-                side = side(s),
-                lifetime_ms,
-                bytes_in,
-                bytes_out,
-                messages_in,
-                messages_out,
-                sample_1_in,
-                suppressed,
-                "connection closed"
-            ),
+            End::Close { side, code, reason } => self.closed(*side, *code, reason),
+            End::Abort { side, reason } => self.closed(*side, 1006, reason),
         }
+    }
+
+    /// A closed connection's line: the first Close's code, or 1006 with the cause.
+    fn closed(&self, s: Side, code: u16, reason: &str) {
+        let t = self.trace;
+        tracing::info!(
+            target: "holdfast::close",
+            conn = self.conn.as_str(),
+            peer = self.peer.as_str(),
+            user = self.user.as_deref().unwrap_or("-"),
+            transport = "websocket",
+            code,
+            reason,
+            side = side(s),
+            lifetime_ms = self.lifetime_ms,
+            bytes_in = t.bytes_in.get(),
+            bytes_out = t.bytes_out.get(),
+            messages_in = t.messages_in.get(),
+            messages_out = t.messages_out.get(),
+            sample_1_in = self.one_in,
+            suppressed = self.suppressed,
+            "connection closed"
+        );
     }
 }
 

@@ -314,10 +314,17 @@ mod tests {
         s.open(2, id("b", &["news.*"]));
         s.open(3, id("c", &["user.c"]));
         assert_eq!(s.interned.len(), 2);
-        assert_eq!(s.ids[&1].grants.holders(), 3, "two connections and the copy");
+        assert_eq!(
+            s.ids[&1].grants.holders(),
+            3,
+            "two connections and the copy"
+        );
         assert!(s.grants(2).unwrap().may_subscribe("news.x"));
         assert!(!s.grants(3).unwrap().may_subscribe("news.x"));
-        assert!(!s.grants(99).unwrap().may_subscribe("news.x"), "unknown: nothing");
+        assert!(
+            !s.grants(99).unwrap().may_subscribe("news.x"),
+            "unknown: nothing"
+        );
         s.leave(1);
         assert_eq!(s.interned.len(), 2);
         s.leave(2);
@@ -325,6 +332,9 @@ mod tests {
         assert!(s.interned.is_empty() && s.is_empty());
         let mut out = Vec::new();
         s.expired(1_000, &mut out);
-        assert!(out.is_empty(), "left connections leave the expiry index too");
+        assert!(
+            out.is_empty(),
+            "left connections leave the expiry index too"
+        );
     }
 }
