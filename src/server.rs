@@ -290,12 +290,6 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         }
     }
 
-    // Every worker is ready and the start-up line has not been printed, so clients have not
-    // been told where to connect: what each connection adds is measured from here.
-    let idle = crate::metrics::resident_bytes().unwrap_or(0);
-    state
-        .rss_baseline
-        .store(idle, std::sync::atomic::Ordering::Relaxed);
     if let Some(addr) = admin_addr {
         let a = admin::spawn(addr, state.clone(), admin::Role::Admin)
             .map_err(|e| ServeError::Admin(addr, e))?;
@@ -309,6 +303,13 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     // The three `… listening on` lines on stdout are the contract scripts and tests read;
     // the log gets one structured line.
     tracing::info!(workers, listen = %bound, admin = ?admin_addr, metrics = ?metrics_addr, "serving");
+    // Every worker and listener thread is up and the WebSocket address has not been printed,
+    // so clients have not been told where to connect: what each connection adds is measured
+    // from here (the admin and metrics threads' own memory is part of the idle process).
+    let idle = crate::metrics::resident_bytes().unwrap_or(0);
+    state
+        .rss_baseline
+        .store(idle, std::sync::atomic::Ordering::Relaxed);
     // Tests and scripts read this line to find an ephemeral port.
     println!("listening on {bound}");
     crate::notify::notify(&format!("READY=1\nSTATUS=serving on {bound}"));

@@ -460,3 +460,27 @@ fn a_subscription_token_opens_one_private_channel() {
     );
     assert_eq!(until(&mut anon, "subscribed")["topic"], "vip.room");
 }
+
+#[test]
+fn token_verifications_over_the_socket_are_rate_limited_per_connection() {
+    // A signature check costs the worker up to ~60 µs: a client must not keep it busy by
+    // sending tokens. 16 per connection per 10 s; the 17th is refused unverified.
+    let srv = secured(&["--auth-leeway", "0s"]);
+    let t = now();
+    let mut ws = authed(&srv, "/ws", &hs256(claims("alice", t + 60)));
+    let fresh = hs256(claims("alice", t + 120));
+    for i in 0..16 {
+        control(&mut ws, json!({"op": "refresh", "token": fresh}));
+        assert_eq!(until(&mut ws, "refreshed")["exp"], t + 120, "refresh {i}");
+    }
+    control(&mut ws, json!({"op": "refresh", "token": fresh}));
+    let e = until(&mut ws, "error");
+    assert!(
+        e["reason"].as_str().unwrap().contains("token_rate_limited"),
+        "{e}"
+    );
+    // Another connection has its own allowance.
+    let mut other = authed(&srv, "/ws", &hs256(claims("alice", t + 60)));
+    control(&mut other, json!({"op": "refresh", "token": fresh}));
+    assert_eq!(until(&mut other, "refreshed")["exp"], t + 120);
+}

@@ -38,18 +38,28 @@ impl Edge {
     }
 }
 
+/// Token verifications one connection may ask for over its socket (refreshes and
+/// subscription tokens) per [`VERIFY_WINDOW`] seconds: a signature check costs up to ~60 µs
+/// of the worker (ES256), so a client sending control messages full of tokens must not be
+/// able to keep its worker busy.
+pub const MAX_VERIFICATIONS: u16 = 16;
+/// The window of [`MAX_VERIFICATIONS`], seconds.
+pub const VERIFY_WINDOW: u64 = 10;
+const VERIFY_LIMIT: &str =
+    "token_rate_limited: at most 16 token verifications per connection per 10 s";
+
 /// What one connection may do, for the pub/sub side: its grants, or a subscription token
 /// for a channel they do not cover.
 #[derive(Debug)]
 pub struct ConnPermits<'a> {
-    side: &'a IdentitySide,
+    side: &'a mut IdentitySide,
     idx: u32,
     metrics: &'a crate::metrics::WorkerMetrics,
 }
 
 impl<'a> ConnPermits<'a> {
     /// Connection `idx`'s permits.
-    pub fn new(side: &'a IdentitySide, idx: u32, ctx: &crate::session::Ctx<'a>) -> Self {
+    pub fn new(side: &'a mut IdentitySide, idx: u32, ctx: &crate::session::Ctx<'a>) -> Self {
         Self {
             side,
             idx,
@@ -69,6 +79,10 @@ impl crate::services::pubsub::Permits for ConnPermits<'_> {
         let Some(token) = token else {
             return Err(format!("forbidden: no grant to subscribe to {topic}"));
         };
+        let now = auth::unix_now();
+        if !self.side.may_verify(self.idx, now) {
+            return Err(VERIFY_LIMIT.into());
+        }
         let user = self
             .side
             .ids
@@ -77,7 +91,7 @@ impl crate::services::pubsub::Permits for ConnPermits<'_> {
         self.side
             .edge
             .auth
-            .verify_channel(token, topic, user, auth::unix_now())
+            .verify_channel(token, topic, user, now)
             .map_err(|e| {
                 self.metrics.auth_failures[e.index()].inc();
                 format!("forbidden: subscription token refused: {}", e.reason())
@@ -100,6 +114,9 @@ pub struct IdentitySide {
     expiries: BTreeSet<(u64, u32)>,
     /// One copy of each distinct grant set held by this worker's connections.
     interned: std::collections::HashSet<Grants>,
+    /// Verifications asked for over the socket: (window start, count), per connection that
+    /// asked in its current window.
+    spent: HashMap<u32, (u64, u16)>,
     nothing: Grants,
 }
 
@@ -118,8 +135,19 @@ impl IdentitySide {
             ids: HashMap::new(),
             expiries: BTreeSet::new(),
             interned: std::collections::HashSet::new(),
+            spent: HashMap::new(),
             nothing: Grants::none(),
         }
+    }
+
+    /// Whether connection `idx` may have one more token verified now (and count it).
+    fn may_verify(&mut self, idx: u32, now: u64) -> bool {
+        let e = self.spent.entry(idx).or_insert((now, 0));
+        if now.saturating_sub(e.0) >= VERIFY_WINDOW {
+            *e = (now, 0);
+        }
+        e.1 = e.1.saturating_add(1);
+        e.1 <= MAX_VERIFICATIONS
     }
 
     /// Share the worker's copy of `g` (or make it the copy).
@@ -222,6 +250,9 @@ impl IdentitySide {
         if !self.edge.auth.enabled() {
             return Err(AuthError::Malformed("authentication is off".into()));
         }
+        if !self.may_verify(idx, now) {
+            return Err(AuthError::Malformed(VERIFY_LIMIT.into()));
+        }
         let new = self.edge.auth.verify(token, now)?;
         let Some(cur) = self.ids.get_mut(&idx) else {
             return Err(AuthError::Missing);
@@ -246,6 +277,7 @@ impl IdentitySide {
 
     /// Connection `idx` is gone.
     pub fn leave(&mut self, idx: u32) {
+        self.spent.remove(&idx);
         if let Some(id) = self.ids.remove(&idx) {
             if let Some(exp) = id.exp {
                 self.expiries.remove(&(exp, idx));
