@@ -83,11 +83,7 @@ impl crate::services::pubsub::Permits for ConnPermits<'_> {
         if !self.side.may_verify(self.idx, now) {
             return Err(VERIFY_LIMIT.into());
         }
-        let user = self
-            .side
-            .ids
-            .get(&self.idx)
-            .and_then(|id| id.user.as_deref());
+        let user = self.side.get(self.idx).and_then(|id| id.user.as_deref());
         self.side
             .edge
             .auth
@@ -110,7 +106,10 @@ impl crate::services::pubsub::Permits for ConnPermits<'_> {
 pub struct IdentitySide {
     /// The shared policy.
     pub edge: Arc<Edge>,
-    ids: HashMap<u32, Identity>,
+    /// Each authenticated connection's identity, by slab index (slab indices are dense, so a
+    /// table beats a hash map: 48 B a slot instead of ~120 B an entry).
+    ids: Vec<Option<Identity>>,
+    held: usize,
     expiries: BTreeSet<(u64, u32)>,
     /// One copy of each distinct grant set held by this worker's connections.
     interned: std::collections::HashSet<Grants>,
@@ -132,12 +131,21 @@ impl IdentitySide {
     pub fn new(edge: Arc<Edge>) -> Self {
         Self {
             edge,
-            ids: HashMap::new(),
+            ids: Vec::new(),
+            held: 0,
             expiries: BTreeSet::new(),
             interned: std::collections::HashSet::new(),
             spent: HashMap::new(),
             nothing: Grants::none(),
         }
+    }
+
+    fn get(&self, idx: u32) -> Option<&Identity> {
+        self.ids.get(idx as usize).and_then(Option::as_ref)
+    }
+
+    fn get_mut(&mut self, idx: u32) -> Option<&mut Identity> {
+        self.ids.get_mut(idx as usize).and_then(Option::as_mut)
     }
 
     /// Whether connection `idx` may have one more token verified now (and count it).
@@ -232,7 +240,13 @@ impl IdentitySide {
         if let Some(exp) = id.exp {
             self.expiries.insert((exp, idx));
         }
-        self.ids.insert(idx, id);
+        let i = idx as usize;
+        if self.ids.len() <= i {
+            self.ids.resize_with(i + 1, || None);
+        }
+        if self.ids[i].replace(id).is_none() {
+            self.held += 1;
+        }
     }
 
     /// What connection `idx` may do (None: authentication is off, everything).
@@ -241,7 +255,7 @@ impl IdentitySide {
             return None;
         }
         // An authenticated connection always has an entry; a missing one may do nothing.
-        Some(self.ids.get(&idx).map_or(&self.nothing, |id| &id.grants))
+        Some(self.get(idx).map_or(&self.nothing, |id| &id.grants))
     }
 
     /// Connection `idx` presents a new token: on success its grants and expiry are the new
@@ -253,8 +267,8 @@ impl IdentitySide {
         if !self.may_verify(idx, now) {
             return Err(AuthError::Malformed(VERIFY_LIMIT.into()));
         }
-        let new = self.edge.auth.verify(token, now)?;
-        let Some(cur) = self.ids.get_mut(&idx) else {
+        let mut new = self.edge.auth.verify(token, now)?;
+        let Some(cur) = self.get(idx) else {
             return Err(AuthError::Missing);
         };
         if new.user != cur.user {
@@ -265,12 +279,10 @@ impl IdentitySide {
         }
         let exp = new.exp.unwrap_or(u64::MAX);
         self.expiries.insert((exp, idx));
-        let old = std::mem::replace(cur, new);
-        let mut grants = cur.grants.clone();
-        self.unintern(old.grants);
-        self.intern(&mut grants);
-        if let Some(cur) = self.ids.get_mut(&idx) {
-            cur.grants = grants;
+        self.intern(&mut new.grants);
+        if let Some(cur) = self.get_mut(idx) {
+            let old = std::mem::replace(cur, new);
+            self.unintern(old.grants);
         }
         Ok(exp)
     }
@@ -278,7 +290,9 @@ impl IdentitySide {
     /// Connection `idx` is gone.
     pub fn leave(&mut self, idx: u32) {
         self.spent.remove(&idx);
-        if let Some(id) = self.ids.remove(&idx) {
+        let id = self.ids.get_mut(idx as usize).and_then(Option::take);
+        if let Some(id) = id {
+            self.held -= 1;
             if let Some(exp) = id.exp {
                 self.expiries.remove(&(exp, idx));
             }
@@ -301,17 +315,17 @@ impl IdentitySide {
 
     /// The user connection `idx` authenticated as.
     pub fn user(&self, idx: u32) -> Option<Arc<str>> {
-        self.ids.get(&idx).and_then(|id| id.user.clone())
+        self.get(idx).and_then(|id| id.user.clone())
     }
 
     /// Authenticated connections held.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.held
     }
 
     /// Whether none is held.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.held == 0
     }
 }
 
@@ -347,7 +361,7 @@ mod tests {
         s.open(3, id("c", &["user.c"]));
         assert_eq!(s.interned.len(), 2);
         assert_eq!(
-            s.ids[&1].grants.holders(),
+            s.get(1).unwrap().grants.holders(),
             3,
             "two connections and the copy"
         );
