@@ -596,11 +596,16 @@ pub fn resident_bytes() -> Option<u64> {
 }
 
 /// Append the process's resident memory and what each open connection adds to it:
-/// (RSS − the RSS measured once the workers were ready, before any connection) / open
+/// (`rss`, read before the scrape allocated anything, − the RSS measured once the workers
+/// were ready, before any connection) / open
 /// connections — buffer pools, slab growth, queues and allocator overhead included, so it
 /// agrees with RSS by construction.
-pub fn render_resident(o: &mut String, workers: &[std::sync::Arc<WorkerMetrics>], baseline: u64) {
-    let rss = resident_bytes().unwrap_or(0);
+pub fn render_resident(
+    o: &mut String,
+    workers: &[std::sync::Arc<WorkerMetrics>],
+    baseline: u64,
+    rss: u64,
+) {
     single(
         o,
         "process_resident_bytes",

@@ -984,6 +984,7 @@ fn userspace_bytes_per_connection_agrees_with_the_processs_rss() {
     let grown = srv.rss().saturating_sub(before) as f64 / n as f64;
     let gauge = srv.metric("holdfast_userspace_bytes_per_connection");
     let state = srv.metric("holdfast_connection_state_bytes_per_connection");
+    eprintln!("userspace gauge {gauge} B, RSS growth {grown} B per connection");
     assert!(
         (gauge - grown).abs() <= 0.25 * grown + 64.0,
         "gauge {gauge} B vs RSS growth {grown} B per connection"
