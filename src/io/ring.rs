@@ -609,19 +609,6 @@ impl Ring {
         }
     }
 
-    /// Accepting moves to another ring: the accepts armed here are left to complete (each
-    /// takes one more connection into this ring's headroom) rather than cancelled, and
-    /// their address slots go once the last has completed. Cancelling them lost
-    /// connections: an accept waits on the listener as an *exclusive* waiter, and a wake-up
-    /// delivered to one being cancelled was consumed by it, leaving a connection in the
-    /// backlog with the new ring's accepts never woken (a client waited 10 s for its 101).
-    pub fn retire_accepts(&mut self) {
-        self.accepts_retired = true;
-        if !self.accepting() {
-            self.accepts = Box::new([]);
-        }
-    }
-
     /// About once a second: let the receive-buffer pool shrink if it was mostly idle.
     pub fn shrink_buffers(&self) {
         self.pool.shrink_if_idle();

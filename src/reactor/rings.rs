@@ -145,8 +145,7 @@ impl Rings {
     /// if the connection target allows, or pause accepting until connections leave.
     pub fn move_accept(&mut self, worker: usize) {
         let old = self.accept_ring;
-        // Not cancelled: see `Ring::retire_accepts` (the old ring's headroom takes them).
-        self.list[old].ring.retire_accepts();
+        self.list[old].ring.cancel_accepts();
         let target = match (0..self.list.len()).find(|&r| self.has_room(r)) {
             Some(r) => Some(r),
             None if self.list.len() < self.plan.max_rings => match self.add() {
