@@ -368,10 +368,7 @@ fn spawn_housekeeper(
         .spawn(move || loop {
             let upgrades = metrics.iter().map(|m| m.upgrades.get()).sum();
             storm.set(setup.observe(upgrades));
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let gone = hub.housekeep(now);
+            let gone = hub.housekeep(crate::auth::unix_now());
             if gone > 0 {
                 tracing::debug!(topics = gone, "idle topics expired");
             }

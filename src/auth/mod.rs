@@ -40,6 +40,15 @@ pub const PROTOCOL: &str = "holdfast.v1";
 /// The prefix of the subprotocol that carries a token.
 pub const BEARER_PROTOCOL: &str = "holdfast.bearer.";
 
+/// Whether channel pattern `pattern` (a name, a `prefix*`, or `*`) matches `name`, without
+/// parsing it into a [`Pattern`] (grants are checked straight from their text).
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
 /// A channel pattern: a name, a `prefix*`, or `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pattern {
@@ -122,7 +131,7 @@ impl Grants {
     fn allows(&self, kind: &str, name: &str) -> bool {
         self.text.lines().any(|l| {
             l.split_once('\t')
-                .is_some_and(|(k, p)| k == kind && Pattern::parse(p).matches(name))
+                .is_some_and(|(k, p)| k == kind && pattern_matches(p, name))
         })
     }
 
