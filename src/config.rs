@@ -251,6 +251,15 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = 100, value_parser = crate::units::count_u32)]
     pub close_log_rate: u32,
 
+    /// Serve TLS (wss://) on the listener with this PEM certificate chain (leaf first);
+    /// needs --tls-key. Reloaded with the key on SIGHUP without dropping a connection.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, RSA or EC).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// A TOML file whose keys (the flag names with `_` for `-`) override the defaults;
     /// flags given on the command line still win.
     #[arg(long)]
@@ -413,6 +422,36 @@ impl ServeConfig {
             });
         }
         Ok(Some(token.to_string()))
+    }
+
+    /// The TLS certificate store and server configuration, when TLS is on (the files are
+    /// read and the key checked against the certificate here, before serving).
+    #[allow(clippy::type_complexity)]
+    pub fn tls(
+        &self,
+    ) -> Result<
+        Option<(
+            std::sync::Arc<crate::tls::CertStore>,
+            std::sync::Arc<rustls::ServerConfig>,
+        )>,
+        ConfigError,
+    > {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            if self.tls_cert.is_some() || self.tls_key.is_some() {
+                return Err(ConfigError::Tls(
+                    "--tls-cert and --tls-key go together".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let store = crate::tls::CertStore::load(crate::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })
+        .map_err(ConfigError::Tls)?;
+        let store = std::sync::Arc::new(store);
+        let cfg = crate::tls::server_config(store.clone()).map_err(ConfigError::Tls)?;
+        Ok(Some((store, cfg)))
     }
 
     /// The edge policy: token verification, the Origin allowlist, the endpoints offered.
@@ -650,6 +689,8 @@ pub enum ConfigError {
     },
     /// The authentication or Origin settings are unusable.
     Auth(String),
+    /// The TLS certificate or key cannot be used.
+    Tls(String),
     /// `--admin` (or `--metrics-listen`) is neither host:port nor `off`.
     AdminAddr {
         /// What was given.
@@ -683,6 +724,7 @@ impl std::fmt::Display for ConfigError {
             ),
             Self::TokenFile { path, reason } => write!(f, "--admin-token-file {path}: {reason}"),
             Self::Auth(e) => write!(f, "{e}"),
+            Self::Tls(e) => write!(f, "TLS: {e}"),
             Self::AdminAddr { value, reason } => {
                 write!(f, "--admin {value:?}: {reason} (use host:port or \"off\")")
             }

@@ -31,6 +31,7 @@ pub mod server;
 pub mod services;
 pub mod session;
 pub mod storm;
+pub mod tls;
 pub mod topology;
 pub mod tune;
 pub mod units;

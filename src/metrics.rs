@@ -202,8 +202,47 @@ pub struct WorkerMetrics {
     /// Connections sampled for tracing but not traced (the trace bucket was empty, or the
     /// worker traced its maximum).
     pub close_log_untraced: Counter,
+    /// TLS handshakes completed: [full, resumed].
+    pub tls_handshakes: [Counter; 2],
+    /// TLS connections failed, by [`TlsFailure`].
+    pub tls_failures: [Counter; TlsFailure::ALL.len()],
+    /// Gauge: connections on TLS (handshaking or established).
+    pub tls_connections: Counter,
     /// Histograms, published by the worker once a tick.
     pub hist: crate::histograms::Shared,
+}
+
+/// Why a TLS connection failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The peer sent a fatal alert (it did not trust the certificate, say).
+    PeerAlert,
+    /// The peer broke the TLS protocol or the handshake could not agree.
+    Protocol,
+    /// A plain HTTP request arrived on the TLS port (answered 400).
+    PlainHttp,
+    /// More of one record than a connection may hold.
+    Oversized,
+}
+
+impl TlsFailure {
+    /// Every reason, in counter order.
+    pub const ALL: [Self; 4] = [
+        Self::PeerAlert,
+        Self::Protocol,
+        Self::PlainHttp,
+        Self::Oversized,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::PeerAlert => "peer_alert",
+            Self::Protocol => "protocol",
+            Self::PlainHttp => "plain_http",
+            Self::Oversized => "oversized_record",
+        }
+    }
 }
 
 impl WorkerMetrics {
@@ -247,6 +286,30 @@ fn family(o: &mut String, name: &str, kind: &str, help: &str) {
 fn single(o: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
     family(o, name, kind, help);
     let _ = writeln!(o, "holdfast_{name} {value}");
+}
+
+/// The TLS certificate's reloads and whether the kernel offloads records.
+pub fn render_tls(o: &mut String, store: &crate::tls::CertStore) {
+    let (ok, failed) = store.reloads();
+    family(
+        o,
+        "tls_cert_reloads_total",
+        "counter",
+        "TLS certificate reloads (SIGHUP), by result; a failed one keeps the certificate in use.",
+    );
+    let _ = writeln!(o, "holdfast_tls_cert_reloads_total{{result=\"ok\"}} {ok}");
+    let _ = writeln!(
+        o,
+        "holdfast_tls_cert_reloads_total{{result=\"error\"}} {failed}"
+    );
+    let ktls = store.kernel_tls();
+    single(
+        o,
+        "tls_kernel_offload",
+        "gauge",
+        "1 when TLS records are encrypted by the kernel (kTLS), 0 when in userspace (rustls).",
+        u8::from(ktls.starts_with("in use")),
+    );
 }
 
 /// Render every worker's metrics in the Prometheus text format (version 0.0.4).
@@ -481,6 +544,41 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
     for (name, kind, help, f) in simple {
         family(&mut o, name, kind, help);
         let _ = writeln!(o, "holdfast_{name} {}", sum(&f));
+    }
+    family(
+        &mut o,
+        "tls_connections",
+        "gauge",
+        "Connections on TLS (handshaking or established).",
+    );
+    let _ = writeln!(
+        o,
+        "holdfast_tls_connections {}",
+        sum(&|w| w.tls_connections.get())
+    );
+    family(
+        &mut o,
+        "tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed, full or resumed (a session ticket or ID).",
+    );
+    for (i, kind) in ["full", "resumed"].iter().enumerate() {
+        let v = sum(&|w| w.tls_handshakes[i].get());
+        let _ = writeln!(o, "holdfast_tls_handshakes_total{{kind=\"{kind}\"}} {v}");
+    }
+    family(
+        &mut o,
+        "tls_failures_total",
+        "counter",
+        "TLS connections failed, by reason.",
+    );
+    for (i, r) in TlsFailure::ALL.iter().enumerate() {
+        let v = sum(&|w| w.tls_failures[i].get());
+        let _ = writeln!(
+            o,
+            "holdfast_tls_failures_total{{reason=\"{}\"}} {v}",
+            r.label()
+        );
     }
     let open = sum(&|w| w.connections.get());
     family(

@@ -69,6 +69,26 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let metrics_addr = cfg.metrics_addr()?;
     let admin_token = cfg.admin_token()?;
     let edge = Arc::new(cfg.edge()?);
+    let tls = cfg.tls()?;
+    if let Some((store, _)) = &tls {
+        let ktls = match crate::tls::kernel_tls() {
+            crate::tls::KernelTls::Available => {
+                "available, not used: this version encrypts in userspace (rustls) on the \
+                 workers"
+                    .to_string()
+            }
+            crate::tls::KernelTls::Unavailable(why) => {
+                format!("unavailable ({why}): records are encrypted in userspace (rustls)")
+            }
+        };
+        store.set_kernel_tls(&ktls);
+        tracing::info!(
+            cert = %store.files().cert.display(),
+            key = %store.files().key.display(),
+            kernel_tls = ktls.as_str(),
+            "TLS on: TLS 1.3 and 1.2, ALPN http/1.1, session tickets"
+        );
+    }
     tracing::info!(
         tokens = edge.auth.enabled(),
         anonymous = cfg.auth_anonymous.as_deref().unwrap_or("-"),
@@ -215,6 +235,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         max_publish: cfg.max_message as usize,
         token: admin_token,
         request_deadline: std::time::Duration::from_secs_f64(cfg.admin_request_timeout),
+        tls: tls.as_ref().map(|(s, _)| s.clone()),
     });
 
     let ip_table = (cfg.max_per_ip > 0).then(|| Arc::new(IpTable::new(cfg.max_per_ip)));
@@ -248,6 +269,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             memory: memory.clone(),
             life: life.clone(),
             panic_at_tick: (fault_worker == Some(p.worker)).then_some(5),
+            tls: tls.as_ref().map(|(_, c)| c.clone()),
         };
         let svc = ServicesSpec {
             edge: edge.clone(),
@@ -316,21 +338,31 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     crate::notify::spawn(metrics.clone());
 
     let sig_life = life.clone();
+    let store = tls.as_ref().map(|(s, _)| s.clone());
     std::thread::Builder::new()
         .name("holdfast-signals".into())
         .spawn(move || {
-            let sig = io::sys::wait_for_signal();
-            tracing::info!(
-                signal = sig,
-                "signal received: draining (send it again to exit now)"
-            );
-            if sig_life.drain() {
-                crate::notify::stopping();
+            let mut draining = false;
+            loop {
+                let sig = io::sys::wait_for_signal();
+                if sig == libc::SIGHUP {
+                    reload(store.as_deref());
+                    continue;
+                }
+                if draining {
+                    tracing::warn!(signal = sig, "second signal: exiting now");
+                    crate::logging::flush();
+                    std::process::exit(130);
+                }
+                draining = true;
+                tracing::info!(
+                    signal = sig,
+                    "signal received: draining (send it again to exit now)"
+                );
+                if sig_life.drain() {
+                    crate::notify::stopping();
+                }
             }
-            let sig = io::sys::wait_for_signal();
-            tracing::warn!(signal = sig, "second signal: exiting now");
-            crate::logging::flush();
-            std::process::exit(130);
         })
         .map_err(|e| ServeError::Resources("the signal thread", e))?;
 
@@ -345,6 +377,22 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     tracing::info!("drained; exiting");
     crate::logging::flush();
     Ok(())
+}
+
+/// SIGHUP: read the TLS certificate and key again (new handshakes use them; established
+/// connections keep theirs). A bad pair is logged and the one in use stays.
+fn reload(store: Option<&crate::tls::CertStore>) {
+    let Some(store) = store else {
+        tracing::info!("SIGHUP: nothing to reload (TLS is off)");
+        return;
+    };
+    match store.reload() {
+        Ok(()) => tracing::info!(
+            cert = %store.files().cert.display(),
+            "SIGHUP: TLS certificate reloaded; new handshakes use it"
+        ),
+        Err(e) => tracing::error!("SIGHUP: TLS certificate not reloaded, the old one stays: {e}"),
+    }
 }
 
 /// A seed no other process shares (the clock and the pid): the topics' epochs are derived

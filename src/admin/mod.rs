@@ -48,6 +48,8 @@ pub struct State {
     pub token: Option<String>,
     /// How long one request may take to arrive, head and body.
     pub request_deadline: Duration,
+    /// The TLS certificate store, when TLS is on (for its metrics).
+    pub tls: Option<Arc<crate::tls::CertStore>>,
 }
 
 /// What a listener serves.
@@ -239,6 +241,9 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
             let mut text = metrics::render(&shared.metrics, draining);
             metrics::render_pubsub(&mut text, &shared.hub);
             metrics::render_memory(&mut text, &shared.memory);
+            if let Some(store) = &shared.tls {
+                metrics::render_tls(&mut text, store);
+            }
             let hists: Vec<&crate::histograms::Shared> =
                 shared.metrics.iter().map(|m| &m.hist).collect();
             crate::histograms::render(&mut text, &hists);

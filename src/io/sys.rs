@@ -27,6 +27,7 @@ pub fn block_signals() {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
@@ -50,7 +51,8 @@ pub fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Wait for SIGTERM or SIGINT (blocked by [`block_signals`]); returns the signal number.
+/// Wait for SIGTERM, SIGINT or SIGHUP (blocked by [`block_signals`]); returns the signal
+/// number.
 pub fn wait_for_signal() -> i32 {
     // SAFETY: as in block_signals; sigwait writes the signal number into `sig`.
     unsafe {
@@ -58,6 +60,7 @@ pub fn wait_for_signal() -> i32 {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         let mut sig = 0;
         libc::sigwait(&set, &mut sig);
         sig
@@ -129,6 +132,29 @@ pub fn set_bind_address_no_port(fd: &impl std::os::fd::AsRawFd) -> io::Result<()
             libc::IP_BIND_ADDRESS_NO_PORT,
             (&one as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Ask the kernel for the TCP upper-layer protocol `name` (`tls`: kernel TLS) on a fresh,
+/// unconnected socket. `Ok(())` or ENOTCONN mean the kernel has it (it attaches only to
+/// established sockets); ENOENT means it is not built or not loadable.
+pub fn tcp_ulp_probe(name: &str) -> io::Result<()> {
+    let sock = std::net::TcpListener::bind("127.0.0.1:0")?;
+    // SAFETY: setsockopt reads `name.len()` bytes from `name`, which outlives the call; the
+    // fd is an open socket owned by `sock` for the duration of the call.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::IPPROTO_TCP,
+            libc::TCP_ULP,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
         )
     };
     if r == 0 {

@@ -6,6 +6,7 @@
 
 pub mod closelog;
 pub mod rings;
+pub mod tls;
 pub mod worker;
 
 use crate::io::Socket;

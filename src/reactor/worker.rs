@@ -29,12 +29,13 @@ use slab::Slab;
 
 use super::closelog::CloseLog;
 use super::rings::{RingPlan, Rings, HUB_WAKE, TABLE_HEADROOM};
+use super::tls::{Sent, TlsSide};
 use super::Conn;
 use crate::budget::MemoryBudget;
 use crate::histograms::Hists;
 use crate::io::{Completion, Extra, Op, Read, ReadMode, Socket, Token};
 use crate::lifecycle::{self, Lifecycle};
-use crate::metrics::{Limit, WorkerMetrics};
+use crate::metrics::{Limit, Side, WorkerMetrics};
 use crate::session::{self, Answer, Ctx, Phase, Services, Session, Trace};
 use crate::ws::handshake::Rejection;
 use crate::ws::CloseCode;
@@ -74,6 +75,8 @@ pub struct WorkerSpec {
     pub memory: Arc<MemoryBudget>,
     /// Fault injection for tests: panic at this tick (`HOLDFAST_FAULT_WORKER_PANIC`).
     pub panic_at_tick: Option<u32>,
+    /// Terminate TLS on every connection with this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The settings a worker uses, in its own units.
@@ -177,8 +180,11 @@ struct Worker<S: Services> {
     /// When each connection still in its handshake was accepted.
     accepted_at: std::collections::HashMap<u32, Instant>,
     /// What the sessions hold (partial input, queued output), kept by the delta of every
-    /// call that may change it and recounted exactly once a second.
+    /// call that may change it and recounted exactly once a second. TLS's partial records
+    /// and unsent handshake output count as partial input.
     tally: (usize, usize),
+    /// TLS connections' state, when the listener speaks TLS.
+    tls: Option<TlsSide>,
 }
 
 /// Run a worker with its services until it has drained (or the server stops). Errors from
@@ -226,6 +232,7 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         hist: Hists::default(),
         accepted_at: std::collections::HashMap::new(),
         tally: (0, 0),
+        tls: spec.tls.map(TlsSide::new),
     };
     w.env.metrics.rings.set(1);
     let hub_fd = w.svc.wake_fd();
@@ -328,7 +335,7 @@ impl<S: Services> Worker<S> {
         if !conn.socket.owns(tok) {
             return; // an earlier connection's (its buffer goes back as `c` drops)
         }
-        let before = conn.session.held();
+        let before = with_tls(conn.session.held(), &self.tls, idx);
         let handshaking = conn.session.phase() == Phase::Handshake;
         let mode = self.s.read_mode;
         let ring = &mut self.rings.list[conn.socket.ring()].ring;
@@ -341,7 +348,30 @@ impl<S: Services> Worker<S> {
                             Trace::add(&t.bytes_in, buf.bytes_mut().len() as u64);
                         }
                         let mut host = self.svc.host(idx);
-                        conn.session.handle_input(buf.bytes_mut(), &ctx, &mut host);
+                        match self.tls.as_mut() {
+                            None => conn.session.handle_input(buf.bytes_mut(), &ctx, &mut host),
+                            Some(tls) => {
+                                let session = &mut conn.session;
+                                let r = tls.input(idx, buf.bytes_mut(), ctx.metrics, &mut |p| {
+                                    session.handle_input(p, &ctx, &mut host);
+                                });
+                                if let Err(f) = r {
+                                    if let Some(last) = f.last_words {
+                                        if !conn.socket.sending() {
+                                            conn.socket.send(ring, last, idx);
+                                        }
+                                    }
+                                    tracing::debug!(conn = idx, "{}: {}", f.why, f.detail);
+                                    ctx.aborted(Side::Client, f.why);
+                                    if conn.session.phase() != Phase::Done {
+                                        ctx.metrics.aborted.inc();
+                                    }
+                                    conn.session.abort();
+                                } else if tls.get(idx).is_some_and(|t| t.peer_closed()) {
+                                    conn.session.handle_end(&ctx);
+                                }
+                            }
+                        }
                     }
                     Read::End(_) => conn.session.handle_end(&ctx),
                     Read::Nothing => {}
@@ -359,7 +389,25 @@ impl<S: Services> Worker<S> {
                     Trace::add(&t.bytes_out, n);
                 }
                 let Extra::Sent(buf) = c.extra else { return };
-                conn.session.handle_sent(c.res, buf, &ctx);
+                match self.tls.as_mut() {
+                    None => conn.session.handle_sent(c.res, buf, &ctx),
+                    Some(tls) => match tls.on_sent(idx, buf) {
+                        Sent::Session(plain) => {
+                            // The session counts its own bytes: all of them went, or none.
+                            let res = if c.res < 0 {
+                                c.res
+                            } else {
+                                plain.bytes().len() as i32
+                            };
+                            conn.session.handle_sent(res, plain, &ctx);
+                        }
+                        Sent::Tls if c.res < 0 => {
+                            ctx.aborted(Side::Client, "a TLS send failed");
+                            conn.session.abort();
+                        }
+                        Sent::Tls => {}
+                    },
+                }
             }
             Op::Shutdown => conn.socket.on_shutdown(ring, idx),
             Op::Close => {
@@ -368,7 +416,7 @@ impl<S: Services> Worker<S> {
             }
             _ => {}
         }
-        let after = conn.session.held();
+        let after = with_tls(conn.session.held(), &self.tls, idx);
         let upgraded = handshaking && conn.session.phase() != Phase::Handshake;
         self.account(before, after);
         if upgraded {
@@ -413,17 +461,58 @@ impl<S: Services> Worker<S> {
             return conn.socket.close(ring, mode, idx);
         }
         let ctx = self.env.ctx(idx);
-        if !conn.socket.sending() {
-            let mut host = self.svc.host(idx);
-            if let Some(buf) = conn.session.poll_transmit(&ctx, &mut host) {
-                let depth = conn.session.queued().max(buf.bytes().len()) as u64;
-                self.hist.send_queue_bytes.saturating_record(depth.max(1));
-                conn.socket.send(ring, buf, idx);
+        if let Some(tls) = self.tls.as_mut() {
+            // TLS's own output first, then the session's, encrypted.
+            let before = tls.get(idx).map_or(0, |t| t.held_bytes());
+            if !conn.socket.sending() {
+                let mut host = self.svc.host(idx);
+                let session = &mut conn.session;
+                let hist = &mut self.hist;
+                let next = tls.next_send(idx, || {
+                    let buf = session.poll_transmit(&ctx, &mut host)?;
+                    let depth = session.queued().max(buf.bytes().len()) as u64;
+                    hist.send_queue_bytes.saturating_record(depth.max(1));
+                    Some(buf)
+                });
+                match next {
+                    Ok(Some(buf)) => conn.socket.send(ring, buf, idx),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(conn = idx, "TLS encryption failed: {e}");
+                        ctx.aborted(Side::Server, "TLS: encryption failed");
+                        conn.session.abort();
+                        let after = tls.get(idx).map_or(0, |t| t.held_bytes());
+                        self.tally.0 = self.tally.0.wrapping_add(after).wrapping_sub(before);
+                        return conn.socket.close(ring, mode, idx);
+                    }
+                }
             }
-        }
-        if conn.session.poll_shutdown() {
-            conn.socket.shutdown_write(ring, idx);
-            conn.socket.resume(ring, mode, idx, true);
+            if conn.session.poll_shutdown() {
+                // close_notify, then our FIN (best effort: sent only if nothing else is).
+                tls.close_notify(idx);
+                if !conn.socket.sending() {
+                    if let Ok(Some(buf)) = tls.next_send(idx, || None) {
+                        conn.socket.send(ring, buf, idx);
+                    }
+                }
+                conn.socket.shutdown_write(ring, idx);
+                conn.socket.resume(ring, mode, idx, true);
+            }
+            let after = tls.get(idx).map_or(0, |t| t.held_bytes());
+            self.tally.0 = self.tally.0.wrapping_add(after).wrapping_sub(before);
+        } else {
+            if !conn.socket.sending() {
+                let mut host = self.svc.host(idx);
+                if let Some(buf) = conn.session.poll_transmit(&ctx, &mut host) {
+                    let depth = conn.session.queued().max(buf.bytes().len()) as u64;
+                    self.hist.send_queue_bytes.saturating_record(depth.max(1));
+                    conn.socket.send(ring, buf, idx);
+                }
+            }
+            if conn.session.poll_shutdown() {
+                conn.socket.shutdown_write(ring, idx);
+                conn.socket.resume(ring, mode, idx, true);
+            }
         }
         if conn.session.take_new_deadline() {
             if let Some(at) = conn.session.deadline(&self.env.session) {
@@ -446,6 +535,9 @@ impl<S: Services> Worker<S> {
             .on_release(idx, upgraded, user, m, &mut self.hist);
         self.svc
             .on_release(idx, conn.session.counted(), &self.env.metrics);
+        if let Some(tls) = self.tls.as_mut() {
+            tls.on_release(idx, &self.env.metrics);
+        }
         let draining = self.drain.is_some();
         self.rings.on_release(conn.socket.ring(), draining);
         self.env.metrics.connections.set(self.conns.len() as u64);
@@ -535,6 +627,12 @@ impl<S: Services> Worker<S> {
             .set((self.conns.capacity() * std::mem::size_of::<Option<Conn>>()) as u64);
         self.accepted_at.insert(idx, Instant::now());
         self.env.log.on_accept(idx, peer, &self.env.metrics);
+        if let Some(tls) = self.tls.as_mut() {
+            if let Err(e) = tls.on_accept(idx, &self.env.metrics) {
+                tracing::error!(worker = self.id, "TLS connection setup failed: {e}");
+                self.conns[idx as usize].session.abort();
+            }
+        }
         let refusal = self.svc.on_accept(idx, peer.map(|p| p.ip()));
         let conn = &mut self.conns[idx as usize];
         let ring = &mut self.rings.list[r].ring;
@@ -679,8 +777,9 @@ impl<S: Services> Worker<S> {
             // Once a second, one pass over the slab for both gauges, which also makes the
             // memory tally exact again (calls that are not tracked one by one: drain
             // closes, refusals at accept).
-            let (heap, partial, queued) = self.conns.iter().fold((0, 0, 0), |(h, p, q), (_, c)| {
-                let (cp, cq) = c.session.held();
+            let tls = &self.tls;
+            let (heap, partial, queued) = self.conns.iter().fold((0, 0, 0), |(h, p, q), (i, c)| {
+                let (cp, cq) = with_tls(c.session.held(), tls, i as u32);
                 (h + c.session.heap_bytes(), p + cp, q + cq)
             });
             self.env.metrics.conn_heap_bytes.set(heap as u64);
@@ -901,4 +1000,13 @@ impl<S: Services> Worker<S> {
                 || self.env.tick - d.start > self.s.drain_ticks + self.s.grace_ticks + 20
         })
     }
+}
+
+/// A session's holdings with its TLS buffers counted as partial input.
+fn with_tls(held: (usize, usize), tls: &Option<TlsSide>, idx: u32) -> (usize, usize) {
+    let t = tls
+        .as_ref()
+        .and_then(|t| t.get(idx))
+        .map_or(0, |t| t.held_bytes());
+    (held.0 + t, held.1)
 }

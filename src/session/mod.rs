@@ -165,7 +165,7 @@ impl Ctx<'_> {
     }
 
     /// It ends without a Close frame.
-    fn aborted(&self, side: Side, reason: &'static str) {
+    pub fn aborted(&self, side: Side, reason: &'static str) {
         if let Some(t) = self.trace {
             t.end(|| End::Abort { side, reason });
         }

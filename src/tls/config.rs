@@ -1,0 +1,272 @@
+//! TLS configuration: the certificate and key from PEM files (checked against each other at
+//! start and at every reload), the rustls server configuration every worker shares, and the
+//! client configuration the load generator uses.
+//!
+//! The certificate lives in a [`CertStore`], rustls' certificate resolver for every
+//! handshake: a reload (SIGHUP) swaps what the store holds, so handshakes from then on use
+//! the new certificate and established connections are not touched.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rustls::crypto::ring as provider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore};
+
+/// Session IDs (TLS 1.2 clients without tickets) remembered for resumption, per process.
+const SESSION_CACHE: usize = 4096;
+
+/// The certificate chain and key files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Load and check a certificate chain and its key.
+pub fn load_certified_key(files: &TlsFiles) -> Result<CertifiedKey, String> {
+    let cert = &files.cert;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("cannot read the certificate file {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad PEM in the certificate file {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "the certificate file {} holds no CERTIFICATE section",
+            cert.display()
+        ));
+    }
+    let key = load_key(&files.key)?;
+    let signing = provider::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| {
+            format!(
+                "the key in {} cannot sign (unsupported type or damaged): {e}",
+                files.key.display()
+            )
+        })?;
+    let ck = CertifiedKey::new(chain, signing);
+    match ck.keys_match() {
+        Ok(()) => {}
+        // The provider could not tell: rustls will fail the handshake if they differ.
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(e) => {
+            return Err(format!(
+                "the key in {} does not belong to the certificate in {}: {e}",
+                files.key.display(),
+                cert.display()
+            ))
+        }
+    }
+    Ok(ck)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => format!(
+            "the key file {} holds no PRIVATE KEY section (PKCS#8, RSA or EC)",
+            path.display()
+        ),
+        e => format!("cannot read the key file {}: {e}", path.display()),
+    })
+}
+
+/// The certificate every handshake is answered with, replaceable while serving.
+#[derive(Debug)]
+pub struct CertStore {
+    files: TlsFiles,
+    current: RwLock<Arc<CertifiedKey>>,
+    /// Reloads: [succeeded, failed].
+    reloads: [AtomicU64; 2],
+    /// What the kernel TLS probe found, for the metrics.
+    kernel_tls: Mutex<String>,
+}
+
+impl CertStore {
+    /// Load the files (a bad or mismatched key is an error here, before serving).
+    pub fn load(files: TlsFiles) -> Result<Self, String> {
+        let ck = load_certified_key(&files)?;
+        Ok(Self {
+            files,
+            current: RwLock::new(Arc::new(ck)),
+            reloads: Default::default(),
+            kernel_tls: Mutex::new(String::new()),
+        })
+    }
+
+    /// Read the files again and use them for new handshakes. On any error the certificate
+    /// in use stays, and the error says why.
+    pub fn reload(&self) -> Result<(), String> {
+        let ck = match load_certified_key(&self.files) {
+            Ok(ck) => ck,
+            Err(e) => {
+                self.reloads[1].fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ck);
+        self.reloads[0].fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reloads so far: (succeeded, failed).
+    pub fn reloads(&self) -> (u64, u64) {
+        (
+            self.reloads[0].load(Ordering::Relaxed),
+            self.reloads[1].load(Ordering::Relaxed),
+        )
+    }
+
+    /// Record what the kernel TLS probe found.
+    pub fn set_kernel_tls(&self, what: &str) {
+        *self.kernel_tls.lock().unwrap_or_else(|p| p.into_inner()) = what.to_string();
+    }
+
+    /// What the kernel TLS probe found.
+    pub fn kernel_tls(&self) -> String {
+        self.kernel_tls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The files it reads.
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// The certificate in use now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// The server configuration: TLS 1.3 and 1.2, ALPN `http/1.1`, stateless session tickets
+/// (one per connection; the ticket key rotates every 6 hours) and a session-ID cache for
+/// TLS 1.2 clients without tickets, so a reconnect storm costs resumed handshakes.
+pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, String> {
+    let mut cfg = ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(store);
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.ticketer = provider::Ticketer::new().map_err(|e| format!("TLS session tickets: {e}"))?;
+    cfg.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+    cfg.send_tls13_tickets = 1;
+    cfg.max_early_data_size = 0;
+    Ok(Arc::new(cfg))
+}
+
+/// A client configuration: the system's roots are not read; `ca` (PEM) is trusted, or with
+/// `None` the certificate is not checked at all (`insecure`, for benchmarks against a
+/// self-signed server). `resumption`: keep session tickets for the next connection.
+pub fn client_config(ca: Option<&Path>, resumption: bool) -> Result<Arc<ClientConfig>, String> {
+    let builder = ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS configuration: {e}"))?;
+    let mut cfg = match ca {
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+            for c in certs {
+                let c = c.map_err(|e| format!("bad PEM in the CA file {}: {e}", path.display()))?;
+                roots.add(c).map_err(|e| {
+                    format!("a certificate in {} is not usable: {e}", path.display())
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "the CA file {} holds no certificate",
+                    path.display()
+                ));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify))
+            .with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if resumption {
+        cfg.resumption = rustls::client::Resumption::in_memory_sessions(65_536);
+    } else {
+        cfg.resumption = rustls::client::Resumption::disabled();
+    }
+    Ok(Arc::new(cfg))
+}
+
+/// The name a client checks the certificate against: a DNS name or an IP address.
+pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(host.to_string()).map_err(|e| format!("bad TLS server name {host}: {e}"))
+}
+
+/// A verifier that accepts any certificate (signatures on the handshake are still checked
+/// with the certificate's key): only for `--tls-insecure` load against a test server.
+#[derive(Debug)]
+struct NoVerify;
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        provider::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
