@@ -118,6 +118,41 @@ pub struct Common {
     /// Write every figure as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// wss:// targets: trust the CA certificates in this PEM file (default: the system's
+    /// CA bundle).
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// wss:// targets: accept any certificate (a self-signed test server). Never against a
+    /// server you do not run.
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub tls_insecure: bool,
+    /// wss:// targets: keep session tickets and resume later connections with them (`on`,
+    /// as browsers do), or make every handshake a full one (`off`).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub tls_resumption: OnOff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+impl Common {
+    /// The TLS client configuration for wss:// targets (None when every target is ws://).
+    pub fn tls(&self) -> Result<Option<holdfast::tls::ClientConfigs>, String> {
+        if !self.urls.iter().any(|u| u.starts_with("wss://")) {
+            return Ok(None);
+        }
+        let trust = match (&self.tls_ca, self.tls_insecure) {
+            (Some(ca), _) => holdfast::tls::Trust::Ca(ca.clone()),
+            (None, true) => holdfast::tls::Trust::Insecure,
+            (None, false) => holdfast::tls::Trust::System,
+        };
+        holdfast::tls::client_configs(&trust, self.tls_resumption == OnOff::On).map(Some)
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -107,6 +107,10 @@ pub enum C {
     FanoutGaps,
     /// Fanout: messages named by gap frames.
     FanoutGapMessages,
+    /// wss://: TLS handshakes completed in full.
+    TlsFull,
+    /// wss://: TLS handshakes resumed with a session ticket or ID.
+    TlsResumed,
     /// Failed attempts; `Failure` `f` is at `FailFirst + f`.
     FailFirst,
 }

@@ -157,7 +157,14 @@ fn publish_ws(
     stop: &AtomicBool,
     out: &Published,
 ) -> Result<(), String> {
-    let t = crate::target::parse_url(url)?;
+    if url.starts_with("wss://") {
+        return Err(format!(
+            "{url}: --publish-via ws publishes over plain ws:// only (its publisher is a \
+             blocking socket with a reader thread); publish with --publish-via admin, or give \
+             a ws:// URL first"
+        ));
+    }
+    let t = crate::target::parse_url(url, None)?;
     let mut s = TcpStream::connect(t.addr).map_err(|e| format!("{url}: {e}"))?;
     s.set_nodelay(true).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10)))

@@ -40,10 +40,11 @@ pub struct Run {
 
 /// Start the engine threads for `c`, running `mode`.
 pub fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
+    let tls = c.tls()?;
     let targets: Vec<target::Target> = c
         .urls
         .iter()
-        .map(|u| target::parse_url(u))
+        .map(|u| target::parse_url(u, tls.as_ref()))
         .collect::<Result<_, _>>()?;
     let targets: Arc<[target::Target]> = targets.into();
     let sources = match &c.sources {
@@ -272,6 +273,10 @@ impl Run {
             p.finish_and_clear();
         }
         let s = &out.counts;
+        let (full, resumed) = (s.get(C::TlsFull), s.get(C::TlsResumed));
+        if full + resumed > 0 {
+            println!("\nTLS handshakes: {full} full, {resumed} resumed");
+        }
         let common = json!({
             "command": std::env::args().collect::<Vec<_>>(),
             "machine": machine(),
@@ -279,6 +284,7 @@ impl Run {
             "engines": self.engines,
             "threads": self.threads,
             "established": s.get(C::Established),
+            "tls_handshakes": {"full": s.get(C::TlsFull), "resumed": s.get(C::TlsResumed)},
             "connect_upgrade_latency_us": hist_json(&out.connect_us, 1.0),
             "failures": s.failures(),
             "failed_total": s.failed(),

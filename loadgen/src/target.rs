@@ -16,24 +16,33 @@ pub const KEY: &str = "aG9sZGZhc3QtbG9hZGdlbg==";
 pub struct Target {
     /// Where to connect.
     pub addr: SocketAddr,
+    /// wss://: the TLS configuration and the name the certificate must carry.
+    pub tls: Option<TlsTarget>,
     /// The full HTTP upgrade request (shared by every connection's send).
     pub request: Arc<[u8]>,
     /// `Sec-WebSocket-Accept` the server must answer with.
     pub accept: [u8; 28],
 }
 
-/// Parse `ws://host:port/path?query`.
-pub fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = match url.split_once("://") {
-        Some(("ws", rest)) => rest,
-        Some(("wss", _)) => {
-            return Err(format!(
-                "{url}: wss:// is not supported yet (TLS); use ws://"
-            ))
-        }
+/// TLS for one target.
+#[derive(Debug, Clone)]
+pub struct TlsTarget {
+    /// Shared by every connection (and the session-ticket pool with them): `fresh` for
+    /// first connections, `returning` for reconnects.
+    pub configs: holdfast::tls::ClientConfigs,
+    /// The host of the URL: what the certificate must name (and the SNI sent).
+    pub name: holdfast::tls::config::ServerName<'static>,
+}
+
+/// Parse `ws://host:port/path?query` or `wss://…` (which needs `tls`, the client
+/// configuration).
+pub fn parse_url(url: &str, tls: Option<&holdfast::tls::ClientConfigs>) -> Result<Target, String> {
+    let (secure, rest) = match url.split_once("://") {
+        Some(("ws", rest)) => (false, rest),
+        Some(("wss", rest)) => (true, rest),
         Some((scheme, _)) => {
             return Err(format!(
-                "{url}: unsupported scheme `{scheme}://`; use ws://HOST:PORT/PATH"
+                "{url}: unsupported scheme `{scheme}://`; use ws://HOST:PORT/PATH or wss://"
             ))
         }
         None => {
@@ -49,6 +58,8 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     };
     let with_port = if hostport.contains(':') {
         hostport.to_string()
+    } else if secure {
+        format!("{hostport}:443")
     } else {
         format!("{hostport}:80")
     };
@@ -58,8 +69,24 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         .next()
         .ok_or_else(|| format!("{url}: {with_port} has no address"))?;
     let req = client::request(hostport, path, KEY, &[("User-Agent", "holdfast-loadgen")]);
+    let tls = match (secure, tls) {
+        (false, _) => None,
+        (true, None) => return Err(format!("{url}: wss:// needs a TLS configuration")),
+        (true, Some(config)) => {
+            let host = hostport
+                .rsplit_once(':')
+                .map_or(hostport, |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            Some(TlsTarget {
+                configs: config.clone(),
+                name: holdfast::tls::config::server_name(host)?,
+            })
+        }
+    };
     Ok(Target {
         addr,
+        tls,
         request: req.bytes.into(),
         accept: req.accept,
     })
@@ -113,26 +140,33 @@ mod tests {
 
     #[test]
     fn a_url_without_a_scheme_says_so() {
-        let e = parse_url("127.0.0.1:8080").unwrap_err();
+        let e = parse_url("127.0.0.1:8080", None).unwrap_err();
         assert!(
             e.contains("scheme is missing") && e.contains("ws://127.0.0.1:8080/echo"),
             "{e}"
         );
-        assert!(parse_url("http://x:1/")
+        assert!(parse_url("http://x:1/", None)
             .unwrap_err()
             .contains("unsupported scheme `http://`"));
-        assert!(parse_url("wss://x:1/")
+        assert!(parse_url("wss://x:1/", None)
             .unwrap_err()
-            .contains("not supported yet"));
+            .contains("needs a TLS configuration"));
+        let cfg = holdfast::tls::client_configs(&holdfast::tls::Trust::Insecure, true).unwrap();
+        let t = parse_url("wss://localhost/echo", Some(&cfg)).unwrap();
+        assert_eq!(t.addr.port(), 443);
+        assert_eq!(
+            t.tls.unwrap().name,
+            holdfast::tls::config::server_name("localhost").unwrap()
+        );
     }
 
     #[test]
     fn urls_and_sources() {
-        let t = parse_url("ws://127.0.0.1:8080/echo?x=1").unwrap();
+        let t = parse_url("ws://127.0.0.1:8080/echo?x=1", None).unwrap();
         assert_eq!(t.addr, "127.0.0.1:8080".parse().unwrap());
         let req = String::from_utf8(t.request.to_vec()).unwrap();
         assert!(req.starts_with("GET /echo?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"));
-        assert!(parse_url("wss://x").is_err());
+        assert!(parse_url("wss://x", None).is_err());
         assert_eq!(
             parse_sources("127.0.0.2-127.0.0.4,10.0.0.1").unwrap().len(),
             4

@@ -608,3 +608,104 @@ fn fanout_through_a_client_connection_and_its_refusal_when_not_allowed() {
     assert!(n(&v["publish_errors"]) > 0, "{v}");
     assert_eq!(n(&v["messages_received"]), 0);
 }
+
+fn tls_fixture(name: &str) -> String {
+    format!(
+        "{}/../tests/fixtures/tls/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn hold_echo_and_a_storm_over_wss_with_and_without_resumption() {
+    let (cert, key) = (tls_fixture("server.pem"), tls_fixture("server.key"));
+    let server = Holdfast::start("127.0.0.1:0", &["--tls-cert", &cert, "--tls-key", &key]);
+    let port = server.addr.rsplit_once(':').unwrap().1.to_string();
+    let wss = format!("wss://localhost:{port}/echo");
+    let ca = tls_fixture("ca.pem");
+    // Echo over TLS: every reply is the message sent (the stamp is checked).
+    let (code, v, out) = loadgen(&[
+        "echo",
+        "--url",
+        &wss,
+        "--tls-ca",
+        &ca,
+        "--connections",
+        "20",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "--hard-timeout",
+        "60",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(n(&v["established"]), 20, "{v}");
+    assert_eq!(n(&v["tls_handshakes"]["full"]), 20, "{v}");
+    assert!(n(&v["round_trips"]) > 100, "{v}");
+    assert_eq!(n(&v["echo_mismatch"]), 0, "{v}");
+    // A storm: 300 first connections (full handshakes), cut, and 300 reconnects that come
+    // back with their tickets (resumed) — or, with resumption off, full again.
+    for (resumption, want_resumed) in [("on", 300), ("off", 0)] {
+        let before = server.metric("holdfast_tls_handshakes_total{kind=\"resumed\"}");
+        let (code, v, out) = loadgen(&[
+            "storm",
+            "--url",
+            &wss,
+            "--tls-ca",
+            &ca,
+            "--tls-resumption",
+            resumption,
+            "--connections",
+            "300",
+            "--hold",
+            "0.3",
+            "--cause",
+            "cut",
+            "--base-ms",
+            "200",
+            "--duration",
+            "30",
+            "--hard-timeout",
+            "90",
+        ]);
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(n(&v["reconnected"]), 300, "{v}");
+        assert_eq!(n(&v["tls_handshakes"]["resumed"]), want_resumed, "{v}");
+        assert_eq!(n(&v["tls_handshakes"]["full"]), 600 - want_resumed, "{v}");
+        // The server saw the same.
+        let after = server.metric("holdfast_tls_handshakes_total{kind=\"resumed\"}");
+        assert_eq!(after - before, want_resumed as f64);
+    }
+    // A client that does not trust the certificate: every attempt fails, counted as a
+    // protocol failure, and the run ends.
+    let other = tls_fixture("server2.pem");
+    let (code, v, _) = loadgen(&[
+        "hold",
+        "--url",
+        &wss,
+        "--tls-ca",
+        &other,
+        "--connections",
+        "5",
+        "--duration",
+        "0.5",
+        "--hard-timeout",
+        "30",
+    ]);
+    assert_ne!(code, 0);
+    assert_eq!(n(&v["established"]), 0, "{v}");
+    assert_eq!(
+        n(&v["closes_and_statuses"]["close:tls_handshake_failed"]),
+        5,
+        "{v}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.metric("holdfast_tls_failures_total{reason=\"peer_alert\"}") < 5.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not see 5 alerts"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

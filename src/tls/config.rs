@@ -12,10 +12,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::crypto::ring as provider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+pub use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, RootCertStore};
+pub use rustls::ClientConfig;
+use rustls::RootCertStore;
 
 /// Session IDs (TLS 1.2 clients without tickets) remembered for resumption, per process.
 const SESSION_CACHE: usize = 4096;
@@ -174,44 +176,200 @@ pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, String>
     Ok(Arc::new(cfg))
 }
 
-/// A client configuration: the system's roots are not read; `ca` (PEM) is trusted, or with
-/// `None` the certificate is not checked at all (`insecure`, for benchmarks against a
-/// self-signed server). `resumption`: keep session tickets for the next connection.
-pub fn client_config(ca: Option<&Path>, resumption: bool) -> Result<Arc<ClientConfig>, String> {
+/// Which server certificates a client accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// Those issued by the CA certificates in this PEM file (a test CA, a private PKI).
+    Ca(PathBuf),
+    /// Those issued by the system's CAs (the bundle at the usual Linux paths).
+    System,
+    /// Any (signatures on the handshake are still checked with the certificate's key): for
+    /// load against a self-signed server only.
+    Insecure,
+}
+
+/// The system CA bundles looked for, in order (Debian/Ubuntu, Fedora/RHEL, Alpine/SUSE).
+const SYSTEM_BUNDLES: [&str; 3] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+];
+
+fn roots_from(path: &Path) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+    for c in certs {
+        let c = c.map_err(|e| format!("bad PEM in the CA file {}: {e}", path.display()))?;
+        // A system bundle may hold certificates webpki cannot use; skip those.
+        let _ = roots.add(c);
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "the CA file {} holds no usable certificate",
+            path.display()
+        ));
+    }
+    Ok(roots)
+}
+
+/// A client configuration (TLS 1.3 and 1.2, ALPN `http/1.1`) that accepts what `trust`
+/// says; with `resumption` it keeps session tickets and resumes with them whenever it can
+/// (see [`ClientConfigs`]).
+pub fn client_config(trust: &Trust, resumption: bool) -> Result<Arc<ClientConfig>, String> {
+    client_configs(trust, resumption).map(|c| c.returning)
+}
+
+/// A load generator's two client configurations over one pool of session tickets: a new
+/// client has no ticket, so its first connection makes a full handshake (`fresh` stores the
+/// ticket it receives and never resumes); a client that comes back (a reconnect) resumes
+/// with a ticket when resumption is on (`returning`).
+#[derive(Debug, Clone)]
+pub struct ClientConfigs {
+    /// For first connections.
+    pub fresh: Arc<ClientConfig>,
+    /// For reconnects.
+    pub returning: Arc<ClientConfig>,
+}
+
+/// The two configurations (see [`ClientConfigs`]).
+pub fn client_configs(trust: &Trust, resumption: bool) -> Result<ClientConfigs, String> {
     let builder = ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS configuration: {e}"))?;
-    let mut cfg = match ca {
-        Some(path) => {
-            let mut roots = RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
-            for c in certs {
-                let c = c.map_err(|e| format!("bad PEM in the CA file {}: {e}", path.display()))?;
-                roots.add(c).map_err(|e| {
-                    format!("a certificate in {} is not usable: {e}", path.display())
-                })?;
-            }
-            if roots.is_empty() {
+    let mut cfg = match trust {
+        Trust::Ca(path) => builder
+            .with_root_certificates(roots_from(path)?)
+            .with_no_client_auth(),
+        Trust::System => {
+            let Some(bundle) = SYSTEM_BUNDLES.iter().map(Path::new).find(|p| p.exists()) else {
                 return Err(format!(
-                    "the CA file {} holds no certificate",
-                    path.display()
+                    "no system CA bundle ({}): give the server's CA with --tls-ca, or \
+                     --tls-insecure for a test server",
+                    SYSTEM_BUNDLES.join(", ")
                 ));
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            };
+            builder
+                .with_root_certificates(roots_from(bundle)?)
+                .with_no_client_auth()
         }
-        None => builder
+        Trust::Insecure => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify))
             .with_no_client_auth(),
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    if resumption {
-        cfg.resumption = rustls::client::Resumption::in_memory_sessions(65_536);
-    } else {
+    if !resumption {
         cfg.resumption = rustls::client::Resumption::disabled();
+        let cfg = Arc::new(cfg);
+        return Ok(ClientConfigs {
+            fresh: cfg.clone(),
+            returning: cfg,
+        });
     }
-    Ok(Arc::new(cfg))
+    let pool = Arc::new(PoolInner::new(TICKET_POOL));
+    let mut fresh = cfg.clone();
+    fresh.resumption = rustls::client::Resumption::store(Arc::new(TicketPool {
+        inner: pool.clone(),
+        resume: false,
+    }));
+    cfg.resumption = rustls::client::Resumption::store(Arc::new(TicketPool {
+        inner: pool,
+        resume: true,
+    }));
+    Ok(ClientConfigs {
+        fresh: Arc::new(fresh),
+        returning: Arc::new(cfg),
+    })
+}
+
+/// Session tickets a load generator keeps (all connections together).
+const TICKET_POOL: usize = 1 << 20;
+
+/// Client session storage for a load generator that plays many clients of one server: every
+/// TLS 1.3 ticket received goes into one pool and any reconnect may take any of them, as if
+/// each client kept its own (rustls' in-memory cache keeps 8 per server name, so a storm of
+/// 10,000 reconnects would resume 8 and make 9,992 full handshakes — not what 10,000 real
+/// clients would do). Bounded: the oldest tickets go first.
+#[derive(Debug)]
+struct TicketPool {
+    inner: Arc<PoolInner>,
+    /// Offer stored sessions for resumption (false: only store them).
+    resume: bool,
+}
+
+#[derive(Debug)]
+struct PoolInner {
+    cap: usize,
+    tls13: Mutex<std::collections::VecDeque<rustls::client::Tls13ClientSessionValue>>,
+    tls12: Mutex<Option<rustls::client::Tls12ClientSessionValue>>,
+    kx: Mutex<Option<rustls::NamedGroup>>,
+}
+
+impl PoolInner {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            tls13: Mutex::new(std::collections::VecDeque::new()),
+            tls12: Mutex::new(None),
+            kx: Mutex::new(None),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl rustls::client::ClientSessionStore for TicketPool {
+    fn set_kx_hint(&self, _: ServerName<'static>, group: rustls::NamedGroup) {
+        *lock(&self.inner.kx) = Some(group);
+    }
+
+    fn kx_hint(&self, _: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        *lock(&self.inner.kx)
+    }
+
+    fn set_tls12_session(
+        &self,
+        _: ServerName<'static>,
+        v: rustls::client::Tls12ClientSessionValue,
+    ) {
+        *lock(&self.inner.tls12) = Some(v);
+    }
+
+    fn tls12_session(&self, _: &ServerName<'_>) -> Option<rustls::client::Tls12ClientSessionValue> {
+        if !self.resume {
+            return None;
+        }
+        lock(&self.inner.tls12).clone()
+    }
+
+    fn remove_tls12_session(&self, _: &ServerName<'static>) {
+        *lock(&self.inner.tls12) = None;
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        _: ServerName<'static>,
+        v: rustls::client::Tls13ClientSessionValue,
+    ) {
+        let mut q = lock(&self.inner.tls13);
+        if q.len() >= self.inner.cap {
+            q.pop_front();
+        }
+        q.push_back(v);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        _: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        if !self.resume {
+            return None;
+        }
+        lock(&self.inner.tls13).pop_back()
+    }
 }
 
 /// The name a client checks the certificate against: a DNS name or an IP address.

@@ -10,7 +10,9 @@
 pub mod config;
 pub mod stream;
 
-pub use config::{client_config, server_config, CertStore, TlsFiles};
+pub use config::{
+    client_config, client_configs, server_config, CertStore, ClientConfigs, TlsFiles, Trust,
+};
 pub use stream::{Endpoint, TlsError, TlsStream};
 
 /// Whether the kernel offers TLS record offload (the `tls` TCP ULP).

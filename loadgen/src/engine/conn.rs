@@ -2,6 +2,7 @@
 //! it has queued to send. The engine drives it; scenarios add their per-message state.
 
 use holdfast::io::Socket;
+use holdfast::tls::TlsStream;
 use holdfast::ws::assembler::Partial;
 use holdfast::ws::{Decoder, Role};
 
@@ -52,6 +53,8 @@ pub struct Conn {
     pub spare: Vec<u8>,
     /// Fanout: the last sequence number received (or acknowledged at subscription).
     pub last_seq: u64,
+    /// wss://: the TLS connection (bytes in and out pass through it).
+    pub tls: Option<Box<TlsStream<rustls::client::UnbufferedClientConnection>>>,
 }
 
 impl Conn {
@@ -70,6 +73,7 @@ impl Conn {
             queued: Vec::new(),
             spare: Vec::new(),
             last_seq: 0,
+            tls: None,
         }
     }
 
@@ -103,7 +107,7 @@ mod tests {
         // Printed for the record (docs/loadgen.md); bounded so growth is a decision.
         let size = std::mem::size_of::<Conn>();
         println!("loadgen Conn: {size} bytes");
-        assert!(size <= 136, "{size}");
+        assert!(size <= 144, "{size}");
     }
 
     #[test]

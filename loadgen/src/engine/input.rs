@@ -94,9 +94,65 @@ impl Engine {
         }
         let c = &mut self.conns[idx as usize];
         c.phase = Phase::Handshaking;
-        let req = self.spec.targets[usize::from(c.target)].request.clone();
+        let target = &self.spec.targets[usize::from(c.target)];
+        if let Some(t) = &target.tls {
+            // The ClientHello first; the upgrade request once the handshake is over.
+            // A reconnect comes back with the ticket its first connection received.
+            let config = match c.attempt {
+                Some(_) => &t.configs.returning,
+                None => &t.configs.fresh,
+            };
+            let conn =
+                rustls::client::UnbufferedClientConnection::new(config.clone(), t.name.clone());
+            let Ok(conn) = conn else {
+                self.close_key(CloseKey::Reason("tls_setup"));
+                return self.fail(idx, Failure::Protocol);
+            };
+            let mut tls = Box::new(holdfast::tls::TlsStream::new(conn));
+            let _ = tls.input(&mut [], &mut |_| {});
+            c.tls = Some(tls);
+            c.socket.arm(&mut self.ring, self.spec.read_mode, idx);
+            return self.flush(idx);
+        }
+        let req = target.request.clone();
         c.socket.send(&mut self.ring, SendBuf::Shared(req), idx);
         c.socket.arm(&mut self.ring, self.spec.read_mode, idx);
+    }
+
+    /// wss://: decrypt, send what TLS has to say (its handshake, the upgrade request once
+    /// it is over), and hand the plaintext on.
+    fn on_tls_bytes(&mut self, idx: u32, data: &mut [u8]) {
+        let c = &mut self.conns[idx as usize];
+        let Some(tls) = c.tls.as_mut() else { return };
+        let was = tls.is_established();
+        let mut plain = std::mem::take(&mut self.tls_plain);
+        plain.clear();
+        let r = tls.input(data, &mut |p| plain.extend_from_slice(p));
+        let now = tls.is_established();
+        let resumed = tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        if r.is_err() {
+            self.tls_plain = plain;
+            let handshaking = c.phase == Phase::Handshaking;
+            // Send the alert (best effort) before the close.
+            self.flush(idx);
+            if handshaking {
+                self.close_key(CloseKey::Reason("tls_handshake_failed"));
+                return self.fail(idx, Failure::Protocol);
+            }
+            self.close_key(CloseKey::Reason("tls_error"));
+            return self.finish(idx);
+        }
+        if !was && now {
+            self.counts
+                .inc(if resumed { C::TlsResumed } else { C::TlsFull });
+            let req = self.spec.targets[usize::from(c.target)].request.clone();
+            c.queued.extend_from_slice(&req);
+        }
+        self.flush(idx);
+        if !plain.is_empty() {
+            self.on_plain(idx, &mut plain);
+        }
+        self.tls_plain = plain;
     }
 
     /// The read side ended: EOF (`res` 0) or an error.
@@ -121,6 +177,21 @@ impl Engine {
     }
 
     fn on_bytes(&mut self, idx: u32, data: &mut [u8]) {
+        if self.conns[idx as usize].tls.is_some() {
+            return self.on_tls_bytes(idx, data);
+        }
+        self.on_plain(idx, data);
+    }
+
+    /// Plaintext: the 101 and frames.
+    fn on_plain(&mut self, idx: u32, data: &mut [u8]) {
+        if self
+            .conns
+            .get(idx as usize)
+            .is_none_or(|c| c.phase == Phase::Closed)
+        {
+            return;
+        }
         if self.conns[idx as usize].phase == Phase::Handshaking {
             return self.on_response(idx, data);
         }

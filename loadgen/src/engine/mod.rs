@@ -157,6 +157,8 @@ pub struct Engine {
     pub(crate) work: Work,
     /// Storm: (when, attempt, target) of reconnects waiting for their delay.
     pub(crate) reconnects: BinaryHeap<Reverse<(Instant, u16, u16)>>,
+    /// wss://: plaintext of one read, reused.
+    pub(crate) tls_plain: Vec<u8>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -306,6 +308,7 @@ impl Engine {
             hot: false,
             work,
             reconnects: BinaryHeap::new(),
+            tls_plain: Vec::new(),
             spec,
         })
     }
@@ -503,6 +506,7 @@ impl Engine {
         }
         c.phase = Phase::Closed;
         c.held = None;
+        c.tls = None;
         let (target, attempt, hint) = (c.target, c.attempt, c.hint_ms);
         c.socket.close(&mut self.ring, self.spec.read_mode, idx);
         self.on_lost(was, target, attempt, hint);
@@ -527,10 +531,31 @@ impl Engine {
         }
     }
 
-    /// Send what is queued, unless a send is in flight.
+    /// Send what is queued, unless a send is in flight (wss://: TLS's own output first,
+    /// then what is queued, encrypted once the handshake is over).
     pub(crate) fn flush(&mut self, idx: u32) {
         let c = &mut self.conns[idx as usize];
-        if c.socket.sending() || c.queued.is_empty() || c.phase == Phase::Closed {
+        if c.socket.sending() || c.phase == Phase::Closed {
+            return;
+        }
+        if let Some(tls) = c.tls.as_mut() {
+            let mut out = tls
+                .take_output()
+                .unwrap_or_else(|| std::mem::take(&mut c.spare));
+            if tls.is_established() && !c.queued.is_empty() {
+                if tls.encrypt(&c.queued, &mut out).is_err() {
+                    self.close_key(CloseKey::Reason("tls_error"));
+                    return self.finish(idx);
+                }
+                c.queued.clear();
+            }
+            if out.is_empty() {
+                c.spare = out;
+                return;
+            }
+            return c.socket.send(&mut self.ring, SendBuf::Owned(out), idx);
+        }
+        if c.queued.is_empty() {
             return;
         }
         let next = std::mem::take(&mut c.spare);
@@ -542,7 +567,7 @@ impl Engine {
     /// is queued: no allocation per heartbeat.
     fn pong_empty(&mut self, idx: u32) {
         let c = &mut self.conns[idx as usize];
-        if c.socket.sending() || !c.queued.is_empty() {
+        if c.socket.sending() || !c.queued.is_empty() || c.tls.is_some() {
             return self.send_control(idx, &PONG);
         }
         c.socket.send(&mut self.ring, SendBuf::Static(&PONG), idx);
