@@ -32,6 +32,9 @@ enum Cmd {
     Fanout(ReportArgs),
     /// Reconnect storm: time to full recovery.
     Storm(ReportArgs),
+    /// TLS: server CPU per connection set up with full and with resumed handshakes (and
+    /// plain beside them), one pinned worker.
+    Tls(ReportArgs),
     /// Every section above, one report.
     All(ReportArgs),
     /// Run a peer server (tokio-tungstenite, fastwebsockets, broadcast) by hand.
@@ -55,6 +58,7 @@ fn main() {
         Cmd::Echo(a) => (Section::Echo, a),
         Cmd::Fanout(a) => (Section::Fanout, a),
         Cmd::Storm(a) => (Section::Storm, a),
+        Cmd::Tls(a) => (Section::Tls, a),
         Cmd::All(a) => (Section::All, a),
     };
     if let Err(e) = report::run(section, &args) {

@@ -126,18 +126,22 @@ pub struct Common {
     /// server you do not run.
     #[arg(long, conflicts_with = "tls_ca")]
     pub tls_insecure: bool,
-    /// wss:// targets: keep session tickets and resume later connections with them (`on`,
-    /// as browsers do), or make every handshake a full one (`off`).
-    #[arg(long, value_enum, default_value_t = OnOff::On)]
-    pub tls_resumption: OnOff,
+    /// wss:// targets: `on`: a reconnecting client resumes with a session ticket its
+    /// earlier connection received (as browsers do; first connections are full
+    /// handshakes); `off`: every handshake is a full one; `always`: every connection
+    /// resumes when a ticket is at hand (measures the resumed handshake's cost).
+    #[arg(long, value_enum, default_value_t = Resumption::On)]
+    pub tls_resumption: Resumption,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnOff {
-    /// Enabled.
+pub enum Resumption {
+    /// Reconnects resume.
     On,
-    /// Disabled.
+    /// Never.
     Off,
+    /// Every connection that can.
+    Always,
 }
 
 impl Common {
@@ -151,7 +155,11 @@ impl Common {
             (None, true) => holdfast::tls::Trust::Insecure,
             (None, false) => holdfast::tls::Trust::System,
         };
-        holdfast::tls::client_configs(&trust, self.tls_resumption == OnOff::On).map(Some)
+        let mut c = holdfast::tls::client_configs(&trust, self.tls_resumption != Resumption::Off)?;
+        if self.tls_resumption == Resumption::Always {
+            c.fresh = c.returning.clone();
+        }
+        Ok(Some(c))
     }
 }
 

@@ -1,11 +1,13 @@
 //! The worker's TLS connections: a table indexed by slab slot (the 48-byte connection entry
-//! does not grow; a plain connection costs one empty pointer here), each a boxed
-//! [`TlsStream`] and the session's plaintext whose ciphertext is being sent.
+//! does not grow; a plain connection costs one empty pointer here), each boxed: during the
+//! handshake a rustls [`TlsStream`] (~3.4 KB), then, once the handshake is over, the compact
+//! [`Records`] layer with the keys it agreed on (~170 B; see `crate::tls::records`), and the
+//! session's plaintext whose ciphertext is being sent.
 //!
-//! Received ciphertext is decrypted where the receive put it; each record's plaintext is
-//! copied once into a worker-wide scratch buffer the session unmasks in place. The
-//! session's output is encrypted into a buffer from a small worker-wide pool, so an idle
-//! connection holds no buffer of its own.
+//! During the handshake each record's plaintext is copied into a worker-wide scratch buffer
+//! (rustls hands it out read-only); after it, records are decrypted in place where the
+//! receive put them and the session unmasks them there. The session's output is encrypted
+//! into a buffer from a small worker-wide pool, so an idle connection holds no buffer.
 
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ use rustls::HandshakeKind;
 
 use crate::io::SendBuf;
 use crate::metrics::{TlsFailure, WorkerMetrics};
-use crate::tls::{TlsError, TlsStream};
+use crate::tls::{Records, TlsError, TlsStream};
 
 /// Ciphertext buffers kept for reuse, per worker.
 const POOL: usize = 64;
@@ -24,33 +26,50 @@ const POOL_MAX_CAPACITY: usize = 64 * 1024;
 /// The answer to a plain HTTP request on the TLS port.
 static PLAIN_HTTP: &[u8] = b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 63\r\n\r\nThis port speaks TLS: connect with wss:// (or https://) instead.\n";
 
+/// Where a connection's TLS is.
+#[derive(Debug)]
+enum Layer {
+    /// rustls runs the handshake.
+    Handshake(Box<TlsStream<UnbufferedServerConnection>>),
+    /// Established: records only.
+    Records(Records),
+}
+
 /// One connection's TLS state.
 #[derive(Debug)]
 pub struct TlsConn {
-    stream: TlsStream<UnbufferedServerConnection>,
+    layer: Layer,
+    /// TLS-level bytes to send once in the record layer (the tickets rustls encoded before
+    /// the switch, close_notify).
+    out: Vec<u8>,
     /// The session's plaintext whose ciphertext is in flight (given back to the session
     /// when the send completes).
     plain: Option<SendBuf>,
     /// Input arrived at least once (a plain HTTP request is recognised by its first byte).
     seen_input: bool,
-    /// The handshake was counted.
-    counted: bool,
 }
 
 impl TlsConn {
     /// Whether application data may flow.
     pub fn is_established(&self) -> bool {
-        self.stream.is_established()
+        matches!(self.layer, Layer::Records(_))
     }
 
     /// Bytes held for a partial record and unsent TLS-level output.
     pub fn held_bytes(&self) -> usize {
-        self.stream.held_bytes()
+        self.out.capacity()
+            + match &self.layer {
+                Layer::Handshake(s) => s.held_bytes(),
+                Layer::Records(r) => r.held_bytes(),
+            }
     }
 
     /// The peer sent close_notify.
     pub fn peer_closed(&self) -> bool {
-        self.stream.peer_closed()
+        match &self.layer {
+            Layer::Handshake(s) => s.peer_closed(),
+            Layer::Records(r) => r.peer_closed(),
+        }
     }
 }
 
@@ -102,10 +121,10 @@ impl TlsSide {
             self.conns.resize_with(i + 1, || None);
         }
         self.conns[i] = Some(Box::new(TlsConn {
-            stream: TlsStream::new(conn),
+            layer: Layer::Handshake(Box::new(TlsStream::new(conn))),
+            out: Vec::new(),
             plain: None,
             seen_input: false,
-            counted: false,
         }));
         m.tls_connections.add(1);
         Ok(())
@@ -160,15 +179,21 @@ impl TlsSide {
                 });
             }
         }
-        let scratch = &mut self.scratch;
-        let r = t.stream.input(data, &mut |p| {
-            scratch.clear();
-            scratch.extend_from_slice(p);
-            app(scratch);
-        });
-        if self.scratch.capacity() > POOL_MAX_CAPACITY {
-            self.scratch = Vec::new();
-        }
+        let r = match &mut t.layer {
+            Layer::Records(r) => r.input(data, app),
+            Layer::Handshake(stream) => {
+                let scratch = &mut self.scratch;
+                let r = stream.input(data, &mut |p| {
+                    scratch.clear();
+                    scratch.extend_from_slice(p);
+                    app(scratch);
+                });
+                if self.scratch.capacity() > POOL_MAX_CAPACITY {
+                    self.scratch = Vec::new();
+                }
+                r
+            }
+        };
         if let Err(e) = r {
             let (reason, why) = match &e {
                 TlsError::Protocol(rustls::Error::AlertReceived(_)) => {
@@ -178,16 +203,40 @@ impl TlsSide {
                 _ => (TlsFailure::Protocol, "TLS: protocol error"),
             };
             m.tls_failures[reason as usize].inc();
+            let last_words = match &mut t.layer {
+                Layer::Handshake(s) => s.take_output().map(SendBuf::Owned),
+                Layer::Records(_) => None,
+            };
             return Err(Failed {
-                last_words: t.stream.take_output().map(SendBuf::Owned),
+                last_words,
                 why,
                 detail: e.to_string(),
             });
         }
-        if !t.counted && t.stream.is_established() {
-            t.counted = true;
-            let resumed = t.stream.handshake_kind() == Some(HandshakeKind::Resumed);
+        // The handshake is over: count it and move to the record layer.
+        let done = matches!(&t.layer, Layer::Handshake(s) if s.is_established());
+        if done {
+            let Layer::Handshake(stream) =
+                std::mem::replace(&mut t.layer, Layer::Records(Records::placeholder()))
+            else {
+                unreachable!("checked above")
+            };
+            let resumed = stream.handshake_kind() == Some(HandshakeKind::Resumed);
             m.tls_handshakes[usize::from(resumed)].inc();
+            match stream.into_records() {
+                Ok((records, out)) => {
+                    t.layer = Layer::Records(records);
+                    t.out = out.unwrap_or_default();
+                }
+                Err(e) => {
+                    m.tls_failures[TlsFailure::Protocol as usize].inc();
+                    return Err(Failed {
+                        last_words: None,
+                        why: "TLS: the record layer could not take over",
+                        detail: e.to_string(),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -208,10 +257,14 @@ impl TlsSide {
         else {
             return Ok(None);
         };
-        if let Some(out) = t.stream.take_output() {
-            return Ok(Some(SendBuf::Owned(out)));
+        if !t.out.is_empty() {
+            return Ok(Some(SendBuf::Owned(std::mem::take(&mut t.out))));
         }
-        if !t.stream.is_established() || t.stream.failed() {
+        let records = match &mut t.layer {
+            Layer::Handshake(s) => return Ok(s.take_output().map(SendBuf::Owned)),
+            Layer::Records(r) => r,
+        };
+        if records.failed() {
             return Ok(None);
         }
         let Some(plain) = session() else {
@@ -219,7 +272,7 @@ impl TlsSide {
         };
         let mut out = self.pool.pop().unwrap_or_default();
         out.clear();
-        t.stream.encrypt(plain.bytes(), &mut out)?;
+        records.encrypt(plain.bytes(), &mut out)?;
         t.plain = Some(plain);
         Ok(Some(SendBuf::Owned(out)))
     }
@@ -249,14 +302,9 @@ impl TlsSide {
             .get_mut(idx as usize)
             .and_then(|c| c.as_deref_mut())
         {
-            if t.stream.is_established() && !t.stream.failed() {
-                t.stream.close_notify();
+            if let Layer::Records(r) = &mut t.layer {
+                r.close_notify(&mut t.out);
             }
         }
-    }
-
-    /// Whether connection `idx` has TLS output waiting.
-    pub fn has_output(&self, idx: u32) -> bool {
-        self.get(idx).is_some_and(|t| t.stream.has_output())
     }
 }

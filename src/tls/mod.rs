@@ -8,11 +8,13 @@
 //! WebSockets; the reactor drives it.
 
 pub mod config;
+pub mod records;
 pub mod stream;
 
 pub use config::{
     client_config, client_configs, server_config, CertStore, ClientConfigs, TlsFiles, Trust,
 };
+pub use records::Records;
 pub use stream::{Endpoint, TlsError, TlsStream};
 
 /// Whether the kernel offers TLS record offload (the `tls` TCP ULP).

@@ -36,6 +36,8 @@ pub trait Endpoint {
     ) -> UnbufferedStatus<'c, 'i, Self::Data>;
     /// The state both sides share (handshake kind, version, suite).
     fn common(&self) -> &CommonState;
+    /// The traffic keys and sequence numbers (the configuration must allow extraction).
+    fn into_secrets(self) -> Result<rustls::ExtractedSecrets, rustls::Error>;
 }
 
 impl Endpoint for UnbufferedServerConnection {
@@ -49,6 +51,9 @@ impl Endpoint for UnbufferedServerConnection {
     fn common(&self) -> &CommonState {
         self
     }
+    fn into_secrets(self) -> Result<rustls::ExtractedSecrets, rustls::Error> {
+        self.dangerous_into_kernel_connection().map(|(s, _)| s)
+    }
 }
 
 impl Endpoint for UnbufferedClientConnection {
@@ -61,6 +66,9 @@ impl Endpoint for UnbufferedClientConnection {
     }
     fn common(&self) -> &CommonState {
         self
+    }
+    fn into_secrets(self) -> Result<rustls::ExtractedSecrets, rustls::Error> {
+        self.dangerous_into_kernel_connection().map(|(s, _)| s)
     }
 }
 
@@ -133,6 +141,30 @@ impl<E: Endpoint> TlsStream<E> {
     /// The rustls connection.
     pub fn endpoint(&self) -> &E {
         &self.conn
+    }
+
+    /// The rustls connection, taken out.
+    pub fn into_endpoint(self) -> E {
+        self.conn
+    }
+
+    /// Once the handshake is over: the compact record layer that carries on with its keys
+    /// (rustls' state is dropped), and the TLS-level output still to send (tickets). The
+    /// configuration must allow secret extraction.
+    pub fn into_records(mut self) -> Result<(super::Records, Option<Vec<u8>>), TlsError> {
+        if !self.is_established() || self.failed() {
+            return Err(TlsError::NotWritable);
+        }
+        let out = self.take_output();
+        let version = self
+            .conn
+            .common()
+            .protocol_version()
+            .ok_or(TlsError::NotWritable)?;
+        let held = mem::take(&mut self.held);
+        let secrets = self.conn.into_secrets()?;
+        let records = super::Records::new(version, secrets, held)?;
+        Ok((records, out))
     }
 
     /// Whether the handshake is over (application data may flow both ways).

@@ -7,6 +7,7 @@ use rustls::server::UnbufferedServerConnection;
 use rustls::HandshakeKind;
 
 use super::stream::MAX_HELD;
+use super::Records;
 use super::*;
 
 fn fixture(name: &str) -> PathBuf {
@@ -74,6 +75,11 @@ fn a_handshake_then_data_both_ways_whatever_the_read_sizes() {
         pump(&mut c, &mut s, chunk).unwrap();
         assert!(c.is_established() && s.is_established(), "chunk {chunk}");
         assert_eq!(s.endpoint().alpn_protocol(), Some(&b"http/1.1"[..]));
+        // The server's preference wins over the client's (rustls puts AES-256 first).
+        assert_eq!(
+            s.endpoint().negotiated_cipher_suite().map(|c| c.suite()),
+            Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        );
         let msg: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
         let mut wire = Vec::new();
         c.encrypt(&msg, &mut wire).unwrap();
@@ -296,4 +302,139 @@ fn a_load_generator_s_first_connections_are_full_and_its_reconnects_resume() {
     use HandshakeKind::{Full, Resumed};
     // The two first connections left two tickets: both reconnects resume with them.
     assert_eq!(kinds, [Full, Full, Resumed, Resumed]);
+}
+
+/// A client that offers only `suite` (and the versions it belongs to).
+fn client_with_suite(suite: rustls::SupportedCipherSuite) -> Arc<rustls::ClientConfig> {
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![suite],
+        ..rustls::crypto::ring::default_provider()
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(fixture("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// Handshake, then turn the server into its compact record layer; the tickets it still
+/// had to send reach the client.
+fn established(
+    ccfg: &Arc<rustls::ClientConfig>,
+    scfg: &Arc<rustls::ServerConfig>,
+) -> (Client, Records) {
+    let (mut c, mut s) = (client(ccfg), server(scfg));
+    start(&mut c);
+    // Stop once the server is established (tickets may still be in its output).
+    for _ in 0..16 {
+        if let Some(mut o) = c.take_output() {
+            s.input(&mut o, &mut |_| {}).unwrap();
+        }
+        if s.is_established() {
+            break;
+        }
+        if let Some(mut o) = s.take_output() {
+            c.input(&mut o, &mut |_| {}).unwrap();
+        }
+    }
+    let (records, out) = s.into_records().unwrap();
+    if let Some(mut o) = out {
+        c.input(&mut o, &mut |_| panic!("no data")).unwrap();
+    }
+    assert!(c.is_established());
+    (c, records)
+}
+
+#[test]
+fn the_compact_record_layer_interoperates_with_rustls_in_every_suite_and_version() {
+    use rustls::crypto::ring::cipher_suite::*;
+    let (scfg, _) = configs();
+    for suite in [
+        TLS13_AES_128_GCM_SHA256,
+        TLS13_AES_256_GCM_SHA384,
+        TLS13_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ] {
+        let ccfg = client_with_suite(suite);
+        let (mut c, mut r) = established(&ccfg, &scfg);
+        assert_eq!(
+            c.endpoint().negotiated_cipher_suite(),
+            Some(suite),
+            "{suite:?}"
+        );
+        for (len, chunk) in [(1, 1), (5, 3), (1000, 7), (40_000, 300), (70_000, 1 << 20)] {
+            let msg: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let mut wire = Vec::new();
+            c.encrypt(&msg, &mut wire).unwrap();
+            let mut got = Vec::new();
+            for piece in wire.chunks(chunk) {
+                r.input(&mut piece.to_vec(), &mut |p| got.extend_from_slice(p))
+                    .unwrap();
+            }
+            assert_eq!(got, msg, "{suite:?} {len} in pieces of {chunk}");
+            assert_eq!(r.held_bytes(), 0);
+            let mut back = Vec::new();
+            r.encrypt(&msg, &mut back).unwrap();
+            let mut got = Vec::new();
+            c.input(&mut back, &mut |p| got.extend_from_slice(p))
+                .unwrap();
+            assert_eq!(got, msg, "{suite:?} {len} back");
+        }
+        // close_notify both ways.
+        let mut bye = Vec::new();
+        r.close_notify(&mut bye);
+        c.input(&mut bye, &mut |_| {}).unwrap();
+        assert!(c.peer_closed(), "{suite:?}");
+        c.close_notify();
+        r.input(&mut c.take_output().unwrap(), &mut |_| {}).unwrap();
+        assert!(r.peer_closed(), "{suite:?}");
+    }
+}
+
+#[test]
+fn the_ticket_sent_before_the_switch_resumes_the_next_connection() {
+    let (scfg, ccfg) = configs();
+    let (mut c, _r) = established(&ccfg, &scfg);
+    // The client has taken its ticket (with the server's last output).
+    let _ = c.take_output();
+    let (mut c2, mut s2) = (client(&ccfg), server(&scfg));
+    start(&mut c2);
+    pump(&mut c2, &mut s2, 1 << 20).unwrap();
+    assert_eq!(s2.handshake_kind(), Some(HandshakeKind::Resumed));
+}
+
+#[test]
+fn tampered_oversized_and_post_handshake_records_end_the_connection() {
+    let (scfg, ccfg) = configs();
+    // A flipped bit: the tag does not verify.
+    let (mut c, mut r) = established(&ccfg, &scfg);
+    let mut wire = Vec::new();
+    c.encrypt(b"hello", &mut wire).unwrap();
+    wire[7] ^= 1;
+    let err = r.input(&mut wire, &mut |_| panic!("no data")).unwrap_err();
+    assert!(format!("{err}").contains("decrypt"), "{err}");
+    assert!(r.failed());
+    // A header announcing more than any record may hold.
+    let (_, mut r) = established(&ccfg, &scfg);
+    let err = r
+        .input(&mut [23, 3, 3, 0xff, 0xff], &mut |_| panic!("no data"))
+        .unwrap_err();
+    assert!(format!("{err}").contains("excess record size"), "{err}");
+    // A record replayed: the sequence number moved on, so it does not verify.
+    let (mut c, mut r) = established(&ccfg, &scfg);
+    let mut wire = Vec::new();
+    c.encrypt(b"once", &mut wire).unwrap();
+    let copy = wire.clone();
+    r.input(&mut wire, &mut |p| assert_eq!(p, b"once")).unwrap();
+    assert!(r
+        .input(&mut copy.clone(), &mut |_| panic!("replayed"))
+        .is_err());
 }

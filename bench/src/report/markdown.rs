@@ -194,6 +194,30 @@ pub(super) fn render(r: &Value) -> String {
         chart(&mut o, "rtt-cdf");
     }
 
+    if r["tls"].is_object() {
+        let _ = writeln!(o, "## TLS: what setting up a connection costs\n");
+        let _ = writeln!(o, "One pinned worker; the loadgen (one thread, pinned to the other CPU) ramps connections over wss:// (the test certificate: ECDSA P-256) or ws://. Server CPU per connection covers TCP accept, the TLS handshake and the WebSocket upgrade. `off`: every handshake full; `always`: every connection resumes with a session ticket an earlier one received (TLS 1.3 PSK with (EC)DHE: no certificate or signature, still a key exchange).\n");
+        let _ = writeln!(o, "| server | resumption | round | established | handshakes full / resumed | server CPU-µs per connection | connections per server-CPU-s | connect p50 / p99 µs |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+        for x in runs("tls") {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} / {} | {} | {} | {} / {} |",
+                x["server"].as_str().unwrap_or(""),
+                x["resumption"].as_str().unwrap_or("—"),
+                x["round"],
+                x["established"],
+                f(&x["tls_handshakes"]["full"], 0),
+                f(&x["tls_handshakes"]["resumed"], 0),
+                f(&x["server_cpu_us_per_connection"], 1),
+                f(&x["connections_per_server_cpu_s"], 0),
+                f(&x["connect_upgrade_latency_us"]["p50"], 0),
+                f(&x["connect_upgrade_latency_us"]["p99"], 0),
+            );
+        }
+        let _ = writeln!(o);
+    }
+
     if r["fanout"].is_object() {
         let _ = writeln!(o, "## Pub/sub fan-out\n");
         let _ = writeln!(o, "| server | topics × subscribers | publishes/s (target) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / dup / reordered / gaps |");

@@ -30,6 +30,8 @@ pub enum Section {
     Fanout,
     /// Reconnect storm recovery.
     Storm,
+    /// TLS handshake costs, full and resumed.
+    Tls,
     /// Everything.
     All,
 }
@@ -41,6 +43,7 @@ impl Section {
             Self::Echo => "echo",
             Self::Fanout => "fanout",
             Self::Storm => "storm",
+            Self::Tls => "tls",
             Self::All => "all",
         }
     }
@@ -96,6 +99,8 @@ pub struct Plan {
     server_pid: Option<u32>,
     peers: Vec<Kind>,
     densities: Vec<usize>,
+    tls_densities: Vec<usize>,
+    tls_rounds: usize,
     peer_density: usize,
     ramp_rate: f64,
     hold_seconds: f64,
@@ -123,6 +128,7 @@ impl Plan {
                 Kind::NodeWs,
                 Kind::Broadcast,
                 Kind::Uws,
+                Kind::HoldfastTls,
             ],
         };
         let uws_src = a
@@ -165,6 +171,12 @@ impl Plan {
                 // 2M runs when memory allows (the step is skipped, with the reason, when not).
                 vec![10_000, 100_000, 1_000_000, 2_000_000]
             }),
+            tls_densities: if q {
+                vec![1_000]
+            } else {
+                vec![10_000, 100_000]
+            },
+            tls_rounds: if q { 1 } else { 3 },
             peer_density: if q { 1_000 } else { 10_000 },
             ramp_rate: if q { 20_000.0 } else { 40_000.0 },
             hold_seconds: if q { 2.5 } else { 6.0 },
@@ -263,9 +275,10 @@ pub fn run(section: Section, a: &ReportArgs) -> Result<PathBuf, String> {
         "peers_skipped": plan.skipped_peers.iter().map(|(k, w)| json!({"peer": k, "why": w})).collect::<Vec<_>>(),
     });
     type Run = fn(&Plan) -> Result<Value, String>;
-    let sections: [(Section, Run); 4] = [
+    let sections: [(Section, Run); 5] = [
         (Section::Density, sections::density),
         (Section::Echo, sections::echo),
+        (Section::Tls, sections::tls),
         (Section::Fanout, sections::fanout),
         (Section::Storm, sections::storm),
     ];

@@ -23,6 +23,14 @@ pub enum Kind {
     Broadcast,
     /// uWebSockets (epoll, one thread), built from source (`--uws-src`): echo and pub/sub.
     Uws,
+    /// holdfast terminating TLS (the test certificate in tests/fixtures/tls), driven over
+    /// wss:// by the loadgen trusting the test CA.
+    HoldfastTls,
+}
+
+/// The test certificate files holdfast-tls serves and the loadgen trusts.
+pub fn tls_fixture(name: &str) -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tls/").to_string() + name
 }
 
 impl Kind {
@@ -35,6 +43,7 @@ impl Kind {
             Self::NodeWs => "node-ws",
             Self::Broadcast => "tokio-tungstenite-broadcast",
             Self::Uws => "uwebsockets",
+            Self::HoldfastTls => "holdfast-tls",
         }
     }
 
@@ -47,6 +56,7 @@ impl Kind {
             Self::NodeWs,
             Self::Broadcast,
             Self::Uws,
+            Self::HoldfastTls,
         ]
         .into_iter()
         .find(|k| k.name() == s)
@@ -55,7 +65,12 @@ impl Kind {
 
     /// Whether it holds sockets as file descriptors (so `ulimit -n` caps it).
     pub const fn uses_fds(self) -> bool {
-        !matches!(self, Self::Holdfast)
+        !matches!(self, Self::Holdfast | Self::HoldfastTls)
+    }
+
+    /// Whether it is spoken to over wss://.
+    pub const fn tls(self) -> bool {
+        matches!(self, Self::HoldfastTls)
     }
 }
 
@@ -168,7 +183,7 @@ impl Server {
         }
         let bench = bench_exe().display().to_string();
         match kind {
-            Kind::Holdfast => {
+            Kind::Holdfast | Kind::HoldfastTls => {
                 argv.push(bin_dir().join("holdfast").display().to_string());
                 argv.extend(
                     ["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]
@@ -178,6 +193,14 @@ impl Server {
                     argv.extend(["--workers".into(), t.to_string()]);
                 }
                 argv.extend(extra.iter().map(|s| s.to_string()));
+                if kind == Kind::HoldfastTls {
+                    argv.extend([
+                        "--tls-cert".into(),
+                        tls_fixture("server.pem"),
+                        "--tls-key".into(),
+                        tls_fixture("server.key"),
+                    ]);
+                }
             }
             Kind::TokioTungstenite | Kind::Fastwebsockets | Kind::Broadcast => {
                 argv.extend([bench, "peer".into()]);
@@ -227,7 +250,10 @@ impl Server {
                 }
             }
         });
-        let wants_admin = matches!(kind, Kind::Holdfast | Kind::Broadcast | Kind::Uws);
+        let wants_admin = matches!(
+            kind,
+            Kind::Holdfast | Kind::HoldfastTls | Kind::Broadcast | Kind::Uws
+        );
         let (mut addr, mut admin) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(15);
         while addr.is_none() || (wants_admin && admin.is_none()) {

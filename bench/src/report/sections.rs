@@ -18,19 +18,33 @@ struct Target {
     url_base: String,
     admin: Option<String>,
     pid: Option<u32>,
+    /// wss://: trust the test CA, with this `--tls-resumption`.
+    tls: Option<&'static str>,
 }
 
 fn target(plan: &Plan, server: Option<&Server>) -> Target {
     match server {
+        Some(sv) if sv.kind.tls() => Target {
+            // The test certificate names localhost.
+            url_base: format!(
+                "wss://localhost:{}",
+                sv.addr.rsplit_once(':').map_or("", |(_, p)| p)
+            ),
+            admin: sv.admin.clone(),
+            pid: Some(sv.pid()),
+            tls: Some("on"),
+        },
         Some(sv) => Target {
             url_base: format!("ws://{}", sv.addr),
             admin: sv.admin.clone(),
             pid: Some(sv.pid()),
+            tls: None,
         },
         None => Target {
             url_base: plan.url.clone().unwrap_or_default(),
             admin: plan.admin.clone(),
             pid: plan.server_pid,
+            tls: None,
         },
     }
 }
@@ -51,6 +65,14 @@ impl Target {
         }
         if let Some(p) = self.pid {
             v.extend([s("--server-pid"), s(p)]);
+        }
+        if let Some(resumption) = self.tls {
+            v.extend([
+                s("--tls-ca"),
+                super::procs::tls_fixture("ca.pem"),
+                s("--tls-resumption"),
+                s(resumption),
+            ]);
         }
         v
     }
@@ -102,10 +124,13 @@ pub(super) fn density(plan: &Plan) -> Result<Value, String> {
             Kind::Fastwebsockets,
             Kind::NodeWs,
             Kind::Uws,
+            Kind::HoldfastTls,
         ],
     ) {
         let counts: Vec<usize> = if kind == Kind::Holdfast {
             plan.densities.clone()
+        } else if kind == Kind::HoldfastTls {
+            plan.tls_densities.clone()
         } else {
             vec![fd_cap(kind, plan.peer_density)]
         };
@@ -235,6 +260,68 @@ fn strip_hdr(h: &Value) -> Value {
     h
 }
 
+// ------------------------------------------------------------------------------- tls
+
+/// What a reconnect storm costs over TLS: server CPU per connection set up (TCP, TLS
+/// handshake, WebSocket upgrade) with every handshake full (`--tls-resumption off`) and with
+/// resumed ones (`always`: each connection resumes with a ticket an earlier one received),
+/// one pinned worker; plain holdfast beside them. Handshakes per server-CPU-second is the
+/// inverse.
+pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
+    let (srv_cpu, lg_cpu) = plan.pinning();
+    let mut runs = Vec::new();
+    if plan.url.is_some() {
+        return Ok(
+            json!({"runs": runs, "skipped": "--url: the TLS section starts its own servers"}),
+        );
+    }
+    for (kind, resumption) in [
+        (Kind::Holdfast, None),
+        (Kind::HoldfastTls, Some("off")),
+        (Kind::HoldfastTls, Some("always")),
+    ] {
+        for round in 0..plan.tls_rounds {
+            eprintln!(
+                "tls: {} resumption {} round {round}",
+                kind.name(),
+                resumption.unwrap_or("-")
+            );
+            let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
+            let mut t = target(plan, server.as_ref());
+            t.tls = resumption;
+            let args = t.args(
+                "hold",
+                "/echo",
+                plan.upgrade_connections,
+                &[
+                    ("--rate", s(plan.ramp_rate)),
+                    // Few in flight: each resumed connection finds the ticket an earlier one
+                    // left (with thousands in flight the first thousands find none).
+                    ("--concurrency", s(16)),
+                    ("--duration", s(0.5)),
+                    ("--workers", s(1)),
+                ],
+            );
+            let (v, met) = loadgen(&args, lg_cpu.as_deref(), |_| {})?;
+            let us = v["server_cpu_us_per_upgrade"].as_f64();
+            runs.push(json!({
+                "server": kind.name(),
+                "resumption": resumption,
+                "round": round,
+                "connections": plan.upgrade_connections,
+                "met": met,
+                "established": v["established"],
+                "tls_handshakes": v["tls_handshakes"],
+                "server_cpu_us_per_connection": us,
+                "connections_per_server_cpu_s": us.map(|u| (1e6 / u.max(1e-9)).round()),
+                "peak_upgrades_per_s": v["peak_upgrades_per_s"],
+                "connect_upgrade_latency_us": strip_hdr(&v["connect_upgrade_latency_us"]),
+            }));
+        }
+    }
+    Ok(json!({ "runs": runs }))
+}
+
 // ------------------------------------------------------------------------------- echo
 
 /// Echo messages per server-CPU-second at 100 and 1,000 connections, and server CPU per
@@ -247,6 +334,7 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
     for kind in kinds(
         plan,
         &[
+            Kind::HoldfastTls,
             Kind::Uws,
             Kind::Fastwebsockets,
             Kind::TokioTungstenite,
