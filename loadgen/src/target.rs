@@ -52,6 +52,9 @@ pub fn parse_url(url: &str, tls: Option<&holdfast::tls::ClientConfigs>) -> Resul
             ))
         }
     };
+    if secure && tls.is_none() {
+        return Err(format!("{url}: wss:// needs a TLS configuration"));
+    }
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
