@@ -52,6 +52,46 @@ pub const CPU_PER_ECHO: Constant = Constant {
         "bench/results/2026-11-23-echo-read-modes.md (poll, 100 connections)",
     ),
 };
+/// Userspace an idle TLS connection holds beyond a plain one (its record-layer keys and a
+/// table slot; the handshake's rustls state is gone once it is over).
+pub const TLS_USERSPACE_EXTRA: Constant = Constant {
+    value: 270.0,
+    unit: "B",
+    source: std::borrow::Cow::Borrowed(
+        "bench/results/2026-11-30-tls-density.md (100,000 connections: 410.8 B over TLS, 141.2 B plain)",
+    ),
+};
+/// Server CPU per echoed message over TLS relative to plain (median of three runs each,
+/// 100 connections, one pinned worker: 232,282 vs 205,274 msgs per server-CPU-s).
+pub const TLS_ECHO_COST_RATIO: Constant = Constant {
+    value: 1.13,
+    unit: "×",
+    source: std::borrow::Cow::Borrowed("bench/results/2026-11-30-tls-echo/ (three runs)"),
+};
+/// Server CPU to set up a connection: TCP, WebSocket upgrade, and the TLS handshake when
+/// there is one (median of three rounds of 10,000, one pinned worker): plain, full TLS
+/// handshake, resumed TLS handshake (a session ticket; still an X25519 exchange).
+pub const SETUP_CPU: [Constant; 3] = [
+    Constant {
+        value: 13e-6,
+        unit: "s",
+        source: std::borrow::Cow::Borrowed("bench/results/2026-11-30-tls-handshakes.md (plain)"),
+    },
+    Constant {
+        value: 114e-6,
+        unit: "s",
+        source: std::borrow::Cow::Borrowed(
+            "bench/results/2026-11-30-tls-handshakes.md (TLS, full handshakes, ECDSA P-256)",
+        ),
+    },
+    Constant {
+        value: 92e-6,
+        unit: "s",
+        source: std::borrow::Cow::Borrowed(
+            "bench/results/2026-11-30-tls-handshakes.md (TLS, resumed handshakes)",
+        ),
+    },
+];
 /// Memory headroom kept free for reconnect storms and teardown spikes (assumption).
 pub const STORM_HEADROOM: f64 = 0.25;
 /// Share of a node's cores planned for steady load (assumption: room for storms).
@@ -72,7 +112,8 @@ pub struct PlanArgs {
     /// Connections each inbound message is delivered to (1 = echo-like).
     #[arg(long, default_value_t = 1)]
     pub fanout: u64,
-    /// Plan for TLS termination in the server.
+    /// Plan for TLS terminated by Holdfast (`--tls-cert`): more memory per connection, more
+    /// CPU per message, and far more per reconnect.
     #[arg(long)]
     pub tls: bool,
     /// Memory per node, e.g. 64G, 512M (default: this machine's).
@@ -179,33 +220,44 @@ pub struct Plan {
     pub client_source_addresses: u64,
     /// fs.file-max needed per node (one `struct file` per connection, plus headroom).
     pub file_max_per_node: u64,
+    /// Server CPU seconds for every connection to reconnect once (a drain or a restart of
+    /// the whole fleet): (resumed or plain, full).
+    pub storm_cpu_seconds: (f64, f64),
 }
 
 /// Compute a plan for `a` on nodes of `mem` bytes and `cores` cores.
 pub fn compute(a: &PlanArgs, mem: u64, cores: u32) -> Result<Plan, String> {
-    if a.tls {
-        return Err(
-            "--tls: Holdfast does not terminate TLS yet, so there is no measured \
-                    per-connection TLS cost to plan with; plan for TLS terminated in front \
-                    (a load balancer) and run without --tls"
-                .into(),
-        );
-    }
     if a.connections == 0 || mem == 0 || cores == 0 {
         return Err("--connections, node memory and node cores must be positive".into());
     }
     let n = a.connections as f64;
     let (user, kernel) = per_connection(a)?;
-    let per_conn = user.value + kernel.value;
-    let fixed_per_node = FIXED_BASE.value + BUFFERS_PER_WORKER.value * f64::from(cores);
-    // CPU: an inbound message costs half an echo, each delivery the other half; a heartbeat
-    // (ping out, pong in) costs one echo.
-    let half = CPU_PER_ECHO.value / 2.0;
-    let msg_cpu = n * a.msg_rate * (half + a.fanout as f64 * half);
-    let ping_cpu = if a.ping_interval > 0.0 {
-        n / a.ping_interval * CPU_PER_ECHO.value
+    let tls_extra = if a.tls {
+        TLS_USERSPACE_EXTRA.value
     } else {
         0.0
+    };
+    let per_conn = user.value + kernel.value + tls_extra;
+    let fixed_per_node = FIXED_BASE.value + BUFFERS_PER_WORKER.value * f64::from(cores);
+    // CPU: an inbound message costs half an echo, each delivery the other half; a heartbeat
+    // (ping out, pong in) costs one echo. Over TLS each costs TLS_ECHO_COST_RATIO as much.
+    let echo = CPU_PER_ECHO.value
+        * if a.tls {
+            TLS_ECHO_COST_RATIO.value
+        } else {
+            1.0
+        };
+    let half = echo / 2.0;
+    let msg_cpu = n * a.msg_rate * (half + a.fanout as f64 * half);
+    let ping_cpu = if a.ping_interval > 0.0 {
+        n / a.ping_interval * echo
+    } else {
+        0.0
+    };
+    let storm_cpu_seconds = if a.tls {
+        (n * SETUP_CPU[2].value, n * SETUP_CPU[1].value)
+    } else {
+        (n * SETUP_CPU[0].value, n * SETUP_CPU[0].value)
     };
     let cores_busy = msg_cpu + ping_cpu;
     let egress = n * a.msg_rate * a.fanout as f64 * (a.payload as f64 + 4.0);
@@ -234,6 +286,7 @@ pub fn compute(a: &PlanArgs, mem: u64, cores: u32) -> Result<Plan, String> {
         rings_per_node: rings.max(f64::from(cores)) as u64,
         client_source_addresses: (n / ports).ceil() as u64,
         file_max_per_node: (per_node * 1.1) as u64 + 65536,
+        storm_cpu_seconds,
     })
 }
 
@@ -245,13 +298,18 @@ pub fn render(a: &PlanArgs, p: &Plan, mem: u64, cores: u32) -> String {
         let v = json!({
             "input": {"connections": a.connections, "msg_rate": a.msg_rate, "payload": a.payload,
                       "fanout": a.fanout, "node_memory_bytes": mem, "node_cores": cores,
-                      "ping_interval": a.ping_interval, "nofile": a.nofile},
+                      "ping_interval": a.ping_interval, "nofile": a.nofile, "tls": a.tls},
             "constants": [
                 {"name": "userspace_per_connection", "value": user.value, "unit": user.unit, "source": user.source},
                 {"name": "kernel_per_connection", "value": kernel.value, "unit": kernel.unit, "source": kernel.source},
                 {"name": "fixed_base", "value": FIXED_BASE.value, "unit": FIXED_BASE.unit, "source": FIXED_BASE.source},
                 {"name": "buffers_per_worker", "value": BUFFERS_PER_WORKER.value, "unit": BUFFERS_PER_WORKER.unit, "source": BUFFERS_PER_WORKER.source},
                 {"name": "cpu_per_echo", "value": CPU_PER_ECHO.value, "unit": CPU_PER_ECHO.unit, "source": CPU_PER_ECHO.source},
+                {"name": "tls_userspace_extra_per_connection", "value": if a.tls { TLS_USERSPACE_EXTRA.value } else { 0.0 }, "unit": TLS_USERSPACE_EXTRA.unit, "source": TLS_USERSPACE_EXTRA.source},
+                {"name": "tls_echo_cost_ratio", "value": if a.tls { TLS_ECHO_COST_RATIO.value } else { 1.0 }, "unit": TLS_ECHO_COST_RATIO.unit, "source": TLS_ECHO_COST_RATIO.source},
+                {"name": "setup_cpu_plain", "value": SETUP_CPU[0].value, "unit": "s", "source": SETUP_CPU[0].source},
+                {"name": "setup_cpu_tls_full", "value": SETUP_CPU[1].value, "unit": "s", "source": SETUP_CPU[1].source},
+                {"name": "setup_cpu_tls_resumed", "value": SETUP_CPU[2].value, "unit": "s", "source": SETUP_CPU[2].source},
                 {"name": "storm_headroom", "value": STORM_HEADROOM, "unit": "fraction", "source": "assumption"},
                 {"name": "cpu_target", "value": CPU_TARGET, "unit": "fraction", "source": "assumption"}
             ],
@@ -260,6 +318,7 @@ pub fn render(a: &PlanArgs, p: &Plan, mem: u64, cores: u32) -> String {
             "nodes": p.nodes, "bound_by": p.bound_by, "connections_per_node": p.connections_per_node,
             "rings_per_node": p.rings_per_node, "client_source_addresses": p.client_source_addresses,
             "file_max_per_node": p.file_max_per_node,
+            "storm_cpu_seconds": {"resumed_or_plain": p.storm_cpu_seconds.0, "full": p.storm_cpu_seconds.1},
         });
         return serde_json::to_string_pretty(&v).unwrap_or_default();
     }
@@ -292,6 +351,17 @@ pub fn render(a: &PlanArgs, p: &Plan, mem: u64, cores: u32) -> String {
             format!("{:.1} MB/s", p.egress_bytes_per_second / 1e6),
         ),
         ("nodes", format!("{} (bound by {})", p.nodes, p.bound_by)),
+        (
+            "every client reconnecting",
+            if a.tls {
+                format!(
+                    "{:.0} CPU-s resumed, {:.0} CPU-s if every handshake is full",
+                    p.storm_cpu_seconds.0, p.storm_cpu_seconds.1
+                )
+            } else {
+                format!("{:.0} CPU-s", p.storm_cpu_seconds.0)
+            },
+        ),
         ("connections per node", p.connections_per_node.to_string()),
         ("io_uring rings per node", p.rings_per_node.to_string()),
         ("fs.file-max per node", format!("≥ {}", p.file_max_per_node)),
@@ -308,7 +378,7 @@ pub fn render(a: &PlanArgs, p: &Plan, mem: u64, cores: u32) -> String {
         o += &format!("  {k:<30} {v}\n");
     }
     o += "\nconstants:\n";
-    for (k, v, c) in [
+    let mut constants = vec![
         ("userspace/conn", format!("{} B", user.value), user.clone()),
         ("kernel/conn", format!("{} B", kernel.value), kernel.clone()),
         (
@@ -316,7 +386,38 @@ pub fn render(a: &PlanArgs, p: &Plan, mem: u64, cores: u32) -> String {
             format!("{:.1} µs", CPU_PER_ECHO.value * 1e6),
             CPU_PER_ECHO,
         ),
-    ] {
+    ];
+    if a.tls {
+        constants.extend([
+            (
+                "tls/conn",
+                format!("+{} B", TLS_USERSPACE_EXTRA.value),
+                TLS_USERSPACE_EXTRA,
+            ),
+            (
+                "tls cpu/echo",
+                format!("×{}", TLS_ECHO_COST_RATIO.value),
+                TLS_ECHO_COST_RATIO,
+            ),
+            (
+                "tls full setup",
+                format!("{:.0} µs", SETUP_CPU[1].value * 1e6),
+                SETUP_CPU[1].clone(),
+            ),
+            (
+                "tls resumed",
+                format!("{:.0} µs", SETUP_CPU[2].value * 1e6),
+                SETUP_CPU[2].clone(),
+            ),
+        ]);
+    } else {
+        constants.push((
+            "setup",
+            format!("{:.0} µs", SETUP_CPU[0].value * 1e6),
+            SETUP_CPU[0].clone(),
+        ));
+    }
+    for (k, v, c) in constants {
         o += &format!("  {k:<16} {v:<8} ({})\n", c.source);
     }
     o += &format!(
@@ -429,12 +530,30 @@ mod tests {
     }
 
     #[test]
-    fn sizes_and_tls() {
+    fn sizes() {
         assert_eq!(parse_size("64G").unwrap(), 64 << 30);
         assert_eq!(parse_size("512m").unwrap(), 512 << 20);
         assert!(parse_size("lots").is_err());
-        let mut a = args(1);
+    }
+
+    #[test]
+    fn tls_adds_memory_per_connection_cpu_per_message_and_a_costlier_storm() {
+        let plain = compute(&args(1_000_000), 24 << 30, 2).unwrap();
+        let mut a = args(1_000_000);
         a.tls = true;
-        assert!(compute(&a, 1 << 30, 1).unwrap_err().contains("TLS"));
+        let tls = compute(&a, 24 << 30, 2).unwrap();
+        // 1e6 × 270 B more.
+        assert!((tls.memory_bytes - plain.memory_bytes - 270e6).abs() < 1.0);
+        // Heartbeats cost 1.13 times as much.
+        assert!((tls.cores_busy / plain.cores_busy - 1.13).abs() < 1e-9);
+        // A fleet-wide reconnect: 1e6 × 92 µs resumed, 114 µs full; 13 µs plain.
+        assert!((tls.storm_cpu_seconds.0 - 92.0).abs() < 1e-6);
+        assert!((tls.storm_cpu_seconds.1 - 114.0).abs() < 1e-6);
+        assert!((plain.storm_cpu_seconds.0 - 13.0).abs() < 1e-6);
+        let text = render(&a, &tls, 24 << 30, 2);
+        assert!(
+            text.contains("over TLS") && text.contains("tls-handshakes"),
+            "{text}"
+        );
     }
 }

@@ -183,9 +183,33 @@ fn plan_prints_a_table_and_json() {
         .as_str()
         .unwrap()
         .contains("bench/results"));
+    // Over TLS: the measured TLS constants, each with its source, and the storm's cost.
     let tls = Command::new(BIN)
-        .args(["plan", "--connections", "1", "--tls"])
+        .args([
+            "plan",
+            "--connections",
+            "1000000",
+            "--tls",
+            "--node-memory",
+            "24G",
+            "--node-cores",
+            "2",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert!(!tls.status.success());
+    assert!(tls.status.success());
+    let t: serde_json::Value = serde_json::from_slice(&tls.stdout).unwrap();
+    assert_eq!(t["input"]["tls"], true);
+    assert!(t["memory_bytes"].as_f64().unwrap() > 4.4e9, "{t}");
+    assert!(
+        t["storm_cpu_seconds"]["full"].as_f64().unwrap() > 100.0,
+        "{t}"
+    );
+    let c = t["constants"].as_array().unwrap();
+    let extra = c
+        .iter()
+        .find(|k| k["name"] == "tls_userspace_extra_per_connection")
+        .unwrap();
+    assert!(extra["source"].as_str().unwrap().contains("tls-density"));
 }

@@ -101,3 +101,38 @@ def test_unknown_path_is_refused_with_404(server):
         assert e.value.response.status_code == 404
 
     run(go())
+
+
+TLS = os.path.join(os.path.dirname(__file__), "..", "fixtures", "tls")
+
+
+def test_wss_with_openssl_over_tls12_and_tls13():
+    """Python's ssl module (OpenSSL): a third TLS stack against the server's rustls
+    handshake and its own record layer."""
+    import ssl
+
+    s = Server("--tls-cert", os.path.join(TLS, "server.pem"),
+               "--tls-key", os.path.join(TLS, "server.key"))
+    try:
+        port = s.addr.rsplit(":", 1)[1]
+        url = f"wss://localhost:{port}/echo"
+
+        async def go():
+            for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+                ctx = ssl.create_default_context(cafile=os.path.join(TLS, "ca.pem"))
+                ctx.minimum_version = ctx.maximum_version = version
+                for _ in range(2):
+                    async with websockets.connect(url, ssl=ctx, max_size=None) as ws:
+                        big = "x" * 100_000  # several records each way
+                        await ws.send(big)
+                        assert await ws.recv() == big
+                        await ws.send(b"\x00\x01")
+                        assert await ws.recv() == b"\x00\x01"
+                        tls = ws.transport.get_extra_info("ssl_object")
+                        assert tls.version() == {ssl.TLSVersion.TLSv1_2: "TLSv1.2",
+                                                 ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
+                        assert tls.selected_alpn_protocol() in (None, "http/1.1")
+
+        run(go())
+    finally:
+        s.stop()
