@@ -677,6 +677,39 @@ fn hold_echo_and_a_storm_over_wss_with_and_without_resumption() {
         let after = server.metric("holdfast_tls_handshakes_total{kind=\"resumed\"}");
         assert_eq!(after - before, want_resumed as f64);
     }
+    // Fan-out over wss://: every message once, in order.
+    let (code, v, out) = loadgen(&[
+        "fanout",
+        "--url",
+        &format!("wss://localhost:{port}/ws"),
+        "--tls-ca",
+        &ca,
+        "--connections",
+        "200",
+        "--topics",
+        "2",
+        "--publish-rate",
+        "50",
+        "--admin",
+        &server.admin,
+        "--warmup",
+        "0.3",
+        "--duration",
+        "1",
+        "--hard-timeout",
+        "60",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(n(&v["published_total"]) >= 50, "{v}");
+    for k in [
+        "lost_in_stream",
+        "lost_at_end",
+        "duplicates",
+        "reordered",
+        "gaps",
+    ] {
+        assert_eq!(n(&v[k]), 0, "{k}: {v}");
+    }
     // A client that does not trust the certificate: every attempt fails, counted as a
     // protocol failure, and the run ends.
     let other = tls_fixture("server2.pem");
