@@ -559,14 +559,15 @@ impl Ring {
 
     /// Keep `pool` single-shot accepts armed on `listener`, each into a free slot of the
     /// file table and with a buffer for the peer's address. Completions carry
-    /// `Op::Accept` with the pool index and [`Extra::Peer`].
+    /// `Op::Accept` with the pool index and [`Extra::Peer`]. One more address slot (index
+    /// `pool`) is kept for [`Ring::probe_accept`].
     pub fn arm_accepts(&mut self, listener: RawFd, pool: usize) {
         self.accepts_retired = false;
-        if self.accepts.len() < pool {
+        if self.accepts.len() < pool + 1 {
             if self.accepts.iter().any(|s| s.armed) {
                 return; // never reallocate under armed accepts
             }
-            self.accepts = (0..pool)
+            self.accepts = (0..=pool)
                 .map(|_| AddrSlot {
                     // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
                     storage: unsafe { std::mem::zeroed() },
@@ -575,23 +576,43 @@ impl Ring {
                 })
                 .collect();
         }
-        for k in 0..self.accepts.len() {
-            let slot = &mut self.accepts[k];
-            if slot.armed {
-                continue;
-            }
-            slot.armed = true;
-            slot.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            let sqe = opcode::Accept::new(
-                types::Fd(listener),
-                (&mut slot.storage as *mut libc::sockaddr_storage).cast(),
-                &mut slot.len,
-            )
-            .file_index(Some(types::DestinationSlot::auto_target()))
-            .build()
-            .user_data(Token::new(Op::Accept, k as u32, 0).encode());
-            self.push_chain(&[sqe]);
+        for k in 0..pool {
+            self.arm_accept_slot(listener, k);
         }
+    }
+
+    /// Submit one more accept now, beside the armed ones (which wait for a wake-up): it
+    /// tries the listen queue at once. Accepts wait on the listener *exclusively* (one
+    /// wake-up per arriving connection), so a wake-up taken by an accept that is then
+    /// cancelled is lost and its connection waits in the queue until the next arrives; the
+    /// probe takes it. Does nothing unless accepts were armed here, or if the probe is
+    /// already in flight.
+    pub fn probe_accept(&mut self, listener: RawFd) {
+        if self.accepts_retired || self.accepts.is_empty() {
+            return;
+        }
+        let k = self.accepts.len() - 1;
+        self.arm_accept_slot(listener, k);
+    }
+
+    fn arm_accept_slot(&mut self, listener: RawFd, k: usize) {
+        let Some(slot) = self.accepts.get_mut(k) else {
+            return;
+        };
+        if slot.armed {
+            return;
+        }
+        slot.armed = true;
+        slot.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let sqe = opcode::Accept::new(
+            types::Fd(listener),
+            (&mut slot.storage as *mut libc::sockaddr_storage).cast(),
+            &mut slot.len,
+        )
+        .file_index(Some(types::DestinationSlot::auto_target()))
+        .build()
+        .user_data(Token::new(Op::Accept, k as u32, 0).encode());
+        self.push_chain(&[sqe]);
     }
 
     /// Cancel every armed accept (their completions come back with ECANCELED); the address

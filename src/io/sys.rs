@@ -1,7 +1,7 @@
 //! The system calls around the rings: file limits, signals, eventfds, thread priority.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// The RLIMIT_NOFILE soft limit: the largest registered file table a ring may have.
 pub fn nofile_soft_limit() -> u64 {
@@ -109,6 +109,16 @@ pub fn poll_fds(fds: &mut [libc::pollfd], timeout: std::time::Duration) -> i32 {
             std::ptr::null(),
         )
     }
+}
+
+/// Whether `fd` is readable now (a listener: connections wait in its accept queue).
+pub fn readable(fd: RawFd) -> bool {
+    let mut p = [libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    poll_fds(&mut p, std::time::Duration::ZERO) > 0 && p[0].revents & libc::POLLIN != 0
 }
 
 /// Clock ticks per second (`_SC_CLK_TCK`), the unit of `/proc/PID/stat` CPU times.

@@ -133,6 +133,20 @@ impl Rings {
         }
     }
 
+    /// Try the listen queue at once on the accepting ring (see [`Ring::probe_accept`]): for
+    /// a connection whose wake-up an accept took and then lost to its cancellation.
+    pub fn probe_accept(&mut self) {
+        if self.accepting {
+            let listener = self.listener;
+            self.list[self.accept_ring].ring.probe_accept(listener);
+        }
+    }
+
+    /// Whether the listener has connections waiting to be accepted.
+    pub fn backlog_waiting(&self) -> bool {
+        crate::io::sys::readable(self.listener)
+    }
+
     /// Stop accepting everywhere (drain).
     pub fn stop_accepting(&mut self) {
         self.accepting = false;

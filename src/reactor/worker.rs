@@ -573,6 +573,15 @@ impl<S: Services> Worker<S> {
     fn on_accept(&mut self, r: usize, c: Completion) {
         if c.res < 0 {
             let errno = -c.res;
+            if errno == libc::ECANCELED
+                && self.drain.is_none()
+                && r != self.rings.accept_ring
+                && !self.rings.list[r].ring.accepting()
+            {
+                // The last accept of the ring accepting moved away is gone. One of them may
+                // have taken a wake-up (they are exclusive) and lost it: try the queue now.
+                self.rings.probe_accept();
+            }
             if errno == libc::ECANCELED || self.drain.is_some() {
                 return; // cancelled, or the listener was closed by the drain on purpose
             }
@@ -762,6 +771,10 @@ impl<S: Services> Worker<S> {
         }
         if self.rings.accepting && self.drain.is_none() {
             self.rings.arm_accept();
+            // Any wake-up lost another way is recovered within a tick.
+            if self.rings.backlog_waiting() {
+                self.rings.probe_accept();
+            }
         }
         self.sweep();
         self.drain_step();
