@@ -40,37 +40,36 @@ pub trait Endpoint {
     fn into_secrets(self) -> Result<rustls::ExtractedSecrets, rustls::Error>;
 }
 
-impl Endpoint for UnbufferedServerConnection {
-    type Data = rustls::server::ServerConnectionData;
-    fn process<'c, 'i>(
-        &'c mut self,
-        incoming: &'i mut [u8],
-    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
-        self.process_tls_records(incoming)
-    }
-    fn common(&self) -> &CommonState {
-        self
-    }
-    fn into_secrets(self) -> Result<rustls::ExtractedSecrets, rustls::Error> {
-        self.dangerous_into_kernel_connection().map(|(s, _)| s)
-    }
+/// Both sides' connections implement it the same way (their methods share names, not a
+/// trait of rustls').
+macro_rules! endpoint {
+    ($conn:ty, $data:ty) => {
+        impl Endpoint for $conn {
+            type Data = $data;
+            fn process<'c, 'i>(
+                &'c mut self,
+                incoming: &'i mut [u8],
+            ) -> UnbufferedStatus<'c, 'i, Self::Data> {
+                self.process_tls_records(incoming)
+            }
+            fn common(&self) -> &CommonState {
+                self
+            }
+            fn into_secrets(self) -> Result<rustls::ExtractedSecrets, rustls::Error> {
+                self.dangerous_into_kernel_connection().map(|(s, _)| s)
+            }
+        }
+    };
 }
 
-impl Endpoint for UnbufferedClientConnection {
-    type Data = rustls::client::ClientConnectionData;
-    fn process<'c, 'i>(
-        &'c mut self,
-        incoming: &'i mut [u8],
-    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
-        self.process_tls_records(incoming)
-    }
-    fn common(&self) -> &CommonState {
-        self
-    }
-    fn into_secrets(self) -> Result<rustls::ExtractedSecrets, rustls::Error> {
-        self.dangerous_into_kernel_connection().map(|(s, _)| s)
-    }
-}
+endpoint!(
+    UnbufferedServerConnection,
+    rustls::server::ServerConnectionData
+);
+endpoint!(
+    UnbufferedClientConnection,
+    rustls::client::ClientConnectionData
+);
 
 /// Why a TLS connection cannot go on.
 #[derive(Debug, Clone, PartialEq)]

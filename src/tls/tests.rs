@@ -54,6 +54,17 @@ fn pump(c: &mut Client, s: &mut Server, chunk: usize) -> Result<(Vec<u8>, Vec<u8
     panic!("the handshake did not settle in 64 rounds");
 }
 
+/// A client and a server through a whole handshake.
+fn handshake(
+    ccfg: &Arc<rustls::ClientConfig>,
+    scfg: &Arc<rustls::ServerConfig>,
+) -> (Client, Server) {
+    let (mut c, mut s) = (client(ccfg), server(scfg));
+    start(&mut c);
+    pump(&mut c, &mut s, 1 << 20).unwrap();
+    (c, s)
+}
+
 /// The client speaks first: kick it (an empty input makes it produce its hello).
 fn start(c: &mut Client) {
     c.input(&mut [], &mut |_| panic!("no data yet")).unwrap();
@@ -104,21 +115,15 @@ fn a_handshake_then_data_both_ways_whatever_the_read_sizes() {
 #[test]
 fn a_second_connection_resumes_with_the_ticket_of_the_first() {
     let (scfg, ccfg) = configs();
-    let (mut c, mut s) = (client(&ccfg), server(&scfg));
-    start(&mut c);
-    pump(&mut c, &mut s, 1 << 20).unwrap();
+    let (_c, s) = handshake(&ccfg, &scfg);
     assert_eq!(s.handshake_kind(), Some(HandshakeKind::Full));
-    let (mut c2, mut s2) = (client(&ccfg), server(&scfg));
-    start(&mut c2);
-    pump(&mut c2, &mut s2, 1 << 20).unwrap();
+    let (_c2, s2) = handshake(&ccfg, &scfg);
     assert_eq!(s2.handshake_kind(), Some(HandshakeKind::Resumed));
 
     // Without resumption on the client, every handshake is a full one.
     let fresh = client_config(&Trust::Ca(fixture("ca.pem")), false).unwrap();
     for _ in 0..2 {
-        let (mut c, mut s) = (client(&fresh), server(&scfg));
-        start(&mut c);
-        pump(&mut c, &mut s, 1 << 20).unwrap();
+        let (_c, s) = handshake(&fresh, &scfg);
         assert_eq!(s.handshake_kind(), Some(HandshakeKind::Full));
     }
 }
@@ -137,9 +142,7 @@ fn tls12_clients_are_served_and_resume_too() {
     );
     let mut kinds = Vec::new();
     for _ in 0..2 {
-        let (mut c, mut s) = (client(&ccfg), server(&scfg));
-        start(&mut c);
-        pump(&mut c, &mut s, 1 << 20).unwrap();
+        let (_c, s) = handshake(&ccfg, &scfg);
         assert_eq!(
             s.endpoint().protocol_version(),
             Some(rustls::ProtocolVersion::TLSv1_2)
@@ -193,9 +196,7 @@ fn garbage_and_plain_http_fail_with_an_alert_and_hold_nothing() {
 #[test]
 fn a_record_that_never_ends_is_bounded() {
     let (scfg, ccfg) = configs();
-    let (mut c, mut s) = (client(&ccfg), server(&scfg));
-    start(&mut c);
-    pump(&mut c, &mut s, 1 << 20).unwrap();
+    let (_c, mut s) = handshake(&ccfg, &scfg);
     // An application-data header promising 16 KiB, then bytes that never complete it, then
     // more such headers: each is refused or held, never more than MAX_HELD.
     let mut fed = 0;
@@ -219,9 +220,7 @@ fn a_record_that_never_ends_is_bounded() {
 #[test]
 fn close_notify_reaches_the_peer() {
     let (scfg, ccfg) = configs();
-    let (mut c, mut s) = (client(&ccfg), server(&scfg));
-    start(&mut c);
-    pump(&mut c, &mut s, 1 << 20).unwrap();
+    let (mut c, mut s) = handshake(&ccfg, &scfg);
     c.close_notify();
     let mut wire = c.take_output().expect("close_notify");
     s.input(&mut wire, &mut |_| {}).unwrap();
@@ -294,9 +293,7 @@ fn a_load_generator_s_first_connections_are_full_and_its_reconnects_resume() {
     let both = client_configs(&Trust::Ca(fixture("ca.pem")), true).unwrap();
     let mut kinds = Vec::new();
     for cfg in [&both.fresh, &both.fresh, &both.returning, &both.returning] {
-        let (mut c, mut s) = (client(cfg), server(&scfg));
-        start(&mut c);
-        pump(&mut c, &mut s, 1 << 20).unwrap();
+        let (_c, s) = handshake(cfg, &scfg);
         kinds.push(s.handshake_kind().unwrap());
     }
     use HandshakeKind::{Full, Resumed};
@@ -405,9 +402,7 @@ fn the_ticket_sent_before_the_switch_resumes_the_next_connection() {
     let (mut c, _r) = established(&ccfg, &scfg);
     // The client has taken its ticket (with the server's last output).
     let _ = c.take_output();
-    let (mut c2, mut s2) = (client(&ccfg), server(&scfg));
-    start(&mut c2);
-    pump(&mut c2, &mut s2, 1 << 20).unwrap();
+    let (_c2, s2) = handshake(&ccfg, &scfg);
     assert_eq!(s2.handshake_kind(), Some(HandshakeKind::Resumed));
 }
 
