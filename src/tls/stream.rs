@@ -289,6 +289,17 @@ impl<E: Endpoint> TlsStream<E> {
         self.write_with(out, |w, buf| w.encrypt(plain, buf), plain.len())
     }
 
+    /// Send a TLS 1.3 KeyUpdate and move to new traffic keys (rustls also does this by
+    /// itself before a key's confidentiality limit). The message goes out with the next
+    /// [`TlsStream::encrypt`] or [`TlsStream::take_output`].
+    pub fn refresh_traffic_keys(&mut self) -> Result<(), TlsError> {
+        let UnbufferedStatus { state, .. } = self.conn.process(&mut []);
+        match state? {
+            ConnectionState::WriteTraffic(w) => Ok(w.refresh_traffic_keys()?),
+            _ => Err(TlsError::NotWritable),
+        }
+    }
+
     /// Append close_notify to the TLS-level output (the last record we send).
     pub fn close_notify(&mut self) {
         let mut out = mem::take(&mut self.out);

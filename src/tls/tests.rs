@@ -423,6 +423,15 @@ fn tampered_oversized_and_post_handshake_records_end_the_connection() {
         .input(&mut [23, 3, 3, 0xff, 0xff], &mut |_| panic!("no data"))
         .unwrap_err();
     assert!(format!("{err}").contains("excess record size"), "{err}");
+    // A KeyUpdate (TLS 1.3): the compact layer cannot follow new keys, so it says so and
+    // the connection ends (docs/security.md).
+    let (mut c, mut r) = established(&ccfg, &scfg);
+    c.refresh_traffic_keys().unwrap();
+    let mut wire = c.take_output().unwrap_or_default();
+    c.encrypt(b"after", &mut wire).unwrap();
+    let err = r.input(&mut wire, &mut |_| panic!("no data")).unwrap_err();
+    assert!(format!("{err}").contains("KeyUpdate"), "{err}");
+    assert!(r.failed());
     // A record replayed: the sequence number moved on, so it does not verify.
     let (mut c, mut r) = established(&ccfg, &scfg);
     let mut wire = Vec::new();
