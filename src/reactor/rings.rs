@@ -9,15 +9,15 @@ use crate::io::{Op, Ring, RingConfig, Token};
 
 /// Connection slots kept free in each file table. An accept into a full table fails with
 /// ENFILE after the kernel has taken the connection off the listen queue, so the client is
-/// reset. Accepts are single-shot and at most `ACCEPT_POOL` are in flight, so at most that
-/// many can land between two looks at the table: a headroom of at least the pool keeps every
-/// table from filling. (A multishot accept can land a whole listen backlog in one batch,
+/// reset. Accepts are single-shot and at most `ACCEPT_POOL` + 1 (the probe) are in flight,
+/// so at most that many can land between two looks at the table: a headroom of at least
+/// that keeps every table from filling. (A multishot accept can land a whole listen backlog in one batch,
 /// which is why it is not used.)
 pub const TABLE_HEADROOM: usize = 192;
 /// Single-shot accepts kept in flight on the accepting ring, each with an address buffer
 /// (the per-IP cap needs peer addresses; multishot accept into a direct descriptor has none).
 pub const ACCEPT_POOL: usize = 128;
-const _: () = assert!(TABLE_HEADROOM >= ACCEPT_POOL);
+const _: () = assert!(TABLE_HEADROOM > ACCEPT_POOL);
 
 /// The `Op::Wake` index that means "the hub queued deliveries" (ring numbers are small).
 pub const HUB_WAKE: u32 = u32::MAX;
