@@ -288,7 +288,7 @@ fn single(o: &mut String, name: &str, kind: &str, help: &str, value: impl std::f
     let _ = writeln!(o, "holdfast_{name} {value}");
 }
 
-/// The TLS certificate's reloads and whether the kernel offloads records.
+/// The TLS certificate's reloads, and whether the kernel encrypts records (never, yet).
 pub fn render_tls(o: &mut String, store: &crate::tls::CertStore) {
     let (ok, failed) = store.reloads();
     family(
@@ -302,13 +302,13 @@ pub fn render_tls(o: &mut String, store: &crate::tls::CertStore) {
         o,
         "holdfast_tls_cert_reloads_total{{result=\"error\"}} {failed}"
     );
-    let ktls = store.kernel_tls();
+    // This version encrypts every record in userspace (docs/architecture.md "TLS").
     single(
         o,
         "tls_kernel_offload",
         "gauge",
-        "1 when TLS records are encrypted by the kernel (kTLS), 0 when in userspace (rustls).",
-        u8::from(ktls.starts_with("in use")),
+        "1 when TLS records are encrypted by the kernel (kTLS), 0 when in userspace.",
+        0,
     );
 }
 

@@ -81,7 +81,6 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
                 format!("unavailable ({why}): records are encrypted in userspace (rustls)")
             }
         };
-        store.set_kernel_tls(&ktls);
         tracing::info!(
             cert = %store.files().cert.display(),
             key = %store.files().key.display(),

@@ -461,59 +461,52 @@ impl<S: Services> Worker<S> {
             return conn.socket.close(ring, mode, idx);
         }
         let ctx = self.env.ctx(idx);
-        if let Some(tls) = self.tls.as_mut() {
-            // TLS's own output first, then the session's, encrypted.
-            let before = tls.get(idx).map_or(0, |t| t.held_bytes());
-            if !conn.socket.sending() {
-                let mut host = self.svc.host(idx);
-                let session = &mut conn.session;
-                let hist = &mut self.hist;
-                let next = tls.next_send(idx, || {
-                    let buf = session.poll_transmit(&ctx, &mut host)?;
-                    let depth = session.queued().max(buf.bytes().len()) as u64;
-                    hist.send_queue_bytes.saturating_record(depth.max(1));
-                    Some(buf)
-                });
-                match next {
-                    Ok(Some(buf)) => conn.socket.send(ring, buf, idx),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::debug!(conn = idx, "TLS encryption failed: {e}");
-                        ctx.aborted(Side::Server, "TLS: encryption failed");
-                        conn.session.abort();
-                        let after = tls.get(idx).map_or(0, |t| t.held_bytes());
-                        self.tally.0 = self.tally.0.wrapping_add(after).wrapping_sub(before);
-                        return conn.socket.close(ring, mode, idx);
-                    }
+        let tls_before = tls_held(&self.tls, idx);
+        if !conn.socket.sending() {
+            let mut host = self.svc.host(idx);
+            let session = &mut conn.session;
+            let hist = &mut self.hist;
+            let mut poll = || {
+                let buf = session.poll_transmit(&ctx, &mut host)?;
+                let depth = session.queued().max(buf.bytes().len()) as u64;
+                hist.send_queue_bytes.saturating_record(depth.max(1));
+                Some(buf)
+            };
+            // With TLS: its own output first, then the session's, encrypted.
+            let next = match self.tls.as_mut() {
+                None => Ok(poll()),
+                Some(tls) => tls.next_send(idx, poll),
+            };
+            match next {
+                Ok(Some(buf)) => conn.socket.send(ring, buf, idx),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(conn = idx, "TLS encryption failed: {e}");
+                    ctx.aborted(Side::Server, "TLS: encryption failed");
+                    conn.session.abort();
+                    conn.socket.close(ring, mode, idx);
                 }
             }
-            if conn.session.poll_shutdown() {
-                // close_notify, then our FIN (best effort: sent only if nothing else is).
+        }
+        if conn.session.poll_shutdown() {
+            if let Some(tls) = self.tls.as_mut() {
+                // close_notify before our FIN (best effort: sent only if nothing else is).
                 tls.close_notify(idx);
                 if !conn.socket.sending() {
                     if let Ok(Some(buf)) = tls.next_send(idx, || None) {
                         conn.socket.send(ring, buf, idx);
                     }
                 }
-                conn.socket.shutdown_write(ring, idx);
-                conn.socket.resume(ring, mode, idx, true);
             }
-            let after = tls.get(idx).map_or(0, |t| t.held_bytes());
-            self.tally.0 = self.tally.0.wrapping_add(after).wrapping_sub(before);
-        } else {
-            if !conn.socket.sending() {
-                let mut host = self.svc.host(idx);
-                if let Some(buf) = conn.session.poll_transmit(&ctx, &mut host) {
-                    let depth = conn.session.queued().max(buf.bytes().len()) as u64;
-                    self.hist.send_queue_bytes.saturating_record(depth.max(1));
-                    conn.socket.send(ring, buf, idx);
-                }
-            }
-            if conn.session.poll_shutdown() {
-                conn.socket.shutdown_write(ring, idx);
-                conn.socket.resume(ring, mode, idx, true);
-            }
+            conn.socket.shutdown_write(ring, idx);
+            conn.socket.resume(ring, mode, idx, true);
         }
+        let tls_after = tls_held(&self.tls, idx);
+        self.tally.0 = self
+            .tally
+            .0
+            .wrapping_add(tls_after)
+            .wrapping_sub(tls_before);
         if conn.session.take_new_deadline() {
             if let Some(at) = conn.session.deadline(&self.env.session) {
                 self.closings.push_back((idx, conn.socket.generation(), at));
@@ -1015,11 +1008,14 @@ impl<S: Services> Worker<S> {
     }
 }
 
+/// Bytes connection `idx`'s TLS state holds (partial records, unsent TLS output).
+fn tls_held(tls: &Option<TlsSide>, idx: u32) -> usize {
+    tls.as_ref()
+        .and_then(|t| t.get(idx))
+        .map_or(0, |t| t.held_bytes())
+}
+
 /// A session's holdings with its TLS buffers counted as partial input.
 fn with_tls(held: (usize, usize), tls: &Option<TlsSide>, idx: u32) -> (usize, usize) {
-    let t = tls
-        .as_ref()
-        .and_then(|t| t.get(idx))
-        .map_or(0, |t| t.held_bytes());
-    (held.0 + t, held.1)
+    (held.0 + tls_held(tls, idx), held.1)
 }

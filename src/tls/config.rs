@@ -87,8 +87,6 @@ pub struct CertStore {
     current: RwLock<Arc<CertifiedKey>>,
     /// Reloads: [succeeded, failed].
     reloads: [AtomicU64; 2],
-    /// What the kernel TLS probe found, for the metrics.
-    kernel_tls: Mutex<String>,
 }
 
 impl CertStore {
@@ -99,7 +97,6 @@ impl CertStore {
             files,
             current: RwLock::new(Arc::new(ck)),
             reloads: Default::default(),
-            kernel_tls: Mutex::new(String::new()),
         })
     }
 
@@ -124,19 +121,6 @@ impl CertStore {
             self.reloads[0].load(Ordering::Relaxed),
             self.reloads[1].load(Ordering::Relaxed),
         )
-    }
-
-    /// Record what the kernel TLS probe found.
-    pub fn set_kernel_tls(&self, what: &str) {
-        *self.kernel_tls.lock().unwrap_or_else(|p| p.into_inner()) = what.to_string();
-    }
-
-    /// What the kernel TLS probe found.
-    pub fn kernel_tls(&self) -> String {
-        self.kernel_tls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 
     /// The files it reads.
@@ -284,7 +268,9 @@ pub fn client_configs(trust: &Trust, resumption: bool) -> Result<ClientConfigs, 
         }
         Trust::Insecure => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify))
+            .with_custom_certificate_verifier(Arc::new(NoVerify(
+                provider::default_provider().signature_verification_algorithms,
+            )))
             .with_no_client_auth(),
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -409,7 +395,7 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
 /// A verifier that accepts any certificate (signatures on the handshake are still checked
 /// with the certificate's key): only for `--tls-insecure` load against a test server.
 #[derive(Debug)]
-struct NoVerify;
+struct NoVerify(rustls::crypto::WebPkiSupportedAlgorithms);
 
 impl rustls::client::danger::ServerCertVerifier for NoVerify {
     fn verify_server_cert(
@@ -429,12 +415,7 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &provider::default_provider().signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
     }
 
     fn verify_tls13_signature(
@@ -443,17 +424,10 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &provider::default_provider().signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        provider::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.supported_schemes()
     }
 }

@@ -19,7 +19,7 @@
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use rustls::{ConnectionTrafficSecrets, ExtractedSecrets, ProtocolVersion};
 
-use super::stream::TlsError;
+use super::stream::{feed_held, TlsError};
 
 /// Record header length.
 const HEADER: usize = 5;
@@ -180,7 +180,7 @@ impl Records {
     }
 
     /// A record layer that has failed (stands in while a connection's layer is replaced).
-    pub fn placeholder() -> Self {
+    pub(crate) fn placeholder() -> Self {
         let d = || Direction {
             key: [0; 32],
             iv: [0; 12],
@@ -222,23 +222,11 @@ impl Records {
         if self.failed() {
             return Err(TlsError::NotWritable);
         }
-        let r = if self.held.is_empty() {
-            self.records(data, app).map(|used| {
-                if used < data.len() {
-                    self.held = data[used..].to_vec();
-                }
-            })
-        } else {
-            let mut held = std::mem::take(&mut self.held);
-            held.extend_from_slice(data);
-            self.records(&mut held, app).map(|used| {
-                held.drain(..used);
-                if !held.is_empty() {
-                    held.shrink_to_fit();
-                    self.held = held;
-                }
-            })
-        };
+        let held = std::mem::take(&mut self.held);
+        let r = feed_held(held, data, |buf| self.records(buf, app)).map(|mut h| {
+            h.shrink_to_fit();
+            self.held = h;
+        });
         if r.is_err() {
             self.flags |= FAILED;
             self.held = Vec::new();

@@ -214,22 +214,8 @@ impl<E: Endpoint> TlsStream<E> {
         if self.failed() {
             return Err(TlsError::NotWritable);
         }
-        let r = if self.held.is_empty() {
-            self.process(data, app).map(|used| {
-                if used < data.len() {
-                    self.held.extend_from_slice(&data[used..]);
-                }
-            })
-        } else {
-            let mut held = mem::take(&mut self.held);
-            held.extend_from_slice(data);
-            self.process(&mut held, app).map(|used| {
-                held.drain(..used);
-                if !held.is_empty() {
-                    self.held = held;
-                }
-            })
-        };
+        let held = mem::take(&mut self.held);
+        let r = feed_held(held, data, |buf| self.process(buf, app)).map(|h| self.held = h);
         if let Err(e) = r {
             self.flags |= FAILED;
             self.held = Vec::new();
@@ -350,6 +336,28 @@ impl<E: Endpoint> TlsStream<E> {
         }
         Err(TlsError::NotWritable)
     }
+}
+
+/// Run `process` (which returns the bytes it consumed) over what is `held` from earlier
+/// reads followed by `data` — over `data` where it lies when nothing is held — and return
+/// what is left unconsumed (a partial record) for the next read; nothing is allocated when
+/// everything was consumed.
+pub(super) fn feed_held<E>(
+    mut held: Vec<u8>,
+    data: &mut [u8],
+    process: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+) -> Result<Vec<u8>, E> {
+    if held.is_empty() {
+        let used = process(data)?;
+        return Ok(data[used..].to_vec());
+    }
+    held.extend_from_slice(data);
+    let used = process(&mut held)?;
+    held.drain(..used);
+    if held.is_empty() {
+        held = Vec::new();
+    }
+    Ok(held)
 }
 
 /// Append a TLS-level chunk to `out` (asking rustls for its size first).
