@@ -123,6 +123,34 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub client_publish: bool,
 
+    /// Backplane: `memory` (one node; the default) or `redis://[:PASSWORD@]HOST:PORT[,HOST:PORT…]`
+    /// (Redis ≥ 7 or a Redis Cluster, started separately): the broker numbers every
+    /// topic's messages so a fleet of nodes is one server (docs/backplane.md).
+    #[arg(long, default_value = "memory")]
+    pub backplane: String,
+
+    /// Backplane: this node's name in presence and logs (default: host name and port).
+    #[arg(long)]
+    pub node_id: Option<String>,
+
+    /// Backplane: seconds a topic's history stays at the broker after its last publish
+    /// (0: forever). Its stream keeps --replay-messages messages.
+    #[arg(long, default_value_t = 86_400, value_parser = crate::units::whole_secs)]
+    pub history_ttl: u64,
+
+    /// Presence: topics whose names start with this keep a member list (empty: none).
+    #[arg(long, default_value = "presence:")]
+    pub presence_prefix: String,
+
+    /// Presence: seconds a member stays listed after its node last refreshed it (a node
+    /// refreshes every third of it; a node that dies drops out within it).
+    #[arg(long, default_value_t = 30, value_parser = crate::units::whole_secs)]
+    pub presence_ttl: u64,
+
+    /// Presence: send subscribers of presence topics join and leave events.
+    #[arg(long)]
+    pub presence_events: bool,
+
     /// Pub/sub: largest control message (subscribe, unsubscribe, publish) in bytes; a
     /// larger one is answered with an error before it is parsed.
     #[arg(long, default_value_t = 4096, value_parser = crate::units::bytes_usize)]
@@ -387,6 +415,32 @@ impl ServeConfig {
             });
         }
         Ok((memory, replay))
+    }
+
+    /// The backplane's options (`--backplane` and the presence flags).
+    pub fn backplane_options(&self) -> Result<crate::backplane::Options, ConfigError> {
+        let url = match self.backplane.as_str() {
+            "memory" | "" => None,
+            u => Some(crate::backplane::broker::Url::parse(u).map_err(ConfigError::Backplane)?),
+        };
+        let node = match &self.node_id {
+            Some(n) if n.is_empty() || n.len() > 64 || n.contains(['/', '\n', ' ']) => {
+                return Err(ConfigError::Backplane(format!(
+                    "--node-id {n:?}: 1 to 64 bytes, no '/', space or newline"
+                )))
+            }
+            Some(n) => n.clone(),
+            None => format!("{}-{}", host_name(), self.listen.port()),
+        };
+        Ok(crate::backplane::Options {
+            url,
+            node: node.into(),
+            history: self.replay_messages,
+            history_ttl: self.history_ttl,
+            presence_prefix: self.presence_prefix.clone(),
+            presence_ttl: self.presence_ttl.max(1),
+            presence_events: self.presence_events,
+        })
     }
 
     /// The admin address, or None when disabled.
@@ -691,6 +745,8 @@ pub enum ConfigError {
     Auth(String),
     /// The TLS certificate or key cannot be used.
     Tls(String),
+    /// `--backplane` or `--node-id` is unusable.
+    Backplane(String),
     /// `--admin` (or `--metrics-listen`) is neither host:port nor `off`.
     AdminAddr {
         /// What was given.
@@ -725,6 +781,7 @@ impl std::fmt::Display for ConfigError {
             Self::TokenFile { path, reason } => write!(f, "--admin-token-file {path}: {reason}"),
             Self::Auth(e) => write!(f, "{e}"),
             Self::Tls(e) => write!(f, "TLS: {e}"),
+            Self::Backplane(e) => write!(f, "backplane: {e}"),
             Self::AdminAddr { value, reason } => {
                 write!(f, "--admin {value:?}: {reason} (use host:port or \"off\")")
             }
@@ -733,3 +790,12 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// This machine's host name (for the default node id).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "holdfast".into())
+}

@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backplane;
 pub mod budget;
 pub mod config;
 pub mod histograms;

@@ -885,6 +885,42 @@ pub fn render_pubsub(o: &mut String, hub: &crate::pubsub::Hub) {
     }
 }
 
+/// The backplane's state and counters.
+pub fn render_backplane(o: &mut String, bp: &crate::backplane::Backplane) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &bp.stats;
+    let engine = if bp.is_broker() { "redis" } else { "memory" };
+    o.push_str(
+        "# HELP holdfast_backplane_up Whether the backplane can publish (1), by engine.\n\
+         # TYPE holdfast_backplane_up gauge\n",
+    );
+    o.push_str(&format!(
+        "holdfast_backplane_up{{engine=\"{engine}\"}} {}\n",
+        u8::from(bp.up())
+    ));
+    let rows: [(&str, &str, &str, u64); 9] = [
+        ("backplane_reconnects_total", "counter", "Connections to the broker made again after it went away.", s.reconnects.load(Relaxed)),
+        ("backplane_resubscribes_total", "counter", "Topic and user channels listened to again after a reconnect.", s.resubscribes.load(Relaxed)),
+        ("backplane_received_total", "counter", "Messages received from the broker.", s.received.load(Relaxed)),
+        ("backplane_published_total", "counter", "Messages this node published through the broker.", s.published.load(Relaxed)),
+        ("backplane_publish_refused_total", "counter", "Publishes refused because the broker was unreachable or the backplane's queue was full.", s.refused.load(Relaxed)),
+        ("backplane_catch_ups_total", "counter", "Topics caught up from their stream (a message past the next number, another epoch).", s.catch_ups.load(Relaxed)),
+        ("backplane_caught_up_messages_total", "counter", "Messages delivered from streams by catch-ups.", s.caught_up.load(Relaxed)),
+        ("backplane_malformed_total", "counter", "Messages from the broker that could not be used (malformed, not UTF-8 text, too large).", s.malformed.load(Relaxed)),
+        ("backplane_jobs_dropped_total", "counter", "Requests to the backplane refused because its queue was full.", s.dropped_jobs.load(Relaxed)),
+    ];
+    for (name, kind, help, v) in rows {
+        single(o, name, kind, help, v);
+    }
+    single(
+        o,
+        "backplane_lag_seconds",
+        "gauge",
+        "Publish (broker clock) to receipt here, the last message received.",
+        s.lag_us.load(Relaxed) as f64 / 1e6,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -211,6 +211,8 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     );
     let memory = Arc::new(MemoryBudget::new(memory_limit, workers));
     hub.attach_budget(memory.clone());
+    let backplane = crate::backplane::Backplane::start(cfg.backplane_options()?, hub.clone())
+        .map_err(|e| ServeError::Resources("the backplane thread", e))?;
     tracing::info!(
         memory_budget = memory_limit,
         replay_budget,
@@ -227,6 +229,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         life: life.clone(),
         metrics: metrics.clone(),
         hub: hub.clone(),
+        backplane: backplane.clone(),
         memory: memory.clone(),
         storm: storm.clone(),
         max_connections: cfg.max_connections,
@@ -284,6 +287,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
                 limits: topic_limits,
                 client_publish: cfg.client_publish,
                 max_control_bytes: cfg.max_control_message,
+                backplane: backplane.clone(),
             },
         };
         let cpu = p.cpu;
@@ -452,6 +456,7 @@ fn run_worker(
         ),
         pubsub: PubsubSide::new(id, svc.pubsub),
         identity: crate::services::IdentitySide::new(svc.edge),
+        kicks: Vec::new(),
     };
     let ready = tx.clone();
     let started = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -34,6 +34,8 @@ pub struct State {
     pub metrics: Vec<Arc<WorkerMetrics>>,
     /// Pub/sub: topics, numbering, replay windows, fan-out to workers.
     pub hub: Arc<Hub>,
+    /// Publishes, users and presence, on this node or across the fleet.
+    pub backplane: Arc<crate::backplane::Backplane>,
     /// The process's RSS once the workers were ready, before any connection (bytes).
     pub rss_baseline: std::sync::atomic::AtomicU64,
     /// `--max-connections`, exposed so capacity alerts need no copy of the configuration.
@@ -143,10 +145,10 @@ fn serve_connection(mut stream: TcpStream, shared: &State, role: Role) -> std::i
             }
         };
         let (status, ctype, body) = route(&req, shared, role);
-        let extra = if status == 401 {
-            "WWW-Authenticate: Bearer\r\n"
-        } else {
-            ""
+        let extra = match status {
+            401 => "WWW-Authenticate: Bearer\r\n",
+            503 => "Retry-After: 1\r\n",
+            _ => "",
         };
         http::respond(&mut stream, status, ctype, &body, req.keep_alive, extra)?;
         if !req.keep_alive {
@@ -220,7 +222,10 @@ const UI_PAGE: &str = include_str!("ui.html");
 
 fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, String) {
     let draining = shared.life.draining();
-    let control = matches!(req.path.as_str(), "/drain" | "/publish" | "/topics");
+    let control = matches!(
+        req.path.as_str(),
+        "/drain" | "/publish" | "/topics" | "/presence" | "/users/disconnect"
+    );
     if control && role == Role::Observe {
         return (
             404,
@@ -241,6 +246,7 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
             let mut text = metrics::render(&shared.metrics, draining);
             metrics::render_pubsub(&mut text, &shared.hub);
             metrics::render_memory(&mut text, &shared.memory);
+            metrics::render_backplane(&mut text, &shared.backplane);
             if let Some(store) = &shared.tls {
                 metrics::render_tls(&mut text, store);
             }
@@ -268,21 +274,24 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
         }
         ("POST", "/publish") => publish(req, shared),
         ("GET", "/topics") => (200, "application/json", topics_json(shared)),
-        (_, "/metrics" | "/healthz" | "/readyz" | "/drain" | "/publish" | "/topics") => {
-            (405, "text/plain", "method not allowed\n".to_string())
-        }
+        ("GET", "/presence") => presence(req, shared),
+        ("POST", "/users/disconnect") => disconnect(req, shared),
+        (
+            _,
+            "/metrics" | "/healthz" | "/readyz" | "/drain" | "/publish" | "/topics" | "/presence"
+            | "/users/disconnect",
+        ) => (405, "text/plain", "method not allowed\n".to_string()),
         _ => (404, "text/plain", "not found\n".to_string()),
     }
 }
 
-/// `POST /publish?topic=T`: the body is the message. `Content-Type:
+/// `POST /publish?topic=T` (or `?user=U`): the body is the message. `Content-Type:
 /// application/octet-stream` publishes binary; anything else must be UTF-8 and publishes
-/// text. 503 + Retry-After when a worker's delivery queue is full (backpressure: the message
-/// is not numbered, nothing is lost).
+/// text. 503 + Retry-After when a worker's delivery queue is full or the broker is
+/// unreachable (backpressure: the message is not numbered, nothing is lost).
 fn publish(req: &Request, shared: &State) -> (u16, &'static str, String) {
-    let Some(topic) = query_param(&req.query, "topic") else {
-        return (400, "text/plain", "missing ?topic=\n".into());
-    };
+    let topic = query_param(&req.query, "topic");
+    let user = query_param(&req.query, "user").map(percent_decode);
     let payload =
         if req.content_type.starts_with("application/octet-stream") {
             Payload::Binary(&req.body)
@@ -297,28 +306,106 @@ fn publish(req: &Request, shared: &State) -> (u16, &'static str, String) {
                 ),
             }
         };
-    match shared
-        .hub
-        .publish_at(topic, payload, Some(std::time::Instant::now()))
-    {
-        Ok(p) => (
+    let bp = &shared.backplane;
+    match (topic, user) {
+        (Some(topic), None) => match bp.publish(topic, payload, Some(std::time::Instant::now())) {
+            Ok(p) => (
+                200,
+                "application/json",
+                serde_json::json!({
+                    "topic": topic, "seq": p.seq, "epoch": crate::pubsub::format_epoch(p.epoch),
+                    "subscribers": p.subscribers, "node": &**bp.node(),
+                })
+                .to_string()
+                    + "\n",
+            ),
+            Err(e) => (e.status(), "text/plain", format!("{}\n", e.reason())),
+        },
+        (None, Some(Ok(user))) => match bp.to_user(&user, Some(payload)) {
+            Ok(nodes) => (
+                200,
+                "application/json",
+                serde_json::json!({"user": user, "nodes": nodes}).to_string() + "\n",
+            ),
+            Err(e) => (e.status(), "text/plain", format!("{}\n", e.reason())),
+        },
+        (None, Some(Err(why))) => (400, "text/plain", format!("?user=: {why}\n")),
+        _ => (
+            400,
+            "text/plain",
+            "give ?topic= (a topic's subscribers) or ?user= (every connection of a user)\n".into(),
+        ),
+    }
+}
+
+/// `POST /users/disconnect?user=U`: close every connection of the user, on every node
+/// (close code 4403).
+fn disconnect(req: &Request, shared: &State) -> (u16, &'static str, String) {
+    let user = match query_param(&req.query, "user").map(percent_decode) {
+        Some(Ok(u)) if !u.is_empty() => u,
+        Some(Err(why)) => return (400, "text/plain", format!("?user=: {why}\n")),
+        _ => return (400, "text/plain", "missing ?user=\n".into()),
+    };
+    match shared.backplane.to_user(&user, None) {
+        Ok(nodes) => (
             200,
             "application/json",
-            serde_json::json!({
-                "topic": topic, "seq": p.seq, "subscribers": p.subscribers, "workers": p.workers,
-            })
-            .to_string()
-                + "\n",
+            serde_json::json!({"user": user, "nodes": nodes}).to_string() + "\n",
         ),
-        Err(
-            e @ (crate::pubsub::TopicError::Overloaded { .. }
-            | crate::pubsub::TopicError::MemoryBudget { .. }),
-        ) => (503, "text/plain", format!("{}\n", e.reason())),
-        Err(e @ crate::pubsub::TopicError::TooLargeToDeliver { .. }) => {
-            (413, "text/plain", format!("{}\n", e.reason()))
-        }
-        Err(e) => (400, "text/plain", format!("{}\n", e.reason())),
+        Err(e) => (e.status(), "text/plain", format!("{}\n", e.reason())),
     }
+}
+
+/// `GET /presence?topic=T[&members=0]`: who is on a presence topic, across the fleet.
+fn presence(req: &Request, shared: &State) -> (u16, &'static str, String) {
+    let Some(topic) = query_param(&req.query, "topic") else {
+        return (400, "text/plain", "missing ?topic=\n".into());
+    };
+    if let Err(e) = crate::pubsub::validate_topic(topic, &crate::pubsub::TopicLimits::default()) {
+        return (400, "text/plain", format!("{}\n", e.reason()));
+    }
+    if !shared.backplane.is_presence(topic) {
+        return (
+            404,
+            "text/plain",
+            "not a presence topic (see --presence-prefix)\n".into(),
+        );
+    }
+    let list = query_param(&req.query, "members") != Some("0");
+    match shared.backplane.who(topic, list) {
+        Ok(r) => {
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            v["topic"] = topic.into();
+            (200, "application/json", v.to_string() + "\n")
+        }
+        Err(e) => (e.status(), "text/plain", format!("{}\n", e.reason())),
+    }
+}
+
+/// `%XX` escapes decoded (and `+` as a space), as UTF-8.
+fn percent_decode(s: &str) -> Result<String, &'static str> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3).ok_or("a % without two hex digits")?;
+                let hex = std::str::from_utf8(hex).map_err(|_| "a bad % escape")?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| "a bad % escape")?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| "not UTF-8")
 }
 
 /// `GET /topics`: every topic with its subscribers, in total and per worker.

@@ -34,6 +34,10 @@ pub use origin::Origins;
 /// use; 4401 mirrors HTTP 401).
 pub const TOKEN_EXPIRED: u16 = 4401;
 
+/// The close code of a connection whose user was disconnected by the operator
+/// (`POST /users/disconnect`, on any node): do not reconnect with the same token.
+pub const DISCONNECTED: u16 = 4403;
+
 /// The subprotocol a browser offers beside its token (`holdfast.bearer.<token>`); the
 /// server selects it so the browser accepts the upgrade.
 pub const PROTOCOL: &str = "holdfast.v1";

@@ -242,6 +242,14 @@ pub fn reply_published(topic: &str, seq: u64) -> String {
     serde_json::json!({"type": "published", "topic": topic, "seq": seq}).to_string()
 }
 
+/// `{"type":"reset","topic":T,"epoch":E,"seq":N}`: the topic's numbering started again
+/// (its history was lost at the broker); live messages continue after N in epoch E.
+pub fn reply_reset(topic: &str, epoch: u64, seq: u64) -> String {
+    serde_json::json!({"type": "reset", "topic": topic, "epoch": super::format_epoch(epoch),
+        "seq": seq})
+    .to_string()
+}
+
 /// `{"type":"error","reason":R}` (R: e.g. [`ControlError::reason`]).
 pub fn reply_error(reason: &str) -> String {
     serde_json::json!({"type": "error", "reason": reason}).to_string()

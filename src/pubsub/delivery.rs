@@ -67,6 +67,25 @@ pub fn delivery_len_bound(topic: &str, payload: &Payload<'_>) -> usize {
     body + 10 // the largest server frame header
 }
 
+/// A message to one user (not numbered: it belongs to no topic). Text:
+/// `{"type":"direct","data":"…"}`; binary: the binary delivery layout with an empty topic
+/// and sequence number 0.
+pub fn encode_direct(_user: &str, binary: bool, data: &[u8]) -> Arc<[u8]> {
+    let mut frame = Vec::new();
+    if binary {
+        let mut body = Vec::with_capacity(9 + data.len());
+        body.push(0);
+        body.extend_from_slice(&0u64.to_be_bytes());
+        body.extend_from_slice(data);
+        encode_frame(&mut frame, true, OpCode::Binary, None, &body);
+    } else {
+        let text = String::from_utf8_lossy(data);
+        let body = serde_json::json!({"type": "direct", "data": text}).to_string();
+        encode_frame(&mut frame, true, OpCode::Text, None, body.as_bytes());
+    }
+    frame.into()
+}
+
 /// The frame telling a client that messages `from..=to` of `topic` are gone.
 pub fn encode_gap(topic: &str, from: u64, to: u64) -> Arc<[u8]> {
     let body =

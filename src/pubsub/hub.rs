@@ -22,9 +22,76 @@ use super::replay::{Position, Replay, Resume};
 use super::topic::{validate_topic, TopicError, TopicLimits};
 use crate::budget::MemoryBudget;
 
+/// What a worker is handed besides a topic's next message.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// Message `seq` of `topic`: `frame` goes to every live subscriber.
+    Message,
+    /// Messages `from..=to` of `topic` will not come (a node that fell behind the broker's
+    /// history, or a delivery queue that was full): every settled subscriber is told.
+    Gap {
+        /// First number lost.
+        from: u64,
+        /// Last number lost.
+        to: u64,
+    },
+    /// The topic's numbering started again in epoch `epoch` (its history was lost at the
+    /// broker); `seq` is the newest number of the new epoch. Subscribers are told and take
+    /// live messages after `seq`.
+    Reset {
+        /// The new epoch.
+        epoch: u64,
+    },
+    /// A subscription that waited for the backplane completes.
+    Ready(Arc<Ready>),
+    /// `frame` (not numbered: a presence event) goes to every settled subscriber.
+    Event,
+    /// `frame` goes to every connection of this user on the worker.
+    Direct(Arc<str>),
+    /// Every connection of this user on the worker is closed.
+    Kick(Arc<str>),
+    /// `frame` (a reply) goes to one connection, if it is still the one that asked.
+    Reply {
+        /// Its slab index.
+        conn: u32,
+        /// Its connection id.
+        conn_id: u64,
+    },
+}
+
+/// A pending subscription's completion: what the connection is owed.
+#[derive(Debug)]
+pub struct Ready {
+    /// The connection's slab index and id.
+    pub conn: u32,
+    /// Its connection id (see [`crate::pubsub::LocalSubs::join`]).
+    pub conn_id: u64,
+    /// The topic's name.
+    pub name: Arc<str>,
+    /// The topic's epoch.
+    pub epoch: u64,
+    /// What it is owed (replay, gap, newest number).
+    pub owed: Resume,
+    /// Whether it asked to resume.
+    pub resumed: bool,
+}
+
+/// What the hub asks of a backplane (when one numbers the messages, see
+/// [`Hub::attach_external`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// Local subscribers want this topic: listen for it and bring its numbering and history
+    /// ([`Hub::sync`]).
+    Listen(Arc<str>),
+    /// No local subscriber is left: stop listening.
+    Unlisten(Arc<str>),
+}
+
 /// One message for a worker to deliver to its local subscribers of `topic`.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// What it is.
+    pub kind: Kind,
     /// The topic's id (stable for the hub's life).
     pub topic: TopicId,
     /// The message's sequence number in its topic.
@@ -49,6 +116,55 @@ struct TopicState {
     /// When it was last published to or subscribed to, or its last subscriber left (the
     /// hub's seconds).
     active: u64,
+    /// Whether its numbering and history are known: always with local numbering; with a
+    /// backplane, once [`Hub::sync`] brought them.
+    synced: bool,
+    /// Subscriptions waiting for the sync.
+    pending: Vec<PendingSub>,
+    /// Per worker: numbers that could not be queued for it (its queue was full), to be
+    /// reported as a gap before its next delivery of the topic.
+    missed: Vec<Option<(u64, u64)>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingSub {
+    worker: usize,
+    conn: u32,
+    conn_id: u64,
+    resume: Option<Position>,
+}
+
+/// What a subscribe got: the answer now, or later (the topic waits for the backplane).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscription {
+    /// Answered now.
+    Now(Subscribed),
+    /// The topic's numbering is not known yet: the subscription takes no live message
+    /// until a [`Kind::Ready`] for it reaches the worker.
+    Pending {
+        /// The topic's id.
+        id: TopicId,
+    },
+}
+
+/// What happened to a message the backplane brought ([`Hub::inject`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injected {
+    /// Queued for the workers with subscribers.
+    Delivered,
+    /// Nobody here subscribes, or the topic is not synced yet (its sync will bring it).
+    Ignored,
+    /// Already delivered (a number at or below the newest).
+    Duplicate,
+    /// A number past the next one: the messages between were missed. The caller brings
+    /// them with [`Hub::sync`].
+    Behind {
+        /// The newest number delivered here.
+        last: u64,
+    },
+    /// Another epoch: the topic's history was lost at the broker; the caller calls
+    /// [`Hub::sync`] with the new state.
+    OtherEpoch,
 }
 
 /// Every topic, and the orders the budget and the expiry sweep walk them in.
@@ -172,6 +288,8 @@ pub struct Hub {
     /// Deliveries waiting for each worker.
     queued_deliveries: Vec<AtomicU64>,
     budget: OnceLock<Arc<MemoryBudget>>,
+    /// The backplane that numbers messages, if any.
+    external: OnceLock<Box<dyn Fn(Need) + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -245,6 +363,7 @@ impl Hub {
             queued_bytes,
             queued_deliveries,
             budget: OnceLock::new(),
+            external: OnceLock::new(),
         };
         (Arc::new(hub), receivers)
     }
@@ -252,6 +371,18 @@ impl Hub {
     /// Count replay bytes in `budget`, and refuse publishes while it is exhausted.
     pub fn attach_budget(&self, budget: Arc<MemoryBudget>) {
         let _ = self.budget.set(budget);
+    }
+
+    /// Let a backplane number messages: from now on `need` is told which topics local
+    /// subscribers want, and messages arrive through [`Hub::sync`] and [`Hub::inject`];
+    /// [`Hub::publish`] is not used (a publish goes to the broker).
+    pub fn attach_external(&self, need: Box<dyn Fn(Need) + Send + Sync>) {
+        let _ = self.external.set(need);
+    }
+
+    /// Whether a backplane numbers messages.
+    pub fn is_external(&self) -> bool {
+        self.external.get().is_some()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Topics> {
@@ -299,7 +430,13 @@ impl Hub {
                     local: vec![0; self.queues.len()],
                     slot: t.names.len() - 1,
                     active: now,
+                    synced: self.external.get().is_none(),
+                    pending: Vec::new(),
+                    missed: vec![None; self.queues.len()],
                 };
+                if let Some(need) = self.external.get() {
+                    need(Need::Listen(name.clone()));
+                }
                 t.map.insert(name, st);
             }
         }
@@ -360,37 +497,7 @@ impl Hub {
             let seq = st.replay.next_seq();
             self.published.fetch_add(1, Ordering::Relaxed);
             let frame = encode_delivery(topic, seq, payload);
-            let before = st.replay.held();
-            st.replay.push(frame.clone());
-            let after = st.replay.held();
-            let mut subscribers = 0;
-            for (w, n) in st.local.iter().enumerate().filter(|(_, n)| **n > 0) {
-                subscribers += n;
-                let d = Delivery {
-                    topic: st.id,
-                    seq,
-                    frame: frame.clone(),
-                    recipients: *n,
-                    at,
-                };
-                // A worker that has gone away has dropped its receiver: nothing to deliver.
-                if self.queues[w].try_send(d).is_ok() {
-                    self.queued_bytes[w].fetch_add(frame.len(), Ordering::Relaxed);
-                    self.queued_deliveries[w].fetch_add(*n, Ordering::Relaxed);
-                    woken.push(w);
-                }
-            }
-            let entry = (after.0 > 0).then(|| (st.name.clone(), st.id, seq));
-            t.frames = t.frames + after.0 - before.0;
-            t.bytes = t.bytes + after.1 - before.1;
-            if let Some(e) = entry {
-                t.order.push_back(e);
-            }
-            let evicted = t.fit(self.replay.budget);
-            self.evicted.fetch_add(evicted, Ordering::Relaxed);
-            if let Some(b) = self.budget.get() {
-                b.set_replay(t.bytes);
-            }
+            let subscribers = self.record(t, topic, seq, frame, at, Some(&mut woken));
             Published {
                 seq,
                 workers: woken.len(),
@@ -403,22 +510,161 @@ impl Hub {
         Ok(published)
     }
 
-    /// A connection on `worker` subscribes to `topic`, resuming after `resume` if given.
-    /// A resume point of another epoch (the server restarted, the topic expired and was
-    /// created again) or beyond the newest number replays nothing and is not `recovered`:
-    /// the client must reset its state of the topic.
-    pub fn subscribe(
+    /// Keep message `seq` of `topic` (its frame encoded) for replay and queue it for every
+    /// worker with a subscriber (noting in `woken` whom to wake); returns the subscribers
+    /// it will reach. A worker whose queue is full (only with a backplane: local publishes
+    /// are refused before numbering) misses it, and is told of the gap with its next
+    /// delivery of the topic.
+    fn record(
         &self,
-        worker: usize,
+        t: &mut Topics,
         topic: &str,
-        resume: Option<Position>,
-    ) -> Result<Subscribed, TopicError> {
+        seq: u64,
+        frame: Arc<[u8]>,
+        at: Option<std::time::Instant>,
+        woken: Option<&mut Vec<usize>>,
+    ) -> u64 {
+        let Some(st) = t.map.get_mut(topic) else {
+            return 0;
+        };
+        let before = st.replay.held();
+        st.replay.push_at(seq, frame.clone());
+        let after = st.replay.held();
+        let mut subscribers = 0;
+        let mut none = Vec::new();
+        let (woken, workers) = match woken {
+            Some(w) => (w, st.local.len()),
+            None => (&mut none, 0), // history: kept, not delivered
+        };
+        for w in 0..workers {
+            let n = st.local[w];
+            if n == 0 {
+                continue;
+            }
+            let full = self.queues[w].len() >= self.replay.queue_messages
+                || self.queued_bytes[w].load(Ordering::Relaxed) + frame.len()
+                    > self.replay.queue_bytes
+                || self.queued_deliveries[w].load(Ordering::Relaxed) + n
+                    > self.replay.queue_deliveries.max(n);
+            if full {
+                let m = &mut st.missed[w];
+                *m = Some(m.map_or((seq, seq), |(a, _)| (a, seq)));
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if let Some((from, to)) = st.missed[w].take() {
+                let gap = Delivery {
+                    kind: Kind::Gap { from, to },
+                    topic: st.id,
+                    seq: to,
+                    frame: Arc::from(&[][..]),
+                    recipients: 0,
+                    at: None,
+                };
+                let _ = self.queues[w].try_send(gap);
+            }
+            subscribers += n;
+            let d = Delivery {
+                kind: Kind::Message,
+                topic: st.id,
+                seq,
+                frame: frame.clone(),
+                recipients: n,
+                at,
+            };
+            // A worker that has gone away has dropped its receiver: nothing to deliver.
+            if self.queues[w].try_send(d).is_ok() {
+                self.queued_bytes[w].fetch_add(frame.len(), Ordering::Relaxed);
+                self.queued_deliveries[w].fetch_add(n, Ordering::Relaxed);
+                if !woken.contains(&w) {
+                    woken.push(w);
+                }
+            }
+        }
+        let entry = (after.0 > 0).then(|| (st.name.clone(), st.id, seq));
+        t.frames = t.frames + after.0 - before.0;
+        t.bytes = t.bytes + after.1 - before.1;
+        if let Some(e) = entry {
+            t.order.push_back(e);
+        }
+        let evicted = t.fit(self.replay.budget);
+        self.evicted.fetch_add(evicted, Ordering::Relaxed);
+        if let Some(b) = self.budget.get() {
+            b.set_replay(t.bytes);
+        }
+        subscribers
+    }
+
+    /// Whether `payload` may be published to `topic` (a name that is valid, a frame no
+    /// connection would refuse, memory to hold it); a backplane asks before it sends a
+    /// publish to the broker.
+    pub fn check_publish(&self, topic: &str, payload: &Payload<'_>) -> Result<(), TopicError> {
         validate_topic(topic, &self.limits)?;
-        let mut map = self.lock();
-        let st = self.state(&mut map, topic, false)?;
-        st.local[worker] += 1;
+        let len = delivery_len_bound(topic, payload);
+        if len > self.replay.max_frame {
+            return Err(TopicError::TooLargeToDeliver {
+                bytes: len,
+                max: self.replay.max_frame,
+            });
+        }
+        if let Some(b) = self.budget.get().filter(|b| b.exhausted()) {
+            b.refused(false);
+            return Err(TopicError::MemoryBudget { max: b.limit() });
+        }
+        Ok(())
+    }
+
+    /// The largest frame a connection may be sent.
+    pub fn max_frame(&self) -> usize {
+        self.replay.max_frame
+    }
+
+    /// Queue an unnumbered `frame` (a presence event) for the subscribers of `topic`.
+    pub fn event(&self, topic: &str, frame: Arc<[u8]>) {
+        let (id, workers) = {
+            let t = self.lock();
+            let Some(st) = t.map.get(topic) else {
+                return;
+            };
+            let w: Vec<usize> = (0..st.local.len()).filter(|&w| st.local[w] > 0).collect();
+            (st.id, w)
+        };
+        for w in workers {
+            self.send_to(
+                w,
+                Delivery {
+                    kind: Kind::Event,
+                    topic: id,
+                    seq: 0,
+                    frame: frame.clone(),
+                    recipients: 0,
+                    at: None,
+                },
+            );
+        }
+    }
+
+    /// Queue `d` for worker `w` and wake it (items other than topic messages: they are
+    /// few and small, and are not refused for a full queue unless it is full of them).
+    pub fn send_to(&self, w: usize, d: Delivery) -> bool {
+        let ok = self.queues.get(w).is_some_and(|q| q.try_send(d).is_ok());
+        if ok {
+            (self.wake[w])();
+        }
+        ok
+    }
+
+    /// Queue a copy of `d` for every worker; returns how many took it.
+    pub fn broadcast(&self, d: &Delivery) -> usize {
+        (0..self.queues.len())
+            .filter(|&w| self.send_to(w, d.clone()))
+            .count()
+    }
+
+    /// What a connection resuming from `resume` is owed by `st`.
+    fn owed(st: &TopicState, resume: Option<Position>) -> Resume {
         let last = st.replay.last();
-        let owed = match resume {
+        match resume {
             Some(p) if p.epoch.is_some_and(|e| e != st.epoch) => Resume {
                 gap: None,
                 frames: Vec::new(),
@@ -432,12 +678,248 @@ impl Hub {
                 last,
                 recovered: true,
             },
-        };
-        Ok(Subscribed {
+        }
+    }
+
+    /// The backplane brought `topic`'s state at the broker: its `epoch`, its newest number
+    /// `last`, and its newest messages (ascending, already encoded as frames). Used when
+    /// listening starts (pending subscriptions complete), after the broker came back, and
+    /// when a message arrived past the next number (the missed ones are delivered, and what
+    /// the history no longer holds is reported as a gap). Returns how many messages were
+    /// delivered.
+    pub fn sync(
+        &self,
+        topic: &str,
+        epoch: u64,
+        last: u64,
+        history: Vec<(u64, Arc<[u8]>)>,
+    ) -> usize {
+        let mut woken = Vec::new();
+        let mut delivered = 0;
+        {
+            let mut guard = self.lock();
+            let t = &mut *guard;
+            let Some(st) = t.map.get_mut(topic) else {
+                return 0;
+            };
+            let fresh = !st.synced;
+            let was_empty = st.replay.last() == 0;
+            if fresh || st.epoch != epoch {
+                // First sight of the topic, or its history was lost at the broker: take the
+                // broker's window as it is.
+                let reset = !fresh;
+                st.synced = true;
+                st.epoch = epoch;
+                let freed = st
+                    .replay
+                    .restart(history.first().map_or(last, |(s, _)| s - 1));
+                t.frames -= freed.0;
+                t.bytes -= freed.1;
+                for (seq, frame) in history {
+                    self.record(t, topic, seq, frame, None, None);
+                }
+                let Some(st) = t.map.get_mut(topic) else {
+                    return 0;
+                };
+                if st.replay.last() < last {
+                    let freed = st.replay.restart(last);
+                    t.frames -= freed.0;
+                    t.bytes -= freed.1;
+                }
+                if reset {
+                    let d = Delivery {
+                        kind: Kind::Reset { epoch },
+                        topic: st.id,
+                        seq: last,
+                        frame: Arc::from(&[][..]),
+                        recipients: 0,
+                        at: None,
+                    };
+                    for w in (0..st.local.len()).filter(|&w| st.local[w] > 0) {
+                        if self.queues[w].try_send(d.clone()).is_ok() {
+                            woken.push(w);
+                        }
+                    }
+                }
+                for p in std::mem::take(&mut st.pending) {
+                    let owed = Self::owed(st, p.resume);
+                    let ready = Ready {
+                        conn: p.conn,
+                        conn_id: p.conn_id,
+                        name: st.name.clone(),
+                        epoch: st.epoch,
+                        owed,
+                        resumed: p.resume.is_some(),
+                    };
+                    let d = Delivery {
+                        kind: Kind::Ready(Arc::new(ready)),
+                        topic: st.id,
+                        seq: 0,
+                        frame: Arc::from(&[][..]),
+                        recipients: 0,
+                        at: None,
+                    };
+                    if self.queues[p.worker].try_send(d).is_ok() && !woken.contains(&p.worker) {
+                        woken.push(p.worker);
+                    }
+                }
+            } else {
+                // Catching up: deliver what came after the newest number here; what the
+                // history no longer reaches is a gap.
+                let mine = st.replay.last();
+                let first = history.iter().map(|(s, _)| *s).find(|s| *s > mine);
+                let upto = first.map_or(last, |f| f - 1);
+                if upto > mine {
+                    let gap = Delivery {
+                        kind: Kind::Gap {
+                            from: mine + 1,
+                            to: upto,
+                        },
+                        topic: st.id,
+                        seq: upto,
+                        frame: Arc::from(&[][..]),
+                        recipients: 0,
+                        at: None,
+                    };
+                    for w in (0..st.local.len()).filter(|&w| st.local[w] > 0) {
+                        if self.queues[w].try_send(gap.clone()).is_ok() && !woken.contains(&w) {
+                            woken.push(w);
+                        }
+                    }
+                    let freed = st.replay.restart(upto);
+                    t.frames -= freed.0;
+                    t.bytes -= freed.1;
+                }
+                for (seq, frame) in history.into_iter().filter(|(s, _)| *s > mine) {
+                    self.record(t, topic, seq, frame, None, Some(&mut woken));
+                    delivered += 1;
+                }
+            }
+            if was_empty && fresh {
+                if let Some(st) = t.map.get(topic) {
+                    if st.replay.last() > 0 {
+                        self.sub_only.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        for w in woken {
+            (self.wake[w])();
+        }
+        delivered
+    }
+
+    /// A message the backplane received live: message `seq` of `topic` in `epoch`, its
+    /// frame already encoded (once per node), published at `at` if known.
+    pub fn inject(
+        &self,
+        topic: &str,
+        epoch: u64,
+        seq: u64,
+        frame: Arc<[u8]>,
+        at: Option<std::time::Instant>,
+    ) -> Injected {
+        let mut woken = Vec::new();
+        {
+            let mut guard = self.lock();
+            let t = &mut *guard;
+            let Some(st) = t.map.get(topic).filter(|st| st.synced) else {
+                return Injected::Ignored;
+            };
+            if st.epoch != epoch {
+                return Injected::OtherEpoch;
+            }
+            let last = st.replay.last();
+            if seq <= last {
+                return Injected::Duplicate;
+            }
+            if seq > last + 1 {
+                return Injected::Behind { last };
+            }
+            if last == 0 {
+                self.sub_only.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.published.fetch_add(1, Ordering::Relaxed);
+            self.record(t, topic, seq, frame, at, Some(&mut woken));
+        }
+        for w in woken {
+            (self.wake[w])();
+        }
+        Injected::Delivered
+    }
+
+    /// Topics local subscribers want (the backplane listens for these after it reconnects).
+    pub fn wanted(&self) -> Vec<Arc<str>> {
+        let t = self.lock();
+        t.map
+            .values()
+            .filter(|st| st.local.iter().any(|&n| n > 0))
+            .map(|st| st.name.clone())
+            .collect()
+    }
+
+    /// The newest number and epoch of `topic` here, if synced.
+    pub fn position(&self, topic: &str) -> Option<(u64, u64)> {
+        let t = self.lock();
+        let st = t.map.get(topic).filter(|st| st.synced)?;
+        Some((st.epoch, st.replay.last()))
+    }
+
+    /// A connection (slab index `conn`, id `conn_id`) on `worker` subscribes to `topic`,
+    /// resuming after `resume` if given. With local numbering (or a synced topic) the
+    /// answer is [`Subscription::Now`]; a topic the backplane has not brought yet answers
+    /// [`Subscription::Pending`], and a [`Kind::Ready`] follows on the worker's queue.
+    pub fn subscribe_conn(
+        &self,
+        worker: usize,
+        topic: &str,
+        resume: Option<Position>,
+        conn: u32,
+        conn_id: u64,
+    ) -> Result<Subscription, TopicError> {
+        validate_topic(topic, &self.limits)?;
+        let mut map = self.lock();
+        let st = self.state(&mut map, topic, false)?;
+        st.local[worker] += 1;
+        if !st.synced {
+            st.pending.push(PendingSub {
+                worker,
+                conn,
+                conn_id,
+                resume,
+            });
+            return Ok(Subscription::Pending { id: st.id });
+        }
+        Ok(Subscription::Now(Subscribed {
             id: st.id,
             epoch: st.epoch,
-            owed,
-        })
+            owed: Self::owed(st, resume),
+        }))
+    }
+
+    /// A connection on `worker` subscribes to `topic`, resuming after `resume` if given.
+    /// A resume point of another epoch (the server restarted, the topic expired and was
+    /// created again) or beyond the newest number replays nothing and is not `recovered`:
+    /// the client must reset its state of the topic.
+    pub fn subscribe(
+        &self,
+        worker: usize,
+        topic: &str,
+        resume: Option<Position>,
+    ) -> Result<Subscribed, TopicError> {
+        match self.subscribe_conn(worker, topic, resume, 0, 0)? {
+            Subscription::Now(s) => Ok(s),
+            Subscription::Pending { id } => Ok(Subscribed {
+                id,
+                epoch: 0,
+                owed: Resume {
+                    gap: None,
+                    frames: Vec::new(),
+                    last: 0,
+                    recovered: false,
+                },
+            }),
+        }
     }
 
     /// A connection on `worker` leaves `topic`. A topic left with no subscriber and nothing
@@ -454,12 +936,19 @@ impl Hub {
                 if none {
                     st.active = now;
                 }
-                st.replay.last() == 0 && none
+                // With a backplane a topic nobody here follows is not listened for, so its
+                // window would go stale: it is forgotten (the broker keeps the history).
+                none && (st.replay.last() == 0 || self.is_external())
             }
             None => false,
         };
-        if forget && t.remove(topic) == Some(true) {
-            self.sub_only.fetch_sub(1, Ordering::Relaxed);
+        if forget {
+            if t.remove(topic) == Some(true) {
+                self.sub_only.fetch_sub(1, Ordering::Relaxed);
+            }
+            if let Some(need) = self.external.get() {
+                need(Need::Unlisten(topic.into()));
+            }
         }
     }
 

@@ -22,20 +22,85 @@ pub struct LocalTopic {
     pub subs: HashMap<u32, u64>,
 }
 
+/// A subscription's `after` while it waits for the backplane to bring its topic's
+/// numbering (see [`crate::pubsub::hub`]): it takes no live message until then.
+pub const PENDING: u64 = u64::MAX;
+
+/// A pub/sub connection as one worker knows it.
+#[derive(Debug, Default)]
+struct Member {
+    /// Its topics.
+    topics: Vec<TopicId>,
+    /// Its connection id: unique in the process (never reused), so an answer meant for it
+    /// cannot reach a later connection in the same slab entry.
+    id: u64,
+}
+
 /// A worker's subscription index.
 #[derive(Debug, Default)]
 pub struct LocalSubs {
     topics: HashMap<TopicId, LocalTopic>,
     /// Pub/sub connections (those upgraded on the pub/sub endpoint) → their topics.
-    conns: HashMap<u32, Vec<TopicId>>,
+    conns: HashMap<u32, Member>,
     /// Subscriptions held.
     count: usize,
+    /// The next connection id (the worker's index in the top 16 bits).
+    next_id: u64,
 }
 
 impl LocalSubs {
-    /// Mark `conn` as a pub/sub connection (its text frames are control messages).
-    pub fn join(&mut self, conn: u32) {
-        self.conns.entry(conn).or_default();
+    /// The index of worker `worker` (its connection ids carry the worker's number).
+    pub fn for_worker(worker: usize) -> Self {
+        Self {
+            next_id: (worker as u64) << 48,
+            ..Self::default()
+        }
+    }
+
+    /// Mark `conn` as a pub/sub connection (its text frames are control messages) and give
+    /// it its connection id.
+    pub fn join(&mut self, conn: u32) -> u64 {
+        let next = &mut self.next_id;
+        self.conns
+            .entry(conn)
+            .or_insert_with(|| {
+                *next += 1;
+                Member {
+                    topics: Vec::new(),
+                    id: *next,
+                }
+            })
+            .id
+    }
+
+    /// Connection `conn`'s id, if it is a pub/sub connection.
+    pub fn conn_id(&self, conn: u32) -> Option<u64> {
+        self.conns.get(&conn).map(|m| m.id)
+    }
+
+    /// Set the point after which `conn` takes live messages of topic `id` (a pending
+    /// subscription completes); false if it is not subscribed.
+    pub fn set_after(&mut self, conn: u32, id: TopicId, after: u64) -> bool {
+        match self.topics.get_mut(&id).and_then(|t| t.subs.get_mut(&conn)) {
+            Some(a) => {
+                *a = after;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fill `out` with the connections subscribed to topic `id` that are not pending.
+    pub fn settled(&self, id: TopicId, out: &mut Vec<u32>) {
+        out.clear();
+        if let Some(t) = self.topics.get(&id) {
+            out.extend(
+                t.subs
+                    .iter()
+                    .filter(|(_, &after)| after != PENDING)
+                    .map(|(&c, _)| c),
+            );
+        }
     }
 
     /// Whether `conn` is a pub/sub connection.
@@ -45,7 +110,7 @@ impl LocalSubs {
 
     /// Topics `conn` is subscribed to.
     pub fn topics_of(&self, conn: u32) -> &[TopicId] {
-        self.conns.get(&conn).map_or(&[], Vec::as_slice)
+        self.conns.get(&conn).map_or(&[], |m| m.topics.as_slice())
     }
 
     /// Subscribe `conn` to topic `id` taking live messages numbered > `after`. The name and
@@ -67,7 +132,18 @@ impl LocalSubs {
         let new = t.subs.insert(conn, after).is_none();
         if new {
             self.count += 1;
-            self.conns.entry(conn).or_default().push(id);
+            let next = &mut self.next_id;
+            self.conns
+                .entry(conn)
+                .or_insert_with(|| {
+                    *next += 1;
+                    Member {
+                        topics: Vec::new(),
+                        id: *next,
+                    }
+                })
+                .topics
+                .push(id);
         }
         new
     }
@@ -78,8 +154,8 @@ impl LocalSubs {
         t.subs.remove(&conn)?;
         self.count -= 1;
         let name = t.name.clone();
-        if let Some(list) = self.conns.get_mut(&conn) {
-            list.retain(|&x| x != id);
+        if let Some(m) = self.conns.get_mut(&conn) {
+            m.topics.retain(|&x| x != id);
         }
         if t.subs.is_empty() {
             self.topics.remove(&id);
@@ -89,7 +165,7 @@ impl LocalSubs {
 
     /// `conn` is gone: forget it; returns the names of the topics it was subscribed to.
     pub fn leave(&mut self, conn: u32) -> Vec<Box<str>> {
-        let Some(list) = self.conns.remove(&conn) else {
+        let Some(Member { topics: list, .. }) = self.conns.remove(&conn) else {
             return Vec::new();
         };
         let mut names = Vec::with_capacity(list.len());

@@ -18,12 +18,14 @@ pub mod replay;
 pub mod topic;
 
 pub use control::{
-    parse_control, parse_query, reply_error, reply_published, reply_subscribed, Control,
-    ControlError,
+    parse_control, parse_query, reply_error, reply_published, reply_reset, reply_subscribed,
+    Control, ControlError,
 };
-pub use delivery::{encode_delivery, encode_gap, Payload};
-pub use hub::{Delivery, Hub, Published, ReplayLimits, Subscribed};
-pub use local::LocalSubs;
+pub use delivery::{encode_delivery, encode_direct, encode_gap, Payload};
+pub use hub::{
+    Delivery, Hub, Injected, Kind, Need, Published, Ready, ReplayLimits, Subscribed, Subscription,
+};
+pub use local::{LocalSubs, PENDING};
 pub use policy::{PolicyTable, SlowPolicy};
 pub use replay::{format_epoch, parse_epoch, Position, Replay, Resume};
 pub use topic::{validate_topic, TopicError, TopicLimits};

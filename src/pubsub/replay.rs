@@ -85,7 +85,18 @@ impl Replay {
 
     /// Record message `next_seq()`'s frame, evicting the oldest beyond the bounds.
     pub fn push(&mut self, frame: Arc<[u8]>) -> u64 {
-        self.last += 1;
+        self.push_at(self.last + 1, frame)
+    }
+
+    /// Record message `seq`'s frame (numbered elsewhere: a backplane), `seq` > the newest.
+    /// Numbers skipped are lost: the window restarts at `seq`, so it always holds
+    /// consecutive numbers (a resume from before `seq` reports a gap).
+    pub fn push_at(&mut self, seq: u64, frame: Arc<[u8]>) -> u64 {
+        debug_assert!(seq > self.last);
+        if seq > self.last + 1 {
+            self.restart(seq - 1);
+        }
+        self.last = seq;
         self.bytes += frame.len();
         self.frames.push_back((self.last, frame));
         while self.frames.len() > 1
@@ -101,6 +112,16 @@ impl Replay {
             self.bytes = 0;
         }
         self.last
+    }
+
+    /// Forget every message and continue numbering after `last` (a new epoch, or history
+    /// that starts later than this window); returns the bytes freed.
+    pub fn restart(&mut self, last: u64) -> (usize, usize) {
+        let held = self.held();
+        self.frames.clear();
+        self.bytes = 0;
+        self.last = last;
+        held
     }
 
     /// The oldest message held, if any.

@@ -696,7 +696,7 @@ impl<S: Services> Worker<S> {
                 }
                 let ctx = self.env.ctx(idx);
                 let before = conn.session.held();
-                self.svc.offer(&d, conn.session.writer(), &ctx);
+                self.svc.offer(idx, &d, conn.session.writer(), &ctx);
                 let after = conn.session.held();
                 if !conn.socket.sending() {
                     self.touched.push(idx);
@@ -772,8 +772,10 @@ impl<S: Services> Worker<S> {
         self.sweep();
         self.drain_step();
         self.env.log.on_tick();
+        // Every tick: expired tokens (their index is checked in O(1) when none is due) and
+        // users disconnected by the operator.
+        self.close_expired();
         if tick % 10 == 0 {
-            self.close_expired();
             let mut bytes = 0;
             for r in &self.rings.list {
                 r.ring.shrink_buffers();
@@ -809,7 +811,9 @@ impl<S: Services> Worker<S> {
             if conn.session.phase() != Phase::Open {
                 continue;
             }
-            self.env.metrics.token_expired_closes.inc();
+            if code.0 == crate::auth::TOKEN_EXPIRED {
+                self.env.metrics.token_expired_closes.inc();
+            }
             let before = conn.session.held();
             conn.session.close(code, reason, true, &ctx);
             let after = conn.session.held();

@@ -117,6 +117,8 @@ pub struct IdentitySide {
     /// asked in its current window.
     spent: HashMap<u32, (u64, u16)>,
     nothing: Grants,
+    /// Each user's connections on this worker (for messages to a user and kicks).
+    by_user: HashMap<Arc<str>, Vec<u32>>,
 }
 
 /// A refusal of the upgrade, and the token error behind it when there is one.
@@ -137,6 +139,7 @@ impl IdentitySide {
             interned: std::collections::HashSet::new(),
             spent: HashMap::new(),
             nothing: Grants::none(),
+            by_user: HashMap::new(),
         }
     }
 
@@ -240,6 +243,9 @@ impl IdentitySide {
         if let Some(exp) = id.exp {
             self.expiries.insert((exp, idx));
         }
+        if let Some(u) = &id.user {
+            self.by_user.entry(u.clone()).or_default().push(idx);
+        }
         let i = idx as usize;
         if self.ids.len() <= i {
             self.ids.resize_with(i + 1, || None);
@@ -296,6 +302,14 @@ impl IdentitySide {
             if let Some(exp) = id.exp {
                 self.expiries.remove(&(exp, idx));
             }
+            if let Some(u) = &id.user {
+                if let Some(list) = self.by_user.get_mut(u) {
+                    list.retain(|&i| i != idx);
+                    if list.is_empty() {
+                        self.by_user.remove(u);
+                    }
+                }
+            }
             self.release_user(&id);
             self.unintern(id.grants);
         }
@@ -316,6 +330,11 @@ impl IdentitySide {
     /// The user connection `idx` authenticated as.
     pub fn user(&self, idx: u32) -> Option<Arc<str>> {
         self.get(idx).and_then(|id| id.user.clone())
+    }
+
+    /// This worker's connections of `user`.
+    pub fn conns_of(&self, user: &str) -> &[u32] {
+        self.by_user.get(user).map_or(&[], Vec::as_slice)
     }
 
     /// Authenticated connections held.

@@ -72,6 +72,8 @@ pub struct Services {
     pub pubsub: PubsubSide,
     /// Who each connection is and what it may do.
     pub identity: IdentitySide,
+    /// Connections to close because their user was disconnected everywhere.
+    pub kicks: Vec<u32>,
 }
 
 impl session::Services for Services {
@@ -88,6 +90,9 @@ impl session::Services for Services {
 
     fn on_release(&mut self, idx: u32, counted: bool, metrics: &WorkerMetrics) {
         self.pubsub.leave(idx, metrics);
+        if let Some(u) = self.identity.user(idx) {
+            self.pubsub.spec.backplane.user_closed(&u);
+        }
         self.identity.leave(idx);
         self.admission.on_release(idx, counted);
     }
@@ -109,10 +114,26 @@ impl session::Services for Services {
     }
 
     fn next_delivery(&mut self) -> Option<(Self::Delivery, Vec<u32>)> {
+        use crate::pubsub::Kind;
         loop {
             let d = self.pubsub.next_delivery()?;
-            // None: every local subscriber left since it was queued.
-            if let Some((list, policy)) = self.pubsub.recipients(d.topic, d.seq) {
+            let list = match &d.kind {
+                // None: every local subscriber left since it was queued.
+                Kind::Message => self.pubsub.recipients(d.topic, d.seq),
+                Kind::Gap { .. } | Kind::Reset { .. } | Kind::Event => self.pubsub.settled(d.topic),
+                Kind::Ready(r) => self.pubsub.one(r.conn),
+                Kind::Reply { conn, .. } => self.pubsub.one(*conn),
+                Kind::Direct(user) => {
+                    let conns = self.identity.conns_of(user);
+                    (!conns.is_empty()).then(|| (conns.to_vec(), crate::pubsub::SlowPolicy::Drop))
+                }
+                Kind::Kick(user) => {
+                    let conns = self.identity.conns_of(user).to_vec();
+                    self.kicks.extend(conns);
+                    None
+                }
+            };
+            if let Some((list, policy)) = list {
                 return Some(((d, policy), list));
             }
         }
@@ -122,8 +143,45 @@ impl session::Services for Services {
         d.0.at
     }
 
-    fn offer(&mut self, d: &Self::Delivery, w: &mut Writer, ctx: &Ctx<'_>) {
-        pubsub::offer(w, ctx, d.0.topic, d.0.seq, &d.0.frame, d.1);
+    fn offer(&mut self, idx: u32, d: &Self::Delivery, w: &mut Writer, ctx: &Ctx<'_>) {
+        use crate::pubsub::Kind;
+        let (d, policy) = (&d.0, d.1);
+        match &d.kind {
+            Kind::Message => pubsub::offer(w, ctx, d.topic, d.seq, &d.frame, policy),
+            Kind::Gap { from, to } => {
+                if w.phase() == session::Phase::Open {
+                    self.pubsub.local.set_after(idx, d.topic, *to);
+                    w.outbound().push_gap(d.topic, *from, *to);
+                }
+            }
+            Kind::Reset { epoch } => {
+                if w.phase() == session::Phase::Open {
+                    self.pubsub.local.set_after(idx, d.topic, d.seq);
+                    if let Some(name) = self.pubsub.local.name(d.topic) {
+                        let text = crate::pubsub::reply_reset(name, *epoch, d.seq);
+                        w.send_frame(ctx, OpCode::Text, text.as_bytes());
+                    }
+                }
+            }
+            Kind::Ready(r) => {
+                let user = self.identity.user(idx);
+                self.pubsub.ready(idx, w, ctx, d.topic, r, user);
+            }
+            Kind::Reply { conn_id, .. } => {
+                if self.pubsub.local.conn_id(idx) == Some(*conn_id) {
+                    w.write(ctx, |v| v.extend_from_slice(&d.frame));
+                }
+            }
+            Kind::Event | Kind::Direct(_) => {
+                if w.phase() == session::Phase::Open
+                    && w.queued() + d.frame.len() <= ctx.cfg.max_outbound
+                {
+                    ctx.message_out();
+                    w.write(ctx, |v| v.extend_from_slice(&d.frame));
+                }
+            }
+            Kind::Kick(_) => {}
+        }
     }
 
     fn finish_delivery(&mut self, list: Vec<u32>) {
@@ -143,6 +201,12 @@ impl session::Services for Services {
         self.identity.expired(crate::auth::unix_now(), &mut idx);
         let code = crate::ws::CloseCode(crate::auth::TOKEN_EXPIRED);
         out.extend(idx.into_iter().map(|i| (i, code, "token expired")));
+        let kicked = crate::ws::CloseCode(crate::auth::DISCONNECTED);
+        out.extend(
+            self.kicks
+                .drain(..)
+                .map(|i| (i, kicked, "disconnected by the operator")),
+        );
     }
 }
 
@@ -217,10 +281,16 @@ impl Host for ConnHost<'_> {
         if let Some(id) = self.identity.take() {
             self.svc.identity.open(self.idx, id);
         }
+        let user = self.svc.identity.user(self.idx);
+        if let Some(u) = &user {
+            self.svc.pubsub.spec.backplane.user_opened(u);
+        }
         if let Some(Route::PubSub(topics, resume)) = self.route.take() {
             self.svc.pubsub.join(self.idx);
             if !topics.is_empty() {
-                self.svc.pubsub.subscribe(self.idx, w, ctx, topics, resume);
+                self.svc
+                    .pubsub
+                    .subscribe(self.idx, w, ctx, topics, resume, user);
             }
         }
     }
@@ -230,8 +300,9 @@ impl Host for ConnHost<'_> {
             let Services {
                 pubsub, identity, ..
             } = &mut *self.svc;
+            let user = identity.user(self.idx);
             let mut permits = identity::ConnPermits::new(identity, self.idx, ctx);
-            let refresh = pubsub.on_control(self.idx, w, ctx, msg, &mut permits);
+            let refresh = pubsub.on_control(self.idx, w, ctx, msg, &mut permits, user);
             if let Some(token) = refresh {
                 self.refresh(w, ctx, &token);
             }

@@ -4,8 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::backplane::{Backplane, Member};
 use crate::metrics::WorkerMetrics;
-use crate::pubsub::{self, Control, Delivery, Hub, LocalSubs, Payload, PolicyTable, SlowPolicy};
+use crate::pubsub::{
+    self, Control, Delivery, Hub, LocalSubs, Payload, PolicyTable, Resume, SlowPolicy,
+    Subscription, PENDING,
+};
 use crate::session::{Ctx, Phase, Writer};
 use crate::ws::assembler::Message;
 use crate::ws::OpCode;
@@ -27,6 +31,8 @@ pub struct PubsubSpec {
     pub client_publish: bool,
     /// Largest control message, bytes (refused before it is parsed).
     pub max_control_bytes: usize,
+    /// The backplane: publishes, users, presence (memory engine or broker).
+    pub backplane: Arc<Backplane>,
 }
 
 /// One worker's pub/sub state.
@@ -85,6 +91,16 @@ pub fn offer(w: &mut Writer, ctx: &Ctx<'_>, id: u64, seq: u64, frame: &Arc<[u8]>
     }
 }
 
+/// A subscription being answered.
+struct Settled<'a> {
+    id: u64,
+    name: &'a str,
+    epoch: u64,
+    owed: &'a Resume,
+    resumed: bool,
+    policy: SlowPolicy,
+}
+
 /// What a connection may do, as the pub/sub side asks it.
 pub trait Permits {
     /// Whether it may subscribe to `topic`, given the subscription token it sent for it
@@ -99,7 +115,7 @@ impl PubsubSide {
     pub fn new(worker: usize, spec: PubsubSpec) -> Self {
         Self {
             spec,
-            local: LocalSubs::default(),
+            local: LocalSubs::for_worker(worker),
             worker,
             scratch: Vec::new(),
         }
@@ -126,6 +142,24 @@ impl PubsubSide {
         Some((list, policy))
     }
 
+    /// The settled subscribers of topic `id` (for gaps, resets, events), lent like
+    /// [`PubsubSide::recipients`].
+    pub fn settled(&mut self, id: u64) -> Option<(Vec<u32>, SlowPolicy)> {
+        let policy = self.local.topic(id)?.policy;
+        let mut list = std::mem::take(&mut self.scratch);
+        self.local.settled(id, &mut list);
+        Some((list, policy))
+    }
+
+    /// A list of one connection, if it is a pub/sub connection.
+    pub fn one(&mut self, conn: u32) -> Option<(Vec<u32>, SlowPolicy)> {
+        self.local.conn_id(conn)?;
+        let mut list = std::mem::take(&mut self.scratch);
+        list.clear();
+        list.push(conn);
+        Some((list, SlowPolicy::Drop))
+    }
+
     /// Return a recipient list for reuse.
     pub fn give_back(&mut self, list: Vec<u32>) {
         self.scratch = list;
@@ -134,6 +168,11 @@ impl PubsubSide {
     /// A connection of `/ws` is open: it takes control messages from now on.
     pub fn join(&mut self, conn: u32) {
         self.local.join(conn);
+    }
+
+    /// The worker's index.
+    pub fn worker(&self) -> usize {
+        self.worker
     }
 
     /// Whether connection `conn` is a pub/sub connection.
@@ -152,6 +191,7 @@ impl PubsubSide {
         ctx: &Ctx<'_>,
         msg: Message<'_>,
         permits: &mut dyn Permits,
+        user: Option<Arc<str>>,
     ) -> Option<String> {
         let Message::Text(text) = msg else {
             control_error(w, ctx, "binary_frames_are_not_control_messages");
@@ -191,7 +231,7 @@ impl PubsubSide {
                 }
                 let topics = allowed;
                 if !topics.is_empty() {
-                    self.subscribe(conn, w, ctx, topics, resume);
+                    self.subscribe(conn, w, ctx, topics, resume, user);
                 }
             }
             Ok(Control::Unsubscribe { topics }) => {
@@ -199,6 +239,7 @@ impl PubsubSide {
                     if let Some(id) = self.local.find(conn, &t) {
                         self.local.unsubscribe(conn, id);
                         self.spec.hub.unsubscribe(self.worker, &t);
+                        self.left(conn, &t);
                     }
                     let r = serde_json::json!({"type": "unsubscribed", "topic": t}).to_string();
                     reply(w, ctx, &r);
@@ -219,15 +260,19 @@ impl PubsubSide {
                     control_error(w, ctx, &reason);
                     return None;
                 }
-                match self.spec.hub.publish_at(
-                    &topic,
-                    Payload::Text(&data),
-                    Some(std::time::Instant::now()),
-                ) {
-                    Ok(p) => {
+                let conn_id = self.local.conn_id(conn).unwrap_or(0);
+                let who = (self.worker, conn, conn_id);
+                match self
+                    .spec
+                    .backplane
+                    .publish_for(&topic, Payload::Text(&data), who)
+                {
+                    Ok(Some(p)) => {
                         ctx.metrics.client_publishes.inc();
                         reply(w, ctx, &pubsub::reply_published(&topic, p.seq));
                     }
+                    // With a broker the answer comes back through the worker's queue.
+                    Ok(None) => ctx.metrics.client_publishes.inc(),
                     Err(e) => control_error(w, ctx, &e.reason()),
                 }
             }
@@ -238,7 +283,8 @@ impl PubsubSide {
     /// Subscribe connection `conn` to `topics`, replaying from the resume points given.
     /// Replies `subscribed` (with the newest number, the epoch and, when resuming, whether
     /// everything missed was recovered) per topic, then the gap and the replayed frames if
-    /// resuming; live messages follow without duplicates.
+    /// resuming; live messages follow without duplicates. A topic the backplane has not
+    /// brought yet is answered when it has ([`PubsubSide::ready`]).
     pub fn subscribe(
         &mut self,
         conn: u32,
@@ -246,6 +292,7 @@ impl PubsubSide {
         ctx: &Ctx<'_>,
         topics: Vec<String>,
         resume: Vec<(String, pubsub::Position)>,
+        user: Option<Arc<str>>,
     ) {
         let max = self.spec.limits.max_per_connection;
         let held = self.local.topics_of(conn).len();
@@ -257,43 +304,133 @@ impl PubsubSide {
             let e = pubsub::TopicError::TooManyTopics { max };
             return control_error(w, ctx, &e.reason());
         }
+        let conn_id = self.local.join(conn);
         for topic in topics {
             let from = resume.iter().find(|(t, _)| *t == topic).map(|(_, s)| *s);
-            let sub = match self.spec.hub.subscribe(self.worker, &topic, from) {
+            let sub = match self
+                .spec
+                .hub
+                .subscribe_conn(self.worker, &topic, from, conn, conn_id)
+            {
                 Ok(x) => x,
                 Err(e) => {
                     control_error(w, ctx, &e.reason());
                     continue;
                 }
             };
-            let (id, owed) = (sub.id, sub.owed);
             let policy = self.spec.policies.for_topic(&topic);
-            if !self.local.subscribe(conn, id, &topic, policy, owed.last) {
-                // Already subscribed: the hub counted it twice.
-                self.spec.hub.unsubscribe(self.worker, &topic);
-            }
-            let recovered = from.map(|_| owed.recovered);
-            match recovered {
-                Some(true) => ctx.metrics.resumes_recovered.inc(),
-                Some(false) => ctx.metrics.resumes_not_recovered.inc(),
-                None => {}
-            }
-            if from.is_some() {
-                let gap = owed.gap.map(|(a, b)| b.saturating_sub(a) + 1);
-                ctx.metrics
-                    .hist
-                    .record_resume(owed.frames.len() as u64, gap);
-            }
-            let text = pubsub::reply_subscribed(&topic, owed.last, sub.epoch, recovered);
-            reply(w, ctx, &text);
-            if let Some((a, b)) = owed.gap {
-                w.outbound().push_gap(id, a, b);
-            }
-            for (seq, frame) in &owed.frames {
-                offer(w, ctx, id, *seq, frame, policy);
+            match sub {
+                Subscription::Pending { id } => {
+                    if !self.local.subscribe(conn, id, &topic, policy, PENDING) {
+                        self.spec.hub.unsubscribe(self.worker, &topic);
+                    }
+                }
+                Subscription::Now(sub) => {
+                    if !self
+                        .local
+                        .subscribe(conn, sub.id, &topic, policy, sub.owed.last)
+                    {
+                        // Already subscribed: the hub counted it twice.
+                        self.spec.hub.unsubscribe(self.worker, &topic);
+                    }
+                    let settled = Settled {
+                        id: sub.id,
+                        name: &topic,
+                        epoch: sub.epoch,
+                        owed: &sub.owed,
+                        resumed: from.is_some(),
+                        policy,
+                    };
+                    self.settle(conn, w, ctx, &settled, user.clone());
+                }
             }
         }
         self.count(ctx.metrics);
+    }
+
+    /// A subscription is answered: the reply, then the gap and the replayed frames.
+    fn settle(
+        &mut self,
+        conn: u32,
+        w: &mut Writer,
+        ctx: &Ctx<'_>,
+        s: &Settled<'_>,
+        user: Option<Arc<str>>,
+    ) {
+        let recovered = s.resumed.then_some(s.owed.recovered);
+        match recovered {
+            Some(true) => ctx.metrics.resumes_recovered.inc(),
+            Some(false) => ctx.metrics.resumes_not_recovered.inc(),
+            None => {}
+        }
+        if s.resumed {
+            let gap = s.owed.gap.map(|(a, b)| b.saturating_sub(a) + 1);
+            ctx.metrics
+                .hist
+                .record_resume(s.owed.frames.len() as u64, gap);
+        }
+        let text = pubsub::reply_subscribed(s.name, s.owed.last, s.epoch, recovered);
+        reply(w, ctx, &text);
+        if let Some((a, b)) = s.owed.gap {
+            w.outbound().push_gap(s.id, a, b);
+        }
+        for (seq, frame) in &s.owed.frames {
+            offer(w, ctx, s.id, *seq, frame, s.policy);
+        }
+        if self.spec.backplane.is_presence(s.name) {
+            let m = self.member(conn, user);
+            self.spec.backplane.presence(s.name, m, true);
+        }
+    }
+
+    /// A pending subscription's topic arrived from the backplane: answer it now, if the
+    /// connection is still the one that asked and still subscribed.
+    pub fn ready(
+        &mut self,
+        conn: u32,
+        w: &mut Writer,
+        ctx: &Ctx<'_>,
+        topic: u64,
+        r: &pubsub::Ready,
+        user: Option<Arc<str>>,
+    ) {
+        if self.local.conn_id(conn) != Some(r.conn_id)
+            || !self.local.set_after(conn, topic, r.owed.last)
+        {
+            return;
+        }
+        let policy = self
+            .local
+            .topic(topic)
+            .map_or(SlowPolicy::Drop, |t| t.policy);
+        let settled = Settled {
+            id: topic,
+            name: &r.name,
+            epoch: r.epoch,
+            owed: &r.owed,
+            resumed: r.resumed,
+            policy,
+        };
+        self.settle(conn, w, ctx, &settled, user);
+    }
+
+    /// This connection as a presence member.
+    fn member(&self, conn: u32, user: Option<Arc<str>>) -> Member {
+        Member {
+            node: self.spec.backplane.node().clone(),
+            conn: format!("{:x}", self.local.conn_id(conn).unwrap_or(0)),
+            user,
+            client: None,
+            since: crate::auth::unix_now(),
+        }
+    }
+
+    /// `conn` left `topic` (unsubscribed or closed): its presence goes.
+    fn left(&self, conn: u32, topic: &str) {
+        if self.spec.backplane.is_presence(topic) {
+            let m = self.member(conn, None);
+            self.spec.backplane.presence(topic, m, false);
+        }
     }
 
     /// The gap frame for topic `id`, if connections here still follow it.
@@ -306,8 +443,14 @@ impl PubsubSide {
         if !self.local.is_member(conn) {
             return;
         }
+        let conn_member = self.member(conn, None);
         for name in self.local.leave(conn) {
             self.spec.hub.unsubscribe(self.worker, &name);
+            if self.spec.backplane.is_presence(&name) {
+                self.spec
+                    .backplane
+                    .presence(&name, conn_member.clone(), false);
+            }
         }
         self.count(metrics);
     }

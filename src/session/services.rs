@@ -38,8 +38,8 @@ pub trait Services {
     fn next_delivery(&mut self) -> Option<(Self::Delivery, Vec<u32>)>;
     /// When the message was published, if known (for the latency histogram).
     fn published_at(d: &Self::Delivery) -> Option<std::time::Instant>;
-    /// Offer the message to one recipient's output.
-    fn offer(&mut self, d: &Self::Delivery, w: &mut Writer, ctx: &Ctx<'_>);
+    /// Offer the message to one recipient's output (connection `idx`).
+    fn offer(&mut self, idx: u32, d: &Self::Delivery, w: &mut Writer, ctx: &Ctx<'_>);
     /// Give a recipient list back for reuse.
     fn finish_delivery(&mut self, list: Vec<u32>);
     /// Whether more messages wait.

@@ -1,0 +1,117 @@
+#!lua name=holdfast
+-- Holdfast's Redis function library (loaded by every node at start, FUNCTION LOAD
+-- REPLACE). Keys of topic T all carry the hash tag {T}, so in a Redis Cluster they live on
+-- one master and the shard channel is served by it:
+--   hf:{T}:s  stream: entry id 0-N is message N of the topic (XADD 0-* numbers them)
+--   hf:{T}:e  the topic's epoch (its numbering's identity; new when the keys are new)
+--   hf:{T}:m  shard channel: every node with subscribers of T listens (SSUBSCRIBE)
+--   hf:{T}:p  presence: member -> "user\ninfo-json";  hf:{T}:x  member -> expiry (ms)
+--   hf:{T}:u  presence: user -> connections
+-- Both history keys get the same TTL on every publish and open, so they expire together.
+
+local function epoch_of(key, stream, ttl)
+  local e = redis.call('GET', key)
+  if not e then
+    local t = redis.call('TIME')
+    e = string.format('%08x%05x', tonumber(t[1]), tonumber(t[2]))
+    redis.call('SET', key, e)
+  end
+  if ttl > 0 then
+    redis.call('EXPIRE', key, ttl)
+    if redis.call('EXISTS', stream) == 1 then
+      redis.call('EXPIRE', stream, ttl)
+    end
+  end
+  return e
+end
+
+local function now_us()
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%06d', tonumber(t[2]))
+end
+
+-- FCALL hf_publish 3 hf:{T}:s hf:{T}:e hf:{T}:m KIND DATA [MAXLEN [TTL]]
+-- KIND: t (UTF-8 text) or b (binary). Returns {epoch, seq}.
+redis.register_function('hf_publish', function(keys, args)
+  local kind, data = args[1], args[2]
+  if kind ~= 't' and kind ~= 'b' then
+    return redis.error_reply('ERR holdfast: KIND must be t (text) or b (binary)')
+  end
+  if data == nil then
+    return redis.error_reply('ERR holdfast: DATA is missing')
+  end
+  local maxlen = math.max(tonumber(args[3] or '1024') or 1024, 1)
+  local ttl = tonumber(args[4] or '86400') or 86400
+  local e = epoch_of(keys[2], keys[1], ttl)
+  local id = redis.call('XADD', keys[1], 'MAXLEN', '~', maxlen, '0-*', 'k', kind, 'd', data)
+  if ttl > 0 then
+    redis.call('EXPIRE', keys[1], ttl)
+  end
+  local seq = string.sub(id, 3)
+  redis.call('SPUBLISH', keys[3], 'm ' .. e .. ' ' .. seq .. ' ' .. kind .. ' ' .. now_us() .. ' ' .. data)
+  return {e, seq}
+end)
+
+-- FCALL hf_open 2 hf:{T}:s hf:{T}:e COUNT TTL -> {epoch, newest seq, newest COUNT entries}
+redis.register_function('hf_open', function(keys, args)
+  local count = tonumber(args[1]) or 0
+  local ttl = tonumber(args[2]) or 86400
+  local e = epoch_of(keys[2], keys[1], ttl)
+  local last = '0'
+  local top = redis.call('XREVRANGE', keys[1], '+', '-', 'COUNT', 1)
+  if #top > 0 then
+    last = string.sub(top[1][1], 3)
+  end
+  local entries = {}
+  if count > 0 then
+    entries = redis.call('XREVRANGE', keys[1], '+', '-', 'COUNT', count)
+  end
+  return {e, last, entries}
+end)
+
+local function drop_member(keys, member)
+  local v = redis.call('HGET', keys[1], member)
+  redis.call('ZREM', keys[2], member)
+  if not v then
+    return 0
+  end
+  redis.call('HDEL', keys[1], member)
+  local user = string.match(v, '^([^\n]*)\n')
+  if user and user ~= '' then
+    if redis.call('HINCRBY', keys[3], user, -1) <= 0 then
+      redis.call('HDEL', keys[3], user)
+    end
+  end
+  return 1
+end
+
+-- FCALL hf_join 3 hf:{T}:p hf:{T}:x hf:{T}:u MEMBER USER INFO EXPIRES_MS -> 1 if new
+redis.register_function('hf_join', function(keys, args)
+  local member, user, info, expires = args[1], args[2], args[3], args[4]
+  local new = redis.call('HSET', keys[1], member, user .. '\n' .. info)
+  redis.call('ZADD', keys[2], expires, member)
+  if new == 1 and user ~= '' then
+    redis.call('HINCRBY', keys[3], user, 1)
+  end
+  return new
+end)
+
+-- FCALL hf_leave 3 hf:{T}:p hf:{T}:x hf:{T}:u MEMBER -> 1 if it was there
+redis.register_function('hf_leave', function(keys, args)
+  return drop_member(keys, args[1])
+end)
+
+-- FCALL hf_presence 3 hf:{T}:p hf:{T}:x hf:{T}:u NOW_MS LIST
+-- Drops members whose node stopped refreshing them, then returns
+-- {connections, unique users, [member, value, ...] when LIST is 1}.
+redis.register_function('hf_presence', function(keys, args)
+  local gone = redis.call('ZRANGEBYSCORE', keys[2], '-inf', args[1])
+  for _, m in ipairs(gone) do
+    drop_member(keys, m)
+  end
+  local list = {}
+  if args[2] == '1' then
+    list = redis.call('HGETALL', keys[1])
+  end
+  return {redis.call('HLEN', keys[1]), redis.call('HLEN', keys[3]), list}
+end)

@@ -1,0 +1,170 @@
+//! Presence: who is subscribed to a presence topic (one whose name starts with
+//! `--presence-prefix`), as members — one per subscribed connection — with cheap counts
+//! (connections, unique users). The memory engine keeps the [`Table`] here; with a broker
+//! the same members live in Redis (`hf:{T}:p`, refreshed by their node every third of
+//! `--presence-ttl`, so a node that dies without a goodbye drops out within the TTL).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// One subscribed connection of a presence topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    /// The node that holds it.
+    pub node: Arc<str>,
+    /// Its connection id on that node (hex).
+    pub conn: String,
+    /// Its user, when it authenticated with one.
+    pub user: Option<Arc<str>>,
+    /// What the client said about itself (`client=` on the upgrade), if anything.
+    pub client: Option<Arc<str>>,
+    /// When it joined (Unix seconds).
+    pub since: u64,
+}
+
+impl Member {
+    /// Its key: `node/conn`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.node, self.conn)
+    }
+
+    /// Its record in the broker (the user is kept apart, for the unique-user count).
+    pub fn info(&self) -> String {
+        serde_json::json!({"node": self.node, "conn": self.conn, "client": self.client,
+            "since": self.since})
+        .to_string()
+    }
+
+    /// A member from its record in the broker: `user\ninfo`.
+    pub fn from_record(value: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(value).ok()?;
+        let (user, info) = text.split_once('\n')?;
+        let v: serde_json::Value = serde_json::from_str(info).ok()?;
+        Some(Self {
+            node: v["node"].as_str()?.into(),
+            conn: v["conn"].as_str()?.to_string(),
+            user: Some(user).filter(|u| !u.is_empty()).map(Into::into),
+            client: v["client"].as_str().map(Into::into),
+            since: v["since"].as_u64().unwrap_or(0),
+        })
+    }
+}
+
+/// A topic's presence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PresenceReport {
+    /// Subscribed connections.
+    pub connections: u64,
+    /// Distinct users among them.
+    pub users: u64,
+    /// The members, when asked for.
+    pub members: Vec<Member>,
+}
+
+/// The memory engine's members, per topic.
+#[derive(Debug, Default)]
+pub struct Table {
+    topics: HashMap<Arc<str>, HashMap<String, Member>>,
+}
+
+impl Table {
+    /// Add `m` to `topic`; true if it was not there.
+    pub fn join(&mut self, topic: &Arc<str>, m: Member) -> bool {
+        self.topics
+            .entry(topic.clone())
+            .or_default()
+            .insert(m.key(), m)
+            .is_none()
+    }
+
+    /// Remove member `key` from `topic`; true if it was there.
+    pub fn leave(&mut self, topic: &str, key: &str) -> bool {
+        let Some(t) = self.topics.get_mut(topic) else {
+            return false;
+        };
+        let gone = t.remove(key).is_some();
+        if t.is_empty() {
+            self.topics.remove(topic);
+        }
+        gone
+    }
+
+    /// Who is on `topic`.
+    pub fn report(&self, topic: &str, list: bool) -> PresenceReport {
+        let members: Vec<&Member> = self
+            .topics
+            .get(topic)
+            .map_or(Vec::new(), |t| t.values().collect());
+        report(members.into_iter().cloned().collect(), list)
+    }
+}
+
+/// A report from members, counted.
+pub fn report(mut members: Vec<Member>, list: bool) -> PresenceReport {
+    let users: HashSet<&str> = members.iter().filter_map(|m| m.user.as_deref()).collect();
+    let (connections, users) = (members.len() as u64, users.len() as u64);
+    members.sort_by(|a, b| (&a.node, &a.conn).cmp(&(&b.node, &b.conn)));
+    if !list {
+        members.clear();
+    }
+    PresenceReport {
+        connections,
+        users,
+        members,
+    }
+}
+
+/// The frame telling subscribers of `topic` that `m` joined or left.
+pub fn event_frame(topic: &str, m: &Member, join: bool) -> Arc<[u8]> {
+    let body = serde_json::json!({"type": "presence", "topic": topic,
+        "event": if join { "join" } else { "leave" }, "member": m})
+    .to_string();
+    let mut frame = Vec::new();
+    crate::ws::frame::encode_frame(
+        &mut frame,
+        true,
+        crate::ws::OpCode::Text,
+        None,
+        body.as_bytes(),
+    );
+    frame.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(node: &str, conn: &str, user: Option<&str>) -> Member {
+        Member {
+            node: node.into(),
+            conn: conn.into(),
+            user: user.map(Into::into),
+            client: None,
+            since: 1,
+        }
+    }
+
+    #[test]
+    fn counts_connections_and_unique_users_and_records_round_trip() {
+        let mut t = Table::default();
+        let topic: Arc<str> = "presence:room".into();
+        assert!(t.join(&topic, m("a", "1", Some("ann"))));
+        assert!(t.join(&topic, m("b", "7", Some("ann"))));
+        assert!(t.join(&topic, m("b", "8", None)));
+        assert!(
+            !t.join(&topic, m("b", "8", None)),
+            "a refresh is not a join"
+        );
+        let r = t.report(&topic, true);
+        assert_eq!((r.connections, r.users, r.members.len()), (3, 1, 3));
+        assert!(t.report(&topic, false).members.is_empty());
+        assert!(t.leave(&topic, "b/7"));
+        assert!(!t.leave(&topic, "b/7"));
+        let one = m("n1", "ff", Some("bob"));
+        let rec = format!("bob\n{}", one.info());
+        assert_eq!(Member::from_record(rec.as_bytes()), Some(one));
+        assert_eq!(Member::from_record(b"no newline"), None);
+    }
+}
