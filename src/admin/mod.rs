@@ -314,7 +314,7 @@ fn publish(req: &Request, shared: &State) -> (u16, &'static str, String) {
                 "application/json",
                 serde_json::json!({
                     "topic": topic, "seq": p.seq, "epoch": crate::pubsub::format_epoch(p.epoch),
-                    "subscribers": p.subscribers, "node": &**bp.node(),
+                    "subscribers": p.subscribers, "workers": p.workers, "node": &**bp.node(),
                 })
                 .to_string()
                     + "\n",

@@ -749,6 +749,7 @@ fn published(v: &Value) -> Option<Published> {
         epoch: pubsub::parse_epoch(items.first()?.text()?)?,
         seq: items.get(1)?.int()?.max(0) as u64,
         subscribers: 0,
+        workers: 0,
     })
 }
 

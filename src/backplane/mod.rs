@@ -101,6 +101,8 @@ pub struct Published {
     pub epoch: u64,
     /// Local subscribers it will reach (memory engine; 0 with a broker: unknown here).
     pub subscribers: u64,
+    /// Local workers it was handed to (memory engine; 0 with a broker).
+    pub workers: usize,
 }
 
 /// Who waits for a job's answer.
@@ -346,6 +348,7 @@ impl Backplane {
                 seq: p.seq,
                 epoch,
                 subscribers: p.subscribers,
+                workers: p.workers,
             });
         }
         self.check(topic, &payload)?;

@@ -710,13 +710,31 @@ impl Hub {
                 let reset = !fresh;
                 st.synced = true;
                 st.epoch = epoch;
-                let freed = st
-                    .replay
-                    .restart(history.first().map_or(last, |(s, _)| s - 1));
+                let base = history.first().map_or(last, |(s, _)| s - 1);
+                let freed = st.replay.restart(base);
                 t.frames -= freed.0;
                 t.bytes -= freed.1;
+                if reset {
+                    // Subscribers are told first, then get the new epoch's messages the
+                    // history holds (they have seen none of them).
+                    let d = Delivery {
+                        kind: Kind::Reset { epoch },
+                        topic: st.id,
+                        seq: base,
+                        frame: Arc::from(&[][..]),
+                        recipients: 0,
+                        at: None,
+                    };
+                    for w in (0..st.local.len()).filter(|&w| st.local[w] > 0) {
+                        if self.queues[w].try_send(d.clone()).is_ok() && !woken.contains(&w) {
+                            woken.push(w);
+                        }
+                    }
+                }
                 for (seq, frame) in history {
-                    self.record(t, topic, seq, frame, None, None);
+                    let to = reset.then_some(&mut woken);
+                    self.record(t, topic, seq, frame, None, to);
+                    delivered += usize::from(reset);
                 }
                 let Some(st) = t.map.get_mut(topic) else {
                     return 0;
@@ -725,21 +743,6 @@ impl Hub {
                     let freed = st.replay.restart(last);
                     t.frames -= freed.0;
                     t.bytes -= freed.1;
-                }
-                if reset {
-                    let d = Delivery {
-                        kind: Kind::Reset { epoch },
-                        topic: st.id,
-                        seq: last,
-                        frame: Arc::from(&[][..]),
-                        recipients: 0,
-                        at: None,
-                    };
-                    for w in (0..st.local.len()).filter(|&w| st.local[w] > 0) {
-                        if self.queues[w].try_send(d.clone()).is_ok() {
-                            woken.push(w);
-                        }
-                    }
                 }
                 for p in std::mem::take(&mut st.pending) {
                     let owed = Self::owed(st, p.resume);

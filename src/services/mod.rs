@@ -89,8 +89,9 @@ impl session::Services for Services {
     }
 
     fn on_release(&mut self, idx: u32, counted: bool, metrics: &WorkerMetrics) {
-        self.pubsub.leave(idx, metrics);
-        if let Some(u) = self.identity.user(idx) {
+        let user = self.identity.user(idx);
+        self.pubsub.leave(idx, metrics, user.clone());
+        if let Some(u) = user {
             self.pubsub.spec.backplane.user_closed(&u);
         }
         self.identity.leave(idx);

@@ -239,7 +239,7 @@ impl PubsubSide {
                     if let Some(id) = self.local.find(conn, &t) {
                         self.local.unsubscribe(conn, id);
                         self.spec.hub.unsubscribe(self.worker, &t);
-                        self.left(conn, &t);
+                        self.left(conn, &t, user.clone());
                     }
                     let r = serde_json::json!({"type": "unsubscribed", "topic": t}).to_string();
                     reply(w, ctx, &r);
@@ -426,9 +426,9 @@ impl PubsubSide {
     }
 
     /// `conn` left `topic` (unsubscribed or closed): its presence goes.
-    fn left(&self, conn: u32, topic: &str) {
+    fn left(&self, conn: u32, topic: &str, user: Option<Arc<str>>) {
         if self.spec.backplane.is_presence(topic) {
-            let m = self.member(conn, None);
+            let m = self.member(conn, user);
             self.spec.backplane.presence(topic, m, false);
         }
     }
@@ -439,11 +439,11 @@ impl PubsubSide {
     }
 
     /// Connection `conn` is going: drop its subscriptions (local index and hub counts).
-    pub fn leave(&mut self, conn: u32, metrics: &WorkerMetrics) {
+    pub fn leave(&mut self, conn: u32, metrics: &WorkerMetrics, user: Option<Arc<str>>) {
         if !self.local.is_member(conn) {
             return;
         }
-        let conn_member = self.member(conn, None);
+        let conn_member = self.member(conn, user);
         for name in self.local.leave(conn) {
             self.spec.hub.unsubscribe(self.worker, &name);
             if self.spec.backplane.is_presence(&name) {

@@ -1,6 +1,8 @@
 //! Test support: start the real server binary on ephemeral ports and talk to it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod redis;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -219,7 +221,7 @@ pub fn publish(admin: SocketAddr, topic: &str, body: &[u8], binary: bool) -> (u1
 
 /// Send `head` (request line and headers, without the blank line) with `body`, read the
 /// answer to EOF; returns (status, body).
-fn request(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+pub fn request(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
@@ -308,6 +310,11 @@ impl Raw {
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Change the read timeout.
+    pub fn stream_timeout(&mut self, t: Duration) {
+        self.stream.set_read_timeout(Some(t)).unwrap();
     }
 
     /// The next message or control frame (or EOF), within the socket's read timeout.

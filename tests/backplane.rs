@@ -1,0 +1,474 @@
+//! The Redis backplane end to end: a real `redis-server` (and a real three-master Redis
+//! Cluster), three real Holdfast nodes on loopback, real WebSocket clients. Every message
+//! once, in order, with the same number on every node; resume on another node after a
+//! drain; users and presence across nodes; the broker killed and restarted mid-stream.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use holdfast::ws::OpCode;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use support::redis::{cli, Cluster, Redis};
+use support::{publish, Got, Raw, Server, KEY};
+
+const T: Duration = Duration::from_secs(10);
+const HMAC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/keys/hmac.secret"
+);
+
+fn node(url: &str, name: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--backplane", url, "--node-id", name];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+fn nodes(url: &str, extra: &[&str]) -> Vec<Server> {
+    ["A", "B", "C"]
+        .iter()
+        .map(|n| node(url, n, extra))
+        .collect()
+}
+
+fn text(v: &Value) -> String {
+    v.to_string()
+}
+
+/// The next text message as JSON (pings skipped), within the read timeout.
+fn next(ws: &mut Raw) -> Value {
+    match ws.recv_non_ping() {
+        Got::Text(t) => serde_json::from_str(&t).unwrap(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// Connect to `addr` at `path` (a `/ws?…` query) and wait for the `subscribed` reply of
+/// each topic; returns the client and the replies.
+fn subscriber(addr: SocketAddr, path: &str, topics: usize, headers: &str) -> (Raw, Vec<Value>) {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
+    );
+    let (s, head) = support::raw_request(addr, &req);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut ws = Raw::from_upgraded(s);
+    let replies = (0..topics)
+        .map(|_| {
+            let v = next(&mut ws);
+            assert_eq!(v["type"], "subscribed", "{v}");
+            v
+        })
+        .collect();
+    (ws, replies)
+}
+
+/// Read messages of `topic` until number `upto`, checking each is the next one; returns
+/// the numbers seen (which must be `from..=upto`).
+fn read_through(ws: &mut Raw, topic: &str, from: u64, upto: u64) {
+    let mut want = from;
+    while want <= upto {
+        let v = next(ws);
+        if v["type"] != "message" || v["topic"] != topic {
+            continue;
+        }
+        let seq = v["seq"].as_u64().unwrap();
+        assert_eq!(seq, want, "out of order or duplicated: {v}");
+        assert_eq!(v["data"], format!("m{seq}"), "{v}");
+        want += 1;
+    }
+}
+
+fn publish_ok(admin: SocketAddr, topic: &str, body: &str) -> Value {
+    let (status, reply) = publish(admin, topic, body.as_bytes(), false);
+    assert_eq!(status, 200, "{reply}");
+    serde_json::from_str(&reply).unwrap()
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + T;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn three_nodes_deliver_every_message_once_in_order_with_the_same_numbers() {
+    let redis = Redis::start();
+    let n = nodes(&redis.url(), &[]);
+    let mut subs = Vec::new();
+    let mut epochs = Vec::new();
+    for node in &n[1..] {
+        for _ in 0..3 {
+            let (ws, r) = subscriber(node.addr, "/ws?topics=fleet", 1, "");
+            assert_eq!(r[0]["seq"], 0);
+            epochs.push(r[0]["epoch"].as_str().unwrap().to_string());
+            subs.push(ws);
+        }
+    }
+    assert!(
+        epochs.windows(2).all(|w| w[0] == w[1]),
+        "one epoch: {epochs:?}"
+    );
+    for i in 1..=200u64 {
+        let p = publish_ok(n[0].admin, "fleet", &format!("m{i}"));
+        assert_eq!(p["seq"], i, "{p}");
+        assert_eq!(p["epoch"], epochs[0].as_str());
+    }
+    for ws in &mut subs {
+        read_through(ws, "fleet", 1, 200);
+    }
+    // A node listens only for topics it has subscribers for: A published 200 messages and
+    // received none of them; B and C received each once.
+    assert_eq!(n[0].metric("holdfast_backplane_received_total"), 0.0);
+    for node in &n[1..] {
+        assert_eq!(node.metric("holdfast_backplane_received_total"), 200.0);
+        assert_eq!(node.metric("holdfast_backplane_up{engine=\"redis\"}"), 1.0);
+    }
+    // A late subscriber on the publishing node resumes from the shared history.
+    let (mut late, r) = subscriber(
+        n[0].addr,
+        &format!("/ws?topics=fleet&resume=fleet:150@{}", epochs[0]),
+        1,
+        "",
+    );
+    assert_eq!(
+        (r[0]["seq"].as_u64(), r[0]["recovered"].as_bool()),
+        (Some(200), Some(true))
+    );
+    read_through(&mut late, "fleet", 151, 200);
+    // A backend publishes straight into the broker; every node numbers it the same.
+    let out = cli(
+        redis.port,
+        &[
+            "FCALL",
+            "hf_publish",
+            "3",
+            "hf:{fleet}:s",
+            "hf:{fleet}:e",
+            "hf:{fleet}:m",
+            "t",
+            "m201",
+        ],
+    );
+    assert!(out.contains("201"), "{out}");
+    for ws in subs.iter_mut().chain([&mut late]) {
+        read_through(ws, "fleet", 201, 201);
+    }
+}
+
+#[test]
+fn a_drained_nodes_clients_resume_on_another_node_with_nothing_lost() {
+    let redis = Redis::start();
+    let n = nodes(
+        &redis.url(),
+        &["--drain-window", "0.5", "--drain-grace", "2"],
+    );
+    let (mut ws, r) = subscriber(n[1].addr, "/ws?topics=feed", 1, "");
+    let epoch = r[0]["epoch"].as_str().unwrap().to_string();
+    const TOTAL: u64 = 300;
+    let admin = n[0].admin;
+    let publisher = std::thread::spawn(move || {
+        for i in 1..=TOTAL {
+            publish_ok(admin, "feed", &format!("m{i}"));
+            std::thread::sleep(Duration::from_millis(3)); // a steady rate, not a burst
+        }
+    });
+    let mut last = 0;
+    let mut drained = false;
+    loop {
+        match ws.recv_non_ping() {
+            Got::Text(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "message" {
+                    let seq = v["seq"].as_u64().unwrap();
+                    assert_eq!(seq, last + 1, "{v}");
+                    last = seq;
+                    if seq == 40 && !drained {
+                        assert_eq!(n[1].admin("POST", "/drain").0, 202);
+                        drained = true;
+                    }
+                }
+            }
+            Got::Close(code, _) => {
+                assert_eq!(code, Some(1012));
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!((40..TOTAL).contains(&last), "drained mid-stream at {last}");
+    let path = format!("/ws?topics=feed&resume=feed:{last}@{epoch}");
+    let (mut again, r) = subscriber(n[2].addr, &path, 1, "");
+    assert_eq!(r[0]["recovered"], true, "{}", text(&r[0]));
+    read_through(&mut again, "feed", last + 1, TOTAL);
+    publisher.join().unwrap();
+}
+
+fn token(user: &str) -> String {
+    let secret = std::fs::read_to_string(HMAC).unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let claims = json!({"sub": user, "exp": exp,
+        "channels": {"subscribe": ["presence:*", "fleet"], "publish": []}});
+    let k = EncodingKey::from_secret(secret.trim().as_bytes());
+    encode(&Header::new(Algorithm::HS256), &claims, &k).unwrap()
+}
+
+fn bearer(user: &str) -> String {
+    format!("Authorization: Bearer {}\r\n", token(user))
+}
+
+#[test]
+fn users_and_presence_span_the_nodes_and_a_dead_nodes_members_expire() {
+    let redis = Redis::start();
+    let extra = [
+        "--auth-hmac-secret-file",
+        HMAC,
+        "--presence-ttl",
+        "2",
+        "--presence-events",
+    ];
+    let mut n = nodes(&redis.url(), &extra);
+    let room = "/ws?topics=presence:room";
+    let (mut ann_a, _) = subscriber(n[0].addr, room, 1, &bearer("ann"));
+    let (mut ann_b, _) = subscriber(n[1].addr, room, 1, &bearer("ann"));
+    let (mut bob_b, _) = subscriber(n[1].addr, room, 1, &bearer("bob"));
+    let who = |node: &Server| -> Value {
+        let (s, body) = node.admin("GET", "/presence?topic=presence:room");
+        assert_eq!(s, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    wait_until("three members", || who(&n[2])["connections"] == 3);
+    for node in &n {
+        let p = who(node);
+        assert_eq!(
+            (p["connections"].as_u64(), p["users"].as_u64()),
+            (Some(3), Some(2)),
+            "{p}"
+        );
+        let mut on: Vec<&str> = p["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["node"].as_str().unwrap())
+            .collect();
+        on.sort();
+        assert_eq!(on, ["A", "B", "B"]);
+    }
+    // A message to ann, published on C, reaches her connections on A and B only.
+    let head = "POST /publish?user=ann HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n";
+    let (s, body) = support::request(n[2].admin, head, b"hello ann");
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["nodes"], 2);
+    for ws in [&mut ann_a, &mut ann_b] {
+        let v = loop {
+            let v = next(ws);
+            if v["type"] != "presence" {
+                break v;
+            }
+        };
+        assert_eq!(
+            (v["type"].as_str(), v["data"].as_str()),
+            (Some("direct"), Some("hello ann"))
+        );
+    }
+    // Disconnect ann everywhere: both her connections close with 4403.
+    let (s, body) = n[1].admin("POST", "/users/disconnect?user=ann");
+    assert_eq!(s, 200, "{body}");
+    for ws in [&mut ann_a, &mut ann_b] {
+        let code = loop {
+            match ws.recv_non_ping() {
+                Got::Close(c, _) => break c,
+                Got::Text(_) => {}
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(code, Some(4403));
+    }
+    wait_until("ann's members gone", || who(&n[2])["connections"] == 1);
+    // Node B dies without a goodbye: bob drops out of presence within the TTL.
+    let (_c1, _) = subscriber(n[0].addr, room, 1, &bearer("cy"));
+    wait_until("cy listed", || who(&n[2])["connections"] == 2);
+    // Bob saw members come and go (presence events), and nothing addressed to ann.
+    let mut events = Vec::new();
+    loop {
+        let v = next(&mut bob_b);
+        assert_eq!(v["type"], "presence", "bob got something else: {v}");
+        let (ev, user) = (v["event"].as_str().unwrap(), v["member"]["user"].as_str());
+        events.push(format!("{ev} {}", user.unwrap_or("-")));
+        if ev == "join" && user == Some("cy") {
+            break;
+        }
+    }
+    // (ann's join on B may reach bob after his own subscription: events are as delivered.)
+    assert!(events.iter().any(|e| e == "join bob"), "{events:?}");
+    let leaves = events.iter().filter(|e| *e == "leave ann").count();
+    assert_eq!(leaves, 2, "{events:?}");
+    let _ = n[1].child.kill();
+    let _ = n[1].child.wait();
+    let killed = Instant::now();
+    wait_until("bob expired", || who(&n[2])["connections"] == 1);
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        killed.elapsed()
+    );
+    let p = who(&n[0]);
+    assert_eq!(p["members"][0]["node"], "A", "{p}");
+    drop(n);
+}
+
+#[test]
+fn the_broker_killed_and_restarted_mid_stream_costs_no_message_and_no_crash() {
+    // Persistence on, as a production broker runs: history survives the restart.
+    let mut redis = Redis::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ]);
+    let n = nodes(&redis.url(), &[]);
+    let (mut ws, r) = subscriber(n[1].addr, "/ws?topics=live", 1, "");
+    let epoch = r[0]["epoch"].as_str().unwrap().to_string();
+    for i in 1..=50 {
+        publish_ok(n[0].admin, "live", &format!("m{i}"));
+    }
+    read_through(&mut ws, "live", 1, 50);
+    let rss = n[0].rss();
+    redis.kill();
+    // Publishes are refused with 503 while the broker is away (the node notices within a
+    // command's timeout), and nothing piles up.
+    wait_until("503", || publish(n[0].admin, "live", b"x", false).0 == 503);
+    for _ in 0..200 {
+        let (s, body) = publish(n[0].admin, "live", &[b'x'; 4096], false);
+        assert_eq!(s, 503, "{body}");
+        assert!(body.contains("backplane_unavailable"), "{body}");
+    }
+    assert!(n[0].rss() < rss + (8 << 20), "{} -> {}", rss, n[0].rss());
+    n[1].wait_metric("holdfast_backplane_up{engine=\"redis\"}", |v| v == 0.0);
+    // Local connections keep flowing: the subscriber's control messages are answered.
+    ws.send_frame(
+        true,
+        OpCode::Text,
+        br#"{"op":"unsubscribe","topics":["other"]}"#,
+    );
+    assert_eq!(next(&mut ws)["type"], "unsubscribed");
+    redis.restart();
+    for node in &n {
+        node.wait_metric("holdfast_backplane_up{engine=\"redis\"}", |v| v == 1.0);
+    }
+    assert!(n[1].metric("holdfast_backplane_reconnects_total") >= 1.0);
+    assert!(n[1].metric("holdfast_backplane_resubscribes_total") >= 1.0);
+    wait_until("the subscription is back", || {
+        n[1].metric("holdfast_backplane_catch_ups_total") >= 0.0
+            && publish(n[2].admin, "other", b"probe", false).0 == 200
+    });
+    let mut p = Value::Null;
+    for i in 51..=100 {
+        p = publish_ok(n[0].admin, "live", &format!("m{i}"));
+    }
+    assert_eq!(
+        p["epoch"],
+        epoch.as_str(),
+        "the history survived: same epoch"
+    );
+    read_through(&mut ws, "live", 51, 100);
+
+    // Subscriber connections cut (CLIENT KILL) while messages are published: the node
+    // reconnects and fills what it missed from the stream.
+    let admin = n[0].admin;
+    let stop = Arc::new(AtomicBool::new(false));
+    let published = Arc::new(AtomicU64::new(100));
+    let (s2, p2) = (stop.clone(), published.clone());
+    let publisher = std::thread::spawn(move || {
+        while !s2.load(Ordering::Relaxed) {
+            let i = p2.load(Ordering::Relaxed) + 1;
+            let (st, _) = publish(admin, "live", format!("m{i}").as_bytes(), false);
+            if st == 200 {
+                p2.store(i, Ordering::Relaxed);
+            }
+        }
+    });
+    wait_until("some publishes", || published.load(Ordering::Relaxed) > 150);
+    let killed = cli(redis.port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert!(killed.trim().parse::<u32>().unwrap_or(0) >= 1, "{killed}");
+    wait_until("more publishes", || published.load(Ordering::Relaxed) > 300);
+    stop.store(true, Ordering::Relaxed);
+    publisher.join().unwrap();
+    let last = published.load(Ordering::Relaxed);
+    read_through(&mut ws, "live", 101, last);
+
+    // The broker loses the history (FLUSHALL: a restart without persistence): the topic's
+    // numbering starts again in a new epoch, and subscribers are told (a reset).
+    cli(redis.port, &["FLUSHALL"]);
+    let p = publish_ok(n[0].admin, "live", "m1");
+    assert_eq!(p["seq"], 1);
+    assert_ne!(p["epoch"], epoch.as_str());
+    let reset = loop {
+        let v = next(&mut ws);
+        if v["type"] == "reset" {
+            break v;
+        }
+    };
+    assert_eq!(reset["epoch"], p["epoch"], "{reset}");
+    read_through(&mut ws, "live", 1, 1);
+}
+
+#[test]
+fn a_three_master_redis_cluster_carries_the_same_scenario() {
+    let cluster = Cluster::start();
+    let n = nodes(&cluster.url(), &["--presence-ttl", "5"]);
+    // Topics spread over the three masters' slots.
+    let topics: Vec<String> = (0..9).map(|i| format!("shard{i}")).collect();
+    let query = format!("/ws?topics={}", topics.join(","));
+    let (mut b, _) = subscriber(n[1].addr, &query, topics.len(), "");
+    let (mut c, _) = subscriber(n[2].addr, &query, topics.len(), "");
+    for t in &topics {
+        for i in 1..=20 {
+            let p = publish_ok(n[0].admin, t, &format!("m{i}"));
+            assert_eq!(p["seq"], i);
+        }
+    }
+    for ws in [&mut b, &mut c] {
+        let mut want: std::collections::HashMap<String, u64> =
+            topics.iter().map(|t| (t.clone(), 1)).collect();
+        let mut left = topics.len() * 20;
+        while left > 0 {
+            let v = next(ws);
+            if v["type"] != "message" {
+                continue;
+            }
+            let t = v["topic"].as_str().unwrap().to_string();
+            let w = want.get_mut(&t).unwrap();
+            assert_eq!(v["seq"].as_u64(), Some(*w), "{v}");
+            *w += 1;
+            left -= 1;
+        }
+    }
+    // The keys really are spread: every master holds some topic's stream.
+    for r in &cluster.nodes {
+        let keys = cli(r.port, &["KEYS", "hf:*:s"]);
+        assert!(!keys.trim().is_empty(), "master {} holds no stream", r.port);
+    }
+    // Presence and resume work there too.
+    let (_p, _) = subscriber(n[1].addr, "/ws?topics=presence:lobby", 1, "");
+    wait_until("a member", || {
+        let (_, body) = n[0].admin("GET", "/presence?topic=presence:lobby");
+        serde_json::from_str::<Value>(&body).unwrap()["connections"] == 1
+    });
+    let (mut late, r) = subscriber(n[0].addr, "/ws?topics=shard4&resume=shard4:15", 1, "");
+    assert_eq!(r[0]["recovered"], true);
+    read_through(&mut late, "shard4", 16, 20);
+}
