@@ -35,7 +35,11 @@ enum Cmd {
     /// TLS: server CPU per connection set up with full and with resumed handshakes (and
     /// plain beside them), one pinned worker.
     Tls(ReportArgs),
-    /// Every section above, one report.
+    /// Three nodes on a Redis backplane (a redis-server the report starts): fan-out rates
+    /// stepped up until delivery falls behind, one node beside them, and the time a drained
+    /// node's clients take to resume on another node.
+    Backplane(ReportArgs),
+    /// Every section above but the backplane, one report.
     All(ReportArgs),
     /// Run a peer server (tokio-tungstenite, fastwebsockets, broadcast) by hand.
     Peer(holdfast_bench::peers::PeerArgs),
@@ -59,6 +63,7 @@ fn main() {
         Cmd::Fanout(a) => (Section::Fanout, a),
         Cmd::Storm(a) => (Section::Storm, a),
         Cmd::Tls(a) => (Section::Tls, a),
+        Cmd::Backplane(a) => (Section::Backplane, a),
         Cmd::All(a) => (Section::All, a),
     };
     if let Err(e) = report::run(section, &args) {

@@ -103,6 +103,11 @@ pub enum C {
     FanoutDuplicates,
     /// Fanout: a sequence number lower than one already received.
     FanoutReordered,
+    /// Fanout: deliveries whose number was checked against the publisher's answer.
+    FanoutChecked,
+    /// Fanout: deliveries whose number differs from the publisher's answer (another
+    /// node numbered the message differently).
+    FanoutMisnumbered,
     /// Fanout: gap frames received.
     FanoutGaps,
     /// Fanout: messages named by gap frames.

@@ -38,6 +38,57 @@ pub struct PublisherSpec {
     pub size: usize,
 }
 
+/// The number the server gave each published message (by its stamp), so that every
+/// subscriber — whichever node it is connected to — can check its delivery carries the same
+/// number: with a backplane, one numbering across the fleet. A ring of the newest messages
+/// per topic (16,384, fewer when there are many topics: 1M slots in all, 16 MB).
+#[derive(Debug)]
+pub struct Numbering {
+    seqs: Box<[AtomicU64]>,
+    stamps: Box<[AtomicU64]>,
+    ring: usize,
+}
+
+impl Numbering {
+    /// Room for `topics` topics.
+    pub fn new(topics: usize) -> Self {
+        let ring = ((1 << 20) / topics.max(1)).clamp(64, 1 << 14);
+        let n = topics * ring;
+        Self {
+            seqs: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            stamps: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            ring,
+        }
+    }
+
+    fn slot(&self, topic: usize, seq: u64) -> usize {
+        topic * self.ring + (seq as usize % self.ring)
+    }
+
+    /// The server numbered the message stamped `stamp` on `topic` as `seq`.
+    pub fn record(&self, topic: usize, seq: u64, stamp: u64) {
+        let i = self.slot(topic, seq);
+        if i >= self.seqs.len() {
+            return;
+        }
+        self.seqs[i].store(0, Ordering::Release); // being rewritten
+        self.stamps[i].store(stamp, Ordering::Release);
+        self.seqs[i].store(seq, Ordering::Release);
+    }
+
+    /// Whether a delivery of `seq` stamped `stamp` agrees with the publisher's answer
+    /// (None: the answer is not known, or was overwritten while reading).
+    pub fn check(&self, topic: usize, seq: u64, stamp: u64) -> Option<bool> {
+        let i = self.slot(topic, seq);
+        let s = self.seqs.get(i)?;
+        if s.load(Ordering::Acquire) != seq {
+            return None;
+        }
+        let st = self.stamps[i].load(Ordering::Acquire);
+        (s.load(Ordering::Acquire) == seq).then_some(st == stamp)
+    }
+}
+
 /// What the publisher did.
 #[derive(Debug)]
 pub struct Published {
@@ -48,6 +99,8 @@ pub struct Published {
     /// The newest sequence number per topic, as the server answered (shared with the
     /// engines, which read it at the end for the messages never received).
     pub last: std::sync::Arc<[AtomicU64]>,
+    /// The number given to each message (admin publishing).
+    pub numbering: std::sync::Arc<Numbering>,
 }
 
 /// Publish until `stop`, pacing messages at `rate` (open loop); returns the first error.
@@ -144,6 +197,7 @@ fn publish_admin(
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&answer) {
             if let Some(seq) = v["seq"].as_u64() {
                 out.last[k].fetch_max(seq, Ordering::Relaxed);
+                out.numbering.record(k, seq, stamp);
             }
         }
     }

@@ -292,5 +292,56 @@ pub(super) fn render(r: &Value) -> String {
         let _ = writeln!(o, "\nLimits: connect throughput of both ends on two cores; fd-based peers are capped below `ulimit -n`.\n");
         chart(&mut o, "storm");
     }
+    if r["backplane"].is_object() {
+        let b = &r["backplane"];
+        let _ = writeln!(o, "## Backplane: three nodes on one Redis\n");
+        let _ = writeln!(o, "{} subscribers of one topic, spread evenly over three holdfast nodes (one worker each) sharing one `redis-server` (no persistence); the publisher posts to the first node's admin API; rates are stepped up until delivery falls behind (deliveries < 95% of subscribers × rate, or p99 ≥ 2 s). Each delivery's number is checked against the number the publisher was given (`misnumbered`). The same rates on one node (memory engine, one worker) beside them. CPU per publish = the process's CPU over the measurement / messages published.\n", b["subscribers"]);
+        let _ = writeln!(o, "| setup | msgs/s | deliveries/s | p50 ms | p99 ms | lost / dup / reordered / gaps | misnumbered (checked) | CPU µs per publish: nodes (each) / redis | node cores |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+        let rows = |key: &str| b[key].as_array().cloned().unwrap_or_default();
+        for (label, key) in [("3 nodes + redis", "fleet"), ("1 node", "single_node")] {
+            for x in rows(key) {
+                let cpu = &x["cpu"];
+                let nodes: Vec<String> = ["node1", "node2", "node3"]
+                    .iter()
+                    .filter(|n| cpu[**n].is_object())
+                    .map(|n| f(&cpu[*n]["us_per_publish"], 0))
+                    .collect();
+                let cores: Vec<String> = ["node1", "node2", "node3"]
+                    .iter()
+                    .filter(|n| cpu[**n].is_object())
+                    .map(|n| f(&cpu[*n]["cores"], 2))
+                    .collect();
+                let _ = writeln!(
+                    o,
+                    "| {label} | {} | {} | {} | {} | {} / {} / {} / {} | {} ({}) | {} / {} | {} |",
+                    x["publish_rate"],
+                    f(&x["deliveries_per_s"], 0),
+                    x["p50_us"]
+                        .as_f64()
+                        .map_or("-".into(), |v| format!("{:.1}", v / 1e3)),
+                    x["p99_us"]
+                        .as_f64()
+                        .map_or("-".into(), |v| format!("{:.1}", v / 1e3)),
+                    x["lost"],
+                    x["duplicates"],
+                    x["reordered"],
+                    x["gaps"],
+                    x["misnumbered"],
+                    x["numbers_checked"],
+                    nodes.join(" + "),
+                    if cpu["redis"].is_object() {
+                        f(&cpu["redis"]["us_per_publish"], 0)
+                    } else {
+                        "-".into()
+                    },
+                    cores.join(" + "),
+                );
+            }
+        }
+        let rs = &b["resume"];
+        let _ = writeln!(o, "\n**Resume elsewhere after a drain**: {} clients subscribed on node 2 while node 1 published 100 msgs/s; node 2 drained (1012 spread over {} s); each client resumed on node 3 from its last number. All back {} s after the drain started; away per client p50 {} ms, p99 {} ms, max {} ms; recovered {} of {}; lost {}, duplicates {} (of {} messages each).\n",
+            rs["clients"], rs["drain_window_s"], f(&rs["all_resumed_after_s"], 2), f(&rs["away_ms_p50"], 1), f(&rs["away_ms_p99"], 1), f(&rs["away_ms_max"], 1), rs["recovered"], rs["clients"], rs["lost"], rs["duplicates"], rs["published"]);
+    }
     o
 }

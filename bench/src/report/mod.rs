@@ -7,6 +7,7 @@
 //! profile is applied with `holdfast tune apply` (which snapshots what it replaces) and
 //! reverted at the end, whatever happened.
 
+mod backplane;
 mod charts;
 mod markdown;
 pub mod procs;
@@ -32,6 +33,8 @@ pub enum Section {
     Storm,
     /// TLS handshake costs, full and resumed.
     Tls,
+    /// Three nodes on a Redis backplane (not part of `all`: it needs redis-server).
+    Backplane,
     /// Everything.
     All,
 }
@@ -44,6 +47,7 @@ impl Section {
             Self::Fanout => "fanout",
             Self::Storm => "storm",
             Self::Tls => "tls",
+            Self::Backplane => "backplane",
             Self::All => "all",
         }
     }
@@ -110,6 +114,9 @@ pub struct Plan {
     measure_seconds: f64,
     fanout_cases: Vec<(usize, usize, usize)>,
     storm_connections: usize,
+    backplane_subscribers: usize,
+    backplane_rates: Vec<usize>,
+    backplane_resume: usize,
     skipped_peers: Vec<(String, String)>,
 }
 
@@ -190,6 +197,13 @@ impl Plan {
                 vec![(10_000, 1, 10), (10_000, 1, 100), (10_000, 1_000, 2_000)]
             },
             storm_connections: if q { 2_000 } else { 50_000 },
+            backplane_subscribers: if q { 600 } else { 30_000 },
+            backplane_rates: if q {
+                vec![20]
+            } else {
+                vec![15, 30, 60, 120, 240, 480]
+            },
+            backplane_resume: if q { 200 } else { 5_000 },
             skipped_peers: skipped,
         })
     }
@@ -275,15 +289,16 @@ pub fn run(section: Section, a: &ReportArgs) -> Result<PathBuf, String> {
         "peers_skipped": plan.skipped_peers.iter().map(|(k, w)| json!({"peer": k, "why": w})).collect::<Vec<_>>(),
     });
     type Run = fn(&Plan) -> Result<Value, String>;
-    let sections: [(Section, Run); 5] = [
+    let sections: [(Section, Run); 6] = [
         (Section::Density, sections::density),
         (Section::Echo, sections::echo),
         (Section::Tls, sections::tls),
         (Section::Fanout, sections::fanout),
         (Section::Storm, sections::storm),
+        (Section::Backplane, backplane::backplane),
     ];
     for (s, f) in sections {
-        if want(s) {
+        if want(s) && (s != Section::Backplane || section == Section::Backplane) {
             report[s.name()] = f(&plan)?;
         }
     }

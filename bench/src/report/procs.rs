@@ -77,7 +77,7 @@ impl Kind {
 /// Children alive now (servers, the loadgen), killed if the report is interrupted.
 static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
-fn track(pid: u32, alive: bool) {
+pub(super) fn track(pid: u32, alive: bool) {
     let mut c = CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
     if alive {
         c.push(pid);

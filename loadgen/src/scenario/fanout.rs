@@ -22,6 +22,8 @@ pub struct FanoutWork {
     pub per_topic: usize,
     /// The newest number published per topic (written by the publisher).
     pub last: Arc<[AtomicU64]>,
+    /// The number the publisher was given for each message.
+    pub numbering: Arc<crate::publisher::Numbering>,
 }
 
 /// What a subscriber received.
@@ -96,6 +98,10 @@ impl Engine {
         let measuring = self.phase == MEASURE;
         let from = self.measure_from;
         let c = &mut self.conns[idx as usize];
+        let numbering = match &self.work {
+            Work::Fanout(w) => Some((usize::from(c.target) / w.per_topic.max(1), &w.numbering)),
+            _ => None,
+        };
         match parse_delivery(binary, msg) {
             Parsed::Subscribed { seq } => c.last_seq = seq,
             Parsed::Gap { from, to } => {
@@ -118,6 +124,13 @@ impl Engine {
                         self.counts.add(C::FanoutLost, seq - c.last_seq - 1);
                     }
                     c.last_seq = seq;
+                }
+                if let (Some(stamp), Some((topic, n))) = (stamp, numbering) {
+                    match n.check(topic, seq, stamp) {
+                        Some(true) => self.counts.inc(C::FanoutChecked),
+                        Some(false) => self.counts.inc(C::FanoutMisnumbered),
+                        None => {}
+                    }
                 }
                 if let Some(stamp) = stamp {
                     if measuring && stamp <= now && stamp >= from {
@@ -176,11 +189,13 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
         .collect();
     let last: Arc<[std::sync::atomic::AtomicU64]> =
         (0..a.topics).map(|_| Default::default()).collect();
+    let numbering = Arc::new(publisher::Numbering::new(a.topics));
     let mut run = launch(
         &c,
         Mode::Fanout {
             per_topic: a.c.urls.len(),
             last: last.clone(),
+            numbering: numbering.clone(),
         },
     )?;
     run.urls = a.c.urls.clone();
@@ -202,6 +217,7 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
         sent: Default::default(),
         errors: Default::default(),
         last,
+        numbering,
     });
     let publisher = {
         let (ctl, stop, o) = (run.control.clone(), pub_stop.clone(), out_pub.clone());
@@ -254,6 +270,7 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
     let deliveries = msgs1 - msgs0;
     let rate = deliveries as f64 / elapsed.max(1e-9);
     let load = |x: &AtomicU64| x.load(Ordering::Relaxed);
+    let (checked, misnumbered) = (s.get(C::FanoutChecked), s.get(C::FanoutMisnumbered));
     let (lost, tail, dups, reord, gaps, gapm) = (
         s.get(C::FanoutLost),
         s.get(C::FanoutTailLost),
@@ -289,6 +306,8 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
             "reordered": reord,
             "gaps": gaps,
             "gap_messages": gapm,
+            "numbers_checked": checked,
+            "misnumbered": misnumbered,
             "server_cpu_seconds": server_cpu_s,
             "deliveries_per_server_cpu_s": server_cpu_s.map(|v| deliveries as f64 / v.max(1e-9)),
             "loadgen_cpu_seconds": self_cpu_s,
@@ -298,7 +317,7 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
         "
 fanout ({} subscribers, {} topics, {} msgs/s via {:?}): {deliveries} deliveries in {elapsed:.1} s = {rate:.0}/s
          publish→delivery: {}
-         lost {lost} in stream + {tail} at the end, duplicates {dups}, reordered {reord}, gaps {gaps} ({gapm} msgs);\n         publish errors {publish_errors}; failures: {}{}",
+         lost {lost} in stream + {tail} at the end, duplicates {dups}, reordered {reord}, gaps {gaps} ({gapm} msgs);\n         numbering: {checked} deliveries checked against the publisher's answer, {misnumbered} misnumbered;\n         publish errors {publish_errors}; failures: {}{}",
         c.connections,
         a.topics,
         a.publish_rate,
@@ -316,7 +335,7 @@ fanout ({} subscribers, {} topics, {} msgs/s via {:?}): {deliveries} deliveries 
     run::write_json(c.json.as_deref(), &report)?;
     Ok(pub_result.is_ok()
         && s.failed() == 0
-        && lost + tail + dups + reord + gaps + publish_errors == 0
+        && lost + tail + dups + reord + gaps + publish_errors + misnumbered == 0
         && !out.rtt_ns.is_empty())
 }
 

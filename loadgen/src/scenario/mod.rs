@@ -45,6 +45,8 @@ pub enum Mode {
         /// The newest number published per topic (written by the publisher), for the
         /// messages never received by the end.
         last: Arc<[AtomicU64]>,
+        /// The number the publisher was given for each message.
+        numbering: Arc<crate::publisher::Numbering>,
     },
 }
 
@@ -68,9 +70,14 @@ impl Work {
             Mode::Hold => Self::Hold,
             Mode::Echo { size, rate } => Self::Echo(echo::EchoWork::new(*size, *rate)),
             Mode::Storm(b) => Self::Storm(*b),
-            Mode::Fanout { per_topic, last } => Self::Fanout(fanout::FanoutWork {
+            Mode::Fanout {
+                per_topic,
+                last,
+                numbering,
+            } => Self::Fanout(fanout::FanoutWork {
                 per_topic: *per_topic,
                 last: last.clone(),
+                numbering: numbering.clone(),
             }),
         }
     }
