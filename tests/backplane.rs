@@ -297,7 +297,12 @@ fn users_and_presence_span_the_nodes_and_a_dead_nodes_members_expire() {
     }
     wait_until("ann's members gone", || who(&n[2])["connections"] == 1);
     // Node B dies without a goodbye: bob drops out of presence within the TTL.
-    let (_c1, _) = subscriber(n[0].addr, room, 1, &bearer("cy"));
+    let (_c1, _) = subscriber(
+        n[0].addr,
+        &format!("{room}&client=web-1.2"),
+        1,
+        &bearer("cy"),
+    );
     wait_until("cy listed", || who(&n[2])["connections"] == 2);
     // Bob saw members come and go (presence events), and nothing addressed to ann.
     let mut events = Vec::new();
@@ -325,6 +330,16 @@ fn users_and_presence_span_the_nodes_and_a_dead_nodes_members_expire() {
     );
     let p = who(&n[0]);
     assert_eq!(p["members"][0]["node"], "A", "{p}");
+    assert_eq!(p["members"][0]["client"], "web-1.2", "{p}");
+    assert_eq!(p["members"][0]["user"], "cy", "{p}");
+    // What a client says it is must be short and plain.
+    let req = format!(
+        "GET {room}&client=%3Cscript%3E HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{}\r\n",
+        bearer("cy")
+    );
+    let (_, head) = support::raw_request(n[0].addr, &req);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     drop(n);
 }
 

@@ -798,11 +798,17 @@ impl Hub {
                     delivered += 1;
                 }
             }
-            if was_empty && fresh {
-                if let Some(st) = t.map.get(topic) {
-                    if st.replay.last() > 0 {
+            // Keep the count of topics without history right (it decides which budget a
+            // topic is in, and what forgetting it gives back).
+            if let Some(st) = t.map.get(topic) {
+                match (was_empty, st.replay.last() == 0) {
+                    (true, false) => {
                         self.sub_only.fetch_sub(1, Ordering::Relaxed);
                     }
+                    (false, true) => {
+                        self.sub_only.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
                 }
             }
         }
@@ -1466,5 +1472,134 @@ mod tests {
             (1..=1000).collect::<Vec<_>>(),
             "in order, no gaps, no duplicates"
         );
+    }
+
+    fn frame(seq: u64) -> Arc<[u8]> {
+        encode_delivery("t", seq, Payload::Text("m"))
+    }
+
+    type Needs = Arc<Mutex<Vec<Need>>>;
+
+    /// A hub numbered by a (simulated) backplane, and what it asked of it.
+    fn external() -> (Arc<Hub>, Vec<Receiver<Delivery>>, Needs) {
+        let (h, rx, _) = hub(2);
+        let needs = Arc::new(Mutex::new(Vec::new()));
+        let n2 = needs.clone();
+        h.attach_external(Box::new(move |n| n2.lock().unwrap().push(n)));
+        (h, rx, needs)
+    }
+
+    fn kinds(rx: &Receiver<Delivery>) -> Vec<String> {
+        rx.try_iter()
+            .map(|d| match d.kind {
+                Kind::Message => format!("m{}", d.seq),
+                Kind::Gap { from, to } => format!("gap{from}-{to}"),
+                Kind::Reset { epoch } => format!("reset{epoch}@{}", d.seq),
+                Kind::Ready(r) => format!(
+                    "ready c{} last{} frames{} gap{:?} rec{}",
+                    r.conn,
+                    r.owed.last,
+                    r.owed.frames.len(),
+                    r.owed.gap,
+                    r.owed.recovered
+                ),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn with_a_backplane_subscriptions_wait_for_the_sync_and_resume_from_its_history() {
+        let (h, rx, needs) = external();
+        let sub = h.subscribe_conn(0, "t", None, 7, 70).unwrap();
+        assert!(matches!(sub, Subscription::Pending { .. }));
+        let resumed = Some(Position {
+            seq: 3,
+            epoch: Some(9),
+        });
+        assert!(matches!(
+            h.subscribe_conn(1, "t", resumed, 8, 80).unwrap(),
+            Subscription::Pending { .. }
+        ));
+        assert_eq!(*needs.lock().unwrap(), [Need::Listen("t".into())]);
+        assert_eq!(
+            h.inject("t", 9, 6, frame(6), None),
+            Injected::Ignored,
+            "not synced yet"
+        );
+        // The broker holds 4..=6 of epoch 9.
+        let history = (4..=6).map(|s| (s, frame(s))).collect();
+        assert_eq!(
+            h.sync("t", 9, 6, history),
+            0,
+            "history is kept, not delivered live"
+        );
+        assert_eq!(kinds(&rx[0]), ["ready c7 last6 frames0 gapNone rectrue"]);
+        assert_eq!(kinds(&rx[1]), ["ready c8 last6 frames3 gapNone rectrue"]);
+        assert_eq!(h.position("t"), Some((9, 6)));
+        // Live: the next number is delivered, an old one is a duplicate, a later one means
+        // the node missed some, another epoch means the history was lost.
+        assert_eq!(h.inject("t", 9, 7, frame(7), None), Injected::Delivered);
+        assert_eq!(h.inject("t", 9, 7, frame(7), None), Injected::Duplicate);
+        assert_eq!(
+            h.inject("t", 9, 10, frame(10), None),
+            Injected::Behind { last: 7 }
+        );
+        assert_eq!(h.inject("t", 5, 1, frame(1), None), Injected::OtherEpoch);
+        assert_eq!(kinds(&rx[0]), ["m7"]);
+        // Catch-up: the stream now holds 9..=10 (8 was trimmed): a gap for 8, then 9, 10.
+        let history = (9..=10).map(|s| (s, frame(s))).collect();
+        assert_eq!(h.sync("t", 9, 10, history), 2);
+        assert_eq!(kinds(&rx[1]), ["m7", "gap8-8", "m9", "m10"]);
+        // A resume on this node now: 9 and 10 are in the window, 8 is not.
+        match h
+            .subscribe_conn(0, "t", Some(Position::at(7)), 9, 90)
+            .unwrap()
+        {
+            Subscription::Now(s) => {
+                assert_eq!(
+                    (s.owed.gap, s.owed.frames.len(), s.owed.recovered),
+                    (Some((8, 8)), 2, false)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // The history was lost: a reset to epoch 11, then what its stream holds.
+        assert_eq!(h.sync("t", 11, 1, vec![(1, frame(1))]), 1);
+        assert_eq!(
+            kinds(&rx[1]),
+            ["m7", "gap8-8", "m9", "m10", "reset11@0", "m1"][4..]
+        );
+        assert_eq!(h.position("t"), Some((11, 1)));
+        // The last local subscriber leaves: the topic is forgotten and no longer listened to.
+        for w in [0, 1, 0] {
+            h.unsubscribe(w, "t");
+        }
+        assert_eq!(
+            needs.lock().unwrap().last(),
+            Some(&Need::Unlisten("t".into()))
+        );
+        assert_eq!(h.position("t"), None);
+        assert_eq!(h.totals(), (0, 0));
+    }
+
+    #[test]
+    fn with_a_backplane_a_full_worker_queue_turns_into_a_gap_not_a_pile() {
+        let (h, rx, _) = hub_with(1, 1 << 30, 0);
+        h.attach_external(Box::new(|_| {}));
+        let _ = h.subscribe_conn(0, "t", None, 1, 1).unwrap();
+        h.sync("t", 1, 0, Vec::new());
+        let _ = rx[0].try_recv(); // the ready
+                                  // queue_messages is 1000 in this hub: the 1001st and 1002nd cannot be queued.
+        for seq in 1..=1002 {
+            assert_eq!(h.inject("t", 1, seq, frame(seq), None), Injected::Delivered);
+        }
+        assert_eq!(rx[0].len(), 1000);
+        let drained: Vec<Delivery> = rx[0].try_iter().collect();
+        for d in &drained {
+            h.taken(0, d);
+        }
+        h.inject("t", 1, 1003, frame(1003), None);
+        assert_eq!(kinds(&rx[0]), ["gap1001-1002", "m1003"]);
     }
 }

@@ -34,6 +34,8 @@ struct Member {
     /// Its connection id: unique in the process (never reused), so an answer meant for it
     /// cannot reach a later connection in the same slab entry.
     id: u64,
+    /// What the client said it is (`client=` on the upgrade), for presence.
+    client: Option<Box<str>>,
 }
 
 /// A worker's subscription index.
@@ -68,9 +70,22 @@ impl LocalSubs {
                 Member {
                     topics: Vec::new(),
                     id: *next,
+                    client: None,
                 }
             })
             .id
+    }
+
+    /// Record what pub/sub connection `conn` says it is.
+    pub fn set_client(&mut self, conn: u32, client: Box<str>) {
+        if let Some(m) = self.conns.get_mut(&conn) {
+            m.client = Some(client);
+        }
+    }
+
+    /// What pub/sub connection `conn` said it is.
+    pub fn client(&self, conn: u32) -> Option<&str> {
+        self.conns.get(&conn).and_then(|m| m.client.as_deref())
     }
 
     /// Connection `conn`'s id, if it is a pub/sub connection.
@@ -140,6 +155,7 @@ impl LocalSubs {
                     Member {
                         topics: Vec::new(),
                         id: *next,
+                        client: None,
                     }
                 })
                 .topics

@@ -31,8 +31,32 @@ use crate::ws::OpCode;
 pub enum Route {
     /// `/echo` and `/`: every message comes back.
     Echo,
-    /// `/ws`: pub/sub, with the subscription asked for in the query (topics, resume points).
-    PubSub(Vec<String>, Vec<(String, crate::pubsub::Position)>),
+    /// `/ws`: pub/sub, with the subscription asked for in the query (topics, resume points)
+    /// and what the client says it is (`client=`, shown in presence).
+    PubSub(
+        Vec<String>,
+        Vec<(String, crate::pubsub::Position)>,
+        Option<Box<str>>,
+    ),
+}
+
+/// The `client=` parameter of a pub/sub upgrade: at most 64 bytes of `A-Z a-z 0-9 . _ - : /`.
+fn client_info(query: &str) -> Result<Option<Box<str>>, String> {
+    let Some(v) = query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == "client")
+        .map(|(_, v)| v)
+    else {
+        return Ok(None);
+    };
+    let limits = crate::pubsub::TopicLimits {
+        max_len: 64,
+        ..Default::default()
+    };
+    crate::pubsub::validate_topic(v, &limits)
+        .map(|()| Some(v.into()))
+        .map_err(|e| format!("client: {}", e.reason()))
 }
 
 /// Which service a request is for, or the refusal (400 for a bad subscription query, 404
@@ -44,17 +68,18 @@ pub fn route(
 ) -> Result<Route, Answer> {
     match req.path {
         "/echo" | "/" if edge.echo => Ok(Route::Echo),
-        "/ws" if edge.pubsub => match crate::pubsub::parse_query(req.query.unwrap_or(""), limits) {
-            Ok(crate::pubsub::Control::Subscribe { topics, resume, .. }) => {
-                Ok(Route::PubSub(topics, resume))
+        "/ws" if edge.pubsub => {
+            let query = req.query.unwrap_or("");
+            let bad = |why: String| Answer::Refuse(Limit::BadRequest, Rejection::BadRequest, why);
+            let client = client_info(query).map_err(bad)?;
+            match crate::pubsub::parse_query(query, limits) {
+                Ok(crate::pubsub::Control::Subscribe { topics, resume, .. }) => {
+                    Ok(Route::PubSub(topics, resume, client))
+                }
+                Ok(_) => Ok(Route::PubSub(Vec::new(), Vec::new(), client)),
+                Err(e) => Err(bad(e.reason())),
             }
-            Ok(_) => Ok(Route::PubSub(Vec::new(), Vec::new())),
-            Err(e) => Err(Answer::Refuse(
-                Limit::BadRequest,
-                Rejection::BadRequest,
-                e.reason(),
-            )),
-        },
+        }
         _ => Err(Answer::Refuse(
             Limit::NotFound,
             Rejection::NotFound,
@@ -245,7 +270,7 @@ impl Host for ConnHost<'_> {
             }
         };
         let topics: &[String] = match &route {
-            Route::PubSub(t, _) => t,
+            Route::PubSub(t, ..) => t,
             Route::Echo => &[],
         };
         let id = match self
@@ -286,8 +311,11 @@ impl Host for ConnHost<'_> {
         if let Some(u) = &user {
             self.svc.pubsub.spec.backplane.user_opened(u);
         }
-        if let Some(Route::PubSub(topics, resume)) = self.route.take() {
+        if let Some(Route::PubSub(topics, resume, client)) = self.route.take() {
             self.svc.pubsub.join(self.idx);
+            if let Some(c) = client {
+                self.svc.pubsub.local.set_client(self.idx, c);
+            }
             if !topics.is_empty() {
                 self.svc
                     .pubsub

@@ -420,7 +420,7 @@ impl PubsubSide {
             node: self.spec.backplane.node().clone(),
             conn: format!("{:x}", self.local.conn_id(conn).unwrap_or(0)),
             user,
-            client: None,
+            client: self.local.client(conn).map(Into::into),
             since: crate::auth::unix_now(),
         }
     }

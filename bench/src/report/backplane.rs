@@ -210,6 +210,36 @@ pub(super) fn backplane(plan: &Plan) -> Result<Value, String> {
         return Err("the backplane section starts its own nodes; it does not take --url".into());
     }
     let subs = plan.backplane_subscribers;
+    // First a light load (the machine far from saturated), where latency shows what the
+    // broker hop adds; then the steps.
+    let (light_subs, light_rate) = (subs / 10, 10);
+    let mut light = Vec::new();
+    {
+        eprintln!("backplane: light load, {light_subs} subscribers, {light_rate} msgs/s");
+        let redis = Redis::start()?;
+        let n = nodes(&redis, &["--max-connections", &s(light_subs)])?;
+        let pids: Vec<(String, u32)> = n
+            .iter()
+            .enumerate()
+            .map(|(i, sv)| (format!("node{}", i + 1), sv.pid()))
+            .chain([("redis".to_string(), redis.child.id())])
+            .collect();
+        let mut r = step(plan, &[&n[0], &n[1], &n[2]], &pids, light_subs, light_rate)?;
+        r["setup"] = json!("3 nodes + redis");
+        light.push(r);
+        drop(n);
+        drop(redis);
+        let one = Server::start(
+            Kind::Holdfast,
+            None,
+            Some(1),
+            &["--max-connections", &s(light_subs * 2)],
+        )?;
+        let pids = vec![("node1".to_string(), one.pid())];
+        let mut r = step(plan, &[&one], &pids, light_subs, light_rate)?;
+        r["setup"] = json!("1 node");
+        light.push(r);
+    }
     let mut fleet = Vec::new();
     let mut single = Vec::new();
     for &rate in &plan.backplane_rates {
@@ -247,6 +277,7 @@ pub(super) fn backplane(plan: &Plan) -> Result<Value, String> {
         "subscribers": subs,
         "nodes": 3,
         "workers_per_node": 1,
+        "light": light,
         "fleet": fleet,
         "single_node": single,
         "resume": resume,
@@ -254,7 +285,7 @@ pub(super) fn backplane(plan: &Plan) -> Result<Value, String> {
 }
 
 /// A drained node's clients resume on another node: `plan.backplane_resume` clients
-/// subscribed on node 2 while node 1 publishes; node 2 drains (1012 spread over its
+/// subscribed on node 2 while node 1 publishes [`RESUME_RATE`] msgs/s; node 2 drains (1012 spread over its
 /// window); each client reconnects to node 3 resuming from its last number. Measures the
 /// time from the drain to the last client back and checks every client's sequence.
 fn resume(plan: &Plan) -> Result<Value, String> {
@@ -284,7 +315,7 @@ fn resume(plan: &Plan) -> Result<Value, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = {
         let (published, stop) = (published.clone(), stop.clone());
-        std::thread::spawn(move || publish_loop(&admin, 100.0, &published, &stop))
+        std::thread::spawn(move || publish_loop(&admin, RESUME_RATE, &published, &stop))
     };
     let out = rt.block_on(async move {
         let mut tasks = Vec::new();
@@ -340,6 +371,7 @@ fn resume(plan: &Plan) -> Result<Value, String> {
     Ok(json!({
         "clients": n_clients,
         "drain_window_s": window,
+        "publish_rate": RESUME_RATE,
         "all_resumed_after_s": all_back,
         "resumed": resumed.load(Ordering::Relaxed),
         "recovered": results.iter().filter(|r| r.recovered).count(),
@@ -352,6 +384,10 @@ fn resume(plan: &Plan) -> Result<Value, String> {
         "away_ms_max": gaps_ms.last(),
     }))
 }
+
+/// Messages per second published during the resume measurement (low enough that the
+/// measuring clients, on the same two cores, are not what takes the time).
+const RESUME_RATE: f64 = 20.0;
 
 fn publish_loop(admin: &str, rate: f64, published: &AtomicU64, stop: &AtomicBool) {
     let start = Instant::now();
