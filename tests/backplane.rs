@@ -101,7 +101,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 fn three_nodes_deliver_every_message_once_in_order_with_the_same_numbers() {
     let redis = Redis::start();
-    let n = nodes(&redis.url(), &[]);
+    let n = nodes(&redis.url(), &["--client-publish"]);
     let mut subs = Vec::new();
     let mut epochs = Vec::new();
     for node in &n[1..] {
@@ -161,6 +161,87 @@ fn three_nodes_deliver_every_message_once_in_order_with_the_same_numbers() {
     for ws in subs.iter_mut().chain([&mut late]) {
         read_through(ws, "fleet", 201, 201);
     }
+    // A client publishes on node B: its reply carries the fleet's number, and every
+    // subscriber on every node gets it under that number.
+    let publish = json!({"op": "publish", "topic": "fleet", "data": "m202"}).to_string();
+    subs[0].send_frame(true, OpCode::Text, publish.as_bytes());
+    let (mut replied, mut got) = (false, false);
+    while !(replied && got) {
+        let v = next(&mut subs[0]);
+        match v["type"].as_str() {
+            Some("published") => {
+                assert_eq!(v["seq"], 202, "{v}");
+                replied = true;
+            }
+            Some("message") => {
+                assert_eq!(
+                    (v["seq"].as_u64(), v["data"].as_str()),
+                    (Some(202), Some("m202"))
+                );
+                got = true;
+            }
+            _ => panic!("{v}"),
+        }
+    }
+    for ws in subs.iter_mut().skip(1).chain([&mut late]) {
+        read_through(ws, "fleet", 202, 202);
+    }
+}
+
+#[test]
+fn the_memory_engine_serves_users_and_presence_on_one_node() {
+    let srv = Server::start(&["--auth-hmac-secret-file", HMAC, "--presence-events"]);
+    let (mut a, _) = subscriber(srv.addr, "/ws?topics=presence:solo", 1, &bearer("ann"));
+    let (mut b, _) = subscriber(
+        srv.addr,
+        "/ws?topics=presence:solo&client=cli",
+        1,
+        &bearer("ann"),
+    );
+    let (_, body) = srv.admin("GET", "/presence?topic=presence:solo");
+    let p: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (p["connections"].as_u64(), p["users"].as_u64()),
+        (Some(2), Some(1)),
+        "{p}"
+    );
+    assert_eq!(srv.admin("GET", "/presence?topic=plain").0, 404);
+    let head = "POST /publish?user=ann HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n";
+    let (s, body) = support::request(srv.admin, head, b"hi");
+    assert_eq!(
+        (
+            s,
+            serde_json::from_str::<Value>(&body).unwrap()["nodes"].as_u64()
+        ),
+        (200, Some(1))
+    );
+    for ws in [&mut a, &mut b] {
+        let v = loop {
+            let v = next(ws);
+            if v["type"] != "presence" {
+                break v;
+            }
+        };
+        assert_eq!(
+            (v["type"].as_str(), v["data"].as_str()),
+            (Some("direct"), Some("hi"))
+        );
+    }
+    assert_eq!(srv.admin("POST", "/users/disconnect?user=ann").0, 200);
+    for ws in [&mut a, &mut b] {
+        loop {
+            match ws.recv_non_ping() {
+                Got::Close(c, _) => break assert_eq!(c, Some(4403)),
+                Got::Text(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    wait_until("presence empty", || {
+        let (_, body) = srv.admin("GET", "/presence?topic=presence:solo");
+        serde_json::from_str::<Value>(&body).unwrap()["connections"] == 0
+    });
+    assert_eq!(srv.metric("holdfast_backplane_up{engine=\"memory\"}"), 1.0);
 }
 
 #[test]
