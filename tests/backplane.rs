@@ -68,6 +68,33 @@ fn subscriber(addr: SocketAddr, path: &str, topics: usize, headers: &str) -> (Ra
     (ws, replies)
 }
 
+/// The next message that is not a presence event: it must be a direct message `data`.
+fn direct(ws: &mut Raw, data: &str) {
+    let v = loop {
+        let v = next(ws);
+        if v["type"] != "presence" {
+            break v;
+        }
+    };
+    assert_eq!(
+        (v["type"].as_str(), v["data"].as_str()),
+        (Some("direct"), Some(data)),
+        "{v}"
+    );
+}
+
+/// `POST /publish?user=U` on `admin` with `body`; the nodes that hold U.
+fn to_user(admin: SocketAddr, user: &str, body: &str) -> u64 {
+    let head = format!(
+        "POST /publish?user={user} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n"
+    );
+    let (s, reply) = support::request(admin, &head, body.as_bytes());
+    assert_eq!(s, 200, "{reply}");
+    serde_json::from_str::<Value>(&reply).unwrap()["nodes"]
+        .as_u64()
+        .unwrap()
+}
+
 /// Read messages of `topic` until number `upto`, checking each is the next one; returns
 /// the numbers seen (which must be `from..=upto`).
 fn read_through(ws: &mut Raw, topic: &str, from: u64, upto: u64) {
@@ -206,26 +233,9 @@ fn the_memory_engine_serves_users_and_presence_on_one_node() {
         "{p}"
     );
     assert_eq!(srv.admin("GET", "/presence?topic=plain").0, 404);
-    let head = "POST /publish?user=ann HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n";
-    let (s, body) = support::request(srv.admin, head, b"hi");
-    assert_eq!(
-        (
-            s,
-            serde_json::from_str::<Value>(&body).unwrap()["nodes"].as_u64()
-        ),
-        (200, Some(1))
-    );
+    assert_eq!(to_user(srv.admin, "ann", "hi"), 1);
     for ws in [&mut a, &mut b] {
-        let v = loop {
-            let v = next(ws);
-            if v["type"] != "presence" {
-                break v;
-            }
-        };
-        assert_eq!(
-            (v["type"].as_str(), v["data"].as_str()),
-            (Some("direct"), Some("hi"))
-        );
+        direct(ws, "hi");
     }
     assert_eq!(srv.admin("POST", "/users/disconnect?user=ann").0, 200);
     for ws in [&mut a, &mut b] {
@@ -347,21 +357,9 @@ fn users_and_presence_span_the_nodes_and_a_dead_nodes_members_expire() {
         assert_eq!(on, ["A", "B", "B"]);
     }
     // A message to ann, published on C, reaches her connections on A and B only.
-    let head = "POST /publish?user=ann HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n";
-    let (s, body) = support::request(n[2].admin, head, b"hello ann");
-    assert_eq!(s, 200, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["nodes"], 2);
+    assert_eq!(to_user(n[2].admin, "ann", "hello ann"), 2);
     for ws in [&mut ann_a, &mut ann_b] {
-        let v = loop {
-            let v = next(ws);
-            if v["type"] != "presence" {
-                break v;
-            }
-        };
-        assert_eq!(
-            (v["type"].as_str(), v["data"].as_str()),
-            (Some("direct"), Some("hello ann"))
-        );
+        direct(ws, "hello ann");
     }
     // Disconnect ann everywhere: both her connections close with 4403.
     let (s, body) = n[1].admin("POST", "/users/disconnect?user=ann");

@@ -6,12 +6,16 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// The reports run one at a time: each measures a machine it must not share with the other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn num(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
 #[test]
 fn quick_report_is_complete_and_consistent() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = std::env::temp_dir().join(format!("holdfast-report-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let started = std::time::Instant::now();
@@ -124,5 +128,54 @@ fn quick_report_is_complete_and_consistent() {
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{c}");
         assert!(md.contains(c), "{c} not in the report");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `holdfast-bench backplane --quick`: three nodes on a real redis-server (the test command
+/// installs it); every delivery's number agrees with the publisher's, and drained clients
+/// resume on another node with nothing lost.
+#[test]
+fn quick_backplane_report_checks_numbers_and_resume() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = std::env::temp_dir().join(format!("holdfast-bp-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
+        .args(["backplane", "--quick", "--name", "bp-test", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("run holdfast-bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stem = format!("{}-bp-test", holdfast_bench::today());
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{stem}.json"))).unwrap())
+            .unwrap();
+    let b = &r["backplane"];
+    for key in ["light", "fleet", "single_node"] {
+        let rows = b[key].as_array().unwrap();
+        assert!(!rows.is_empty(), "{key}");
+        for x in rows {
+            assert!(num(&x["numbers_checked"]) > 0.0, "{x}");
+            assert_eq!(num(&x["misnumbered"]), 0.0, "{x}");
+            assert_eq!(num(&x["lost"]), 0.0, "{x}");
+            assert!(num(&x["deliveries_per_s"]) > 0.0, "{x}");
+        }
+    }
+    let fleet = &b["fleet"][0]["cpu"];
+    for p in ["node1", "node2", "node3", "redis"] {
+        assert!(fleet[p].is_object(), "no CPU figure for {p}: {fleet}");
+    }
+    let rs = &b["resume"];
+    assert_eq!(rs["recovered"], rs["clients"], "{rs}");
+    assert_eq!(
+        (num(&rs["lost"]), num(&rs["duplicates"])),
+        (0.0, 0.0),
+        "{rs}"
+    );
+    let md = std::fs::read_to_string(dir.join(format!("{stem}.md"))).unwrap();
+    assert!(md.contains("## Backplane"), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
 }

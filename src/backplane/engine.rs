@@ -496,21 +496,14 @@ impl Engine {
                     Ok(_) => return,
                     Err(e) => pubsub::reply_error(&e.reason()),
                 };
-                let mut frame = Vec::new();
-                crate::ws::frame::encode_frame(
-                    &mut frame,
-                    true,
-                    crate::ws::OpCode::Text,
-                    None,
-                    text.as_bytes(),
-                );
+                let frame = presence::text_frame(&text);
                 self.hub.send_to(
                     worker,
                     Delivery {
                         kind: Kind::Reply { conn, conn_id },
                         topic: 0,
                         seq: 0,
-                        frame: frame.into(),
+                        frame,
                         recipients: 0,
                         at: None,
                     },

@@ -121,14 +121,14 @@ pub fn event_frame(topic: &str, m: &Member, join: bool) -> Arc<[u8]> {
     let body = serde_json::json!({"type": "presence", "topic": topic,
         "event": if join { "join" } else { "leave" }, "member": m})
     .to_string();
+    text_frame(&body)
+}
+
+/// A whole unmasked Text frame holding `text` (what the server sends).
+pub fn text_frame(text: &str) -> Arc<[u8]> {
     let mut frame = Vec::new();
-    crate::ws::frame::encode_frame(
-        &mut frame,
-        true,
-        crate::ws::OpCode::Text,
-        None,
-        body.as_bytes(),
-    );
+    let (op, fin) = (crate::ws::OpCode::Text, true);
+    crate::ws::frame::encode_frame(&mut frame, fin, op, None, text.as_bytes());
     frame.into()
 }
 

@@ -459,20 +459,14 @@ impl Hub {
         payload: Payload<'_>,
         at: Option<std::time::Instant>,
     ) -> Result<Published, TopicError> {
-        validate_topic(topic, &self.limits)?;
+        if let Err(e) = self.check_publish(topic, &payload) {
+            if matches!(e, TopicError::MemoryBudget { .. }) {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            return Err(e);
+        }
         let mut woken = Vec::new();
         let len = delivery_len_bound(topic, &payload);
-        if len > self.replay.max_frame {
-            return Err(TopicError::TooLargeToDeliver {
-                bytes: len,
-                max: self.replay.max_frame,
-            });
-        }
-        if let Some(b) = self.budget.get().filter(|b| b.exhausted()) {
-            b.refused(false);
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(TopicError::MemoryBudget { max: b.limit() });
-        }
         let published = {
             let mut guard = self.lock();
             let t = &mut *guard;
@@ -681,6 +675,24 @@ impl Hub {
         }
     }
 
+    /// Queue a frameless item of `kind` (a gap, a reset) about topic `st` for every worker
+    /// with a subscriber of it, noting in `woken` whom to wake.
+    fn notify(&self, st: &TopicState, kind: Kind, seq: u64, woken: &mut Vec<usize>) {
+        let d = Delivery {
+            kind,
+            topic: st.id,
+            seq,
+            frame: Arc::from(&[][..]),
+            recipients: 0,
+            at: None,
+        };
+        for w in (0..st.local.len()).filter(|&w| st.local[w] > 0) {
+            if self.queues[w].try_send(d.clone()).is_ok() && !woken.contains(&w) {
+                woken.push(w);
+            }
+        }
+    }
+
     /// The backplane brought `topic`'s state at the broker: its `epoch`, its newest number
     /// `last`, and its newest messages (ascending, already encoded as frames). Used when
     /// listening starts (pending subscriptions complete), after the broker came back, and
@@ -717,19 +729,7 @@ impl Hub {
                 if reset {
                     // Subscribers are told first, then get the new epoch's messages the
                     // history holds (they have seen none of them).
-                    let d = Delivery {
-                        kind: Kind::Reset { epoch },
-                        topic: st.id,
-                        seq: base,
-                        frame: Arc::from(&[][..]),
-                        recipients: 0,
-                        at: None,
-                    };
-                    for w in (0..st.local.len()).filter(|&w| st.local[w] > 0) {
-                        if self.queues[w].try_send(d.clone()).is_ok() && !woken.contains(&w) {
-                            woken.push(w);
-                        }
-                    }
+                    self.notify(st, Kind::Reset { epoch }, base, &mut woken);
                 }
                 for (seq, frame) in history {
                     let to = reset.then_some(&mut woken);
@@ -773,22 +773,11 @@ impl Hub {
                 let first = history.iter().map(|(s, _)| *s).find(|s| *s > mine);
                 let upto = first.map_or(last, |f| f - 1);
                 if upto > mine {
-                    let gap = Delivery {
-                        kind: Kind::Gap {
-                            from: mine + 1,
-                            to: upto,
-                        },
-                        topic: st.id,
-                        seq: upto,
-                        frame: Arc::from(&[][..]),
-                        recipients: 0,
-                        at: None,
+                    let gap = Kind::Gap {
+                        from: mine + 1,
+                        to: upto,
                     };
-                    for w in (0..st.local.len()).filter(|&w| st.local[w] > 0) {
-                        if self.queues[w].try_send(gap.clone()).is_ok() && !woken.contains(&w) {
-                            woken.push(w);
-                        }
-                    }
+                    self.notify(st, gap, upto, &mut woken);
                     let freed = st.replay.restart(upto);
                     t.frames -= freed.0;
                     t.bytes -= freed.1;

@@ -62,18 +62,20 @@ impl LocalSubs {
     /// Mark `conn` as a pub/sub connection (its text frames are control messages) and give
     /// it its connection id.
     pub fn join(&mut self, conn: u32) -> u64 {
+        self.member(conn).id
+    }
+
+    /// `conn`'s entry, made (with the next id) if it has none.
+    fn member(&mut self, conn: u32) -> &mut Member {
         let next = &mut self.next_id;
-        self.conns
-            .entry(conn)
-            .or_insert_with(|| {
-                *next += 1;
-                Member {
-                    topics: Vec::new(),
-                    id: *next,
-                    client: None,
-                }
-            })
-            .id
+        self.conns.entry(conn).or_insert_with(|| {
+            *next += 1;
+            Member {
+                topics: Vec::new(),
+                id: *next,
+                client: None,
+            }
+        })
     }
 
     /// Record what pub/sub connection `conn` says it is.
@@ -103,6 +105,11 @@ impl LocalSubs {
             }
             None => false,
         }
+    }
+
+    /// The point after which `conn` takes live messages of topic `id`, if subscribed.
+    pub fn after(&self, conn: u32, id: TopicId) -> Option<u64> {
+        self.topics.get(&id)?.subs.get(&conn).copied()
     }
 
     /// Fill `out` with the connections subscribed to topic `id` that are not pending.
@@ -147,19 +154,7 @@ impl LocalSubs {
         let new = t.subs.insert(conn, after).is_none();
         if new {
             self.count += 1;
-            let next = &mut self.next_id;
-            self.conns
-                .entry(conn)
-                .or_insert_with(|| {
-                    *next += 1;
-                    Member {
-                        topics: Vec::new(),
-                        id: *next,
-                        client: None,
-                    }
-                })
-                .topics
-                .push(id);
+            self.member(conn).topics.push(id);
         }
         new
     }

@@ -175,9 +175,12 @@ impl session::Services for Services {
         match &d.kind {
             Kind::Message => pubsub::offer(w, ctx, d.topic, d.seq, &d.frame, policy),
             Kind::Gap { from, to } => {
-                if w.phase() == session::Phase::Open {
+                // Only what this connection was still owed: one that subscribed (or
+                // resumed) past part of the range is told of the rest, or of nothing.
+                let after = self.pubsub.local.after(idx, d.topic).unwrap_or(u64::MAX);
+                if w.phase() == session::Phase::Open && after < *to {
                     self.pubsub.local.set_after(idx, d.topic, *to);
-                    w.outbound().push_gap(d.topic, *from, *to);
+                    w.outbound().push_gap(d.topic, (*from).max(after + 1), *to);
                 }
             }
             Kind::Reset { epoch } => {

@@ -205,69 +205,51 @@ fn step(
     }))
 }
 
+/// Three fresh nodes on a fresh Redis: `subs` subscribers over all three (the publishing
+/// node too), `rate` msgs/s.
+fn fleet_step(plan: &Plan, subs: usize, rate: usize) -> Result<Value, String> {
+    let redis = Redis::start()?;
+    let n = nodes(&redis, &["--max-connections", &s(subs)])?;
+    let pids: Vec<(String, u32)> = n
+        .iter()
+        .enumerate()
+        .map(|(i, sv)| (format!("node{}", i + 1), sv.pid()))
+        .chain([("redis".to_string(), redis.child.id())])
+        .collect();
+    step(plan, &[&n[0], &n[1], &n[2]], &pids, subs, rate)
+}
+
+/// One fresh node (memory engine, one worker), the same load.
+fn single_step(plan: &Plan, subs: usize, rate: usize) -> Result<Value, String> {
+    let extra = ["--max-connections", &s(subs * 2)];
+    let one = Server::start(Kind::Holdfast, None, Some(1), &extra)?;
+    let pids = vec![("node1".to_string(), one.pid())];
+    step(plan, &[&one], &pids, subs, rate)
+}
+
 pub(super) fn backplane(plan: &Plan) -> Result<Value, String> {
     if plan.url.is_some() {
         return Err("the backplane section starts its own nodes; it does not take --url".into());
     }
     let subs = plan.backplane_subscribers;
     // First a light load (the machine far from saturated), where latency shows what the
-    // broker hop adds; then the steps.
+    // broker hop adds; then the steps, until the fleet falls behind.
     let (light_subs, light_rate) = (subs / 10, 10);
-    let mut light = Vec::new();
-    {
-        eprintln!("backplane: light load, {light_subs} subscribers, {light_rate} msgs/s");
-        let redis = Redis::start()?;
-        let n = nodes(&redis, &["--max-connections", &s(light_subs)])?;
-        let pids: Vec<(String, u32)> = n
-            .iter()
-            .enumerate()
-            .map(|(i, sv)| (format!("node{}", i + 1), sv.pid()))
-            .chain([("redis".to_string(), redis.child.id())])
-            .collect();
-        let mut r = step(plan, &[&n[0], &n[1], &n[2]], &pids, light_subs, light_rate)?;
-        r["setup"] = json!("3 nodes + redis");
-        light.push(r);
-        drop(n);
-        drop(redis);
-        let one = Server::start(
-            Kind::Holdfast,
-            None,
-            Some(1),
-            &["--max-connections", &s(light_subs * 2)],
-        )?;
-        let pids = vec![("node1".to_string(), one.pid())];
-        let mut r = step(plan, &[&one], &pids, light_subs, light_rate)?;
-        r["setup"] = json!("1 node");
-        light.push(r);
-    }
+    eprintln!("backplane: light load, {light_subs} subscribers, {light_rate} msgs/s");
+    let mut light = vec![
+        fleet_step(plan, light_subs, light_rate)?,
+        single_step(plan, light_subs, light_rate)?,
+    ];
+    light[0]["setup"] = json!("3 nodes + redis");
+    light[1]["setup"] = json!("1 node");
     let mut fleet = Vec::new();
     let mut single = Vec::new();
     for &rate in &plan.backplane_rates {
-        eprintln!("backplane: 3 nodes + redis, {subs} subscribers, {rate} msgs/s");
-        let redis = Redis::start()?;
-        let n = nodes(&redis, &["--max-connections", &s(subs)])?;
-        let pids: Vec<(String, u32)> = n
-            .iter()
-            .enumerate()
-            .map(|(i, sv)| (format!("node{}", i + 1), sv.pid()))
-            .chain([("redis".to_string(), redis.child.id())])
-            .collect();
-        // Subscribers on the second and third nodes and on the publishing one.
-        let r = step(plan, &[&n[0], &n[1], &n[2]], &pids, subs, rate)?;
+        eprintln!("backplane: {subs} subscribers, {rate} msgs/s: 3 nodes + redis, then 1 node");
+        let r = fleet_step(plan, subs, rate)?;
         let keeps = r["keeps_up"].as_bool().unwrap_or(false);
         fleet.push(r);
-        drop(n);
-        drop(redis);
-        eprintln!("backplane: 1 node (memory engine), {subs} subscribers, {rate} msgs/s");
-        let one = Server::start(
-            Kind::Holdfast,
-            None,
-            Some(1),
-            &["--max-connections", &s(subs * 2)],
-        )?;
-        let pids = vec![("node1".to_string(), one.pid())];
-        single.push(step(plan, &[&one], &pids, subs, rate)?);
-        drop(one);
+        single.push(single_step(plan, subs, rate)?);
         if !keeps {
             break; // delivery fell behind: the step above is the ceiling
         }
@@ -416,6 +398,20 @@ struct ClientResult {
     away_ms: Option<f64>,
 }
 
+impl ClientResult {
+    /// A message arrived: check its number against the last one.
+    fn count(&mut self, last: &mut u64, v: &Value) {
+        let seq = v["seq"].as_u64().unwrap_or(0);
+        if seq <= *last {
+            self.duplicates += 1;
+        } else {
+            self.lost += seq - *last - 1;
+            *last = seq;
+            self.received += 1;
+        }
+    }
+}
+
 /// Subscribe on `first`; on a 1012 close, resume on `second`; count what arrives until
 /// the stream ends (the task is dropped).
 async fn client(
@@ -444,14 +440,7 @@ async fn client(
                     epoch = v["epoch"].as_str().unwrap_or("").to_string();
                     subscribed.fetch_add(1, Ordering::Relaxed);
                 } else if v["type"] == "message" {
-                    let seq = v["seq"].as_u64().unwrap_or(0);
-                    if seq <= last {
-                        r.duplicates += 1
-                    } else {
-                        r.lost += seq - last - 1;
-                        last = seq;
-                        r.received += 1;
-                    }
+                    r.count(&mut last, &v);
                 }
             }
             Message::Close(_) => {
@@ -474,14 +463,7 @@ async fn client(
                 r.away_ms = Some(at.elapsed().as_secs_f64() * 1e3);
                 resumed.fetch_add(1, Ordering::Relaxed);
             } else if v["type"] == "message" {
-                let seq = v["seq"].as_u64().unwrap_or(0);
-                if seq <= last {
-                    r.duplicates += 1
-                } else {
-                    r.lost += seq - last - 1;
-                    last = seq;
-                    r.received += 1;
-                }
+                r.count(&mut last, &v);
             }
         }
     }
