@@ -125,6 +125,8 @@ pub struct WorkerMetrics {
     pub accepted: Counter,
     /// Handshakes completed (101 sent).
     pub upgrades: Counter,
+    /// Event streams opened (server-sent events: 200 and the stream's head sent).
+    pub streams_opened: Counter,
     /// Handshake failures, by [`Error`] variant (index into `Error::ALL`).
     pub handshake_failures: [Counter; Error::ALL.len()],
     /// Handshakes that timed out.
@@ -350,7 +352,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 32] = [
+    let simple: [Family; 33] = [
         (
             "connections_open",
             "gauge",
@@ -377,6 +379,12 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "counter",
             "Opening handshakes completed (101 sent).",
             |w| w.upgrades.get(),
+        ),
+        (
+            "sse_streams_opened_total",
+            "counter",
+            "Event streams opened (GET /sse answered 200).",
+            |w| w.streams_opened.get(),
         ),
         (
             "handshake_timeouts_total",

@@ -160,6 +160,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             idle_ticks: ticks(cfg.idle_timeout),
             close_ticks: ticks(cfg.drain_grace.min(5.0)),
             max_pings: cfg.max_client_pings,
+            stream_retry_ms: 1000,
         },
         drain_ticks: ticks(cfg.drain_window),
         grace_ticks: ticks(cfg.drain_grace),

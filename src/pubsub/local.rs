@@ -20,6 +20,8 @@ pub struct LocalTopic {
     pub policy: SlowPolicy,
     /// Subscribing connections (slab index) → the last sequence number they must not get live.
     pub subs: HashMap<u32, u64>,
+    /// The topic's epoch as last told (for event-stream cursors).
+    pub epoch: u64,
 }
 
 /// A subscription's `after` while it waits for the backplane to bring its topic's
@@ -36,6 +38,8 @@ struct Member {
     id: u64,
     /// What the client said it is (`client=` on the upgrade), for presence.
     client: Option<Box<str>>,
+    /// An event stream (server-sent events) rather than a WebSocket.
+    stream: bool,
 }
 
 /// A worker's subscription index.
@@ -74,6 +78,7 @@ impl LocalSubs {
                 topics: Vec::new(),
                 id: *next,
                 client: None,
+                stream: false,
             }
         })
     }
@@ -83,6 +88,47 @@ impl LocalSubs {
         if let Some(m) = self.conns.get_mut(&conn) {
             m.client = Some(client);
         }
+    }
+
+    /// Mark pub/sub connection `conn` as an event stream.
+    pub fn set_stream(&mut self, conn: u32) {
+        self.member(conn).stream = true;
+    }
+
+    /// Whether `conn` is an event stream.
+    pub fn is_stream(&self, conn: u32) -> bool {
+        self.conns.get(&conn).is_some_and(|m| m.stream)
+    }
+
+    /// Record topic `id`'s epoch (for cursors).
+    pub fn set_epoch(&mut self, id: TopicId, epoch: u64) {
+        if let Some(t) = self.topics.get_mut(&id) {
+            t.epoch = epoch;
+        }
+    }
+
+    /// `conn`'s position in every topic it follows: `topic:seq@epoch,…` (what an event
+    /// stream's event ids carry, and what `Last-Event-ID` gives back). Pending
+    /// subscriptions are left out.
+    pub fn cursor(&self, conn: u32) -> String {
+        let mut out = String::new();
+        for id in self.topics_of(conn) {
+            let Some(t) = self.topics.get(id) else {
+                continue;
+            };
+            let Some(&after) = t.subs.get(&conn).filter(|a| **a != PENDING) else {
+                continue;
+            };
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(&format!(
+                "{}:{after}@{}",
+                t.name,
+                super::format_epoch(t.epoch)
+            ));
+        }
+        out
     }
 
     /// What pub/sub connection `conn` said it is.
@@ -150,6 +196,7 @@ impl LocalSubs {
             name: name.into(),
             policy,
             subs: HashMap::new(),
+            epoch: 0,
         });
         let new = t.subs.insert(conn, after).is_none();
         if new {

@@ -38,6 +38,13 @@ pub enum Route {
         Vec<(String, crate::pubsub::Position)>,
         Option<Box<str>>,
     ),
+    /// `/sse` (a plain GET): the same subscription as an event stream; resume points come
+    /// from `resume=` and from `Last-Event-ID` (a cursor the stream's events carried).
+    Stream(
+        Vec<String>,
+        Vec<(String, crate::pubsub::Position)>,
+        Option<Box<str>>,
+    ),
 }
 
 /// The `client=` parameter of a pub/sub upgrade: at most 64 bytes of `A-Z a-z 0-9 . _ - : /`.
@@ -79,6 +86,31 @@ pub fn route(
                 Ok(_) => Ok(Route::PubSub(Vec::new(), Vec::new(), client)),
                 Err(e) => Err(bad(e.reason())),
             }
+        }
+        "/sse" if edge.pubsub && req.key.is_empty() => {
+            let query = req.query.unwrap_or("");
+            let bad = |why: String| Answer::Refuse(Limit::BadRequest, Rejection::BadRequest, why);
+            let client = client_info(query).map_err(bad)?;
+            let Ok(crate::pubsub::Control::Subscribe {
+                topics, mut resume, ..
+            }) = crate::pubsub::parse_query(query, limits).map_err(|e| bad(e.reason()))
+            else {
+                return Ok(Route::Stream(Vec::new(), Vec::new(), client));
+            };
+            // The cursor of the last event received, sent back by a reconnecting client:
+            // it wins over `resume=` for the topics it names.
+            if let Some(cursor) = req.header("last-event-id").filter(|c| !c.is_empty()) {
+                let parsed = crate::pubsub::parse_query(&format!("resume={cursor}"), limits)
+                    .map_err(|e| bad(format!("Last-Event-ID: {}", e.reason())))?;
+                if let crate::pubsub::Control::Subscribe {
+                    resume: from_id, ..
+                } = parsed
+                {
+                    resume.retain(|(t, _)| !from_id.iter().any(|(u, _)| u == t));
+                    resume.extend(from_id);
+                }
+            }
+            Ok(Route::Stream(topics, resume, client))
         }
         _ => Err(Answer::Refuse(
             Limit::NotFound,
@@ -173,7 +205,9 @@ impl session::Services for Services {
         use crate::pubsub::Kind;
         let (d, policy) = (&d.0, d.1);
         match &d.kind {
-            Kind::Message => pubsub::offer(w, ctx, d.topic, d.seq, &d.frame, policy),
+            Kind::Message => self
+                .pubsub
+                .offer_to(idx, w, ctx, d.topic, d.seq, &d.frame, policy),
             Kind::Gap { from, to } => {
                 // Only what this connection was still owed: one that subscribed (or
                 // resumed) past part of the range is told of the rest, or of nothing.
@@ -186,6 +220,7 @@ impl session::Services for Services {
             Kind::Reset { epoch } => {
                 if w.phase() == session::Phase::Open {
                     self.pubsub.local.set_after(idx, d.topic, d.seq);
+                    self.pubsub.local.set_epoch(d.topic, *epoch);
                     if let Some(name) = self.pubsub.local.name(d.topic) {
                         let text = crate::pubsub::reply_reset(name, *epoch, d.seq);
                         w.send_frame(ctx, OpCode::Text, text.as_bytes());
@@ -201,14 +236,7 @@ impl session::Services for Services {
                     w.write(ctx, |v| v.extend_from_slice(&d.frame));
                 }
             }
-            Kind::Event | Kind::Direct(_) => {
-                if w.phase() == session::Phase::Open
-                    && w.queued() + d.frame.len() <= ctx.cfg.max_outbound
-                {
-                    ctx.message_out();
-                    w.write(ctx, |v| v.extend_from_slice(&d.frame));
-                }
-            }
+            Kind::Event | Kind::Direct(_) => self.pubsub.offer_frame(w, ctx, &d.frame),
             Kind::Kick(_) => {}
         }
     }
@@ -273,7 +301,7 @@ impl Host for ConnHost<'_> {
             }
         };
         let topics: &[String] = match &route {
-            Route::PubSub(t, ..) => t,
+            Route::PubSub(t, ..) | Route::Stream(t, ..) => t,
             Route::Echo => &[],
         };
         let id = match self
@@ -314,8 +342,13 @@ impl Host for ConnHost<'_> {
         if let Some(u) = &user {
             self.svc.pubsub.spec.backplane.user_opened(u);
         }
-        if let Some(Route::PubSub(topics, resume, client)) = self.route.take() {
+        if let Some(Route::PubSub(topics, resume, client) | Route::Stream(topics, resume, client)) =
+            self.route.take()
+        {
             self.svc.pubsub.join(self.idx);
+            if w.is_stream() {
+                self.svc.pubsub.local.set_stream(self.idx);
+            }
             if let Some(c) = client {
                 self.svc.pubsub.local.set_client(self.idx, c);
             }
@@ -348,7 +381,14 @@ impl Host for ConnHost<'_> {
     }
 
     fn gap_frame(&mut self, topic: u64, from: u64, to: u64) -> Option<Arc<[u8]>> {
+        if self.svc.pubsub.local.is_stream(self.idx) {
+            return self.svc.pubsub.stream_gap(self.idx, topic, from, to);
+        }
         self.svc.pubsub.gap_frame(topic, from, to)
+    }
+
+    fn streams(&self, path: &str) -> bool {
+        path == "/sse" && self.svc.identity.edge.pubsub
     }
 }
 

@@ -101,6 +101,45 @@ struct Settled<'a> {
     policy: SlowPolicy,
 }
 
+/// The JSON payload of a whole unmasked text frame the server encoded (a delivery, a
+/// direct message, an event), for writing it as an event instead.
+pub fn text_payload(frame: &[u8]) -> Option<&[u8]> {
+    let (&b0, &b1) = (frame.first()?, frame.get(1)?);
+    if b0 != 0x81 {
+        return None;
+    }
+    let header = match b1 & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    frame.get(header..)
+}
+
+/// A delivery frame as the JSON an event stream carries: text deliveries as they are;
+/// binary ones (`[topic len][topic][seq][payload]`) as `{"type":"message","topic",
+/// "seq","data_base64"}`.
+fn event_data(frame: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    if let Some(p) = text_payload(frame) {
+        return Some(p.into());
+    }
+    if frame.first() != Some(&0x82) {
+        return None;
+    }
+    let header = match frame.get(1)? & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    let body = frame.get(header..)?;
+    let tlen = usize::from(*body.first()?);
+    let topic = std::str::from_utf8(body.get(1..1 + tlen)?).ok()?;
+    let seq = u64::from_be_bytes(body.get(1 + tlen..9 + tlen)?.try_into().ok()?);
+    let data = crate::ws::base64::encode(body.get(9 + tlen..)?);
+    let v = serde_json::json!({"type": "message", "topic": topic, "seq": seq, "data_base64": data});
+    Some(v.to_string().into_bytes().into())
+}
+
 /// What a connection may do, as the pub/sub side asks it.
 pub trait Permits {
     /// Whether it may subscribe to `topic`, given the subscription token it sent for it
@@ -173,6 +212,78 @@ impl PubsubSide {
     /// The worker's index.
     pub fn worker(&self) -> usize {
         self.worker
+    }
+
+    /// Offer message `seq` of topic `id` to connection `conn`: a shared frame to a
+    /// WebSocket ([`offer`]); to an event stream, an event carrying the connection's cursor
+    /// as its id, within the same outbound cap (past it the message is a gap).
+    #[allow(clippy::too_many_arguments)]
+    pub fn offer_to(
+        &mut self,
+        conn: u32,
+        w: &mut Writer,
+        ctx: &Ctx<'_>,
+        id: u64,
+        seq: u64,
+        frame: &Arc<[u8]>,
+        policy: SlowPolicy,
+    ) {
+        if !w.is_stream() {
+            return offer(w, ctx, id, seq, frame, policy);
+        }
+        if w.phase() != Phase::Open {
+            return;
+        }
+        let Some(data) = event_data(frame) else {
+            return;
+        };
+        if w.queued() + data.len() + 256 > ctx.cfg.max_outbound {
+            if policy == SlowPolicy::Close {
+                ctx.metrics.slow_policy_closes.inc();
+                return w.close_slow(ctx);
+            }
+            ctx.metrics.slow_drop_events.inc();
+            ctx.metrics.delivery_drops.inc();
+            return w.outbound().push_gap(id, seq, seq);
+        }
+        self.local.set_after(conn, id, seq);
+        let cursor = self.local.cursor(conn);
+        ctx.metrics.deliveries.inc();
+        ctx.message_out();
+        w.write(ctx, |v| {
+            crate::session::sse::write_event(v, Some(&cursor), None, &data)
+        });
+    }
+
+    /// An unnumbered frame (a direct message, a presence event) for connection `conn`.
+    pub fn offer_frame(&self, w: &mut Writer, ctx: &Ctx<'_>, frame: &[u8]) {
+        if w.phase() != Phase::Open || w.queued() + frame.len() > ctx.cfg.max_outbound {
+            return;
+        }
+        ctx.message_out();
+        if w.is_stream() {
+            if let Some(data) = text_payload(frame) {
+                w.write(ctx, |v| {
+                    crate::session::sse::write_event(v, None, None, data)
+                });
+            }
+            return;
+        }
+        w.write(ctx, |v| v.extend_from_slice(frame));
+    }
+
+    /// A gap for connection `conn` of an event stream: an event, the cursor past it.
+    pub fn stream_gap(&mut self, conn: u32, id: u64, from: u64, to: u64) -> Option<Arc<[u8]>> {
+        let name = self.local.name(id)?.to_string();
+        if self.local.after(conn, id).is_some_and(|a| a < to) {
+            self.local.set_after(conn, id, to);
+        }
+        let cursor = self.local.cursor(conn);
+        let data =
+            serde_json::json!({"type": "gap", "topic": name, "from": from, "to": to}).to_string();
+        let mut v = Vec::new();
+        crate::session::sse::write_event(&mut v, Some(&cursor), None, data.as_bytes());
+        Some(v.into())
     }
 
     /// Whether connection `conn` is a pub/sub connection.
@@ -369,13 +480,14 @@ impl PubsubSide {
                 .hist
                 .record_resume(s.owed.frames.len() as u64, gap);
         }
+        self.local.set_epoch(s.id, s.epoch);
         let text = pubsub::reply_subscribed(s.name, s.owed.last, s.epoch, recovered);
         reply(w, ctx, &text);
         if let Some((a, b)) = s.owed.gap {
             w.outbound().push_gap(s.id, a, b);
         }
         for (seq, frame) in &s.owed.frames {
-            offer(w, ctx, s.id, *seq, frame, s.policy);
+            self.offer_to(conn, w, ctx, s.id, *seq, frame, s.policy);
         }
         if self.spec.backplane.is_presence(s.name) {
             let m = self.member(conn, user);

@@ -26,6 +26,7 @@
 mod outbound;
 pub mod pair;
 mod services;
+pub mod sse;
 #[cfg(test)]
 mod tests;
 mod trace;
@@ -83,6 +84,8 @@ pub struct Config {
     pub close_ticks: u32,
     /// Pings from the peer answered per heartbeat interval; one more closes it (1008).
     pub max_pings: u16,
+    /// The reconnect hint (`retry:`) an event stream starts with, milliseconds.
+    pub stream_retry_ms: u32,
 }
 
 /// What a [`Host`] answers to an upgrade request.
@@ -106,6 +109,10 @@ pub trait Host {
     fn on_message(&mut self, w: &mut Writer, ctx: &Ctx<'_>, msg: Message<'_>);
     /// Encode the gap frame for `topic` (None: the connection left it; skip the gap).
     fn gap_frame(&mut self, topic: u64, from: u64, to: u64) -> Option<Arc<[u8]>>;
+    /// Whether `path` serves a plain GET as an event stream (server-sent events).
+    fn streams(&self, _path: &str) -> bool {
+        false
+    }
 }
 
 /// What every call gets: limits, counters, the time.
@@ -187,6 +194,9 @@ impl HoldsPartial for Held {
 
 /// Flag: counted in the worker's WebSocket gauge (set on upgrade).
 const COUNTED: u8 = 1 << 0;
+/// An event stream (server-sent events), not a WebSocket: output is events, input is
+/// ignored, heartbeats are comments, a close is a last event and the end of the stream.
+const STREAM: u8 = 1 << 1;
 /// A heartbeat ping is due (sent from a static frame when nothing else is queued).
 const PING_DUE: u8 = 1 << 3;
 /// Our final bytes are out: the owner should shut down the write side.
@@ -261,10 +271,22 @@ impl Writer {
         }
     }
 
-    /// Queue a frame (counted as a message when it is data).
+    /// Whether this is an event stream (server-sent events) rather than a WebSocket.
+    pub fn is_stream(&self) -> bool {
+        self.flags & STREAM != 0
+    }
+
+    /// Queue a frame (counted as a message when it is data). On an event stream a text
+    /// payload is one event; control frames have no meaning there and are not sent.
     pub fn send_frame(&mut self, ctx: &Ctx<'_>, op: OpCode, payload: &[u8]) {
         if op == OpCode::Text || op == OpCode::Binary {
             ctx.message_out();
+        }
+        if self.is_stream() {
+            if op == OpCode::Text {
+                self.write(ctx, |v| sse::write_event(v, None, None, payload));
+            }
+            return;
         }
         self.write(ctx, |v| encode_frame(v, true, op, None, payload));
     }
@@ -276,10 +298,16 @@ impl Writer {
 
     /// Slow consumer: drop what it has not been sent yet, tell it why (1008), and go.
     pub fn close_slow(&mut self, ctx: &Ctx<'_>) {
+        let stream = self.is_stream();
         let out = self.outbound();
         out.clear_queue();
         let added = out.write_owned(|v| {
-            encode_close(v, Some(CloseCode::POLICY_VIOLATION), "slow consumer", None)
+            let code = CloseCode::POLICY_VIOLATION;
+            if stream {
+                sse::write_close(v, code.0, "slow consumer", None);
+            } else {
+                encode_close(v, Some(code), "slow consumer", None);
+            }
         });
         ctx.metrics.bytes_out.add(added as u64);
         self.enter(Phase::Finishing, ctx.now);
@@ -427,6 +455,9 @@ impl Session {
     pub fn handle_input(&mut self, data: &mut [u8], ctx: &Ctx<'_>, host: &mut impl Host) {
         match self.w.phase {
             Phase::Handshake => self.handshake_input(data, ctx, host),
+            // An event stream's client has nothing to say after its request: what it sends
+            // is dropped (it cannot make the server hold anything).
+            Phase::Open | Phase::AwaitingClose if self.w.is_stream() => {}
             Phase::Open | Phase::AwaitingClose => {
                 if self.w.phase == Phase::Open {
                     self.w.since = ctx.now;
@@ -497,6 +528,16 @@ impl Session {
     fn respond(&mut self, head: &[u8], ctx: &Ctx<'_>, host: &mut impl Host) {
         let req = match handshake::parse_request(head) {
             Ok(r) => r,
+            Err(
+                e @ (crate::ws::Error::MissingUpgradeWebsocket
+                | crate::ws::Error::MissingConnectionUpgrade),
+            ) => {
+                // Not an upgrade: an event stream, where the path serves one.
+                return match handshake::parse_plain_get(head) {
+                    Ok(r) if host.streams(r.path) => self.respond_stream(&r, ctx, host),
+                    _ => self.fail_handshake(e, ctx),
+                };
+            }
             Err(e) => return self.fail_handshake(e, ctx),
         };
         self.held = None;
@@ -517,6 +558,27 @@ impl Session {
                 ctx.metrics.upgrades.inc();
                 self.w
                     .write(ctx, |v| handshake::write_accept(v, &accept, protocol));
+                host.on_open(&mut self.w, ctx);
+            }
+        }
+    }
+
+    /// A plain GET on an event-stream path: the service decides, as for an upgrade; an
+    /// accepted stream gets the event-stream head and is open from then on.
+    fn respond_stream(&mut self, req: &Request<'_>, ctx: &Ctx<'_>, host: &mut impl Host) {
+        self.held = None;
+        match host.on_request(req, ctx) {
+            Answer::Refuse(limit, rejection, body) => {
+                ctx.refused(Some(limit), rejection.status(), &body);
+                self.w
+                    .refuse(ctx, |v| handshake::write_rejection(v, rejection, &body));
+            }
+            Answer::Accept | Answer::AcceptProtocol(_) => {
+                self.w.enter(Phase::Open, ctx.now);
+                self.w.flags |= COUNTED | STREAM;
+                ctx.metrics.streams_opened.inc();
+                let retry = ctx.cfg.stream_retry_ms;
+                self.w.write(ctx, |v| sse::write_head(v, retry));
                 host.on_open(&mut self.w, ctx);
             }
         }
@@ -602,6 +664,11 @@ impl Session {
         ) {
             ctx.metrics.aborted.inc();
         }
+        if self.w.is_stream() && self.w.phase == Phase::Open {
+            // The normal end of an event stream: its client went away.
+            ctx.closed(Side::Client, 1000, "the client ended the stream");
+            return self.abort();
+        }
         let why = if self.w.phase == Phase::Handshake {
             "the peer left during the handshake"
         } else {
@@ -656,7 +723,9 @@ impl Session {
                 self.held = None;
                 self.abort();
             }
-            Phase::Open if elapsed >= cfg.idle_ticks => {
+            // An event stream's client never speaks: heartbeats only, no idle close (a dead
+            // client is found by the sends failing).
+            Phase::Open if elapsed >= cfg.idle_ticks && !self.w.is_stream() => {
                 ctx.metrics.idle_timeouts.inc();
                 self.close(CloseCode::GOING_AWAY, "idle timeout", false, ctx);
             }
@@ -683,6 +752,17 @@ impl Session {
             return;
         }
         ctx.closed(Side::Server, code.0, reason);
+        if self.w.is_stream() {
+            // No close handshake: the last event (with the reconnect hint of a drain), then
+            // the end of the stream.
+            let hint = serde_json::from_str::<serde_json::Value>(reason)
+                .ok()
+                .and_then(|v| v["reconnect_after_ms"].as_u64());
+            self.w.enter(Phase::Finishing, ctx.now);
+            self.w
+                .write(ctx, |v| sse::write_close(v, code.0, reason, hint));
+            return;
+        }
         let phase = if wait {
             Phase::AwaitingClose
         } else {
@@ -729,8 +809,13 @@ impl Session {
             self.w.flags &= !PING_DUE;
             if self.w.phase == Phase::Open && self.w.out.is_none() {
                 ctx.metrics.pings_sent.inc();
-                ctx.metrics.bytes_out.add(PING.len() as u64);
-                return Some(SendBuf::Static(&PING));
+                let beat: &'static [u8] = if self.w.is_stream() {
+                    &sse::HEARTBEAT
+                } else {
+                    &PING
+                };
+                ctx.metrics.bytes_out.add(beat.len() as u64);
+                return Some(SendBuf::Static(beat));
             }
         }
         None

@@ -104,6 +104,7 @@ pub fn test_config() -> Config {
         idle_ticks: 750,
         close_ticks: 50,
         max_pings: 16,
+        stream_retry_ms: 1000,
     }
 }
 

@@ -58,6 +58,27 @@ pub(crate) fn encode_20(d: &[u8; 20]) -> [u8; 28] {
     out
 }
 
+/// Encode any bytes (padded): binary payloads carried in text (event streams).
+pub fn encode(d: &[u8]) -> String {
+    let mut out = String::with_capacity(d.len().div_ceil(3) * 4);
+    for chunk in d.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                char::from(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize])
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +97,19 @@ mod tests {
         assert!(decode_16(b"AAAAAAAAAAAAAAAAAAAAAA==").is_some());
         assert!(decode_16(b"AAAAAAAAAAAAAAAAAAAAAB==").is_none()); // non-zero pad bits
         assert!(decode_16(b"dGhlIHNhbXBsZSBub25jZSE=").is_none()); // 17 bytes
+    }
+
+    #[test]
+    fn encodes_any_length() {
+        for (d, e) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg=="),
+        ] {
+            assert_eq!(encode(d), e);
+        }
     }
 
     #[test]

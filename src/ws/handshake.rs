@@ -258,6 +258,17 @@ fn set_once<'a>(slot: &mut Option<&'a str>, value: &'a str) -> Result<(), Error>
 
 /// Validate a complete request head (as delimited by [`HeadScanner::scan`]) per §4.2.1.
 pub fn parse_request(head: &[u8]) -> Result<Request<'_>, Error> {
+    parse(head, true)
+}
+
+/// Validate a complete request head as a plain HTTP/1.1 GET without a body — the same
+/// checks as [`parse_request`] but no upgrade is asked for (an event stream, a long poll).
+/// The request's `key` is empty.
+pub fn parse_plain_get(head: &[u8]) -> Result<Request<'_>, Error> {
+    parse(head, false)
+}
+
+fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
     let head = core::str::from_utf8(head).map_err(|_| Error::MalformedHeader)?;
     let head = head
         .strip_suffix("\r\n\r\n")
@@ -329,6 +340,16 @@ pub fn parse_request(head: &[u8]) -> Result<Request<'_>, Error> {
         }
     }
     let host = host.filter(|h| !h.is_empty()).ok_or(Error::MissingHost)?;
+    if !upgrade {
+        return Ok(Request {
+            path,
+            query,
+            host,
+            origin,
+            key: "",
+            fields,
+        });
+    }
     if !upgrade_ws {
         return Err(Error::MissingUpgradeWebsocket);
     }

@@ -18,7 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assembler;
-mod base64;
+pub mod base64;
 pub mod client;
 pub mod close;
 pub mod decoder;
