@@ -138,6 +138,11 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = 86_400, value_parser = crate::units::whole_secs)]
     pub history_ttl: u64,
 
+    /// Long polls (`GET /poll`): how long one waits for a message before it is answered
+    /// empty (the client polls again from the same cursor).
+    #[arg(long, default_value_t = 20.0, value_parser = crate::units::secs)]
+    pub poll_hold: f64,
+
     /// Presence: topics whose names start with this keep a member list (empty: none).
     #[arg(long, default_value = "presence:")]
     pub presence_prefix: String,
@@ -327,6 +332,7 @@ impl ServeConfig {
         secs("idle-timeout", self.idle_timeout)?;
         secs("drain-window", self.drain_window)?;
         secs("drain-grace", self.drain_grace)?;
+        secs("poll-hold", self.poll_hold)?;
         secs("admin-request-timeout", self.admin_request_timeout)?;
         if self.idle_timeout <= self.ping_interval {
             return Err(ConfigError::IdleNotAbovePing {

@@ -127,6 +127,10 @@ pub struct WorkerMetrics {
     pub upgrades: Counter,
     /// Event streams opened (server-sent events: 200 and the stream's head sent).
     pub streams_opened: Counter,
+    /// Long polls accepted.
+    pub polls_opened: Counter,
+    /// Long polls answered (with messages or at the end of the hold).
+    pub polls_answered: Counter,
     /// Handshake failures, by [`Error`] variant (index into `Error::ALL`).
     pub handshake_failures: [Counter; Error::ALL.len()],
     /// Handshakes that timed out.
@@ -352,7 +356,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 33] = [
+    let simple: [Family; 35] = [
         (
             "connections_open",
             "gauge",
@@ -385,6 +389,18 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "counter",
             "Event streams opened (GET /sse answered 200).",
             |w| w.streams_opened.get(),
+        ),
+        (
+            "long_polls_total",
+            "counter",
+            "Long polls accepted (GET /poll).",
+            |w| w.polls_opened.get(),
+        ),
+        (
+            "long_polls_answered_total",
+            "counter",
+            "Long polls answered 200 (with messages, or empty at the end of the hold).",
+            |w| w.polls_answered.get(),
         ),
         (
             "handshake_timeouts_total",

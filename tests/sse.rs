@@ -270,3 +270,119 @@ fn streams_are_refused_like_upgrades_and_only_where_they_are_served() {
     let s = open(srv.addr, "/sse?topics=t", "Content-Length: 5\r\n");
     assert!(s.head.starts_with("HTTP/1.1 400"), "{}", s.head);
 }
+
+/// `GET path` as one request; the status, the head and the body (read to EOF).
+fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    use std::io::Read;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    let (head, body) = all.split_once("\r\n\r\n").unwrap_or((&all, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+fn poll(addr: SocketAddr, path: &str) -> Value {
+    let (status, head, body) = get(addr, path);
+    assert_eq!(status, 200, "{head}\n{body}");
+    assert!(
+        head.contains("Content-Length:"),
+        "a length, so buffering proxies pass it: {head}"
+    );
+    serde_json::from_str(&body).unwrap()
+}
+
+fn seqs(answer: &Value) -> Vec<u64> {
+    answer["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] == "message")
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_long_poll_answers_at_once_waits_for_the_next_message_or_the_hold_and_resumes_by_cursor() {
+    let srv = Server::start(&["--poll-hold", "1"]);
+    for i in 1..=3 {
+        publish_ok(&srv, "lp", &format!("m{i}"));
+    }
+    // From the start of the topic: everything, at once, with the cursor after it.
+    let a = poll(srv.addr, "/poll?topics=lp&cursor=lp:0");
+    assert_eq!(seqs(&a), [1, 2, 3], "{a}");
+    let cursor = a["cursor"].as_str().unwrap().to_string();
+    assert!(cursor.starts_with("lp:3@"), "{cursor}");
+    // From the cursor: nothing new within the hold → an empty answer, same cursor.
+    let t = Instant::now();
+    let b = poll(srv.addr, &format!("/poll?topics=lp&cursor={cursor}"));
+    assert!(seqs(&b).is_empty() && b["cursor"] == cursor.as_str(), "{b}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "held: {:?}",
+        t.elapsed()
+    );
+    // A message published while waiting ends the wait; what comes with it is batched.
+    let admin = srv.admin;
+    let publisher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        for i in 4..=6 {
+            publish(admin, "lp", format!("m{i}").as_bytes(), false);
+        }
+    });
+    let t = Instant::now();
+    let c = poll(srv.addr, &format!("/poll?topics=lp&cursor={cursor}"));
+    publisher.join().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    let got = seqs(&c);
+    assert!(!got.is_empty() && got[0] == 4, "{c}");
+    let next = c["cursor"].as_str().unwrap();
+    let d = poll(srv.addr, &format!("/poll?topics=lp&cursor={next}"));
+    let mut all = got.clone();
+    all.extend(seqs(&d));
+    assert_eq!(all, [4, 5, 6], "the next poll takes the rest: {c} {d}");
+    // A cursor of another epoch: the answer says so (the client must reset).
+    let e = poll(srv.addr, "/poll?topics=lp&cursor=lp:2@0123456789abcdef");
+    let sub = &e["messages"][0];
+    assert_eq!(
+        (sub["type"].as_str(), sub["recovered"].as_bool()),
+        (Some("subscribed"), Some(false)),
+        "{e}"
+    );
+    assert!(srv.metric("holdfast_long_polls_answered_total") >= 5.0);
+}
+
+#[test]
+fn a_drain_answers_waiting_polls_503_with_retry_after() {
+    let srv = Server::start(&[
+        "--poll-hold",
+        "10",
+        "--drain-window",
+        "1",
+        "--drain-grace",
+        "1",
+    ]);
+    let addr = srv.addr;
+    let waiting = std::thread::spawn(move || get(addr, "/poll?topics=dr"));
+    // The poll is held (nothing published); wait until the server holds it.
+    let t = Instant::now();
+    while srv.metric("holdfast_long_polls_total") < 1.0 {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(srv.admin("POST", "/drain").0, 202);
+    let (status, head, body) = waiting.join().unwrap();
+    assert_eq!(status, 503, "{head}\n{body}");
+    assert!(head.contains("Retry-After: 1"), "{head}");
+    assert!(body.contains("1012"), "{body}");
+}

@@ -40,6 +40,8 @@ struct Member {
     client: Option<Box<str>>,
     /// An event stream (server-sent events) rather than a WebSocket.
     stream: bool,
+    /// A long poll.
+    poll: bool,
 }
 
 /// A worker's subscription index.
@@ -79,6 +81,7 @@ impl LocalSubs {
                 id: *next,
                 client: None,
                 stream: false,
+                poll: false,
             }
         })
     }
@@ -93,6 +96,16 @@ impl LocalSubs {
     /// Mark pub/sub connection `conn` as an event stream.
     pub fn set_stream(&mut self, conn: u32) {
         self.member(conn).stream = true;
+    }
+
+    /// Mark pub/sub connection `conn` as a long poll.
+    pub fn set_poll(&mut self, conn: u32) {
+        self.member(conn).poll = true;
+    }
+
+    /// Whether `conn` is a long poll.
+    pub fn is_poll(&self, conn: u32) -> bool {
+        self.conns.get(&conn).is_some_and(|m| m.poll)
     }
 
     /// Whether `conn` is an event stream.

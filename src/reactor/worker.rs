@@ -775,6 +775,7 @@ impl<S: Services> Worker<S> {
         // Every tick: expired tokens (their index is checked in O(1) when none is due) and
         // users disconnected by the operator.
         self.close_expired();
+        self.answer_due();
         if tick % 10 == 0 {
             let mut bytes = 0;
             for r in &self.rings.list {
@@ -797,6 +798,23 @@ impl<S: Services> Worker<S> {
         self.publish_tally();
         self.shed_memory();
         self.env.metrics.hist.publish(&mut self.hist);
+    }
+
+    /// Give the connections whose answer is due (long polls) their answer.
+    fn answer_due(&mut self) {
+        let mut due = Vec::new();
+        self.svc.answers_due(&mut due);
+        for idx in due {
+            let ctx = self.env.ctx(idx);
+            let Some(conn) = self.conns.get_mut(idx as usize) else {
+                continue;
+            };
+            let before = conn.session.held();
+            self.svc.answer(idx, conn.session.writer(), &ctx);
+            let after = conn.session.held();
+            self.account(before, after);
+            self.drive(idx);
+        }
     }
 
     /// Close the connections whose credentials expired (4401: a token not refreshed).

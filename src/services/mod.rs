@@ -45,6 +45,13 @@ pub enum Route {
         Vec<(String, crate::pubsub::Position)>,
         Option<Box<str>>,
     ),
+    /// `/poll` (a plain GET): everything after `cursor=` (or `resume=`), or the next
+    /// messages within the hold, as one JSON answer.
+    Poll(
+        Vec<String>,
+        Vec<(String, crate::pubsub::Position)>,
+        Option<Box<str>>,
+    ),
 }
 
 /// The `client=` parameter of a pub/sub upgrade: at most 64 bytes of `A-Z a-z 0-9 . _ - : /`.
@@ -87,21 +94,28 @@ pub fn route(
                 Err(e) => Err(bad(e.reason())),
             }
         }
-        "/sse" if edge.pubsub && req.key.is_empty() => {
+        "/sse" | "/poll" if edge.pubsub && req.key.is_empty() => {
             let query = req.query.unwrap_or("");
             let bad = |why: String| Answer::Refuse(Limit::BadRequest, Rejection::BadRequest, why);
             let client = client_info(query).map_err(bad)?;
-            let Ok(crate::pubsub::Control::Subscribe {
-                topics, mut resume, ..
-            }) = crate::pubsub::parse_query(query, limits).map_err(|e| bad(e.reason()))
-            else {
-                return Ok(Route::Stream(Vec::new(), Vec::new(), client));
+            let (topics, mut resume) = match crate::pubsub::parse_query(query, limits) {
+                Ok(crate::pubsub::Control::Subscribe { topics, resume, .. }) => (topics, resume),
+                Ok(_) => (Vec::new(), Vec::new()),
+                Err(e) => return Err(bad(e.reason())),
             };
-            // The cursor of the last event received, sent back by a reconnecting client:
-            // it wins over `resume=` for the topics it names.
-            if let Some(cursor) = req.header("last-event-id").filter(|c| !c.is_empty()) {
+            // The cursor of the last event received (an event stream's reconnect sends it
+            // as Last-Event-ID; a poll as cursor=): it wins over `resume=` for its topics.
+            let cursor = match req.path {
+                "/sse" => req.header("last-event-id"),
+                _ => query
+                    .split('&')
+                    .filter_map(|p| p.split_once('='))
+                    .find(|(k, _)| *k == "cursor")
+                    .map(|(_, v)| v),
+            };
+            if let Some(cursor) = cursor.filter(|c| !c.is_empty()) {
                 let parsed = crate::pubsub::parse_query(&format!("resume={cursor}"), limits)
-                    .map_err(|e| bad(format!("Last-Event-ID: {}", e.reason())))?;
+                    .map_err(|e| bad(format!("cursor: {}", e.reason())))?;
                 if let crate::pubsub::Control::Subscribe {
                     resume: from_id, ..
                 } = parsed
@@ -110,7 +124,10 @@ pub fn route(
                     resume.extend(from_id);
                 }
             }
-            Ok(Route::Stream(topics, resume, client))
+            Ok(match req.path {
+                "/sse" => Route::Stream(topics, resume, client),
+                _ => Route::Poll(topics, resume, client),
+            })
         }
         _ => Err(Answer::Refuse(
             Limit::NotFound,
@@ -147,6 +164,7 @@ impl session::Services for Services {
 
     fn on_release(&mut self, idx: u32, counted: bool, metrics: &WorkerMetrics) {
         let user = self.identity.user(idx);
+        self.pubsub.poll_gone(idx);
         self.pubsub.leave(idx, metrics, user.clone());
         if let Some(u) = user {
             self.pubsub.spec.backplane.user_closed(&u);
@@ -214,7 +232,12 @@ impl session::Services for Services {
                 let after = self.pubsub.local.after(idx, d.topic).unwrap_or(u64::MAX);
                 if w.phase() == session::Phase::Open && after < *to {
                     self.pubsub.local.set_after(idx, d.topic, *to);
-                    w.outbound().push_gap(d.topic, (*from).max(after + 1), *to);
+                    let from = (*from).max(after + 1);
+                    if w.is_poll() {
+                        self.pubsub.poll_gap(idx, d.topic, from, *to, ctx);
+                    } else {
+                        w.outbound().push_gap(d.topic, from, *to);
+                    }
                 }
             }
             Kind::Reset { epoch } => {
@@ -223,7 +246,11 @@ impl session::Services for Services {
                     self.pubsub.local.set_epoch(d.topic, *epoch);
                     if let Some(name) = self.pubsub.local.name(d.topic) {
                         let text = crate::pubsub::reply_reset(name, *epoch, d.seq);
-                        w.send_frame(ctx, OpCode::Text, text.as_bytes());
+                        if w.is_poll() {
+                            self.pubsub.poll_item(idx, ctx, text.as_bytes());
+                        } else {
+                            w.send_frame(ctx, OpCode::Text, text.as_bytes());
+                        }
                     }
                 }
             }
@@ -236,7 +263,7 @@ impl session::Services for Services {
                     w.write(ctx, |v| v.extend_from_slice(&d.frame));
                 }
             }
-            Kind::Event | Kind::Direct(_) => self.pubsub.offer_frame(w, ctx, &d.frame),
+            Kind::Event | Kind::Direct(_) => self.pubsub.offer_frame(idx, w, ctx, &d.frame),
             Kind::Kick(_) => {}
         }
     }
@@ -251,6 +278,14 @@ impl session::Services for Services {
 
     fn user(&self, idx: u32) -> Option<Arc<str>> {
         self.identity.user(idx)
+    }
+
+    fn answers_due(&mut self, out: &mut Vec<u32>) {
+        self.pubsub.polls_due(Instant::now(), out);
+    }
+
+    fn answer(&mut self, idx: u32, w: &mut Writer, ctx: &Ctx<'_>) {
+        self.pubsub.answer_poll(idx, w, ctx);
     }
 
     fn expired(&mut self, out: &mut Vec<(u32, crate::ws::CloseCode, &'static str)>) {
@@ -301,7 +336,7 @@ impl Host for ConnHost<'_> {
             }
         };
         let topics: &[String] = match &route {
-            Route::PubSub(t, ..) | Route::Stream(t, ..) => t,
+            Route::PubSub(t, ..) | Route::Stream(t, ..) | Route::Poll(t, ..) => t,
             Route::Echo => &[],
         };
         let id = match self
@@ -342,12 +377,18 @@ impl Host for ConnHost<'_> {
         if let Some(u) = &user {
             self.svc.pubsub.spec.backplane.user_opened(u);
         }
-        if let Some(Route::PubSub(topics, resume, client) | Route::Stream(topics, resume, client)) =
-            self.route.take()
+        if let Some(
+            Route::PubSub(topics, resume, client)
+            | Route::Stream(topics, resume, client)
+            | Route::Poll(topics, resume, client),
+        ) = self.route.take()
         {
             self.svc.pubsub.join(self.idx);
             if w.is_stream() {
                 self.svc.pubsub.local.set_stream(self.idx);
+            }
+            if w.is_poll() {
+                self.svc.pubsub.poll_opened(self.idx);
             }
             if let Some(c) = client {
                 self.svc.pubsub.local.set_client(self.idx, c);
@@ -387,8 +428,15 @@ impl Host for ConnHost<'_> {
         self.svc.pubsub.gap_frame(topic, from, to)
     }
 
-    fn streams(&self, path: &str) -> bool {
-        path == "/sse" && self.svc.identity.edge.pubsub
+    fn streams(&self, path: &str) -> Option<session::Plain> {
+        if !self.svc.identity.edge.pubsub {
+            return None;
+        }
+        match path {
+            "/sse" => Some(session::Plain::Stream),
+            "/poll" => Some(session::Plain::Poll),
+            _ => None,
+        }
     }
 }
 

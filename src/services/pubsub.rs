@@ -31,13 +31,27 @@ pub struct PubsubSpec {
     pub client_publish: bool,
     /// Largest control message, bytes (refused before it is parsed).
     pub max_control_bytes: usize,
+    /// How long a long poll waits for a message before it is answered empty.
+    pub poll_hold: std::time::Duration,
     /// The backplane: publishes, users, presence (memory engine or broker).
     pub backplane: Arc<Backplane>,
+}
+
+/// A long poll waiting for its answer: the items (JSON values, comma-separated) gathered
+/// so far, and when it is due.
+#[derive(Debug)]
+struct Poll {
+    items: Vec<u8>,
+    /// Answer at the next tick (something arrived, or the hold is over).
+    due: bool,
+    hold_until: std::time::Instant,
 }
 
 /// One worker's pub/sub state.
 #[derive(Debug)]
 pub struct PubsubSide {
+    /// Long polls waiting for their answer.
+    polls: std::collections::HashMap<u32, Poll>,
     /// Its configuration and channels.
     pub spec: PubsubSpec,
     /// Its subscribers.
@@ -155,6 +169,7 @@ impl PubsubSide {
         Self {
             spec,
             local: LocalSubs::for_worker(worker),
+            polls: std::collections::HashMap::new(),
             worker,
             scratch: Vec::new(),
         }
@@ -228,7 +243,7 @@ impl PubsubSide {
         frame: &Arc<[u8]>,
         policy: SlowPolicy,
     ) {
-        if !w.is_stream() {
+        if !w.is_stream() && !w.is_poll() {
             return offer(w, ctx, id, seq, frame, policy);
         }
         if w.phase() != Phase::Open {
@@ -237,6 +252,12 @@ impl PubsubSide {
         let Some(data) = event_data(frame) else {
             return;
         };
+        if w.is_poll() {
+            self.local.set_after(conn, id, seq);
+            ctx.metrics.deliveries.inc();
+            ctx.message_out();
+            return self.gather(conn, ctx, &data);
+        }
         if w.queued() + data.len() + 256 > ctx.cfg.max_outbound {
             if policy == SlowPolicy::Close {
                 ctx.metrics.slow_policy_closes.inc();
@@ -255,8 +276,96 @@ impl PubsubSide {
         });
     }
 
+    /// A long poll `conn` accepted: its hold starts.
+    pub fn poll_opened(&mut self, conn: u32) {
+        self.local.set_poll(conn);
+        let hold_until = std::time::Instant::now() + self.spec.poll_hold;
+        self.polls.insert(
+            conn,
+            Poll {
+                items: Vec::new(),
+                due: false,
+                hold_until,
+            },
+        );
+    }
+
+    /// Add one JSON item to long poll `conn`'s answer; it is answered at the next tick
+    /// (what arrives until then goes in the same answer), or at once when it is large.
+    fn gather(&mut self, conn: u32, ctx: &Ctx<'_>, json: &[u8]) {
+        let Some(p) = self.polls.get_mut(&conn) else {
+            return;
+        };
+        if p.items.len() + json.len() + 256 > ctx.cfg.max_outbound / 2 {
+            // No room in this answer: it is answered as it is, and the client's next poll
+            // (from the cursor) gets this one.
+            p.due = true;
+            return;
+        }
+        if !p.items.is_empty() {
+            p.items.push(b',');
+        }
+        p.items.extend_from_slice(json);
+        p.due = true;
+    }
+
+    /// A gap for long poll `conn`.
+    pub fn poll_gap(&mut self, conn: u32, id: u64, from: u64, to: u64, ctx: &Ctx<'_>) {
+        let Some(name) = self.local.name(id) else {
+            return;
+        };
+        let gap = serde_json::json!({"type": "gap", "topic": name, "from": from, "to": to});
+        self.gather(conn, ctx, gap.to_string().as_bytes());
+    }
+
+    /// Any other JSON item (a reset) for long poll `conn`.
+    pub fn poll_item(&mut self, conn: u32, ctx: &Ctx<'_>, json: &[u8]) {
+        self.gather(conn, ctx, json);
+    }
+
+    /// Long polls to answer now (something arrived, or the hold is over).
+    pub fn polls_due(&self, now: std::time::Instant, out: &mut Vec<u32>) {
+        out.extend(
+            self.polls
+                .iter()
+                .filter(|(_, p)| p.due || now >= p.hold_until)
+                .map(|(&c, _)| c),
+        );
+    }
+
+    /// Answer long poll `conn`: `{"cursor":…,"messages":[…]}`, then it closes.
+    pub fn answer_poll(&mut self, conn: u32, w: &mut Writer, ctx: &Ctx<'_>) {
+        let Some(p) = self.polls.remove(&conn) else {
+            return;
+        };
+        let cursor = self.local.cursor(conn);
+        let mut body = Vec::with_capacity(p.items.len() + cursor.len() + 32);
+        body.extend_from_slice(b"{\"cursor\":");
+        body.extend_from_slice(
+            serde_json::to_string(&cursor)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        body.extend_from_slice(b",\"messages\":[");
+        body.extend_from_slice(&p.items);
+        body.extend_from_slice(b"]}");
+        ctx.metrics.polls_answered.inc();
+        w.answer_poll(ctx, 200, &body, "");
+    }
+
+    /// A long poll went away.
+    pub fn poll_gone(&mut self, conn: u32) {
+        self.polls.remove(&conn);
+    }
+
     /// An unnumbered frame (a direct message, a presence event) for connection `conn`.
-    pub fn offer_frame(&self, w: &mut Writer, ctx: &Ctx<'_>, frame: &[u8]) {
+    pub fn offer_frame(&mut self, conn: u32, w: &mut Writer, ctx: &Ctx<'_>, frame: &[u8]) {
+        if w.is_poll() {
+            if let Some(data) = text_payload(frame) {
+                self.gather(conn, ctx, data);
+            }
+            return;
+        }
         if w.phase() != Phase::Open || w.queued() + frame.len() > ctx.cfg.max_outbound {
             return;
         }
@@ -482,9 +591,21 @@ impl PubsubSide {
         }
         self.local.set_epoch(s.id, s.epoch);
         let text = pubsub::reply_subscribed(s.name, s.owed.last, s.epoch, recovered);
-        reply(w, ctx, &text);
-        if let Some((a, b)) = s.owed.gap {
-            w.outbound().push_gap(s.id, a, b);
+        if w.is_poll() {
+            // A poll's answer tells what the subscription got only when it matters: a
+            // resume that was not recovered (the client must reset).
+            if recovered == Some(false) {
+                self.gather(conn, ctx, text.as_bytes());
+            }
+            if let Some((a, b)) = s.owed.gap {
+                let gap = serde_json::json!({"type": "gap", "topic": s.name, "from": a, "to": b});
+                self.gather(conn, ctx, gap.to_string().as_bytes());
+            }
+        } else {
+            reply(w, ctx, &text);
+            if let Some((a, b)) = s.owed.gap {
+                w.outbound().push_gap(s.id, a, b);
+            }
         }
         for (seq, frame) in &s.owed.frames {
             self.offer_to(conn, w, ctx, s.id, *seq, frame, s.policy);

@@ -99,6 +99,15 @@ pub enum Answer {
     Refuse(Limit, Rejection, String),
 }
 
+/// What a plain GET (not an upgrade) is served as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plain {
+    /// An event stream: the head now, events as they come.
+    Stream,
+    /// A long poll: one answer, when the service gives it.
+    Poll,
+}
+
 /// The service side of a session: decides what a request gets and what messages do.
 pub trait Host {
     /// A complete, valid upgrade request.
@@ -109,9 +118,10 @@ pub trait Host {
     fn on_message(&mut self, w: &mut Writer, ctx: &Ctx<'_>, msg: Message<'_>);
     /// Encode the gap frame for `topic` (None: the connection left it; skip the gap).
     fn gap_frame(&mut self, topic: u64, from: u64, to: u64) -> Option<Arc<[u8]>>;
-    /// Whether `path` serves a plain GET as an event stream (server-sent events).
-    fn streams(&self, _path: &str) -> bool {
-        false
+    /// Whether `path` serves a plain GET as an event stream (server-sent events) or a long
+    /// poll.
+    fn streams(&self, _path: &str) -> Option<Plain> {
+        None
     }
 }
 
@@ -197,6 +207,9 @@ const COUNTED: u8 = 1 << 0;
 /// An event stream (server-sent events), not a WebSocket: output is events, input is
 /// ignored, heartbeats are comments, a close is a last event and the end of the stream.
 const STREAM: u8 = 1 << 1;
+/// A long poll: nothing is sent until the service answers it once
+/// ([`Writer::answer_poll`]); then the connection closes.
+const POLL: u8 = 1 << 2;
 /// A heartbeat ping is due (sent from a static frame when nothing else is queued).
 const PING_DUE: u8 = 1 << 3;
 /// Our final bytes are out: the owner should shut down the write side.
@@ -276,9 +289,42 @@ impl Writer {
         self.flags & STREAM != 0
     }
 
+    /// Whether this is a long poll still waiting for its answer.
+    pub fn is_poll(&self) -> bool {
+        self.flags & POLL != 0 && self.phase == Phase::Open
+    }
+
+    /// Answer a long poll (once): `status` with a JSON `body`, then the connection closes.
+    pub fn answer_poll(&mut self, ctx: &Ctx<'_>, status: u16, body: &[u8], extra: &str) {
+        if !self.is_poll() {
+            return;
+        }
+        self.enter(Phase::Finishing, ctx.now);
+        self.write(ctx, |v| {
+            let reason = match status {
+                200 => "OK",
+                503 => "Service Unavailable",
+                _ => "Error",
+            };
+            v.extend_from_slice(
+                format!(
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n\
+                     Cache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            v.extend_from_slice(body);
+        });
+    }
+
     /// Queue a frame (counted as a message when it is data). On an event stream a text
-    /// payload is one event; control frames have no meaning there and are not sent.
+    /// payload is one event; control frames have no meaning there and are not sent. A long
+    /// poll sends nothing this way (its service answers it whole).
     pub fn send_frame(&mut self, ctx: &Ctx<'_>, op: OpCode, payload: &[u8]) {
+        if self.flags & POLL != 0 {
+            return;
+        }
         if op == OpCode::Text || op == OpCode::Binary {
             ctx.message_out();
         }
@@ -457,7 +503,7 @@ impl Session {
             Phase::Handshake => self.handshake_input(data, ctx, host),
             // An event stream's client has nothing to say after its request: what it sends
             // is dropped (it cannot make the server hold anything).
-            Phase::Open | Phase::AwaitingClose if self.w.is_stream() => {}
+            Phase::Open | Phase::AwaitingClose if self.w.flags & (STREAM | POLL) != 0 => {}
             Phase::Open | Phase::AwaitingClose => {
                 if self.w.phase == Phase::Open {
                     self.w.since = ctx.now;
@@ -534,7 +580,10 @@ impl Session {
             ) => {
                 // Not an upgrade: an event stream, where the path serves one.
                 return match handshake::parse_plain_get(head) {
-                    Ok(r) if host.streams(r.path) => self.respond_stream(&r, ctx, host),
+                    Ok(r) => match host.streams(r.path) {
+                        Some(kind) => self.respond_plain(&r, kind, ctx, host),
+                        None => self.fail_handshake(e, ctx),
+                    },
                     _ => self.fail_handshake(e, ctx),
                 };
             }
@@ -563,9 +612,16 @@ impl Session {
         }
     }
 
-    /// A plain GET on an event-stream path: the service decides, as for an upgrade; an
-    /// accepted stream gets the event-stream head and is open from then on.
-    fn respond_stream(&mut self, req: &Request<'_>, ctx: &Ctx<'_>, host: &mut impl Host) {
+    /// A plain GET on an event-stream or long-poll path: the service decides, as for an
+    /// upgrade; an accepted stream gets the event-stream head and is open from then on, an
+    /// accepted poll is open with nothing sent until it is answered.
+    fn respond_plain(
+        &mut self,
+        req: &Request<'_>,
+        kind: Plain,
+        ctx: &Ctx<'_>,
+        host: &mut impl Host,
+    ) {
         self.held = None;
         match host.on_request(req, ctx) {
             Answer::Refuse(limit, rejection, body) => {
@@ -575,10 +631,15 @@ impl Session {
             }
             Answer::Accept | Answer::AcceptProtocol(_) => {
                 self.w.enter(Phase::Open, ctx.now);
-                self.w.flags |= COUNTED | STREAM;
-                ctx.metrics.streams_opened.inc();
-                let retry = ctx.cfg.stream_retry_ms;
-                self.w.write(ctx, |v| sse::write_head(v, retry));
+                if kind == Plain::Poll {
+                    self.w.flags |= COUNTED | POLL;
+                    ctx.metrics.polls_opened.inc();
+                } else {
+                    self.w.flags |= COUNTED | STREAM;
+                    ctx.metrics.streams_opened.inc();
+                    let retry = ctx.cfg.stream_retry_ms;
+                    self.w.write(ctx, |v| sse::write_head(v, retry));
+                }
                 host.on_open(&mut self.w, ctx);
             }
         }
@@ -664,8 +725,8 @@ impl Session {
         ) {
             ctx.metrics.aborted.inc();
         }
-        if self.w.is_stream() && self.w.phase == Phase::Open {
-            // The normal end of an event stream: its client went away.
+        if self.w.flags & (STREAM | POLL) != 0 && self.w.phase == Phase::Open {
+            // The normal end of an event stream (or a poll given up): its client went away.
             ctx.closed(Side::Client, 1000, "the client ended the stream");
             return self.abort();
         }
@@ -725,11 +786,16 @@ impl Session {
             }
             // An event stream's client never speaks: heartbeats only, no idle close (a dead
             // client is found by the sends failing).
-            Phase::Open if elapsed >= cfg.idle_ticks && !self.w.is_stream() => {
+            Phase::Open if elapsed >= cfg.idle_ticks && self.w.flags & (STREAM | POLL) == 0 => {
                 ctx.metrics.idle_timeouts.inc();
                 self.close(CloseCode::GOING_AWAY, "idle timeout", false, ctx);
             }
-            Phase::Open if elapsed + 1 >= cfg.ping_ticks && self.w.out.is_none() && !sending => {
+            Phase::Open
+                if elapsed + 1 >= cfg.ping_ticks
+                    && self.w.out.is_none()
+                    && !sending
+                    && self.w.flags & POLL == 0 =>
+            {
                 self.w.flags |= PING_DUE;
             }
             Phase::Finishing | Phase::AwaitingClose | Phase::Lingering
@@ -752,6 +818,20 @@ impl Session {
             return;
         }
         ctx.closed(Side::Server, code.0, reason);
+        if self.w.flags & POLL != 0 {
+            if !self.w.is_poll() {
+                return; // answered already: it closes after its answer
+            }
+            // A poll not answered yet: 503 with the reconnect hint as Retry-After.
+            let hint = serde_json::from_str::<serde_json::Value>(reason)
+                .ok()
+                .and_then(|v| v["reconnect_after_ms"].as_u64());
+            let body = serde_json::json!({"code": code.0, "reason": reason}).to_string();
+            let extra = hint.map_or(String::new(), |ms| {
+                format!("Retry-After: {}\r\n", ms.div_ceil(1000).max(1))
+            });
+            return self.w.answer_poll(ctx, 503, body.as_bytes(), &extra);
+        }
         if self.w.is_stream() {
             // No close handshake: the last event (with the reconnect hint of a drain), then
             // the end of the stream.

@@ -47,6 +47,10 @@ pub trait Services {
     /// Connections to close because their credentials expired (checked once a second),
     /// with the close code and reason for each.
     fn expired(&mut self, _out: &mut Vec<(u32, crate::ws::CloseCode, &'static str)>) {}
+    /// Connections whose answer is due (long polls), checked every tick.
+    fn answers_due(&mut self, _out: &mut Vec<u32>) {}
+    /// Give connection `idx` its answer (a long poll's).
+    fn answer(&mut self, _idx: u32, _w: &mut Writer, _ctx: &Ctx<'_>) {}
     /// The user connection `idx` authenticated as, if any (for its close log line).
     fn user(&self, _idx: u32) -> Option<std::sync::Arc<str>> {
         None
