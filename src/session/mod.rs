@@ -309,7 +309,8 @@ impl Writer {
             v.extend_from_slice(
                 format!(
                     "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n\
-                     Cache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+                     Cache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n\
+                     Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: Retry-After\r\n{extra}\r\n",
                     body.len()
                 )
                 .as_bytes(),

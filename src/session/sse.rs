@@ -4,11 +4,14 @@
 
 /// The response head of an event stream, then the first reconnect hint. No length and no
 /// chunking: the body ends when the connection does (`Connection: close`); `X-Accel-Buffering`
-/// asks nginx-style proxies not to buffer it.
+/// asks nginx-style proxies not to buffer it. Any origin may read it (CORS `*`): streams
+/// authenticate with a token in the URL or a header, never a cookie, and origins outside
+/// `--allowed-origins` were refused before this.
 pub fn write_head(out: &mut Vec<u8>, retry_ms: u32) {
     out.extend_from_slice(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\
-          Cache-Control: no-store\r\nConnection: close\r\nX-Accel-Buffering: no\r\n\r\n",
+          Cache-Control: no-store\r\nConnection: close\r\nX-Accel-Buffering: no\r\n\
+          Access-Control-Allow-Origin: *\r\n\r\n",
     );
     write_retry(out, retry_ms);
 }

@@ -490,10 +490,13 @@ pub fn write_rejection(out: &mut Vec<u8>, rejection: Rejection, body: &str) {
         | Rejection::Forbidden
         | Rejection::NotFound => None,
     };
+    // Readable from any origin: a browser's fetch of an event stream or a poll must see a
+    // 401 as a 401 (not a network error) to stop instead of retrying.
     let extra = if rejection == Rejection::Unauthorized {
-        "WWW-Authenticate: Bearer realm=\"holdfast\", error=\"invalid_token\"\r\n"
+        "WWW-Authenticate: Bearer realm=\"holdfast\", error=\"invalid_token\"\r\n\
+         Access-Control-Allow-Origin: *\r\n"
     } else {
-        ""
+        "Access-Control-Allow-Origin: *\r\n"
     };
     write_status(out, rejection.status(), extra, retry, body);
 }
