@@ -11,6 +11,21 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const root = path.resolve(here, "..");
 export const bin = process.env.HOLDFAST_BIN ?? path.resolve(root, "../../target/release/holdfast");
 
+// Every process started here dies with the test process, whatever happens.
+const children = new Set();
+process.on("exit", () => {
+  for (const c of children) {
+    try {
+      c.kill("SIGKILL");
+    } catch {}
+  }
+});
+function track(p) {
+  children.add(p);
+  p.on("exit", () => children.delete(p));
+  return p;
+}
+
 function lines(stream, onLine) {
   let buf = "";
   stream.on("data", (d) => {
@@ -26,10 +41,10 @@ function lines(stream, onLine) {
 /** Start `holdfast serve` with `args`; resolves with its addresses and a stop function. */
 export function holdfast(args = [], { listen = "127.0.0.1:0" } = {}) {
   return new Promise((resolve, reject) => {
-    const p = spawn(bin, ["serve", "--listen", listen, "--admin", "127.0.0.1:0", "--workers", "1", ...args], {
+    const p = track(spawn(bin, ["serve", "--listen", listen, "--admin", "127.0.0.1:0", "--workers", "1", ...args], {
       stdio: ["ignore", "pipe", "inherit"],
       env: { ...process.env, HOLDFAST_LOG: "warn" },
-    });
+    }));
     const out = { addr: null, admin: null, proc: p };
     const t = setTimeout(() => reject(new Error("holdfast did not start")), 10000);
     p.on("exit", (code) => {
@@ -70,9 +85,11 @@ export async function post(admin, pathAndQuery) {
 /** A redis-server on a free port, no persistence. */
 export async function redis() {
   const port = await freePort();
-  const p = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-    stdio: "ignore",
-  });
+  const p = track(
+    spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+      stdio: "ignore",
+    }),
+  );
   for (let i = 0; i < 200; i++) {
     if (await canConnect(port)) return { url: `redis://127.0.0.1:${port}`, stop: () => p.kill("SIGKILL") };
     await sleep(25);
@@ -139,8 +156,8 @@ export async function proxy(backends, mode = "pass") {
         try {
           const body = await readFile(file);
           const type = TYPES[path.extname(file)] ?? "application/octet-stream";
-          client.end(`HTTP/1.1 200 OK\r\nContent-Type: ${type}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
-          client.write(body);
+          client.write(`HTTP/1.1 200 OK\r\nContent-Type: ${type}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+          client.end(body);
         } catch {
           client.end("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
