@@ -22,6 +22,9 @@ pub struct Target {
     pub request: Arc<[u8]>,
     /// `Sec-WebSocket-Accept` the server must answer with.
     pub accept: [u8; 28],
+    /// An event stream (`http://…/sse?…`): a plain GET answered 200 `text/event-stream`,
+    /// then events, instead of an upgrade and frames.
+    pub sse: bool,
 }
 
 /// TLS for one target.
@@ -37,12 +40,18 @@ pub struct TlsTarget {
 /// Parse `ws://host:port/path?query` or `wss://…` (which needs `tls`, the client
 /// configuration).
 pub fn parse_url(url: &str, tls: Option<&holdfast::tls::ClientConfigs>) -> Result<Target, String> {
+    let mut sse = false;
     let (secure, rest) = match url.split_once("://") {
         Some(("ws", rest)) => (false, rest),
         Some(("wss", rest)) => (true, rest),
+        Some(("http", rest)) if rest.contains("/sse") => {
+            sse = true;
+            (false, rest)
+        }
         Some((scheme, _)) => {
             return Err(format!(
-                "{url}: unsupported scheme `{scheme}://`; use ws://HOST:PORT/PATH or wss://"
+                "{url}: unsupported scheme `{scheme}://`; use ws://HOST:PORT/PATH, wss://, \
+                 or http://HOST:PORT/sse for server-sent events"
             ))
         }
         None => {
@@ -87,11 +96,22 @@ pub fn parse_url(url: &str, tls: Option<&holdfast::tls::ClientConfigs>) -> Resul
             })
         }
     };
+    let request: Arc<[u8]> = if sse {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: text/event-stream\r\n\
+             User-Agent: holdfast-loadgen\r\n\r\n"
+        )
+        .into_bytes()
+        .into()
+    } else {
+        req.bytes.into()
+    };
     Ok(Target {
         addr,
         tls,
-        request: req.bytes.into(),
+        request,
         accept: req.accept,
+        sse,
     })
 }
 

@@ -58,6 +58,28 @@ pub(crate) fn encode_20(d: &[u8; 20]) -> [u8; 28] {
     out
 }
 
+/// Decode padded base64 of any length (None: not canonical base64).
+pub fn decode(s: &[u8]) -> Option<Vec<u8>> {
+    if s.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    for chunk in s.chunks(4) {
+        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 {
+            return None;
+        }
+        let mut v: u32 = 0;
+        for &c in &chunk[..4 - pad] {
+            v = (v << 6) | value(c)?;
+        }
+        v <<= 6 * pad as u32;
+        let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
+}
+
 /// Encode any bytes (padded): binary payloads carried in text (event streams).
 pub fn encode(d: &[u8]) -> String {
     let mut out = String::with_capacity(d.len().div_ceil(3) * 4);

@@ -26,6 +26,8 @@ pub enum Kind {
     /// holdfast terminating TLS (the test certificate in tests/fixtures/tls), driven over
     /// wss:// by the loadgen trusting the test CA.
     HoldfastTls,
+    /// holdfast's event streams (`GET /sse`, server-sent events) instead of WebSockets.
+    HoldfastSse,
 }
 
 /// The test certificate files holdfast-tls serves and the loadgen trusts.
@@ -44,6 +46,7 @@ impl Kind {
             Self::Broadcast => "tokio-tungstenite-broadcast",
             Self::Uws => "uwebsockets",
             Self::HoldfastTls => "holdfast-tls",
+            Self::HoldfastSse => "holdfast-sse",
         }
     }
 
@@ -57,6 +60,7 @@ impl Kind {
             Self::Broadcast,
             Self::Uws,
             Self::HoldfastTls,
+            Self::HoldfastSse,
         ]
         .into_iter()
         .find(|k| k.name() == s)
@@ -65,7 +69,7 @@ impl Kind {
 
     /// Whether it holds sockets as file descriptors (so `ulimit -n` caps it).
     pub const fn uses_fds(self) -> bool {
-        !matches!(self, Self::Holdfast | Self::HoldfastTls)
+        !matches!(self, Self::Holdfast | Self::HoldfastTls | Self::HoldfastSse)
     }
 
     /// Whether it is spoken to over wss://.
@@ -183,7 +187,7 @@ impl Server {
         }
         let bench = bench_exe().display().to_string();
         match kind {
-            Kind::Holdfast | Kind::HoldfastTls => {
+            Kind::Holdfast | Kind::HoldfastTls | Kind::HoldfastSse => {
                 argv.push(bin_dir().join("holdfast").display().to_string());
                 argv.extend(
                     ["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]
@@ -252,7 +256,7 @@ impl Server {
         });
         let wants_admin = matches!(
             kind,
-            Kind::Holdfast | Kind::HoldfastTls | Kind::Broadcast | Kind::Uws
+            Kind::Holdfast | Kind::HoldfastTls | Kind::HoldfastSse | Kind::Broadcast | Kind::Uws
         );
         let (mut addr, mut admin) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(15);

@@ -34,6 +34,12 @@ fn target(plan: &Plan, server: Option<&Server>) -> Target {
             pid: Some(sv.pid()),
             tls: Some("on"),
         },
+        Some(sv) if sv.kind == Kind::HoldfastSse => Target {
+            url_base: format!("http://{}", sv.addr),
+            admin: sv.admin.clone(),
+            pid: Some(sv.pid()),
+            tls: None,
+        },
         Some(sv) => Target {
             url_base: format!("ws://{}", sv.addr),
             admin: sv.admin.clone(),
@@ -125,11 +131,12 @@ pub(super) fn density(plan: &Plan) -> Result<Value, String> {
             Kind::NodeWs,
             Kind::Uws,
             Kind::HoldfastTls,
+            Kind::HoldfastSse,
         ],
     ) {
         let counts: Vec<usize> = if kind == Kind::Holdfast {
             plan.densities.clone()
-        } else if kind == Kind::HoldfastTls {
+        } else if kind == Kind::HoldfastTls || kind == Kind::HoldfastSse {
             plan.tls_densities.clone()
         } else {
             vec![fd_cap(kind, plan.peer_density)]
@@ -186,9 +193,11 @@ fn density_step(plan: &Plan, kind: Kind, n: usize) -> Result<Value, String> {
     let caches0 = slab_caches();
     let mut sample: Option<Sample> = None;
     let pid = t.pid;
+    // An event stream without topics is the idle connection that matches /echo's.
+    let path = if kind == Kind::HoldfastSse { "/sse" } else { "/echo" };
     let args = t.args(
         "hold",
-        "/echo",
+        path,
         n,
         &[
             ("--rate", s(plan.ramp_rate)),
@@ -456,7 +465,7 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
 /// broadcast peer.
 pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
     let mut runs = Vec::new();
-    for kind in kinds(plan, &[Kind::Uws, Kind::Broadcast]) {
+    for kind in kinds(plan, &[Kind::Uws, Kind::Broadcast, Kind::HoldfastSse]) {
         for &(subs, topics, rate) in &plan.fanout_cases {
             eprintln!(
                 "fanout: {} × {subs} subscribers, {topics} topics, {rate}/s",
@@ -468,9 +477,10 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
                 .admin
                 .clone()
                 .ok_or("fanout needs the server's admin address (--admin)")?;
+            let path = if kind == Kind::HoldfastSse { "/sse" } else { "/ws" };
             let args = t.args(
                 "fanout",
-                "/ws",
+                path,
                 subs,
                 &[
                     ("--topics", s(topics)),

@@ -195,12 +195,19 @@ impl Engine {
         if self.conns[idx as usize].phase == Phase::Handshaking {
             return self.on_response(idx, data);
         }
+        let target = usize::from(self.conns[idx as usize].target);
+        if self.spec.targets[target].sse {
+            return self.events(idx, data);
+        }
         self.frames(idx, data);
     }
 
     /// Bytes of the 101 (and perhaps frames behind it).
     fn on_response(&mut self, idx: u32, data: &mut [u8]) {
         let c = &mut self.conns[idx as usize];
+        if self.spec.targets[usize::from(c.target)].sse {
+            return self.on_stream_response(idx, data);
+        }
         let accept = self.spec.targets[usize::from(c.target)].accept;
         let mut joined = c.held.take().map(|h| h.pending);
         if let Some(p) = joined.as_mut() {
@@ -228,6 +235,99 @@ impl Engine {
                     self.frames(idx, rest);
                 }
             }
+        }
+    }
+
+    /// An event stream's response head: 200 opens it (events may follow in the same
+    /// bytes); anything else is a refusal.
+    fn on_stream_response(&mut self, idx: u32, data: &mut [u8]) {
+        let c = &mut self.conns[idx as usize];
+        let mut joined = c.held.take().map(|h| h.pending).unwrap_or_default();
+        joined.extend_from_slice(data);
+        let Some(end) = joined.windows(4).position(|w| w == b"\r\n\r\n") else {
+            if joined.len() > 8192 {
+                return self.fail(idx, Failure::Protocol);
+            }
+            let mut h = Box::<holdfast::ws::assembler::Partial>::default();
+            h.pending = joined;
+            self.conns[idx as usize].held = Some(h);
+            return;
+        };
+        let status = joined
+            .strip_prefix(b"HTTP/1.1 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| d.parse::<u16>().ok());
+        match status {
+            Some(200) => {
+                self.on_upgraded(idx);
+                let mut rest = joined[end + 4..].to_vec();
+                if !rest.is_empty() {
+                    self.events(idx, &mut rest);
+                }
+            }
+            Some(s) => {
+                self.close_key(CloseKey::Http(s));
+                self.fail(idx, Failure::Http);
+            }
+            None => self.fail(idx, Failure::Protocol),
+        }
+    }
+
+    /// Event-stream bytes: whole events (up to a blank line) go to the scenario as the
+    /// JSON of their data; comments (heartbeats) are counted as pings; a `close` event ends
+    /// the connection (with a drain's hint).
+    fn events(&mut self, idx: u32, data: &mut [u8]) {
+        let c = &mut self.conns[idx as usize];
+        let mut buf = c.held.take().map(|h| h.pending).unwrap_or_default();
+        buf.extend_from_slice(data);
+        let mut start = 0;
+        while let Some(n) = buf[start..].windows(2).position(|w| w == b"\n\n") {
+            let block = &buf[start..start + n];
+            start += n + 2;
+            let (mut event, mut payload, mut comment) = (&b""[..], Vec::new(), false);
+            for line in block.split(|&b| b == b'\n') {
+                if line.starts_with(b":") {
+                    comment = true;
+                } else if let Some(v) = line.strip_prefix(b"data: ") {
+                    if !payload.is_empty() {
+                        payload.push(b'\n');
+                    }
+                    payload.extend_from_slice(v);
+                } else if let Some(v) = line.strip_prefix(b"event: ") {
+                    event = v;
+                }
+            }
+            if comment && payload.is_empty() {
+                self.counts.inc(C::Pings);
+            }
+            if event == b"close" {
+                let v: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
+                let code = v["code"].as_u64().unwrap_or(1005) as u16;
+                let reason = v["reason"].as_str().unwrap_or("").to_string();
+                self.close_key(CloseKey::Code(code));
+                self.conns[idx as usize].hint_ms = reconnect_hint(reason.as_bytes());
+                return self.finish(idx);
+            }
+            if !payload.is_empty() {
+                self.on_data(idx, false, &payload);
+                if self
+                    .conns
+                    .get(idx as usize)
+                    .is_none_or(|c| c.phase == Phase::Closed)
+                {
+                    return;
+                }
+            }
+        }
+        if start < buf.len() {
+            if buf.len() - start > 1 << 20 {
+                self.close_key(CloseKey::Reason("event_too_large"));
+                return self.finish(idx);
+            }
+            let mut h = Box::<holdfast::ws::assembler::Partial>::default();
+            h.pending = buf[start..].to_vec();
+            self.conns[idx as usize].held = Some(h);
         }
     }
 

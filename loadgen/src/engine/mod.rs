@@ -599,7 +599,10 @@ impl Engine {
         encode_close(&mut frame, Some(CloseCode::NORMAL), "", Some(MASK));
         let idxs: Vec<u32> = self.conns.iter().map(|(i, _)| i as u32).collect();
         for idx in idxs {
+            let sse = self.spec.targets[usize::from(self.conns[idx as usize].target)].sse;
             match self.conns[idx as usize].phase {
+                // An event stream has no closing handshake: the client just goes.
+                Phase::Open if sse => self.finish(idx),
                 Phase::Open => {
                     let c = &mut self.conns[idx as usize];
                     c.phase = Phase::Closing;

@@ -77,7 +77,12 @@ pub fn parse_delivery(binary: bool, msg: &[u8]) -> Parsed {
         Some("message") => match n("seq") {
             Some(seq) => Parsed::Message {
                 seq,
-                stamp: v["data"].as_str().and_then(|d| d.parse().ok()),
+                // Text publishes carry the stamp as digits; binary ones reach an event
+                // stream as base64 (the stamp is the payload's first 8 bytes).
+                stamp: v["data"].as_str().and_then(|d| d.parse().ok()).or_else(|| {
+                    let b = holdfast::ws::base64::decode(v["data_base64"].as_str()?.as_bytes())?;
+                    Some(u64::from_le_bytes(b.get(..8)?.try_into().ok()?))
+                }),
             },
             None => Parsed::Other,
         },
