@@ -194,7 +194,11 @@ fn density_step(plan: &Plan, kind: Kind, n: usize) -> Result<Value, String> {
     let mut sample: Option<Sample> = None;
     let pid = t.pid;
     // An event stream without topics is the idle connection that matches /echo's.
-    let path = if kind == Kind::HoldfastSse { "/sse" } else { "/echo" };
+    let path = if kind == Kind::HoldfastSse {
+        "/sse"
+    } else {
+        "/echo"
+    };
     let args = t.args(
         "hold",
         path,
@@ -477,7 +481,11 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
                 .admin
                 .clone()
                 .ok_or("fanout needs the server's admin address (--admin)")?;
-            let path = if kind == Kind::HoldfastSse { "/sse" } else { "/ws" };
+            let path = if kind == Kind::HoldfastSse {
+                "/sse"
+            } else {
+                "/ws"
+            };
             let args = t.args(
                 "fanout",
                 path,
