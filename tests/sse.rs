@@ -386,3 +386,29 @@ fn a_drain_answers_waiting_polls_503_with_retry_after() {
     assert!(head.contains("Retry-After: 1"), "{head}");
     assert!(body.contains("1012"), "{body}");
 }
+
+#[test]
+fn the_close_log_names_the_transport() {
+    let srv = Server::start_logging(
+        &[
+            "--log-format",
+            "json",
+            "--workers",
+            "1",
+            "--poll-hold",
+            "0.2",
+        ],
+        "warn,holdfast::close=info",
+    );
+    let s = open(srv.addr, "/sse?topics=log", "");
+    drop(s);
+    let line = srv.wait_log(Duration::from_secs(10), |l| l.contains("connection closed"));
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["fields"]["transport"], "sse", "{line}");
+    assert_eq!(v["fields"]["side"], "client", "{line}");
+    let (status, _, _) = get(srv.addr, "/poll?topics=log");
+    assert_eq!(status, 200);
+    let line = srv.wait_log(Duration::from_secs(10), |l| l.contains("connection closed"));
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["fields"]["transport"], "poll", "{line}");
+}

@@ -9,18 +9,14 @@ use serde_json::Value;
 /// The reports run one at a time: each measures a machine it must not share with the other.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn num(v: &Value) -> f64 {
-    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
-
-#[test]
-fn quick_report_is_complete_and_consistent() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = std::env::temp_dir().join(format!("holdfast-report-test-{}", std::process::id()));
+/// Run `holdfast-bench SECTION --quick` into a fresh directory; returns the directory, the
+/// report's file stem and its JSON.
+fn quick(section: &str, name: &str) -> (std::path::PathBuf, String, Value) {
+    let dir = std::env::temp_dir().join(format!("holdfast-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let started = std::time::Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
-        .args(["all", "--quick", "--name", "quick-test", "--out"])
+        .args([section, "--quick", "--name", name, "--out"])
         .arg(&dir)
         .output()
         .expect("run holdfast-bench");
@@ -29,11 +25,25 @@ fn quick_report_is_complete_and_consistent() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("quick report took {:.1} s", started.elapsed().as_secs_f64());
-    let stem = format!("{}-quick-test", holdfast_bench::today());
+    eprintln!(
+        "quick {section} report took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let stem = format!("{}-{name}", holdfast_bench::today());
     let r: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{stem}.json"))).unwrap())
             .unwrap();
+    (dir, stem, r)
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn quick_report_is_complete_and_consistent() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let (dir, stem, r) = quick("all", "quick-test");
     assert_eq!(r["quick"], true);
     assert!(r["machine"]["cores"].as_u64().unwrap() >= 1);
     let runs = |s: &str| r[s]["runs"].as_array().cloned().unwrap_or_default();
@@ -137,22 +147,7 @@ fn quick_report_is_complete_and_consistent() {
 #[test]
 fn quick_backplane_report_checks_numbers_and_resume() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = std::env::temp_dir().join(format!("holdfast-bp-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
-        .args(["backplane", "--quick", "--name", "bp-test", "--out"])
-        .arg(&dir)
-        .output()
-        .expect("run holdfast-bench");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stem = format!("{}-bp-test", holdfast_bench::today());
-    let r: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{stem}.json"))).unwrap())
-            .unwrap();
+    let (dir, stem, r) = quick("backplane", "bp-test");
     let b = &r["backplane"];
     for key in ["light", "fleet", "single_node"] {
         let rows = b[key].as_array().unwrap();

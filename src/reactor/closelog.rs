@@ -189,7 +189,7 @@ impl CloseLog {
         &mut self,
         idx: u32,
         upgraded: bool,
-        user: Option<std::sync::Arc<str>>,
+        (user, transport): (Option<std::sync::Arc<str>>, &'static str),
         m: &WorkerMetrics,
         hist: &mut Hists,
     ) {
@@ -220,6 +220,7 @@ impl CloseLog {
             conn: format!("{}-{}", self.worker, r.id),
             peer: r.peer.map_or_else(|| "-".to_owned(), |p| p.to_string()),
             user,
+            transport,
             lifetime_ms: lifetime.as_millis() as u64,
             end: r.trace.ended().unwrap_or(End::Abort {
                 side: Side::Server,
@@ -243,6 +244,8 @@ struct Line<'a> {
     conn: String,
     peer: String,
     user: Option<std::sync::Arc<str>>,
+    /// `websocket`, `sse` or `poll`.
+    transport: &'static str,
     lifetime_ms: u64,
     end: End,
     trace: &'a Trace,
@@ -269,7 +272,7 @@ impl Line<'_> {
                 conn = self.conn.as_str(),
                 peer = self.peer.as_str(),
                 user = self.user.as_deref().unwrap_or("-"),
-                transport = "websocket",
+                transport = self.transport,
                 status,
                 limit = limit.map_or("-", |l| l.label()),
                 reason = reason.as_str(),
@@ -293,7 +296,7 @@ impl Line<'_> {
             conn = self.conn.as_str(),
             peer = self.peer.as_str(),
             user = self.user.as_deref().unwrap_or("-"),
-            transport = "websocket",
+            transport = self.transport,
             code,
             reason,
             side = side(s),
@@ -355,7 +358,7 @@ mod tests {
         accept_n(&mut log, 3, 2, &m);
         assert_eq!(log.traced(), 5);
         for i in 0..5 {
-            log.on_release(i, true, None, &m, &mut h);
+            log.on_release(i, true, (None, "websocket"), &m, &mut h);
         }
         assert_eq!(m.close_log_lines.get(), 3);
         assert_eq!(m.close_log_suppressed.get(), 2);

@@ -523,9 +523,13 @@ impl<S: Services> Worker<S> {
             Some(_) => self.svc.user(idx),
             None => None,
         };
-        self.env
-            .log
-            .on_release(idx, upgraded, user, m, &mut self.hist);
+        self.env.log.on_release(
+            idx,
+            upgraded,
+            (user, conn.session.transport()),
+            m,
+            &mut self.hist,
+        );
         self.svc
             .on_release(idx, conn.session.counted(), &self.env.metrics);
         if let Some(tls) = self.tls.as_mut() {

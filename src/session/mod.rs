@@ -289,6 +289,17 @@ impl Writer {
         self.flags & STREAM != 0
     }
 
+    /// What the connection is: `websocket`, `sse` (an event stream) or `poll`.
+    pub fn transport(&self) -> &'static str {
+        if self.flags & STREAM != 0 {
+            "sse"
+        } else if self.flags & POLL != 0 {
+            "poll"
+        } else {
+            "websocket"
+        }
+    }
+
     /// Whether this is a long poll still waiting for its answer.
     pub fn is_poll(&self) -> bool {
         self.flags & POLL != 0 && self.phase == Phase::Open
@@ -390,6 +401,11 @@ impl Session {
     /// Its phase.
     pub fn phase(&self) -> Phase {
         self.w.phase
+    }
+
+    /// What the connection is: `websocket`, `sse` or `poll`.
+    pub fn transport(&self) -> &'static str {
+        self.w.transport()
     }
 
     /// Whether the socket should be closed now.
