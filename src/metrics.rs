@@ -25,6 +25,11 @@ impl Counter {
     pub fn inc(&self) {
         self.add(1);
     }
+    /// Subtract one (a gauge).
+    #[inline]
+    pub fn dec(&self) {
+        self.add(u64::MAX);
+    }
     /// Set a gauge value.
     #[inline]
     pub fn set(&self, v: u64) {
@@ -101,6 +106,22 @@ impl Limit {
     }
 }
 
+/// The transports a connection can be, as the `transport` label says them.
+pub const TRANSPORTS: [&str; 4] = ["websocket", "sse", "poll", "http"];
+
+impl WorkerMetrics {
+    /// A connection of `transport` was established (`true`) or has gone.
+    pub fn transport_open(&self, transport: &str, open: bool) {
+        if let Some(i) = TRANSPORTS.iter().position(|t| *t == transport) {
+            if open {
+                self.open_by_transport[i].inc();
+            } else {
+                self.open_by_transport[i].dec();
+            }
+        }
+    }
+}
+
 /// Close codes counted individually; anything else is counted as "other".
 const CLOSE_CODES: [u16; 10] = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013];
 
@@ -131,6 +152,12 @@ pub struct WorkerMetrics {
     pub polls_opened: Counter,
     /// Long polls answered (with messages or at the end of the hold).
     pub polls_answered: Counter,
+    /// Calls accepted on the data port's HTTP API (`POST /publish`, `GET /presence`).
+    pub calls: Counter,
+    /// CORS preflights answered.
+    pub preflights: Counter,
+    /// Gauges: established connections by transport ([`TRANSPORTS`]).
+    pub open_by_transport: [Counter; TRANSPORTS.len()],
     /// Handshake failures, by [`Error`] variant (index into `Error::ALL`).
     pub handshake_failures: [Counter; Error::ALL.len()],
     /// Handshakes that timed out.
@@ -356,7 +383,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 35] = [
+    let simple: [Family; 37] = [
         (
             "connections_open",
             "gauge",
@@ -401,6 +428,18 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "counter",
             "Long polls answered 200 (with messages, or empty at the end of the hold).",
             |w| w.polls_answered.get(),
+        ),
+        (
+            "api_calls_total",
+            "counter",
+            "Calls accepted on the data port's HTTP API (POST /publish, GET /presence).",
+            |w| w.calls.get(),
+        ),
+        (
+            "cors_preflights_total",
+            "counter",
+            "CORS preflights (OPTIONS) answered on the data port.",
+            |w| w.preflights.get(),
         ),
         (
             "handshake_timeouts_total",
@@ -580,6 +619,16 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         "holdfast_tls_connections {}",
         sum(&|w| w.tls_connections.get())
     );
+    family(
+        &mut o,
+        "open_connections",
+        "gauge",
+        "Established connections by transport (websocket, sse: event streams, poll: long polls waiting, http: API calls waiting).",
+    );
+    for (i, t) in TRANSPORTS.iter().enumerate() {
+        let v = sum(&|w| w.open_by_transport[i].get());
+        let _ = writeln!(o, "holdfast_open_connections{{transport=\"{t}\"}} {v}");
+    }
     family(
         &mut o,
         "tls_handshakes_total",

@@ -566,3 +566,45 @@ fn a_three_master_redis_cluster_carries_the_same_scenario() {
     assert_eq!(r[0]["recovered"], true);
     read_through(&mut late, "shard4", 16, 20);
 }
+
+#[test]
+fn the_data_ports_api_publishes_and_answers_presence_through_the_broker() {
+    let mut redis = Redis::start();
+    let url = redis.url();
+    let a = node(&url, "A", &["--client-publish"]);
+    let b = node(&url, "B", &["--client-publish"]);
+    let (mut ws, r) = subscriber(b.addr, "/ws?topics=room,presence:hall&client=tester", 2, "");
+    // A publish on A's data port is answered once the broker has numbered it, with the
+    // fleet's number and epoch; B's subscriber gets it.
+    let (st, body) = publish(a.addr, "room", b"via the data port", false);
+    assert_eq!(st, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["seq"], 1, "{reply}");
+    assert_eq!(reply["epoch"], r[0]["epoch"], "{reply} vs {}", r[0]);
+    let m = next(&mut ws);
+    assert_eq!(
+        (m["seq"].as_u64(), m["data"].as_str()),
+        (Some(1), Some("via the data port"))
+    );
+    // Presence asked on A's data port counts B's member (from the broker).
+    let who = || {
+        let (s, body) = support::http(a.addr, "GET", "/presence?topic=presence:hall");
+        assert_eq!(s, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    wait_until("B's member seen from A", || who()["connections"] == 1);
+    let p = who();
+    assert_eq!(p["members"][0]["node"], "B", "{p}");
+    assert_eq!(p["members"][0]["client"], "tester", "{p}");
+    // The broker gone: 503 (a node notices at its next command, within the command's
+    // timeout), then at once.
+    redis.kill();
+    wait_until("503", || publish(a.addr, "room", b"x", false).0 == 503);
+    let t = Instant::now();
+    assert_eq!(publish(a.addr, "room", b"x", false).0, 503);
+    assert_eq!(
+        support::http(a.addr, "GET", "/presence?topic=presence:hall").0,
+        503
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}

@@ -373,11 +373,11 @@ fn presence(req: &Request, shared: &State) -> (u16, &'static str, String) {
     }
     let list = query_param(&req.query, "members") != Some("0");
     match shared.backplane.who(topic, list) {
-        Ok(r) => {
-            let mut v = serde_json::to_value(&r).unwrap_or_default();
-            v["topic"] = topic.into();
-            (200, "application/json", v.to_string() + "\n")
-        }
+        Ok(r) => (
+            200,
+            "application/json",
+            crate::backplane::presence::report_json(topic, &r) + "\n",
+        ),
         Err(e) => (e.status(), "text/plain", format!("{}\n", e.reason())),
     }
 }

@@ -49,7 +49,7 @@ fn parse_channel(ch: &[u8]) -> Option<Chan> {
 enum Then {
     Publish(ReplyTo, String),
     User(ReplyTo),
-    Query(ReplyTo, bool),
+    Query(ReplyTo, bool, String),
     Nothing,
 }
 
@@ -368,7 +368,7 @@ impl Engine {
             }
             Job::Query { topic, list, reply } => {
                 if !up {
-                    self.answer(reply, Err(unavailable()), None);
+                    self.answer(reply, Err(unavailable()), Some(&topic));
                     return Ok(());
                 }
                 let args = vec![
@@ -381,7 +381,8 @@ impl Engine {
                     arg(now_ms().to_string()),
                     arg(if list { "1" } else { "0" }),
                 ];
-                batch.push((Cmd::new(key(&topic, "p"), args), Then::Query(reply, list)));
+                let k = key(&topic, "p");
+                batch.push((Cmd::new(k, args), Then::Query(reply, list, topic)));
             }
         }
         Ok(())
@@ -437,7 +438,8 @@ impl Engine {
                     let why = BackplaneError::Unavailable(format!("{e}"));
                     match t {
                         Then::Publish(r, topic) => self.answer(r, Err(why), Some(&topic)),
-                        Then::User(r) | Then::Query(r, _) => self.answer(r, Err(why), None),
+                        Then::Query(r, _, topic) => self.answer(r, Err(why), Some(&topic)),
+                        Then::User(r) => self.answer(r, Err(why), None),
                         Then::Nothing => {}
                     }
                 }
@@ -465,11 +467,11 @@ impl Engine {
                         .ok_or_else(|| BackplaneError::Broker(format!("unexpected reply {v:?}")));
                     self.answer(r, res, None);
                 }
-                Then::Query(r, list) => {
+                Then::Query(r, list, topic) => {
                     let res = presence_report(&v, list)
                         .map(Answer::Presence)
                         .ok_or_else(|| BackplaneError::Broker(format!("unexpected reply {v:?}")));
-                    self.answer(r, res, None);
+                    self.answer(r, res, Some(&topic));
                 }
                 Then::Nothing => {
                     if let Value::Error(e) = v {
@@ -491,16 +493,24 @@ impl Engine {
                 conn,
                 conn_id,
             } => {
-                let text = match &r {
-                    Ok(Answer::Published(p)) => pubsub::reply_published(topic.unwrap_or(""), p.seq),
-                    Ok(_) => return,
-                    Err(e) => pubsub::reply_error(&e.reason()),
+                let topic = topic.unwrap_or("");
+                let (status, text) = match &r {
+                    Ok(Answer::Published(p)) => {
+                        (200, pubsub::reply_published(topic, p.seq, p.epoch))
+                    }
+                    Ok(Answer::Presence(p)) => (200, presence::report_json(topic, p)),
+                    Ok(Answer::Nodes(_)) => return,
+                    Err(e) => (e.status(), pubsub::reply_error(&e.reason())),
                 };
                 let frame = presence::text_frame(&text);
                 self.hub.send_to(
                     worker,
                     Delivery {
-                        kind: Kind::Reply { conn, conn_id },
+                        kind: Kind::Reply {
+                            conn,
+                            conn_id,
+                            status,
+                        },
                         topic: 0,
                         seq: 0,
                         frame,

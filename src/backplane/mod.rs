@@ -493,6 +493,37 @@ impl Backplane {
         }
     }
 
+    /// Who is on `topic`, for a connection (a call on the data port): with the memory
+    /// engine the answer is now; with a broker it is `Ok(None)` and the answer reaches the
+    /// connection later (as for [`Backplane::publish_for`]).
+    pub fn who_for(
+        &self,
+        topic: &str,
+        list: bool,
+        who: (usize, u32, u64),
+    ) -> Result<Option<PresenceReport>, BackplaneError> {
+        if !self.is_broker() {
+            return self.who(topic, list).map(Some);
+        }
+        if !self.up() {
+            return Err(BackplaneError::Unavailable(
+                "the broker is unreachable".into(),
+            ));
+        }
+        let job = Job::Query {
+            topic: topic.to_string(),
+            list,
+            reply: ReplyTo::Conn {
+                worker: who.0,
+                conn: who.1,
+                conn_id: who.2,
+            },
+        };
+        self.submit(job)
+            .map(|()| None)
+            .map_err(|_| BackplaneError::Unavailable("the backplane's queue is full".into()))
+    }
+
     /// Who is on `topic` (every node's members, when a broker is used).
     pub fn who(&self, topic: &str, list: bool) -> Result<PresenceReport, BackplaneError> {
         if !self.is_broker() {

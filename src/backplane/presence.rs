@@ -124,7 +124,14 @@ pub fn event_frame(topic: &str, m: &Member, join: bool) -> Arc<[u8]> {
     text_frame(&body)
 }
 
-/// A whole unmasked Text frame holding `text` (what the server sends).
+/// A presence report as JSON: `{"topic","connections","users","members"}`.
+pub fn report_json(topic: &str, r: &PresenceReport) -> String {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    v["topic"] = topic.into();
+    v.to_string()
+}
+
+/// A whole unmasked text frame carrying `text`.
 pub fn text_frame(text: &str) -> Arc<[u8]> {
     let mut frame = Vec::new();
     let (op, fin) = (crate::ws::OpCode::Text, true);

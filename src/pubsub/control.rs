@@ -237,9 +237,12 @@ pub fn reply_subscribed(topic: &str, seq: u64, epoch: u64, recovered: Option<boo
     v.to_string()
 }
 
-/// `{"type":"published","topic":T,"seq":N}`: a client's publish was numbered N.
-pub fn reply_published(topic: &str, seq: u64) -> String {
-    serde_json::json!({"type": "published", "topic": topic, "seq": seq}).to_string()
+/// `{"type":"published","topic":T,"seq":N,"epoch":E}`: a client's publish was numbered N
+/// in epoch E.
+pub fn reply_published(topic: &str, seq: u64, epoch: u64) -> String {
+    serde_json::json!({"type": "published", "topic": topic, "seq": seq,
+        "epoch": super::format_epoch(epoch)})
+    .to_string()
 }
 
 /// `{"type":"reset","topic":T,"epoch":E,"seq":N}`: the topic's numbering started again

@@ -56,6 +56,8 @@ pub enum Kind {
         conn: u32,
         /// Its connection id.
         conn_id: u64,
+        /// The HTTP status it stands for (a call on the data port answers with it).
+        status: u16,
     },
 }
 

@@ -530,6 +530,9 @@ impl<S: Services> Worker<S> {
             m,
             &mut self.hist,
         );
+        if upgraded {
+            m.transport_open(conn.session.transport(), false);
+        }
         self.svc
             .on_release(idx, conn.session.counted(), &self.env.metrics);
         if let Some(tls) = self.tls.as_mut() {

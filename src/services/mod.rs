@@ -52,6 +52,64 @@ pub enum Route {
         Vec<(String, crate::pubsub::Position)>,
         Option<Box<str>>,
     ),
+    /// The data port's HTTP API, for what an event stream or a poll cannot say.
+    Call(Call),
+}
+
+/// A call on the data port's HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// `POST /publish?topic=T`: the body is the message (binary with `binary=1` or
+    /// `Content-Type: application/octet-stream`, else UTF-8 text); needs `--client-publish`
+    /// and a token that may publish on T.
+    Publish {
+        /// The topic (validated).
+        topic: String,
+        /// Binary or text.
+        binary: bool,
+    },
+    /// `GET /presence?topic=T[&members=0]`: who is on T; needs a token that may subscribe
+    /// to T.
+    Presence {
+        /// The topic (validated).
+        topic: String,
+        /// Whether to list the members (or only count).
+        list: bool,
+    },
+}
+
+fn query_value<'q>(query: &'q str, key: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// The call a `POST /publish` or `GET /presence` asks for, or its 400.
+fn call(req: &Request<'_>, limits: &crate::pubsub::TopicLimits) -> Result<Call, Answer> {
+    let query = req.query.unwrap_or("");
+    let bad = |why: String| Answer::Refuse(Limit::BadRequest, Rejection::BadRequest, why);
+    let topic = query_value(query, "topic").ok_or_else(|| bad("missing ?topic=".into()))?;
+    crate::pubsub::validate_topic(topic, limits).map_err(|e| bad(e.reason()))?;
+    let topic = topic.to_string();
+    Ok(match req.path {
+        "/publish" => {
+            let octets = req.header("content-type").is_some_and(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/octet-stream"))
+            });
+            Call::Publish {
+                topic,
+                binary: octets || query_value(query, "binary") == Some("1"),
+            }
+        }
+        _ => Call::Presence {
+            topic,
+            list: query_value(query, "members") != Some("0"),
+        },
+    })
 }
 
 /// The `client=` parameter of a pub/sub upgrade: at most 64 bytes of `A-Z a-z 0-9 . _ - : /`.
@@ -128,6 +186,9 @@ pub fn route(
                 "/sse" => Route::Stream(topics, resume, client),
                 _ => Route::Poll(topics, resume, client),
             })
+        }
+        "/publish" | "/presence" if edge.pubsub && req.key.is_empty() => {
+            call(req, limits).map(Route::Call)
         }
         _ => Err(Answer::Refuse(
             Limit::NotFound,
@@ -258,8 +319,15 @@ impl session::Services for Services {
                 let user = self.identity.user(idx);
                 self.pubsub.ready(idx, w, ctx, d.topic, r, user);
             }
-            Kind::Reply { conn_id, .. } => {
-                if self.pubsub.local.conn_id(idx) == Some(*conn_id) {
+            Kind::Reply {
+                conn_id, status, ..
+            } => {
+                if self.pubsub.local.conn_id(idx) != Some(*conn_id) {
+                } else if w.is_poll() {
+                    // A call on the data port waiting for the broker's answer.
+                    let body = pubsub::text_payload(&d.frame).unwrap_or_default();
+                    self.pubsub.answer_call(idx, w, ctx, *status, body);
+                } else {
                     w.write(ctx, |v| v.extend_from_slice(&d.frame));
                 }
             }
@@ -335,9 +403,15 @@ impl Host for ConnHost<'_> {
                 return refusal;
             }
         };
+        let presence;
         let topics: &[String] = match &route {
             Route::PubSub(t, ..) | Route::Stream(t, ..) | Route::Poll(t, ..) => t,
-            Route::Echo => &[],
+            // Who is on a topic: for those who may subscribe to it.
+            Route::Call(Call::Presence { topic, .. }) => {
+                presence = [topic.clone()];
+                &presence
+            }
+            Route::Echo | Route::Call(Call::Publish { .. }) => &[],
         };
         let id = match self
             .svc
@@ -428,14 +502,48 @@ impl Host for ConnHost<'_> {
         self.svc.pubsub.gap_frame(topic, from, to)
     }
 
-    fn streams(&self, path: &str) -> Option<session::Plain> {
+    fn plain(&self, method: &str, path: &str) -> Option<session::Plain> {
+        use session::Plain;
         if !self.svc.identity.edge.pubsub {
             return None;
         }
-        match path {
-            "/sse" => Some(session::Plain::Stream),
-            "/poll" => Some(session::Plain::Poll),
+        match (method, path) {
+            ("GET", "/sse") => Some(Plain::Stream),
+            ("GET", "/poll") => Some(Plain::Poll),
+            ("POST", "/publish") | ("GET", "/presence") => Some(Plain::Call),
+            ("OPTIONS", "/sse" | "/poll" | "/publish" | "/presence") => Some(Plain::Preflight),
+            (_, "/publish") => Some(Plain::MethodNotAllowed("POST, OPTIONS")),
+            (_, "/presence") => Some(Plain::MethodNotAllowed("GET, OPTIONS")),
             _ => None,
+        }
+    }
+
+    fn on_call(&mut self, w: &mut Writer, ctx: &Ctx<'_>, body: &[u8]) {
+        // A call holds no user slot and no identity past its decision: it is answered and
+        // goes.
+        let id = self.identity.take();
+        if let Some(id) = &id {
+            self.svc.identity.release_user(id);
+        }
+        let Some(Route::Call(call)) = self.route.take() else {
+            return;
+        };
+        let grants = id
+            .as_ref()
+            .filter(|_| self.svc.identity.edge.auth.enabled())
+            .map(|id| &id.grants);
+        match call {
+            Call::Publish { topic, binary } => {
+                let may = grants.is_none_or(|g| g.may_publish(&topic));
+                self.svc
+                    .pubsub
+                    .call_publish(self.idx, w, ctx, &topic, binary, body, may);
+            }
+            Call::Presence { topic, list } => {
+                self.svc
+                    .pubsub
+                    .call_presence(self.idx, w, ctx, &topic, list);
+            }
         }
     }
 }

@@ -45,13 +45,23 @@ struct Poll {
     /// Answer at the next tick (something arrived, or the hold is over).
     due: bool,
     hold_until: std::time::Instant,
+    /// A call on the data port waiting for the broker (answered 504 if its hold ends).
+    call: bool,
 }
+
+/// How long a call on the data port waits for the broker's answer before it is answered
+/// 504 (the broker's own timeout is shorter: this only guards against a lost answer).
+const CALL_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One worker's pub/sub state.
 #[derive(Debug)]
 pub struct PubsubSide {
-    /// Long polls waiting for their answer.
+    /// Long polls (and calls) waiting for their answer.
     polls: std::collections::HashMap<u32, Poll>,
+    /// Polls that gathered something since the last tick.
+    polls_ready: Vec<u32>,
+    /// Every poll's end of hold, soonest first (stale entries are skipped).
+    poll_ends: std::collections::BinaryHeap<std::cmp::Reverse<(std::time::Instant, u32)>>,
     /// Its configuration and channels.
     pub spec: PubsubSpec,
     /// Its subscribers.
@@ -170,6 +180,8 @@ impl PubsubSide {
             spec,
             local: LocalSubs::for_worker(worker),
             polls: std::collections::HashMap::new(),
+            polls_ready: Vec::new(),
+            poll_ends: std::collections::BinaryHeap::new(),
             worker,
             scratch: Vec::new(),
         }
@@ -286,27 +298,190 @@ impl PubsubSide {
                 items: Vec::new(),
                 due: false,
                 hold_until,
+                call: false,
             },
         );
+        self.poll_end(conn, hold_until);
+    }
+
+    /// `POST /publish` on the data port (`may`: the token may publish on `topic`): answered
+    /// now (memory engine, or a refusal) or when the broker has numbered it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn call_publish(
+        &mut self,
+        conn: u32,
+        w: &mut Writer,
+        ctx: &Ctx<'_>,
+        topic: &str,
+        binary: bool,
+        body: &[u8],
+        may: bool,
+    ) {
+        let refuse = |w: &mut Writer, status: u16, why: &str| {
+            ctx.metrics.control_errors.inc();
+            w.answer_poll(ctx, status, pubsub::reply_error(why).as_bytes(), "");
+        };
+        if !self.spec.client_publish {
+            return refuse(
+                w,
+                403,
+                "publish_disabled (the server was started without --client-publish)",
+            );
+        }
+        if !may {
+            return refuse(
+                w,
+                403,
+                &format!("forbidden: no grant to publish on {topic}"),
+            );
+        }
+        let payload = if binary {
+            Payload::Binary(body)
+        } else {
+            match std::str::from_utf8(body) {
+                Ok(t) => Payload::Text(t),
+                Err(_) => {
+                    return refuse(
+                        w,
+                        400,
+                        "body is not UTF-8 (publish binary with ?binary=1 or \
+                         Content-Type: application/octet-stream)",
+                    )
+                }
+            }
+        };
+        let conn_id = self.local.join(conn);
+        match self
+            .spec
+            .backplane
+            .publish_for(topic, payload, (self.worker, conn, conn_id))
+        {
+            Ok(Some(p)) => {
+                ctx.metrics.client_publishes.inc();
+                let text = pubsub::reply_published(topic, p.seq, p.epoch);
+                w.answer_poll(ctx, 200, text.as_bytes(), "");
+            }
+            Ok(None) => {
+                ctx.metrics.client_publishes.inc();
+                self.await_broker(conn);
+            }
+            Err(e) => self.call_failed(w, ctx, &e),
+        }
+    }
+
+    /// `GET /presence` on the data port: answered now (memory engine) or when the broker
+    /// has counted.
+    pub fn call_presence(
+        &mut self,
+        conn: u32,
+        w: &mut Writer,
+        ctx: &Ctx<'_>,
+        topic: &str,
+        list: bool,
+    ) {
+        if !self.spec.backplane.is_presence(topic) {
+            let why = "not a presence topic (see --presence-prefix)";
+            return w.answer_poll(ctx, 404, pubsub::reply_error(why).as_bytes(), "");
+        }
+        let conn_id = self.local.join(conn);
+        match self
+            .spec
+            .backplane
+            .who_for(topic, list, (self.worker, conn, conn_id))
+        {
+            Ok(Some(r)) => {
+                let text = crate::backplane::presence::report_json(topic, &r);
+                w.answer_poll(ctx, 200, text.as_bytes(), "");
+            }
+            Ok(None) => self.await_broker(conn),
+            Err(e) => self.call_failed(w, ctx, &e),
+        }
+    }
+
+    fn call_failed(&self, w: &mut Writer, ctx: &Ctx<'_>, e: &crate::backplane::BackplaneError) {
+        let status = e.status();
+        let extra = if status == 503 {
+            "Retry-After: 1\r\n"
+        } else {
+            ""
+        };
+        ctx.metrics.control_errors.inc();
+        w.answer_poll(
+            ctx,
+            status,
+            pubsub::reply_error(&e.reason()).as_bytes(),
+            extra,
+        );
+    }
+
+    /// Note when poll `conn` is due at the latest. Entries of polls answered early stay
+    /// until their time; when they outnumber the live ones the heap is rebuilt (amortised
+    /// O(1), bounded by twice the polls waiting).
+    fn poll_end(&mut self, conn: u32, end: std::time::Instant) {
+        self.poll_ends.push(std::cmp::Reverse((end, conn)));
+        if self.poll_ends.len() > 2 * self.polls.len() + 1024 {
+            let polls = &self.polls;
+            self.poll_ends.retain(|std::cmp::Reverse((t, c))| {
+                polls.get(c).is_some_and(|p| p.hold_until == *t)
+            });
+        }
+    }
+
+    /// Call `conn` waits for the broker's answer (a [`pubsub::Kind::Reply`]).
+    fn await_broker(&mut self, conn: u32) {
+        let hold_until = std::time::Instant::now() + CALL_HOLD;
+        self.polls.insert(
+            conn,
+            Poll {
+                items: Vec::new(),
+                due: false,
+                hold_until,
+                call: true,
+            },
+        );
+        self.poll_end(conn, hold_until);
+    }
+
+    /// The broker answered call `conn`.
+    pub fn answer_call(
+        &mut self,
+        conn: u32,
+        w: &mut Writer,
+        ctx: &Ctx<'_>,
+        status: u16,
+        body: &[u8],
+    ) {
+        if self.polls.remove(&conn).is_some() {
+            let extra = if status == 503 {
+                "Retry-After: 1\r\n"
+            } else {
+                ""
+            };
+            w.answer_poll(ctx, status, body, extra);
+        }
     }
 
     /// Add one JSON item to long poll `conn`'s answer; it is answered at the next tick
     /// (what arrives until then goes in the same answer), or at once when it is large.
     fn gather(&mut self, conn: u32, ctx: &Ctx<'_>, json: &[u8]) {
-        let Some(p) = self.polls.get_mut(&conn) else {
+        let Some(p) = self.polls.get_mut(&conn).filter(|p| !p.call) else {
             return;
         };
         if p.items.len() + json.len() + 256 > ctx.cfg.max_outbound / 2 {
             // No room in this answer: it is answered as it is, and the client's next poll
             // (from the cursor) gets this one.
-            p.due = true;
+            if !std::mem::replace(&mut p.due, true) {
+                self.polls_ready.push(conn);
+            }
             return;
         }
         if !p.items.is_empty() {
             p.items.push(b',');
         }
         p.items.extend_from_slice(json);
-        p.due = true;
+        if !std::mem::replace(&mut p.due, true) {
+            self.polls_ready.push(conn);
+        }
     }
 
     /// A gap for long poll `conn`.
@@ -324,13 +499,22 @@ impl PubsubSide {
     }
 
     /// Long polls to answer now (something arrived, or the hold is over).
-    pub fn polls_due(&self, now: std::time::Instant, out: &mut Vec<u32>) {
-        out.extend(
-            self.polls
-                .iter()
-                .filter(|(_, p)| p.due || now >= p.hold_until)
-                .map(|(&c, _)| c),
-        );
+    pub fn polls_due(&mut self, now: std::time::Instant, out: &mut Vec<u32>) {
+        out.append(&mut self.polls_ready);
+        while let Some(&std::cmp::Reverse((end, conn))) = self.poll_ends.peek() {
+            if end > now {
+                break;
+            }
+            self.poll_ends.pop();
+            // Only if it is still that poll (an answered one's entry may be reused).
+            if self
+                .polls
+                .get(&conn)
+                .is_some_and(|p| p.hold_until == end && !p.due)
+            {
+                out.push(conn);
+            }
+        }
     }
 
     /// Answer long poll `conn`: `{"cursor":…,"messages":[…]}`, then it closes.
@@ -338,6 +522,10 @@ impl PubsubSide {
         let Some(p) = self.polls.remove(&conn) else {
             return;
         };
+        if p.call {
+            let why = "the broker did not answer in time";
+            return w.answer_poll(ctx, 504, pubsub::reply_error(why).as_bytes(), "");
+        }
         let cursor = self.local.cursor(conn);
         let mut body = Vec::with_capacity(p.items.len() + cursor.len() + 32);
         body.extend_from_slice(b"{\"cursor\":");
@@ -489,7 +677,7 @@ impl PubsubSide {
                 {
                     Ok(Some(p)) => {
                         ctx.metrics.client_publishes.inc();
-                        reply(w, ctx, &pubsub::reply_published(&topic, p.seq));
+                        reply(w, ctx, &pubsub::reply_published(&topic, p.seq, p.epoch));
                     }
                     // With a broker the answer comes back through the worker's queue.
                     Ok(None) => ctx.metrics.client_publishes.inc(),

@@ -99,13 +99,20 @@ pub enum Answer {
     Refuse(Limit, Rejection, String),
 }
 
-/// What a plain GET (not an upgrade) is served as.
+/// What a plain HTTP request (not an upgrade) is served as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plain {
     /// An event stream: the head now, events as they come.
     Stream,
     /// A long poll: one answer, when the service gives it.
     Poll,
+    /// A call (publish, presence): the body is received whole, then
+    /// [`Host::on_call`] answers it, now or later.
+    Call,
+    /// A browser's CORS preflight for one of these: answered by the session.
+    Preflight,
+    /// A path served here, but not with this method (405, with the methods it takes).
+    MethodNotAllowed(&'static str),
 }
 
 /// The service side of a session: decides what a request gets and what messages do.
@@ -118,11 +125,13 @@ pub trait Host {
     fn on_message(&mut self, w: &mut Writer, ctx: &Ctx<'_>, msg: Message<'_>);
     /// Encode the gap frame for `topic` (None: the connection left it; skip the gap).
     fn gap_frame(&mut self, topic: u64, from: u64, to: u64) -> Option<Arc<[u8]>>;
-    /// Whether `path` serves a plain GET as an event stream (server-sent events) or a long
-    /// poll.
-    fn streams(&self, _path: &str) -> Option<Plain> {
+    /// What a plain request (`method` on `path`) is served as, if the path serves one.
+    fn plain(&self, _method: &str, _path: &str) -> Option<Plain> {
         None
     }
+    /// An accepted call's body: answer it with [`Writer::answer_poll`], now or later (it
+    /// stays open, holding nothing but its entry, until answered).
+    fn on_call(&mut self, _w: &mut Writer, _ctx: &Ctx<'_>, _body: &[u8]) {}
 }
 
 /// What every call gets: limits, counters, the time.
@@ -194,6 +203,10 @@ impl Ctx<'_> {
 struct Held {
     partial: Partial,
     scanner: HeadScanner,
+    /// A request body being received: where the head ends in `partial.pending`, and where
+    /// the body will (0: no body awaited).
+    head_end: usize,
+    body_end: usize,
 }
 
 impl HoldsPartial for Held {
@@ -219,6 +232,8 @@ const DEADLINE_NEW: u8 = 1 << 5;
 /// Done, and the peer did not cooperate: reset the connection (drop what is unsent)
 /// rather than leave an orphaned socket sending to a peer that does not read.
 const RESET: u8 = 1 << 6;
+/// A call on the plain-HTTP API (with [`POLL`]: one answer, then the connection closes).
+const CALL: u8 = 1 << 7;
 
 /// The output side of a session: what a [`Host`] may touch while the input side decodes.
 #[derive(Debug)]
@@ -293,6 +308,8 @@ impl Writer {
     pub fn transport(&self) -> &'static str {
         if self.flags & STREAM != 0 {
             "sse"
+        } else if self.flags & CALL != 0 {
+            "http"
         } else if self.flags & POLL != 0 {
             "poll"
         } else {
@@ -314,7 +331,13 @@ impl Writer {
         self.write(ctx, |v| {
             let reason = match status {
                 200 => "OK",
+                400 => "Bad Request",
+                403 => "Forbidden",
+                404 => "Not Found",
+                413 => "Content Too Large",
+                502 => "Bad Gateway",
                 503 => "Service Unavailable",
+                504 => "Gateway Timeout",
                 _ => "Error",
             };
             v.extend_from_slice(
@@ -534,6 +557,22 @@ impl Session {
 
     fn handshake_input(&mut self, data: &mut [u8], ctx: &Ctx<'_>, host: &mut impl Host) {
         let limits = ctx.cfg.limits;
+        // A request body being received: take what completes it (what follows is dropped:
+        // the connection closes after its answer).
+        if let Some(h) = self.held.as_mut().filter(|h| h.body_end > 0) {
+            let room = h.body_end - h.partial.pending.len();
+            h.partial
+                .pending
+                .extend_from_slice(&data[..room.min(data.len())]);
+            if h.partial.pending.len() == h.body_end {
+                if let Some(h) = self.held.take() {
+                    let mut owned = h.partial.pending;
+                    let (head, body) = owned.split_at_mut(h.head_end);
+                    self.respond(head, body, ctx, host);
+                }
+            }
+            return;
+        }
         let scanned = match self.held.as_mut() {
             // The common case: the whole request in one read, parsed in place.
             None => {
@@ -541,11 +580,7 @@ impl Session {
                 match scanner.scan(data, &limits) {
                     Ok(Some(n)) => {
                         let (head, rest) = data.split_at_mut(n);
-                        self.respond(head, ctx, host);
-                        if !rest.is_empty() && self.w.phase == Phase::Open {
-                            self.frame_input(rest, ctx, host);
-                        }
-                        return;
+                        return self.respond(head, rest, ctx, host);
                     }
                     Ok(None) => {
                         let mut h = Box::<Held>::default();
@@ -571,10 +606,7 @@ impl Session {
                     .map(|h| h.partial.pending)
                     .unwrap_or_default();
                 let (head, rest) = owned.split_at_mut(n);
-                self.respond(head, ctx, host);
-                if !rest.is_empty() && self.w.phase == Phase::Open {
-                    self.frame_input(rest, ctx, host);
-                }
+                self.respond(head, rest, ctx, host);
             }
             Ok(None) => {}
             Err(e) => self.fail_handshake(e, ctx),
@@ -588,20 +620,24 @@ impl Session {
         self.w.refuse(ctx, |v| handshake::write_error(v, e));
     }
 
-    fn respond(&mut self, head: &[u8], ctx: &Ctx<'_>, host: &mut impl Host) {
+    /// A whole request head, and what followed it in the same reads (`rest`: frames sent
+    /// before the 101, or a request's body).
+    fn respond(&mut self, head: &[u8], rest: &mut [u8], ctx: &Ctx<'_>, host: &mut impl Host) {
         let req = match handshake::parse_request(head) {
             Ok(r) => r,
             Err(
                 e @ (crate::ws::Error::MissingUpgradeWebsocket
-                | crate::ws::Error::MissingConnectionUpgrade),
+                | crate::ws::Error::MissingConnectionUpgrade
+                | crate::ws::Error::MethodNotGet),
             ) => {
-                // Not an upgrade: an event stream, where the path serves one.
-                return match handshake::parse_plain_get(head) {
-                    Ok(r) => match host.streams(r.path) {
-                        Some(kind) => self.respond_plain(&r, kind, ctx, host),
+                // Not an upgrade: plain HTTP, where the path serves it (an event stream, a
+                // long poll, a call); anything else keeps the upgrade's error.
+                return match handshake::parse_plain(head) {
+                    Ok(r) => match host.plain(r.method, r.path) {
+                        Some(kind) => self.respond_plain(head, &r, kind, rest, ctx, host),
                         None => self.fail_handshake(e, ctx),
                     },
-                    _ => self.fail_handshake(e, ctx),
+                    Err(e) => self.fail_handshake(e, ctx),
                 };
             }
             Err(e) => return self.fail_handshake(e, ctx),
@@ -622,23 +658,69 @@ impl Session {
                 self.w.enter(Phase::Open, ctx.now);
                 self.w.flags |= COUNTED;
                 ctx.metrics.upgrades.inc();
+                ctx.metrics.transport_open("websocket", true);
                 self.w
                     .write(ctx, |v| handshake::write_accept(v, &accept, protocol));
                 host.on_open(&mut self.w, ctx);
+                if !rest.is_empty() && self.w.phase == Phase::Open {
+                    self.frame_input(rest, ctx, host);
+                }
             }
         }
     }
 
-    /// A plain GET on an event-stream or long-poll path: the service decides, as for an
-    /// upgrade; an accepted stream gets the event-stream head and is open from then on, an
-    /// accepted poll is open with nothing sent until it is answered.
+    /// A plain request on a path that serves one: the service decides, as for an upgrade.
+    /// An accepted stream gets the event-stream head and is open from then on; an accepted
+    /// poll is open with nothing sent until it is answered; a call is answered once its body
+    /// is in (now, or when its service has the answer); a preflight is answered here.
+    #[allow(clippy::too_many_arguments)]
     fn respond_plain(
         &mut self,
+        head: &[u8],
         req: &Request<'_>,
         kind: Plain,
+        rest: &[u8],
         ctx: &Ctx<'_>,
         host: &mut impl Host,
     ) {
+        if kind == Plain::Preflight {
+            self.held = None;
+            ctx.metrics.preflights.inc();
+            return self.w.refuse(ctx, handshake::write_preflight);
+        }
+        if let Plain::MethodNotAllowed(allow) = kind {
+            self.held = None;
+            let e = crate::ws::Error::MethodNotGet;
+            metrics::handshake_failure(ctx.metrics, e);
+            ctx.refused(None, 405, e.reason());
+            return self
+                .w
+                .refuse(ctx, |v| handshake::write_method_not_allowed(v, allow));
+        }
+        if req.body_len > ctx.cfg.max_message as usize {
+            self.held = None;
+            let body = format!(
+                "body_too_large: at most {} bytes (--max-message)",
+                ctx.cfg.max_message
+            );
+            ctx.refused(Some(Limit::BadRequest), 413, &body);
+            return self.w.refuse(ctx, |v| {
+                handshake::write_rejection(v, Rejection::PayloadTooLarge, &body)
+            });
+        }
+        if kind == Plain::Call && req.body_len > rest.len() {
+            // The body is still coming: hold what is in (bounded by --max-message and
+            // the handshake timeout) and answer when the rest arrives.
+            let mut h = Box::<Held>::default();
+            h.head_end = head.len();
+            h.body_end = head.len() + req.body_len;
+            h.partial.pending.clear();
+            h.partial.pending.reserve_exact(h.body_end);
+            h.partial.pending.extend_from_slice(head);
+            h.partial.pending.extend_from_slice(rest);
+            self.held = Some(h);
+            return;
+        }
         self.held = None;
         match host.on_request(req, ctx) {
             Answer::Refuse(limit, rejection, body) => {
@@ -648,16 +730,31 @@ impl Session {
             }
             Answer::Accept | Answer::AcceptProtocol(_) => {
                 self.w.enter(Phase::Open, ctx.now);
-                if kind == Plain::Poll {
-                    self.w.flags |= COUNTED | POLL;
-                    ctx.metrics.polls_opened.inc();
-                } else {
-                    self.w.flags |= COUNTED | STREAM;
-                    ctx.metrics.streams_opened.inc();
-                    let retry = ctx.cfg.stream_retry_ms;
-                    self.w.write(ctx, |v| sse::write_head(v, retry));
+                self.w.flags |= match kind {
+                    Plain::Poll => COUNTED | POLL,
+                    Plain::Call => COUNTED | POLL | CALL,
+                    Plain::Stream | Plain::Preflight | Plain::MethodNotAllowed(_) => {
+                        COUNTED | STREAM
+                    }
+                };
+                ctx.metrics.transport_open(self.w.transport(), true);
+                match kind {
+                    Plain::Poll => {
+                        ctx.metrics.polls_opened.inc();
+                        host.on_open(&mut self.w, ctx);
+                    }
+                    Plain::Call => {
+                        ctx.metrics.calls.inc();
+                        let body = &rest[..req.body_len.min(rest.len())];
+                        host.on_call(&mut self.w, ctx, body);
+                    }
+                    Plain::Stream | Plain::Preflight | Plain::MethodNotAllowed(_) => {
+                        ctx.metrics.streams_opened.inc();
+                        let retry = ctx.cfg.stream_retry_ms;
+                        self.w.write(ctx, |v| sse::write_head(v, retry));
+                        host.on_open(&mut self.w, ctx);
+                    }
                 }
-                host.on_open(&mut self.w, ctx);
             }
         }
     }
@@ -836,8 +933,10 @@ impl Session {
         }
         ctx.closed(Side::Server, code.0, reason);
         if self.w.flags & POLL != 0 {
-            if !self.w.is_poll() {
-                return; // answered already: it closes after its answer
+            if !self.w.is_poll() || self.w.flags & CALL != 0 {
+                // Answered already: it closes after its answer. A call is not cut short
+                // (a publish may be numbered already): its answer comes, or its deadline.
+                return;
             }
             // A poll not answered yet: 503 with the reconnect hint as Retry-After.
             let hint = serde_json::from_str::<serde_json::Value>(reason)

@@ -44,6 +44,15 @@ impl Host for EchoHost {
     fn gap_frame(&mut self, _topic: u64, _from: u64, _to: u64) -> Option<Arc<[u8]>> {
         None
     }
+
+    fn plain(&self, method: &str, path: &str) -> Option<super::Plain> {
+        (method == "POST" && path == "/call").then_some(super::Plain::Call)
+    }
+
+    /// A call's body comes back as its answer.
+    fn on_call(&mut self, w: &mut Writer, ctx: &Ctx<'_>, body: &[u8]) {
+        w.answer_poll(ctx, 200, body, "");
+    }
 }
 
 /// What the client side has seen.

@@ -411,3 +411,45 @@ fn the_trace_names_refusals_timeouts_and_peers_that_leave() {
         })
     ));
 }
+
+#[test]
+fn a_calls_body_cut_at_every_point_is_answered_whole_and_what_follows_is_dropped() {
+    let body = b"{\"hello\":\"world\"}";
+    let mut req = format!(
+        "POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    for cut in 1..req.len() {
+        let mut p = Pair::new(test_config());
+        let mut wire = req.clone();
+        wire.extend_from_slice(b"GET /next HTTP/1.1\r\n\r\n"); // pipelined: not served
+        p.send(&wire, &[cut, 3]);
+        let seen = p.received();
+        assert!(matches!(seen[0], Seen::Http(200, _)), "cut {cut}: {seen:?}");
+        assert!(
+            p.wire.ends_with(body),
+            "cut {cut}: the body comes back whole"
+        );
+        assert_eq!(p.host.requests, ["/call"], "cut {cut}");
+        assert_ne!(
+            p.session.phase(),
+            Phase::Open,
+            "answered once, then it goes"
+        );
+    }
+}
+
+#[test]
+fn a_body_over_the_message_limit_is_refused_on_the_head_alone() {
+    let mut p = Pair::new(test_config());
+    let head = format!(
+        "POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        p.cfg.max_message as usize + 1
+    );
+    p.send(head.as_bytes(), &[]);
+    assert!(matches!(p.received()[0], Seen::Http(413, _)));
+    assert_eq!(p.session.heap_bytes(), 0, "nothing held for the body");
+    assert!(p.host.requests.is_empty(), "the service never saw it");
+}

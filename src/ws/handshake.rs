@@ -158,6 +158,10 @@ fn first_violation(
 /// A validated WebSocket upgrade request, borrowing from the head it was parsed from.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
+    /// The method: `GET` for an upgrade; `GET`, `POST` or `OPTIONS` for a plain request.
+    pub method: &'a str,
+    /// The body's length (`Content-Length`; only a plain `POST` may have one).
+    pub body_len: usize,
     /// The path of the request target, e.g. `/ws`.
     pub path: &'a str,
     /// The query string without `?`, if any (not percent-decoded).
@@ -261,12 +265,17 @@ pub fn parse_request(head: &[u8]) -> Result<Request<'_>, Error> {
     parse(head, true)
 }
 
-/// Validate a complete request head as a plain HTTP/1.1 GET without a body — the same
-/// checks as [`parse_request`] but no upgrade is asked for (an event stream, a long poll).
-/// The request's `key` is empty.
-pub fn parse_plain_get(head: &[u8]) -> Result<Request<'_>, Error> {
+/// Validate a complete request head as a plain HTTP/1.1 request — the same checks as
+/// [`parse_request`] but no upgrade is asked for: a `GET` (an event stream, a long poll, a
+/// query), an `OPTIONS` (a browser's preflight) or a `POST` whose body is announced by
+/// `Content-Length` (chunked bodies are refused). The request's `key` is empty.
+pub fn parse_plain(head: &[u8]) -> Result<Request<'_>, Error> {
     parse(head, false)
 }
+
+/// The largest `Content-Length` the parser passes on (the service applies its own, smaller
+/// limit and answers 413 above it).
+pub const MAX_BODY: usize = 1 << 30;
 
 fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
     let head = core::str::from_utf8(head).map_err(|_| Error::MalformedHeader)?;
@@ -291,7 +300,8 @@ fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
         }
         _ => return Err(Error::MalformedRequestLine),
     }
-    if method != "GET" {
+    let plain_method = matches!(method, "POST" | "OPTIONS");
+    if method != "GET" && (upgrade || !plain_method) {
         return Err(Error::MethodNotGet);
     }
     if !target.starts_with('/') || !target.bytes().all(|b| (0x21..0x7f).contains(&b)) {
@@ -308,6 +318,7 @@ fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
     let mut version = None;
     let mut upgrade_ws = false;
     let mut connection_upgrade = false;
+    let mut body_len = None;
     if !fields.is_empty() {
         for line in fields.split("\r\n") {
             let (name, value) = line.split_once(':').ok_or(Error::MalformedHeader)?;
@@ -331,8 +342,17 @@ fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
             } else if name.eq_ignore_ascii_case("origin") {
                 set_once(&mut origin, value)?;
             } else if name.eq_ignore_ascii_case("content-length") {
-                if value != "0" {
-                    return Err(Error::RequestBodyNotAllowed);
+                // Digits only (no sign, no list): a length two parsers could read two ways
+                // is how requests get smuggled.
+                let n = (!value.is_empty()
+                    && value.len() <= 10
+                    && value.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| value.parse::<usize>().ok())
+                .flatten()
+                .filter(|&n| n <= MAX_BODY)
+                .ok_or(Error::RequestBodyNotAllowed)?;
+                if body_len.replace(n).is_some() {
+                    return Err(Error::DuplicateHeader);
                 }
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 return Err(Error::RequestBodyNotAllowed);
@@ -340,8 +360,14 @@ fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
         }
     }
     let host = host.filter(|h| !h.is_empty()).ok_or(Error::MissingHost)?;
+    let body_len = body_len.unwrap_or(0);
+    if body_len > 0 && (upgrade || method != "POST") {
+        return Err(Error::RequestBodyNotAllowed);
+    }
     if !upgrade {
         return Ok(Request {
+            method,
+            body_len,
             path,
             query,
             host,
@@ -364,6 +390,8 @@ fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
         return Err(Error::InvalidKey);
     }
     Ok(Request {
+        method,
+        body_len,
         path,
         query,
         host,
@@ -404,6 +432,8 @@ pub enum Rejection {
         /// Retry-After in seconds.
         retry_after: Option<u32>,
     },
+    /// 413: a request body over the service's limit.
+    PayloadTooLarge,
     /// 503: e.g. at the connection limit, over the accept rate, or draining.
     Unavailable {
         /// Retry-After in seconds.
@@ -420,6 +450,7 @@ impl Rejection {
             Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::TooManyRequests { .. } => 429,
+            Self::PayloadTooLarge => 413,
             Self::Unavailable { .. } => 503,
         }
     }
@@ -432,6 +463,7 @@ fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        413 => "Content Too Large",
         414 => "URI Too Long",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
@@ -480,6 +512,24 @@ pub fn write_error(out: &mut Vec<u8>, err: Error) {
     write_status(out, status, extra, None, body);
 }
 
+/// Append a 405 for a path that takes only the methods in `allow`.
+pub fn write_method_not_allowed(out: &mut Vec<u8>, allow: &str) {
+    let extra = format!("Allow: {allow}\r\nAccess-Control-Allow-Origin: *\r\n");
+    write_status(out, 405, &extra, None, "method_not_allowed");
+}
+
+/// Append the answer to a browser's CORS preflight (`OPTIONS`) for one of the plain-HTTP
+/// endpoints: any origin may call them with the methods and headers they take (they
+/// authenticate with a token, never a cookie), and the answer may be cached for a day.
+pub fn write_preflight(out: &mut Vec<u8>) {
+    out.extend_from_slice(
+        b"HTTP/1.1 204 No Content\r\nAccess-Control-Allow-Origin: *\r\n\
+          Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n\
+          Access-Control-Allow-Headers: Authorization, Content-Type, Last-Event-ID\r\n\
+          Access-Control-Max-Age: 86400\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+}
+
 /// Append the response for a policy refusal, with `body` as a short plain-text explanation.
 pub fn write_rejection(out: &mut Vec<u8>, rejection: Rejection, body: &str) {
     let retry = match rejection {
@@ -488,7 +538,8 @@ pub fn write_rejection(out: &mut Vec<u8>, rejection: Rejection, body: &str) {
         Rejection::BadRequest
         | Rejection::Unauthorized
         | Rejection::Forbidden
-        | Rejection::NotFound => None,
+        | Rejection::NotFound
+        | Rejection::PayloadTooLarge => None,
     };
     // Readable from any origin: a browser's fetch of an event stream or a poll must see a
     // 401 as a 401 (not a network error) to stop instead of retrying.
