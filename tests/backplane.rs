@@ -586,6 +586,16 @@ fn the_data_ports_api_publishes_and_answers_presence_through_the_broker() {
         (m["seq"].as_u64(), m["data"].as_str()),
         (Some(1), Some("via the data port"))
     );
+    // The node that answered (its worker took the broker's reply) still delivers: a
+    // subscriber there gets what follows (a reply once upset the worker's queue
+    // accounting, and every later message to that worker was refused).
+    let (mut here, _) = subscriber(a.addr, "/ws?topics=room&resume=room:1", 1, "");
+    for i in 2..=4 {
+        let (st, body) = publish(a.addr, "room", format!("m{i}").as_bytes(), false);
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(next(&mut here)["seq"], i);
+        assert_eq!(next(&mut ws)["seq"], i);
+    }
     // Presence asked on A's data port counts B's member (from the broker).
     let who = || {
         let (s, body) = support::http(a.addr, "GET", "/presence?topic=presence:hall");

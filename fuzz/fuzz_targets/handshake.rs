@@ -2,7 +2,9 @@
 //! error) as when fed everything at once; validation and response building must never panic.
 #![no_main]
 
-use holdfast::ws::handshake::{parse_request, write_accept, write_error, HeadScanner, Limits};
+use holdfast::ws::handshake::{
+    parse_plain, parse_request, write_accept, write_error, HeadScanner, Limits, MAX_BODY,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn scan(buf: &[u8], cuts: &[u8], limits: &Limits) -> Result<Option<usize>, holdfast::ws::Error> {
@@ -43,6 +45,15 @@ fuzz_target!(|data: &[u8]| {
                 write_accept(&mut out, &req.accept_key(), req.choose_protocol(&["chat"]));
             }
             Err(e) => write_error(&mut out, e),
+        }
+        // The plain-HTTP reading of the same head: a body only on POST, never a length
+        // past the bound, and an upgrade's checks never weaker.
+        if let Ok(req) = parse_plain(&buf[..n]) {
+            assert!(req.body_len <= MAX_BODY);
+            assert!(req.body_len == 0 || req.method == "POST");
+            if let Ok(up) = parse_request(&buf[..n]) {
+                assert_eq!((up.method, up.body_len), ("GET", 0));
+            }
         }
     }
 });

@@ -568,13 +568,19 @@ impl Hub {
                 recipients: n,
                 at,
             };
+            // Counted before the worker can take it (its `taken` subtracts): counting after
+            // would let a fast worker wrap the counters below zero for an instant, and a
+            // publish checking then would be refused as if the queue were full.
+            self.queued_bytes[w].fetch_add(frame.len(), Ordering::Relaxed);
+            self.queued_deliveries[w].fetch_add(n, Ordering::Relaxed);
             // A worker that has gone away has dropped its receiver: nothing to deliver.
             if self.queues[w].try_send(d).is_ok() {
-                self.queued_bytes[w].fetch_add(frame.len(), Ordering::Relaxed);
-                self.queued_deliveries[w].fetch_add(n, Ordering::Relaxed);
                 if !woken.contains(&w) {
                     woken.push(w);
                 }
+            } else {
+                self.queued_bytes[w].fetch_sub(frame.len(), Ordering::Relaxed);
+                self.queued_deliveries[w].fetch_sub(n, Ordering::Relaxed);
             }
         }
         let entry = (after.0 > 0).then(|| (st.name.clone(), st.id, seq));
@@ -643,9 +649,19 @@ impl Hub {
     /// Queue `d` for worker `w` and wake it (items other than topic messages: they are
     /// few and small, and are not refused for a full queue unless it is full of them).
     pub fn send_to(&self, w: usize, d: Delivery) -> bool {
+        let (len, n) = (d.frame.len(), d.recipients);
+        // Counted before it can be taken: the worker's `taken` subtracts what was added.
+        if let (Some(b), Some(q)) = (self.queued_bytes.get(w), self.queued_deliveries.get(w)) {
+            b.fetch_add(len, Ordering::Relaxed);
+            q.fetch_add(n, Ordering::Relaxed);
+        }
         let ok = self.queues.get(w).is_some_and(|q| q.try_send(d).is_ok());
         if ok {
             (self.wake[w])();
+        } else if let (Some(b), Some(q)) = (self.queued_bytes.get(w), self.queued_deliveries.get(w))
+        {
+            b.fetch_sub(len, Ordering::Relaxed);
+            q.fetch_sub(n, Ordering::Relaxed);
         }
         ok
     }
@@ -1116,6 +1132,41 @@ mod tests {
         h.unsubscribe(0, "x3");
         h.subscribe(0, "x4", None).unwrap();
         assert_eq!(h.totals().0, 6);
+    }
+
+    #[test]
+    fn replies_events_and_direct_messages_leave_the_queue_accounting_balanced() {
+        // A reply (or event, or direct message) sent with `send_to` was taken without ever
+        // being counted: the worker's queued bytes wrapped below zero and every later
+        // publish to that worker was refused as if its queue were full.
+        let (h, rx, _) = hub(1);
+        h.subscribe(0, "t", None).unwrap();
+        let reply = Delivery {
+            kind: Kind::Reply {
+                conn: 1,
+                conn_id: 1,
+                status: 200,
+            },
+            topic: 0,
+            seq: 0,
+            frame: Arc::from(&b"a reply of some length"[..]),
+            recipients: 1,
+            at: None,
+        };
+        assert!(h.send_to(0, reply.clone()));
+        assert_eq!(h.broadcast(&reply), 1);
+        for _ in 0..2 {
+            let d = rx[0].try_recv().unwrap();
+            h.taken(0, &d);
+        }
+        for i in 1..=3 {
+            let p = h.publish("t", Payload::Text("after the replies")).unwrap();
+            assert_eq!(p.seq, i);
+            let d = rx[0].try_recv().unwrap();
+            h.taken(0, &d);
+        }
+        assert_eq!(h.queued_bytes[0].load(Ordering::Relaxed), 0);
+        assert_eq!(h.queued_deliveries[0].load(Ordering::Relaxed), 0);
     }
 
     #[test]

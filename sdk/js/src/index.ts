@@ -41,6 +41,17 @@ export interface Options {
   fetch?: typeof fetch;
 }
 
+/** Who is on a presence topic. */
+export interface Presence {
+  topic: string;
+  /** Connections subscribed, on every node. */
+  connections: number;
+  /** Distinct users among them. */
+  users: number;
+  /** The members (unless counting only). */
+  members?: { node: string; conn: string; user?: string; client?: string; since: number }[];
+}
+
 /** A message of a topic. */
 export interface Message {
   topic: string;
@@ -198,17 +209,69 @@ export class Client {
     else if (this.rung) this.restart();
   }
 
-  /** Publish text to `topic` (needs the WebSocket rung and a server with client publish). */
-  publish(topic: string, data: string): Promise<number> {
-    if (this.transport !== "websocket" || !this.rung?.send) {
-      return Promise.reject(new Error("publishing needs the websocket transport"));
+  /**
+   * Publish to `topic` (the server must run with `--client-publish`, and the token must
+   * grant publishing there); resolves with the message's number. Text goes over the
+   * WebSocket when that is the rung; bytes, and everything on the lower rungs, go by
+   * `POST /publish` on the same port — the same number, the same grants.
+   */
+  publish(topic: string, data: string | Uint8Array): Promise<number> {
+    if (typeof data === "string" && this.transport === "websocket" && this.rung?.send) {
+      return new Promise((resolve, reject) => {
+        let q = this.publishes.get(topic);
+        if (!q) this.publishes.set(topic, (q = []));
+        q.push({ resolve, reject });
+        this.rung!.send!({ op: "publish", topic, data });
+      });
     }
-    return new Promise((resolve, reject) => {
-      let q = this.publishes.get(topic);
-      if (!q) this.publishes.set(topic, (q = []));
-      q.push({ resolve, reject });
-      this.rung!.send!({ op: "publish", topic, data });
-    });
+    const binary = typeof data !== "string";
+    return this.call("POST", "/publish", { topic, ...(binary ? { binary: "1" } : {}) }, data).then(
+      (v) => v.seq as number,
+    );
+  }
+
+  /**
+   * Who is on a presence topic, across the fleet: `{topic, connections, users, members}`
+   * (`members: false` counts only). Needs a token that may subscribe to the topic.
+   */
+  presence(topic: string, options: { members?: boolean } = {}): Promise<Presence> {
+    const q: Record<string, string> = { topic };
+    if (options.members === false) q.members = "0";
+    return this.call("GET", "/presence", q) as Promise<Presence>;
+  }
+
+  /**
+   * A call on the server's HTTP API (same port, same token). A refused token is refreshed
+   * once (when it can be); other refusals reject with the server's reason and status.
+   */
+  private async call(
+    method: "GET" | "POST",
+    path: string,
+    query: Record<string, string>,
+    body?: string | Uint8Array,
+  ): Promise<any> {
+    const f = this.o.fetch ?? globalThis.fetch;
+    if (!f) throw new Error("no fetch: give options.fetch");
+    for (let attempt = 0; ; attempt++) {
+      const u = new URL(path, this.o.url);
+      for (const [k, v] of Object.entries(query)) u.searchParams.set(k, v);
+      const token = await this.currentToken(attempt > 0);
+      if (token) u.searchParams.set("token", token);
+      // No custom headers: a simple request, so a browser sends no preflight.
+      const r = await f(u.toString().replace(/%3A/g, ":"), { method, body: body as BodyInit | undefined });
+      const text = await r.text();
+      let v: any;
+      try {
+        v = JSON.parse(text);
+      } catch {
+        v = { reason: text.trim() };
+      }
+      if (r.status === 401 && attempt === 0 && typeof this.o.token === "function") continue;
+      if (r.ok) return v;
+      const e = new Error(v.reason ?? `HTTP ${r.status}`) as Error & { status?: number };
+      e.status = r.status;
+      throw e;
+    }
   }
 
   /** Close for good. */

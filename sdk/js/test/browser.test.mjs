@@ -35,7 +35,7 @@ async function publishRange(admins, topic, from, to) {
   }
 }
 
-const NODE_ARGS = ["--drain-window", "1", "--drain-grace", "1", "--poll-hold", "2"];
+const NODE_ARGS = ["--drain-window", "1", "--drain-grace", "1", "--poll-hold", "2", "--client-publish"];
 
 for (const [mode, expected] of [
   ["pass", "websocket"],
@@ -74,9 +74,22 @@ for (const [mode, expected] of [
       nodes.b.exited = 0;
       await publishRange(admins, "live", 61, 90);
       await page.waitForFunction(() => window.results.every((r) => r.seqs.length >= 90), { timeout: 30000 });
+      // The page publishes on its rung (text over the socket on WebSocket, else POST
+      // /publish through the same proxy; bytes always by POST), numbered by the fleet.
+      const own = await page.evaluate(async () => {
+        const c = window.results[0].client;
+        return [await c.publish("live", "from the page"), await c.publish("live", new Uint8Array([1, 2]))];
+      });
+      assert.deepEqual(own, [91, 92]);
+      await page
+        .waitForFunction(() => window.results.every((r) => r.seqs.length >= 92), { timeout: 30000 })
+        .catch(async (e) => {
+          const s = await page.evaluate(() => window.summary());
+          throw new Error(`${e.message}: ${JSON.stringify(s.map((c) => [c.seqs.slice(-4), c.transport, c.errors]))}`);
+        });
       const s = await page.evaluate(() => window.summary());
       for (const c of s) {
-        assert.deepEqual(c.seqs, Array.from({ length: 90 }, (_, i) => i + 1), "every message once, in order");
+        assert.deepEqual(c.seqs, Array.from({ length: 92 }, (_, i) => i + 1), "every message once, in order");
         assert.deepEqual(c.transports, [expected]);
         assert.equal(c.resets + c.gaps, 0, JSON.stringify(c));
         assert.ok(c.reopened.length >= 2, "it reconnected after each drain");
@@ -89,6 +102,51 @@ for (const [mode, expected] of [
     }
   });
 }
+
+test("a page on another origin streams, publishes and asks presence (CORS)", { timeout: 60000 }, async () => {
+  const srv = await holdfast(["--client-publish"]);
+  const px = await proxy(() => [srv.addr], "pass");
+  const b = await browser();
+  try {
+    const page = await b.newPage();
+    // The page's origin is the proxy; the SDK talks to the node's own port: another origin.
+    await page.goto(`${px.url}/test/test/page.html`);
+    await page.waitForFunction(() => window.ready === true);
+    const out = await page.evaluate(async (url) => {
+      const { Client } = await import("/test/dist/index.js");
+      const c = new Client({ url, transports: ["sse"], probeUpMs: 0, client: "page" });
+      const got = [];
+      c.on("message", (m) => got.push(m));
+      c.subscribe("presence:x");
+      await c.connect();
+      while (c.positionsOf()["presence:x"] === undefined) await new Promise((r) => setTimeout(r, 20));
+      const seqs = [await c.publish("presence:x", "text"), await c.publish("presence:x", new Uint8Array([9]))];
+      const who = await c.presence("presence:x");
+      let refused = null;
+      await c.presence("not-presence").catch((e) => (refused = e.status));
+      // A request with a non-simple header: the browser preflights it, and the server allows it.
+      const r = await fetch(`${url}/publish?topic=presence:x`, {
+        method: "POST",
+        headers: { "Content-Type": "application/octet-stream" },
+        body: new Uint8Array([1, 2, 3]),
+      });
+      const third = (await r.json()).seq;
+      while (got.length < 3) await new Promise((r) => setTimeout(r, 20));
+      c.close();
+      return { seqs, third, who, refused, data: got.map((m) => (typeof m.data === "string" ? m.data : [...m.data])) };
+    }, `http://${srv.addr}`);
+    assert.deepEqual(out.seqs, [1, 2]);
+    assert.equal(out.third, 3);
+    assert.equal(out.who.connections, 1);
+    assert.equal(out.who.members[0].client, "page");
+    assert.equal(out.refused, 404, "a refusal is readable across origins");
+    assert.deepEqual(out.data, ["text", [9], [1, 2, 3]]);
+  } finally {
+    await b.close();
+    px.close();
+    await srv.stop();
+  }
+});
 
 test("clients drained at once come back spread over the drain window", { timeout: 120000 }, async () => {
   const r = await redis();

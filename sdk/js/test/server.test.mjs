@@ -32,17 +32,55 @@ for (const transport of ["websocket", "sse", "longpoll"]) {
       assert.equal(got[0].data, "m1");
       assert.deepEqual([...got[20].data], [0, 1, 255]);
       assert.ok(got.every((m) => m.transport === transport));
-      if (transport === "websocket") {
-        assert.equal(await c.publish("news", "from the client"), 22);
-      } else {
-        await assert.rejects(c.publish("news", "x"), /websocket/);
-      }
+      // Publishing works on every rung (over the socket, or POST /publish), text and bytes,
+      // and the publisher receives its own messages like anyone else.
+      assert.equal(await c.publish("news", "from the client"), 22);
+      assert.equal(await c.publish("news", new Uint8Array([7, 8])), 23);
+      await until("23 messages", () => got.length >= 23);
+      assert.equal(got[21].data, "from the client");
+      assert.deepEqual([...got[22].data], [7, 8]);
+      // Refusals reject with the server's reason (an invalid topic).
+      await assert.rejects(c.publish("bad topic", "x"), /topic_bad_character/);
       c.close();
     } finally {
       await srv.stop();
     }
   });
 }
+
+test("presence and publish grants over the HTTP API, with a token refreshed once", async () => {
+  const { createHmac } = await import("node:crypto");
+  const { readFileSync } = await import("node:fs");
+  const secret = readFileSync(HMAC, "utf8").trim();
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const jwt = (sub, exp) => {
+    const h = b64({ alg: "HS256", typ: "JWT" });
+    const p = b64({ sub, exp, aud: "holdfast", channels: { subscribe: ["presence:*", "chat.*"], publish: ["chat.*"] } });
+    return `${h}.${p}.${createHmac("sha256", secret).update(`${h}.${p}`).digest("base64url")}`;
+  };
+  const srv = await holdfast(["--auth-hmac-secret-file", HMAC, "--client-publish"]);
+  try {
+    let minted = 0;
+    // The first token has expired: the first call is refused, the callback mints a fresh one.
+    const token = () => jwt("ann", minted++ === 0 ? 1 : Math.floor(Date.now() / 1000) + 600);
+    const c = new Client({ url: `http://${srv.addr}`, token, transports: ["sse"], client: "sdk-test" });
+    const a = new Client({ url: `http://${srv.addr}`, token: jwt("bob", Math.floor(Date.now() / 1000) + 600), transports: ["longpoll"] });
+    assert.equal(await c.publish("chat.x", "hi"), 1, "an expired token is refreshed once");
+    assert.ok(minted >= 2);
+    c.subscribe("presence:lobby");
+    await c.connect();
+    await until("ann is present", async () => (await a.presence("presence:lobby")).connections === 1);
+    const p = await a.presence("presence:lobby");
+    assert.equal(p.members[0].user, "ann");
+    assert.equal(p.members[0].client, "sdk-test");
+    assert.equal(((await a.presence("presence:lobby", { members: false })).members ?? []).length, 0);
+    await assert.rejects(a.publish("news.x", "no grant"), (e) => e.status === 403);
+    await assert.rejects(a.presence("chat.x"), (e) => e.status === 404);
+    c.close();
+  } finally {
+    await srv.stop();
+  }
+});
 
 test("a refused token ends the client: no reconnect loop", async () => {
   const srv = await holdfast(["--auth-hmac-secret-file", HMAC]);
