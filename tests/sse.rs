@@ -373,10 +373,15 @@ fn a_drain_answers_waiting_polls_503_with_retry_after() {
         "1",
     ]);
     let addr = srv.addr;
-    let waiting = std::thread::spawn(move || get(addr, "/poll?topics=dr"));
+    // A first poll (no cursor) is answered at once with the position to poll from.
+    let first = poll(addr, "/poll?topics=dr");
+    assert_eq!(first["messages"][0]["type"], "subscribed", "{first}");
+    let cursor = first["cursor"].as_str().unwrap().to_string();
+    let waiting =
+        std::thread::spawn(move || get(addr, &format!("/poll?topics=dr&cursor={cursor}")));
     // The poll is held (nothing published); wait until the server holds it.
     let t = Instant::now();
-    while srv.metric("holdfast_long_polls_total") < 1.0 {
+    while srv.metric("holdfast_long_polls_total") < 2.0 {
         assert!(t.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -39,6 +39,9 @@ enum Cmd {
     /// stepped up until delivery falls behind, one node beside them, and the time a drained
     /// node's clients take to resume on another node.
     Backplane(ReportArgs),
+    /// The transport ladder: bytes per idle subscriber and fan-out cost on WebSocket,
+    /// server-sent events and long-poll, each on a fresh holdfast.
+    Transports(ReportArgs),
     /// Every section above but the backplane, one report.
     All(ReportArgs),
     /// Run a peer server (tokio-tungstenite, fastwebsockets, broadcast) by hand.
@@ -64,6 +67,7 @@ fn main() {
         Cmd::Storm(a) => (Section::Storm, a),
         Cmd::Tls(a) => (Section::Tls, a),
         Cmd::Backplane(a) => (Section::Backplane, a),
+        Cmd::Transports(a) => (Section::Transports, a),
         Cmd::All(a) => (Section::All, a),
     };
     if let Err(e) = report::run(section, &args) {

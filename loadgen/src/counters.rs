@@ -112,6 +112,8 @@ pub enum C {
     FanoutGaps,
     /// Fanout: messages named by gap frames.
     FanoutGapMessages,
+    /// Long-poll: polls answered 200 (each followed by the next poll from its cursor).
+    Polls,
     /// wss://: TLS handshakes completed in full.
     TlsFull,
     /// wss://: TLS handshakes resumed with a session ticket or ID.

@@ -173,11 +173,15 @@ impl Run {
         let est = s.get(C::Established);
         self.samples.push((t, est));
         let line = format!(
-            "{what:>8} t={t:>5.1}s established={est} open={} failed={} pings={} msgs={}",
+            "{what:>8} t={t:>5.1}s established={est} open={} failed={} pings={} msgs={}{}",
             s.signed(C::Open),
             s.failed(),
             s.get(C::Pings),
             s.get(C::Messages),
+            match s.get(C::Polls) {
+                0 => String::new(),
+                n => format!(" polls={n}"),
+            },
         );
         if let Some(p) = &self.progress {
             p.set_message(line.clone());
@@ -290,6 +294,7 @@ impl Run {
             "failed_total": s.failed(),
             "closes_and_statuses": counters::keyed_report(&out.keyed),
             "pings_answered": s.get(C::Pings),
+            "long_polls_answered": s.get(C::Polls),
             "pings_sent": s.get(C::PingsSent),
             "pongs_received": s.get(C::Pongs),
             "messages_received": s.get(C::Messages),

@@ -25,6 +25,30 @@ pub struct Target {
     /// An event stream (`http://…/sse?…`): a plain GET answered 200 `text/event-stream`,
     /// then events, instead of an upgrade and frames.
     pub sse: bool,
+    /// Long-poll (`http://…/poll?…`): each answer (JSON with a `Content-Length`) ends its
+    /// connection, and the client polls again at once from the answer's cursor.
+    pub poll: bool,
+}
+
+impl Target {
+    /// The request of a poll from `cursor` (the target's request with `&cursor=` added).
+    pub fn poll_request(&self, cursor: &str) -> Vec<u8> {
+        let r = &self.request[..];
+        let at = r
+            .windows(11)
+            .position(|w| w == b" HTTP/1.1\r\n")
+            .unwrap_or(0);
+        let mut v = Vec::with_capacity(r.len() + cursor.len() + 8);
+        v.extend_from_slice(&r[..at]);
+        v.extend_from_slice(if r[..at].contains(&b'?') {
+            b"&cursor="
+        } else {
+            b"?cursor="
+        });
+        v.extend_from_slice(cursor.as_bytes());
+        v.extend_from_slice(&r[at..]);
+        v
+    }
 }
 
 /// TLS for one target.
@@ -41,6 +65,7 @@ pub struct TlsTarget {
 /// configuration).
 pub fn parse_url(url: &str, tls: Option<&holdfast::tls::ClientConfigs>) -> Result<Target, String> {
     let mut sse = false;
+    let mut poll = false;
     let (secure, rest) = match url.split_once("://") {
         Some(("ws", rest)) => (false, rest),
         Some(("wss", rest)) => (true, rest),
@@ -48,10 +73,15 @@ pub fn parse_url(url: &str, tls: Option<&holdfast::tls::ClientConfigs>) -> Resul
             sse = true;
             (false, rest)
         }
+        Some(("http", rest)) if rest.contains("/poll") => {
+            poll = true;
+            (false, rest)
+        }
         Some((scheme, _)) => {
             return Err(format!(
                 "{url}: unsupported scheme `{scheme}://`; use ws://HOST:PORT/PATH, wss://, \
-                 or http://HOST:PORT/sse for server-sent events"
+                 http://HOST:PORT/sse for server-sent events or http://HOST:PORT/poll for \
+                 long-poll"
             ))
         }
         None => {
@@ -96,7 +126,11 @@ pub fn parse_url(url: &str, tls: Option<&holdfast::tls::ClientConfigs>) -> Resul
             })
         }
     };
-    let request: Arc<[u8]> = if sse {
+    let request: Arc<[u8]> = if poll {
+        format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: holdfast-loadgen\r\n\r\n")
+            .into_bytes()
+            .into()
+    } else if sse {
         format!(
             "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: text/event-stream\r\n\
              User-Agent: holdfast-loadgen\r\n\r\n"
@@ -112,6 +146,7 @@ pub fn parse_url(url: &str, tls: Option<&holdfast::tls::ClientConfigs>) -> Resul
         request,
         accept: req.accept,
         sse,
+        poll,
     })
 }
 
@@ -190,6 +225,12 @@ mod tests {
         let req = String::from_utf8(t.request.to_vec()).unwrap();
         assert!(req.starts_with("GET /echo?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"));
         assert!(parse_url("wss://x", None).is_err());
+        let p = parse_url("http://127.0.0.1:1/poll?topics=a", None).unwrap();
+        assert!(p.poll && !p.sse);
+        let r = p.poll_request("a:3@00ff");
+        assert!(
+            r.starts_with(b"GET /poll?topics=a&cursor=a:3@00ff HTTP/1.1\r\nHost: 127.0.0.1:1\r\n")
+        );
         assert_eq!(
             parse_sources("127.0.0.2-127.0.0.4,10.0.0.1").unwrap().len(),
             4

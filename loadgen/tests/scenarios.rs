@@ -742,3 +742,71 @@ fn hold_echo_and_a_storm_over_wss_with_and_without_resumption() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn long_poll_hold_and_fanout_agree_with_the_server() {
+    let server = Holdfast::start("127.0.0.1:0", &["--poll-hold", "1"]);
+    let (code, v, out) = loadgen(&[
+        "hold",
+        "--url",
+        &format!("http://{}/poll?topics=quiet", server.addr),
+        "--connections",
+        "500",
+        "--rate",
+        "20000",
+        "--duration",
+        "2.5",
+        "--hard-timeout",
+        "60",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(n(&v["established"]), 500, "{v}");
+    assert_eq!(n(&v["held_at_end"]), 500, "{v}");
+    // Each client: the first answer at once (where to poll from), then one per hold.
+    let polls = n(&v["long_polls_answered"]);
+    assert!(polls >= 1000, "{v}");
+    let answered = server.metric("holdfast_long_polls_answered_total");
+    assert!(
+        answered >= polls as f64,
+        "server {answered} < loadgen {polls}"
+    );
+    assert_eq!(n(&v["failed_total"]), 0, "{v}");
+
+    let (code, v, out) = loadgen(&[
+        "fanout",
+        "--url",
+        &format!("http://{}/poll", server.addr),
+        "--connections",
+        "400",
+        "--topics",
+        "2",
+        "--publish-rate",
+        "50",
+        "--admin",
+        &server.admin,
+        "--warmup",
+        "0.3",
+        "--duration",
+        "1.5",
+        "--server-pid",
+        &server.child.id().to_string(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let published = n(&v["published_total"]);
+    assert!(published >= 50, "{v}");
+    for k in [
+        "lost_in_stream",
+        "lost_at_end",
+        "duplicates",
+        "reordered",
+        "gaps",
+        "misnumbered",
+    ] {
+        assert_eq!(n(&v[k]), 0, "{k}: {v}");
+    }
+    assert_eq!(n(&v["messages_received"]), published * 200, "{v}");
+    assert!(
+        server.metric("holdfast_pubsub_deliveries_total") >= (published * 200) as f64,
+        "{v}"
+    );
+}

@@ -7,7 +7,8 @@
 //! Replay memory is bounded twice: per topic (`messages`, `bytes`) and across all topics by
 //! one budget in bytes, which evicts the oldest message of any topic first. A topic with no
 //! subscriber and no publish for `idle_expiry` seconds is forgotten; a topic created again
-//! gets a new id and a new epoch, so a client resuming across that learns it must reset.
+//! gets a new id and a new epoch, so a client resuming across that learns it must reset
+//! (a topic that never had a message keeps its epoch: see `Topics::lineage`).
 //! Time comes in through [`Hub::housekeep`]: the hub itself reads no clock.
 
 use super::TopicId;
@@ -182,12 +183,29 @@ struct Topics {
     /// Frame bytes and messages the windows hold together.
     bytes: usize,
     frames: usize,
+    /// Topics with history forgotten so far: mixed into every new epoch. A topic without
+    /// history forgotten and created again (its last subscriber left, another came) gets
+    /// the same epoch — nothing can have been missed, and a long poll, whose subscription
+    /// ends with every answer, resumes without a reset — while one created after any topic
+    /// with history was forgotten gets a new epoch.
+    lineage: u64,
+}
+
+/// The epoch of a topic created now: per process (`seed`), per name, per lineage.
+fn epoch_of(seed: u64, name: &str, lineage: u64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    name.hash(&mut h);
+    mix(seed ^ mix(h.finish() ^ mix(lineage)))
 }
 
 impl Topics {
     /// Forget `name`; returns whether it had only subscribers.
     fn remove(&mut self, name: &str) -> Option<bool> {
         let st = self.map.remove(name)?;
+        if st.replay.last() > 0 {
+            self.lineage += 1;
+        }
         self.names.swap_remove(st.slot);
         if let Some(moved) = self.names.get(st.slot) {
             if let Some(m) = self.map.get_mut(moved) {
@@ -426,7 +444,7 @@ impl Hub {
                 t.names.push(name.clone());
                 let st = TopicState {
                     id,
-                    epoch: mix(self.replay.epoch_seed ^ mix(id)),
+                    epoch: epoch_of(self.replay.epoch_seed, topic, t.lineage),
                     name: name.clone(),
                     replay: Replay::new(self.replay.messages, self.replay.bytes),
                     local: vec![0; self.queues.len()],
@@ -1167,6 +1185,37 @@ mod tests {
         }
         assert_eq!(h.queued_bytes[0].load(Ordering::Relaxed), 0);
         assert_eq!(h.queued_deliveries[0].load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_topic_without_history_keeps_its_epoch_and_one_with_history_does_not() {
+        // A long poll's subscription ends with each answer: a topic nobody else follows is
+        // forgotten and created again by the next poll. A new epoch each time made every
+        // poll's cursor "not recovered", answered at once — a busy loop of polls.
+        let (h, _rx, _) = hub_with(1, 1 << 30, 60);
+        h.housekeep(1_000);
+        let e0 = h.subscribe(0, "quiet", None).unwrap().epoch;
+        h.unsubscribe(0, "quiet");
+        let again = h
+            .subscribe(
+                0,
+                "quiet",
+                Some(Position {
+                    seq: 0,
+                    epoch: Some(e0),
+                }),
+            )
+            .unwrap();
+        assert_eq!(again.epoch, e0);
+        assert!(again.owed.recovered);
+        // Once a topic with history has been forgotten, new topics get new epochs.
+        h.publish("busy", Payload::Text("m")).unwrap();
+        h.subscribe(0, "busy", None).unwrap();
+        h.unsubscribe(0, "busy");
+        assert_eq!(h.housekeep(1_060), 1);
+        h.unsubscribe(0, "quiet");
+        let e1 = h.subscribe(0, "quiet", None).unwrap().epoch;
+        assert_ne!(e1, e0);
     }
 
     #[test]

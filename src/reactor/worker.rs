@@ -677,6 +677,11 @@ impl<S: Services> Worker<S> {
         self.touched = touched;
         // More waiting: finish on the next turn, after other completions.
         self.backlog = self.pending.is_some() || self.svc.has_deliveries();
+        if !self.backlog {
+            // Long polls that gathered something are answered now, with everything this
+            // wake brought (not at the next tick: that added up to 100 ms to each).
+            self.answer_due();
+        }
     }
 
     /// Offer queued messages to their recipients, up to a turn's worth.

@@ -42,7 +42,7 @@ pub struct PubsubSpec {
 #[derive(Debug)]
 struct Poll {
     items: Vec<u8>,
-    /// Answer at the next tick (something arrived, or the hold is over).
+    /// Answer soon (something arrived): once the worker's queued deliveries are handed out.
     due: bool,
     hold_until: std::time::Instant,
     /// A call on the data port waiting for the broker (answered 504 if its hold ends).
@@ -461,8 +461,8 @@ impl PubsubSide {
         }
     }
 
-    /// Add one JSON item to long poll `conn`'s answer; it is answered at the next tick
-    /// (what arrives until then goes in the same answer), or at once when it is large.
+    /// Add one JSON item to long poll `conn`'s answer; it is answered when the worker has
+    /// handed out what is queued (what arrives until then goes in the same answer).
     fn gather(&mut self, conn: u32, ctx: &Ctx<'_>, json: &[u8]) {
         let Some(p) = self.polls.get_mut(&conn).filter(|p| !p.call) else {
             return;
@@ -780,9 +780,11 @@ impl PubsubSide {
         self.local.set_epoch(s.id, s.epoch);
         let text = pubsub::reply_subscribed(s.name, s.owed.last, s.epoch, recovered);
         if w.is_poll() {
-            // A poll's answer tells what the subscription got only when it matters: a
-            // resume that was not recovered (the client must reset).
-            if recovered == Some(false) {
+            // A poll's answer tells what the subscription got when it matters: a fresh
+            // subscription (no cursor for the topic: answered at once, so the client learns
+            // the position to poll from), or a resume that was not recovered (the client
+            // must reset).
+            if recovered != Some(true) {
                 self.gather(conn, ctx, text.as_bytes());
             }
             if let Some((a, b)) = s.owed.gap {

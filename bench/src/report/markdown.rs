@@ -292,6 +292,79 @@ pub(super) fn render(r: &Value) -> String {
         let _ = writeln!(o, "\nLimits: connect throughput of both ends on two cores; fd-based peers are capped below `ulimit -n`.\n");
         chart(&mut o, "storm");
     }
+    if r["transports"].is_object() {
+        let t = &r["transports"];
+        let _ = writeln!(
+            o,
+            "## Transports: WebSocket, server-sent events, long-poll
+"
+        );
+        if let Some(why) = t["skipped"].as_str() {
+            let _ = writeln!(
+                o,
+                "Skipped: {why}
+"
+            );
+        }
+        let _ = writeln!(o, "Each rung on a fresh holdfast, driven by the same load generator speaking its protocol. Density: idle subscribers of one topic (`/ws?topics=idle`, `/sse?topics=idle`, `/poll?topics=idle`; a poll is held `--poll-hold`, 20 s, then asked again from its cursor on a new connection). Fan-out: the admin API publishing to one topic; long-poll clients poll again after every answer (messages handed to a worker together share one answer).
+");
+        let _ = writeln!(o, "| rung | N | held | userspace B/conn | vs WebSocket | kernel B/conn (server share) | server CPU-µs/connect |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+        let dens = t["density"].as_array().cloned().unwrap_or_default();
+        let ws = dens
+            .iter()
+            .find(|x| x["server"] == "holdfast")
+            .map_or(Value::Null, |x| x["userspace_bytes_per_connection"].clone());
+        for x in &dens {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                x["path"].as_str().unwrap_or(""),
+                x["connections"],
+                x["held"],
+                f(&x["userspace_bytes_per_connection"], 1),
+                ratio(&x["userspace_bytes_per_connection"], &ws),
+                f(&x["kernel_bytes_per_connection_server_share"], 0),
+                f(&x["server_cpu_us_per_upgrade"], 1)
+            );
+        }
+        let _ = writeln!(o, "
+| rung | subscribers × msgs/s | deliveries/s | **deliveries per server-CPU-s** | vs WebSocket | latency p50 / p99 ms | lost / dup / reordered / gaps | loadgen CPU-s |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+        let fan = t["fanout"].as_array().cloned().unwrap_or_default();
+        for x in &fan {
+            let h = holdfast(
+                &fan,
+                &|y| y["subscribers"] == x["subscribers"] && y["publish_rate"] == x["publish_rate"],
+                "deliveries_per_server_cpu_s",
+            );
+            let ms = |k: &str| {
+                x["latency_us"][k]
+                    .as_f64()
+                    .map_or("—".into(), |v| format!("{:.1}", v / 1000.0))
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} × {} | {} | {} | {} | {} / {} | {} / {} / {} / {} | {} |",
+                x["server"].as_str().unwrap_or(""),
+                x["subscribers"],
+                x["publish_rate"],
+                f(&x["deliveries_per_s"], 0),
+                f(&x["deliveries_per_server_cpu_s"], 0),
+                ratio(&x["deliveries_per_server_cpu_s"], h),
+                ms("p50"),
+                ms("p99"),
+                x["lost"],
+                x["duplicates"],
+                x["reordered"],
+                x["gaps"],
+                f(&x["loadgen_cpu_seconds"], 1)
+            );
+        }
+        let _ = writeln!(o, "
+Limits: an event is written per subscriber (its id is that subscriber's cursor), where a WebSocket shares one encoded frame; a long poll costs a TCP connection, a request and a JSON answer per delivery batch.
+");
+    }
     if r["backplane"].is_object() {
         let b = &r["backplane"];
         let _ = writeln!(o, "## Backplane: three nodes on one Redis\n");

@@ -12,6 +12,7 @@ mod charts;
 mod markdown;
 pub mod procs;
 mod sections;
+mod transports;
 pub mod uws;
 
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub enum Section {
     Tls,
     /// Three nodes on a Redis backplane (not part of `all`: it needs redis-server).
     Backplane,
+    /// WebSocket, server-sent events and long-poll side by side: density and fan-out.
+    Transports,
     /// Everything.
     All,
 }
@@ -48,6 +51,7 @@ impl Section {
             Self::Storm => "storm",
             Self::Tls => "tls",
             Self::Backplane => "backplane",
+            Self::Transports => "transports",
             Self::All => "all",
         }
     }
@@ -117,6 +121,8 @@ pub struct Plan {
     backplane_subscribers: usize,
     backplane_rates: Vec<usize>,
     backplane_resume: usize,
+    transport_density: usize,
+    transport_fanout: Vec<(usize, usize, usize)>,
     skipped_peers: Vec<(String, String)>,
 }
 
@@ -204,6 +210,12 @@ impl Plan {
                 vec![15, 30, 60, 120, 240, 480]
             },
             backplane_resume: if q { 200 } else { 5_000 },
+            transport_density: if q { 1_000 } else { 100_000 },
+            transport_fanout: if q {
+                vec![(300, 1, 10)]
+            } else {
+                vec![(10_000, 1, 10), (10_000, 1, 50)]
+            },
             skipped_peers: skipped,
         })
     }
@@ -289,12 +301,13 @@ pub fn run(section: Section, a: &ReportArgs) -> Result<PathBuf, String> {
         "peers_skipped": plan.skipped_peers.iter().map(|(k, w)| json!({"peer": k, "why": w})).collect::<Vec<_>>(),
     });
     type Run = fn(&Plan) -> Result<Value, String>;
-    let sections: [(Section, Run); 6] = [
+    let sections: [(Section, Run); 7] = [
         (Section::Density, sections::density),
         (Section::Echo, sections::echo),
         (Section::Tls, sections::tls),
         (Section::Fanout, sections::fanout),
         (Section::Storm, sections::storm),
+        (Section::Transports, transports::transports),
         (Section::Backplane, backplane::backplane),
     ];
     for (s, f) in sections {

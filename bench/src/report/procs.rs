@@ -28,6 +28,8 @@ pub enum Kind {
     HoldfastTls,
     /// holdfast's event streams (`GET /sse`, server-sent events) instead of WebSockets.
     HoldfastSse,
+    /// holdfast's long-poll (`GET /poll`, one request after another) instead of WebSockets.
+    HoldfastPoll,
 }
 
 /// The test certificate files holdfast-tls serves and the loadgen trusts.
@@ -47,6 +49,7 @@ impl Kind {
             Self::Uws => "uwebsockets",
             Self::HoldfastTls => "holdfast-tls",
             Self::HoldfastSse => "holdfast-sse",
+            Self::HoldfastPoll => "holdfast-poll",
         }
     }
 
@@ -61,6 +64,7 @@ impl Kind {
             Self::Uws,
             Self::HoldfastTls,
             Self::HoldfastSse,
+            Self::HoldfastPoll,
         ]
         .into_iter()
         .find(|k| k.name() == s)
@@ -69,7 +73,20 @@ impl Kind {
 
     /// Whether it holds sockets as file descriptors (so `ulimit -n` caps it).
     pub const fn uses_fds(self) -> bool {
-        !matches!(self, Self::Holdfast | Self::HoldfastTls | Self::HoldfastSse)
+        !matches!(
+            self,
+            Self::Holdfast | Self::HoldfastTls | Self::HoldfastSse | Self::HoldfastPoll
+        )
+    }
+
+    /// Whether it is spoken to over plain HTTP (an event stream or polls), and on which
+    /// path.
+    pub const fn http_path(self) -> Option<&'static str> {
+        match self {
+            Self::HoldfastSse => Some("/sse"),
+            Self::HoldfastPoll => Some("/poll"),
+            _ => None,
+        }
     }
 
     /// Whether it is spoken to over wss://.
@@ -187,7 +204,7 @@ impl Server {
         }
         let bench = bench_exe().display().to_string();
         match kind {
-            Kind::Holdfast | Kind::HoldfastTls | Kind::HoldfastSse => {
+            Kind::Holdfast | Kind::HoldfastTls | Kind::HoldfastSse | Kind::HoldfastPoll => {
                 argv.push(bin_dir().join("holdfast").display().to_string());
                 argv.extend(
                     ["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]
@@ -256,7 +273,12 @@ impl Server {
         });
         let wants_admin = matches!(
             kind,
-            Kind::Holdfast | Kind::HoldfastTls | Kind::HoldfastSse | Kind::Broadcast | Kind::Uws
+            Kind::Holdfast
+                | Kind::HoldfastTls
+                | Kind::HoldfastSse
+                | Kind::HoldfastPoll
+                | Kind::Broadcast
+                | Kind::Uws
         );
         let (mut addr, mut admin) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(15);

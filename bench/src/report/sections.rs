@@ -34,7 +34,7 @@ fn target(plan: &Plan, server: Option<&Server>) -> Target {
             pid: Some(sv.pid()),
             tls: Some("on"),
         },
-        Some(sv) if sv.kind == Kind::HoldfastSse => Target {
+        Some(sv) if sv.kind.http_path().is_some() => Target {
             url_base: format!("http://{}", sv.addr),
             admin: sv.admin.clone(),
             pid: Some(sv.pid()),
@@ -132,11 +132,12 @@ pub(super) fn density(plan: &Plan) -> Result<Value, String> {
             Kind::Uws,
             Kind::HoldfastTls,
             Kind::HoldfastSse,
+            Kind::HoldfastPoll,
         ],
     ) {
         let counts: Vec<usize> = if kind == Kind::Holdfast {
             plan.densities.clone()
-        } else if kind == Kind::HoldfastTls || kind == Kind::HoldfastSse {
+        } else if kind == Kind::HoldfastTls || kind.http_path().is_some() {
             plan.tls_densities.clone()
         } else {
             vec![fd_cap(kind, plan.peer_density)]
@@ -178,6 +179,12 @@ fn settle_slab() {
 }
 
 fn density_step(plan: &Plan, kind: Kind, n: usize) -> Result<Value, String> {
+    // An event stream or a poll without topics is the idle connection that matches /echo's.
+    density_at(plan, kind, n, kind.http_path().unwrap_or("/echo"))
+}
+
+/// One density step: `n` idle connections to `path` held on a fresh `kind` server.
+pub(super) fn density_at(plan: &Plan, kind: Kind, n: usize, path: &str) -> Result<Value, String> {
     settle_slab();
     let server = start(
         plan,
@@ -193,12 +200,6 @@ fn density_step(plan: &Plan, kind: Kind, n: usize) -> Result<Value, String> {
     let caches0 = slab_caches();
     let mut sample: Option<Sample> = None;
     let pid = t.pid;
-    // An event stream without topics is the idle connection that matches /echo's.
-    let path = if kind == Kind::HoldfastSse {
-        "/sse"
-    } else {
-        "/echo"
-    };
     let args = t.args(
         "hold",
         path,
@@ -469,59 +470,76 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
 /// broadcast peer.
 pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
     let mut runs = Vec::new();
-    for kind in kinds(plan, &[Kind::Uws, Kind::Broadcast, Kind::HoldfastSse]) {
+    for kind in kinds(
+        plan,
+        &[
+            Kind::Uws,
+            Kind::Broadcast,
+            Kind::HoldfastSse,
+            Kind::HoldfastPoll,
+        ],
+    ) {
         for &(subs, topics, rate) in &plan.fanout_cases {
-            eprintln!(
-                "fanout: {} × {subs} subscribers, {topics} topics, {rate}/s",
-                kind.name()
-            );
-            let server = start(plan, kind, None, None, &["--max-connections", &s(subs * 2)])?;
-            let t = target(plan, server.as_ref());
-            let admin = t
-                .admin
-                .clone()
-                .ok_or("fanout needs the server's admin address (--admin)")?;
-            let path = if kind == Kind::HoldfastSse {
-                "/sse"
-            } else {
-                "/ws"
-            };
-            let args = t.args(
-                "fanout",
-                path,
-                subs,
-                &[
-                    ("--topics", s(topics)),
-                    ("--publish-rate", s(rate)),
-                    ("--admin", admin),
-                    ("--warmup", s(plan.warmup)),
-                    ("--duration", s(plan.measure_seconds)),
-                    ("--rate", s(plan.ramp_rate)),
-                    ("--settle", s(5)),
-                ],
-            );
-            let (v, met) = loadgen(&args, None, |_| {})?;
-            runs.push(json!({
-                "server": kind.name(),
-                "subscribers": subs,
-                "topics": topics,
-                "publish_rate": rate,
-                "met": met,
-                "published": v["published_during_measurement"],
-                "deliveries": v["deliveries_during_measurement"],
-                "deliveries_per_s": v["deliveries_per_s"],
-                "deliveries_per_server_cpu_s": v["deliveries_per_server_cpu_s"],
-                "server_cpu_seconds": v["server_cpu_seconds"],
-                "measure_seconds": v["measure_seconds"],
-                "latency_us": v["publish_to_delivery_us"],
-                "lost": v["lost_in_stream"].as_u64().unwrap_or(0) + v["lost_at_end"].as_u64().unwrap_or(0),
-                "duplicates": v["duplicates"],
-                "reordered": v["reordered"],
-                "gaps": v["gaps"],
-            }));
+            runs.push(fanout_step(plan, kind, subs, topics, rate)?);
         }
     }
     Ok(json!({ "runs": runs }))
+}
+
+/// One fan-out run: `subs` subscribers over `topics` topics of a fresh `kind` server, the
+/// admin API publishing `rate` messages per second per topic.
+pub(super) fn fanout_step(
+    plan: &Plan,
+    kind: Kind,
+    subs: usize,
+    topics: usize,
+    rate: usize,
+) -> Result<Value, String> {
+    eprintln!(
+        "fanout: {} × {subs} subscribers, {topics} topics, {rate}/s",
+        kind.name()
+    );
+    let server = start(plan, kind, None, None, &["--max-connections", &s(subs * 2)])?;
+    let t = target(plan, server.as_ref());
+    let admin = t
+        .admin
+        .clone()
+        .ok_or("fanout needs the server's admin address (--admin)")?;
+    let path = kind.http_path().unwrap_or("/ws");
+    let args = t.args(
+        "fanout",
+        path,
+        subs,
+        &[
+            ("--topics", s(topics)),
+            ("--publish-rate", s(rate)),
+            ("--admin", admin),
+            ("--warmup", s(plan.warmup)),
+            ("--duration", s(plan.measure_seconds)),
+            ("--rate", s(plan.ramp_rate)),
+            ("--settle", s(5)),
+        ],
+    );
+    let (v, met) = loadgen(&args, None, |_| {})?;
+    Ok(json!({
+        "server": kind.name(),
+        "subscribers": subs,
+        "topics": topics,
+        "publish_rate": rate,
+        "met": met,
+        "published": v["published_during_measurement"],
+        "deliveries": v["deliveries_during_measurement"],
+        "deliveries_per_s": v["deliveries_per_s"],
+        "deliveries_per_server_cpu_s": v["deliveries_per_server_cpu_s"],
+        "server_cpu_seconds": v["server_cpu_seconds"],
+        "measure_seconds": v["measure_seconds"],
+        "latency_us": v["publish_to_delivery_us"],
+        "lost": v["lost_in_stream"].as_u64().unwrap_or(0) + v["lost_at_end"].as_u64().unwrap_or(0),
+        "duplicates": v["duplicates"],
+        "reordered": v["reordered"],
+        "gaps": v["gaps"],
+        "loadgen_cpu_seconds": v["loadgen_cpu_seconds"],
+    }))
 }
 
 // ------------------------------------------------------------------------------- storm

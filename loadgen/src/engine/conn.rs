@@ -55,6 +55,9 @@ pub struct Conn {
     pub last_seq: u64,
     /// wss://: the TLS connection (bytes in and out pass through it).
     pub tls: Option<Box<TlsStream<rustls::client::UnbufferedClientConnection>>>,
+    /// Long-poll: the cursor this poll asks from (Some: a poll after the first, of a client
+    /// already counted as open).
+    pub cursor: Option<Box<str>>,
 }
 
 impl Conn {
@@ -74,6 +77,7 @@ impl Conn {
             spare: Vec::new(),
             last_seq: 0,
             tls: None,
+            cursor: None,
         }
     }
 

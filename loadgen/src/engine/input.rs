@@ -114,9 +114,107 @@ impl Engine {
             c.socket.arm(&mut self.ring, self.spec.read_mode, idx);
             return self.flush(idx);
         }
+        if target.poll {
+            // A poll is open once asked: the server may hold it for its whole hold time.
+            // The first one counts the client as established; later ones carry its cursor.
+            let first = c.cursor.is_none();
+            let req = match &c.cursor {
+                Some(cursor) => SendBuf::Owned(target.poll_request(cursor)),
+                None => SendBuf::Shared(target.request.clone()),
+            };
+            c.socket.send(&mut self.ring, req, idx);
+            c.socket.arm(&mut self.ring, self.spec.read_mode, idx);
+            if first {
+                return self.on_upgraded(idx);
+            }
+            c.phase = Phase::Open;
+            self.in_flight -= 1;
+            return;
+        }
         let req = target.request.clone();
         c.socket.send(&mut self.ring, SendBuf::Shared(req), idx);
         c.socket.arm(&mut self.ring, self.spec.read_mode, idx);
+    }
+
+    /// Long-poll bytes: the answer's head and body (`Content-Length`), held until whole.
+    /// 200: every item goes to the scenario as the JSON a stream would carry, then the next
+    /// poll from the answer's cursor. 503 (a drain): the connection ends with the
+    /// `Retry-After` hint. Anything else ends it under its status.
+    fn poll_answer(&mut self, idx: u32, data: &mut [u8]) {
+        let c = &mut self.conns[idx as usize];
+        let mut buf = c.held.take().map(|h| h.pending).unwrap_or_default();
+        buf.extend_from_slice(data);
+        let hold = |e: &mut Self, buf: Vec<u8>| {
+            let mut h = Box::<holdfast::ws::assembler::Partial>::default();
+            h.pending = buf;
+            e.conns[idx as usize].held = Some(h);
+        };
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            if buf.len() > 8192 {
+                self.close_key(CloseKey::Reason("poll_head_too_large"));
+                return self.finish(idx);
+            }
+            return hold(self, buf);
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let status = head
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|d| d.parse::<u16>().ok());
+        let header = |name: &str| {
+            head.split("\r\n").find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+        };
+        let len = header("content-length").and_then(|v| v.parse::<usize>().ok());
+        match (status, len) {
+            (Some(200), Some(len)) => {
+                if len > 64 << 20 {
+                    self.close_key(CloseKey::Reason("poll_answer_too_large"));
+                    return self.finish(idx);
+                }
+                if buf.len() < end + 4 + len {
+                    return hold(self, buf);
+                }
+                let v: serde_json::Value =
+                    serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap_or_default();
+                let Some(cursor) = v["cursor"].as_str() else {
+                    self.close_key(CloseKey::Reason("poll_answer_malformed"));
+                    return self.finish(idx);
+                };
+                let cursor: Box<str> = cursor.into();
+                self.counts.inc(C::Polls);
+                if let Some(items) = v["messages"].as_array() {
+                    for m in items {
+                        let bytes = serde_json::to_vec(m).unwrap_or_default();
+                        self.on_data(idx, false, &bytes);
+                        if self
+                            .conns
+                            .get(idx as usize)
+                            .is_none_or(|c| c.phase != Phase::Open)
+                        {
+                            return;
+                        }
+                    }
+                }
+                self.repoll(idx, cursor);
+            }
+            (Some(503), _) => {
+                let secs = header("retry-after").and_then(|v| v.parse::<u32>().ok());
+                self.close_key(CloseKey::Http(503));
+                self.conns[idx as usize].hint_ms = secs.map_or(0, |s| s.saturating_mul(1000));
+                self.finish(idx);
+            }
+            (Some(s), _) => {
+                self.close_key(CloseKey::Http(s));
+                self.finish(idx);
+            }
+            (None, _) => {
+                self.close_key(CloseKey::Reason("poll_answer_malformed"));
+                self.finish(idx);
+            }
+        }
     }
 
     /// wss://: decrypt, send what TLS has to say (its handshake, the upgrade request once
@@ -198,6 +296,9 @@ impl Engine {
         let target = usize::from(self.conns[idx as usize].target);
         if self.spec.targets[target].sse {
             return self.events(idx, data);
+        }
+        if self.spec.targets[target].poll {
+            return self.poll_answer(idx, data);
         }
         self.frames(idx, data);
     }

@@ -369,7 +369,7 @@ impl Engine {
                 budget -= 1;
                 self.opened += 1;
                 let target = ((self.spec.id + self.opened) % self.spec.targets.len()) as u16;
-                self.start_connect(target, None);
+                let _ = self.start_connect(target, None);
             }
             if self.opened < self.spec.quota {
                 wait = Duration::from_millis(5);
@@ -388,7 +388,7 @@ impl Engine {
                 self.reconnects.pop();
                 budget -= 1;
                 self.counts.inc(C::Attempts);
-                self.start_connect(target, Some(attempt));
+                let _ = self.start_connect(target, Some(attempt));
             }
             if let Some(w) = self.pace(now) {
                 wait = wait.min(w);
@@ -462,8 +462,8 @@ impl Engine {
         }
     }
 
-    fn start_connect(&mut self, target: u16, attempt: Option<u16>) {
-        let Some(slot) = self.free.pop() else { return };
+    fn start_connect(&mut self, target: u16, attempt: Option<u16>) -> Option<u32> {
+        let slot = self.free.pop()?;
         self.generation = self.generation.wrapping_add(1) & holdfast::io::Token::GENERATION_MASK;
         let socket = Socket::new(0, slot, self.generation);
         let started = (self.now_ns() / 1000) as u32;
@@ -481,6 +481,27 @@ impl Engine {
         let dst = self.dsts[usize::from(target)];
         self.ring
             .connect(slot, src, dst, socket.token(Op::Connect, idx));
+        Some(idx)
+    }
+
+    /// Long-poll: the answer to poll `idx` is in; the client polls again at once from
+    /// `cursor` on a new connection (the answered one closes without counting as a loss).
+    /// Not while stopping, and not without a free slot (then it is lost).
+    pub(crate) fn repoll(&mut self, idx: u32, cursor: Box<str>) {
+        if self.stopping() || self.free.is_empty() {
+            self.close_key(CloseKey::Reason("poll_not_renewed"));
+            return self.finish(idx);
+        }
+        let c = &mut self.conns[idx as usize];
+        let (target, last_seq) = (c.target, c.last_seq);
+        c.phase = Phase::Closed;
+        c.held = None;
+        c.socket.close(&mut self.ring, self.spec.read_mode, idx);
+        if let Some(next) = self.start_connect(target, None) {
+            let n = &mut self.conns[next as usize];
+            n.cursor = Some(cursor);
+            n.last_seq = last_seq;
+        }
     }
 
     pub(crate) fn fail(&mut self, idx: u32, why: Failure) {
@@ -599,10 +620,11 @@ impl Engine {
         encode_close(&mut frame, Some(CloseCode::NORMAL), "", Some(MASK));
         let idxs: Vec<u32> = self.conns.iter().map(|(i, _)| i as u32).collect();
         for idx in idxs {
-            let sse = self.spec.targets[usize::from(self.conns[idx as usize].target)].sse;
+            let t = &self.spec.targets[usize::from(self.conns[idx as usize].target)];
+            let plain = t.sse || t.poll;
             match self.conns[idx as usize].phase {
-                // An event stream has no closing handshake: the client just goes.
-                Phase::Open if sse => self.finish(idx),
+                // An event stream or a poll has no closing handshake: the client just goes.
+                Phase::Open if plain => self.finish(idx),
                 Phase::Open => {
                     let c = &mut self.conns[idx as usize];
                     c.phase = Phase::Closing;
