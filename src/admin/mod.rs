@@ -376,7 +376,7 @@ fn presence(req: &Request, shared: &State) -> (u16, &'static str, String) {
         Ok(r) => (
             200,
             "application/json",
-            crate::backplane::presence::report_json(topic, &r) + "\n",
+            crate::backplane::presence::report_json(topic, &r, usize::MAX) + "\n",
         ),
         Err(e) => (e.status(), "text/plain", format!("{}\n", e.reason())),
     }

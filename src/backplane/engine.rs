@@ -498,7 +498,10 @@ impl Engine {
                     Ok(Answer::Published(p)) => {
                         (200, pubsub::reply_published(topic, p.seq, p.epoch))
                     }
-                    Ok(Answer::Presence(p)) => (200, presence::report_json(topic, p)),
+                    Ok(Answer::Presence(p)) => (
+                        200,
+                        presence::report_json(topic, p, presence::CLIENT_MAX_MEMBERS),
+                    ),
                     Ok(Answer::Nodes(_)) => return,
                     Err(e) => (e.status(), pubsub::reply_error(&e.reason())),
                 };

@@ -124,12 +124,24 @@ pub fn event_frame(topic: &str, m: &Member, join: bool) -> Arc<[u8]> {
     text_frame(&body)
 }
 
-/// A presence report as JSON: `{"topic","connections","users","members"}`.
-pub fn report_json(topic: &str, r: &PresenceReport) -> String {
-    let mut v = serde_json::to_value(r).unwrap_or_default();
-    v["topic"] = topic.into();
+/// A presence report as JSON: `{"topic","connections","users","members"}`, listing at most
+/// `max_members` (then `"truncated": true`; the counts stay exact).
+pub fn report_json(topic: &str, r: &PresenceReport, max_members: usize) -> String {
+    let mut v = serde_json::json!({
+        "topic": topic,
+        "connections": r.connections,
+        "users": r.users,
+        "members": r.members.iter().take(max_members).collect::<Vec<_>>(),
+    });
+    if r.members.len() > max_members {
+        v["truncated"] = true.into();
+    }
     v.to_string()
 }
+
+/// Members a presence answer on the data port lists at most (a client asks often; the
+/// admin API lists them all).
+pub const CLIENT_MAX_MEMBERS: usize = 1000;
 
 /// A whole unmasked text frame carrying `text`.
 pub fn text_frame(text: &str) -> Arc<[u8]> {

@@ -124,7 +124,16 @@ impl LocalSubs {
     /// stream's event ids carry, and what `Last-Event-ID` gives back). Pending
     /// subscriptions are left out.
     pub fn cursor(&self, conn: u32) -> String {
-        let mut out = String::new();
+        let mut out = Vec::new();
+        self.write_cursor(conn, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`LocalSubs::cursor`] appended to `out` without allocating (an event stream writes
+    /// it into every event).
+    pub fn write_cursor(&self, conn: u32, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let mut first = true;
         for id in self.topics_of(conn) {
             let Some(t) = self.topics.get(id) else {
                 continue;
@@ -132,16 +141,13 @@ impl LocalSubs {
             let Some(&after) = t.subs.get(&conn).filter(|a| **a != PENDING) else {
                 continue;
             };
-            if !out.is_empty() {
-                out.push(',');
+            if !first {
+                out.push(b',');
             }
-            out.push_str(&format!(
-                "{}:{after}@{}",
-                t.name,
-                super::format_epoch(t.epoch)
-            ));
+            first = false;
+            // As `format_epoch` writes it; writing to a Vec cannot fail.
+            let _ = write!(out, "{}:{after}@{:016x}", t.name, t.epoch);
         }
-        out
     }
 
     /// What pub/sub connection `conn` said it is.

@@ -862,7 +862,7 @@ impl<S: Services> Worker<S> {
         let mut holders: Vec<(usize, u32)> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.session.phase() == Phase::Open)
+            .filter(|(_, c)| matches!(c.session.phase(), Phase::Open | Phase::Handshake))
             .map(|(i, c)| {
                 let (p, q) = c.session.held();
                 (p + q, i as u32)

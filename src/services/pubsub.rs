@@ -280,11 +280,11 @@ impl PubsubSide {
             return w.outbound().push_gap(id, seq, seq);
         }
         self.local.set_after(conn, id, seq);
-        let cursor = self.local.cursor(conn);
         ctx.metrics.deliveries.inc();
         ctx.message_out();
+        let local = &self.local;
         w.write(ctx, |v| {
-            crate::session::sse::write_event(v, Some(&cursor), None, &data)
+            crate::session::sse::write_event_with(v, |v| local.write_cursor(conn, v), &data)
         });
     }
 
@@ -390,7 +390,8 @@ impl PubsubSide {
             .who_for(topic, list, (self.worker, conn, conn_id))
         {
             Ok(Some(r)) => {
-                let text = crate::backplane::presence::report_json(topic, &r);
+                use crate::backplane::presence::{report_json, CLIENT_MAX_MEMBERS};
+                let text = report_json(topic, &r, CLIENT_MAX_MEMBERS);
                 w.answer_poll(ctx, 200, text.as_bytes(), "");
             }
             Ok(None) => self.await_broker(conn),

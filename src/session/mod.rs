@@ -485,6 +485,17 @@ impl Session {
     /// close it — 1009 when the partial message was the larger holding, 1013 (try again
     /// later) when the queue was. Returns which, or None if it is not open.
     pub fn shed(&mut self, ctx: &Ctx<'_>) -> Option<crate::budget::Shed> {
+        if self.w.phase == Phase::Handshake && self.held.is_some() {
+            // A request head or body still arriving: dropped, answered 503.
+            self.held = None;
+            ctx.metrics.memory_sheds.inc();
+            let body = "server memory budget: try again later";
+            ctx.refused(None, 503, body);
+            let r = Rejection::Unavailable { retry_after: 1 };
+            self.w
+                .refuse(ctx, |v| handshake::write_rejection(v, r, body));
+            return Some(crate::budget::Shed::Partial);
+        }
         if self.w.phase != Phase::Open {
             return None;
         }
@@ -714,8 +725,9 @@ impl Session {
             let mut h = Box::<Held>::default();
             h.head_end = head.len();
             h.body_end = head.len() + req.body_len;
+            // Grown as bytes arrive, never reserved from the announced length: a head that
+            // promises a body and sends nothing must not cost that much.
             h.partial.pending.clear();
-            h.partial.pending.reserve_exact(h.body_end);
             h.partial.pending.extend_from_slice(head);
             h.partial.pending.extend_from_slice(rest);
             self.held = Some(h);

@@ -47,6 +47,15 @@ pub fn write_event(out: &mut Vec<u8>, id: Option<&str>, event: Option<&str>, dat
     out.push(b'\n');
 }
 
+/// An event whose `id` is written by `id` (which must write no line break: a cursor of
+/// validated topic names, numbers and hex epochs), without building it first.
+pub fn write_event_with(out: &mut Vec<u8>, id: impl FnOnce(&mut Vec<u8>), data: &[u8]) {
+    out.extend_from_slice(b"id: ");
+    id(out);
+    out.push(b'\n');
+    write_event(out, None, None, data);
+}
+
 /// The last event of a stream the server ends: `event: close` with the code and reason a
 /// WebSocket would have been closed with, after the reconnect hint when there is one.
 pub fn write_close(out: &mut Vec<u8>, code: u16, reason: &str, retry_ms: Option<u64>) {
@@ -69,6 +78,9 @@ mod tests {
         v.clear();
         write_event(&mut v, None, Some("close"), b"two\r\nlines");
         assert_eq!(v, b"event: close\ndata: two\ndata: lines\n\n");
+        v.clear();
+        write_event_with(&mut v, |v| v.extend_from_slice(b"a:4@e1"), b"{}");
+        assert_eq!(v, b"id: a:4@e1\ndata: {}\n\n");
         v.clear();
         write_close(
             &mut v,

@@ -453,3 +453,23 @@ fn a_body_over_the_message_limit_is_refused_on_the_head_alone() {
     assert_eq!(p.session.heap_bytes(), 0, "nothing held for the body");
     assert!(p.host.requests.is_empty(), "the service never saw it");
 }
+
+#[test]
+fn a_body_still_arriving_is_held_as_it_comes_and_shed_with_a_503() {
+    let mut p = Pair::new(test_config());
+    let len = p.cfg.max_message as usize;
+    assert!(len > 30_000, "{len}");
+    let head = format!("POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n0123456789");
+    p.send(head.as_bytes(), &[]);
+    let (partial, _) = p.session.held();
+    assert!(
+        partial < len / 2,
+        "nothing reserved for the announced length: {partial}"
+    );
+    p.send(&[b'x'; 20_000], &[]);
+    assert!(p.session.held().0 >= 20_000, "what arrived is held");
+    assert_eq!(p.shed(), Some(crate::budget::Shed::Partial));
+    assert_eq!(p.session.held().0, 0);
+    assert!(matches!(p.received()[0], Seen::Http(503, _)));
+    assert!(p.host.requests.is_empty(), "the service never saw it");
+}
