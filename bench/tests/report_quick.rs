@@ -114,6 +114,26 @@ fn quick_report_is_complete_and_consistent() {
         );
     }
 
+    // Transports: every rung held every subscriber and lost nothing in fan-out.
+    let t = &r["transports"];
+    let rungs: Vec<&str> = t["density"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            assert_eq!(x["held"], x["connections"], "{x}");
+            assert!(num(&x["userspace_bytes_per_connection"]) > 0.0, "{x}");
+            x["server"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(rungs, ["holdfast", "holdfast-sse", "holdfast-poll"]);
+    for x in t["fanout"].as_array().unwrap() {
+        for k in ["lost", "duplicates", "reordered", "gaps"] {
+            assert_eq!(x[k], 0, "{k}: {x}");
+        }
+        assert!(num(&x["deliveries"]) > 0.0, "{x}");
+    }
+
     // Storm: every client came back.
     for x in runs("storm") {
         assert_eq!(x["recovered"], true, "{x}");
@@ -127,6 +147,7 @@ fn quick_report_is_complete_and_consistent() {
         "## Echo",
         "## Pub/sub fan-out",
         "## Reconnect storm",
+        "## Transports",
     ] {
         assert!(md.contains(heading), "{heading} missing");
     }

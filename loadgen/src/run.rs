@@ -57,7 +57,10 @@ pub fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
         }
     }
     let table = holdfast::io::sys::nofile_soft_limit().min(1 << 20) as usize;
-    let per_ring = table.saturating_sub(64).max(1);
+    // A long-poll client holds two slots for a moment at every answer (the answered
+    // connection closing, the next poll connecting): half the table per ring.
+    let slots_each = if targets.iter().any(|t| t.poll) { 2 } else { 1 };
+    let per_ring = (table.saturating_sub(64) / slots_each).max(1);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = c.workers.unwrap_or(cpus).max(1);
     let engines = threads.max(c.connections.div_ceil(per_ring)).max(1);

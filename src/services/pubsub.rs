@@ -14,6 +14,9 @@ use crate::session::{Ctx, Phase, Writer};
 use crate::ws::assembler::Message;
 use crate::ws::OpCode;
 
+/// A message's frame and the JSON an event stream or a poll carries for it.
+type Converted = (Arc<[u8]>, Arc<[u8]>);
+
 /// What a worker needs for pub/sub.
 #[derive(Debug)]
 pub struct PubsubSpec {
@@ -69,6 +72,8 @@ pub struct PubsubSide {
     worker: usize,
     /// Recipients of the message being delivered (reused).
     scratch: Vec<u32>,
+    /// The last message converted for event streams and polls.
+    event_cache: Option<Converted>,
 }
 
 fn reply(w: &mut Writer, ctx: &Ctx<'_>, text: &str) {
@@ -184,6 +189,7 @@ impl PubsubSide {
             poll_ends: std::collections::BinaryHeap::new(),
             worker,
             scratch: Vec::new(),
+            event_cache: None,
         }
     }
 
@@ -261,14 +267,42 @@ impl PubsubSide {
         if w.phase() != Phase::Open {
             return;
         }
-        let Some(data) = event_data(frame) else {
-            return;
+        // One conversion per message, not per subscriber: a binary message's base64 JSON
+        // was built for every event stream it reached. Keyed by the shared frame itself
+        // (every recipient of a message gets the same allocation), so a number reused in a
+        // new epoch can never hit a stale entry; lent out for the call (no refcount
+        // traffic per delivery).
+        let cache = match self.event_cache.take() {
+            Some((f, d)) if Arc::ptr_eq(&f, frame) => (f, d),
+            _ => {
+                let Some(d) = event_data(frame) else {
+                    return;
+                };
+                (frame.clone(), Arc::from(d.into_owned()))
+            }
         };
+        self.offer_event(conn, w, ctx, id, seq, &cache.1, policy);
+        self.event_cache = Some(cache);
+    }
+
+    /// [`PubsubSide::offer_to`] for an event stream or a long poll, with the message's
+    /// JSON.
+    #[allow(clippy::too_many_arguments)]
+    fn offer_event(
+        &mut self,
+        conn: u32,
+        w: &mut Writer,
+        ctx: &Ctx<'_>,
+        id: u64,
+        seq: u64,
+        data: &[u8],
+        policy: SlowPolicy,
+    ) {
         if w.is_poll() {
             self.local.set_after(conn, id, seq);
             ctx.metrics.deliveries.inc();
             ctx.message_out();
-            return self.gather(conn, ctx, &data);
+            return self.gather(conn, ctx, data);
         }
         if w.queued() + data.len() + 256 > ctx.cfg.max_outbound {
             if policy == SlowPolicy::Close {
@@ -284,7 +318,7 @@ impl PubsubSide {
         ctx.message_out();
         let local = &self.local;
         w.write(ctx, |v| {
-            crate::session::sse::write_event_with(v, |v| local.write_cursor(conn, v), &data)
+            crate::session::sse::write_event_with(v, |v| local.write_cursor(conn, v), data)
         });
     }
 
