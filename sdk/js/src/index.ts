@@ -437,6 +437,23 @@ export class Client {
     }
   }
 
+  /** Whether the server refuses `token` (401 on a cheap API call; false if unsure). */
+  private async tokenRefused(token: string): Promise<boolean> {
+    const f = this.o.fetch ?? globalThis.fetch;
+    if (!f) return false;
+    try {
+      const u = new URL("/presence", this.o.url);
+      u.searchParams.set("topic", "holdfast-token-probe");
+      u.searchParams.set("members", "0");
+      u.searchParams.set("token", token);
+      const r = await f(u.toString(), { method: "GET" });
+      await r.text().catch(() => "");
+      return r.status === 401;
+    } catch {
+      return false;
+    }
+  }
+
   private openWebSocket(sink: Sink, token: string | undefined, cursor: string): Rung {
     const WS = (this.o.WebSocket ?? (globalThis as any).WebSocket) as any;
     if (!WS) {
@@ -478,7 +495,15 @@ export class Client {
     ws.onclose = (ev: any) => {
       clearTimeout(timeout);
       const code: number = ev.code;
-      if (!open) return sink.ended({ failedToOpen: true });
+      if (!open) {
+        // A browser does not say why a handshake failed: a refused token looks like any
+        // other failure. Ask the HTTP API once (a 401 there is the token's fault), so a
+        // WebSocket-only client does not retry a refused token forever.
+        if (!token) return sink.ended({ failedToOpen: true });
+        return void this.tokenRefused(token).then((auth) =>
+          sink.ended(auth ? { auth: true } : { failedToOpen: true }),
+        );
+      }
       if (code === 4403) return sink.ended({ fatal: "disconnected by the operator (4403)" });
       if (code === 4401) return sink.ended({ auth: true });
       sink.ended({ hintMs: code === 1012 ? hintFromReason(ev.reason) : undefined });

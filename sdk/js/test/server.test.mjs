@@ -85,7 +85,7 @@ test("presence and publish grants over the HTTP API, with a token refreshed once
 test("a refused token ends the client: no reconnect loop", async () => {
   const srv = await holdfast(["--auth-hmac-secret-file", HMAC]);
   try {
-    for (const transports of [["websocket", "sse", "longpoll"], ["sse"], ["longpoll"]]) {
+    for (const transports of [["websocket", "sse", "longpoll"], ["websocket"], ["sse"], ["longpoll"]]) {
       const c = new Client({ url: `http://${srv.addr}`, token: "not-a-token", transports, WebSocket, openTimeoutMs: 1000 });
       c.subscribe("t");
       const errors = [];
