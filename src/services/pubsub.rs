@@ -535,7 +535,14 @@ impl PubsubSide {
 
     /// Long polls to answer now (something arrived, or the hold is over).
     pub fn polls_due(&mut self, now: std::time::Instant, out: &mut Vec<u32>) {
-        out.append(&mut self.polls_ready);
+        // Only polls still waiting with something gathered: an entry of a poll that went
+        // away may name a slot a new poll (or a parked call) holds now.
+        let polls = &self.polls;
+        out.extend(
+            self.polls_ready
+                .drain(..)
+                .filter(|c| polls.get(c).is_some_and(|p| p.due)),
+        );
         while let Some(&std::cmp::Reverse((end, conn))) = self.poll_ends.peek() {
             if end > now {
                 break;
@@ -915,5 +922,96 @@ impl PubsubSide {
 
     fn count(&self, metrics: &WorkerMetrics) {
         metrics.subscriptions.set(self.local.subscriptions() as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pubsub::{PolicyTable, ReplayLimits, TopicLimits};
+
+    fn side(hold: std::time::Duration) -> PubsubSide {
+        let (hub, mut rx) = Hub::new(
+            vec![Box::new(|| {})],
+            TopicLimits::default(),
+            ReplayLimits {
+                messages: 4,
+                bytes: 1 << 20,
+                budget: 1 << 30,
+                idle_expiry: 0,
+                epoch_seed: 1,
+                max_topics: 16,
+                queue_messages: 100,
+                queue_bytes: 1 << 20,
+                queue_deliveries: 1 << 20,
+                max_frame: 1 << 20,
+            },
+        );
+        let opts = crate::backplane::Options {
+            url: None,
+            node: "test".into(),
+            history: 4,
+            history_ttl: 0,
+            presence_prefix: "presence:".into(),
+            presence_ttl: 30,
+            presence_events: false,
+        };
+        let backplane = crate::backplane::Backplane::start(opts, hub.clone()).unwrap();
+        PubsubSide::new(
+            0,
+            PubsubSpec {
+                hub,
+                rx: rx.remove(0),
+                waker: Arc::new(crate::io::waker::Waker::new().unwrap()),
+                policies: Arc::new(PolicyTable::parse(SlowPolicy::Drop, "").unwrap()),
+                limits: TopicLimits::default(),
+                client_publish: true,
+                max_control_bytes: 4096,
+                poll_hold: hold,
+                backplane,
+            },
+        )
+    }
+
+    #[test]
+    fn a_ready_poll_that_went_away_does_not_answer_the_next_one_in_its_slot() {
+        let cfg = crate::session::pair::test_config();
+        let metrics = WorkerMetrics::default();
+        let ctx = Ctx {
+            cfg: &cfg,
+            metrics: &metrics,
+            now: 0,
+            trace: None,
+        };
+        let hold = std::time::Duration::from_secs(60);
+        let mut s = side(hold);
+        let mut due = Vec::new();
+        // A poll gathers something (due at the next turn), then goes away; a new poll
+        // takes its slot.
+        s.poll_opened(5);
+        s.poll_item(5, &ctx, b"{}");
+        s.poll_gone(5);
+        s.poll_opened(5);
+        s.polls_due(std::time::Instant::now(), &mut due);
+        assert!(due.is_empty(), "the new poll waits: {due:?}");
+        // Something for it: due once, even if asked twice.
+        s.poll_item(5, &ctx, b"{}");
+        s.poll_item(5, &ctx, b"{}");
+        s.polls_due(std::time::Instant::now(), &mut due);
+        assert_eq!(due, [5]);
+        // A parked call in a slot a gathered poll left is not answered early either.
+        due.clear();
+        s.poll_opened(6);
+        s.poll_item(6, &ctx, b"{}");
+        s.poll_gone(6);
+        s.await_broker(6);
+        s.polls_due(std::time::Instant::now(), &mut due);
+        assert!(due.is_empty(), "{due:?}");
+        // At the end of its hold a quiet poll is due, and past its guard the parked call
+        // (to be answered 504).
+        s.poll_opened(7);
+        s.polls_due(std::time::Instant::now() + hold, &mut due);
+        due.sort_unstable();
+        assert_eq!(due, [6, 7]);
     }
 }
