@@ -78,19 +78,13 @@ pub enum Call {
     },
 }
 
-fn query_value<'q>(query: &'q str, key: &str) -> Option<&'q str> {
-    query
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v)
-}
-
 /// The call a `POST /publish` or `GET /presence` asks for, or its 400.
 fn call(req: &Request<'_>, limits: &crate::pubsub::TopicLimits) -> Result<Call, Answer> {
-    let query = req.query.unwrap_or("");
     let bad = |why: String| Answer::Refuse(Limit::BadRequest, Rejection::BadRequest, why);
-    let topic = query_value(query, "topic").ok_or_else(|| bad("missing ?topic=".into()))?;
+    let topic = req
+        .query_param("topic")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad("missing ?topic=".into()))?;
     crate::pubsub::validate_topic(topic, limits).map_err(|e| bad(e.reason()))?;
     let topic = topic.to_string();
     Ok(match req.path {
@@ -102,12 +96,12 @@ fn call(req: &Request<'_>, limits: &crate::pubsub::TopicLimits) -> Result<Call, 
             });
             Call::Publish {
                 topic,
-                binary: octets || query_value(query, "binary") == Some("1"),
+                binary: octets || req.query_param("binary") == Some("1"),
             }
         }
         _ => Call::Presence {
             topic,
-            list: query_value(query, "members") != Some("0"),
+            list: req.query_param("members") != Some("0"),
         },
     })
 }
@@ -165,11 +159,7 @@ pub fn route(
             // as Last-Event-ID; a poll as cursor=): it wins over `resume=` for its topics.
             let cursor = match req.path {
                 "/sse" => req.header("last-event-id"),
-                _ => query
-                    .split('&')
-                    .filter_map(|p| p.split_once('='))
-                    .find(|(k, _)| *k == "cursor")
-                    .map(|(_, v)| v),
+                _ => req.query_param("cursor"),
             };
             if let Some(cursor) = cursor.filter(|c| !c.is_empty()) {
                 let parsed = crate::pubsub::parse_query(&format!("resume={cursor}"), limits)
@@ -319,11 +309,11 @@ impl session::Services for Services {
                 let user = self.identity.user(idx);
                 self.pubsub.ready(idx, w, ctx, d.topic, r, user);
             }
+            // Only to the connection that asked (its slot may hold another by now).
             Kind::Reply {
                 conn_id, status, ..
-            } => {
-                if self.pubsub.local.conn_id(idx) != Some(*conn_id) {
-                } else if w.is_poll() {
+            } if self.pubsub.local.conn_id(idx) == Some(*conn_id) => {
+                if w.is_poll() {
                     // A call on the data port waiting for the broker's answer.
                     let body = pubsub::text_payload(&d.frame).unwrap_or_default();
                     self.pubsub.answer_call(idx, w, ctx, *status, body);
@@ -331,6 +321,7 @@ impl session::Services for Services {
                     w.write(ctx, |v| v.extend_from_slice(&d.frame));
                 }
             }
+            Kind::Reply { .. } => {}
             Kind::Event | Kind::Direct(_) => self.pubsub.offer_frame(idx, w, ctx, &d.frame),
             Kind::Kick(_) => {}
         }

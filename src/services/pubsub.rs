@@ -120,6 +120,17 @@ pub fn offer(w: &mut Writer, ctx: &Ctx<'_>, id: u64, seq: u64, frame: &Arc<[u8]>
     }
 }
 
+/// Answer a call with `status` (a 503 says when to retry: the broker's reconnect backoff
+/// is short).
+fn answer_call_with(w: &mut Writer, ctx: &Ctx<'_>, status: u16, body: &[u8]) {
+    let extra = if status == 503 {
+        "Retry-After: 1\r\n"
+    } else {
+        ""
+    };
+    w.answer_poll(ctx, status, body, extra);
+}
+
 /// A subscription being answered.
 struct Settled<'a> {
     id: u64,
@@ -325,16 +336,19 @@ impl PubsubSide {
     /// A long poll `conn` accepted: its hold starts.
     pub fn poll_opened(&mut self, conn: u32) {
         self.local.set_poll(conn);
-        let hold_until = std::time::Instant::now() + self.spec.poll_hold;
-        self.polls.insert(
-            conn,
-            Poll {
-                items: Vec::new(),
-                due: false,
-                hold_until,
-                call: false,
-            },
-        );
+        self.wait(conn, self.spec.poll_hold, false);
+    }
+
+    /// Poll or call `conn` waits for its answer, `hold` at most.
+    fn wait(&mut self, conn: u32, hold: std::time::Duration, call: bool) {
+        let hold_until = std::time::Instant::now() + hold;
+        let p = Poll {
+            items: Vec::new(),
+            due: false,
+            hold_until,
+            call,
+        };
+        self.polls.insert(conn, p);
         self.poll_end(conn, hold_until);
     }
 
@@ -385,22 +399,14 @@ impl PubsubSide {
             }
         };
         let conn_id = self.local.join(conn);
-        match self
-            .spec
-            .backplane
-            .publish_for(topic, payload, (self.worker, conn, conn_id))
-        {
-            Ok(Some(p)) => {
-                ctx.metrics.client_publishes.inc();
-                let text = pubsub::reply_published(topic, p.seq, p.epoch);
-                w.answer_poll(ctx, 200, text.as_bytes(), "");
-            }
-            Ok(None) => {
-                ctx.metrics.client_publishes.inc();
-                self.await_broker(conn);
-            }
-            Err(e) => self.call_failed(w, ctx, &e),
+        let who = (self.worker, conn, conn_id);
+        let r = self.spec.backplane.publish_for(topic, payload, who);
+        if r.is_ok() {
+            ctx.metrics.client_publishes.inc();
         }
+        self.finish_call(conn, w, ctx, r, |p| {
+            pubsub::reply_published(topic, p.seq, p.epoch)
+        });
     }
 
     /// `GET /presence` on the data port: answered now (memory engine) or when the broker
@@ -418,35 +424,35 @@ impl PubsubSide {
             return w.answer_poll(ctx, 404, pubsub::reply_error(why).as_bytes(), "");
         }
         let conn_id = self.local.join(conn);
-        match self
+        let r = self
             .spec
             .backplane
-            .who_for(topic, list, (self.worker, conn, conn_id))
-        {
-            Ok(Some(r)) => {
-                use crate::backplane::presence::{report_json, CLIENT_MAX_MEMBERS};
-                let text = report_json(topic, &r, CLIENT_MAX_MEMBERS);
-                w.answer_poll(ctx, 200, text.as_bytes(), "");
-            }
-            Ok(None) => self.await_broker(conn),
-            Err(e) => self.call_failed(w, ctx, &e),
-        }
+            .who_for(topic, list, (self.worker, conn, conn_id));
+        self.finish_call(conn, w, ctx, r, |r| {
+            use crate::backplane::presence::{report_json, CLIENT_MAX_MEMBERS};
+            report_json(topic, &r, CLIENT_MAX_MEMBERS)
+        });
     }
 
-    fn call_failed(&self, w: &mut Writer, ctx: &Ctx<'_>, e: &crate::backplane::BackplaneError) {
-        let status = e.status();
-        let extra = if status == 503 {
-            "Retry-After: 1\r\n"
-        } else {
-            ""
-        };
-        ctx.metrics.control_errors.inc();
-        w.answer_poll(
-            ctx,
-            status,
-            pubsub::reply_error(&e.reason()).as_bytes(),
-            extra,
-        );
+    /// What the backplane said to a call: its answer now (200 with `json` of it), later
+    /// (parked until the broker's reply), or its refusal.
+    fn finish_call<T>(
+        &mut self,
+        conn: u32,
+        w: &mut Writer,
+        ctx: &Ctx<'_>,
+        r: Result<Option<T>, crate::backplane::BackplaneError>,
+        json: impl FnOnce(T) -> String,
+    ) {
+        match r {
+            Ok(Some(v)) => w.answer_poll(ctx, 200, json(v).as_bytes(), ""),
+            Ok(None) => self.await_broker(conn),
+            Err(e) => {
+                ctx.metrics.control_errors.inc();
+                let body = pubsub::reply_error(&e.reason());
+                answer_call_with(w, ctx, e.status(), body.as_bytes());
+            }
+        }
     }
 
     /// Note when poll `conn` is due at the latest. Entries of polls answered early stay
@@ -464,17 +470,7 @@ impl PubsubSide {
 
     /// Call `conn` waits for the broker's answer (a [`pubsub::Kind::Reply`]).
     fn await_broker(&mut self, conn: u32) {
-        let hold_until = std::time::Instant::now() + CALL_HOLD;
-        self.polls.insert(
-            conn,
-            Poll {
-                items: Vec::new(),
-                due: false,
-                hold_until,
-                call: true,
-            },
-        );
-        self.poll_end(conn, hold_until);
+        self.wait(conn, CALL_HOLD, true);
     }
 
     /// The broker answered call `conn`.
@@ -487,12 +483,7 @@ impl PubsubSide {
         body: &[u8],
     ) {
         if self.polls.remove(&conn).is_some() {
-            let extra = if status == 503 {
-                "Retry-After: 1\r\n"
-            } else {
-                ""
-            };
-            w.answer_poll(ctx, status, body, extra);
+            answer_call_with(w, ctx, status, body);
         }
     }
 

@@ -329,17 +329,7 @@ impl Writer {
         }
         self.enter(Phase::Finishing, ctx.now);
         self.write(ctx, |v| {
-            let reason = match status {
-                200 => "OK",
-                400 => "Bad Request",
-                403 => "Forbidden",
-                404 => "Not Found",
-                413 => "Content Too Large",
-                502 => "Bad Gateway",
-                503 => "Service Unavailable",
-                504 => "Gateway Timeout",
-                _ => "Error",
-            };
+            let reason = handshake::reason_phrase(status);
             v.extend_from_slice(
                 format!(
                     "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n\
@@ -694,20 +684,26 @@ impl Session {
         ctx: &Ctx<'_>,
         host: &mut impl Host,
     ) {
-        if kind == Plain::Preflight {
-            self.held = None;
-            ctx.metrics.preflights.inc();
-            return self.w.refuse(ctx, handshake::write_preflight);
-        }
-        if let Plain::MethodNotAllowed(allow) = kind {
-            self.held = None;
-            let e = crate::ws::Error::MethodNotGet;
-            metrics::handshake_failure(ctx.metrics, e);
-            ctx.refused(None, 405, e.reason());
-            return self
-                .w
-                .refuse(ctx, |v| handshake::write_method_not_allowed(v, allow));
-        }
+        // What the session answers itself, and the flags of what the service serves.
+        let flags = match kind {
+            Plain::Stream => STREAM,
+            Plain::Poll => POLL,
+            Plain::Call => POLL | CALL,
+            Plain::Preflight => {
+                self.held = None;
+                ctx.metrics.preflights.inc();
+                return self.w.refuse(ctx, handshake::write_preflight);
+            }
+            Plain::MethodNotAllowed(allow) => {
+                self.held = None;
+                let e = crate::ws::Error::MethodNotGet;
+                metrics::handshake_failure(ctx.metrics, e);
+                ctx.refused(None, 405, e.reason());
+                return self
+                    .w
+                    .refuse(ctx, |v| handshake::write_method_not_allowed(v, allow));
+            }
+        };
         if req.body_len > ctx.cfg.max_message as usize {
             self.held = None;
             let body = format!(
@@ -719,7 +715,7 @@ impl Session {
                 handshake::write_rejection(v, Rejection::PayloadTooLarge, &body)
             });
         }
-        if kind == Plain::Call && req.body_len > rest.len() {
+        if flags & CALL != 0 && req.body_len > rest.len() {
             // The body is still coming: hold what is in (bounded by --max-message and
             // the handshake timeout) and answer when the rest arrives.
             let mut h = Box::<Held>::default();
@@ -742,30 +738,20 @@ impl Session {
             }
             Answer::Accept | Answer::AcceptProtocol(_) => {
                 self.w.enter(Phase::Open, ctx.now);
-                self.w.flags |= match kind {
-                    Plain::Poll => COUNTED | POLL,
-                    Plain::Call => COUNTED | POLL | CALL,
-                    Plain::Stream | Plain::Preflight | Plain::MethodNotAllowed(_) => {
-                        COUNTED | STREAM
-                    }
-                };
+                self.w.flags |= COUNTED | flags;
                 ctx.metrics.transport_open(self.w.transport(), true);
-                match kind {
-                    Plain::Poll => {
-                        ctx.metrics.polls_opened.inc();
-                        host.on_open(&mut self.w, ctx);
-                    }
-                    Plain::Call => {
-                        ctx.metrics.calls.inc();
-                        let body = &rest[..req.body_len.min(rest.len())];
-                        host.on_call(&mut self.w, ctx, body);
-                    }
-                    Plain::Stream | Plain::Preflight | Plain::MethodNotAllowed(_) => {
-                        ctx.metrics.streams_opened.inc();
-                        let retry = ctx.cfg.stream_retry_ms;
-                        self.w.write(ctx, |v| sse::write_head(v, retry));
-                        host.on_open(&mut self.w, ctx);
-                    }
+                if flags & CALL != 0 {
+                    ctx.metrics.calls.inc();
+                    let body = &rest[..req.body_len.min(rest.len())];
+                    host.on_call(&mut self.w, ctx, body);
+                } else if flags & POLL != 0 {
+                    ctx.metrics.polls_opened.inc();
+                    host.on_open(&mut self.w, ctx);
+                } else {
+                    ctx.metrics.streams_opened.inc();
+                    let retry = ctx.cfg.stream_retry_ms;
+                    self.w.write(ctx, |v| sse::write_head(v, retry));
+                    host.on_open(&mut self.w, ctx);
                 }
             }
         }
@@ -944,6 +930,12 @@ impl Session {
             return;
         }
         ctx.closed(Side::Server, code.0, reason);
+        // A drain's reason carries its reconnect hint; streams and polls pass it on.
+        let hint = || {
+            serde_json::from_str::<serde_json::Value>(reason)
+                .ok()
+                .and_then(|v| v["reconnect_after_ms"].as_u64())
+        };
         if self.w.flags & POLL != 0 {
             if !self.w.is_poll() || self.w.flags & CALL != 0 {
                 // Answered already: it closes after its answer. A call is not cut short
@@ -951,9 +943,7 @@ impl Session {
                 return;
             }
             // A poll not answered yet: 503 with the reconnect hint as Retry-After.
-            let hint = serde_json::from_str::<serde_json::Value>(reason)
-                .ok()
-                .and_then(|v| v["reconnect_after_ms"].as_u64());
+            let hint = hint();
             let body = serde_json::json!({"code": code.0, "reason": reason}).to_string();
             let extra = hint.map_or(String::new(), |ms| {
                 format!("Retry-After: {}\r\n", ms.div_ceil(1000).max(1))
@@ -963,9 +953,7 @@ impl Session {
         if self.w.is_stream() {
             // No close handshake: the last event (with the reconnect hint of a drain), then
             // the end of the stream.
-            let hint = serde_json::from_str::<serde_json::Value>(reason)
-                .ok()
-                .and_then(|v| v["reconnect_after_ms"].as_u64());
+            let hint = hint();
             self.w.enter(Phase::Finishing, ctx.now);
             self.w
                 .write(ctx, |v| sse::write_close(v, code.0, reason, hint));

@@ -364,31 +364,24 @@ fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
     if body_len > 0 && (upgrade || method != "POST") {
         return Err(Error::RequestBodyNotAllowed);
     }
-    if !upgrade {
-        return Ok(Request {
-            method,
-            body_len,
-            path,
-            query,
-            host,
-            origin,
-            key: "",
-            fields,
-        });
-    }
-    if !upgrade_ws {
-        return Err(Error::MissingUpgradeWebsocket);
-    }
-    if !connection_upgrade {
-        return Err(Error::MissingConnectionUpgrade);
-    }
-    if version != Some("13") {
-        return Err(Error::UnsupportedWebSocketVersion);
-    }
-    let key = key.ok_or(Error::MissingKey)?;
-    if base64::decode_16(key.as_bytes()).is_none() {
-        return Err(Error::InvalidKey);
-    }
+    let key = if upgrade {
+        if !upgrade_ws {
+            return Err(Error::MissingUpgradeWebsocket);
+        }
+        if !connection_upgrade {
+            return Err(Error::MissingConnectionUpgrade);
+        }
+        if version != Some("13") {
+            return Err(Error::UnsupportedWebSocketVersion);
+        }
+        let key = key.ok_or(Error::MissingKey)?;
+        if base64::decode_16(key.as_bytes()).is_none() {
+            return Err(Error::InvalidKey);
+        }
+        key
+    } else {
+        ""
+    };
     Ok(Request {
         method,
         body_len,
@@ -456,8 +449,10 @@ impl Rejection {
     }
 }
 
-fn reason_phrase(status: u16) -> &'static str {
+/// The reason phrase of a status this server answers with.
+pub fn reason_phrase(status: u16) -> &'static str {
     match status {
+        200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -468,7 +463,9 @@ fn reason_phrase(status: u16) -> &'static str {
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "Error",
     }

@@ -20,6 +20,13 @@ fn ratio(a: &Value, b: &Value) -> String {
     }
 }
 
+/// A run's latency percentile `k` (recorded in µs) in ms.
+fn latency_ms(run: &Value, k: &str) -> String {
+    run["latency_us"][k]
+        .as_f64()
+        .map_or("—".into(), |v| format!("{:.1}", v / 1000.0))
+}
+
 /// The holdfast row's value of `key` matching `same` (e.g. the same connection count).
 fn holdfast<'a>(runs: &'a [Value], same: &dyn Fn(&Value) -> bool, key: &str) -> &'a Value {
     runs.iter()
@@ -240,11 +247,7 @@ pub(super) fn render(r: &Value) -> String {
                 },
                 "deliveries_per_server_cpu_s",
             );
-            let ms = |k: &str| {
-                x["latency_us"][k]
-                    .as_f64()
-                    .map_or("—".into(), |v| format!("{:.1}", v / 1000.0))
-            };
+            let ms = |k: &str| latency_ms(x, k);
             let _ = writeln!(
                 o,
                 "| {} | {} × {} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} / {} |",
@@ -338,11 +341,7 @@ pub(super) fn render(r: &Value) -> String {
                 &|y| y["subscribers"] == x["subscribers"] && y["publish_rate"] == x["publish_rate"],
                 "deliveries_per_server_cpu_s",
             );
-            let ms = |k: &str| {
-                x["latency_us"][k]
-                    .as_f64()
-                    .map_or("—".into(), |v| format!("{:.1}", v / 1000.0))
-            };
+            let ms = |k: &str| latency_ms(x, k);
             let _ = writeln!(
                 o,
                 "| {} | {} × {} | {} | {} | {} | {} / {} | {} / {} / {} / {} | {} |",

@@ -250,15 +250,11 @@ export class Client {
     query: Record<string, string>,
     body?: string | Uint8Array,
   ): Promise<any> {
-    const f = this.o.fetch ?? globalThis.fetch;
-    if (!f) throw new Error("no fetch: give options.fetch");
+    const f = this.fetcher();
     for (let attempt = 0; ; attempt++) {
-      const u = new URL(path, this.o.url);
-      for (const [k, v] of Object.entries(query)) u.searchParams.set(k, v);
       const token = await this.currentToken(attempt > 0);
-      if (token) u.searchParams.set("token", token);
       // No custom headers: a simple request, so a browser sends no preflight.
-      const r = await f(u.toString().replace(/%3A/g, ":"), { method, body: body as BodyInit | undefined });
+      const r = await f(this.apiUrl(path, query, token), { method, body: body as BodyInit | undefined });
       const text = await r.text();
       let v: any;
       try {
@@ -272,6 +268,14 @@ export class Client {
       e.status = r.status;
       throw e;
     }
+  }
+
+  /** The URL of a call on the HTTP API: `path?query&token=`. */
+  private apiUrl(path: string, query: Record<string, string>, token: string | undefined): string {
+    const u = new URL(path, this.o.url);
+    for (const [k, v] of Object.entries(query)) u.searchParams.set(k, v);
+    if (token) u.searchParams.set("token", token);
+    return u.toString().replace(/%3A/g, ":");
   }
 
   /** Close for good. */
@@ -439,14 +443,9 @@ export class Client {
 
   /** Whether the server refuses `token` (401 on a cheap API call; false if unsure). */
   private async tokenRefused(token: string): Promise<boolean> {
-    const f = this.o.fetch ?? globalThis.fetch;
-    if (!f) return false;
     try {
-      const u = new URL("/presence", this.o.url);
-      u.searchParams.set("topic", "holdfast-token-probe");
-      u.searchParams.set("members", "0");
-      u.searchParams.set("token", token);
-      const r = await f(u.toString(), { method: "GET" });
+      const query = { topic: "holdfast-token-probe", members: "0" };
+      const r = await this.fetcher()(this.apiUrl("/presence", query, token), { method: "GET" });
       await r.text().catch(() => "");
       return r.status === 401;
     } catch {
