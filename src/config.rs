@@ -94,6 +94,17 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = 5.0, value_parser = crate::units::secs)]
     pub drain_grace: f64,
 
+    /// The binary a live upgrade (SIGUSR2, `holdfast upgrade`, POST /upgrade) starts, with
+    /// this process's arguments; default: the path this process was started from (so a
+    /// new binary installed there is the one started).
+    #[arg(long)]
+    pub upgrade_binary: Option<PathBuf>,
+
+    /// Seconds a live upgrade may take to move every connection; what is left after it
+    /// (and TLS connections, which are not moved) is drained.
+    #[arg(long, default_value_t = 60.0, value_parser = crate::units::secs)]
+    pub upgrade_timeout: f64,
+
     /// SO_SNDBUF for client sockets in bytes (0: kernel default, autotuned).
     #[arg(long, default_value_t = 0, value_parser = crate::units::bytes_u32)]
     pub sndbuf: u32,

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod backplane;
 pub mod budget;
 pub mod config;
+pub mod handover;
 pub mod histograms;
 pub mod io;
 pub mod jitter;

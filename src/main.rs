@@ -27,6 +27,25 @@ enum Command {
     Tune(Tune),
     /// Size memory, CPU, descriptors, ports and nodes for a connection target.
     Plan(holdfast::plan::PlanArgs),
+    /// Upgrade a running server to the binary at its path without closing a connection:
+    /// it starts the new binary and hands it its listeners and every connection.
+    Upgrade(UpgradeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UpgradeArgs {
+    /// Send SIGUSR2 to this process (e.g. systemd's $MAINPID) instead of using the admin API.
+    #[arg(long, conflicts_with = "admin")]
+    pid: Option<u32>,
+    /// The server's admin listener.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin: std::net::SocketAddr,
+    /// A file holding the admin bearer token (--admin-token-file of the server).
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
+    /// Seconds to wait for the upgrade to finish (with --admin).
+    #[arg(long, default_value_t = 120.0)]
+    timeout: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +175,88 @@ fn run_plan(a: holdfast::plan::PlanArgs) {
     }
 }
 
+/// One admin request; returns (status, body).
+fn admin_call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((status, body))
+}
+
+fn run_upgrade(a: UpgradeArgs) {
+    if let Some(pid) = a.pid {
+        match holdfast::io::sys::kill(pid, libc::SIGUSR2) {
+            Ok(()) => {
+                println!("sent SIGUSR2 to {pid}: the upgrade's progress is in its log and metrics")
+            }
+            Err(e) => fail(&format!("cannot signal {pid}: {e}"), 1),
+        }
+        return;
+    }
+    let token = a.token_file.as_ref().map(|p| {
+        std::fs::read_to_string(p)
+            .unwrap_or_else(|e| fail(&format!("{}: {e}", p.display()), 2))
+            .trim()
+            .to_string()
+    });
+    let call = |m: &str| {
+        admin_call(a.admin, m, "/upgrade", token.as_deref())
+            .unwrap_or_else(|e| fail(&format!("admin API at {}: {e}", a.admin), 1))
+    };
+    let (status, body) = call("POST");
+    if status != 202 {
+        fail(&format!("upgrade refused ({status}): {}", body.trim()), 1);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(a.timeout);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        // The old process answers until it exits; the new one answers on the same port.
+        let Ok((200, body)) = admin_call(a.admin, "GET", "/upgrade", token.as_deref()) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let state = v["state"].as_str().unwrap_or("?").to_string();
+        if body != last {
+            println!("{}", body.trim());
+            last = body.clone();
+        }
+        match state.as_str() {
+            "done" => return,
+            "failed" => fail(&format!("upgrade failed: {}", v["error"]), 1),
+            // The new process answers `idle` (it has run no upgrade itself): the old one
+            // is gone, so the hand-over completed.
+            "idle" => return println!("the new process answers; the old one has left"),
+            _ => {}
+        }
+    }
+    fail(
+        "the upgrade did not finish in time (see the server's log)",
+        1,
+    );
+}
+
 fn main() {
     let args = match holdfast::config::merge_config_file(std::env::args().collect()) {
         Ok(a) => a,
@@ -168,6 +269,7 @@ fn main() {
     match cli.command {
         Command::Tune(t) => run_tune(t),
         Command::Plan(a) => run_plan(a),
+        Command::Upgrade(a) => run_upgrade(a),
         Command::Serve(cfg) => {
             holdfast::logging::init(cfg.log_format);
             if let Err(msg) = holdfast::server::serve(*cfg) {

@@ -180,6 +180,10 @@ pub struct WorkerMetrics {
     pub idle_timeouts: Counter,
     /// Connections closed as slow consumers (1008).
     pub slow_consumers: Counter,
+    /// Connections handed to a new process (a binary upgrade), acknowledged by it.
+    pub handover_moved: Counter,
+    /// Connections taken over from the previous process.
+    pub handover_adopted: Counter,
     /// Gauge: bytes queued for sending across this worker's connections.
     pub outbound_bytes: Counter,
     /// Refusals by policy, by [`Limit`].
@@ -383,7 +387,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 37] = [
+    let simple: [Family; 39] = [
         (
             "connections_open",
             "gauge",
@@ -488,6 +492,18 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "counter",
             "Connections closed as slow consumers (1008): echo queues over the cap, and subscribers under the close policy.",
             |w| w.slow_consumers.get(),
+        ),
+        (
+            "handover_connections_moved_total",
+            "counter",
+            "Connections handed to a new process by a live upgrade (acknowledged by it).",
+            |w| w.handover_moved.get(),
+        ),
+        (
+            "handover_connections_adopted_total",
+            "counter",
+            "Connections taken over from the previous process by a live upgrade.",
+            |w| w.handover_adopted.get(),
         ),
         (
             "outbound_queue_bytes",

@@ -65,6 +65,18 @@ fn ticks(secs: f64) -> u32 {
 /// Run the server until it has drained. Returns an error message for a failed start.
 pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     cfg.validate()?;
+    // Started by a live upgrade: the old process hands over its listeners and topics
+    // before anything here starts.
+    let inherited = crate::handover::child::Inherited::take()
+        .map_err(|e| ServeError::Setup(format!("live upgrade: {e}")))?;
+    if let Some(i) = &inherited {
+        tracing::info!(
+            listeners = i.data.len(),
+            topics = i.topics.len(),
+            "live upgrade: took the listeners over from the previous process"
+        );
+    }
+    let mut inherited = inherited;
     let admin_addr = cfg.admin_addr()?;
     let metrics_addr = cfg.metrics_addr()?;
     let admin_token = cfg.admin_token()?;
@@ -139,7 +151,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         sndbuf: cfg.sndbuf,
         rcvbuf: cfg.rcvbuf,
     };
-    if !cfg.share_port && listener::port_taken(cfg.listen) {
+    if !cfg.share_port && inherited.is_none() && listener::port_taken(cfg.listen) {
         return Err(ServeError::Setup(format!(
             "{} is already in use by another process: a second server would share it through \
              SO_REUSEPORT and silently take part of the new connections. Stop the other one, \
@@ -147,8 +159,32 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             cfg.listen
         )));
     }
-    let (listeners, bound) = listener::bind_group(cfg.listen, workers, opts)
-        .map_err(|e| ServeError::Listen(cfg.listen, e))?;
+    let (listeners, bound) = match inherited.as_mut() {
+        None => listener::bind_group(cfg.listen, workers, opts)
+            .map_err(|e| ServeError::Listen(cfg.listen, e))?,
+        Some(i) => {
+            // The previous process's SO_REUSEPORT group: worker w accepts on socket
+            // w mod n (several workers may share one); sockets beyond the workers close
+            // (with net.ipv4.tcp_migrate_req=1 their queues move to the others).
+            let group = std::mem::take(&mut i.data);
+            let bound = group[0]
+                .local_addr()
+                .map_err(|e| ServeError::Listen(cfg.listen, e))?;
+            let mut ls = Vec::with_capacity(workers);
+            for w in 0..workers {
+                ls.push(
+                    group[w % group.len()]
+                        .try_clone()
+                        .map_err(|e| ServeError::Resources("a listener", e))?,
+                );
+            }
+            (ls, bound)
+        }
+    };
+    let data_fds: Vec<std::os::fd::RawFd> = listeners
+        .iter()
+        .map(std::os::fd::AsRawFd::as_raw_fd)
+        .collect();
 
     let settings = Settings {
         session: session::Config {
@@ -212,6 +248,11 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     );
     let memory = Arc::new(MemoryBudget::new(memory_limit, workers));
     hub.attach_budget(memory.clone());
+    if let Some(i) = inherited.as_mut() {
+        let n = hub.restore(std::mem::take(&mut i.topics));
+        tracing::info!(topics = n, "live upgrade: took the topics' numbering over");
+    }
+    let links = Arc::new(crate::handover::Links::new(&wakers));
     let backplane = crate::backplane::Backplane::start(cfg.backplane_options()?, hub.clone())
         .map_err(|e| ServeError::Resources("the backplane thread", e))?;
     tracing::info!(
@@ -239,6 +280,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         token: admin_token,
         request_deadline: std::time::Duration::from_secs_f64(cfg.admin_request_timeout),
         tls: tls.as_ref().map(|(s, _)| s.clone()),
+        upgrader: std::sync::OnceLock::new(),
     });
 
     let ip_table = (cfg.max_per_ip > 0).then(|| Arc::new(IpTable::new(cfg.max_per_ip)));
@@ -273,6 +315,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             life: life.clone(),
             panic_at_tick: (fault_worker == Some(p.worker)).then_some(5),
             tls: tls.as_ref().map(|(_, c)| c.clone()),
+            link: Some(links.workers[p.worker].clone()),
         };
         let svc = ServicesSpec {
             edge: edge.clone(),
@@ -317,16 +360,43 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         }
     }
 
+    let mut admin_fd = None;
     if let Some(addr) = admin_addr {
-        let a = admin::spawn(addr, state.clone(), admin::Role::Admin)
+        let l = match inherited.as_mut().and_then(|i| i.admin.take()) {
+            Some(l) => l,
+            None => std::net::TcpListener::bind(addr).map_err(|e| ServeError::Admin(addr, e))?,
+        };
+        let (a, fd) = admin::spawn_on(l, state.clone(), admin::Role::Admin)
             .map_err(|e| ServeError::Admin(addr, e))?;
-        println!("admin listening on {a}");
+        admin_fd = Some(fd);
+        say(&format!("admin listening on {a}"));
     }
+    let mut metrics_fd = None;
     if let Some(addr) = metrics_addr {
-        let a = admin::spawn(addr, state.clone(), admin::Role::Observe)
+        let l = match inherited.as_mut().and_then(|i| i.metrics.take()) {
+            Some(l) => l,
+            None => std::net::TcpListener::bind(addr).map_err(|e| ServeError::Admin(addr, e))?,
+        };
+        let (a, fd) = admin::spawn_on(l, state.clone(), admin::Role::Observe)
             .map_err(|e| ServeError::Admin(addr, e))?;
-        println!("metrics listening on {a}");
+        metrics_fd = Some(fd);
+        say(&format!("metrics listening on {a}"));
     }
+    let upgrader = crate::handover::parent::Upgrader::new(
+        crate::handover::parent::Plan {
+            binary: cfg.upgrade_binary.clone().unwrap_or_else(started_from),
+            args: std::env::args_os().skip(1).collect(),
+            data: data_fds,
+            admin: admin_fd,
+            metrics: metrics_fd,
+            broker: backplane.is_broker(),
+            timeout: std::time::Duration::from_secs_f64(cfg.upgrade_timeout),
+        },
+        links.clone(),
+        hub.clone(),
+        life.clone(),
+    );
+    let _ = state.upgrader.set(upgrader.clone());
     // The three `… listening on` lines on stdout are the contract scripts and tests read;
     // the log gets one structured line.
     tracing::info!(workers, listen = %bound, admin = ?admin_addr, metrics = ?metrics_addr, "serving");
@@ -338,8 +408,14 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         .rss_baseline
         .store(idle, std::sync::atomic::Ordering::Relaxed);
     // Tests and scripts read this line to find an ephemeral port.
-    println!("listening on {bound}");
-    crate::notify::notify(&format!("READY=1\nSTATUS=serving on {bound}"));
+    say(&format!("listening on {bound}"));
+    match inherited {
+        // systemd hears from this process (MAINPID) once the old one has handed over.
+        Some(i) => i
+            .serve(links.clone())
+            .map_err(|e| ServeError::Setup(format!("live upgrade: {e}")))?,
+        None => crate::notify::notify(&format!("READY=1\nSTATUS=serving on {bound}")),
+    }
     crate::notify::spawn(metrics.clone());
 
     let sig_life = life.clone();
@@ -352,6 +428,13 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
                 let sig = io::sys::wait_for_signal();
                 if sig == libc::SIGHUP {
                     reload(store.as_deref());
+                    continue;
+                }
+                if sig == libc::SIGUSR2 {
+                    match upgrader.start() {
+                        Ok(()) => tracing::info!("SIGUSR2: live upgrade started"),
+                        Err(why) => tracing::warn!("SIGUSR2: no live upgrade: {why}"),
+                    }
                     continue;
                 }
                 if draining {
@@ -382,6 +465,29 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     tracing::info!("drained; exiting");
     crate::logging::flush();
     Ok(())
+}
+
+/// A line on stdout (the addresses scripts read). A stdout nobody reads any more (a closed
+/// pipe: a process started by a live upgrade inherits its parent's) is not a reason to
+/// fail, so errors are ignored rather than panicking as `println!` would.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// The path this process was started from (argv[0] made absolute, not resolved through
+/// /proc/self/exe: a new binary installed at that path is what an upgrade should start).
+fn started_from() -> std::path::PathBuf {
+    let argv0 = std::env::args_os().next().map(std::path::PathBuf::from);
+    match argv0 {
+        Some(p) if p.components().count() > 1 => match std::env::current_dir() {
+            Ok(cwd) => cwd.join(p),
+            Err(_) => p,
+        },
+        _ => std::env::current_exe().unwrap_or_else(|_| "holdfast".into()),
+    }
 }
 
 /// SIGHUP: read the TLS certificate and key again (new handshakes use them; established

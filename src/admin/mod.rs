@@ -52,6 +52,8 @@ pub struct State {
     pub request_deadline: Duration,
     /// The TLS certificate store, when TLS is on (for its metrics).
     pub tls: Option<Arc<crate::tls::CertStore>>,
+    /// Live upgrades (`POST /upgrade`, `GET /upgrade`), once the server is up.
+    pub upgrader: std::sync::OnceLock<Arc<crate::handover::parent::Upgrader>>,
 }
 
 /// What a listener serves.
@@ -65,8 +67,20 @@ pub enum Role {
 
 /// Bind a listener with `role` and serve it on background threads.
 pub fn spawn(addr: SocketAddr, shared: Arc<State>, role: Role) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+    spawn_on(TcpListener::bind(addr)?, shared, role).map(|(a, _)| a)
+}
+
+/// Serve `listener` (bound here, or handed over by the previous process in a live upgrade)
+/// with `role` on background threads; returns its address and descriptor (which stays
+/// open for as long as the process runs, for the next upgrade to hand over).
+pub fn spawn_on(
+    listener: TcpListener,
+    shared: Arc<State>,
+    role: Role,
+) -> std::io::Result<(SocketAddr, std::os::fd::RawFd)> {
+    use std::os::fd::AsRawFd;
     let local = listener.local_addr()?;
+    let fd = listener.as_raw_fd();
     let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("holdfast-admin".into())
@@ -107,7 +121,7 @@ pub fn spawn(addr: SocketAddr, shared: Arc<State>, role: Role) -> std::io::Resul
                 }
             }
         })?;
-    Ok(local)
+    Ok((local, fd))
 }
 
 fn serve_connection(mut stream: TcpStream, shared: &State, role: Role) -> std::io::Result<()> {
@@ -224,7 +238,7 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
     let draining = shared.life.draining();
     let control = matches!(
         req.path.as_str(),
-        "/drain" | "/publish" | "/topics" | "/presence" | "/users/disconnect"
+        "/drain" | "/publish" | "/topics" | "/presence" | "/users/disconnect" | "/upgrade"
     );
     if control && role == Role::Observe {
         return (
@@ -255,6 +269,9 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
             crate::histograms::render(&mut text, &hists);
             metrics::render_storm(&mut text, shared.storm.get());
             metrics::render_limit(&mut text, shared.max_connections);
+            if let Some(u) = shared.upgrader.get() {
+                u.render(&mut text);
+            }
             let baseline = shared
                 .rss_baseline
                 .load(std::sync::atomic::Ordering::Relaxed);
@@ -272,6 +289,28 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
             }
             (202, "text/plain", "draining\n".to_string())
         }
+        ("POST", "/upgrade") => match shared.upgrader.get() {
+            None => (
+                503,
+                "text/plain",
+                "not ready for upgrades yet\n".to_string(),
+            ),
+            Some(u) => match u.start() {
+                Ok(()) => {
+                    tracing::info!("live upgrade requested through the admin API");
+                    (202, "application/json", u.status().json())
+                }
+                Err(why) => (409, "text/plain", format!("{why}\n")),
+            },
+        },
+        ("GET", "/upgrade") => match shared.upgrader.get() {
+            None => (
+                503,
+                "text/plain",
+                "not ready for upgrades yet\n".to_string(),
+            ),
+            Some(u) => (200, "application/json", u.status().json()),
+        },
         ("POST", "/publish") => publish(req, shared),
         ("GET", "/topics") => (200, "application/json", topics_json(shared)),
         ("GET", "/presence") => presence(req, shared),
@@ -279,7 +318,7 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
         (
             _,
             "/metrics" | "/healthz" | "/readyz" | "/drain" | "/publish" | "/topics" | "/presence"
-            | "/users/disconnect",
+            | "/users/disconnect" | "/upgrade",
         ) => (405, "text/plain", "method not allowed\n".to_string()),
         _ => (404, "text/plain", "not found\n".to_string()),
     }

@@ -156,6 +156,16 @@ impl Grants {
         }
     }
 
+    /// Its text form (one `s|p <TAB> pattern` per line), for handing a connection over.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Grants from [`Grants::text`].
+    pub fn from_text(text: &str) -> Self {
+        Self { text: text.into() }
+    }
+
     /// Holders of this copy.
     pub fn holders(&self) -> usize {
         Arc::strong_count(&self.text)

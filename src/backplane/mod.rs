@@ -85,7 +85,11 @@ impl BackplaneError {
         match self {
             Self::Unavailable(_) => 503,
             Self::Refused(TopicError::TooLargeToDeliver { .. }) => 413,
-            Self::Refused(TopicError::Overloaded { .. } | TopicError::MemoryBudget { .. }) => 503,
+            Self::Refused(
+                TopicError::Overloaded { .. }
+                | TopicError::MemoryBudget { .. }
+                | TopicError::HandingOver,
+            ) => 503,
             Self::Refused(_) => 400,
             Self::Broker(_) => 502,
         }

@@ -11,6 +11,7 @@
 
 pub mod bufring;
 pub mod listener;
+pub mod passfd;
 pub mod ring;
 pub mod socket;
 pub mod sys;

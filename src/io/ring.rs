@@ -107,6 +107,9 @@ pub enum Extra {
     Sent(SendBuf),
     /// An accept's peer address (when the kernel gave one).
     Peer(Option<SocketAddr>),
+    /// Descriptors given to [`Ring::adopt_fds`]: those placed now hold their slot numbers
+    /// (the completion's result says how many were placed, from the first).
+    Adopted(Vec<RawFd>),
 }
 
 /// One completion, decoded.
@@ -143,6 +146,8 @@ pub struct Ring {
     uring: IoUring,
     pool: BufPool,
     sends: Slab<InflightSend>,
+    /// Descriptor lists the kernel writes slot numbers into, until their update completes.
+    adoptions: Slab<(Token, Vec<RawFd>)>,
     accepts: Box<[AddrSlot]>,
     // Boxed on purpose: connect chains point into each address while the Vec grows.
     #[allow(clippy::vec_box)]
@@ -176,6 +181,7 @@ impl Ring {
             uring,
             pool,
             sends: Slab::new(),
+            adoptions: Slab::new(),
             accepts: Box::new([]),
             addrs: Vec::new(),
             backlog: VecDeque::new(),
@@ -381,6 +387,19 @@ impl Ring {
         };
         let extra = match token.op {
             Op::Send => return self.on_send(token.index as usize, res),
+            Op::Adopt => {
+                let key = token.index as usize;
+                if !self.adoptions.contains(key) {
+                    return None;
+                }
+                let (owner, fds) = self.adoptions.remove(key);
+                return Some(Completion {
+                    token: owner,
+                    res,
+                    flags,
+                    extra: Extra::Adopted(fds),
+                });
+            }
             Op::Accept => {
                 // Never drop an accept's completion: a socket it installed must reach the
                 // owner even if the address slots are gone (then without a peer address).
@@ -516,6 +535,42 @@ impl Ring {
         let sqe = opcode::Close::new(types::Fixed(slot))
             .build()
             .user_data(token.encode());
+        self.push_chain(&[sqe]);
+    }
+
+    /// Install the direct descriptor in `slot` as a regular descriptor of this process
+    /// (close-on-exec), for passing it to another process: the completion's result is the
+    /// new descriptor (IORING_OP_FIXED_FD_INSTALL, Linux 6.8). The slot keeps its socket.
+    pub fn install_fd(&mut self, slot: u32, token: Token) {
+        let sqe = opcode::FixedFdInstall::new(types::Fixed(slot), 0)
+            .build()
+            .user_data(token.with_op(Op::Install).encode());
+        self.push_chain(&[sqe]);
+    }
+
+    /// Place regular descriptors `fds` into free slots of the file table (the kernel picks
+    /// them, IORING_FILE_INDEX_ALLOC). The completion carries `owner` and
+    /// [`Extra::Adopted`] with each placed descriptor replaced by its slot; the result is
+    /// how many were placed (from the first) or an error. The caller still owns (and
+    /// closes) the regular descriptors: the table holds its own reference.
+    pub fn adopt_fds(&mut self, fds: Vec<RawFd>, owner: Token) {
+        let key = self.adoptions.insert((owner, fds));
+        let list = &self.adoptions[key].1;
+        // The list's heap buffer does not move while it sits in the slab (the Vec is never
+        // touched until its completion removes it), so the kernel may write into it.
+        let sqe = opcode::FilesUpdate::new(list.as_ptr(), list.len() as u32)
+            .offset(libc::c_int::from(-1i8)) // IORING_FILE_INDEX_ALLOC (~0U)
+            .build()
+            .user_data(Token::new(Op::Adopt, key as u32, 0).encode());
+        self.push_chain(&[sqe]);
+    }
+
+    /// Cancel the operation submitted with `target` (its completion comes back with
+    /// ECANCELED, or as it would anyway if it already finished).
+    pub fn cancel(&mut self, target: Token) {
+        let sqe = opcode::AsyncCancel::new(target.encode())
+            .build()
+            .user_data(target.with_op(Op::Ignore).encode());
         self.push_chain(&[sqe]);
     }
 

@@ -227,6 +227,8 @@ impl Socket {
             // Nothing (more) to read: the armed poll announces the next input, unless
             // readiness came while this receive was in flight (AGAIN is set then).
             libc::EAGAIN if mode == ReadMode::Poll => Read::Nothing,
+            // The armed receive was cancelled on purpose (a hand-over pauses reading).
+            libc::ECANCELED => Read::Nothing,
             libc::ENOBUFS => {
                 // Every provided buffer was in use (buffers go back as each completion is
                 // handled): ask again.
@@ -250,6 +252,19 @@ impl Socket {
             }
             ReadMode::Recv => self.arm(ring, mode, idx),
             ReadMode::Poll => {}
+        }
+    }
+
+    /// Stop reading (a hand-over): remove the armed poll or cancel the armed receive. The
+    /// read side is idle once its completion arrives ([`Socket::reading`] turns false);
+    /// [`Socket::arm`] starts it again.
+    pub fn pause(&mut self, ring: &mut Ring, mode: ReadMode, idx: u32) {
+        if self.flags() & ARMED == 0 || self.closing() {
+            return;
+        }
+        match mode {
+            ReadMode::Poll => ring.poll_remove(self.token(Op::Poll, idx)),
+            ReadMode::Recv => ring.cancel(self.token(Op::Recv, idx)),
         }
     }
 

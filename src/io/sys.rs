@@ -28,6 +28,7 @@ pub fn block_signals() {
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
@@ -51,7 +52,7 @@ pub fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Wait for SIGTERM, SIGINT or SIGHUP (blocked by [`block_signals`]); returns the signal
+/// Wait for SIGTERM, SIGINT, SIGHUP or SIGUSR2 (blocked by [`block_signals`]); returns the signal
 /// number.
 pub fn wait_for_signal() -> i32 {
     // SAFETY: as in block_signals; sigwait writes the signal number into `sig`.
@@ -61,10 +62,30 @@ pub fn wait_for_signal() -> i32 {
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
         let mut sig = 0;
         libc::sigwait(&set, &mut sig);
         sig
     }
+}
+
+/// Let `fd` survive an exec (clear close-on-exec): the hand-over's socket for the new
+/// binary.
+pub fn inheritable(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor the caller owns; F_SETFD with 0 clears FD_CLOEXEC only.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Send `sig` to process `pid`.
+pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
+    if unsafe { libc::kill(pid as libc::pid_t, sig) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A non-blocking eventfd for a ring to signal completions on.

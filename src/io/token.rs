@@ -30,10 +30,16 @@ pub enum Op {
     Step = 9,
     /// The last link of a client's connect chain (connect).
     Connect = 10,
+    /// A connection's direct descriptor installed as a regular one, for the hand-over
+    /// (result: the new descriptor).
+    Install = 11,
+    /// Regular descriptors placed into free slots of a file table (the hand-over's
+    /// receiving side; index: the owner's batch).
+    Adopt = 12,
 }
 
 impl Op {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 12] = [
         Self::Accept,
         Self::Recv,
         Self::Send,
@@ -44,6 +50,8 @@ impl Op {
         Self::Poll,
         Self::Step,
         Self::Connect,
+        Self::Install,
+        Self::Adopt,
     ];
 }
 

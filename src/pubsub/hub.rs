@@ -310,6 +310,8 @@ pub struct Hub {
     budget: OnceLock<Arc<MemoryBudget>>,
     /// The backplane that numbers messages, if any.
     external: OnceLock<Box<dyn Fn(Need) + Send + Sync>>,
+    /// Numbering has moved to a new process (a hand-over): publishes are refused.
+    frozen: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Hub {
@@ -384,6 +386,7 @@ impl Hub {
             queued_deliveries,
             budget: OnceLock::new(),
             external: OnceLock::new(),
+            frozen: std::sync::atomic::AtomicBool::new(false),
         };
         (Arc::new(hub), receivers)
     }
@@ -398,6 +401,58 @@ impl Hub {
     /// [`Hub::publish`] is not used (a publish goes to the broker).
     pub fn attach_external(&self, need: Box<dyn Fn(Need) + Send + Sync>) {
         let _ = self.external.set(need);
+    }
+
+    /// Stop numbering (a hand-over): from now on every publish is refused with
+    /// [`TopicError::HandingOver`]; returns every topic with its numbering and window, for
+    /// the new process. Taken under the topics' lock, so no message is numbered after it.
+    pub fn freeze(&self) -> Vec<crate::handover::format::TopicSnap> {
+        let t = self.lock();
+        self.frozen.store(true, Ordering::Relaxed);
+        t.map
+            .values()
+            .map(|st| crate::handover::format::TopicSnap {
+                name: st.name.to_string(),
+                epoch: st.epoch,
+                last: st.replay.last(),
+                frames: st.replay.frames().map(|(s, f)| (*s, f.to_vec())).collect(),
+            })
+            .collect()
+    }
+
+    /// Number again (the hand-over failed and this process serves on).
+    pub fn thaw(&self) {
+        self.frozen.store(false, Ordering::Relaxed);
+    }
+
+    /// Take up topics numbered by the previous process ([`Hub::freeze`] there): each keeps
+    /// its epoch, its newest number and its window, so connections handed over resume
+    /// from their positions. Topics known here already are left as they are.
+    pub fn restore(&self, list: Vec<crate::handover::format::TopicSnap>) -> usize {
+        let mut guard = self.lock();
+        let t = &mut *guard;
+        let mut n = 0;
+        for snap in list {
+            if t.map.contains_key(snap.name.as_str()) {
+                continue;
+            }
+            if self.state(t, &snap.name, snap.last > 0).is_err() {
+                continue; // over --max-topics here: its subscribers resume with a reset
+            }
+            let name: Arc<str> = snap.name.as_str().into();
+            if let Some(st) = t.map.get_mut(&name) {
+                st.epoch = snap.epoch;
+                if snap.frames.first().is_none_or(|(s, _)| *s > 1) {
+                    let start = snap.frames.first().map_or(snap.last, |(s, _)| s - 1);
+                    st.replay.restart(start);
+                }
+            }
+            for (seq, frame) in snap.frames {
+                self.record(t, &snap.name, seq, frame.into(), None, None);
+            }
+            n += 1;
+        }
+        n
     }
 
     /// Whether a backplane numbers messages.
@@ -506,6 +561,9 @@ impl Hub {
             if let Some((w, _)) = full {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(TopicError::Overloaded { worker: w });
+            }
+            if self.frozen.load(Ordering::Relaxed) {
+                return Err(TopicError::HandingOver);
             }
             let st = self.state(t, topic, true)?;
             let seq = st.replay.next_seq();

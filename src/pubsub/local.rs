@@ -22,6 +22,8 @@ pub struct LocalTopic {
     pub subs: HashMap<u32, u64>,
     /// The topic's epoch as last told (for event-stream cursors).
     pub epoch: u64,
+    /// The newest number this worker offered its subscribers (a hand-over's position).
+    pub last: u64,
 }
 
 /// A subscription's `after` while it waits for the backplane to bring its topic's
@@ -116,6 +118,9 @@ impl LocalSubs {
     /// Record topic `id`'s epoch (for cursors).
     pub fn set_epoch(&mut self, id: TopicId, epoch: u64) {
         if let Some(t) = self.topics.get_mut(&id) {
+            if t.epoch != epoch {
+                t.last = 0; // numbers of another epoch
+            }
             t.epoch = epoch;
         }
     }
@@ -190,6 +195,24 @@ impl LocalSubs {
         }
     }
 
+    /// `conn`'s settled subscriptions as (topic, epoch, last number queued to it), and
+    /// whether it has a pending one (which cannot be handed over yet).
+    pub fn positions(&self, conn: u32) -> (Vec<(Box<str>, u64, u64)>, bool) {
+        let mut pending = false;
+        let mut out = Vec::new();
+        for id in self.topics_of(conn) {
+            let Some(t) = self.topics.get(id) else {
+                continue;
+            };
+            match t.subs.get(&conn) {
+                Some(&PENDING) => pending = true,
+                Some(&after) => out.push((t.name.clone(), t.epoch, after.max(t.last))),
+                None => {}
+            }
+        }
+        (out, pending)
+    }
+
     /// Whether `conn` is a pub/sub connection.
     pub fn is_member(&self, conn: u32) -> bool {
         !self.conns.is_empty() && self.conns.contains_key(&conn)
@@ -216,6 +239,7 @@ impl LocalSubs {
             policy,
             subs: HashMap::new(),
             epoch: 0,
+            last: 0,
         });
         let new = t.subs.insert(conn, after).is_none();
         if new {
@@ -271,9 +295,10 @@ impl LocalSubs {
     }
 
     /// Fill `out` with the connections that take message `seq` of topic `id` live.
-    pub fn recipients(&self, id: TopicId, seq: u64, out: &mut Vec<u32>) {
+    pub fn recipients(&mut self, id: TopicId, seq: u64, out: &mut Vec<u32>) {
         out.clear();
-        if let Some(t) = self.topics.get(&id) {
+        if let Some(t) = self.topics.get_mut(&id) {
+            t.last = t.last.max(seq);
             out.extend(
                 t.subs
                     .iter()

@@ -78,6 +78,11 @@ impl Replay {
         self.last + 1
     }
 
+    /// The window, oldest first.
+    pub fn frames(&self) -> impl Iterator<Item = &(u64, Arc<[u8]>)> {
+        self.frames.iter()
+    }
+
     /// The newest sequence number (0: nothing published yet).
     pub fn last(&self) -> u64 {
         self.last

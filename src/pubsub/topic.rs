@@ -61,6 +61,9 @@ pub enum TopicError {
         /// The budget, bytes.
         max: usize,
     },
+    /// The process is handing its topics to a new process (a binary upgrade): retry in a
+    /// moment (the new process numbers them).
+    HandingOver,
 }
 
 impl TopicError {
@@ -82,6 +85,7 @@ impl TopicError {
                 "overloaded (the server's memory budget of {max} bytes is exhausted; retry \
                  later)"
             ),
+            Self::HandingOver => "handing_over (the server is upgrading; retry in a second)".into(),
             Self::Overloaded { worker } => {
                 format!("overloaded (worker {worker}'s delivery queue is full; retry later)")
             }

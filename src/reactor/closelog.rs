@@ -183,6 +183,14 @@ impl CloseLog {
         self.lines.tick();
     }
 
+    /// Connection `idx` left for another process (a hand-over): not a close, no line.
+    pub fn forget(&mut self, idx: u32) {
+        if let Some(word) = self.traced.get_mut(idx as usize / 64) {
+            *word &= !(1 << (idx % 64));
+        }
+        self.records.remove(&idx);
+    }
+
     /// Connection `idx` is released: write its line (if traced and the bucket allows) and
     /// record its lifetime (WebSockets only, weighted by the sampling factor).
     pub fn on_release(

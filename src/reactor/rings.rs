@@ -190,6 +190,30 @@ impl Rings {
         }
     }
 
+    /// A ring whose table can take `n` more connections (adding one if the connection
+    /// target allows), for connections handed over from the previous process.
+    pub fn room_for(&mut self, n: usize, worker: usize) -> Option<usize> {
+        let table = self.plan.table as usize;
+        if let Some(r) =
+            (0..self.list.len()).find(|&r| self.list[r].live + n + TABLE_HEADROOM < table)
+        {
+            return Some(r);
+        }
+        if self.list.len() >= self.plan.max_rings || n + TABLE_HEADROOM >= table {
+            return None;
+        }
+        match self.add() {
+            Ok(r) => {
+                tracing::info!(worker, ring = r, table, "added a ring");
+                Some(r)
+            }
+            Err(e) => {
+                tracing::error!(worker, "cannot add a ring: {e}");
+                None
+            }
+        }
+    }
+
     /// A connection left ring `r`: resume accepting there if accepting was paused.
     pub fn on_release(&mut self, r: usize, draining: bool) {
         self.list[r].live -= 1;

@@ -19,6 +19,8 @@
 //! slab slots `i ≡ tick (mod B)` each tick, `B` ticks per ping interval, so every
 //! connection is visited once per interval and pings are spread evenly over it.
 
+mod moving;
+
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -77,6 +79,8 @@ pub struct WorkerSpec {
     pub panic_at_tick: Option<u32>,
     /// Terminate TLS on every connection with this configuration.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The hand-over link (live upgrades).
+    pub link: Option<Arc<crate::handover::Link>>,
 }
 
 /// The settings a worker uses, in its own units.
@@ -185,6 +189,9 @@ struct Worker<S: Services> {
     tally: (usize, usize),
     /// TLS connections' state, when the listener speaks TLS.
     tls: Option<TlsSide>,
+    /// The hand-over link and this worker's part in it.
+    link: Option<Arc<crate::handover::Link>>,
+    moving: moving::Moving,
 }
 
 /// Run a worker with its services until it has drained (or the server stops). Errors from
@@ -233,6 +240,8 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         accepted_at: std::collections::HashMap::new(),
         tally: (0, 0),
         tls: spec.tls.map(TlsSide::new),
+        link: spec.link,
+        moving: moving::Moving::default(),
     };
     w.env.metrics.rings.set(1);
     let hub_fd = w.svc.wake_fd();
@@ -302,6 +311,9 @@ impl<S: Services> Worker<S> {
             if self.backlog {
                 self.deliver_queued();
             }
+            if self.link.is_some() {
+                self.handover_step();
+            }
             while self.env.tick < now_tick {
                 self.env.tick += 1;
                 self.on_tick();
@@ -325,6 +337,8 @@ impl<S: Services> Worker<S> {
         match tok.op {
             Op::Accept => return self.on_accept(r, c),
             Op::Wake => return self.on_wake(tok.index, &c),
+            Op::Install => return self.on_installed(tok, c.res),
+            Op::Adopt => return self.on_placed(tok.index, c),
             Op::Ignore | Op::Step | Op::Connect => return,
             _ => {}
         }
@@ -376,11 +390,14 @@ impl<S: Services> Worker<S> {
                     Read::End(_) => conn.session.handle_end(&ctx),
                     Read::Nothing => {}
                 }
-                let wants = conn.session.wants_input();
+                // Paused by a hand-over: an open connection's input stays in the kernel.
+                let wants = conn.session.wants_input()
+                    && !(self.moving.frozen() && conn.session.phase() == Phase::Open);
                 conn.socket.resume(ring, mode, idx, wants);
             }
             Op::Poll => {
-                let wants = conn.session.wants_input();
+                let wants = conn.session.wants_input()
+                    && !(self.moving.frozen() && conn.session.phase() == Phase::Open);
                 conn.socket.on_poll(ring, &c, idx, wants);
             }
             Op::Send => {
@@ -538,7 +555,7 @@ impl<S: Services> Worker<S> {
         if let Some(tls) = self.tls.as_mut() {
             tls.on_release(idx, &self.env.metrics);
         }
-        let draining = self.drain.is_some();
+        let draining = self.drain.is_some() || self.moving.frozen();
         self.rings.on_release(conn.socket.ring(), draining);
         self.env.metrics.connections.set(self.conns.len() as u64);
         self.env

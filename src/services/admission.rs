@@ -106,6 +106,21 @@ impl Admission {
         Answer::Accept
     }
 
+    /// A connection handed over from the previous process arrived in entry `idx` from
+    /// `peer`: counted as it was there (the per-IP count only when it has room: it cannot
+    /// be refused now).
+    pub fn adopt(&mut self, idx: u32, peer: Option<IpAddr>, counted: bool) {
+        if let (Some(table), Some(ip)) = (self.ip_table.as_ref(), peer) {
+            if table.try_acquire(ip) {
+                self.peers.insert(idx, ip);
+            }
+        }
+        if counted {
+            self.websockets += 1;
+            self.global.adopt();
+        }
+    }
+
     /// Entry `idx` is gone; `counted`: it had been admitted as a WebSocket.
     pub fn on_release(&mut self, idx: u32, counted: bool) {
         if let Some(ip) = self.peers.remove(&idx) {

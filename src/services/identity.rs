@@ -327,6 +327,11 @@ impl IdentitySide {
         }
     }
 
+    /// Connection `idx`'s identity, when it has one.
+    pub fn identity(&self, idx: u32) -> Option<&Identity> {
+        self.get(idx)
+    }
+
     /// The user connection `idx` authenticated as.
     pub fn user(&self, idx: u32) -> Option<Arc<str>> {
         self.get(idx).and_then(|id| id.user.clone())

@@ -132,6 +132,12 @@ impl Global {
             .is_ok()
     }
 
+    /// A WebSocket handed over from the previous process: counted whatever the cap (it was
+    /// open before, under the same cap).
+    pub fn adopt(&self) {
+        self.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// A counted WebSocket ended.
     pub fn close(&self) {
         self.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

@@ -7,6 +7,7 @@
 //! [`ConnHost`] and a few delivery and release hooks.
 
 pub mod admission;
+mod handover;
 pub mod identity;
 pub mod limits;
 pub mod pubsub;
@@ -337,6 +338,35 @@ impl session::Services for Services {
 
     fn user(&self, idx: u32) -> Option<Arc<str>> {
         self.identity.user(idx)
+    }
+
+    fn movable(&self, idx: u32) -> bool {
+        self.movable_conn(idx)
+    }
+
+    fn export(
+        &mut self,
+        idx: u32,
+        counted: bool,
+        metrics: &WorkerMetrics,
+    ) -> (
+        Option<crate::handover::format::IdentitySnap>,
+        Option<crate::handover::format::PubsubSnap>,
+    ) {
+        self.export_conn(idx, counted, metrics)
+    }
+
+    fn adopt(
+        &mut self,
+        idx: u32,
+        peer: Option<IpAddr>,
+        counted: bool,
+        identity: Option<crate::handover::format::IdentitySnap>,
+        pubsub: Option<crate::handover::format::PubsubSnap>,
+        w: &mut Writer,
+        ctx: &Ctx<'_>,
+    ) {
+        self.adopt_conn(idx, peer, counted, identity, pubsub, w, ctx);
     }
 
     fn answers_due(&mut self, out: &mut Vec<u32>) {

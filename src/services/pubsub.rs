@@ -74,6 +74,9 @@ pub struct PubsubSide {
     scratch: Vec<u32>,
     /// The last message converted for event streams and polls.
     event_cache: Option<Converted>,
+    /// Subscriptions handed over from the previous process that wait for the backplane
+    /// (connection, topic): settled silently when it brings them.
+    adopted: std::collections::HashSet<(u32, u64)>,
 }
 
 fn reply(w: &mut Writer, ctx: &Ctx<'_>, text: &str) {
@@ -139,6 +142,10 @@ struct Settled<'a> {
     owed: &'a Resume,
     resumed: bool,
     policy: SlowPolicy,
+    /// A subscription handed over from the previous process: when everything owed was
+    /// recovered the client is told nothing (it never left); otherwise it learns as any
+    /// resuming client does.
+    silent: bool,
 }
 
 /// The JSON payload of a whole unmasked text frame the server encoded (a delivery, a
@@ -201,6 +208,7 @@ impl PubsubSide {
             worker,
             scratch: Vec::new(),
             event_cache: None,
+            adopted: std::collections::HashSet::new(),
         }
     }
 
@@ -781,6 +789,7 @@ impl PubsubSide {
                         owed: &sub.owed,
                         resumed: from.is_some(),
                         policy,
+                        silent: false,
                     };
                     self.settle(conn, w, ctx, &settled, user.clone());
                 }
@@ -812,7 +821,9 @@ impl PubsubSide {
         }
         self.local.set_epoch(s.id, s.epoch);
         let text = pubsub::reply_subscribed(s.name, s.owed.last, s.epoch, recovered);
-        if w.is_poll() {
+        if s.silent && s.owed.recovered {
+            // Handed over: the client never left, and nothing it was owed is lost.
+        } else if w.is_poll() {
             // A poll's answer tells what the subscription got when it matters: a fresh
             // subscription (no cursor for the topic: answered at once, so the client learns
             // the position to poll from), or a resume that was not recovered (the client
@@ -866,8 +877,71 @@ impl PubsubSide {
             owed: &r.owed,
             resumed: r.resumed,
             policy,
+            silent: self.adopted.remove(&(conn, topic)),
         };
         self.settle(conn, w, ctx, &settled, user);
+    }
+
+    /// Subscribe a connection handed over from the previous process to `subs` (topic,
+    /// epoch, last number queued to it), silently: it gets what was numbered after its
+    /// position (replayed from the window, or from the broker), and is told only if that
+    /// could not be recovered.
+    pub fn adopt(
+        &mut self,
+        conn: u32,
+        w: &mut Writer,
+        ctx: &Ctx<'_>,
+        subs: Vec<(String, u64, u64)>,
+        user: Option<Arc<str>>,
+    ) {
+        let conn_id = self.local.join(conn);
+        for (topic, epoch, after) in subs {
+            let from = pubsub::Position {
+                seq: after,
+                epoch: Some(epoch),
+            };
+            let sub =
+                match self
+                    .spec
+                    .hub
+                    .subscribe_conn(self.worker, &topic, Some(from), conn, conn_id)
+                {
+                    Ok(x) => x,
+                    Err(e) => {
+                        control_error(w, ctx, &e.reason());
+                        continue;
+                    }
+                };
+            let policy = self.spec.policies.for_topic(&topic);
+            match sub {
+                Subscription::Pending { id } => {
+                    if self.local.subscribe(conn, id, &topic, policy, PENDING) {
+                        self.adopted.insert((conn, id));
+                    } else {
+                        self.spec.hub.unsubscribe(self.worker, &topic);
+                    }
+                }
+                Subscription::Now(sub) => {
+                    if !self
+                        .local
+                        .subscribe(conn, sub.id, &topic, policy, sub.owed.last)
+                    {
+                        self.spec.hub.unsubscribe(self.worker, &topic);
+                    }
+                    let settled = Settled {
+                        id: sub.id,
+                        name: &topic,
+                        epoch: sub.epoch,
+                        owed: &sub.owed,
+                        resumed: true,
+                        policy,
+                        silent: true,
+                    };
+                    self.settle(conn, w, ctx, &settled, user.clone());
+                }
+            }
+        }
+        self.count(ctx.metrics);
     }
 
     /// This connection as a presence member.
@@ -898,6 +972,9 @@ impl PubsubSide {
     pub fn leave(&mut self, conn: u32, metrics: &WorkerMetrics, user: Option<Arc<str>>) {
         if !self.local.is_member(conn) {
             return;
+        }
+        if !self.adopted.is_empty() {
+            self.adopted.retain(|&(c, _)| c != conn);
         }
         let conn_member = self.member(conn, user);
         for name in self.local.leave(conn) {

@@ -23,6 +23,7 @@
 //! type; [`SendBuf`] is a plain owned buffer. The pair harness in `tests.rs` drives it with
 //! a scripted peer and a fake clock.
 
+mod handover;
 mod outbound;
 pub mod pair;
 mod services;

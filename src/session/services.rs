@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::os::fd::RawFd;
 
 use super::{Answer, Ctx, Host, Writer};
+use crate::handover::format::{IdentitySnap, PubsubSnap};
 use crate::metrics::WorkerMetrics;
 
 /// One worker's services, as the worker loop sees them.
@@ -54,5 +55,33 @@ pub trait Services {
     /// The user connection `idx` authenticated as, if any (for its close log line).
     fn user(&self, _idx: u32) -> Option<std::sync::Arc<str>> {
         None
+    }
+    /// Whether connection `idx`'s service state can be handed to a new process now.
+    fn movable(&self, _idx: u32) -> bool {
+        true
+    }
+    /// Write connection `idx`'s service state out for a new process and release it here
+    /// (as a close would, without closing anything).
+    fn export(
+        &mut self,
+        idx: u32,
+        counted: bool,
+        metrics: &WorkerMetrics,
+    ) -> (Option<IdentitySnap>, Option<PubsubSnap>) {
+        self.on_release(idx, counted, metrics);
+        (None, None)
+    }
+    /// Take up a connection handed over from the previous process, now in entry `idx`.
+    #[allow(clippy::too_many_arguments)]
+    fn adopt(
+        &mut self,
+        _idx: u32,
+        _peer: Option<IpAddr>,
+        _counted: bool,
+        _identity: Option<IdentitySnap>,
+        _pubsub: Option<PubsubSnap>,
+        _w: &mut Writer,
+        _ctx: &Ctx<'_>,
+    ) {
     }
 }

@@ -116,6 +116,42 @@ impl Decoder {
         }
     }
 
+    /// Its whole state in 16 bytes, for handing the connection to another process.
+    pub fn export(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[0..4].copy_from_slice(&self.remaining.to_be_bytes());
+        b[4..8].copy_from_slice(&self.message_len.to_be_bytes());
+        b[8..12].copy_from_slice(&self.mask);
+        b[12] = self.phase;
+        b[13] = self.flags;
+        b[14] = self.utf8.export();
+        b[15] = self.close as u8;
+        b
+    }
+
+    /// A decoder in the state [`Decoder::export`] gave; None when a field is impossible.
+    pub fn import(b: [u8; 16]) -> Option<Self> {
+        let close = match b[15] {
+            0 => CloseState::Open,
+            1 => CloseState::Sent,
+            2 => CloseState::Received,
+            3 => CloseState::Closed,
+            _ => return None,
+        };
+        if b[12] > 3 || b[13] > (CLIENT << 1) - 1 {
+            return None;
+        }
+        Some(Self {
+            remaining: u32::from_be_bytes(b[0..4].try_into().ok()?),
+            message_len: u32::from_be_bytes(b[4..8].try_into().ok()?),
+            mask: b[8..12].try_into().ok()?,
+            phase: b[12],
+            flags: b[13],
+            utf8: Utf8Validator::import(b[14])?,
+            close,
+        })
+    }
+
     /// The closing-handshake state; call `close_state_mut().on_send()` when sending a Close.
     pub const fn close_state(&self) -> CloseState {
         self.close

@@ -54,6 +54,20 @@ impl Utf8Validator {
         Self(ACCEPT)
     }
 
+    /// Its state as one byte (for handing a connection to another process).
+    pub const fn export(self) -> u8 {
+        self.0
+    }
+
+    /// A validator in state `b` ([`Utf8Validator::export`]); None for no such state.
+    pub const fn import(b: u8) -> Option<Self> {
+        if b <= REJECT {
+            Some(Self(b))
+        } else {
+            None
+        }
+    }
+
     /// Feed the next piece of the text. Errors as soon as a byte makes the text impossible.
     #[inline]
     pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), InvalidUtf8> {

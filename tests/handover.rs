@@ -1,0 +1,246 @@
+//! Live upgrades end to end: a real server process hands its listeners and connections to
+//! a new process started from the same binary (SIGUSR2), while clients echo and a topic is
+//! published at a steady rate; and upgrades that fail leave the old process serving.
+
+mod support;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use holdfast::ws::OpCode;
+use support::{Got, Raw, Server};
+
+/// Kills the process that took over when the test ends (it is not the test's child).
+struct Pid(Option<u32>);
+
+impl Drop for Pid {
+    fn drop(&mut self) {
+        if let Some(p) = self.0 {
+            let _ = holdfast::io::sys::kill(p, libc::SIGKILL);
+        }
+    }
+}
+
+/// Publishes `msg-1`, `msg-2`, … to `topic` through whichever process answers on the admin
+/// port, about `rate` a second; a refused publish (503 while numbering moves) is retried,
+/// so every number is published exactly once. Returns how many were published.
+fn publisher(
+    admin: SocketAddr,
+    topic: &'static str,
+    rate: u64,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut n = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let body = format!("msg-{}", n + 1);
+            let status = try_publish(admin, topic, &body);
+            if status == 200 {
+                n += 1;
+                count.store(n, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1000 / rate));
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        n
+    })
+}
+
+/// `POST /publish`; 0 when the connection failed (a process leaving resets its admin
+/// connections; a publish refused or never answered is retried, and a frozen hub refuses
+/// every publish, so none is numbered twice).
+fn try_publish(admin: SocketAddr, topic: &str, body: &str) -> u16 {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(admin) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let req = format!(
+        "POST /publish?topic={topic} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut resp = String::new();
+    if s.read_to_string(&mut resp).is_err() {
+        return 0;
+    }
+    resp.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Wait (bounded) until `count` reaches `n`.
+fn wait_count(count: &AtomicU64, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count.load(Ordering::Relaxed) < n {
+        assert!(Instant::now() < deadline, "publishing stalled at {count:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Read `n` deliveries of `topic` from a subscriber: each must be the next number with
+/// the next payload (exactly once, in order).
+fn expect_messages(ws: &mut Raw, topic: &str, n: u64, who: usize) {
+    let mut next = 1u64;
+    let mut first_seq = None;
+    while next <= n {
+        match ws.recv_non_ping() {
+            Got::Text(t) => {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "subscribed" {
+                    continue;
+                }
+                assert_eq!(v["type"], "message", "subscriber {who}: {t}");
+                assert_eq!(v["topic"], topic);
+                let seq = v["seq"].as_u64().unwrap();
+                let base = *first_seq.get_or_insert(seq);
+                assert_eq!(seq, base + next - 1, "subscriber {who}: {t}");
+                assert_eq!(v["data"], format!("msg-{next}"), "subscriber {who}");
+                next += 1;
+            }
+            other => panic!("subscriber {who}: {other:?} after {} messages", next - 1),
+        }
+    }
+}
+
+fn echo_once(ws: &mut Raw, text: &str) {
+    ws.send_frame(true, OpCode::Text, text.as_bytes());
+    assert_eq!(ws.recv_non_ping(), Got::Text(text.into()));
+}
+
+#[test]
+fn connections_echo_and_pubsub_cross_a_live_upgrade() {
+    let srv = Server::start_logging(&["--workers", "2"], "info");
+    let mut new_pid = Pid(None);
+    // Echo connections; some keep echoing through the upgrade, one has a message half-sent.
+    let mut echo: Vec<Raw> = (0..1500).map(|_| Raw::connect(srv.addr)).collect();
+    let mut subs: Vec<Raw> = (0..500)
+        .map(|_| Raw::connect_to(srv.addr, "/ws?topics=handover.t"))
+        .collect();
+    for (i, s) in subs.iter_mut().enumerate() {
+        s.stream_timeout(Duration::from_secs(20));
+        match s.recv_non_ping() {
+            Got::Text(t) => assert!(t.contains("subscribed"), "{i}: {t}"),
+            g => panic!("{g:?}"),
+        }
+    }
+    for ws in echo.iter_mut() {
+        ws.stream_timeout(Duration::from_secs(20));
+    }
+    eprintln!("test: connected");
+    echo_once(&mut echo[0], "before");
+    // A fragmented message: its first half before the upgrade, the rest after.
+    echo[1].send_frame(false, OpCode::Text, b"first half, ");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let publishing = publisher(srv.admin, "handover.t", 40, stop.clone(), count.clone());
+    wait_count(&count, 20);
+
+    eprintln!("test: publishing; upgrading");
+    srv.signal("-USR2");
+    // Keep echoing on 200 connections while the upgrade runs, until the old process exits.
+    let mut old = srv;
+    let mut rounds = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for (k, ws) in echo.iter_mut().enumerate().skip(2).take(200) {
+            echo_once(ws, &format!("r{rounds}-c{k}"));
+        }
+        rounds += 1;
+        if let Some(status) = old.child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0), "the old process exits cleanly");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the old process did not leave");
+    }
+    let line = old.wait_log(Duration::from_secs(1), |l| l.contains("new process serves"));
+    let pid: u32 = line
+        .split("pid=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("the new process's pid in the log");
+    new_pid.0 = Some(pid);
+    assert!(rounds >= 1);
+
+    // Everything is still open and served — by the new process.
+    echo[1].send_frame(true, OpCode::Continuation, b"second half");
+    assert_eq!(
+        echo[1].recv_non_ping(),
+        Got::Text("first half, second half".into())
+    );
+    for (k, ws) in echo.iter_mut().enumerate() {
+        if k != 1 {
+            echo_once(ws, &format!("after-{k}"));
+        }
+    }
+    // Publishing goes on at the new process; then every subscriber has every message
+    // exactly once, in order.
+    wait_count(&count, count.load(Ordering::Relaxed) + 20);
+    stop.store(true, Ordering::Relaxed);
+    let published = publishing.join().unwrap();
+    for (i, s) in subs.iter_mut().enumerate() {
+        expect_messages(s, "handover.t", published, i);
+    }
+    // The new process says what it took over.
+    let (_, metrics) = support::http(old.admin, "GET", "/metrics");
+    let adopted: f64 = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("holdfast_handover_connections_adopted_total"))
+        .filter_map(|r| r.trim().rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(adopted as usize, 2000, "{metrics}");
+    // New connections are accepted on the same port.
+    echo_once(&mut Raw::connect(old.addr), "new");
+    let _ = std::io::stdout().flush();
+}
+
+#[test]
+fn an_upgrade_whose_new_binary_exits_at_once_leaves_the_old_process_serving() {
+    let srv = Server::start_logging(
+        &["--workers", "2", "--upgrade-binary", "/bin/false"],
+        "info",
+    );
+    let mut echo: Vec<Raw> = (0..200).map(|_| Raw::connect(srv.addr)).collect();
+    let mut subs: Vec<Raw> = (0..50)
+        .map(|_| Raw::connect_to(srv.addr, "/ws?topics=failed.t"))
+        .collect();
+    for s in subs.iter_mut() {
+        s.stream_timeout(Duration::from_secs(20));
+        assert!(matches!(s.recv_non_ping(), Got::Text(t) if t.contains("subscribed")));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let publishing = publisher(srv.admin, "failed.t", 40, stop.clone(), count.clone());
+    srv.signal("-USR2");
+    srv.wait_log(Duration::from_secs(30), |l| {
+        l.contains("live upgrade failed")
+    });
+    assert_eq!(srv.metric("holdfast_upgrade_failures_total"), 1.0);
+    assert_eq!(srv.metric("holdfast_upgrade_state"), 4.0);
+    for (k, ws) in echo.iter_mut().enumerate() {
+        ws.stream_timeout(Duration::from_secs(20));
+        echo_once(ws, &format!("still-{k}"));
+    }
+    echo_once(&mut Raw::connect(srv.addr), "new");
+    wait_count(&count, count.load(Ordering::Relaxed) + 10);
+    stop.store(true, Ordering::Relaxed);
+    let published = publishing.join().unwrap();
+    for (i, s) in subs.iter_mut().enumerate() {
+        expect_messages(s, "failed.t", published, i);
+    }
+    // A second attempt is allowed (and fails the same way).
+    let (status, _) = srv.admin("POST", "/upgrade");
+    assert_eq!(status, 202);
+}
