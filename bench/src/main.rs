@@ -42,6 +42,9 @@ enum Cmd {
     /// The transport ladder: bytes per idle subscriber and fan-out cost on WebSocket,
     /// server-sent events and long-poll, each on a fresh holdfast.
     Transports(ReportArgs),
+    /// A live upgrade (every connection handed to a new process) beside the same node
+    /// restarted with a drain: time, connections and messages lost, memory, reconnects.
+    Handover(ReportArgs),
     /// Every section above but the backplane, one report.
     All(ReportArgs),
     /// Run a peer server (tokio-tungstenite, fastwebsockets, broadcast) by hand.
@@ -68,6 +71,7 @@ fn main() {
         Cmd::Tls(a) => (Section::Tls, a),
         Cmd::Backplane(a) => (Section::Backplane, a),
         Cmd::Transports(a) => (Section::Transports, a),
+        Cmd::Handover(a) => (Section::Handover, a),
         Cmd::All(a) => (Section::All, a),
     };
     if let Err(e) = report::run(section, &args) {

@@ -134,6 +134,36 @@ fn publish_admin(
     out: &Published,
 ) -> Result<(), String> {
     let addr = addr.trim_start_matches("http://").trim_end_matches('/');
+    let start = stats.now_ns();
+    let mut n = 0u64;
+    // A connection the server closes (a restart, a live upgrade handing the port to a new
+    // process) is opened again: the publish in flight counts as an error (unanswered: it
+    // may or may not have been numbered), and publishing goes on.
+    let mut failures = 0u32;
+    loop {
+        match admin_session(addr, spec, stats, stop, out, start, &mut n) {
+            Ok(()) => return Ok(()),
+            Err(e) if failures < 50 && !stop.load(Ordering::Relaxed) => {
+                failures += 1;
+                out.errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!("publisher: {e}; connecting again");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Publish over one admin connection until `stop` or an error.
+fn admin_session(
+    addr: &str,
+    spec: &PublisherSpec,
+    stats: &Control,
+    stop: &AtomicBool,
+    out: &Published,
+    start: u64,
+    n: &mut u64,
+) -> Result<(), String> {
     let s = TcpStream::connect(addr).map_err(|e| format!("admin {addr}: {e}"))?;
     s.set_nodelay(true).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
@@ -141,13 +171,11 @@ fn publish_admin(
     let mut w = s.try_clone().map_err(|e| e.to_string())?;
     let mut r = BufReader::new(s);
     let mut body = vec![0u8; spec.size.max(8)];
-    let start = stats.now_ns();
-    let mut n = 0u64;
     let mut req = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        let k = (n % spec.topics.len() as u64) as usize;
-        let stamp = pace(stats, start, n, spec.rate);
-        n += 1;
+        let k = (*n % spec.topics.len() as u64) as usize;
+        let stamp = pace(stats, start, *n, spec.rate);
+        *n += 1;
         body[..8].copy_from_slice(&stamp.to_le_bytes());
         req.clear();
         let _ = write!(

@@ -423,5 +423,66 @@ Limits: an event is written per subscriber (its id is that subscriber's cursor),
         let _ = writeln!(o, "\n**Resume elsewhere after a drain**: {} clients subscribed on node 2 while node 1 published {} msgs/s; node 2 drained (1012 spread over {} s); each client resumed on node 3 from its last number. All back {} s after the drain started; away per client p50 {} ms, p99 {} ms, max {} ms; recovered {} of {}; lost {}, duplicates {} (of {} messages each).\n",
             rs["clients"], rs["publish_rate"], rs["drain_window_s"], f(&rs["all_resumed_after_s"], 2), f(&rs["away_ms_p50"], 1), f(&rs["away_ms_p99"], 1), f(&rs["away_ms_max"], 1), rs["recovered"], rs["clients"], rs["lost"], rs["duplicates"], rs["published"]);
     }
+    if r["handover"].is_object() {
+        handover(&mut o, &r["handover"]);
+    }
     o
+}
+
+/// The hand-over section: the live upgrade, then the drain restart at the same N.
+fn handover(o: &mut String, h: &Value) {
+    let _ = writeln!(o, "## Deploys: live upgrade vs drain restart\n");
+    if let Some(why) = h["skipped"].as_str() {
+        let _ = writeln!(o, "Skipped: {why}\n");
+        return;
+    }
+    let u = &h["upgrade"];
+    let mib = |v: &Value| v.as_f64().map_or("-".into(), |b| format!("{:.0}", b / 1048576.0));
+    let _ = writeln!(
+        o,
+        "Live upgrade (`POST /upgrade`: the new process takes the listeners, the topics and \
+         every connection with its state). {} idle subscribers held by one load generator, \
+         {} more taking a topic at 20 msgs/s checked message by message by another.\n",
+        u["connections"], u["fanout"]["subscribers"]
+    );
+    let _ = writeln!(o, "| figure | value |\n|---|---|");
+    for (k, v) in [
+        ("state", u["upgrade_status"]["state"].to_string()),
+        ("wall time (request → old process gone), s", f(&u["upgrade_seconds"], 3)),
+        ("connections per s", f(&u["connections_per_s"], 0)),
+        ("connections taken over by the new process", u["adopted_by_new_process"].to_string()),
+        ("held before / at the end", format!("{} / {}", u["held_before"], u["held_at_end"])),
+        ("connections lost", u["connections_lost"].to_string()),
+        ("messages published / lost / duplicated / reordered / gaps", format!(
+            "{} / {} / {} / {} / {}",
+            u["fanout"]["published"], u["fanout"]["lost"], u["fanout"]["duplicates"],
+            u["fanout"]["reordered"], u["fanout"]["gaps"]
+        )),
+        ("publishes refused while numbering moved (503, retried by publishers)", u["fanout"]["publish_errors"].to_string()),
+        ("RSS old before, MiB", mib(&u["rss_old_before_bytes"])),
+        ("peak RSS old + new, MiB", mib(&u["peak_rss_both_bytes"])),
+        ("RSS new after, MiB", mib(&u["rss_new_after_bytes"])),
+        ("peak kernel slab growth, MiB", mib(&u["slab_growth_peak_bytes"])),
+    ] {
+        let _ = writeln!(o, "| {k} | {v} |");
+    }
+    let d = &h["drain_restart"];
+    let _ = writeln!(
+        o,
+        "\nDrain restart of the same node: `POST /drain` (1012 with a reconnect hint spread over \
+         a {} s window) while a second process takes the port; clients reconnect with \
+         backoff and full jitter.\n",
+        d["drain_window_s"]
+    );
+    let _ = writeln!(o, "| figure | value |\n|---|---|");
+    for (k, v) in [
+        ("held before the event", d["held_before_event"].to_string()),
+        ("connections closed by the restart", d["lost"].to_string()),
+        ("reconnected", d["reconnected"].to_string()),
+        ("time until every client is back, s", f(&d["recovery_seconds"], 1)),
+        ("peak reconnects per s", f(&d["peak_connects_per_s_after_event"], 0)),
+    ] {
+        let _ = writeln!(o, "| {k} | {v} |");
+    }
+    let _ = writeln!(o);
 }

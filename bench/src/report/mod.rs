@@ -9,6 +9,7 @@
 
 mod backplane;
 mod charts;
+mod handover;
 mod markdown;
 pub mod procs;
 mod sections;
@@ -38,6 +39,8 @@ pub enum Section {
     Backplane,
     /// WebSocket, server-sent events and long-poll side by side: density and fan-out.
     Transports,
+    /// A live upgrade (connections handed to a new process) beside a drain restart.
+    Handover,
     /// Everything.
     All,
 }
@@ -52,6 +55,7 @@ impl Section {
             Self::Tls => "tls",
             Self::Backplane => "backplane",
             Self::Transports => "transports",
+            Self::Handover => "handover",
             Self::All => "all",
         }
     }
@@ -123,6 +127,7 @@ pub struct Plan {
     backplane_resume: usize,
     transport_density: usize,
     transport_fanout: Vec<(usize, usize, usize)>,
+    handover_connections: usize,
     skipped_peers: Vec<(String, String)>,
 }
 
@@ -216,6 +221,11 @@ impl Plan {
             } else {
                 vec![(10_000, 1, 10), (10_000, 1, 50)]
             },
+            handover_connections: match (&a.connections, q) {
+                (Some(c), _) if c.len() == 1 => c[0],
+                (_, true) => 2_000,
+                _ => 1_000_000,
+            },
             skipped_peers: skipped,
         })
     }
@@ -301,13 +311,14 @@ pub fn run(section: Section, a: &ReportArgs) -> Result<PathBuf, String> {
         "peers_skipped": plan.skipped_peers.iter().map(|(k, w)| json!({"peer": k, "why": w})).collect::<Vec<_>>(),
     });
     type Run = fn(&Plan) -> Result<Value, String>;
-    let sections: [(Section, Run); 7] = [
+    let sections: [(Section, Run); 8] = [
         (Section::Density, sections::density),
         (Section::Echo, sections::echo),
         (Section::Tls, sections::tls),
         (Section::Fanout, sections::fanout),
         (Section::Storm, sections::storm),
         (Section::Transports, transports::transports),
+        (Section::Handover, handover::handover),
         (Section::Backplane, backplane::backplane),
     ];
     for (s, f) in sections {

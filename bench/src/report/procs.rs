@@ -198,6 +198,23 @@ impl Server {
         threads: Option<usize>,
         extra: &[&str],
     ) -> Result<Self, String> {
+        Self::launch(kind, cpus, threads, "127.0.0.1:0", extra)
+    }
+
+    /// Start holdfast listening on `listen` (a port another process may share, with
+    /// `--share-port` in `extra`).
+    pub fn start_at(kind: Kind, listen: &str, extra: &[String]) -> Result<Self, String> {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        Self::launch(kind, None, None, listen, &extra)
+    }
+
+    fn launch(
+        kind: Kind,
+        cpus: Option<&str>,
+        threads: Option<usize>,
+        listen: &str,
+        extra: &[&str],
+    ) -> Result<Self, String> {
         let mut argv: Vec<String> = Vec::new();
         if let Some(c) = cpus {
             argv.extend(["taskset".into(), "-c".into(), c.into()]);
@@ -207,8 +224,7 @@ impl Server {
             Kind::Holdfast | Kind::HoldfastTls | Kind::HoldfastSse | Kind::HoldfastPoll => {
                 argv.push(bin_dir().join("holdfast").display().to_string());
                 argv.extend(
-                    ["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]
-                        .map(String::from),
+                    ["serve", "--listen", listen, "--admin", "127.0.0.1:0"].map(String::from),
                 );
                 if let Some(t) = threads {
                     argv.extend(["--workers".into(), t.to_string()]);
