@@ -112,3 +112,48 @@ fn ready_stopping_and_watchdog_reach_the_notification_socket() {
     assert_eq!(status.code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_live_upgrade_hands_the_main_pid_to_the_new_process() {
+    let dir = std::env::temp_dir().join(format!("holdfast-notify-up-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&sock_path);
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("HOLDFAST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let mut next = || {
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(next().starts_with("READY=1"));
+    let _ = Command::new("kill")
+        .args(["-USR2", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let new_pid: u32 = loop {
+        assert!(Instant::now() < deadline, "no MAINPID=");
+        let m = next();
+        if let Some(rest) = m.strip_prefix("MAINPID=") {
+            break rest.lines().next().unwrap().parse().unwrap();
+        }
+        assert!(!m.contains("STOPPING=1"), "the old process must not say it stops: {m}");
+    };
+    assert_ne!(new_pid, child.id());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "the old process leaves cleanly");
+    assert!(
+        std::path::Path::new(&format!("/proc/{new_pid}")).exists(),
+        "the new main process runs"
+    );
+    let _ = Command::new("kill").args(["-KILL", &new_pid.to_string()]).status();
+    let _ = std::fs::remove_dir_all(&dir);
+}

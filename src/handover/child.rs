@@ -174,8 +174,7 @@ fn receive(mut sock: UnixStream, links: &Links) {
                     "take-over complete: this process serves every moved connection"
                 );
                 crate::notify::notify(&format!(
-                    "MAINPID={}\nREADY=1\nSTATUS=took over {moved} connections",
-                    std::process::id()
+                    "READY=1\nSTATUS=took over {moved} connections"
                 ));
                 return;
             }

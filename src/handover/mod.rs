@@ -83,6 +83,9 @@ pub struct Link {
     pub remaining: AtomicUsize,
     /// Connections whose state was handed over and whose batch is unanswered.
     pub in_flight: AtomicUsize,
+    /// The last phase this worker acted on (stored after `remaining`): the counts mean
+    /// something only once every worker has seen the current phase.
+    pub seen: AtomicU8,
     /// Wakes the worker (its pub/sub eventfd: ring 0 polls it).
     pub waker: Arc<Waker>,
 }
@@ -165,6 +168,7 @@ impl Links {
                     incoming_tx,
                     remaining: AtomicUsize::new(0),
                     in_flight: AtomicUsize::new(0),
+                    seen: AtomicU8::new(IDLE),
                     waker: w.clone(),
                 })
             })
@@ -197,6 +201,13 @@ impl Links {
         for l in &self.workers {
             l.waker.wake();
         }
+    }
+
+    /// Whether every worker has acted on phase `p` (and published its counts under it).
+    pub fn all_seen(&self, p: u8) -> bool {
+        self.workers
+            .iter()
+            .all(|l| l.seen.load(Ordering::Acquire) == p)
     }
 
     /// Connections the workers still hold that could move.

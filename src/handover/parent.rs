@@ -233,9 +233,15 @@ impl Upgrader {
                     s.state = "done";
                     s.elapsed = secs;
                 });
-                if self.life.drain() {
-                    crate::notify::notify("STATUS=upgraded: handed over to the new process");
+                // systemd follows the new process from now on (this one is still the main
+                // process, so the message is accepted even with NotifyAccess=main; systemd
+                // reads notifications before the SIGCHLD of this process's exit).
+                if let Some(pid) = self.status().pid {
+                    crate::notify::notify(&format!(
+                        "MAINPID={pid}\nSTATUS=handed {moved} connections to pid {pid}"
+                    ));
                 }
+                self.life.drain();
             }
             Err(why) => {
                 tracing::error!("live upgrade failed, this process serves on: {why}");
@@ -422,6 +428,9 @@ impl Upgrader {
             if let Some((id, _)) = sent_at.iter().find(|(_, t)| t.elapsed() > ACK_TIMEOUT) {
                 return Err(format!("batch {id} not acknowledged in {ACK_TIMEOUT:?}"));
             }
+            // Counts mean something once every worker froze and saw MOVE (a worker with a
+            // million connections takes a moment to pause them all).
+            let settled = self.links.all_seen(MOVE);
             let remaining = self.links.remaining();
             let secs = move_start.elapsed().as_secs_f64().max(1e-3);
             self.set(|s| {
@@ -439,7 +448,8 @@ impl Upgrader {
                     "live upgrade progress"
                 );
             }
-            let all_moved = remaining == 0 && in_flight.is_empty() && self.links.out.is_empty();
+            let all_moved =
+                settled && remaining == 0 && in_flight.is_empty() && self.links.out.is_empty();
             let late = started.elapsed() > self.plan.timeout && in_flight.is_empty();
             if all_moved || late {
                 if late && !all_moved {

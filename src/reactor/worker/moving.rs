@@ -104,6 +104,7 @@ impl<S: Services> Worker<S> {
         link.remaining.store(left, Ordering::Relaxed);
         let flying: usize = self.moving.in_flight.values().map(Vec::len).sum();
         link.in_flight.store(flying, Ordering::Relaxed);
+        link.seen.store(phase, Ordering::Release);
     }
 
     /// Stop accepting and reading open connections; answer long polls (their clients poll
