@@ -244,3 +244,56 @@ fn an_upgrade_whose_new_binary_exits_at_once_leaves_the_old_process_serving() {
     let (status, _) = srv.admin("POST", "/upgrade");
     assert_eq!(status, 202);
 }
+
+#[test]
+fn a_new_process_that_dies_midway_leaves_no_connection_hanging() {
+    // The new process acknowledges two batches, then dies on the third: the connections it
+    // owned close with it; every other one is taken back and served by the old process.
+    let srv = Server::start_logging_env(
+        &["--workers", "1"],
+        "info",
+        &[("HOLDFAST_FAULT_HANDOVER_DIE_AFTER", "2")],
+    );
+    let mut echo: Vec<Raw> = (0..1500).map(|_| Raw::connect(srv.addr)).collect();
+    for ws in echo.iter_mut() {
+        ws.stream_timeout(Duration::from_secs(20));
+    }
+    srv.signal("-USR2");
+    srv.wait_log(Duration::from_secs(30), |l| {
+        l.contains("live upgrade failed")
+    });
+    let back = srv.wait_metric("holdfast_upgrade_connections_taken_back_total", |v| v > 0.0);
+    let (mut served, mut closed) = (0usize, 0usize);
+    for (k, ws) in echo.iter_mut().enumerate() {
+        let text = format!("after-{k}");
+        let mut frame = Vec::new();
+        holdfast::ws::frame::encode_frame(
+            &mut frame,
+            true,
+            OpCode::Text,
+            Some([1, 2, 3, 4]),
+            text.as_bytes(),
+        );
+        if ws.stream.write_all(&frame).is_err() {
+            closed += 1;
+            continue;
+        }
+        match ws.recv_non_ping() {
+            Got::Text(t) => {
+                assert_eq!(t, text);
+                served += 1;
+            }
+            Got::Eof | Got::Close(..) => closed += 1,
+            other => panic!("connection {k}: {other:?}"),
+        }
+    }
+    // Two batches of at most 250 went down with the new process; the rest are served.
+    assert_eq!(served + closed, 1500);
+    assert!(closed <= 500, "closed {closed}");
+    assert!(
+        served >= 1000 && served as f64 >= back,
+        "served {served}, taken back {back}"
+    );
+    assert_eq!(srv.metric("holdfast_upgrade_failures_total"), 1.0);
+    echo_once(&mut Raw::connect(srv.addr), "new");
+}

@@ -145,7 +145,10 @@ fn a_live_upgrade_hands_the_main_pid_to_the_new_process() {
         if let Some(rest) = m.strip_prefix("MAINPID=") {
             break rest.lines().next().unwrap().parse().unwrap();
         }
-        assert!(!m.contains("STOPPING=1"), "the old process must not say it stops: {m}");
+        assert!(
+            !m.contains("STOPPING=1"),
+            "the old process must not say it stops: {m}"
+        );
     };
     assert_ne!(new_pid, child.id());
     let status = child.wait().unwrap();
@@ -154,6 +157,8 @@ fn a_live_upgrade_hands_the_main_pid_to_the_new_process() {
         std::path::Path::new(&format!("/proc/{new_pid}")).exists(),
         "the new main process runs"
     );
-    let _ = Command::new("kill").args(["-KILL", &new_pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-KILL", &new_pid.to_string()])
+        .status();
     let _ = std::fs::remove_dir_all(&dir);
 }

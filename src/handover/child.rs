@@ -173,9 +173,7 @@ fn receive(mut sock: UnixStream, links: &Links) {
                     moved,
                     "take-over complete: this process serves every moved connection"
                 );
-                crate::notify::notify(&format!(
-                    "READY=1\nSTATUS=took over {moved} connections"
-                ));
+                crate::notify::notify(&format!("READY=1\nSTATUS=took over {moved} connections"));
                 return;
             }
             Msg::Refuse { reason } => {

@@ -100,7 +100,8 @@ pub struct ConnSnap {
 pub struct SessionSnap {
     /// The frame decoder's state ([`crate::ws::Decoder::export`]).
     pub decoder: [u8; 16],
-    /// Ticks since its last input (heartbeats and the idle close continue from it).
+    /// Ticks since its last input (for the record: the new process counts silence from the
+    /// moment it takes the connection up, as its input was paused during the move).
     pub idle_ticks: u32,
     /// Session flags (transport kind and the like).
     pub flags: u8,

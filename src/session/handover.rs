@@ -109,11 +109,71 @@ impl Session {
             held,
             w: Writer {
                 out,
-                since: now.wrapping_sub(s.idle_ticks),
+                // Its silence is counted from now: while it was being handed over its input
+                // was not read (a pong may be waiting in the kernel), and holding that
+                // against it closed 3% of a million moved connections for idleness the
+                // moment they arrived. A dead peer is found one idle timeout later at most.
+                since: now,
                 phase: Phase::Open,
                 flags: s.flags,
                 pings: s.pings,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_survives_export_and_import_with_its_partial_input_and_queued_output() {
+        let mut dec = Decoder::new(crate::ws::Role::Server);
+        // A decoder mid-way through a masked text frame.
+        let frame = [0x01u8, 0x85, 1, 2, 3, 4, b'h' ^ 1];
+        let _ = dec.decode(&mut frame.clone()[..], 1 << 20);
+        let snap = SessionSnap {
+            decoder: dec.export(),
+            idle_ticks: 40,
+            flags: COUNTED | PING_DUE,
+            pings: 3,
+            pending: vec![0x80],
+            message: b"first half".to_vec(),
+            kind: 1,
+            outbound: b"\x81\x02hi".to_vec(),
+        };
+        let mut s = Session::import(snap.clone(), 1000).expect("valid");
+        assert_eq!(s.phase(), Phase::Open);
+        assert!(s.movable() && s.counted());
+        assert_eq!(s.queued(), 4);
+        let back = s.export(1010, |_, _, _| None);
+        assert_eq!(back.decoder, snap.decoder);
+        assert_eq!(
+            (back.flags, back.pings, back.kind),
+            (snap.flags, snap.pings, snap.kind)
+        );
+        assert_eq!((back.pending, back.message), (snap.pending, snap.message));
+        assert_eq!(back.outbound, snap.outbound);
+        assert_eq!(back.idle_ticks, 10, "silence counts from the import");
+    }
+
+    #[test]
+    fn impossible_states_are_refused() {
+        let ok = SessionSnap::default();
+        assert!(Session::import(ok.clone(), 0).is_ok());
+        let bad_flags = SessionSnap {
+            flags: POLL,
+            ..ok.clone()
+        };
+        assert_eq!(Session::import(bad_flags, 0).err(), Some("session flags"));
+        let bad_kind = SessionSnap {
+            kind: 3,
+            ..ok.clone()
+        };
+        assert_eq!(Session::import(bad_kind, 0).err(), Some("message kind"));
+        let mut d = [0u8; 16];
+        d[15] = 9;
+        let bad_decoder = SessionSnap { decoder: d, ..ok };
+        assert_eq!(Session::import(bad_decoder, 0).err(), Some("decoder state"));
     }
 }

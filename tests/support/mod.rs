@@ -27,17 +27,23 @@ pub struct Server {
 impl Server {
     /// Start the server with extra flags; waits (bounded) for it to print its addresses.
     pub fn start(extra: &[&str]) -> Self {
-        Self::start_with(extra, None)
+        Self::start_with(extra, None, &[])
     }
 
     /// Start it with `HOLDFAST_LOG=filter`, its stderr lines readable with
     /// [`Server::wait_log`].
     pub fn start_logging(extra: &[&str], filter: &str) -> Self {
-        Self::start_with(extra, Some(filter))
+        Self::start_with(extra, Some(filter), &[])
     }
 
-    fn start_with(extra: &[&str], log: Option<&str>) -> Self {
+    /// Like [`Server::start_logging`], with extra environment variables.
+    pub fn start_logging_env(extra: &[&str], filter: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(extra, Some(filter), env)
+    }
+
+    fn start_with(extra: &[&str], log: Option<&str>, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_holdfast"));
+        cmd.envs(env.iter().copied());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
         if !extra.contains(&"--workers") {
             cmd.args(["--workers", "2"]);

@@ -130,7 +130,12 @@ fn upgrade_run(plan: &Plan, n: usize) -> Result<Value, String> {
         Kind::Holdfast,
         None,
         None,
-        &["--max-connections", &s(n * 2 + 10_000), "--upgrade-timeout", "900"],
+        &[
+            "--max-connections",
+            &s(n * 2 + 10_000),
+            "--upgrade-timeout",
+            "900",
+        ],
     )?;
     let admin_addr = server.admin.clone().ok_or("no admin address")?;
     let base = format!("ws://{}", server.addr);
@@ -248,7 +253,12 @@ fn drain_run(plan: &Plan, n: usize) -> Result<Value, String> {
         Kind::Holdfast,
         None,
         None,
-        &["--max-connections", &s(n * 2 + 10_000), "--drain-window", window],
+        &[
+            "--max-connections",
+            &s(n * 2 + 10_000),
+            "--drain-window",
+            window,
+        ],
     )?;
     let a_admin = a.admin.clone().ok_or("no admin address")?;
     let port = a.addr.clone();

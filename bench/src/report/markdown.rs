@@ -437,7 +437,10 @@ fn handover(o: &mut String, h: &Value) {
         return;
     }
     let u = &h["upgrade"];
-    let mib = |v: &Value| v.as_f64().map_or("-".into(), |b| format!("{:.0}", b / 1048576.0));
+    let mib = |v: &Value| {
+        v.as_f64()
+            .map_or("-".into(), |b| format!("{:.0}", b / 1048576.0))
+    };
     let _ = writeln!(
         o,
         "Live upgrade (`POST /upgrade`: the new process takes the listeners, the topics and \
@@ -448,21 +451,42 @@ fn handover(o: &mut String, h: &Value) {
     let _ = writeln!(o, "| figure | value |\n|---|---|");
     for (k, v) in [
         ("state", u["upgrade_status"]["state"].to_string()),
-        ("wall time (request → old process gone), s", f(&u["upgrade_seconds"], 3)),
+        (
+            "wall time (request → old process gone), s",
+            f(&u["upgrade_seconds"], 3),
+        ),
         ("connections per s", f(&u["connections_per_s"], 0)),
-        ("connections taken over by the new process", u["adopted_by_new_process"].to_string()),
-        ("held before / at the end", format!("{} / {}", u["held_before"], u["held_at_end"])),
+        (
+            "connections taken over by the new process",
+            u["adopted_by_new_process"].to_string(),
+        ),
+        (
+            "held before / at the end",
+            format!("{} / {}", u["held_before"], u["held_at_end"]),
+        ),
         ("connections lost", u["connections_lost"].to_string()),
-        ("messages published / lost / duplicated / reordered / gaps", format!(
-            "{} / {} / {} / {} / {}",
-            u["fanout"]["published"], u["fanout"]["lost"], u["fanout"]["duplicates"],
-            u["fanout"]["reordered"], u["fanout"]["gaps"]
-        )),
-        ("publishes refused while numbering moved (503, retried by publishers)", u["fanout"]["publish_errors"].to_string()),
+        (
+            "messages published / lost / duplicated / reordered / gaps",
+            format!(
+                "{} / {} / {} / {} / {}",
+                u["fanout"]["published"],
+                u["fanout"]["lost"],
+                u["fanout"]["duplicates"],
+                u["fanout"]["reordered"],
+                u["fanout"]["gaps"]
+            ),
+        ),
+        (
+            "publishes refused while numbering moved (503, retried by publishers)",
+            u["fanout"]["publish_errors"].to_string(),
+        ),
         ("RSS old before, MiB", mib(&u["rss_old_before_bytes"])),
         ("peak RSS old + new, MiB", mib(&u["peak_rss_both_bytes"])),
         ("RSS new after, MiB", mib(&u["rss_new_after_bytes"])),
-        ("peak kernel slab growth, MiB", mib(&u["slab_growth_peak_bytes"])),
+        (
+            "peak kernel slab growth, MiB",
+            mib(&u["slab_growth_peak_bytes"]),
+        ),
     ] {
         let _ = writeln!(o, "| {k} | {v} |");
     }
@@ -479,8 +503,14 @@ fn handover(o: &mut String, h: &Value) {
         ("held before the event", d["held_before_event"].to_string()),
         ("connections closed by the restart", d["lost"].to_string()),
         ("reconnected", d["reconnected"].to_string()),
-        ("time until every client is back, s", f(&d["recovery_seconds"], 1)),
-        ("peak reconnects per s", f(&d["peak_connects_per_s_after_event"], 0)),
+        (
+            "time until every client is back, s",
+            f(&d["recovery_seconds"], 1),
+        ),
+        (
+            "peak reconnects per s",
+            f(&d["peak_connects_per_s_after_event"], 0),
+        ),
     ] {
         let _ = writeln!(o, "| {k} | {v} |");
     }
