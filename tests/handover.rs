@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use holdfast::ws::OpCode;
+use support::redis::Redis;
 use support::{Got, Raw, Server};
 
 /// Kills the process that took over when the test ends (it is not the test's child).
@@ -296,4 +297,44 @@ fn a_new_process_that_dies_midway_leaves_no_connection_hanging() {
     );
     assert_eq!(srv.metric("holdfast_upgrade_failures_total"), 1.0);
     echo_once(&mut Raw::connect(srv.addr), "new");
+}
+
+#[test]
+fn subscribers_on_a_redis_backplane_get_every_message_once_across_an_upgrade() {
+    // With a broker the numbering stays in Redis: the old process keeps delivering to the
+    // connections it has not moved yet, and the new one resumes each moved subscription
+    // from its position through the broker's history.
+    let redis = Redis::start();
+    let url = redis.url();
+    let srv = Server::start_logging(
+        &["--workers", "2", "--backplane", &url, "--node-id", "up-1"],
+        "info",
+    );
+    let mut new_pid = Pid(None);
+    let mut subs: Vec<Raw> = (0..400)
+        .map(|_| Raw::connect_to(srv.addr, "/ws?topics=bp.t"))
+        .collect();
+    for s in subs.iter_mut() {
+        s.stream_timeout(Duration::from_secs(20));
+        assert!(matches!(s.recv_non_ping(), Got::Text(t) if t.contains("subscribed")));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let publishing = publisher(srv.admin, "bp.t", 50, stop.clone(), count.clone());
+    wait_count(&count, 20);
+    srv.signal("-USR2");
+    let line = srv.wait_log(Duration::from_secs(30), |l| l.contains("new process serves"));
+    new_pid.0 = line
+        .split("pid=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok());
+    srv.wait_log(Duration::from_secs(30), |l| l.contains("live upgrade done"));
+    wait_count(&count, count.load(Ordering::Relaxed) + 30);
+    stop.store(true, Ordering::Relaxed);
+    let published = publishing.join().unwrap();
+    for (i, s) in subs.iter_mut().enumerate() {
+        expect_messages(s, "bp.t", published, i);
+    }
+    assert!(new_pid.0.is_some());
 }

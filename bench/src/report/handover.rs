@@ -84,14 +84,8 @@ fn upgrade_and_watch(admin_addr: &str, old_pid: u32) -> Watch {
                 w.new_pid = Some(p as u32);
             }
             let state = v["state"].as_str().unwrap_or("").to_string();
-            if state == "idle" && w.new_pid.is_some() {
-                // The old process has left (the new one answers, having run no upgrade):
-                // its last status stands, marked done if it was moving.
-                if w.status["state"] == "moving" {
-                    w.status["state"] = "done".into();
-                }
-                break;
-            }
+            // Both processes answer on the admin port while the move runs (they share the
+            // listener): only the old one's answers (not `idle`) are the upgrade's status.
             if state != "idle" {
                 w.status = v;
             }
@@ -213,6 +207,7 @@ fn upgrade_run(plan: &Plan, n: usize) -> Result<Value, String> {
         "upgrade_started": w.started,
         "upgrade_status": w.status,
         "upgrade_seconds": (w.seconds * 1000.0).round() / 1000.0,
+        "move_seconds": w.status["elapsed_s"],
         "adopted_by_new_process": w.adopted,
         "connections_per_s": (w.adopted as f64 / w.seconds.max(1e-3)).round(),
         "held_before": n,
@@ -326,6 +321,9 @@ pub(super) fn handover(plan: &Plan) -> Result<Value, String> {
     let upgrade = upgrade_run(plan, n)?;
     std::thread::sleep(Duration::from_secs(2));
     eprintln!("handover: drain restart with {n} connections");
+    if std::env::var_os("HOLDFAST_BENCH_HANDOVER_SKIP_DRAIN").is_some() {
+        return Ok(json!({"upgrade": upgrade, "drain_restart": {"skipped": "HOLDFAST_BENCH_HANDOVER_SKIP_DRAIN"}}));
+    }
     let drain = drain_run(plan, n)?;
     Ok(json!({"upgrade": upgrade, "drain_restart": drain}))
 }
