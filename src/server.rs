@@ -64,6 +64,10 @@ fn ticks(secs: f64) -> u32 {
 
 /// Run the server until it has drained. Returns an error message for a failed start.
 pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
+    // Before any thread starts: every thread inherits the blocked signals and only the
+    // signal thread takes them (the backplane's thread, started below, once had them
+    // unblocked: a SIGTERM or SIGUSR2 landing on it ended the process at once).
+    io::sys::block_signals();
     cfg.validate()?;
     // Started by a live upgrade: the old process hands over its listeners and topics
     // before anything here starts.

@@ -323,7 +323,9 @@ fn subscribers_on_a_redis_backplane_get_every_message_once_across_an_upgrade() {
     let publishing = publisher(srv.admin, "bp.t", 50, stop.clone(), count.clone());
     wait_count(&count, 20);
     srv.signal("-USR2");
-    let line = srv.wait_log(Duration::from_secs(30), |l| l.contains("new process serves"));
+    let line = srv.wait_log(Duration::from_secs(30), |l| {
+        l.contains("new process serves")
+    });
     new_pid.0 = line
         .split("pid=")
         .nth(1)

@@ -322,7 +322,9 @@ pub(super) fn handover(plan: &Plan) -> Result<Value, String> {
     std::thread::sleep(Duration::from_secs(2));
     eprintln!("handover: drain restart with {n} connections");
     if std::env::var_os("HOLDFAST_BENCH_HANDOVER_SKIP_DRAIN").is_some() {
-        return Ok(json!({"upgrade": upgrade, "drain_restart": {"skipped": "HOLDFAST_BENCH_HANDOVER_SKIP_DRAIN"}}));
+        return Ok(
+            json!({"upgrade": upgrade, "drain_restart": {"skipped": "HOLDFAST_BENCH_HANDOVER_SKIP_DRAIN"}}),
+        );
     }
     let drain = drain_run(plan, n)?;
     Ok(json!({"upgrade": upgrade, "drain_restart": drain}))
