@@ -130,8 +130,8 @@ mod tests {
     fn a_session_survives_export_and_import_with_its_partial_input_and_queued_output() {
         let mut dec = Decoder::new(crate::ws::Role::Server);
         // A decoder mid-way through a masked text frame.
-        let frame = [0x01u8, 0x85, 1, 2, 3, 4, b'h' ^ 1];
-        let _ = dec.decode(&mut frame.clone()[..], 1 << 20);
+        let mut frame = [0x01u8, 0x85, 1, 2, 3, 4, b'h' ^ 1];
+        let _ = dec.decode(&mut frame[..], 1 << 20);
         let snap = SessionSnap {
             decoder: dec.export(),
             idle_ticks: 40,
