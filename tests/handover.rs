@@ -340,3 +340,137 @@ fn subscribers_on_a_redis_backplane_get_every_message_once_across_an_upgrade() {
     }
     assert!(new_pid.0.is_some());
 }
+
+mod tls_clients {
+    //! wss:// clients (rustls) for the TLS upgrade test.
+    use std::net::SocketAddr;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use tokio::net::TcpStream;
+    use tokio_rustls::rustls::{self, pki_types::pem::PemObject, pki_types::CertificateDer};
+    use tokio_rustls::TlsConnector;
+
+    pub type Wss = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+    pub fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tls")
+            .join(name)
+    }
+
+    pub fn config(v: &'static rustls::SupportedProtocolVersion) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(fixture("ca.pem")).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[v])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    pub async fn connect(addr: SocketAddr, cfg: &Arc<rustls::ClientConfig>, path: &str) -> Wss {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = TlsConnector::from(cfg.clone())
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let url = format!("wss://localhost:{}{path}", addr.port());
+        tokio_tungstenite::client_async(url, tls).await.unwrap().0
+    }
+}
+
+#[test]
+fn tls_connections_keep_their_session_across_an_upgrade() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_rustls::rustls;
+    use tokio_tungstenite::tungstenite::Message;
+    let cert = tls_clients::fixture("server.pem").display().to_string();
+    let key = tls_clients::fixture("server.key").display().to_string();
+    let srv = Server::start_logging(
+        &["--workers", "2", "--tls-cert", &cert, "--tls-key", &key],
+        "info",
+    );
+    let mut new_pid = Pid(None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = Duration::from_secs(20);
+    // The next text message that is not a control frame.
+    async fn next_text(ws: &mut tls_clients::Wss, t: Duration) -> String {
+        loop {
+            match tokio::time::timeout(t, ws.next()).await.expect("in time") {
+                Some(Ok(Message::Text(s))) => return s.to_string(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let (mut echo, mut subs) = rt.block_on(async {
+        let v13 = tls_clients::config(&rustls::version::TLS13);
+        let v12 = tls_clients::config(&rustls::version::TLS12);
+        let mut echo = Vec::new();
+        for k in 0..300 {
+            let cfg = if k % 2 == 0 { &v13 } else { &v12 };
+            let mut ws = tls_clients::connect(srv.addr, cfg, "/echo").await;
+            ws.send(Message::text(format!("before-{k}"))).await.unwrap();
+            assert_eq!(next_text(&mut ws, t).await, format!("before-{k}"));
+            echo.push(ws);
+        }
+        let mut subs = Vec::new();
+        for k in 0..100 {
+            let cfg = if k % 2 == 0 { &v13 } else { &v12 };
+            let mut ws = tls_clients::connect(srv.addr, cfg, "/ws?topics=tls.t").await;
+            assert!(next_text(&mut ws, t).await.contains("subscribed"));
+            subs.push(ws);
+        }
+        (echo, subs)
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let publishing = publisher(srv.admin, "tls.t", 40, stop.clone(), count.clone());
+    wait_count(&count, 10);
+    srv.signal("-USR2");
+    let line = srv.wait_log(Duration::from_secs(30), |l| {
+        l.contains("new process serves")
+    });
+    new_pid.0 = line
+        .split("pid=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok());
+    let done = srv.wait_log(Duration::from_secs(30), |l| l.contains("live upgrade done"));
+    assert!(
+        done.contains("moved=400"),
+        "every TLS connection moved: {done}"
+    );
+    wait_count(&count, count.load(Ordering::Relaxed) + 20);
+    stop.store(true, Ordering::Relaxed);
+    let published = publishing.join().unwrap();
+    rt.block_on(async {
+        for (k, ws) in echo.iter_mut().enumerate() {
+            ws.send(Message::text(format!("after-{k}"))).await.unwrap();
+            assert_eq!(next_text(ws, t).await, format!("after-{k}"));
+        }
+        for (i, ws) in subs.iter_mut().enumerate() {
+            let mut first = None;
+            for n in 1..=published {
+                let v: serde_json::Value = serde_json::from_str(&next_text(ws, t).await).unwrap();
+                let seq = v["seq"].as_u64().unwrap();
+                let base = *first.get_or_insert(seq);
+                assert_eq!(
+                    (seq, v["data"].as_str().unwrap()),
+                    (base + n - 1, format!("msg-{n}").as_str()),
+                    "subscriber {i}"
+                );
+            }
+        }
+    });
+}

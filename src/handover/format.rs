@@ -11,7 +11,7 @@
 /// The first bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"HFHO";
 /// The format this build speaks. Bump it on any change to a message's layout.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Bytes before a frame's payload.
 pub const HEADER: usize = 11;
 /// The largest frame either side accepts (a batch of 256 connections with 1 MiB of queued
@@ -93,6 +93,17 @@ pub struct ConnSnap {
     pub identity: Option<IdentitySnap>,
     /// Its pub/sub membership, when it is a pub/sub connection.
     pub pubsub: Option<PubsubSnap>,
+    /// Its TLS record layer, when it arrived over TLS.
+    pub tls: Option<TlsSnap>,
+}
+
+/// An established TLS connection's record layer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsSnap {
+    /// [`crate::tls::Records::export`].
+    pub records: Vec<u8>,
+    /// TLS-level bytes not yet sent (session tickets, close_notify).
+    pub out: Vec<u8>,
 }
 
 /// A session between two reads.
@@ -322,6 +333,14 @@ fn conn(o: &mut Out, c: &ConnSnap) {
         }
         None => o.u8(0),
     }
+    match &c.tls {
+        Some(t) => {
+            o.u8(1);
+            o.bytes(&t.records);
+            o.bytes(&t.out);
+        }
+        None => o.u8(0),
+    }
 }
 
 // ---------------------------------------------------------------------------- reading
@@ -513,7 +532,16 @@ fn read_conn(i: &mut In<'_>) -> Result<ConnSnap, FormatError> {
     } else {
         None
     };
+    let tls = if i.flag()? {
+        Some(TlsSnap {
+            records: i.bytes()?.to_vec(),
+            out: i.bytes()?.to_vec(),
+        })
+    } else {
+        None
+    };
     Ok(ConnSnap {
+        tls,
         worker,
         session: SessionSnap {
             decoder,
@@ -560,6 +588,10 @@ mod tests {
                     epoch: 0xfeed,
                     after: 17,
                 }],
+            }),
+            tls: Some(TlsSnap {
+                records: vec![2; 107],
+                out: vec![23, 3, 3],
             }),
         };
         vec![

@@ -64,6 +64,12 @@ impl TlsConn {
             }
     }
 
+    /// Whether it can be handed to another process now: established, nothing of the
+    /// session's being sent.
+    pub fn movable(&self) -> bool {
+        matches!(&self.layer, Layer::Records(r) if !r.failed()) && self.plain.is_none()
+    }
+
     /// The peer sent close_notify.
     pub fn peer_closed(&self) -> bool {
         match &self.layer {
@@ -145,6 +151,42 @@ impl TlsSide {
         if self.conns.capacity() > 2 * self.conns.len() + 1024 {
             self.conns.shrink_to(self.conns.len() * 3 / 2);
         }
+    }
+
+    /// Write connection `idx`'s record layer and unsent TLS-level bytes out for a new
+    /// process, and release it here. None (and nothing released) unless it is movable.
+    pub fn export(&mut self, idx: u32, m: &WorkerMetrics) -> Option<(Vec<u8>, Vec<u8>)> {
+        let t = self.get(idx).filter(|t| t.movable())?;
+        let Layer::Records(r) = &t.layer else {
+            return None;
+        };
+        let state = (r.export(), t.out.clone());
+        self.on_release(idx, m);
+        Some(state)
+    }
+
+    /// Connection `idx` arrived from the previous process established: take its record
+    /// layer up from the exported state, with `out` (TLS-level bytes) to send first.
+    pub fn adopt(
+        &mut self,
+        idx: u32,
+        records: &[u8],
+        out: Vec<u8>,
+        m: &WorkerMetrics,
+    ) -> Result<(), TlsError> {
+        let records = Records::import(records)?;
+        let i = idx as usize;
+        if self.conns.len() <= i {
+            self.conns.resize_with(i + 1, || None);
+        }
+        self.conns[i] = Some(Box::new(TlsConn {
+            layer: Layer::Records(records),
+            out,
+            plain: None,
+            seen_input: true,
+        }));
+        m.tls_connections.add(1);
+        Ok(())
     }
 
     /// Connection `idx`'s TLS state, if it is a TLS connection.

@@ -134,6 +134,11 @@ fn unsupported(what: &'static str) -> TlsError {
     TlsError::Protocol(rustls::Error::General(what.into()))
 }
 
+/// Bytes of one direction in an exported state (key, IV, sequence number).
+const DIRECTION: usize = 32 + 12 + 8;
+/// Bytes of an exported state before its partial record.
+const STATE: usize = 3 + 2 * DIRECTION;
+
 /// The peer sent close_notify.
 const PEER_CLOSED: u8 = 1 << 0;
 /// An error ended it.
@@ -194,6 +199,69 @@ impl Records {
             flags: FAILED,
             held: Vec::new(),
         }
+    }
+
+    /// Its whole state, for handing the connection to another process (a live upgrade):
+    /// suite, version, flags, each direction's key, IV and next sequence number, then a
+    /// partial record. Key material: it travels only over the hand-over's socketpair.
+    pub fn export(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(STATE + self.held.len());
+        v.push(match self.suite {
+            Suite::Aes128Gcm => 0,
+            Suite::Aes256Gcm => 1,
+            Suite::Chacha20 => 2,
+        });
+        v.push(u8::from(self.tls13));
+        v.push(self.flags);
+        for d in [&self.tx, &self.rx] {
+            v.extend_from_slice(&d.key);
+            v.extend_from_slice(&d.iv);
+            v.extend_from_slice(&d.seq.to_be_bytes());
+        }
+        v.extend_from_slice(&self.held);
+        v
+    }
+
+    /// The record layer [`Records::export`] wrote; an error for anything it cannot have
+    /// written.
+    pub fn import(b: &[u8]) -> Result<Self, TlsError> {
+        if b.len() < STATE {
+            return Err(unsupported("a truncated record state"));
+        }
+        let suite = match b[0] {
+            0 => Suite::Aes128Gcm,
+            1 => Suite::Aes256Gcm,
+            2 => Suite::Chacha20,
+            _ => return Err(unsupported("an unknown suite in a record state")),
+        };
+        let tls13 = match b[1] {
+            0 => false,
+            1 => true,
+            _ => return Err(unsupported("an unknown version in a record state")),
+        };
+        let flags = b[2];
+        if flags & !(PEER_CLOSED | FAILED) != 0 || b.len() - STATE > MAX_RECORD {
+            return Err(unsupported("an impossible record state"));
+        }
+        let dir = |o: usize| {
+            let mut d = Direction {
+                key: [0; 32],
+                iv: [0; 12],
+                seq: 0,
+            };
+            d.key.copy_from_slice(&b[o..o + 32]);
+            d.iv.copy_from_slice(&b[o + 32..o + 44]);
+            d.seq = u64::from_be_bytes(b[o + 44..o + 52].try_into().unwrap_or_default());
+            d
+        };
+        Ok(Self {
+            tx: dir(3),
+            rx: dir(3 + DIRECTION),
+            suite,
+            tls13,
+            flags,
+            held: b[STATE..].to_vec(),
+        })
     }
 
     /// Whether the peer sent close_notify.

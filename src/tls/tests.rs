@@ -442,3 +442,54 @@ fn tampered_oversized_and_post_handshake_records_end_the_connection() {
         .input(&mut copy.clone(), &mut |_| panic!("replayed"))
         .is_err());
 }
+
+#[test]
+fn a_record_layer_exported_mid_stream_and_imported_carries_on_in_every_suite() {
+    use rustls::crypto::ring::cipher_suite::*;
+    let (scfg, _) = configs();
+    for suite in [
+        TLS13_AES_128_GCM_SHA256,
+        TLS13_AES_256_GCM_SHA384,
+        TLS13_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ] {
+        let ccfg = client_with_suite(suite);
+        let (mut c, mut r) = established(&ccfg, &scfg);
+        // Some traffic both ways, and a record cut in half, before the move.
+        let mut wire = Vec::new();
+        c.encrypt(b"before", &mut wire).unwrap();
+        c.encrypt(b"split record", &mut wire).unwrap();
+        let cut = wire.len() - 5;
+        let mut got = Vec::new();
+        r.input(&mut wire[..cut].to_vec(), &mut |p| got.extend_from_slice(p))
+            .unwrap();
+        assert_eq!(got, b"before");
+        let mut back = Vec::new();
+        r.encrypt(b"reply", &mut back).unwrap();
+        c.input(&mut back, &mut |_| {}).unwrap();
+        // The move: the new process's copy finishes the split record and goes on.
+        let state = r.export();
+        drop(r);
+        let mut moved = Records::import(&state).unwrap();
+        let mut got = Vec::new();
+        moved
+            .input(&mut wire[cut..].to_vec(), &mut |p| got.extend_from_slice(p))
+            .unwrap();
+        assert_eq!(got, b"split record", "{suite:?}");
+        let mut back = Vec::new();
+        moved.encrypt(b"after the move", &mut back).unwrap();
+        let mut got = Vec::new();
+        c.input(&mut back, &mut |p| got.extend_from_slice(p))
+            .unwrap();
+        assert_eq!(
+            got, b"after the move",
+            "{suite:?}: sequence numbers continue"
+        );
+    }
+    // What export cannot have written is refused.
+    assert!(Records::import(&[0u8; 10]).is_err());
+    let mut bad = vec![0u8; 3 + 2 * 52];
+    bad[0] = 9;
+    assert!(Records::import(&bad).is_err());
+}

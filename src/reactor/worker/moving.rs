@@ -20,7 +20,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 
 use super::Worker;
-use crate::handover::format::{ConnSnap, MAX_BATCH};
+use crate::handover::format::{ConnSnap, TlsSnap, MAX_BATCH};
 use crate::handover::{Outgoing, Verdict, FREEZE, MOVE};
 use crate::io::{Completion, Extra, Op, Socket, Token};
 use crate::reactor::Conn;
@@ -96,10 +96,10 @@ impl<S: Services> Worker<S> {
                 }
             }
         }
-        let left = if self.tls.is_some() || !self.moving.frozen {
-            0
-        } else {
+        let left = if self.moving.frozen {
             self.conns.len()
+        } else {
+            0
         };
         link.remaining.store(left, Ordering::Relaxed);
         let flying: usize = self.moving.in_flight.values().map(Vec::len).sum();
@@ -158,9 +158,6 @@ impl<S: Services> Worker<S> {
 
     /// Pick the next batch and install its descriptors, or hand out the one installed.
     fn next_batch(&mut self) {
-        if self.tls.is_some() {
-            return; // TLS connections are not moved: drained when the hand-over is done
-        }
         if !self.moving.installing.is_empty() {
             if self.moving.waiting == 0 && self.pending.is_none() {
                 self.hand_out();
@@ -192,6 +189,7 @@ impl<S: Services> Worker<S> {
                 || conn.socket.closing()
                 || !conn.session.movable()
                 || !self.svc.movable(idx as u32)
+                || !tls_movable(&self.tls, idx as u32)
             {
                 continue;
             }
@@ -239,7 +237,7 @@ impl<S: Services> Worker<S> {
                     && !c.socket.reading()
                     && !c.socket.closing()
             });
-            if !ok || !self.svc.movable(idx) {
+            if !ok || !self.svc.movable(idx) || !tls_movable(&self.tls, idx) {
                 continue; // changed since: its descriptor closes; it stays here
             }
             let mut conn = self.conns.remove(idx as usize);
@@ -252,6 +250,11 @@ impl<S: Services> Worker<S> {
                 crate::session::Host::gap_frame(&mut svc.host(idx), t, f, to)
             });
             let (identity, pubsub) = self.svc.export(idx, counted, &self.env.metrics);
+            let tls = self
+                .tls
+                .as_mut()
+                .and_then(|t| t.export(idx, &self.env.metrics))
+                .map(|(records, out)| TlsSnap { records, out });
             let m = &self.env.metrics;
             if counted {
                 m.transport_open(transport, false);
@@ -263,6 +266,7 @@ impl<S: Services> Worker<S> {
                 session,
                 identity,
                 pubsub,
+                tls,
             });
             fds.push(fd);
             places.push((conn.socket.ring(), conn.socket.slot()));
@@ -400,7 +404,14 @@ impl<S: Services> Worker<S> {
 
     /// Serve the connection in `slot` of ring `r` from its handed-over state.
     fn take_up(&mut self, r: usize, slot: u32, snap: ConnSnap, peer: Option<IpAddr>) {
-        let session = match Session::import(snap.session, self.env.tick) {
+        // A connection keeps its transport: TLS state is taken up by a TLS worker only (a
+        // configuration that turned TLS on or off across the upgrade cannot serve it).
+        let session = match (self.tls.is_some(), snap.tls.is_some()) {
+            (true, true) | (false, false) => Session::import(snap.session, self.env.tick),
+            (true, false) => Err("TLS layer (this process speaks TLS, it arrived plain)"),
+            (false, true) => Err("TLS layer (it arrived over TLS, this process has no TLS)"),
+        };
+        let session = match session {
             Ok(s) => s,
             Err(why) => {
                 tracing::error!(
@@ -435,11 +446,23 @@ impl<S: Services> Worker<S> {
             &ctx,
         );
         let after = conn.session.held();
+        self.account((0, 0), after);
+        if let (Some(side), Some(t)) = (self.tls.as_mut(), snap.tls) {
+            // After the services took it up, so the close below releases what they count.
+            if let Err(e) = side.adopt(idx, &t.records, t.out, &self.env.metrics) {
+                tracing::error!(
+                    worker = self.id,
+                    "hand-over: a TLS record state is invalid ({e}); closed"
+                );
+                self.conns[idx as usize].session.abort();
+                return self.drive(idx);
+            }
+        }
+        let conn = &mut self.conns[idx as usize];
         if !self.moving.frozen {
             let ring = &mut self.rings.list[r].ring;
             conn.socket.arm(ring, self.s.read_mode, idx);
         }
-        self.account((0, 0), after);
         self.drive(idx);
     }
 
@@ -448,4 +471,12 @@ impl<S: Services> Worker<S> {
         m.connections.set(self.conns.len() as u64);
         m.websockets.set(self.svc.websockets() as u64);
     }
+}
+
+/// Whether connection `idx`'s TLS layer (if any) can be handed over now.
+fn tls_movable(tls: &Option<crate::reactor::tls::TlsSide>, idx: u32) -> bool {
+    tls.as_ref().is_none_or(|t| {
+        t.get(idx)
+            .is_some_and(crate::reactor::tls::TlsConn::movable)
+    })
 }
