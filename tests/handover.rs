@@ -351,15 +351,18 @@ mod tls_clients {
     use tokio_rustls::rustls::{self, pki_types::pem::PemObject, pki_types::CertificateDer};
     use tokio_rustls::TlsConnector;
 
-    pub type Wss = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+    pub(crate) type Wss =
+        tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
 
-    pub fn fixture(name: &str) -> PathBuf {
+    pub(crate) fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/tls")
             .join(name)
     }
 
-    pub fn config(v: &'static rustls::SupportedProtocolVersion) -> Arc<rustls::ClientConfig> {
+    pub(crate) fn config(
+        v: &'static rustls::SupportedProtocolVersion,
+    ) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_file_iter(fixture("ca.pem")).unwrap() {
             roots.add(c.unwrap()).unwrap();
@@ -374,7 +377,11 @@ mod tls_clients {
         )
     }
 
-    pub async fn connect(addr: SocketAddr, cfg: &Arc<rustls::ClientConfig>, path: &str) -> Wss {
+    pub(crate) async fn connect(
+        addr: SocketAddr,
+        cfg: &Arc<rustls::ClientConfig>,
+        path: &str,
+    ) -> Wss {
         let tcp = TcpStream::connect(addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let tls = TlsConnector::from(cfg.clone())
