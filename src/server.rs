@@ -415,9 +415,24 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     say(&format!("listening on {bound}"));
     match inherited {
         // systemd hears from this process (MAINPID) once the old one has handed over.
-        Some(i) => i
-            .serve(links.clone())
-            .map_err(|e| ServeError::Setup(format!("live upgrade: {e}")))?,
+        Some(i) => {
+            let bp = backplane.clone();
+            let publish: crate::handover::child::Publisher =
+                Box::new(move |topic, binary, body| {
+                    let payload = if binary {
+                        crate::pubsub::Payload::Binary(body)
+                    } else {
+                        match std::str::from_utf8(body) {
+                            Ok(t) => crate::pubsub::Payload::Text(t),
+                            Err(_) => return (400, "body is not UTF-8\n".into()),
+                        }
+                    };
+                    let (status, _, body) = admin::publish_topic(&bp, topic, payload);
+                    (status, body)
+                });
+            i.serve(links.clone(), publish)
+                .map_err(|e| ServeError::Setup(format!("live upgrade: {e}")))?
+        }
         None => crate::notify::notify(&format!("READY=1\nSTATUS=serving on {bound}")),
     }
     crate::notify::spawn(metrics.clone());

@@ -57,9 +57,14 @@ fn publisher(
 /// connections; a publish refused or never answered is retried, and a frozen hub refuses
 /// every publish, so none is numbered twice).
 fn try_publish(admin: SocketAddr, topic: &str, body: &str) -> u16 {
+    try_publish_answer(admin, topic, body).0
+}
+
+/// [`try_publish`] with the answer's body.
+fn try_publish_answer(admin: SocketAddr, topic: &str, body: &str) -> (u16, String) {
     use std::io::Read;
     let Ok(mut s) = std::net::TcpStream::connect(admin) else {
-        return 0;
+        return (0, String::new());
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let req = format!(
@@ -68,16 +73,18 @@ fn try_publish(admin: SocketAddr, topic: &str, body: &str) -> u16 {
         body.len()
     );
     if s.write_all(req.as_bytes()).is_err() {
-        return 0;
+        return (0, String::new());
     }
     let mut resp = String::new();
     if s.read_to_string(&mut resp).is_err() {
-        return 0;
+        return (0, String::new());
     }
-    resp.split(' ')
+    let status = resp
+        .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    (status, resp)
 }
 
 /// Wait (bounded) until `count` reaches `n`.
@@ -480,4 +487,54 @@ fn tls_connections_keep_their_session_across_an_upgrade() {
             }
         }
     });
+}
+
+#[test]
+fn publishes_reaching_the_old_process_while_connections_move_are_numbered_by_the_new_one() {
+    // A slow new process (each batch acknowledged 300 ms late) keeps the move going for
+    // seconds; admin publishes land on either process (they share the admin listener) and
+    // every one is numbered — the old process forwards its share to the new one.
+    let srv = Server::start_logging_env(
+        &["--workers", "1"],
+        "info",
+        &[("HOLDFAST_FAULT_HANDOVER_SLOW_MS", "300")],
+    );
+    let mut new_pid = Pid(None);
+    let echo: Vec<Raw> = (0..2000).map(|_| Raw::connect(srv.addr)).collect();
+    let mut subs: Vec<Raw> = (0..50)
+        .map(|_| Raw::connect_to(srv.addr, "/ws?topics=fwd.t"))
+        .collect();
+    for s in subs.iter_mut() {
+        s.stream_timeout(Duration::from_secs(20));
+        assert!(matches!(s.recv_non_ping(), Got::Text(t) if t.contains("subscribed")));
+    }
+    srv.signal("-USR2");
+    let line = srv.wait_log(Duration::from_secs(30), |l| {
+        l.contains("new process serves")
+    });
+    new_pid.0 = line
+        .split("pid=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok());
+    // Publish while the move runs: each answer must be a 200 with the next number.
+    let mut n = 0u64;
+    let mut refused = 0;
+    let mut old = srv;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while old.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the old process did not leave");
+        match try_publish_answer(old.admin, "fwd.t", &format!("msg-{}", n + 1)) {
+            (200, _) => n += 1,
+            _ => refused += 1,
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // (Slowly: the new process answers forwarded publishes on the thread that sleeps.)
+    assert!(n >= 3, "published {n} during the move");
+    assert_eq!(refused, 0, "no publish refused while connections moved");
+    for (i, s) in subs.iter_mut().enumerate() {
+        expect_messages(s, "fwd.t", n, i);
+    }
+    drop(echo);
 }

@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let mut frame = Vec::with_capacity(HEADER + data.len());
     frame.extend_from_slice(&MAGIC);
     frame.extend_from_slice(&VERSION.to_be_bytes());
-    frame.push(data.first().map_or(5, |k| k % 10));
+    frame.push(data.first().map_or(5, |k| k % 12));
     let payload = data.get(1..).unwrap_or_default();
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     frame.extend_from_slice(payload);

@@ -324,6 +324,29 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
     }
 }
 
+/// Publish `payload` to `topic` through the backplane: the admin API's answer (status,
+/// content type, body). Also what a live upgrade's new process answers for a publish the
+/// old one forwarded.
+pub fn publish_topic(
+    bp: &crate::backplane::Backplane,
+    topic: &str,
+    payload: Payload<'_>,
+) -> (u16, &'static str, String) {
+    match bp.publish(topic, payload, Some(std::time::Instant::now())) {
+        Ok(p) => (
+            200,
+            "application/json",
+            serde_json::json!({
+                "topic": topic, "seq": p.seq, "epoch": crate::pubsub::format_epoch(p.epoch),
+                "subscribers": p.subscribers, "workers": p.workers, "node": &**bp.node(),
+            })
+            .to_string()
+                + "\n",
+        ),
+        Err(e) => (e.status(), "text/plain", format!("{}\n", e.reason())),
+    }
+}
+
 /// `POST /publish?topic=T` (or `?user=U`): the body is the message. `Content-Type:
 /// application/octet-stream` publishes binary; anything else must be UTF-8 and publishes
 /// text. 503 + Retry-After when a worker's delivery queue is full or the broker is
@@ -346,19 +369,23 @@ fn publish(req: &Request, shared: &State) -> (u16, &'static str, String) {
             }
         };
     let bp = &shared.backplane;
+    let binary = matches!(payload, Payload::Binary(_));
     match (topic, user) {
-        (Some(topic), None) => match bp.publish(topic, payload, Some(std::time::Instant::now())) {
-            Ok(p) => (
-                200,
-                "application/json",
-                serde_json::json!({
-                    "topic": topic, "seq": p.seq, "epoch": crate::pubsub::format_epoch(p.epoch),
-                    "subscribers": p.subscribers, "workers": p.workers, "node": &**bp.node(),
-                })
-                .to_string()
-                    + "\n",
-            ),
-            Err(e) => (e.status(), "text/plain", format!("{}\n", e.reason())),
+        (Some(topic), None) => match publish_topic(bp, topic, payload) {
+            // Numbering moved to the new process of a live upgrade: it numbers this one.
+            (503, _, body) if body.starts_with("handing_over") => shared
+                .upgrader
+                .get()
+                .and_then(|u| u.forward_publish(topic, binary, &req.body))
+                .map_or((503, "text/plain", body), |(status, body)| {
+                    let ct = if status == 200 {
+                        "application/json"
+                    } else {
+                        "text/plain"
+                    };
+                    (status, ct, body)
+                }),
+            answer => answer,
         },
         (None, Some(Ok(user))) => match bp.to_user(&user, Some(payload)) {
             Ok(nodes) => (

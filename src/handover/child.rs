@@ -17,6 +17,9 @@ pub const ENV: &str = "HOLDFAST_HANDOVER_FD";
 /// above it, so a batch at a time, not the total, counts against `ulimit -n`.
 const UNPLACED_MAX: usize = 4 * format::MAX_BATCH;
 
+/// Numbers a publish forwarded by the old process: (topic, binary, payload) → (status, body).
+pub type Publisher = Box<dyn Fn(&str, bool, &[u8]) -> (u16, String) + Send>;
+
 /// What the old process handed over before the server starts.
 #[derive(Debug)]
 pub struct Inherited {
@@ -93,25 +96,33 @@ impl Inherited {
         }))
     }
 
-    /// The server is up: tell the old process, and take its connections on a thread.
-    pub fn serve(mut self, links: Arc<Links>) -> Result<(), String> {
+    /// The server is up: tell the old process, and take its connections on a thread;
+    /// `publish` numbers the publishes the old process forwards (topic, binary, payload →
+    /// the admin API's status and body).
+    pub fn serve(mut self, links: Arc<Links>, publish: Publisher) -> Result<(), String> {
         write(&mut self.sock, &Msg::Ready, &[])?;
         let sock = self.sock;
         std::thread::Builder::new()
             .name("holdfast-takeover".into())
-            .spawn(move || receive(sock, &links))
+            .spawn(move || receive(sock, &links, &publish))
             .map(|_| ())
             .map_err(|e| format!("cannot start the take-over thread: {e}"))
     }
 }
 
-fn receive(mut sock: UnixStream, links: &Links) {
+fn receive(mut sock: UnixStream, links: &Links, publish: &Publisher) {
     let workers = links.workers.len().max(1);
     let shared = &links.shared;
     let die_after: Option<u64> = std::env::var("HOLDFAST_FAULT_HANDOVER_DIE_AFTER")
         .ok()
         .and_then(|v| v.parse().ok());
+    // Fault injection for the tests: a slow new process (each batch acknowledged late).
+    let slow = std::env::var("HOLDFAST_FAULT_HANDOVER_SLOW_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(std::time::Duration::from_millis);
     let mut batches = 0u64;
+    let mut done = false;
     loop {
         {
             // Wait until the workers have placed most of what arrived.
@@ -122,6 +133,10 @@ fn receive(mut sock: UnixStream, links: &Links) {
         }
         let (m, fds) = match read(&mut sock) {
             Ok(x) => x,
+            Err(_) if done => {
+                tracing::info!("take-over: the old process has left");
+                return;
+            }
             Err(e) => {
                 tracing::warn!("take-over: the old process went away ({e}); serving on");
                 return;
@@ -149,6 +164,9 @@ fn receive(mut sock: UnixStream, links: &Links) {
                     // Fault injection for the tests: die with a batch received and unanswered.
                     std::process::exit(3);
                 }
+                if let Some(d) = slow {
+                    std::thread::sleep(d);
+                }
                 if write(&mut sock, &Msg::Ack { id }, &[]).is_err() {
                     tracing::warn!("take-over: the old process went away; serving on");
                     return;
@@ -168,13 +186,26 @@ fn receive(mut sock: UnixStream, links: &Links) {
                     }
                 }
             }
+            Msg::Publish {
+                id,
+                topic,
+                binary,
+                payload,
+            } => {
+                let (status, body) = publish(&topic, binary, &payload);
+                if write(&mut sock, &Msg::Published { id, status, body }, &[]).is_err() {
+                    tracing::warn!("take-over: the old process went away; serving on");
+                    return;
+                }
+            }
             Msg::Done { moved } => {
                 tracing::info!(
                     moved,
                     "take-over complete: this process serves every moved connection"
                 );
                 crate::notify::notify(&format!("READY=1\nSTATUS=took over {moved} connections"));
-                return;
+                // Until the old process exits it may still forward publishes.
+                done = true;
             }
             Msg::Refuse { reason } => {
                 tracing::warn!("take-over: the old process stopped the upgrade: {reason}");

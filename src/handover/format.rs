@@ -67,6 +67,27 @@ pub enum Msg {
         /// Why.
         reason: String,
     },
+    /// Old → new, while connections move (numbering is the new process's): a publish that
+    /// reached the old process's admin API, to be numbered there.
+    Publish {
+        /// Matches the answer.
+        id: u64,
+        /// The topic.
+        topic: String,
+        /// Binary (else UTF-8 text).
+        binary: bool,
+        /// The message.
+        payload: Vec<u8>,
+    },
+    /// New → old: what the publish got (the admin API's answer).
+    Published {
+        /// The publish it answers.
+        id: u64,
+        /// HTTP status.
+        status: u16,
+        /// The answer's body.
+        body: String,
+    },
 }
 
 /// A topic as the old process numbered it.
@@ -239,6 +260,8 @@ fn kind_of(m: &Msg) -> u8 {
         Msg::Ack { .. } => 6,
         Msg::Done { .. } => 7,
         Msg::Refuse { .. } => 8,
+        Msg::Publish { .. } => 9,
+        Msg::Published { .. } => 10,
     }
 }
 
@@ -287,6 +310,22 @@ pub fn encode(m: &Msg) -> Vec<u8> {
         Msg::Ack { id } => o.u64(*id),
         Msg::Done { moved } => o.u64(*moved),
         Msg::Refuse { reason } => o.bytes(reason.as_bytes()),
+        Msg::Publish {
+            id,
+            topic,
+            binary,
+            payload,
+        } => {
+            o.u64(*id);
+            o.bytes(topic.as_bytes());
+            o.u8(u8::from(*binary));
+            o.bytes(payload);
+        }
+        Msg::Published { id, status, body } => {
+            o.u64(*id);
+            o.u16(*status);
+            o.bytes(body.as_bytes());
+        }
     }
     let len = (o.0.len() - HEADER) as u32;
     o.0[7..11].copy_from_slice(&len.to_be_bytes());
@@ -480,6 +519,17 @@ pub fn decode(frame: &[u8]) -> Result<Msg, FormatError> {
         8 => Msg::Refuse {
             reason: i.string()?,
         },
+        9 => Msg::Publish {
+            id: i.u64()?,
+            topic: i.string()?,
+            binary: i.flag()?,
+            payload: i.bytes()?.to_vec(),
+        },
+        10 => Msg::Published {
+            id: i.u64()?,
+            status: i.u16()?,
+            body: i.string()?,
+        },
         k => return Err(FormatError::Kind(k)),
     };
     if !i.0.is_empty() {
@@ -619,6 +669,17 @@ mod tests {
             Msg::Done { moved: 12 },
             Msg::Refuse {
                 reason: "no".into(),
+            },
+            Msg::Publish {
+                id: 3,
+                topic: "news".into(),
+                binary: true,
+                payload: vec![0, 1, 2],
+            },
+            Msg::Published {
+                id: 3,
+                status: 200,
+                body: "{}".into(),
             },
         ]
     }

@@ -93,7 +93,21 @@ pub struct Upgrader {
     /// Taken by a worker around handing out a batch and by the coordinator around leaving
     /// the moving phase: no batch can be handed out after the coordinator stopped taking them.
     pub gate: Arc<Mutex<()>>,
+    /// While connections move (without a broker): where admin publishes go to be numbered.
+    forward: Mutex<Option<Forward>>,
 }
+
+/// Publishes forwarded to the new process: the socket's writing half (shared with the
+/// coordinator, one frame at a time) and the answers awaited.
+#[derive(Debug)]
+struct Forward {
+    writer: Arc<Mutex<UnixStream>>,
+    waiting: Arc<Mutex<HashMap<u64, std::sync::mpsc::Sender<(u16, String)>>>>,
+    next: u64,
+}
+
+/// How long a forwarded publish waits for the new process's answer.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why an upgrade failed.
 type Failure = String;
@@ -108,11 +122,49 @@ impl Upgrader {
             hub,
             life,
             running: AtomicBool::new(false),
+            forward: Mutex::new(None),
             status: Mutex::new(Status {
                 state: "idle",
                 ..Status::default()
             }),
         })
+    }
+
+    /// Number a publish that reached this process while its numbering belongs to the new
+    /// one: it is sent over the hand-over socket and the new process's answer returned.
+    /// None when no new process numbers yet (the caller answers 503).
+    pub fn forward_publish(
+        &self,
+        topic: &str,
+        binary: bool,
+        payload: &[u8],
+    ) -> Option<(u16, String)> {
+        let (writer, rx, id) = {
+            let mut g = self.forward.lock().unwrap_or_else(|p| p.into_inner());
+            let f = g.as_mut()?;
+            let id = f.next;
+            f.next += 1;
+            let (tx, rx) = std::sync::mpsc::channel();
+            f.waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, tx);
+            (f.writer.clone(), rx, id)
+        };
+        let msg = Msg::Publish {
+            id,
+            topic: topic.to_owned(),
+            binary,
+            payload: payload.to_vec(),
+        };
+        {
+            let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+            write(&mut w, &msg, &[]).ok()?;
+        }
+        Some(rx.recv_timeout(FORWARD_TIMEOUT).unwrap_or((
+            503,
+            "handing_over (the new process did not answer in time; retry in a second)\n".into(),
+        )))
     }
 
     /// Its metrics, in the Prometheus text format.
@@ -355,15 +407,7 @@ impl Upgrader {
             }
             (m, _) => return Err(format!("expected ready, got {m:?}")),
         }
-        tracing::info!(
-            pid,
-            topics = n_topics,
-            "live upgrade: the new process serves; moving connections"
-        );
-        self.set(|s| s.state = "moving");
-        self.links.shared.set_phase(MOVE);
-        self.links.wake_all();
-        self.move_all(&mut sock, started, in_flight)
+        self.move_all(&mut sock, started, in_flight, (pid, n_topics))
     }
 
     fn move_all(
@@ -371,15 +415,30 @@ impl Upgrader {
         sock: &mut UnixStream,
         started: Instant,
         in_flight: &mut HashMap<u64, (usize, u64, Vec<ConnSnap>)>,
+        (pid, n_topics): (u32, usize),
     ) -> Result<u64, Failure> {
         let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Result<u64, String>>();
         let mut reader = sock.try_clone().map_err(|e| e.to_string())?;
         reader.set_read_timeout(None).map_err(|e| e.to_string())?;
+        let writer = Arc::new(Mutex::new(sock.try_clone().map_err(|e| e.to_string())?));
+        let waiting: Arc<Mutex<HashMap<u64, std::sync::mpsc::Sender<(u16, String)>>>> =
+            Arc::default();
+        let answers = waiting.clone();
         std::thread::Builder::new()
             .name("holdfast-upgrade-acks".into())
             .spawn(move || loop {
                 let r = match read(&mut reader) {
                     Ok((Msg::Ack { id }, _)) => Ok(id),
+                    Ok((Msg::Published { id, status, body }, _)) => {
+                        let tx = answers
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&id);
+                        if let Some(tx) = tx {
+                            let _ = tx.send((status, body));
+                        }
+                        continue;
+                    }
                     Ok((m, _)) => Err(format!("unexpected {m:?}")),
                     Err(e) => Err(e),
                 };
@@ -389,6 +448,38 @@ impl Upgrader {
                 }
             })
             .map_err(|e| e.to_string())?;
+        if !self.plan.broker {
+            *self.forward.lock().unwrap_or_else(|p| p.into_inner()) = Some(Forward {
+                writer: writer.clone(),
+                waiting,
+                next: 0,
+            });
+        }
+        // Publishes are forwarded from here on: now the move starts.
+        tracing::info!(
+            pid,
+            topics = n_topics,
+            "live upgrade: the new process serves; moving connections"
+        );
+        self.set(|s| s.state = "moving");
+        self.links.shared.set_phase(MOVE);
+        self.links.wake_all();
+        let r = self.move_batches(&writer, &ack_rx, started, in_flight);
+        if r.is_err() {
+            // This process numbers again; on success it keeps forwarding until it exits.
+            *self.forward.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        r
+    }
+
+    fn move_batches(
+        &self,
+        writer: &Mutex<UnixStream>,
+        ack_rx: &crossbeam_channel::Receiver<Result<u64, String>>,
+        started: Instant,
+        in_flight: &mut HashMap<u64, (usize, u64, Vec<ConnSnap>)>,
+    ) -> Result<u64, Failure> {
+        let lock = || writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut sent_at: HashMap<u64, Instant> = HashMap::new();
         let (mut next, mut moved) = (0u64, 0u64);
         let mut last_log = Instant::now();
@@ -406,7 +497,8 @@ impl Upgrader {
                     let Msg::Batch { conns, .. } = msg else { unreachable!("built above") };
                     in_flight.insert(id, (o.worker, o.local, conns));
                     sent_at.insert(id, Instant::now());
-                    passfd::send(sock, &frame, &raw).map_err(|e| format!("sending a batch: {e}"))?;
+                    passfd::send(&mut lock(), &frame, &raw)
+                        .map_err(|e| format!("sending a batch: {e}"))?;
                     drop::<Vec<OwnedFd>>(o.fds); // the new process has its own references
                     self.links.shared.batches.fetch_add(1, Ordering::Relaxed);
                 }
@@ -466,14 +558,14 @@ impl Upgrader {
                     let id = next;
                     next += 1;
                     let frame = format::encode(&Msg::Batch { id, conns: o.conns });
-                    if passfd::send(sock, &frame, &raw).is_ok() {
+                    if passfd::send(&mut lock(), &frame, &raw).is_ok() {
                         // Acknowledged below or not, the new process has it once sent.
                         moved += n;
                         self.links.shared.moved.fetch_add(n, Ordering::Relaxed);
                         self.links.verdict(o.worker, Verdict::Acked(o.local));
                     }
                 }
-                write(sock, &Msg::Done { moved }, &[])?;
+                write(&mut lock(), &Msg::Done { moved }, &[])?;
                 self.set(|s| {
                     s.moved = moved;
                     s.remaining = 0;
