@@ -102,9 +102,12 @@ pub struct Upgrader {
 #[derive(Debug)]
 struct Forward {
     writer: Arc<Mutex<UnixStream>>,
-    waiting: Arc<Mutex<HashMap<u64, std::sync::mpsc::Sender<(u16, String)>>>>,
+    waiting: Waiting,
     next: u64,
 }
+
+/// Forwarded publishes awaiting the new process's answer, by id.
+type Waiting = Arc<Mutex<HashMap<u64, std::sync::mpsc::Sender<(u16, String)>>>>;
 
 /// How long a forwarded publish waits for the new process's answer.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
@@ -421,8 +424,7 @@ impl Upgrader {
         let mut reader = sock.try_clone().map_err(|e| e.to_string())?;
         reader.set_read_timeout(None).map_err(|e| e.to_string())?;
         let writer = Arc::new(Mutex::new(sock.try_clone().map_err(|e| e.to_string())?));
-        let waiting: Arc<Mutex<HashMap<u64, std::sync::mpsc::Sender<(u16, String)>>>> =
-            Arc::default();
+        let waiting: Waiting = Arc::default();
         let answers = waiting.clone();
         std::thread::Builder::new()
             .name("holdfast-upgrade-acks".into())
