@@ -941,8 +941,14 @@ impl<S: Services> Worker<S> {
             self.env.session.ping_ticks,
             self.conns.capacity(),
         );
+        let frozen = self.moving.frozen();
         for i in slots {
             if let Some(conn) = self.conns.get(i) {
+                if frozen && conn.session.phase() == Phase::Open {
+                    // Paused by a hand-over: its input is not read, so its silence is ours;
+                    // no ping (a send would hold its move) and no idle close.
+                    continue;
+                }
                 let generation = conn.socket.generation();
                 self.timeout(i as u32, generation);
             }
