@@ -53,6 +53,18 @@ fn publisher(
     })
 }
 
+/// The new process, named by the old one's log when the move starts (killed at the end).
+fn new_process(srv: &Server) -> Pid {
+    let line = srv.wait_log(Duration::from_secs(30), |l| {
+        l.contains("new process serves")
+    });
+    Pid(line
+        .split("pid=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok()))
+}
+
 /// `POST /publish`; 0 when the connection failed (a process leaving resets its admin
 /// connections; a publish refused or never answered is retried, and a frozen hub refuses
 /// every publish, so none is numbered twice).
@@ -317,7 +329,6 @@ fn subscribers_on_a_redis_backplane_get_every_message_once_across_an_upgrade() {
         &["--workers", "2", "--backplane", &url, "--node-id", "up-1"],
         "info",
     );
-    let mut new_pid = Pid(None);
     let mut subs: Vec<Raw> = (0..400)
         .map(|_| Raw::connect_to(srv.addr, "/ws?topics=bp.t"))
         .collect();
@@ -330,14 +341,7 @@ fn subscribers_on_a_redis_backplane_get_every_message_once_across_an_upgrade() {
     let publishing = publisher(srv.admin, "bp.t", 50, stop.clone(), count.clone());
     wait_count(&count, 20);
     srv.signal("-USR2");
-    let line = srv.wait_log(Duration::from_secs(30), |l| {
-        l.contains("new process serves")
-    });
-    new_pid.0 = line
-        .split("pid=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok());
+    let new_pid = new_process(&srv);
     srv.wait_log(Duration::from_secs(30), |l| l.contains("live upgrade done"));
     wait_count(&count, count.load(Ordering::Relaxed) + 30);
     stop.store(true, Ordering::Relaxed);
@@ -411,7 +415,6 @@ fn tls_connections_keep_their_session_across_an_upgrade() {
         &["--workers", "2", "--tls-cert", &cert, "--tls-key", &key],
         "info",
     );
-    let mut new_pid = Pid(None);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -452,14 +455,7 @@ fn tls_connections_keep_their_session_across_an_upgrade() {
     let publishing = publisher(srv.admin, "tls.t", 40, stop.clone(), count.clone());
     wait_count(&count, 10);
     srv.signal("-USR2");
-    let line = srv.wait_log(Duration::from_secs(30), |l| {
-        l.contains("new process serves")
-    });
-    new_pid.0 = line
-        .split("pid=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok());
+    let _new_pid = new_process(&srv);
     let done = srv.wait_log(Duration::from_secs(30), |l| l.contains("live upgrade done"));
     assert!(
         done.contains("moved=400"),
@@ -499,7 +495,6 @@ fn publishes_reaching_the_old_process_while_connections_move_are_numbered_by_the
         "info",
         &[("HOLDFAST_FAULT_HANDOVER_SLOW_MS", "300")],
     );
-    let mut new_pid = Pid(None);
     let echo: Vec<Raw> = (0..2000).map(|_| Raw::connect(srv.addr)).collect();
     let mut subs: Vec<Raw> = (0..50)
         .map(|_| Raw::connect_to(srv.addr, "/ws?topics=fwd.t"))
@@ -509,14 +504,7 @@ fn publishes_reaching_the_old_process_while_connections_move_are_numbered_by_the
         assert!(matches!(s.recv_non_ping(), Got::Text(t) if t.contains("subscribed")));
     }
     srv.signal("-USR2");
-    let line = srv.wait_log(Duration::from_secs(30), |l| {
-        l.contains("new process serves")
-    });
-    new_pid.0 = line
-        .split("pid=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok());
+    let _new_pid = new_process(&srv);
     // Publish while the move runs: each answer must be a 200 with the next number.
     let mut n = 0u64;
     let mut refused = 0;

@@ -708,8 +708,9 @@ mod tests {
     #[test]
     fn another_version_or_magic_is_named() {
         let mut f = encode(&Msg::Ready);
-        f[5] = 2;
-        assert_eq!(decode(&f), Err(FormatError::Version(2)));
+        let other = VERSION + 1;
+        f[4..6].copy_from_slice(&other.to_be_bytes());
+        assert_eq!(decode(&f), Err(FormatError::Version(other)));
         f[0] = b'X';
         assert_eq!(decode(&f), Err(FormatError::NotHandover));
     }

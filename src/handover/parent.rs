@@ -199,36 +199,36 @@ impl Upgrader {
             "Connections still to move in the running live upgrade.",
             if state == 2 { st.remaining } else { 0 },
         );
-        family(
-            "upgrade_batches_total",
-            "counter",
-            "Batches of connections sent to a new process.",
-            sh.batches.load(Ordering::Relaxed),
-        );
-        family(
-            "upgrade_connections_taken_back_total",
-            "counter",
-            "Connections taken back after a failed live upgrade.",
-            sh.taken_back.load(Ordering::Relaxed),
-        );
-        family(
-            "upgrade_connections_lost_total",
-            "counter",
-            "Connections that arrived from the previous process but could not be placed.",
-            sh.lost.load(Ordering::Relaxed),
-        );
-        family(
-            "upgrade_failures_total",
-            "counter",
-            "Live upgrades that failed (this process served on).",
-            sh.failures.load(Ordering::Relaxed),
-        );
-        family(
-            "upgrade_completed_total",
-            "counter",
-            "Live upgrades that handed everything movable over.",
-            sh.completed.load(Ordering::Relaxed),
-        );
+        let counters = [
+            (
+                "upgrade_batches_total",
+                "Batches of connections sent to a new process.",
+                &sh.batches,
+            ),
+            (
+                "upgrade_connections_taken_back_total",
+                "Connections taken back after a failed live upgrade.",
+                &sh.taken_back,
+            ),
+            (
+                "upgrade_connections_lost_total",
+                "Connections that arrived from the previous process but could not be placed.",
+                &sh.lost,
+            ),
+            (
+                "upgrade_failures_total",
+                "Live upgrades that failed (this process served on).",
+                &sh.failures,
+            ),
+            (
+                "upgrade_completed_total",
+                "Live upgrades that handed everything movable over.",
+                &sh.completed,
+            ),
+        ];
+        for (name, help, v) in counters {
+            family(name, "counter", help, v.load(Ordering::Relaxed));
+        }
     }
 
     /// The current status.

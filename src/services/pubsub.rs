@@ -756,46 +756,63 @@ impl PubsubSide {
         let conn_id = self.local.join(conn);
         for topic in topics {
             let from = resume.iter().find(|(t, _)| *t == topic).map(|(_, s)| *s);
-            let sub = match self
-                .spec
-                .hub
-                .subscribe_conn(self.worker, &topic, from, conn, conn_id)
-            {
-                Ok(x) => x,
-                Err(e) => {
-                    control_error(w, ctx, &e.reason());
-                    continue;
-                }
-            };
-            let policy = self.spec.policies.for_topic(&topic);
-            match sub {
-                Subscription::Pending { id } => {
-                    if !self.local.subscribe(conn, id, &topic, policy, PENDING) {
-                        self.spec.hub.unsubscribe(self.worker, &topic);
-                    }
-                }
-                Subscription::Now(sub) => {
-                    if !self
-                        .local
-                        .subscribe(conn, sub.id, &topic, policy, sub.owed.last)
-                    {
-                        // Already subscribed: the hub counted it twice.
-                        self.spec.hub.unsubscribe(self.worker, &topic);
-                    }
-                    let settled = Settled {
-                        id: sub.id,
-                        name: &topic,
-                        epoch: sub.epoch,
-                        owed: &sub.owed,
-                        resumed: from.is_some(),
-                        policy,
-                        silent: false,
-                    };
-                    self.settle(conn, w, ctx, &settled, user.clone());
-                }
-            }
+            self.subscribe_one(conn, conn_id, w, ctx, &topic, from, false, user.clone());
         }
         self.count(ctx.metrics);
+    }
+
+    /// Subscribe `conn` to one topic from `from` (a resume point, if any): answered now, or
+    /// when the backplane brings the topic. `silent`: a subscription handed over from the
+    /// previous process (see [`PubsubSide::adopt`]).
+    #[allow(clippy::too_many_arguments)]
+    fn subscribe_one(
+        &mut self,
+        conn: u32,
+        conn_id: u64,
+        w: &mut Writer,
+        ctx: &Ctx<'_>,
+        topic: &str,
+        from: Option<pubsub::Position>,
+        silent: bool,
+        user: Option<Arc<str>>,
+    ) {
+        let sub = match self
+            .spec
+            .hub
+            .subscribe_conn(self.worker, topic, from, conn, conn_id)
+        {
+            Ok(x) => x,
+            Err(e) => return control_error(w, ctx, &e.reason()),
+        };
+        let policy = self.spec.policies.for_topic(topic);
+        match sub {
+            Subscription::Pending { id } => {
+                if !self.local.subscribe(conn, id, topic, policy, PENDING) {
+                    // Already subscribed: the hub counted it twice.
+                    self.spec.hub.unsubscribe(self.worker, topic);
+                } else if silent {
+                    self.adopted.insert((conn, id));
+                }
+            }
+            Subscription::Now(sub) => {
+                if !self
+                    .local
+                    .subscribe(conn, sub.id, topic, policy, sub.owed.last)
+                {
+                    self.spec.hub.unsubscribe(self.worker, topic);
+                }
+                let settled = Settled {
+                    id: sub.id,
+                    name: topic,
+                    epoch: sub.epoch,
+                    owed: &sub.owed,
+                    resumed: from.is_some(),
+                    policy,
+                    silent,
+                };
+                self.settle(conn, w, ctx, &settled, user);
+            }
+        }
     }
 
     /// A subscription is answered: the reply, then the gap and the replayed frames.
@@ -900,46 +917,16 @@ impl PubsubSide {
                 seq: after,
                 epoch: Some(epoch),
             };
-            let sub =
-                match self
-                    .spec
-                    .hub
-                    .subscribe_conn(self.worker, &topic, Some(from), conn, conn_id)
-                {
-                    Ok(x) => x,
-                    Err(e) => {
-                        control_error(w, ctx, &e.reason());
-                        continue;
-                    }
-                };
-            let policy = self.spec.policies.for_topic(&topic);
-            match sub {
-                Subscription::Pending { id } => {
-                    if self.local.subscribe(conn, id, &topic, policy, PENDING) {
-                        self.adopted.insert((conn, id));
-                    } else {
-                        self.spec.hub.unsubscribe(self.worker, &topic);
-                    }
-                }
-                Subscription::Now(sub) => {
-                    if !self
-                        .local
-                        .subscribe(conn, sub.id, &topic, policy, sub.owed.last)
-                    {
-                        self.spec.hub.unsubscribe(self.worker, &topic);
-                    }
-                    let settled = Settled {
-                        id: sub.id,
-                        name: &topic,
-                        epoch: sub.epoch,
-                        owed: &sub.owed,
-                        resumed: true,
-                        policy,
-                        silent: true,
-                    };
-                    self.settle(conn, w, ctx, &settled, user.clone());
-                }
-            }
+            self.subscribe_one(
+                conn,
+                conn_id,
+                w,
+                ctx,
+                &topic,
+                Some(from),
+                true,
+                user.clone(),
+            );
         }
         self.count(ctx.metrics);
     }
