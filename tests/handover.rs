@@ -53,6 +53,21 @@ fn publisher(
     })
 }
 
+/// `n` WebSocket subscribers of `topic`, each past its `subscribed` answer.
+fn subscribers(addr: SocketAddr, n: usize, topic: &str) -> Vec<Raw> {
+    (0..n)
+        .map(|i| {
+            let mut s = Raw::connect_to(addr, &format!("/ws?topics={topic}"));
+            s.stream_timeout(Duration::from_secs(20));
+            match s.recv_non_ping() {
+                Got::Text(t) => assert!(t.contains("subscribed"), "{i}: {t}"),
+                g => panic!("{g:?}"),
+            }
+            s
+        })
+        .collect()
+}
+
 /// The new process, named by the old one's log when the move starts (killed at the end).
 fn new_process(srv: &Server) -> Pid {
     let line = srv.wait_log(Duration::from_secs(30), |l| {
@@ -144,16 +159,7 @@ fn connections_echo_and_pubsub_cross_a_live_upgrade() {
     let mut new_pid = Pid(None);
     // Echo connections; some keep echoing through the upgrade, one has a message half-sent.
     let mut echo: Vec<Raw> = (0..1500).map(|_| Raw::connect(srv.addr)).collect();
-    let mut subs: Vec<Raw> = (0..500)
-        .map(|_| Raw::connect_to(srv.addr, "/ws?topics=handover.t"))
-        .collect();
-    for (i, s) in subs.iter_mut().enumerate() {
-        s.stream_timeout(Duration::from_secs(20));
-        match s.recv_non_ping() {
-            Got::Text(t) => assert!(t.contains("subscribed"), "{i}: {t}"),
-            g => panic!("{g:?}"),
-        }
-    }
+    let mut subs = subscribers(srv.addr, 500, "handover.t");
     for ws in echo.iter_mut() {
         ws.stream_timeout(Duration::from_secs(20));
     }
@@ -233,13 +239,7 @@ fn an_upgrade_whose_new_binary_exits_at_once_leaves_the_old_process_serving() {
         "info",
     );
     let mut echo: Vec<Raw> = (0..200).map(|_| Raw::connect(srv.addr)).collect();
-    let mut subs: Vec<Raw> = (0..50)
-        .map(|_| Raw::connect_to(srv.addr, "/ws?topics=failed.t"))
-        .collect();
-    for s in subs.iter_mut() {
-        s.stream_timeout(Duration::from_secs(20));
-        assert!(matches!(s.recv_non_ping(), Got::Text(t) if t.contains("subscribed")));
-    }
+    let mut subs = subscribers(srv.addr, 50, "failed.t");
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let publishing = publisher(srv.admin, "failed.t", 40, stop.clone(), count.clone());
@@ -329,13 +329,7 @@ fn subscribers_on_a_redis_backplane_get_every_message_once_across_an_upgrade() {
         &["--workers", "2", "--backplane", &url, "--node-id", "up-1"],
         "info",
     );
-    let mut subs: Vec<Raw> = (0..400)
-        .map(|_| Raw::connect_to(srv.addr, "/ws?topics=bp.t"))
-        .collect();
-    for s in subs.iter_mut() {
-        s.stream_timeout(Duration::from_secs(20));
-        assert!(matches!(s.recv_non_ping(), Got::Text(t) if t.contains("subscribed")));
-    }
+    let mut subs = subscribers(srv.addr, 400, "bp.t");
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let publishing = publisher(srv.admin, "bp.t", 50, stop.clone(), count.clone());
@@ -496,13 +490,7 @@ fn publishes_reaching_the_old_process_while_connections_move_are_numbered_by_the
         &[("HOLDFAST_FAULT_HANDOVER_SLOW_MS", "300")],
     );
     let echo: Vec<Raw> = (0..2000).map(|_| Raw::connect(srv.addr)).collect();
-    let mut subs: Vec<Raw> = (0..50)
-        .map(|_| Raw::connect_to(srv.addr, "/ws?topics=fwd.t"))
-        .collect();
-    for s in subs.iter_mut() {
-        s.stream_timeout(Duration::from_secs(20));
-        assert!(matches!(s.recv_non_ping(), Got::Text(t) if t.contains("subscribed")));
-    }
+    let mut subs = subscribers(srv.addr, 50, "fwd.t");
     srv.signal("-USR2");
     let _new_pid = new_process(&srv);
     // Publish while the move runs: each answer must be a 200 with the next number.
