@@ -520,7 +520,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         (
             "connection_state_bytes",
             "gauge",
-            "Slab bytes of connection state.",
+            "Connection state: the slab slots ever used (its high-water mark; the rest of the table is reserved address space, not resident) times the slot size.",
             |w| w.slab_bytes.get(),
         ),
         (

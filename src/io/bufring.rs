@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use io_uring::types::BufRingEntry;
 use io_uring::IoUring;
 
-/// Buffers a pool starts with (and never shrinks below).
+/// Buffers a ring that accepts first starts with (and never shrinks below); see
+/// [`BufPool::new`].
 pub const INITIAL_BUFFERS: u16 = 64;
 
 /// Where a buffer is.
@@ -115,8 +116,13 @@ impl Mapping {
         self.fill();
     }
 
-    /// Buffer `bid` is out of circulation: release its pages (it is lent to us, so the
-    /// kernel cannot be writing it).
+    /// Release buffer `bid`'s pages. Either it is out of circulation (lent to us and being
+    /// dropped, so nothing reads it), or it sits unread in the ring: the kernel writes a
+    /// provided buffer only while it runs a receive for this ring, which happens inside
+    /// this thread's own `io_uring_enter` or task work (the ring is single-issuer with
+    /// deferred task running, and receives are never sent to io-wq), never concurrently
+    /// with this call; contents of a buffer in the ring are meaningless until the kernel
+    /// fills it.
     fn release(&self, bid: u16) {
         let page = 4096usize;
         let size = self.size as usize;
@@ -124,10 +130,11 @@ impl Mapping {
             return; // pages shared with circulating buffers: keep them
         }
         // SAFETY: the range is buffer `bid` inside the buffer mapping (bid < entries), page
-        // aligned (the mapping is, and size is a multiple of the page size); nothing holds a
-        // reference into it (its RecvBuf is being dropped) and the kernel does not own it
-        // (it is not in the ring). MADV_DONTNEED on a private anonymous mapping only drops
-        // the pages' contents, which nobody will read before the kernel writes it again.
+        // aligned (the mapping is, and size is a multiple of the page size); no RecvBuf
+        // refers to it (lent buffers are never released, a dropping one no longer reads)
+        // and no kernel write into it can run concurrently (see above). MADV_DONTNEED on a
+        // private anonymous mapping only drops the pages' contents, which nobody reads
+        // before the kernel writes the buffer again (into fresh zero pages).
         unsafe {
             libc::madvise(
                 self.bufs.as_ptr().add(usize::from(bid) * size).cast(),
@@ -169,8 +176,9 @@ pub struct BufPool {
 
 impl BufPool {
     /// Map and register a ring of `entries` buffers on `uring` as buffer group 0, with
-    /// [`INITIAL_BUFFERS`] (or `entries`, if fewer) in circulation.
-    pub fn new(uring: &IoUring, entries: u16, size: u32) -> io::Result<Self> {
+    /// `initial` (or `entries`, if fewer; at least one) in circulation, which is also the
+    /// least the pool shrinks back to.
+    pub fn new(uring: &IoUring, entries: u16, size: u32, initial: u16) -> io::Result<Self> {
         assert!(
             entries.is_power_of_two(),
             "buffer ring entries must be a power of two"
@@ -194,8 +202,8 @@ impl BufPool {
             entries,
             size,
             tail: Cell::new(0),
-            active: Cell::new(INITIAL_BUFFERS.min(entries)),
-            floor: INITIAL_BUFFERS.min(entries),
+            active: Cell::new(initial.clamp(1, entries)),
+            floor: initial.clamp(1, entries),
             lent: Cell::new(0),
             peak: Cell::new(0),
             state: (0..entries).map(|_| Cell::new(State::Out)).collect(),
@@ -246,7 +254,17 @@ impl BufPool {
         let (active, peak) = (m.active.get(), m.peak.get());
         m.peak.set(m.lent.get());
         if active > m.floor && u32::from(peak) * 4 < u32::from(active) {
-            m.active.set((active / 2).max(m.floor));
+            let to = (active / 2).max(m.floor);
+            m.active.set(to);
+            // Buffers past the new size still in the ring stay there until the kernel picks
+            // them, which on an idle node is never: their pages would stay resident (at 1M
+            // connections a ramp's pools held 13 B per connection long after it). Release
+            // them now; one the kernel picks later is written into fresh zero pages.
+            for bid in to..m.entries {
+                if m.state[usize::from(bid)].get() == State::InRing {
+                    m.release(bid);
+                }
+            }
         }
     }
 
@@ -336,7 +354,7 @@ mod tests {
     #[test]
     fn the_pool_grows_under_use_and_shrinks_back_without_pushing_a_buffer_twice() {
         let uring = IoUring::new(8).expect("io_uring");
-        let p = BufPool::new(&uring, 1024, 4096).unwrap();
+        let p = BufPool::new(&uring, 1024, 4096, INITIAL_BUFFERS).unwrap();
         assert_eq!(p.active(), INITIAL_BUFFERS);
         assert_eq!(pushed(&p), 64, "only the initial buffers circulate");
         // The kernel picks in ring order: lend 0..=48 — past three quarters of 64.
@@ -374,5 +392,58 @@ mod tests {
         p.shrink_if_idle();
         p.shrink_if_idle();
         assert_eq!(p.active(), INITIAL_BUFFERS, "never below the initial count");
+    }
+
+    /// Pages of buffer `bid` resident now (mincore).
+    fn resident_pages(p: &BufPool, bid: u16) -> usize {
+        let size = p.map.size as usize;
+        let mut v = vec![0u8; size / 4096];
+        // SAFETY: the range is buffer `bid` inside the live mapping, page aligned; `v` has
+        // one byte per page of it.
+        let r = unsafe {
+            libc::mincore(
+                p.map.bufs.as_ptr().add(usize::from(bid) * size).cast(),
+                size,
+                v.as_mut_ptr(),
+            )
+        };
+        assert_eq!(r, 0, "mincore: {}", io::Error::last_os_error());
+        v.iter().filter(|b| **b & 1 == 1).count()
+    }
+
+    #[test]
+    fn shrinking_releases_the_pages_of_buffers_left_in_the_ring() {
+        let uring = IoUring::new(8).expect("io_uring");
+        let p = BufPool::new(&uring, 256, 8192, INITIAL_BUFFERS).unwrap();
+        // A busy moment: the pool grows to 256 and every buffer is written once (as the
+        // kernel would) and returned to the ring.
+        let mut lent: Vec<RecvBuf> = (0..200).map(|bid| p.take(bid, 8192)).collect();
+        assert_eq!(p.active(), 256);
+        for b in &mut lent {
+            b.bytes_mut().fill(0xa5);
+        }
+        drop(lent);
+        assert_eq!(resident_pages(&p, 150), 2, "written buffers are resident");
+        // Keep one lent past the shrink: its pages must survive.
+        let mut kept = p.take(199, 8192);
+        kept.bytes_mut().fill(0x5a);
+        p.shrink_if_idle(); // 200 lent since the last check: stays
+        assert_eq!(p.active(), 256);
+        p.shrink_if_idle(); // idle: 128
+        p.shrink_if_idle(); // 64
+        assert_eq!(p.active(), INITIAL_BUFFERS);
+        for bid in [64, 100, 150, 198] {
+            assert_eq!(resident_pages(&p, bid), 0, "buffer {bid} still resident");
+        }
+        assert_eq!(resident_pages(&p, 10), 2, "circulating buffers keep theirs");
+        assert!(
+            kept.bytes_mut().iter().all(|b| *b == 0x5a),
+            "a lent buffer is not touched"
+        );
+        assert_eq!(
+            p.map.state[150].get(),
+            State::InRing,
+            "still the kernel's to pick"
+        );
     }
 }

@@ -47,6 +47,8 @@ pub struct RingConfig {
     pub files: u32,
     /// Provided buffers (a power of two).
     pub buffers: u16,
+    /// Buffers in circulation at the start, and the least the pool shrinks back to.
+    pub initial_buffers: u16,
     /// Bytes per provided buffer.
     pub buffer_size: u32,
     /// Register an eventfd that the kernel signals when completions arrive.
@@ -169,7 +171,7 @@ impl Ring {
     pub fn new(cfg: RingConfig) -> io::Result<Self> {
         let (uring, fallbacks) = super::setup(cfg.sq_entries, cfg.cq_entries)?;
         uring.submitter().register_files_sparse(cfg.files)?;
-        let pool = BufPool::new(&uring, cfg.buffers, cfg.buffer_size)?;
+        let pool = BufPool::new(&uring, cfg.buffers, cfg.buffer_size, cfg.initial_buffers)?;
         let eventfd = if cfg.eventfd {
             let efd = super::sys::eventfd()?;
             uring.submitter().register_eventfd(efd.as_raw_fd())?;

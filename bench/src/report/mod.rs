@@ -89,8 +89,9 @@ pub struct ReportArgs {
     /// Default: $HOLDFAST_UWS_SRC. Without either, that peer is skipped with the reason.
     #[arg(long)]
     pub uws_src: Option<PathBuf>,
-    /// Connection counts for holdfast's density steps (default: 10k,100k,1M,2M — a step the
-    /// machine's free memory cannot take is skipped with the reason; --quick: 2k).
+    /// Connection counts for holdfast's density steps (default: 15k,100k,1M,2M — a step the
+    /// machine's free memory cannot take is skipped with the reason; --quick: 2k). Peers
+    /// hold the smallest of them (default 15k), within the descriptor limit.
     #[arg(long, value_delimiter = ',')]
     pub connections: Option<Vec<usize>>,
     /// Directory for the results (default: bench/results; with --quick, a scratch
@@ -187,7 +188,7 @@ impl Plan {
                 vec![2_000]
             } else {
                 // 2M runs when memory allows (the step is skipped, with the reason, when not).
-                vec![10_000, 100_000, 1_000_000, 2_000_000]
+                vec![15_000, 100_000, 1_000_000, 2_000_000]
             }),
             tls_densities: if q {
                 vec![1_000]
@@ -195,7 +196,13 @@ impl Plan {
                 vec![10_000, 100_000]
             },
             tls_rounds: if q { 1 } else { 3 },
-            peer_density: if q { 1_000 } else { 10_000 },
+            // Peers hold as many as holdfast's smallest step (so the first step compares
+            // like with like), within the process's descriptor limit.
+            peer_density: match &a.connections {
+                Some(c) if !c.is_empty() => c.iter().copied().min().unwrap_or(10_000),
+                _ if q => 1_000,
+                _ => 15_000,
+            },
             ramp_rate: if q { 20_000.0 } else { 40_000.0 },
             hold_seconds: if q { 2.5 } else { 6.0 },
             echo_connections: vec![100, 1000],

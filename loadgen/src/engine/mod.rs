@@ -266,6 +266,7 @@ impl Engine {
             cq_entries: 16384,
             files: spec.table,
             buffers: 512,
+            initial_buffers: holdfast::io::bufring::INITIAL_BUFFERS,
             buffer_size: BUF_SIZE,
             eventfd: true,
         })

@@ -168,7 +168,7 @@ impl<S: Services> Worker<S> {
             return;
         }
         let mode = self.s.read_mode;
-        let cap = self.conns.capacity();
+        let cap = self.slots;
         let mut looked = 0;
         while looked < SCAN.min(cap) && self.moving.installing.len() < MAX_BATCH {
             let idx = self.moving.cursor % cap;
@@ -427,10 +427,10 @@ impl<S: Services> Worker<S> {
         self.generation = self.generation.wrapping_add(1) & Token::GENERATION_MASK;
         let counted = session.counted();
         let transport = session.transport();
-        let idx = self.conns.insert(Conn {
+        let idx = self.insert_conn(Conn {
             session,
             socket: Socket::new(r, slot, self.generation),
-        }) as u32;
+        });
         if counted {
             self.env.metrics.transport_open(transport, true);
         }
