@@ -6,6 +6,7 @@
 
 pub mod broadcast;
 pub mod hold;
+pub mod meter;
 pub mod peers;
 pub mod proc;
 pub mod report;

@@ -49,6 +49,9 @@ enum Cmd {
     All(ReportArgs),
     /// Run a peer server (tokio-tungstenite, fastwebsockets, broadcast) by hand.
     Peer(holdfast_bench::peers::PeerArgs),
+    /// An independent echo client (tokio, epoll; no code shared with the loadgen) that
+    /// reports msgs per server-CPU-s: the echo section runs it beside the loadgen.
+    EchoClient(holdfast_bench::meter::MeterArgs),
     /// (internal) hold N connections from one source address; used by a test.
     #[command(hide = true)]
     HoldClient(holdfast_bench::hold::HoldArgs),
@@ -64,6 +67,13 @@ fn main() {
             return;
         }
         Cmd::HoldClient(args) => return holdfast_bench::hold::run(args),
+        Cmd::EchoClient(args) => {
+            if let Err(e) = holdfast_bench::meter::run(&args) {
+                eprintln!("holdfast-bench echo-client: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
         Cmd::Density(a) => (Section::Density, a),
         Cmd::Echo(a) => (Section::Echo, a),
         Cmd::Fanout(a) => (Section::Fanout, a),

@@ -86,8 +86,14 @@ impl Rings {
         let first = r == 0;
         let p = self.plan;
         let cfg = RingConfig {
-            sq_entries: if first { p.sq_entries } else { 1024 },
-            cq_entries: if first { p.cq_entries } else { 8192 },
+            // A later ring exists because a file table is capped (RLIMIT_NOFILE): 52 of them
+            // at 1M connections on a 20,000-descriptor host. Their queues are resident kernel
+            // pages (SQEs 64 B, CQEs 16 B each): 256 + 4,096 entries is ~80 KiB a ring, where
+            // 1,024 + 8,192 held 11 B per connection at 1M. A fan-out to a ring's ~20k
+            // connections submits in rounds of 256 and may overflow its completion queue,
+            // which the kernel keeps (no drop) until the worker reaps.
+            sq_entries: if first { p.sq_entries } else { 256 },
+            cq_entries: if first { p.cq_entries } else { 4096 },
             files: p.table,
             buffers: if first {
                 p.buffers

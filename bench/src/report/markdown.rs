@@ -27,6 +27,28 @@ fn latency_ms(run: &Value, k: &str) -> String {
         .map_or("—".into(), |v| format!("{:.1}", v / 1000.0))
 }
 
+/// Verdict lines: each target's ratio and whether it is met.
+fn verdicts(o: &mut String, targets: &Value, title: &str) {
+    let Some(t) = targets.as_array().filter(|t| !t.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(o, "\n{title}:\n");
+    for x in t {
+        let _ = writeln!(
+            o,
+            "- {}: {} (target {}) — **{}**",
+            x["what"].as_str().unwrap_or(""),
+            f(&x["ratio"], 3),
+            x["target"].as_str().unwrap_or(""),
+            match x["met"].as_bool() {
+                Some(true) => "met",
+                Some(false) => "not met",
+                None => "no figure",
+            }
+        );
+    }
+}
+
 /// The holdfast row's value of `key` matching `same` (e.g. the same connection count).
 fn holdfast<'a>(runs: &'a [Value], same: &dyn Fn(&Value) -> bool, key: &str) -> &'a Value {
     runs.iter()
@@ -126,6 +148,7 @@ pub(super) fn render(r: &Value) -> String {
                 f(&x["server_cpu_us_per_upgrade"], 1)
             );
         }
+        verdicts(&mut o, &r["density"]["targets"], "Targets");
         let _ = writeln!(o, "\nThe holdfast constants feed `holdfast plan` (docs/capacity-planning.md). Limits: memory (both ends on one node), `ulimit -n` for the fd-based peers, the ramp's CPU (both ends' TCP setup).\n");
         chart(&mut o, "bytes-per-connection");
         chart(&mut o, "connections");
@@ -139,21 +162,25 @@ pub(super) fn render(r: &Value) -> String {
             e["pinning"]["server_cpu"].as_str().unwrap_or("—"),
             e["pinning"]["loadgen_cpu"].as_str().unwrap_or("—")
         );
-        let _ = writeln!(o, "| server | connections | msgs/s | server CPU s | **msgs per server-CPU-s** | vs holdfast | RTT p50 / p99 / p99.9 µs |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "Each row twice, the server fresh each time: driven by the loadgen (io_uring, one thread, 32-byte messages, one in flight per connection) and by an independent client (`holdfast-bench echo-client`: tokio current-thread, epoll, one task per connection, no code shared with the loadgen), both pinned to the same CPU. Client CPU seconds beside each: a client that sleeps between messages makes the server pay wake-ups.\n");
+        let _ = writeln!(o, "| server | connections | msgs/s | server CPU s | **msgs per server-CPU-s** | vs holdfast | loadgen CPU s | independent client: msgs per server-CPU-s (client CPU s) | RTT p50 / p99 / p99.9 µs |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
         let rs = runs("echo");
         for x in &rs {
             let c = x["connections"].clone();
             let h = holdfast(&rs, &|y| y["connections"] == c, "messages_per_server_cpu_s");
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} / {} / {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} / {} / {} |",
                 x["server"].as_str().unwrap_or(""),
                 c,
                 f(&x["messages_per_s"], 0),
                 f(&x["server_cpu_seconds"], 2),
                 f(&x["messages_per_server_cpu_s"], 0),
                 ratio(&x["messages_per_server_cpu_s"], h),
+                f(&x["loadgen_cpu_seconds"], 2),
+                f(&x["independent_client"]["messages_per_server_cpu_s"], 0),
+                f(&x["independent_client"]["client_cpu_seconds"], 2),
                 f(&x["rtt_us"]["p50"], 0),
                 f(&x["rtt_us"]["p99"], 0),
                 f(&x["rtt_us"]["p99.9"], 0)
@@ -177,26 +204,11 @@ pub(super) fn render(r: &Value) -> String {
                 ratio(&x["server_cpu_us_per_upgrade"], h)
             );
         }
-        if let Some(t) = e["targets"].as_array().filter(|t| !t.is_empty()) {
-            let _ = writeln!(
-                o,
-                "\nTargets (holdfast / single-threaded fastwebsockets):\n"
-            );
-            for x in t {
-                let _ = writeln!(
-                    o,
-                    "- {}: {} (target {}) — **{}**",
-                    x["what"].as_str().unwrap_or(""),
-                    f(&x["ratio"], 3),
-                    x["target"].as_str().unwrap_or(""),
-                    match x["met"].as_bool() {
-                        Some(true) => "met",
-                        Some(false) => "not met",
-                        None => "no figure",
-                    }
-                );
-            }
-        }
+        verdicts(
+            &mut o,
+            &e["targets"],
+            "Targets (holdfast against the peers)",
+        );
         let _ = writeln!(o, "\nLimits: loopback TCP (most of an upgrade's CPU is the kernel's connection setup, both ends on one machine); the loadgen's one core.\n");
         chart(&mut o, "rtt-cdf");
     }
@@ -268,6 +280,11 @@ pub(super) fn render(r: &Value) -> String {
                 x["gaps"]
             );
         }
+        verdicts(
+            &mut o,
+            &r["fanout"]["targets"],
+            "Targets against uWebSockets (holdfast with its defaults and with one worker, uWebSockets' thread count)",
+        );
         let _ = writeln!(o, "\nLimits: the kernel's TCP send per delivery on loopback (the sender also runs the receiver's TCP processing), and the load generator's receiving on the same cores.\n");
         chart(&mut o, "fanout-cdf");
     }

@@ -212,7 +212,14 @@ impl Plan {
             fanout_cases: if q {
                 vec![(500, 1, 20), (200, 10, 100)]
             } else {
-                vec![(10_000, 1, 10), (10_000, 1, 100), (10_000, 1_000, 2_000)]
+                // The first two: the rates uWebSockets sustains to 18k subscribers.
+                vec![
+                    (18_000, 1, 60),
+                    (18_000, 1, 120),
+                    (10_000, 1, 10),
+                    (10_000, 1, 100),
+                    (10_000, 1_000, 2_000),
+                ]
             },
             storm_connections: if q { 2_000 } else { 50_000 },
             backplane_subscribers: if q { 600 } else { 30_000 },

@@ -156,7 +156,38 @@ pub(super) fn density(plan: &Plan) -> Result<Value, String> {
             runs.push(density_step(plan, kind, n)?);
         }
     }
-    Ok(json!({ "runs": runs }))
+    let targets = density_targets(&runs);
+    Ok(json!({ "runs": runs, "targets": targets }))
+}
+
+/// Userspace bytes per idle connection: at most uWebSockets' at the count it held, and at
+/// most 64 B at 1M.
+fn density_targets(runs: &[Value]) -> Vec<Value> {
+    let key = "userspace_bytes_per_connection";
+    let at = |server: &str, n: &Value| {
+        runs.iter()
+            .find(|r| r["server"] == server && &r["connections"] == n)
+            .and_then(|r| r[key].as_f64())
+    };
+    let mut out = Vec::new();
+    for u in runs.iter().filter(|r| r["server"] == "uwebsockets") {
+        let (h, w) = (at("holdfast", &u["connections"]), u[key].as_f64());
+        out.push(json!({
+            "what": format!("userspace B per idle connection at {}, holdfast / uwebsockets", u["connections"]),
+            "ratio": h.zip(w).map(|(a, b)| a / b.max(1.0)),
+            "target": "<= 1",
+            "met": h.zip(w).map(|(a, b)| a <= b),
+        }));
+    }
+    if let Some(h) = at("holdfast", &json!(1_000_000)) {
+        out.push(json!({
+            "what": "userspace B per idle connection at 1,000,000 (holdfast)",
+            "ratio": h,
+            "target": "<= 64 B",
+            "met": h <= 64.0,
+        }));
+    }
+    out
 }
 
 /// Server RSS, kernel Slab, and the slab caches, at one moment.
@@ -371,10 +402,21 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
                 ],
             );
             let (v, met) = loadgen(&args, lg_cpu.as_deref(), |_| {})?;
+            drop(server);
+            // The same server fresh, driven by the independent client on the same CPU.
+            let independent = if kind == Kind::HoldfastTls {
+                Value::Null // the independent client speaks ws:// only
+            } else {
+                let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
+                let t = target(plan, server.as_ref());
+                echo_client(plan, &t, c, lg_cpu.as_deref())
+                    .unwrap_or_else(|e| json!({ "error": e }))
+            };
             runs.push(json!({
                 "server": kind.name(),
                 "connections": c,
                 "met": met,
+                "independent_client": independent,
                 "round_trips": v["round_trips"],
                 "messages_per_s": v["messages_per_s"],
                 "server_cpu_seconds": v["server_cpu_seconds"],
@@ -454,6 +496,22 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
             );
             targets.push(json!({"what": format!("echo msgs per server-CPU-s, {c} connections, holdfast / uwebsockets"),
                 "target": ">= 1.5", "ratio": r, "met": r.map(|r| r >= 1.5)}));
+            let independent = |server: &str| {
+                runs.iter()
+                    .find(|x| x["server"] == server && x["connections"] == c)
+                    .and_then(|x| x["independent_client"]["messages_per_server_cpu_s"].as_f64())
+            };
+            let r = ratio(independent("holdfast"), independent("uwebsockets"));
+            targets.push(json!({"what": format!("echo msgs per server-CPU-s, {c} connections, independent client, holdfast / uwebsockets"),
+                "target": ">= 1.5", "ratio": r, "met": r.map(|r| r >= 1.5)}));
+            // The loadgen must drive holdfast at least as efficiently as the independent
+            // client does.
+            let r = ratio(
+                find(&runs, "holdfast", "messages_per_server_cpu_s", Some(c)),
+                independent("holdfast"),
+            );
+            targets.push(json!({"what": format!("holdfast echo msgs per server-CPU-s, {c} connections, loadgen / independent client"),
+                "target": ">= 1", "ratio": r, "met": r.map(|r| r >= 1.0)}));
         }
     }
     Ok(json!({
@@ -462,6 +520,44 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
         "upgrades": upgrades,
         "targets": targets,
     }))
+}
+
+/// Run `holdfast-bench echo-client` (the independent client) against `t`, pinned to `cpu`.
+fn echo_client(plan: &Plan, t: &Target, c: usize, cpu: Option<&str>) -> Result<Value, String> {
+    let exe = super::procs::bin_dir().join("holdfast-bench");
+    let exe = if exe.exists() {
+        exe
+    } else {
+        std::env::current_exe().map_err(|e| e.to_string())?
+    };
+    let mut cmd = match cpu {
+        Some(cpu) => {
+            let mut c = std::process::Command::new("taskset");
+            c.args(["-c", cpu]).arg(&exe);
+            c
+        }
+        None => std::process::Command::new(&exe),
+    };
+    cmd.args(["echo-client", "--url"])
+        .arg(format!("{}/echo", t.url_base))
+        .args(["--connections", &s(c), "--size", "32"])
+        .args([
+            "--warmup",
+            &s(plan.warmup),
+            "--duration",
+            &s(plan.measure_seconds),
+        ]);
+    if let Some(p) = t.pid {
+        cmd.args(["--server-pid", &s(p)]);
+    }
+    let out = cmd.output().map_err(|e| format!("echo-client: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "echo-client failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("echo-client output: {e}"))
 }
 
 // ------------------------------------------------------------------------------- fanout
@@ -480,10 +576,74 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
         ],
     ) {
         for &(subs, topics, rate) in &plan.fanout_cases {
-            runs.push(fanout_step(plan, kind, subs, topics, rate)?);
+            runs.push(fanout_step(plan, kind, None, subs, topics, rate)?);
+            // uWebSockets serves from one thread: holdfast with one worker beside it.
+            if kind == Kind::Holdfast && plan.url.is_none() && plan.peers.contains(&Kind::Uws) {
+                runs.push(fanout_step(plan, kind, Some(1), subs, topics, rate)?);
+            }
         }
     }
-    Ok(json!({ "runs": runs }))
+    let targets = fanout_targets(&runs);
+    Ok(json!({ "runs": runs, "targets": targets }))
+}
+
+/// Name of a holdfast row started with `workers` (defaults: "holdfast").
+fn holdfast_label(workers: Option<usize>) -> String {
+    match workers {
+        Some(w) => format!("holdfast --workers {w}"),
+        None => "holdfast".into(),
+    }
+}
+
+/// The goals against uWebSockets, per case both holdfast rows were run in:
+/// latency p50 and p99 at most uWebSockets', deliveries per server-CPU-s at least 1.5x.
+fn fanout_targets(runs: &[Value]) -> Vec<Value> {
+    let mut out = Vec::new();
+    let same = |a: &Value, b: &Value| {
+        a["subscribers"] == b["subscribers"]
+            && a["topics"] == b["topics"]
+            && a["publish_rate"] == b["publish_rate"]
+    };
+    for u in runs.iter().filter(|r| r["server"] == "uwebsockets") {
+        for h in runs.iter().filter(|r| {
+            same(r, u)
+                && r["server"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("holdfast"))
+                && r["server"] != "holdfast-sse"
+                && r["server"] != "holdfast-poll"
+        }) {
+            let case = format!(
+                "{} × {} at {}/s, {}",
+                u["topics"],
+                u["subscribers"],
+                u["publish_rate"],
+                h["server"].as_str().unwrap_or("")
+            );
+            for (k, what) in [("p50", "latency p50"), ("p99", "latency p99")] {
+                // An empty histogram (a peer that delivered nothing timed) is no figure.
+                let (hv, uv) = (
+                    h["latency_us"][k].as_f64().filter(|v| *v > 0.0),
+                    u["latency_us"][k].as_f64().filter(|v| *v > 0.0),
+                );
+                out.push(json!({
+                    "what": format!("{case}: {what}, holdfast / uwebsockets"),
+                    "ratio": hv.zip(uv).map(|(a, b)| a / b.max(1.0)),
+                    "target": "<= 1",
+                    "met": hv.zip(uv).map(|(a, b)| a <= b),
+                }));
+            }
+            let k = "deliveries_per_server_cpu_s";
+            let (hv, uv) = (h[k].as_f64(), u[k].as_f64());
+            out.push(json!({
+                "what": format!("{case}: deliveries per server-CPU-s, holdfast / uwebsockets"),
+                "ratio": hv.zip(uv).map(|(a, b)| a / b.max(1.0)),
+                "target": ">= 1.5",
+                "met": hv.zip(uv).map(|(a, b)| a >= 1.5 * b),
+            }));
+        }
+    }
+    out
 }
 
 /// One fan-out run: `subs` subscribers over `topics` topics of a fresh `kind` server, the
@@ -491,15 +651,24 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
 pub(super) fn fanout_step(
     plan: &Plan,
     kind: Kind,
+    workers: Option<usize>,
     subs: usize,
     topics: usize,
     rate: usize,
 ) -> Result<Value, String> {
-    eprintln!(
-        "fanout: {} × {subs} subscribers, {topics} topics, {rate}/s",
-        kind.name()
-    );
-    let server = start(plan, kind, None, None, &["--max-connections", &s(subs * 2)])?;
+    let label = if kind == Kind::Holdfast {
+        holdfast_label(workers)
+    } else {
+        kind.name().to_string()
+    };
+    eprintln!("fanout: {label} × {subs} subscribers, {topics} topics, {rate}/s");
+    let server = start(
+        plan,
+        kind,
+        None,
+        workers,
+        &["--max-connections", &s(subs * 2)],
+    )?;
     let t = target(plan, server.as_ref());
     let admin = t
         .admin
@@ -522,7 +691,7 @@ pub(super) fn fanout_step(
     );
     let (v, met) = loadgen(&args, None, |_| {})?;
     Ok(json!({
-        "server": kind.name(),
+        "server": label,
         "subscribers": subs,
         "topics": topics,
         "publish_rate": rate,

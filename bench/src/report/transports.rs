@@ -35,7 +35,7 @@ pub(super) fn transports(plan: &Plan) -> Result<Value, String> {
     let mut fanout = Vec::new();
     for &(subs, topics, rate) in &plan.transport_fanout {
         for (kind, _) in RUNGS {
-            fanout.push(fanout_step(plan, kind, subs, topics, rate)?);
+            fanout.push(fanout_step(plan, kind, None, subs, topics, rate)?);
         }
     }
     Ok(json!({"density": density, "fanout": fanout}))
