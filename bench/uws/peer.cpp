@@ -8,7 +8,8 @@
 //   topic;
 // - POST /publish?topic=T on the admin port (keep-alive): numbers the body per topic and
 //   publishes the binary frame [len u8][topic][seq u64 BE][body] with uWS's own pub/sub
-//   (one encode per message, shared by every subscriber), answering {"seq":N}.
+//   (one encode per message, shared by every subscriber), answering {"seq":N};
+// - {"op":"publish","topic":T,"data":"STAMP"} on /ws: the same, from a client socket.
 // Prints "admin listening on ADDR" and "listening on ADDR" (port 0: any).
 //
 // Usage: uws-peer [PORT] [ADMIN_PORT]
@@ -84,7 +85,31 @@ int main(int argc, char **argv) {
             ws->send(reply, uWS::OpCode::TEXT);
         }
     };
-    pubsub.message = [](auto *, std::string_view, uWS::OpCode) {};
+    // {"op":"publish","topic":T,"data":"STAMP"} from a client (the loadgen's
+    // --publish-via ws): numbered and published as the text frame holdfast sends for a
+    // client's text publish, {"data":D,"seq":N,"topic":T,"type":"message"} (same bytes,
+    // same parsing cost for the clients), answered {"type":"published","topic":T,"seq":N}
+    // — uWebSockets' own pub/sub driven from a socket.
+    pubsub.message = [&app](auto *ws, std::string_view m, uWS::OpCode) {
+        auto field = [&m](std::string_view key) -> std::string_view {
+            size_t at = m.find(key);
+            if (at == std::string_view::npos) return {};
+            at += key.size();
+            size_t end = m.find('"', at);
+            if (end == std::string_view::npos) return {};
+            return m.substr(at, end - at);
+        };
+        if (m.find("\"op\":\"publish\"") == std::string_view::npos) return;
+        std::string topic(field("\"topic\":\""));
+        std::string data(field("\"data\":\""));
+        unsigned long long seq = ++seqs[topic];
+        std::string msg = "{\"data\":\"" + data + "\",\"seq\":" + std::to_string(seq) +
+                          ",\"topic\":\"" + topic + "\",\"type\":\"message\"}";
+        app.publish(topic, msg, uWS::OpCode::TEXT, false);
+        ws->send("{\"type\":\"published\",\"topic\":\"" + topic + "\",\"seq\":" +
+                     std::to_string(seq) + "}",
+                 uWS::OpCode::TEXT);
+    };
     app.ws<PerSocket>("/ws", std::move(pubsub));
     app.ws<PerSocket>("/*", std::move(echo));
 

@@ -239,7 +239,7 @@ pub(super) fn render(r: &Value) -> String {
 
     if r["fanout"].is_object() {
         let _ = writeln!(o, "## Pub/sub fan-out\n");
-        let _ = writeln!(o, "| server | topics × subscribers | publishes/s (target) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / dup / reordered / gaps |");
+        let _ = writeln!(o, "| server | topics × subscribers | publishes/s asked (via) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / dup / reordered / gaps |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
         let rs = runs("fanout");
         for x in &rs {
@@ -247,6 +247,7 @@ pub(super) fn render(r: &Value) -> String {
                 x["subscribers"].clone(),
                 x["topics"].clone(),
                 x["publish_rate"].clone(),
+                x["publish_via"].clone(),
             );
             let h = holdfast(
                 &rs,
@@ -255,6 +256,7 @@ pub(super) fn render(r: &Value) -> String {
                         y["subscribers"].clone(),
                         y["topics"].clone(),
                         y["publish_rate"].clone(),
+                        y["publish_via"].clone(),
                     ) == key
                 },
                 "deliveries_per_server_cpu_s",
@@ -262,11 +264,12 @@ pub(super) fn render(r: &Value) -> String {
             let ms = |k: &str| latency_ms(x, k);
             let _ = writeln!(
                 o,
-                "| {} | {} × {} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} / {} |",
+                "| {} | {} × {} | {} ({}) | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} / {} |",
                 x["server"].as_str().unwrap_or(""),
                 x["topics"],
                 x["subscribers"],
                 x["publish_rate"],
+                x["publish_via"].as_str().unwrap_or("admin"),
                 x["published"],
                 f(&x["deliveries_per_s"], 0),
                 f(&x["deliveries_per_server_cpu_s"], 0),

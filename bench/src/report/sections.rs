@@ -575,16 +575,43 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
             Kind::HoldfastPoll,
         ],
     ) {
+        let uws = plan.url.is_none() && plan.peers.contains(&Kind::Uws);
         for &(subs, topics, rate) in &plan.fanout_cases {
-            runs.push(fanout_step(plan, kind, None, subs, topics, rate)?);
-            // uWebSockets serves from one thread: holdfast with one worker beside it.
-            if kind == Kind::Holdfast && plan.url.is_none() && plan.peers.contains(&Kind::Uws) {
-                runs.push(fanout_step(plan, kind, Some(1), subs, topics, rate)?);
+            // Against uWebSockets, the one-topic cases are also published from a client
+            // socket (its idiomatic pub/sub: the publish is handled on its one thread).
+            let mut vias = vec![Via::Admin];
+            if uws && topics == 1 && matches!(kind, Kind::Holdfast | Kind::Uws) {
+                vias.push(Via::Ws);
+            }
+            for via in vias {
+                runs.push(fanout_step(plan, kind, None, via, subs, topics, rate)?);
+                // uWebSockets serves from one thread: holdfast with one worker beside it.
+                if kind == Kind::Holdfast && uws {
+                    runs.push(fanout_step(plan, kind, Some(1), via, subs, topics, rate)?);
+                }
             }
         }
     }
     let targets = fanout_targets(&runs);
     Ok(json!({ "runs": runs, "targets": targets }))
+}
+
+/// Where a fan-out run's publisher publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    /// `POST /publish` on the admin port.
+    Admin,
+    /// `{"op":"publish",…}` over a client WebSocket (holdfast with `--client-publish`).
+    Ws,
+}
+
+impl Via {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Ws => "ws",
+        }
+    }
 }
 
 /// Name of a holdfast row started with `workers` (defaults: "holdfast").
@@ -603,6 +630,7 @@ fn fanout_targets(runs: &[Value]) -> Vec<Value> {
         a["subscribers"] == b["subscribers"]
             && a["topics"] == b["topics"]
             && a["publish_rate"] == b["publish_rate"]
+            && a["publish_via"] == b["publish_via"]
     };
     for u in runs.iter().filter(|r| r["server"] == "uwebsockets") {
         for h in runs.iter().filter(|r| {
@@ -614,10 +642,11 @@ fn fanout_targets(runs: &[Value]) -> Vec<Value> {
                 && r["server"] != "holdfast-poll"
         }) {
             let case = format!(
-                "{} × {} at {}/s, {}",
+                "{} × {} at {}/s ({} publish), {}",
                 u["topics"],
                 u["subscribers"],
                 u["publish_rate"],
+                u["publish_via"].as_str().unwrap_or("admin"),
                 h["server"].as_str().unwrap_or("")
             );
             for (k, what) in [("p50", "latency p50"), ("p99", "latency p99")] {
@@ -652,6 +681,7 @@ pub(super) fn fanout_step(
     plan: &Plan,
     kind: Kind,
     workers: Option<usize>,
+    via: Via,
     subs: usize,
     topics: usize,
     rate: usize,
@@ -661,14 +691,16 @@ pub(super) fn fanout_step(
     } else {
         kind.name().to_string()
     };
-    eprintln!("fanout: {label} × {subs} subscribers, {topics} topics, {rate}/s");
-    let server = start(
-        plan,
-        kind,
-        None,
-        workers,
-        &["--max-connections", &s(subs * 2)],
-    )?;
+    eprintln!(
+        "fanout: {label} × {subs} subscribers, {topics} topics, {rate}/s, {} publish",
+        via.name()
+    );
+    let max = s(subs * 2);
+    let mut extra = vec!["--max-connections", &max];
+    if via == Via::Ws && kind == Kind::Holdfast {
+        extra.push("--client-publish");
+    }
+    let server = start(plan, kind, None, workers, &extra)?;
     let t = target(plan, server.as_ref());
     let admin = t
         .admin
@@ -687,11 +719,13 @@ pub(super) fn fanout_step(
             ("--duration", s(plan.measure_seconds)),
             ("--rate", s(plan.ramp_rate)),
             ("--settle", s(5)),
+            ("--publish-via", s(via.name())),
         ],
     );
     let (v, met) = loadgen(&args, None, |_| {})?;
     Ok(json!({
         "server": label,
+        "publish_via": via.name(),
         "subscribers": subs,
         "topics": topics,
         "publish_rate": rate,

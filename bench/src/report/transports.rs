@@ -35,7 +35,15 @@ pub(super) fn transports(plan: &Plan) -> Result<Value, String> {
     let mut fanout = Vec::new();
     for &(subs, topics, rate) in &plan.transport_fanout {
         for (kind, _) in RUNGS {
-            fanout.push(fanout_step(plan, kind, None, subs, topics, rate)?);
+            fanout.push(fanout_step(
+                plan,
+                kind,
+                None,
+                super::sections::Via::Admin,
+                subs,
+                topics,
+                rate,
+            )?);
         }
     }
     Ok(json!({"density": density, "fanout": fanout}))
