@@ -30,6 +30,10 @@ pub enum Scenario {
 pub enum PublishVia {
     /// `POST /publish` to --admin (binary payloads).
     Admin,
+    /// `POST /publish` to --admin with a text body (the stamp's digits): subscribers get the
+    /// same text frames as from `ws`, without a client publisher (separates the frames'
+    /// cost from the client-publish path).
+    AdminText,
     /// `publish` control messages over a WebSocket to the first --url (text payloads; the
     /// server needs --client-publish).
     Ws,

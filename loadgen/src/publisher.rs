@@ -36,6 +36,8 @@ pub struct PublisherSpec {
     pub rate: f64,
     /// Payload bytes (at least 8: the stamp).
     pub size: usize,
+    /// Admin publishes carry the stamp as text digits (`text/plain`) instead of binary.
+    pub text: bool,
 }
 
 /// The number the server gave each published message (by its stamp), so that every
@@ -176,16 +178,23 @@ fn admin_session(
         let k = (*n % spec.topics.len() as u64) as usize;
         let stamp = pace(stats, start, *n, spec.rate);
         *n += 1;
-        body[..8].copy_from_slice(&stamp.to_le_bytes());
+        let digits;
+        let (payload, ct): (&[u8], &str) = if spec.text {
+            digits = stamp.to_string();
+            (digits.as_bytes(), "text/plain")
+        } else {
+            body[..8].copy_from_slice(&stamp.to_le_bytes());
+            (&body, "application/octet-stream")
+        };
         req.clear();
         let _ = write!(
             req,
             "POST /publish?topic={} HTTP/1.1\r\nHost: {addr}\r\nConnection: keep-alive\r\n\
-             Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+             Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
             spec.topics[k],
-            body.len()
+            payload.len()
         );
-        req.extend_from_slice(&body);
+        req.extend_from_slice(payload);
         w.write_all(&req)
             .map_err(|e| format!("admin {addr}: {e}"))?;
         // The answer: status line, headers, a JSON body with the sequence number.

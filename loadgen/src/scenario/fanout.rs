@@ -69,6 +69,9 @@ pub fn parse_delivery(binary: bool, msg: &[u8]) -> Parsed {
             .map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])));
         return Parsed::Message { seq, stamp };
     }
+    if let Some(p) = quick_text_message(msg) {
+        return p;
+    }
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(msg) else {
         return Parsed::Other;
     };
@@ -93,6 +96,36 @@ pub fn parse_delivery(binary: bool, msg: &[u8]) -> Parsed {
         },
         _ => Parsed::Other,
     }
+}
+
+/// The common text delivery, `{…"type":"message",…"seq":N,…"data":"DIGITS"…}`, read
+/// without building a JSON value: building one per delivery (allocations, a map) doubled
+/// the loadgen's CPU against text frames (7.1 vs 3.6 CPU-s for 2.16M deliveries/s) and,
+/// sharing the cores, slowed the server it measured. A quoted key cannot occur inside a
+/// JSON string (its quotes are escaped there), so the keys found are the object's own.
+/// Anything else (another type, a data string that is not plain digits, base64 data) is
+/// left to the full parser.
+fn quick_text_message(msg: &[u8]) -> Option<Parsed> {
+    fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+        h.windows(n.len()).position(|w| w == n).map(|i| i + n.len())
+    }
+    if msg.first() != Some(&b'{') || find(msg, br#""type":"message""#).is_none() {
+        return None;
+    }
+    let at = find(msg, br#""seq":"#)?;
+    let digits = msg[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let seq: u64 = std::str::from_utf8(&msg[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()?;
+    let at = find(msg, br#""data":""#)?;
+    let len = msg[at..].iter().position(|b| *b == b'"')?;
+    let data = &msg[at..at + len];
+    if data.is_empty() || !data.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let stamp = std::str::from_utf8(data).ok()?.parse().ok();
+    Some(Parsed::Message { seq, stamp })
 }
 
 impl Engine {
@@ -171,7 +204,7 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
         return Err("--size must be at least 8 and --publish-rate positive".into());
     }
     let via = match a.publish_via {
-        PublishVia::Admin => Via::Admin(
+        PublishVia::Admin | PublishVia::AdminText => Via::Admin(
             a.admin
                 .clone()
                 .ok_or("--publish-via admin needs --admin host:port")?,
@@ -216,6 +249,7 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
         topics: topics.clone(),
         rate: a.publish_rate,
         size: a.size,
+        text: a.publish_via == PublishVia::AdminText,
     };
     let pub_stop = Arc::new(AtomicBool::new(false));
     let out_pub = Arc::new(publisher::Published {
@@ -347,6 +381,42 @@ fanout ({} subscribers, {} topics, {} msgs/s via {:?}): {deliveries} deliveries 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_text_reader_agrees_with_the_full_parser() {
+        let cases: [&[u8]; 8] = [
+            br#"{"data":"123","seq":7,"topic":"t","type":"message"}"#,
+            br#"{"type":"message","topic":"a","seq":18446744073709551615,"data":"99"}"#,
+            br#"{"type":"message","topic":"a\"seq\":5","seq":6,"data":"1"}"#,
+            br#"{"type":"message","topic":"a","seq":6,"data":"x1"}"#,
+            br#"{"type":"message","topic":"a","seq":6,"data":""}"#,
+            br#"{"type":"message","topic":"a","seq":6,"data_base64":"AQIDBAUGBwg="}"#,
+            br#"{"type":"subscribed","topic":"a","seq":3}"#,
+            br#"{"type":"message","topic":"a","data":"5"}"#,
+        ];
+        for c in cases {
+            let quick = quick_text_message(c);
+            let full = {
+                let v: serde_json::Value = serde_json::from_slice(c).unwrap();
+                (v["type"] == "message").then(|| match v["seq"].as_u64() {
+                    Some(seq) => Parsed::Message {
+                        seq,
+                        stamp: v["data"].as_str().and_then(|d| d.parse().ok()),
+                    },
+                    None => Parsed::Other,
+                })
+            };
+            if let Some(q) = &quick {
+                assert_eq!(Some(q), full.as_ref(), "{}", String::from_utf8_lossy(c));
+            }
+            // What the quick reader leaves goes to the full parser, and agrees there too.
+            if let Some(Parsed::Message { .. }) = full {
+                assert!(matches!(parse_delivery(false, c), Parsed::Message { .. }));
+            }
+        }
+        assert!(quick_text_message(cases[0]).is_some() && quick_text_message(cases[2]).is_some());
+        assert!(quick_text_message(cases[3]).is_none() && quick_text_message(cases[5]).is_none());
+    }
 
     #[test]
     fn deliveries_parse_in_both_encodings() {
