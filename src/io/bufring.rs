@@ -119,10 +119,10 @@ impl Mapping {
     /// Release buffer `bid`'s pages. Either it is out of circulation (lent to us and being
     /// dropped, so nothing reads it), or it sits unread in the ring: the kernel writes a
     /// provided buffer only while it runs a receive for this ring, which happens inside
-    /// this thread's own `io_uring_enter` or task work (the ring is single-issuer with
-    /// deferred task running, and receives are never sent to io-wq), never concurrently
-    /// with this call; contents of a buffer in the ring are meaningless until the kernel
-    /// fills it.
+    /// this thread's own `io_uring_enter` or its task work (which runs in this thread, with
+    /// or without DEFER_TASKRUN; receives are never sent to io-wq: no IOSQE_ASYNC), never
+    /// concurrently with this call; contents of a buffer in the ring are meaningless until
+    /// the kernel fills it.
     fn release(&self, bid: u16) {
         let page = 4096usize;
         let size = self.size as usize;
