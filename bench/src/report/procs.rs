@@ -129,7 +129,8 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
-fn bench_exe() -> PathBuf {
+/// The holdfast-bench binary beside the others (or this one).
+pub(super) fn bench_exe() -> PathBuf {
     let d = bin_dir().join("holdfast-bench");
     if d.exists() {
         d

@@ -160,6 +160,16 @@ pub(super) fn density(plan: &Plan) -> Result<Value, String> {
     Ok(json!({ "runs": runs, "targets": targets }))
 }
 
+/// A verdict line: `ratio` (holdfast over the peer, or a figure) at least `min`.
+fn at_least(what: String, ratio: Option<f64>, min: f64) -> Value {
+    json!({"what": what, "ratio": ratio, "target": format!(">= {min}"), "met": ratio.map(|r| r >= min)})
+}
+
+/// A verdict line: `ratio` at most `max`.
+fn at_most(what: String, ratio: Option<f64>, max: f64) -> Value {
+    json!({"what": what, "ratio": ratio, "target": format!("<= {max}"), "met": ratio.map(|r| r <= max)})
+}
+
 /// Userspace bytes per idle connection: at most uWebSockets' at the count it held, and at
 /// most 64 B at 1M.
 fn density_targets(runs: &[Value]) -> Vec<Value> {
@@ -172,12 +182,14 @@ fn density_targets(runs: &[Value]) -> Vec<Value> {
     let mut out = Vec::new();
     for u in runs.iter().filter(|r| r["server"] == "uwebsockets") {
         let (h, w) = (at("holdfast", &u["connections"]), u[key].as_f64());
-        out.push(json!({
-            "what": format!("userspace B per idle connection at {}, holdfast / uwebsockets", u["connections"]),
-            "ratio": h.zip(w).map(|(a, b)| a / b.max(1.0)),
-            "target": "<= 1",
-            "met": h.zip(w).map(|(a, b)| a <= b),
-        }));
+        out.push(at_most(
+            format!(
+                "userspace B per idle connection at {}, holdfast / uwebsockets",
+                u["connections"]
+            ),
+            h.zip(w).map(|(a, b)| a / b.max(1.0)),
+            1.0,
+        ));
     }
     if let Some(h) = at("holdfast", &json!(1_000_000)) {
         out.push(json!({
@@ -471,8 +483,11 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
                     Some(c),
                 ),
             );
-            targets.push(json!({"what": format!("echo msgs per server-CPU-s, {c} connections, holdfast / fastwebsockets"),
-                "target": ">= 1.5", "ratio": r, "met": r.map(|r| r >= 1.5)}));
+            targets.push(at_least(
+                format!("echo msgs per server-CPU-s, {c} connections, holdfast / fastwebsockets"),
+                r,
+                1.5,
+            ));
         }
         let r = ratio(
             find(&upgrades, "holdfast", "server_cpu_us_per_upgrade", None),
@@ -483,10 +498,11 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
                 None,
             ),
         );
-        targets.push(
-            json!({"what": "server CPU per upgrade, holdfast / fastwebsockets",
-            "target": "<= 0.5", "ratio": r, "met": r.map(|r| r <= 0.5)}),
-        );
+        targets.push(at_most(
+            "server CPU per upgrade, holdfast / fastwebsockets".into(),
+            r,
+            0.5,
+        ));
     }
     if plan.peers.contains(&Kind::Uws) && plan.url.is_none() {
         for &c in &plan.echo_connections {
@@ -494,24 +510,33 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
                 find(&runs, "holdfast", "messages_per_server_cpu_s", Some(c)),
                 find(&runs, "uwebsockets", "messages_per_server_cpu_s", Some(c)),
             );
-            targets.push(json!({"what": format!("echo msgs per server-CPU-s, {c} connections, holdfast / uwebsockets"),
-                "target": ">= 1.5", "ratio": r, "met": r.map(|r| r >= 1.5)}));
+            targets.push(at_least(
+                format!("echo msgs per server-CPU-s, {c} connections, holdfast / uwebsockets"),
+                r,
+                1.5,
+            ));
             let independent = |server: &str| {
                 runs.iter()
                     .find(|x| x["server"] == server && x["connections"] == c)
                     .and_then(|x| x["independent_client"]["messages_per_server_cpu_s"].as_f64())
             };
             let r = ratio(independent("holdfast"), independent("uwebsockets"));
-            targets.push(json!({"what": format!("echo msgs per server-CPU-s, {c} connections, independent client, holdfast / uwebsockets"),
-                "target": ">= 1.5", "ratio": r, "met": r.map(|r| r >= 1.5)}));
+            targets.push(at_least(
+                format!("echo msgs per server-CPU-s, {c} connections, independent client, holdfast / uwebsockets"),
+                r,
+                1.5,
+            ));
             // The loadgen must drive holdfast at least as efficiently as the independent
             // client does.
             let r = ratio(
                 find(&runs, "holdfast", "messages_per_server_cpu_s", Some(c)),
                 independent("holdfast"),
             );
-            targets.push(json!({"what": format!("holdfast echo msgs per server-CPU-s, {c} connections, loadgen / independent client"),
-                "target": ">= 1", "ratio": r, "met": r.map(|r| r >= 1.0)}));
+            targets.push(at_least(
+                format!("holdfast echo msgs per server-CPU-s, {c} connections, loadgen / independent client"),
+                r,
+                1.0,
+            ));
         }
     }
     Ok(json!({
@@ -524,12 +549,7 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
 
 /// Run `holdfast-bench echo-client` (the independent client) against `t`, pinned to `cpu`.
 fn echo_client(plan: &Plan, t: &Target, c: usize, cpu: Option<&str>) -> Result<Value, String> {
-    let exe = super::procs::bin_dir().join("holdfast-bench");
-    let exe = if exe.exists() {
-        exe
-    } else {
-        std::env::current_exe().map_err(|e| e.to_string())?
-    };
+    let exe = super::procs::bench_exe();
     let mut cmd = match cpu {
         Some(cpu) => {
             let mut c = std::process::Command::new("taskset");
@@ -655,21 +675,19 @@ fn fanout_targets(runs: &[Value]) -> Vec<Value> {
                     h["latency_us"][k].as_f64().filter(|v| *v > 0.0),
                     u["latency_us"][k].as_f64().filter(|v| *v > 0.0),
                 );
-                out.push(json!({
-                    "what": format!("{case}: {what}, holdfast / uwebsockets"),
-                    "ratio": hv.zip(uv).map(|(a, b)| a / b.max(1.0)),
-                    "target": "<= 1",
-                    "met": hv.zip(uv).map(|(a, b)| a <= b),
-                }));
+                out.push(at_most(
+                    format!("{case}: {what}, holdfast / uwebsockets"),
+                    hv.zip(uv).map(|(a, b)| a / b.max(1.0)),
+                    1.0,
+                ));
             }
             let k = "deliveries_per_server_cpu_s";
             let (hv, uv) = (h[k].as_f64(), u[k].as_f64());
-            out.push(json!({
-                "what": format!("{case}: deliveries per server-CPU-s, holdfast / uwebsockets"),
-                "ratio": hv.zip(uv).map(|(a, b)| a / b.max(1.0)),
-                "target": ">= 1.5",
-                "met": hv.zip(uv).map(|(a, b)| a >= 1.5 * b),
-            }));
+            out.push(at_least(
+                format!("{case}: deliveries per server-CPU-s, holdfast / uwebsockets"),
+                hv.zip(uv).map(|(a, b)| a / b.max(1.0)),
+                1.5,
+            ));
         }
     }
     out
