@@ -711,9 +711,13 @@ impl Ring {
     }
 
     /// Open a TCP socket into `slot` and connect it from `src` (port chosen at connect) to
-    /// `dst`, as one linked chain: SOCKET → SETSOCKOPT(IP_BIND_ADDRESS_NO_PORT) → BIND →
-    /// CONNECT. The first three complete with `Op::Step`, the connect with `Op::Connect`;
-    /// a failed step cancels the rest (they complete with ECANCELED).
+    /// `dst`, as one linked chain: SOCKET → SETSOCKOPT(IP_BIND_ADDRESS_NO_PORT) →
+    /// SETSOCKOPT(TCP_NODELAY) → BIND → CONNECT. The first four complete with `Op::Step`,
+    /// the connect with `Op::Connect`; a failed step cancels the rest (they complete with
+    /// ECANCELED). TCP_NODELAY as every WebSocket client sets it (browsers do): without it
+    /// Nagle's algorithm and autocorking hold a small frame back until an ACK arrives, and
+    /// the peer's receive path then pushes it out — which moved the *server's* CPU per
+    /// echo by ~40% (docs/benchmarks.md, "The loadgen as an honest client").
     pub fn connect(&mut self, slot: u32, src: AddrId, dst: AddrId, owner: Token) {
         let Ok(dest) = types::DestinationSlot::try_from_slot_target(slot) else {
             return;
@@ -732,6 +736,16 @@ impl Ring {
                 types::Fixed(slot),
                 libc::IPPROTO_IP as u32,
                 libc::IP_BIND_ADDRESS_NO_PORT as u32,
+                (&ONE as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+            .build()
+            .flags(link)
+            .user_data(step),
+            opcode::SetSockOpt::new(
+                types::Fixed(slot),
+                libc::IPPROTO_TCP as u32,
+                libc::TCP_NODELAY as u32,
                 (&ONE as *const libc::c_int).cast(),
                 std::mem::size_of::<libc::c_int>() as u32,
             )
