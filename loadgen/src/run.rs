@@ -26,6 +26,9 @@ pub struct Run {
     handles: Vec<std::thread::JoinHandle<Result<Output, String>>>,
     engines: usize,
     threads: usize,
+    /// The engine threads' nice value (0, or 5 when the reporting thread could not raise
+    /// its own priority).
+    engine_nice: i32,
     started: Instant,
     series: Vec<Value>,
     samples: Vec<(f64, u64)>,
@@ -109,6 +112,18 @@ pub fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
             },
         });
     }
+    // The reporting thread (this one: progress, the hard timeout, the publishers it
+    // starts) must not starve behind busy engines — it did in a 2M run. It raises its own
+    // priority when it may (root, CAP_SYS_NICE); only when it may not do the engines lower
+    // theirs instead. Engines at a lower priority than the server under test yield the CPU
+    // to it: on a shared machine that made fan-out latency depend on how the server's
+    // threads scheduled (18k subscribers, one holdfast worker, 60 msgs/s: p99 0.96–1.7 s
+    // with engines at nice 5, 0.66–0.75 s at nice 0; docs/benchmarks.md).
+    let engine_nice = if holdfast::io::sys::set_thread_nice(-5) {
+        0
+    } else {
+        5
+    };
     let mut handles = Vec::new();
     let mut boards = Vec::new();
     for (t, specs) in per_thread.into_iter().enumerate() {
@@ -117,7 +132,7 @@ pub fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
         handles.push(
             std::thread::Builder::new()
                 .name(format!("loadgen-{t}"))
-                .spawn(move || engine::run_thread(specs, Some(t % cpus), board))
+                .spawn(move || engine::run_thread(specs, Some(t % cpus), engine_nice, board))
                 .map_err(|e| e.to_string())?,
         );
     }
@@ -141,6 +156,7 @@ pub fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
         handles,
         engines,
         threads,
+        engine_nice,
         started: Instant::now(),
         series: Vec::new(),
         samples: Vec::new(),
@@ -290,6 +306,7 @@ impl Run {
             "targets": self.urls,
             "engines": self.engines,
             "threads": self.threads,
+            "engine_nice": self.engine_nice,
             "established": s.get(C::Established),
             "tls_handshakes": {"full": s.get(C::TlsFull), "resumed": s.get(C::TlsResumed)},
             "connect_upgrade_latency_us": hist_json(&out.connect_us, 1.0),

@@ -106,11 +106,12 @@ pub fn drain_eventfd(fd: &OwnedFd) {
     unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
 }
 
-/// Lower this thread's scheduling priority by `nice` (best effort).
-pub fn set_thread_nice(nice: i32) {
+/// Set this thread's nice value (best effort); whether it took. Raising a priority
+/// (a negative value) needs CAP_SYS_NICE or a permissive RLIMIT_NICE.
+pub fn set_thread_nice(nice: i32) -> bool {
     // SAFETY: setpriority takes no pointers; failure (e.g. no permission) only leaves the
     // priority as it was. On Linux PRIO_PROCESS/0 names the calling thread.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) == 0 }
 }
 
 /// `ppoll(2)` on `fds` for at most `timeout`; returns how many have events (≤ 0: none, or

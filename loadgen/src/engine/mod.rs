@@ -171,18 +171,18 @@ impl std::fmt::Debug for Engine {
 }
 
 /// Run several engines on this thread until all are done, publishing their counters to
-/// `board`; returns their merged output. Pins to `cpu` when given.
+/// `board`; returns their merged output. Pins to `cpu` when given; runs at `nice` (see
+/// `crate::run::launch`: the reporting thread must not starve behind engines).
 pub fn run_thread(
     specs: Vec<EngineSpec>,
     cpu: Option<usize>,
+    nice: i32,
     board: Arc<Board>,
 ) -> Result<Output, String> {
     if let Some(cpu) = cpu {
         core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
     }
-    // Engines yield to the reporting thread: with busy engines on two cores its progress
-    // line (and the hard timeout it enforces) starved in a 2M run.
-    holdfast::io::sys::set_thread_nice(5);
+    holdfast::io::sys::set_thread_nice(nice);
     let mut engines = specs
         .into_iter()
         .map(Engine::new)
