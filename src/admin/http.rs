@@ -228,18 +228,65 @@ pub(super) fn respond(
     } else {
         ""
     };
-    write!(
-        s,
+    // Formatted into one buffer and written once: `write!` straight onto a socket makes a
+    // send per formatted piece, and with TCP_NODELAY each was its own segment — about ten
+    // per answer, each waking the client. That was half the admin thread's CPU per publish
+    // (docs/benchmarks.md, "Fan-out to many small topics").
+    let head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
-         {retry}{extra}Connection: {conn}\r\n\r\n{body}",
+         {retry}{extra}Connection: {conn}\r\n\r\n",
         body.len()
-    )?;
+    );
+    let mut out = Vec::with_capacity(head.len() + body.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body.as_bytes());
+    s.write_all(&out)?;
     s.flush()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer that records each `write` call.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl Write for Writes {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.push(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_answer_is_one_write() {
+        let mut w = Writes::default();
+        respond(
+            &mut w,
+            503,
+            "application/json",
+            "{\"a\":1}",
+            true,
+            "X-Y: z\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            w.0.len(),
+            1,
+            "each write on a TCP_NODELAY socket is a segment"
+        );
+        let text = String::from_utf8(w.0.concat()).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+             Content-Length: 7\r\nRetry-After: 1\r\nX-Y: z\r\nConnection: keep-alive\r\n\r\n\
+             {\"a\":1}"
+        );
+    }
 
     fn head(s: &str) -> Result<(Request, usize), ReadError> {
         parse_head(s.as_bytes())

@@ -159,9 +159,9 @@ fn serve_connection(mut stream: TcpStream, shared: &State, role: Role) -> std::i
             }
         };
         let (status, ctype, body) = route(&req, shared, role);
+        // (`respond` adds Retry-After to every 503 itself: this sent it twice.)
         let extra = match status {
             401 => "WWW-Authenticate: Bearer\r\n",
-            503 => "Retry-After: 1\r\n",
             _ => "",
         };
         http::respond(&mut stream, status, ctype, &body, req.keep_alive, extra)?;
