@@ -239,8 +239,9 @@ pub(super) fn render(r: &Value) -> String {
 
     if r["fanout"].is_object() {
         let _ = writeln!(o, "## Pub/sub fan-out\n");
-        let _ = writeln!(o, "| server | topics × subscribers | publishes/s asked (via) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / dup / reordered / gaps |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "Server and loadgen share the cores: each row has both CPU figures (seconds over the measurement), so a row where the loadgen ran short of CPU shows it.\n");
+        let _ = writeln!(o, "| server | topics × subscribers | publishes/s asked (via) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / dup / reordered / gaps | server / loadgen CPU-s |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
         let rs = runs("fanout");
         for x in &rs {
             let key = (
@@ -264,7 +265,7 @@ pub(super) fn render(r: &Value) -> String {
             let ms = |k: &str| latency_ms(x, k);
             let _ = writeln!(
                 o,
-                "| {} | {} × {} | {} ({}) | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} / {} |",
+                "| {} | {} × {} | {} ({}) | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} / {} | {} / {} |",
                 x["server"].as_str().unwrap_or(""),
                 x["topics"],
                 x["subscribers"],
@@ -280,7 +281,9 @@ pub(super) fn render(r: &Value) -> String {
                 x["lost"],
                 x["duplicates"],
                 x["reordered"],
-                x["gaps"]
+                x["gaps"],
+                f(&x["server_cpu_seconds"], 2),
+                f(&x["loadgen_cpu_seconds"], 2)
             );
         }
         verdicts(

@@ -384,7 +384,7 @@ mod tests {
 
     #[test]
     fn the_quick_text_reader_agrees_with_the_full_parser() {
-        let cases: [&[u8]; 8] = [
+        let cases: [&[u8]; 10] = [
             br#"{"data":"123","seq":7,"topic":"t","type":"message"}"#,
             br#"{"type":"message","topic":"a","seq":18446744073709551615,"data":"99"}"#,
             br#"{"type":"message","topic":"a\"seq\":5","seq":6,"data":"1"}"#,
@@ -393,6 +393,9 @@ mod tests {
             br#"{"type":"message","topic":"a","seq":6,"data_base64":"AQIDBAUGBwg="}"#,
             br#"{"type":"subscribed","topic":"a","seq":3}"#,
             br#"{"type":"message","topic":"a","data":"5"}"#,
+            // A stamp past u64 and an escaped digit: left to the full parser.
+            br#"{"data":"123456789012345678901234","seq":7,"topic":"t","type":"message"}"#,
+            br#"{"data":"12\u0033","seq":7,"topic":"t","type":"message"}"#,
         ];
         for c in cases {
             let quick = quick_text_message(c);
