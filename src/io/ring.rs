@@ -732,26 +732,12 @@ impl Ring {
                 .build()
                 .flags(link)
                 .user_data(step),
-            opcode::SetSockOpt::new(
-                types::Fixed(slot),
-                libc::IPPROTO_IP as u32,
-                libc::IP_BIND_ADDRESS_NO_PORT as u32,
-                (&ONE as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as u32,
-            )
-            .build()
-            .flags(link)
-            .user_data(step),
-            opcode::SetSockOpt::new(
-                types::Fixed(slot),
-                libc::IPPROTO_TCP as u32,
-                libc::TCP_NODELAY as u32,
-                (&ONE as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as u32,
-            )
-            .build()
-            .flags(link)
-            .user_data(step),
+            set_one(slot, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT)
+                .flags(link)
+                .user_data(step),
+            set_one(slot, libc::IPPROTO_TCP, libc::TCP_NODELAY)
+                .flags(link)
+                .user_data(step),
             opcode::Bind::new(
                 types::Fixed(slot),
                 (&s.0 as *const libc::sockaddr_storage).cast(),
@@ -770,6 +756,18 @@ impl Ring {
         ];
         self.push_chain(&chain);
     }
+}
+
+/// SETSOCKOPT `level`/`name` = 1 on the socket in `slot` (the value is a static).
+fn set_one(slot: u32, level: libc::c_int, name: libc::c_int) -> squeue::Entry {
+    opcode::SetSockOpt::new(
+        types::Fixed(slot),
+        level as u32,
+        name as u32,
+        (&ONE as *const libc::c_int).cast(),
+        std::mem::size_of::<libc::c_int>() as u32,
+    )
+    .build()
 }
 
 impl Drop for Ring {
