@@ -232,14 +232,13 @@ pub(super) fn respond(
     // send per formatted piece, and with TCP_NODELAY each was its own segment — about ten
     // per answer, each waking the client. That was half the admin thread's CPU per publish
     // (docs/benchmarks.md, "Fan-out to many small topics").
-    let head = format!(
+    let mut out = Vec::with_capacity(160 + extra.len() + body.len());
+    write!(
+        out,
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
-         {retry}{extra}Connection: {conn}\r\n\r\n",
+         {retry}{extra}Connection: {conn}\r\n\r\n{body}",
         body.len()
-    );
-    let mut out = Vec::with_capacity(head.len() + body.len());
-    out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(body.as_bytes());
+    )?;
     s.write_all(&out)?;
     s.flush()
 }

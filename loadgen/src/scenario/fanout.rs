@@ -393,7 +393,8 @@ mod tests {
             br#"{"type":"message","topic":"a","seq":6,"data_base64":"AQIDBAUGBwg="}"#,
             br#"{"type":"subscribed","topic":"a","seq":3}"#,
             br#"{"type":"message","topic":"a","data":"5"}"#,
-            // A stamp past u64 and an escaped digit: left to the full parser.
+            // A stamp past u64 (read as no stamp, as the full parser reads it) and an
+            // escaped digit in the data (left to the full parser).
             br#"{"data":"123456789012345678901234","seq":7,"topic":"t","type":"message"}"#,
             br#"{"data":"12\u0033","seq":7,"topic":"t","type":"message"}"#,
         ];
