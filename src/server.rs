@@ -201,6 +201,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             close_ticks: ticks(cfg.drain_grace.min(5.0)),
             max_pings: cfg.max_client_pings,
             stream_retry_ms: 1000,
+            close_after_echo: tls.is_none(),
         },
         drain_ticks: ticks(cfg.drain_window),
         grace_ticks: ticks(cfg.drain_grace),

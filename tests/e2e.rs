@@ -149,6 +149,40 @@ fn invalid_utf8_closes_with_1007_and_others_keep_flowing() {
 }
 
 #[test]
+fn after_both_closes_the_server_closes_at_once_without_waiting_for_the_clients_fin() {
+    // RFC 6455 §5.5.1: after sending and receiving a Close the endpoint MUST close the TCP
+    // connection. The server does so as soon as its echo is out: the connection is gone
+    // while this client still holds its socket open (lingering for the client's FIN would
+    // keep it until the close deadline, 5 s here).
+    let srv = Server::start(&["--drain-grace", "30"]);
+    let mut c = Raw::connect(srv.addr);
+    c.stream.set_read_timeout(Some(T)).unwrap();
+    let mut close = Vec::new();
+    holdfast::ws::frame::encode_close(
+        &mut close,
+        Some(holdfast::ws::CloseCode(1000)),
+        "bye",
+        Some([9, 8, 7, 6]),
+    );
+    let asked = Instant::now();
+    c.send_raw(&close);
+    assert_eq!(c.recv(), Got::Close(Some(1000), String::new()));
+    assert_eq!(c.recv(), Got::Eof, "the server's FIN follows its echo");
+    loop {
+        if srv.metric("holdfast_connections_open") == 0.0 {
+            break;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(4),
+            "the connection outlived the close handshake: it waits for the client's FIN"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(srv.metric("holdfast_aborted_total"), 0.0);
+    drop(c);
+}
+
+#[test]
 fn a_message_followed_at_once_by_fin_is_echoed_and_the_eof_noticed() {
     // Data and the peer's FIN often arrive in one wake-up; the server must still see the EOF
     // (and free the connection) without waiting for its idle timeout (here 60 s).

@@ -1,7 +1,8 @@
 //! Opening handshakes per second: parse a browser-like request and produce the 101 response.
 //!
 //! holdfast: find the head, validate it, compute the accept key, write the response into a
-//! reused buffer. tungstenite: `accept_with_config` over an in-memory stream (its real
+//! reused buffer; then the same with the lookups the server makes of every upgrade (its
+//! credentials and subprotocol). tungstenite: `accept_with_config` over an in-memory stream (its real
 //! server path: httparse, validation, response, and the `WebSocket` it returns), configured
 //! with a small read buffer so the comparison is not dominated by its default 128 KiB one.
 
@@ -30,6 +31,23 @@ fn handshake(c: &mut Criterion) {
                 .unwrap();
             let req = parse_request(&UPGRADE_REQUEST[..n]).unwrap();
             write_accept(&mut out, &req.accept_key(), None);
+            black_box(out.len())
+        })
+    });
+    // What the server also asks of every upgrade: the credentials (Authorization, the token
+    // query parameter, a bearer subprotocol) and the subprotocol to answer with.
+    g.bench_function("holdfast, with the server's header lookups", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut scanner = HeadScanner::new();
+            let n = scanner
+                .scan(black_box(UPGRADE_REQUEST), &limits)
+                .unwrap()
+                .unwrap();
+            let req = parse_request(&UPGRADE_REQUEST[..n]).unwrap();
+            black_box(holdfast::auth::request_token(&req));
+            let protocol = req.choose_protocol(&[holdfast::auth::PROTOCOL]);
+            write_accept(&mut out, &req.accept_key(), protocol);
             black_box(out.len())
         })
     });

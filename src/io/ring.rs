@@ -151,6 +151,11 @@ pub struct Ring {
     /// Descriptor lists the kernel writes slot numbers into, until their update completes.
     adoptions: Slab<(Token, Vec<RawFd>)>,
     accepts: Box<[AddrSlot]>,
+    /// Pool indices of `accepts` not armed (the probe's slot is never listed), so that
+    /// re-arming after each accept does not walk the whole pool.
+    accepts_idle: Vec<u32>,
+    /// How many of `accepts` are armed.
+    accepts_armed: usize,
     // Boxed on purpose: connect chains point into each address while the Vec grows.
     #[allow(clippy::vec_box)]
     addrs: Vec<Box<(libc::sockaddr_storage, libc::socklen_t)>>,
@@ -185,6 +190,8 @@ impl Ring {
             sends: Slab::new(),
             adoptions: Slab::new(),
             accepts: Box::new([]),
+            accepts_idle: Vec::new(),
+            accepts_armed: 0,
             addrs: Vec::new(),
             backlog: VecDeque::new(),
             deferred: VecDeque::new(),
@@ -405,8 +412,16 @@ impl Ring {
             Op::Accept => {
                 // Never drop an accept's completion: a socket it installed must reach the
                 // owner even if the address slots are gone (then without a peer address).
-                let peer = match self.accepts.get_mut(token.index as usize) {
+                let k = token.index as usize;
+                let probe = self.accepts.len().saturating_sub(1);
+                let peer = match self.accepts.get_mut(k) {
                     Some(slot) => {
+                        if slot.armed {
+                            self.accepts_armed -= 1;
+                            if k != probe {
+                                self.accepts_idle.push(k as u32);
+                            }
+                        }
                         slot.armed = false;
                         (res >= 0)
                             .then(|| super::listener::peer_addr(&slot.storage))
@@ -417,6 +432,7 @@ impl Ring {
                 if self.accepts_retired && !self.accepting() {
                     // Accepting moved to another ring: its address slots are not kept.
                     self.accepts = Box::new([]);
+                    self.accepts_idle.clear();
                 }
                 Extra::Peer(peer)
             }
@@ -621,7 +637,7 @@ impl Ring {
     pub fn arm_accepts(&mut self, listener: RawFd, pool: usize) {
         self.accepts_retired = false;
         if self.accepts.len() < pool + 1 {
-            if self.accepts.iter().any(|s| s.armed) {
+            if self.accepting() {
                 return; // never reallocate under armed accepts
             }
             self.accepts = (0..=pool)
@@ -632,9 +648,10 @@ impl Ring {
                     armed: false,
                 })
                 .collect();
+            self.accepts_idle = (0..pool as u32).rev().collect();
         }
-        for k in 0..pool {
-            self.arm_accept_slot(listener, k);
+        while let Some(k) = self.accepts_idle.pop() {
+            self.arm_accept_slot(listener, k as usize);
         }
     }
 
@@ -660,6 +677,7 @@ impl Ring {
             return;
         }
         slot.armed = true;
+        self.accepts_armed += 1;
         slot.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         let sqe = opcode::Accept::new(
             types::Fd(listener),
@@ -699,7 +717,7 @@ impl Ring {
 
     /// Whether any accept is armed.
     pub fn accepting(&self) -> bool {
-        self.accepts.iter().any(|s| s.armed)
+        self.accepts_armed > 0
     }
 
     // ------------------------------------------------------------------ connecting

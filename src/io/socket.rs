@@ -15,8 +15,10 @@
 //! the [`Read`] it gets, then calls [`Socket::resume`] with whether it still wants input.
 //!
 //! # Closing
-//! [`Socket::close`] removes an armed poll, then submits `shutdown(SHUT_RDWR)` hard-linked to
-//! the close of the direct descriptor, so the shutdown (which the kernel runs on a worker
+//! [`Socket::close`] ends the armed multishot (poll removal or receive cancellation), then
+//! closes the direct descriptor; the socket goes with its last reference. Only while a send
+//! is in flight (it may be waiting for room the peer never makes) does a `shutdown(SHUT_RDWR)`
+//! come first, hard-linked to the close, so the shutdown (which the kernel runs on a worker
 //! thread and which looks the slot up only when it runs) can never hit the *next* socket
 //! placed in the slot; a `shutdown(SHUT_WR)` still in flight is waited for first, for the
 //! same reason. The owner releases its entry when the `Op::Close` completion arrives;
@@ -52,7 +54,7 @@ const SENDING: u8 = 1 << 4;
 const SHUTTING: u8 = 1 << 5;
 /// The owner asked to close; the close chain waits for `SHUTTING` to clear.
 const CLOSING: u8 = 1 << 6;
-/// The shutdown → close chain is submitted.
+/// The close (or the shutdown → close chain) is submitted.
 const CLOSED: u8 = 1 << 7;
 /// Once `CLOSING` is set: close with a reset (SO_LINGER 0). Shares `HUP`'s bit, which only
 /// matters while the socket still reads (every read path checks `closing()` first).
@@ -304,7 +306,8 @@ impl Socket {
         }
     }
 
-    /// Close: remove an armed poll, then shutdown → close (after any shutdown in flight).
+    /// Close: end the armed multishot, then close (after any shutdown in flight; shutdown →
+    /// close while a send is in flight).
     /// Idempotent. The owner releases its entry on the `Op::Close` completion.
     pub fn close(&mut self, ring: &mut Ring, mode: ReadMode, idx: u32) {
         self.end(ring, mode, idx, false);
@@ -326,9 +329,13 @@ impl Socket {
         if reset {
             self.set(RESET);
         }
-        if mode == ReadMode::Poll && self.flags() & ARMED != 0 {
-            // A multishot poll holds the file and outlives shutdown and close: remove it.
-            ring.poll_remove(self.token(Op::Poll, idx));
+        if self.flags() & ARMED != 0 {
+            // The armed multishot holds the file and would outlive the close: end it (its
+            // last completion comes with ECANCELED, or carries data nobody reads).
+            match mode {
+                ReadMode::Poll => ring.poll_remove(self.token(Op::Poll, idx)),
+                ReadMode::Recv => ring.cancel(self.token(Op::Recv, idx)),
+            }
         }
         self.close_now(ring, idx);
     }
@@ -340,8 +347,16 @@ impl Socket {
         self.set(CLOSED);
         if self.flags() & RESET != 0 {
             ring.abort_close(self.slot(), self.token(Op::Close, idx));
-        } else {
+        } else if self.flags() & SENDING != 0 {
+            // A send waiting for room would hold the socket open past the close for as long
+            // as the peer does not read: the shutdown fails it (EPIPE) first.
             ring.shutdown_close(self.slot(), self.token(Op::Close, idx));
+        } else {
+            // Nothing else holds the socket once the read side's multishot is gone (its
+            // cancellation runs on this ring's next enter, and the socket is released with
+            // its last reference, FIN or RST as close(2) decides). A shutdown first would
+            // cost an io-wq thread per close: the kernel always runs it there.
+            ring.close(self.slot(), self.token(Op::Close, idx));
         }
     }
 }

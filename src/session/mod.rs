@@ -58,6 +58,12 @@ pub enum Phase {
     Finishing,
     /// We sent a Close and wait for the peer's.
     AwaitingClose,
+    /// The echo of the peer's Close is queued: once it is sent both Closes are exchanged,
+    /// and the connection closes without lingering (RFC 6455 §5.5.1: the endpoint then
+    /// MUST close the TCP connection; the peer sends nothing after its Close, so no unread
+    /// input can turn the close into a reset). Saves a shutdown — which the kernel runs on
+    /// an io-wq thread — and a round trip per client-initiated close.
+    EchoingClose,
     /// Our last bytes are sent and our FIN is out; incoming bytes are dropped until the
     /// peer closes or the close deadline passes. Closing with unread input would make the
     /// kernel send a reset, which can destroy our final answer before the peer reads it.
@@ -87,6 +93,10 @@ pub struct Config {
     pub max_pings: u16,
     /// The reconnect hint (`retry:`) an event stream starts with, milliseconds.
     pub stream_retry_ms: u32,
+    /// Close as soon as the echo of the peer's Close is sent ([`Phase::EchoingClose`]);
+    /// otherwise shut down the write side and linger as after any final answer. Off with
+    /// TLS, whose close_notify goes out with the shutdown.
+    pub close_after_echo: bool,
 }
 
 /// What a [`Host`] answers to an upgrade request.
@@ -273,7 +283,7 @@ impl Writer {
         self.since = now;
         if matches!(
             phase,
-            Phase::Finishing | Phase::AwaitingClose | Phase::Lingering
+            Phase::Finishing | Phase::EchoingClose | Phase::AwaitingClose | Phase::Lingering
         ) {
             self.flags |= DEADLINE_NEW;
         }
@@ -523,7 +533,7 @@ impl Session {
     pub fn deadline(&self, cfg: &Config) -> Option<u32> {
         match self.w.phase {
             Phase::Handshake => Some(self.w.since.wrapping_add(cfg.handshake_ticks)),
-            Phase::Finishing | Phase::AwaitingClose | Phase::Lingering => {
+            Phase::Finishing | Phase::EchoingClose | Phase::AwaitingClose | Phase::Lingering => {
                 Some(self.w.since.wrapping_add(cfg.close_ticks))
             }
             Phase::Open | Phase::Done => None,
@@ -553,7 +563,7 @@ impl Session {
                 self.frame_input(data, ctx, host);
             }
             // The answer is decided: what arrives now is dropped.
-            Phase::Finishing | Phase::Lingering | Phase::Done => {}
+            Phase::Finishing | Phase::EchoingClose | Phase::Lingering | Phase::Done => {}
         }
     }
 
@@ -797,7 +807,12 @@ impl Session {
                         match reply {
                             Some(echo) => {
                                 ctx.closed(Side::Client, code.map_or(1005, |c| c.0), reason);
-                                w.enter(Phase::Finishing, ctx.now);
+                                let next = if ctx.cfg.close_after_echo {
+                                    Phase::EchoingClose
+                                } else {
+                                    Phase::Finishing
+                                };
+                                w.enter(next, ctx.now);
                                 w.write(ctx, |v| encode_close(v, echo, "", None));
                             }
                             // Our Close was answered: the closing handshake is complete.
@@ -834,7 +849,7 @@ impl Session {
     pub fn handle_end(&mut self, ctx: &Ctx<'_>) {
         if matches!(
             self.w.phase,
-            Phase::Handshake | Phase::Open | Phase::Finishing
+            Phase::Handshake | Phase::Open | Phase::Finishing | Phase::EchoingClose
         ) {
             ctx.metrics.aborted.inc();
         }
@@ -870,6 +885,11 @@ impl Session {
             if out.is_empty() {
                 self.w.out = None;
             }
+        }
+        if self.w.out.is_none() && self.w.phase == Phase::EchoingClose {
+            // Both Closes are exchanged: close now.
+            self.held = None;
+            self.w.phase = Phase::Done;
         }
         if self.w.out.is_none() && self.w.phase == Phase::Finishing {
             // Everything is sent: FIN, then drop input until the peer closes.
@@ -911,7 +931,7 @@ impl Session {
             {
                 self.w.flags |= PING_DUE;
             }
-            Phase::Finishing | Phase::AwaitingClose | Phase::Lingering
+            Phase::Finishing | Phase::EchoingClose | Phase::AwaitingClose | Phase::Lingering
                 if elapsed >= cfg.close_ticks =>
             {
                 // The peer did not finish the close in time (it may not read at all: a slow

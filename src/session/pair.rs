@@ -114,6 +114,7 @@ pub fn test_config() -> Config {
         close_ticks: 50,
         max_pings: 16,
         stream_retry_ms: 1000,
+        close_after_echo: true,
     }
 }
 

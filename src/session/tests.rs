@@ -122,12 +122,26 @@ fn heartbeat_pings_after_silence_and_idle_connections_are_closed() {
 }
 
 #[test]
-fn the_peer_closing_gets_its_close_echoed_then_fin() {
+fn the_peer_closing_gets_its_close_echoed_then_the_connection_closes() {
     let mut p = Pair::new(test_config());
     p.open(&[]);
     p.send(&client_close(1000, "bye"), &[3]);
     assert_eq!(p.received(), [Seen::Close(Some(1000), String::new())]);
-    assert!(p.fin);
+    // Both Closes exchanged: closed at once (§5.5.1), no FIN wait, no reset.
+    assert!(p.closed && !p.fin && !p.reset);
+    assert_eq!(p.metrics.aborted.get(), 0);
+}
+
+#[test]
+fn without_close_after_echo_the_echo_is_followed_by_fin_and_a_linger() {
+    let mut cfg = test_config();
+    cfg.close_after_echo = false; // TLS: close_notify goes out with the shutdown
+    let mut p = Pair::new(cfg);
+    p.open(&[]);
+    p.send(&client_close(1000, "bye"), &[3]);
+    assert_eq!(p.received(), [Seen::Close(Some(1000), String::new())]);
+    assert!(p.fin && !p.closed);
+    assert_eq!(p.session.phase(), Phase::Lingering);
     p.end();
     assert!(p.closed);
     assert_eq!(p.metrics.aborted.get(), 0);
@@ -141,7 +155,7 @@ fn a_peer_that_vanishes_at_any_step_of_the_close_handshake_is_released() {
     p.open(&[]);
     p.stall = true;
     p.send(&client_close(1000, ""), &[]);
-    assert_eq!(p.session.phase(), Phase::Finishing);
+    assert_eq!(p.session.phase(), Phase::EchoingClose);
     p.advance(cfg.close_ticks);
     assert!(p.closed, "a Close echo the peer never reads is bounded");
     assert!(

@@ -174,14 +174,19 @@ pub struct Request<'a> {
     pub key: &'a str,
     /// The header block: every field line, for lookups of headers not extracted above.
     fields: &'a str,
+    /// A one-word Bloom filter of the header names present ([`name_bit`]): a lookup of a
+    /// header the request does not carry (the usual case for `Authorization` and
+    /// `Sec-WebSocket-Protocol`) returns without reading the block.
+    names: u64,
 }
 
 impl<'a> Request<'a> {
     /// Every value of header `name` (case-insensitive), in order, with surrounding
     /// whitespace removed.
     pub fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.fields.split("\r\n").filter_map(move |line| {
-            let (n, v) = line.split_once(':')?;
+        let present = self.names & name_bit(name.as_bytes()) != 0;
+        crlf_lines(if present { self.fields } else { "" }).filter_map(move |line| {
+            let (n, v) = split_field(line)?;
             n.eq_ignore_ascii_case(name).then(|| v.trim_matches(is_ows))
         })
     }
@@ -249,8 +254,89 @@ fn tokens(list: &str) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
+/// RFC 9110 `tchar`, one bit per byte value.
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    t
+};
+
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
+}
+
+/// The bit a header name sets in [`Request`]'s filter: from its length and its first and
+/// last bytes, case-folded (names compare case-insensitively).
+fn name_bit(name: &[u8]) -> u64 {
+    let (Some(first), Some(last)) = (name.first(), name.last()) else {
+        return 1;
+    };
+    let h = (name.len() as u32).wrapping_mul(31)
+        ^ u32::from(first.to_ascii_lowercase()).wrapping_mul(7)
+        ^ u32::from(last.to_ascii_lowercase());
+    1 << (h % 64)
+}
+
+/// The pieces of `s` between CRLFs, exactly as `s.split("\r\n")` (an empty `s` is one
+/// empty piece) but found with a byte scan: a two-byte `str` pattern builds a searcher per
+/// call, which the upgrade profile showed as the largest userspace cost of a handshake
+/// (docs/benchmarks.md, "Upgrades").
+fn crlf_lines(s: &str) -> CrLfLines<'_> {
+    CrLfLines { rest: Some(s) }
+}
+
+struct CrLfLines<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for CrLfLines<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        let b = rest.as_bytes();
+        let mut from = 0;
+        while let Some(k) = b[from..].iter().position(|&c| c == b'\n') {
+            let nl = from + k;
+            if nl > 0 && b[nl - 1] == b'\r' {
+                // Both bytes are ASCII: char boundaries.
+                self.rest = Some(&rest[nl + 1..]);
+                return Some(&rest[..nl - 1]);
+            }
+            from = nl + 1;
+        }
+        self.rest = None;
+        Some(rest)
+    }
+}
+
+/// A field line's name and value (untrimmed): the name is the tchars before the first other
+/// byte, which must be a colon.
+fn split_field(line: &str) -> Option<(&str, &str)> {
+    let colon = line.bytes().position(|b| !is_tchar(b))?;
+    (colon > 0 && line.as_bytes()[colon] == b':').then(|| (&line[..colon], &line[colon + 1..]))
 }
 
 fn set_once<'a>(slot: &mut Option<&'a str>, value: &'a str) -> Result<(), Error> {
@@ -282,7 +368,9 @@ fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
     let head = head
         .strip_suffix("\r\n\r\n")
         .ok_or(Error::MalformedHeader)?;
-    let (request_line, fields) = head.split_once("\r\n").unwrap_or((head, ""));
+    let mut lines = crlf_lines(head);
+    let request_line = lines.next().unwrap_or(head);
+    let fields = lines.rest.unwrap_or("");
 
     let mut parts = request_line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
@@ -319,12 +407,11 @@ fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
     let mut upgrade_ws = false;
     let mut connection_upgrade = false;
     let mut body_len = None;
+    let mut names = 0u64;
     if !fields.is_empty() {
-        for line in fields.split("\r\n") {
-            let (name, value) = line.split_once(':').ok_or(Error::MalformedHeader)?;
-            if name.is_empty() || !name.bytes().all(is_tchar) {
-                return Err(Error::MalformedHeader);
-            }
+        for line in crlf_lines(fields) {
+            let (name, value) = split_field(line).ok_or(Error::MalformedHeader)?;
+            names |= name_bit(name.as_bytes());
             if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
                 return Err(Error::MalformedHeader);
             }
@@ -391,6 +478,7 @@ fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
         origin,
         key,
         fields,
+        names,
     })
 }
 
@@ -547,4 +635,54 @@ pub fn write_rejection(out: &mut Vec<u8>, rejection: Rejection, body: &str) {
         "Access-Control-Allow-Origin: *\r\n"
     };
     write_status(out, rejection.status(), extra, retry, body);
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+
+    #[test]
+    fn crlf_lines_cut_exactly_where_split_does() {
+        for s in [
+            "",
+            "a",
+            "\r\n",
+            "a\r\nb",
+            "a\r\nb\r\n",
+            "a\nb\r\nc",
+            "a\r\r\nb",
+            "\r\n\r\n",
+            "a\rb\n\r\nc\r",
+            "Host: x\r\nUpgrade: websocket",
+        ] {
+            let ours: Vec<&str> = crlf_lines(s).collect();
+            let std: Vec<&str> = s.split("\r\n").collect();
+            assert_eq!(ours, std, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn lookups_find_every_present_header_in_any_case_and_skip_absent_ones() {
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t\r\n\
+            sec-websocket-protocol: a, b\r\nSEC-WEBSOCKET-PROTOCOL: c\r\nX-Y: 1\r\n\r\n";
+        let req = parse_plain(head).unwrap();
+        assert_eq!(req.header("AUTHORIZATION"), Some("Bearer t"));
+        assert_eq!(req.header("x-y"), Some("1"));
+        assert_eq!(req.offered_protocols().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(req.header("cookie"), None);
+        assert_eq!(req.header("x-z"), None);
+        // A name that shares the filter bit of a present one is still compared in full.
+        assert_eq!(name_bit(b"xzy"), name_bit(b"X-Y"));
+        assert_eq!(req.header("xzy"), None);
+    }
+
+    #[test]
+    fn a_field_name_is_tchars_then_a_colon() {
+        assert_eq!(split_field("Host: x"), Some(("Host", " x")));
+        assert_eq!(split_field("Host:"), Some(("Host", "")));
+        assert_eq!(split_field(": x"), None);
+        assert_eq!(split_field("Host : x"), None);
+        assert_eq!(split_field("Ho(st: x"), None);
+        assert_eq!(split_field("Host"), None);
+    }
 }

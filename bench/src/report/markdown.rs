@@ -186,22 +186,36 @@ pub(super) fn render(r: &Value) -> String {
                 f(&x["rtt_us"]["p99.9"], 0)
             );
         }
-        let _ = writeln!(o, "\n| server | upgrades | peak upgrades/s | **server CPU-µs per upgrade** | vs holdfast |");
-        let _ = writeln!(o, "|---|---|---|---|---|");
+        let _ = writeln!(o, "\nUpgrades and closes: each round a fresh server, a ramp of the given connections, a 0.5 s hold, then every connection closes (the loadgen's Close, the server's echo, TCP close); medians of the rounds with (min–max).\n");
+        let _ = writeln!(o, "| server | upgrades | rounds | peak upgrades/s | **server CPU-µs per upgrade** | vs holdfast | **server CPU-µs per close** | vs holdfast |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
         let ups = r["echo"]["upgrades"]
             .as_array()
             .cloned()
             .unwrap_or_default();
+        let with_spread = |x: &Value, key: &str| {
+            let sp = &x[format!("{key}_spread")];
+            match (sp["min"].as_f64(), sp["max"].as_f64()) {
+                (Some(a), Some(b)) if sp["n"].as_u64().unwrap_or(0) > 1 => {
+                    format!("{} ({a:.0}–{b:.0})", f(&x[key], 1))
+                }
+                _ => f(&x[key], 1),
+            }
+        };
         for x in &ups {
             let h = holdfast(&ups, &|_| true, "server_cpu_us_per_upgrade");
+            let hc = holdfast(&ups, &|_| true, "server_cpu_us_per_close");
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 x["server"].as_str().unwrap_or(""),
                 x["established"],
+                x["rounds"].as_u64().unwrap_or(1),
                 f(&x["peak_upgrades_per_s"], 0),
-                f(&x["server_cpu_us_per_upgrade"], 1),
-                ratio(&x["server_cpu_us_per_upgrade"], h)
+                with_spread(x, "server_cpu_us_per_upgrade"),
+                ratio(&x["server_cpu_us_per_upgrade"], h),
+                with_spread(x, "server_cpu_us_per_close"),
+                ratio(&x["server_cpu_us_per_close"], hc)
             );
         }
         verdicts(

@@ -119,6 +119,9 @@ pub struct Plan {
     hold_seconds: f64,
     echo_connections: Vec<usize>,
     upgrade_connections: usize,
+    /// Ramps (each on a fresh server) per server for the upgrade and close costs: one
+    /// ramp's figure moves ±15% on this machine.
+    upgrade_rounds: usize,
     warmup: f64,
     measure_seconds: f64,
     fanout_cases: Vec<(usize, usize, usize)>,
@@ -207,6 +210,7 @@ impl Plan {
             hold_seconds: if q { 2.5 } else { 6.0 },
             echo_connections: vec![100, 1000],
             upgrade_connections: if q { 1_000 } else { 10_000 },
+            upgrade_rounds: if q { 1 } else { 5 },
             warmup: if q { 0.2 } else { 1.0 },
             measure_seconds: if q { 0.5 } else { 10.0 },
             fanout_cases: if q {

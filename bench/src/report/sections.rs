@@ -438,27 +438,41 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
                 "failed_total": v["failed_total"],
             }));
         }
-        eprintln!("upgrades: {}", kind.name());
-        let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
-        let t = target(plan, server.as_ref());
-        let args = t.args(
-            "hold",
-            "/echo",
-            plan.upgrade_connections,
-            &[
-                ("--rate", s(plan.ramp_rate)),
-                ("--duration", s(0.5)),
-                ("--workers", s(1)),
-            ],
-        );
-        let (v, met) = loadgen(&args, lg_cpu.as_deref(), |_| {})?;
+        eprintln!("upgrades and closes: {}", kind.name());
+        // Each round a fresh server: ramp, hold 0.5 s, every connection closes (the
+        // loadgen's Close, the server's echo and TCP close).
+        let mut rounds = Vec::new();
+        for _ in 0..plan.upgrade_rounds.max(1) {
+            let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
+            let t = target(plan, server.as_ref());
+            let args = t.args(
+                "hold",
+                "/echo",
+                plan.upgrade_connections,
+                &[
+                    ("--rate", s(plan.ramp_rate)),
+                    ("--duration", s(0.5)),
+                    ("--workers", s(1)),
+                ],
+            );
+            rounds.push(loadgen(&args, lg_cpu.as_deref(), |_| {})?);
+        }
+        let spread = |key: &str| {
+            let v: Vec<f64> = rounds.iter().filter_map(|(v, _)| v[key].as_f64()).collect();
+            median_spread(&v)
+        };
+        let (v, _) = &rounds[rounds.len() / 2];
         upgrades.push(json!({
             "server": kind.name(),
             "connections": plan.upgrade_connections,
-            "met": met,
+            "rounds": rounds.len(),
+            "met": rounds.iter().all(|(_, m)| *m),
             "established": v["established"],
-            "peak_upgrades_per_s": v["peak_upgrades_per_s"],
-            "server_cpu_us_per_upgrade": v["server_cpu_us_per_upgrade"],
+            "peak_upgrades_per_s": spread("peak_upgrades_per_s")["median"],
+            "server_cpu_us_per_upgrade": spread("server_cpu_us_per_upgrade")["median"],
+            "server_cpu_us_per_upgrade_spread": spread("server_cpu_us_per_upgrade"),
+            "server_cpu_us_per_close": spread("server_cpu_us_per_close")["median"],
+            "server_cpu_us_per_close_spread": spread("server_cpu_us_per_close"),
             "connect_upgrade_latency_us": strip_hdr(&v["connect_upgrade_latency_us"]),
         }));
     }
@@ -505,6 +519,20 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
         ));
     }
     if plan.peers.contains(&Kind::Uws) && plan.url.is_none() {
+        for (key, what) in [
+            ("server_cpu_us_per_upgrade", "upgrade"),
+            ("server_cpu_us_per_close", "close"),
+        ] {
+            let r = ratio(
+                find(&upgrades, "holdfast", key, None),
+                find(&upgrades, "uwebsockets", key, None),
+            );
+            targets.push(at_most(
+                format!("server CPU per {what} (median of rounds), holdfast / uwebsockets"),
+                r,
+                1.0,
+            ));
+        }
         for &c in &plan.echo_connections {
             let r = ratio(
                 find(&runs, "holdfast", "messages_per_server_cpu_s", Some(c)),
@@ -801,4 +829,16 @@ pub(super) fn storm(plan: &Plan) -> Result<Value, String> {
         }));
     }
     Ok(json!({ "runs": runs }))
+}
+
+/// The median of `v` with its minimum and maximum (`null`s when `v` is empty).
+fn median_spread(v: &[f64]) -> Value {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    let median = match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    };
+    json!({"median": median, "min": v.first(), "max": v.last(), "n": v.len()})
 }

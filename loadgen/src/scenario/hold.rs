@@ -27,7 +27,15 @@ pub fn run(a: HoldArgs) -> Result<bool, String> {
         }
     }
     let held = run.totals().signed(C::Open);
+    // The teardown: every held connection closes (Close, echo, TCP close). The server's
+    // CPU is read once its last closes are done: when two readings 50 ms apart agree.
+    let cpu_hold = server_cpu(c.server_pid);
     let (out, common) = run.finish()?;
+    let cpu_closed = settled_cpu(c.server_pid);
+    let cpu_per_close = match (cpu_hold, cpu_closed) {
+        (Some(a), Some(b)) if held > 0 => Some((b - a) * 1e6 / held as f64),
+        _ => None,
+    };
     let s = &out.counts;
     let established = s.get(C::Established);
     let cpu_per_upgrade = match (cpu0, cpu_ramp) {
@@ -43,6 +51,7 @@ pub fn run(a: HoldArgs) -> Result<bool, String> {
             "ramp_seconds": ramp,
             "peak_upgrades_per_s": peak,
             "server_cpu_us_per_upgrade": cpu_per_upgrade,
+            "server_cpu_us_per_close": cpu_per_close,
             "server_cpu_seconds_ramp": cpu0.zip(cpu_ramp).map(|(a, b)| b - a),
             "loadgen_cpu_seconds_ramp": self0.zip(self_ramp).map(|(a, b)| b - a),
         }),
@@ -50,7 +59,7 @@ pub fn run(a: HoldArgs) -> Result<bool, String> {
     println!(
         "\nhold: {established} of {} established, {held} held at the end; failures: {}\n\
          connect+upgrade latency: {}\n\
-         ramp {:.1} s, peak {:.0} upgrades/s{}; closes/statuses {:?}",
+         ramp {:.1} s, peak {:.0} upgrades/s{}{}; closes/statuses {:?}",
         c.connections,
         failures_line(s),
         pct_line(&hist_json(&out.connect_us, 1.0), "µs"),
@@ -59,8 +68,24 @@ pub fn run(a: HoldArgs) -> Result<bool, String> {
         cpu_per_upgrade.map_or(String::new(), |v| format!(
             ", server {v:.1} CPU-µs per upgrade"
         )),
+        cpu_per_close.map_or(String::new(), |v| format!(", {v:.1} per close")),
         keyed_report(&out.keyed)
     );
     run::write_json(c.json.as_deref(), &report)?;
     Ok(established as usize == c.connections)
+}
+
+/// The server's CPU seconds once they stop moving (two readings 50 ms apart agree; at most
+/// 2 s): its share of a teardown ends after the client's.
+fn settled_cpu(pid: Option<u32>) -> Option<f64> {
+    let mut last = server_cpu(pid)?;
+    for _ in 0..40 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let now = server_cpu(pid)?;
+        if now == last {
+            return Some(now);
+        }
+        last = now;
+    }
+    Some(last)
 }
