@@ -314,21 +314,28 @@ pub(super) fn render(r: &Value) -> String {
             o,
             "## Reconnect storm (every client cut at once; backoff 100 ms–5 s, full jitter)\n"
         );
-        let _ = writeln!(o, "| server | clients | lost | reconnected | recovered | time to full recovery s | peak connects/s |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "| server | clients | lost | reconnected | recovered | time to full recovery s | peak connects/s | server CPU s (event to recovery) | **server CPU-µs per reconnect** |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
         for x in runs("storm") {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 x["server"].as_str().unwrap_or(""),
                 x["connections"],
                 x["lost"],
                 x["reconnected"],
                 x["recovered"],
                 f(&x["recovery_seconds"], 2),
-                f(&x["peak_connects_per_s_after_event"], 0)
+                f(&x["peak_connects_per_s_after_event"], 0),
+                f(&x["server_cpu_seconds_storm"], 2),
+                f(&x["server_cpu_us_per_reconnect"], 1)
             );
         }
+        verdicts(
+            &mut o,
+            &r["storm"]["targets"],
+            "Targets (holdfast against the peers)",
+        );
         let _ = writeln!(o, "\nLimits: connect throughput of both ends on two cores; fd-based peers are capped below `ulimit -n`.\n");
         chart(&mut o, "storm");
     }

@@ -797,8 +797,22 @@ pub(super) fn fanout_step(
 /// recovery and the connections-over-time curve.
 pub(super) fn storm(plan: &Plan) -> Result<Value, String> {
     let mut runs = Vec::new();
-    for kind in kinds(plan, &[Kind::TokioTungstenite]) {
-        let n = fd_cap(kind, plan.storm_connections);
+    let kinds = kinds(plan, &[Kind::TokioTungstenite, Kind::Uws]);
+    // holdfast at the full size, and again at each fd-capped peer's size (like for like).
+    let mut steps: Vec<(Kind, usize)> = vec![(Kind::Holdfast, plan.storm_connections)];
+    for &k in kinds.iter().filter(|k| **k != Kind::Holdfast) {
+        let n = fd_cap(k, plan.storm_connections);
+        if !steps.contains(&(Kind::Holdfast, n)) {
+            steps.push((Kind::Holdfast, n));
+        }
+    }
+    steps.extend(
+        kinds
+            .iter()
+            .filter(|k| **k != Kind::Holdfast)
+            .map(|&k| (k, fd_cap(k, plan.storm_connections))),
+    );
+    for (kind, n) in steps {
         eprintln!("storm: {} × {n}", kind.name());
         let server = start(plan, kind, None, None, &["--max-connections", &s(n * 2)])?;
         let t = target(plan, server.as_ref());
@@ -823,12 +837,34 @@ pub(super) fn storm(plan: &Plan) -> Result<Value, String> {
             "recovered": v["recovered"],
             "recovery_seconds": v["recovery_seconds"],
             "peak_connects_per_s_after_event": v["peak_connects_per_s_after_event"],
+            "server_cpu_seconds_storm": v["server_cpu_seconds_storm"],
+            "server_cpu_us_per_reconnect": v["server_cpu_us_per_reconnect"],
             "reconnect_delay_ms": strip_hdr(&v["reconnect_delay_ms"]),
             "failures": v["failures"],
             "series": v["series"],
         }));
     }
-    Ok(json!({ "runs": runs }))
+    // Server CPU per reconnect (the cut connections torn down, the new ones set up) at the
+    // same size: holdfast / uWebSockets.
+    let mut targets = Vec::new();
+    for u in runs.iter().filter(|r| r["server"] == "uwebsockets") {
+        let h = runs
+            .iter()
+            .find(|r| r["server"] == "holdfast" && r["connections"] == u["connections"])
+            .and_then(|r| r["server_cpu_us_per_reconnect"].as_f64());
+        let w = u["server_cpu_us_per_reconnect"].as_f64();
+        targets.push(at_most(
+            format!(
+                "server CPU per reconnect in a storm of {}, holdfast / uwebsockets",
+                u["connections"]
+            ),
+            h.zip(w)
+                .filter(|(_, b)| *b > 0.0)
+                .map(|(a, b)| (a / b * 1000.0).round() / 1000.0),
+            1.0,
+        ));
+    }
+    Ok(json!({ "runs": runs, "targets": targets }))
 }
 
 /// The median of `v` with its minimum and maximum (`null`s when `v` is empty).

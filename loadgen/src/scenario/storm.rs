@@ -13,7 +13,7 @@ use crate::cli::{Cause, StormArgs};
 use crate::counters::{keyed_report, Counts, C, CUT, STEADY};
 use crate::engine::{Engine, Phase};
 use crate::report::hist_json;
-use crate::run::{self, failures_line, hard_timeout, launch, merge, pct_line};
+use crate::run::{self, failures_line, hard_timeout, launch, merge, pct_line, server_cpu};
 
 /// Reconnect policy: delay for attempt k is `min(cap, base · 2^k)`, drawn uniformly from
 /// `[0, that)` with full jitter.
@@ -141,6 +141,7 @@ pub fn run(a: StormArgs) -> Result<bool, String> {
     }
     let before = run.totals().signed(C::Open).max(0) as u64;
     let event_t = run.t();
+    let cpu_event = server_cpu(c.server_pid);
     let go = run.live(hard);
     match a.cause {
         _ if !go => {}
@@ -169,6 +170,9 @@ pub fn run(a: StormArgs) -> Result<bool, String> {
             break;
         }
     }
+    // The server's CPU from the event to recovery: tearing the lost connections down and
+    // setting the new ones up (idle waiting between backoffs costs it next to nothing).
+    let cpu_storm = cpu_event.zip(server_cpu(c.server_pid)).map(|(a, b)| b - a);
     let peak = run.peak_rate(event_t);
     let open_after = run.totals().signed(C::Open);
     let (out, common) = run.finish()?;
@@ -195,6 +199,10 @@ pub fn run(a: StormArgs) -> Result<bool, String> {
             "recovered": ok,
             "recovery_seconds": recovery,
             "peak_connects_per_s_after_event": peak,
+            "server_cpu_seconds_storm": cpu_storm,
+            "server_cpu_us_per_reconnect": cpu_storm
+                .filter(|_| ok && s.get(C::Reconnected) > 0)
+                .map(|v| v * 1e6 / s.get(C::Reconnected) as f64),
             "reconnect_delay_ms": delays,
         }),
     );
