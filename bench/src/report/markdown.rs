@@ -28,6 +28,21 @@ fn latency_ms(run: &Value, k: &str) -> String {
 }
 
 /// Verdict lines: each target's ratio and whether it is met.
+/// A figure with its rounds' (min–max) when there were several.
+fn spread(v: &Value, sp: &Value) -> String {
+    let digits = if v.as_f64().is_some_and(|x| x.abs() >= 1000.0) {
+        0
+    } else {
+        1
+    };
+    match (sp["min"].as_f64(), sp["max"].as_f64()) {
+        (Some(a), Some(b)) if sp["n"].as_u64().unwrap_or(0) > 1 => {
+            format!("{} ({a:.0}–{b:.0})", f(v, digits))
+        }
+        _ => f(v, digits),
+    }
+}
+
 fn verdicts(o: &mut String, targets: &Value, title: &str) {
     let Some(t) = targets.as_array().filter(|t| !t.is_empty()) else {
         return;
@@ -162,7 +177,7 @@ pub(super) fn render(r: &Value) -> String {
             e["pinning"]["server_cpu"].as_str().unwrap_or("—"),
             e["pinning"]["loadgen_cpu"].as_str().unwrap_or("—")
         );
-        let _ = writeln!(o, "Each row twice, the server fresh each time: driven by the loadgen (io_uring, one thread, 32-byte messages, one in flight per connection) and by an independent client (`holdfast-bench echo-client`: tokio current-thread, epoll, one task per connection, no code shared with the loadgen), both pinned to the same CPU. Client CPU seconds beside each: a client that sleeps between messages makes the server pay wake-ups.\n");
+        let _ = writeln!(o, "Each row twice per round, the server fresh each time: driven by the loadgen (io_uring, one thread, 32-byte messages, one in flight per connection) and by an independent client (`holdfast-bench echo-client`: tokio current-thread, epoll, one task per connection, no code shared with the loadgen), both pinned to the same CPU. Client CPU seconds beside each: a client that sleeps between messages makes the server pay wake-ups. With several rounds a row is the median round, (min–max) of the rounds beside the per-CPU figures.\n");
         let _ = writeln!(o, "| server | connections | msgs/s | server CPU s | **msgs per server-CPU-s** | vs holdfast | loadgen CPU s | independent client: msgs per server-CPU-s (client CPU s) | RTT p50 / p99 / p99.9 µs |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
         let rs = runs("echo");
@@ -176,10 +191,16 @@ pub(super) fn render(r: &Value) -> String {
                 c,
                 f(&x["messages_per_s"], 0),
                 f(&x["server_cpu_seconds"], 2),
-                f(&x["messages_per_server_cpu_s"], 0),
+                spread(
+                    &x["messages_per_server_cpu_s"],
+                    &x["messages_per_server_cpu_s_spread"]
+                ),
                 ratio(&x["messages_per_server_cpu_s"], h),
                 f(&x["loadgen_cpu_seconds"], 2),
-                f(&x["independent_client"]["messages_per_server_cpu_s"], 0),
+                spread(
+                    &x["independent_client"]["messages_per_server_cpu_s"],
+                    &x["independent_client"]["spread"]
+                ),
                 f(&x["independent_client"]["client_cpu_seconds"], 2),
                 f(&x["rtt_us"]["p50"], 0),
                 f(&x["rtt_us"]["p99"], 0),
@@ -193,15 +214,6 @@ pub(super) fn render(r: &Value) -> String {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let with_spread = |x: &Value, key: &str| {
-            let sp = &x[format!("{key}_spread")];
-            match (sp["min"].as_f64(), sp["max"].as_f64()) {
-                (Some(a), Some(b)) if sp["n"].as_u64().unwrap_or(0) > 1 => {
-                    format!("{} ({a:.0}–{b:.0})", f(&x[key], 1))
-                }
-                _ => f(&x[key], 1),
-            }
-        };
         for x in &ups {
             let h = holdfast(&ups, &|_| true, "server_cpu_us_per_upgrade");
             let hc = holdfast(&ups, &|_| true, "server_cpu_us_per_close");
@@ -212,9 +224,15 @@ pub(super) fn render(r: &Value) -> String {
                 x["established"],
                 x["rounds"].as_u64().unwrap_or(1),
                 f(&x["peak_upgrades_per_s"], 0),
-                with_spread(x, "server_cpu_us_per_upgrade"),
+                spread(
+                    &x["server_cpu_us_per_upgrade"],
+                    &x["server_cpu_us_per_upgrade_spread"]
+                ),
                 ratio(&x["server_cpu_us_per_upgrade"], h),
-                with_spread(x, "server_cpu_us_per_close"),
+                spread(
+                    &x["server_cpu_us_per_close"],
+                    &x["server_cpu_us_per_close_spread"]
+                ),
                 ratio(&x["server_cpu_us_per_close"], hc)
             );
         }

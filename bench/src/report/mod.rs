@@ -122,6 +122,8 @@ pub struct Plan {
     /// Ramps (each on a fresh server) per server for the upgrade and close costs: one
     /// ramp's figure moves ±15% on this machine.
     upgrade_rounds: usize,
+    /// Echo runs (each on fresh servers, both clients) per server and connection count.
+    echo_rounds: usize,
     warmup: f64,
     measure_seconds: f64,
     fanout_cases: Vec<(usize, usize, usize)>,
@@ -211,6 +213,7 @@ impl Plan {
             echo_connections: vec![100, 1000],
             upgrade_connections: if q { 1_000 } else { 10_000 },
             upgrade_rounds: if q { 1 } else { 5 },
+            echo_rounds: if q { 1 } else { 3 },
             warmup: if q { 0.2 } else { 1.0 },
             measure_seconds: if q { 0.5 } else { 10.0 },
             fanout_cases: if q {
