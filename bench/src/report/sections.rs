@@ -325,7 +325,6 @@ fn strip_hdr(h: &Value) -> Value {
 /// one pinned worker; plain holdfast beside them. Handshakes per server-CPU-second is the
 /// inverse.
 pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
-    let (srv_cpu, lg_cpu) = plan.pinning();
     let mut runs = Vec::new();
     if plan.url.is_some() {
         return Ok(
@@ -343,23 +342,9 @@ pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
                 kind.name(),
                 resumption.unwrap_or("-")
             );
-            let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
-            let mut t = target(plan, server.as_ref());
-            t.tls = resumption;
-            let args = t.args(
-                "hold",
-                "/echo",
-                plan.upgrade_connections,
-                &[
-                    ("--rate", s(plan.ramp_rate)),
-                    // Few in flight: each resumed connection finds the ticket an earlier one
-                    // left (with thousands in flight the first thousands find none).
-                    ("--concurrency", s(16)),
-                    ("--duration", s(0.5)),
-                    ("--workers", s(1)),
-                ],
-            );
-            let (v, met) = loadgen(&args, lg_cpu.as_deref(), |_| {})?;
+            // Few in flight: each resumed connection finds the ticket an earlier one left
+            // (with thousands in flight the first thousands find none).
+            let (v, met) = pinned_ramp(plan, kind, resumption, &[("--concurrency", s(16))])?;
             let us = v["server_cpu_us_per_upgrade"].as_f64();
             runs.push(json!({
                 "server": kind.name(),
@@ -463,19 +448,7 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
         // loadgen's Close, the server's echo and TCP close).
         let mut rounds = Vec::new();
         for _ in 0..plan.upgrade_rounds.max(1) {
-            let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
-            let t = target(plan, server.as_ref());
-            let args = t.args(
-                "hold",
-                "/echo",
-                plan.upgrade_connections,
-                &[
-                    ("--rate", s(plan.ramp_rate)),
-                    ("--duration", s(0.5)),
-                    ("--workers", s(1)),
-                ],
-            );
-            rounds.push(loadgen(&args, lg_cpu.as_deref(), |_| {})?);
+            rounds.push(pinned_ramp(plan, kind, None, &[])?);
         }
         let spread = |key: &str| {
             let v: Vec<f64> = rounds.iter().filter_map(|(v, _)| v[key].as_f64()).collect();
@@ -908,4 +881,29 @@ fn median_index(v: &[Option<f64>]) -> usize {
         (x, y) => x.is_some().cmp(&y.is_some()),
     });
     idx.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0)
+}
+
+/// A fresh `kind` server with one worker, pinned: the loadgen (one thread, pinned apart)
+/// ramps `upgrade_connections` to /echo at the ramp rate, holds them 0.5 s and closes them
+/// (`tls`: the loadgen's resumption setting; `extra`: more loadgen options).
+fn pinned_ramp(
+    plan: &Plan,
+    kind: Kind,
+    tls: Option<&'static str>,
+    extra: &[(&str, String)],
+) -> Result<(Value, bool), String> {
+    let (srv_cpu, lg_cpu) = plan.pinning();
+    let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
+    let mut t = target(plan, server.as_ref());
+    if tls.is_some() {
+        t.tls = tls;
+    }
+    let mut opts = vec![
+        ("--rate", s(plan.ramp_rate)),
+        ("--duration", s(0.5)),
+        ("--workers", s(1)),
+    ];
+    opts.extend(extra.iter().cloned());
+    let args = t.args("hold", "/echo", plan.upgrade_connections, &opts);
+    loadgen(&args, lg_cpu.as_deref(), |_| {})
 }
