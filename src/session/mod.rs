@@ -886,16 +886,22 @@ impl Session {
                 self.w.out = None;
             }
         }
-        if self.w.out.is_none() && self.w.phase == Phase::EchoingClose {
-            // Both Closes are exchanged: close now.
-            self.held = None;
-            self.w.phase = Phase::Done;
+        if self.w.out.is_some() {
+            return;
         }
-        if self.w.out.is_none() && self.w.phase == Phase::Finishing {
+        match self.w.phase {
+            // Both Closes are exchanged: close now.
+            Phase::EchoingClose => {
+                self.held = None;
+                self.w.phase = Phase::Done;
+            }
             // Everything is sent: FIN, then drop input until the peer closes.
-            self.held = None;
-            self.w.enter(Phase::Lingering, ctx.now);
-            self.w.flags |= SHUT_DUE;
+            Phase::Finishing => {
+                self.held = None;
+                self.w.enter(Phase::Lingering, ctx.now);
+                self.w.flags |= SHUT_DUE;
+            }
+            _ => {}
         }
     }
 
