@@ -114,8 +114,10 @@ pub struct ServeConfig {
     pub rcvbuf: u32,
 
     /// Provided receive buffers per worker, at most (a power of two, at most 32768): the
-    /// pool starts with 64 in circulation, doubles when three quarters are in use and halves
-    /// again after an idle second, so idle connections do not keep the whole pool resident.
+    /// pool starts with 64 in circulation and grows only when it runs short (in poll mode:
+    /// when bursts of receives waiting for a free buffer cost over 1,000 extra submissions a
+    /// second; in recv mode: when three quarters are in use), halving again when idle, so
+    /// idle connections do not keep the whole pool resident.
     #[arg(long, default_value_t = 1024)]
     pub recv_buffers: u16,
 

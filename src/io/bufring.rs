@@ -5,11 +5,21 @@
 //! resident only when the kernel first writes into them. The kernel takes buffers in ring
 //! order, so every buffer in circulation is eventually written: the pool therefore keeps
 //! only `active` buffers in circulation, starting small ([`INITIAL_BUFFERS`]), **growing**
-//! (doubling, up to the ring's size) when three quarters are lent or a receive found none,
-//! and **shrinking** (halving, see [`BufPool::shrink_if_idle`]) when a whole interval used
-//! less than a quarter: a buffer past `active` is not given back to the kernel when it
-//! returns, and its pages are released (`MADV_DONTNEED`). A node with 15k idle connections
-//! thus holds a few hundred KiB of receive buffers, not the whole pool.
+//! (doubling, up to the ring's size) when it runs short, and **shrinking** (halving, see
+//! [`BufPool::adjust`]) when a whole interval did not need them: a buffer past `active` is
+//! not given back to the kernel when it returns, and its pages are released
+//! (`MADV_DONTNEED`). A node with 15k idle connections thus holds a few hundred KiB of
+//! receive buffers, not the whole pool.
+//!
+//! What "runs short" means depends on who takes the buffers:
+//! - **Multishot receives** take them whenever data arrives, so the pool must stay ahead:
+//!   it grows as soon as three quarters are lent (or a receive found none).
+//! - **Gated single-shot receives** (poll mode; see `Ring`'s receive gate) are submitted
+//!   only while a buffer is free for each, so a burst of ready connections never needs
+//!   more buffers than the pool has: the rest wait for the next submission. The pool grows
+//!   only when that waiting costs more than [`GATE_GROW_WAITS`] extra submissions a second
+//!   (measured over the interval), and shrinks when it costs under a quarter of that. A
+//!   burst of heartbeat pongs at 1M connections thus no longer grows every ring's pool.
 //!
 //! A received buffer reaches its handler as a [`RecvBuf`], which gives the buffer back to
 //! the kernel when it is dropped, so no path (a stale completion, an early return) can lose
@@ -27,6 +37,12 @@ use io_uring::IoUring;
 /// Buffers a ring that accepts first starts with (and never shrinks below); see
 /// [`BufPool::new`].
 pub const INITIAL_BUFFERS: u16 = 64;
+
+/// A gated pool doubles when receives that waited for a buffer, divided by the buffers in
+/// circulation (≈ the extra submissions the waiting cost), exceed this in an interval of
+/// about a second, and halves below a quarter of it. An extra submission costs about a
+/// microsecond, so this trades at most ~0.1% of a core for the memory of the buffers.
+pub const GATE_GROW_WAITS: u32 = 1000;
 
 /// Where a buffer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +70,14 @@ struct Mapping {
     /// The least `active` may shrink to.
     floor: u16,
     lent: Cell<u16>,
-    /// Most buffers lent at once since the last shrink check.
+    /// Most buffers lent at once since the last check.
     peak: Cell<u16>,
+    /// Buffers the kernel may pick now (pushed and not yet taken).
+    in_ring: Cell<u16>,
+    /// Single-shot receives are gated on free buffers (see the module docs).
+    gated: bool,
+    /// Receives that waited for a buffer since the last check (gated pools).
+    waited: Cell<u32>,
     state: Box<[Cell<State>]>,
 }
 
@@ -92,6 +114,7 @@ impl Mapping {
         entry.set_len(self.size);
         entry.set_bid(bid);
         self.tail.set(tail.wrapping_add(1));
+        self.in_ring.set(self.in_ring.get() + 1);
     }
 
     /// Put every buffer below `active` that is out back into the ring.
@@ -114,6 +137,21 @@ impl Mapping {
         }
         self.active.set(a.saturating_mul(2).min(self.entries));
         self.fill();
+    }
+
+    /// Halve the buffers in circulation (not below the floor).
+    fn shrink(&self) {
+        let to = (self.active.get() / 2).max(self.floor);
+        self.active.set(to);
+        // Buffers past the new size still in the ring stay there until the kernel picks
+        // them, which on an idle node is never: their pages would stay resident (at 1M
+        // connections a ramp's pools held 13 B per connection long after it). Release them
+        // now; one the kernel picks later is written into fresh zero pages.
+        for bid in to..self.entries {
+            if self.state[usize::from(bid)].get() == State::InRing {
+                self.release(bid);
+            }
+        }
     }
 
     /// Release buffer `bid`'s pages. Either it is out of circulation (lent to us and being
@@ -177,8 +215,15 @@ pub struct BufPool {
 impl BufPool {
     /// Map and register a ring of `entries` buffers on `uring` as buffer group 0, with
     /// `initial` (or `entries`, if fewer; at least one) in circulation, which is also the
-    /// least the pool shrinks back to.
-    pub fn new(uring: &IoUring, entries: u16, size: u32, initial: u16) -> io::Result<Self> {
+    /// least the pool shrinks back to. `gated`: its receives are single-shot and submitted
+    /// only while [`BufPool::available`] covers them (see the module docs).
+    pub fn new(
+        uring: &IoUring,
+        entries: u16,
+        size: u32,
+        initial: u16,
+        gated: bool,
+    ) -> io::Result<Self> {
         assert!(
             entries.is_power_of_two(),
             "buffer ring entries must be a power of two"
@@ -206,6 +251,9 @@ impl BufPool {
             floor: initial.clamp(1, entries),
             lent: Cell::new(0),
             peak: Cell::new(0),
+            in_ring: Cell::new(0),
+            gated,
+            waited: Cell::new(0),
             state: (0..entries).map(|_| Cell::new(State::Out)).collect(),
         };
         m.fill();
@@ -228,11 +276,18 @@ impl BufPool {
             "a completion named a buffer outside the pool"
         );
         let m = &*self.map;
-        m.state[usize::from(bid)].set(State::Lent);
+        let st = &m.state[usize::from(bid)];
+        debug_assert_eq!(
+            st.get(),
+            State::InRing,
+            "the kernel picked a buffer it did not have"
+        );
+        st.set(State::Lent);
+        m.in_ring.set(m.in_ring.get().saturating_sub(1));
         let lent = m.lent.get() + 1;
         m.lent.set(lent);
         m.peak.set(m.peak.get().max(lent));
-        if u32::from(lent) * 4 > u32::from(m.active.get()) * 3 {
+        if !m.gated && u32::from(lent) * 4 > u32::from(m.active.get()) * 3 {
             m.grow();
         }
         RecvBuf {
@@ -247,24 +302,37 @@ impl BufPool {
         self.map.grow();
     }
 
-    /// Called about once a second: when fewer than a quarter of the buffers in circulation
-    /// were lent at once since the last call, halve them (not below the initial count).
-    pub fn shrink_if_idle(&self) {
+    /// Buffers the kernel may pick now.
+    pub fn available(&self) -> u16 {
+        self.map.in_ring.get()
+    }
+
+    /// A gated receive had to wait for a buffer.
+    pub fn note_waiting(&self) {
+        let w = &self.map.waited;
+        w.set(w.get().saturating_add(1));
+    }
+
+    /// Called about once a second. A pool fed by multishot receives halves when fewer than
+    /// a quarter of its buffers were lent at once since the last call. A gated pool doubles
+    /// when the receives that waited cost more than [`GATE_GROW_WAITS`] extra submissions,
+    /// and halves when they cost under a quarter of that. Never below the initial count.
+    pub fn adjust(&self) {
         let m = &*self.map;
         let (active, peak) = (m.active.get(), m.peak.get());
         m.peak.set(m.lent.get());
-        if active > m.floor && u32::from(peak) * 4 < u32::from(active) {
-            let to = (active / 2).max(m.floor);
-            m.active.set(to);
-            // Buffers past the new size still in the ring stay there until the kernel picks
-            // them, which on an idle node is never: their pages would stay resident (at 1M
-            // connections a ramp's pools held 13 B per connection long after it). Release
-            // them now; one the kernel picks later is written into fresh zero pages.
-            for bid in to..m.entries {
-                if m.state[usize::from(bid)].get() == State::InRing {
-                    m.release(bid);
-                }
+        let extra_submissions = m.waited.replace(0) / u32::from(active);
+        let idle = if m.gated {
+            if extra_submissions > GATE_GROW_WAITS {
+                m.grow();
+                return;
             }
+            extra_submissions * 4 < GATE_GROW_WAITS
+        } else {
+            u32::from(peak) * 4 < u32::from(active)
+        };
+        if idle && active > m.floor {
+            m.shrink();
         }
     }
 
@@ -354,7 +422,7 @@ mod tests {
     #[test]
     fn the_pool_grows_under_use_and_shrinks_back_without_pushing_a_buffer_twice() {
         let uring = IoUring::new(8).expect("io_uring");
-        let p = BufPool::new(&uring, 1024, 4096, INITIAL_BUFFERS).unwrap();
+        let p = BufPool::new(&uring, 1024, 4096, INITIAL_BUFFERS, false).unwrap();
         assert_eq!(p.active(), INITIAL_BUFFERS);
         assert_eq!(pushed(&p), 64, "only the initial buffers circulate");
         // The kernel picks in ring order: lend 0..=48 — past three quarters of 64.
@@ -368,9 +436,9 @@ mod tests {
         drop(lent);
         assert_eq!(pushed(&p), 128 + 49, "each returned buffer goes back once");
         // A busy interval keeps the size; an idle one halves it.
-        p.shrink_if_idle();
+        p.adjust();
         assert_eq!(p.active(), 128, "49 of 128 were lent at once");
-        p.shrink_if_idle();
+        p.adjust();
         assert_eq!(p.active(), 64, "nothing was lent since");
         // A buffer past `active` that comes back leaves circulation (and is not pushed).
         let before = pushed(&p);
@@ -388,10 +456,48 @@ mod tests {
             256,
             "a receive that found no buffer doubles it too"
         );
-        p.shrink_if_idle();
-        p.shrink_if_idle();
-        p.shrink_if_idle();
+        p.adjust();
+        p.adjust();
+        p.adjust();
         assert_eq!(p.active(), INITIAL_BUFFERS, "never below the initial count");
+    }
+
+    #[test]
+    fn a_gated_pool_grows_only_when_waiting_costs_many_submissions() {
+        let uring = IoUring::new(8).expect("io_uring");
+        let p = BufPool::new(&uring, 1024, 4096, 16, true).unwrap();
+        assert_eq!(p.available(), 16);
+        // A burst takes every buffer: a multishot pool would have grown; a gated one does
+        // not (its receives wait instead).
+        let lent: Vec<RecvBuf> = (0..16).map(|bid| p.take(bid, 10)).collect();
+        assert_eq!((p.active(), p.available()), (16, 0));
+        drop(lent);
+        assert_eq!(p.available(), 16, "every returned buffer is free again");
+        // Waiting that costs fewer extra submissions than the threshold keeps the size...
+        for _ in 0..16 * GATE_GROW_WAITS {
+            p.note_waiting();
+        }
+        p.adjust();
+        assert_eq!(p.active(), 16, "{GATE_GROW_WAITS} extra submissions: kept");
+        // ...more doubles it, with the new buffers free at once.
+        for _ in 0..16 * (GATE_GROW_WAITS + 1) {
+            p.note_waiting();
+        }
+        p.adjust();
+        assert_eq!((p.active(), p.available()), (32, 32));
+        // Between a quarter and the threshold: kept; under a quarter: halved.
+        for _ in 0..32 * (GATE_GROW_WAITS / 4) {
+            p.note_waiting();
+        }
+        p.adjust();
+        assert_eq!(p.active(), 32);
+        p.adjust();
+        assert_eq!(p.active(), 16, "an interval without waiting halves it");
+        p.adjust();
+        assert_eq!(p.active(), 16, "never below the floor");
+        // A receive that found no buffer still grows it (the gate's count was off).
+        p.starved();
+        assert_eq!(p.active(), 32);
     }
 
     /// Pages of buffer `bid` resident now (mincore).
@@ -414,7 +520,7 @@ mod tests {
     #[test]
     fn shrinking_releases_the_pages_of_buffers_left_in_the_ring() {
         let uring = IoUring::new(8).expect("io_uring");
-        let p = BufPool::new(&uring, 256, 8192, INITIAL_BUFFERS).unwrap();
+        let p = BufPool::new(&uring, 256, 8192, INITIAL_BUFFERS, false).unwrap();
         // A busy moment: the pool grows to 256 and every buffer is written once (as the
         // kernel would) and returned to the ring.
         let mut lent: Vec<RecvBuf> = (0..200).map(|bid| p.take(bid, 8192)).collect();
@@ -427,10 +533,10 @@ mod tests {
         // Keep one lent past the shrink: its pages must survive.
         let mut kept = p.take(199, 8192);
         kept.bytes_mut().fill(0x5a);
-        p.shrink_if_idle(); // 200 lent since the last check: stays
+        p.adjust(); // 200 lent since the last check: stays
         assert_eq!(p.active(), 256);
-        p.shrink_if_idle(); // idle: 128
-        p.shrink_if_idle(); // 64
+        p.adjust(); // idle: 128
+        p.adjust(); // 64
         assert_eq!(p.active(), INITIAL_BUFFERS);
         for bid in [64, 100, 150, 198] {
             assert_eq!(resident_pages(&p, bid), 0, "buffer {bid} still resident");

@@ -11,6 +11,20 @@
 //! [`Ring::enter`] flushes in order. Nothing is ever dropped, and a linked chain is pushed
 //! whole or not at all (splitting a chain across submissions would break its links).
 //!
+//! # The receive gate
+//! A ring built with [`RingConfig::gate_receives`] submits a single-shot receive only while
+//! the buffer pool has a free buffer for it and for every receive already submitted and not
+//! yet reaped; the others wait, in order, and go with a later enter, once the handled
+//! completions have returned their buffers. A burst of ready connections (heartbeat pongs
+//! at 1M connections, an upgrade ramp) is thus read in rounds of the pool's size instead of
+//! growing the pool to the burst, whose pages the ring order would then keep resident; the
+//! pool grows only when the rounds cost many extra enters (see `bufring`). Other chains do
+//! not wait for buffers — accepts, sends and poll removals overtake waiting receives —
+//! except a chain that gives up a slot (a close, a descriptor installed for the hand-over),
+//! which waits for every receive queued before it: once a slot is closed the next accept
+//! may reuse it, and a receive submitted after that would read the new connection's bytes.
+//! Multishot receives take buffers without asking: a ring that uses them is not gated.
+
 //! # Completions
 //! [`Ring::reap`] turns completion entries into [`Completion`]s: a received buffer comes as
 //! a [`RecvBuf`] that returns to the kernel when dropped; a send comes back once all of its
@@ -53,6 +67,9 @@ pub struct RingConfig {
     pub buffer_size: u32,
     /// Register an eventfd that the kernel signals when completions arrive.
     pub eventfd: bool,
+    /// Submit single-shot receives only while a provided buffer is free for each (see the
+    /// module docs). Only for rings that never arm multishot receives.
+    pub gate_receives: bool,
 }
 
 /// Bytes handed to a send. The ring owns them until the send completes.
@@ -76,6 +93,36 @@ impl SendBuf {
         }
     }
 }
+
+/// The chains the receive gate holds back (see the module docs), built into SQEs only when
+/// submitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gated {
+    /// A single-shot receive into a provided buffer.
+    Recv,
+    /// The close of a direct descriptor.
+    Close,
+    /// `shutdown(SHUT_RDWR)` hard-linked to the close.
+    ShutdownClose,
+    /// SO_LINGER {1, 0} hard-linked to the close.
+    AbortClose,
+    /// The direct descriptor installed as a regular one (the hand-over gives it away).
+    Install,
+}
+
+/// A gated chain waiting, in 24 bytes (a mass disconnect queues one per connection).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    /// Its place in the submission order.
+    seq: u32,
+    slot: u32,
+    user_data: u64,
+    what: Gated,
+}
+
+/// Capacity a drained queue (or the table of sends in flight) may keep; a larger one is
+/// freed once empty.
+const SPARE_HELD: usize = 4096;
 
 /// A send the kernel is working on.
 #[derive(Debug)]
@@ -159,7 +206,20 @@ pub struct Ring {
     // Boxed on purpose: connect chains point into each address while the Vec grows.
     #[allow(clippy::vec_box)]
     addrs: Vec<Box<(libc::sockaddr_storage, libc::socklen_t)>>,
+    /// Chains waiting for room in the queue, in submission order (with the gate: those that
+    /// are neither a single-shot receive nor a hand-off of a slot).
     backlog: VecDeque<Box<[squeue::Entry]>>,
+    /// Gate only: single-shot receives waiting for a free buffer, in order.
+    recv_wait: VecDeque<Held>,
+    /// Gate only: chains that give up a slot (a close, a descriptor installed for the
+    /// hand-over), in order: one waits until every receive queued before it is submitted.
+    handoffs: VecDeque<Held>,
+    /// The last place in the submission order handed to a [`Held`] chain.
+    queued: u32,
+    gate: bool,
+    /// Single-shot receives submitted whose completion has not been reaped: each may hold
+    /// one of the pool's buffers.
+    recvs_pending: usize,
     deferred: VecDeque<cqueue::Entry>,
     /// The accepts were cancelled: free their address slots once none is armed.
     accepts_retired: bool,
@@ -176,7 +236,13 @@ impl Ring {
     pub fn new(cfg: RingConfig) -> io::Result<Self> {
         let (uring, fallbacks) = super::setup(cfg.sq_entries, cfg.cq_entries)?;
         uring.submitter().register_files_sparse(cfg.files)?;
-        let pool = BufPool::new(&uring, cfg.buffers, cfg.buffer_size, cfg.initial_buffers)?;
+        let pool = BufPool::new(
+            &uring,
+            cfg.buffers,
+            cfg.buffer_size,
+            cfg.initial_buffers,
+            cfg.gate_receives,
+        )?;
         let eventfd = if cfg.eventfd {
             let efd = super::sys::eventfd()?;
             uring.submitter().register_eventfd(efd.as_raw_fd())?;
@@ -194,6 +260,11 @@ impl Ring {
             accepts_armed: 0,
             addrs: Vec::new(),
             backlog: VecDeque::new(),
+            recv_wait: VecDeque::new(),
+            handoffs: VecDeque::new(),
+            queued: 0,
+            gate: cfg.gate_receives,
+            recvs_pending: 0,
             deferred: VecDeque::new(),
             accepts_retired: false,
             eventfd,
@@ -237,7 +308,10 @@ impl Ring {
 
     /// Whether submissions wait (in the queue or the backlog).
     pub fn has_pending(&mut self) -> bool {
-        !self.backlog.is_empty() || !self.uring.submission().is_empty()
+        !self.backlog.is_empty()
+            || !self.recv_wait.is_empty()
+            || !self.handoffs.is_empty()
+            || !self.uring.submission().is_empty()
     }
 
     /// Whether completions wait to be reaped without entering the kernel.
@@ -252,11 +326,93 @@ impl Ring {
     /// entries that way, and this stays private.
     fn push_chain(&mut self, sqes: &[squeue::Entry]) {
         self.in_flight += sqes.len();
-        if self.backlog.is_empty() && self.try_push(sqes) {
+        if self.queues_empty() && self.try_push(sqes) {
             return;
         }
         self.backlog.push_back(sqes.into());
         self.flush_backlog();
+    }
+
+    fn queues_empty(&self) -> bool {
+        self.backlog.is_empty() && self.recv_wait.is_empty() && self.handoffs.is_empty()
+    }
+
+    /// Queue a receive or a hand-off of `slot`: through the receive gate if the ring has
+    /// one (see the module docs), else as any other chain.
+    fn queue_gated(&mut self, what: Gated, slot: u32, user_data: u64) {
+        let (sqes, n) = self.build(what, slot, user_data);
+        if !self.gate {
+            return self.push_chain(&sqes[..n]);
+        }
+        self.in_flight += n;
+        let recv = what == Gated::Recv;
+        if self.queues_empty() && (!recv || self.buffer_free()) && self.try_push(&sqes[..n]) {
+            self.recvs_pending += usize::from(recv);
+            return;
+        }
+        self.queued = self.queued.wrapping_add(1);
+        let held = Held {
+            seq: self.queued,
+            slot,
+            user_data,
+            what,
+        };
+        if recv {
+            self.pool.note_waiting();
+            self.recv_wait.push_back(held);
+        } else {
+            self.handoffs.push_back(held);
+        }
+        self.flush_backlog();
+    }
+
+    /// The SQEs of a held chain: the first `n` of the array (a no-op fills the rest and is
+    /// never pushed).
+    fn build(&self, what: Gated, slot: u32, user_data: u64) -> ([squeue::Entry; 2], usize) {
+        let fixed = types::Fixed(slot);
+        let close = |ud: u64| opcode::Close::new(fixed).build().user_data(ud);
+        let linked = |first: squeue::Entry| {
+            let token = Token::decode(user_data).expect("a hand-off's token");
+            let first = first
+                .flags(squeue::Flags::IO_HARDLINK)
+                .user_data(token.with_op(Op::Shutdown).encode());
+            ([first, close(token.with_op(Op::Close).encode())], 2)
+        };
+        match what {
+            Gated::Recv => {
+                let sqe = opcode::Recv::new(fixed, std::ptr::null_mut(), self.pool.buffer_size())
+                    .buf_group(0)
+                    .flags(libc::MSG_DONTWAIT)
+                    .build()
+                    .flags(squeue::Flags::BUFFER_SELECT)
+                    .user_data(user_data);
+                ([sqe, opcode::Nop::new().build()], 1)
+            }
+            Gated::Close => ([close(user_data), opcode::Nop::new().build()], 1),
+            Gated::Install => {
+                let sqe = opcode::FixedFdInstall::new(fixed, 0)
+                    .build()
+                    .user_data(user_data);
+                ([sqe, opcode::Nop::new().build()], 1)
+            }
+            Gated::ShutdownClose => linked(opcode::Shutdown::new(fixed, libc::SHUT_RDWR).build()),
+            Gated::AbortClose => linked(
+                opcode::SetSockOpt::new(
+                    fixed,
+                    libc::SOL_SOCKET as u32,
+                    libc::SO_LINGER as u32,
+                    (&LINGER_ZERO as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as u32,
+                )
+                .build(),
+            ),
+        }
+    }
+
+    /// Whether a buffer is free for one more single-shot receive: every one submitted and
+    /// not yet reaped may hold one.
+    fn buffer_free(&self) -> bool {
+        usize::from(self.pool.available()) > self.recvs_pending
     }
 
     /// Push a whole chain if the queue has room for it, submitting first if it has not.
@@ -299,12 +455,48 @@ impl Ring {
         Ok(()) // still busy: what is queued stays queued for the next enter
     }
 
+    /// Push what waits, as far as room, buffers and order allow: first the plain chains, in
+    /// order (a send or poll removal queued before a close of its slot thus goes before
+    /// it); then gated receives, in order, while a buffer is free for each; then hand-offs
+    /// of slots, in order, each only once no receive queued before it still waits (a slot
+    /// given up before a receive on it ran could be reused by the next accept, and the
+    /// receive would read the new connection's bytes).
     fn flush_backlog(&mut self) {
         while let Some(chain) = self.backlog.pop_front() {
             if !self.try_push(&chain) {
                 self.backlog.push_front(chain);
                 return;
             }
+        }
+        while let Some(&h) = self.recv_wait.front() {
+            let (sqes, n) = self.build(h.what, h.slot, h.user_data);
+            if !self.buffer_free() || !self.try_push(&sqes[..n]) {
+                break;
+            }
+            self.recv_wait.pop_front();
+            self.recvs_pending += 1;
+        }
+        let first_waiting = self.recv_wait.front().map(|h| h.seq);
+        while let Some(&h) = self.handoffs.front() {
+            // Places wrap at 2^32; fewer than 2^31 chains are ever held at once (one per
+            // connection).
+            let after_a_waiting_receive =
+                first_waiting.is_some_and(|w| h.seq.wrapping_sub(w) as i32 > 0);
+            let (sqes, n) = self.build(h.what, h.slot, h.user_data);
+            if after_a_waiting_receive || !self.try_push(&sqes[..n]) {
+                break;
+            }
+            self.handoffs.pop_front();
+        }
+        // A burst (a mass disconnect) can queue one chain per connection: do not keep the
+        // queues' memory once they are drained.
+        for q in [&mut self.recv_wait, &mut self.handoffs] {
+            if q.is_empty() && q.capacity() > SPARE_HELD {
+                *q = VecDeque::new();
+            }
+        }
+        if self.backlog.is_empty() && self.backlog.capacity() > SPARE_HELD {
+            self.backlog = VecDeque::new();
         }
     }
 
@@ -394,6 +586,11 @@ impl Ring {
         let Some(token) = Token::decode(cqe.user_data()) else {
             return None; // not ours; a buffer it carried is recycled as `buf` drops
         };
+        if token.op == Op::Recv && !cqueue::more(flags) {
+            // Gated rings only issue single-shot receives: this one's buffer (if it took
+            // one) is now lent, and it no longer holds one back.
+            self.recvs_pending = self.recvs_pending.saturating_sub(1);
+        }
         let extra = match token.op {
             Op::Send => return self.on_send(token.index as usize, res),
             Op::Adopt => {
@@ -458,6 +655,11 @@ impl Ring {
             }
         }
         let s = self.sends.remove(key);
+        if self.sends.is_empty() && self.sends.capacity() > SPARE_HELD {
+            // A burst (a tick's pings to a ring's ~20k connections, a mass close) grew the
+            // table; nothing refers into it now.
+            self.sends = Slab::new();
+        }
         let res = if res < 0 { res } else { s.offset as i32 };
         Some(Completion {
             token: s.owner,
@@ -527,17 +729,7 @@ impl Ring {
 
     /// One non-blocking receive into a provided buffer (EAGAIN when there is nothing).
     pub fn recv_once(&mut self, slot: u32, token: Token) {
-        let sqe = opcode::Recv::new(
-            types::Fixed(slot),
-            std::ptr::null_mut(),
-            self.pool.buffer_size(),
-        )
-        .buf_group(0)
-        .flags(libc::MSG_DONTWAIT)
-        .build()
-        .flags(squeue::Flags::BUFFER_SELECT)
-        .user_data(token.encode());
-        self.push_chain(&[sqe]);
+        self.queue_gated(Gated::Recv, slot, token.encode());
     }
 
     /// shutdown(2) the socket in `slot`.
@@ -550,20 +742,14 @@ impl Ring {
 
     /// Close the direct descriptor in `slot`.
     pub fn close(&mut self, slot: u32, token: Token) {
-        let sqe = opcode::Close::new(types::Fixed(slot))
-            .build()
-            .user_data(token.encode());
-        self.push_chain(&[sqe]);
+        self.queue_gated(Gated::Close, slot, token.encode());
     }
 
     /// Install the direct descriptor in `slot` as a regular descriptor of this process
     /// (close-on-exec), for passing it to another process: the completion's result is the
     /// new descriptor (IORING_OP_FIXED_FD_INSTALL, Linux 6.8). The slot keeps its socket.
     pub fn install_fd(&mut self, slot: u32, token: Token) {
-        let sqe = opcode::FixedFdInstall::new(types::Fixed(slot), 0)
-            .build()
-            .user_data(token.with_op(Op::Install).encode());
-        self.push_chain(&[sqe]);
+        self.queue_gated(Gated::Install, slot, token.with_op(Op::Install).encode());
     }
 
     /// Place regular descriptors `fds` into free slots of the file table (the kernel picks
@@ -596,36 +782,14 @@ impl Ring {
     /// shutdown whatever its result (a socket never connected fails it with ENOTCONN).
     /// Completions: `Op::Shutdown`, then `Op::Close`.
     pub fn shutdown_close(&mut self, slot: u32, token: Token) {
-        let first = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR).build();
-        self.then_close(first, slot, token);
+        self.queue_gated(Gated::ShutdownClose, slot, token.encode());
     }
 
     /// Abort the connection in `slot`: SO_LINGER {1, 0} hard-linked to the close, so the
     /// close sends a reset and frees the socket with whatever it had unsent. Completions:
     /// `Op::Shutdown` (the setsockopt), then `Op::Close`.
     pub fn abort_close(&mut self, slot: u32, token: Token) {
-        let first = opcode::SetSockOpt::new(
-            types::Fixed(slot),
-            libc::SOL_SOCKET as u32,
-            libc::SO_LINGER as u32,
-            (&LINGER_ZERO as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as u32,
-        )
-        .build();
-        self.then_close(first, slot, token);
-    }
-
-    /// `first` (tagged `Op::Shutdown`) hard-linked to the close of `slot`.
-    fn then_close(&mut self, first: squeue::Entry, slot: u32, token: Token) {
-        let chain = [
-            first
-                .flags(squeue::Flags::IO_HARDLINK)
-                .user_data(token.with_op(Op::Shutdown).encode()),
-            opcode::Close::new(types::Fixed(slot))
-                .build()
-                .user_data(token.with_op(Op::Close).encode()),
-        ];
-        self.push_chain(&chain);
+        self.queue_gated(Gated::AbortClose, slot, token.encode());
     }
 
     // ------------------------------------------------------------------ accepting
@@ -705,9 +869,10 @@ impl Ring {
         }
     }
 
-    /// About once a second: let the receive-buffer pool shrink if it was mostly idle.
-    pub fn shrink_buffers(&self) {
-        self.pool.shrink_if_idle();
+    /// About once a second: let the receive-buffer pool shrink if it was mostly idle, or
+    /// (gated) grow if receives waited for buffers too often.
+    pub fn adjust_buffers(&self) {
+        self.pool.adjust();
     }
 
     /// Bytes of receive buffers in circulation.
@@ -798,5 +963,109 @@ impl Drop for Ring {
             std::mem::forget(std::mem::take(&mut self.accepts));
             std::mem::forget(std::mem::take(&mut self.addrs));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    /// Reap until `want` completions came (bounded: each wait is at most 100 ms).
+    fn reap_n(ring: &mut Ring, want: usize) -> Vec<Completion> {
+        let mut out = Vec::new();
+        for _ in 0..50 {
+            ring.reap(&mut out);
+            if out.len() >= want {
+                break;
+            }
+            ring.wait(Duration::from_millis(100)).expect("wait");
+        }
+        ring.reap(&mut out);
+        out
+    }
+
+    #[test]
+    fn the_gate_reads_a_burst_in_rounds_of_the_pool_and_holds_a_close_behind_its_receive() {
+        let mut ring = Ring::new(RingConfig {
+            sq_entries: 64,
+            cq_entries: 256,
+            files: 64,
+            buffers: 16,
+            initial_buffers: 4,
+            buffer_size: 4096,
+            eventfd: false,
+            gate_receives: true,
+        })
+        .expect("io_uring");
+        // Eight connections with input waiting, placed in the ring's file table.
+        let mut peers = Vec::new();
+        let mut fds = Vec::new();
+        for i in 0..8u8 {
+            let (ours, mut theirs) = UnixStream::pair().unwrap();
+            theirs.write_all(&[b'a' + i; 100]).unwrap();
+            peers.push(theirs);
+            fds.push(ours.into_raw_fd());
+        }
+        ring.adopt_fds(fds.clone(), Token::new(Op::Adopt, 0, 0));
+        let placed = reap_n(&mut ring, 1);
+        let Some(Completion {
+            res: 8,
+            extra: Extra::Adopted(slots),
+            ..
+        }) = placed.into_iter().next()
+        else {
+            panic!("the descriptors were not placed");
+        };
+        for fd in fds {
+            // SAFETY: each is a descriptor this test owns; the table holds its own reference.
+            unsafe { libc::close(fd) };
+        }
+        let slots: Vec<u32> = slots.iter().map(|s| *s as u32).collect();
+        // Eight receives on a pool of four: four go, four wait. The close of the last
+        // connection waits behind its receive; a send overtakes the waiting receives.
+        for (i, slot) in slots.iter().enumerate() {
+            ring.recv_once(*slot, Token::new(Op::Recv, i as u32, 0));
+        }
+        ring.close(slots[7], Token::new(Op::Close, 7, 0));
+        ring.send(slots[0], SendBuf::Static(b"x"), Token::new(Op::Send, 0, 0));
+        let first = reap_n(&mut ring, 5);
+        let recvs: Vec<u32> = first
+            .iter()
+            .filter(|c| c.token.op == Op::Recv)
+            .map(|c| c.token.index)
+            .collect();
+        assert_eq!(recvs, [0, 1, 2, 3], "the first round is the pool's size");
+        assert!(first.iter().all(
+            |c| c.token.op == Op::Recv && c.res == 100 || c.token.op == Op::Send && c.res == 1
+        ));
+        assert!(ring.has_pending(), "four receives and the close still wait");
+        drop(first); // the buffers go back to the kernel
+        let second = reap_n(&mut ring, 5);
+        let order: Vec<(Op, u32)> = second.iter().map(|c| (c.token.op, c.token.index)).collect();
+        assert_eq!(
+            order,
+            [
+                (Op::Recv, 4),
+                (Op::Recv, 5),
+                (Op::Recv, 6),
+                (Op::Recv, 7),
+                (Op::Close, 7)
+            ],
+            "the rest in order, the close after its connection's receive"
+        );
+        for c in &second[..4] {
+            let Extra::Recv(buf) = &c.extra else {
+                panic!("a receive without its buffer: {}", c.res);
+            };
+            assert_eq!(buf.len(), 100);
+        }
+        assert_eq!(second[4].res, 0, "the close succeeded");
+        assert!(!ring.has_pending());
+        drop(second);
+        assert_eq!(ring.buffer_bytes(), 4 * 4096, "the pool never grew");
     }
 }

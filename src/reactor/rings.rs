@@ -51,6 +51,8 @@ pub struct RingPlan {
     pub buffer_size: u32,
     /// Rings this worker may create (its connection target over the table size).
     pub max_rings: usize,
+    /// Gate single-shot receives on free buffers (poll mode; see `io::ring`).
+    pub gate_receives: bool,
 }
 
 /// The rings, and where accepting happens.
@@ -110,6 +112,7 @@ impl Rings {
             },
             buffer_size: p.buffer_size,
             eventfd: !first,
+            gate_receives: p.gate_receives,
         };
         let ring = Ring::new(cfg)?;
         for f in ring.fallbacks() {

@@ -245,6 +245,9 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         buffers: s.recv_buffers,
         buffer_size: s.recv_buffer_size,
         max_rings,
+        // Poll mode reads with single-shot receives, which the ring can gate on free
+        // buffers; recv mode's multishot receives take buffers as data arrives.
+        gate_receives: s.read_mode == ReadMode::Poll,
     };
     let rings = Rings::new(plan, spec.listener.as_raw_fd())?;
     let mut w = Worker {
@@ -853,7 +856,7 @@ impl<S: Services> Worker<S> {
         if tick % 10 == 0 {
             let mut bytes = 0;
             for r in &self.rings.list {
-                r.ring.shrink_buffers();
+                r.ring.adjust_buffers();
                 bytes += r.ring.buffer_bytes();
             }
             self.env.metrics.recv_buffer_bytes.set(bytes);

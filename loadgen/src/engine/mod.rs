@@ -269,6 +269,9 @@ impl Engine {
             initial_buffers: holdfast::io::bufring::INITIAL_BUFFERS,
             buffer_size: BUF_SIZE,
             eventfd: true,
+            // Left ungated: the client's pool grows with its receive bursts (it never
+            // shrinks either), as it always has; the server's memory is what is measured.
+            gate_receives: false,
         })
         .map_err(|e| holdfast::io::explain_setup_error(&e))?;
         let dsts = spec
