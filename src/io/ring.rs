@@ -469,8 +469,11 @@ impl Ring {
             }
         }
         while let Some(&h) = self.recv_wait.front() {
+            if !self.buffer_free() {
+                break;
+            }
             let (sqes, n) = self.build(h.what, h.slot, h.user_data);
-            if !self.buffer_free() || !self.try_push(&sqes[..n]) {
+            if !self.try_push(&sqes[..n]) {
                 break;
             }
             self.recv_wait.pop_front();
