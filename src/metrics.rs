@@ -224,6 +224,8 @@ pub struct WorkerMetrics {
     pub memory_sheds: Counter,
     /// Receive-buffer bytes in circulation on this worker's rings (grows and shrinks).
     pub recv_buffer_bytes: Counter,
+    /// Poll-mode receives that waited for a free provided buffer (the receive gate).
+    pub recv_buffer_waits: Counter,
     /// Tokens refused, by [`crate::auth::AuthError::index`].
     pub auth_failures: [Counter; 9],
     /// Connections closed (4401) because their token expired without a refresh.
@@ -387,7 +389,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 39] = [
+    let simple: [Family; 40] = [
         (
             "connections_open",
             "gauge",
@@ -582,6 +584,12 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "gauge",
             "Provided receive-buffer bytes in circulation, all rings (grows under load, shrinks back when idle).",
             |w| w.recv_buffer_bytes.get(),
+        ),
+        (
+            "recv_buffer_waits_total",
+            "counter",
+            "Poll-mode receives that waited for a free provided buffer and went in a later round (the pools grow when this costs over 1,000 extra submissions a second per ring).",
+            |w| w.recv_buffer_waits.get(),
         ),
         (
             "token_expired_closes_total",

@@ -317,15 +317,17 @@ impl BufPool {
     /// a quarter of its buffers were lent at once since the last call. A gated pool doubles
     /// when the receives that waited cost more than [`GATE_GROW_WAITS`] extra submissions,
     /// and halves when they cost under a quarter of that. Never below the initial count.
-    pub fn adjust(&self) {
+    /// Returns how many receives waited since the last call.
+    pub fn adjust(&self) -> u32 {
         let m = &*self.map;
         let (active, peak) = (m.active.get(), m.peak.get());
         m.peak.set(m.lent.get());
-        let extra_submissions = m.waited.replace(0) / u32::from(active);
+        let waited = m.waited.replace(0);
+        let extra_submissions = waited / u32::from(active);
         let idle = if m.gated {
             if extra_submissions > GATE_GROW_WAITS {
                 m.grow();
-                return;
+                return waited;
             }
             extra_submissions * 4 < GATE_GROW_WAITS
         } else {
@@ -334,6 +336,7 @@ impl BufPool {
         if idle && active > m.floor {
             m.shrink();
         }
+        waited
     }
 
     /// Buffers in circulation now.
@@ -477,7 +480,7 @@ mod tests {
         for _ in 0..16 * GATE_GROW_WAITS {
             p.note_waiting();
         }
-        p.adjust();
+        assert_eq!(p.adjust(), 16 * GATE_GROW_WAITS, "the interval's waits");
         assert_eq!(p.active(), 16, "{GATE_GROW_WAITS} extra submissions: kept");
         // ...more doubles it, with the new buffers free at once.
         for _ in 0..16 * (GATE_GROW_WAITS + 1) {

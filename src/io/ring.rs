@@ -873,9 +873,10 @@ impl Ring {
     }
 
     /// About once a second: let the receive-buffer pool shrink if it was mostly idle, or
-    /// (gated) grow if receives waited for buffers too often.
-    pub fn adjust_buffers(&self) {
-        self.pool.adjust();
+    /// (gated) grow if receives waited for buffers too often. Returns how many receives
+    /// waited for a buffer since the last call.
+    pub fn adjust_buffers(&self) -> u32 {
+        self.pool.adjust()
     }
 
     /// Bytes of receive buffers in circulation.

@@ -854,12 +854,13 @@ impl<S: Services> Worker<S> {
         self.close_expired();
         self.answer_due();
         if tick % 10 == 0 {
-            let mut bytes = 0;
+            let (mut bytes, mut waits) = (0, 0);
             for r in &self.rings.list {
-                r.ring.adjust_buffers();
+                waits += u64::from(r.ring.adjust_buffers());
                 bytes += r.ring.buffer_bytes();
             }
             self.env.metrics.recv_buffer_bytes.set(bytes);
+            self.env.metrics.recv_buffer_waits.add(waits);
             // Once a second, one pass over the slab for both gauges, which also makes the
             // memory tally exact again (calls that are not tracked one by one: drain
             // closes, refusals at accept).
