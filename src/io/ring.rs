@@ -326,7 +326,9 @@ impl Ring {
     /// entries that way, and this stays private.
     fn push_chain(&mut self, sqes: &[squeue::Entry]) {
         self.in_flight += sqes.len();
-        if self.queues_empty() && self.try_push(sqes) {
+        // Plain chains overtake held ones (see `flush_backlog`): only their own backlog
+        // keeps them waiting.
+        if self.backlog.is_empty() && self.try_push(sqes) {
             return;
         }
         self.backlog.push_back(sqes.into());

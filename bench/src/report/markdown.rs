@@ -27,7 +27,6 @@ fn latency_ms(run: &Value, k: &str) -> String {
         .map_or("—".into(), |v| format!("{:.1}", v / 1000.0))
 }
 
-/// Verdict lines: each target's ratio and whether it is met.
 /// A figure with its rounds' (min–max) when there were several.
 fn spread(v: &Value, sp: &Value) -> String {
     let digits = if v.as_f64().is_some_and(|x| x.abs() >= 1000.0) {
@@ -43,6 +42,7 @@ fn spread(v: &Value, sp: &Value) -> String {
     }
 }
 
+/// Verdict lines: each target's ratio and whether it is met.
 fn verdicts(o: &mut String, targets: &Value, title: &str) {
     let Some(t) = targets.as_array().filter(|t| !t.is_empty()) else {
         return;
