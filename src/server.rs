@@ -365,16 +365,18 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         }
     }
 
+    let mut listening = Vec::new();
     let mut admin_fd = None;
     if let Some(addr) = admin_addr {
         let l = match inherited.as_mut().and_then(|i| i.admin.take()) {
             Some(l) => l,
             None => std::net::TcpListener::bind(addr).map_err(|e| ServeError::Admin(addr, e))?,
         };
-        let (a, fd) = admin::spawn_on(l, state.clone(), admin::Role::Admin)
+        let served = admin::spawn_on(l, state.clone(), admin::Role::Admin)
             .map_err(|e| ServeError::Admin(addr, e))?;
-        admin_fd = Some(fd);
-        say(&format!("admin listening on {a}"));
+        admin_fd = Some(served.fd);
+        say(&format!("admin listening on {}", served.addr));
+        listening.push(served);
     }
     let mut metrics_fd = None;
     if let Some(addr) = metrics_addr {
@@ -382,10 +384,11 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             Some(l) => l,
             None => std::net::TcpListener::bind(addr).map_err(|e| ServeError::Admin(addr, e))?,
         };
-        let (a, fd) = admin::spawn_on(l, state.clone(), admin::Role::Observe)
+        let served = admin::spawn_on(l, state.clone(), admin::Role::Observe)
             .map_err(|e| ServeError::Admin(addr, e))?;
-        metrics_fd = Some(fd);
-        say(&format!("metrics listening on {a}"));
+        metrics_fd = Some(served.fd);
+        say(&format!("metrics listening on {}", served.addr));
+        listening.push(served);
     }
     let upgrader = crate::handover::parent::Upgrader::new(
         crate::handover::parent::Plan {
@@ -480,6 +483,14 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         if h.join().is_err() {
             crate::logging::flush();
             std::process::exit(EXIT_WORKER_FAILED);
+        }
+    }
+    // Answer the admin requests already accepted before leaving (after a live upgrade the
+    // listener is shared with the new process, which takes every connection from now on).
+    for l in listening {
+        let left = l.stop(state.request_deadline);
+        if left > 0 {
+            tracing::warn!(connections = left, "admin connections still open at exit");
         }
     }
     tracing::info!("drained; exiting");

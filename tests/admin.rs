@@ -277,3 +277,69 @@ fn the_close_log_rate_bounds_the_lines_and_states_what_it_suppressed() {
         "{line}: at least the {suppressed} counted before"
     );
 }
+
+/// Read one answer (head and `Content-Length` body) from a keep-alive connection.
+fn read_answer(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !got.ends_with(b"\r\n\r\n") {
+        assert!(Instant::now() < deadline, "no answer head");
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "closed inside a head");
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&got).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+#[test]
+fn a_server_leaving_answers_the_admin_request_it_is_reading_and_closes_idle_keep_alives() {
+    // A long request deadline: an idle keep-alive connection that held the exit up until
+    // then would make the exit below miss its bound.
+    let mut srv = Server::start_logging(
+        &[
+            "--admin-request-timeout",
+            "60",
+            "--drain-window",
+            "0.2",
+            "--drain-grace",
+            "0.2",
+        ],
+        "info",
+    );
+    let get = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut busy = TcpStream::connect(srv.admin).unwrap();
+    let mut idle = TcpStream::connect(srv.admin).unwrap();
+    for s in [&mut busy, &mut idle] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(get).unwrap();
+        assert!(read_answer(s).starts_with("HTTP/1.1 200"));
+    }
+    // `busy` has begun its next request when the server is told to leave.
+    busy.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    srv.signal("-TERM");
+    srv.wait_log(Duration::from_secs(10), |l| {
+        l.contains("answering the admin connections open before exiting")
+    });
+    // The server waits for the rest, answers it and ends the connection with it.
+    busy.write_all(b"Host: localhost\r\n\r\n").unwrap();
+    let mut rest = String::new();
+    busy.read_to_string(&mut rest).unwrap();
+    assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+    assert!(rest.contains("Connection: close"), "{rest}");
+    // The idle one is closed rather than waited for.
+    let mut b = [0u8; 1];
+    assert_eq!(
+        idle.read(&mut b).unwrap(),
+        0,
+        "an idle keep-alive is closed"
+    );
+    assert_eq!(srv.wait_exit(Duration::from_secs(10)), 0);
+}

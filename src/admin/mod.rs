@@ -11,7 +11,7 @@
 mod http;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,30 +65,87 @@ pub enum Role {
     Observe,
 }
 
+/// How often a thread blocked in accept, or a connection idle between requests, looks
+/// whether its listener is stopping.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// A listener being served; [`Listening::stop`] ends it gracefully.
+#[derive(Debug)]
+pub struct Listening {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its descriptor (open for as long as the process runs, for the next upgrade to hand
+    /// over).
+    pub fd: std::os::fd::RawFd,
+    stop: Arc<AtomicBool>,
+    active: Arc<AtomicUsize>,
+    accepting: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listening {
+    /// Stop accepting (a connection not yet accepted stays queued on the listener, for
+    /// whichever process shares it next), then wait up to `grace` for the connections
+    /// being served to finish: a request in flight gets its answer, an idle keep-alive
+    /// connection is closed between requests. Returns how many were still open when the
+    /// grace ran out. Without this, a process leaving after a live upgrade reset the admin
+    /// requests it had accepted from the shared listener in its last milliseconds.
+    pub fn stop(mut self, grace: Duration) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.accepting.take() {
+            // Within STOP_CHECK; afterwards `active` counts every connection it accepted.
+            let _ = t.join();
+        }
+        let until = std::time::Instant::now() + grace;
+        let open = self.active.load(Ordering::SeqCst);
+        if open > 0 {
+            tracing::info!(
+                connections = open,
+                listener = %self.addr,
+                "answering the admin connections open before exiting"
+            );
+        }
+        loop {
+            let left = self.active.load(Ordering::SeqCst);
+            if left == 0 || std::time::Instant::now() >= until {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
 /// Bind a listener with `role` and serve it on background threads.
-pub fn spawn(addr: SocketAddr, shared: Arc<State>, role: Role) -> std::io::Result<SocketAddr> {
-    spawn_on(TcpListener::bind(addr)?, shared, role).map(|(a, _)| a)
+pub fn spawn(addr: SocketAddr, shared: Arc<State>, role: Role) -> std::io::Result<Listening> {
+    spawn_on(TcpListener::bind(addr)?, shared, role)
 }
 
 /// Serve `listener` (bound here, or handed over by the previous process in a live upgrade)
-/// with `role` on background threads; returns its address and descriptor (which stays
-/// open for as long as the process runs, for the next upgrade to hand over).
+/// with `role` on background threads until [`Listening::stop`].
 pub fn spawn_on(
     listener: TcpListener,
     shared: Arc<State>,
     role: Role,
-) -> std::io::Result<(SocketAddr, std::os::fd::RawFd)> {
+) -> std::io::Result<Listening> {
     use std::os::fd::AsRawFd;
     let local = listener.local_addr()?;
     let fd = listener.as_raw_fd();
+    crate::io::sys::set_accept_timeout(&listener, STOP_CHECK)?;
     let active = Arc::new(AtomicUsize::new(0));
-    std::thread::Builder::new()
+    let stop = Arc::new(AtomicBool::new(false));
+    let (active1, stop1) = (active.clone(), stop.clone());
+    let accepting = std::thread::Builder::new()
         .name("holdfast-admin".into())
         .spawn(move || {
+            let (active, stop) = (active1, stop1);
             let mut backoff = Duration::from_millis(10);
-            for stream in listener.incoming() {
-                let s = match stream {
-                    Ok(s) => s,
+            // The listener stays open after this loop: its descriptor may be handed over.
+            let listener = std::mem::ManuallyDrop::new(listener);
+            while !stop.load(Ordering::SeqCst) {
+                let s = match listener.accept() {
+                    Ok((s, _)) => s,
+                    // The accept timeout: look at the stop flag again.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
                         // Out of fds (EMFILE) and the like: back off instead of spinning on
                         // a listener that stays readable.
@@ -105,11 +162,11 @@ pub fn spawn_on(
                     let _ = http::respond(&mut &s, 503, "text/plain", body, false, "");
                     continue;
                 }
-                let (shared, active2) = (shared.clone(), active.clone());
+                let (shared, active2, stop2) = (shared.clone(), active.clone(), stop.clone());
                 let spawned = std::thread::Builder::new()
                     .name("holdfast-admin-conn".into())
                     .spawn(move || {
-                        if let Err(e) = serve_connection(s, &shared, role) {
+                        if let Err(e) = serve_connection(s, &shared, role, &stop2) {
                             tracing::debug!("admin connection ended: {e}");
                         }
                         active2.fetch_sub(1, Ordering::SeqCst);
@@ -121,14 +178,72 @@ pub fn spawn_on(
                 }
             }
         })?;
-    Ok((local, fd))
+    Ok(Listening {
+        addr: local,
+        fd,
+        stop,
+        active,
+        accepting: Some(accepting),
+    })
 }
 
-fn serve_connection(mut stream: TcpStream, shared: &State, role: Role) -> std::io::Result<()> {
+/// Wait for the next request's first byte on a keep-alive connection, looking at `stop`
+/// every [`STOP_CHECK`]: false when the listener stops (or the peer leaves) first, or the
+/// request deadline passes with nothing sent (the same end `read_request` would give it).
+/// Bytes that arrived before the stop was seen are always taken as a request.
+fn next_request_starts(stream: &TcpStream, stop: &AtomicBool, deadline: Duration) -> bool {
+    let until = std::time::Instant::now() + deadline;
+    let mut byte = [0u8; 1];
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        // Stopping: one last look at what is already there, then close.
+        let wait = if stopping {
+            Duration::from_millis(1)
+        } else {
+            left.min(STOP_CHECK)
+        };
+        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
+            return false;
+        }
+        match stream.peek(&mut byte) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                if stopping {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+fn serve_connection(
+    mut stream: TcpStream,
+    shared: &State,
+    role: Role,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
+    let mut first = true;
     loop {
+        // Between requests (nothing of the next one read yet), a stopping listener closes
+        // the connection; a request once started is read and answered.
+        if !first && buf.is_empty() && !next_request_starts(&stream, stop, shared.request_deadline)
+        {
+            return Ok(());
+        }
+        first = false;
         let req = match http::read_request(
             &mut stream,
             &mut buf,
@@ -164,8 +279,10 @@ fn serve_connection(mut stream: TcpStream, shared: &State, role: Role) -> std::i
             401 => "WWW-Authenticate: Bearer\r\n",
             _ => "",
         };
-        http::respond(&mut stream, status, ctype, &body, req.keep_alive, extra)?;
-        if !req.keep_alive {
+        // A stopping listener answers what it read and ends the connection with it.
+        let keep_alive = req.keep_alive && !stop.load(Ordering::SeqCst);
+        http::respond(&mut stream, status, ctype, &body, keep_alive, extra)?;
+        if !keep_alive {
             return Ok(());
         }
     }

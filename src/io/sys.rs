@@ -173,6 +173,36 @@ pub fn set_bind_address_no_port(fd: &impl std::os::fd::AsRawFd) -> io::Result<()
     }
 }
 
+/// Make a blocking accept(2) on the listening socket `fd` give up with EAGAIN after
+/// `after` (SO_RCVTIMEO), so that the thread accepting can notice it should stop. The
+/// option belongs to the socket, so every process sharing it (a live upgrade hands the
+/// admin listener over) sees the same timeout.
+pub fn set_accept_timeout(
+    fd: &impl std::os::fd::AsRawFd,
+    after: std::time::Duration,
+) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: after.as_secs() as libc::time_t,
+        tv_usec: after.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: setsockopt reads `size_of::<timeval>()` bytes from `tv`, which outlives the
+    // call; the fd is an open socket the caller owns.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Ask the kernel for the TCP upper-layer protocol `name` (`tls`: kernel TLS) on a fresh,
 /// unconnected socket. `Ok(())` or ENOTCONN mean the kernel has it (it attaches only to
 /// established sockets); ENOENT means it is not built or not loadable.
