@@ -816,3 +816,36 @@ fn long_poll_hold_and_fanout_agree_with_the_server() {
         "{v}"
     );
 }
+
+#[test]
+fn a_fast_long_poll_ramp_through_small_file_tables_loses_no_connection() {
+    // 512-slot tables (move on at 320 live): 4,000 long polls at 40,000/s need 8 or
+    // more rings, and every client connects twice (the first answer is at once). Accepts that
+    // completed while a batch of them was still being handled used to push the accepting
+    // ring's table past its headroom: ENFILE, and the kernel reset those connections.
+    let server = Holdfast::start(
+        "127.0.0.1:0",
+        &["--workers", "1", "--ring-files", "512", "--poll-hold", "30"],
+    );
+    let (code, v, out) = loadgen(&[
+        "hold",
+        "--url",
+        &format!("http://{}/poll?topics=quiet", server.addr),
+        "--connections",
+        "4000",
+        "--rate",
+        "40000",
+        "--duration",
+        "1",
+        "--hard-timeout",
+        "60",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let refused = server.metric("holdfast_rejected_total{limit=\"accept_resources\"}");
+    assert_eq!(refused, 0.0, "accepts into a full file table: {v}");
+    assert_eq!(n(&v["established"]), 4000, "{v}");
+    assert_eq!(n(&v["held_at_end"]), 4000, "{v}");
+    // 4,000 held in 512-slot tables need at least 8 rings.
+    let rings = server.metric("holdfast_rings");
+    assert!(rings >= 8.0, "{rings} rings");
+}

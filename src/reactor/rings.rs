@@ -10,8 +10,9 @@ use crate::io::{Op, Ring, RingConfig, Token};
 /// Connection slots kept free in each file table. An accept into a full table fails with
 /// ENFILE after the kernel has taken the connection off the listen queue, so the client is
 /// reset. Accepts are single-shot and at most `ACCEPT_POOL` + 1 (the probe) are in flight,
-/// so at most that many can land between two looks at the table: a headroom of at least
-/// that keeps every table from filling. (A multishot accept can land a whole listen backlog in one batch,
+/// and the worker replaces those a batch of completions brought only once it has handled
+/// the whole batch (counting each), so at most that many slots are taken and not yet
+/// counted at any moment: a headroom of at least that keeps every table from filling. (A multishot accept can land a whole listen backlog in one batch,
 /// which is why it is not used.)
 pub const TABLE_HEADROOM: usize = 192;
 /// Single-shot accepts kept in flight on the accepting ring, each with an address buffer

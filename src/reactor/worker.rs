@@ -167,6 +167,9 @@ struct Worker<S: Services> {
     closings: VecDeque<Deadline>,
     drain: Option<Drain>,
     last_shed_log: Option<Instant>,
+    /// Accepts completed in the batch being handled: their replacements are armed once the
+    /// batch is done (see `run`).
+    rearm_accepts: bool,
     id: usize,
     /// Deliveries were left for the next turn.
     backlog: bool,
@@ -268,6 +271,7 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         closings: VecDeque::new(),
         drain: None,
         last_shed_log: None,
+        rearm_accepts: false,
         id: spec.id,
         backlog: false,
         pending: None,
@@ -346,6 +350,16 @@ impl<S: Services> Worker<S> {
                 let n = slot.ring.reap(&mut cqes);
                 for c in cqes.drain(..) {
                     self.complete(r, c);
+                }
+                // Replace the accepts this batch completed only now. Armed at once, each
+                // could complete (a ramp keeps the listen queue full) and take a slot of the
+                // accepting ring's file table while the rest of the batch — up to a pool of
+                // accepts already in slots but not yet counted — was still being handled:
+                // twice the pool uncounted, past the table's headroom, and the next accepts
+                // failed with ENFILE after the kernel had taken their connections (clients
+                // reset: 50–110 of 100,000 long polls, which reconnect at every answer).
+                if std::mem::take(&mut self.rearm_accepts) {
+                    self.rings.arm_accept();
                 }
                 // An enter runs at most 20 deferred task-work items when it waits for
                 // nothing, and the eventfd fires only when that list was empty: a ring that
@@ -678,7 +692,8 @@ impl<S: Services> Worker<S> {
                 "accept failed: {}",
                 io::Error::from_raw_os_error(errno)
             );
-            return self.rings.arm_accept();
+            self.rearm_accepts = true; // with the batch's, once it is handled
+            return;
         }
         let slot = c.res as u32;
         self.env.metrics.accepted.inc();
@@ -725,7 +740,7 @@ impl<S: Services> Worker<S> {
             self.rings.move_accept(self.id);
             self.env.metrics.rings.set(self.rings.list.len() as u64);
         } else {
-            self.rings.arm_accept(); // replace the accept that completed
+            self.rearm_accepts = true; // replaced once the batch is handled
         }
     }
 
