@@ -187,28 +187,57 @@ pub fn spawn_on(
     })
 }
 
-/// Wait for the next request's first byte on a keep-alive connection, looking at `stop`
-/// every [`STOP_CHECK`]: false when the listener stops (or the peer leaves) first, or the
-/// request deadline passes with nothing sent (the same end `read_request` would give it).
-/// Bytes that arrived before the stop was seen are always taken as a request.
-fn next_request_starts(stream: &TcpStream, stop: &AtomicBool, deadline: Duration) -> bool {
-    let until = std::time::Instant::now() + deadline;
+/// How long a connection accepted just before its listener stopped may take to send the
+/// first byte of its request (its client connected expecting an answer; one round trip
+/// of a distant client is well inside this).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
+
+/// What a wait for a request's first byte ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Bytes are there: read the request.
+    Data,
+    /// The peer closed (or the socket failed).
+    Closed,
+    /// The listener is stopping and nothing arrived within the grace.
+    Stopped,
+    /// The request deadline passed with nothing sent.
+    Deadline,
+}
+
+/// Wait for a request's first byte, looking at `stop` every [`STOP_CHECK`]. Once the
+/// listener stops, bytes are waited for `grace` more (from when the stop is seen): bytes
+/// that arrived before are always taken as a request.
+fn wait_for_request(
+    stream: &TcpStream,
+    stop: &AtomicBool,
+    deadline: Duration,
+    grace: Duration,
+) -> Next {
+    let now = std::time::Instant::now;
+    let until = now() + deadline;
+    let mut stopped_at = None;
     let mut byte = [0u8; 1];
     loop {
-        let stopping = stop.load(Ordering::SeqCst);
-        let left = until.saturating_duration_since(std::time::Instant::now());
-        // Stopping: one last look at what is already there, then close.
-        let wait = if stopping {
-            Duration::from_millis(1)
-        } else {
-            left.min(STOP_CHECK)
-        };
-        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
-            return false;
+        if stopped_at.is_none() && stop.load(Ordering::SeqCst) {
+            stopped_at = Some(now());
+        }
+        let mut left = until.saturating_duration_since(now());
+        if let Some(at) = stopped_at {
+            let grace_left = (at + grace).saturating_duration_since(now());
+            if grace_left < left {
+                left = grace_left.max(Duration::from_millis(1));
+            }
+        }
+        if left.is_zero() {
+            return Next::Deadline;
+        }
+        if stream.set_read_timeout(Some(left.min(STOP_CHECK))).is_err() {
+            return Next::Closed;
         }
         match stream.peek(&mut byte) {
-            Ok(0) => return false,
-            Ok(_) => return true,
+            Ok(0) => return Next::Closed,
+            Ok(_) => return Next::Data,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -217,11 +246,11 @@ fn next_request_starts(stream: &TcpStream, stop: &AtomicBool, deadline: Duration
                         | std::io::ErrorKind::Interrupted
                 ) =>
             {
-                if stopping {
-                    return false;
+                if stopped_at.is_some_and(|at| now() >= at + grace) {
+                    return Next::Stopped;
                 }
             }
-            Err(_) => return false,
+            Err(_) => return Next::Closed,
         }
     }
 }
@@ -237,11 +266,28 @@ fn serve_connection(
     let mut buf = Vec::new();
     let mut first = true;
     loop {
-        // Between requests (nothing of the next one read yet), a stopping listener closes
-        // the connection; a request once started is read and answered.
-        if !first && buf.is_empty() && !next_request_starts(&stream, stop, shared.request_deadline)
-        {
-            return Ok(());
+        // Before a request starts, a stopping listener closes the connection (after a short
+        // grace for the first one, whose client has just connected); a request once started
+        // is read and answered.
+        if buf.is_empty() {
+            let grace = if first {
+                FIRST_REQUEST_GRACE
+            } else {
+                Duration::ZERO
+            };
+            match wait_for_request(&stream, stop, shared.request_deadline, grace) {
+                Next::Data => {}
+                Next::Closed | Next::Stopped => return Ok(()),
+                // A keep-alive connection idle past the deadline just closes; a first
+                // request that never came is answered 408, as `read_request` would.
+                Next::Deadline if !first => return Ok(()),
+                Next::Deadline => {
+                    let body = "request not received in time\n";
+                    http::respond(&mut stream, 408, "text/plain", body, false, "")?;
+                    http::linger(&mut stream);
+                    return Ok(());
+                }
+            }
         }
         first = false;
         let req = match http::read_request(
