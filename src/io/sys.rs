@@ -150,20 +150,23 @@ pub fn clock_ticks_per_second() -> f64 {
     hz.max(1) as f64
 }
 
-/// Let connect(2), not bind(2), pick the source port of `fd` (IP_BIND_ADDRESS_NO_PORT): it
-/// chooses by the whole 4-tuple and may reuse TIME_WAIT ports, where bind must avoid every
-/// port in use on the address.
-pub fn set_bind_address_no_port(fd: &impl std::os::fd::AsRawFd) -> io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `one`, which outlives the
-    // call; the fd is an open socket the caller owns.
+/// setsockopt(2) with a plain-data value `T` (an int, a timeval).
+fn set_option<T: Copy>(
+    fd: &impl std::os::fd::AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: T,
+) -> io::Result<()> {
+    // SAFETY: setsockopt reads `size_of::<T>()` bytes from `value`, which outlives the
+    // call; the fd is an open socket the caller owns; the callers pass the type the option
+    // takes.
     let r = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            level,
+            name,
+            (&value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if r == 0 {
@@ -171,6 +174,18 @@ pub fn set_bind_address_no_port(fd: &impl std::os::fd::AsRawFd) -> io::Result<()
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Let connect(2), not bind(2), pick the source port of `fd` (IP_BIND_ADDRESS_NO_PORT): it
+/// chooses by the whole 4-tuple and may reuse TIME_WAIT ports, where bind must avoid every
+/// port in use on the address.
+pub fn set_bind_address_no_port(fd: &impl std::os::fd::AsRawFd) -> io::Result<()> {
+    set_option(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_BIND_ADDRESS_NO_PORT,
+        1 as libc::c_int,
+    )
 }
 
 /// Make a blocking accept(2) on the listening socket `fd` give up with EAGAIN after
@@ -185,22 +200,7 @@ pub fn set_accept_timeout(
         tv_sec: after.as_secs() as libc::time_t,
         tv_usec: after.subsec_micros() as libc::suseconds_t,
     };
-    // SAFETY: setsockopt reads `size_of::<timeval>()` bytes from `tv`, which outlives the
-    // call; the fd is an open socket the caller owns.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    set_option(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, tv)
 }
 
 /// Ask the kernel for the TCP upper-layer protocol `name` (`tls`: kernel TLS) on a fresh,
