@@ -281,12 +281,7 @@ fn serve_connection(
                 // A keep-alive connection idle past the deadline just closes; a first
                 // request that never came is answered 408, as `read_request` would.
                 Next::Deadline if !first => return Ok(()),
-                Next::Deadline => {
-                    let body = "request not received in time\n";
-                    http::respond(&mut stream, 408, "text/plain", body, false, "")?;
-                    http::linger(&mut stream);
-                    return Ok(());
-                }
+                Next::Deadline => return refuse(&mut stream, http::ReadError::TimedOut),
             }
         }
         first = false;
@@ -297,27 +292,7 @@ fn serve_connection(
             shared.request_deadline,
         ) {
             Ok(r) => r,
-            Err(http::ReadError::Closed) => return Ok(()),
-            Err(http::ReadError::Io(e)) => return Err(e),
-            Err(e) => {
-                let (status, body) = match e {
-                    http::ReadError::TimedOut => (408, "request not received in time\n".into()),
-                    http::ReadError::HeadTooLarge => (431, "request head too large\n".into()),
-                    http::ReadError::LengthRequired => (
-                        411,
-                        "chunked bodies are not accepted; send Content-Length\n".into(),
-                    ),
-                    http::ReadError::TooLarge { length, max } => (
-                        413,
-                        format!("body of {length} bytes exceeds --max-message {max}\n"),
-                    ),
-                    http::ReadError::Malformed(why) => (400, format!("{why}\n")),
-                    http::ReadError::Closed | http::ReadError::Io(_) => unreachable!(),
-                };
-                http::respond(&mut stream, status, "text/plain", &body, false, "")?;
-                http::linger(&mut stream);
-                return Ok(());
-            }
+            Err(e) => return refuse(&mut stream, e),
         };
         let (status, ctype, body) = route(&req, shared, role);
         // (`respond` adds Retry-After to every 503 itself: this sent it twice.)
@@ -332,6 +307,29 @@ fn serve_connection(
             return Ok(());
         }
     }
+}
+
+/// End a connection whose request could not be read: the status that says why (then a
+/// linger so the answer is not lost to a reset), or nothing when the peer left.
+fn refuse(stream: &mut TcpStream, e: http::ReadError) -> std::io::Result<()> {
+    let (status, body) = match e {
+        http::ReadError::Closed => return Ok(()),
+        http::ReadError::Io(e) => return Err(e),
+        http::ReadError::TimedOut => (408, "request not received in time\n".into()),
+        http::ReadError::HeadTooLarge => (431, "request head too large\n".into()),
+        http::ReadError::LengthRequired => (
+            411,
+            "chunked bodies are not accepted; send Content-Length\n".into(),
+        ),
+        http::ReadError::TooLarge { length, max } => (
+            413,
+            format!("body of {length} bytes exceeds --max-message {max}\n"),
+        ),
+        http::ReadError::Malformed(why) => (400, format!("{why}\n")),
+    };
+    http::respond(stream, status, "text/plain", &body, false, "")?;
+    http::linger(stream);
+    Ok(())
 }
 
 /// Whether `host` (a Host header) names this machine by address or as `localhost`: what a
