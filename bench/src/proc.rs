@@ -31,3 +31,26 @@ pub fn slab_caches() -> BTreeMap<String, (u64, u64)> {
 // CPU time and the machine description come from the loadgen's report helpers, so every
 // result file describes the machine the same way (and CPU ticks use the real CLK_TCK).
 pub use holdfast_loadgen::report::{machine, proc_cpu_seconds as cpu_seconds};
+
+/// The CPUs any thread of process `pid` may run on (the union of its threads'
+/// `Cpus_allowed_list`), sorted; empty when the process is gone.
+pub fn cpus_allowed(pid: u32) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return cpus;
+    };
+    for t in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
+            continue;
+        };
+        if let Some(list) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        {
+            cpus.extend(holdfast::topology::parse_cpu_list(list.trim()));
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    cpus
+}

@@ -12,12 +12,18 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Run `holdfast-bench SECTION --quick` into a fresh directory; returns the directory, the
 /// report's file stem and its JSON.
 fn quick(section: &str, name: &str) -> (std::path::PathBuf, String, Value) {
+    quick_with(section, name, &[])
+}
+
+/// [`quick`] with more arguments.
+fn quick_with(section: &str, name: &str, extra: &[&str]) -> (std::path::PathBuf, String, Value) {
     let dir = std::env::temp_dir().join(format!("holdfast-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let started = std::time::Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
         .args([section, "--quick", "--name", name, "--out"])
         .arg(&dir)
+        .args(extra)
         .output()
         .expect("run holdfast-bench");
     assert!(
@@ -202,4 +208,101 @@ fn quick_backplane_report_checks_numbers_and_resume() {
     let md = std::fs::read_to_string(dir.join(format!("{stem}.md"))).unwrap();
     assert!(md.contains("## Backplane"), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The fan-out section against uWebSockets (built from source when a source is here):
+/// every uWebSockets row has its holdfast row placed alike — holdfast's defaults beside
+/// uWebSockets where the scheduler puts it, one holdfast worker beside uWebSockets confined
+/// the same way — and each confined row ran where it says (read back from /proc and from
+/// the loadgen's own threads). Comparing across placements measured the placement: on
+/// loopback it moves the cost per delivery by up to half.
+#[test]
+fn fanout_against_uwebsockets_compares_servers_placed_alike() {
+    let src = std::env::var_os("HOLDFAST_UWS_SRC")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/peers/uWebSockets");
+            p.join("src/App.h").exists().then_some(p)
+        });
+    let Some(src) = src else {
+        eprintln!("no uWebSockets source (HOLDFAST_UWS_SRC or ../shared/peers/uWebSockets)");
+        return;
+    };
+    let cpus = holdfast::topology::allowed_cpus();
+    if cpus.len() < 2 {
+        eprintln!("one CPU: every run shares it, there is no placement to compare");
+        return;
+    }
+    let (first, last) = (cpus[0], cpus[cpus.len() - 1]);
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let src = src.display().to_string();
+    let (_dir, _stem, r) = quick_with(
+        "fanout",
+        "placement-test",
+        &["--peers", "uwebsockets", "--uws-src", &src],
+    );
+    let runs = r["fanout"]["runs"].as_array().cloned().unwrap_or_default();
+    let shared = format!("server on CPU {first}, loadgen on all");
+    let apart = format!("server on CPU {last}, loadgen on CPU {first}");
+    let uws: Vec<&Value> = runs
+        .iter()
+        .filter(|x| x["server"] == "uwebsockets")
+        .collect();
+    for place in ["own", shared.as_str(), apart.as_str()] {
+        assert!(
+            uws.iter().any(|x| x["placement"] == place),
+            "{place}: {runs:?}"
+        );
+    }
+    let case = |x: &Value| {
+        (
+            x["subscribers"].clone(),
+            x["topics"].clone(),
+            x["publish_rate"].clone(),
+            x["publish_via"].clone(),
+            x["placement"].clone(),
+        )
+    };
+    for u in &uws {
+        let beside: Vec<&Value> = runs
+            .iter()
+            .filter(|h| {
+                h["server"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("holdfast"))
+                    && case(h) == case(u)
+            })
+            .collect();
+        let want = if u["placement"] == "own" {
+            "holdfast"
+        } else {
+            "holdfast --workers 1"
+        };
+        assert_eq!(beside.len(), 1, "{u}: {beside:?}");
+        assert_eq!(beside[0]["server"], want, "{u}");
+    }
+    for x in &runs {
+        let (server_cpus, client_cpus) = (&x["server_cpus"], &x["client_cpus"]);
+        if x["placement"] == shared {
+            assert_eq!(server_cpus, &serde_json::json!([first]), "{x}");
+        } else if x["placement"] == apart {
+            assert_eq!(server_cpus, &serde_json::json!([last]), "{x}");
+            assert_eq!(client_cpus, &serde_json::json!([first]), "{x}");
+        } else {
+            assert_eq!(x["placement"], "own", "{x}");
+        }
+    }
+    // Every verdict names its pairing: one worker only ever against uWebSockets placed
+    // alike, and with the placement in its name.
+    let targets = r["fanout"]["targets"].as_array().unwrap();
+    let mut one_worker = 0;
+    for t in targets {
+        let what = t["what"].as_str().unwrap();
+        if what.contains("--workers 1") {
+            one_worker += 1;
+            assert!(what.contains(&shared) || what.contains(&apart), "{t}");
+        }
+    }
+    assert!(one_worker > 0, "{targets:?}");
 }

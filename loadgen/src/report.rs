@@ -58,7 +58,14 @@ pub fn machine() -> Value {
         .collect();
     json!({
         "cpu": cpu,
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        // The machine's CPUs online, not this process's share of them (`taskset`).
+        "cores": std::fs::read_to_string("/sys/devices/system/cpu/online")
+            .map(|s| holdfast::topology::parse_cpu_list(&s).len())
+            .ok()
+            .filter(|n| *n > 0)
+            .or_else(|| std::thread::available_parallelism().map(|n| n.get()).ok())
+            .unwrap_or(0),
+        "cpus_allowed": holdfast::topology::allowed_cpus(),
         "memory": mem,
         "kernel": read("/proc/sys/kernel/osrelease"),
         "rlimit_nofile_soft": holdfast::io::sys::nofile_soft_limit(),

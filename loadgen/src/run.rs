@@ -64,8 +64,10 @@ pub fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
     // connection closing, the next poll connecting): half the table per ring.
     let slots_each = if targets.iter().any(|t| t.poll) { 2 } else { 1 };
     let per_ring = (table.saturating_sub(64) / slots_each).max(1);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = c.workers.unwrap_or(cpus).max(1);
+    // The CPUs this process may use (`taskset`, a cpuset): engine thread t is pinned to
+    // the t-th of them, round robin, and never outside them.
+    let allowed = holdfast::topology::allowed_cpus();
+    let threads = c.workers.unwrap_or(allowed.len()).max(1);
     let engines = threads.max(c.connections.div_ceil(per_ring)).max(1);
     let control = Arc::new(Control::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -127,12 +129,13 @@ pub fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
     let mut handles = Vec::new();
     let mut boards = Vec::new();
     for (t, specs) in per_thread.into_iter().enumerate() {
+        let cpu = allowed[t % allowed.len()];
         let board = Arc::new(Board::default());
         boards.push(board.clone());
         handles.push(
             std::thread::Builder::new()
                 .name(format!("loadgen-{t}"))
-                .spawn(move || engine::run_thread(specs, Some(t % cpus), engine_nice, board))
+                .spawn(move || engine::run_thread(specs, Some(cpu), engine_nice, board))
                 .map_err(|e| e.to_string())?,
         );
     }
@@ -306,6 +309,7 @@ impl Run {
             "targets": self.urls,
             "engines": self.engines,
             "threads": self.threads,
+            "client_cpus": out.cpus,
             "engine_nice": self.engine_nice,
             "established": s.get(C::Established),
             "tls_handshakes": {"full": s.get(C::TlsFull), "resumed": s.get(C::TlsResumed)},

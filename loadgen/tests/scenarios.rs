@@ -8,7 +8,9 @@ mod support;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use support::{finish_loadgen, loadgen, n, spawn_loadgen, Holdfast, TungsteniteEcho};
+use support::{
+    finish_loadgen, loadgen, n, spawn_loadgen, spawn_loadgen_on, Holdfast, TungsteniteEcho,
+};
 
 fn url(addr: impl std::fmt::Display) -> String {
     format!("ws://{addr}/echo")
@@ -62,6 +64,39 @@ fn hold_against_holdfast_counts_agree_with_the_server() {
         count as f64
     );
     assert_eq!(server.metric("holdfast_aborted_total"), 0.0);
+}
+
+/// The report places the loadgen with `taskset` (apart from the server, or beside it): its
+/// engine threads must stay on the CPUs it was given. They used to be pinned to CPU t for
+/// thread t whatever the mask, so a loadgen confined to the last CPU ran on the first.
+#[test]
+fn engine_threads_stay_on_the_cpus_the_loadgen_is_given() {
+    let allowed = holdfast::topology::allowed_cpus();
+    let last = allowed.last().copied().unwrap_or(0);
+    let server = Holdfast::start("127.0.0.1:0", &[]);
+    let args = [
+        "hold",
+        "--url",
+        &url(&server.addr),
+        "--connections",
+        "200",
+        "--duration",
+        "0.2",
+        "--hard-timeout",
+        "30",
+        "--workers",
+        "2",
+    ];
+    let cpu = last.to_string();
+    let (code, v, out) = finish_loadgen(spawn_loadgen_on(Some(&cpu), &args));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(n(&v["held_at_end"]), 200, "{v}");
+    assert_eq!(v["client_cpus"], serde_json::json!([last]), "{v}");
+    // Unconfined, two threads spread over the first two CPUs it may use.
+    let (code, v, out) = loadgen(&args);
+    assert_eq!(code, 0, "{out}");
+    let spread: Vec<usize> = allowed.iter().copied().take(2).collect();
+    assert_eq!(v["client_cpus"], serde_json::json!(spread), "{v}");
 }
 
 #[test]

@@ -110,11 +110,15 @@ pub(super) fn draw(report: &Value, dir: &Path, stem: &str) -> Result<Vec<String>
         .map(|r| {
             (
                 format!(
-                    "{} {}×{} @{}/s",
+                    "{} {}×{} @{}/s{}",
                     r["server"].as_str().unwrap_or(""),
                     r["topics"],
                     r["subscribers"],
-                    r["publish_rate"]
+                    r["publish_rate"],
+                    match r["placement"].as_str() {
+                        Some("own") | None => String::new(),
+                        Some(p) => format!(" ({p})"),
+                    }
                 ),
                 cdf(&r["latency_us"]),
             )

@@ -39,10 +39,9 @@ pub(super) fn transports(plan: &Plan) -> Result<Value, String> {
                 plan,
                 kind,
                 None,
+                &super::sections::Place::Own,
                 super::sections::Via::Admin,
-                subs,
-                topics,
-                rate,
+                (subs, topics, rate),
             )?);
         }
     }

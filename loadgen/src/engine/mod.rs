@@ -91,6 +91,8 @@ pub struct Output {
     pub keyed: Keyed,
     /// Final counters.
     pub counts: Counts,
+    /// The CPUs the engine threads were allowed to run on once pinned (sorted, each once).
+    pub cpus: Vec<usize>,
 }
 
 impl Output {
@@ -103,6 +105,7 @@ impl Output {
             delay_us: h(3_600_000_000)?,
             keyed: Keyed::new(),
             counts: Counts::default(),
+            cpus: Vec::new(),
         })
     }
 
@@ -117,6 +120,9 @@ impl Output {
             *self.keyed.entry(*k).or_insert(0) += n;
         }
         self.counts.merge(&o.counts);
+        self.cpus.extend(&o.cpus);
+        self.cpus.sort_unstable();
+        self.cpus.dedup();
         Ok(())
     }
 }
@@ -171,8 +177,9 @@ impl std::fmt::Debug for Engine {
 }
 
 /// Run several engines on this thread until all are done, publishing their counters to
-/// `board`; returns their merged output. Pins to `cpu` when given; runs at `nice` (see
-/// `crate::run::launch`: the reporting thread must not starve behind engines).
+/// `board`; returns their merged output (with the CPUs this thread was allowed on once
+/// pinned). Pins to `cpu` when given; runs at `nice` (see `crate::run::launch`: the
+/// reporting thread must not starve behind engines).
 pub fn run_thread(
     specs: Vec<EngineSpec>,
     cpu: Option<usize>,
@@ -244,6 +251,7 @@ pub fn run_thread(
     }
     publish(&engines, &board);
     let mut out = Output::new()?;
+    out.cpus = holdfast::topology::allowed_cpus();
     for e in &mut engines {
         e.out.counts = e.counts.clone();
         out.add(&e.out)?;

@@ -174,6 +174,11 @@ pub struct LoadgenRun {
 static RUN: AtomicU64 = AtomicU64::new(0);
 
 pub fn spawn_loadgen(args: &[&str]) -> LoadgenRun {
+    spawn_loadgen_on(None, args)
+}
+
+/// [`spawn_loadgen`] under `taskset -c CPUS` when `cpus` is given.
+pub fn spawn_loadgen_on(cpus: Option<&str>, args: &[&str]) -> LoadgenRun {
     let json = std::env::temp_dir().join(format!(
         "loadgen-test-{}-{}.json",
         std::process::id(),
@@ -181,7 +186,16 @@ pub fn spawn_loadgen(args: &[&str]) -> LoadgenRun {
     ));
     // LOADGEN_READ_MODE=recv runs every scenario with multishot receives (CI does both).
     let mode = std::env::var("LOADGEN_READ_MODE").unwrap_or_else(|_| "poll".into());
-    let child = Command::new(env!("CARGO_BIN_EXE_holdfast-loadgen"))
+    let exe = env!("CARGO_BIN_EXE_holdfast-loadgen");
+    let mut cmd = match cpus {
+        Some(c) => {
+            let mut t = Command::new("taskset");
+            t.args(["-c", c, exe]);
+            t
+        }
+        None => Command::new(exe),
+    };
+    let child = cmd
         .args(args)
         .args(["--read-mode", &mode])
         .arg("--json")
