@@ -9,7 +9,7 @@ use crate::report::{hist_json, proc_cpu_seconds};
 use crate::run::{self, failures_line, hard_timeout, launch, merge, pct_line, server_cpu};
 use crate::scenario::Mode;
 
-/// Run it; true when every connection was established.
+/// Run it; true when every connection was established and held to the end.
 pub fn run(a: HoldArgs) -> Result<bool, String> {
     let c = &a.c;
     let duration = c.duration.unwrap_or(10.0);
@@ -42,12 +42,21 @@ pub fn run(a: HoldArgs) -> Result<bool, String> {
         (Some(a), Some(b)) if established > 0 => Some((b - a) * 1e6 / established as f64),
         _ => None,
     };
+    // Connections established and then lost (reset, closed by the server, a long poll
+    // whose next request failed) are no failure to connect: they are said apart, and a run
+    // that lost any did not hold what it was asked to.
+    let lost = (established as i64 - held).max(0);
+    let lost_line = match lost {
+        0 => String::new(),
+        n => format!(" ({n} lost after being established: see closes/statuses)"),
+    };
     let report = merge(
         common,
         json!({
             "scenario": "hold",
             "connections_wanted": c.connections,
             "held_at_end": held,
+            "lost_after_established": lost,
             "ramp_seconds": ramp,
             "peak_upgrades_per_s": peak,
             "server_cpu_us_per_upgrade": cpu_per_upgrade,
@@ -57,7 +66,7 @@ pub fn run(a: HoldArgs) -> Result<bool, String> {
         }),
     );
     println!(
-        "\nhold: {established} of {} established, {held} held at the end; failures: {}\n\
+        "\nhold: {established} of {} established, {held} held at the end{lost_line}; failures: {}\n\
          connect+upgrade latency: {}\n\
          ramp {:.1} s, peak {:.0} upgrades/s{}{}; closes/statuses {:?}",
         c.connections,
@@ -72,7 +81,7 @@ pub fn run(a: HoldArgs) -> Result<bool, String> {
         keyed_report(&out.keyed)
     );
     run::write_json(c.json.as_deref(), &report)?;
-    Ok(established as usize == c.connections)
+    Ok(established as usize == c.connections && lost == 0)
 }
 
 /// The server's CPU seconds once they stop moving (two readings 50 ms apart agree; at most
