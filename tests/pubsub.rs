@@ -597,3 +597,64 @@ fn the_replay_budget_bounds_all_windows_together() {
         "counted in the memory budget"
     );
 }
+
+/// Messages that pile up while the worker is busy are offered in runs, recipient by
+/// recipient (`Worker::offer_run`): 600 publishes pipelined in one write, in chunks that
+/// switch between two topics whose subscribers overlap, so that one read queues them all
+/// before any is offered. Every subscriber gets exactly its topics' messages, each once,
+/// in publish order across both topics, numbered 1, 2, … per topic.
+#[tokio::test(flavor = "current_thread")]
+async fn messages_that_pile_up_reach_every_subscriber_once_in_publish_order() {
+    let srv = Server::start(&["--client-publish", "--workers", "1"]);
+    let mut subs: Vec<(Ws, Vec<&str>)> = Vec::new();
+    for i in 0..60 {
+        let topics = match i % 3 {
+            0 => vec!["a"],
+            1 => vec!["b"],
+            _ => vec!["a", "b"],
+        };
+        let mut ws = connect(&srv, &format!("/ws?topics={}", topics.join(","))).await;
+        for _ in &topics {
+            assert_eq!(next_json(&mut ws).await["type"], "subscribed");
+        }
+        subs.push((ws, topics));
+    }
+    wait_presence(&srv, "a", |p| p.iter().sum::<u64>() == 40);
+    wait_presence(&srv, "b", |p| p.iter().sum::<u64>() == 40);
+    // Runs of 1 to 13 messages per topic, switching topics between runs.
+    let mut order: Vec<(&str, u64, String)> = Vec::new();
+    let (mut seq_a, mut seq_b, mut run) = (0u64, 0u64, 0usize);
+    while order.len() < 600 {
+        let topic = if run % 2 == 0 { "a" } else { "b" };
+        for _ in 0..(1 + (run * 7) % 13).min(600 - order.len()) {
+            let seq = if topic == "a" {
+                seq_a += 1;
+                seq_a
+            } else {
+                seq_b += 1;
+                seq_b
+            };
+            order.push((topic, seq, format!("{topic}-{}", order.len())));
+        }
+        run += 1;
+    }
+    let mut publisher = connect(&srv, "/ws").await;
+    for (topic, _, data) in &order {
+        let op = serde_json::json!({"op": "publish", "topic": topic, "data": data});
+        publisher.feed(Message::text(op.to_string())).await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    for (ws, topics) in &mut subs {
+        for (topic, seq, data) in order.iter().filter(|(t, _, _)| topics.contains(t)) {
+            let m = next_json(ws).await;
+            assert_eq!(
+                (m["topic"].as_str(), m["seq"].as_u64(), m["data"].as_str()),
+                (Some(*topic), Some(*seq), Some(data.as_str())),
+                "{topics:?}"
+            );
+        }
+    }
+    let want = (seq_a * 40 + seq_b * 40) as f64;
+    let delivered = srv.wait_metric("holdfast_pubsub_deliveries_total", |v| v >= want);
+    assert_eq!(delivered, want, "each delivery made once");
+}

@@ -55,6 +55,9 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// instead of 2.2M/s (bench/results/2026-11-30-overload-18k.md).
 const DELIVERY_BATCH: usize = 1024 * 1024;
 
+/// Most messages offered in one run to the same recipients (see `Worker::offer_run`).
+const MAX_RUN: usize = 256;
+
 /// Everything a worker needs, prepared by the server before the thread starts.
 #[derive(Debug)]
 pub struct WorkerSpec {
@@ -775,6 +778,17 @@ impl<S: Services> Worker<S> {
                     None => return,
                 },
             };
+            let (d, list) = if from == 0 && S::batchable(&d) {
+                match self.offer_run(d, list, budget) {
+                    Ok(done) => {
+                        budget -= done;
+                        continue;
+                    }
+                    Err(one) => one,
+                }
+            } else {
+                (d, list)
+            };
             let to = list.len().min(from + budget);
             for (k, &idx) in list[from..to].iter().enumerate() {
                 let Some(conn) = self.conns.get_mut(idx as usize) else {
@@ -804,7 +818,10 @@ impl<S: Services> Worker<S> {
             }
             if to < list.len() {
                 // The rest of this message's recipients get it next turn, before any later
-                // message (so each connection's order is kept).
+                // message (so each connection's order is kept). Nothing else waits in
+                // `pending`: `offer_run` leaves a message there only with room in the
+                // budget for two lists, so the one it hands back is never split.
+                debug_assert!(self.pending.is_none());
                 let generations = if generations.is_empty() {
                     list[to..]
                         .iter()
@@ -827,6 +844,76 @@ impl<S: Services> Worker<S> {
             }
             self.svc.finish_delivery(list);
         }
+    }
+
+    /// Messages that piled up for the same recipients (one topic's publishes that arrived
+    /// while the worker was busy) are offered recipient by recipient: each connection is
+    /// visited once for the run, not once per message. Visiting 18,000 subscribers was a
+    /// cache miss each, per message: at saturation ~40 messages a turn made offering a
+    /// third of the worker's time, and the turn — the time between a subscriber's sends,
+    /// so its latency — long (docs/benchmarks.md, twelfth sitting). Each connection still
+    /// takes the messages in their order. Returns the deliveries made, or `first` back
+    /// when no later message goes to the same recipients (or the budget has room for one).
+    fn offer_run(
+        &mut self,
+        first: S::Delivery,
+        list: Vec<u32>,
+        budget: usize,
+    ) -> Result<usize, (S::Delivery, Vec<u32>)> {
+        let room = (budget / list.len().max(1)).min(MAX_RUN);
+        if room < 2 {
+            return Err((first, list));
+        }
+        let mut run = vec![first];
+        while run.len() < room {
+            match self.svc.next_delivery() {
+                Some((d, other)) if S::batchable(&d) && other == list => {
+                    self.svc.finish_delivery(other);
+                    run.push(d);
+                }
+                Some((d, other)) => {
+                    // Not the same recipients: it is the next message, whole.
+                    self.pending = Some(Pending {
+                        delivery: d,
+                        list: other,
+                        from: 0,
+                        generations: Vec::new(),
+                    });
+                    break;
+                }
+                None => break,
+            }
+        }
+        if run.len() == 1 {
+            let first = run.pop().expect("one message");
+            return Err((first, list));
+        }
+        for &idx in &list {
+            let Some(conn) = self.conns.get_mut(idx as usize) else {
+                continue;
+            };
+            let ctx = self.env.ctx(idx);
+            let before = conn.session.held();
+            for d in &run {
+                self.svc.offer(idx, d, conn.session.writer(), &ctx);
+            }
+            let after = conn.session.held();
+            if !conn.socket.sending() {
+                self.touched.push(idx);
+            }
+            self.account(before, after);
+        }
+        for d in &run {
+            if let Some(at) = S::published_at(d) {
+                let us = at.elapsed().as_micros() as u64;
+                self.hist
+                    .publish_delivery_us
+                    .saturating_record_n(us.max(1), list.len() as u64);
+            }
+        }
+        let done = run.len() * list.len();
+        self.svc.finish_delivery(list);
+        Ok(done)
     }
 
     // ------------------------------------------------------------------ timers

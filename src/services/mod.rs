@@ -332,6 +332,10 @@ impl session::Services for Services {
         self.pubsub.give_back(list);
     }
 
+    fn batchable(d: &Self::Delivery) -> bool {
+        matches!(d.0.kind, crate::pubsub::Kind::Message)
+    }
+
     fn has_deliveries(&self) -> bool {
         self.pubsub.has_deliveries()
     }

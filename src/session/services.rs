@@ -43,6 +43,12 @@ pub trait Services {
     fn offer(&mut self, idx: u32, d: &Self::Delivery, w: &mut Writer, ctx: &Ctx<'_>);
     /// Give a recipient list back for reuse.
     fn finish_delivery(&mut self, list: Vec<u32>);
+    /// Whether `d` may be offered together with the messages after it that go to the very
+    /// same recipients, each recipient taking the whole run before the next recipient (a
+    /// plain message is; one that changes a connection's state for the next is not).
+    fn batchable(_d: &Self::Delivery) -> bool {
+        false
+    }
     /// Whether more messages wait.
     fn has_deliveries(&self) -> bool;
     /// Connections to close because their credentials expired (checked once a second),
