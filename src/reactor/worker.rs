@@ -782,6 +782,7 @@ impl<S: Services> Worker<S> {
                 match self.offer_run(d, list, budget) {
                     Ok(done) => {
                         budget -= done;
+                        debug_assert!(budget > 0, "a message left pending is started this turn");
                         continue;
                     }
                     Err(one) => one,
@@ -860,7 +861,11 @@ impl<S: Services> Worker<S> {
         list: Vec<u32>,
         budget: usize,
     ) -> Result<usize, (S::Delivery, Vec<u32>)> {
-        let room = (budget / list.len().max(1)).min(MAX_RUN);
+        // One delivery of the budget is always left: a message this takes from the queue
+        // that is not part of the run waits in `pending` with no generations (its list is
+        // this turn's), so it must be started in this turn — whole, or split with the
+        // generations taken then — never carried over to a turn after slots were released.
+        let room = (budget.saturating_sub(1) / list.len().max(1)).min(MAX_RUN);
         if room < 2 {
             return Err((first, list));
         }
