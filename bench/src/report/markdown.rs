@@ -275,25 +275,13 @@ pub(super) fn render(r: &Value) -> String {
         let _ = writeln!(o, "| server | placement | topics × subscribers | publishes/s asked (via) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / dup / reordered / gaps | server / loadgen CPU-s |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
         let rs = runs("fanout");
-        let case = |y: &Value| {
-            (
-                y["subscribers"].clone(),
-                y["topics"].clone(),
-                y["publish_rate"].clone(),
-                y["publish_via"].clone(),
-                y["placement"].clone(),
-            )
-        };
         for x in &rs {
             // Against holdfast placed alike: its defaults where each places itself, its
             // one worker where the servers are confined.
             let h = rs
                 .iter()
                 .find(|y| {
-                    y["server"]
-                        .as_str()
-                        .is_some_and(|n| n == "holdfast" || n.starts_with("holdfast --workers"))
-                        && case(y) == case(x)
+                    super::sections::is_holdfast_ws(y) && super::sections::same_fanout_case(y, x)
                 })
                 .map_or(&Value::Null, |y| &y["deliveries_per_server_cpu_s"]);
             let ms = |k: &str| latency_ms(x, k);

@@ -727,27 +727,37 @@ fn holdfast_label(workers: Option<usize>) -> String {
     }
 }
 
+/// Whether fan-out rows `a` and `b` ran the same case in the same placement (the rows
+/// that may be compared).
+pub(super) fn same_fanout_case(a: &Value, b: &Value) -> bool {
+    [
+        "subscribers",
+        "topics",
+        "publish_rate",
+        "publish_via",
+        "placement",
+    ]
+    .iter()
+    .all(|k| a[k] == b[k])
+}
+
+/// Whether fan-out row `r` is holdfast over WebSocket (its defaults or a worker count).
+pub(super) fn is_holdfast_ws(r: &Value) -> bool {
+    r["server"]
+        .as_str()
+        .is_some_and(|n| n == "holdfast" || n.starts_with("holdfast --workers"))
+}
+
 /// The goals against uWebSockets, per case and placement: latency p50 and p99 at
 /// most uWebSockets', deliveries per server-CPU-s at least 1.5x. Holdfast's defaults meet
 /// uWebSockets placed by the scheduler; one holdfast worker meets uWebSockets placed alike.
 fn fanout_targets(runs: &[Value]) -> Vec<Value> {
     let mut out = Vec::new();
-    let same = |a: &Value, b: &Value| {
-        a["subscribers"] == b["subscribers"]
-            && a["topics"] == b["topics"]
-            && a["publish_rate"] == b["publish_rate"]
-            && a["publish_via"] == b["publish_via"]
-            && a["placement"] == b["placement"]
-    };
     for u in runs.iter().filter(|r| r["server"] == "uwebsockets") {
-        for h in runs.iter().filter(|r| {
-            same(r, u)
-                && r["server"]
-                    .as_str()
-                    .is_some_and(|s| s.starts_with("holdfast"))
-                && r["server"] != "holdfast-sse"
-                && r["server"] != "holdfast-poll"
-        }) {
+        for h in runs
+            .iter()
+            .filter(|r| is_holdfast_ws(r) && same_fanout_case(r, u))
+        {
             let place = match u["placement"].as_str() {
                 Some("own") | None => String::new(),
                 Some(p) => format!(" [{p}]"),
