@@ -792,23 +792,8 @@ impl<S: Services> Worker<S> {
             };
             let to = list.len().min(from + budget);
             for (k, &idx) in list[from..to].iter().enumerate() {
-                let Some(conn) = self.conns.get_mut(idx as usize) else {
-                    continue;
-                };
-                if generations
-                    .get(k)
-                    .is_some_and(|&g| g != conn.socket.generation())
-                {
-                    continue; // released and reused since the list was made
-                }
-                let ctx = self.env.ctx(idx);
-                let before = conn.session.held();
-                self.svc.offer(idx, &d, conn.session.writer(), &ctx);
-                let after = conn.session.held();
-                if !conn.socket.sending() {
-                    self.touched.push(idx);
-                }
-                self.account(before, after);
+                // A recipient released and reused since the list was made is skipped.
+                self.offer_to(idx, generations.get(k).copied(), std::slice::from_ref(&d));
             }
             budget -= to - from;
             if let Some(at) = S::published_at(&d) {
@@ -894,19 +879,7 @@ impl<S: Services> Worker<S> {
             return Err((first, list));
         }
         for &idx in &list {
-            let Some(conn) = self.conns.get_mut(idx as usize) else {
-                continue;
-            };
-            let ctx = self.env.ctx(idx);
-            let before = conn.session.held();
-            for d in &run {
-                self.svc.offer(idx, d, conn.session.writer(), &ctx);
-            }
-            let after = conn.session.held();
-            if !conn.socket.sending() {
-                self.touched.push(idx);
-            }
-            self.account(before, after);
+            self.offer_to(idx, None, &run);
         }
         for d in &run {
             if let Some(at) = S::published_at(d) {
@@ -919,6 +892,28 @@ impl<S: Services> Worker<S> {
         let done = run.len() * list.len();
         self.svc.finish_delivery(list);
         Ok(done)
+    }
+
+    /// Offer messages, in order, to one recipient — unless its slot is empty or, when
+    /// `generation` is given, was released and reused since the recipient list was made —
+    /// and mark it to be driven when no send of its own is in flight to pick them up.
+    fn offer_to(&mut self, idx: u32, generation: Option<u32>, msgs: &[S::Delivery]) {
+        let Some(conn) = self.conns.get_mut(idx as usize) else {
+            return;
+        };
+        if generation.is_some_and(|g| g != conn.socket.generation()) {
+            return;
+        }
+        let ctx = self.env.ctx(idx);
+        let before = conn.session.held();
+        for d in msgs {
+            self.svc.offer(idx, d, conn.session.writer(), &ctx);
+        }
+        let after = conn.session.held();
+        if !conn.socket.sending() {
+            self.touched.push(idx);
+        }
+        self.account(before, after);
     }
 
     // ------------------------------------------------------------------ timers
