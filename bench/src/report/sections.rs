@@ -748,9 +748,44 @@ pub(super) fn is_holdfast_ws(r: &Value) -> bool {
         .is_some_and(|n| n == "holdfast" || n.starts_with("holdfast --workers"))
 }
 
+/// How far fan-out row `r` fell short of the publishes it was asked for over its
+/// measurement, if it did (below 90% of them, with two messages of timing slack): a server
+/// that could not keep up timed only the few messages it handled, so its latency and its
+/// CPU per delivery describe a collapse, not a cost.
+fn shortfall(r: &Value) -> Option<String> {
+    let asked =
+        r["publish_rate"].as_f64()? * r["topics"].as_f64()? * r["measure_seconds"].as_f64()?;
+    let published = r["published"].as_f64()?;
+    (published < 0.9 * asked - 2.0).then(|| {
+        format!(
+            "{} did not keep up: {published} of {asked:.0} publishes",
+            r["server"].as_str().unwrap_or("?")
+        )
+    })
+}
+
+/// The verdict `v` of a pair where a server fell behind. uWebSockets behind: not judged —
+/// the goals hold at the rates uWebSockets sustains, and a ratio against a collapse would
+/// flatter holdfast. Holdfast behind (uWebSockets not): not met, whatever the ratio says.
+fn judged(mut v: Value, h: &Value, u: &Value) -> Value {
+    match (shortfall(h), shortfall(u)) {
+        (_, Some(why)) => {
+            v["met"] = Value::Null;
+            v["why"] = json!(why);
+        }
+        (Some(why), None) => {
+            v["met"] = json!(false);
+            v["why"] = json!(why);
+        }
+        (None, None) => {}
+    }
+    v
+}
+
 /// The goals against uWebSockets, per case and placement: latency p50 and p99 at
 /// most uWebSockets', deliveries per server-CPU-s at least 1.5x. Holdfast's defaults meet
 /// uWebSockets placed by the scheduler; one holdfast worker meets uWebSockets placed alike.
+/// A pair where either fell behind the asked rate is marked so (`judged`).
 fn fanout_targets(runs: &[Value]) -> Vec<Value> {
     let mut out = Vec::new();
     for u in runs.iter().filter(|r| r["server"] == "uwebsockets") {
@@ -776,19 +811,21 @@ fn fanout_targets(runs: &[Value]) -> Vec<Value> {
                     h["latency_us"][k].as_f64().filter(|v| *v > 0.0),
                     u["latency_us"][k].as_f64().filter(|v| *v > 0.0),
                 );
-                out.push(at_most(
+                let v = at_most(
                     format!("{case}: {what}, holdfast / uwebsockets"),
                     hv.zip(uv).map(|(a, b)| a / b.max(1.0)),
                     1.0,
-                ));
+                );
+                out.push(judged(v, h, u));
             }
             let k = "deliveries_per_server_cpu_s";
             let (hv, uv) = (h[k].as_f64(), u[k].as_f64());
-            out.push(at_least(
+            let v = at_least(
                 format!("{case}: deliveries per server-CPU-s, holdfast / uwebsockets"),
                 hv.zip(uv).map(|(a, b)| a / b.max(1.0)),
                 1.5,
-            ));
+            );
+            out.push(judged(v, h, u));
         }
     }
     out
@@ -991,4 +1028,65 @@ fn pinned_ramp(
     opts.extend(extra.iter().cloned());
     let args = t.args("hold", "/echo", plan.upgrade_connections, &opts);
     loadgen(&args, lg_cpu.as_deref(), |_| {})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(server: &str, published: u64, p50: f64, per_cpu: f64) -> Value {
+        json!({
+            "server": server, "placement": "own", "subscribers": 18000, "topics": 1,
+            "publish_rate": 60, "publish_via": "ws", "measure_seconds": 10.0,
+            "published": published, "latency_us": {"p50": p50, "p99": 2.0 * p50},
+            "deliveries_per_server_cpu_s": per_cpu,
+        })
+    }
+
+    fn statuses(runs: &[Value]) -> Vec<(Value, Option<String>)> {
+        fanout_targets(runs)
+            .into_iter()
+            .map(|t| (t["met"].clone(), t["why"].as_str().map(String::from)))
+            .collect()
+    }
+
+    #[test]
+    fn a_pair_where_both_kept_up_is_judged_on_its_ratios() {
+        let runs = [
+            row("holdfast", 598, 100.0, 2.0e6),
+            row("uwebsockets", 601, 200.0, 1.0e6),
+        ];
+        let want = vec![(json!(true), None); 3];
+        assert_eq!(statuses(&runs), want);
+        let runs = [
+            row("holdfast", 600, 300.0, 1.0e6),
+            row("uwebsockets", 600, 200.0, 1.0e6),
+        ];
+        assert_eq!(statuses(&runs), vec![(json!(false), None); 3]);
+    }
+
+    #[test]
+    fn a_collapsed_peer_is_not_judged_and_a_collapsed_holdfast_is_not_met() {
+        // uWebSockets handled 36 of 600: its few timed messages would make every ratio "met".
+        let runs = [
+            row("holdfast", 600, 100.0, 2.0e6),
+            row("uwebsockets", 36, 9.0e6, 1.0e5),
+        ];
+        for (met, why) in statuses(&runs) {
+            assert_eq!(met, Value::Null);
+            let why = why.expect("a reason");
+            assert!(
+                why.contains("uwebsockets did not keep up: 36 of 600"),
+                "{why}"
+            );
+        }
+        let runs = [
+            row("holdfast", 300, 100.0, 2.0e6),
+            row("uwebsockets", 600, 200.0, 1.0e6),
+        ];
+        for (met, why) in statuses(&runs) {
+            assert_eq!(met, json!(false));
+            assert!(why.expect("a reason").contains("holdfast did not keep up"));
+        }
+    }
 }
