@@ -417,3 +417,86 @@ fn the_close_log_names_the_transport() {
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["fields"]["transport"], "poll", "{line}");
 }
+
+/// Publishes that pile up while a worker is busy are offered in runs (each recipient takes
+/// the whole run before the next recipient). Event streams beside WebSockets: every stream
+/// gets every message of its topics once, in publish order, each with its own data and
+/// cursor — a message's JSON is converted once and kept with the message, so the runs'
+/// interleaving of messages per recipient must never hand one message another's JSON.
+#[test]
+fn event_streams_take_messages_that_piled_up_once_each_in_order() {
+    let srv = Server::start(&["--client-publish", "--workers", "1"]);
+    let topics = ["a", "b", "a,b"];
+    let mut streams: Vec<(Stream, Vec<&str>)> = (0..12)
+        .map(|i| {
+            let t = topics[i % 3];
+            let mut s = open(srv.addr, &format!("/sse?topics={t}"), "");
+            let names: Vec<&str> = t.split(',').collect();
+            for _ in &names {
+                assert_eq!(s.data().json()["type"], "subscribed");
+            }
+            (s, names)
+        })
+        .collect();
+    // Runs of 1 to 13 messages per topic, switching topics between runs, written in one
+    // go so they reach the worker together.
+    let mut order: Vec<(&str, u64, String)> = Vec::new();
+    let (mut seq_a, mut seq_b, mut run) = (0u64, 0u64, 0usize);
+    while order.len() < 400 {
+        let topic = if run % 2 == 0 { "a" } else { "b" };
+        for _ in 0..(1 + (run * 5) % 13).min(400 - order.len()) {
+            let seq = if topic == "a" {
+                seq_a += 1;
+                seq_a
+            } else {
+                seq_b += 1;
+                seq_b
+            };
+            order.push((topic, seq, format!("{topic}-{}", order.len())));
+        }
+        run += 1;
+    }
+    let mut wire = Vec::new();
+    for (topic, _, data) in &order {
+        let op = serde_json::json!({"op": "publish", "topic": topic, "data": data});
+        holdfast::ws::frame::encode_frame(
+            &mut wire,
+            true,
+            holdfast::ws::OpCode::Text,
+            Some([1, 2, 3, 4]),
+            op.to_string().as_bytes(),
+        );
+    }
+    let mut publisher = support::Raw::connect_to(srv.addr, "/ws");
+    publisher.send_raw(&wire);
+    for (s, names) in &mut streams {
+        let mut last = (0u64, 0u64);
+        for (topic, seq, data) in order.iter().filter(|(t, _, _)| names.contains(t)) {
+            let e = s.data();
+            let m = e.json();
+            assert_eq!(
+                (m["topic"].as_str(), m["seq"].as_u64(), m["data"].as_str()),
+                (Some(*topic), Some(*seq), Some(data.as_str())),
+                "{names:?}"
+            );
+            if *topic == "a" {
+                last.0 = *seq;
+            } else {
+                last.1 = *seq;
+            }
+            // The cursor names what this stream has had of each of its topics.
+            let id = e.id.expect("every message carries the cursor");
+            for (name, n) in [("a", last.0), ("b", last.1)] {
+                if names.contains(&name) {
+                    assert!(
+                        id.contains(&format!("{name}:{n}@")),
+                        "{id} at {topic} {seq}"
+                    );
+                }
+            }
+        }
+    }
+    let want = ((seq_a + seq_b) * 8) as f64;
+    let delivered = srv.wait_metric("holdfast_pubsub_deliveries_total", |v| v >= want);
+    assert_eq!(delivered, want, "each delivery made once");
+}

@@ -204,7 +204,16 @@ pub struct Services {
 
 impl session::Services for Services {
     type Host<'a> = ConnHost<'a>;
-    type Delivery = (crate::pubsub::Delivery, crate::pubsub::SlowPolicy);
+    /// The hub's message, its topic's slow-consumer policy, and its JSON for event streams
+    /// and long polls — converted at the first such recipient and kept with the message for
+    /// the rest (a run offers several messages to each recipient in turn: a cache of the
+    /// last conversion missed at every offer, and event streams paid a conversion per
+    /// delivery).
+    type Delivery = (
+        crate::pubsub::Delivery,
+        crate::pubsub::SlowPolicy,
+        std::cell::OnceCell<Option<Box<[u8]>>>,
+    );
 
     fn host(&mut self, idx: u32) -> ConnHost<'_> {
         ConnHost::new(idx, self)
@@ -262,7 +271,7 @@ impl session::Services for Services {
                 }
             };
             if let Some((list, policy)) = list {
-                return Some(((d, policy), list));
+                return Some(((d, policy, std::cell::OnceCell::new()), list));
             }
         }
     }
@@ -273,11 +282,12 @@ impl session::Services for Services {
 
     fn offer(&mut self, idx: u32, d: &Self::Delivery, w: &mut Writer, ctx: &Ctx<'_>) {
         use crate::pubsub::Kind;
-        let (d, policy) = (&d.0, d.1);
+        let (d, policy, event) = (&d.0, d.1, &d.2);
         match &d.kind {
-            Kind::Message => self
-                .pubsub
-                .offer_to(idx, w, ctx, d.topic, d.seq, &d.frame, policy),
+            Kind::Message => {
+                self.pubsub
+                    .offer_to(idx, w, ctx, (d.topic, d.seq, &d.frame, event), policy)
+            }
             Kind::Gap { from, to } => {
                 // Only what this connection was still owed: one that subscribed (or
                 // resumed) past part of the range is told of the rest, or of nothing.

@@ -15,7 +15,15 @@ use crate::ws::assembler::Message;
 use crate::ws::OpCode;
 
 /// A message's frame and the JSON an event stream or a poll carries for it.
-type Converted = (Arc<[u8]>, Arc<[u8]>);
+/// A message to offer: its topic's hub id, its sequence number, its frame, and its JSON
+/// for event streams and long polls once converted (kept with the message, so each message
+/// is converted once however its recipients are visited).
+pub type Offered<'a> = (
+    u64,
+    u64,
+    &'a Arc<[u8]>,
+    &'a std::cell::OnceCell<Option<Box<[u8]>>>,
+);
 
 /// What a worker needs for pub/sub.
 #[derive(Debug)]
@@ -72,8 +80,6 @@ pub struct PubsubSide {
     worker: usize,
     /// Recipients of the message being delivered (reused).
     scratch: Vec<u32>,
-    /// The last message converted for event streams and polls.
-    event_cache: Option<Converted>,
     /// Subscriptions handed over from the previous process that wait for the backplane
     /// (connection, topic): settled silently when it brings them.
     adopted: std::collections::HashSet<(u32, u64)>,
@@ -207,7 +213,6 @@ impl PubsubSide {
             poll_ends: std::collections::BinaryHeap::new(),
             worker,
             scratch: Vec::new(),
-            event_cache: None,
             adopted: std::collections::HashSet::new(),
         }
     }
@@ -269,15 +274,12 @@ impl PubsubSide {
     /// Offer message `seq` of topic `id` to connection `conn`: a shared frame to a
     /// WebSocket ([`offer`]); to an event stream, an event carrying the connection's cursor
     /// as its id, within the same outbound cap (past it the message is a gap).
-    #[allow(clippy::too_many_arguments)]
     pub fn offer_to(
         &mut self,
         conn: u32,
         w: &mut Writer,
         ctx: &Ctx<'_>,
-        id: u64,
-        seq: u64,
-        frame: &Arc<[u8]>,
+        (id, seq, frame, event): Offered<'_>,
         policy: SlowPolicy,
     ) {
         if !w.is_stream() && !w.is_poll() {
@@ -286,22 +288,13 @@ impl PubsubSide {
         if w.phase() != Phase::Open {
             return;
         }
-        // One conversion per message, not per subscriber: a binary message's base64 JSON
-        // was built for every event stream it reached. Keyed by the shared frame itself
-        // (every recipient of a message gets the same allocation), so a number reused in a
-        // new epoch can never hit a stale entry; lent out for the call (no refcount
-        // traffic per delivery).
-        let cache = match self.event_cache.take() {
-            Some((f, d)) if Arc::ptr_eq(&f, frame) => (f, d),
-            _ => {
-                let Some(d) = event_data(frame) else {
-                    return;
-                };
-                (frame.clone(), Arc::from(d.into_owned()))
-            }
+        // One conversion per message, not per subscriber (a binary message's base64 JSON
+        // was once built for every event stream it reached).
+        let converted = event.get_or_init(|| event_data(frame).map(|d| d.into_owned().into()));
+        let Some(data) = converted.as_deref() else {
+            return;
         };
-        self.offer_event(conn, w, ctx, id, seq, &cache.1, policy);
-        self.event_cache = Some(cache);
+        self.offer_event(conn, w, ctx, id, seq, data, policy);
     }
 
     /// [`PubsubSide::offer_to`] for an event stream or a long poll, with the message's
@@ -859,7 +852,8 @@ impl PubsubSide {
             }
         }
         for (seq, frame) in &s.owed.frames {
-            self.offer_to(conn, w, ctx, s.id, *seq, frame, s.policy);
+            let once = std::cell::OnceCell::new();
+            self.offer_to(conn, w, ctx, (s.id, *seq, frame, &once), s.policy);
         }
         if self.spec.backplane.is_presence(s.name) {
             let m = self.member(conn, user);
