@@ -753,8 +753,8 @@ pub(super) fn is_holdfast_ws(r: &Value) -> bool {
 /// that could not keep up timed only the few messages it handled, so its latency and its
 /// CPU per delivery describe a collapse, not a cost.
 fn shortfall(r: &Value) -> Option<String> {
-    let asked =
-        r["publish_rate"].as_f64()? * r["topics"].as_f64()? * r["measure_seconds"].as_f64()?;
+    // The rate is the publisher's total, spread over the topics.
+    let asked = r["publish_rate"].as_f64()? * r["measure_seconds"].as_f64()?;
     let published = r["published"].as_f64()?;
     (published < 0.9 * asked - 2.0).then(|| {
         format!(
@@ -1063,6 +1063,17 @@ mod tests {
             row("uwebsockets", 600, 200.0, 1.0e6),
         ];
         assert_eq!(statuses(&runs), vec![(json!(false), None); 3]);
+        // The rate is the publisher's total over all topics: 1,000 topics at 2,000/s is
+        // 20,000 publishes in 10 s, not 20M.
+        let many = |server, published| {
+            let mut r = row(server, published, 1000.0, 5.0e4);
+            r["topics"] = json!(1000);
+            r["publish_rate"] = json!(2000);
+            r
+        };
+        let runs = [many("holdfast", 20_031), many("uwebsockets", 20_020)];
+        let got = statuses(&runs);
+        assert!(got.iter().all(|(_, why)| why.is_none()), "{got:?}");
     }
 
     #[test]
