@@ -622,22 +622,8 @@ async fn messages_that_pile_up_reach_every_subscriber_once_in_publish_order() {
     wait_presence(&srv, "a", |p| p.iter().sum::<u64>() == 40);
     wait_presence(&srv, "b", |p| p.iter().sum::<u64>() == 40);
     // Runs of 1 to 13 messages per topic, switching topics between runs.
-    let mut order: Vec<(&str, u64, String)> = Vec::new();
-    let (mut seq_a, mut seq_b, mut run) = (0u64, 0u64, 0usize);
-    while order.len() < 600 {
-        let topic = if run % 2 == 0 { "a" } else { "b" };
-        for _ in 0..(1 + (run * 7) % 13).min(600 - order.len()) {
-            let seq = if topic == "a" {
-                seq_a += 1;
-                seq_a
-            } else {
-                seq_b += 1;
-                seq_b
-            };
-            order.push((topic, seq, format!("{topic}-{}", order.len())));
-        }
-        run += 1;
-    }
+    let order = support::runs_over_two_topics(600, 7);
+    let count = |t: &str| order.iter().filter(|o| o.0 == t).count() as u64;
     let mut publisher = connect(&srv, "/ws").await;
     for (topic, _, data) in &order {
         let op = serde_json::json!({"op": "publish", "topic": topic, "data": data});
@@ -654,7 +640,7 @@ async fn messages_that_pile_up_reach_every_subscriber_once_in_publish_order() {
             );
         }
     }
-    let want = (seq_a * 40 + seq_b * 40) as f64;
+    let want = ((count("a") + count("b")) * 40) as f64;
     let delivered = srv.wait_metric("holdfast_pubsub_deliveries_total", |v| v >= want);
     assert_eq!(delivered, want, "each delivery made once");
 }

@@ -440,22 +440,8 @@ fn event_streams_take_messages_that_piled_up_once_each_in_order() {
         .collect();
     // Runs of 1 to 13 messages per topic, switching topics between runs, written in one
     // go so they reach the worker together.
-    let mut order: Vec<(&str, u64, String)> = Vec::new();
-    let (mut seq_a, mut seq_b, mut run) = (0u64, 0u64, 0usize);
-    while order.len() < 400 {
-        let topic = if run % 2 == 0 { "a" } else { "b" };
-        for _ in 0..(1 + (run * 5) % 13).min(400 - order.len()) {
-            let seq = if topic == "a" {
-                seq_a += 1;
-                seq_a
-            } else {
-                seq_b += 1;
-                seq_b
-            };
-            order.push((topic, seq, format!("{topic}-{}", order.len())));
-        }
-        run += 1;
-    }
+    let order = support::runs_over_two_topics(400, 5);
+    let count = |t: &str| order.iter().filter(|o| o.0 == t).count() as u64;
     let mut wire = Vec::new();
     for (topic, _, data) in &order {
         let op = serde_json::json!({"op": "publish", "topic": topic, "data": data});
@@ -496,7 +482,7 @@ fn event_streams_take_messages_that_piled_up_once_each_in_order() {
             }
         }
     }
-    let want = ((seq_a + seq_b) * 8) as f64;
+    let want = ((count("a") + count("b")) * 8) as f64;
     let delivered = srv.wait_metric("holdfast_pubsub_deliveries_total", |v| v >= want);
     assert_eq!(delivered, want, "each delivery made once");
 }

@@ -383,3 +383,22 @@ pub fn raw_request(addr: SocketAddr, req: &str) -> (TcpStream, String) {
     }
     (s, String::from_utf8_lossy(&head).into_owned())
 }
+
+/// Publishes in runs over two topics, `a` then `b` then `a`…: run k holds
+/// `1 + (k * step) % 13` messages (1 to 13), `total` in all. Each is (topic, its number in
+/// the topic from 1, a unique payload) — for tests of messages that pile up and are offered
+/// in runs.
+pub fn runs_over_two_topics(total: usize, step: usize) -> Vec<(&'static str, u64, String)> {
+    let mut order: Vec<(&'static str, u64, String)> = Vec::new();
+    let (mut seq, mut run) = ([0u64; 2], 0usize);
+    while order.len() < total {
+        let t = run % 2;
+        for _ in 0..(1 + (run * step) % 13).min(total - order.len()) {
+            seq[t] += 1;
+            let topic = ["a", "b"][t];
+            order.push((topic, seq[t], format!("{topic}-{}", order.len())));
+        }
+        run += 1;
+    }
+    order
+}
