@@ -212,7 +212,7 @@ impl session::Services for Services {
     type Delivery = (
         crate::pubsub::Delivery,
         crate::pubsub::SlowPolicy,
-        std::cell::OnceCell<Option<Box<[u8]>>>,
+        pubsub::EventJson,
     );
 
     fn host(&mut self, idx: u32) -> ConnHost<'_> {
@@ -271,7 +271,7 @@ impl session::Services for Services {
                 }
             };
             if let Some((list, policy)) = list {
-                return Some(((d, policy, std::cell::OnceCell::new()), list));
+                return Some(((d, policy, pubsub::EventJson::new()), list));
             }
         }
     }

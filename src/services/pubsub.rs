@@ -14,16 +14,14 @@ use crate::session::{Ctx, Phase, Writer};
 use crate::ws::assembler::Message;
 use crate::ws::OpCode;
 
-/// A message's frame and the JSON an event stream or a poll carries for it.
-/// A message to offer: its topic's hub id, its sequence number, its frame, and its JSON
-/// for event streams and long polls once converted (kept with the message, so each message
-/// is converted once however its recipients are visited).
-pub type Offered<'a> = (
-    u64,
-    u64,
-    &'a Arc<[u8]>,
-    &'a std::cell::OnceCell<Option<Box<[u8]>>>,
-);
+/// The JSON an event stream or a long poll carries for a message, converted at its first
+/// such recipient (`None`: the frame has no event form).
+pub type EventJson = std::cell::OnceCell<Option<Box<[u8]>>>;
+
+/// A message to offer: its topic's hub id, its sequence number, its frame, and its
+/// [`EventJson`] (kept with the message, so each message is converted once however its
+/// recipients are visited).
+pub type Offered<'a> = (u64, u64, &'a Arc<[u8]>, &'a EventJson);
 
 /// What a worker needs for pub/sub.
 #[derive(Debug)]
@@ -852,7 +850,7 @@ impl PubsubSide {
             }
         }
         for (seq, frame) in &s.owed.frames {
-            let once = std::cell::OnceCell::new();
+            let once = EventJson::new();
             self.offer_to(conn, w, ctx, (s.id, *seq, frame, &once), s.policy);
         }
         if self.spec.backplane.is_presence(s.name) {
