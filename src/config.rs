@@ -291,6 +291,14 @@ pub struct ServeConfig {
     #[arg(long, default_value = "echo,pubsub")]
     pub endpoints: String,
 
+    /// Fan-out pacing: a worker whose CPU is shared (the scheduler preempted it at least
+    /// twice in the last 100 ms) while it delivers at least 100,000 messages a second ends
+    /// each turn that delivered with a pause this long (seconds; `20ms`), so subscribers' frames leave in
+    /// fewer, fuller sends and the neighbour gets its share of the CPU. A worker alone on
+    /// its CPU, or delivering less, never pauses. 0 turns pacing off.
+    #[arg(long, default_value_t = 0.02, value_parser = crate::units::secs)]
+    pub fanout_pause: f64,
+
     /// Close log: at most this many lines per second (all workers together) of one line
     /// per closed or refused connection (target `holdfast::close`, level info). Above the
     /// rate connections are sampled and each line states its sampling. 0 turns it off.
@@ -371,6 +379,11 @@ impl ServeConfig {
             "between 256 B and 1 MiB",
         )?;
         range("max-connections", self.max_connections > 0, "at least 1")?;
+        range(
+            "fanout-pause",
+            self.fanout_pause <= 0.1,
+            "at most 100ms (it adds to a subscriber's latency while the worker paces)",
+        )?;
         range(
             "max-outbound",
             self.max_outbound >= 4096,
@@ -670,6 +683,33 @@ mod tests {
 
     fn args(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        c: ServeConfig,
+    }
+
+    #[test]
+    fn the_fanout_pause_is_20ms_by_default_can_be_off_and_is_bounded() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut v = vec!["holdfast"];
+            v.extend_from_slice(extra);
+            Serve::try_parse_from(v).unwrap().c
+        };
+        let c = parse(&[]);
+        assert_eq!(c.fanout_pause, 0.02);
+        assert!(c.validate().is_ok());
+        assert_eq!(parse(&["--fanout-pause", "0"]).fanout_pause, 0.0);
+        assert!(parse(&["--fanout-pause", "0"]).validate().is_ok());
+        let err = parse(&["--fanout-pause", "200ms"]).validate().unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--fanout-pause must be at most 100ms"),
+            "{err}"
+        );
     }
 
     #[test]

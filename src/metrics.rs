@@ -195,6 +195,11 @@ pub struct WorkerMetrics {
     /// Timer ticks the worker has run (its loop is alive while this moves; the systemd
     /// watchdog is fed from it).
     pub ticks: Counter,
+    /// Turns that ended with a pacing pause (`reactor::pace`).
+    pub paused_turns: Counter,
+    /// Gauge: 1 while the worker paces its fan-out turns (its CPU is shared and it is
+    /// delivering a lot), else 0.
+    pub pacing: Counter,
     /// Gauge: bytes of the slab of connection state (capacity × entry size).
     pub slab_bytes: Counter,
     /// Gauge: heap bytes held by connections for split frames, messages and queues.
@@ -389,7 +394,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 40] = [
+    let simple: [Family; 42] = [
         (
             "connections_open",
             "gauge",
@@ -405,6 +410,18 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         ("rings", "gauge", "io_uring rings, all workers.", |w| {
             w.rings.get()
         }),
+        (
+            "workers_pacing",
+            "gauge",
+            "Workers pausing between fan-out turns because their CPU is shared (each pauses --fanout-pause after a turn that delivered).",
+            |w| w.pacing.get(),
+        ),
+        (
+            "paused_turns_total",
+            "counter",
+            "Worker turns that ended with a fan-out pause (see holdfast_workers_pacing).",
+            |w| w.paused_turns.get(),
+        ),
         (
             "accepted_total",
             "counter",

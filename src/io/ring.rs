@@ -525,12 +525,23 @@ impl Ring {
 
     /// Submit and wait up to `timeout` for at least one completion.
     pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        self.wait_for(1, timeout)
+    }
+
+    /// Submit what is queued and wait out `pause`, unless a whole completion queue's worth
+    /// arrives first: the worker's pause between fan-out turns (`reactor::pace`).
+    pub fn pause(&mut self, pause: Duration) -> io::Result<()> {
+        let cq = self.uring.params().cq_entries() as usize;
+        self.wait_for(cq, pause)
+    }
+
+    fn wait_for(&mut self, want: usize, timeout: Duration) -> io::Result<()> {
         self.flush_backlog();
         let ts = types::Timespec::new()
             .sec(timeout.as_secs())
             .nsec(timeout.subsec_nanos());
         let args = types::SubmitArgs::new().timespec(&ts);
-        let r = match self.uring.submitter().submit_with_args(1, &args) {
+        let r = match self.uring.submitter().submit_with_args(want, &args) {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                 self.deferred.extend(self.uring.completion());
                 Ok(())

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 /// The RLIMIT_NOFILE soft limit: the largest registered file table a ring may have.
 pub fn nofile_soft_limit() -> u64 {
@@ -104,6 +105,24 @@ pub fn drain_eventfd(fd: &OwnedFd) {
     let mut v = 0u64;
     // SAFETY: reads 8 bytes into a u64 we own from an eventfd we own.
     unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+}
+
+/// What the calling thread has had so far (`getrusage(RUSAGE_THREAD)`): CPU time (user +
+/// system) and voluntary context switches (the times it waited, blocked in a syscall);
+/// zeros if unknown.
+pub fn thread_usage() -> (Duration, u64) {
+    // SAFETY: getrusage writes one rusage into memory we own; zeroed is a valid rusage.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_THREAD, &mut u) != 0 {
+            return (Duration::ZERO, 0);
+        }
+        u
+    };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    (tv(u.ru_utime) + tv(u.ru_stime), u.ru_nvcsw as u64)
 }
 
 /// Set this thread's nice value (best effort); whether it took. Raising a priority

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::closelog::CloseLog;
+use super::pace::Pacer;
 use super::rings::{RingPlan, Rings, HUB_WAKE, TABLE_HEADROOM};
 use super::tls::{Sent, TlsSide};
 use super::Conn;
@@ -107,6 +108,9 @@ pub struct Settings {
     pub cq_entries: u32,
     /// Close log lines per second this worker may write (0: none).
     pub close_log_rate: u32,
+    /// The pause after a fan-out turn while the worker's CPU is shared ([`super::pace`]); zero:
+    /// never pause.
+    pub fanout_pause: Duration,
 }
 
 #[derive(Debug)]
@@ -201,6 +205,10 @@ struct Worker<S: Services> {
     /// The hand-over link and this worker's part in it.
     link: Option<Arc<crate::handover::Link>>,
     moving: moving::Moving,
+    /// Whether turns that delivered end with a pause (see [`super::pace`]).
+    pacer: Pacer,
+    /// When the last tick ran.
+    ticked: Instant,
 }
 
 /// Queue deadline `d` on `q` (deadlines are pushed in time order). Entries whose
@@ -288,6 +296,8 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         tls: spec.tls.map(TlsSide::new),
         link: spec.link,
         moving: moving::Moving::default(),
+        pacer: Pacer::new(s.fanout_pause),
+        ticked: Instant::now(),
     };
     w.env.metrics.rings.set(1);
     let hub_fd = w.svc.wake_fd();
@@ -331,7 +341,13 @@ impl<S: Services> Worker<S> {
             } else {
                 next.saturating_duration_since(Instant::now())
             };
-            self.rings.list[0].ring.wait(wait)?;
+            match self.pacer.end_turn() {
+                Some(pause) => {
+                    self.env.metrics.paused_turns.inc();
+                    self.rings.list[0].ring.pause(pause)?;
+                }
+                None => self.rings.list[0].ring.wait(wait)?,
+            }
             self.rings.list[0].dirty = true;
             let now_tick = (start.elapsed().as_millis() / TICK.as_millis()) as u32;
             if self.env.tick < now_tick {
@@ -906,6 +922,7 @@ impl<S: Services> Worker<S> {
         }
         let ctx = self.env.ctx(idx);
         let before = conn.session.held();
+        self.pacer.delivered(msgs.len());
         for d in msgs {
             self.svc.offer(idx, d, conn.session.writer(), &ctx);
         }
@@ -924,6 +941,10 @@ impl<S: Services> Worker<S> {
             panic!("injected fault (HOLDFAST_FAULT_WORKER_PANIC)");
         }
         self.env.metrics.ticks.inc();
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(std::mem::replace(&mut self.ticked, now));
+        let pacing = self.pacer.on_tick(elapsed, crate::io::sys::thread_usage());
+        self.env.metrics.pacing.set(u64::from(pacing));
         for fifo in [0, 1] {
             loop {
                 let q = if fifo == 0 {
