@@ -118,6 +118,12 @@ fn quick_report_is_complete_and_consistent() {
         for k in ["lost", "duplicates", "reordered", "gaps"] {
             assert_eq!(x[k], 0, "{k}: {x}");
         }
+        // Lost in the stream and behind at the end are told apart, and add up to lost.
+        assert_eq!(
+            num(&x["lost_in_stream"]) + num(&x["unreceived_at_end"]),
+            num(&x["lost"]),
+            "{x}"
+        );
         assert!(num(&x["deliveries"]) > 0.0, "{x}");
         assert!(num(&x["latency_us"]["count"]) > 0.0, "{x}");
         assert!(
@@ -156,6 +162,11 @@ fn quick_report_is_complete_and_consistent() {
 
     // Charts and the Markdown report exist and name each other.
     let md = std::fs::read_to_string(dir.join(format!("{stem}.md"))).unwrap();
+    assert!(
+        md.contains("| lost / behind at the end / dup / reordered / gaps |")
+            && md.contains("Behind at the end: messages published"),
+        "the fan-out tables tell lost from behind and say what each is"
+    );
     for heading in [
         "## Density",
         "## Echo",

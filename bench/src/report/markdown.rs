@@ -21,6 +21,22 @@ fn ratio(a: &Value, b: &Value) -> String {
 }
 
 /// A run's latency percentile `k` (recorded in µs) in ms.
+/// What the "lost / behind at the end" columns mean.
+const BEHIND: &str = "Lost: messages a subscriber's stream skipped without a gap notice. Behind at the end: messages published to a subscriber's topic that it had not received when the settle (5 s after the last publish) ended — a server or client that fell behind, not a message dropped.";
+
+/// A fan-out run's "lost / behind at the end" cells: messages skipped in a stream without a
+/// gap notice, and messages published that had not arrived when the settle ended (behind,
+/// not dropped). A run recorded before the two were told apart shows its total and "?".
+fn lost_and_behind(run: &Value) -> String {
+    match (
+        run["lost_in_stream"].as_u64(),
+        run["unreceived_at_end"].as_u64(),
+    ) {
+        (Some(lost), Some(behind)) => format!("{lost} / {behind}"),
+        _ => format!("{} / ?", run["lost"]),
+    }
+}
+
 fn latency_ms(run: &Value, k: &str) -> String {
     run["latency_us"][k]
         .as_f64()
@@ -275,7 +291,7 @@ pub(super) fn render(r: &Value) -> String {
     if r["fanout"].is_object() {
         let _ = writeln!(o, "## Pub/sub fan-out\n");
         let _ = writeln!(o, "Server and loadgen share the cores: each row has both CPU figures (seconds over the measurement), so a row where the loadgen ran short of CPU shows it. Placement: `own` is where each puts itself (holdfast pins its workers to the CPUs in order, one worker to the first; uWebSockets' thread goes where the scheduler puts it; the loadgen pins engine thread t to CPU t); the other rows confine the server (and the loadgen) with `taskset`. On loopback the sender also runs the receiver's TCP input, and a receiver woken on the other CPU costs an interrupt: placement moves the cost per delivery by up to half, so one holdfast worker is compared with uWebSockets placed alike, never across placements.\n");
-        let _ = writeln!(o, "| server | placement | topics × subscribers | publishes/s asked (via) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / dup / reordered / gaps | server / loadgen CPU-s |");
+        let _ = writeln!(o, "| server | placement | topics × subscribers | publishes/s asked (via) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / behind at the end / dup / reordered / gaps | server / loadgen CPU-s |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
         let rs = runs("fanout");
         for x in &rs {
@@ -304,7 +320,7 @@ pub(super) fn render(r: &Value) -> String {
                 ms("p50"),
                 ms("p99"),
                 ms("p99.9"),
-                x["lost"],
+                lost_and_behind(x),
                 x["duplicates"],
                 x["reordered"],
                 x["gaps"],
@@ -317,6 +333,7 @@ pub(super) fn render(r: &Value) -> String {
             &r["fanout"]["targets"],
             "Targets against uWebSockets (holdfast's defaults against uWebSockets where the scheduler puts it; one holdfast worker, uWebSockets' thread count, against uWebSockets placed alike; a pair where uWebSockets handled under 90% of the publishes asked is not judged — the goals hold at the rates it sustains)",
         );
+        let _ = writeln!(o, "\n{BEHIND}");
         let _ = writeln!(o, "\nLimits: the kernel's TCP send per delivery on loopback (the sender also runs the receiver's TCP processing), and the load generator's receiving on the same cores.\n");
         chart(&mut o, "fanout-cdf");
     }
@@ -388,7 +405,7 @@ pub(super) fn render(r: &Value) -> String {
             );
         }
         let _ = writeln!(o, "
-| rung | subscribers × msgs/s | deliveries/s | **deliveries per server-CPU-s** | vs WebSocket | latency p50 / p99 ms | lost / dup / reordered / gaps | loadgen CPU-s |");
+| rung | subscribers × msgs/s | deliveries/s | **deliveries per server-CPU-s** | vs WebSocket | latency p50 / p99 ms | lost / behind at the end / dup / reordered / gaps | loadgen CPU-s |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
         let fan = t["fanout"].as_array().cloned().unwrap_or_default();
         for x in &fan {
@@ -409,13 +426,14 @@ pub(super) fn render(r: &Value) -> String {
                 ratio(&x["deliveries_per_server_cpu_s"], h),
                 ms("p50"),
                 ms("p99"),
-                x["lost"],
+                lost_and_behind(x),
                 x["duplicates"],
                 x["reordered"],
                 x["gaps"],
                 f(&x["loadgen_cpu_seconds"], 1)
             );
         }
+        let _ = writeln!(o, "\n{BEHIND}");
         let _ = writeln!(o, "
 Limits: an event is written per subscriber (its id is that subscriber's cursor), where a WebSocket shares one encoded frame; a long poll costs a TCP connection, a request and a JSON answer per delivery batch.
 ");

@@ -899,6 +899,10 @@ pub(super) fn fanout_step(
         "measure_seconds": v["measure_seconds"],
         "latency_us": v["publish_to_delivery_us"],
         "lost": v["lost_in_stream"].as_u64().unwrap_or(0) + v["lost_at_end"].as_u64().unwrap_or(0),
+        // Skipped in a subscriber's stream without a gap notice: lost.
+        "lost_in_stream": v["lost_in_stream"],
+        // Published but not yet received when the settle ended: behind, not dropped.
+        "unreceived_at_end": v["lost_at_end"],
         "duplicates": v["duplicates"],
         "reordered": v["reordered"],
         "gaps": v["gaps"],
