@@ -988,6 +988,7 @@ mod tests {
     use std::io::Write;
     use std::os::fd::IntoRawFd;
     use std::os::unix::net::UnixStream;
+    use std::time::Instant;
 
     use super::*;
 
@@ -1003,6 +1004,59 @@ mod tests {
         }
         ring.reap(&mut out);
         out
+    }
+
+    #[test]
+    fn a_pause_submits_what_is_queued_first_then_waits_it_out() {
+        let mut ring = Ring::new(RingConfig {
+            sq_entries: 64,
+            cq_entries: 256,
+            files: 64,
+            buffers: 16,
+            initial_buffers: 4,
+            buffer_size: 4096,
+            eventfd: false,
+            gate_receives: true,
+        })
+        .expect("io_uring");
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        ring.adopt_fds(vec![ours.into_raw_fd()], Token::new(Op::Adopt, 0, 0));
+        let placed = reap_n(&mut ring, 1);
+        let Some(Completion {
+            extra: Extra::Adopted(slots),
+            ..
+        }) = placed.into_iter().next()
+        else {
+            panic!("the descriptor was not placed");
+        };
+        let slot = slots[0] as u32;
+        // The peer notes when the send arrives; a blocking read, bounded by a timeout.
+        theirs
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut b = [0u8; 8];
+            let n = std::io::Read::read(&mut theirs, &mut b).expect("the send arrives");
+            (Instant::now(), b[..n].to_vec())
+        });
+        ring.send(slot, SendBuf::Static(b"paced"), Token::new(Op::Send, 0, 0));
+        let pause = Duration::from_millis(300);
+        let start = Instant::now();
+        ring.pause(pause).expect("pause");
+        let ended = Instant::now();
+        let (arrived, got) = reader.join().unwrap();
+        assert_eq!(got, b"paced");
+        assert!(ended - start >= pause, "waited out: {:?}", ended - start);
+        assert!(
+            arrived < start + pause / 2,
+            "submitted when the pause began, not after it: {:?}",
+            arrived - start
+        );
+        let done = reap_n(&mut ring, 1);
+        assert!(
+            done.iter().any(|c| c.token.op == Op::Send && c.res == 5),
+            "the send's completion is there after the pause: {done:?}"
+        );
     }
 
     #[test]
