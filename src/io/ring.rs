@@ -992,6 +992,21 @@ mod tests {
 
     use super::*;
 
+    /// A small ring that gates receives on free buffers (a pool of 16, 4 at first).
+    fn gated_ring() -> Ring {
+        Ring::new(RingConfig {
+            sq_entries: 64,
+            cq_entries: 256,
+            files: 64,
+            buffers: 16,
+            initial_buffers: 4,
+            buffer_size: 4096,
+            eventfd: false,
+            gate_receives: true,
+        })
+        .expect("io_uring")
+    }
+
     /// Reap until `want` completions came (bounded: each wait is at most 100 ms).
     fn reap_n(ring: &mut Ring, want: usize) -> Vec<Completion> {
         let mut out = Vec::new();
@@ -1008,17 +1023,7 @@ mod tests {
 
     #[test]
     fn a_pause_submits_what_is_queued_first_then_waits_it_out() {
-        let mut ring = Ring::new(RingConfig {
-            sq_entries: 64,
-            cq_entries: 256,
-            files: 64,
-            buffers: 16,
-            initial_buffers: 4,
-            buffer_size: 4096,
-            eventfd: false,
-            gate_receives: true,
-        })
-        .expect("io_uring");
+        let mut ring = gated_ring();
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         ring.adopt_fds(vec![ours.into_raw_fd()], Token::new(Op::Adopt, 0, 0));
         let placed = reap_n(&mut ring, 1);
@@ -1061,17 +1066,7 @@ mod tests {
 
     #[test]
     fn the_gate_reads_a_burst_in_rounds_of_the_pool_and_holds_a_close_behind_its_receive() {
-        let mut ring = Ring::new(RingConfig {
-            sq_entries: 64,
-            cq_entries: 256,
-            files: 64,
-            buffers: 16,
-            initial_buffers: 4,
-            buffer_size: 4096,
-            eventfd: false,
-            gate_receives: true,
-        })
-        .expect("io_uring");
+        let mut ring = gated_ring();
         // Eight connections with input waiting, placed in the ring's file table.
         let mut peers = Vec::new();
         let mut fds = Vec::new();
