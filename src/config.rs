@@ -291,11 +291,12 @@ pub struct ServeConfig {
     #[arg(long, default_value = "echo,pubsub")]
     pub endpoints: String,
 
-    /// Fan-out pacing: a worker whose CPU is shared (the scheduler preempted it at least
-    /// twice in the last 100 ms) while it delivers at least 100,000 messages a second ends
-    /// each turn that delivered with a pause this long (seconds; `20ms`), so subscribers' frames leave in
-    /// fewer, fuller sends and the neighbour gets its share of the CPU. A worker alone on
-    /// its CPU, or delivering less, never pauses. 0 turns pacing off.
+    /// Fan-out pacing: a worker that over the last 100 ms never waited for work, ran under
+    /// 75% of its time (another thread holds its CPU) and delivered at least 50,000 messages
+    /// a second ends each turn that delivered with a pause this long (seconds; `20ms`), so
+    /// subscribers' frames leave in fewer, fuller sends and the neighbour gets its share of
+    /// the CPU. A worker alone on its CPU, keeping up, or delivering less never pauses. At
+    /// most 100ms; 0 turns pacing off.
     #[arg(long, default_value_t = 0.02, value_parser = crate::units::secs)]
     pub fanout_pause: f64,
 

@@ -20,7 +20,6 @@ fn ratio(a: &Value, b: &Value) -> String {
     }
 }
 
-/// A run's latency percentile `k` (recorded in µs) in ms.
 /// What the "lost / behind at the end" columns mean.
 const BEHIND: &str = "Lost: messages a subscriber's stream skipped without a gap notice. Behind at the end: messages published to a subscriber's topic that it had not received when the settle (5 s after the last publish) ended — a server or client that fell behind, not a message dropped.";
 
@@ -37,6 +36,7 @@ fn lost_and_behind(run: &Value) -> String {
     }
 }
 
+/// A run's latency percentile `k` (recorded in µs) in ms.
 fn latency_ms(run: &Value, k: &str) -> String {
     run["latency_us"][k]
         .as_f64()
