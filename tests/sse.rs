@@ -486,3 +486,33 @@ fn event_streams_take_messages_that_piled_up_once_each_in_order() {
     let delivered = srv.wait_metric("holdfast_pubsub_deliveries_total", |v| v >= want);
     assert_eq!(delivered, want, "each delivery made once");
 }
+
+#[test]
+fn a_long_poll_answer_that_fills_up_leaves_the_rest_to_the_next_poll() {
+    // Answers hold at most half of --max-outbound: 2 KiB here, a few of these messages.
+    let srv = Server::start(&["--max-outbound", "4096", "--max-message", "1024"]);
+    let body = "x".repeat(200);
+    for _ in 0..40 {
+        publish_ok(&srv, "full", &body);
+    }
+    let mut got = Vec::new();
+    let mut cursor = "full:0".to_string();
+    let mut answers = 0;
+    while got.len() < 40 && answers < 40 {
+        let a = poll(srv.addr, &format!("/poll?topics=full&cursor={cursor}"));
+        let s = seqs(&a);
+        assert!(!s.is_empty(), "an answer with room takes at least one: {a}");
+        got.extend(s);
+        cursor = a["cursor"].as_str().unwrap().to_string();
+        answers += 1;
+    }
+    assert!(
+        answers > 1,
+        "the answers filled up ({answers} for 40 messages)"
+    );
+    assert_eq!(
+        got,
+        (1..=40).collect::<Vec<u64>>(),
+        "every message once, in order"
+    );
+}

@@ -293,12 +293,13 @@ impl session::Services for Services {
                 // resumed) past part of the range is told of the rest, or of nothing.
                 let after = self.pubsub.local.after(idx, d.topic).unwrap_or(u64::MAX);
                 if w.phase() == session::Phase::Open && after < *to {
-                    self.pubsub.local.set_after(idx, d.topic, *to);
                     let from = (*from).max(after + 1);
-                    if w.is_poll() {
-                        self.pubsub.poll_gap(idx, d.topic, from, *to, ctx);
-                    } else {
+                    if !w.is_poll() {
                         w.outbound().push_gap(d.topic, from, *to);
+                        self.pubsub.local.set_after(idx, d.topic, *to);
+                    } else if self.pubsub.poll_gap(idx, d.topic, from, *to, ctx) {
+                        // A poll's cursor passes the gap only if its answer says so.
+                        self.pubsub.local.set_after(idx, d.topic, *to);
                     }
                 }
             }
@@ -309,7 +310,7 @@ impl session::Services for Services {
                     if let Some(name) = self.pubsub.local.name(d.topic) {
                         let text = crate::pubsub::reply_reset(name, *epoch, d.seq);
                         if w.is_poll() {
-                            self.pubsub.poll_item(idx, ctx, text.as_bytes());
+                            self.pubsub.poll_reset(idx, ctx, text.as_bytes());
                         } else {
                             w.send_frame(ctx, OpCode::Text, text.as_bytes());
                         }

@@ -53,9 +53,21 @@ struct Poll {
     items: Vec<u8>,
     /// Answer soon (something arrived): once the worker's queued deliveries are handed out.
     due: bool,
+    /// An item did not fit: this answer takes nothing more, and the cursor stays after the
+    /// last item it holds, so the next poll gets the rest.
+    full: bool,
     hold_until: std::time::Instant,
     /// A call on the data port waiting for the broker (answered 504 if its hold ends).
     call: bool,
+}
+
+/// Whether a long poll's answer takes an item only if it has room for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Room {
+    /// Within `--max-outbound / 2` (a message, a gap).
+    Within,
+    /// Always (a small notice the client must not miss: the subscription's answer, a reset).
+    Always,
 }
 
 /// How long a call on the data port waits for the broker's answer before it is answered
@@ -309,10 +321,13 @@ impl PubsubSide {
         policy: SlowPolicy,
     ) {
         if w.is_poll() {
-            self.local.set_after(conn, id, seq);
-            ctx.metrics.deliveries.inc();
-            ctx.message_out();
-            return self.gather(conn, ctx, data);
+            // The cursor moves only with what the answer holds.
+            if self.gather(conn, ctx, data, Room::Within) {
+                self.local.set_after(conn, id, seq);
+                ctx.metrics.deliveries.inc();
+                ctx.message_out();
+            }
+            return;
         }
         if w.queued() + data.len() + 256 > ctx.cfg.max_outbound {
             if policy == SlowPolicy::Close {
@@ -344,6 +359,7 @@ impl PubsubSide {
         let p = Poll {
             items: Vec::new(),
             due: false,
+            full: false,
             hold_until,
             call,
         };
@@ -487,18 +503,23 @@ impl PubsubSide {
     }
 
     /// Add one JSON item to long poll `conn`'s answer; it is answered when the worker has
-    /// handed out what is queued (what arrives until then goes in the same answer).
-    fn gather(&mut self, conn: u32, ctx: &Ctx<'_>, json: &[u8]) {
+    /// handed out what is queued (what arrives until then goes in the same answer). False
+    /// when the item is not in it: no poll waiting, or the answer is full — from the first
+    /// item that does not fit, it takes nothing more (a later, smaller one would jump the
+    /// cursor over it), and the caller leaves the cursor where it is.
+    fn gather(&mut self, conn: u32, ctx: &Ctx<'_>, json: &[u8], room: Room) -> bool {
         let Some(p) = self.polls.get_mut(&conn).filter(|p| !p.call) else {
-            return;
+            return false;
         };
-        if p.items.len() + json.len() + 256 > ctx.cfg.max_outbound / 2 {
+        let fits = !p.full && p.items.len() + json.len() + 256 <= ctx.cfg.max_outbound / 2;
+        if !fits && room == Room::Within {
             // No room in this answer: it is answered as it is, and the client's next poll
             // (from the cursor) gets this one.
+            p.full = true;
             if !std::mem::replace(&mut p.due, true) {
                 self.polls_ready.push(conn);
             }
-            return;
+            return false;
         }
         if !p.items.is_empty() {
             p.items.push(b',');
@@ -507,20 +528,23 @@ impl PubsubSide {
         if !std::mem::replace(&mut p.due, true) {
             self.polls_ready.push(conn);
         }
+        true
     }
 
-    /// A gap for long poll `conn`.
-    pub fn poll_gap(&mut self, conn: u32, id: u64, from: u64, to: u64, ctx: &Ctx<'_>) {
+    /// A gap for long poll `conn`; false if its answer did not take it (the cursor stays).
+    pub fn poll_gap(&mut self, conn: u32, id: u64, from: u64, to: u64, ctx: &Ctx<'_>) -> bool {
         let Some(name) = self.local.name(id) else {
-            return;
+            return false;
         };
         let gap = serde_json::json!({"type": "gap", "topic": name, "from": from, "to": to});
-        self.gather(conn, ctx, gap.to_string().as_bytes());
+        self.gather(conn, ctx, gap.to_string().as_bytes(), Room::Within)
     }
 
-    /// Any other JSON item (a reset) for long poll `conn`.
-    pub fn poll_item(&mut self, conn: u32, ctx: &Ctx<'_>, json: &[u8]) {
-        self.gather(conn, ctx, json);
+    /// A topic's reset for long poll `conn`. It goes in even past the answer's room (a
+    /// few dozen bytes): the cursor moves to the new epoch with it, and a client must not
+    /// miss that what it held before is void.
+    pub fn poll_reset(&mut self, conn: u32, ctx: &Ctx<'_>, json: &[u8]) {
+        self.gather(conn, ctx, json, Room::Always);
     }
 
     /// Long polls to answer now (something arrived, or the hold is over).
@@ -582,7 +606,10 @@ impl PubsubSide {
     pub fn offer_frame(&mut self, conn: u32, w: &mut Writer, ctx: &Ctx<'_>, frame: &[u8]) {
         if w.is_poll() {
             if let Some(data) = text_payload(frame) {
-                self.gather(conn, ctx, data);
+                if !self.gather(conn, ctx, data, Room::Within) {
+                    // Unnumbered: no cursor brings it back.
+                    ctx.metrics.delivery_drops.inc();
+                }
             }
             return;
         }
@@ -837,12 +864,23 @@ impl PubsubSide {
             // the position to poll from), or a resume that was not recovered (the client
             // must reset).
             if recovered != Some(true) {
-                self.gather(conn, ctx, text.as_bytes());
+                self.gather(conn, ctx, text.as_bytes(), Room::Always);
             }
+            // The cursor starts before what is owed and moves with what the answer takes
+            // (one that fills up leaves the rest to the next poll).
+            let mut after = s
+                .owed
+                .frames
+                .first()
+                .map_or(s.owed.last, |f| f.0.saturating_sub(1));
             if let Some((a, b)) = s.owed.gap {
                 let gap = serde_json::json!({"type": "gap", "topic": s.name, "from": a, "to": b});
-                self.gather(conn, ctx, gap.to_string().as_bytes());
+                if !self.gather(conn, ctx, gap.to_string().as_bytes(), Room::Within) {
+                    after = a - 1;
+                }
+                after = after.min(b);
             }
+            self.local.set_after(conn, s.id, after);
         } else {
             reply(w, ctx, &text);
             if let Some((a, b)) = s.owed.gap {
@@ -1036,20 +1074,20 @@ mod tests {
         // A poll gathers something (due at the next turn), then goes away; a new poll
         // takes its slot.
         s.poll_opened(5);
-        s.poll_item(5, &ctx, b"{}");
+        s.poll_reset(5, &ctx, b"{}");
         s.poll_gone(5);
         s.poll_opened(5);
         s.polls_due(std::time::Instant::now(), &mut due);
         assert!(due.is_empty(), "the new poll waits: {due:?}");
         // Something for it: due once, even if asked twice.
-        s.poll_item(5, &ctx, b"{}");
-        s.poll_item(5, &ctx, b"{}");
+        s.poll_reset(5, &ctx, b"{}");
+        s.poll_reset(5, &ctx, b"{}");
         s.polls_due(std::time::Instant::now(), &mut due);
         assert_eq!(due, [5]);
         // A parked call in a slot a gathered poll left is not answered early either.
         due.clear();
         s.poll_opened(6);
-        s.poll_item(6, &ctx, b"{}");
+        s.poll_reset(6, &ctx, b"{}");
         s.poll_gone(6);
         s.await_broker(6);
         s.polls_due(std::time::Instant::now(), &mut due);
@@ -1060,5 +1098,39 @@ mod tests {
         s.polls_due(std::time::Instant::now() + hold, &mut due);
         due.sort_unstable();
         assert_eq!(due, [6, 7]);
+    }
+
+    #[test]
+    fn a_poll_answer_that_fills_up_takes_nothing_more_except_notices() {
+        let mut cfg = crate::session::pair::test_config();
+        cfg.max_outbound = 4096; // an answer holds 2 KiB
+        let metrics = WorkerMetrics::default();
+        let ctx = Ctx {
+            cfg: &cfg,
+            metrics: &metrics,
+            now: 0,
+            trace: None,
+        };
+        let mut s = side(std::time::Duration::from_secs(60));
+        let big = vec![b'x'; 1000];
+        assert!(!s.gather(5, &ctx, b"{}", Room::Within), "no poll waiting");
+        s.poll_opened(5);
+        assert!(s.gather(5, &ctx, &big, Room::Within));
+        assert!(
+            !s.gather(5, &ctx, &big, Room::Within),
+            "no room for a second"
+        );
+        assert!(
+            !s.gather(5, &ctx, b"{}", Room::Within),
+            "nor for a smaller one after it: it would pass the cursor over the first"
+        );
+        assert!(
+            s.gather(5, &ctx, b"{}", Room::Always),
+            "a notice still goes in"
+        );
+        let mut due = Vec::new();
+        s.polls_due(std::time::Instant::now(), &mut due);
+        assert_eq!(due, [5], "due once");
+        assert_eq!(s.polls[&5].items.len(), 1000 + 1 + 2);
     }
 }
