@@ -11,6 +11,7 @@ mod handover;
 pub mod identity;
 pub mod limits;
 pub mod pubsub;
+mod replay_json;
 
 use std::net::IpAddr;
 use std::os::fd::RawFd;

@@ -90,6 +90,8 @@ pub struct PubsubSide {
     worker: usize,
     /// Recipients of the message being delivered (reused).
     scratch: Vec<u32>,
+    /// Event JSON of replayed history frames (resuming streams and polls).
+    replayed: super::replay_json::ReplayJson,
     /// Subscriptions handed over from the previous process that wait for the backplane
     /// (connection, topic): settled silently when it brings them.
     adopted: std::collections::HashSet<(u32, u64)>,
@@ -223,6 +225,7 @@ impl PubsubSide {
             poll_ends: std::collections::BinaryHeap::new(),
             worker,
             scratch: Vec::new(),
+            replayed: Default::default(),
             adopted: std::collections::HashSet::new(),
         }
     }
@@ -887,9 +890,19 @@ impl PubsubSide {
                 w.outbound().push_gap(s.id, a, b);
             }
         }
+        let events = w.is_stream() || w.is_poll();
         for (seq, frame) in &s.owed.frames {
-            let once = EventJson::new();
-            self.offer_to(conn, w, ctx, (s.id, *seq, frame, &once), s.policy);
+            if !events {
+                let none = EventJson::new(); // a WebSocket takes the frame itself
+                self.offer_to(conn, w, ctx, (s.id, *seq, frame, &none), s.policy);
+                continue;
+            }
+            if self.polls.get(&conn).is_some_and(|p| p.full) {
+                break; // the next poll takes the rest, from the cursor
+            }
+            // Converted once for every stream and poll resuming over the same history.
+            let json = self.replayed.cell(frame);
+            self.offer_to(conn, w, ctx, (s.id, *seq, frame, &json), s.policy);
         }
         if self.spec.backplane.is_presence(s.name) {
             let m = self.member(conn, user);
