@@ -1071,16 +1071,20 @@ mod tests {
         )
     }
 
+    fn test_ctx<'a>(cfg: &'a crate::session::Config, metrics: &'a WorkerMetrics) -> Ctx<'a> {
+        Ctx {
+            cfg,
+            metrics,
+            now: 0,
+            trace: None,
+        }
+    }
+
     #[test]
     fn a_ready_poll_that_went_away_does_not_answer_the_next_one_in_its_slot() {
         let cfg = crate::session::pair::test_config();
         let metrics = WorkerMetrics::default();
-        let ctx = Ctx {
-            cfg: &cfg,
-            metrics: &metrics,
-            now: 0,
-            trace: None,
-        };
+        let ctx = test_ctx(&cfg, &metrics);
         let hold = std::time::Duration::from_secs(60);
         let mut s = side(hold);
         let mut due = Vec::new();
@@ -1118,12 +1122,7 @@ mod tests {
         let mut cfg = crate::session::pair::test_config();
         cfg.max_outbound = 4096; // an answer holds 2 KiB
         let metrics = WorkerMetrics::default();
-        let ctx = Ctx {
-            cfg: &cfg,
-            metrics: &metrics,
-            now: 0,
-            trace: None,
-        };
+        let ctx = test_ctx(&cfg, &metrics);
         let mut s = side(std::time::Duration::from_secs(60));
         let big = vec![b'x'; 1000];
         assert!(!s.gather(5, &ctx, b"{}", Room::Within), "no poll waiting");
