@@ -107,8 +107,18 @@ pub fn parse_delivery(binary: bool, msg: &[u8]) -> Parsed {
 /// Anything else (another type, a data string that is not plain digits) is left to the
 /// full parser.
 fn quick_text_message(msg: &[u8]) -> Option<Parsed> {
+    // Every key starts with a quote: jump from quote to quote (a dozen in a delivery)
+    // rather than comparing at every byte — this runs for every delivery.
     fn find(h: &[u8], n: &[u8]) -> Option<usize> {
-        h.windows(n.len()).position(|w| w == n).map(|i| i + n.len())
+        let mut from = 0;
+        while let Some(p) = h.get(from..)?.iter().position(|&b| b == n[0]) {
+            let at = from + p;
+            if h[at..].starts_with(n) {
+                return Some(at + n.len());
+            }
+            from = at + 1;
+        }
+        None
     }
     if msg.first() != Some(&b'{') || find(msg, br#""type":"message""#).is_none() {
         return None;
@@ -119,18 +129,23 @@ fn quick_text_message(msg: &[u8]) -> Option<Parsed> {
         .ok()?
         .parse()
         .ok()?;
-    if let Some(at) = find(msg, br#""data_base64":""#) {
+    // One search for both forms of the data (a second full scan per delivery halved the
+    // loadgen's rate at 18k × 120/s).
+    let at = find(msg, br#""data"#)?;
+    if let Some(b64) = msg[at..].strip_prefix(br#"_base64":""#) {
         // A binary publish as an event stream carries it: the stamp is the payload's first
         // 8 bytes, the first 12 base64 characters (9 bytes).
-        let b64 = msg.get(at..at + 12)?;
-        let b = holdfast::ws::base64::decode(b64)?;
+        let b = holdfast::ws::base64::decode(b64.get(..12)?)?;
         let stamp = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
         return Some(Parsed::Message {
             seq,
             stamp: Some(stamp),
         });
     }
-    let at = find(msg, br#""data":""#)?;
+    let at = at + br#"":""#.len();
+    if msg.get(at - 3..at)? != br#"":""# {
+        return None;
+    }
     let len = msg[at..].iter().position(|b| *b == b'"')?;
     let data = &msg[at..at + len];
     if data.is_empty() || !data.iter().all(u8::is_ascii_digit) {
@@ -396,7 +411,7 @@ mod tests {
 
     #[test]
     fn the_quick_text_reader_agrees_with_the_full_parser() {
-        let cases: [&[u8]; 12] = [
+        let cases: [&[u8]; 13] = [
             br#"{"data":"123","seq":7,"topic":"t","type":"message"}"#,
             br#"{"type":"message","topic":"a","seq":18446744073709551615,"data":"99"}"#,
             br#"{"type":"message","topic":"a\"seq\":5","seq":6,"data":"1"}"#,
@@ -412,6 +427,8 @@ mod tests {
             // Base64 too short for a stamp (a payload under 8 bytes), and a longer one.
             br#"{"type":"message","topic":"a","seq":6,"data_base64":"AQID"}"#,
             br#"{"type":"message","topic":"a","seq":9,"data_base64":"AQIDBAUGBwgJCgsM"}"#,
+            // The data key's first bytes inside a string (left to the full parser).
+            br#"{"type":"message","topic":"x\"data","seq":6,"data":"7"}"#,
         ];
         for c in cases {
             let quick = quick_text_message(c);
