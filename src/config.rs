@@ -55,7 +55,8 @@ pub struct ServeConfig {
     pub accept_rate: f64,
 
     /// Registered file-table slots per io_uring ring (0: the RLIMIT_NOFILE soft limit, which
-    /// caps it). A worker adds rings as its tables fill, up to its share of
+    /// caps it, but at most 16,384 — a close walks its ring's cancel hash, which grows with
+    /// the ring's connections). A worker adds rings as its tables fill, up to its share of
     /// --max-connections.
     #[arg(long, default_value_t = 0)]
     pub ring_files: u32,

@@ -267,7 +267,9 @@ pub fn compute(a: &PlanArgs, mem: u64, cores: u32) -> Result<Plan, String> {
     let nodes_cpu = (cores_busy / (f64::from(cores) * CPU_TARGET)).ceil();
     let nodes = nodes_mem.max(nodes_cpu).max(1.0);
     let per_node = (n / nodes).ceil();
-    let ring_slots = (a.nofile.saturating_sub(64)).max(1) as f64;
+    let ring_slots = (a.nofile.saturating_sub(64))
+        .min(crate::reactor::rings::AUTO_RING_FILES as u64)
+        .max(1) as f64;
     let rings = (per_node / f64::from(cores) / ring_slots).ceil() * f64::from(cores);
     // connect(2) prefers even ports: count on half of 1024–65535 per source address.
     let ports = (65535.0 - 1024.0 + 1.0) / 2.0;

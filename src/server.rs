@@ -118,22 +118,15 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let nodes = topology::numa_nodes();
     let layout = topology::place(workers, &allowed, &nodes);
 
-    // Each ring's file table is capped by RLIMIT_NOFILE's soft limit; a worker adds rings
-    // as its tables fill (docs/architecture.md). The connection cap is global (one shared
+    // Each ring's file table is capped by RLIMIT_NOFILE's soft limit (and, automatically, at
+    // `AUTO_RING_FILES`: a close's poll removal walks the ring's cancel hash); a worker adds
+    // rings as its tables fill (docs/architecture.md). The connection cap is global (one shared
     // count), and SO_REUSEPORT may send any worker more than an even share, so each worker
     // may grow to hold all of it; rings are created only as they are needed.
     let per_worker = cfg.max_connections;
     let soft = io::sys::nofile_soft_limit().min(u64::from(io::socket::MAX_SLOTS)) as usize;
-    let table_cap = match cfg.ring_files {
-        0 => soft,
-        n if n as usize > soft => {
-            return Err(ServeError::Setup(format!(
-                "--ring-files {n} exceeds the RLIMIT_NOFILE soft limit {soft}, which caps a \
-                 ring's file table; raise the limit (LimitNOFILE, ulimit -n) or lower it"
-            )))
-        }
-        n => n as usize,
-    };
+    let table_cap =
+        crate::reactor::rings::table_slots(cfg.ring_files, soft).map_err(ServeError::Setup)?;
     // Slots for connections still handshaking or closing beyond the target.
     let headroom = 256;
     let table = (per_worker + headroom).min(table_cap);

@@ -8,6 +8,7 @@ pub mod broadcast;
 pub mod hold;
 pub mod meter;
 pub mod peers;
+pub mod pollmeter;
 pub mod proc;
 pub mod report;
 

@@ -52,6 +52,9 @@ enum Cmd {
     /// An independent echo client (tokio, epoll; no code shared with the loadgen) that
     /// reports msgs per server-CPU-s: the echo section runs it beside the loadgen.
     EchoClient(holdfast_bench::meter::MeterArgs),
+    /// An independent long-poll client (tokio, epoll, its own publisher; no code shared with
+    /// the loadgen) that reports deliveries, latency and deliveries per server-CPU-s.
+    PollClient(holdfast_bench::pollmeter::PollMeterArgs),
     /// (internal) hold N connections from one source address; used by a test.
     #[command(hide = true)]
     HoldClient(holdfast_bench::hold::HoldArgs),
@@ -70,6 +73,13 @@ fn main() {
         Cmd::EchoClient(args) => {
             if let Err(e) = holdfast_bench::meter::run(&args) {
                 eprintln!("holdfast-bench echo-client: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        Cmd::PollClient(args) => {
+            if let Err(e) = holdfast_bench::pollmeter::run(&args) {
+                eprintln!("holdfast-bench poll-client: {e}");
                 std::process::exit(1);
             }
             return;

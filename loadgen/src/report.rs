@@ -8,8 +8,12 @@ use serde_json::{json, Value};
 /// Quantiles listed in every percentile table.
 pub const QUANTILES: [f64; 10] = [0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 0.9999, 0.99999, 1.0];
 
-/// User + system CPU seconds of process `pid` (from /proc/PID/stat), None if it is gone.
+/// User + system CPU seconds of process `pid`, all its threads (exited ones too), None if
+/// it is gone: its process CPU clock (nanoseconds), else `/proc/PID/stat` (clock ticks).
 pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
+    if let Some(t) = holdfast::io::sys::process_cpu_time(pid) {
+        return Some(t.as_secs_f64());
+    }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -136,5 +140,58 @@ mod tests {
     fn cpu_time_of_this_process_is_readable() {
         assert!(proc_cpu_seconds(std::process::id()).is_some());
         assert!(proc_cpu_seconds(u32::MAX).is_none());
+        assert!(
+            proc_cpu_seconds(0).is_none(),
+            "pid 0 is no process, not this one"
+        );
+    }
+
+    #[test]
+    fn cpu_time_counts_exited_threads_finer_than_a_clock_tick() {
+        let me = std::process::id();
+        let ticks = || {
+            let stat = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
+            let f: Vec<f64> = stat[stat.rfind(')').unwrap() + 2..]
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .map(|v| v.parse().unwrap())
+                .collect();
+            (f[0] + f[1]) / holdfast::io::sys::clock_ticks_per_second()
+        };
+        let (t0, k0) = (proc_cpu_seconds(me).unwrap(), ticks());
+        // A thread spins for 50 ms of its own CPU time and exits.
+        std::thread::spawn(|| {
+            let start = holdfast::io::sys::thread_usage().0;
+            while holdfast::io::sys::thread_usage().0 - start < std::time::Duration::from_millis(50)
+            {
+            }
+        })
+        .join()
+        .unwrap();
+        let (t1, k1) = (proc_cpu_seconds(me).unwrap(), ticks());
+        assert!(
+            t1 - t0 >= 0.05,
+            "the exited thread's 50 ms are counted: {}",
+            t1 - t0
+        );
+        // The same sum as /proc/PID/stat, within its tick on each reading (other test
+        // threads run too; both readings see them).
+        let tick = 1.0 / holdfast::io::sys::clock_ticks_per_second();
+        assert!(
+            ((t1 - t0) - (k1 - k0)).abs() <= 2.0 * tick + 0.05,
+            "{} vs {}",
+            t1 - t0,
+            k1 - k0
+        );
+        // Finer than a tick: two readings with a little work between differ by less.
+        let a = proc_cpu_seconds(me).unwrap();
+        let mut x = 0u64;
+        for i in 0..10_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let b = proc_cpu_seconds(me).unwrap();
+        assert!(b > a && b - a < tick, "{a} → {b}");
     }
 }

@@ -20,6 +20,30 @@ pub const TABLE_HEADROOM: usize = 192;
 pub const ACCEPT_POOL: usize = 128;
 const _: () = assert!(TABLE_HEADROOM > ACCEPT_POOL);
 
+/// File-table slots per ring when `--ring-files` is automatic (0): the RLIMIT_NOFILE soft
+/// limit, but at most this. A ring's connections are its armed polls, and ending one (every
+/// close in poll read mode) walks the ring's cancel hash bucket past each poll armed after
+/// it: at most 256 buckets (128 on a later ring's 4,096-entry completion queue) whatever the
+/// ring holds. Measured (`bench/benches/poll_removal.rs`): removing a poll armed before the
+/// others costs 0.7 µs in a ring of 9k polls, 3.9 µs at 25k, 13 µs at 74k, 87 µs at 270k — so
+/// a table as large as a production limit (1,048,576 in the shipped unit) would put half a
+/// million connections behind one hash and make each close cost ~100 µs. 16,384 keeps a
+/// bucket under ~128 polls; at 1M connections that is ~62 rings (~150 KiB each).
+pub const AUTO_RING_FILES: usize = 16_384;
+
+/// Slots per file table: `ring_files` when given (at most the soft limit `soft`, which the
+/// kernel enforces on registration), else the soft limit capped at [`AUTO_RING_FILES`].
+pub fn table_slots(ring_files: u32, soft: usize) -> Result<usize, String> {
+    match ring_files as usize {
+        0 => Ok(soft.min(AUTO_RING_FILES)),
+        n if n > soft => Err(format!(
+            "--ring-files {n} exceeds the RLIMIT_NOFILE soft limit {soft}, which caps a \
+             ring's file table; raise the limit (LimitNOFILE, ulimit -n) or lower it"
+        )),
+        n => Ok(n),
+    }
+}
+
 /// Provided buffers a ring after the first keeps in circulation at rest.
 pub const LATER_RING_BUFFERS: u16 = 16;
 
@@ -243,5 +267,27 @@ impl Rings {
             self.accept_ring = r;
             self.arm_accept();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_automatic_table_is_the_soft_limit_but_never_a_huge_one() {
+        // A small limit sizes the table (more rings).
+        assert_eq!(table_slots(0, 20_000), Ok(AUTO_RING_FILES));
+        assert_eq!(table_slots(0, 4_096), Ok(4_096));
+        // A production limit does not put every connection behind one cancel hash.
+        assert_eq!(table_slots(0, 1_048_576), Ok(AUTO_RING_FILES));
+        // An explicit size is taken as given, within the limit the kernel enforces.
+        assert_eq!(table_slots(100_000, 1_048_576), Ok(100_000));
+        assert_eq!(table_slots(4_096, 20_000), Ok(4_096));
+        let e = table_slots(30_000, 20_000).unwrap_err();
+        assert!(
+            e.contains("--ring-files 30000") && e.contains("20000"),
+            "{e}"
+        );
     }
 }

@@ -52,7 +52,12 @@ fn spread(v: &Value, sp: &Value) -> String {
     };
     match (sp["min"].as_f64(), sp["max"].as_f64()) {
         (Some(a), Some(b)) if sp["n"].as_u64().unwrap_or(0) > 1 => {
-            format!("{} ({a:.0}–{b:.0})", f(v, digits))
+            format!(
+                "{} ({}–{})",
+                f(v, digits),
+                f(&a.into(), digits),
+                f(&b.into(), digits)
+            )
         }
         _ => f(v, digits),
     }
@@ -589,4 +594,22 @@ fn handover(o: &mut String, h: &Value) {
         let _ = writeln!(o, "| {k} | {v} |");
     }
     let _ = writeln!(o);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_spread_shows_its_ends_as_finely_as_its_median() {
+        let sp = json!({"min": 9.965, "max": 10.185, "median": 10.019, "n": 5});
+        assert_eq!(spread(&json!(10.019), &sp), "10.0 (10.0–10.2)");
+        let sp = json!({"min": 363066.2, "max": 372325.7, "n": 3});
+        assert_eq!(spread(&json!(366838.4), &sp), "366838 (363066–372326)");
+        assert_eq!(
+            spread(&json!(4.5), &json!({"min": 4.5, "max": 4.5, "n": 1})),
+            "4.5"
+        );
+    }
 }
