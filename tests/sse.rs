@@ -363,6 +363,29 @@ fn a_long_poll_answers_at_once_waits_for_the_next_message_or_the_hold_and_resume
 }
 
 #[test]
+fn a_poll_whose_cursor_is_behind_is_answered_in_the_turn_that_reads_it() {
+    // Not at the worker's next tick (every 100 ms): until this was fixed each such poll
+    // waited 0–100 ms (~50 at the median), and a client polling at the publish rate stayed
+    // one message and one interval behind for good.
+    let srv = Server::start(&["--poll-hold", "5"]);
+    let first = poll(srv.addr, "/poll?topics=behind");
+    let mut cursor = first["cursor"].as_str().unwrap().to_string();
+    let mut took = Vec::new();
+    for i in 1..=9u64 {
+        publish_ok(&srv, "behind", &format!("m{i}"));
+        let t = Instant::now();
+        let a = poll(srv.addr, &format!("/poll?topics=behind&cursor={cursor}"));
+        took.push(t.elapsed());
+        assert_eq!(seqs(&a), [i], "the message after the cursor: {a}");
+        cursor = a["cursor"].as_str().unwrap().to_string();
+    }
+    took.sort();
+    // Before the fix every one of these took 99.4–99.8 ms: the publish right after an
+    // answer put each poll a whole tick from the next.
+    assert!(took[4] < Duration::from_millis(10), "{took:?}");
+}
+
+#[test]
 fn a_drain_answers_waiting_polls_503_with_retry_after() {
     let srv = Server::start(&[
         "--poll-hold",

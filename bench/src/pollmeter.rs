@@ -78,6 +78,8 @@ struct Item<'a> {
 /// What one poller saw.
 struct Seen {
     hist: Histogram<u64>,
+    /// From a poll's request written to its answer read (ns), measured polls only.
+    wait: Histogram<u64>,
     deliveries: u64,
     polls: u64,
     last_seq: u64,
@@ -124,6 +126,7 @@ async fn poller(
 ) -> Seen {
     let mut seen = Seen {
         hist: Histogram::new_with_bounds(1_000, 600_000_000_000, 3).expect("bounds"),
+        wait: Histogram::new_with_bounds(1_000, 600_000_000_000, 3).expect("bounds"),
         deliveries: 0,
         polls: 0,
         last_seq: 0,
@@ -147,6 +150,7 @@ async fn poller(
             format!("GET /poll?topics={topic}&cursor={cursor} HTTP/1.1\r\nHost: {host}\r\n\r\n")
         };
         raw.clear();
+        let asked = ns_since(start);
         let got = tokio::time::timeout(Duration::from_secs(30), async {
             let sock = TcpSocket::new_v4().map_err(|e| e.to_string())?;
             sock.bind(source).map_err(|e| e.to_string())?;
@@ -183,6 +187,9 @@ async fn poller(
         };
         seen.polls += 1;
         let counting = measuring.load(Ordering::Relaxed);
+        if counting {
+            let _ = seen.wait.record(now.saturating_sub(asked).max(1_000));
+        }
         for item in &answer.messages {
             if item.kind != "message" {
                 continue;
@@ -333,6 +340,7 @@ pub fn run(a: &PollMeterArgs) -> Result<(), String> {
             .join()
             .map_err(|_| "the publisher panicked".to_string())??;
         let mut hist = Histogram::<u64>::new_with_bounds(1_000, 600_000_000_000, 3).expect("bounds");
+        let mut wait = hist.clone();
         let (mut deliveries, mut polls, mut errors, mut disorder, mut unfinished) =
             (0u64, 0u64, 0u64, 0u64, 0u64);
         for t in tasks {
@@ -340,6 +348,7 @@ pub fn run(a: &PollMeterArgs) -> Result<(), String> {
             match tokio::time::timeout(Duration::from_secs(30), t).await {
                 Ok(Ok(s)) => {
                     hist.add(&s.hist).map_err(|e| e.to_string())?;
+                    wait.add(&s.wait).map_err(|e| e.to_string())?;
                     deliveries += s.deliveries;
                     polls += s.polls;
                     errors += s.errors;
@@ -360,6 +369,9 @@ pub fn run(a: &PollMeterArgs) -> Result<(), String> {
             "deliveries_per_s": deliveries as f64 / secs,
             "polls_per_s": polls as f64 / (secs + a.warmup),
             "latency_ms": {"p50": ms(0.5), "p99": ms(0.99), "max": hist.max() as f64 / 1e6, "count": hist.len()},
+            // A poll's request written → its answer read, and messages per answer.
+            "poll_wait_ms": {"p50": wait.value_at_quantile(0.5) as f64 / 1e6, "p99": wait.value_at_quantile(0.99) as f64 / 1e6},
+            "messages_per_answer": deliveries as f64 / wait.len().max(1) as f64,
             "server_cpu_seconds": server_cpu,
             "deliveries_per_server_cpu_s": server_cpu.filter(|c| *c > 0.0).map(|c| deliveries as f64 / c),
             "client_cpu_seconds": m0.zip(m1).map(|(a, b)| b - a),

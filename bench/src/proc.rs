@@ -29,7 +29,7 @@ pub fn slab_caches() -> BTreeMap<String, (u64, u64)> {
 }
 
 // CPU time and the machine description come from the loadgen's report helpers, so every
-// result file describes the machine the same way (and CPU ticks use the real CLK_TCK).
+// result file describes the machine and reads CPU time the same way (the process CPU clock).
 pub use holdfast_loadgen::report::{machine, proc_cpu_seconds as cpu_seconds};
 
 /// The CPUs any thread of process `pid` may run on (the union of its threads'

@@ -420,6 +420,24 @@ pub(super) fn render(r: &Value) -> String {
                 "deliveries_per_server_cpu_s",
             );
             let ms = |k: &str| latency_ms(x, k);
+            if x["independent"] == true {
+                let _ = writeln!(
+                    o,
+                    "| {} (independent client) | {} × {} | {} | {} | {} | {} / {} | {} out of order, {} short of the window | {} (client) |",
+                    x["server"].as_str().unwrap_or(""),
+                    x["subscribers"],
+                    x["publish_rate"],
+                    f(&x["deliveries_per_s"], 0),
+                    f(&x["deliveries_per_server_cpu_s"], 0),
+                    ratio(&x["deliveries_per_server_cpu_s"], h),
+                    ms("p50"),
+                    ms("p99"),
+                    x["out_of_order"],
+                    x["short_of_window"],
+                    f(&x["client_cpu_seconds"], 1)
+                );
+                continue;
+            }
             let _ = writeln!(
                 o,
                 "| {} | {} × {} | {} | {} | {} | {} / {} | {} / {} / {} / {} | {} |",
@@ -440,13 +458,15 @@ pub(super) fn render(r: &Value) -> String {
         }
         let _ = writeln!(o, "\n{BEHIND}");
         let _ = writeln!(o, "
+The independent client (`holdfast-bench poll-client`: tokio, two threads, a new connection per poll, answers parsed by serde's derive, its own publisher thread; no code shared with the loadgen) drives the long-poll rung again on a fresh server at the largest rate: its server CPU per delivery says whether the loadgen's figure is what another client would see; its latency is its own.
+
 Limits: an event is written per subscriber (its id is that subscriber's cursor), where a WebSocket shares one encoded frame; a long poll costs a TCP connection, a request and a JSON answer per delivery batch.
 ");
     }
     if r["backplane"].is_object() {
         let b = &r["backplane"];
         let _ = writeln!(o, "## Backplane: three nodes on one Redis\n");
-        let _ = writeln!(o, "{} subscribers of one topic, spread evenly over three holdfast nodes (one worker each) sharing one `redis-server` (no persistence); the publisher posts to the first node's admin API; rates are stepped up until delivery falls behind (deliveries < 95% of subscribers × rate, or p99 ≥ 2 s). Each delivery's number is checked against the number the publisher was given (`misnumbered`). The same rates on one node (memory engine, one worker) beside them. CPU per publish = the process's CPU over the measurement / messages published (sampled every 100 ms from /proc in 10 ms ticks: Redis's few ticks make its figure coarse). All of it — nodes, Redis, the load generator receiving every delivery — shares two cores, so this shows the backplane's cost and correctness, not scale-out: on a real fleet each node has its own machine.\n", b["subscribers"]);
+        let _ = writeln!(o, "{} subscribers of one topic, spread evenly over three holdfast nodes (one worker each) sharing one `redis-server` (no persistence); the publisher posts to the first node's admin API; rates are stepped up until delivery falls behind (deliveries < 95% of subscribers × rate, or p99 ≥ 2 s). Each delivery's number is checked against the number the publisher was given (`misnumbered`). The same rates on one node (memory engine, one worker) beside them. CPU per publish = the process's CPU over the measurement / messages published (each process's CPU clock, read every 100 ms). All of it — nodes, Redis, the load generator receiving every delivery — shares two cores, so this shows the backplane's cost and correctness, not scale-out: on a real fleet each node has its own machine.\n", b["subscribers"]);
         let _ = writeln!(o, "| setup | msgs/s | deliveries/s | p50 ms | p99 ms | lost / dup / reordered / gaps | misnumbered (checked) | CPU µs per publish: nodes (each) / redis | node cores |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
         let rows = |key: &str| b[key].as_array().cloned().unwrap_or_default();

@@ -910,6 +910,76 @@ pub(super) fn fanout_step(
     }))
 }
 
+/// The long-poll rung again on a fresh server, driven by `holdfast-bench poll-client` (the
+/// independent client: its own pollers and publisher, no code shared with the loadgen) at
+/// the same subscribers and rate: does another client see the loadgen's figures?
+pub(super) fn poll_client_step(plan: &Plan, subs: usize, rate: usize) -> Result<Value, String> {
+    eprintln!("fanout: holdfast-poll × {subs} subscribers, {rate}/s, independent client");
+    let max = s(subs * 2);
+    let server = start(
+        plan,
+        Kind::HoldfastPoll,
+        None,
+        None,
+        &["--max-connections", &max],
+    )?;
+    let t = target(plan, server.as_ref());
+    let admin = t
+        .admin
+        .clone()
+        .ok_or("the poll client needs the admin address")?;
+    let mut cmd = std::process::Command::new(super::procs::bench_exe());
+    cmd.args(["poll-client", "--url", &t.url_base, "--admin", &admin])
+        .args(["--pollers", &s(subs), "--publish-rate", &s(rate)])
+        .args([
+            "--warmup",
+            &s(plan.warmup),
+            "--duration",
+            &s(plan.measure_seconds),
+        ]);
+    if let Some(p) = t.pid {
+        cmd.args(["--server-pid", &s(p)]);
+    }
+    let out = cmd.output().map_err(|e| format!("poll-client: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "poll-client failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let v: Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("poll-client output: {e}"))?;
+    let us = |k: &str| v["latency_ms"][k].as_f64().map(|ms| ms * 1000.0);
+    let short = v["deliveries_expected"]
+        .as_u64()
+        .zip(v["deliveries"].as_u64())
+        .map(|(want, got)| want.saturating_sub(got));
+    Ok(json!({
+        "server": "holdfast-poll",
+        "independent": true,
+        "client": v["client"],
+        "placement": "own",
+        "subscribers": subs,
+        "topics": 1,
+        "publish_rate": rate,
+        "deliveries": v["deliveries"],
+        "deliveries_per_s": v["deliveries_per_s"],
+        "deliveries_per_server_cpu_s": v["deliveries_per_server_cpu_s"],
+        "server_cpu_seconds": v["server_cpu_seconds"],
+        "measure_seconds": v["measure_seconds"],
+        "latency_us": {"p50": us("p50"), "p99": us("p99"), "max": us("max")},
+        // A message whose number was not one past the last (lost or repeated).
+        "out_of_order": v["out_of_order"],
+        // What the window's publishes owed every poller and had not reached it.
+        "short_of_window": short,
+        "polls_per_s": v["polls_per_s"],
+        "poll_wait_ms": v["poll_wait_ms"],
+        "messages_per_answer": v["messages_per_answer"],
+        "errors": v["errors"],
+        "client_cpu_seconds": v["client_cpu_seconds"],
+    }))
+}
+
 // ------------------------------------------------------------------------------- storm
 
 /// Every client cut at once, reconnecting with backoff and full jitter: time to full

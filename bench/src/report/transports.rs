@@ -44,6 +44,10 @@ pub(super) fn transports(plan: &Plan) -> Result<Value, String> {
                 (subs, topics, rate),
             )?);
         }
+        // The long-poll rung's figures checked by an independent client, at the largest rate.
+        if topics == 1 && plan.transport_fanout.last() == Some(&(subs, topics, rate)) {
+            fanout.push(super::sections::poll_client_step(plan, subs, rate)?);
+        }
     }
     Ok(json!({"density": density, "fanout": fanout}))
 }
