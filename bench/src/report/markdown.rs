@@ -420,27 +420,32 @@ pub(super) fn render(r: &Value) -> String {
                 "deliveries_per_server_cpu_s",
             );
             let ms = |k: &str| latency_ms(x, k);
-            if x["independent"] == true {
-                let _ = writeln!(
-                    o,
-                    "| {} (independent client) | {} × {} | {} | {} | {} | {} / {} | {} out of order, {} short of the window | {} (client) |",
-                    x["server"].as_str().unwrap_or(""),
-                    x["subscribers"],
-                    x["publish_rate"],
-                    f(&x["deliveries_per_s"], 0),
-                    f(&x["deliveries_per_server_cpu_s"], 0),
-                    ratio(&x["deliveries_per_server_cpu_s"], h),
-                    ms("p50"),
-                    ms("p99"),
-                    x["out_of_order"],
-                    x["short_of_window"],
-                    f(&x["client_cpu_seconds"], 1)
-                );
-                continue;
-            }
+            // The columns every row shares, then how it counted losses and its client's CPU.
+            let (label, checks, client) = if x["independent"] == true {
+                (
+                    " (independent client)",
+                    format!(
+                        "{} out of order, {} short of the window",
+                        x["out_of_order"], x["short_of_window"]
+                    ),
+                    format!("{} (client)", f(&x["client_cpu_seconds"], 1)),
+                )
+            } else {
+                (
+                    "",
+                    format!(
+                        "{} / {} / {} / {}",
+                        lost_and_behind(x),
+                        x["duplicates"],
+                        x["reordered"],
+                        x["gaps"]
+                    ),
+                    f(&x["loadgen_cpu_seconds"], 1),
+                )
+            };
             let _ = writeln!(
                 o,
-                "| {} | {} × {} | {} | {} | {} | {} / {} | {} / {} / {} / {} | {} |",
+                "| {}{label} | {} × {} | {} | {} | {} | {} / {} | {checks} | {client} |",
                 x["server"].as_str().unwrap_or(""),
                 x["subscribers"],
                 x["publish_rate"],
@@ -449,11 +454,6 @@ pub(super) fn render(r: &Value) -> String {
                 ratio(&x["deliveries_per_server_cpu_s"], h),
                 ms("p50"),
                 ms("p99"),
-                lost_and_behind(x),
-                x["duplicates"],
-                x["reordered"],
-                x["gaps"],
-                f(&x["loadgen_cpu_seconds"], 1)
             );
         }
         let _ = writeln!(o, "\n{BEHIND}");

@@ -568,6 +568,33 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
     }))
 }
 
+/// Run one of the bench's own clients (`cmd`, named `what`) against `t` for the plan's
+/// warm-up and measurement, to its end; its JSON summary.
+fn client_json(
+    mut cmd: std::process::Command,
+    what: &str,
+    plan: &Plan,
+    t: &Target,
+) -> Result<Value, String> {
+    cmd.args([
+        "--warmup",
+        &s(plan.warmup),
+        "--duration",
+        &s(plan.measure_seconds),
+    ]);
+    if let Some(p) = t.pid {
+        cmd.args(["--server-pid", &s(p)]);
+    }
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("{what} output: {e}"))
+}
+
 /// Run `holdfast-bench echo-client` (the independent client) against `t`, pinned to `cpu`.
 fn echo_client(plan: &Plan, t: &Target, c: usize, cpu: Option<&str>) -> Result<Value, String> {
     let exe = super::procs::bench_exe();
@@ -581,24 +608,8 @@ fn echo_client(plan: &Plan, t: &Target, c: usize, cpu: Option<&str>) -> Result<V
     };
     cmd.args(["echo-client", "--url"])
         .arg(format!("{}/echo", t.url_base))
-        .args(["--connections", &s(c), "--size", "32"])
-        .args([
-            "--warmup",
-            &s(plan.warmup),
-            "--duration",
-            &s(plan.measure_seconds),
-        ]);
-    if let Some(p) = t.pid {
-        cmd.args(["--server-pid", &s(p)]);
-    }
-    let out = cmd.output().map_err(|e| format!("echo-client: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "echo-client failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("echo-client output: {e}"))
+        .args(["--connections", &s(c), "--size", "32"]);
+    client_json(cmd, "echo-client", plan, t)
 }
 
 // ------------------------------------------------------------------------------- fanout
@@ -930,25 +941,8 @@ pub(super) fn poll_client_step(plan: &Plan, subs: usize, rate: usize) -> Result<
         .ok_or("the poll client needs the admin address")?;
     let mut cmd = std::process::Command::new(super::procs::bench_exe());
     cmd.args(["poll-client", "--url", &t.url_base, "--admin", &admin])
-        .args(["--pollers", &s(subs), "--publish-rate", &s(rate)])
-        .args([
-            "--warmup",
-            &s(plan.warmup),
-            "--duration",
-            &s(plan.measure_seconds),
-        ]);
-    if let Some(p) = t.pid {
-        cmd.args(["--server-pid", &s(p)]);
-    }
-    let out = cmd.output().map_err(|e| format!("poll-client: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "poll-client failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let v: Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("poll-client output: {e}"))?;
+        .args(["--pollers", &s(subs), "--publish-rate", &s(rate)]);
+    let v = client_json(cmd, "poll-client", plan, &t)?;
     let us = |k: &str| v["latency_ms"][k].as_f64().map(|ms| ms * 1000.0);
     let short = v["deliveries_expected"]
         .as_u64()
