@@ -394,11 +394,12 @@ impl<S: Services> Worker<S> {
             }
             if self.backlog {
                 self.deliver_queued();
-            } else {
+            } else if self.svc.answers_ready() {
                 // A poll that found its answer on arrival (a cursor behind the topic, a
                 // resume's replay) is answered in the turn that read it, not at the next
                 // tick (that made every such poll wait 0–100 ms, and a client polling at the
-                // publish rate stayed one message and one interval behind for good).
+                // publish rate stayed one message and one interval behind for good). Only
+                // then: a turn with nothing gathered pays one length check.
                 self.answer_due();
             }
             if self.link.is_some() {

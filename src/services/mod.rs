@@ -385,6 +385,10 @@ impl session::Services for Services {
         self.adopt_conn(idx, peer, counted, identity, pubsub, w, ctx);
     }
 
+    fn answers_ready(&self) -> bool {
+        self.pubsub.polls_ready()
+    }
+
     fn answers_due(&mut self, out: &mut Vec<u32>) {
         self.pubsub.polls_due(Instant::now(), out);
     }

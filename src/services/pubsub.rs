@@ -550,6 +550,11 @@ impl PubsubSide {
         self.gather(conn, ctx, json, Room::Always);
     }
 
+    /// Whether a poll gathered something since the last [`PubsubSide::polls_due`].
+    pub fn polls_ready(&self) -> bool {
+        !self.polls_ready.is_empty()
+    }
+
     /// Long polls to answer now (something arrived, or the hold is over).
     pub fn polls_due(&mut self, now: std::time::Instant, out: &mut Vec<u32>) {
         // Only polls still waiting with something gathered: an entry of a poll that went

@@ -56,6 +56,11 @@ pub trait Services {
     fn expired(&mut self, _out: &mut Vec<(u32, crate::ws::CloseCode, &'static str)>) {}
     /// Connections whose answer is due (long polls), checked every tick.
     fn answers_due(&mut self, _out: &mut Vec<u32>) {}
+    /// Whether a long poll gathered its answer and waits for it (checked every turn: no
+    /// clock read, no heap).
+    fn answers_ready(&self) -> bool {
+        false
+    }
     /// Give connection `idx` its answer (a long poll's).
     fn answer(&mut self, _idx: u32, _w: &mut Writer, _ctx: &Ctx<'_>) {}
     /// The user connection `idx` authenticated as, if any (for its close log line).
