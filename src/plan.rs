@@ -267,8 +267,10 @@ pub fn compute(a: &PlanArgs, mem: u64, cores: u32) -> Result<Plan, String> {
     let nodes_cpu = (cores_busy / (f64::from(cores) * CPU_TARGET)).ceil();
     let nodes = nodes_mem.max(nodes_cpu).max(1.0);
     let per_node = (n / nodes).ceil();
-    let ring_slots = (a.nofile.saturating_sub(64))
-        .min(crate::reactor::rings::AUTO_RING_FILES as u64)
+    // The server's automatic table size for that limit (less a few descriptors of its own).
+    let nofile = usize::try_from(a.nofile.saturating_sub(64)).unwrap_or(usize::MAX);
+    let ring_slots = crate::reactor::rings::table_slots(0, nofile)
+        .unwrap_or(1)
         .max(1) as f64;
     let rings = (per_node / f64::from(cores) / ring_slots).ceil() * f64::from(cores);
     // connect(2) prefers even ports: count on half of 1024–65535 per source address.

@@ -14,6 +14,11 @@ pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
     if let Some(t) = holdfast::io::sys::process_cpu_time(pid) {
         return Some(t.as_secs_f64());
     }
+    proc_stat_cpu_seconds(pid)
+}
+
+/// The same sum from `/proc/PID/stat`, in clock ticks.
+fn proc_stat_cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -149,16 +154,7 @@ mod tests {
     #[test]
     fn cpu_time_counts_exited_threads_finer_than_a_clock_tick() {
         let me = std::process::id();
-        let ticks = || {
-            let stat = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
-            let f: Vec<f64> = stat[stat.rfind(')').unwrap() + 2..]
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .map(|v| v.parse().unwrap())
-                .collect();
-            (f[0] + f[1]) / holdfast::io::sys::clock_ticks_per_second()
-        };
+        let ticks = || proc_stat_cpu_seconds(me).unwrap();
         let (t0, k0) = (proc_cpu_seconds(me).unwrap(), ticks());
         // A thread spins for 50 ms of its own CPU time and exits.
         std::thread::spawn(|| {

@@ -394,12 +394,14 @@ impl<S: Services> Worker<S> {
             }
             if self.backlog {
                 self.deliver_queued();
-            } else if self.svc.answers_ready() {
-                // A poll that found its answer on arrival (a cursor behind the topic, a
-                // resume's replay) is answered in the turn that read it, not at the next
-                // tick (that made every such poll wait 0–100 ms, and a client polling at the
-                // publish rate stayed one message and one interval behind for good). Only
-                // then: a turn with nothing gathered pays one length check.
+            }
+            // Long polls that gathered something — from this turn's deliveries, or on
+            // arrival from a resume's replay (a cursor behind the topic) — are answered once
+            // the hub's queue is drained: with everything it brought, in this turn, not at
+            // the next tick (that made a poll arriving behind wait 0–100 ms, and a client
+            // polling at the publish rate stayed one message and one interval behind for
+            // good). A turn with nothing gathered pays one length check.
+            if !self.backlog && self.svc.answers_ready() {
                 self.answer_due();
             }
             if self.link.is_some() {
@@ -781,13 +783,9 @@ impl<S: Services> Worker<S> {
             self.drive(idx);
         }
         self.touched = touched;
-        // More waiting: finish on the next turn, after other completions.
+        // More waiting: finish on the next turn, after other completions. Long polls that
+        // gathered something are answered at the end of the turn (`run`).
         self.backlog = self.pending.is_some() || self.svc.has_deliveries();
-        if !self.backlog {
-            // Long polls that gathered something are answered now, with everything this
-            // wake brought (not at the next tick: that added up to 100 ms to each).
-            self.answer_due();
-        }
     }
 
     /// Offer queued messages to their recipients, up to a turn's worth.
