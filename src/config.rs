@@ -75,9 +75,15 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = (2 << 20) + (64 << 10), value_parser = crate::units::bytes_usize)]
     pub max_outbound: usize,
 
-    /// Seconds a client has to complete the opening handshake.
+    /// Seconds a client has to complete the opening handshake (and, on a connection kept
+    /// alive after a long poll or a call, to send its next request).
     #[arg(long, default_value_t = 10.0, value_parser = crate::units::secs)]
     pub handshake_timeout: f64,
+
+    /// Long polls and calls answered on one HTTP/1.1 connection before the server closes
+    /// it (keep-alive, as browsers use); 1: every answer closes its connection.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=30000))]
+    pub keepalive_requests: u16,
 
     /// Seconds between server pings to each connection (spread evenly over the interval).
     #[arg(long, default_value_t = 25.0, value_parser = crate::units::secs)]

@@ -156,6 +156,12 @@ pub struct WorkerMetrics {
     pub calls: Counter,
     /// CORS preflights answered.
     pub preflights: Counter,
+    /// Plain requests (polls, calls) answered on a connection that stayed open for the
+    /// next one (HTTP/1.1 keep-alive).
+    pub keepalive_reuses: Counter,
+    /// Kept-alive connections that ended while idle between requests (closed by the
+    /// client, or by the server when no request came in time).
+    pub keepalive_ends: Counter,
     /// Gauges: established connections by transport ([`TRANSPORTS`]).
     pub open_by_transport: [Counter; TRANSPORTS.len()],
     /// Handshake failures, by [`Error`] variant (index into `Error::ALL`).
@@ -394,7 +400,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 42] = [
+    let simple: [Family; 44] = [
         (
             "connections_open",
             "gauge",
@@ -463,6 +469,18 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "counter",
             "CORS preflights (OPTIONS) answered on the data port.",
             |w| w.preflights.get(),
+        ),
+        (
+            "http_keepalive_reuses_total",
+            "counter",
+            "Long polls and calls answered on a connection kept open for the next request.",
+            |w| w.keepalive_reuses.get(),
+        ),
+        (
+            "http_keepalive_idle_ends_total",
+            "counter",
+            "Kept-alive connections that ended idle between requests (client close, or none in --handshake-timeout).",
+            |w| w.keepalive_ends.get(),
         ),
         (
             "handshake_timeouts_total",

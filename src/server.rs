@@ -195,6 +195,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             max_pings: cfg.max_client_pings,
             stream_retry_ms: 1000,
             close_after_echo: tls.is_none(),
+            keepalive_requests: cfg.keepalive_requests,
         },
         drain_ticks: ticks(cfg.drain_window),
         grace_ticks: ticks(cfg.drain_grace),

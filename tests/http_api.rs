@@ -31,17 +31,10 @@ fn token(sub: &str) -> String {
     encode(&Header::new(Algorithm::HS256), &claims, &k).unwrap()
 }
 
-/// The answer to one request, read to EOF: (status, head, body).
+/// The answer to one request (by its length: an answered call may keep its connection):
+/// (status, head, body).
 fn answer(mut s: TcpStream) -> (u16, String, String) {
-    let mut all = String::new();
-    s.read_to_string(&mut all).unwrap();
-    let (head, body) = all.split_once("\r\n\r\n").unwrap_or((&all, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_string(), body.to_string())
+    support::read_answer(&mut s)
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {

@@ -271,21 +271,13 @@ fn streams_are_refused_like_upgrades_and_only_where_they_are_served() {
     assert!(s.head.starts_with("HTTP/1.1 400"), "{}", s.head);
 }
 
-/// `GET path` as one request; the status, the head and the body (read to EOF).
+/// `GET path` as one request on a connection of its own; the status, the head and the
+/// body (by its length: the connection may be kept open after it).
 fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    use std::io::Read;
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-    let mut all = String::new();
-    s.read_to_string(&mut all).unwrap();
-    let (head, body) = all.split_once("\r\n\r\n").unwrap_or((&all, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_string(), body.to_string())
+    support::read_answer(&mut s)
 }
 
 fn poll(addr: SocketAddr, path: &str) -> Value {
@@ -583,4 +575,222 @@ fn resumes_over_the_same_history_each_get_every_binary_message_as_published() {
             (Some(s), bodies[s as usize - 1].clone())
         );
     }
+}
+
+// ------------------------------------------------------------------ keep-alive
+
+/// Ask `GET path` (with extra header lines) on a connection kept between requests, as a
+/// browser's fetch does; one answer, read by its length.
+fn ask(s: &mut TcpStream, path: &str, headers: &str) -> (u16, String, String) {
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n{headers}\r\n").unwrap();
+    support::read_answer(s)
+}
+
+/// The answer's `Connection` header.
+fn connection(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("Connection: "))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Whether the server closed `s` with nothing more to say (EOF within 10 s).
+fn closed_quietly(s: &mut TcpStream) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut b = [0u8; 64];
+    matches!(s.read(&mut b), Ok(0))
+}
+
+fn kept(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+#[test]
+fn polls_and_calls_keep_their_connection_for_the_next_request() {
+    let srv = Server::start(&["--poll-hold", "1", "--client-publish"]);
+    let mut s = kept(srv.addr);
+    // First poll: the position to poll from, and the connection stays.
+    let (st, head, body) = ask(&mut s, "/poll?topics=ka", "");
+    assert_eq!(
+        (st, connection(&head).as_str()),
+        (200, "keep-alive"),
+        "{head}"
+    );
+    let cursor = serde_json::from_str::<Value>(&body).unwrap()["cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Between requests nothing is counted as a waiting poll.
+    srv.wait_metric("holdfast_open_connections{transport=\"poll\"}", |v| {
+        v == 0.0
+    });
+    // A call on the same connection.
+    write!(
+        s,
+        "POST /publish?topic=ka HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n\r\nm1"
+    )
+    .unwrap();
+    let (st, head, body) = support::read_answer(&mut s);
+    assert_eq!(
+        (st, connection(&head).as_str()),
+        (200, "keep-alive"),
+        "{head}\n{body}"
+    );
+    // The next poll, same connection: the message, from the cursor.
+    let (st, head, body) = ask(&mut s, &format!("/poll?topics=ka&cursor={cursor}"), "");
+    assert_eq!(
+        (st, connection(&head).as_str()),
+        (200, "keep-alive"),
+        "{head}"
+    );
+    let a: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seqs(&a), [1], "{a}");
+    // A poll held to the end of its hold, then answered empty: still the same connection.
+    let next = a["cursor"].as_str().unwrap().to_string();
+    let (st, _, body) = ask(&mut s, &format!("/poll?topics=ka&cursor={next}"), "");
+    let b: Value = serde_json::from_str(&body).unwrap();
+    assert!(st == 200 && seqs(&b).is_empty(), "{b}");
+    // The same connection can become a WebSocket.
+    write!(s, "{}", support::upgrade_request("/echo", "13")).unwrap();
+    let (st, head, _) = {
+        // A 101 has no body: read the head only.
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            use std::io::Read;
+            assert_eq!(s.read(&mut byte).unwrap(), 1, "the 101 ended early");
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8(buf).unwrap();
+        (head[9..12].parse::<u16>().unwrap(), head, ())
+    };
+    assert_eq!(st, 101, "{head}");
+    let mut ws = support::Raw::from_upgraded(s);
+    ws.send_frame(true, holdfast::ws::OpCode::Text, b"still here");
+    assert_eq!(ws.recv_non_ping(), support::Got::Text("still here".into()));
+    assert_eq!(srv.metric("holdfast_http_keepalive_reuses_total"), 4.0);
+    assert_eq!(
+        srv.metric("holdfast_open_connections{transport=\"http\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn a_client_that_says_close_or_pipelines_gets_its_answer_and_then_the_end() {
+    let srv = Server::start(&["--poll-hold", "1"]);
+    // `Connection: close`: answered, then closed.
+    let mut s = kept(srv.addr);
+    let (st, head, _) = ask(&mut s, "/poll?topics=c", "Connection: close\r\n");
+    assert_eq!((st, connection(&head).as_str()), (200, "close"), "{head}");
+    assert!(closed_quietly(&mut s));
+    drop(s);
+    // Two requests in one write (pipelining, which the server does not serve): the first
+    // is answered and says close; the second is not taken for a request later.
+    let mut s = kept(srv.addr);
+    let one = "GET /poll?topics=c HTTP/1.1\r\nHost: test\r\n\r\n";
+    s.write_all(format!("{one}{one}").as_bytes()).unwrap();
+    let (st, head, _) = support::read_answer(&mut s);
+    assert_eq!((st, connection(&head).as_str()), (200, "close"), "{head}");
+    assert!(closed_quietly(&mut s), "one answer, then the end");
+    drop(s); // (an answered poll counts as one until its client closes)
+             // A client that speaks while its poll is held: the same.
+    let mut s = kept(srv.addr);
+    let (_, _, body) = ask(&mut s, "/poll?topics=c", "");
+    let cursor = serde_json::from_str::<Value>(&body).unwrap()["cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    write!(
+        s,
+        "GET /poll?topics=c&cursor={cursor} HTTP/1.1\r\nHost: test\r\n\r\n"
+    )
+    .unwrap();
+    srv.wait_metric("holdfast_open_connections{transport=\"poll\"}", |v| {
+        v == 1.0
+    });
+    s.write_all(b"GET /poll?topics=c HTTP/1.1\r\n").unwrap();
+    let (st, head, _) = support::read_answer(&mut s);
+    assert_eq!((st, connection(&head).as_str()), (200, "close"), "{head}");
+    assert!(closed_quietly(&mut s));
+    assert_eq!(srv.metric("holdfast_http_keepalive_reuses_total"), 1.0);
+}
+
+#[test]
+fn an_idle_kept_connection_closes_after_the_handshake_timeout_and_requests_are_capped() {
+    let srv = Server::start(&[
+        "--poll-hold",
+        "1",
+        "--handshake-timeout",
+        "1",
+        "--keepalive-requests",
+        "2",
+    ]);
+    let mut s = kept(srv.addr);
+    let (st, head, _) = ask(&mut s, "/poll?topics=i", "");
+    assert_eq!(
+        (st, connection(&head).as_str()),
+        (200, "keep-alive"),
+        "{head}"
+    );
+    let t = Instant::now();
+    assert!(closed_quietly(&mut s), "no request in time: closed");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    srv.wait_metric("holdfast_http_keepalive_idle_ends_total", |v| v == 1.0);
+    assert_eq!(srv.metric("holdfast_handshake_timeouts_total"), 0.0);
+    // The allowance: the second answer on a connection is its last.
+    let mut s = kept(srv.addr);
+    let (_, head, _) = ask(&mut s, "/poll?topics=i", "");
+    assert_eq!(connection(&head), "keep-alive");
+    let (_, head, _) = ask(&mut s, "/poll?topics=i", "");
+    assert_eq!(connection(&head), "close", "{head}");
+    assert!(closed_quietly(&mut s));
+    // A client closing its idle connection is its normal end, not an abort.
+    let mut s = kept(srv.addr);
+    ask(&mut s, "/poll?topics=i", "");
+    drop(s);
+    srv.wait_metric("holdfast_http_keepalive_idle_ends_total", |v| v == 2.0);
+}
+
+#[test]
+fn a_drain_closes_idle_kept_connections_and_answers_held_polls_with_close() {
+    let srv = Server::start(&[
+        "--poll-hold",
+        "10",
+        "--drain-window",
+        "1",
+        "--drain-grace",
+        "1",
+    ]);
+    // Idle between requests.
+    let mut idle = kept(srv.addr);
+    ask(&mut idle, "/poll?topics=d", "");
+    // A second poll held on a kept connection.
+    let mut held = kept(srv.addr);
+    let (_, _, body) = ask(&mut held, "/poll?topics=d", "");
+    let cursor = serde_json::from_str::<Value>(&body).unwrap()["cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    write!(
+        held,
+        "GET /poll?topics=d&cursor={cursor} HTTP/1.1\r\nHost: test\r\n\r\n"
+    )
+    .unwrap();
+    srv.wait_metric("holdfast_open_connections{transport=\"poll\"}", |v| {
+        v == 1.0
+    });
+    assert_eq!(srv.admin("POST", "/drain").0, 202);
+    // The idle one just closes: no unasked-for 503 a client would take for the answer to
+    // its next request.
+    assert!(closed_quietly(&mut idle));
+    let (st, head, _) = support::read_answer(&mut held);
+    assert_eq!((st, connection(&head).as_str()), (503, "close"), "{head}");
+    assert!(closed_quietly(&mut held));
 }

@@ -1,7 +1,8 @@
 //! An independent long-poll client, to check the loadgen's long-poll figures: plain TCP
 //! sockets on a tokio runtime (epoll, `--threads` threads, one task per poller), a request
-//! written by hand, the answer read to the end of its connection and parsed with serde's
-//! derive (typed, borrowing), and its own publisher (a thread: `POST /publish` text bodies
+//! written by hand, the answer read by its `Content-Length` and parsed with serde's derive
+//! (typed, borrowing), the connection kept for the next poll when the server keeps it
+//! (`--poll-connections per-poll`: a new connection per poll), and its own publisher (a thread: `POST /publish` text bodies
 //! on one keep-alive connection to the admin address, each body the send time in ns since the
 //! client started). It shares no code with the loadgen's io_uring engine or its poll
 //! reader, so when both drive the same server at the same rate, the server's CPU per
@@ -53,6 +54,10 @@ pub struct PollMeterArgs {
     /// Runtime threads for the pollers (the publisher has its own).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// `kept` (a poll's connection carries the next poll while the server keeps it) or
+    /// `per-poll` (every poll asks `Connection: close` and connects anew).
+    #[arg(long, default_value = "kept", value_parser = ["kept", "per-poll"])]
+    pub poll_connections: String,
 }
 
 /// A poll's answer, as the server sends it.
@@ -95,18 +100,72 @@ fn host_of(url: &str) -> Result<String, String> {
     Ok(rest.split('/').next().unwrap_or(rest).to_string())
 }
 
-/// The body of an HTTP/1.1 200 answer read to the end of its connection; an error names a
-/// refusal.
-fn body_of(raw: &[u8]) -> Result<&[u8], String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("an answer without a complete head")?;
+/// The body of a whole HTTP/1.1 200 answer, and whether the server keeps the connection
+/// (`Connection: keep-alive`); an error names a refusal or an incomplete answer.
+fn body_of(raw: &[u8]) -> Result<(&[u8], bool), String> {
+    let (end, len, keep) = head_of(raw)?.ok_or("an answer without a complete head")?;
     if !raw.starts_with(b"HTTP/1.1 200 ") {
         let line = raw.split(|&b| b == b'\r').next().unwrap_or_default();
         return Err(format!("refused: {}", String::from_utf8_lossy(line)));
     }
-    Ok(&raw[end + 4..])
+    let len = len.ok_or("an answer without a Content-Length")?;
+    raw.get(end..end + len)
+        .map(|b| (b, keep))
+        .ok_or_else(|| "an answer cut short".to_string())
+}
+
+/// An answer's head, once whole: where its body starts, its `Content-Length`, and whether
+/// it keeps the connection.
+#[allow(clippy::type_complexity)]
+fn head_of(raw: &[u8]) -> Result<Option<(usize, Option<usize>, bool)>, String> {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if raw.len() > 16 << 10 {
+            Err("an answer head over 16 KiB".into())
+        } else {
+            Ok(None)
+        };
+    };
+    let head = std::str::from_utf8(&raw[..end]).map_err(|e| e.to_string())?;
+    let (mut len, mut keep) = (None, false);
+    for line in head.split("\r\n").skip(1) {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        if k.eq_ignore_ascii_case("content-length") {
+            len = Some(v.trim().parse::<usize>().map_err(|e| e.to_string())?);
+        } else if k.eq_ignore_ascii_case("connection") {
+            keep = v.trim().eq_ignore_ascii_case("keep-alive");
+        }
+    }
+    Ok(Some((end + 4, len, keep)))
+}
+
+/// Read one answer on `s` into `raw` (its head, then its `Content-Length` of body, at most
+/// 16 MiB); an answer without a length is read to the end of the connection.
+async fn read_answer(s: &mut tokio::net::TcpStream, raw: &mut Vec<u8>) -> Result<(), String> {
+    loop {
+        if let Some((start, len, _)) = head_of(raw)? {
+            let Some(len) = len else {
+                s.take(16 << 20)
+                    .read_to_end(raw)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(());
+            };
+            if len > 16 << 20 {
+                return Err("an answer over 16 MiB".into());
+            }
+            if raw.len() >= start + len {
+                return Ok(());
+            }
+        }
+        // Straight into the answer's buffer (its spare room; no zeroed chunk per read).
+        raw.reserve(16 << 10);
+        let n = s.read_buf(raw).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("the connection ended before the answer did".into());
+        }
+    }
 }
 
 /// Nanoseconds since `start`.
@@ -114,15 +173,15 @@ fn ns_since(start: Instant) -> u64 {
     start.elapsed().as_nanos() as u64
 }
 
-/// Poll until `stop`, each poll on a new connection from `source`, the next from the
-/// answer's cursor.
+/// Poll until `stop` from `source`, the next poll from the answer's cursor: on the same
+/// connection when the server keeps it (unless `reconnect`), else on a new one.
 async fn poller(
     host: String,
     source: std::net::SocketAddr,
     topic: String,
     start: Instant,
-    measuring: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    (measuring, stop): (Arc<AtomicBool>, Arc<AtomicBool>),
+    reconnect: bool,
 ) -> Seen {
     let mut seen = Seen {
         hist: Histogram::new_with_bounds(1_000, 600_000_000_000, 3).expect("bounds"),
@@ -142,41 +201,55 @@ async fn poller(
             return seen;
         }
     };
+    let close = if reconnect {
+        "Connection: close\r\n"
+    } else {
+        ""
+    };
+    let mut kept: Option<tokio::net::TcpStream> = None;
     // Bounded: each poll is answered within the server's hold (20 s) or times out.
     while !stop.load(Ordering::Relaxed) {
         let req = if cursor.is_empty() {
-            format!("GET /poll?topics={topic} HTTP/1.1\r\nHost: {host}\r\n\r\n")
+            format!("GET /poll?topics={topic} HTTP/1.1\r\nHost: {host}\r\n{close}\r\n")
         } else {
-            format!("GET /poll?topics={topic}&cursor={cursor} HTTP/1.1\r\nHost: {host}\r\n\r\n")
+            format!(
+                "GET /poll?topics={topic}&cursor={cursor} HTTP/1.1\r\nHost: {host}\r\n{close}\r\n"
+            )
         };
         raw.clear();
         let asked = ns_since(start);
+        let conn = kept.take();
         let got = tokio::time::timeout(Duration::from_secs(30), async {
-            let sock = TcpSocket::new_v4().map_err(|e| e.to_string())?;
-            sock.bind(source).map_err(|e| e.to_string())?;
-            let mut s = sock.connect(target).await.map_err(|e| e.to_string())?;
+            let mut s = match conn {
+                Some(s) => s,
+                None => {
+                    let sock = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+                    sock.bind(source).map_err(|e| e.to_string())?;
+                    sock.connect(target).await.map_err(|e| e.to_string())?
+                }
+            };
             s.write_all(req.as_bytes())
                 .await
                 .map_err(|e| e.to_string())?;
-            // The answer ends with the connection (the server closes after it).
-            (&mut s)
-                .take(16 << 20)
-                .read_to_end(&mut raw)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(())
+            read_answer(&mut s, &mut raw).await?;
+            Ok::<_, String>(s)
         })
         .await;
         let now = ns_since(start);
         let parsed = match got {
-            Ok(Ok(())) => body_of(&raw)
-                .and_then(|b| serde_json::from_slice::<Answer<'_>>(b).map_err(|e| e.to_string())),
+            Ok(Ok(s)) => body_of(&raw).and_then(|(b, keep)| {
+                if keep && !reconnect {
+                    kept = Some(s);
+                }
+                serde_json::from_slice::<Answer<'_>>(b).map_err(|e| e.to_string())
+            }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err("no answer in 30 s".into()),
         };
         let answer = match parsed {
             Ok(a) => a,
             Err(_) => {
+                kept = None;
                 seen.errors += 1;
                 if seen.errors > 100 {
                     return seen;
@@ -302,8 +375,8 @@ pub fn run(a: &PollMeterArgs) -> Result<(), String> {
                     src,
                     a.topic.clone(),
                     start,
-                    measuring.clone(),
-                    stop.clone(),
+                    (measuring.clone(), stop.clone()),
+                    a.poll_connections == "per-poll",
                 ))
             })
             .collect();
@@ -360,7 +433,11 @@ pub fn run(a: &PollMeterArgs) -> Result<(), String> {
         let server_cpu = s0.zip(s1).map(|(a, b)| b - a);
         let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1e6;
         Ok::<_, String>(json!({
-            "client": format!("holdfast-bench poll-client (tokio, {} threads: epoll, one task per poller, a new connection per poll, answers parsed by serde derive; publisher on its own thread)", a.threads.max(1)),
+            "client": format!(
+                "holdfast-bench poll-client (tokio, {} threads: epoll, one task per poller, {}, answers parsed by serde derive; publisher on its own thread)",
+                a.threads.max(1),
+                if a.poll_connections == "per-poll" { "a new connection per poll" } else { "connections kept between polls" }
+            ),
             "pollers": a.pollers,
             "publish_rate": a.publish_rate,
             "published": published,
@@ -395,11 +472,21 @@ mod tests {
     #[test]
     fn an_answer_is_read_from_its_body_and_a_refusal_is_named() {
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"a\":\"b\"}";
-        assert_eq!(body_of(raw).unwrap(), b"{\"a\":\"b\"}");
+        assert_eq!(body_of(raw).unwrap(), (&b"{\"a\":\"b\"}"[..], false));
+        let kept = b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}";
+        assert_eq!(body_of(kept).unwrap(), (&b"{}"[..], true));
         let e =
             body_of(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\r\n{}").unwrap_err();
         assert!(e.contains("503"), "{e}");
         assert!(body_of(b"HTTP/1.1 200 OK\r\nContent-Le").is_err());
+        assert!(
+            body_of(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}").is_err(),
+            "short"
+        );
+        assert!(
+            head_of(&[b'x'; 20 << 10]).is_err(),
+            "a head without an end is bounded"
+        );
         let body = br#"{"cursor":"t:3@e1","messages":[{"type":"subscribed","topic":"t"},
             {"type":"message","topic":"t","seq":3,"data":"12345"},
             {"type":"message","topic":"t","seq":4,"data":"a \"quoted\" one"}]}"#;

@@ -104,6 +104,11 @@ pub struct Common {
     /// Seconds allowed for connect + upgrade.
     #[arg(long, default_value_t = 10.0, value_parser = holdfast::units::secs)]
     pub handshake_timeout: f64,
+    /// Long-poll: `kept` (a poll's connection carries the next poll when the server keeps
+    /// it: HTTP/1.1, as browsers do) or `per-poll` (every poll asks `Connection: close` and
+    /// the next one connects anew, as behind a proxy that does not keep connections).
+    #[arg(long, value_enum, default_value_t = PollConnections::Kept)]
+    pub poll_connections: PollConnections,
     /// Seconds the closing handshakes may take at the end before sockets are dropped.
     #[arg(long, default_value_t = 30.0, value_parser = holdfast::units::secs)]
     pub close_timeout: f64,
@@ -187,6 +192,15 @@ pub struct EchoArgs {
     /// Seconds of traffic before the measurement starts.
     #[arg(long, default_value_t = 1.0, value_parser = holdfast::units::secs)]
     pub warmup: f64,
+}
+
+/// How a long-poll client uses its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PollConnections {
+    /// One connection, kept from poll to poll while the server keeps it.
+    Kept,
+    /// A new connection for every poll.
+    PerPoll,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

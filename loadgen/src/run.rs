@@ -48,6 +48,11 @@ pub fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
         .urls
         .iter()
         .map(|u| target::parse_url(u, tls.as_ref()))
+        .map(|t| {
+            t.map(|t| {
+                t.reconnecting_polls(c.poll_connections == crate::cli::PollConnections::PerPoll)
+            })
+        })
         .collect::<Result<_, _>>()?;
     let targets: Arc<[target::Target]> = targets.into();
     let sources = match &c.sources {

@@ -25,12 +25,25 @@ pub struct Target {
     /// An event stream (`http://…/sse?…`): a plain GET answered 200 `text/event-stream`,
     /// then events, instead of an upgrade and frames.
     pub sse: bool,
-    /// Long-poll (`http://…/poll?…`): each answer (JSON with a `Content-Length`) ends its
-    /// connection, and the client polls again at once from the answer's cursor.
+    /// Long-poll (`http://…/poll?…`): each answer is JSON with a `Content-Length`, and the
+    /// client polls again at once from the answer's cursor — on the same connection when
+    /// the answer keeps it (`Connection: keep-alive`), else on a new one.
     pub poll: bool,
 }
 
 impl Target {
+    /// Long-poll: when `reconnect`, every poll asks for its connection to close after the
+    /// answer (`Connection: close`), so each poll is a new connection.
+    pub fn reconnecting_polls(mut self, reconnect: bool) -> Self {
+        if self.poll && reconnect {
+            let r = &self.request[..];
+            let mut v = r[..r.len() - 2].to_vec();
+            v.extend_from_slice(b"Connection: close\r\n\r\n");
+            self.request = v.into();
+        }
+        self
+    }
+
     /// The request of a poll from `cursor` (the target's request with `&cursor=` added).
     pub fn poll_request(&self, cursor: &str) -> Vec<u8> {
         let r = &self.request[..];
@@ -230,6 +243,16 @@ mod tests {
         let r = p.poll_request("a:3@00ff");
         assert!(
             r.starts_with(b"GET /poll?topics=a&cursor=a:3@00ff HTTP/1.1\r\nHost: 127.0.0.1:1\r\n")
+        );
+        assert!(
+            !r.windows(10).any(|w| w == b"Connection"),
+            "kept by default"
+        );
+        let once = p.reconnecting_polls(true).poll_request("a:3@00ff");
+        assert!(
+            once.ends_with(b"\r\nConnection: close\r\n\r\n") && once.starts_with(b"GET /poll?"),
+            "{}",
+            String::from_utf8_lossy(&once)
         );
         assert_eq!(
             parse_sources("127.0.0.2-127.0.0.4,10.0.0.1").unwrap().len(),

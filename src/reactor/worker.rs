@@ -562,6 +562,12 @@ impl<S: Services> Worker<S> {
         let Some(conn) = self.conns.get_mut(idx as usize) else {
             return;
         };
+        if conn.session.phase() == Phase::Answered {
+            self.recycle(idx);
+        }
+        let Some(conn) = self.conns.get_mut(idx as usize) else {
+            return;
+        };
         let mode = self.s.read_mode;
         let ring = &mut self.rings.list[conn.socket.ring()].ring;
         if conn.session.is_done() {
@@ -620,9 +626,39 @@ impl<S: Services> Worker<S> {
         if conn.session.take_new_deadline() {
             if let Some(at) = conn.session.deadline(&self.env.session) {
                 let d = (idx, conn.socket.generation(), at);
-                schedule(&mut self.closings, &self.conns, &self.env.session, d);
+                // Each queue holds deadlines of one length, so each is in order.
+                let q = match conn.session.phase() {
+                    Phase::Handshake => &mut self.handshakes,
+                    _ => &mut self.closings,
+                };
+                schedule(q, &self.conns, &self.env.session, d);
             }
         }
+    }
+
+    /// A kept-alive answer is out: what the request held goes, and the connection waits
+    /// for its next request — or closes, when the worker is draining or handing over (the
+    /// next request should reach the server that stays).
+    fn recycle(&mut self, idx: u32) {
+        let leaving = self.drain.is_some() || self.moving.frozen();
+        let conn = &mut self.conns[idx as usize];
+        let counted = conn.session.counted();
+        let transport = conn.session.transport();
+        if counted {
+            self.env.metrics.transport_open(transport, false);
+        }
+        self.svc.on_recycle(idx, counted, &self.env.metrics);
+        let conn = &mut self.conns[idx as usize];
+        let ctx = self.env.ctx(idx);
+        conn.session.recycle(&ctx);
+        if leaving {
+            conn.session
+                .end_idle(&ctx, "kept-alive connection closed: the server is leaving");
+        }
+        self.env
+            .metrics
+            .websockets
+            .set(self.svc.websockets() as u64);
     }
 
     fn release(&mut self, idx: u32) {
@@ -1148,6 +1184,7 @@ impl<S: Services> Worker<S> {
             self.listener = None;
             // Connections still in their handshake will not be upgraded: tell them now
             // (503 + Retry-After) rather than when they finish their request, or never.
+            // A kept-alive connection between requests asked nothing: it just closes.
             let handshaking: Vec<u32> = self
                 .conns
                 .iter()
@@ -1155,6 +1192,13 @@ impl<S: Services> Worker<S> {
                 .map(|(i, _)| i as u32)
                 .collect();
             for idx in handshaking {
+                if self.conns[idx as usize].session.between_requests() {
+                    let ctx = self.env.ctx(idx);
+                    let session = &mut self.conns[idx as usize].session;
+                    session.end_idle(&ctx, "kept-alive connection closed: draining");
+                    self.drive(idx);
+                    continue;
+                }
                 let ctx = self.env.ctx(idx);
                 let answer = Answer::Refuse(
                     Limit::Draining,

@@ -128,6 +128,12 @@ impl Admission {
                 t.release(ip);
             }
         }
+        self.on_request_done(counted);
+    }
+
+    /// A request admitted by [`Admission::admit`] (when `counted`) is over; its connection
+    /// may stay (keep-alive), still counted against its address.
+    pub fn on_request_done(&mut self, counted: bool) {
         if counted {
             self.websockets -= 1;
             self.global.close();

@@ -203,6 +203,20 @@ pub struct Services {
     pub kicks: Vec<u32>,
 }
 
+impl Services {
+    /// What connection `idx`'s request held here (its subscriptions, its poll, its user),
+    /// released.
+    fn forget(&mut self, idx: u32, metrics: &WorkerMetrics) {
+        let user = self.identity.user(idx);
+        self.pubsub.poll_gone(idx);
+        self.pubsub.leave(idx, metrics, user.clone());
+        if let Some(u) = user {
+            self.pubsub.spec.backplane.user_closed(&u);
+        }
+        self.identity.leave(idx);
+    }
+}
+
 impl session::Services for Services {
     type Host<'a> = ConnHost<'a>;
     /// The hub's message, its topic's slow-consumer policy, and its JSON for event streams
@@ -225,14 +239,13 @@ impl session::Services for Services {
     }
 
     fn on_release(&mut self, idx: u32, counted: bool, metrics: &WorkerMetrics) {
-        let user = self.identity.user(idx);
-        self.pubsub.poll_gone(idx);
-        self.pubsub.leave(idx, metrics, user.clone());
-        if let Some(u) = user {
-            self.pubsub.spec.backplane.user_closed(&u);
-        }
-        self.identity.leave(idx);
+        self.forget(idx, metrics);
         self.admission.on_release(idx, counted);
+    }
+
+    fn on_recycle(&mut self, idx: u32, counted: bool, metrics: &WorkerMetrics) {
+        self.forget(idx, metrics);
+        self.admission.on_request_done(counted);
     }
 
     fn websockets(&self) -> usize {

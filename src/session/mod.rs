@@ -68,6 +68,13 @@ pub enum Phase {
     /// peer closes or the close deadline passes. Closing with unread input would make the
     /// kernel send a reset, which can destroy our final answer before the peer reads it.
     Lingering,
+    /// The answer to a plain request (a long poll, a call) is queued and the connection
+    /// stays open after it (HTTP/1.1 keep-alive): once it is sent, [`Phase::Answered`].
+    Replying,
+    /// A kept-alive answer is sent: the owner releases what the request held in the
+    /// services and calls [`Session::recycle`] (or closes the connection), before any more
+    /// input is handed in.
+    Answered,
     /// Over: the socket is to be closed.
     Done,
 }
@@ -97,6 +104,10 @@ pub struct Config {
     /// otherwise shut down the write side and linger as after any final answer. Off with
     /// TLS, whose close_notify goes out with the shutdown.
     pub close_after_echo: bool,
+    /// Plain requests (long polls, calls) answered on one connection before it closes
+    /// (HTTP/1.1 keep-alive); 1 closes after every answer. Between requests the
+    /// connection waits for the next one as for a first request (`handshake_ticks`).
+    pub keepalive_requests: u16,
 }
 
 /// What a [`Host`] answers to an upgrade request.
@@ -243,8 +254,14 @@ const DEADLINE_NEW: u8 = 1 << 5;
 /// Done, and the peer did not cooperate: reset the connection (drop what is unsent)
 /// rather than leave an orphaned socket sending to a peer that does not read.
 const RESET: u8 = 1 << 6;
-/// A call on the plain-HTTP API (with [`POLL`]: one answer, then the connection closes).
+/// A call on the plain-HTTP API (with [`POLL`]: one answer, then the connection closes
+/// or waits for the next request).
 const CALL: u8 = 1 << 7;
+
+/// In [`Writer::tally`] while a plain request is served: its answer leaves the connection
+/// open for the next request (HTTP/1.1 keep-alive). The other bits count the requests
+/// answered on the connection before this one.
+const KEEP: u16 = 1 << 15;
 
 /// The output side of a session: what a [`Host`] may touch while the input side decodes.
 #[derive(Debug)]
@@ -254,8 +271,9 @@ pub struct Writer {
     since: u32,
     phase: Phase,
     flags: u8,
-    /// Pings from the peer since the heartbeat sweep last visited (in what would otherwise
-    /// be padding).
+    /// A WebSocket: pings from the peer since the heartbeat sweep last visited. Plain HTTP
+    /// (the handshake phase, a poll, a call, which read no frames): the requests answered
+    /// on this connection so far, and [`KEEP`]. In what would otherwise be padding.
     pings: u16,
 }
 
@@ -283,7 +301,12 @@ impl Writer {
         self.since = now;
         if matches!(
             phase,
-            Phase::Finishing | Phase::EchoingClose | Phase::AwaitingClose | Phase::Lingering
+            Phase::Handshake
+                | Phase::Finishing
+                | Phase::EchoingClose
+                | Phase::AwaitingClose
+                | Phase::Lingering
+                | Phase::Replying
         ) {
             self.flags |= DEADLINE_NEW;
         }
@@ -333,18 +356,28 @@ impl Writer {
         self.flags & POLL != 0 && self.phase == Phase::Open
     }
 
-    /// Answer a long poll (once): `status` with a JSON `body`, then the connection closes.
+    /// Answer a long poll or a call (once): `status` with a JSON `body`; then the connection
+    /// waits for its next request (keep-alive) or closes.
     pub fn answer_poll(&mut self, ctx: &Ctx<'_>, status: u16, body: &[u8], extra: &str) {
         if !self.is_poll() {
             return;
         }
-        self.enter(Phase::Finishing, ctx.now);
+        let keep = self.pings & KEEP != 0;
+        self.enter(
+            if keep {
+                Phase::Replying
+            } else {
+                Phase::Finishing
+            },
+            ctx.now,
+        );
+        let connection = if keep { "keep-alive" } else { "close" };
         self.write(ctx, |v| {
             let reason = handshake::reason_phrase(status);
             v.extend_from_slice(
                 format!(
                     "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n\
-                     Cache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n\
+                     Cache-Control: no-store\r\nContent-Length: {}\r\nConnection: {connection}\r\n\
                      Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: Retry-After\r\n{extra}\r\n",
                     body.len()
                 )
@@ -352,6 +385,14 @@ impl Writer {
             );
             v.extend_from_slice(body);
         });
+    }
+
+    /// The answer to the plain request being served closes the connection (a drain, a
+    /// hand-over: the client's next request should find the server that stays).
+    pub fn close_after_answer(&mut self) {
+        if self.flags & POLL != 0 {
+            self.pings &= !KEEP;
+        }
     }
 
     /// Queue a frame (counted as a message when it is data). On an event stream a text
@@ -533,10 +574,12 @@ impl Session {
     pub fn deadline(&self, cfg: &Config) -> Option<u32> {
         match self.w.phase {
             Phase::Handshake => Some(self.w.since.wrapping_add(cfg.handshake_ticks)),
-            Phase::Finishing | Phase::EchoingClose | Phase::AwaitingClose | Phase::Lingering => {
-                Some(self.w.since.wrapping_add(cfg.close_ticks))
-            }
-            Phase::Open | Phase::Done => None,
+            Phase::Finishing
+            | Phase::EchoingClose
+            | Phase::AwaitingClose
+            | Phase::Lingering
+            | Phase::Replying => Some(self.w.since.wrapping_add(cfg.close_ticks)),
+            Phase::Open | Phase::Answered | Phase::Done => None,
         }
     }
 
@@ -554,8 +597,14 @@ impl Session {
         match self.w.phase {
             Phase::Handshake => self.handshake_input(data, ctx, host),
             // An event stream's client has nothing to say after its request: what it sends
-            // is dropped (it cannot make the server hold anything).
-            Phase::Open | Phase::AwaitingClose if self.w.flags & (STREAM | POLL) != 0 => {}
+            // is dropped (it cannot make the server hold anything). A poll's or a call's
+            // client that speaks before its answer is pipelining (or worse): its bytes are
+            // dropped and the answer closes the connection, so no request goes unanswered
+            // on a connection that stays open.
+            Phase::Open | Phase::AwaitingClose if self.w.flags & (STREAM | POLL) != 0 => {
+                self.w.close_after_answer();
+            }
+            Phase::Replying => self.w.phase = Phase::Finishing,
             Phase::Open | Phase::AwaitingClose => {
                 if self.w.phase == Phase::Open {
                     self.w.since = ctx.now;
@@ -563,14 +612,18 @@ impl Session {
                 self.frame_input(data, ctx, host);
             }
             // The answer is decided: what arrives now is dropped.
-            Phase::Finishing | Phase::EchoingClose | Phase::Lingering | Phase::Done => {}
+            Phase::Finishing
+            | Phase::EchoingClose
+            | Phase::Lingering
+            | Phase::Answered
+            | Phase::Done => {}
         }
     }
 
     fn handshake_input(&mut self, data: &mut [u8], ctx: &Ctx<'_>, host: &mut impl Host) {
         let limits = ctx.cfg.limits;
-        // A request body being received: take what completes it (what follows is dropped:
-        // the connection closes after its answer).
+        // A request body being received: take what completes it. What follows in the same
+        // read goes along as the rest (it is not served: the answer closes the connection).
         if let Some(h) = self.held.as_mut().filter(|h| h.body_end > 0) {
             let room = h.body_end - h.partial.pending.len();
             h.partial
@@ -579,8 +632,9 @@ impl Session {
             if h.partial.pending.len() == h.body_end {
                 if let Some(h) = self.held.take() {
                     let mut owned = h.partial.pending;
-                    let (head, body) = owned.split_at_mut(h.head_end);
-                    self.respond(head, body, ctx, host);
+                    owned.extend_from_slice(&data[room..]);
+                    let (head, rest) = owned.split_at_mut(h.head_end);
+                    self.respond(head, rest, ctx, host);
                 }
             }
             return;
@@ -668,7 +722,8 @@ impl Session {
                 };
                 let accept = req.accept_key();
                 self.w.enter(Phase::Open, ctx.now);
-                self.w.flags |= COUNTED;
+                self.w.flags = (self.w.flags & !(STREAM | POLL | CALL)) | COUNTED;
+                self.w.pings = 0; // what a kept-alive connection counted is over
                 ctx.metrics.upgrades.inc();
                 ctx.metrics.transport_open("websocket", true);
                 self.w
@@ -749,7 +804,24 @@ impl Session {
             }
             Answer::Accept | Answer::AcceptProtocol(_) => {
                 self.w.enter(Phase::Open, ctx.now);
-                self.w.flags |= COUNTED | flags;
+                self.w.flags = (self.w.flags & !(STREAM | POLL | CALL)) | COUNTED | flags;
+                // Keep-alive: HTTP/1.1 persists unless the client says `close`, nothing
+                // followed the request (no pipelining: one request at a time), and the
+                // connection has answered fewer than the allowance.
+                let served = self.w.pings & !KEEP;
+                let extra = if flags & CALL != 0 {
+                    rest.len() > req.body_len
+                } else {
+                    !rest.is_empty()
+                };
+                let keep = flags & POLL != 0
+                    && !extra
+                    && served.saturating_add(1) < ctx.cfg.keepalive_requests
+                    && !req
+                        .header_values("connection")
+                        .flat_map(handshake::tokens)
+                        .any(|t| t.eq_ignore_ascii_case("close"));
+                self.w.pings = if keep { served | KEEP } else { served };
                 ctx.metrics.transport_open(self.w.transport(), true);
                 if flags & CALL != 0 {
                     ctx.metrics.calls.inc();
@@ -847,9 +919,23 @@ impl Session {
 
     /// Input is over: the peer closed its side (EOF) or the socket failed.
     pub fn handle_end(&mut self, ctx: &Ctx<'_>) {
+        if self.between_requests() {
+            // A kept-alive connection's client closed it while idle: its normal end.
+            ctx.metrics.keepalive_ends.inc();
+            ctx.closed(
+                Side::Client,
+                1000,
+                "the client closed its idle kept-alive connection",
+            );
+            return self.abort();
+        }
         if matches!(
             self.w.phase,
-            Phase::Handshake | Phase::Open | Phase::Finishing | Phase::EchoingClose
+            Phase::Handshake
+                | Phase::Open
+                | Phase::Finishing
+                | Phase::EchoingClose
+                | Phase::Replying
         ) {
             ctx.metrics.aborted.inc();
         }
@@ -901,6 +987,11 @@ impl Session {
                 self.w.enter(Phase::Lingering, ctx.now);
                 self.w.flags |= SHUT_DUE;
             }
+            // A kept-alive answer is out: the owner recycles the connection.
+            Phase::Replying => {
+                self.held = None;
+                self.w.phase = Phase::Answered;
+            }
             _ => {}
         }
     }
@@ -910,12 +1001,17 @@ impl Session {
     pub fn handle_timeout(&mut self, ctx: &Ctx<'_>, sending: bool) {
         let cfg = ctx.cfg;
         let elapsed = ctx.now.wrapping_sub(self.w.since);
-        if self.w.phase == Phase::Open {
+        if self.w.phase == Phase::Open && self.w.flags & (STREAM | POLL) == 0 {
             // An open session's only timeout is the sweep, once per interval: the ping
             // allowance starts again.
             self.w.pings = 0;
         }
         match self.w.phase {
+            Phase::Handshake if elapsed >= cfg.handshake_ticks && self.between_requests() => {
+                // Kept alive and not asked again in time: closed quietly (our FIN; it sent
+                // nothing we did not read).
+                self.end_idle(ctx, "kept-alive connection idle");
+            }
             Phase::Handshake if elapsed >= cfg.handshake_ticks => {
                 ctx.metrics.handshake_timeouts.inc();
                 ctx.metrics.aborted.inc();
@@ -937,7 +1033,11 @@ impl Session {
             {
                 self.w.flags |= PING_DUE;
             }
-            Phase::Finishing | Phase::EchoingClose | Phase::AwaitingClose | Phase::Lingering
+            Phase::Finishing
+            | Phase::EchoingClose
+            | Phase::AwaitingClose
+            | Phase::Lingering
+            | Phase::Replying
                 if elapsed >= cfg.close_ticks =>
             {
                 // The peer did not finish the close in time (it may not read at all: a slow
@@ -969,7 +1069,9 @@ impl Session {
                 // (a publish may be numbered already): its answer comes, or its deadline.
                 return;
             }
-            // A poll not answered yet: 503 with the reconnect hint as Retry-After.
+            // A poll not answered yet: 503 with the reconnect hint as Retry-After, and the
+            // connection closes after it.
+            self.w.close_after_answer();
             let hint = hint();
             let body = serde_json::json!({"code": code.0, "reason": reason}).to_string();
             let extra = hint.map_or(String::new(), |ms| {
@@ -994,6 +1096,39 @@ impl Session {
         self.w.enter(phase, ctx.now);
         self.w
             .write(ctx, |v| encode_close(v, Some(code), reason, None));
+    }
+
+    /// A kept-alive answer is sent ([`Phase::Answered`]) and the owner released what the
+    /// request held: wait for the next request on the same connection, as for a first one
+    /// (the handshake deadline is the idle limit).
+    pub fn recycle(&mut self, ctx: &Ctx<'_>) {
+        if self.w.phase != Phase::Answered {
+            return;
+        }
+        let served = ((self.w.pings & !KEEP) + 1).min(!KEEP);
+        self.decoder = Decoder::new(Role::Server);
+        self.held = None;
+        self.w.out = None;
+        // What it served stays readable (the close log names it) until the next request.
+        self.w.flags &= STREAM | POLL | CALL;
+        self.w.pings = served;
+        self.w.enter(Phase::Handshake, ctx.now);
+        ctx.metrics.keepalive_reuses.inc();
+    }
+
+    /// Close a kept-alive connection between requests (idle too long, or the server is
+    /// draining or handing over): no answer is owed, so no bytes, just the end (1001 in
+    /// the close log and counters, as a WebSocket's idle close).
+    pub fn end_idle(&mut self, ctx: &Ctx<'_>, reason: &str) {
+        ctx.metrics.keepalive_ends.inc();
+        ctx.closed(Side::Server, CloseCode::GOING_AWAY.0, reason);
+        self.abort();
+    }
+
+    /// Whether it is a kept-alive connection waiting for its next request, with none of
+    /// it read yet (closing it now loses nothing).
+    pub fn between_requests(&self) -> bool {
+        self.w.phase == Phase::Handshake && self.w.pings & !KEEP > 0 && self.held.is_none()
     }
 
     /// End it now with a reset: what is unsent is dropped with the socket.

@@ -97,6 +97,8 @@ pub struct Pair {
     pub closed: bool,
     /// It closed it with a reset.
     pub reset: bool,
+    /// Kept-alive answers sent (the session recycled after each).
+    pub answers: usize,
     head_done: bool,
     client: Assembler,
     read: usize,
@@ -115,6 +117,7 @@ pub fn test_config() -> Config {
         max_pings: 16,
         stream_retry_ms: 1000,
         close_after_echo: true,
+        keepalive_requests: 1000,
     }
 }
 
@@ -157,6 +160,7 @@ impl Pair {
             fin: false,
             closed: false,
             reset: false,
+            answers: 0,
             head_done: false,
             client: Assembler::new(Decoder::new(Role::Client)),
             read: 0,
@@ -272,6 +276,17 @@ impl Pair {
                 self.closed = true;
                 self.reset = self.session.wants_reset();
                 return;
+            }
+            if self.session.phase() == super::Phase::Answered {
+                // A kept-alive answer is out: ready for the next request, as the worker does.
+                let ctx = Ctx {
+                    cfg: &self.cfg,
+                    metrics: &self.metrics,
+                    now: self.now,
+                    trace: Some(&self.trace),
+                };
+                self.session.recycle(&ctx);
+                self.answers += 1;
             }
             if self.session.poll_shutdown() {
                 self.fin = true;

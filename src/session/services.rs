@@ -26,6 +26,10 @@ pub trait Services {
     fn on_accept(&mut self, idx: u32, peer: Option<IpAddr>) -> Option<Answer>;
     /// Entry `idx` is gone; `counted`: it had been upgraded.
     fn on_release(&mut self, idx: u32, counted: bool, metrics: &WorkerMetrics);
+    /// Entry `idx` answered a plain request and stays open for the next one (keep-alive):
+    /// forget what the request held, as [`Services::on_release`] does, but the connection
+    /// (its per-address count) stays.
+    fn on_recycle(&mut self, idx: u32, counted: bool, metrics: &WorkerMetrics);
     /// Open WebSockets on this worker.
     fn websockets(&self) -> usize;
     /// A random number (drain hints).

@@ -439,20 +439,128 @@ fn a_calls_body_cut_at_every_point_is_answered_whole_and_what_follows_is_dropped
         let mut p = Pair::new(test_config());
         let mut wire = req.clone();
         wire.extend_from_slice(b"GET /next HTTP/1.1\r\n\r\n"); // pipelined: not served
-        p.send(&wire, &[cut, 3]);
+                                                               // Two reads: the second ends the body and carries the next request with it.
+        p.send(&wire, &[cut, wire.len()]);
         let seen = p.received();
-        assert!(matches!(seen[0], Seen::Http(200, _)), "cut {cut}: {seen:?}");
+        match &seen[0] {
+            Seen::Http(200, head) => assert!(
+                head.contains("Connection: close"),
+                "cut {cut}: pipelined, so not kept: {head}"
+            ),
+            other => panic!("cut {cut}: {other:?}"),
+        }
         assert!(
             p.wire.ends_with(body),
             "cut {cut}: the body comes back whole"
         );
         assert_eq!(p.host.requests, ["/call"], "cut {cut}");
-        assert_ne!(
-            p.session.phase(),
-            Phase::Open,
-            "answered once, then it goes"
+        assert_eq!(
+            p.answers, 0,
+            "cut {cut}: what followed was never read as a request"
         );
+        assert_eq!(p.session.phase(), Phase::Lingering, "cut {cut}");
     }
+}
+
+/// `POST /call` with `body`, as one request.
+fn call(body: &str) -> Vec<u8> {
+    format!(
+        "POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_kept_alive_connection_serves_the_next_request_after_each_answer() {
+    let mut p = Pair::new(test_config());
+    for i in 0..3 {
+        let body = format!("call {i}");
+        p.send(&call(&body), &[7]);
+        assert!(p.wire.ends_with(body.as_bytes()), "{i}");
+        assert_eq!(
+            p.session.phase(),
+            Phase::Handshake,
+            "{i}: waiting for the next"
+        );
+        assert_eq!((p.answers, p.session.heap_bytes()), (i + 1, 0), "{i}");
+    }
+    let text = String::from_utf8_lossy(&p.wire).into_owned();
+    assert_eq!(text.matches("Connection: keep-alive").count(), 3, "{text}");
+    assert_eq!(p.metrics.keepalive_reuses.get(), 3);
+    // The same connection upgrades and echoes.
+    p.send(&upgrade_request("/echo"), &[]);
+    assert!(String::from_utf8_lossy(&p.wire).contains("101 Switching Protocols"));
+    assert_eq!(p.session.phase(), Phase::Open);
+    let before = p.wire.len();
+    p.send(&client_frame(true, OpCode::Text, b"hi"), &[]);
+    assert!(p.wire.len() > before && p.wire.ends_with(b"hi"));
+}
+
+#[test]
+fn a_kept_connection_idle_past_the_handshake_deadline_ends_quietly() {
+    let mut p = Pair::new(test_config());
+    p.send(&call("x"), &[]);
+    let sent = p.wire.len();
+    p.advance(p.cfg.handshake_ticks - 1);
+    assert!(!p.closed, "not before its deadline");
+    p.advance(1);
+    assert!(p.closed && !p.reset, "closed, not reset");
+    assert_eq!(p.wire.len(), sent, "no bytes: no answer was owed");
+    assert_eq!(p.metrics.keepalive_ends.get(), 1);
+    assert_eq!(
+        p.metrics.handshake_timeouts.get(),
+        0,
+        "not a handshake that failed"
+    );
+    // The same deadline with part of a request in: a handshake timeout, as for a first one.
+    let mut p = Pair::new(test_config());
+    p.send(&call("x"), &[]);
+    p.send(b"POST /call HTTP/1.1\r\n", &[]);
+    p.advance(p.cfg.handshake_ticks);
+    assert!(p.closed);
+    assert_eq!(p.metrics.handshake_timeouts.get(), 1);
+}
+
+#[test]
+fn the_allowance_and_a_clients_close_end_keep_alive() {
+    let mut cfg = test_config();
+    cfg.keepalive_requests = 2;
+    let mut p = Pair::new(cfg);
+    p.send(&call("one"), &[]);
+    p.send(&call("two"), &[]);
+    let text = String::from_utf8_lossy(&p.wire).into_owned();
+    assert_eq!(text.matches("Connection: keep-alive").count(), 1, "{text}");
+    assert!(text.contains("Connection: close") && p.fin, "{text}");
+    assert_eq!(p.answers, 1);
+    let mut p = Pair::new(test_config());
+    let mut req = call("bye");
+    let at = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    req.splice(at + 2..at + 2, b"Connection: close\r\n".iter().copied());
+    p.send(&req, &[]);
+    assert!(String::from_utf8_lossy(&p.wire).contains("Connection: close") && p.fin);
+    // A client closing its idle kept connection: a normal end, not an abort.
+    let mut p = Pair::new(test_config());
+    p.send(&call("x"), &[]);
+    p.end();
+    assert!(p.closed);
+    assert_eq!(
+        (p.metrics.keepalive_ends.get(), p.metrics.aborted.get()),
+        (1, 0)
+    );
+}
+
+#[test]
+fn bytes_that_arrive_while_the_answer_goes_out_end_the_connection_after_it() {
+    let mut p = Pair::new(test_config());
+    p.stall = true;
+    p.send(&call("slow"), &[]);
+    assert!(p.inflight.is_some(), "the answer is going out");
+    p.send(b"GET /next HTTP/1.1\r\n\r\n", &[]);
+    p.release();
+    assert!(p.wire.ends_with(b"slow") && p.fin, "answered, then our FIN");
+    assert_eq!(p.answers, 0, "the bytes were not read as a request");
+    assert_eq!(p.session.phase(), Phase::Lingering);
 }
 
 #[test]

@@ -248,7 +248,7 @@ fn is_ows(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 
-fn tokens(list: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn tokens(list: &str) -> impl Iterator<Item = &str> {
     list.split(',')
         .map(|t| t.trim_matches(is_ows))
         .filter(|t| !t.is_empty())

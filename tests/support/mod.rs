@@ -251,6 +251,45 @@ pub fn request(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
     (status, body)
 }
 
+/// One HTTP answer read from `s` as a client that keeps its connection would read it: the
+/// head, then `Content-Length` bytes of body (to EOF when there is no length). Returns
+/// (status, head, body); status 0 when the connection ended before a head.
+pub fn read_answer(s: &mut impl Read) -> (u16, String, String) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    // Byte by byte up to the blank line, so nothing of a next answer is taken.
+    while !buf.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => break,
+        }
+        assert!(buf.len() < 64 << 10, "an answer head over 64 KiB");
+    }
+    let head = String::from_utf8_lossy(&buf).trim_end().to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let len = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())
+            .flatten()
+    });
+    let mut body = Vec::new();
+    match len {
+        Some(n) => {
+            body.resize(n, 0);
+            s.read_exact(&mut body).unwrap();
+        }
+        None => {
+            let _ = s.read_to_end(&mut body);
+        }
+    }
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// The raw request a browser would send.

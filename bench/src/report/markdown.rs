@@ -458,9 +458,9 @@ pub(super) fn render(r: &Value) -> String {
         }
         let _ = writeln!(o, "\n{BEHIND}");
         let _ = writeln!(o, "
-The independent client (`holdfast-bench poll-client`: tokio, two threads, a new connection per poll, answers parsed by serde's derive, its own publisher thread; no code shared with the loadgen) drives the long-poll rung again on a fresh server at the largest rate: its server CPU per delivery says whether the loadgen's figure is what another client would see; its latency is its own.
+The independent client (`holdfast-bench poll-client`: tokio, two threads, connections kept between polls, answers parsed by serde's derive, its own publisher thread; no code shared with the loadgen) drives the long-poll rung again on a fresh server at the largest rate: its server CPU per delivery says whether the loadgen's figure is what another client would see; its latency is its own. The `per-poll connections` row is the loadgen with a new connection for every poll (`--poll-connections per-poll`: clients behind a proxy that does not keep connections).
 
-Limits: an event is written per subscriber (its id is that subscriber's cursor), where a WebSocket shares one encoded frame; a long poll costs a TCP connection, a request and a JSON answer per delivery batch.
+Limits: an event is written per subscriber (its id is that subscriber's cursor), where a WebSocket shares one encoded frame; a long poll costs a request and a JSON answer per delivery batch (and a TCP connection each, without keep-alive). A kept poller asks again as soon as it is answered, so at low rates it polls once per message: fewer messages per answer than a per-poll client, and lower latency.
 ");
     }
     if r["backplane"].is_object() {

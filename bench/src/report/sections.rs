@@ -850,13 +850,30 @@ pub(super) fn fanout_step(
     workers: Option<usize>,
     place: &Place,
     via: Via,
-    (subs, topics, rate): (usize, usize, usize),
+    load: (usize, usize, usize),
 ) -> Result<Value, String> {
-    let label = if kind == Kind::Holdfast {
+    fanout_step_with(plan, kind, workers, place, via, load, None)
+}
+
+/// [`fanout_step`] with the loadgen's long-poll clients connecting `poll_connections`
+/// (`kept` or `per-poll`; None: the loadgen's default, kept).
+pub(super) fn fanout_step_with(
+    plan: &Plan,
+    kind: Kind,
+    workers: Option<usize>,
+    place: &Place,
+    via: Via,
+    (subs, topics, rate): (usize, usize, usize),
+    poll_connections: Option<&str>,
+) -> Result<Value, String> {
+    let mut label = if kind == Kind::Holdfast {
         holdfast_label(workers)
     } else {
         kind.name().to_string()
     };
+    if let Some(p) = poll_connections {
+        label = format!("{label} ({p} connections)");
+    }
     eprintln!(
         "fanout: {label} × {subs} subscribers, {topics} topics, {rate}/s, {} publish, placement: {}",
         via.name(),
@@ -874,21 +891,20 @@ pub(super) fn fanout_step(
         .clone()
         .ok_or("fanout needs the server's admin address (--admin)")?;
     let path = kind.http_path().unwrap_or("/ws");
-    let args = t.args(
-        "fanout",
-        path,
-        subs,
-        &[
-            ("--topics", s(topics)),
-            ("--publish-rate", s(rate)),
-            ("--admin", admin),
-            ("--warmup", s(plan.warmup)),
-            ("--duration", s(plan.measure_seconds)),
-            ("--rate", s(plan.ramp_rate)),
-            ("--settle", s(5)),
-            ("--publish-via", s(via.name())),
-        ],
-    );
+    let mut more = vec![
+        ("--topics", s(topics)),
+        ("--publish-rate", s(rate)),
+        ("--admin", admin),
+        ("--warmup", s(plan.warmup)),
+        ("--duration", s(plan.measure_seconds)),
+        ("--rate", s(plan.ramp_rate)),
+        ("--settle", s(5)),
+        ("--publish-via", s(via.name())),
+    ];
+    if let Some(p) = poll_connections {
+        more.push(("--poll-connections", s(p)));
+    }
+    let args = t.args("fanout", path, subs, &more);
     // Where the server's threads may run, read back once it is up (its workers pinned).
     let server_cpus = server.as_ref().map(|s| crate::proc::cpus_allowed(s.pid()));
     let (v, met) = loadgen(&args, place.loadgen_cpus(), |_| {})?;

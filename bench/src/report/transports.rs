@@ -44,9 +44,20 @@ pub(super) fn transports(plan: &Plan) -> Result<Value, String> {
                 (subs, topics, rate),
             )?);
         }
-        // The long-poll rung's figures checked by an independent client, at the largest rate.
+        // At the largest rate: the long-poll rung's figures checked by an independent
+        // client, and the rung again with a new connection per poll (clients behind a proxy
+        // that does not keep connections; every poll before keep-alive).
         if topics == 1 && plan.transport_fanout.last() == Some(&(subs, topics, rate)) {
             fanout.push(super::sections::poll_client_step(plan, subs, rate)?);
+            fanout.push(super::sections::fanout_step_with(
+                plan,
+                Kind::HoldfastPoll,
+                None,
+                &super::sections::Place::Own,
+                super::sections::Via::Admin,
+                (subs, topics, rate),
+                Some("per-poll"),
+            )?);
         }
     }
     Ok(json!({"density": density, "fanout": fanout}))

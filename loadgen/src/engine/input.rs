@@ -182,6 +182,9 @@ impl Engine {
                     return self.finish(idx);
                 };
                 self.counts.inc(C::Polls);
+                let kept = header("connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("keep-alive"))
+                    && buf.len() == end + 4 + len;
                 for m in items {
                     // Each item's own text, as an event stream's data line would carry it
                     // (not parsed into a tree and printed again: the client's cost per
@@ -195,7 +198,7 @@ impl Engine {
                         return;
                     }
                 }
-                self.repoll(idx, cursor);
+                self.repoll(idx, cursor, kept);
             }
             (Some(503), _) => {
                 let secs = header("retry-after").and_then(|v| v.parse::<u32>().ok());

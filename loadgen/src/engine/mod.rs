@@ -497,10 +497,22 @@ impl Engine {
     }
 
     /// Long-poll: the answer to poll `idx` is in; the client polls again at once from
-    /// `cursor` on a new connection (the answered one closes without counting as a loss).
-    /// Not while stopping, and not without a free slot (then it is lost).
-    pub(crate) fn repoll(&mut self, idx: u32, cursor: Box<str>) {
-        if self.stopping() || self.free.is_empty() {
+    /// `cursor`: on the same connection when the server `kept` it, else on a new one (the
+    /// answered one closes without counting as a loss). Not while stopping, and not
+    /// without a free slot for a new connection (then it is lost).
+    pub(crate) fn repoll(&mut self, idx: u32, cursor: Box<str>, kept: bool) {
+        if self.stopping() {
+            self.close_key(CloseKey::Reason("poll_not_renewed"));
+            return self.finish(idx);
+        }
+        let c = &mut self.conns[idx as usize];
+        if kept && !c.socket.sending() {
+            let req = self.spec.targets[usize::from(c.target)].poll_request(&cursor);
+            c.held = None;
+            c.socket.send(&mut self.ring, SendBuf::Owned(req), idx);
+            return;
+        }
+        if self.free.is_empty() {
             self.close_key(CloseKey::Reason("poll_not_renewed"));
             return self.finish(idx);
         }

@@ -116,12 +116,21 @@ impl<S: Services> Worker<S> {
         let idxs: Vec<u32> = self.conns.iter().map(|(i, _)| i as u32).collect();
         for idx in idxs {
             let conn = &mut self.conns[idx as usize];
+            if conn.session.between_requests() {
+                // Kept alive, idle: closed, so its next request connects to the new process.
+                let ctx = self.env.ctx(idx);
+                conn.session
+                    .end_idle(&ctx, "kept-alive connection closed: handing over");
+                self.drive(idx);
+                continue;
+            }
             if conn.session.phase() != Phase::Open {
                 continue;
             }
             if conn.session.transport() == "poll" {
                 let ctx = self.env.ctx(idx);
                 let before = conn.session.held();
+                conn.session.writer().close_after_answer();
                 self.svc.answer(idx, conn.session.writer(), &ctx);
                 let after = self.conns[idx as usize].session.held();
                 self.account(before, after);
