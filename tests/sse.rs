@@ -602,6 +602,30 @@ fn closed_quietly(s: &mut TcpStream) -> bool {
     matches!(s.read(&mut b), Ok(0))
 }
 
+/// Ask `path` on the kept connection `s`: a 200 that keeps the connection; its body.
+fn ask_kept(s: &mut TcpStream, path: &str) -> Value {
+    let (st, head, body) = ask(s, path, "");
+    assert_eq!(
+        (st, connection(&head).as_str()),
+        (200, "keep-alive"),
+        "{head}\n{body}"
+    );
+    serde_json::from_str(&body).unwrap()
+}
+
+fn cursor_of(answer: &Value) -> String {
+    answer["cursor"].as_str().unwrap().to_string()
+}
+
+/// Ask for `topic` from `cursor` on `s` without waiting for the answer (it will be held).
+fn send_poll(s: &mut TcpStream, topic: &str, cursor: &str) {
+    write!(
+        s,
+        "GET /poll?topics={topic}&cursor={cursor} HTTP/1.1\r\nHost: test\r\n\r\n"
+    )
+    .unwrap();
+}
+
 fn kept(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -613,16 +637,7 @@ fn polls_and_calls_keep_their_connection_for_the_next_request() {
     let srv = Server::start(&["--poll-hold", "1", "--client-publish"]);
     let mut s = kept(srv.addr);
     // First poll: the position to poll from, and the connection stays.
-    let (st, head, body) = ask(&mut s, "/poll?topics=ka", "");
-    assert_eq!(
-        (st, connection(&head).as_str()),
-        (200, "keep-alive"),
-        "{head}"
-    );
-    let cursor = serde_json::from_str::<Value>(&body).unwrap()["cursor"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cursor = cursor_of(&ask_kept(&mut s, "/poll?topics=ka"));
     // Between requests nothing is counted as a waiting poll.
     srv.wait_metric("holdfast_open_connections{transport=\"poll\"}", |v| {
         v == 0.0
@@ -640,19 +655,11 @@ fn polls_and_calls_keep_their_connection_for_the_next_request() {
         "{head}\n{body}"
     );
     // The next poll, same connection: the message, from the cursor.
-    let (st, head, body) = ask(&mut s, &format!("/poll?topics=ka&cursor={cursor}"), "");
-    assert_eq!(
-        (st, connection(&head).as_str()),
-        (200, "keep-alive"),
-        "{head}"
-    );
-    let a: Value = serde_json::from_str(&body).unwrap();
+    let a = ask_kept(&mut s, &format!("/poll?topics=ka&cursor={cursor}"));
     assert_eq!(seqs(&a), [1], "{a}");
     // A poll held to the end of its hold, then answered empty: still the same connection.
-    let next = a["cursor"].as_str().unwrap().to_string();
-    let (st, _, body) = ask(&mut s, &format!("/poll?topics=ka&cursor={next}"), "");
-    let b: Value = serde_json::from_str(&body).unwrap();
-    assert!(st == 200 && seqs(&b).is_empty(), "{b}");
+    let b = ask_kept(&mut s, &format!("/poll?topics=ka&cursor={}", cursor_of(&a)));
+    assert!(seqs(&b).is_empty(), "{b}");
     // The same connection can become a WebSocket.
     write!(s, "{}", support::upgrade_request("/echo", "13")).unwrap();
     let (st, head, _) = {
@@ -695,19 +702,12 @@ fn a_client_that_says_close_or_pipelines_gets_its_answer_and_then_the_end() {
     let (st, head, _) = support::read_answer(&mut s);
     assert_eq!((st, connection(&head).as_str()), (200, "close"), "{head}");
     assert!(closed_quietly(&mut s), "one answer, then the end");
-    drop(s); // (an answered poll counts as one until its client closes)
-             // A client that speaks while its poll is held: the same.
+    // (An answered poll counts as one until its client closes.)
+    drop(s);
+    // A client that speaks while its poll is held: the same.
     let mut s = kept(srv.addr);
-    let (_, _, body) = ask(&mut s, "/poll?topics=c", "");
-    let cursor = serde_json::from_str::<Value>(&body).unwrap()["cursor"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    write!(
-        s,
-        "GET /poll?topics=c&cursor={cursor} HTTP/1.1\r\nHost: test\r\n\r\n"
-    )
-    .unwrap();
+    let cursor = cursor_of(&ask_kept(&mut s, "/poll?topics=c"));
+    send_poll(&mut s, "c", &cursor);
     srv.wait_metric("holdfast_open_connections{transport=\"poll\"}", |v| {
         v == 1.0
     });
@@ -729,12 +729,7 @@ fn an_idle_kept_connection_closes_after_the_handshake_timeout_and_requests_are_c
         "2",
     ]);
     let mut s = kept(srv.addr);
-    let (st, head, _) = ask(&mut s, "/poll?topics=i", "");
-    assert_eq!(
-        (st, connection(&head).as_str()),
-        (200, "keep-alive"),
-        "{head}"
-    );
+    ask_kept(&mut s, "/poll?topics=i");
     let t = Instant::now();
     assert!(closed_quietly(&mut s), "no request in time: closed");
     assert!(
@@ -770,19 +765,11 @@ fn a_drain_closes_idle_kept_connections_and_answers_held_polls_with_close() {
     ]);
     // Idle between requests.
     let mut idle = kept(srv.addr);
-    ask(&mut idle, "/poll?topics=d", "");
+    ask_kept(&mut idle, "/poll?topics=d");
     // A second poll held on a kept connection.
     let mut held = kept(srv.addr);
-    let (_, _, body) = ask(&mut held, "/poll?topics=d", "");
-    let cursor = serde_json::from_str::<Value>(&body).unwrap()["cursor"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    write!(
-        held,
-        "GET /poll?topics=d&cursor={cursor} HTTP/1.1\r\nHost: test\r\n\r\n"
-    )
-    .unwrap();
+    let cursor = cursor_of(&ask_kept(&mut held, "/poll?topics=d"));
+    send_poll(&mut held, "d", &cursor);
     srv.wait_metric("holdfast_open_connections{transport=\"poll\"}", |v| {
         v == 1.0
     });

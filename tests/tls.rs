@@ -410,3 +410,67 @@ fn a_bad_or_mismatched_key_stops_the_start_with_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
 }
+
+/// One answer read from `s` by its `Content-Length`: (status, head, body).
+async fn read_answer<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (u16, String, String) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(T, s.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "the answer ended early: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let status = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    (status, head, String::from_utf8(body).unwrap())
+}
+
+#[test]
+fn long_polls_keep_their_tls_connection_which_can_then_upgrade() {
+    let server = start(&["--poll-hold", "1"]);
+    rt().block_on(async {
+        let cfg = client("ca.pem", rustls::DEFAULT_VERSIONS, false);
+        let mut tls = tls_connect(server.addr, &cfg).await.unwrap();
+        let mut cursor = String::new();
+        for i in 0..3 {
+            let q = if cursor.is_empty() {
+                String::new()
+            } else {
+                format!("&cursor={cursor}")
+            };
+            tls.write_all(
+                format!("GET /poll?topics=tk{q} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+            let (st, head, body) = read_answer(&mut tls).await;
+            assert!(
+                st == 200 && head.contains("Connection: keep-alive"),
+                "{i}: {head}"
+            );
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            cursor = v["cursor"].as_str().unwrap().to_string();
+        }
+        // The same TLS session becomes a WebSocket.
+        let url = format!("wss://localhost:{}/echo", server.addr.port());
+        let (mut ws, resp) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+        assert_eq!(resp.status(), 101);
+        echo_once(&mut ws, "after three polls".into()).await;
+    });
+    assert_eq!(server.metric("holdfast_http_keepalive_reuses_total"), 3.0);
+    assert_eq!(server.metric("holdfast_accepted_total"), 1.0);
+}
