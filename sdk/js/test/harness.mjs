@@ -169,6 +169,12 @@ export async function proxy(backends, mode = "pass") {
           .filter((l) => !/^upgrade:/i.test(l) && !/^connection:/i.test(l))
           .join("\r\n");
       }
+      if (mode === "buffer") {
+        // It buffers each answer until its upstream connection ends, so (as RFC 9112 §9.3
+        // asks of an intermediary that does not keep connections) it says so upstream:
+        // otherwise a kept-alive answer would wait for the server's idle close.
+        text += "\r\nConnection: close";
+      }
       const upstream = await connectFirst(backends());
       if (!upstream) return client.destroy();
       upstream.write(text + "\r\n\r\n");
