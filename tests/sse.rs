@@ -781,3 +781,37 @@ fn a_drain_closes_idle_kept_connections_and_answers_held_polls_with_close() {
     assert_eq!((st, connection(&head).as_str()), (503, "close"), "{head}");
     assert!(closed_quietly(&mut held));
 }
+
+#[test]
+fn http_1_0_polls_and_streams_are_served_as_a_proxy_forwards_them() {
+    // nginx forwards HTTP/1.0 unless told `proxy_http_version 1.1`: the fallback transports
+    // must work through it. Each answer closes its connection; an upgrade still needs 1.1.
+    let srv = Server::start(&["--poll-hold", "1"]);
+    let mut s = kept(srv.addr);
+    s.write_all(b"GET /poll?topics=old HTTP/1.0\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let (st, head, body) = support::read_answer(&mut s);
+    assert_eq!((st, connection(&head).as_str()), (200, "close"), "{head}");
+    assert!(body.contains("subscribed"), "{body}");
+    assert!(closed_quietly(&mut s));
+    let mut old = TcpStream::connect(srv.addr).unwrap();
+    old.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    old.write_all(b"GET /sse?topics=old HTTP/1.0\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(old);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    publish_ok(&srv, "old", "to both");
+    let mut seen = String::new();
+    while !seen.contains("to both") {
+        let mut l = String::new();
+        assert!(r.read_line(&mut l).unwrap() > 0, "the stream ended: {seen}");
+        seen.push_str(&l);
+    }
+    let (_, head) = support::raw_request(
+        srv.addr,
+        &support::upgrade_request("/echo", "13").replacen("HTTP/1.1", "HTTP/1.0", 1),
+    );
+    assert!(head.starts_with("HTTP/1.1 505"), "{head}");
+}

@@ -694,10 +694,12 @@ impl Session {
             Err(
                 e @ (crate::ws::Error::MissingUpgradeWebsocket
                 | crate::ws::Error::MissingConnectionUpgrade
-                | crate::ws::Error::MethodNotGet),
+                | crate::ws::Error::MethodNotGet
+                | crate::ws::Error::UnsupportedHttpVersion),
             ) => {
-                // Not an upgrade: plain HTTP, where the path serves it (an event stream, a
-                // long poll, a call); anything else keeps the upgrade's error.
+                // Not an upgrade: plain HTTP (1.1, or 1.0 as a proxy may forward it), where
+                // the path serves it (an event stream, a long poll, a call); anything else
+                // keeps the upgrade's error.
                 return match handshake::parse_plain(head) {
                     Ok(r) => match host.plain(r.method, r.path) {
                         Some(kind) => self.respond_plain(head, &r, kind, rest, ctx, host),
@@ -805,7 +807,8 @@ impl Session {
             Answer::Accept | Answer::AcceptProtocol(_) => {
                 self.w.enter(Phase::Open, ctx.now);
                 self.w.flags = (self.w.flags & !(STREAM | POLL | CALL)) | COUNTED | flags;
-                // Keep-alive: HTTP/1.1 persists unless the client says `close`, nothing
+                // Keep-alive: HTTP/1.1 persists unless the client says `close` (HTTP/1.0
+                // closes: what a proxy forwarding 1.0 expects), nothing
                 // followed the request (no pipelining: one request at a time), and the
                 // connection has answered fewer than the allowance.
                 let served = self.w.pings & !KEEP;
@@ -816,6 +819,7 @@ impl Session {
                 };
                 let keep = flags & POLL != 0
                     && !extra
+                    && !req.http10
                     && served.saturating_add(1) < ctx.cfg.keepalive_requests
                     && !req
                         .header_values("connection")

@@ -595,3 +595,26 @@ fn a_body_still_arriving_is_held_as_it_comes_and_shed_with_a_503() {
     assert!(matches!(p.received()[0], Seen::Http(503, _)));
     assert!(p.host.requests.is_empty(), "the service never saw it");
 }
+
+#[test]
+fn an_http_1_0_call_is_answered_and_closes_its_connection() {
+    let mut p = Pair::new(test_config());
+    let req = String::from_utf8(call("old"))
+        .unwrap()
+        .replacen("HTTP/1.1", "HTTP/1.0", 1);
+    p.send(req.as_bytes(), &[]);
+    let text = String::from_utf8_lossy(&p.wire).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("Connection: close") && text.ends_with("old"),
+        "{text}"
+    );
+    assert!(p.fin && p.answers == 0, "answered, then the end");
+    // An upgrade still needs HTTP/1.1.
+    let mut p = Pair::new(test_config());
+    let up = String::from_utf8(upgrade_request("/echo"))
+        .unwrap()
+        .replacen("HTTP/1.1", "HTTP/1.0", 1);
+    p.send(up.as_bytes(), &[]);
+    assert!(matches!(p.received()[0], Seen::Http(505, _)));
+}

@@ -172,6 +172,9 @@ pub struct Request<'a> {
     pub origin: Option<&'a str>,
     /// The Sec-WebSocket-Key header (validated).
     pub key: &'a str,
+    /// An HTTP/1.0 request (a plain one only: an upgrade needs HTTP/1.1). Its answer
+    /// closes the connection.
+    pub http10: bool,
     /// The header block: every field line, for lookups of headers not extracted above.
     fields: &'a str,
     /// A one-word Bloom filter of the header names present ([`name_bit`]): a lookup of a
@@ -351,10 +354,12 @@ pub fn parse_request(head: &[u8]) -> Result<Request<'_>, Error> {
     parse(head, true)
 }
 
-/// Validate a complete request head as a plain HTTP/1.1 request — the same checks as
-/// [`parse_request`] but no upgrade is asked for: a `GET` (an event stream, a long poll, a
-/// query), an `OPTIONS` (a browser's preflight) or a `POST` whose body is announced by
-/// `Content-Length` (chunked bodies are refused). The request's `key` is empty.
+/// Validate a complete request head as a plain HTTP/1.1 or HTTP/1.0 request — the same
+/// checks as [`parse_request`] but no upgrade is asked for: a `GET` (an event stream, a
+/// long poll, a query), an `OPTIONS` (a browser's preflight) or a `POST` whose body is
+/// announced by `Content-Length` (chunked bodies are refused). The request's `key` is
+/// empty. HTTP/1.0 is what a proxy that does not keep connections may forward (nginx's
+/// default `proxy_http_version`).
 pub fn parse_plain(head: &[u8]) -> Result<Request<'_>, Error> {
     parse(head, false)
 }
@@ -381,13 +386,14 @@ fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
     if method.is_empty() || !method.bytes().all(is_tchar) {
         return Err(Error::MalformedRequestLine);
     }
-    match version {
-        "HTTP/1.1" => {}
+    let http10 = match version {
+        "HTTP/1.1" => false,
+        "HTTP/1.0" if !upgrade => true,
         v if v.len() == 8 && v.starts_with("HTTP/") && v.as_bytes()[6] == b'.' => {
             return Err(Error::UnsupportedHttpVersion)
         }
         _ => return Err(Error::MalformedRequestLine),
-    }
+    };
     let plain_method = matches!(method, "POST" | "OPTIONS");
     if method != "GET" && (upgrade || !plain_method) {
         return Err(Error::MethodNotGet);
@@ -477,6 +483,7 @@ fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
         host,
         origin,
         key,
+        http10,
         fields,
         names,
     })

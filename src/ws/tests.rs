@@ -468,6 +468,26 @@ fn header_names_and_tokens_are_case_insensitive() {
 }
 
 #[test]
+fn a_plain_request_may_be_http_1_0_and_an_upgrade_may_not() {
+    use crate::ws::handshake::parse_plain;
+    let head = |v: &str| format!("GET /poll?topics=a {v}\r\nHost: h\r\n\r\n");
+    let r = head("HTTP/1.0");
+    assert!(parse_plain(r.as_bytes()).unwrap().http10);
+    let r = head("HTTP/1.1");
+    assert!(!parse_plain(r.as_bytes()).unwrap().http10);
+    for v in ["HTTP/2.0", "HTTP/0.9", "HTTP/1.2"] {
+        let r = head(v);
+        assert_eq!(
+            parse_plain(r.as_bytes()).map(|_| ()),
+            Err(Error::UnsupportedHttpVersion),
+            "{v}"
+        );
+    }
+    let up = RFC_REQUEST.replace("HTTP/1.1\r\nHost", "HTTP/1.0\r\nHost");
+    assert_eq!(parse(&up), Err(Error::UnsupportedHttpVersion));
+}
+
+#[test]
 fn each_missing_or_wrong_field_has_its_own_error_and_status() {
     let cases: &[(&str, &str, Error, u16)] = &[
         ("GET /chat", "POST /chat", Error::MethodNotGet, 405),
