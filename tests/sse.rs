@@ -741,14 +741,13 @@ fn an_idle_kept_connection_closes_after_the_handshake_timeout_and_requests_are_c
     assert_eq!(srv.metric("holdfast_handshake_timeouts_total"), 0.0);
     // The allowance: the second answer on a connection is its last.
     let mut s = kept(srv.addr);
-    let (_, head, _) = ask(&mut s, "/poll?topics=i", "");
-    assert_eq!(connection(&head), "keep-alive");
+    ask_kept(&mut s, "/poll?topics=i");
     let (_, head, _) = ask(&mut s, "/poll?topics=i", "");
     assert_eq!(connection(&head), "close", "{head}");
     assert!(closed_quietly(&mut s));
     // A client closing its idle connection is its normal end, not an abort.
     let mut s = kept(srv.addr);
-    ask(&mut s, "/poll?topics=i", "");
+    ask_kept(&mut s, "/poll?topics=i");
     drop(s);
     srv.wait_metric("holdfast_http_keepalive_idle_ends_total", |v| v == 2.0);
 }

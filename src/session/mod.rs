@@ -258,7 +258,7 @@ const RESET: u8 = 1 << 6;
 /// or waits for the next request).
 const CALL: u8 = 1 << 7;
 
-/// In [`Writer::tally`] while a plain request is served: its answer leaves the connection
+/// In `Writer::pings` while a plain request is served: its answer leaves the connection
 /// open for the next request (HTTP/1.1 keep-alive). The other bits count the requests
 /// answered on the connection before this one.
 const KEEP: u16 = 1 << 15;
