@@ -521,63 +521,36 @@ fn publishes_reaching_the_old_process_while_connections_move_are_numbered_by_the
 
 #[test]
 fn kept_alive_poll_connections_end_at_the_freeze_so_the_next_poll_finds_the_new_process() {
+    use support::{ask_kept, closed_quietly, cursor_of, kept, read_answer, send_poll};
     let srv = Server::start_logging(&["--workers", "1", "--poll-hold", "20"], "info");
-    let first_poll = |s: &mut std::net::TcpStream| {
-        s.write_all(b"GET /poll?topics=ho.k HTTP/1.1\r\nHost: t\r\n\r\n")
-            .unwrap();
-        let (st, head, body) = support::read_answer(s);
-        assert!(
-            st == 200 && head.contains("Connection: keep-alive"),
-            "{head}"
-        );
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        v["cursor"].as_str().unwrap().to_string()
-    };
-    let addr = srv.addr;
-    let connect = || {
-        let s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        s
-    };
     // One idle between requests, one with its second poll held.
-    let mut idle = connect();
-    first_poll(&mut idle);
-    let mut held = connect();
-    let cursor = first_poll(&mut held);
-    write!(
-        held,
-        "GET /poll?topics=ho.k&cursor={cursor} HTTP/1.1\r\nHost: t\r\n\r\n"
-    )
-    .unwrap();
+    let mut idle = kept(srv.addr);
+    ask_kept(&mut idle, "/poll?topics=ho.k");
+    let mut held = kept(srv.addr);
+    let cursor = cursor_of(&ask_kept(&mut held, "/poll?topics=ho.k"));
+    send_poll(&mut held, "ho.k", &cursor);
     srv.wait_metric("holdfast_open_connections{transport=\"poll\"}", |v| {
         v == 1.0
     });
     srv.signal("-USR2");
     let _new = new_process(&srv);
     // The held poll is answered, saying close; the idle one just ends.
-    let (st, head, body) = support::read_answer(&mut held);
+    let (st, head, body) = read_answer(&mut held);
     assert!(
         st == 200 && head.contains("Connection: close"),
         "{head}\n{body}"
     );
     for s in [&mut held, &mut idle] {
-        let mut b = [0u8; 16];
-        assert_eq!(
-            std::io::Read::read(s, &mut b).unwrap(),
-            0,
-            "closed, nothing sent"
-        );
+        assert!(closed_quietly(s), "closed, nothing sent");
     }
     // The old process leaves; the next poll, on a new connection, is the new process's.
+    let addr = srv.addr;
     let mut old = srv;
     assert_eq!(
         old.wait_exit(Duration::from_secs(30)),
         0,
         "the old process left"
     );
-    let mut next = connect();
-    next.write_all(b"GET /poll?topics=ho.k HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let (st, head, body) = support::read_answer(&mut next);
-    assert!(st == 200 && body.contains("subscribed"), "{head}\n{body}");
+    let body = ask_kept(&mut kept(addr), "/poll?topics=ho.k");
+    assert_eq!(body["messages"][0]["type"], "subscribed", "{body}");
 }

@@ -9,7 +9,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{publish, Server};
+use support::{
+    ask, ask_kept, closed_quietly, connection, cursor_of, kept, publish, send_poll, Server,
+};
 
 /// One event as the client sees it.
 #[derive(Debug, Default, Clone)]
@@ -274,10 +276,7 @@ fn streams_are_refused_like_upgrades_and_only_where_they_are_served() {
 /// `GET path` as one request on a connection of its own; the status, the head and the
 /// body (by its length: the connection may be kept open after it).
 fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-    support::read_answer(&mut s)
+    ask(&mut kept(addr), path, "")
 }
 
 fn poll(addr: SocketAddr, path: &str) -> Value {
@@ -578,59 +577,6 @@ fn resumes_over_the_same_history_each_get_every_binary_message_as_published() {
 }
 
 // ------------------------------------------------------------------ keep-alive
-
-/// Ask `GET path` (with extra header lines) on a connection kept between requests, as a
-/// browser's fetch does; one answer, read by its length.
-fn ask(s: &mut TcpStream, path: &str, headers: &str) -> (u16, String, String) {
-    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n{headers}\r\n").unwrap();
-    support::read_answer(s)
-}
-
-/// The answer's `Connection` header.
-fn connection(head: &str) -> String {
-    head.lines()
-        .find_map(|l| l.strip_prefix("Connection: "))
-        .unwrap_or("")
-        .to_string()
-}
-
-/// Whether the server closed `s` with nothing more to say (EOF within 10 s).
-fn closed_quietly(s: &mut TcpStream) -> bool {
-    use std::io::Read;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut b = [0u8; 64];
-    matches!(s.read(&mut b), Ok(0))
-}
-
-/// Ask `path` on the kept connection `s`: a 200 that keeps the connection; its body.
-fn ask_kept(s: &mut TcpStream, path: &str) -> Value {
-    let (st, head, body) = ask(s, path, "");
-    assert_eq!(
-        (st, connection(&head).as_str()),
-        (200, "keep-alive"),
-        "{head}\n{body}"
-    );
-    serde_json::from_str(&body).unwrap()
-}
-
-fn cursor_of(answer: &Value) -> String {
-    answer["cursor"].as_str().unwrap().to_string()
-}
-
-/// Ask for `topic` from `cursor` on `s` without waiting for the answer (it will be held).
-fn send_poll(s: &mut TcpStream, topic: &str, cursor: &str) {
-    write!(
-        s,
-        "GET /poll?topics={topic}&cursor={cursor} HTTP/1.1\r\nHost: test\r\n\r\n"
-    )
-    .unwrap();
-}
-
-fn kept(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s
-}
 
 #[test]
 fn polls_and_calls_keep_their_connection_for_the_next_request() {

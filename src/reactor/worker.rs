@@ -636,6 +636,21 @@ impl<S: Services> Worker<S> {
         }
     }
 
+    /// Close connection `idx` if it is kept alive between requests (a drain, a hand-over:
+    /// its next request should reach the server that stays); whether it was.
+    fn end_if_between_requests(&mut self, idx: u32, reason: &str) -> bool {
+        let Some(conn) = self.conns.get_mut(idx as usize) else {
+            return false;
+        };
+        if !conn.session.between_requests() {
+            return false;
+        }
+        let ctx = self.env.ctx(idx);
+        conn.session.end_idle(&ctx, reason);
+        self.drive(idx);
+        true
+    }
+
     /// A kept-alive answer is out: what the request held goes, and the connection waits
     /// for its next request — or closes, when the worker is draining or handing over (the
     /// next request should reach the server that stays).
@@ -1192,11 +1207,7 @@ impl<S: Services> Worker<S> {
                 .map(|(i, _)| i as u32)
                 .collect();
             for idx in handshaking {
-                if self.conns[idx as usize].session.between_requests() {
-                    let ctx = self.env.ctx(idx);
-                    let session = &mut self.conns[idx as usize].session;
-                    session.end_idle(&ctx, "kept-alive connection closed: draining");
-                    self.drive(idx);
+                if self.end_if_between_requests(idx, "kept-alive connection closed: draining") {
                     continue;
                 }
                 let ctx = self.env.ctx(idx);

@@ -290,6 +290,60 @@ pub fn read_answer(s: &mut impl Read) -> (u16, String, String) {
     (status, head, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// A connection to `addr` for requests one after another (reads bounded at 20 s).
+pub fn kept(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Ask `GET path` (with extra header lines) on a connection kept between requests, as a
+/// browser's fetch does; one answer, read by its length.
+pub fn ask(s: &mut TcpStream, path: &str, headers: &str) -> (u16, String, String) {
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n{headers}\r\n").unwrap();
+    read_answer(s)
+}
+
+/// Ask `path` on the kept connection `s`: a 200 that keeps the connection; its body.
+pub fn ask_kept(s: &mut TcpStream, path: &str) -> serde_json::Value {
+    let (st, head, body) = ask(s, path, "");
+    assert_eq!(
+        (st, connection(&head).as_str()),
+        (200, "keep-alive"),
+        "{head}\n{body}"
+    );
+    serde_json::from_str(&body).unwrap()
+}
+
+/// A poll answer's cursor.
+pub fn cursor_of(answer: &serde_json::Value) -> String {
+    answer["cursor"].as_str().unwrap().to_string()
+}
+
+/// Ask for `topic` from `cursor` on `s` without waiting for the answer (it will be held).
+pub fn send_poll(s: &mut TcpStream, topic: &str, cursor: &str) {
+    write!(
+        s,
+        "GET /poll?topics={topic}&cursor={cursor} HTTP/1.1\r\nHost: test\r\n\r\n"
+    )
+    .unwrap();
+}
+
+/// The answer's `Connection` header.
+pub fn connection(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("Connection: "))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Whether the server closed `s` with nothing more to say (EOF within 10 s).
+pub fn closed_quietly(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut b = [0u8; 64];
+    matches!(s.read(&mut b), Ok(0))
+}
+
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// The raw request a browser would send.

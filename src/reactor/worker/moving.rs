@@ -115,15 +115,11 @@ impl<S: Services> Worker<S> {
         let mode = self.s.read_mode;
         let idxs: Vec<u32> = self.conns.iter().map(|(i, _)| i as u32).collect();
         for idx in idxs {
-            let conn = &mut self.conns[idx as usize];
-            if conn.session.between_requests() {
-                // Kept alive, idle: closed, so its next request connects to the new process.
-                let ctx = self.env.ctx(idx);
-                conn.session
-                    .end_idle(&ctx, "kept-alive connection closed: handing over");
-                self.drive(idx);
+            // Kept alive, idle: closed, so its next request connects to the new process.
+            if self.end_if_between_requests(idx, "kept-alive connection closed: handing over") {
                 continue;
             }
+            let conn = &mut self.conns[idx as usize];
             if conn.session.phase() != Phase::Open {
                 continue;
             }
