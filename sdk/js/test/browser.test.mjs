@@ -35,12 +35,22 @@ async function publishRange(admins, topic, from, to) {
   }
 }
 
-const NODE_ARGS = ["--drain-window", "1", "--drain-grace", "1", "--poll-hold", "2", "--client-publish"];
+// A poll is held longer than any step between the last message and a drain (a restart
+// included): a hold that ran out just before the drain would send the next poll through the
+// proxy to the other node without a reconnect, and the drain would move nothing.
+/** How many connections of `label` (the metric's transport) a node holds open. */
+async function openOn(admin, label) {
+  const text = await (await fetch(`http://${admin}/metrics`)).text();
+  const m = text.match(new RegExp(`^holdfast_open_connections\\{transport="${label}"\\} (\\d+)$`, "m"));
+  return m ? Number(m[1]) : 0;
+}
 
-for (const [mode, expected] of [
-  ["pass", "websocket"],
-  ["strip", "sse"],
-  ["buffer", "longpoll"],
+const NODE_ARGS = ["--drain-window", "1", "--drain-grace", "1", "--poll-hold", "25", "--client-publish"];
+
+for (const [mode, expected, label] of [
+  ["pass", "websocket", "websocket"],
+  ["strip", "sse", "sse"],
+  ["buffer", "longpoll", "poll"],
 ]) {
   test(`through a ${mode} proxy the SDK uses ${expected}, and a drain and a restart lose nothing`, { timeout: 120000 }, async () => {
     const r = await redis();
@@ -51,6 +61,9 @@ for (const [mode, expected] of [
     const admins = () => [nodes.a, nodes.b].filter((n) => n && n.exited === undefined).map((n) => n.admin);
     const px = await proxy(() => [nodes.a.addr, nodes.b.addr], mode);
     const b = await browser();
+    // Every client is on `node` (for long-poll: its poll is held there, not between polls,
+    // when a poll on its way could reach the other node without a reconnect).
+    const allOn = (node) => until(`3 ${label} clients on a node`, async () => (await openOn(node.admin, label)) === 3);
     try {
       const page = await b.newPage();
       await page.goto(`${px.url}/test/test/page.html`);
@@ -62,12 +75,14 @@ for (const [mode, expected] of [
       await publishRange(admins, "live", 1, 30);
       await page.waitForFunction(() => window.results.every((r) => r.seqs.length >= 30), { timeout: 20000 });
       // Drain A: its clients reconnect through the proxy to B and resume.
+      await allOn(nodes.a);
       assert.equal(await post(nodes.a.admin, "/drain"), 202);
       await nodes.a.exit();
       nodes.a.exited = 0;
       await publishRange(admins, "live", 31, 60);
       await page.waitForFunction(() => window.results.every((r) => r.seqs.length >= 60), { timeout: 30000 });
       // Restart A (a new process on the same port), then drain B: clients move back to A.
+      await allOn(nodes.b);
       nodes.a = await holdfast(["--backplane", r.url, "--node-id", "A2", ...NODE_ARGS], { listen: nodes.a.addr });
       assert.equal(await post(nodes.b.admin, "/drain"), 202);
       await nodes.b.exit();
