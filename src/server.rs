@@ -206,9 +206,9 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             crate::config::ReadModeArg::Recv => ReadMode::Recv,
         },
         // A fan-out submits in rounds of this many sends (a full queue is submitted before
-        // the next entry goes in). 512 rather than 4,096: at 18k subscribers × 60/s on one
-        // worker the server's CPU per delivery fell ~25% and the whole machine's ~6%, p50 and
-        // p99 a little lower, echo unchanged (bench/results/2026-12-02-submission-rounds.md);
+        // the next entry goes in). 512 rather than 4,096: on one worker the server's CPU per
+        // delivery (its scheduler clock) fell 20–30% and the whole machine's 1–10%, latency
+        // and echo unchanged (bench/results/2026-12-02-submission-rounds.md, docs/architecture.md);
         // the queue's 256 KiB became 32 KiB.
         sq_entries: 512,
         cq_entries: 32768,

@@ -118,8 +118,7 @@ impl Rings {
             // pages (SQEs 64 B, CQEs 16 B each): 256 + 4,096 entries is ~80 KiB a ring, where
             // 1,024 + 8,192 held 11 B per connection at 1M. A fan-out to a ring's ~20k
             // connections submits in rounds of 256 and may overflow its completion queue,
-            // which the kernel keeps (no drop) until the worker reaps. (Ring 0 submits in
-            // rounds of 512: smaller rounds cost less per send than 4,096 did.)
+            // which the kernel keeps (no drop) until the worker reaps.
             sq_entries: if first { p.sq_entries } else { 256 },
             cq_entries: if first { p.cq_entries } else { 4096 },
             files: p.table,

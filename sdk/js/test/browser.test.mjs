@@ -35,9 +35,6 @@ async function publishRange(admins, topic, from, to) {
   }
 }
 
-// A poll is held longer than any step between the last message and a drain (a restart
-// included): a hold that ran out just before the drain would send the next poll through the
-// proxy to the other node without a reconnect, and the drain would move nothing.
 /** How many connections of `label` (the metric's transport) a node holds open. */
 async function openOn(admin, label) {
   const text = await (await fetch(`http://${admin}/metrics`)).text();
@@ -45,6 +42,9 @@ async function openOn(admin, label) {
   return m ? Number(m[1]) : 0;
 }
 
+// A poll is held longer than any step between the last message and a drain (a restart
+// included): a hold that ran out just before the drain would send the next poll through the
+// proxy to the other node without a reconnect, and the drain would move nothing.
 const NODE_ARGS = ["--drain-window", "1", "--drain-grace", "1", "--poll-hold", "25", "--client-publish"];
 
 for (const [mode, expected, label] of [
