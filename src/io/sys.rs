@@ -195,6 +195,86 @@ pub fn process_cpu_time(pid: u32) -> Option<Duration> {
     ))
 }
 
+/// `perf_event_attr` as far as its first published size (`PERF_ATTR_SIZE_VER0`, 64 bytes):
+/// what a software counting event needs. The kernel reads `size` and treats the rest as
+/// zero.
+#[repr(C)]
+struct PerfEventAttr {
+    kind: u32,
+    size: u32,
+    config: u64,
+    sample_period: u64,
+    sample_type: u64,
+    read_format: u64,
+    flags: u64,
+    wakeup_events: u32,
+    bp_type: u32,
+    config1: u64,
+}
+
+/// Open a task-clock counter on thread `tid` (`perf_event_open(2)`, PERF_COUNT_SW_TASK_CLOCK,
+/// user and kernel time, inherited by the threads it creates from now on): nanoseconds the
+/// thread was on a CPU, measured at the context switches themselves. The scheduler's own
+/// clock (`process_cpu_time`) can charge a thread's last stretch before a switch to the task
+/// that replaces it (a skipped clock update after a wake-up, e.g. of ksoftirqd under
+/// PREEMPT_NONE); this one cannot. Needs CAP_PERFMON (root) or `perf_event_paranoid` ≤ 1
+/// for another user's process.
+pub fn task_clock_counter(tid: u32) -> io::Result<OwnedFd> {
+    const PERF_TYPE_SOFTWARE: u32 = 1;
+    const PERF_COUNT_SW_TASK_CLOCK: u64 = 1;
+    const INHERIT: u64 = 1 << 1;
+    const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
+    let tid = libc::pid_t::try_from(tid)
+        .ok()
+        .filter(|&t| t > 0)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+    let attr = PerfEventAttr {
+        kind: PERF_TYPE_SOFTWARE,
+        size: std::mem::size_of::<PerfEventAttr>() as u32,
+        config: PERF_COUNT_SW_TASK_CLOCK,
+        sample_period: 0,
+        sample_type: 0,
+        read_format: 0,
+        flags: INHERIT,
+        wakeup_events: 0,
+        bp_type: 0,
+        config1: 0,
+    };
+    // SAFETY: perf_event_open reads `attr.size` (64) bytes from `attr`, which outlives the
+    // call and is a valid VER0 perf_event_attr; the other arguments are plain integers
+    // (any CPU, no group, close-on-exec).
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const PerfEventAttr,
+            tid,
+            -1 as libc::c_int,
+            -1 as libc::c_int,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: perf_event_open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The calling thread's id (`gettid(2)`).
+pub fn thread_id() -> u32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// A counter's value: nanoseconds for a task clock (its own thread and the threads it
+/// created since it was opened, exited ones included); None if it cannot be read.
+pub fn read_counter(fd: &OwnedFd) -> Option<u64> {
+    let mut v = 0u64;
+    // SAFETY: reads 8 bytes into a u64 we own from a perf event descriptor we own.
+    let n = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    (n == 8).then_some(v)
+}
+
 /// setsockopt(2) with a plain-data value `T` (an int, a timeval).
 fn set_option<T: Copy>(
     fd: &impl std::os::fd::AsRawFd,

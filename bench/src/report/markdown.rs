@@ -107,7 +107,7 @@ pub(super) fn render(r: &Value) -> String {
     );
     let _ = writeln!(
         o,
-        "- Command: `{}`{}\n- Machine: {}, {} CPUs, {}, Linux {}, RLIMIT_NOFILE {}\n- Target: {}; tuning profile: {}\n- Peers: {}{}\n- Took {} s. Server, load generator and peers share this machine: every throughput figure has the server's CPU time beside it (/proc/PID/stat), and those per-CPU figures are the ones that compare fairly.\n",
+        "- Command: `{}`{}\n- Machine: {}, {} CPUs, {}, Linux {}, RLIMIT_NOFILE {}\n- Target: {}; tuning profile: {}\n- Peers: {}{}\n- Took {} s. Server, load generator and peers share this machine: every throughput figure has the server's CPU time beside it ({}), and those per-CPU figures are the ones that compare fairly.\n",
         r["command"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
         if r["quick"] == true {
             " (**quick**: small sizes that show the report's shape and that every part runs — \
@@ -126,6 +126,12 @@ pub(super) fn render(r: &Value) -> String {
         r["peers"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
         r["peers_skipped"].as_array().filter(|a| !a.is_empty()).map(|a| format!(" (skipped: {})", a.iter().map(|p| format!("{} — {}", p["peer"].as_str().unwrap_or(""), p["why"].as_str().unwrap_or(""))).collect::<Vec<_>>().join("; "))).unwrap_or_default(),
         r["elapsed_seconds"],
+        match m["cpu_meter"].as_str() {
+            Some("task-clock") => "task-clock counters: on-CPU time measured at each context switch",
+            Some(other) => other,
+            // Reports from before the meter was named.
+            None => "the scheduler's clock",
+        },
     );
     let charts: Vec<String> = r["charts"]
         .as_array()
