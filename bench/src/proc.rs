@@ -29,7 +29,8 @@ pub fn slab_caches() -> BTreeMap<String, (u64, u64)> {
 }
 
 // CPU time and the machine description come from the loadgen's report helpers, so every
-// result file describes the machine and reads CPU time the same way (the process CPU clock).
+// result file describes the machine and reads CPU time the same way (task-clock counters,
+// the scheduler clock where they cannot be opened: see `proc_cpu_seconds`).
 pub use holdfast_loadgen::report::{machine, proc_cpu_seconds as cpu_seconds};
 
 /// The CPUs any thread of process `pid` may run on (the union of its threads'
