@@ -206,10 +206,10 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             crate::config::ReadModeArg::Recv => ReadMode::Recv,
         },
         // A fan-out submits in rounds of this many sends (a full queue is submitted before
-        // the next entry goes in). 512 rather than 4,096: on one worker the server's CPU per
-        // delivery (its scheduler clock) fell 20–30% and the whole machine's 1–10%, latency
-        // and echo unchanged (bench/results/2026-12-02-submission-rounds.md, docs/architecture.md);
-        // the queue's 256 KiB became 32 KiB.
+        // the next entry goes in). 512 rather than 4,096: the whole machine's CPU per
+        // delivery fell 1–10% on one worker, latency and echo unchanged; the server's own
+        // on-CPU time did not move (the 20–30% its scheduler clock showed was time charged
+        // to ksoftirqd: bench/results/2026-12-02-cpu-meter.md); the queue's 256 KiB became 32 KiB.
         sq_entries: 512,
         cq_entries: 32768,
         close_log_rate: match cfg.close_log_rate {
