@@ -799,7 +799,7 @@ fn connections_arriving_during_a_drain_are_refused_at_once() {
     // port; traced: SYN_RECV -> CLOSE, no RST), so the client believes it is connected
     // until it writes, and its first write is answered by a reset at once. Waiting
     // without writing would time out on that kernel race, which no server can prevent
-    // short of keeping its listeners open (see docs/operations.md, "Draining").
+    // short of keeping its listeners open (see docs/operations.md, "Graceful drain").
     let srv = Server::start(&["--drain-window", "8", "--drain-grace", "8"]);
     let held = Raw::connect(srv.addr); // keeps the drain (and the process) going
     assert_eq!(srv.admin("POST", "/drain").0, 202);

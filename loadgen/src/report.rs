@@ -17,7 +17,7 @@ pub const QUANTILES: [f64; 10] = [0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 0.9999
 /// `perf_event_paranoid` too high) every reading is the scheduler clock:
 /// [`cpu_meter`] says which. Why not always the scheduler clock: on a CPU where the
 /// process wakes ksoftirqd (loopback sends under PREEMPT_NONE), the scheduler charged
-/// 15-20% of a server's time to ksoftirqd (docs/loadgen.md, "Reading CPU time").
+/// 20-35% of a server's time to ksoftirqd (docs/loadgen.md, "Reading CPU time").
 pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
     on_cpu::seconds(pid).or_else(|| scheduler_cpu_seconds(pid))
 }
@@ -66,9 +66,7 @@ mod on_cpu {
     }
 
     fn start_time(pid: u32) -> Option<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let rest = &stat[stat.rfind(')')? + 2..];
-        rest.split_whitespace().nth(19)?.parse().ok()
+        *super::stat_fields(pid)?.get(19)?
     }
 
     fn open(pid: u32, started: u64) -> Option<Counted> {
@@ -114,14 +112,20 @@ mod on_cpu {
     }
 }
 
+/// The fields of `/proc/PID/stat` after the parenthesised command name, parsed as numbers
+/// (index 0 is field 3, the state, which does not parse: utime and stime, fields 14 and 15,
+/// are indexes 11 and 12; starttime is 19).
+fn stat_fields(pid: u32) -> Option<Vec<Option<u64>>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    Some(rest.split_whitespace().map(|f| f.parse().ok()).collect())
+}
+
 /// The same sum from `/proc/PID/stat`, in clock ticks.
 fn proc_stat_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / holdfast::io::sys::clock_ticks_per_second())
+    let f = stat_fields(pid)?;
+    let ticks = (*f.get(11)?)? + (*f.get(12)?)?;
+    Some(ticks as f64 / holdfast::io::sys::clock_ticks_per_second())
 }
 
 /// The machine the run was on: CPU, cores, memory, kernel, rlimits and relevant sysctls.
