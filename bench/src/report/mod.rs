@@ -120,7 +120,7 @@ pub struct Plan {
     echo_connections: Vec<usize>,
     upgrade_connections: usize,
     /// Ramps (each on a fresh server) per server for the upgrade and close costs: one
-    /// ramp's figure moves ±15% on this machine.
+    /// ramp's figure moves ±15% on this machine, a close's by up to ±30%: eleven rounds.
     upgrade_rounds: usize,
     /// Echo runs (each on fresh servers, both clients) per server and connection count.
     echo_rounds: usize,
@@ -212,7 +212,7 @@ impl Plan {
             hold_seconds: if q { 2.5 } else { 6.0 },
             echo_connections: vec![100, 1000],
             upgrade_connections: if q { 1_000 } else { 10_000 },
-            upgrade_rounds: if q { 1 } else { 5 },
+            upgrade_rounds: if q { 1 } else { 11 },
             echo_rounds: if q { 1 } else { 3 },
             warmup: if q { 0.2 } else { 1.0 },
             measure_seconds: if q { 0.5 } else { 10.0 },
