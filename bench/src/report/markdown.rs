@@ -237,7 +237,7 @@ pub(super) fn render(r: &Value) -> String {
                 f(&x["rtt_us"]["p99.9"], 0)
             );
         }
-        let _ = writeln!(o, "\nUpgrades and closes: each round a fresh server, a ramp of the given connections, a 0.5 s hold, then every connection closes (the loadgen's Close, the server's echo, TCP close); medians of the rounds with (min–max).\n");
+        let _ = writeln!(o, "\nUpgrades and closes: each round a fresh server, the servers in turn, a ramp of the given connections, a 0.5 s hold, then every connection closes (the loadgen's Close, the server's echo, TCP close; the server's CPU is read once a 50 ms window holds under 0.5 ms of it); medians of the rounds with (min–max).\n");
         let _ = writeln!(o, "| server | upgrades | rounds | peak upgrades/s | **server CPU-µs per upgrade** | vs holdfast | **server CPU-µs per close** | vs holdfast |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
         let ups = r["echo"]["upgrades"]

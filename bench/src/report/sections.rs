@@ -373,7 +373,7 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
     let (srv_cpu, lg_cpu) = plan.pinning();
     let mut runs = Vec::new();
     let mut upgrades = Vec::new();
-    for kind in kinds(
+    let servers = kinds(
         plan,
         &[
             Kind::HoldfastTls,
@@ -382,7 +382,8 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
             Kind::TokioTungstenite,
             Kind::NodeWs,
         ],
-    ) {
+    );
+    for &kind in &servers {
         for &c in &plan.echo_connections {
             // Rounds, each on fresh servers: one echo figure moves ±20% run to run here, so
             // the row is the median round (its own figures, consistent with each other) with
@@ -443,13 +444,19 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
                 "failed_total": v["failed_total"],
             }));
         }
-        eprintln!("upgrades and closes: {}", kind.name());
-        // Each round a fresh server: ramp, hold 0.5 s, every connection closes (the
-        // loadgen's Close, the server's echo and TCP close).
-        let mut rounds = Vec::new();
-        for _ in 0..plan.upgrade_rounds.max(1) {
-            rounds.push(pinned_ramp(plan, kind, None, &[])?);
+    }
+    // Upgrades and closes: each round a fresh server per kind, the kinds in turn (the host
+    // drifts over the minute this takes; interleaved, the drift falls on all alike); ramp,
+    // hold 0.5 s, every connection closes (the loadgen's Close, the server's echo and TCP
+    // close).
+    let mut ramps: Vec<Vec<(Value, bool)>> = vec![Vec::new(); servers.len()];
+    for round in 0..plan.upgrade_rounds.max(1) {
+        for (i, &kind) in servers.iter().enumerate() {
+            eprintln!("upgrades and closes: {} (round {})", kind.name(), round + 1);
+            ramps[i].push(pinned_ramp(plan, kind, None, &[])?);
         }
+    }
+    for (&kind, rounds) in servers.iter().zip(&ramps) {
         let spread = |key: &str| {
             let v: Vec<f64> = rounds.iter().filter_map(|(v, _)| v[key].as_f64()).collect();
             median_spread(&v)
