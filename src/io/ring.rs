@@ -1134,4 +1134,60 @@ mod tests {
         drop(second);
         assert_eq!(ring.buffer_bytes(), 4 * 4096, "the pool never grew");
     }
+
+    #[test]
+    fn a_paused_poll_mode_socket_keeps_its_poll_and_receives_what_came_meanwhile_on_resume() {
+        use crate::io::{Read, ReadMode, Socket};
+        let mut ring = gated_ring();
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let fd = ours.into_raw_fd();
+        ring.adopt_fds(vec![fd], Token::new(Op::Adopt, 0, 0));
+        let placed = reap_n(&mut ring, 1);
+        let Some(Completion {
+            res: 1,
+            extra: Extra::Adopted(slots),
+            ..
+        }) = placed.into_iter().next()
+        else {
+            panic!("the descriptor was not placed");
+        };
+        // SAFETY: a descriptor this test owns; the table holds its own reference.
+        unsafe { libc::close(fd) };
+        let mode = ReadMode::Poll;
+        let mut sock = Socket::new(0, slots[0] as u32, 1);
+        sock.arm(&mut ring, mode, 0);
+        sock.pause(&mut ring, mode, 0);
+        assert!(!sock.receiving(mode), "nothing that takes input is armed");
+        let poll = sock.armed_poll(mode, 0).expect("the poll stays armed");
+        // Input while paused: the poll reports it, nothing receives it.
+        theirs.write_all(b"hello").unwrap();
+        let event = reap_n(&mut ring, 1);
+        assert!(
+            event.iter().all(|c| c.token.op == Op::Poll && c.more()),
+            "one report of the multishot poll: {event:?}"
+        );
+        for c in &event {
+            sock.on_poll(&mut ring, c, 0, false);
+        }
+        assert!(!sock.receiving(mode), "paused: no receive was submitted");
+        // Resumed: the input the poll reported is received, with no further event.
+        sock.resume(&mut ring, mode, 0, true);
+        assert!(sock.receiving(mode));
+        let mut got = reap_n(&mut ring, 1);
+        assert_eq!(got.len(), 1, "{got:?}");
+        match sock.on_recv(mode, got.remove(0)) {
+            Read::Data(mut buf) => assert_eq!(buf.bytes_mut(), b"hello"),
+            other => panic!("expected the input, got {other:?}"),
+        }
+        // The poll is removed by its token (how a hand-over's old process removes those
+        // it left on sockets it passed on).
+        ring.poll_remove(poll);
+        let end = reap_n(&mut ring, 2);
+        assert!(
+            end.iter()
+                .any(|c| c.token.op == Op::Poll && !c.more() && c.res == -libc::ECANCELED),
+            "the poll ended: {end:?}"
+        );
+        drop(theirs);
+    }
 }

@@ -536,6 +536,9 @@ impl<S: Services> Worker<S> {
                     self.hist.handshake_us.saturating_record(us.max(1));
                 }
             }
+            if self.moving.frozen() && self.answer_poll_to_leave(idx) {
+                return; // answered and driven
+            }
         }
         self.drive(idx);
     }

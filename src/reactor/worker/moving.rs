@@ -38,6 +38,10 @@ type Placing = (usize, Vec<(ConnSnap, Option<IpAddr>)>, Vec<OwnedFd>);
 /// A connection whose descriptor is being installed: its generation, then its descriptor.
 type Installing = HashMap<u32, (u32, Option<OwnedFd>)>;
 
+/// Where a handed-out connection's socket sat here: its ring and slot, and the poll still
+/// armed on it (poll mode: a paused socket keeps its poll, see [`Socket::pause`]).
+type Place = (usize, u32, Option<Token>);
+
 /// The worker's hand-over state.
 #[derive(Debug, Default)]
 pub(super) struct Moving {
@@ -47,8 +51,13 @@ pub(super) struct Moving {
     installing: Installing,
     /// Installs submitted and not completed.
     waiting: usize,
-    /// Batches handed out: their connections' (ring, slot).
-    in_flight: HashMap<u64, Vec<(usize, u32)>>,
+    /// Batches handed out: where their connections' sockets sat.
+    in_flight: HashMap<u64, Vec<Place>>,
+    /// Polls left armed on sockets the new process acknowledged (ring, token). They go
+    /// with this process's rings when it exits, in the kernel's teardown (one pass, no
+    /// lookups); if the hand-over ends with this process serving on, [`Worker::thaw`]
+    /// removes them.
+    stale_polls: Vec<(usize, Token)>,
     next_local: u64,
     cursor: usize,
     /// Batches being placed (new process): key → (ring, states, descriptors).
@@ -108,7 +117,8 @@ impl<S: Services> Worker<S> {
     }
 
     /// Stop accepting and reading open connections; answer long polls (their clients poll
-    /// again, at the new process).
+    /// again, at the new process). In poll mode the polls stay armed ([`Socket::pause`]):
+    /// freezing 1M connections submits nothing for them.
     fn freeze(&mut self) {
         self.moving.frozen = true;
         self.rings.stop_accepting();
@@ -120,19 +130,10 @@ impl<S: Services> Worker<S> {
                 continue;
             }
             let conn = &mut self.conns[idx as usize];
-            if conn.session.phase() != Phase::Open {
+            if conn.session.phase() != Phase::Open || self.answer_poll_to_leave(idx) {
                 continue;
             }
-            if conn.session.transport() == "poll" {
-                let ctx = self.env.ctx(idx);
-                let before = conn.session.held();
-                conn.session.writer().close_after_answer();
-                self.svc.answer(idx, conn.session.writer(), &ctx);
-                let after = self.conns[idx as usize].session.held();
-                self.account(before, after);
-                self.drive(idx);
-                continue;
-            }
+            let conn = &mut self.conns[idx as usize];
             let ring = &mut self.rings.list[conn.socket.ring()].ring;
             conn.socket.pause(ring, mode, idx);
         }
@@ -143,14 +144,40 @@ impl<S: Services> Worker<S> {
         );
     }
 
+    /// If connection `idx` holds a long poll: answer it now, saying close, and true (frozen:
+    /// its client polls again, at the new process). The freeze answers those it finds; a
+    /// poll whose request is read later (it arrived on a kept-alive connection as the
+    /// freeze began) is answered as it is read, or it would be held for the whole hold
+    /// time, neither movable nor answered, and hold the hand-over up.
+    pub(super) fn answer_poll_to_leave(&mut self, idx: u32) -> bool {
+        let Some(conn) = self.conns.get_mut(idx as usize) else {
+            return false;
+        };
+        if conn.session.phase() != Phase::Open || conn.session.transport() != "poll" {
+            return false;
+        }
+        let ctx = self.env.ctx(idx);
+        let before = conn.session.held();
+        conn.session.writer().close_after_answer();
+        self.svc.answer(idx, conn.session.writer(), &ctx);
+        let after = self.conns[idx as usize].session.held();
+        self.account(before, after);
+        self.drive(idx);
+        true
+    }
+
     /// Read and accept again (the hand-over failed, or ended with connections left).
     fn thaw(&mut self) {
         self.moving.frozen = false;
         let mode = self.s.read_mode;
+        for (r, tok) in std::mem::take(&mut self.moving.stale_polls) {
+            self.rings.list[r].ring.poll_remove(tok);
+        }
         for (i, conn) in self.conns.iter_mut() {
-            if conn.session.wants_input() && !conn.socket.reading() && !conn.socket.closing() {
+            if conn.session.wants_input() && !conn.socket.closing() {
                 let ring = &mut self.rings.list[conn.socket.ring()].ring;
-                conn.socket.arm(ring, mode, i as u32);
+                conn.socket.arm(ring, mode, i as u32); // if its poll or receive ended
+                conn.socket.resume(ring, mode, i as u32, true); // input that came meanwhile
             }
         }
         self.rings.accepting = true;
@@ -186,7 +213,7 @@ impl<S: Services> Worker<S> {
                 continue;
             }
             let ring = &mut self.rings.list[conn.socket.ring()].ring;
-            if conn.socket.reading() {
+            if conn.socket.receiving(mode) {
                 conn.socket.pause(ring, mode, idx as u32); // upgraded since the freeze
                 continue;
             }
@@ -233,13 +260,14 @@ impl<S: Services> Worker<S> {
         let mut conns = Vec::with_capacity(batch.len());
         let mut fds = Vec::with_capacity(batch.len());
         let mut places = Vec::with_capacity(batch.len());
+        let mode = self.s.read_mode;
         for (idx, (generation, fd)) in batch {
             let Some(fd) = fd else { continue };
             let ok = self.conns.get(idx as usize).is_some_and(|c| {
                 c.socket.generation() == generation
                     && c.session.movable()
                     && !c.socket.sending()
-                    && !c.socket.reading()
+                    && !c.socket.receiving(mode)
                     && !c.socket.closing()
             });
             if !ok || !self.svc.movable(idx) || !tls_movable(&self.tls, idx) {
@@ -274,7 +302,11 @@ impl<S: Services> Worker<S> {
                 tls,
             });
             fds.push(fd);
-            places.push((conn.socket.ring(), conn.socket.slot()));
+            places.push((
+                conn.socket.ring(),
+                conn.socket.slot(),
+                conn.socket.armed_poll(mode, idx),
+            ));
         }
         self.gauges();
         if conns.is_empty() {
@@ -285,8 +317,8 @@ impl<S: Services> Worker<S> {
         if link.shared.phase() != MOVE {
             // The hand-over ended while this batch was prepared: it stays here.
             drop(guard);
-            for ((r, slot), snap) in places.into_iter().zip(conns) {
-                self.take_up(r, slot, snap, None);
+            for (place, snap) in places.into_iter().zip(conns) {
+                self.take_back(place, snap);
             }
             return;
         }
@@ -311,13 +343,18 @@ impl<S: Services> Worker<S> {
                 let Some(places) = self.moving.in_flight.remove(&local) else {
                     return;
                 };
-                for &(r, slot) in &places {
+                for &(r, slot, poll) in &places {
                     // A plain close of this table's reference: no shutdown, the socket
-                    // is the new process's now.
+                    // is the new process's now. Its poll here stays armed (it reports to a
+                    // connection entry that is gone: dropped as stale) until this process
+                    // exits or thaws.
                     self.rings.list[r]
                         .ring
                         .close(slot, Token::new(Op::Ignore, u32::MAX, 0));
                     self.rings.on_release(r, true);
+                    if let Some(tok) = poll {
+                        self.moving.stale_polls.push((r, tok));
+                    }
                 }
                 self.env.metrics.handover_moved.add(places.len() as u64);
             }
@@ -326,8 +363,8 @@ impl<S: Services> Worker<S> {
                     return;
                 };
                 let n = conns.len();
-                for ((r, slot), snap) in places.into_iter().zip(conns) {
-                    self.take_up(r, slot, snap, None);
+                for (place, snap) in places.into_iter().zip(conns) {
+                    self.take_back(place, snap);
                 }
                 if let Some(l) = &self.link {
                     l.shared.taken_back.fetch_add(n as u64, Ordering::Relaxed);
@@ -405,6 +442,15 @@ impl<S: Services> Worker<S> {
         }
         self.env.metrics.handover_adopted.add(placed as u64);
         self.gauges();
+    }
+
+    /// Serve a connection handed out and not taken from its old place again: its old
+    /// poll (reporting to the entry it had) goes, and a new one is armed for its new entry.
+    fn take_back(&mut self, (r, slot, poll): Place, snap: ConnSnap) {
+        if let Some(tok) = poll {
+            self.rings.list[r].ring.poll_remove(tok);
+        }
+        self.take_up(r, slot, snap, None);
     }
 
     /// Serve the connection in `slot` of ring `r` from its handed-over state.
