@@ -1007,6 +1007,28 @@ mod tests {
         .expect("io_uring")
     }
 
+    /// Place `fds` (this test's own descriptors) into free slots of the ring's file table,
+    /// close them (the table holds its own references) and return the slots.
+    fn place(ring: &mut Ring, fds: Vec<RawFd>) -> Vec<u32> {
+        let n = fds.len() as i32;
+        ring.adopt_fds(fds.clone(), Token::new(Op::Adopt, 0, 0));
+        let placed = reap_n(ring, 1);
+        let Some(Completion {
+            res,
+            extra: Extra::Adopted(slots),
+            ..
+        }) = placed.into_iter().next()
+        else {
+            panic!("the descriptors were not placed");
+        };
+        assert_eq!(res, n, "every descriptor placed");
+        for fd in fds {
+            // SAFETY: each is a descriptor this test owns; the table holds its own reference.
+            unsafe { libc::close(fd) };
+        }
+        slots.iter().map(|s| *s as u32).collect()
+    }
+
     /// Reap until `want` completions came (bounded: each wait is at most 100 ms).
     fn reap_n(ring: &mut Ring, want: usize) -> Vec<Completion> {
         let mut out = Vec::new();
@@ -1076,21 +1098,7 @@ mod tests {
             peers.push(theirs);
             fds.push(ours.into_raw_fd());
         }
-        ring.adopt_fds(fds.clone(), Token::new(Op::Adopt, 0, 0));
-        let placed = reap_n(&mut ring, 1);
-        let Some(Completion {
-            res: 8,
-            extra: Extra::Adopted(slots),
-            ..
-        }) = placed.into_iter().next()
-        else {
-            panic!("the descriptors were not placed");
-        };
-        for fd in fds {
-            // SAFETY: each is a descriptor this test owns; the table holds its own reference.
-            unsafe { libc::close(fd) };
-        }
-        let slots: Vec<u32> = slots.iter().map(|s| *s as u32).collect();
+        let slots = place(&mut ring, fds);
         // Eight receives on a pool of four: four go, four wait. The close of the last
         // connection waits behind its receive; a send overtakes the waiting receives.
         for (i, slot) in slots.iter().enumerate() {
@@ -1140,21 +1148,9 @@ mod tests {
         use crate::io::{Read, ReadMode, Socket};
         let mut ring = gated_ring();
         let (ours, mut theirs) = UnixStream::pair().unwrap();
-        let fd = ours.into_raw_fd();
-        ring.adopt_fds(vec![fd], Token::new(Op::Adopt, 0, 0));
-        let placed = reap_n(&mut ring, 1);
-        let Some(Completion {
-            res: 1,
-            extra: Extra::Adopted(slots),
-            ..
-        }) = placed.into_iter().next()
-        else {
-            panic!("the descriptor was not placed");
-        };
-        // SAFETY: a descriptor this test owns; the table holds its own reference.
-        unsafe { libc::close(fd) };
+        let slots = place(&mut ring, vec![ours.into_raw_fd()]);
         let mode = ReadMode::Poll;
-        let mut sock = Socket::new(0, slots[0] as u32, 1);
+        let mut sock = Socket::new(0, slots[0], 1);
         sock.arm(&mut ring, mode, 0);
         sock.pause(&mut ring, mode, 0);
         assert!(!sock.receiving(mode), "nothing that takes input is armed");
