@@ -144,11 +144,6 @@ impl Socket {
         self.flags() & SENDING != 0
     }
 
-    /// Whether the read side has anything armed or in flight.
-    pub const fn reading(&self) -> bool {
-        self.flags() & (ARMED | INFLIGHT) != 0
-    }
-
     /// Whether a receive may take input without being asked again: one in flight or, in
     /// [`ReadMode::Recv`], the armed multishot. An armed poll only announces input, so a
     /// poll-mode socket whose owner stopped receiving ([`Socket::pause`]) is not receiving

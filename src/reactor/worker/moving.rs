@@ -129,11 +129,13 @@ impl<S: Services> Worker<S> {
             if self.end_if_between_requests(idx, "kept-alive connection closed: handing over") {
                 continue;
             }
-            let conn = &mut self.conns[idx as usize];
-            if conn.session.phase() != Phase::Open || self.answer_poll_to_leave(idx) {
+            if self.answer_poll_to_leave(idx) {
                 continue;
             }
             let conn = &mut self.conns[idx as usize];
+            if conn.session.phase() != Phase::Open {
+                continue;
+            }
             let ring = &mut self.rings.list[conn.socket.ring()].ring;
             conn.socket.pause(ring, mode, idx);
         }
