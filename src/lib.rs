@@ -12,6 +12,7 @@
 //! - [`reactor`]: the per-core worker loop.
 //! - [`lifecycle`], [`server`], [`config`], [`admin`], [`metrics`], [`histograms`], [`topology`], [`tune`],
 //!   [`plan`], [`units`], [`storm`], [`logging`]: running and operating it.
+//! - [`slabmap`]: maps keyed by a worker's slab index (used across the layers above).
 
 pub mod admin;
 pub mod auth;
@@ -32,6 +33,7 @@ pub mod reactor;
 pub mod server;
 pub mod services;
 pub mod session;
+pub mod slabmap;
 pub mod storm;
 pub mod tls;
 pub mod topology;

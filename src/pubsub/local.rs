@@ -10,6 +10,7 @@ use super::TopicId;
 use std::collections::HashMap;
 
 use super::policy::SlowPolicy;
+use crate::slabmap::SlabMap;
 
 /// A topic as one worker knows it.
 #[derive(Debug)]
@@ -19,7 +20,7 @@ pub struct LocalTopic {
     /// What to do when a subscriber's outbound cap is crossed.
     pub policy: SlowPolicy,
     /// Subscribing connections (slab index) → the last sequence number they must not get live.
-    pub subs: HashMap<u32, u64>,
+    pub subs: SlabMap<u64>,
     /// The topic's epoch as last told (for event-stream cursors).
     pub epoch: u64,
     /// The newest number this worker offered its subscribers (a hand-over's position).
@@ -51,7 +52,7 @@ struct Member {
 pub struct LocalSubs {
     topics: HashMap<TopicId, LocalTopic>,
     /// Pub/sub connections (those upgraded on the pub/sub endpoint) → their topics.
-    conns: HashMap<u32, Member>,
+    conns: SlabMap<Member>,
     /// Subscriptions held.
     count: usize,
     /// The next connection id (the worker's index in the top 16 bits).
@@ -195,22 +196,32 @@ impl LocalSubs {
         }
     }
 
-    /// `conn`'s settled subscriptions as (topic, epoch, last number queued to it), and
-    /// whether it has a pending one (which cannot be handed over yet).
-    pub fn positions(&self, conn: u32) -> (Vec<(Box<str>, u64, u64)>, bool) {
-        let mut pending = false;
-        let mut out = Vec::new();
-        for id in self.topics_of(conn) {
-            let Some(t) = self.topics.get(id) else {
-                continue;
-            };
-            match t.subs.get(&conn) {
-                Some(&PENDING) => pending = true,
-                Some(&after) => out.push((t.name.clone(), t.epoch, after.max(t.last))),
-                None => {}
-            }
-        }
-        (out, pending)
+    /// `conn`'s settled subscriptions as (topic, epoch, last number queued to it); pending
+    /// ones are left out (see [`LocalSubs::waiting`]).
+    pub fn positions(&self, conn: u32) -> Vec<(Box<str>, u64, u64)> {
+        self.topics_of(conn)
+            .iter()
+            .filter_map(|id| {
+                let t = self.topics.get(id)?;
+                match t.subs.get(&conn) {
+                    Some(&after) if after != PENDING => {
+                        Some((t.name.clone(), t.epoch, after.max(t.last)))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Whether `conn` has a subscription still waiting for its topic's numbering (which
+    /// cannot be handed over yet). Allocates nothing: a hand-over asks it of every
+    /// connection before moving it.
+    pub fn waiting(&self, conn: u32) -> bool {
+        self.topics_of(conn).iter().any(|id| {
+            self.topics
+                .get(id)
+                .is_some_and(|t| t.subs.get(&conn) == Some(&PENDING))
+        })
     }
 
     /// Whether `conn` is a pub/sub connection.
@@ -237,7 +248,7 @@ impl LocalSubs {
         let t = self.topics.entry(id).or_insert_with(|| LocalTopic {
             name: name.into(),
             policy,
-            subs: HashMap::new(),
+            subs: SlabMap::default(),
             epoch: 0,
             last: 0,
         });
@@ -361,5 +372,27 @@ mod tests {
         );
         assert!(l.leave(1).is_empty());
         assert!(!l.is_member(1));
+    }
+
+    #[test]
+    fn a_pending_subscription_makes_its_connection_wait_and_is_left_out_of_its_positions() {
+        let mut l = LocalSubs::default();
+        assert!(!l.waiting(1), "not a member");
+        l.join(1);
+        assert!(l.subscribe(1, 10, "a", SlowPolicy::Drop, 4));
+        assert!(l.subscribe(1, 11, "b", SlowPolicy::Drop, PENDING));
+        assert!(l.subscribe(2, 11, "b", SlowPolicy::Drop, 7));
+        assert!(l.waiting(1) && !l.waiting(2));
+        let mut r = Vec::new();
+        l.recipients(10, 9, &mut r);
+        assert_eq!(
+            l.positions(1),
+            [("a".into(), 0, 9)],
+            "the settled topic, at the newest number offered; the pending one left out"
+        );
+        assert_eq!(l.positions(2), [("b".into(), 0, 7)]);
+        assert!(l.set_after(1, 11, 8), "numbered now");
+        assert!(!l.waiting(1));
+        assert_eq!(l.positions(1).len(), 2);
     }
 }

@@ -22,35 +22,17 @@
 //!   say — is counted and not logged; the next line says how many were suppressed since the
 //!   line before it. Field `suppressed`.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::histograms::Hists;
 use crate::metrics::{Side, WorkerMetrics};
 use crate::session::{End, Trace};
+use crate::slabmap::SlabMap;
 
-/// Slab indices are small distinct integers: a multiplicative hash spreads them, with no
-/// SipHash on the lookup a traced connection pays per session call.
-#[derive(Debug, Default, Clone, Copy)]
-struct IndexHasher(u64);
-
-impl Hasher for IndexHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.0 = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type Records = HashMap<u32, Record, BuildHasherDefault<IndexHasher>>;
+/// Slab indices hash with one multiply: no SipHash on the lookup a traced connection pays
+/// per session call.
+type Records = SlabMap<Record>;
 
 /// Connections one worker traces at once.
 pub const MAX_TRACED: usize = 16_384;

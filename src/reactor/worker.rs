@@ -40,6 +40,7 @@ use crate::io::{Completion, Extra, Op, Read, ReadMode, Socket, Token};
 use crate::lifecycle::{self, Lifecycle};
 use crate::metrics::{Limit, Side, WorkerMetrics};
 use crate::session::{self, Answer, Ctx, Phase, Services, Session, Trace};
+use crate::slabmap::SlabMap;
 use crate::ws::handshake::Rejection;
 use crate::ws::CloseCode;
 
@@ -195,7 +196,7 @@ struct Worker<S: Services> {
     /// Histograms recorded here, published to the shared copy once a tick.
     hist: Hists,
     /// When each connection still in its handshake was accepted.
-    accepted_at: std::collections::HashMap<u32, Instant>,
+    accepted_at: SlabMap<Instant>,
     /// What the sessions hold (partial input, queued output), kept by the delta of every
     /// call that may change it and recounted exactly once a second. TLS's partial records
     /// and unsent handshake output count as partial input.
@@ -291,7 +292,7 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         listener: Some(spec.listener),
         memory: spec.memory,
         hist: Hists::default(),
-        accepted_at: std::collections::HashMap::new(),
+        accepted_at: SlabMap::default(),
         tally: (0, 0),
         tls: spec.tls.map(TlsSide::new),
         link: spec.link,

@@ -2,7 +2,6 @@
 //! source address at its cap), the connection cap, and refusals while draining; and the
 //! WebSocket count it keeps.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +11,7 @@ use crate::budget::MemoryBudget;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Limit;
 use crate::session::Answer;
+use crate::slabmap::SlabMap;
 use crate::ws::handshake::Rejection;
 
 /// One worker's admission state.
@@ -22,7 +22,7 @@ pub struct Admission {
     global: Arc<Global>,
     ip_table: Option<Arc<IpTable>>,
     /// Source address of each connection, kept only while a per-IP cap is configured.
-    peers: HashMap<u32, IpAddr>,
+    peers: SlabMap<IpAddr>,
     life: Arc<Lifecycle>,
     memory: Arc<MemoryBudget>,
     rng: crate::jitter::Jitter,
@@ -42,7 +42,7 @@ impl Admission {
             websockets: 0,
             global,
             ip_table,
-            peers: HashMap::new(),
+            peers: SlabMap::default(),
             life,
             memory,
             rng: crate::jitter::Jitter::new(worker as u64 + 1),

@@ -15,8 +15,7 @@ impl Services {
     /// Whether connection `idx`'s service state can be written out now: not a long poll
     /// or a call, and no subscription still waiting for the backplane.
     pub fn movable_conn(&self, idx: u32) -> bool {
-        !self.pubsub.local.is_poll(idx)
-            && (!self.pubsub.local.is_member(idx) || !self.pubsub.local.positions(idx).1)
+        !self.pubsub.local.is_poll(idx) && !self.pubsub.local.waiting(idx)
     }
 
     /// Connection `idx`'s identity and pub/sub state for the new process; it is released
@@ -39,7 +38,6 @@ impl Services {
             stream: local.is_stream(idx),
             subs: local
                 .positions(idx)
-                .0
                 .into_iter()
                 .map(|(topic, epoch, after)| SubSnap {
                     topic: topic.into(),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::auth::{self, Auth, AuthError, Grants, Identity, Origins};
 use crate::metrics::Limit;
 use crate::session::Answer;
+use crate::slabmap::SlabMap;
 use crate::ws::handshake::{Rejection, Request};
 
 /// The process's edge policy, shared by every worker.
@@ -115,7 +116,7 @@ pub struct IdentitySide {
     interned: std::collections::HashSet<Grants>,
     /// Verifications asked for over the socket: (window start, count), per connection that
     /// asked in its current window.
-    spent: HashMap<u32, (u64, u16)>,
+    spent: SlabMap<(u64, u16)>,
     nothing: Grants,
     /// Each user's connections on this worker (for messages to a user and kicks).
     by_user: HashMap<Arc<str>, Vec<u32>>,
@@ -137,7 +138,7 @@ impl IdentitySide {
             held: 0,
             expiries: BTreeSet::new(),
             interned: std::collections::HashSet::new(),
-            spent: HashMap::new(),
+            spent: SlabMap::default(),
             nothing: Grants::none(),
             by_user: HashMap::new(),
         }

@@ -11,6 +11,7 @@ use crate::pubsub::{
     Subscription, PENDING,
 };
 use crate::session::{Ctx, Phase, Writer};
+use crate::slabmap::SlabMap;
 use crate::ws::assembler::Message;
 use crate::ws::OpCode;
 
@@ -78,7 +79,7 @@ const CALL_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
 #[derive(Debug)]
 pub struct PubsubSide {
     /// Long polls (and calls) waiting for their answer.
-    polls: std::collections::HashMap<u32, Poll>,
+    polls: SlabMap<Poll>,
     /// Polls that gathered something since the last tick.
     polls_ready: Vec<u32>,
     /// Every poll's end of hold, soonest first (stale entries are skipped).
@@ -220,7 +221,7 @@ impl PubsubSide {
         Self {
             spec,
             local: LocalSubs::for_worker(worker),
-            polls: std::collections::HashMap::new(),
+            polls: SlabMap::default(),
             polls_ready: Vec::new(),
             poll_ends: std::collections::BinaryHeap::new(),
             worker,
@@ -713,6 +714,7 @@ impl PubsubSide {
                 for t in topics {
                     if let Some(id) = self.local.find(conn, &t) {
                         self.local.unsubscribe(conn, id);
+                        self.adopted.remove(&(conn, id));
                         self.spec.hub.unsubscribe(self.worker, &t);
                         self.left(conn, &t, user.clone());
                     }
@@ -1008,16 +1010,27 @@ impl PubsubSide {
         if !self.local.is_member(conn) {
             return;
         }
+        // Only its own entries: a scan of the whole set cost every close O(subscriptions
+        // adopted and still waiting), which a broker down after a hand-over keeps large.
         if !self.adopted.is_empty() {
-            self.adopted.retain(|&(c, _)| c != conn);
+            for &id in self.local.topics_of(conn) {
+                self.adopted.remove(&(conn, id));
+            }
         }
-        let conn_member = self.member(conn, user);
+        // Its presence member is built only when it leaves a presence topic.
+        let presence = self.local.topics_of(conn).iter().any(|&id| {
+            self.local
+                .name(id)
+                .is_some_and(|n| self.spec.backplane.is_presence(n))
+        });
+        let conn_member = presence.then(|| self.member(conn, user));
         for name in self.local.leave(conn) {
             self.spec.hub.unsubscribe(self.worker, &name);
-            if self.spec.backplane.is_presence(&name) {
-                self.spec
-                    .backplane
-                    .presence(&name, conn_member.clone(), false);
+            if let Some(m) = conn_member
+                .as_ref()
+                .filter(|_| self.spec.backplane.is_presence(&name))
+            {
+                self.spec.backplane.presence(&name, m.clone(), false);
             }
         }
         self.count(metrics);
@@ -1149,5 +1162,48 @@ mod tests {
         s.polls_due(std::time::Instant::now(), &mut due);
         assert_eq!(due, [5], "due once");
         assert_eq!(s.polls[&5].items.len(), 1000 + 1 + 2);
+    }
+
+    #[test]
+    fn adopted_subscriptions_waiting_for_the_broker_are_forgotten_by_their_own_connection() {
+        let cfg = crate::session::pair::test_config();
+        let metrics = WorkerMetrics::default();
+        let ctx = test_ctx(&cfg, &metrics);
+        let mut s = side(std::time::Duration::from_secs(60));
+        // A broker: topics wait for its numbering, so adopted subscriptions are pending.
+        s.spec.hub.attach_external(Box::new(|_| {}));
+        let mut session = crate::session::Session::new(0);
+        let subs = |names: &[&str]| names.iter().map(|n| (n.to_string(), 1, 5)).collect();
+        s.adopt(1, session.writer(), &ctx, subs(&["a", "b"]), None);
+        s.adopt(2, session.writer(), &ctx, subs(&["a"]), None);
+        s.adopt(3, session.writer(), &ctx, subs(&["b"]), None);
+        let mut waiting: Vec<u32> = s.adopted.iter().map(|&(c, _)| c).collect();
+        waiting.sort_unstable();
+        assert_eq!(waiting, [1, 1, 2, 3]);
+        assert!(s.local.waiting(1), "pending until the broker numbers them");
+        // One leaves: only its entries go.
+        s.leave(1, &metrics, None);
+        let mut waiting: Vec<u32> = s.adopted.iter().map(|&(c, _)| c).collect();
+        waiting.sort_unstable();
+        assert_eq!(waiting, [2, 3]);
+        // An unsubscribe takes its entry too, so a later subscription in the slot is not
+        // settled silently as if adopted.
+        let b = s.local.find(3, "b").unwrap();
+        struct All;
+        impl Permits for All {
+            fn subscribe(&mut self, _: &str, _: Option<&str>) -> Result<(), String> {
+                Ok(())
+            }
+            fn publish(&mut self, _: &str) -> bool {
+                true
+            }
+        }
+        let msg = Message::Text(r#"{"op":"unsubscribe","topics":["b"]}"#);
+        assert_eq!(
+            s.on_control(3, session.writer(), &ctx, msg, &mut All, None),
+            None
+        );
+        assert!(!s.adopted.contains(&(3, b)), "{:?}", s.adopted);
+        assert!(s.adopted.iter().all(|&(c, _)| c == 2));
     }
 }

@@ -25,6 +25,7 @@ use crate::handover::{Outgoing, Verdict, FREEZE, MOVE};
 use crate::io::{Completion, Extra, Op, Socket, Token};
 use crate::reactor::Conn;
 use crate::session::{Phase, Services, Session};
+use crate::slabmap::SlabMap;
 
 /// Batches one worker may have handed out and not had answered.
 const IN_FLIGHT_BATCHES: usize = 4;
@@ -36,7 +37,7 @@ const SCAN: usize = 8192;
 type Placing = (usize, Vec<(ConnSnap, Option<IpAddr>)>, Vec<OwnedFd>);
 
 /// A connection whose descriptor is being installed: its generation, then its descriptor.
-type Installing = HashMap<u32, (u32, Option<OwnedFd>)>;
+type Installing = SlabMap<(u32, Option<OwnedFd>)>;
 
 /// Where a handed-out connection's socket sat here: its ring and slot, and the poll still
 /// armed on it (poll mode: a paused socket keeps its poll, see [`Socket::pause`]).
