@@ -1,5 +1,5 @@
-//! The `fanout` scenario's publisher: the admin API (`POST /publish` over one keep-alive
-//! connection) or a WebSocket client sending `publish` control messages, paced open-loop
+//! The `fanout` scenario's publisher: the admin API (`POST /publish` pipelined over one
+//! keep-alive connection) or a WebSocket client sending `publish` control messages, paced open-loop
 //! with the intended send time as the stamp, so a publisher that falls behind shows up as
 //! latency.
 
@@ -156,7 +156,15 @@ fn publish_admin(
     }
 }
 
-/// Publish over one admin connection until `stop` or an error.
+/// Publishes one admin connection may have sent and not yet seen answered. The requests
+/// are pipelined (HTTP/1.1): a publisher that waited for each answer before sending the
+/// next would let the server's answer time set the publish rate — a one-thread server that
+/// fans out before it reads the next request would then see one message per fan-out and
+/// never a batch, which is not how a fleet of publishing backends loads it.
+const ADMIN_IN_FLIGHT: usize = 1024;
+
+/// Publish over one admin connection until `stop` or an error: requests are written at the
+/// paced times, answers read on a second thread in order.
 fn admin_session(
     addr: &str,
     spec: &PublisherSpec,
@@ -166,53 +174,100 @@ fn admin_session(
     start: u64,
     n: &mut u64,
 ) -> Result<(), String> {
-    let s = TcpStream::connect(addr).map_err(|e| format!("admin {addr}: {e}"))?;
-    s.set_nodelay(true).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
+    let mut w = TcpStream::connect(addr).map_err(|e| format!("admin {addr}: {e}"))?;
+    w.set_nodelay(true).map_err(|e| e.to_string())?;
+    let r = w.try_clone().map_err(|e| e.to_string())?;
+    r.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    let mut w = s.try_clone().map_err(|e| e.to_string())?;
-    let mut r = BufReader::new(s);
-    let mut body = vec![0u8; spec.size.max(8)];
-    let mut req = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let k = (*n % spec.topics.len() as u64) as usize;
-        let stamp = pace(stats, start, *n, spec.rate);
-        *n += 1;
-        let digits;
-        let (payload, ct): (&[u8], &str) = if spec.text {
-            digits = stamp.to_string();
-            (digits.as_bytes(), "text/plain")
-        } else {
-            body[..8].copy_from_slice(&stamp.to_le_bytes());
-            (&body, "application/octet-stream")
-        };
-        req.clear();
-        let _ = write!(
-            req,
-            "POST /publish?topic={} HTTP/1.1\r\nHost: {addr}\r\nConnection: keep-alive\r\n\
-             Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
-            spec.topics[k],
-            payload.len()
-        );
-        req.extend_from_slice(payload);
-        w.write_all(&req)
-            .map_err(|e| format!("admin {addr}: {e}"))?;
+    // (topic, stamp) of each request written, in order; bounded, so a server that stops
+    // answering stops the writer too (the stamps then show the delay as latency).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, u64)>(ADMIN_IN_FLIGHT);
+    std::thread::scope(|scope| {
+        // The queue's receiving end goes with the reader, so a writer waiting for room
+        // sees the reader's end instead of waiting for ever.
+        let reader = scope.spawn(move || {
+            let answered = read_admin_answers(BufReader::new(r), addr, &rx, out);
+            // Whatever was written and not answered may or may not have been numbered.
+            let unanswered = rx.try_iter().count() as u64;
+            out.errors.fetch_add(unanswered, Ordering::Relaxed);
+            answered
+        });
+        let mut body = vec![0u8; spec.size.max(8)];
+        let mut req = Vec::new();
+        let mut result = Ok(());
+        while !stop.load(Ordering::Relaxed) && !reader.is_finished() {
+            let k = (*n % spec.topics.len() as u64) as usize;
+            let stamp = pace(stats, start, *n, spec.rate);
+            *n += 1;
+            let digits;
+            let (payload, ct): (&[u8], &str) = if spec.text {
+                digits = stamp.to_string();
+                (digits.as_bytes(), "text/plain")
+            } else {
+                body[..8].copy_from_slice(&stamp.to_le_bytes());
+                (&body, "application/octet-stream")
+            };
+            req.clear();
+            let _ = write!(
+                req,
+                "POST /publish?topic={} HTTP/1.1\r\nHost: {addr}\r\nConnection: keep-alive\r\n\
+                 Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+                spec.topics[k],
+                payload.len()
+            );
+            req.extend_from_slice(payload);
+            // Queued before it is written, so every answer finds its request.
+            if tx.send((k, stamp)).is_err() {
+                break; // the reader ended: its error is the session's
+            }
+            if let Err(e) = w.write_all(&req) {
+                result = Err(format!("admin {addr}: {e}"));
+                break;
+            }
+        }
+        drop(tx);
+        if result.is_err() {
+            let _ = w.shutdown(std::net::Shutdown::Both);
+        }
+        // At a stop the reader takes the answers still coming, then sees the queue closed.
+        let answered = reader
+            .join()
+            .unwrap_or_else(|_| Err("admin publisher's reader panicked".into()));
+        result.and(answered)
+    })
+}
+
+/// Read one answer per queued request until the writer is done and every request is
+/// answered, or an error.
+fn read_admin_answers(
+    mut r: BufReader<TcpStream>,
+    addr: &str,
+    queued: &std::sync::mpsc::Receiver<(usize, u64)>,
+    out: &Published,
+) -> Result<(), String> {
+    while let Ok((k, stamp)) = queued.recv() {
         // The answer: status line, headers, a JSON body with the sequence number.
         let mut line = String::new();
-        r.read_line(&mut line)
-            .map_err(|e| format!("admin {addr}: {e}"))?;
+        if r.read_line(&mut line)
+            .map_err(|e| format!("admin {addr}: {e}"))?
+            == 0
+        {
+            out.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(format!("admin {addr}: connection closed"));
+        }
         let ok = line.split(' ').nth(1) == Some("200");
         let mut len = 0usize;
         loop {
             let mut h = String::new();
             if r.read_line(&mut h).map_err(|e| e.to_string())? == 0 {
+                out.errors.fetch_add(1, Ordering::Relaxed);
                 return Err(format!("admin {addr}: connection closed"));
             }
             if h == "\r\n" {
                 break;
             }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
+            if let Some((name, v)) = h.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
                     len = v.trim().parse().unwrap_or(0);
                 }
             }
