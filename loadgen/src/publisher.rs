@@ -1,7 +1,7 @@
 //! The `fanout` scenario's publisher: the admin API (`POST /publish` pipelined over one
-//! keep-alive connection) or a WebSocket client sending `publish` control messages, paced open-loop
-//! with the intended send time as the stamp, so a publisher that falls behind shows up as
-//! latency.
+//! keep-alive connection) or a WebSocket client sending `publish` control messages, paced
+//! open-loop with the intended send time as the stamp, so a publisher that falls behind
+//! shows up as latency.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

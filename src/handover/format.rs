@@ -480,7 +480,8 @@ pub fn decode(frame: &[u8]) -> Result<Msg, FormatError> {
             metrics: i.flag()?,
         },
         3 => {
-            let n = i.count(28)?;
+            // The smallest topic: a name's length and one byte, epoch, last, frame count.
+            let n = i.count(25)?;
             let mut list = Vec::with_capacity(n);
             for _ in 0..n {
                 let name = i.string()?;
@@ -659,6 +660,15 @@ mod tests {
                 epoch: 1,
                 last: 3,
                 frames: vec![(2, vec![1, 2]), (3, vec![3])],
+            }]),
+            // The smallest topic there is: a one-byte name, nothing in its window (a
+            // subscribed topic nobody published to). A count bound of 28 bytes a topic
+            // refused it, and with it every live upgrade of a node holding such a topic.
+            Msg::Topics(vec![TopicSnap {
+                name: "a".into(),
+                epoch: 7,
+                last: 0,
+                frames: vec![],
             }]),
             Msg::Ready,
             Msg::Batch {
