@@ -61,7 +61,39 @@ impl Inherited {
             },
             &[],
         )?;
-        let (m, fds) = read(&mut sock)?;
+        match Self::receive_start(&mut sock) {
+            Ok((data, admin, metrics, topics)) => Ok(Some(Self {
+                sock,
+                data,
+                admin,
+                metrics,
+                topics,
+            })),
+            Err(e) => {
+                // Tell the old process why (it logs "the new process refused: …" and serves
+                // on); it kills this process once it has read this, so nothing said after
+                // would reach anyone.
+                let _ = write(&mut sock, &Msg::Refuse { reason: e.clone() }, &[]);
+                Err(e)
+            }
+        }
+    }
+
+    /// Everything the old process sends before this one starts: the listeners (data,
+    /// admin, metrics) and the topics.
+    #[allow(clippy::type_complexity)]
+    fn receive_start(
+        sock: &mut UnixStream,
+    ) -> Result<
+        (
+            Vec<TcpListener>,
+            Option<TcpListener>,
+            Option<TcpListener>,
+            Vec<TopicSnap>,
+        ),
+        String,
+    > {
+        let (m, fds) = read(sock)?;
         let Msg::Listeners {
             data,
             admin,
@@ -80,20 +112,14 @@ impl Inherited {
         let metrics = if metrics { fds.next() } else { None };
         let mut topics = Vec::new();
         loop {
-            match read(&mut sock)? {
+            match read(sock)? {
                 (Msg::Topics(t), _) => topics.extend(t),
                 (Msg::Ready, _) => break,
                 (Msg::Refuse { reason }, _) => return Err(format!("the old process: {reason}")),
                 (m, _) => return Err(format!("expected topics, got {m:?}")),
             }
         }
-        Ok(Some(Self {
-            sock,
-            data,
-            admin,
-            metrics,
-            topics,
-        }))
+        Ok((data, admin, metrics, topics))
     }
 
     /// The server is up: tell the old process, and take its connections on a thread;

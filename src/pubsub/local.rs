@@ -55,6 +55,9 @@ pub struct LocalSubs {
     conns: SlabMap<Member>,
     /// Subscriptions held.
     count: usize,
+    /// Of them, pending ones (waiting for the backplane): while none is, [`LocalSubs::waiting`]
+    /// answers without a lookup (a hand-over asks it of every connection).
+    pending: usize,
     /// The next connection id (the worker's index in the top 16 bits).
     next_id: u64,
 }
@@ -171,7 +174,9 @@ impl LocalSubs {
     pub fn set_after(&mut self, conn: u32, id: TopicId, after: u64) -> bool {
         match self.topics.get_mut(&id).and_then(|t| t.subs.get_mut(&conn)) {
             Some(a) => {
-                *a = after;
+                let was = std::mem::replace(a, after);
+                self.pending =
+                    self.pending + usize::from(after == PENDING) - usize::from(was == PENDING);
                 true
             }
             None => false,
@@ -217,11 +222,12 @@ impl LocalSubs {
     /// cannot be handed over yet). Allocates nothing: a hand-over asks it of every
     /// connection before moving it.
     pub fn waiting(&self, conn: u32) -> bool {
-        self.topics_of(conn).iter().any(|id| {
-            self.topics
-                .get(id)
-                .is_some_and(|t| t.subs.get(&conn) == Some(&PENDING))
-        })
+        self.pending > 0
+            && self.topics_of(conn).iter().any(|id| {
+                self.topics
+                    .get(id)
+                    .is_some_and(|t| t.subs.get(&conn) == Some(&PENDING))
+            })
     }
 
     /// Whether `conn` is a pub/sub connection.
@@ -252,7 +258,10 @@ impl LocalSubs {
             epoch: 0,
             last: 0,
         });
-        let new = t.subs.insert(conn, after).is_none();
+        let was = t.subs.insert(conn, after);
+        self.pending =
+            self.pending + usize::from(after == PENDING) - usize::from(was == Some(PENDING));
+        let new = was.is_none();
         if new {
             self.count += 1;
             self.member(conn).topics.push(id);
@@ -263,8 +272,9 @@ impl LocalSubs {
     /// Unsubscribe `conn` from topic `id`; returns the topic's name if it was subscribed.
     pub fn unsubscribe(&mut self, conn: u32, id: TopicId) -> Option<Box<str>> {
         let t = self.topics.get_mut(&id)?;
-        t.subs.remove(&conn)?;
+        let was = t.subs.remove(&conn)?;
         self.count -= 1;
+        self.pending -= usize::from(was == PENDING);
         let name = t.name.clone();
         if let Some(m) = self.conns.get_mut(&conn) {
             m.topics.retain(|&x| x != id);
@@ -283,8 +293,9 @@ impl LocalSubs {
         let mut names = Vec::with_capacity(list.len());
         for id in list {
             if let Some(t) = self.topics.get_mut(&id) {
-                if t.subs.remove(&conn).is_some() {
+                if let Some(was) = t.subs.remove(&conn) {
                     self.count -= 1;
+                    self.pending -= usize::from(was == PENDING);
                 }
                 names.push(t.name.clone());
                 if t.subs.is_empty() {
@@ -394,5 +405,38 @@ mod tests {
         assert!(l.set_after(1, 11, 8), "numbered now");
         assert!(!l.waiting(1));
         assert_eq!(l.positions(1).len(), 2);
+        assert_eq!(pending(&l), 0);
+        // The tally of pending subscriptions follows every way one comes and goes.
+        assert!(l.subscribe(3, 12, "c", SlowPolicy::Drop, PENDING));
+        assert!(l.subscribe(4, 12, "c", SlowPolicy::Drop, PENDING));
+        assert!(
+            !l.subscribe(4, 12, "c", SlowPolicy::Drop, PENDING),
+            "again: counted once"
+        );
+        assert!(l.subscribe(4, 13, "d", SlowPolicy::Drop, PENDING));
+        assert_eq!(pending(&l), 3);
+        assert!(l.waiting(3) && l.waiting(4));
+        assert!(l.set_after(4, 13, 2));
+        assert_eq!(pending(&l), 2);
+        assert!(l.set_after(4, 13, PENDING), "pending again (a resubscribe)");
+        assert_eq!(pending(&l), 3);
+        assert!(l.unsubscribe(3, 12).is_some());
+        assert_eq!(pending(&l), 2);
+        assert!(!l.waiting(3));
+        assert_eq!(l.leave(4).len(), 2);
+        assert_eq!(pending(&l), 0);
+        assert!(!l.waiting(1) && !l.waiting(2) && !l.waiting(4));
+    }
+
+    /// The pending tally, checked against the index it summarises.
+    fn pending(l: &LocalSubs) -> usize {
+        let counted = l
+            .topics
+            .values()
+            .flat_map(|t| t.subs.values())
+            .filter(|&&a| a == PENDING)
+            .count();
+        assert_eq!(l.pending, counted, "the tally drifted from the index");
+        counted
     }
 }
