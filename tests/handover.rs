@@ -554,3 +554,33 @@ fn kept_alive_poll_connections_end_at_the_freeze_so_the_next_poll_finds_the_new_
     let body = ask_kept(&mut kept(addr), "/poll?topics=ho.k");
     assert_eq!(body["messages"][0]["type"], "subscribed", "{body}");
 }
+
+#[test]
+fn subscribers_of_a_one_letter_topic_nobody_published_to_cross_a_live_upgrade() {
+    // The smallest topic the hand-over carries: a one-byte name and an empty window. Its
+    // frame was once refused by the new process, and with it the whole upgrade.
+    let srv = Server::start_logging(&["--workers", "2"], "info");
+    let mut subs = subscribers(srv.addr, 20, "a");
+    srv.signal("-USR2");
+    let mut old = srv;
+    let line = old.wait_log(Duration::from_secs(60), |l| {
+        l.contains("new process serves") || l.contains("live upgrade failed")
+    });
+    assert!(line.contains("new process serves"), "{line}");
+    let _new = Pid(line
+        .split("pid=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok()));
+    old.wait_log(Duration::from_secs(60), |l| l.contains("live upgrade done"));
+    assert_eq!(
+        old.wait_exit(Duration::from_secs(30)),
+        0,
+        "the old process leaves"
+    );
+    // The new process numbers the topic from 1, and every moved subscriber gets it.
+    assert_eq!(try_publish(old.admin, "a", "msg-1"), 200);
+    for (i, s) in subs.iter_mut().enumerate() {
+        expect_messages(s, "a", 1, i);
+    }
+}
