@@ -176,6 +176,10 @@ fn admin_session(
 ) -> Result<(), String> {
     let mut w = TcpStream::connect(addr).map_err(|e| format!("admin {addr}: {e}"))?;
     w.set_nodelay(true).map_err(|e| e.to_string())?;
+    // Bounded both ways: a server that stops reading (up to ADMIN_IN_FLIGHT requests fill
+    // the socket buffers) fails the write, as one that stops answering fails the read.
+    w.set_write_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
     let r = w.try_clone().map_err(|e| e.to_string())?;
     r.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
