@@ -9,7 +9,7 @@
 //! hand-over looks every connection up in several such maps (2.8% of a 200k hand-over's
 //! samples were SipHash). Maps keyed by anything a client sends keep the standard hasher.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Fibonacci hashing's constant (2^64 / φ, odd).
@@ -24,7 +24,7 @@ impl Hasher for IndexHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // Only integers are hashed here; bytes are folded in one at a time all the same.
+        // Only u32 keys are hashed here; other bytes are folded in one at a time all the same.
         for &b in bytes {
             self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(K);
         }
@@ -32,19 +32,10 @@ impl Hasher for IndexHasher {
     fn write_u32(&mut self, i: u32) {
         self.0 = (self.0 ^ u64::from(i)).wrapping_mul(K);
     }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0 ^ i).wrapping_mul(K);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64);
-    }
 }
 
 /// A map keyed by slab index.
 pub type SlabMap<V> = HashMap<u32, V, BuildHasherDefault<IndexHasher>>;
-
-/// A set of slab indices.
-pub type SlabSet = HashSet<u32, BuildHasherDefault<IndexHasher>>;
 
 #[cfg(test)]
 mod tests {

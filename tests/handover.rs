@@ -73,11 +73,15 @@ fn new_process(srv: &Server) -> Pid {
     let line = srv.wait_log(Duration::from_secs(30), |l| {
         l.contains("new process serves")
     });
-    Pid(line
-        .split("pid=")
+    Pid(pid_in(&line))
+}
+
+/// The `pid=` field of a log line.
+fn pid_in(line: &str) -> Option<u32> {
+    line.split("pid=")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok()))
+        .and_then(|p| p.parse().ok())
 }
 
 /// `POST /publish`; 0 when the connection failed (a process leaving resets its admin
@@ -191,12 +195,7 @@ fn connections_echo_and_pubsub_cross_a_live_upgrade() {
         assert!(Instant::now() < deadline, "the old process did not leave");
     }
     let line = old.wait_log(Duration::from_secs(1), |l| l.contains("new process serves"));
-    let pid: u32 = line
-        .split("pid=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .expect("the new process's pid in the log");
+    let pid = pid_in(&line).expect("the new process's pid in the log");
     new_pid.0 = Some(pid);
     assert!(rounds >= 1);
 
@@ -567,11 +566,7 @@ fn subscribers_of_a_one_letter_topic_nobody_published_to_cross_a_live_upgrade() 
         l.contains("new process serves") || l.contains("live upgrade failed")
     });
     assert!(line.contains("new process serves"), "{line}");
-    let _new = Pid(line
-        .split("pid=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok()));
+    let _new = Pid(pid_in(&line));
     old.wait_log(Duration::from_secs(60), |l| l.contains("live upgrade done"));
     assert_eq!(
         old.wait_exit(Duration::from_secs(30)),
