@@ -64,12 +64,25 @@ pub(super) struct Moving {
     /// Batches being placed (new process): key → (ring, states, descriptors).
     placing: HashMap<u32, Placing>,
     next_place: u32,
+    /// Fault injection for the tests (`HOLDFAST_FAULT_HANDOVER_LATE_ACKS`): acknowledgements
+    /// held back while moving, handled only after the thaw, as a worker preempted between
+    /// reading its verdicts and the phase would handle one.
+    held: Vec<Verdict>,
+    late: Option<bool>,
 }
 
 impl Moving {
     /// Whether reading open connections and accepting are paused.
     pub(super) fn frozen(&self) -> bool {
         self.frozen
+    }
+
+    /// Whether verdict `v` is held back by the fault injection.
+    fn late_acks(&mut self, phase: u8, v: &Verdict) -> bool {
+        let late = *self
+            .late
+            .get_or_insert_with(|| std::env::var_os("HOLDFAST_FAULT_HANDOVER_LATE_ACKS").is_some());
+        late && matches!(v, Verdict::Acked(_)) && matches!(phase, FREEZE | MOVE)
     }
 }
 
@@ -79,13 +92,20 @@ impl<S: Services> Worker<S> {
         let Some(link) = self.link.clone() else {
             return;
         };
+        // The phase first: every verdict sent before the phase changed is handled below,
+        // before this step acts on the phase (an acknowledgement handled after the thaw
+        // would otherwise leave its socket's poll, and so the socket, open).
+        let phase = link.shared.phase();
         while let Ok(batch) = link.incoming.try_recv() {
             self.place(batch);
         }
         while let Ok(v) = link.verdicts.try_recv() {
+            if self.moving.late_acks(phase, &v) {
+                self.moving.held.push(v);
+                continue;
+            }
             self.on_verdict(v);
         }
-        let phase = link.shared.phase();
         match phase {
             FREEZE | MOVE => {
                 if !self.moving.frozen {
@@ -104,6 +124,11 @@ impl<S: Services> Worker<S> {
                     // A batch in preparation when the hand-over ended: its descriptors go.
                     self.moving.installing.clear();
                 }
+            }
+        }
+        if !matches!(phase, FREEZE | MOVE) {
+            for v in std::mem::take(&mut self.moving.held) {
+                self.on_verdict(v);
             }
         }
         let left = if self.moving.frozen {
@@ -350,13 +375,16 @@ impl<S: Services> Worker<S> {
                     // A plain close of this table's reference: no shutdown, the socket
                     // is the new process's now. Its poll here stays armed (it reports to a
                     // connection entry that is gone: dropped as stale) until this process
-                    // exits or thaws.
+                    // exits or thaws. The armed poll holds the socket open: after a thaw
+                    // (the hand-over failed, this verdict came late) it goes at once.
                     self.rings.list[r]
                         .ring
                         .close(slot, Token::new(Op::Ignore, u32::MAX, 0));
                     self.rings.on_release(r, true);
-                    if let Some(tok) = poll {
-                        self.moving.stale_polls.push((r, tok));
+                    match poll {
+                        Some(tok) if self.moving.frozen => self.moving.stale_polls.push((r, tok)),
+                        Some(tok) => self.rings.list[r].ring.poll_remove(tok),
+                        None => {}
                     }
                 }
                 self.env.metrics.handover_moved.add(places.len() as u64);
