@@ -122,8 +122,12 @@ struct TopicState {
     /// Whether its numbering and history are known: always with local numbering; with a
     /// backplane, once [`Hub::sync`] brought them.
     synced: bool,
-    /// Subscriptions waiting for the sync.
-    pending: Vec<PendingSub>,
+    /// Subscriptions waiting for the sync, by connection id (unique in the process), so an
+    /// unsubscribe or close takes its own out: while the broker is down a client churning
+    /// subscriptions cannot pile them up. Boxed: most topics never wait, and an empty map
+    /// would cost every topic 48 bytes where the box costs 8.
+    #[allow(clippy::box_collection)]
+    pending: Option<Box<HashMap<u64, PendingSub>>>,
     /// Per worker: numbers that could not be queued for it (its queue was full), to be
     /// reported as a gap before its next delivery of the topic.
     missed: Vec<Option<(u64, u64)>>,
@@ -133,7 +137,6 @@ struct TopicState {
 struct PendingSub {
     worker: usize,
     conn: u32,
-    conn_id: u64,
     resume: Option<Position>,
 }
 
@@ -506,7 +509,7 @@ impl Hub {
                     slot: t.names.len() - 1,
                     active: now,
                     synced: self.external.get().is_none(),
-                    pending: Vec::new(),
+                    pending: None,
                     missed: vec![None; self.queues.len()],
                 };
                 if let Some(need) = self.external.get() {
@@ -838,11 +841,11 @@ impl Hub {
                     t.frames -= freed.0;
                     t.bytes -= freed.1;
                 }
-                for p in std::mem::take(&mut st.pending) {
+                for (conn_id, p) in st.pending.take().into_iter().flat_map(|m| *m) {
                     let owed = Self::owed(st, p.resume);
                     let ready = Ready {
                         conn: p.conn,
-                        conn_id: p.conn_id,
+                        conn_id,
                         name: st.name.clone(),
                         epoch: st.epoch,
                         owed,
@@ -950,6 +953,16 @@ impl Hub {
             .collect()
     }
 
+    /// Subscriptions to `topic` waiting for its sync.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self, topic: &str) -> usize {
+        let t = self.lock();
+        t.map
+            .get(topic)
+            .and_then(|st| st.pending.as_ref())
+            .map_or(0, |p| p.len())
+    }
+
     /// The newest number and epoch of `topic` here, if synced.
     pub fn position(&self, topic: &str) -> Option<(u64, u64)> {
         let t = self.lock();
@@ -974,12 +987,16 @@ impl Hub {
         let st = self.state(&mut map, topic, false)?;
         st.local[worker] += 1;
         if !st.synced {
-            st.pending.push(PendingSub {
-                worker,
-                conn,
-                conn_id,
-                resume,
-            });
+            // A second subscribe of the same connection keeps the first's entry (the caller
+            // finds it subscribed already and takes the count back with `unsubscribe`).
+            st.pending
+                .get_or_insert_with(Box::default)
+                .entry(conn_id)
+                .or_insert(PendingSub {
+                    worker,
+                    conn,
+                    resume,
+                });
             return Ok(Subscription::Pending { id: st.id });
         }
         Ok(Subscription::Now(Subscribed {
@@ -1019,10 +1036,22 @@ impl Hub {
     /// table (`max_topics`); a topic with messages keeps its window for resuming clients
     /// until it expires.
     pub fn unsubscribe(&self, worker: usize, topic: &str) {
+        self.unsubscribe_conn(worker, topic, None);
+    }
+
+    /// As [`Hub::unsubscribe`], for the connection with id `conn_id` (given to
+    /// [`Hub::subscribe_conn`]): its subscription, if still waiting for the sync, is dropped.
+    pub fn unsubscribe_conn(&self, worker: usize, topic: &str, conn_id: Option<u64>) {
         let now = self.now.load(Ordering::Relaxed);
         let mut t = self.lock();
         let forget = match t.map.get_mut(topic) {
             Some(st) => {
+                if let (Some(id), Some(p)) = (conn_id, st.pending.as_mut()) {
+                    p.remove(&id);
+                    if p.is_empty() {
+                        st.pending = None;
+                    }
+                }
                 st.local[worker] = st.local[worker].saturating_sub(1);
                 let none = st.local.iter().all(|&n| n == 0);
                 if none {
@@ -1730,6 +1759,42 @@ mod tests {
         );
         assert_eq!(h.position("t"), None);
         assert_eq!(h.totals(), (0, 0));
+    }
+
+    #[test]
+    fn with_the_broker_away_churning_subscriptions_do_not_pile_up() {
+        // Pending subscriptions were kept in a list an unsubscribe or close did not shrink:
+        // while the broker was away, one client subscribing and leaving again and again on
+        // a topic another client kept grew it without bound.
+        let (h, rx, _) = external();
+        let _ = h.subscribe_conn(0, "t", None, 1, 10).unwrap(); // stays
+        for i in 0..10_000u64 {
+            let _ = h.subscribe_conn(1, "t", None, 2, 100 + i).unwrap();
+            h.unsubscribe_conn(1, "t", Some(100 + i));
+        }
+        assert_eq!(h.waiting("t"), 1, "only the subscription still there waits");
+        // A second subscribe of the same connection keeps its first entry; taking the
+        // count back without the id leaves that entry waiting.
+        let resumed = Some(Position {
+            seq: 5,
+            epoch: Some(3),
+        });
+        let _ = h.subscribe_conn(1, "t", None, 4, 40).unwrap();
+        let _ = h.subscribe_conn(1, "t", resumed, 4, 40).unwrap();
+        h.unsubscribe(1, "t");
+        assert_eq!(h.waiting("t"), 2);
+        h.sync("t", 3, 6, Vec::new());
+        assert_eq!(h.waiting("t"), 0);
+        assert_eq!(kinds(&rx[0]), ["ready c1 last6 frames0 gapNone rectrue"]);
+        assert_eq!(
+            kinds(&rx[1]),
+            ["ready c4 last6 frames0 gapNone rectrue"],
+            "one ready for the connection, from its first subscribe (no resume point)"
+        );
+        // The last subscriber of a waiting topic leaving forgets it, its list with it.
+        let _ = h.subscribe_conn(0, "u", None, 5, 50).unwrap();
+        h.unsubscribe_conn(0, "u", Some(50));
+        assert!(!h.lock().map.contains_key("u"));
     }
 
     #[test]

@@ -715,7 +715,8 @@ impl PubsubSide {
                     if let Some(id) = self.local.find(conn, &t) {
                         self.local.unsubscribe(conn, id);
                         self.adopted.remove(&(conn, id));
-                        self.spec.hub.unsubscribe(self.worker, &t);
+                        let conn_id = self.local.conn_id(conn);
+                        self.spec.hub.unsubscribe_conn(self.worker, &t, conn_id);
                         self.left(conn, &t, user.clone());
                     }
                     let r = serde_json::json!({"type": "unsubscribed", "topic": t}).to_string();
@@ -1024,8 +1025,9 @@ impl PubsubSide {
                 .is_some_and(|n| self.spec.backplane.is_presence(n))
         });
         let conn_member = presence.then(|| self.member(conn, user));
+        let conn_id = self.local.conn_id(conn);
         for name in self.local.leave(conn) {
-            self.spec.hub.unsubscribe(self.worker, &name);
+            self.spec.hub.unsubscribe_conn(self.worker, &name, conn_id);
             if let Some(m) = conn_member
                 .as_ref()
                 .filter(|_| self.spec.backplane.is_presence(&name))
@@ -1205,5 +1207,7 @@ mod tests {
         );
         assert!(!s.adopted.contains(&(3, b)), "{:?}", s.adopted);
         assert!(s.adopted.iter().all(|&(c, _)| c == 2));
+        // The hub's waiting subscriptions went with them: only connection 2's to "a".
+        assert_eq!((s.spec.hub.waiting("a"), s.spec.hub.waiting("b")), (1, 0));
     }
 }
