@@ -194,6 +194,8 @@ fn step(
         "p50_us": lat["p50"],
         "p99_us": lat["p99"],
         "lost": v["lost_in_stream"].as_u64().unwrap_or(0) + v["lost_at_end"].as_u64().unwrap_or(0),
+        "lost_in_stream": v["lost_in_stream"],
+        "unreceived_at_end": v["lost_at_end"],
         "duplicates": v["duplicates"],
         "reordered": v["reordered"],
         "gaps": v["gaps"],

@@ -472,8 +472,8 @@ Limits: an event is written per subscriber (its id is that subscriber's cursor),
     if r["backplane"].is_object() {
         let b = &r["backplane"];
         let _ = writeln!(o, "## Backplane: three nodes on one Redis\n");
-        let _ = writeln!(o, "{} subscribers of one topic, spread evenly over three holdfast nodes (one worker each) sharing one `redis-server` (no persistence); the publisher posts to the first node's admin API; rates are stepped up until delivery falls behind (deliveries < 95% of subscribers × rate, or p99 ≥ 2 s). Each delivery's number is checked against the number the publisher was given (`misnumbered`). The same rates on one node (memory engine, one worker) beside them. CPU per publish = the process's CPU over the measurement / messages published (each process's CPU clock, read every 100 ms). All of it — nodes, Redis, the load generator receiving every delivery — shares two cores, so this shows the backplane's cost and correctness, not scale-out: on a real fleet each node has its own machine.\n", b["subscribers"]);
-        let _ = writeln!(o, "| setup | msgs/s | deliveries/s | p50 ms | p99 ms | lost / dup / reordered / gaps | misnumbered (checked) | CPU µs per publish: nodes (each) / redis | node cores |");
+        let _ = writeln!(o, "{} subscribers of one topic, spread evenly over three holdfast nodes (one worker each) sharing one `redis-server` (no persistence); the publisher posts to the first node's admin API; rates are stepped up until delivery falls behind (deliveries < 95% of subscribers × rate, or p99 ≥ 2 s). Each delivery's number is checked against the number the publisher was given (`misnumbered`). The same rates on one node (memory engine, one worker) beside them. CPU per publish = the process's CPU over the measurement / messages published (each process's CPU clock, read every 100 ms). All of it — nodes, Redis, the load generator receiving every delivery — shares two cores, so this shows the backplane's cost and correctness, not scale-out: on a real fleet each node has its own machine. {BEHIND}\n", b["subscribers"]);
+        let _ = writeln!(o, "| setup | msgs/s | deliveries/s | p50 ms | p99 ms | lost / behind at the end / dup / reordered / gaps | misnumbered (checked) | CPU µs per publish: nodes (each) / redis | node cores |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
         let rows = |key: &str| b[key].as_array().cloned().unwrap_or_default();
         for (label, key) in [
@@ -508,7 +508,7 @@ Limits: an event is written per subscriber (its id is that subscriber's cursor),
                     x["p99_us"]
                         .as_f64()
                         .map_or("-".into(), |v| format!("{:.1}", v / 1e3)),
-                    x["lost"],
+                    lost_and_behind(&x),
                     x["duplicates"],
                     x["reordered"],
                     x["gaps"],
