@@ -31,6 +31,8 @@ use crate::slabmap::SlabMap;
 const IN_FLIGHT_BATCHES: usize = 4;
 /// Slab entries looked at per turn for the next batch.
 const SCAN: usize = 8192;
+/// Polls left on handed-over sockets removed per turn once the hand-over is done.
+const STALE_PER_TURN: usize = 4096;
 
 /// A batch being placed (new process): its ring, each connection's state and peer, and
 /// the descriptors until the file table holds them.
@@ -115,7 +117,16 @@ impl<S: Services> Worker<S> {
                     self.next_batch();
                 }
             }
-            crate::handover::DONE => {} // handed over: what is left is drained
+            crate::handover::DONE => {
+                // Handed over: what is left is drained. The polls left on moved sockets hold
+                // them open while this process lives (a close by the new process would not
+                // reach its client) and report their readiness here: with leftovers to
+                // drain this worker lives on, so they go, a share a turn; without, it exits
+                // now and its ring's teardown takes them.
+                if !self.conns.is_empty() {
+                    self.drop_stale_polls(STALE_PER_TURN);
+                }
+            }
             _ => {
                 if self.moving.frozen && self.drain.is_none() {
                     self.thaw();
@@ -194,13 +205,19 @@ impl<S: Services> Worker<S> {
         true
     }
 
+    /// Remove up to `n` of the polls left on sockets the new process took.
+    fn drop_stale_polls(&mut self, n: usize) {
+        let from = self.moving.stale_polls.len().saturating_sub(n);
+        for (r, tok) in self.moving.stale_polls.drain(from..) {
+            self.rings.list[r].ring.poll_remove(tok);
+        }
+    }
+
     /// Read and accept again (the hand-over failed, or ended with connections left).
     fn thaw(&mut self) {
         self.moving.frozen = false;
         let mode = self.s.read_mode;
-        for (r, tok) in std::mem::take(&mut self.moving.stale_polls) {
-            self.rings.list[r].ring.poll_remove(tok);
-        }
+        self.drop_stale_polls(usize::MAX);
         for (i, conn) in self.conns.iter_mut() {
             if conn.session.wants_input() && !conn.socket.closing() {
                 let ring = &mut self.rings.list[conn.socket.ring()].ring;
