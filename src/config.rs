@@ -107,8 +107,9 @@ pub struct ServeConfig {
     #[arg(long)]
     pub upgrade_binary: Option<PathBuf>,
 
-    /// Seconds a live upgrade may take to move every connection; what is left after it
-    /// (and TLS connections, which are not moved) is drained.
+    /// Seconds a live upgrade may take to move every connection (TLS ones included); what
+    /// is left after it (still in a handshake, closing, or with a send in flight) is
+    /// drained.
     #[arg(long, default_value_t = 60.0, value_parser = crate::units::secs)]
     pub upgrade_timeout: f64,
 

@@ -228,6 +228,10 @@ fn upgrade_run(plan: &Plan, n: usize) -> Result<Value, String> {
             "published": fv["published_during_measurement"],
             "deliveries": fv["deliveries_during_measurement"],
             "lost": fv["lost_in_stream"].as_u64().unwrap_or(0) + fv["lost_at_end"].as_u64().unwrap_or(0),
+            // Skipped in a subscriber's stream without a gap notice: lost.
+            "lost_in_stream": fv["lost_in_stream"],
+            // Not yet received when the settle ended: behind, not dropped.
+            "unreceived_at_end": fv["lost_at_end"],
             "duplicates": fv["duplicates"],
             "reordered": fv["reordered"],
             "gaps": fv["gaps"],

@@ -571,11 +571,11 @@ fn handover(o: &mut String, h: &Value) {
         ),
         ("connections lost", u["connections_lost"].to_string()),
         (
-            "messages published / lost / duplicated / reordered / gaps",
+            "messages published / lost / behind at the end / duplicated / reordered / gaps",
             format!(
                 "{} / {} / {} / {} / {}",
                 u["fanout"]["published"],
-                u["fanout"]["lost"],
+                lost_and_behind(&u["fanout"]),
                 u["fanout"]["duplicates"],
                 u["fanout"]["reordered"],
                 u["fanout"]["gaps"]
@@ -637,5 +637,21 @@ mod tests {
             spread(&json!(4.5), &json!({"min": 4.5, "max": 4.5, "n": 1})),
             "4.5"
         );
+    }
+
+    #[test]
+    fn the_upgrade_section_shows_lost_and_behind_apart() {
+        let run = |fanout: Value| {
+            let mut o = String::new();
+            handover(&mut o, &json!({"upgrade": {"fanout": fanout}}));
+            o
+        };
+        let split = run(json!({"published": 90, "lost": 7, "lost_in_stream": 0,
+            "unreceived_at_end": 7, "duplicates": 0, "reordered": 0, "gaps": 0}));
+        assert!(split.contains("| 90 / 0 / 7 / 0 / 0 / 0 |"), "{split}");
+        // A run recorded before the two were told apart shows its total and "?".
+        let summed = run(json!({"published": 90, "lost": 7, "duplicates": 0,
+            "reordered": 0, "gaps": 0}));
+        assert!(summed.contains("| 90 / 7 / ? / 0 / 0 / 0 |"), "{summed}");
     }
 }
