@@ -272,14 +272,14 @@ fn a_new_process_that_dies_midway_leaves_no_connection_hanging() {
 }
 
 #[test]
-#[ignore = "a remaining race: hangs one connection in ~1 of 10 runs under load (2026-12-03); run with --ignored"]
 fn acknowledgements_a_worker_handles_after_a_failed_upgrade_still_let_the_sockets_go() {
     // The old worker handles the two acknowledgements only after it read and accepted
     // again (as a worker preempted between its verdicts and the phase would): the polls it
     // left on those sockets must go then, or they hold the sockets open after the new
-    // process died, and their clients wait for ever (a CI run saw this once). Without the
-    // fix it fails every run; with it, still about one run in ten under load (two suites at
-    // once): some other path leaves a connection unserved and unclosed, not found yet.
+    // process died, and their clients wait for ever (a CI run saw this once). A removal
+    // that meets its poll mid-wake-up (the client's echo arriving) must still end it
+    // (`Ring::poll_remove`): before that fix this hung a connection about one run in ten
+    // under load.
     dies_midway(&[("HOLDFAST_FAULT_HANDOVER_LATE_ACKS", "1")]);
 }
 

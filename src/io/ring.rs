@@ -226,6 +226,8 @@ pub struct Ring {
     eventfd: Option<OwnedFd>,
     /// Operations submitted whose final completion has not been reaped.
     in_flight: usize,
+    /// Poll removals that met their poll mid-wake-up and were retried as a cancel.
+    unpoll_retries: u64,
     files: u32,
     /// Set-up flags the kernel refused, each with its reason.
     fallbacks: Vec<String>,
@@ -265,6 +267,7 @@ impl Ring {
             queued: 0,
             gate: cfg.gate_receives,
             recvs_pending: 0,
+            unpoll_retries: 0,
             deferred: VecDeque::new(),
             accepts_retired: false,
             eventfd,
@@ -299,6 +302,12 @@ impl Ring {
     /// Operations whose final completion is still to come.
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// Poll removals that met their poll in the middle of a wake-up (EALREADY) and were
+    /// retried as an async cancel (see [`Ring::poll_remove`]).
+    pub fn unpoll_retries(&self) -> u64 {
+        self.unpoll_retries
     }
 
     /// Bytes per provided buffer.
@@ -609,6 +618,13 @@ impl Ring {
         }
         let extra = match token.op {
             Op::Send => return self.on_send(token.index as usize, res),
+            Op::Unpoll => {
+                if res == -libc::EALREADY {
+                    self.unpoll_retries += 1;
+                    self.cancel(token.with_op(Op::Poll));
+                }
+                return None;
+            }
             Op::Adopt => {
                 let key = token.index as usize;
                 if !self.adoptions.contains(key) {
@@ -727,11 +743,17 @@ impl Ring {
         self.push_chain(&[sqe]);
     }
 
-    /// Remove the multishot poll submitted with `target`.
+    /// Remove the multishot poll submitted with `target` (its last completion comes with
+    /// ECANCELED). IORING_OP_POLL_REMOVE fails with EALREADY, leaving the poll armed, when
+    /// it meets the poll in the middle of a wake-up (the kernel's poll task work owns it
+    /// then); an armed poll holds its socket open even after the socket's slot is closed,
+    /// so that removal is retried as an IORING_OP_ASYNC_CANCEL, which marks the poll
+    /// cancelled for whoever owns it and cannot miss. The async cancel is not the first
+    /// choice: it first walks the task's io-wq for the target, which a poll never is in.
     pub fn poll_remove(&mut self, target: Token) {
         let sqe = opcode::PollRemove::new(target.encode())
             .build()
-            .user_data(target.with_op(Op::Ignore).encode());
+            .user_data(target.with_op(Op::Unpoll).encode());
         self.push_chain(&[sqe]);
     }
 
@@ -1141,6 +1163,43 @@ mod tests {
         assert!(!ring.has_pending());
         drop(second);
         assert_eq!(ring.buffer_bytes(), 4 * 4096, "the pool never grew");
+    }
+
+    #[test]
+    fn a_poll_removal_that_meets_its_poll_mid_wake_up_still_ends_the_poll() {
+        let mut ring = gated_ring();
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let slots = place(&mut ring, vec![ours.into_raw_fd()]);
+        let poll = Token::new(Op::Poll, 0, 1);
+        ring.poll_socket(slots[0], poll);
+        ring.enter().unwrap(); // armed; nothing to report yet
+                               // The wake-up takes the poll and queues its task work; on a DEFER_TASKRUN ring that
+                               // runs only when the ring is next entered for completions, after that entry's
+                               // submissions: the removal below meets the poll mid-wake-up (EALREADY) — the race
+                               // a worker's removal of a poll on a socket with input arriving can lose.
+        theirs.write_all(b"x").unwrap();
+        ring.poll_remove(poll);
+        let mut got = Vec::new();
+        for _ in 0..50 {
+            ring.reap(&mut got);
+            if got.iter().any(|c| c.token == poll && !c.more()) {
+                break;
+            }
+            ring.wait(Duration::from_millis(100)).expect("wait");
+        }
+        assert!(
+            got.iter()
+                .any(|c| c.token == poll && !c.more() && c.res == -libc::ECANCELED),
+            "the poll ended: {got:?}"
+        );
+        if ring.fallbacks().is_empty() {
+            assert_eq!(
+                ring.unpoll_retries(),
+                1,
+                "the removal met the wake-up: {got:?}"
+            );
+        }
+        drop(theirs);
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub enum Op {
     Shutdown = 4,
     /// Closing a connection's direct descriptor.
     Close = 5,
-    /// A cancellation, a poll removal or a close whose result nobody needs.
+    /// A cancellation or a close whose result nobody needs.
     Ignore = 6,
     /// Multishot poll on an eventfd (index = what it wakes: a ring number or a channel).
     Wake = 7,
@@ -36,10 +36,13 @@ pub enum Op {
     /// Regular descriptors placed into free slots of a file table (the hand-over's
     /// receiving side; index: the owner's batch).
     Adopt = 12,
+    /// A poll removal (IORING_OP_POLL_REMOVE; index and generation: the poll's). The ring
+    /// handles its completion itself: see [`crate::io::Ring::poll_remove`].
+    Unpoll = 13,
 }
 
 impl Op {
-    const ALL: [Self; 12] = [
+    const ALL: [Self; 13] = [
         Self::Accept,
         Self::Recv,
         Self::Send,
@@ -52,6 +55,7 @@ impl Op {
         Self::Connect,
         Self::Install,
         Self::Adopt,
+        Self::Unpoll,
     ];
 }
 

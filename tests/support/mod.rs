@@ -431,7 +431,7 @@ impl Raw {
                 Ok(0) => return Got::Eof,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Got::Eof,
-                Err(e) => panic!("read: {e}"),
+                Err(e) => panic!("read: {e}\n{}", sockets_of(&self.stream)),
             };
             let q = &mut self.queue;
             self.asm
@@ -449,6 +449,68 @@ impl Raw {
             }
         }
     }
+}
+
+/// Both ends of `stream` as `ss` sees them (state, queues, the processes holding each
+/// end), for a test that fails on a read timeout to say where the connection is stuck.
+pub fn sockets_of(stream: &TcpStream) -> String {
+    let Ok(local) = stream.local_addr() else {
+        return "(no local address)".into();
+    };
+    let port = local.port();
+    let filter = format!("( sport = :{port} or dport = :{port} )");
+    match std::process::Command::new("ss")
+        .args(["-tanpieO", "state", "all", &filter])
+        .output()
+    {
+        Ok(o) => {
+            let out = String::from_utf8_lossy(&o.stdout).into_owned();
+            let rings: Vec<String> = out
+                .split_whitespace()
+                .filter_map(|w| w.strip_prefix("ino:"))
+                .filter(|i| *i != "0")
+                .flat_map(rings_holding)
+                .collect();
+            format!("ss for port {port}:\n{out}io_uring tables holding it: {rings:?}")
+        }
+        Err(e) => format!("(ss: {e})"),
+    }
+}
+
+/// `pid/fd (slot)` of every io_uring whose registered-file table holds socket inode `ino`
+/// (`/proc/PID/fdinfo` of a ring lists its table): a socket no process has in its file
+/// table may still be held by a ring.
+fn rings_holding(ino: &str) -> Vec<String> {
+    let needle = format!("socket:[{ino}]");
+    let mut found = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for p in procs.flatten() {
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let is_ring = std::fs::read_link(fd.path())
+                .is_ok_and(|l| l.to_string_lossy().contains("io_uring"));
+            if !is_ring {
+                continue;
+            }
+            let info = p.path().join("fdinfo").join(fd.file_name());
+            let Ok(text) = std::fs::read_to_string(&info) else {
+                continue;
+            };
+            for line in text.lines().filter(|l| l.contains(&needle)) {
+                found.push(format!(
+                    "{}/{}: {}",
+                    p.file_name().to_string_lossy(),
+                    fd.file_name().to_string_lossy(),
+                    line.trim()
+                ));
+            }
+        }
+    }
+    found
 }
 
 fn own(m: Message<'_>) -> Got {
