@@ -1172,11 +1172,12 @@ mod tests {
         let slots = place(&mut ring, vec![ours.into_raw_fd()]);
         let poll = Token::new(Op::Poll, 0, 1);
         ring.poll_socket(slots[0], poll);
-        ring.enter().unwrap(); // armed; nothing to report yet
-                               // The wake-up takes the poll and queues its task work; on a DEFER_TASKRUN ring that
-                               // runs only when the ring is next entered for completions, after that entry's
-                               // submissions: the removal below meets the poll mid-wake-up (EALREADY) — the race
-                               // a worker's removal of a poll on a socket with input arriving can lose.
+        // Armed, with nothing to report yet.
+        ring.enter().unwrap();
+        // The wake-up takes the poll and queues its task work; on a DEFER_TASKRUN ring that
+        // runs only when the ring is next entered for completions, after that entry's
+        // submissions: the removal below meets the poll mid-wake-up (EALREADY) — the race
+        // a worker's removal of a poll on a socket with input arriving can lose.
         theirs.write_all(b"x").unwrap();
         ring.poll_remove(poll);
         let mut got = Vec::new();
