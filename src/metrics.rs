@@ -203,6 +203,8 @@ pub struct WorkerMetrics {
     pub ticks: Counter,
     /// Turns that ended with a pacing pause (`reactor::pace`).
     pub paused_turns: Counter,
+    /// Poll removals retried as an async cancel (`io::Ring::poll_remove`).
+    pub poll_removals_retried: Counter,
     /// Gauge: 1 while the worker paces its fan-out turns (its CPU is shared and it is
     /// delivering a lot), else 0.
     pub pacing: Counter,
@@ -400,7 +402,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 44] = [
+    let simple: [Family; 45] = [
         (
             "connections_open",
             "gauge",
@@ -427,6 +429,12 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "counter",
             "Worker turns that ended with a fan-out pause (see holdfast_workers_pacing).",
             |w| w.paused_turns.get(),
+        ),
+        (
+            "poll_removals_retried_total",
+            "counter",
+            "Poll removals that met their poll mid-wake-up (EALREADY, which leaves it armed and its socket open) and were retried as an async cancel.",
+            |w| w.poll_removals_retried.get(),
         ),
         (
             "accepted_total",

@@ -226,7 +226,8 @@ pub struct Ring {
     eventfd: Option<OwnedFd>,
     /// Operations submitted whose final completion has not been reaped.
     in_flight: usize,
-    /// Poll removals that met their poll mid-wake-up and were retried as a cancel.
+    /// Poll removals that met their poll mid-wake-up and were retried as a cancel, since
+    /// the owner last took the count.
     unpoll_retries: u64,
     files: u32,
     /// Set-up flags the kernel refused, each with its reason.
@@ -305,9 +306,9 @@ impl Ring {
     }
 
     /// Poll removals that met their poll in the middle of a wake-up (EALREADY) and were
-    /// retried as an async cancel (see [`Ring::poll_remove`]).
-    pub fn unpoll_retries(&self) -> u64 {
-        self.unpoll_retries
+    /// retried as an async cancel (see [`Ring::poll_remove`]) since the last call.
+    pub fn take_unpoll_retries(&mut self) -> u64 {
+        std::mem::take(&mut self.unpoll_retries)
     }
 
     /// Bytes per provided buffer.
@@ -1195,7 +1196,7 @@ mod tests {
         );
         if ring.fallbacks().is_empty() {
             assert_eq!(
-                ring.unpoll_retries(),
+                ring.take_unpoll_retries(),
                 1,
                 "the removal met the wake-up: {got:?}"
             );

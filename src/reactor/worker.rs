@@ -1005,6 +1005,15 @@ impl<S: Services> Worker<S> {
         let elapsed = now.saturating_duration_since(std::mem::replace(&mut self.ticked, now));
         let pacing = self.pacer.on_tick(elapsed, crate::io::sys::thread_usage());
         self.env.metrics.pacing.set(u64::from(pacing));
+        let retried: u64 = self
+            .rings
+            .list
+            .iter_mut()
+            .map(|r| r.ring.take_unpoll_retries())
+            .sum();
+        if retried > 0 {
+            self.env.metrics.poll_removals_retried.add(retried);
+        }
         for fifo in [0, 1] {
             loop {
                 let q = if fifo == 0 {
