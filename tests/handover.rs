@@ -598,69 +598,28 @@ fn subscribers_of_a_one_letter_topic_nobody_published_to_cross_a_live_upgrade() 
 /// of large messages leave the server's send in flight, so the connection cannot be handed
 /// over.
 fn stuck_reader(addr: SocketAddr) -> std::net::TcpStream {
-    use std::io::Read;
-    use std::os::fd::FromRawFd;
-    let SocketAddr::V4(v4) = addr else {
-        panic!("the test server listens on IPv4")
-    };
-    // SAFETY: plain socket calls on a descriptor this function owns; on success it is
-    // handed to a TcpStream, which closes it.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
-    assert!(fd >= 0);
-    let small: libc::c_int = 4096;
-    let sa = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*v4.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: `fd` is a socket; the option and address point at live values of the sizes
-    // given.
-    let ok = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&small as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        ) == 0
-            && libc::connect(
-                fd,
-                (&sa as *const libc::sockaddr_in).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            ) == 0
-    };
-    // SAFETY: `fd` is an open socket nothing else owns.
-    let mut s = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-    assert!(ok, "socket setup: {}", std::io::Error::last_os_error());
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(support::upgrade_request("/echo", "13").as_bytes())
+    // The receive buffer is set before connecting, so the window offered stays small.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
         .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1, "response head cut short");
-        head.push(b[0]);
-        assert!(head.len() < 8192);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    let mut frame = Vec::new();
-    holdfast::ws::frame::encode_frame(
-        &mut frame,
-        true,
-        OpCode::Binary,
-        Some([1, 2, 3, 4]),
-        &vec![7u8; 900_000],
-    );
+    let mut s = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        sock.connect(addr).await.unwrap().into_std().unwrap()
+    });
+    s.set_nonblocking(false).unwrap();
+    let head = support::request_head(&mut s, &support::upgrade_request("/echo", "13"));
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     // 3.6 MB of echoes: the kernel holds ~2.8 MB for a reader that does not read (the
     // sender's buffer at its 4 MB ceiling), so the server's send stays in flight with
     // ~0.8 MB queued, under --max-outbound (2 MiB), which would close it as slow.
+    let mut ws = Raw::from_upgraded(s);
+    let big = vec![7u8; 900_000];
     for _ in 0..4 {
-        s.write_all(&frame).unwrap();
+        ws.send_frame(true, OpCode::Binary, &big);
     }
-    s
+    ws.stream
 }
 
 #[test]

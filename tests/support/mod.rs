@@ -477,7 +477,8 @@ pub fn sockets_of(stream: &TcpStream) -> String {
     }
 }
 
-/// `pid/fd (slot)` of every io_uring whose registered-file table holds socket inode `ino`
+/// `pid/fd: slot: socket:[ino]` for every io_uring whose registered-file table holds socket
+/// inode `ino`
 /// (`/proc/PID/fdinfo` of a ring lists its table): a socket no process has in its file
 /// table may still be held by a ring.
 fn rings_holding(ino: &str) -> Vec<String> {
@@ -526,6 +527,12 @@ fn own(m: Message<'_>) -> Got {
 /// Send raw request bytes; return the stream and the response head (bounded read).
 pub fn raw_request(addr: SocketAddr, req: &str) -> (TcpStream, String) {
     let mut s = TcpStream::connect(addr).unwrap();
+    let head = request_head(&mut s, req);
+    (s, head)
+}
+
+/// Send raw request bytes on `s`; return the response head (bounded read, 10 s timeout).
+pub fn request_head(s: &mut TcpStream, req: &str) -> String {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(req.as_bytes()).unwrap();
     let mut head = Vec::new();
@@ -536,7 +543,7 @@ pub fn raw_request(addr: SocketAddr, req: &str) -> (TcpStream, String) {
             Ok(_) => head.push(b[0]),
         }
     }
-    (s, String::from_utf8_lossy(&head).into_owned())
+    String::from_utf8_lossy(&head).into_owned()
 }
 
 /// Publishes in runs over two topics, `a` then `b` then `a`…: run k holds
