@@ -55,6 +55,9 @@ enum Cmd {
     /// An independent long-poll client (tokio, epoll, its own publisher; no code shared with
     /// the loadgen) that reports deliveries, latency and deliveries per server-CPU-s.
     PollClient(holdfast_bench::pollmeter::PollMeterArgs),
+    /// An independent fan-out client (tokio, epoll, its own publisher; no code shared with
+    /// the loadgen) that reports deliveries, latency and deliveries per server-CPU-s.
+    FanoutClient(holdfast_bench::fanmeter::FanMeterArgs),
     /// (internal) hold N connections from one source address; used by a test.
     #[command(hide = true)]
     HoldClient(holdfast_bench::hold::HoldArgs),
@@ -73,6 +76,13 @@ fn main() {
         Cmd::EchoClient(args) => {
             if let Err(e) = holdfast_bench::meter::run(&args) {
                 eprintln!("holdfast-bench echo-client: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        Cmd::FanoutClient(args) => {
+            if let Err(e) = holdfast_bench::fanmeter::run(&args) {
+                eprintln!("holdfast-bench fanout-client: {e}");
                 std::process::exit(1);
             }
             return;

@@ -117,7 +117,7 @@ fn body_of(raw: &[u8]) -> Result<(&[u8], bool), String> {
 /// An answer's head, once whole: where its body starts, its `Content-Length`, and whether
 /// it keeps the connection.
 #[allow(clippy::type_complexity)]
-fn head_of(raw: &[u8]) -> Result<Option<(usize, Option<usize>, bool)>, String> {
+pub(crate) fn head_of(raw: &[u8]) -> Result<Option<(usize, Option<usize>, bool)>, String> {
     let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         return if raw.len() > 16 << 10 {
             Err("an answer head over 16 KiB".into())
@@ -169,7 +169,7 @@ async fn read_answer(s: &mut tokio::net::TcpStream, raw: &mut Vec<u8>) -> Result
 }
 
 /// Nanoseconds since `start`.
-fn ns_since(start: Instant) -> u64 {
+pub(crate) fn ns_since(start: Instant) -> u64 {
     start.elapsed().as_nanos() as u64
 }
 

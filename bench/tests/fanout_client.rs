@@ -1,0 +1,122 @@
+//! The independent fan-out client against a real holdfast (and the uWebSockets peer where
+//! its source is here): every message published in the window reaches every subscriber,
+//! numbered in order, timed, with both publishers.
+
+use std::process::Command;
+
+use holdfast_bench::report::procs::{Kind, Server};
+use serde_json::Value;
+
+const SUBSCRIBERS: u64 = 40;
+
+/// Run the client against `server` publishing via `via`; its JSON summary.
+fn client(server: &Server, via: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
+        .args([
+            "fanout-client",
+            "--url",
+            &format!("ws://{}/ws", server.addr),
+        ])
+        .args(["--admin", server.admin.as_deref().expect("admin address")])
+        .args(["--subscribers", &SUBSCRIBERS.to_string(), "--sources", "4"])
+        .args(["--publish-rate", "50", "--publish-via", via])
+        .args(["--warmup", "0.5", "--duration", "2", "--settle", "1"])
+        .args(["--server-pid", &server.pid().to_string()])
+        .output()
+        .expect("the client runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON summary")
+}
+
+fn check(v: &Value, what: &str) {
+    let n = |k: &str| {
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("{what}: {k} in {v}"))
+    };
+    assert_eq!(n("subscribed"), SUBSCRIBERS, "{what}: {v}");
+    assert_eq!(v["errors"], serde_json::json!({}), "{what}: {v}");
+    assert_eq!(n("unfinished_subscribers"), 0, "{what}: {v}");
+    assert_eq!((n("lost"), n("repeated")), (0, 0), "{what}: {v}");
+    assert_eq!(n("behind_at_end"), 0, "{what}: {v}");
+    // 50/s for 2 s: about 100 in the window, each to every subscriber, each timed.
+    let window = v["deliveries"].as_u64().unwrap() / SUBSCRIBERS;
+    assert!(
+        (80..=120).contains(&window),
+        "{what}: {window} per subscriber: {v}"
+    );
+    assert_eq!(
+        v["deliveries"].as_u64().unwrap() % SUBSCRIBERS,
+        0,
+        "{what}: every window message to every subscriber: {v}"
+    );
+    assert_eq!(v["latency_ms"]["count"], v["deliveries"], "{what}: {v}");
+    let p50 = v["latency_ms"]["p50"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 < 1_000.0, "{what}: p50 {p50} ms: {v}");
+    assert!(
+        v["server_cpu_seconds"].as_f64().unwrap() > 0.0,
+        "{what}: {v}"
+    );
+}
+
+#[test]
+fn every_window_message_reaches_every_subscriber_with_either_publisher() {
+    let server =
+        Server::start(Kind::Holdfast, None, None, &["--client-publish"]).expect("holdfast starts");
+    for via in ["admin", "ws"] {
+        check(&client(&server, via), &format!("holdfast via {via}"));
+    }
+}
+
+#[test]
+fn the_uwebsockets_peer_is_measured_alike() {
+    let src = std::env::var_os("HOLDFAST_UWS_SRC")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/peers/uWebSockets")
+        });
+    if !src.join("src/App.h").exists() {
+        eprintln!("no uWebSockets source (HOLDFAST_UWS_SRC or ../shared/peers/uWebSockets)");
+        return;
+    }
+    holdfast_bench::report::uws::prepare(&src).expect("the peer builds");
+    let server = Server::start(Kind::Uws, None, None, &[]).expect("the peer starts");
+    for via in ["admin", "ws"] {
+        check(&client(&server, via), &format!("uwebsockets via {via}"));
+    }
+}
+
+#[test]
+fn a_server_that_refuses_is_named() {
+    // Nothing listens on port 1: every subscriber fails, and the client says why.
+    let out = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
+        .args([
+            "fanout-client",
+            "--url",
+            "ws://127.0.0.1:1/ws",
+            "--admin",
+            "127.0.0.1:1",
+        ])
+        .args([
+            "--subscribers",
+            "3",
+            "--warmup",
+            "0",
+            "--duration",
+            "0.2",
+            "--settle",
+            "0",
+        ])
+        .output()
+        .expect("the client runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("no subscriber subscribed") && err.contains("refused"),
+        "{err}"
+    );
+}
