@@ -343,6 +343,45 @@ async fn subscribe_and_read(
     Ok(())
 }
 
+/// One read from a publisher's connection (its reads time out each second) added to `buf`:
+/// Ok(false) when the read timed out, an error when the connection ended.
+fn read_more(r: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> Result<bool, String> {
+    use std::io::{ErrorKind, Read};
+    let mut chunk = [0u8; 4096];
+    match r.read(&mut chunk) {
+        Ok(0) => Err("the server ended the publisher's connection".into()),
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(true)
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Send one publish (`send`) at each paced time, `rate` a second from now, until `stop` or
+/// `ended()` (the publisher's reader ended); how many were sent, and the write error that
+/// stopped them.
+fn paced(
+    rate: f64,
+    (stop, ended): (&AtomicBool, impl Fn() -> bool),
+    answers: &Answers,
+    mut send: impl FnMut() -> Result<(), String>,
+) -> (u64, Result<(), String>) {
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) && !ended() {
+        let due = t0 + Duration::from_secs_f64(n as f64 / rate);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        n += 1;
+        answers.sent.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = send() {
+            return (n, Err(e));
+        }
+    }
+    (n, Ok(()))
+}
+
 /// What a publisher's answers said.
 #[derive(Default)]
 struct Answers {
@@ -383,7 +422,7 @@ fn ws_publisher(
     start: Instant,
     (stop, answers): (&AtomicBool, &Answers),
 ) -> Result<u64, String> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let s = std::net::TcpStream::connect(&url.host).map_err(|e| format!("{}: {e}", url.host))?;
     s.set_nodelay(true).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(1)))
@@ -398,26 +437,14 @@ fn ws_publisher(
         let reader = scope.spawn(|| {
             let open_tx = open_tx; // dropped with the reader: a failure ends the wait for it
             let mut buf = Vec::with_capacity(4096);
-            let mut chunk = [0u8; 4096];
             let mut open = false;
             let mut since = None;
             // Bounded: reads time out each second; after publishing ends, at most 10 s more
             // for the answers still owed.
             while !answers.reader_may_end(&done, &mut since) {
-                let n = match r.read(&mut chunk) {
-                    Ok(0) => return Err("the server ended the publisher's connection".into()),
-                    Ok(n) => n,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        continue
-                    }
-                    Err(e) => return Err(e.to_string()),
-                };
-                buf.extend_from_slice(&chunk[..n]);
+                if !read_more(&mut r, &mut buf)? {
+                    continue;
+                }
                 let mut from = 0;
                 if !open {
                     match upgraded(&buf)? {
@@ -449,22 +476,13 @@ fn ws_publisher(
             let why = reader.join().unwrap_or_else(|_| Err("panicked".into()));
             return Err(format!("the publisher was not upgraded in 10 s ({why:?})"));
         }
-        let t0 = Instant::now();
-        let mut n = 0u64;
-        let mut result = Ok(());
-        while !stop.load(Ordering::Relaxed) && !reader.is_finished() {
-            let due = t0 + Duration::from_secs_f64(n as f64 / rate);
-            std::thread::sleep(due.saturating_duration_since(Instant::now()));
-            n += 1;
+        let (n, result) = paced(rate, (stop, || reader.is_finished()), answers, || {
             let text =
                 json!({"op": "publish", "topic": topic, "data": ns_since(start).to_string()})
                     .to_string();
-            answers.sent.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = w.write_all(&client_frame(1, text.as_bytes())) {
-                result = Err(e.to_string());
-                break;
-            }
-        }
+            w.write_all(&client_frame(1, text.as_bytes()))
+                .map_err(|e| e.to_string())
+        });
         done.store(true, Ordering::Relaxed);
         let read = reader
             .join()
@@ -486,7 +504,7 @@ fn admin_publisher(
     start: Instant,
     (stop, answers): (&AtomicBool, &Answers),
 ) -> Result<u64, String> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let s = std::net::TcpStream::connect(admin).map_err(|e| format!("admin {admin}: {e}"))?;
     s.set_nodelay(true).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(1)))
@@ -496,25 +514,14 @@ fn admin_publisher(
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
-            let (mut buf, mut chunk) = (Vec::with_capacity(4096), [0u8; 4096]);
+            let mut buf = Vec::with_capacity(4096);
             let mut since = None;
             // Bounded: reads time out each second; after publishing ends, at most 10 s more
             // for the answers still owed.
             while !answers.reader_may_end(&done, &mut since) {
-                let n = match r.read(&mut chunk) {
-                    Ok(0) => return Err("admin closed the connection".into()),
-                    Ok(n) => n,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        continue
-                    }
-                    Err(e) => return Err(e.to_string()),
-                };
-                buf.extend_from_slice(&chunk[..n]);
+                if !read_more(&mut r, &mut buf)? {
+                    continue;
+                }
                 let mut from = 0;
                 while let Some((body, len, _)) = crate::pollmeter::head_of(&buf[from..])? {
                     let len = len.ok_or("a publish answer without a Content-Length")?;
@@ -539,13 +546,7 @@ fn admin_publisher(
             }
             Ok::<_, String>(())
         });
-        let t0 = Instant::now();
-        let mut n = 0u64;
-        let mut result = Ok(());
-        while !stop.load(Ordering::Relaxed) && !reader.is_finished() {
-            let due = t0 + Duration::from_secs_f64(n as f64 / rate);
-            std::thread::sleep(due.saturating_duration_since(Instant::now()));
-            n += 1;
+        let (n, result) = paced(rate, (stop, || reader.is_finished()), answers, || {
             let mut req = format!(
                 "POST /publish?topic={topic} HTTP/1.1\r\nHost: {admin}\r\nConnection: keep-alive\r\n\
                  Content-Type: application/octet-stream\r\nContent-Length: 16\r\n\r\n"
@@ -553,12 +554,8 @@ fn admin_publisher(
             .into_bytes();
             req.extend_from_slice(&ns_since(start).to_le_bytes());
             req.extend_from_slice(&[0; 8]);
-            answers.sent.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = w.write_all(&req) {
-                result = Err(format!("admin {admin}: {e}"));
-                break;
-            }
-        }
+            w.write_all(&req).map_err(|e| format!("admin {admin}: {e}"))
+        });
         done.store(true, Ordering::Relaxed);
         let read = reader
             .join()
