@@ -3,8 +3,7 @@
 //! the frames read by hand, text deliveries parsed with serde's derive (typed, borrowing),
 //! and its own publisher on a thread: `POST /publish` on the admin address, pipelined
 //! (16-byte binary bodies, the send time in the first 8, as the loadgen's admin publisher
-//! sends) or a
-//! WebSocket client publishing `{"op":"publish",…}` text. It shares no code with the
+//! sends), or a WebSocket client publishing `{"op":"publish",…}` text. It shares no code with the
 //! loadgen's io_uring engine, its frame decoder or its delivery reader, so when both drive
 //! the same server at the same rate, the latency and the server's CPU per delivery tell
 //! whether the loadgen's figures are what another client would see.
@@ -22,7 +21,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
-use crate::pollmeter::ns_since;
+use crate::pollmeter::{head_of, ns_since, status_line};
 
 /// `holdfast-bench fanout-client` arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -176,18 +175,13 @@ fn upgrade(path: &str, host: &str) -> String {
 
 /// Where the 101's head ends in `b` (frames may follow it); Ok(None) until it is whole.
 fn upgraded(b: &[u8]) -> Result<Option<usize>, String> {
-    let Some(end) = b.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if b.len() > 16 << 10 {
-            Err("an upgrade answer head over 16 KiB".into())
-        } else {
-            Ok(None)
-        };
+    let Some((end, _, _)) = head_of(b)? else {
+        return Ok(None);
     };
     if !b.starts_with(b"HTTP/1.1 101 ") {
-        let line = b.split(|&c| c == b'\r').next().unwrap_or_default();
-        return Err(format!("refused: {}", String::from_utf8_lossy(line)));
+        return Err(format!("refused: {}", status_line(b)));
     }
-    Ok(Some(end + 4))
+    Ok(Some(end))
 }
 
 /// What one subscriber saw.
@@ -494,9 +488,9 @@ fn ws_publisher(
 /// `POST /publish` with 16-byte binary bodies (the send time in ns since `start`, little-
 /// endian, in the first 8) on one keep-alive connection to `admin`, pipelined: requests go
 /// out at their paced times whatever the answers' pace, and a reader thread takes the answers
-/// (`{"seq":N}`, in order) into `answers`. A publisher that waited for
-/// each answer would let a one-thread server's fan-out set the publish rate (uWebSockets
-/// answers between fan-outs: 153 of 1,200 published at 18k × 60/s).
+/// (`{"seq":N}`, in order) into `answers`. A publisher that waited for each answer would
+/// let a one-thread server's fan-out set the publish rate (uWebSockets answers between
+/// fan-outs: 153 of 1,200 published at 18k × 60/s).
 fn admin_publisher(
     admin: &str,
     topic: &str,
@@ -523,21 +517,14 @@ fn admin_publisher(
                     continue;
                 }
                 let mut from = 0;
-                while let Some((body, len, _)) = crate::pollmeter::head_of(&buf[from..])? {
+                while let Some((body, len, _)) = head_of(&buf[from..])? {
+                    if !buf[from..].starts_with(b"HTTP/1.1 200 ") {
+                        return Err(format!("publish refused: {}", status_line(&buf[from..])));
+                    }
                     let len = len.ok_or("a publish answer without a Content-Length")?;
                     let Some(b) = buf.get(from + body..from + body + len) else {
                         break;
                     };
-                    if !buf[from..].starts_with(b"HTTP/1.1 200 ") {
-                        let line = buf[from..]
-                            .split(|&c| c == b'\r')
-                            .next()
-                            .unwrap_or_default();
-                        return Err(format!(
-                            "publish refused: {}",
-                            String::from_utf8_lossy(line)
-                        ));
-                    }
                     let v: serde_json::Value = serde_json::from_slice(b).unwrap_or_default();
                     answers.numbered(v["seq"].as_u64());
                     from += body + len;
@@ -565,6 +552,7 @@ fn admin_publisher(
 }
 
 /// A `ws://HOST:PORT/PATH` URL's parts.
+#[derive(Clone)]
 struct Url {
     host: String,
     path: String,
@@ -656,7 +644,7 @@ pub fn run(a: &FanMeterArgs) -> Result<(), String> {
         let publishing = {
             let (admin, topic, rate) = (a.admin.clone(), a.topic.clone(), a.publish_rate);
             let (stop_pub, answers) = (stop_pub.clone(), answers.clone());
-            let via_ws = (a.publish_via == "ws").then(|| url_of(&a.url)).transpose()?;
+            let via_ws = (a.publish_via == "ws").then(|| url.clone());
             std::thread::spawn(move || match via_ws {
                 Some(u) => ws_publisher(&u, &topic, rate, start, (&stop_pub, &answers)),
                 None => admin_publisher(

@@ -105,13 +105,17 @@ fn host_of(url: &str) -> Result<String, String> {
 fn body_of(raw: &[u8]) -> Result<(&[u8], bool), String> {
     let (end, len, keep) = head_of(raw)?.ok_or("an answer without a complete head")?;
     if !raw.starts_with(b"HTTP/1.1 200 ") {
-        let line = raw.split(|&b| b == b'\r').next().unwrap_or_default();
-        return Err(format!("refused: {}", String::from_utf8_lossy(line)));
+        return Err(format!("refused: {}", status_line(raw)));
     }
     let len = len.ok_or("an answer without a Content-Length")?;
     raw.get(end..end + len)
         .map(|b| (b, keep))
         .ok_or_else(|| "an answer cut short".to_string())
+}
+
+/// An answer's first line (its status), for an error that names it.
+pub(crate) fn status_line(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(raw.split(|&b| b == b'\r').next().unwrap_or_default())
 }
 
 /// An answer's head, once whole: where its body starts, its `Content-Length`, and whether
