@@ -9,6 +9,9 @@
 //! whether the loadgen's figures are what another client would see.
 //!
 //! A delivery's time is taken once per read (every delivery in one read arrived together).
+//! What it shares with the loadgen is a measurement of the kernel, not a client part: the
+//! bytes left unread in its sockets (`holdfast_loadgen::unread`), its own part of the
+//! latency it reports.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -194,6 +197,12 @@ struct Seen {
     /// Numbers not one past the last: skipped (lost), and repeated or older.
     lost: u64,
     repeated: u64,
+    /// Reads that returned data while the window was open, and the deliveries they held:
+    /// how far behind the client read (one delivery a read: it kept up; many: its sockets
+    /// held a backlog when it came to them).
+    window_reads: u64,
+    window_read_deliveries: u64,
+    window_read_bytes: u64,
     error: Option<String>,
 }
 
@@ -225,6 +234,9 @@ async fn subscriber(
         last_seq: 0,
         lost: 0,
         repeated: 0,
+        window_reads: 0,
+        window_read_deliveries: 0,
+        window_read_bytes: 0,
         error: None,
     };
     let mut ready = Some(ready);
@@ -294,6 +306,7 @@ async fn subscribe_and_read(
         }
         let window =
             flags.window_from.load(Ordering::Relaxed)..flags.window_to.load(Ordering::Relaxed);
+        let (in_window, before) = (window.contains(&now), seen.deliveries);
         while let Some(f) = next_frame(&buf[from..])? {
             let p = &buf[from + f.payload.start..from + f.payload.end];
             match f.op {
@@ -331,6 +344,11 @@ async fn subscribe_and_read(
                 _ => {}
             }
             from += f.payload.end;
+        }
+        if in_window {
+            seen.window_reads += 1;
+            seen.window_read_deliveries += seen.deliveries - before;
+            seen.window_read_bytes += n as u64;
         }
         buf.drain(..from);
     }
@@ -666,6 +684,7 @@ pub fn run(a: &FanMeterArgs) -> Result<(), String> {
             answers.last_seq.load(Ordering::Relaxed),
         );
         flags.window_from.store(ns_since(start), Ordering::Relaxed);
+        let unread = holdfast_loadgen::unread::Sampler::start(vec![target]);
         tokio::time::sleep(Duration::from_secs_f64(a.duration)).await;
         flags.window_to.store(ns_since(start), Ordering::Relaxed);
         let (s1, m1, secs, p1) = (
@@ -674,6 +693,7 @@ pub fn run(a: &FanMeterArgs) -> Result<(), String> {
             t0.elapsed().as_secs_f64(),
             answers.last_seq.load(Ordering::Relaxed),
         );
+        let unread = unread.stop();
         // Publishing stops with the window; deliveries of the window's publishes still on
         // their way are counted (and timed) through the settle.
         stop_pub.store(true, Ordering::Relaxed);
@@ -686,6 +706,7 @@ pub fn run(a: &FanMeterArgs) -> Result<(), String> {
         let (mut measured, mut total, mut lost, mut repeated) = (0u64, 0u64, 0u64, 0u64);
         let mut unfinished = 0u64;
         let mut behind = 0u64;
+        let (mut reads, mut read_deliveries, mut read_bytes) = (0u64, 0u64, 0u64);
         let mut errors: std::collections::BTreeMap<String, u64> = Default::default();
         let last = answers.last_seq.load(Ordering::Relaxed);
         for t in tasks {
@@ -698,6 +719,9 @@ pub fn run(a: &FanMeterArgs) -> Result<(), String> {
                     lost += s.lost;
                     repeated += s.repeated;
                     behind += last.saturating_sub(s.last_seq);
+                    reads += s.window_reads;
+                    read_deliveries += s.window_read_deliveries;
+                    read_bytes += s.window_read_bytes;
                     if let Some(e) = s.error {
                         *errors.entry(e).or_default() += 1;
                     }
@@ -729,10 +753,19 @@ pub fn run(a: &FanMeterArgs) -> Result<(), String> {
             "deliveries_per_s": measured as f64 / secs,
             // Every delivery the subscribers read, warm-up and settle included.
             "deliveries_read": total,
-            "latency_ms": {"p50": ms(0.5), "p99": ms(0.99), "max": hist.max() as f64 / 1e6, "count": hist.len()},
+            "latency_ms": {"p50": ms(0.5), "p99": ms(0.99), "p99.9": ms(0.999), "max": hist.max() as f64 / 1e6, "count": hist.len()},
             "server_cpu_seconds": server_cpu,
             "deliveries_per_server_cpu_s": server_cpu.filter(|c| *c > 0.0).map(|c| measured as f64 / c),
             "client_cpu_seconds": m0.zip(m1).map(|(a, b)| b - a),
+            // Deliveries per read that returned data in the window: a server send's worth
+            // while the client keeps up; more when its sockets held a backlog (a client short
+            // of CPU reads late, in bigger pieces).
+            "deliveries_per_read": (reads > 0).then(|| read_deliveries as f64 / reads as f64),
+            // What the kernel held for the client unread, summed over its sockets, sampled
+            // every 3 s of the window (`holdfast_loadgen::unread`): the server had sent it,
+            // the client had not read it. In ms, at the window's read rate: how late the
+            // client itself was, out of the latency it reports.
+            "client_unread": holdfast_loadgen::unread::summary(&unread, read_bytes as f64 / secs),
             "lost": lost,
             "repeated": repeated,
             "behind_at_end": behind,

@@ -288,6 +288,7 @@ fn fanout_against_uwebsockets_compares_servers_placed_alike() {
             x["publish_rate"].clone(),
             x["publish_via"].clone(),
             x["placement"].clone(),
+            x["independent"].clone(),
         )
     };
     for u in &uws {
@@ -331,4 +332,33 @@ fn fanout_against_uwebsockets_compares_servers_placed_alike() {
         }
     }
     assert!(one_worker > 0, "{targets:?}");
+    // The first case again with the independent client, both servers and both publishers,
+    // judged against each other only.
+    let independent: Vec<&Value> = runs.iter().filter(|x| x["independent"] == true).collect();
+    let mut seen: Vec<(String, String)> = independent
+        .iter()
+        .map(|x| {
+            assert!(x["deliveries"].as_u64().unwrap() > 0, "{x}");
+            assert_eq!(x["lost"], 0, "{x}");
+            assert!(x["client"].as_str().unwrap().contains("fanout-client"));
+            let s = |k: &str| x[k].as_str().unwrap().to_string();
+            (s("server"), s("publish_via"))
+        })
+        .collect();
+    seen.sort();
+    let want: Vec<(String, String)> = [
+        ("holdfast", "admin"),
+        ("holdfast", "ws"),
+        ("uwebsockets", "admin"),
+        ("uwebsockets", "ws"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(seen, want);
+    let judged = targets
+        .iter()
+        .filter(|t| t["what"].as_str().unwrap().contains("independent client"))
+        .count();
+    assert_eq!(judged, 6, "two publishers × three goals: {targets:?}");
 }

@@ -118,6 +118,8 @@ pub enum C {
     TlsFull,
     /// wss://: TLS handshakes resumed with a session ticket or ID.
     TlsResumed,
+    /// Bytes read from the sockets (frames, heads and TLS records alike).
+    BytesIn,
     /// Failed attempts; `Failure` `f` is at `FailFirst + f`.
     FailFirst,
 }

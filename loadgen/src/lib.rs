@@ -12,6 +12,8 @@
 //! - [`counters`]: engine-local counters published per tick, and the run control.
 //! - [`run`]: launching engine threads, sampling, the ramp, finishing.
 //! - [`report`]: machine description, HDR histograms as JSON, process CPU time.
+//! - [`unread`]: bytes delivered to a client on this host and not yet read (its own part of
+//!   a latency).
 
 pub mod cli;
 pub mod counters;
@@ -21,3 +23,4 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod target;
+pub mod unread;

@@ -104,9 +104,11 @@ pub(super) fn draw(report: &Value, dir: &Path, stem: &str) -> Result<Vec<String>
         true,
     )?;
 
-    // Fan-out latency CDFs.
+    // Fan-out latency CDFs (the loadgen's rows: the independent client keeps no
+    // histogram in the report).
     let lines = runs("fanout")
         .iter()
+        .filter(|r| r["independent"] != true)
         .map(|r| {
             (
                 format!(

@@ -301,9 +301,9 @@ pub(super) fn render(r: &Value) -> String {
 
     if r["fanout"].is_object() {
         let _ = writeln!(o, "## Pub/sub fan-out\n");
-        let _ = writeln!(o, "Server and loadgen share the cores: each row has both CPU figures (seconds over the measurement), so a row where the loadgen ran short of CPU shows it. Placement: `own` is where each puts itself (holdfast pins its workers to the CPUs in order, one worker to the first; uWebSockets' thread goes where the scheduler puts it; the loadgen pins engine thread t to CPU t); the other rows confine the server (and the loadgen) with `taskset`. On loopback the sender also runs the receiver's TCP input, and a receiver woken on the other CPU costs an interrupt: placement moves the cost per delivery by up to half, so one holdfast worker is compared with uWebSockets placed alike, never across placements.\n");
-        let _ = writeln!(o, "| server | placement | topics × subscribers | publishes/s asked (via) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / behind at the end / dup / reordered / gaps | server / loadgen CPU-s |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "Server and loadgen share the cores: each row has both CPU figures (seconds over the measurement), so a row where the loadgen ran short of CPU shows it. Placement: `own` is where each puts itself (holdfast pins its workers to the CPUs in order, one worker to the first; uWebSockets' thread goes where the scheduler puts it; the loadgen pins engine thread t to CPU t); the other rows confine the server (and the loadgen) with `taskset`. On loopback the sender also runs the receiver's TCP input, and a receiver woken on the other CPU costs an interrupt: placement moves the cost per delivery by up to half, so one holdfast worker is compared with uWebSockets placed alike, never across placements. *Client unread* is what the kernel held delivered to the client and not yet read, summed over its sockets every 3 s with `ss` and given in ms of the client's reading: the part of the latency that is the client's own (a client short of CPU reads late).\n");
+        let _ = writeln!(o, "| server | placement | topics × subscribers | publishes/s asked (via) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / behind at the end / dup / reordered / gaps | server / loadgen CPU-s | client unread, median / max ms |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         let rs = runs("fanout");
         for x in &rs {
             // Against holdfast placed alike: its defaults where each places itself, its
@@ -315,9 +315,27 @@ pub(super) fn render(r: &Value) -> String {
                 })
                 .map_or(&Value::Null, |y| &y["deliveries_per_server_cpu_s"]);
             let ms = |k: &str| latency_ms(x, k);
+            // The independent client counts no reordering or gap notices, and its CPU is
+            // its own.
+            let independent = x["independent"] == true;
+            let (label, client_cpu) = if independent {
+                (
+                    " (independent client)",
+                    format!("{} (client)", f(&x["client_cpu_seconds"], 2)),
+                )
+            } else {
+                ("", f(&x["loadgen_cpu_seconds"], 2))
+            };
+            let or_dash = |v: &Value| {
+                if v.is_null() {
+                    "—".to_string()
+                } else {
+                    v.to_string()
+                }
+            };
             let _ = writeln!(
                 o,
-                "| {} | {} | {} × {} | {} ({}) | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} / {} | {} / {} |",
+                "| {}{label} | {} | {} × {} | {} ({}) | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} / {} | {} / {client_cpu} | {} / {} |",
                 x["server"].as_str().unwrap_or(""),
                 x["placement"].as_str().unwrap_or("own"),
                 x["topics"],
@@ -333,11 +351,37 @@ pub(super) fn render(r: &Value) -> String {
                 ms("p99.9"),
                 lost_and_behind(x),
                 x["duplicates"],
-                x["reordered"],
-                x["gaps"],
+                or_dash(&x["reordered"]),
+                or_dash(&x["gaps"]),
                 f(&x["server_cpu_seconds"], 2),
-                f(&x["loadgen_cpu_seconds"], 2)
+                f(&x["client_unread"]["median_ms"], 0),
+                f(&x["client_unread"]["max_ms"], 0),
             );
+        }
+        let independent: Vec<&Value> = rs.iter().filter(|x| x["independent"] == true).collect();
+        if !independent.is_empty() {
+            let _ = writeln!(o, "\nThe `independent client` rows: the first case again, each server fresh and where it puts itself, driven by `holdfast-bench fanout-client` (tokio, two threads, epoll, one task per subscriber, frames read by hand, text parsed by serde's derive, its own publisher thread; no client code shared with the loadgen). They are judged against each other only. It needs more CPU per delivery than the loadgen on the cores the server shares, so its latency holds more of its own reading (*client unread*); a server that leaves it less CPU is charged for that. Deliveries per read: a server send's worth while the client keeps up, more when its sockets held a backlog.\n");
+            let _ = writeln!(o, "| server | publish via | client CPU-s | deliveries per read | client unread, median / max MB | publishes unanswered | errors |");
+            let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+            for x in independent {
+                let u = &x["client_unread"];
+                let mb = |k: &str| f(&Value::from(u[k].as_f64().map(|b| b / 1e6)), 1);
+                let errors = match x["errors"].as_object() {
+                    Some(e) if !e.is_empty() => x["errors"].to_string(),
+                    _ => "none".into(),
+                };
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} / {} | {} | {errors} |",
+                    x["server"].as_str().unwrap_or(""),
+                    x["publish_via"].as_str().unwrap_or(""),
+                    f(&x["client_cpu_seconds"], 2),
+                    f(&x["deliveries_per_read"], 1),
+                    mb("median_bytes"),
+                    mb("max_bytes"),
+                    x["publishes_unanswered"],
+                );
+            }
         }
         verdicts(
             &mut o,

@@ -675,8 +675,84 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
             }
         }
     }
+    // Would another client see the same? The first case again against uWebSockets, each
+    // server fresh and where it puts itself, driven by the independent fan-out client
+    // (`holdfast-bench fanout-client`: tokio, epoll, no client code shared with the loadgen) with
+    // both publishers. Its rows are judged against each other only.
+    let uws = plan.url.is_none() && kinds(plan, &[Kind::Uws]).contains(&Kind::Uws);
+    if let Some(&(subs, 1, rate)) = plan.fanout_cases.first().filter(|_| uws) {
+        for via in [Via::Admin, Via::Ws] {
+            for kind in [Kind::Holdfast, Kind::Uws] {
+                runs.push(fanout_client_step(plan, kind, via, (subs, rate))?);
+            }
+        }
+    }
     let targets = fanout_targets(&runs);
     Ok(json!({ "runs": runs, "targets": targets }))
+}
+
+/// One fan-out run of `subs` subscribers of one topic on a fresh `kind` server (holdfast's
+/// defaults), `via` publishing `rate` a second, driven by `holdfast-bench fanout-client`.
+fn fanout_client_step(
+    plan: &Plan,
+    kind: Kind,
+    via: Via,
+    (subs, rate): (usize, usize),
+) -> Result<Value, String> {
+    let label = if kind == Kind::Holdfast {
+        holdfast_label(None)
+    } else {
+        kind.name().to_string()
+    };
+    eprintln!(
+        "fanout: {label} × {subs} subscribers, {rate}/s, {} publish, independent client",
+        via.name()
+    );
+    let max = s(subs * 2);
+    let mut extra = vec!["--max-connections", &max];
+    if via == Via::Ws && kind == Kind::Holdfast {
+        extra.push("--client-publish");
+    }
+    let server = start(plan, kind, None, None, &extra)?;
+    let t = target(plan, server.as_ref());
+    let admin = t
+        .admin
+        .clone()
+        .ok_or("the fan-out client needs the admin address")?;
+    let path = kind.http_path().unwrap_or("/ws");
+    let mut cmd = std::process::Command::new(super::procs::bench_exe());
+    cmd.args(["fanout-client", "--url", &format!("{}{path}", t.url_base)])
+        .args(["--admin", &admin, "--subscribers", &s(subs)])
+        .args(["--publish-rate", &s(rate), "--publish-via", via.name()])
+        .args(["--settle", "5"]);
+    let v = client_json(cmd, "fanout-client", plan, &t)?;
+    let us = |k: &str| v["latency_ms"][k].as_f64().map(|ms| ms * 1000.0);
+    Ok(json!({
+        "server": label,
+        "independent": true,
+        "client": v["client"],
+        "placement": Place::Own.name(),
+        "publish_via": via.name(),
+        "subscribers": subs,
+        "topics": 1,
+        "publish_rate": rate,
+        "published": v["published_measured"],
+        "deliveries": v["deliveries"],
+        "deliveries_per_s": v["deliveries_per_s"],
+        "deliveries_per_server_cpu_s": v["deliveries_per_server_cpu_s"],
+        "server_cpu_seconds": v["server_cpu_seconds"],
+        "measure_seconds": v["measure_seconds"],
+        "latency_us": {"p50": us("p50"), "p99": us("p99"), "p99.9": us("p99.9"), "max": us("max")},
+        "lost": v["lost"],
+        "lost_in_stream": v["lost"],
+        "unreceived_at_end": v["behind_at_end"],
+        "duplicates": v["repeated"],
+        "publishes_unanswered": v["publishes_unanswered"],
+        "errors": v["errors"],
+        "client_cpu_seconds": v["client_cpu_seconds"],
+        "deliveries_per_read": v["deliveries_per_read"],
+        "client_unread": v["client_unread"],
+    }))
 }
 
 /// Where a fan-out run's publisher publishes.
@@ -745,8 +821,8 @@ fn holdfast_label(workers: Option<usize>) -> String {
     }
 }
 
-/// Whether fan-out rows `a` and `b` ran the same case in the same placement (the rows
-/// that may be compared).
+/// Whether fan-out rows `a` and `b` ran the same case in the same placement with the same
+/// client (the rows that may be compared).
 pub(super) fn same_fanout_case(a: &Value, b: &Value) -> bool {
     [
         "subscribers",
@@ -754,6 +830,7 @@ pub(super) fn same_fanout_case(a: &Value, b: &Value) -> bool {
         "publish_rate",
         "publish_via",
         "placement",
+        "independent",
     ]
     .iter()
     .all(|k| a[k] == b[k])
@@ -815,8 +892,13 @@ fn fanout_targets(runs: &[Value]) -> Vec<Value> {
                 Some("own") | None => String::new(),
                 Some(p) => format!(" [{p}]"),
             };
+            let client = if u["independent"] == true {
+                ", independent client"
+            } else {
+                ""
+            };
             let case = format!(
-                "{} × {} at {}/s ({} publish), {}{place}",
+                "{} × {} at {}/s ({} publish), {}{place}{client}",
                 u["topics"],
                 u["subscribers"],
                 u["publish_rate"],
@@ -941,6 +1023,7 @@ pub(super) fn fanout_step_with(
         "reordered": v["reordered"],
         "gaps": v["gaps"],
         "loadgen_cpu_seconds": v["loadgen_cpu_seconds"],
+        "client_unread": v["client_unread"],
     }))
 }
 
@@ -1165,6 +1248,33 @@ mod tests {
         let runs = [many("holdfast", 20_031), many("uwebsockets", 20_020)];
         let got = statuses(&runs);
         assert!(got.iter().all(|(_, why)| why.is_none()), "{got:?}");
+    }
+
+    #[test]
+    fn rows_of_the_independent_client_are_judged_against_each_other_only() {
+        let independent = |server, p50, per_cpu| {
+            let mut r = row(server, 600, p50, per_cpu);
+            r["independent"] = json!(true);
+            r
+        };
+        let runs = [
+            row("holdfast", 600, 100.0, 2.0e6),
+            row("uwebsockets", 600, 200.0, 1.0e6),
+            independent("holdfast", 500.0, 1.0e6),
+            independent("uwebsockets", 250.0, 1.2e6),
+        ];
+        let t = fanout_targets(&runs);
+        assert_eq!(
+            t.len(),
+            6,
+            "two pairs of three goals, no cross pairs: {t:?}"
+        );
+        let (loadgen, other): (Vec<_>, Vec<_>) = t
+            .iter()
+            .partition(|v| !v["what"].as_str().unwrap().contains("independent client"));
+        assert_eq!(loadgen.len(), 3);
+        assert!(loadgen.iter().all(|v| v["met"] == true));
+        assert!(other.iter().all(|v| v["met"] == false), "{other:?}");
     }
 
     #[test]

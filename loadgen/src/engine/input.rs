@@ -55,7 +55,11 @@ impl Engine {
             }
             Op::Recv => {
                 match conn.socket.on_recv(mode, c) {
-                    Read::Data(mut buf) => self.on_bytes(idx, buf.bytes_mut()),
+                    Read::Data(mut buf) => {
+                        let bytes = buf.bytes_mut();
+                        self.counts.add(C::BytesIn, bytes.len() as u64);
+                        self.on_bytes(idx, bytes)
+                    }
                     Read::End(res) => self.on_read_end(idx, res),
                     Read::Nothing => {}
                 }

@@ -331,19 +331,28 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
             .map_err(|e| e.to_string())?
     };
     let (cpu0, self0) = run.start_measuring(a.warmup, hard, c.server_pid);
-    let (msgs0, sent0) = (
+    let (msgs0, sent0, bytes0) = (
         run.totals().get(C::Messages),
         out_pub.sent.load(Ordering::Relaxed),
+        run.totals().get(C::BytesIn),
     );
+    // How far behind this client read, beside the latency it reports.
+    let servers =
+        a.c.urls
+            .iter()
+            .filter_map(|u| crate::target::parse_url(u, None).ok());
+    let unread = crate::unread::Sampler::start(servers.map(|t| t.addr).collect());
     let t0 = run.t();
     while run.t() - t0 < duration && run.live(hard) && !publisher.is_finished() {
         run.step("measure");
     }
     let elapsed = run.t() - t0;
-    let (msgs1, sent1) = (
+    let (msgs1, sent1, bytes1) = (
         run.totals().get(C::Messages),
         out_pub.sent.load(Ordering::Relaxed),
+        run.totals().get(C::BytesIn),
     );
+    let unread = unread.stop();
     let (cpu1, self1) = (
         server_cpu(c.server_pid),
         proc_cpu_seconds(std::process::id()),
@@ -415,6 +424,9 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
             "server_cpu_seconds": server_cpu_s,
             "deliveries_per_server_cpu_s": server_cpu_s.map(|v| deliveries as f64 / v.max(1e-9)),
             "loadgen_cpu_seconds": self_cpu_s,
+            // Bytes delivered to this client and not yet read, every 3 s of the window:
+            // its own part of the latency (`unread`).
+            "client_unread": crate::unread::summary(&unread, (bytes1 - bytes0) as f64 / elapsed.max(1e-9)),
         }),
     );
     println!(
