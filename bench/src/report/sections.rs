@@ -699,27 +699,12 @@ fn fanout_client_step(
     via: Via,
     (subs, rate): (usize, usize),
 ) -> Result<Value, String> {
-    let label = if kind == Kind::Holdfast {
-        holdfast_label(None)
-    } else {
-        kind.name().to_string()
-    };
+    let label = server_label(kind, None);
     eprintln!(
         "fanout: {label} × {subs} subscribers, {rate}/s, {} publish, independent client",
         via.name()
     );
-    let max = s(subs * 2);
-    let mut extra = vec!["--max-connections", &max];
-    if via == Via::Ws && kind == Kind::Holdfast {
-        extra.push("--client-publish");
-    }
-    let server = start(plan, kind, None, None, &extra)?;
-    let t = target(plan, server.as_ref());
-    let admin = t
-        .admin
-        .clone()
-        .ok_or("the fan-out client needs the admin address")?;
-    let path = kind.http_path().unwrap_or("/ws");
+    let (_server, t, admin, path) = fanout_server(plan, kind, (None, None), via, subs)?;
     let mut cmd = std::process::Command::new(super::procs::bench_exe());
     cmd.args(["fanout-client", "--url", &format!("{}{path}", t.url_base)])
         .args(["--admin", &admin, "--subscribers", &s(subs)])
@@ -819,6 +804,39 @@ fn holdfast_label(workers: Option<usize>) -> String {
         Some(w) => format!("holdfast --workers {w}"),
         None => "holdfast".into(),
     }
+}
+
+/// Name of a fan-out row's server.
+fn server_label(kind: Kind, workers: Option<usize>) -> String {
+    if kind == Kind::Holdfast {
+        holdfast_label(workers)
+    } else {
+        kind.name().to_string()
+    }
+}
+
+/// A fresh `kind` server for a fan-out of `subs` subscribers (`cpus`, `workers`: where and
+/// with how many threads; holdfast takes client publishes when `via` is a WebSocket): the
+/// server, its target, its admin address and its pub/sub path.
+fn fanout_server(
+    plan: &Plan,
+    kind: Kind,
+    (cpus, workers): (Option<&str>, Option<usize>),
+    via: Via,
+    subs: usize,
+) -> Result<(Option<Server>, Target, String, &'static str), String> {
+    let max = s(subs * 2);
+    let mut extra = vec!["--max-connections", &max];
+    if via == Via::Ws && kind == Kind::Holdfast {
+        extra.push("--client-publish");
+    }
+    let server = start(plan, kind, cpus, workers, &extra)?;
+    let t = target(plan, server.as_ref());
+    let admin = t
+        .admin
+        .clone()
+        .ok_or("fanout needs the server's admin address (--admin)")?;
+    Ok((server, t, admin, kind.http_path().unwrap_or("/ws")))
 }
 
 /// Whether fan-out rows `a` and `b` ran the same case in the same placement with the same
@@ -955,11 +973,7 @@ pub(super) fn fanout_step_with(
     (subs, topics, rate): (usize, usize, usize),
     poll_connections: Option<&str>,
 ) -> Result<Value, String> {
-    let mut label = if kind == Kind::Holdfast {
-        holdfast_label(workers)
-    } else {
-        kind.name().to_string()
-    };
+    let mut label = server_label(kind, workers);
     if let Some(p) = poll_connections {
         label = format!("{label} ({p} connections)");
     }
@@ -968,18 +982,8 @@ pub(super) fn fanout_step_with(
         via.name(),
         place.name()
     );
-    let max = s(subs * 2);
-    let mut extra = vec!["--max-connections", &max];
-    if via == Via::Ws && kind == Kind::Holdfast {
-        extra.push("--client-publish");
-    }
-    let server = start(plan, kind, place.server_cpus(), workers, &extra)?;
-    let t = target(plan, server.as_ref());
-    let admin = t
-        .admin
-        .clone()
-        .ok_or("fanout needs the server's admin address (--admin)")?;
-    let path = kind.http_path().unwrap_or("/ws");
+    let (server, t, admin, path) =
+        fanout_server(plan, kind, (place.server_cpus(), workers), via, subs)?;
     let mut more = vec![
         ("--topics", s(topics)),
         ("--publish-rate", s(rate)),
