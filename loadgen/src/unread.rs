@@ -12,9 +12,8 @@
 //! for each): every 3 s, ~4% of one CPU taken from the server and client alike.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -50,27 +49,22 @@ pub fn unread_to(table: &str, server: SocketAddr) -> u64 {
 /// connections to `servers` (summed over them).
 #[derive(Debug)]
 pub struct Sampler {
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the thread (its wait ends at once).
+    stop: std::sync::mpsc::Sender<()>,
     thread: std::thread::JoinHandle<Vec<u64>>,
 }
 
 impl Sampler {
     /// Start sampling (nothing is sampled without a server address).
     pub fn start(servers: Vec<SocketAddr>) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let mut out = Vec::new();
-            let mut next = Instant::now() + EVERY;
-            // Bounded: the flag is looked at every 100 ms.
-            while !flag.load(Ordering::Relaxed) && !servers.is_empty() {
-                if Instant::now() < next {
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-                next += EVERY;
-                let all: Option<u64> = servers.iter().map(|s| sample(*s)).sum();
-                match all {
+            // Each wait ends at the next sample or as soon as the sender is dropped.
+            while !servers.is_empty()
+                && stopped.recv_timeout(EVERY) == Err(RecvTimeoutError::Timeout)
+            {
+                match servers.iter().map(|s| sample(*s)).sum::<Option<u64>>() {
                     Some(b) => out.push(b),
                     None => break,
                 }
@@ -82,7 +76,7 @@ impl Sampler {
 
     /// Stop, and the samples taken.
     pub fn stop(self) -> Vec<u64> {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop);
         self.thread.join().unwrap_or_default()
     }
 }

@@ -625,6 +625,7 @@ fn echo_client(plan: &Plan, t: &Target, c: usize, cpu: Option<&str>) -> Result<V
 /// broadcast peer.
 pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
     let mut runs = Vec::new();
+    let uws = plan.url.is_none() && plan.peers.contains(&Kind::Uws);
     for kind in kinds(
         plan,
         &[
@@ -634,7 +635,6 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
             Kind::HoldfastPoll,
         ],
     ) {
-        let uws = plan.url.is_none() && plan.peers.contains(&Kind::Uws);
         // Against uWebSockets (one thread) one holdfast worker runs beside it, each placed
         // alike: both confined to the first CPU (where one holdfast worker pins itself)
         // with the loadgen on every CPU; and, in the first case, each server alone on a
@@ -679,7 +679,6 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
     // server fresh and where it puts itself, driven by the independent fan-out client
     // (`holdfast-bench fanout-client`: tokio, epoll, no client code shared with the loadgen) with
     // both publishers. Its rows are judged against each other only.
-    let uws = plan.url.is_none() && kinds(plan, &[Kind::Uws]).contains(&Kind::Uws);
     if let Some(&(subs, 1, rate)) = plan.fanout_cases.first().filter(|_| uws) {
         for via in [Via::Admin, Via::Ws] {
             for kind in [Kind::Holdfast, Kind::Uws] {

@@ -331,27 +331,23 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
             .map_err(|e| e.to_string())?
     };
     let (cpu0, self0) = run.start_measuring(a.warmup, hard, c.server_pid);
-    let (msgs0, sent0, bytes0) = (
-        run.totals().get(C::Messages),
-        out_pub.sent.load(Ordering::Relaxed),
-        run.totals().get(C::BytesIn),
-    );
-    // How far behind this client read, beside the latency it reports.
-    let servers =
+    let (totals0, sent0) = (run.totals(), out_pub.sent.load(Ordering::Relaxed));
+    let (msgs0, bytes0) = (totals0.get(C::Messages), totals0.get(C::BytesIn));
+    // How far behind this client read, beside the latency it reports (each server once).
+    let servers: std::collections::BTreeSet<_> =
         a.c.urls
             .iter()
-            .filter_map(|u| crate::target::parse_url(u, None).ok());
-    let unread = crate::unread::Sampler::start(servers.map(|t| t.addr).collect());
+            .filter_map(|u| crate::target::parse_url(u, None).ok())
+            .map(|t| t.addr)
+            .collect();
+    let unread = crate::unread::Sampler::start(servers.into_iter().collect());
     let t0 = run.t();
     while run.t() - t0 < duration && run.live(hard) && !publisher.is_finished() {
         run.step("measure");
     }
     let elapsed = run.t() - t0;
-    let (msgs1, sent1, bytes1) = (
-        run.totals().get(C::Messages),
-        out_pub.sent.load(Ordering::Relaxed),
-        run.totals().get(C::BytesIn),
-    );
+    let (totals1, sent1) = (run.totals(), out_pub.sent.load(Ordering::Relaxed));
+    let (msgs1, bytes1) = (totals1.get(C::Messages), totals1.get(C::BytesIn));
     let unread = unread.stop();
     let (cpu1, self1) = (
         server_cpu(c.server_pid),
