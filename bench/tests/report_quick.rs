@@ -173,6 +173,12 @@ fn quick_report_is_complete_and_consistent() {
         assert_eq!(x["reconnected"], x["lost"], "{x}");
         // The server's cost of the storm is measured (the server's own /proc figures).
         assert!(num(&x["server_cpu_us_per_reconnect"]) >= 0.0, "{x}");
+        // In rounds: the row's figure is one of its rounds'.
+        let sp = &x["server_cpu_us_per_reconnect_spread"];
+        assert_eq!(x["rounds"], 2, "{x}");
+        assert_eq!(sp["n"], 2, "{x}");
+        let cpu = num(&x["server_cpu_us_per_reconnect"]);
+        assert!(cpu == num(&sp["min"]) || cpu == num(&sp["max"]), "{x}");
     }
 
     // Charts and the Markdown report exist and name each other.

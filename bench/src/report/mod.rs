@@ -128,6 +128,8 @@ pub struct Plan {
     measure_seconds: f64,
     fanout_cases: Vec<(usize, usize, usize)>,
     storm_connections: usize,
+    /// Storms per step (interleaved, each on a fresh server); a row is the median round.
+    storm_rounds: usize,
     backplane_subscribers: usize,
     backplane_rates: Vec<usize>,
     backplane_resume: usize,
@@ -229,6 +231,8 @@ impl Plan {
                 ]
             },
             storm_connections: if q { 2_000 } else { 50_000 },
+            // Two in quick, so that the median-of-rounds path is exercised.
+            storm_rounds: if q { 2 } else { 7 },
             backplane_subscribers: if q { 600 } else { 30_000 },
             backplane_rates: if q {
                 vec![20]

@@ -1086,9 +1086,11 @@ pub(super) fn poll_client_step(plan: &Plan, subs: usize, rate: usize) -> Result<
 // ------------------------------------------------------------------------------- storm
 
 /// Every client cut at once, reconnecting with backoff and full jitter: time to full
-/// recovery and the connections-over-time curve.
+/// recovery and the connections-over-time curve. Each step runs `storm_rounds` times, the
+/// steps in turn within a round (a fresh server each time: the host drifts over the minutes
+/// this takes, and interleaved the drift falls on all alike); a row is the round with the
+/// median server CPU per reconnect, with the spread of every round beside it.
 pub(super) fn storm(plan: &Plan) -> Result<Value, String> {
-    let mut runs = Vec::new();
     let kinds = kinds(plan, &[Kind::TokioTungstenite, Kind::Uws]);
     // holdfast at the full size, and again at each fd-capped peer's size (like for like).
     let mut steps: Vec<(Kind, usize)> = vec![(Kind::Holdfast, plan.storm_connections)];
@@ -1104,38 +1106,23 @@ pub(super) fn storm(plan: &Plan) -> Result<Value, String> {
             .filter(|k| **k != Kind::Holdfast)
             .map(|&k| (k, fd_cap(k, plan.storm_connections))),
     );
-    for (kind, n) in steps {
-        eprintln!("storm: {} × {n}", kind.name());
-        let server = start(plan, kind, None, None, &["--max-connections", &s(n * 2)])?;
-        let t = target(plan, server.as_ref());
-        let args = t.args(
-            "storm",
-            "/echo",
-            n,
-            &[
-                ("--rate", s(plan.ramp_rate)),
-                ("--hold", s(1)),
-                ("--duration", s(60)),
-            ],
-        );
-        let (v, met) = loadgen(&args, None, |_| {})?;
-        runs.push(json!({
-            "server": kind.name(),
-            "connections": n,
-            "met": met,
-            "held_before_event": v["held_before_event"],
-            "lost": v["lost"],
-            "reconnected": v["reconnected"],
-            "recovered": v["recovered"],
-            "recovery_seconds": v["recovery_seconds"],
-            "peak_connects_per_s_after_event": v["peak_connects_per_s_after_event"],
-            "server_cpu_seconds_storm": v["server_cpu_seconds_storm"],
-            "server_cpu_us_per_reconnect": v["server_cpu_us_per_reconnect"],
-            "reconnect_delay_ms": strip_hdr(&v["reconnect_delay_ms"]),
-            "failures": v["failures"],
-            "series": v["series"],
-        }));
+    let rounds = plan.storm_rounds.max(1);
+    let mut tries: Vec<Vec<Value>> = vec![Vec::new(); steps.len()];
+    for round in 0..rounds {
+        for (i, &(kind, n)) in steps.iter().enumerate() {
+            eprintln!(
+                "storm: {} × {n} (round {} of {rounds})",
+                kind.name(),
+                round + 1
+            );
+            tries[i].push(storm_round(plan, kind, n)?);
+        }
     }
+    let runs: Vec<Value> = steps
+        .iter()
+        .zip(&tries)
+        .map(|(&(kind, n), t)| storm_row(kind, n, t))
+        .collect();
     // Server CPU per reconnect (the cut connections torn down, the new ones set up) at the
     // same size: holdfast / uWebSockets.
     let mut targets = Vec::new();
@@ -1147,7 +1134,7 @@ pub(super) fn storm(plan: &Plan) -> Result<Value, String> {
         let w = u["server_cpu_us_per_reconnect"].as_f64();
         targets.push(at_most(
             format!(
-                "server CPU per reconnect in a storm of {}, holdfast / uwebsockets",
+                "server CPU per reconnect in a storm of {} (median of rounds), holdfast / uwebsockets",
                 u["connections"]
             ),
             h.zip(w)
@@ -1157,6 +1144,57 @@ pub(super) fn storm(plan: &Plan) -> Result<Value, String> {
         ));
     }
     Ok(json!({ "runs": runs, "targets": targets }))
+}
+
+/// One storm on a fresh `kind` holding `n`: the loadgen's figures.
+fn storm_round(plan: &Plan, kind: Kind, n: usize) -> Result<Value, String> {
+    let server = start(plan, kind, None, None, &["--max-connections", &s(n * 2)])?;
+    let t = target(plan, server.as_ref());
+    let args = t.args(
+        "storm",
+        "/echo",
+        n,
+        &[
+            ("--rate", s(plan.ramp_rate)),
+            ("--hold", s(1)),
+            ("--duration", s(60)),
+        ],
+    );
+    let (mut v, met) = loadgen(&args, None, |_| {})?;
+    v["met"] = met.into();
+    Ok(v)
+}
+
+/// A storm row from its rounds: the round with the median server CPU per reconnect (its
+/// curve is the one charted), the spread of every round's CPU and recovery time, and
+/// recovered / met only when every round was.
+fn storm_row(kind: Kind, n: usize, tries: &[Value]) -> Value {
+    let figures =
+        |key: &str| -> Vec<Option<f64>> { tries.iter().map(|v| v[key].as_f64()).collect() };
+    let cpu = figures("server_cpu_us_per_reconnect");
+    let recovery = figures("recovery_seconds");
+    let all = |key: &str| tries.iter().all(|v| v[key].as_bool() == Some(true));
+    let v = &tries[median_index(&cpu)];
+    let flat = |x: &[Option<f64>]| x.iter().flatten().copied().collect::<Vec<_>>();
+    json!({
+        "server": kind.name(),
+        "connections": n,
+        "rounds": tries.len(),
+        "met": all("met"),
+        "held_before_event": v["held_before_event"],
+        "lost": v["lost"],
+        "reconnected": v["reconnected"],
+        "recovered": all("recovered"),
+        "recovery_seconds": v["recovery_seconds"],
+        "recovery_seconds_spread": median_spread(&flat(&recovery)),
+        "peak_connects_per_s_after_event": v["peak_connects_per_s_after_event"],
+        "server_cpu_seconds_storm": v["server_cpu_seconds_storm"],
+        "server_cpu_us_per_reconnect": v["server_cpu_us_per_reconnect"],
+        "server_cpu_us_per_reconnect_spread": median_spread(&flat(&cpu)),
+        "reconnect_delay_ms": strip_hdr(&v["reconnect_delay_ms"]),
+        "failures": v["failures"],
+        "series": v["series"],
+    })
 }
 
 /// The median of `v` with its minimum and maximum (`null`s when `v` is empty).
@@ -1303,5 +1341,45 @@ mod tests {
             assert_eq!(met, json!(false));
             assert!(why.expect("a reason").contains("holdfast did not keep up"));
         }
+    }
+
+    #[test]
+    fn a_storm_row_is_its_median_round_and_recovered_only_if_every_round_was() {
+        let round = |cpu: f64, recovery: f64, recovered: bool| {
+            json!({
+                "server_cpu_us_per_reconnect": cpu, "recovery_seconds": recovery,
+                "recovered": recovered, "met": recovered, "lost": 10, "reconnected": 10,
+                "series": [{"t": cpu}],
+            })
+        };
+        let tries = [
+            round(50.0, 0.9, true),
+            round(30.0, 2.0, true),
+            round(40.0, 0.7, true),
+        ];
+        let r = storm_row(Kind::Holdfast, 10, &tries);
+        assert_eq!(r["rounds"], 3);
+        assert_eq!(r["server_cpu_us_per_reconnect"], 40.0);
+        assert_eq!(
+            r["recovery_seconds"], 0.7,
+            "the median round's own recovery"
+        );
+        assert_eq!(
+            r["series"],
+            json!([{"t": 40.0}]),
+            "the median round is charted"
+        );
+        let sp = &r["server_cpu_us_per_reconnect_spread"];
+        assert_eq!(
+            (&sp["min"], &sp["max"], &sp["n"]),
+            (&json!(30.0), &json!(50.0), &json!(3))
+        );
+        assert_eq!(r["recovery_seconds_spread"]["max"], 2.0);
+        assert_eq!((&r["recovered"], &r["met"]), (&json!(true), &json!(true)));
+
+        let mut tries = tries.to_vec();
+        tries[0] = round(50.0, 60.0, false);
+        let r = storm_row(Kind::Holdfast, 10, &tries);
+        assert_eq!((&r["recovered"], &r["met"]), (&json!(false), &json!(false)));
     }
 }
