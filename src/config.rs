@@ -133,9 +133,10 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = 4096, value_parser = crate::units::bytes_u32)]
     pub recv_buffer_size: u32,
 
-    /// What idle connections keep armed for reading: `poll` (a multishot POLLIN, ~258 B of
-    /// kernel memory each, one extra completion per read) or `recv` (a multishot receive,
-    /// ~865 B each). See docs/architecture.md.
+    /// What idle connections keep armed for reading: `poll` (a POLLIN, ~258 B of kernel
+    /// memory each, one extra completion per read: single-shot until the connection sends
+    /// its first message, multishot after) or `recv` (a multishot receive, ~865 B each).
+    /// See docs/architecture.md.
     #[arg(long, value_enum, default_value_t = ReadModeArg::Poll)]
     pub read_mode: ReadModeArg,
 
@@ -332,7 +333,8 @@ pub struct ServeConfig {
 /// `--read-mode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReadModeArg {
-    /// Multishot poll, then a receive on readiness.
+    /// A poll (single-shot until the first message, multishot after), then a receive on
+    /// readiness.
     Poll,
     /// Multishot receive.
     Recv,

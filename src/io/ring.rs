@@ -735,6 +735,14 @@ impl Ring {
         self.push_chain(&[sqe]);
     }
 
+    /// Single-shot POLLIN|POLLRDHUP on the socket in `slot`.
+    pub fn poll_socket_once(&mut self, slot: u32, token: Token) {
+        let sqe = opcode::PollAdd::new(types::Fixed(slot), (libc::POLLIN | libc::POLLRDHUP) as u32)
+            .build()
+            .user_data(token.encode());
+        self.push_chain(&[sqe]);
+    }
+
     /// Multishot POLLIN on a plain fd (an eventfd), completions tagged `token`.
     pub fn poll_fd(&mut self, fd: RawFd, token: Token) {
         let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
@@ -1224,7 +1232,7 @@ mod tests {
             "one report of the multishot poll: {event:?}"
         );
         for c in &event {
-            sock.on_poll(&mut ring, c, 0, false);
+            sock.on_poll(&mut ring, mode, c, 0, false);
         }
         assert!(!sock.receiving(mode), "paused: no receive was submitted");
         // Resumed: the input the poll reported is received, with no further event.
@@ -1245,6 +1253,92 @@ mod tests {
                 .any(|c| c.token.op == Op::Poll && !c.more() && c.res == -libc::ECANCELED),
             "the poll ended: {end:?}"
         );
+        drop(theirs);
+    }
+
+    #[test]
+    fn a_single_shot_poll_is_armed_again_after_each_read_and_a_close_after_eof_removes_nothing() {
+        use crate::io::{Read, ReadMode, Socket};
+        let mut ring = gated_ring();
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let slots = place(&mut ring, vec![ours.into_raw_fd()]);
+        let mode = ReadMode::Poll.arming(false);
+        assert_eq!(mode, ReadMode::PollOnce);
+        let mut sock = Socket::new(0, slots[0], 1);
+        sock.arm(&mut ring, mode, 0);
+        for word in [&b"one"[..], b"two"] {
+            theirs.write_all(word).unwrap();
+            let event = reap_n(&mut ring, 1);
+            assert!(
+                event.iter().all(|c| c.token.op == Op::Poll && !c.more()),
+                "a single-shot poll ends with its report: {event:?}"
+            );
+            sock.on_poll(&mut ring, mode, &event[0], 0, true);
+            assert!(sock.receiving(mode));
+            assert_eq!(
+                sock.armed_poll(mode, 0),
+                None,
+                "nothing armed while it reads"
+            );
+            let mut got = reap_n(&mut ring, 1);
+            match sock.on_recv(mode, got.remove(0)) {
+                Read::Data(mut buf) => assert_eq!(buf.bytes_mut(), word),
+                other => panic!("expected the input, got {other:?}"),
+            }
+            sock.resume(&mut ring, mode, 0, true);
+            assert!(
+                sock.armed_poll(mode, 0).is_some(),
+                "read and handled: armed again for the next input"
+            );
+        }
+        // The peer leaves: the poll reports it and ends; the receive finds EOF.
+        drop(theirs);
+        let event = reap_n(&mut ring, 1);
+        sock.on_poll(&mut ring, mode, &event[0], 0, true);
+        let mut got = reap_n(&mut ring, 1);
+        assert!(matches!(sock.on_recv(mode, got.remove(0)), Read::End(0)));
+        // The owner closes without resuming: no poll is armed, so the close is the only
+        // operation submitted (a removal would go in the same submission, complete at once
+        // and come before the close's completion).
+        assert_eq!(sock.armed_poll(mode, 0), None);
+        sock.close(&mut ring, mode, 0);
+        let end = reap_n(&mut ring, 1);
+        assert_eq!(end.len(), 1, "only the close: {end:?}");
+        assert_eq!(end[0].token.op, Op::Close, "{end:?}");
+        assert!(end[0].res >= 0, "{end:?}");
+    }
+
+    #[test]
+    fn a_multishot_poll_stays_armed_through_reads() {
+        use crate::io::{Read, ReadMode, Socket};
+        let mut ring = gated_ring();
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let slots = place(&mut ring, vec![ours.into_raw_fd()]);
+        let mode = ReadMode::Poll.arming(true);
+        assert_eq!(mode, ReadMode::Poll);
+        let mut sock = Socket::new(0, slots[0], 1);
+        sock.arm(&mut ring, mode, 0);
+        let poll = sock.armed_poll(mode, 0).expect("armed");
+        theirs.write_all(b"one").unwrap();
+        let event = reap_n(&mut ring, 1);
+        assert!(
+            event.iter().all(|c| c.token == poll && c.more()),
+            "{event:?}"
+        );
+        sock.on_poll(&mut ring, mode, &event[0], 0, true);
+        let mut got = reap_n(&mut ring, 1);
+        assert!(matches!(sock.on_recv(mode, got.remove(0)), Read::Data(_)));
+        sock.resume(&mut ring, mode, 0, true);
+        assert_eq!(sock.armed_poll(mode, 0), Some(poll), "still the one poll");
+        // Closing removes it: its last completion is ECANCELED, then the close.
+        sock.close(&mut ring, mode, 0);
+        let end = reap_n(&mut ring, 3);
+        assert!(
+            end.iter()
+                .any(|c| c.token == poll && !c.more() && c.res == -libc::ECANCELED),
+            "{end:?}"
+        );
+        assert!(end.iter().any(|c| c.token.op == Op::Close), "{end:?}");
         drop(theirs);
     }
 }

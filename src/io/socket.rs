@@ -8,8 +8,11 @@
 //! memory); readiness triggers one non-blocking receive into a provided buffer, repeated
 //! while the buffer came back full, while readiness was reported during the receive, or
 //! until EOF once the poll saw the peer's FIN (data and FIN can arrive in one wake-up, and
-//! no further wake-up announces the FIN once the data is taken). In [`ReadMode::Recv`] a
-//! multishot receive stays armed (~865 B) and every read is one completion.
+//! no further wake-up announces the FIN once the data is taken). [`ReadMode::PollOnce`] reads
+//! the same way from a single-shot POLLIN, armed again when the input is handled
+//! ([`Socket::resume`]): nothing is armed at a close that follows the socket's own input.
+//! In [`ReadMode::Recv`] a multishot receive stays armed (~865 B) and every read is one
+//! completion.
 //!
 //! The owner feeds each completion to [`Socket::on_poll`] / [`Socket::on_recv`], handles
 //! the [`Read`] it gets, then calls [`Socket::resume`] with whether it still wants input.
@@ -37,6 +40,33 @@ pub enum ReadMode {
     Poll,
     /// A multishot receive (~865 B per connection); one completion per read.
     Recv,
+    /// A single-shot POLLIN, armed again once the input it announced is read and handled
+    /// (the same ~258 B while armed). One more submission per read than [`Self::Poll`], but
+    /// a connection that ends on its own input (the peer's Close, EOF) has nothing armed at
+    /// its close: no poll removal, whose lookup walks a bucket of the ring's cancel hash (at
+    /// most 256 buckets whatever the ring's size). The two poll modes differ only in what
+    /// [`Socket::arm`] submits, so an owner may choose per arming: the server arms single-shot
+    /// until a connection sends its first message, multishot after.
+    PollOnce,
+}
+
+impl ReadMode {
+    /// Whether readiness comes from a poll (then one single-shot receive per readiness).
+    pub const fn polls(self) -> bool {
+        matches!(self, Self::Poll | Self::PollOnce)
+    }
+
+    /// The poll to arm on a connection that has (`active`) or has not yet sent a message:
+    /// single-shot until then, so that one which ends on its own input (the peer's Close or
+    /// EOF: a storm, a client's close) has nothing to remove at its close; multishot after,
+    /// so that a busy one is not armed again per read. [`Self::Recv`] stays itself.
+    pub const fn arming(self, active: bool) -> Self {
+        match self {
+            Self::Poll | Self::PollOnce if active => Self::Poll,
+            Self::Poll | Self::PollOnce => Self::PollOnce,
+            Self::Recv => Self::Recv,
+        }
+    }
 }
 
 /// The read-side multishot (poll or receive) is armed.
@@ -150,7 +180,7 @@ impl Socket {
     /// once its last receive completed, though its poll is still armed.
     pub const fn receiving(&self, mode: ReadMode) -> bool {
         match mode {
-            ReadMode::Poll => self.flags() & INFLIGHT != 0,
+            ReadMode::Poll | ReadMode::PollOnce => self.flags() & INFLIGHT != 0,
             ReadMode::Recv => self.flags() & (ARMED | INFLIGHT) != 0,
         }
     }
@@ -159,7 +189,9 @@ impl Socket {
     /// hand-over passes the socket on: the owner removes it later by this token.
     pub const fn armed_poll(&self, mode: ReadMode, index: u32) -> Option<Token> {
         match mode {
-            ReadMode::Poll if self.flags() & ARMED != 0 => Some(self.token(Op::Poll, index)),
+            ReadMode::Poll | ReadMode::PollOnce if self.flags() & ARMED != 0 => {
+                Some(self.token(Op::Poll, index))
+            }
             _ => None,
         }
     }
@@ -179,6 +211,7 @@ impl Socket {
         self.set(ARMED);
         match mode {
             ReadMode::Poll => ring.poll_socket(self.slot(), self.token(Op::Poll, idx)),
+            ReadMode::PollOnce => ring.poll_socket_once(self.slot(), self.token(Op::Poll, idx)),
             ReadMode::Recv => ring.recv_multi(self.slot(), self.token(Op::Recv, idx)),
         }
     }
@@ -195,7 +228,14 @@ impl Socket {
     }
 
     /// A completion of the armed poll. `wants_input`: whether the owner still reads.
-    pub fn on_poll(&mut self, ring: &mut Ring, c: &Completion, idx: u32, wants_input: bool) {
+    pub fn on_poll(
+        &mut self,
+        ring: &mut Ring,
+        mode: ReadMode,
+        c: &Completion,
+        idx: u32,
+        wants_input: bool,
+    ) {
         let more = c.more();
         if !more {
             self.clear(ARMED);
@@ -219,8 +259,11 @@ impl Socket {
             // (the poll reports changes): [`Socket::resume`] receives it.
             self.set(AGAIN);
         }
-        if !more && wants_input && c.res != -libc::ECANCELED {
-            self.arm(ring, ReadMode::Poll, idx);
+        // A poll that ended (a single-shot one, or a multishot the kernel could not post
+        // for) is armed again once the input it announced is read ([`Socket::resume`]), or
+        // now if it announced nothing (the readiness was taken meanwhile).
+        if !more && !ready && wants_input && c.res >= 0 {
+            self.arm(ring, mode, idx);
         }
     }
 
@@ -228,7 +271,7 @@ impl Socket {
     /// [`Socket::resume`] after handling what it returns, whatever that is.
     pub fn on_recv(&mut self, mode: ReadMode, c: Completion) -> Read {
         match mode {
-            ReadMode::Poll => self.clear(INFLIGHT),
+            ReadMode::Poll | ReadMode::PollOnce => self.clear(INFLIGHT),
             ReadMode::Recv if !c.more() => self.clear(ARMED),
             ReadMode::Recv => {}
         }
@@ -239,7 +282,7 @@ impl Socket {
             let Extra::Recv(buf) = c.extra else {
                 return Read::Nothing;
             };
-            if mode == ReadMode::Poll && (buf.is_full() || self.flags() & HUP != 0) {
+            if mode.polls() && (buf.is_full() || self.flags() & HUP != 0) {
                 // There may be more waiting, with no further poll event to say so.
                 self.set(AGAIN);
             }
@@ -248,13 +291,13 @@ impl Socket {
         match -c.res {
             // Nothing (more) to read: the armed poll announces the next input, unless
             // readiness came while this receive was in flight (AGAIN is set then).
-            libc::EAGAIN if mode == ReadMode::Poll => Read::Nothing,
+            libc::EAGAIN if mode.polls() => Read::Nothing,
             // The armed receive was cancelled on purpose (a hand-over pauses reading).
             libc::ECANCELED => Read::Nothing,
             libc::ENOBUFS => {
                 // Every provided buffer was in use (buffers go back as each completion is
                 // handled): ask again.
-                if mode == ReadMode::Poll {
+                if mode.polls() {
                     self.set(AGAIN);
                 }
                 Read::Nothing
@@ -269,11 +312,16 @@ impl Socket {
             return;
         }
         match mode {
-            ReadMode::Poll if self.flags() & (AGAIN | INFLIGHT) == AGAIN => {
+            ReadMode::Poll | ReadMode::PollOnce if self.flags() & (AGAIN | INFLIGHT) == AGAIN => {
                 self.recv_once(ring, idx);
             }
+            // Read and handled, nothing more known to be waiting: a poll that ended is armed
+            // again (a multishot one still armed stays as it is).
+            ReadMode::Poll | ReadMode::PollOnce if self.flags() & INFLIGHT == 0 => {
+                self.arm(ring, mode, idx);
+            }
             ReadMode::Recv => self.arm(ring, mode, idx),
-            ReadMode::Poll => {}
+            ReadMode::Poll | ReadMode::PollOnce => {}
         }
     }
 
@@ -290,7 +338,7 @@ impl Socket {
             return;
         }
         match mode {
-            ReadMode::Poll => {}
+            ReadMode::Poll | ReadMode::PollOnce => {}
             ReadMode::Recv => ring.cancel(self.token(Op::Recv, idx)),
         }
     }
@@ -358,7 +406,9 @@ impl Socket {
             // The armed multishot holds the file and would outlive the close: end it (its
             // last completion comes with ECANCELED, or carries data nobody reads).
             match mode {
-                ReadMode::Poll => ring.poll_remove(self.token(Op::Poll, idx)),
+                ReadMode::Poll | ReadMode::PollOnce => {
+                    ring.poll_remove(self.token(Op::Poll, idx));
+                }
                 ReadMode::Recv => ring.cancel(self.token(Op::Recv, idx)),
             }
         }

@@ -262,7 +262,7 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         max_rings,
         // Poll mode reads with single-shot receives, which the ring can gate on free
         // buffers; recv mode's multishot receives take buffers as data arrives.
-        gate_receives: s.read_mode == ReadMode::Poll,
+        gate_receives: s.read_mode.polls(),
     };
     let rings = Rings::new(plan, spec.listener.as_raw_fd())?;
     let mut w = Worker {
@@ -450,6 +450,8 @@ impl<S: Services> Worker<S> {
         let ctx = self.env.ctx(idx);
         match tok.op {
             Op::Recv => {
+                // Whether this input held a message: the poll is multishot from then on.
+                let seen = ctx.metrics.messages_in.get();
                 match conn.socket.on_recv(mode, c) {
                     Read::Data(mut buf) => {
                         if let Some(t) = ctx.trace {
@@ -487,12 +489,14 @@ impl<S: Services> Worker<S> {
                 // Paused by a hand-over: an open connection's input stays in the kernel.
                 let wants = conn.session.wants_input()
                     && !(self.moving.frozen() && conn.session.phase() == Phase::Open);
-                conn.socket.resume(ring, mode, idx, wants);
+                let active = ctx.metrics.messages_in.get() != seen;
+                conn.socket.resume(ring, mode.arming(active), idx, wants);
             }
             Op::Poll => {
                 let wants = conn.session.wants_input()
                     && !(self.moving.frozen() && conn.session.phase() == Phase::Open);
-                conn.socket.on_poll(ring, &c, idx, wants);
+                conn.socket
+                    .on_poll(ring, mode.arming(false), &c, idx, wants);
             }
             Op::Send => {
                 conn.socket.on_sent();
@@ -619,7 +623,7 @@ impl<S: Services> Worker<S> {
                 }
             }
             conn.socket.shutdown_write(ring, idx);
-            conn.socket.resume(ring, mode, idx, true);
+            conn.socket.resume(ring, mode.arming(false), idx, true);
         }
         let tls_after = tls_held(&self.tls, idx);
         self.tally.0 = self
@@ -807,7 +811,7 @@ impl<S: Services> Worker<S> {
         let refusal = self.svc.on_accept(idx, peer.map(|p| p.ip()));
         let conn = &mut self.conns[idx as usize];
         let ring = &mut self.rings.list[r].ring;
-        conn.socket.arm(ring, self.s.read_mode, idx);
+        conn.socket.arm(ring, self.s.read_mode.arming(false), idx);
         if let Some(answer) = refusal {
             let ctx = self.env.ctx(idx);
             conn.session.refuse_now(answer, &ctx);

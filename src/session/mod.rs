@@ -483,9 +483,12 @@ impl Session {
         self.w.flags & RESET != 0
     }
 
-    /// Whether input is still read (to decode it, or to drop it while closing).
+    /// Whether input is still read (to decode it, or to drop it while closing). Not once the
+    /// peer's Close is read and its echo queued: the peer sends nothing after its Close
+    /// (RFC 6455 §5.5.1), and the connection closes when the echo is sent, so nothing is
+    /// armed to read then (with `--read-mode poll-once` the close has no poll to remove).
     pub fn wants_input(&self) -> bool {
-        self.w.phase != Phase::Done
+        !matches!(self.w.phase, Phase::Done | Phase::EchoingClose)
     }
 
     /// Whether it was counted as a WebSocket.

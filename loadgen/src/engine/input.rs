@@ -51,7 +51,7 @@ impl Engine {
             }
             Op::Poll => {
                 let wants = conn.wants_input();
-                conn.socket.on_poll(&mut self.ring, &c, idx, wants);
+                conn.socket.on_poll(&mut self.ring, mode, &c, idx, wants);
             }
             Op::Recv => {
                 match conn.socket.on_recv(mode, c) {

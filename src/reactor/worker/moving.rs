@@ -221,8 +221,8 @@ impl<S: Services> Worker<S> {
         for (i, conn) in self.conns.iter_mut() {
             if conn.session.wants_input() && !conn.socket.closing() {
                 let ring = &mut self.rings.list[conn.socket.ring()].ring;
-                conn.socket.arm(ring, mode, i as u32); // if its poll or receive ended
-                conn.socket.resume(ring, mode, i as u32, true); // input that came meanwhile
+                conn.socket.arm(ring, mode.arming(false), i as u32); // if its poll or receive ended
+                conn.socket.resume(ring, mode.arming(false), i as u32, true); // input that came meanwhile
             }
         }
         self.rings.accepting = true;
@@ -560,7 +560,7 @@ impl<S: Services> Worker<S> {
         let conn = &mut self.conns[idx as usize];
         if !self.moving.frozen {
             let ring = &mut self.rings.list[r].ring;
-            conn.socket.arm(ring, self.s.read_mode, idx);
+            conn.socket.arm(ring, self.s.read_mode.arming(false), idx);
         }
         self.drive(idx);
     }
