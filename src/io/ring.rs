@@ -1214,13 +1214,9 @@ mod tests {
 
     #[test]
     fn a_paused_poll_mode_socket_keeps_its_poll_and_receives_what_came_meanwhile_on_resume() {
-        use crate::io::{Read, ReadMode, Socket};
-        let mut ring = gated_ring();
-        let (ours, mut theirs) = UnixStream::pair().unwrap();
-        let slots = place(&mut ring, vec![ours.into_raw_fd()]);
+        use crate::io::{Read, ReadMode};
         let mode = ReadMode::Poll;
-        let mut sock = Socket::new(0, slots[0], 1);
-        sock.arm(&mut ring, mode, 0);
+        let (mut ring, mut theirs, mut sock) = armed_socket(mode);
         sock.pause(&mut ring, mode, 0);
         assert!(!sock.receiving(mode), "nothing that takes input is armed");
         let poll = sock.armed_poll(mode, 0).expect("the poll stays armed");
@@ -1256,16 +1252,23 @@ mod tests {
         drop(theirs);
     }
 
+    /// A gated ring holding one end of a socket pair, and a [`crate::io::Socket`] on it armed
+    /// in `mode`; the other end.
+    fn armed_socket(mode: crate::io::ReadMode) -> (Ring, UnixStream, crate::io::Socket) {
+        let mut ring = gated_ring();
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let slots = place(&mut ring, vec![ours.into_raw_fd()]);
+        let mut sock = crate::io::Socket::new(0, slots[0], 1);
+        sock.arm(&mut ring, mode, 0);
+        (ring, theirs, sock)
+    }
+
     #[test]
     fn a_single_shot_poll_is_armed_again_after_each_read_and_a_close_after_eof_removes_nothing() {
-        use crate::io::{Read, ReadMode, Socket};
-        let mut ring = gated_ring();
-        let (ours, mut theirs) = UnixStream::pair().unwrap();
-        let slots = place(&mut ring, vec![ours.into_raw_fd()]);
+        use crate::io::{Read, ReadMode};
         let mode = ReadMode::Poll.arming(false);
         assert_eq!(mode, ReadMode::PollOnce);
-        let mut sock = Socket::new(0, slots[0], 1);
-        sock.arm(&mut ring, mode, 0);
+        let (mut ring, mut theirs, mut sock) = armed_socket(mode);
         for word in [&b"one"[..], b"two"] {
             theirs.write_all(word).unwrap();
             let event = reap_n(&mut ring, 1);
@@ -1310,14 +1313,10 @@ mod tests {
 
     #[test]
     fn a_multishot_poll_stays_armed_through_reads() {
-        use crate::io::{Read, ReadMode, Socket};
-        let mut ring = gated_ring();
-        let (ours, mut theirs) = UnixStream::pair().unwrap();
-        let slots = place(&mut ring, vec![ours.into_raw_fd()]);
+        use crate::io::{Read, ReadMode};
         let mode = ReadMode::Poll.arming(true);
         assert_eq!(mode, ReadMode::Poll);
-        let mut sock = Socket::new(0, slots[0], 1);
-        sock.arm(&mut ring, mode, 0);
+        let (mut ring, mut theirs, mut sock) = armed_socket(mode);
         let poll = sock.armed_poll(mode, 0).expect("armed");
         theirs.write_all(b"one").unwrap();
         let event = reap_n(&mut ring, 1);
