@@ -486,7 +486,8 @@ impl Session {
     /// Whether input is still read (to decode it, or to drop it while closing). Not once the
     /// peer's Close is read and its echo queued: the peer sends nothing after its Close
     /// (RFC 6455 §5.5.1), and the connection closes when the echo is sent, so nothing is
-    /// armed to read then (with `--read-mode poll-once` the close has no poll to remove).
+    /// armed to read then (a single-shot poll that announced the Close is not armed again,
+    /// and the close has no poll to remove: `io::ReadMode::arming`).
     pub fn wants_input(&self) -> bool {
         !matches!(self.w.phase, Phase::Done | Phase::EchoingClose)
     }

@@ -423,10 +423,7 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
             let (v, _, _) = &tries[median_index(&lg)];
             let mut independent = tries[median_index(&ind)].2.clone();
             if let Some(o) = independent.as_object_mut() {
-                o.insert(
-                    "spread".into(),
-                    median_spread(&ind.iter().flatten().copied().collect::<Vec<_>>()),
-                );
+                o.insert("spread".into(), median_spread(&ind));
             }
             runs.push(json!({
                 "server": kind.name(),
@@ -438,7 +435,7 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
                 "messages_per_s": v["messages_per_s"],
                 "server_cpu_seconds": v["server_cpu_seconds"],
                 "messages_per_server_cpu_s": v["messages_per_server_cpu_s"],
-                "messages_per_server_cpu_s_spread": median_spread(&lg.iter().flatten().copied().collect::<Vec<_>>()),
+                "messages_per_server_cpu_s_spread": median_spread(&lg),
                 "loadgen_cpu_seconds": v["loadgen_cpu_seconds"],
                 "rtt_us": v["rtt_us"],
                 "failed_total": v["failed_total"],
@@ -449,16 +446,13 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
     // drifts over the minute this takes; interleaved, the drift falls on all alike); ramp,
     // hold 0.5 s, every connection closes (the loadgen's Close, the server's echo and TCP
     // close).
-    let mut ramps: Vec<Vec<(Value, bool)>> = vec![Vec::new(); servers.len()];
-    for round in 0..plan.upgrade_rounds.max(1) {
-        for (i, &kind) in servers.iter().enumerate() {
-            eprintln!("upgrades and closes: {} (round {})", kind.name(), round + 1);
-            ramps[i].push(pinned_ramp(plan, kind, None, &[])?);
-        }
-    }
+    let ramps = interleaved(plan.upgrade_rounds, &servers, |round, &kind| {
+        eprintln!("upgrades and closes: {} (round {})", kind.name(), round + 1);
+        pinned_ramp(plan, kind, None, &[])
+    })?;
     for (&kind, rounds) in servers.iter().zip(&ramps) {
         let spread = |key: &str| {
-            let v: Vec<f64> = rounds.iter().filter_map(|(v, _)| v[key].as_f64()).collect();
+            let v: Vec<Option<f64>> = rounds.iter().map(|(v, _)| v[key].as_f64()).collect();
             median_spread(&v)
         };
         let (v, _) = &rounds[rounds.len() / 2];
@@ -1107,17 +1101,14 @@ pub(super) fn storm(plan: &Plan) -> Result<Value, String> {
             .map(|&k| (k, fd_cap(k, plan.storm_connections))),
     );
     let rounds = plan.storm_rounds.max(1);
-    let mut tries: Vec<Vec<Value>> = vec![Vec::new(); steps.len()];
-    for round in 0..rounds {
-        for (i, &(kind, n)) in steps.iter().enumerate() {
-            eprintln!(
-                "storm: {} × {n} (round {} of {rounds})",
-                kind.name(),
-                round + 1
-            );
-            tries[i].push(storm_round(plan, kind, n)?);
-        }
-    }
+    let tries = interleaved(rounds, &steps, |round, &(kind, n)| {
+        eprintln!(
+            "storm: {} × {n} (round {} of {rounds})",
+            kind.name(),
+            round + 1
+        );
+        storm_round(plan, kind, n)
+    })?;
     let runs: Vec<Value> = steps
         .iter()
         .zip(&tries)
@@ -1175,7 +1166,6 @@ fn storm_row(kind: Kind, n: usize, tries: &[Value]) -> Value {
     let recovery = figures("recovery_seconds");
     let all = |key: &str| tries.iter().all(|v| v[key].as_bool() == Some(true));
     let v = &tries[median_index(&cpu)];
-    let flat = |x: &[Option<f64>]| x.iter().flatten().copied().collect::<Vec<_>>();
     json!({
         "server": kind.name(),
         "connections": n,
@@ -1186,20 +1176,43 @@ fn storm_row(kind: Kind, n: usize, tries: &[Value]) -> Value {
         "reconnected": v["reconnected"],
         "recovered": all("recovered"),
         "recovery_seconds": v["recovery_seconds"],
-        "recovery_seconds_spread": median_spread(&flat(&recovery)),
+        "recovery_seconds_spread": median_spread(&recovery),
         "peak_connects_per_s_after_event": v["peak_connects_per_s_after_event"],
         "server_cpu_seconds_storm": v["server_cpu_seconds_storm"],
         "server_cpu_us_per_reconnect": v["server_cpu_us_per_reconnect"],
-        "server_cpu_us_per_reconnect_spread": median_spread(&flat(&cpu)),
+        "server_cpu_us_per_reconnect_spread": median_spread(&cpu),
         "reconnect_delay_ms": strip_hdr(&v["reconnect_delay_ms"]),
         "failures": v["failures"],
         "series": v["series"],
     })
 }
 
-/// The median of `v` with its minimum and maximum (`null`s when `v` is empty).
-fn median_spread(v: &[f64]) -> Value {
-    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+/// Run `step` for each of `steps` in turn, `rounds` times (at least once): each step's
+/// results in round order. Interleaved, the host's drift over the minutes this takes falls
+/// on every step alike.
+fn interleaved<S, T>(
+    rounds: usize,
+    steps: &[S],
+    mut step: impl FnMut(usize, &S) -> Result<T, String>,
+) -> Result<Vec<Vec<T>>, String> {
+    let mut out: Vec<Vec<T>> = steps.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds.max(1) {
+        for (i, s) in steps.iter().enumerate() {
+            out[i].push(step(round, s)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The median of the figures in `v` with their minimum and maximum (missing figures left
+/// out; `null`s when none is left).
+fn median_spread(v: &[Option<f64>]) -> Value {
+    let mut v: Vec<f64> = v
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|x| x.is_finite())
+        .collect();
     v.sort_by(f64::total_cmp);
     let median = match v.len() {
         0 => None,

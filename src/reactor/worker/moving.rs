@@ -216,13 +216,14 @@ impl<S: Services> Worker<S> {
     /// Read and accept again (the hand-over failed, or ended with connections left).
     fn thaw(&mut self) {
         self.moving.frozen = false;
-        let mode = self.s.read_mode;
+        // Single-shot until a connection's next message, as after an accept.
+        let mode = self.s.read_mode.arming(false);
         self.drop_stale_polls(usize::MAX);
         for (i, conn) in self.conns.iter_mut() {
             if conn.session.wants_input() && !conn.socket.closing() {
                 let ring = &mut self.rings.list[conn.socket.ring()].ring;
-                conn.socket.arm(ring, mode.arming(false), i as u32); // if its poll or receive ended
-                conn.socket.resume(ring, mode.arming(false), i as u32, true); // input that came meanwhile
+                conn.socket.arm(ring, mode, i as u32); // if its poll or receive ended
+                conn.socket.resume(ring, mode, i as u32, true); // input that came meanwhile
             }
         }
         self.rings.accepting = true;
