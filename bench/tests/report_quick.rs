@@ -125,6 +125,8 @@ fn quick_report_is_complete_and_consistent() {
             "{x}"
         );
         assert!(num(&x["deliveries"]) > 0.0, "{x}");
+        // How the server batched, from the client's reads (loadgen and independent client).
+        assert!(num(&x["deliveries_per_read"]) > 0.0, "{x}");
         assert!(num(&x["latency_us"]["count"]) > 0.0, "{x}");
         assert!(
             num(&x["latency_us"]["p99"]) >= num(&x["latency_us"]["p50"]),

@@ -120,6 +120,9 @@ pub enum C {
     TlsResumed,
     /// Bytes read from the sockets (frames, heads and TLS records alike).
     BytesIn,
+    /// Reads that returned bytes (one receive completion each): with `Messages`, how many
+    /// deliveries a read carried, i.e. how the server batched its sends.
+    Reads,
     /// Failed attempts; `Failure` `f` is at `FailFirst + f`.
     FailFirst,
 }

@@ -606,6 +606,19 @@ fn fanout_through_the_admin_api_delivers_everything_once_in_order() {
         v["deliveries_per_server_cpu_s"].as_f64().unwrap() > 0.0,
         "{v}"
     );
+    // Reads in the window: each took at least one frame (a delivery or a server ping:
+    // these frames are far smaller than a read's buffer), and the ratio is theirs.
+    let (reads, deliveries) = (
+        n(&v["client_reads"]),
+        n(&v["deliveries_during_measurement"]),
+    );
+    assert!(reads > 0, "{v}");
+    assert!(reads <= deliveries + n(&v["pings_answered"]), "{v}");
+    let per_read = v["deliveries_per_read"].as_f64().unwrap();
+    assert!(
+        (per_read * reads as f64 - deliveries as f64).abs() < 1.0,
+        "{v}"
+    );
 }
 
 #[test]

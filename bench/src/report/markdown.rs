@@ -306,9 +306,9 @@ pub(super) fn render(r: &Value) -> String {
 
     if r["fanout"].is_object() {
         let _ = writeln!(o, "## Pub/sub fan-out\n");
-        let _ = writeln!(o, "Server and loadgen share the cores: each row has both CPU figures (seconds over the measurement), so a row where the loadgen ran short of CPU shows it. Placement: `own` is where each puts itself (holdfast pins its workers to the CPUs in order, one worker to the first; uWebSockets' thread goes where the scheduler puts it; the loadgen pins engine thread t to CPU t); the other rows confine the server (and the loadgen) with `taskset`. On loopback the sender also runs the receiver's TCP input, and a receiver woken on the other CPU costs an interrupt: placement moves the cost per delivery by up to half, so one holdfast worker is compared with uWebSockets placed alike, never across placements. *Client unread* is what the kernel held delivered to the client and not yet read, summed over its sockets every 3 s with `ss` and given in ms of the client's reading: the part of the latency that is the client's own (a client short of CPU reads late).\n");
-        let _ = writeln!(o, "| server | placement | topics × subscribers | publishes/s asked (via) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / behind at the end / dup / reordered / gaps | server / loadgen CPU-s | client unread, median / max ms |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "Server and loadgen share the cores: each row has both CPU figures (seconds over the measurement), so a row where the loadgen ran short of CPU shows it. Placement: `own` is where each puts itself (holdfast pins its workers to the CPUs in order, one worker to the first; uWebSockets' thread goes where the scheduler puts it; the loadgen pins engine thread t to CPU t); the other rows confine the server (and the loadgen) with `taskset`. On loopback the sender also runs the receiver's TCP input, and a receiver woken on the other CPU costs an interrupt: placement moves the cost per delivery by up to half, so one holdfast worker is compared with uWebSockets placed alike, never across placements. *Client unread* is what the kernel held delivered to the client and not yet read, summed over its sockets every 3 s with `ss` and given in ms of the client's reading: the part of the latency that is the client's own (a client short of CPU reads late). *Deliveries per client read* is how the server batched: while the client keeps up (little unread) a read takes one server send, so it is frames per send — the trade between latency and CPU, since on loopback each send costs about the same whatever it carries.\n");
+        let _ = writeln!(o, "| server | placement | topics × subscribers | publishes/s asked (via) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / behind at the end / dup / reordered / gaps | server / loadgen CPU-s | client unread, median / max ms | deliveries per client read |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let rs = runs("fanout");
         for x in &rs {
             // Against holdfast placed alike: its defaults where each places itself, its
@@ -340,7 +340,7 @@ pub(super) fn render(r: &Value) -> String {
             };
             let _ = writeln!(
                 o,
-                "| {}{label} | {} | {} × {} | {} ({}) | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} / {} | {} / {client_cpu} | {} / {} |",
+                "| {}{label} | {} | {} × {} | {} ({}) | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} / {} | {} / {client_cpu} | {} / {} | {} |",
                 x["server"].as_str().unwrap_or(""),
                 x["placement"].as_str().unwrap_or("own"),
                 x["topics"],
@@ -361,6 +361,7 @@ pub(super) fn render(r: &Value) -> String {
                 f(&x["server_cpu_seconds"], 2),
                 f(&x["client_unread"]["median_ms"], 0),
                 f(&x["client_unread"]["max_ms"], 0),
+                f(&x["deliveries_per_read"], 1),
             );
         }
         let independent: Vec<&Value> = rs.iter().filter(|x| x["independent"] == true).collect();

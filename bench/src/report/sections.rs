@@ -1020,6 +1020,7 @@ pub(super) fn fanout_step_with(
         "reordered": v["reordered"],
         "gaps": v["gaps"],
         "loadgen_cpu_seconds": v["loadgen_cpu_seconds"],
+        "deliveries_per_read": v["deliveries_per_read"],
         "client_unread": v["client_unread"],
     }))
 }

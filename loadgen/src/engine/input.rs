@@ -58,6 +58,7 @@ impl Engine {
                     Read::Data(mut buf) => {
                         let bytes = buf.bytes_mut();
                         self.counts.add(C::BytesIn, bytes.len() as u64);
+                        self.counts.add(C::Reads, 1);
                         self.on_bytes(idx, bytes)
                     }
                     Read::End(res) => self.on_read_end(idx, res),

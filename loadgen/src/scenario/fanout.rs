@@ -332,7 +332,11 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
     };
     let (cpu0, self0) = run.start_measuring(a.warmup, hard, c.server_pid);
     let (totals0, sent0) = (run.totals(), out_pub.sent.load(Ordering::Relaxed));
-    let (msgs0, bytes0) = (totals0.get(C::Messages), totals0.get(C::BytesIn));
+    let (msgs0, bytes0, reads0) = (
+        totals0.get(C::Messages),
+        totals0.get(C::BytesIn),
+        totals0.get(C::Reads),
+    );
     // How far behind this client read, beside the latency it reports (each server once).
     let servers: std::collections::BTreeSet<_> =
         a.c.urls
@@ -347,7 +351,11 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
     }
     let elapsed = run.t() - t0;
     let (totals1, sent1) = (run.totals(), out_pub.sent.load(Ordering::Relaxed));
-    let (msgs1, bytes1) = (totals1.get(C::Messages), totals1.get(C::BytesIn));
+    let (msgs1, bytes1, reads1) = (
+        totals1.get(C::Messages),
+        totals1.get(C::BytesIn),
+        totals1.get(C::Reads),
+    );
     let unread = unread.stop();
     let (cpu1, self1) = (
         server_cpu(c.server_pid),
@@ -377,6 +385,10 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
     let self_cpu_s = self0.zip(self1).map(|(a, b)| b - a);
     let lat = hist_json(&out.rtt_ns, 1000.0);
     let deliveries = msgs1 - msgs0;
+    // How the server batched: a read takes what its sends left in the socket, one send's
+    // worth while this client keeps up (client unread near 0), more when it fell behind.
+    let reads = reads1 - reads0;
+    let per_read = (reads > 0).then(|| deliveries as f64 / reads as f64);
     let rate = deliveries as f64 / elapsed.max(1e-9);
     let load = |x: &AtomicU64| x.load(Ordering::Relaxed);
     let (checked, misnumbered) = (s.get(C::FanoutChecked), s.get(C::FanoutMisnumbered));
@@ -420,6 +432,8 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
             "server_cpu_seconds": server_cpu_s,
             "deliveries_per_server_cpu_s": server_cpu_s.map(|v| deliveries as f64 / v.max(1e-9)),
             "loadgen_cpu_seconds": self_cpu_s,
+            "client_reads": reads,
+            "deliveries_per_read": per_read,
             // Bytes delivered to this client and not yet read, every 3 s of the window:
             // its own part of the latency (`unread`).
             "client_unread": crate::unread::summary(&unread, (bytes1 - bytes0) as f64 / elapsed.max(1e-9)),
@@ -429,12 +443,14 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
         "
 fanout ({} subscribers, {} topics, {} msgs/s via {:?}): {deliveries} deliveries in {elapsed:.1} s = {rate:.0}/s
          publish→delivery: {}
+         {reads} reads{}
          lost {lost} in stream + {tail} at the end, duplicates {dups}, reordered {reord}, gaps {gaps} ({gapm} msgs);\n         numbering: {checked} deliveries checked against the publisher's answer, {misnumbered} misnumbered;\n         publish errors {publish_errors}; failures: {}{}",
         c.connections,
         a.topics,
         a.publish_rate,
         a.publish_via,
         pct_line(&lat, "µs"),
+        per_read.map_or(String::new(), |v| format!(" = {v:.1} deliveries per read")),
         failures_line(s),
         server_cpu_s.map_or(String::new(), |v| format!(
             "; server CPU {v:.2} s = {:.0} deliveries per server-CPU-s",
