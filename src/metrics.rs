@@ -690,7 +690,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &mut o,
         "open_connections",
         "gauge",
-        "Established connections by transport (websocket, sse: event streams, poll: long polls waiting, http: API calls waiting).",
+        "Established connections by transport (websocket, sse: event streams, poll: long polls until their answer is written, http: API calls until their answer is written).",
     );
     for (i, t) in TRANSPORTS.iter().enumerate() {
         let v = sum(&|w| w.open_by_transport[i].get());
