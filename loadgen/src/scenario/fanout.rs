@@ -331,12 +331,11 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
             .map_err(|e| e.to_string())?
     };
     let (cpu0, self0) = run.start_measuring(a.warmup, hard, c.server_pid);
+    // Deliveries, bytes and reads so far: the window's figures are differences.
+    let reading =
+        |t: &crate::counters::Counts| (t.get(C::Messages), t.get(C::BytesIn), t.get(C::Reads));
     let (totals0, sent0) = (run.totals(), out_pub.sent.load(Ordering::Relaxed));
-    let (msgs0, bytes0, reads0) = (
-        totals0.get(C::Messages),
-        totals0.get(C::BytesIn),
-        totals0.get(C::Reads),
-    );
+    let (msgs0, bytes0, reads0) = reading(&totals0);
     // How far behind this client read, beside the latency it reports (each server once).
     let servers: std::collections::BTreeSet<_> =
         a.c.urls
@@ -351,11 +350,7 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
     }
     let elapsed = run.t() - t0;
     let (totals1, sent1) = (run.totals(), out_pub.sent.load(Ordering::Relaxed));
-    let (msgs1, bytes1, reads1) = (
-        totals1.get(C::Messages),
-        totals1.get(C::BytesIn),
-        totals1.get(C::Reads),
-    );
+    let (msgs1, bytes1, reads1) = reading(&totals1);
     let unread = unread.stop();
     let (cpu1, self1) = (
         server_cpu(c.server_pid),
