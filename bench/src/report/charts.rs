@@ -3,8 +3,6 @@
 
 use std::path::Path;
 
-use hdrhistogram::serialization::Deserializer;
-use hdrhistogram::Histogram;
 use plotters::prelude::*;
 use serde_json::Value;
 
@@ -169,17 +167,7 @@ fn series(v: &Value, field: &str) -> Vec<(f64, f64)> {
 
 /// A CDF from a histogram's encoded form (values in the histogram's display unit).
 fn cdf(h: &Value) -> Vec<(f64, f64)> {
-    use base64::Engine as _;
-    let (Some(enc), Some(div)) = (
-        h["hdr_v2_deflate_base64"].as_str(),
-        h["recorded_unit_divisor"].as_f64(),
-    ) else {
-        return Vec::new();
-    };
-    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(enc) else {
-        return Vec::new();
-    };
-    let Ok(hist): Result<Histogram<u64>, _> = Deserializer::new().deserialize(&mut &raw[..]) else {
+    let Some((hist, div)) = super::rounds::decode_hist(h) else {
         return Vec::new();
     };
     if hist.is_empty() {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn f(v: &Value, digits: usize) -> String {
     match v.as_f64() {
@@ -36,11 +36,16 @@ fn lost_and_behind(run: &Value) -> String {
     }
 }
 
-/// A run's latency percentile `k` (recorded in µs) in ms.
+/// A run's latency percentile `k` (recorded in µs) in ms: the median of its rounds with
+/// their (min–max) when it had several.
 fn latency_ms(run: &Value, k: &str) -> String {
-    run["latency_us"][k]
-        .as_f64()
-        .map_or("—".into(), |v| format!("{:.1}", v / 1000.0))
+    let ms = |v: &Value| Value::from(v.as_f64().map(|us| us / 1000.0));
+    let Some(v) = super::rounds::latency_us(run, k) else {
+        return "—".into();
+    };
+    let sp = &run["latency_rounds_us"][k];
+    let sp = json!({"min": ms(&sp["min"]), "max": ms(&sp["max"]), "n": sp["n"]});
+    spread_to(&Value::from(v / 1000.0), &sp, 1)
 }
 
 /// A figure with its rounds' (min–max) when there were several.
@@ -307,6 +312,14 @@ pub(super) fn render(r: &Value) -> String {
     if r["fanout"].is_object() {
         let _ = writeln!(o, "## Pub/sub fan-out\n");
         let _ = writeln!(o, "Server and loadgen share the cores: each row has both CPU figures (seconds over the measurement), so a row where the loadgen ran short of CPU shows it. Placement: `own` is where each puts itself (holdfast pins its workers to the CPUs in order, one worker to the first; uWebSockets' thread goes where the scheduler puts it; the loadgen pins engine thread t to CPU t); the other rows confine the server (and the loadgen) with `taskset`. On loopback the sender also runs the receiver's TCP input, and a receiver woken on the other CPU costs an interrupt: placement moves the cost per delivery by up to half, so one holdfast worker is compared with uWebSockets placed alike, never across placements. *Client unread* is what the kernel held delivered to the client and not yet read, summed over its sockets every 3 s with `ss` and given in ms of the client's reading: the part of the latency that is the client's own (a client short of CPU reads late). *Deliveries per client read* is how the server batched: while the client keeps up (little unread) a read takes one server send, so it is frames per send — the trade between latency and CPU, since on loopback each send costs about the same whatever it carries.\n");
+        let rounds = runs("fanout")
+            .iter()
+            .filter_map(|x| x["rounds"].as_u64())
+            .max()
+            .unwrap_or(1);
+        if rounds > 1 {
+            let _ = writeln!(o, "Rows of the loadgen are each the median of {rounds} rounds (each on fresh servers, the rounds interleaved over every row so that the host's drift falls on all alike): deliveries per server-CPU-s and latency percentiles are the medians of the rounds' own figures with their (min–max), the other rates and CPU seconds medians too; *published* is the round that published least (a server behind in any round is judged behind), losses, duplicates, reordering and gaps are summed over the rounds, and the chart pools every round's deliveries. The independent client's rows are one run each.\n");
+        }
         let _ = writeln!(o, "| server | placement | topics × subscribers | publishes/s asked (via) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / behind at the end / dup / reordered / gaps | server / loadgen CPU-s | client unread, median / max ms | deliveries per client read |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let rs = runs("fanout");
@@ -349,7 +362,11 @@ pub(super) fn render(r: &Value) -> String {
                 x["publish_via"].as_str().unwrap_or("admin"),
                 x["published"],
                 f(&x["deliveries_per_s"], 0),
-                f(&x["deliveries_per_server_cpu_s"], 0),
+                spread_to(
+                    &x["deliveries_per_server_cpu_s"],
+                    &x["deliveries_per_server_cpu_s_spread"],
+                    0
+                ),
                 ratio(&x["deliveries_per_server_cpu_s"], h),
                 ms("p50"),
                 ms("p99"),
@@ -511,7 +528,11 @@ pub(super) fn render(r: &Value) -> String {
                 x["subscribers"],
                 x["publish_rate"],
                 f(&x["deliveries_per_s"], 0),
-                f(&x["deliveries_per_server_cpu_s"], 0),
+                spread_to(
+                    &x["deliveries_per_server_cpu_s"],
+                    &x["deliveries_per_server_cpu_s_spread"],
+                    0
+                ),
                 ratio(&x["deliveries_per_server_cpu_s"], h),
                 ms("p50"),
                 ms("p99"),

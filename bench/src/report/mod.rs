@@ -12,6 +12,7 @@ mod charts;
 mod handover;
 mod markdown;
 pub mod procs;
+mod rounds;
 mod sections;
 mod transports;
 pub mod uws;
@@ -94,6 +95,10 @@ pub struct ReportArgs {
     /// hold the smallest of them (default 15k), within the descriptor limit.
     #[arg(long, value_delimiter = ',')]
     pub connections: Option<Vec<usize>>,
+    /// Fan-out runs per server, case and placement, interleaved, each on a fresh server; a
+    /// row is judged on the medians of its rounds (default 3; --quick: 1).
+    #[arg(long)]
+    pub fanout_rounds: Option<usize>,
     /// Directory for the results (default: bench/results; with --quick, a scratch
     /// directory outside the source tree, since a quick run is not a result to keep).
     #[arg(long)]
@@ -127,6 +132,9 @@ pub struct Plan {
     warmup: f64,
     measure_seconds: f64,
     fanout_cases: Vec<(usize, usize, usize)>,
+    /// Fan-out runs per server, case and placement (interleaved, each on a fresh server):
+    /// a row is judged on the medians of its rounds.
+    fanout_rounds: usize,
     storm_connections: usize,
     /// Storms per step (interleaved, each on a fresh server); a row is the median round.
     storm_rounds: usize,
@@ -230,6 +238,7 @@ impl Plan {
                     (10_000, 1_000, 2_000),
                 ]
             },
+            fanout_rounds: a.fanout_rounds.unwrap_or(if q { 1 } else { 3 }).max(1),
             storm_connections: if q { 2_000 } else { 50_000 },
             // Two in quick, so that the median-of-rounds path is exercised.
             storm_rounds: if q { 2 } else { 7 },

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::procs::{loadgen, Kind, Server};
+use super::rounds::{fanout_row, interleaved, latency_us, median_index, median_spread};
 use super::Plan;
 use crate::proc::{meminfo, rss_bytes, slab_caches};
 
@@ -618,8 +619,8 @@ fn echo_client(plan: &Plan, t: &Target, c: usize, cpu: Option<&str>) -> Result<V
 /// One topic to S subscribers, and many topics, holdfast beside the tokio-tungstenite
 /// broadcast peer.
 pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
-    let mut runs = Vec::new();
     let uws = plan.url.is_none() && plan.peers.contains(&Kind::Uws);
+    let mut steps: Vec<FanoutStep> = Vec::new();
     for kind in kinds(
         plan,
         &[
@@ -650,25 +651,42 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
             ],
             _ => Vec::new(),
         };
-        for (case, &(subs, topics, rate)) in plan.fanout_cases.iter().enumerate() {
+        for (case, &load) in plan.fanout_cases.iter().enumerate() {
             // Against uWebSockets, the one-topic cases are also published from a client
             // socket (its idiomatic pub/sub: the publish is handled on its one thread).
             let mut vias = vec![Via::Admin];
-            if uws && topics == 1 && matches!(kind, Kind::Holdfast | Kind::Uws) {
+            if uws && load.1 == 1 && matches!(kind, Kind::Holdfast | Kind::Uws) {
                 vias.push(Via::Ws);
             }
             for via in vias {
-                let c = (subs, topics, rate);
-                runs.push(fanout_step(plan, kind, None, &Place::Own, via, c)?);
+                let step = |workers, place| FanoutStep {
+                    kind,
+                    workers,
+                    place,
+                    via,
+                    load,
+                };
+                steps.push(step(None, Place::Own));
                 for (place, every_case) in &alike {
                     if *every_case || case == 0 {
                         let workers = (kind == Kind::Holdfast).then_some(1);
-                        runs.push(fanout_step(plan, kind, workers, place, via, c)?);
+                        steps.push(step(workers, place.clone()));
                     }
                 }
             }
         }
     }
+    // Rounds interleaved over every step: one run of a step is noisy (a sub-millisecond
+    // tail moves several-fold between runs on this machine), and the host's drift over the
+    // half hour this takes falls on every step alike.
+    let rounds = plan.fanout_rounds.max(1);
+    let tries = interleaved(rounds, &steps, |round, st| {
+        if rounds > 1 {
+            eprintln!("fanout: round {} of {rounds}", round + 1);
+        }
+        fanout_step(plan, st.kind, st.workers, &st.place, st.via, st.load)
+    })?;
+    let mut runs: Vec<Value> = tries.iter().map(|t| fanout_row(t)).collect();
     // Would another client see the same? The first case again against uWebSockets, each
     // server fresh and where it puts itself, driven by the independent fan-out client
     // (`holdfast-bench fanout-client`: tokio, epoll, no client code shared with the loadgen) with
@@ -731,6 +749,16 @@ fn fanout_client_step(
         "deliveries_per_read": v["deliveries_per_read"],
         "client_unread": v["client_unread"],
     }))
+}
+
+/// One fan-out measurement the section repeats in rounds: a server, its placement, its
+/// publisher, and (subscribers, topics, publishes/s).
+struct FanoutStep {
+    kind: Kind,
+    workers: Option<usize>,
+    place: Place,
+    via: Via,
+    load: (usize, usize, usize),
 }
 
 /// Where a fan-out run's publisher publishes.
@@ -908,8 +936,12 @@ fn fanout_targets(runs: &[Value]) -> Vec<Value> {
             } else {
                 ""
             };
+            let rounds = match (h["rounds"].as_u64(), u["rounds"].as_u64()) {
+                (Some(a), Some(b)) if a > 1 && a == b => format!(", median of {a} rounds"),
+                _ => String::new(),
+            };
             let case = format!(
-                "{} × {} at {}/s ({} publish), {}{place}{client}",
+                "{} × {} at {}/s ({} publish), {}{place}{client}{rounds}",
                 u["topics"],
                 u["subscribers"],
                 u["publish_rate"],
@@ -919,8 +951,8 @@ fn fanout_targets(runs: &[Value]) -> Vec<Value> {
             for (k, what) in [("p50", "latency p50"), ("p99", "latency p99")] {
                 // An empty histogram (a peer that delivered nothing timed) is no figure.
                 let (hv, uv) = (
-                    h["latency_us"][k].as_f64().filter(|v| *v > 0.0),
-                    u["latency_us"][k].as_f64().filter(|v| *v > 0.0),
+                    latency_us(h, k).filter(|v| *v > 0.0),
+                    latency_us(u, k).filter(|v| *v > 0.0),
                 );
                 let v = at_most(
                     format!("{case}: {what}, holdfast / uwebsockets"),
@@ -1186,52 +1218,6 @@ fn storm_row(kind: Kind, n: usize, tries: &[Value]) -> Value {
         "failures": v["failures"],
         "series": v["series"],
     })
-}
-
-/// Run `step` for each of `steps` in turn, `rounds` times (at least once): each step's
-/// results in round order. Interleaved, the host's drift over the minutes this takes falls
-/// on every step alike.
-fn interleaved<S, T>(
-    rounds: usize,
-    steps: &[S],
-    mut step: impl FnMut(usize, &S) -> Result<T, String>,
-) -> Result<Vec<Vec<T>>, String> {
-    let mut out: Vec<Vec<T>> = steps.iter().map(|_| Vec::new()).collect();
-    for round in 0..rounds.max(1) {
-        for (i, s) in steps.iter().enumerate() {
-            out[i].push(step(round, s)?);
-        }
-    }
-    Ok(out)
-}
-
-/// The median of the figures in `v` with their minimum and maximum (missing figures left
-/// out; `null`s when none is left).
-fn median_spread(v: &[Option<f64>]) -> Value {
-    let mut v: Vec<f64> = v
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|x| x.is_finite())
-        .collect();
-    v.sort_by(f64::total_cmp);
-    let median = match v.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(v[n / 2]),
-        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-    };
-    json!({"median": median, "min": v.first(), "max": v.last(), "n": v.len()})
-}
-
-/// The index of the median of `v` (the lower middle of an even count; missing figures sort
-/// first), 0 when `v` is empty.
-fn median_index(v: &[Option<f64>]) -> usize {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| match (v[a], v[b]) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
-        (x, y) => x.is_some().cmp(&y.is_some()),
-    });
-    idx.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0)
 }
 
 /// A fresh `kind` server with one worker, pinned: the loadgen (one thread, pinned apart)
