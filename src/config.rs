@@ -309,6 +309,14 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = 0.02, value_parser = crate::units::secs)]
     pub fanout_pause: f64,
 
+    /// Fan-out turns take in messages published while their sends go out: the subscribers
+    /// not yet sent to carry them in the same send, instead of a whole turn later. At
+    /// saturation this cuts the fan-out's latency by about a third (18k subscribers × 60/s,
+    /// two workers: p50 115 vs 183 ms) for ~15% more CPU per delivery, because messages are
+    /// then offered one by one instead of in runs that piled up. Off by default.
+    #[arg(long)]
+    pub fanout_join: bool,
+
     /// Close log: at most this many lines per second (all workers together) of one line
     /// per closed or refused connection (target `holdfast::close`, level info). Above the
     /// rate connections are sampled and each line states its sampling. 0 turns it off.
@@ -700,6 +708,18 @@ mod tests {
     struct Serve {
         #[command(flatten)]
         c: ServeConfig,
+    }
+
+    #[test]
+    fn fanout_turns_join_only_when_asked() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut v = vec!["holdfast"];
+            v.extend_from_slice(extra);
+            Serve::try_parse_from(v).unwrap().c
+        };
+        assert!(!parse(&[]).fanout_join);
+        assert!(parse(&["--fanout-join"]).fanout_join);
     }
 
     #[test]

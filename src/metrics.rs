@@ -203,6 +203,9 @@ pub struct WorkerMetrics {
     pub ticks: Counter,
     /// Turns that ended with a pacing pause (`reactor::pace`).
     pub paused_turns: Counter,
+    /// Times a turn whose sends were going out took in messages published meanwhile
+    /// (`Worker::deliver_queued`).
+    pub turns_joined: Counter,
     /// Poll removals retried as an async cancel (`io::Ring::poll_remove`).
     pub poll_removals_retried: Counter,
     /// Gauge: 1 while the worker paces its fan-out turns (its CPU is shared and it is
@@ -402,7 +405,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 45] = [
+    let simple: [Family; 46] = [
         (
             "connections_open",
             "gauge",
@@ -429,6 +432,12 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "counter",
             "Worker turns that ended with a fan-out pause (see holdfast_workers_pacing).",
             |w| w.paused_turns.get(),
+        ),
+        (
+            "fanout_turns_joined_total",
+            "counter",
+            "Times a fan-out turn whose sends were going out took in messages published meanwhile (--fanout-join): the recipients it had not yet sent to took them in the same send.",
+            |w| w.turns_joined.get(),
         ),
         (
             "poll_removals_retried_total",

@@ -217,6 +217,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             r => r.div_ceil(workers as u32).max(1),
         },
         fanout_pause: std::time::Duration::from_secs_f64(cfg.fanout_pause),
+        fanout_join: cfg.fanout_join,
     };
     let metrics: Vec<Arc<WorkerMetrics>> = (0..workers)
         .map(|_| Arc::new(WorkerMetrics::default()))

@@ -644,3 +644,72 @@ async fn messages_that_pile_up_reach_every_subscriber_once_in_publish_order() {
     let delivered = srv.wait_metric("holdfast_pubsub_deliveries_total", |v| v >= want);
     assert_eq!(delivered, want, "each delivery made once");
 }
+
+/// With `--fanout-join`, messages published while a turn to many subscribers goes out join
+/// it (the subscribers not yet sent to take them in the same send). Whatever the
+/// interleaving, every subscriber gets every message once, in publish order, numbered
+/// without a hole — and the server reports that turns did take messages in.
+#[tokio::test]
+async fn messages_published_while_a_turn_goes_out_join_it_in_order() {
+    const SUBS: usize = 1000;
+    const PER_BURST: usize = 150;
+    let srv = Server::start(&[
+        "--workers",
+        "1",
+        "--max-connections",
+        "4000",
+        "--fanout-join",
+    ]);
+    let mut subs = Vec::with_capacity(SUBS);
+    let mut last = Vec::with_capacity(SUBS);
+    for _ in 0..SUBS {
+        let mut ws = connect(&srv, "/ws?topics=t").await;
+        let ack = next_json(&mut ws).await;
+        assert_eq!(ack["type"], "subscribed");
+        last.push(ack["seq"].as_u64().unwrap());
+        subs.push(ws);
+    }
+    wait_presence(&srv, "t", |p| p.iter().sum::<u64>() == SUBS as u64);
+    let joined = "holdfast_fanout_turns_joined_total";
+    // Each burst is a stream of publishes on the admin API's thread while the worker sends
+    // the earlier ones to a thousand sockets; at most ten bursts for a turn to take one in.
+    for burst in 0..10 {
+        let admin = srv.admin;
+        let sent = tokio::task::spawn_blocking(move || {
+            (0..PER_BURST)
+                .map(|i| {
+                    let (status, body) =
+                        publish(admin, "t", format!("{burst}-{i}").as_bytes(), false);
+                    assert_eq!(status, 200, "{body}");
+                    serde_json::from_str::<Value>(&body).unwrap()["seq"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect::<Vec<u64>>()
+        })
+        .await
+        .unwrap();
+        for (ws, last) in subs.iter_mut().zip(&mut last) {
+            for (i, seq) in sent.iter().enumerate() {
+                let m = next_json(ws).await;
+                assert_eq!(
+                    (m["type"].as_str(), m["seq"].as_u64(), m["data"].as_str()),
+                    (
+                        Some("message"),
+                        Some(*seq),
+                        Some(format!("{burst}-{i}").as_str())
+                    ),
+                );
+                assert_eq!(*seq, *last + 1, "numbered without a hole");
+                *last = *seq;
+            }
+        }
+        if srv.metric(joined) > 0.0 {
+            let want = ((burst + 1) * PER_BURST * SUBS) as f64;
+            let delivered = srv.wait_metric("holdfast_pubsub_deliveries_total", |v| v >= want);
+            assert_eq!(delivered, want, "each delivery made once");
+            return;
+        }
+    }
+    panic!("no turn took in a message published while it went out, in ten bursts");
+}
