@@ -710,26 +710,22 @@ mod tests {
         c: ServeConfig,
     }
 
+    /// The serve configuration `holdfast` with `extra` parses to.
+    fn parse(extra: &[&str]) -> ServeConfig {
+        use clap::Parser;
+        let mut v = vec!["holdfast"];
+        v.extend_from_slice(extra);
+        Serve::try_parse_from(v).unwrap().c
+    }
+
     #[test]
     fn fanout_turns_join_only_when_asked() {
-        use clap::Parser;
-        let parse = |extra: &[&str]| {
-            let mut v = vec!["holdfast"];
-            v.extend_from_slice(extra);
-            Serve::try_parse_from(v).unwrap().c
-        };
         assert!(!parse(&[]).fanout_join);
         assert!(parse(&["--fanout-join"]).fanout_join);
     }
 
     #[test]
     fn the_fanout_pause_is_20ms_by_default_can_be_off_and_is_bounded() {
-        use clap::Parser;
-        let parse = |extra: &[&str]| {
-            let mut v = vec!["holdfast"];
-            v.extend_from_slice(extra);
-            Serve::try_parse_from(v).unwrap().c
-        };
         let c = parse(&[]);
         assert_eq!(c.fanout_pause, 0.02);
         assert!(c.validate().is_ok());
