@@ -204,7 +204,7 @@ pub struct WorkerMetrics {
     /// Turns that ended with a pacing pause (`reactor::pace`).
     pub paused_turns: Counter,
     /// Times a turn whose sends were going out took in messages published meanwhile
-    /// (`Worker::deliver_queued`).
+    /// (`--fanout-join`, `Worker::joinable`).
     pub turns_joined: Counter,
     /// Poll removals retried as an async cancel (`io::Ring::poll_remove`).
     pub poll_removals_retried: Counter,

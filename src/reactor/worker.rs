@@ -193,6 +193,10 @@ struct Worker<S: Services> {
     /// Connections offered a message this turn: driven once the turn's offers are made, so
     /// one send carries everything they were offered.
     touched: Vec<u32>,
+    /// Deliveries that joins (`--fanout-join`) may still offer in this pass of the run loop:
+    /// together at most one turn's worth, so joining never holds the worker from its
+    /// completions and ticks longer than a turn does.
+    join_budget: usize,
     panic_at_tick: Option<u32>,
     /// Open until a drain starts (the rings accept on its fd); closed then, so connections
     /// arriving during the drain are refused at once instead of waiting in a backlog that is
@@ -295,6 +299,7 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         backlog: false,
         pending: None,
         touched: Vec::new(),
+        join_budget: DELIVERY_BATCH,
         panic_at_tick: spec.panic_at_tick,
         listener: Some(spec.listener),
         memory: spec.memory,
@@ -357,6 +362,7 @@ impl<S: Services> Worker<S> {
                 None => self.rings.list[0].ring.wait(wait)?,
             }
             self.rings.list[0].dirty = true;
+            self.join_budget = DELIVERY_BATCH;
             let now_tick = (start.elapsed().as_millis() / TICK.as_millis()) as u32;
             if self.env.tick < now_tick {
                 // Reap every ring once a tick, whatever the eventfds said.
@@ -848,8 +854,14 @@ impl<S: Services> Worker<S> {
 
     /// Deliver what the hub queued for this worker, up to a batch per turn.
     fn deliver_queued(&mut self) {
+        self.deliver(DELIVERY_BATCH);
+    }
+
+    /// Offer queued messages, up to `budget` deliveries, and drive their recipients; the
+    /// deliveries offered (joins during the drives draw on `join_budget`).
+    fn deliver(&mut self, budget: usize) -> usize {
         self.backlog = false;
-        self.offer_queued();
+        let made = self.offer_queued(budget);
         let mut touched = std::mem::take(&mut self.touched);
         let mut at = 0;
         while at < touched.len() {
@@ -860,13 +872,14 @@ impl<S: Services> Worker<S> {
             at = end;
             // The kernel runs this turn's sends as they are driven (a full submission queue
             // is submitted on the spot), so a turn to thousands of recipients takes as long
-            // as their sends. Messages published meanwhile are offered now: the recipients
-            // not yet driven take them in this turn's send, the others in their next. Left
-            // for the next turn, a message waited for the rest of this one and then for its
-            // recipient's place in the next: a whole turn on average instead of half.
+            // as their sends. With `--fanout-join`, messages published meanwhile are offered
+            // now: the recipients not yet driven take them in this turn's send, the others
+            // in their next. Left for the next turn, a message waits for the rest of this
+            // one and then for its recipient's place in the next.
             if at < touched.len() && self.joinable() {
                 self.env.metrics.turns_joined.inc();
-                self.offer_queued();
+                let made = self.offer_queued(self.join_budget);
+                self.join_budget -= made;
                 // A recipient not yet driven is listed twice; its second drive finds its
                 // send in flight and does nothing.
                 touched.append(&mut self.touched);
@@ -877,6 +890,7 @@ impl<S: Services> Worker<S> {
         // More waiting: finish on the next turn, after other completions. Long polls that
         // gathered something are answered at the end of the turn (`run`).
         self.backlog = self.pending.is_some() || self.svc.has_deliveries();
+        made
     }
 
     /// Whether messages wait that a turn going out may take in (`--fanout-join`): some were
@@ -884,7 +898,10 @@ impl<S: Services> Worker<S> {
     /// next turn). Joining offers each message as it comes: messages that piled up for a
     /// whole turn are offered in one run per recipient (`offer_run`), cheaper per delivery.
     fn joinable(&self) -> bool {
-        self.s.fanout_join && self.pending.is_none() && self.svc.has_deliveries()
+        self.s.fanout_join
+            && self.join_budget > 0
+            && self.pending.is_none()
+            && self.svc.has_deliveries()
     }
 
     /// Between completions of a turn's sends: offer messages published meanwhile, so that
@@ -893,19 +910,24 @@ impl<S: Services> Worker<S> {
     fn join_turn(&mut self) {
         if self.joinable() {
             self.env.metrics.turns_joined.inc();
-            self.deliver_queued();
+            // Its drives do not join again: the next completions will.
+            let budget = std::mem::take(&mut self.join_budget);
+            let made = self.deliver(budget);
+            self.join_budget = budget - made;
         }
     }
 
-    /// Offer queued messages to their recipients, up to a turn's worth.
-    fn offer_queued(&mut self) {
-        let mut budget = DELIVERY_BATCH;
+    /// Offer queued messages to their recipients, up to `budget` deliveries (a turn's worth:
+    /// [`DELIVERY_BATCH`]); the deliveries made.
+    fn offer_queued(&mut self, budget: usize) -> usize {
+        let start = budget;
+        let mut budget = budget;
         while budget > 0 {
             let (d, list, from, generations) = match self.pending.take() {
                 Some(p) => (p.delivery, p.list, p.from, p.generations),
                 None => match self.svc.next_delivery() {
                     Some((d, list)) => (d, list, 0, Vec::new()),
-                    None => return,
+                    None => return start - budget,
                 },
             };
             let (d, list) = if from == 0 && S::batchable(&d) {
@@ -960,6 +982,7 @@ impl<S: Services> Worker<S> {
             }
             self.svc.finish_delivery(list);
         }
+        start - budget
     }
 
     /// Messages that piled up for the same recipients (one topic's publishes that arrived
