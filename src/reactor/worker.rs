@@ -60,8 +60,9 @@ const DELIVERY_BATCH: usize = 1024 * 1024;
 /// Most messages offered in one run to the same recipients (see `Worker::offer_run`).
 const MAX_RUN: usize = 256;
 
-/// Recipients driven between two looks at the hub's queue while a turn's sends go out
-/// (see `Worker::deliver_queued`): ~2–3 ms of sends on loopback, one atomic load each.
+/// Recipients driven, or completions handled, between two looks at the hub's queue while a
+/// turn's sends go out (`--fanout-join`, see `Worker::joinable`): ~2–3 ms of sends on
+/// loopback, one atomic load each.
 const DRIVE_CHUNK: usize = 256;
 
 /// Everything a worker needs, prepared by the server before the thread starts.

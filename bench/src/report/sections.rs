@@ -679,7 +679,7 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
     // Rounds interleaved over every step: one run of a step is noisy (a sub-millisecond
     // tail moves several-fold between runs on this machine), and the host's drift over the
     // half hour this takes falls on every step alike.
-    let rounds = plan.fanout_rounds.max(1);
+    let rounds = plan.fanout_rounds;
     let tries = interleaved(rounds, &steps, |round, st| {
         if rounds > 1 {
             eprintln!("fanout: round {} of {rounds}", round + 1);
