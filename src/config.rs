@@ -317,6 +317,16 @@ pub struct ServeConfig {
     #[arg(long)]
     pub fanout_join: bool,
 
+    /// Space each connection's sends at least this far apart (seconds; `300ms`): a send's
+    /// completion holds the connection's next send until the interval has passed, so it
+    /// carries everything published meanwhile in one send. On loopback a send costs about
+    /// the same whatever it carries, so this trades latency (a message waits up to the
+    /// interval, half of it on average) for CPU per delivery. Input on a connection ends its
+    /// hold (replies and echoes are never held). At most 1s; 0 (the default) sends as soon
+    /// as the last send completed.
+    #[arg(long, default_value_t = 0.0, value_parser = crate::units::secs)]
+    pub fanout_send_interval: f64,
+
     /// Close log: at most this many lines per second (all workers together) of one line
     /// per closed or refused connection (target `holdfast::close`, level info). Above the
     /// rate connections are sampled and each line states its sampling. 0 turns it off.
@@ -402,6 +412,11 @@ impl ServeConfig {
             "fanout-pause",
             self.fanout_pause <= 0.1,
             "at most 100ms (it adds to a subscriber's latency while the worker paces)",
+        )?;
+        range(
+            "fanout-send-interval",
+            self.fanout_send_interval <= 1.0,
+            "at most 1s (a message waits up to the interval for its recipient's next send)",
         )?;
         range(
             "max-outbound",
@@ -722,6 +737,22 @@ mod tests {
     fn fanout_turns_join_only_when_asked() {
         assert!(!parse(&[]).fanout_join);
         assert!(parse(&["--fanout-join"]).fanout_join);
+    }
+
+    #[test]
+    fn sends_are_spaced_only_when_asked_and_at_most_a_second_apart() {
+        assert_eq!(parse(&[]).fanout_send_interval, 0.0);
+        let c = parse(&["--fanout-send-interval", "300ms"]);
+        assert_eq!(c.fanout_send_interval, 0.3);
+        assert!(c.validate().is_ok());
+        let err = parse(&["--fanout-send-interval", "2s"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--fanout-send-interval must be at most 1s"),
+            "{err}"
+        );
     }
 
     #[test]

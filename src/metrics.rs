@@ -206,6 +206,9 @@ pub struct WorkerMetrics {
     /// Times a turn whose sends were going out took in messages published meanwhile
     /// (`--fanout-join`, `Worker::joinable`).
     pub turns_joined: Counter,
+    /// Held connections driven when their hold came due (`--fanout-send-interval`,
+    /// `reactor::spacing`).
+    pub spaced_sends: Counter,
     /// Poll removals retried as an async cancel (`io::Ring::poll_remove`).
     pub poll_removals_retried: Counter,
     /// Gauge: 1 while the worker paces its fan-out turns (its CPU is shared and it is
@@ -405,7 +408,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 46] = [
+    let simple: [Family; 47] = [
         (
             "connections_open",
             "gauge",
@@ -438,6 +441,12 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "counter",
             "Times a fan-out turn whose sends were going out took in messages published meanwhile (--fanout-join): the recipients it had not yet sent to took them in the same send.",
             |w| w.turns_joined.get(),
+        ),
+        (
+            "fanout_spaced_sends_total",
+            "counter",
+            "Connections whose next send was held for --fanout-send-interval after their last one completed, driven when the hold came due (each sends what was offered meanwhile, if anything).",
+            |w| w.spaced_sends.get(),
         ),
         (
             "poll_removals_retried_total",

@@ -713,3 +713,100 @@ async fn messages_published_while_a_turn_goes_out_join_it_in_order() {
     }
     panic!("no turn took in a message published while it went out, in ten bursts");
 }
+
+/// With `--fanout-send-interval`, a subscriber's send waits for its phase after the last one
+/// completed and carries everything published meanwhile: every subscriber still gets every
+/// message once, in order and numbered without a hole, in a few sends instead of one per
+/// message; and input ends a hold, so an echo on the same server is answered at once.
+#[tokio::test]
+async fn spaced_sends_carry_what_was_published_meanwhile_and_never_hold_an_echo() {
+    const SUBS: usize = 200;
+    const MSGS: usize = 40;
+    const INTERVAL: Duration = Duration::from_secs(1);
+    let srv = Server::start(&[
+        "--workers",
+        "1",
+        "--max-connections",
+        "1000",
+        "--fanout-send-interval",
+        "1s",
+    ]);
+    let mut subs = Vec::with_capacity(SUBS);
+    let mut last = Vec::with_capacity(SUBS);
+    for _ in 0..SUBS {
+        let mut ws = connect(&srv, "/ws?topics=t").await;
+        let ack = next_json(&mut ws).await;
+        assert_eq!(ack["type"], "subscribed");
+        last.push(ack["seq"].as_u64().unwrap());
+        subs.push(ws);
+    }
+    wait_presence(&srv, "t", |p| p.iter().sum::<u64>() == SUBS as u64);
+    // Histograms reach the metrics once a tick: read them after two more ticks.
+    let ticks = "holdfast_worker_ticks_total{worker=\"0\"}";
+    let settled = |srv: &Server| {
+        let t = srv.metric(ticks);
+        srv.wait_metric(ticks, |v| v >= t + 2.0);
+    };
+    let sends = "holdfast_send_queue_bytes_count";
+    settled(&srv);
+    let before = srv.metric(sends);
+    let admin = srv.admin;
+    let started = std::time::Instant::now();
+    let sent = tokio::task::spawn_blocking(move || {
+        (0..MSGS)
+            .map(|i| {
+                // A publish every 5 ms: sent as they come, that is a send per message.
+                std::thread::sleep(Duration::from_millis(5));
+                let (status, body) = publish(admin, "t", format!("m{i}").as_bytes(), false);
+                assert_eq!(status, 200, "{body}");
+                serde_json::from_str::<Value>(&body).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect::<Vec<u64>>()
+    })
+    .await
+    .unwrap();
+    let publishing = started.elapsed();
+    for (ws, last) in subs.iter_mut().zip(&mut last) {
+        for (i, seq) in sent.iter().enumerate() {
+            let m = next_json(ws).await;
+            assert_eq!(
+                (m["type"].as_str(), m["seq"].as_u64(), m["data"].as_str()),
+                (Some("message"), Some(*seq), Some(format!("m{i}").as_str())),
+            );
+            assert_eq!(*seq, *last + 1, "numbered without a hole");
+            *last = *seq;
+        }
+    }
+    let delivered = srv.wait_metric("holdfast_pubsub_deliveries_total", |v| {
+        v >= (SUBS * MSGS) as f64
+    });
+    assert_eq!(delivered, (SUBS * MSGS) as f64, "each delivery made once");
+    // Each subscriber sends at once when idle, then at most once per interval: the first
+    // message, then a send per interval the publishing spanned, and one for the rest.
+    settled(&srv);
+    let per_sub = (srv.metric(sends) - before) / SUBS as f64;
+    let most = 2.0 + publishing.as_secs_f64() / INTERVAL.as_secs_f64();
+    assert!(
+        per_sub <= most,
+        "{per_sub:.1} sends per subscriber for {MSGS} messages published in {publishing:?} \
+         (at most {most:.1} with spaced sends)"
+    );
+    assert!(srv.metric("holdfast_fanout_spaced_sends_total") > 0.0);
+    // Echo on the same worker: input ends the hold its last reply's send started, so twenty
+    // round trips do not wait twenty phases (a held reply would wait up to a second).
+    let mut echo = connect(&srv, "/echo").await;
+    let round_trips = async {
+        for i in 0..20 {
+            echo.send(Message::text(format!("e{i}"))).await.unwrap();
+            match echo.next().await {
+                Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), format!("e{i}")),
+                other => panic!("echo {i}: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(INTERVAL * 5, round_trips)
+        .await
+        .expect("twenty echoes took five intervals: replies were held");
+}

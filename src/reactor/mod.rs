@@ -7,6 +7,7 @@
 pub mod closelog;
 pub mod pace;
 pub mod rings;
+pub mod spacing;
 pub mod tls;
 pub mod worker;
 

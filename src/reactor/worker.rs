@@ -32,6 +32,7 @@ use slab::Slab;
 use super::closelog::CloseLog;
 use super::pace::Pacer;
 use super::rings::{RingPlan, Rings, HUB_WAKE, TABLE_HEADROOM};
+use super::spacing::Spacing;
 use super::tls::{Sent, TlsSide};
 use super::Conn;
 use crate::budget::MemoryBudget;
@@ -64,6 +65,14 @@ const MAX_RUN: usize = 256;
 /// turn's sends go out (`--fanout-join`, see `Worker::joinable`): ~2–3 ms of sends on
 /// loopback, one atomic load each.
 const DRIVE_CHUNK: usize = 256;
+
+/// With spaced sends (`--fanout-send-interval`), publishes gather for this part of the
+/// interval before they are offered. Offered as they come, each message visited every
+/// recipient alone — a cache miss per subscriber, a quarter of the worker's CPU at 18k
+/// subscribers × 60/s (`offer_to` 18% of samples) once the worker no longer fell behind
+/// and offered in runs. A quarter interval gathers a run of a few messages and adds at
+/// most that to a message's wait (docs/benchmarks.md, twenty-ninth sitting).
+const GATHER_PARTS: u32 = 4;
 
 /// Everything a worker needs, prepared by the server before the thread starts.
 #[derive(Debug)]
@@ -120,6 +129,9 @@ pub struct Settings {
     /// Whether a fan-out turn takes in messages published while its sends go out
     /// (`--fanout-join`, see `Worker::joinable`).
     pub fanout_join: bool,
+    /// The shortest time from a send's completion to the connection's next send
+    /// (`--fanout-send-interval`, [`super::spacing`]); zero: send at once.
+    pub fanout_send_interval: Duration,
 }
 
 #[derive(Debug)]
@@ -222,6 +234,12 @@ struct Worker<S: Services> {
     pacer: Pacer,
     /// When the last tick ran.
     ticked: Instant,
+    /// Connections whose next send waits for their phase (`--fanout-send-interval`).
+    spacing: Spacing,
+    /// Holds come due, to drive (kept for its allocation).
+    due: Vec<u32>,
+    /// When messages gathered since a publish are offered.
+    offer_at: Option<Instant>,
 }
 
 /// Queue deadline `d` on `q` (deadlines are pushed in time order). Entries whose
@@ -312,6 +330,9 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         moving: moving::Moving::default(),
         pacer: Pacer::new(s.fanout_pause),
         ticked: Instant::now(),
+        spacing: Spacing::new(s.fanout_send_interval, Instant::now()),
+        due: Vec::new(),
+        offer_at: None,
     };
     w.env.metrics.rings.set(1);
     let hub_fd = w.svc.wake_fd();
@@ -353,7 +374,10 @@ impl<S: Services> Worker<S> {
             let wait = if self.backlog || self.rings.list.iter().any(|r| r.dirty) {
                 Duration::ZERO
             } else {
-                next.saturating_duration_since(Instant::now())
+                // Held sends (`--fanout-send-interval`) wake the worker at their phases.
+                let until = self.spacing.next_due().map_or(next, |due| due.min(next));
+                let until = self.offer_at.map_or(until, |at| at.min(until));
+                until.saturating_duration_since(Instant::now())
             };
             match self.pacer.end_turn() {
                 Some(pause) => {
@@ -415,6 +439,13 @@ impl<S: Services> Worker<S> {
             }
             if self.backlog {
                 self.deliver_queued();
+            }
+            if self.offer_at.is_some_and(|at| at <= Instant::now()) {
+                self.offer_at = None;
+                self.deliver_queued();
+            }
+            if self.spacing.on() {
+                self.drive_due();
             }
             // Long polls that gathered something — from this turn's deliveries, or on
             // arrival from a resume's replay (a cursor behind the topic) — are answered once
@@ -565,7 +596,30 @@ impl<S: Services> Worker<S> {
                 return; // answered and driven
             }
         }
+        if self.spacing.on() {
+            let session = &self.conns[idx as usize].session;
+            match tok.op {
+                // Input ends a hold: what it brought (a reply, a pong, an echo) goes now.
+                Op::Recv => self.spacing.end(idx),
+                // A completed send holds the next one until the connection's phase.
+                Op::Send if session.phase() == Phase::Open => return self.spacing.start(idx),
+                _ if self.spacing.holds(idx) && !session.is_done() => return,
+                _ => {}
+            }
+        }
         self.drive(idx);
+    }
+
+    /// Drive the connections whose held send (`--fanout-send-interval`) came due.
+    fn drive_due(&mut self) {
+        let mut due = std::mem::take(&mut self.due);
+        self.spacing.take_due(Instant::now(), self.slots, &mut due);
+        self.env.metrics.spaced_sends.add(due.len() as u64);
+        for &idx in &due {
+            self.drive(idx);
+        }
+        due.clear();
+        self.due = due;
     }
 
     /// A session's holdings went from `before` to `after`: keep the tally.
@@ -706,6 +760,7 @@ impl<S: Services> Worker<S> {
 
     fn release(&mut self, idx: u32) {
         self.accepted_at.remove(&idx);
+        self.spacing.end(idx);
         let conn = self.conns.remove(idx as usize);
         let m = &self.env.metrics;
         let upgraded = conn.session.counted();
@@ -747,6 +802,13 @@ impl<S: Services> Worker<S> {
                     .poll_fd(fd, Token::new(Op::Wake, HUB_WAKE, 0));
             }
             self.svc.on_wake();
+            if self.spacing.on() {
+                // Spaced sends: publishes gather for a part of the interval and are offered
+                // in runs (see `GATHER_PARTS`).
+                let gather = self.s.fanout_send_interval / GATHER_PARTS;
+                self.offer_at.get_or_insert(Instant::now() + gather);
+                return;
+            }
             return self.deliver_queued();
         }
         let r = r as usize;
@@ -898,8 +960,10 @@ impl<S: Services> Worker<S> {
     /// published and no message is left half offered (that one, and the rest, go in order
     /// next turn). Joining offers each message as it comes: messages that piled up for a
     /// whole turn are offered in one run per recipient (`offer_run`), cheaper per delivery.
+    /// Never with spaced sends (`--fanout-send-interval`): they gather messages on purpose.
     fn joinable(&self) -> bool {
         self.s.fanout_join
+            && !self.spacing.on()
             && self.join_budget > 0
             && self.pending.is_none()
             && self.svc.has_deliveries()
@@ -1065,7 +1129,8 @@ impl<S: Services> Worker<S> {
             self.svc.offer(idx, d, conn.session.writer(), &ctx);
         }
         let after = conn.session.held();
-        if !conn.socket.sending() {
+        // A held connection sends what it was offered at its phase.
+        if !conn.socket.sending() && !self.spacing.holds(idx) {
             self.touched.push(idx);
         }
         self.account(before, after);

@@ -1,0 +1,243 @@
+//! Spaced sends (`--fanout-send-interval`) — sans-IO: which connections wait before their
+//! next send, and when each may send again.
+//!
+//! A subscriber that keeps up is sent to as soon as its last send completed, so the time
+//! between its sends is however long the worker takes to come round: with CPU to spare, each
+//! send carries a few frames and costs the kernel about as much as a full one. On loopback a
+//! send costs about the same whatever it carries (bench/results/2026-12-03-fanout-sends-and-
+//! ceiling.md), so deliveries per CPU follow frames per send. With an interval set, a send's
+//! completion holds the connection: its next send waits for the connection's **phase**, a
+//! point that comes round once per interval, and carries everything offered meanwhile.
+//!
+//! Phases are spread evenly by slab slot: the interval is cut into `B` steps (about 10 ms
+//! each) and slot `i`'s phase is step `i mod B`, the same sweep the heartbeat
+//! uses. So a worker's sends leave spread over the interval, a held connection sends once per
+//! interval while it has something to send, and a message waits for its recipient's phase:
+//! half an interval on average, never more than one. Holds started at the same moment (a
+//! publish after a quiet spell drives every idle subscriber at once) come due at their own
+//! phases, so bursts do not repeat. A hold that comes due with nothing offered ends, and the
+//! connection's next message is sent at once.
+//!
+//! A hold is one bit per slab slot. Input on a connection ends its hold (a reply, a pong or
+//! an echo is never held), and so does releasing the slot.
+
+use std::time::{Duration, Instant};
+
+/// The step between two phases, about: the worker wakes for held sends at most this often
+/// (1 ms steps measured no better than 10 ms ones at 18k subscribers; each wake-up is a
+/// ring enter). The interval is cut into at most [`MAX_STEPS`].
+const STEP: Duration = Duration::from_millis(10);
+
+/// Most phases per interval (`--fanout-send-interval` is at most 1 s).
+pub const MAX_STEPS: u32 = 100;
+
+/// Which connections wait before their next send.
+#[derive(Debug)]
+pub struct Spacing {
+    /// Phases per interval; zero: spacing off.
+    steps: u32,
+    /// The interval divided into `steps`.
+    step: Duration,
+    /// A bit per slab slot: held.
+    held: Vec<u64>,
+    /// Slots held.
+    count: usize,
+    /// Step 0.
+    epoch: Instant,
+    /// The last step swept, counted from `epoch`.
+    swept: u64,
+}
+
+impl Spacing {
+    /// Spacing with this interval (zero: off), starting `now`.
+    pub fn new(interval: Duration, now: Instant) -> Self {
+        let steps = (interval.as_nanos() / STEP.as_nanos()).clamp(1, u128::from(MAX_STEPS));
+        let steps = if interval.is_zero() { 0 } else { steps as u32 };
+        Self {
+            steps,
+            step: interval.checked_div(steps.max(1)).unwrap_or_default(),
+            held: Vec::new(),
+            count: 0,
+            epoch: now,
+            swept: 0,
+        }
+    }
+
+    /// Whether sends are spaced at all.
+    pub fn on(&self) -> bool {
+        self.steps > 0
+    }
+
+    /// A send on slot `idx` completed: hold its next send until its phase. Does nothing
+    /// when spacing is off.
+    pub fn start(&mut self, idx: u32) {
+        if !self.on() {
+            return;
+        }
+        let (word, bit) = Self::at(idx);
+        if word >= self.held.len() {
+            self.held.resize(word + 1, 0);
+        }
+        if self.held[word] & bit == 0 {
+            self.held[word] |= bit;
+            self.count += 1;
+        }
+    }
+
+    /// Whether `idx`'s next send waits.
+    pub fn holds(&self, idx: u32) -> bool {
+        let (word, bit) = Self::at(idx);
+        self.held.get(word).is_some_and(|w| w & bit != 0)
+    }
+
+    /// End `idx`'s hold, if any (input arrived, the slot was released, its phase came).
+    pub fn end(&mut self, idx: u32) {
+        let (word, bit) = Self::at(idx);
+        if let Some(w) = self.held.get_mut(word) {
+            if *w & bit != 0 {
+                *w &= !bit;
+                self.count -= 1;
+            }
+        }
+    }
+
+    /// Slots held.
+    pub fn held(&self) -> usize {
+        self.count
+    }
+
+    /// When the next phase comes that may end a hold; none while nothing is held.
+    pub fn next_due(&self) -> Option<Instant> {
+        (self.count > 0).then(|| self.epoch + self.step * (self.swept + 1) as u32)
+    }
+
+    /// End the holds whose phase came since the last call, up to `now`, among slots below
+    /// `slots`; append them to `out`. Each step's slots are visited once per interval (a
+    /// call after more than an interval visits each step once).
+    pub fn take_due(&mut self, now: Instant, slots: usize, out: &mut Vec<u32>) {
+        if !self.on() {
+            return;
+        }
+        let upto = (now.saturating_duration_since(self.epoch).as_nanos()
+            / self.step.as_nanos().max(1)) as u64;
+        let from = self.swept.max(upto.saturating_sub(u64::from(self.steps)));
+        self.swept = upto;
+        if self.count == 0 {
+            return;
+        }
+        for k in from + 1..=upto {
+            let b = (k % u64::from(self.steps)) as usize;
+            for idx in (b..slots).step_by(self.steps as usize) {
+                let idx = idx as u32;
+                if self.holds(idx) {
+                    self.end(idx);
+                    out.push(idx);
+                }
+            }
+        }
+    }
+
+    fn at(idx: u32) -> (usize, u64) {
+        ((idx / 64) as usize, 1u64 << (idx % 64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const I: Duration = Duration::from_millis(300);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn off_holds_nothing() {
+        let t = Instant::now();
+        let mut s = Spacing::new(Duration::ZERO, t);
+        s.start(5);
+        assert!(!s.on());
+        assert!(!s.holds(5));
+        assert_eq!(s.next_due(), None);
+        let mut out = Vec::new();
+        s.take_due(t + I, 10, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_held_slot_comes_due_at_its_phase_once_per_interval() {
+        let t = Instant::now();
+        let mut s = Spacing::new(I, t);
+        assert_eq!(s.next_due(), None, "nothing held: no wake-up");
+        // 30 phases of 10 ms; slot 7's phase is step 7, slot 37's too.
+        s.start(7);
+        s.start(37);
+        s.start(8);
+        assert_eq!((s.held(), s.next_due()), (3, Some(t + ms(10))));
+        let mut out = Vec::new();
+        s.take_due(t + ms(69), 100, &mut out);
+        assert!(out.is_empty(), "step 7 has not come");
+        s.take_due(t + ms(70), 100, &mut out);
+        assert_eq!(out, vec![7, 37]);
+        assert!(s.holds(8) && !s.holds(7));
+        s.take_due(t + ms(80), 100, &mut out);
+        assert_eq!(out, vec![7, 37, 8]);
+        assert_eq!((s.held(), s.next_due()), (0, None));
+        // Held again right after its phase: it waits a whole interval.
+        s.start(7);
+        out.clear();
+        s.take_due(t + ms(369), 100, &mut out);
+        assert!(out.is_empty());
+        s.take_due(t + ms(370), 100, &mut out);
+        assert_eq!(out, vec![7]);
+    }
+
+    #[test]
+    fn holds_started_together_come_due_spread_over_the_interval() {
+        let t = Instant::now();
+        let mut s = Spacing::new(I, t);
+        for idx in 0..3_000 {
+            s.start(idx);
+        }
+        let mut per_step = Vec::new();
+        let mut out = Vec::new();
+        for k in 1..=30 {
+            out.clear();
+            s.take_due(t + ms(10 * k), 3_000, &mut out);
+            per_step.push(out.len());
+        }
+        assert!(per_step.iter().all(|&n| n == 100), "{per_step:?}");
+        assert_eq!(s.held(), 0);
+    }
+
+    #[test]
+    fn input_or_release_ends_a_hold_and_a_long_gap_sweeps_each_phase_once() {
+        let t = Instant::now();
+        let mut s = Spacing::new(I, t);
+        s.start(1);
+        s.start(1);
+        assert_eq!(s.held(), 1, "a second completion while held adds nothing");
+        s.end(1);
+        s.end(1);
+        assert_eq!((s.held(), s.holds(1)), (0, false));
+        for idx in [2, 3, 4] {
+            s.start(idx);
+        }
+        let mut out = Vec::new();
+        s.take_due(t + Duration::from_secs(10), 5, &mut out);
+        out.sort_unstable();
+        assert_eq!(out, vec![2, 3, 4], "ten intervals late: each once");
+    }
+
+    #[test]
+    fn the_interval_is_cut_into_steps_of_about_ten_milliseconds() {
+        let t = Instant::now();
+        let s = Spacing::new(Duration::from_secs(1), t);
+        assert_eq!((s.steps, s.step), (MAX_STEPS, ms(10)));
+        let s = Spacing::new(ms(305), t);
+        assert_eq!(s.steps, 30);
+        let s = Spacing::new(ms(4), t);
+        assert_eq!((s.steps, s.step), (1, ms(4)));
+    }
+}
