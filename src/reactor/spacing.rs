@@ -18,8 +18,9 @@
 //! phases, so bursts do not repeat. A hold that comes due with nothing offered ends, and the
 //! connection's next message is sent at once.
 //!
-//! A hold is one bit per slab slot. Input on a connection ends its hold (a reply, a pong or
-//! an echo is never held), and so does releasing the slot.
+//! A hold is one bit per slab slot. The worker starts one only when a send completes with
+//! nothing left queued (a backlog larger than a send drains at once). Input on a connection
+//! ends its hold (a reply, a pong or an echo is never held), and so does releasing the slot.
 
 use std::time::{Duration, Instant};
 

@@ -601,8 +601,12 @@ impl<S: Services> Worker<S> {
             match tok.op {
                 // Input ends a hold: what it brought (a reply, a pong, an echo) goes now.
                 Op::Recv => self.spacing.end(idx),
-                // A completed send holds the next one until the connection's phase.
-                Op::Send if session.phase() == Phase::Open => return self.spacing.start(idx),
+                // A completed send that left nothing queued holds the next one until the
+                // connection's phase. One that left a backlog (more than a send carries:
+                // large frames, a slow reader's queue) goes on draining at once.
+                Op::Send if session.phase() == Phase::Open && session.queued() == 0 => {
+                    return self.spacing.start(idx);
+                }
                 _ if self.spacing.holds(idx) && !session.is_done() => return,
                 _ => {}
             }
