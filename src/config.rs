@@ -317,13 +317,16 @@ pub struct ServeConfig {
     #[arg(long)]
     pub fanout_join: bool,
 
-    /// Space each connection's sends at least this far apart (seconds; `300ms`): a send's
-    /// completion holds the connection's next send until the interval has passed, so it
-    /// carries everything published meanwhile in one send. On loopback a send costs about
-    /// the same whatever it carries, so this trades latency (a message waits up to the
-    /// interval, half of it on average) for CPU per delivery. Input on a connection ends its
-    /// hold (replies and echoes are never held). At most 1s; 0 (the default) sends as soon
-    /// as the last send completed.
+    /// Send to each connection about once per this interval while it keeps getting
+    /// messages (seconds; `500ms`): a send that leaves nothing queued holds the connection
+    /// until its phase — a point that comes round once per interval, spread over the
+    /// connections — and publishes gather for a quarter interval before they are offered,
+    /// so each send carries everything published meanwhile. A send costs about the same
+    /// whatever it carries, so this trades latency (a message waits at most the interval
+    /// and a quarter, about half the interval on average) for CPU per delivery. Input ends
+    /// a hold (replies and echoes are never held); a backlog larger than one send drains at
+    /// once; an idle connection's next message goes at once. At most 1s; 0 (the default)
+    /// sends as soon as the last send completed.
     #[arg(long, default_value_t = 0.0, value_parser = crate::units::secs)]
     pub fanout_send_interval: f64,
 

@@ -206,7 +206,7 @@ pub struct WorkerMetrics {
     /// Times a turn whose sends were going out took in messages published meanwhile
     /// (`--fanout-join`, `Worker::joinable`).
     pub turns_joined: Counter,
-    /// Held connections driven when their hold came due (`--fanout-send-interval`,
+    /// Held connections driven when their phase came (`--fanout-send-interval`,
     /// `reactor::spacing`).
     pub spaced_sends: Counter,
     /// Poll removals retried as an async cancel (`io::Ring::poll_remove`).
@@ -445,7 +445,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         (
             "fanout_spaced_sends_total",
             "counter",
-            "Connections whose next send was held for --fanout-send-interval after their last one completed, driven when the hold came due (each sends what was offered meanwhile, if anything).",
+            "Connections whose next send was held until their phase (--fanout-send-interval) and driven when it came (each sends what was offered meanwhile, if anything).",
             |w| w.spaced_sends.get(),
         ),
         (

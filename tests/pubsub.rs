@@ -645,6 +645,38 @@ async fn messages_that_pile_up_reach_every_subscriber_once_in_publish_order() {
     assert_eq!(delivered, want, "each delivery made once");
 }
 
+/// `n` subscribers of `topic`, each with the sequence number its subscription was answered
+/// with, once the hub counts them all.
+async fn subscribers(srv: &Server, topic: &str, n: usize) -> (Vec<Ws>, Vec<u64>) {
+    let mut subs = Vec::with_capacity(n);
+    let mut last = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut ws = connect(srv, &format!("/ws?topics={topic}")).await;
+        let ack = next_json(&mut ws).await;
+        assert_eq!(ack["type"], "subscribed");
+        last.push(ack["seq"].as_u64().unwrap());
+        subs.push(ws);
+    }
+    wait_presence(srv, topic, |p| p.iter().sum::<u64>() == n as u64);
+    (subs, last)
+}
+
+/// Every subscriber's next messages are the ones numbered `sent`, the i-th carrying
+/// `data(i)`, each numbered right after the one before (`last`, kept up to date).
+async fn in_order(subs: &mut [Ws], last: &mut [u64], sent: &[u64], data: impl Fn(usize) -> String) {
+    for (ws, last) in subs.iter_mut().zip(last) {
+        for (i, seq) in sent.iter().enumerate() {
+            let m = next_json(ws).await;
+            assert_eq!(
+                (m["type"].as_str(), m["seq"].as_u64(), m["data"].as_str()),
+                (Some("message"), Some(*seq), Some(data(i).as_str())),
+            );
+            assert_eq!(*seq, *last + 1, "numbered without a hole");
+            *last = *seq;
+        }
+    }
+}
+
 /// With `--fanout-join`, messages published while a turn to many subscribers goes out join
 /// it (the subscribers not yet sent to take them in the same send). Whatever the
 /// interleaving, every subscriber gets every message once, in publish order, numbered
@@ -660,16 +692,7 @@ async fn messages_published_while_a_turn_goes_out_join_it_in_order() {
         "4000",
         "--fanout-join",
     ]);
-    let mut subs = Vec::with_capacity(SUBS);
-    let mut last = Vec::with_capacity(SUBS);
-    for _ in 0..SUBS {
-        let mut ws = connect(&srv, "/ws?topics=t").await;
-        let ack = next_json(&mut ws).await;
-        assert_eq!(ack["type"], "subscribed");
-        last.push(ack["seq"].as_u64().unwrap());
-        subs.push(ws);
-    }
-    wait_presence(&srv, "t", |p| p.iter().sum::<u64>() == SUBS as u64);
+    let (mut subs, mut last) = subscribers(&srv, "t", SUBS).await;
     let joined = "holdfast_fanout_turns_joined_total";
     // Each burst is a stream of publishes on the admin API's thread while the worker sends
     // the earlier ones to a thousand sockets; at most ten bursts for a turn to take one in.
@@ -689,21 +712,7 @@ async fn messages_published_while_a_turn_goes_out_join_it_in_order() {
         })
         .await
         .unwrap();
-        for (ws, last) in subs.iter_mut().zip(&mut last) {
-            for (i, seq) in sent.iter().enumerate() {
-                let m = next_json(ws).await;
-                assert_eq!(
-                    (m["type"].as_str(), m["seq"].as_u64(), m["data"].as_str()),
-                    (
-                        Some("message"),
-                        Some(*seq),
-                        Some(format!("{burst}-{i}").as_str())
-                    ),
-                );
-                assert_eq!(*seq, *last + 1, "numbered without a hole");
-                *last = *seq;
-            }
-        }
+        in_order(&mut subs, &mut last, &sent, |i| format!("{burst}-{i}")).await;
         if srv.metric(joined) > 0.0 {
             let want = ((burst + 1) * PER_BURST * SUBS) as f64;
             let delivered = srv.wait_metric("holdfast_pubsub_deliveries_total", |v| v >= want);
@@ -731,16 +740,7 @@ async fn spaced_sends_carry_what_was_published_meanwhile_and_never_hold_an_echo(
         "--fanout-send-interval",
         "1s",
     ]);
-    let mut subs = Vec::with_capacity(SUBS);
-    let mut last = Vec::with_capacity(SUBS);
-    for _ in 0..SUBS {
-        let mut ws = connect(&srv, "/ws?topics=t").await;
-        let ack = next_json(&mut ws).await;
-        assert_eq!(ack["type"], "subscribed");
-        last.push(ack["seq"].as_u64().unwrap());
-        subs.push(ws);
-    }
-    wait_presence(&srv, "t", |p| p.iter().sum::<u64>() == SUBS as u64);
+    let (mut subs, mut last) = subscribers(&srv, "t", SUBS).await;
     // Histograms reach the metrics once a tick: read them after two more ticks.
     let ticks = "holdfast_worker_ticks_total{worker=\"0\"}";
     let settled = |srv: &Server| {
@@ -768,17 +768,7 @@ async fn spaced_sends_carry_what_was_published_meanwhile_and_never_hold_an_echo(
     .await
     .unwrap();
     let publishing = started.elapsed();
-    for (ws, last) in subs.iter_mut().zip(&mut last) {
-        for (i, seq) in sent.iter().enumerate() {
-            let m = next_json(ws).await;
-            assert_eq!(
-                (m["type"].as_str(), m["seq"].as_u64(), m["data"].as_str()),
-                (Some("message"), Some(*seq), Some(format!("m{i}").as_str())),
-            );
-            assert_eq!(*seq, *last + 1, "numbered without a hole");
-            *last = *seq;
-        }
-    }
+    in_order(&mut subs, &mut last, &sent, |i| format!("m{i}")).await;
     let delivered = srv.wait_metric("holdfast_pubsub_deliveries_total", |v| {
         v >= (SUBS * MSGS) as f64
     });

@@ -129,8 +129,9 @@ pub struct Settings {
     /// Whether a fan-out turn takes in messages published while its sends go out
     /// (`--fanout-join`, see `Worker::joinable`).
     pub fanout_join: bool,
-    /// The shortest time from a send's completion to the connection's next send
-    /// (`--fanout-send-interval`, [`super::spacing`]); zero: send at once.
+    /// The period of each connection's send phase (`--fanout-send-interval`,
+    /// [`super::spacing`]): a send that leaves nothing queued holds the next one until the
+    /// connection's phase comes round; zero: send at once.
     pub fanout_send_interval: Duration,
 }
 
