@@ -10,12 +10,13 @@
 //! point that comes round once per interval, and carries everything offered meanwhile.
 //!
 //! Phases are spread evenly by slab slot: the interval is cut into `B` steps (about 10 ms
-//! each) and slot `i`'s phase is step `i mod B`, the same sweep the heartbeat
-//! uses. So a worker's sends leave spread over the interval, a held connection sends once per
-//! interval while it has something to send, and a message waits for its recipient's phase:
-//! half an interval on average, never more than one. Holds started at the same moment (a
-//! publish after a quiet spell drives every idle subscriber at once) come due at their own
-//! phases, so bursts do not repeat. A hold that comes due with nothing offered ends, and the
+//! each) and slot `i`'s phase is step `i mod B`, the heartbeat's sweep
+//! ([`super::sweep_slots`]). So a worker's sends leave spread over the interval, a held
+//! connection sends once per interval while it has something to send, and a message offered
+//! to it waits for its phase: half an interval on average, never more than one (the worker
+//! gathers publishes for a quarter interval before offering them). Holds started at the
+//! same moment (a publish after a quiet spell drives every idle subscriber at once) come due
+//! at their own phases, so bursts do not repeat. A hold that comes due with nothing offered ends, and the
 //! connection's next message is sent at once.
 //!
 //! A hold is one bit per slab slot. The worker starts one only when a send completes with
@@ -127,8 +128,8 @@ impl Spacing {
             return;
         }
         for k in from + 1..=upto {
-            let b = (k % u64::from(self.steps)) as usize;
-            for idx in (b..slots).step_by(self.steps as usize) {
+            let step = (k % u64::from(self.steps)) as u32;
+            for idx in super::sweep_slots(step, self.steps, slots) {
                 let idx = idx as u32;
                 if self.holds(idx) {
                     self.end(idx);
