@@ -16,8 +16,8 @@
 //! to it waits for its phase: half an interval on average, never more than one (the worker
 //! gathers publishes for a quarter interval before offering them). Holds started at the
 //! same moment (a publish after a quiet spell drives every idle subscriber at once) come due
-//! at their own phases, so bursts do not repeat. A hold that comes due with nothing offered ends, and the
-//! connection's next message is sent at once.
+//! at their own phases, so bursts do not repeat. A hold that comes due with nothing offered
+//! ends, and the connection's next message is sent at once.
 //!
 //! A hold is one bit per slab slot. The worker starts one only when a send completes with
 //! nothing left queued (a backlog larger than a send drains at once). Input on a connection
