@@ -661,6 +661,15 @@ async fn subscribers(srv: &Server, topic: &str, n: usize) -> (Vec<Ws>, Vec<u64>)
     (subs, last)
 }
 
+/// Publish text `data` to `topic` through the admin API (blocking); the number it was given.
+fn published(admin: std::net::SocketAddr, topic: &str, data: &str) -> u64 {
+    let (status, body) = publish(admin, topic, data.as_bytes(), false);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["seq"]
+        .as_u64()
+        .unwrap()
+}
+
 /// Every subscriber's next messages are the ones numbered `sent`, the i-th carrying
 /// `data(i)`, each numbered right after the one before (`last`, kept up to date).
 async fn in_order(subs: &mut [Ws], last: &mut [u64], sent: &[u64], data: impl Fn(usize) -> String) {
@@ -700,14 +709,7 @@ async fn messages_published_while_a_turn_goes_out_join_it_in_order() {
         let admin = srv.admin;
         let sent = tokio::task::spawn_blocking(move || {
             (0..PER_BURST)
-                .map(|i| {
-                    let (status, body) =
-                        publish(admin, "t", format!("{burst}-{i}").as_bytes(), false);
-                    assert_eq!(status, 200, "{body}");
-                    serde_json::from_str::<Value>(&body).unwrap()["seq"]
-                        .as_u64()
-                        .unwrap()
-                })
+                .map(|i| published(admin, "t", &format!("{burst}-{i}")))
                 .collect::<Vec<u64>>()
         })
         .await
@@ -757,11 +759,7 @@ async fn spaced_sends_carry_what_was_published_meanwhile_and_never_hold_an_echo(
             .map(|i| {
                 // A publish every 5 ms: sent as they come, that is a send per message.
                 std::thread::sleep(Duration::from_millis(5));
-                let (status, body) = publish(admin, "t", format!("m{i}").as_bytes(), false);
-                assert_eq!(status, 200, "{body}");
-                serde_json::from_str::<Value>(&body).unwrap()["seq"]
-                    .as_u64()
-                    .unwrap()
+                published(admin, "t", &format!("m{i}"))
             })
             .collect::<Vec<u64>>()
     })
