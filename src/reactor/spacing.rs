@@ -110,7 +110,10 @@ impl Spacing {
 
     /// When the next phase comes that may end a hold; none while nothing is held.
     pub fn next_due(&self) -> Option<Instant> {
-        (self.count > 0).then(|| self.epoch + self.step * (self.swept + 1) as u32)
+        // In nanoseconds: a `u32` count of 10 ms steps wraps after 16 months of uptime, and
+        // a due time in the past would keep the worker from waiting.
+        let at = (self.step.as_nanos() as u64).saturating_mul(self.swept + 1);
+        (self.count > 0).then(|| self.epoch + Duration::from_nanos(at))
     }
 
     /// End the holds whose phase came since the last call, up to `now`, among slots below
