@@ -313,7 +313,8 @@ pub struct ServeConfig {
     /// not yet sent to carry them in the same send, instead of a whole turn later. At
     /// saturation this cuts the fan-out's latency by about a third (18k subscribers × 60/s,
     /// two workers: p50 115 vs 183 ms) for ~15% more CPU per delivery, because messages are
-    /// then offered one by one instead of in runs that piled up. Off by default.
+    /// then offered one by one instead of in runs that piled up. Off by default; no effect
+    /// with --fanout-send-interval, which gathers messages on purpose.
     #[arg(long)]
     pub fanout_join: bool,
 
@@ -419,7 +420,8 @@ impl ServeConfig {
         range(
             "fanout-send-interval",
             self.fanout_send_interval <= 1.0,
-            "at most 1s (a message waits up to the interval for its recipient's next send)",
+            "at most 1s (a message waits up to the interval and a quarter for its recipient's \
+             next send)",
         )?;
         range(
             "max-outbound",
