@@ -320,6 +320,13 @@ pub(super) fn render(r: &Value) -> String {
         if rounds > 1 {
             let _ = writeln!(o, "Rows of the loadgen are each the median of {rounds} rounds (each on fresh servers, the rounds interleaved over every row so that the host's drift falls on all alike): deliveries per server-CPU-s and latency percentiles are the medians of the rounds' own figures with their (min–max), the other rates and CPU seconds medians too; *published* is the round that published least (a server behind in any round is judged behind), losses, duplicates, reordering and gaps are summed over the rounds, and the chart pools every round's deliveries. The independent client's rows are one run each.\n");
         }
+        if runs("fanout").iter().any(|x| {
+            x["server"]
+                .as_str()
+                .is_some_and(|n| n.contains("--fanout-send-interval"))
+        }) {
+            let _ = writeln!(o, "Rows named `--fanout-send-interval` are holdfast with spaced sends (docs/operations.md): each subscriber's sends go at most once per interval, at a phase spread over it, so a message waits about half the interval and each send carries what was published meanwhile. It trades latency for CPU per delivery, as uWebSockets' single pass over its subscribers does; the interval is chosen so that holdfast's latency lands beside uWebSockets' at 18k subscribers, and the row is judged on the same goals as the eager ones. *vs holdfast* is against holdfast's eager row placed alike.\n");
+        }
         let _ = writeln!(o, "| server | placement | topics × subscribers | publishes/s asked (via) | published | deliveries/s | **deliveries per server-CPU-s** | vs holdfast | latency p50 / p99 / p99.9 ms | lost / behind at the end / dup / reordered / gaps | server / loadgen CPU-s | client unread, median / max ms | deliveries per client read |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let rs = runs("fanout");

@@ -620,8 +620,7 @@ fn echo_client(plan: &Plan, t: &Target, c: usize, cpu: Option<&str>) -> Result<V
 /// broadcast peer.
 pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
     let uws = plan.url.is_none() && plan.peers.contains(&Kind::Uws);
-    let mut steps: Vec<FanoutStep> = Vec::new();
-    for kind in kinds(
+    let servers = kinds(
         plan,
         &[
             Kind::Uws,
@@ -629,7 +628,55 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
             Kind::HoldfastSse,
             Kind::HoldfastPoll,
         ],
-    ) {
+    );
+    let steps = fanout_steps(&servers, &plan.fanout_cases, uws, plan.pinning());
+    // Rounds interleaved over every step: one run of a step is noisy (a sub-millisecond
+    // tail moves several-fold between runs on this machine), and the host's drift over the
+    // half hour this takes falls on every step alike.
+    let rounds = plan.fanout_rounds;
+    let tries = interleaved(rounds, &steps, |round, st| {
+        if rounds > 1 {
+            eprintln!("fanout: round {} of {rounds}", round + 1);
+        }
+        fanout_step_with(plan, st.server, &st.place, st.via, st.load, None)
+    })?;
+    let mut runs: Vec<Value> = tries.iter().map(|t| fanout_row(t)).collect();
+    // Would another client see the same? The first case again against uWebSockets, each
+    // server fresh and where it puts itself, driven by the independent fan-out client
+    // (`holdfast-bench fanout-client`: tokio, epoll, no client code shared with the loadgen) with
+    // both publishers. Its rows are judged against each other only.
+    if let Some(&(subs, 1, rate)) = plan.fanout_cases.first().filter(|_| uws) {
+        let server = |kind, spaced| FanoutServer {
+            kind,
+            workers: None,
+            spaced,
+        };
+        for via in [Via::Admin, Via::Ws] {
+            for s in [
+                server(Kind::Holdfast, None),
+                server(Kind::Holdfast, Some(SPACED_SENDS)),
+                server(Kind::Uws, None),
+            ] {
+                runs.push(fanout_client_step(plan, s, via, (subs, rate))?);
+            }
+        }
+    }
+    let targets = fanout_targets(&runs);
+    Ok(json!({ "runs": runs, "targets": targets }))
+}
+
+/// The fan-out runs of the section, in order: each of `servers` (holdfast first) over each
+/// of `cases` (subscribers, topics, publishes/s); against uWebSockets (`uws`) also placed
+/// alike on the CPUs of `pinning` (server, loadgen), published from a client socket, and
+/// holdfast with spaced sends.
+fn fanout_steps(
+    servers: &[Kind],
+    cases: &[(usize, usize, usize)],
+    uws: bool,
+    (srv_cpu, lg_cpu): (Option<String>, Option<String>),
+) -> Vec<FanoutStep> {
+    let mut steps: Vec<FanoutStep> = Vec::new();
+    for &kind in servers {
         // Against uWebSockets (one thread) one holdfast worker runs beside it, each placed
         // alike: both confined to the first CPU (where one holdfast worker pins itself)
         // with the loadgen on every CPU; and, in the first case, each server alone on a
@@ -637,8 +684,7 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
         // per delivery by half and the latency by a third (docs/benchmarks.md): only
         // servers placed alike are compared. Holdfast's defaults are compared with
         // uWebSockets where the scheduler puts it.
-        let (srv_cpu, lg_cpu) = plan.pinning();
-        let alike: Vec<(Place, bool)> = match (srv_cpu, lg_cpu) {
+        let alike: Vec<(Place, bool)> = match (srv_cpu.clone(), lg_cpu.clone()) {
             (Some(s), Some(l)) if uws && matches!(kind, Kind::Holdfast | Kind::Uws) => vec![
                 (Place::Shared(l.clone()), true),
                 (
@@ -651,71 +697,64 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
             ],
             _ => Vec::new(),
         };
-        for (case, &load) in plan.fanout_cases.iter().enumerate() {
+        for (case, &load) in cases.iter().enumerate() {
             // Against uWebSockets, the one-topic cases are also published from a client
             // socket (its idiomatic pub/sub: the publish is handled on its one thread).
             let mut vias = vec![Via::Admin];
             if uws && load.1 == 1 && matches!(kind, Kind::Holdfast | Kind::Uws) {
                 vias.push(Via::Ws);
             }
-            for via in vias {
-                let step = |workers, place| FanoutStep {
-                    kind,
-                    workers,
-                    place,
-                    via,
-                    load,
+            // Holdfast with spaced sends beside its eager defaults, where uWebSockets is
+            // judged at the rates it sustains (the one-topic cases among the first two):
+            // the same goals at the latency uWebSockets' pass over its subscribers gives.
+            let spacings: &[Option<&'static str>] =
+                if uws && kind == Kind::Holdfast && case < 2 && load.1 == 1 {
+                    &[None, Some(SPACED_SENDS)]
+                } else {
+                    &[None]
                 };
-                steps.push(step(None, Place::Own));
-                for (place, every_case) in &alike {
-                    if *every_case || case == 0 {
-                        let workers = (kind == Kind::Holdfast).then_some(1);
-                        steps.push(step(workers, place.clone()));
+            for via in vias {
+                for &spaced in spacings {
+                    let step = |workers, place| FanoutStep {
+                        server: FanoutServer {
+                            kind,
+                            workers,
+                            spaced,
+                        },
+                        place,
+                        via,
+                        load,
+                    };
+                    steps.push(step(None, Place::Own));
+                    for (place, every_case) in &alike {
+                        // Spaced rows: where each places itself and beside uWebSockets
+                        // confined alike with the loadgen on every CPU.
+                        if *every_case || (case == 0 && spaced.is_none()) {
+                            let workers = (kind == Kind::Holdfast).then_some(1);
+                            steps.push(step(workers, place.clone()));
+                        }
                     }
                 }
             }
         }
     }
-    // Rounds interleaved over every step: one run of a step is noisy (a sub-millisecond
-    // tail moves several-fold between runs on this machine), and the host's drift over the
-    // half hour this takes falls on every step alike.
-    let rounds = plan.fanout_rounds;
-    let tries = interleaved(rounds, &steps, |round, st| {
-        if rounds > 1 {
-            eprintln!("fanout: round {} of {rounds}", round + 1);
-        }
-        fanout_step(plan, st.kind, st.workers, &st.place, st.via, st.load)
-    })?;
-    let mut runs: Vec<Value> = tries.iter().map(|t| fanout_row(t)).collect();
-    // Would another client see the same? The first case again against uWebSockets, each
-    // server fresh and where it puts itself, driven by the independent fan-out client
-    // (`holdfast-bench fanout-client`: tokio, epoll, no client code shared with the loadgen) with
-    // both publishers. Its rows are judged against each other only.
-    if let Some(&(subs, 1, rate)) = plan.fanout_cases.first().filter(|_| uws) {
-        for via in [Via::Admin, Via::Ws] {
-            for kind in [Kind::Holdfast, Kind::Uws] {
-                runs.push(fanout_client_step(plan, kind, via, (subs, rate))?);
-            }
-        }
-    }
-    let targets = fanout_targets(&runs);
-    Ok(json!({ "runs": runs, "targets": targets }))
+    steps
 }
 
-/// One fan-out run of `subs` subscribers of one topic on a fresh `kind` server (holdfast's
-/// defaults), `via` publishing `rate` a second, driven by `holdfast-bench fanout-client`.
+/// One fan-out run of `subs` subscribers of one topic on a fresh `server`, `via` publishing
+/// `rate` a second, driven by `holdfast-bench fanout-client`.
 fn fanout_client_step(
     plan: &Plan,
-    kind: Kind,
+    server: FanoutServer,
     via: Via,
     (subs, rate): (usize, usize),
 ) -> Result<Value, String> {
-    let label = server_label(kind, None);
+    let label = server.label();
     eprintln!(
         "fanout: {label} × {subs} subscribers, {rate}/s, {} publish, independent client",
         via.name()
     );
-    let (_server, t, admin, path) = fanout_server(plan, kind, (None, None), via, subs)?;
+    let (_server, t, admin, path) = fanout_server(plan, server, None, via, subs)?;
     let mut cmd = std::process::Command::new(super::procs::bench_exe());
     cmd.args(["fanout-client", "--url", &format!("{}{path}", t.url_base)])
         .args(["--admin", &admin, "--subscribers", &s(subs)])
@@ -753,9 +792,9 @@ fn fanout_client_step(
 
 /// One fan-out measurement the section repeats in rounds: a server, its placement, its
 /// publisher, and (subscribers, topics, publishes/s).
+#[derive(Debug)]
 struct FanoutStep {
-    kind: Kind,
-    workers: Option<usize>,
+    server: FanoutServer,
     place: Place,
     via: Via,
     load: (usize, usize, usize),
@@ -836,20 +875,28 @@ fn server_label(kind: Kind, workers: Option<usize>) -> String {
     }
 }
 
-/// A fresh `kind` server for a fan-out of `subs` subscribers (`cpus`, `workers`: where and
-/// with how many threads; holdfast takes client publishes when `via` is a WebSocket): the
-/// server, its target, its admin address and its pub/sub path.
+/// A fresh server for a fan-out of `subs` subscribers (confined to `cpus` when given;
+/// holdfast takes client publishes when `via` is a WebSocket): the server, its target, its
+/// admin address and its pub/sub path.
 fn fanout_server(
     plan: &Plan,
-    kind: Kind,
-    (cpus, workers): (Option<&str>, Option<usize>),
+    server: FanoutServer,
+    cpus: Option<&str>,
     via: Via,
     subs: usize,
 ) -> Result<(Option<Server>, Target, String, &'static str), String> {
+    let FanoutServer {
+        kind,
+        workers,
+        spaced,
+    } = server;
     let max = s(subs * 2);
     let mut extra = vec!["--max-connections", &max];
     if via == Via::Ws && kind == Kind::Holdfast {
         extra.push("--client-publish");
+    }
+    if let Some(i) = spaced.filter(|_| kind == Kind::Holdfast) {
+        extra.extend(["--fanout-send-interval", i]);
     }
     let server = start(plan, kind, cpus, workers, &extra)?;
     let t = target(plan, server.as_ref());
@@ -875,11 +922,12 @@ pub(super) fn same_fanout_case(a: &Value, b: &Value) -> bool {
     .all(|k| a[k] == b[k])
 }
 
-/// Whether fan-out row `r` is holdfast over WebSocket (its defaults or a worker count).
+/// Whether fan-out row `r` is holdfast over WebSocket (its defaults, or with flags: a
+/// worker count, spaced sends).
 pub(super) fn is_holdfast_ws(r: &Value) -> bool {
     r["server"]
         .as_str()
-        .is_some_and(|n| n == "holdfast" || n.starts_with("holdfast --workers"))
+        .is_some_and(|n| n == "holdfast" || n.starts_with("holdfast --"))
 }
 
 /// How far fan-out row `r` fell short of the publishes it was asked for over its
@@ -918,8 +966,9 @@ fn judged(mut v: Value, h: &Value, u: &Value) -> Value {
 
 /// The goals against uWebSockets, per case and placement: latency p50 and p99 at
 /// most uWebSockets', deliveries per server-CPU-s at least 1.5x. Holdfast's defaults meet
-/// uWebSockets placed by the scheduler; one holdfast worker meets uWebSockets placed alike.
-/// A pair where either fell behind the asked rate is marked so (`judged`).
+/// uWebSockets placed by the scheduler; one holdfast worker meets uWebSockets placed alike;
+/// each holdfast row with spaced sends meets uWebSockets placed as it is. A pair where
+/// either fell behind the asked rate is marked so (`judged`).
 fn fanout_targets(runs: &[Value]) -> Vec<Value> {
     let mut out = Vec::new();
     for u in runs.iter().filter(|r| r["server"] == "uwebsockets") {
@@ -984,21 +1033,50 @@ pub(super) fn fanout_step(
     via: Via,
     load: (usize, usize, usize),
 ) -> Result<Value, String> {
-    fanout_step_with(plan, kind, workers, place, via, load, None)
+    let server = FanoutServer {
+        kind,
+        workers,
+        spaced: None,
+    };
+    fanout_step_with(plan, server, place, via, load, None)
 }
 
-/// [`fanout_step`] with the loadgen's long-poll clients connecting `poll_connections`
-/// (`kept` or `per-poll`; None: the loadgen's default, kept).
+/// The send interval of holdfast's spaced fan-out rows (`--fanout-send-interval`): a
+/// message waits half of it on average, which puts holdfast's p50 beside uWebSockets' at
+/// 18k subscribers (one pass of its single thread over them, ~300 ms on this machine).
+pub(super) const SPACED_SENDS: &str = "500ms";
+
+/// The server of a fan-out run: which, with how many threads (holdfast: None for its
+/// defaults), and holdfast's send interval when its sends are spaced.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FanoutServer {
+    pub kind: Kind,
+    pub workers: Option<usize>,
+    pub spaced: Option<&'static str>,
+}
+
+impl FanoutServer {
+    /// The row's name: the server and the flags that differ from its defaults.
+    fn label(&self) -> String {
+        let mut label = server_label(self.kind, self.workers);
+        if let Some(i) = self.spaced {
+            label = format!("{label} --fanout-send-interval {i}");
+        }
+        label
+    }
+}
+
+/// [`fanout_step`] for `server`, with the loadgen's long-poll clients connecting
+/// `poll_connections` (`kept` or `per-poll`; None: the loadgen's default, kept).
 pub(super) fn fanout_step_with(
     plan: &Plan,
-    kind: Kind,
-    workers: Option<usize>,
+    server: FanoutServer,
     place: &Place,
     via: Via,
     (subs, topics, rate): (usize, usize, usize),
     poll_connections: Option<&str>,
 ) -> Result<Value, String> {
-    let mut label = server_label(kind, workers);
+    let mut label = server.label();
     if let Some(p) = poll_connections {
         label = format!("{label} ({p} connections)");
     }
@@ -1007,8 +1085,7 @@ pub(super) fn fanout_step_with(
         via.name(),
         place.name()
     );
-    let (server, t, admin, path) =
-        fanout_server(plan, kind, (place.server_cpus(), workers), via, subs)?;
+    let (server, t, admin, path) = fanout_server(plan, server, place.server_cpus(), via, subs)?;
     let mut more = vec![
         ("--topics", s(topics)),
         ("--publish-rate", s(rate)),
@@ -1289,6 +1366,62 @@ mod tests {
         let runs = [many("holdfast", 20_031), many("uwebsockets", 20_020)];
         let got = statuses(&runs);
         assert!(got.iter().all(|(_, why)| why.is_none()), "{got:?}");
+    }
+
+    #[test]
+    fn spaced_sends_run_beside_the_defaults_where_uwebsockets_is_judged() {
+        let cases = [
+            (18_000, 1, 60),
+            (18_000, 1, 120),
+            (10_000, 1, 10),
+            (10_000, 1_000, 2_000),
+        ];
+        let pinning = (Some("1".to_string()), Some("0".to_string()));
+        let steps = fanout_steps(&[Kind::Holdfast, Kind::Uws], &cases, true, pinning.clone());
+        let spaced: Vec<&FanoutStep> = steps.iter().filter(|s| s.server.spaced.is_some()).collect();
+        // The first two cases, both publishers, where each places itself (defaults) and
+        // one worker confined beside uWebSockets confined alike.
+        assert_eq!(spaced.len(), 2 * 2 * 2, "{spaced:#?}");
+        for st in &spaced {
+            assert_eq!(st.server.kind, Kind::Holdfast);
+            assert!(st.load.0 == 18_000, "{st:?}");
+            match (&st.place, st.server.workers) {
+                (Place::Own, None) | (Place::Shared(_), Some(1)) => {}
+                other => panic!("a spaced row placed unlike any uWebSockets row: {other:?}"),
+            }
+            // Every spaced row has its uWebSockets row.
+            assert!(steps.iter().any(|u| u.server.kind == Kind::Uws
+                && u.place == st.place
+                && u.via == st.via
+                && u.load == st.load));
+        }
+        assert_eq!(
+            spaced[1].server.label(),
+            format!("holdfast --workers 1 --fanout-send-interval {SPACED_SENDS}")
+        );
+        // Without uWebSockets there is nothing to judge them against.
+        let alone = fanout_steps(&[Kind::Holdfast], &cases, false, pinning);
+        assert!(alone.iter().all(|s| s.server.spaced.is_none()));
+        assert_eq!(alone.len(), cases.len());
+    }
+
+    #[test]
+    fn a_spaced_row_is_judged_beside_the_defaults_on_its_own_figures() {
+        let runs = [
+            row("holdfast", 600, 300.0, 1.0e6),
+            row("holdfast --fanout-send-interval 500ms", 600, 150.0, 2.0e6),
+            row("uwebsockets", 600, 200.0, 1.0e6),
+        ];
+        let t = fanout_targets(&runs);
+        assert_eq!(t.len(), 6, "three goals for each holdfast row: {t:?}");
+        let (spaced, eager): (Vec<_>, Vec<_>) = t.iter().partition(|v| {
+            v["what"]
+                .as_str()
+                .unwrap()
+                .contains("--fanout-send-interval")
+        });
+        assert!(spaced.iter().all(|v| v["met"] == true), "{spaced:?}");
+        assert!(eager.iter().all(|v| v["met"] == false), "{eager:?}");
     }
 
     #[test]

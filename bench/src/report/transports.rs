@@ -51,8 +51,11 @@ pub(super) fn transports(plan: &Plan) -> Result<Value, String> {
             fanout.push(super::sections::poll_client_step(plan, subs, rate)?);
             fanout.push(super::sections::fanout_step_with(
                 plan,
-                Kind::HoldfastPoll,
-                None,
+                super::sections::FanoutServer {
+                    kind: Kind::HoldfastPoll,
+                    workers: None,
+                    spaced: None,
+                },
                 &super::sections::Place::Own,
                 super::sections::Via::Admin,
                 (subs, topics, rate),
