@@ -616,8 +616,9 @@ fn echo_client(plan: &Plan, t: &Target, c: usize, cpu: Option<&str>) -> Result<V
 
 // ------------------------------------------------------------------------------- fanout
 
-/// One topic to S subscribers, and many topics, holdfast beside the tokio-tungstenite
-/// broadcast peer.
+/// One topic to S subscribers, and many topics: holdfast (eager, and with spaced sends
+/// where uWebSockets is judged) beside uWebSockets, the tokio-tungstenite broadcast peer
+/// and its own event-stream and long-poll transports.
 pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
     let uws = plan.url.is_none() && plan.peers.contains(&Kind::Uws);
     let servers = kinds(
