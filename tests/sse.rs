@@ -252,6 +252,60 @@ fn a_drain_ends_streams_with_a_reconnect_hint() {
     assert!(hint <= 500, "the hint is within the drain window: {hint}");
 }
 
+/// With `--fanout-send-interval`, a stream's send waits for its phase; but a stream that a
+/// drain ends is not held: the end of the stream follows its close event at once, not at
+/// the stream's next phase (up to the interval later). A hundred streams spread their phases
+/// over the whole interval, so a held end would arrive half an interval late on average.
+#[test]
+fn a_drain_ends_a_spaced_stream_right_after_its_close_event() {
+    const STREAMS: usize = 100;
+    let srv = Server::start(&[
+        "--workers",
+        "1",
+        "--fanout-send-interval",
+        "1s",
+        "--drain-window",
+        "0.1",
+        "--drain-grace",
+        "5",
+    ]);
+    let mut streams: Vec<Stream> = (0..STREAMS)
+        .map(|_| open(srv.addr, "/sse?topics=d", ""))
+        .collect();
+    for s in &mut streams {
+        assert_eq!(s.data().json()["type"], "subscribed");
+    }
+    publish_ok(&srv, "d", "held");
+    // Each stream's send of this event completed (it was read): each is held now.
+    for s in &mut streams {
+        assert_eq!(s.data().json()["data"], "held");
+    }
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut s| {
+            std::thread::spawn(move || {
+                let mut closed = None;
+                while let Some(e) = s.next() {
+                    if e.event.as_deref() == Some("close") {
+                        closed = Some(Instant::now());
+                    }
+                }
+                closed.expect("a close event before the end").elapsed()
+            })
+        })
+        .collect();
+    assert_eq!(srv.admin("POST", "/drain").0, 202);
+    let mut lags: Vec<Duration> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    lags.sort();
+    let median = lags[STREAMS / 2];
+    assert!(
+        median < Duration::from_millis(100),
+        "the end of a drained stream waited for its phase: median {median:?} after the close \
+         event (slowest {:?})",
+        lags[STREAMS - 1]
+    );
+}
+
 #[test]
 fn streams_are_refused_like_upgrades_and_only_where_they_are_served() {
     let hmac = concat!(

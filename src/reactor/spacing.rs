@@ -21,7 +21,8 @@
 //!
 //! A hold is one bit per slab slot. The worker starts one only when a send completes with
 //! nothing left queued (a backlog larger than a send drains at once). Input on a connection
-//! ends its hold (a reply, a pong or an echo is never held), and so does releasing the slot.
+//! ends its hold (a reply, a pong or an echo is never held), and so do leaving `Open` (a
+//! closing connection's FIN follows its last bytes) and releasing the slot.
 
 use std::time::{Duration, Instant};
 

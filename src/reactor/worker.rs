@@ -599,17 +599,19 @@ impl<S: Services> Worker<S> {
         }
         if self.spacing.on() {
             let session = &self.conns[idx as usize].session;
+            let open = session.phase() == Phase::Open;
             match tok.op {
                 // Input ends a hold: what it brought (a reply, a pong, an echo) goes now.
                 Op::Recv => self.spacing.end(idx),
                 // A completed send that left nothing queued holds the next one until the
                 // connection's phase. One that left a backlog (more than a send carries:
                 // large frames, a slow reader's queue) goes on draining at once.
-                Op::Send if session.phase() == Phase::Open && session.queued() == 0 => {
-                    return self.spacing.start(idx);
-                }
-                _ if self.spacing.holds(idx) && !session.is_done() => return,
-                _ => {}
+                Op::Send if open && session.queued() == 0 => return self.spacing.start(idx),
+                _ if self.spacing.holds(idx) && open => return,
+                // Only an open connection's sends are spaced: one that is closing (a close
+                // we started, a drained stream's last event) takes its next step now, so
+                // our FIN does not wait for the phase.
+                _ => self.spacing.end(idx),
             }
         }
         self.drive(idx);
@@ -1134,7 +1136,11 @@ impl<S: Services> Worker<S> {
             self.svc.offer(idx, d, conn.session.writer(), &ctx);
         }
         let after = conn.session.held();
-        // A held connection sends what it was offered at its phase.
+        // A held connection sends what it was offered at its phase, unless the offer closed
+        // it (a slow consumer's close goes at once).
+        if conn.session.phase() != Phase::Open {
+            self.spacing.end(idx);
+        }
         if !conn.socket.sending() && !self.spacing.holds(idx) {
             self.touched.push(idx);
         }
