@@ -209,6 +209,8 @@ pub struct WorkerMetrics {
     /// Held connections driven when their phase came (`--fanout-send-interval`,
     /// `reactor::spacing`).
     pub spaced_sends: Counter,
+    /// Deliveries kept for held connections and offered at their phase (`reactor::deferred`).
+    pub deferred_deliveries: Counter,
     /// Poll removals retried as an async cancel (`io::Ring::poll_remove`).
     pub poll_removals_retried: Counter,
     /// Gauge: 1 while the worker paces its fan-out turns (its CPU is shared and it is
@@ -408,7 +410,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 47] = [
+    let simple: [Family; 48] = [
         (
             "connections_open",
             "gauge",
@@ -447,6 +449,12 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "counter",
             "Connections whose next send was held until their phase (--fanout-send-interval) and driven when it came (each sends what was offered meanwhile, if anything).",
             |w| w.spaced_sends.get(),
+        ),
+        (
+            "fanout_deferred_deliveries_total",
+            "counter",
+            "Deliveries kept for connections whose send was held (--fanout-send-interval) and offered when their phase came, or earlier when input or a message that must follow reached them.",
+            |w| w.deferred_deliveries.get(),
         ),
         (
             "poll_removals_retried_total",

@@ -725,6 +725,104 @@ async fn messages_published_while_a_turn_goes_out_join_it_in_order() {
     panic!("no turn took in a message published while it went out, in ten bursts");
 }
 
+/// The next message that is not a presence event.
+async fn next_unless_presence(ws: &mut Ws) -> Value {
+    loop {
+        let m = next_json(ws).await;
+        if m["type"] != "presence" {
+            return m;
+        }
+    }
+}
+
+/// With `--fanout-send-interval`, messages for a held subscriber wait for its phase in a
+/// run kept once for all of them (`reactor::deferred`), not in its queue; whatever reaches
+/// it before the phase comes after them: its own input's answer, a presence event, the
+/// close of a drain. Every subscriber sees each message once, before what follows it.
+#[tokio::test]
+async fn messages_deferred_for_held_subscribers_come_before_what_follows_them() {
+    const SUBS: usize = 100;
+    let srv = Server::start(&[
+        "--workers",
+        "1",
+        "--max-connections",
+        "1000",
+        "--fanout-send-interval",
+        "1s",
+        "--presence-events",
+        "--drain-window",
+        "0.1",
+        "--drain-grace",
+        "5",
+    ]);
+    let topic = "presence:room";
+    let (mut subs, mut last) = subscribers(&srv, topic, SUBS).await;
+    let deferred = "holdfast_fanout_deferred_deliveries_total";
+    // Published right after each subscriber's last send completed: most are held, and a
+    // publish is offered a quarter interval after it arrives, before most phases come.
+    let round = |name: &'static str| {
+        let admin = srv.admin;
+        let before = srv.metric(deferred);
+        let seq = published(admin, topic, name);
+        srv.wait_metric(deferred, |v| v > before);
+        seq
+    };
+    let s0 = {
+        let admin = srv.admin;
+        tokio::task::spawn_blocking(move || published(admin, topic, "m0"))
+            .await
+            .unwrap()
+    };
+    for (ws, last) in subs.iter_mut().zip(&mut last) {
+        let m = next_unless_presence(ws).await;
+        assert_eq!(
+            (m["seq"].as_u64(), m["data"].as_str()),
+            (Some(s0), Some("m0"))
+        );
+        *last = s0;
+    }
+    // Input ends a hold: the answer to it comes after the messages deferred before it.
+    let s1 = round("m1");
+    for ws in &mut subs {
+        send(ws, serde_json::json!({"op": "no-such-op"})).await;
+    }
+    for ws in &mut subs {
+        let m = next_json(ws).await;
+        assert_eq!(
+            (m["seq"].as_u64(), m["data"].as_str()),
+            (Some(s1), Some("m1")),
+            "{m}"
+        );
+        assert_eq!(next_json(ws).await["type"], "error", "the answer after m1");
+    }
+    // A presence event to every subscriber follows the messages deferred before it.
+    let s2 = round("m2");
+    let _joiner = connect(&srv, &format!("/ws?topics={topic}")).await;
+    for ws in &mut subs {
+        let m = next_json(ws).await;
+        assert_eq!(
+            (m["seq"].as_u64(), m["data"].as_str()),
+            (Some(s2), Some("m2"))
+        );
+        let e = next_json(ws).await;
+        assert_eq!(
+            (e["type"].as_str(), e["event"].as_str()),
+            (Some("presence"), Some("join"))
+        );
+    }
+    // A drain closes each subscriber after the messages deferred for it.
+    let s3 = round("m3");
+    assert_eq!(srv.admin("POST", "/drain").0, 202);
+    for ws in &mut subs {
+        let m = next_json(ws).await;
+        assert_eq!(
+            (m["seq"].as_u64(), m["data"].as_str()),
+            (Some(s3), Some("m3"))
+        );
+    }
+    assert!(srv.metric(deferred) >= 3.0);
+}
+
 /// With `--fanout-send-interval`, a subscriber's send waits for its phase after the last one
 /// completed and carries everything published meanwhile: every subscriber still gets every
 /// message once, in order and numbered without a hole, in a few sends instead of one per

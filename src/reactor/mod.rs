@@ -5,6 +5,7 @@
 //! lifecycle flags, and nothing of the control plane (server, admin, configuration).
 
 pub mod closelog;
+pub mod deferred;
 pub mod pace;
 pub mod rings;
 pub mod spacing;

@@ -120,16 +120,22 @@ impl Spacing {
     /// End the holds whose phase came since the last call, up to `now`, among slots below
     /// `slots`; append them to `out`. Each step's slots are visited once per interval (a
     /// call after more than an interval visits each step once).
-    pub fn take_due(&mut self, now: Instant, slots: usize, out: &mut Vec<u32>) {
+    /// Returns the steps that came (as sweep counts: step `k mod steps`).
+    pub fn take_due(
+        &mut self,
+        now: Instant,
+        slots: usize,
+        out: &mut Vec<u32>,
+    ) -> std::ops::Range<u64> {
         if !self.on() {
-            return;
+            return 0..0;
         }
         let upto = (now.saturating_duration_since(self.epoch).as_nanos()
             / self.step.as_nanos().max(1)) as u64;
         let from = self.swept.max(upto.saturating_sub(u64::from(self.steps)));
         self.swept = upto;
         if self.count == 0 {
-            return;
+            return from + 1..upto + 1;
         }
         for k in from + 1..=upto {
             let step = (k % u64::from(self.steps)) as u32;
@@ -141,6 +147,17 @@ impl Spacing {
                 }
             }
         }
+        from + 1..upto + 1
+    }
+
+    /// Phase steps per interval (zero: off).
+    pub fn steps(&self) -> u32 {
+        self.steps
+    }
+
+    /// Steps swept so far (the sweep count), for [`super::deferred::Deferred`].
+    pub fn swept(&self) -> u64 {
+        self.swept
     }
 
     fn at(idx: u32) -> (usize, u64) {

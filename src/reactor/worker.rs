@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::closelog::CloseLog;
+use super::deferred::Deferred;
 use super::pace::Pacer;
 use super::rings::{RingPlan, Rings, HUB_WAKE, TABLE_HEADROOM};
 use super::spacing::Spacing;
@@ -73,6 +74,11 @@ const DRIVE_CHUNK: usize = 256;
 /// and offered in runs. A quarter interval gathers a run of a few messages and adds at
 /// most that to a message's wait (docs/benchmarks.md, twenty-ninth sitting).
 const GATHER_PARTS: u32 = 4;
+
+/// A message offered at once to at most this many recipients (a direct message, a reply)
+/// has each of them take what was deferred for it first, one by one; to more (a topic's
+/// gap or presence event), everyone takes theirs at once (see `Worker::offer_owed_before`).
+const OWED_ONE_BY_ONE: usize = 64;
 
 /// Everything a worker needs, prepared by the server before the thread starts.
 #[derive(Debug)]
@@ -239,6 +245,12 @@ struct Worker<S: Services> {
     spacing: Spacing,
     /// Holds come due, to drive (kept for its allocation).
     due: Vec<u32>,
+    /// Runs of messages waiting for their held recipients' phases (see [`super::deferred`]).
+    deferred: Deferred<S::Delivery>,
+    /// Scratch: held recipients of a run; recipients owed runs; runs owed to one slot.
+    held: Vec<u32>,
+    owed: Vec<(u32, usize)>,
+    owed_runs: Vec<usize>,
     /// When messages gathered since a publish are offered.
     offer_at: Option<Instant>,
 }
@@ -333,8 +345,13 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         ticked: Instant::now(),
         spacing: Spacing::new(s.fanout_send_interval, Instant::now()),
         due: Vec::new(),
+        deferred: Deferred::new(0),
+        held: Vec::new(),
+        owed: Vec::new(),
+        owed_runs: Vec::new(),
         offer_at: None,
     };
+    w.deferred = Deferred::new(w.spacing.steps());
     w.env.metrics.rings.set(1);
     let hub_fd = w.svc.wake_fd();
     w.rings.list[0]
@@ -489,12 +506,19 @@ impl<S: Services> Worker<S> {
             _ => {}
         }
         let idx = tok.index;
-        let Some(conn) = self.conns.get_mut(idx as usize) else {
+        let Some(conn) = self.conns.get(idx as usize) else {
             return;
         };
         if !conn.socket.owns(tok) {
             return; // an earlier connection's (its buffer goes back as `c` drops)
         }
+        if tok.op == Op::Recv && self.spacing.holds(idx) {
+            // Input ends a hold: what it brings (a reply, a pong, an echo) goes now, behind
+            // the messages deferred for the connection, which it takes first.
+            self.spacing.end(idx);
+            self.offer_owed_to(idx);
+        }
+        let conn = &mut self.conns[idx as usize];
         let before = with_tls(conn.session.held(), &self.tls, idx);
         let handshaking = conn.session.phase() == Phase::Handshake;
         let mode = self.s.read_mode;
@@ -601,8 +625,8 @@ impl<S: Services> Worker<S> {
             let session = &self.conns[idx as usize].session;
             let open = session.phase() == Phase::Open;
             match tok.op {
-                // Input ends a hold: what it brought (a reply, a pong, an echo) goes now.
-                Op::Recv => self.spacing.end(idx),
+                // Input ended the hold (above).
+                Op::Recv => {}
                 // A completed send that left nothing queued holds the next one until the
                 // connection's phase. One that left a backlog (more than a send carries:
                 // large frames, a slow reader's queue) goes on draining at once.
@@ -620,7 +644,22 @@ impl<S: Services> Worker<S> {
     /// Drive the connections whose held send (`--fanout-send-interval`) came due.
     fn drive_due(&mut self) {
         let mut due = std::mem::take(&mut self.due);
-        self.spacing.take_due(Instant::now(), self.slots, &mut due);
+        let came = self.spacing.take_due(Instant::now(), self.slots, &mut due);
+        if !self.deferred.is_empty() {
+            // Each step that came: its recipients take the runs deferred for them.
+            let mut deferred = std::mem::take(&mut self.deferred);
+            let mut owed = std::mem::take(&mut self.owed);
+            let steps = u64::from(self.spacing.steps().max(1));
+            for k in came {
+                deferred.take_step((k % steps) as u32, &mut owed);
+            }
+            // Those whose hold came due are driven below.
+            self.offer_owed(&deferred, &owed, false);
+            owed.clear();
+            deferred.expire(self.spacing.swept());
+            self.deferred = deferred;
+            self.owed = owed;
+        }
         self.env.metrics.spaced_sends.add(due.len() as u64);
         for &idx in &due {
             self.drive(idx);
@@ -768,6 +807,7 @@ impl<S: Services> Worker<S> {
     fn release(&mut self, idx: u32) {
         self.accepted_at.remove(&idx);
         self.spacing.end(idx);
+        self.deferred.forget(idx);
         let conn = self.conns.remove(idx as usize);
         let m = &self.env.metrics;
         let upgraded = conn.session.counted();
@@ -1014,6 +1054,11 @@ impl<S: Services> Worker<S> {
             } else {
                 (d, list)
             };
+            if from == 0 {
+                // Offered now to every recipient, held or not: each takes what was deferred
+                // for it first (a gap, an event or a reset follows the messages before it).
+                self.offer_owed_before(&list);
+            }
             let to = list.len().min(from + budget);
             for (k, &idx) in list[from..to].iter().enumerate() {
                 // A recipient released and reused since the list was made is skipped.
@@ -1076,7 +1121,10 @@ impl<S: Services> Worker<S> {
         // this turn's), so it must be started in this turn — whole, or split with the
         // generations taken then — never carried over to a turn after slots were released.
         let room = (budget.saturating_sub(1) / list.len().max(1)).min(MAX_RUN);
-        if room < 2 {
+        // With spaced sends even one message is a run: its held recipients take it later.
+        let defer = self.spacing.on() && !self.moving.frozen();
+        let least = if defer { 1 } else { 2 };
+        if room < least {
             return Err((first, list));
         }
         let mut run = vec![first];
@@ -1099,35 +1147,139 @@ impl<S: Services> Worker<S> {
                 None => break,
             }
         }
-        if run.len() == 1 {
+        if run.len() < least {
             let first = run.pop().expect("one message");
             return Err((first, list));
         }
-        for &idx in &list {
-            self.offer_to(idx, None, &run);
+        let done = run.len() * list.len();
+        if defer {
+            // Held recipients take the run at their phase (`super::deferred`): offered now,
+            // each would be visited now and again when its send goes out.
+            let mut held = std::mem::take(&mut self.held);
+            held.clear();
+            for &idx in &list {
+                if self.spacing.holds(idx) {
+                    held.push(idx);
+                } else {
+                    self.offer_to(idx, None, &run);
+                }
+            }
+            self.record_offered(&run, list.len() - held.len());
+            self.deferred.defer(run, &held, self.spacing.swept());
+            self.env
+                .metrics
+                .deferred_deliveries
+                .add((held.len() * done / list.len().max(1)) as u64);
+            self.held = held;
+        } else {
+            for &idx in &list {
+                self.offer_to(idx, None, &run);
+            }
+            self.record_offered(&run, list.len());
         }
-        for d in &run {
+        self.svc.finish_delivery(list);
+        Ok(done)
+    }
+
+    /// Record the publish-to-offer latency of `msgs` offered to `n` recipients.
+    fn record_offered(&mut self, msgs: &[S::Delivery], n: usize) {
+        if n == 0 {
+            return;
+        }
+        for d in msgs {
             if let Some(at) = S::published_at(d) {
                 let us = at.elapsed().as_micros() as u64;
                 self.hist
                     .publish_delivery_us
-                    .saturating_record_n(us.max(1), list.len() as u64);
+                    .saturating_record_n(us.max(1), n as u64);
             }
         }
-        let done = run.len() * list.len();
-        self.svc.finish_delivery(list);
-        Ok(done)
+    }
+
+    /// Offer the deferred runs `owed` lists (`(slot, run)`, each slot's runs in order) to
+    /// their recipients; `touch`: mark them to be driven (the caller drives them otherwise).
+    fn offer_owed(&mut self, deferred: &Deferred<S::Delivery>, owed: &[(u32, usize)], touch: bool) {
+        let mut at = 0;
+        while at < owed.len() {
+            let k = owed[at].1;
+            let end = at + owed[at..].iter().take_while(|o| o.1 == k).count();
+            let msgs = deferred.msgs(k);
+            for &(idx, _) in &owed[at..end] {
+                if self.offer_into(idx, None, msgs) && touch {
+                    self.touched.push(idx);
+                }
+            }
+            self.record_offered(msgs, end - at);
+            at = end;
+        }
+    }
+
+    /// Slot `idx` takes what was deferred for it, now (its hold ended before its phase; the
+    /// caller drives it).
+    fn offer_owed_to(&mut self, idx: u32) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let mut deferred = std::mem::take(&mut self.deferred);
+        let mut runs = std::mem::take(&mut self.owed_runs);
+        deferred.take_slot(idx, &mut runs);
+        for &k in &runs {
+            let msgs = deferred.msgs(k);
+            self.offer_into(idx, None, msgs);
+            self.record_offered(msgs, 1);
+        }
+        runs.clear();
+        self.deferred = deferred;
+        self.owed_runs = runs;
+    }
+
+    /// Before something is offered to all of `list` at once: each takes what was deferred
+    /// for it (a few, one by one; many, everyone's at once).
+    fn offer_owed_before(&mut self, list: &[u32]) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        if list.len() > OWED_ONE_BY_ONE {
+            return self.offer_all_owed();
+        }
+        for &idx in list {
+            if self.spacing.holds(idx) {
+                self.offer_owed_to(idx);
+            }
+        }
+    }
+
+    /// Every recipient takes what was deferred for it, now (a hand-over, a large list).
+    pub(super) fn offer_all_owed(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let mut deferred = std::mem::take(&mut self.deferred);
+        let mut owed = std::mem::take(&mut self.owed);
+        deferred.take_all(&mut owed);
+        self.offer_owed(&deferred, &owed, true);
+        owed.clear();
+        deferred.expire(self.spacing.swept());
+        self.deferred = deferred;
+        self.owed = owed;
     }
 
     /// Offer messages, in order, to one recipient — unless its slot is empty or, when
     /// `generation` is given, was released and reused since the recipient list was made —
     /// and mark it to be driven when no send of its own is in flight to pick them up.
     fn offer_to(&mut self, idx: u32, generation: Option<u32>, msgs: &[S::Delivery]) {
+        if self.offer_into(idx, generation, msgs) {
+            self.touched.push(idx);
+        }
+    }
+
+    /// [`Worker::offer_to`] without the mark: whether the recipient is to be driven.
+    fn offer_into(&mut self, idx: u32, generation: Option<u32>, msgs: &[S::Delivery]) -> bool {
         let Some(conn) = self.conns.get_mut(idx as usize) else {
-            return;
+            return false;
         };
         if generation.is_some_and(|g| g != conn.socket.generation()) {
-            return;
+            return false;
         }
         let ctx = self.env.ctx(idx);
         let before = conn.session.held();
@@ -1141,10 +1293,9 @@ impl<S: Services> Worker<S> {
         if conn.session.phase() != Phase::Open {
             self.spacing.end(idx);
         }
-        if !conn.socket.sending() && !self.spacing.holds(idx) {
-            self.touched.push(idx);
-        }
+        let drive = !conn.socket.sending() && !self.spacing.holds(idx);
         self.account(before, after);
+        drive
     }
 
     // ------------------------------------------------------------------ timers
@@ -1407,6 +1558,8 @@ impl<S: Services> Worker<S> {
             let phase = self.conns.get(cursor).map(|c| c.session.phase());
             match phase {
                 Some(Phase::Open) => {
+                    // What was deferred for it goes before its close.
+                    self.offer_owed_to(cursor as u32);
                     let hint = self.svc.next_rand() % (u64::from(window) * TICK.as_millis() as u64);
                     let reason =
                         format!("{{\"reason\":\"draining\",\"reconnect_after_ms\":{hint}}}");

@@ -158,6 +158,9 @@ impl<S: Services> Worker<S> {
     /// freezing 1M connections submits nothing for them.
     fn freeze(&mut self) {
         self.moving.frozen = true;
+        // Messages deferred for held connections are queued now: a connection moves with
+        // its queue, not with runs kept here (and nothing is deferred while frozen).
+        self.offer_all_owed();
         self.rings.stop_accepting();
         let mode = self.s.read_mode;
         let idxs: Vec<u32> = self.conns.iter().map(|(i, _)| i as u32).collect();

@@ -1,0 +1,294 @@
+//! Messages deferred for held connections (`--fanout-send-interval`) — sans-IO.
+//!
+//! With spaced sends a subscriber whose last send completed is held until its **phase**
+//! ([`super::spacing`]): what it is offered meanwhile waits in its queue. Offered on arrival,
+//! every message (or gathered run of messages) visited each held recipient — a cache miss
+//! per subscriber per run, the worker's largest userspace cost at 18k subscribers — only
+//! for the subscriber's next send to visit it again at its phase. Deferred, a run is kept
+//! once for all its held recipients, sorted by their phase step, and each recipient takes
+//! it when its phase comes: one visit per interval, when the send goes out anyway.
+//!
+//! Each run keeps the held recipients of each step (their slab slots). A recipient is owed
+//! a run until it takes it: at its step ([`Deferred::take_step`]), or earlier when its hold
+//! ends before its phase — input, which is answered at once ([`Deferred::take_slot`]) — or
+//! when something that must follow the run is offered to it (a gap, a presence event: its
+//! recipients take what they are owed first). A released slot is owed nothing
+//! ([`Deferred::forget`]): the next connection in it did not subscribe to those messages.
+//! A run is dropped once every step has come since it was deferred.
+
+use std::collections::VecDeque;
+
+/// A slot that took its share early or was released.
+const TAKEN: u32 = u32::MAX;
+
+/// Runs of messages waiting for their held recipients' phases.
+#[derive(Debug)]
+pub struct Deferred<D> {
+    /// Phase steps per interval (the spacing's).
+    steps: u32,
+    /// Oldest first.
+    runs: VecDeque<Run<D>>,
+}
+
+impl<D> Default for Deferred<D> {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+#[derive(Debug)]
+struct Run<D> {
+    msgs: Vec<D>,
+    /// Held recipients grouped by phase step: step `s`'s are `slots[starts[s]..starts[s+1]]`.
+    slots: Vec<u32>,
+    starts: Vec<u32>,
+    /// Recipients that have not taken it.
+    owed: usize,
+    /// The spacing's sweep count when it was deferred: every step has come once the sweep
+    /// passes `made + steps`.
+    made: u64,
+}
+
+impl<D> Run<D> {
+    fn step(&self, s: u32) -> std::ops::Range<usize> {
+        self.starts[s as usize] as usize..self.starts[s as usize + 1] as usize
+    }
+}
+
+impl<D> Deferred<D> {
+    /// Runs for a spacing of `steps` phase steps per interval.
+    pub fn new(steps: u32) -> Self {
+        Self {
+            steps: steps.max(1),
+            runs: VecDeque::new(),
+        }
+    }
+
+    /// Whether nothing is owed to anyone.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// Runs kept.
+    pub fn runs(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// Deliveries owed (recipients times messages, over every run).
+    pub fn owed(&self) -> usize {
+        self.runs.iter().map(|r| r.owed * r.msgs.len()).sum()
+    }
+
+    /// Bytes its runs' recipient lists take (the messages are the hub's, shared).
+    pub fn heap_bytes(&self) -> usize {
+        self.runs
+            .iter()
+            .map(|r| {
+                r.slots.capacity() * 4
+                    + r.starts.capacity() * 4
+                    + r.msgs.capacity() * std::mem::size_of::<D>()
+            })
+            .sum::<usize>()
+            + self.runs.capacity() * std::mem::size_of::<Run<D>>()
+    }
+
+    /// The phase step of slot `idx`: the spacing's ([`super::sweep_slots`]).
+    fn step_of(&self, idx: u32) -> u32 {
+        idx % self.steps
+    }
+
+    /// Keep `msgs` for the held recipients `held` (slab slots, each listed once); `swept`:
+    /// the spacing's sweep count now.
+    pub fn defer(&mut self, msgs: Vec<D>, held: &[u32], swept: u64) {
+        if held.is_empty() || msgs.is_empty() {
+            return;
+        }
+        // A counting sort by step: each step's recipients keep the order of `held`.
+        let n = self.steps as usize;
+        let mut starts = vec![0u32; n + 1];
+        for &idx in held {
+            starts[self.step_of(idx) as usize + 1] += 1;
+        }
+        for s in 0..n {
+            starts[s + 1] += starts[s];
+        }
+        let mut next = starts.clone();
+        let mut slots = vec![TAKEN; held.len()];
+        for &idx in held {
+            let s = self.step_of(idx) as usize;
+            slots[next[s] as usize] = idx;
+            next[s] += 1;
+        }
+        self.runs.push_back(Run {
+            msgs,
+            slots,
+            starts,
+            owed: held.len(),
+            made: swept,
+        });
+    }
+
+    /// Step `step` came: append `(slot, run)` for every recipient of that step that is owed
+    /// a run, oldest run first, and mark them taken. `run` indexes [`Deferred::msgs`] until
+    /// the next change.
+    pub fn take_step(&mut self, step: u32, out: &mut Vec<(u32, usize)>) {
+        if step >= self.steps {
+            return;
+        }
+        for (k, run) in self.runs.iter_mut().enumerate() {
+            let range = run.step(step);
+            for slot in &mut run.slots[range] {
+                if *slot != TAKEN {
+                    out.push((*slot, k));
+                    *slot = TAKEN;
+                    run.owed -= 1;
+                }
+            }
+        }
+    }
+
+    /// Slot `idx` takes what it is owed now (its hold ended early, or something that must
+    /// follow is offered to it): append the runs, oldest first, and mark them taken.
+    pub fn take_slot(&mut self, idx: u32, out: &mut Vec<usize>) {
+        let step = self.step_of(idx);
+        for (k, run) in self.runs.iter_mut().enumerate() {
+            let range = run.step(step);
+            if let Some(slot) = run.slots[range].iter_mut().find(|s| **s == idx) {
+                *slot = TAKEN;
+                run.owed -= 1;
+                out.push(k);
+            }
+        }
+    }
+
+    /// Everyone takes what they are owed now: append `(slot, run)`, each slot's runs oldest
+    /// first, and mark them taken.
+    pub fn take_all(&mut self, out: &mut Vec<(u32, usize)>) {
+        for (k, run) in self.runs.iter_mut().enumerate() {
+            for slot in &mut run.slots {
+                if *slot != TAKEN {
+                    out.push((*slot, k));
+                    *slot = TAKEN;
+                }
+            }
+            run.owed = 0;
+        }
+    }
+
+    /// Slot `idx` was released: nothing deferred before is owed to whoever takes it next.
+    pub fn forget(&mut self, idx: u32) {
+        let mut scratch = Vec::new();
+        self.take_slot(idx, &mut scratch);
+    }
+
+    /// The messages of run `k` (as numbered by the last take).
+    pub fn msgs(&self, k: usize) -> &[D] {
+        &self.runs[k].msgs
+    }
+
+    /// Drop the runs every recipient took and those whose every step has come (`swept`:
+    /// the spacing's sweep count now). Run numbers from earlier takes are void after this.
+    pub fn expire(&mut self, swept: u64) {
+        let steps = u64::from(self.steps);
+        self.runs
+            .retain(|r| r.owed > 0 && swept < r.made.saturating_add(steps));
+        if self.runs.is_empty() && self.runs.capacity() > 64 {
+            self.runs.shrink_to(64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs_of(out: &[(u32, usize)], d: &Deferred<char>) -> Vec<(u32, Vec<char>)> {
+        out.iter().map(|&(s, k)| (s, d.msgs(k).to_vec())).collect()
+    }
+
+    #[test]
+    fn each_held_recipient_takes_each_run_at_its_step_in_order() {
+        // Four steps: slots 1 and 5 share step 1, slot 2 is step 2.
+        let mut d = Deferred::new(4);
+        d.defer(vec!['a', 'b'], &[5, 2, 1], 0);
+        d.defer(vec!['c'], &[1, 2], 0);
+        assert_eq!((d.runs(), d.owed()), (2, 2 * 3 + 2));
+        let mut out = Vec::new();
+        d.take_step(0, &mut out);
+        assert!(out.is_empty(), "nobody's phase is step 0");
+        d.take_step(1, &mut out);
+        assert_eq!(
+            runs_of(&out, &d),
+            [(5, vec!['a', 'b']), (1, vec!['a', 'b']), (1, vec!['c'])]
+        );
+        out.clear();
+        d.take_step(1, &mut out);
+        assert!(out.is_empty(), "taken once");
+        d.take_step(2, &mut out);
+        assert_eq!(runs_of(&out, &d), [(2, vec!['a', 'b']), (2, vec!['c'])]);
+        assert_eq!(d.owed(), 0);
+        d.expire(1);
+        assert!(d.is_empty(), "a run everyone took goes at once");
+    }
+
+    #[test]
+    fn a_slot_whose_hold_ends_early_takes_its_runs_once_and_a_released_one_none() {
+        let mut d = Deferred::new(4);
+        d.defer(vec!['a'], &[1, 5, 9], 0);
+        d.defer(vec!['b'], &[5, 9], 0);
+        d.defer(vec!['c'], &[1], 0);
+        let mut runs = Vec::new();
+        d.take_slot(5, &mut runs);
+        assert_eq!(runs.iter().map(|&k| d.msgs(k)[0]).collect::<String>(), "ab");
+        runs.clear();
+        d.take_slot(5, &mut runs);
+        assert!(runs.is_empty(), "taken once");
+        d.forget(9);
+        let mut out = Vec::new();
+        d.take_step(1, &mut out);
+        assert_eq!(
+            runs_of(&out, &d),
+            [(1, vec!['a']), (1, vec!['c'])],
+            "5 took its runs early; 9 was released"
+        );
+    }
+
+    #[test]
+    fn take_all_gives_everyone_their_runs_in_order() {
+        let mut d = Deferred::new(3);
+        d.defer(vec!['a'], &[0, 1, 2], 0);
+        d.defer(vec!['b'], &[1], 0);
+        let mut out = Vec::new();
+        d.take_all(&mut out);
+        let mut got = runs_of(&out, &d);
+        got.sort_by_key(|(s, _)| *s); // stable: each slot's runs stay in order
+        assert_eq!(
+            got,
+            [
+                (0, vec!['a']),
+                (1, vec!['a']),
+                (1, vec!['b']),
+                (2, vec!['a'])
+            ]
+        );
+        assert_eq!(d.owed(), 0);
+        d.expire(0);
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn a_run_lasts_until_every_step_has_come_since_it_was_deferred() {
+        let mut d = Deferred::new(4);
+        // Deferred at sweep 10; slot 3 never takes it (its hold ended with the connection
+        // leaving Open, which owes it nothing useful): dropped at sweep 14.
+        d.defer(vec!['a'], &[3], 10);
+        d.expire(13);
+        assert_eq!(d.runs(), 1);
+        d.expire(14);
+        assert!(d.is_empty());
+        // Nothing held, nothing kept.
+        d.defer(vec!['b'], &[], 14);
+        d.defer(Vec::new(), &[1], 14);
+        assert!(d.is_empty());
+    }
+}
