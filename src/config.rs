@@ -314,20 +314,18 @@ pub struct ServeConfig {
     /// saturation this cuts the fan-out's latency by about a third (18k subscribers × 60/s,
     /// two workers: p50 115 vs 183 ms) for ~15% more CPU per delivery, because messages are
     /// then offered one by one instead of in runs that piled up. Off by default; no effect
-    /// with --fanout-send-interval, which gathers messages on purpose.
+    /// with --fanout-send-interval, whose messages wait for their phase on purpose.
     #[arg(long)]
     pub fanout_join: bool,
 
     /// Send to each connection about once per this interval while it keeps getting
-    /// messages (seconds; `500ms`): a send that leaves nothing queued holds the connection
-    /// until its phase — a point that comes round once per interval, spread over the
-    /// connections — and publishes gather for a quarter interval before they are offered,
-    /// so each send carries everything published meanwhile. A send costs about the same
-    /// whatever it carries, so this trades latency (a message waits at most the interval
-    /// and a quarter; the median measured ~0.63 of the interval) for CPU per delivery. Input ends
-    /// a hold (replies and echoes are never held); a backlog larger than one send drains at
-    /// once; an idle connection's next message goes at once. At most 1s; 0 (the default)
-    /// sends as soon as the last send completed.
+    /// messages (seconds; `500ms`): a published message waits for its recipient's phase — a
+    /// point that comes round once per interval, spread over the connections — and each
+    /// send carries everything published meanwhile. A send costs about the same whatever it
+    /// carries, so this trades latency (a message waits at most the interval, half of it
+    /// on average) for CPU per delivery. Input ends a hold (replies and echoes are never
+    /// held, and come after the messages that waited); a backlog larger than one send drains
+    /// at once. At most 1s; 0 (the default) sends as soon as the last send completed.
     #[arg(long, default_value_t = 0.0, value_parser = crate::units::secs)]
     pub fanout_send_interval: f64,
 

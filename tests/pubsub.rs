@@ -758,8 +758,8 @@ async fn messages_deferred_for_held_subscribers_come_before_what_follows_them() 
     let topic = "presence:room";
     let (mut subs, mut last) = subscribers(&srv, topic, SUBS).await;
     let deferred = "holdfast_fanout_deferred_deliveries_total";
-    // Published right after each subscriber's last send completed: most are held, and a
-    // publish is offered a quarter interval after it arrives, before most phases come.
+    // Each message waits for every subscriber's phase (up to a second): whatever reaches a
+    // subscriber before then must follow it.
     let round = |name: &'static str| {
         let admin = srv.admin;
         let before = srv.metric(deferred);

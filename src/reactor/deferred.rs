@@ -21,6 +21,11 @@ use std::collections::VecDeque;
 /// A slot that took its share early or was released.
 const TAKEN: u32 = u32::MAX;
 
+/// A run with at most this many held recipients keeps no index by step (its step's
+/// recipients are found by a scan): a run to a few subscribers of a quiet topic costs its
+/// slots, not a start per step (a 1,000-topic publisher's runs are mostly of this kind).
+const SCAN: usize = 16;
+
 /// Runs of messages waiting for their held recipients' phases.
 #[derive(Debug)]
 pub struct Deferred<D> {
@@ -28,6 +33,8 @@ pub struct Deferred<D> {
     steps: u32,
     /// Oldest first.
     runs: VecDeque<Run<D>>,
+    /// A bit per slab slot: owed some run.
+    owing: Vec<u64>,
 }
 
 impl<D> Default for Deferred<D> {
@@ -39,7 +46,8 @@ impl<D> Default for Deferred<D> {
 #[derive(Debug)]
 struct Run<D> {
     msgs: Vec<D>,
-    /// Held recipients grouped by phase step: step `s`'s are `slots[starts[s]..starts[s+1]]`.
+    /// Held recipients grouped by phase step: step `s`'s are `slots[starts[s]..starts[s+1]]`
+    /// (with no `starts`, at most [`SCAN`] recipients in any order).
     slots: Vec<u32>,
     starts: Vec<u32>,
     /// Recipients that have not taken it.
@@ -50,8 +58,12 @@ struct Run<D> {
 }
 
 impl<D> Run<D> {
+    /// Where step `s`'s recipients are (with no index: all of them, to be checked).
     fn step(&self, s: u32) -> std::ops::Range<usize> {
-        self.starts[s as usize] as usize..self.starts[s as usize + 1] as usize
+        match self.starts.get(s as usize..s as usize + 2) {
+            Some(&[from, to]) => from as usize..to as usize,
+            _ => 0..self.slots.len(),
+        }
     }
 }
 
@@ -61,12 +73,34 @@ impl<D> Deferred<D> {
         Self {
             steps: steps.max(1),
             runs: VecDeque::new(),
+            owing: Vec::new(),
         }
     }
 
     /// Whether nothing is owed to anyone.
     pub fn is_empty(&self) -> bool {
         self.runs.is_empty()
+    }
+
+    /// Whether slot `idx` is owed a run.
+    pub fn owes(&self, idx: u32) -> bool {
+        let (word, bit) = (idx as usize / 64, 1u64 << (idx % 64));
+        self.owing.get(word).is_some_and(|w| w & bit != 0)
+    }
+
+    fn set_owing(&mut self, idx: u32, on: bool) {
+        let (word, bit) = (idx as usize / 64, 1u64 << (idx % 64));
+        if word >= self.owing.len() {
+            if !on {
+                return;
+            }
+            self.owing.resize(word + 1, 0);
+        }
+        if on {
+            self.owing[word] |= bit;
+        } else {
+            self.owing[word] &= !bit;
+        }
     }
 
     /// Runs kept.
@@ -103,6 +137,19 @@ impl<D> Deferred<D> {
         if held.is_empty() || msgs.is_empty() {
             return;
         }
+        for &idx in held {
+            self.set_owing(idx, true);
+        }
+        if held.len() <= SCAN {
+            self.runs.push_back(Run {
+                msgs,
+                slots: held.to_vec(),
+                starts: Vec::new(),
+                owed: held.len(),
+                made: swept,
+            });
+            return;
+        }
         // A counting sort by step: each step's recipients keep the order of `held`.
         let n = self.steps as usize;
         let mut starts = vec![0u32; n + 1];
@@ -135,21 +182,31 @@ impl<D> Deferred<D> {
         if step >= self.steps {
             return;
         }
+        let steps = self.steps;
+        let from = out.len();
         for (k, run) in self.runs.iter_mut().enumerate() {
             let range = run.step(step);
             for slot in &mut run.slots[range] {
-                if *slot != TAKEN {
+                if *slot != TAKEN && *slot % steps == step {
                     out.push((*slot, k));
                     *slot = TAKEN;
                     run.owed -= 1;
                 }
             }
         }
+        // Every run's share of this step was taken: its slots are owed nothing more.
+        for &(slot, _) in &out[from..] {
+            self.set_owing(slot, false);
+        }
     }
 
     /// Slot `idx` takes what it is owed now (its hold ended early, or something that must
     /// follow is offered to it): append the runs, oldest first, and mark them taken.
     pub fn take_slot(&mut self, idx: u32, out: &mut Vec<usize>) {
+        if !self.owes(idx) {
+            return;
+        }
+        self.set_owing(idx, false);
         let step = self.step_of(idx);
         for (k, run) in self.runs.iter_mut().enumerate() {
             let range = run.step(step);
@@ -173,6 +230,7 @@ impl<D> Deferred<D> {
             }
             run.owed = 0;
         }
+        self.owing.fill(0);
     }
 
     /// Slot `idx` was released: nothing deferred before is owed to whoever takes it next.
@@ -192,8 +250,13 @@ impl<D> Deferred<D> {
         let steps = u64::from(self.steps);
         self.runs
             .retain(|r| r.owed > 0 && swept < r.made.saturating_add(steps));
-        if self.runs.is_empty() && self.runs.capacity() > 64 {
-            self.runs.shrink_to(64);
+        if self.runs.is_empty() {
+            // Whoever was still marked (a slot whose step never took its share: it left
+            // `Open` and stopped being held) is owed nothing now.
+            self.owing.fill(0);
+            if self.runs.capacity() > 64 {
+                self.runs.shrink_to(64);
+            }
         }
     }
 }
@@ -229,6 +292,26 @@ mod tests {
         assert_eq!(d.owed(), 0);
         d.expire(1);
         assert!(d.is_empty(), "a run everyone took goes at once");
+    }
+
+    #[test]
+    fn a_run_to_many_is_indexed_by_step_and_a_run_to_few_scanned_alike() {
+        let mut d = Deferred::new(4);
+        let many: Vec<u32> = (0..40).rev().collect();
+        d.defer(vec!['a'], &many, 0);
+        d.defer(vec!['b'], &[6, 3, 2], 0);
+        assert_eq!(d.owed(), 43);
+        for step in 0..4 {
+            let mut out = Vec::new();
+            d.take_step(step, &mut out);
+            let want_a = many.iter().filter(|&&i| i % 4 == step).map(|&i| (i, 0));
+            let want_b = [6, 3, 2]
+                .into_iter()
+                .filter(|i| i % 4 == step)
+                .map(|i| (i, 1));
+            assert_eq!(out, want_a.chain(want_b).collect::<Vec<_>>(), "step {step}");
+        }
+        assert_eq!(d.owed(), 0);
     }
 
     #[test]

@@ -12,12 +12,15 @@
 //! Phases are spread evenly by slab slot: the interval is cut into `B` steps (about 10 ms
 //! each) and slot `i`'s phase is step `i mod B`, the heartbeat's sweep
 //! ([`super::sweep_slots`]). So a worker's sends leave spread over the interval, a held
-//! connection sends once per interval while it has something to send, and a message offered
-//! to it waits for its phase: half an interval on average, never more than one (the worker
-//! gathers publishes for a quarter interval before offering them). Holds started at the
-//! same moment (a publish after a quiet spell drives every idle subscriber at once) come due
-//! at their own phases, so bursts do not repeat. A hold that comes due with nothing offered
-//! ends, and the connection's next message is sent at once.
+//! connection sends once per interval while it has something to send, and a message waits
+//! for its recipient's phase: half an interval on average, never more than one. Messages
+//! are not put in a held recipient's queue as they come: they wait in a run the worker keeps
+//! once ([`super::deferred`]) and each recipient takes it at its phase, just before its send.
+//! A message for a recipient that is not held holds it (unless its send is in flight), so
+//! every message waits for a phase — the first after a quiet spell too; what is not a
+//! message (a reply, a presence event, a direct message) goes at once to a recipient that is
+//! not held. Holds started at the same moment come due at their own phases, so bursts do not
+//! repeat. A hold that comes due with nothing offered ends.
 //!
 //! A hold is one bit per slab slot. The worker starts one only when a send completes with
 //! nothing left queued (a backlog larger than a send drains at once). Input on a connection
@@ -120,22 +123,16 @@ impl Spacing {
     /// End the holds whose phase came since the last call, up to `now`, among slots below
     /// `slots`; append them to `out`. Each step's slots are visited once per interval (a
     /// call after more than an interval visits each step once).
-    /// Returns the steps that came (as sweep counts: step `k mod steps`).
-    pub fn take_due(
-        &mut self,
-        now: Instant,
-        slots: usize,
-        out: &mut Vec<u32>,
-    ) -> std::ops::Range<u64> {
+    pub fn take_due(&mut self, now: Instant, slots: usize, out: &mut Vec<u32>) {
         if !self.on() {
-            return 0..0;
+            return;
         }
         let upto = (now.saturating_duration_since(self.epoch).as_nanos()
             / self.step.as_nanos().max(1)) as u64;
         let from = self.swept.max(upto.saturating_sub(u64::from(self.steps)));
         self.swept = upto;
         if self.count == 0 {
-            return from + 1..upto + 1;
+            return;
         }
         for k in from + 1..=upto {
             let step = (k % u64::from(self.steps)) as u32;
@@ -147,6 +144,17 @@ impl Spacing {
                 }
             }
         }
+    }
+
+    /// The steps that have come since the last [`Spacing::take_due`], up to `now` (as sweep
+    /// counts: step `k mod steps`), without taking them.
+    pub fn coming(&self, now: Instant) -> std::ops::Range<u64> {
+        if !self.on() {
+            return 0..0;
+        }
+        let upto = (now.saturating_duration_since(self.epoch).as_nanos()
+            / self.step.as_nanos().max(1)) as u64;
+        let from = self.swept.max(upto.saturating_sub(u64::from(self.steps)));
         from + 1..upto + 1
     }
 
@@ -186,6 +194,23 @@ mod tests {
         let mut out = Vec::new();
         s.take_due(t + I, 10, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn the_steps_coming_are_those_the_next_take_sweeps() {
+        let t = Instant::now();
+        let mut s = Spacing::new(I, t);
+        assert_eq!(s.coming(t + ms(35)), 1..4, "steps 1, 2 and 3 came");
+        let mut out = Vec::new();
+        s.take_due(t + ms(35), 100, &mut out);
+        assert_eq!(
+            (s.swept(), s.coming(t + ms(39))),
+            (3, 4..4),
+            "taken: none till 40 ms"
+        );
+        // After more than an interval each step comes once.
+        assert_eq!(s.coming(t + ms(1_000)).count(), 30);
+        assert_eq!(Spacing::new(Duration::ZERO, t).coming(t + I), 0..0);
     }
 
     #[test]

@@ -67,14 +67,6 @@ const MAX_RUN: usize = 256;
 /// loopback, one atomic load each.
 const DRIVE_CHUNK: usize = 256;
 
-/// With spaced sends (`--fanout-send-interval`), publishes gather for this part of the
-/// interval before they are offered. Offered as they come, each message visited every
-/// recipient alone — a cache miss per subscriber, a quarter of the worker's CPU at 18k
-/// subscribers × 60/s (`offer_to` 18% of samples) once the worker no longer fell behind
-/// and offered in runs. A quarter interval gathers a run of a few messages and adds at
-/// most that to a message's wait (docs/benchmarks.md, twenty-ninth sitting).
-const GATHER_PARTS: u32 = 4;
-
 /// A message offered at once to at most this many recipients (a direct message, a reply)
 /// has each of them take what was deferred for it first, one by one; to more (a topic's
 /// gap or presence event), everyone takes theirs at once (see `Worker::offer_owed_before`).
@@ -247,12 +239,11 @@ struct Worker<S: Services> {
     due: Vec<u32>,
     /// Runs of messages waiting for their held recipients' phases (see [`super::deferred`]).
     deferred: Deferred<S::Delivery>,
-    /// Scratch: held recipients of a run; recipients owed runs; runs owed to one slot.
-    held: Vec<u32>,
+    /// Scratch: recipients that take a run later; recipients owed runs; runs owed to one
+    /// slot.
+    later: Vec<u32>,
     owed: Vec<(u32, usize)>,
     owed_runs: Vec<usize>,
-    /// When messages gathered since a publish are offered.
-    offer_at: Option<Instant>,
 }
 
 /// Queue deadline `d` on `q` (deadlines are pushed in time order). Entries whose
@@ -346,10 +337,9 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         spacing: Spacing::new(s.fanout_send_interval, Instant::now()),
         due: Vec::new(),
         deferred: Deferred::new(0),
-        held: Vec::new(),
+        later: Vec::new(),
         owed: Vec::new(),
         owed_runs: Vec::new(),
-        offer_at: None,
     };
     w.deferred = Deferred::new(w.spacing.steps());
     w.env.metrics.rings.set(1);
@@ -394,7 +384,6 @@ impl<S: Services> Worker<S> {
             } else {
                 // Held sends (`--fanout-send-interval`) wake the worker at their phases.
                 let until = self.spacing.next_due().map_or(next, |due| due.min(next));
-                let until = self.offer_at.map_or(until, |at| at.min(until));
                 until.saturating_duration_since(Instant::now())
             };
             match self.pacer.end_turn() {
@@ -458,10 +447,6 @@ impl<S: Services> Worker<S> {
             if self.backlog {
                 self.deliver_queued();
             }
-            if self.offer_at.is_some_and(|at| at <= Instant::now()) {
-                self.offer_at = None;
-                self.deliver_queued();
-            }
             if self.spacing.on() {
                 self.drive_due();
             }
@@ -512,7 +497,7 @@ impl<S: Services> Worker<S> {
         if !conn.socket.owns(tok) {
             return; // an earlier connection's (its buffer goes back as `c` drops)
         }
-        if tok.op == Op::Recv && self.spacing.holds(idx) {
+        if tok.op == Op::Recv && self.spacing.on() {
             // Input ends a hold: what it brings (a reply, a pong, an echo) goes now, behind
             // the messages deferred for the connection, which it takes first.
             self.spacing.end(idx);
@@ -644,28 +629,35 @@ impl<S: Services> Worker<S> {
     /// Drive the connections whose held send (`--fanout-send-interval`) came due.
     fn drive_due(&mut self) {
         let mut due = std::mem::take(&mut self.due);
-        let came = self.spacing.take_due(Instant::now(), self.slots, &mut due);
+        let now = Instant::now();
         if !self.deferred.is_empty() {
-            // Each step that came: its recipients take the runs deferred for them.
+            // Each step that came: its recipients take the runs deferred for them, while
+            // still held (those not held and idle are marked to be driven).
             let mut deferred = std::mem::take(&mut self.deferred);
             let mut owed = std::mem::take(&mut self.owed);
             let steps = u64::from(self.spacing.steps().max(1));
-            for k in came {
+            for k in self.spacing.coming(now) {
                 deferred.take_step((k % steps) as u32, &mut owed);
             }
-            // Those whose hold came due are driven below.
-            self.offer_owed(&deferred, &owed, false);
+            self.offer_owed(&deferred, &owed, true);
             owed.clear();
-            deferred.expire(self.spacing.swept());
+            deferred.expire(self.spacing.coming(now).end.saturating_sub(1));
             self.deferred = deferred;
             self.owed = owed;
         }
+        self.spacing.take_due(now, self.slots, &mut due);
         self.env.metrics.spaced_sends.add(due.len() as u64);
         for &idx in &due {
             self.drive(idx);
         }
         due.clear();
         self.due = due;
+        let mut touched = std::mem::take(&mut self.touched);
+        for &idx in &touched {
+            self.drive(idx);
+        }
+        touched.clear();
+        self.touched = touched;
     }
 
     /// A session's holdings went from `before` to `after`: keep the tally.
@@ -849,13 +841,6 @@ impl<S: Services> Worker<S> {
                     .poll_fd(fd, Token::new(Op::Wake, HUB_WAKE, 0));
             }
             self.svc.on_wake();
-            if self.spacing.on() {
-                // Spaced sends: publishes gather for a part of the interval and are offered
-                // in runs (see `GATHER_PARTS`).
-                let gather = self.s.fanout_send_interval / GATHER_PARTS;
-                self.offer_at.get_or_insert(Instant::now() + gather);
-                return;
-            }
             return self.deliver_queued();
         }
         let r = r as usize;
@@ -1153,24 +1138,35 @@ impl<S: Services> Worker<S> {
         }
         let done = run.len() * list.len();
         if defer {
-            // Held recipients take the run at their phase (`super::deferred`): offered now,
-            // each would be visited now and again when its send goes out.
-            let mut held = std::mem::take(&mut self.held);
-            held.clear();
+            // Recipients take the run at their phase (`super::deferred`): offered now, each
+            // would be visited now and again when its send goes out. One that is not held
+            // is held now, unless its send is in flight (it is held when that completes)
+            // or it is a long poll (answered at once).
+            let mut later = std::mem::take(&mut self.later);
+            later.clear();
             for &idx in &list {
-                if self.spacing.holds(idx) {
-                    held.push(idx);
-                } else {
-                    self.offer_to(idx, None, &run);
+                if !self.spacing.holds(idx) {
+                    match self.conns.get(idx as usize) {
+                        Some(c) if c.session.sends_spaced() => {
+                            if !c.socket.sending() {
+                                self.spacing.start(idx);
+                            }
+                        }
+                        _ => {
+                            self.offer_to(idx, None, &run);
+                            continue;
+                        }
+                    }
                 }
+                later.push(idx);
             }
-            self.record_offered(&run, list.len() - held.len());
-            self.deferred.defer(run, &held, self.spacing.swept());
+            self.record_offered(&run, list.len() - later.len());
             self.env
                 .metrics
                 .deferred_deliveries
-                .add((held.len() * done / list.len().max(1)) as u64);
-            self.held = held;
+                .add((later.len() * run.len()) as u64);
+            self.deferred.defer(run, &later, self.spacing.swept());
+            self.later = later;
         } else {
             for &idx in &list {
                 self.offer_to(idx, None, &run);
@@ -1217,7 +1213,7 @@ impl<S: Services> Worker<S> {
     /// Slot `idx` takes what was deferred for it, now (its hold ended before its phase; the
     /// caller drives it).
     fn offer_owed_to(&mut self, idx: u32) {
-        if self.deferred.is_empty() {
+        if !self.deferred.owes(idx) {
             return;
         }
         let mut deferred = std::mem::take(&mut self.deferred);
@@ -1243,9 +1239,7 @@ impl<S: Services> Worker<S> {
             return self.offer_all_owed();
         }
         for &idx in list {
-            if self.spacing.holds(idx) {
-                self.offer_owed_to(idx);
-            }
+            self.offer_owed_to(idx);
         }
     }
 

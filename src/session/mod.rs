@@ -473,6 +473,12 @@ impl Session {
         self.w.transport()
     }
 
+    /// Whether its sends may be spaced (`--fanout-send-interval`): an open WebSocket or
+    /// event stream. A long poll's or a call's answer goes at once.
+    pub fn sends_spaced(&self) -> bool {
+        self.w.phase == Phase::Open && self.w.flags & (POLL | CALL) == 0
+    }
+
     /// Whether the socket should be closed now.
     pub fn is_done(&self) -> bool {
         self.w.phase == Phase::Done

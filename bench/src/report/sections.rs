@@ -1043,11 +1043,11 @@ pub(super) fn fanout_step(
 }
 
 /// The send interval of holdfast's spaced fan-out rows (`--fanout-send-interval`). Its p50
-/// comes out at ~0.63 of the interval (half of it waiting for the recipient's phase, an
-/// eighth for the gather) and its p99 at ~1.2x. 500 ms is where the twenty-ninth sitting's
-/// hand rounds put that beside uWebSockets' at 18k subscribers (one pass of its single
-/// thread over them, 310–340 ms then); uWebSockets' pass moves between runs (258–341 ms),
-/// so this is a fixed point on the trade, not a match made per run.
+/// comes out at ~half the interval (the wait for the recipient's phase) and its p99 at ~the
+/// interval. At 500 ms that was 252 / 498 ms in the thirty-first sitting's hand rounds,
+/// beside uWebSockets' 268–344 / 505–651 ms at 18k subscribers (one pass of its single
+/// thread over them); uWebSockets' pass moves between runs, so this is a fixed point on the
+/// trade, not a match made per run.
 pub(super) const SPACED_SENDS: &str = "500ms";
 
 /// The server of a fan-out run: which, with how many threads (holdfast: None for its
