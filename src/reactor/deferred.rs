@@ -18,6 +18,8 @@
 
 use std::collections::VecDeque;
 
+use super::slotbits::SlotBits;
+
 /// A slot that took its share early or was released.
 const TAKEN: u32 = u32::MAX;
 
@@ -34,7 +36,7 @@ pub struct Deferred<D> {
     /// Oldest first.
     runs: VecDeque<Run<D>>,
     /// A bit per slab slot: owed some run.
-    owing: Vec<u64>,
+    owing: SlotBits,
 }
 
 impl<D> Default for Deferred<D> {
@@ -73,7 +75,7 @@ impl<D> Deferred<D> {
         Self {
             steps: steps.max(1),
             runs: VecDeque::new(),
-            owing: Vec::new(),
+            owing: SlotBits::default(),
         }
     }
 
@@ -84,23 +86,7 @@ impl<D> Deferred<D> {
 
     /// Whether slot `idx` is owed a run.
     pub fn owes(&self, idx: u32) -> bool {
-        let (word, bit) = (idx as usize / 64, 1u64 << (idx % 64));
-        self.owing.get(word).is_some_and(|w| w & bit != 0)
-    }
-
-    fn set_owing(&mut self, idx: u32, on: bool) {
-        let (word, bit) = (idx as usize / 64, 1u64 << (idx % 64));
-        if word >= self.owing.len() {
-            if !on {
-                return;
-            }
-            self.owing.resize(word + 1, 0);
-        }
-        if on {
-            self.owing[word] |= bit;
-        } else {
-            self.owing[word] &= !bit;
-        }
+        self.owing.get(idx)
     }
 
     /// Runs kept.
@@ -138,7 +124,7 @@ impl<D> Deferred<D> {
             return;
         }
         for &idx in held {
-            self.set_owing(idx, true);
+            self.owing.set(idx);
         }
         if held.len() <= SCAN {
             self.runs.push_back(Run {
@@ -196,7 +182,7 @@ impl<D> Deferred<D> {
         }
         // Every run's share of this step was taken: its slots are owed nothing more.
         for &(slot, _) in &out[from..] {
-            self.set_owing(slot, false);
+            self.owing.clear(slot);
         }
     }
 
@@ -206,7 +192,7 @@ impl<D> Deferred<D> {
         if !self.owes(idx) {
             return;
         }
-        self.set_owing(idx, false);
+        self.owing.clear(idx);
         let step = self.step_of(idx);
         for (k, run) in self.runs.iter_mut().enumerate() {
             let range = run.step(step);
@@ -230,7 +216,7 @@ impl<D> Deferred<D> {
             }
             run.owed = 0;
         }
-        self.owing.fill(0);
+        self.owing.clear_all();
     }
 
     /// Slot `idx` was released: nothing deferred before is owed to whoever takes it next.
@@ -253,7 +239,7 @@ impl<D> Deferred<D> {
         if self.runs.is_empty() {
             // Whoever was still marked (a slot whose step never took its share: it left
             // `Open` and stopped being held) is owed nothing now.
-            self.owing.fill(0);
+            self.owing.clear_all();
             if self.runs.capacity() > 64 {
                 self.runs.shrink_to(64);
             }

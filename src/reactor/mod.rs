@@ -8,6 +8,7 @@ pub mod closelog;
 pub mod deferred;
 pub mod pace;
 pub mod rings;
+pub mod slotbits;
 pub mod spacing;
 pub mod tls;
 pub mod worker;

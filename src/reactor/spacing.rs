@@ -29,6 +29,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::slotbits::SlotBits;
+
 /// The step between two phases, about: the worker wakes for held sends at most this often
 /// (1 ms steps measured no better than 10 ms ones at 18k subscribers; each wake-up is a
 /// ring enter). The interval is cut into at most [`MAX_STEPS`].
@@ -45,7 +47,7 @@ pub struct Spacing {
     /// The interval divided into `steps`.
     step: Duration,
     /// A bit per slab slot: held.
-    held: Vec<u64>,
+    held: SlotBits,
     /// Slots held.
     count: usize,
     /// Step 0.
@@ -62,7 +64,7 @@ impl Spacing {
         Self {
             steps,
             step: interval.checked_div(steps.max(1)).unwrap_or_default(),
-            held: Vec::new(),
+            held: SlotBits::default(),
             count: 0,
             epoch: now,
             swept: 0,
@@ -77,33 +79,20 @@ impl Spacing {
     /// A send on slot `idx` completed: hold its next send until its phase. Does nothing
     /// when spacing is off.
     pub fn start(&mut self, idx: u32) {
-        if !self.on() {
-            return;
-        }
-        let (word, bit) = Self::at(idx);
-        if word >= self.held.len() {
-            self.held.resize(word + 1, 0);
-        }
-        if self.held[word] & bit == 0 {
-            self.held[word] |= bit;
+        if self.on() && self.held.set(idx) {
             self.count += 1;
         }
     }
 
     /// Whether `idx`'s next send waits.
     pub fn holds(&self, idx: u32) -> bool {
-        let (word, bit) = Self::at(idx);
-        self.held.get(word).is_some_and(|w| w & bit != 0)
+        self.held.get(idx)
     }
 
     /// End `idx`'s hold, if any (input arrived, the slot was released, its phase came).
     pub fn end(&mut self, idx: u32) {
-        let (word, bit) = Self::at(idx);
-        if let Some(w) = self.held.get_mut(word) {
-            if *w & bit != 0 {
-                *w &= !bit;
-                self.count -= 1;
-            }
+        if self.held.clear(idx) {
+            self.count -= 1;
         }
     }
 
@@ -166,10 +155,6 @@ impl Spacing {
     /// Steps swept so far (the sweep count), for [`super::deferred::Deferred`].
     pub fn swept(&self) -> u64 {
         self.swept
-    }
-
-    fn at(idx: u32) -> (usize, u64) {
-        ((idx / 64) as usize, 1u64 << (idx % 64))
     }
 }
 

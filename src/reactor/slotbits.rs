@@ -1,0 +1,68 @@
+//! A bit per slab slot — sans-IO: which connections are held ([`super::spacing`]) or owed a
+//! deferred run ([`super::deferred`]). 1M slots take 128 KB.
+
+/// A bit per slab slot, grown on demand.
+#[derive(Debug, Default)]
+pub struct SlotBits {
+    words: Vec<u64>,
+}
+
+impl SlotBits {
+    fn at(idx: u32) -> (usize, u64) {
+        ((idx / 64) as usize, 1u64 << (idx % 64))
+    }
+
+    /// Whether slot `idx`'s bit is set.
+    #[inline]
+    pub fn get(&self, idx: u32) -> bool {
+        let (word, bit) = Self::at(idx);
+        self.words.get(word).is_some_and(|w| w & bit != 0)
+    }
+
+    /// Set slot `idx`'s bit; whether it was clear.
+    #[inline]
+    pub fn set(&mut self, idx: u32) -> bool {
+        let (word, bit) = Self::at(idx);
+        if word >= self.words.len() {
+            self.words.resize(word + 1, 0);
+        }
+        let was = self.words[word] & bit != 0;
+        self.words[word] |= bit;
+        !was
+    }
+
+    /// Clear slot `idx`'s bit; whether it was set.
+    #[inline]
+    pub fn clear(&mut self, idx: u32) -> bool {
+        let (word, bit) = Self::at(idx);
+        match self.words.get_mut(word) {
+            Some(w) if *w & bit != 0 => {
+                *w &= !bit;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Clear every bit.
+    pub fn clear_all(&mut self) {
+        self.words.fill(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_are_set_and_cleared_one_slot_at_a_time() {
+        let mut b = SlotBits::default();
+        assert!(!b.get(70) && !b.clear(70), "nothing set, nothing grown");
+        assert!(b.set(70) && !b.set(70), "set once");
+        assert!(b.get(70) && !b.get(6) && !b.get(71));
+        assert!(b.set(6));
+        assert!(b.clear(70) && !b.get(70) && b.get(6));
+        b.clear_all();
+        assert!(!b.get(6));
+    }
+}
