@@ -99,19 +99,6 @@ impl<D> Deferred<D> {
         self.runs.iter().map(|r| r.owed * r.msgs.len()).sum()
     }
 
-    /// Bytes its runs' recipient lists take (the messages are the hub's, shared).
-    pub fn heap_bytes(&self) -> usize {
-        self.runs
-            .iter()
-            .map(|r| {
-                r.slots.capacity() * 4
-                    + r.starts.capacity() * 4
-                    + r.msgs.capacity() * std::mem::size_of::<D>()
-            })
-            .sum::<usize>()
-            + self.runs.capacity() * std::mem::size_of::<Run<D>>()
-    }
-
     /// The phase step of slot `idx`: the spacing's ([`super::sweep_slots`]).
     fn step_of(&self, idx: u32) -> u32 {
         idx % self.steps
@@ -237,8 +224,8 @@ impl<D> Deferred<D> {
         self.runs
             .retain(|r| r.owed > 0 && swept < r.made.saturating_add(steps));
         if self.runs.is_empty() {
-            // Whoever was still marked (a slot whose step never took its share: it left
-            // `Open` and stopped being held) is owed nothing now.
+            // A safety net: every slot is taken at its step before its run expires, so no
+            // bit should be left.
             self.owing.clear_all();
             if self.runs.capacity() > 64 {
                 self.runs.shrink_to(64);

@@ -636,12 +636,14 @@ impl<S: Services> Worker<S> {
             let mut deferred = std::mem::take(&mut self.deferred);
             let mut owed = std::mem::take(&mut self.owed);
             let steps = u64::from(self.spacing.steps().max(1));
-            for k in self.spacing.coming(now) {
+            let came = self.spacing.coming(now);
+            let swept = came.end.saturating_sub(1);
+            for k in came {
                 deferred.take_step((k % steps) as u32, &mut owed);
             }
             self.offer_owed(&deferred, &owed, true);
             owed.clear();
-            deferred.expire(self.spacing.coming(now).end.saturating_sub(1));
+            deferred.expire(swept);
             self.deferred = deferred;
             self.owed = owed;
         }
