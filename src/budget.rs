@@ -1,6 +1,7 @@
 //! The process-wide memory budget: one bound, in bytes, on what clients can make the server
-//! hold beyond each connection's fixed state — partly received messages, outbound queues and
-//! replay windows — with a defined shedding order (docs/security.md, "Memory"):
+//! hold beyond each connection's fixed state — partly received messages, outbound queues,
+//! messages deferred for held subscribers (`--fanout-send-interval`) and replay windows —
+//! with a defined shedding order (docs/security.md, "Memory"):
 //!
 //! 1. replay windows stay within their own share (`--replay-budget`), evicting the oldest
 //!    message across all topics first (the hub does this on every publish);
@@ -10,7 +11,10 @@
 //! 3. when the total is over the budget nonetheless, a worker whose own holdings are above
 //!    80% of its share of what replay leaves closes its largest holders — 1009 for one
 //!    holding a partial message, 1013 for one holding an outbound queue — discarding what
-//!    they held, until it is back under that mark.
+//!    they held, until it is back under that mark. Deferred messages are no connection's
+//!    (their frames are shared, and go within one interval): they count towards the total,
+//!    so they make new work refused, but not towards a worker's holdings, so no connection
+//!    is closed for them.
 //!
 //! Sans-IO: counters only. Each worker publishes its own totals (one writer per slot);
 //! readers sum the slots, so no check takes a lock.
@@ -24,6 +28,7 @@ pub struct MemoryBudget {
     replay: AtomicUsize,
     partial: Box<[AtomicUsize]>,
     outbound: Box<[AtomicUsize]>,
+    deferred: Box<[AtomicUsize]>,
     /// Work refused because the budget was reached: upgrades, publishes.
     refused_upgrades: AtomicU64,
     refused_publishes: AtomicU64,
@@ -42,12 +47,15 @@ pub struct Usage {
     pub partial: usize,
     /// Outbound queues (bytes not yet sent).
     pub outbound: usize,
+    /// Messages deferred for held subscribers (each run's frames once, and its recipient
+    /// lists).
+    pub deferred: usize,
 }
 
 impl Usage {
     /// All of it.
     pub fn total(&self) -> usize {
-        self.replay + self.partial + self.outbound
+        self.replay + self.partial + self.outbound + self.deferred
     }
 }
 
@@ -69,6 +77,7 @@ impl MemoryBudget {
             replay: AtomicUsize::new(0),
             partial: slots(),
             outbound: slots(),
+            deferred: slots(),
             refused_upgrades: AtomicU64::new(0),
             refused_publishes: AtomicU64::new(0),
             shed_partial: AtomicU64::new(0),
@@ -92,6 +101,11 @@ impl MemoryBudget {
         self.outbound[w].store(outbound, Ordering::Relaxed);
     }
 
+    /// Worker `w`'s deferred messages hold `bytes`.
+    pub fn set_deferred(&self, w: usize, bytes: usize) {
+        self.deferred[w].store(bytes, Ordering::Relaxed);
+    }
+
     /// What is held now.
     pub fn usage(&self) -> Usage {
         let sum = |v: &[AtomicUsize]| v.iter().map(|a| a.load(Ordering::Relaxed)).sum();
@@ -99,6 +113,7 @@ impl MemoryBudget {
             replay: self.replay.load(Ordering::Relaxed),
             partial: sum(&self.partial),
             outbound: sum(&self.outbound),
+            deferred: sum(&self.deferred),
         }
     }
 
@@ -108,7 +123,8 @@ impl MemoryBudget {
     }
 
     /// The bytes worker `w` should shed to get back under 80% of its share of what the
-    /// replay windows leave, when the total is over the budget (0 otherwise).
+    /// replay windows leave, when the total is over the budget (0 otherwise). Its deferred
+    /// messages are not among its holdings: closing a connection would not free them.
     pub fn excess(&self, w: usize) -> usize {
         let u = self.usage();
         if u.total() <= self.limit {
@@ -189,6 +205,14 @@ mod tests {
         b.set_worker(1, 0, 700); // 200 + 150 + 700 = 1050 > 1000
                                  // Share: (1000 - 200) / 2 = 400, 80% = 320.
         assert_eq!((b.excess(0), b.excess(1)), (0, 700 - 320));
+        // Deferred messages count towards the total (new work is refused) but are no
+        // worker's holdings to shed.
+        b.set_worker(1, 0, 100);
+        b.set_deferred(0, 600);
+        assert_eq!(b.usage().deferred, 600);
+        assert_eq!(b.usage().total(), 200 + 150 + 100 + 600);
+        assert!(b.exhausted());
+        assert_eq!((b.excess(0), b.excess(1)), (0, 0));
     }
 
     #[test]

@@ -940,6 +940,7 @@ pub fn render_memory(o: &mut String, b: &crate::budget::MemoryBudget) {
     for (kind, v) in [
         ("partial", u.partial),
         ("outbound", u.outbound),
+        ("deferred", u.deferred),
         ("replay", u.replay),
     ] {
         let _ = writeln!(o, "holdfast_memory_used_bytes{{kind=\"{kind}\"}} {v}");

@@ -823,6 +823,84 @@ async fn messages_deferred_for_held_subscribers_come_before_what_follows_them() 
     assert!(srv.metric(deferred) >= 3.0);
 }
 
+/// What spaced sends defer for held subscribers counts under the memory budget: a publisher
+/// whose messages would wait in runs beyond the budget is refused before anything is
+/// numbered, nobody is closed for what waits (no connection holds it), what was published
+/// before goes out whole and in order, and the runs' bytes go once their subscribers took
+/// them.
+#[tokio::test]
+async fn messages_deferred_for_held_subscribers_count_under_the_memory_budget() {
+    const TOPICS: usize = 40;
+    const BIG: usize = 768 << 10;
+    let srv = Server::start(&[
+        "--workers",
+        "1",
+        "--fanout-send-interval",
+        "1s",
+        "--memory-budget",
+        "16MiB",
+    ]);
+    // A subscriber per topic: each run waits for one subscriber, and each takes a
+    // fortieth of what waits, so what waits is no one connection's queue.
+    let (mut subs, mut last) = (Vec::new(), Vec::new());
+    for t in 0..TOPICS {
+        let (ws, seq) = subscribers(&srv, &format!("big-{t}"), 1).await;
+        subs.extend(ws);
+        last.extend(seq);
+    }
+    let admin = srv.admin;
+    // One 768 KiB message every 20 ms, round the topics: one interval's runs would hold
+    // ~37 MiB. Bounded: at most 150 publishes (3 s).
+    let publisher = tokio::task::spawn_blocking(move || {
+        let body = vec![b'x'; BIG];
+        let mut sent = vec![Vec::new(); TOPICS];
+        for i in 0..150 {
+            let topic = format!("big-{}", i % TOPICS);
+            let (status, answer) = publish(admin, &topic, &body, false);
+            match status {
+                200 => sent[i % TOPICS].push(
+                    serde_json::from_str::<Value>(&answer).unwrap()["seq"]
+                        .as_u64()
+                        .unwrap(),
+                ),
+                503 => return (sent, Some(answer)),
+                other => panic!("publish answered {other}: {answer}"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (sent, None)
+    });
+    let deferred = "holdfast_memory_used_bytes{kind=\"deferred\"}";
+    let held = srv.wait_metric(deferred, |v| v >= BIG as f64);
+    let (sent, refused) = publisher.await.unwrap();
+    let accepted: usize = sent.iter().map(Vec::len).sum();
+    let refused = refused.unwrap_or_else(|| {
+        panic!("{accepted} publishes of 768 KiB accepted, none refused (deferred seen: {held})")
+    });
+    assert!(refused.contains("memory budget"), "{refused}");
+    assert!(srv.metric("holdfast_memory_refused_total{kind=\"publish\"}") >= 1.0);
+    // Refused before one interval's runs reached ~37 MiB: within a tick or two of the
+    // budget (16 MiB; 90% refuses).
+    assert!(accepted < 40, "{accepted} accepted before the refusal");
+    for (t, seqs) in sent.iter().enumerate() {
+        in_order(&mut subs[t..=t], &mut last[t..=t], seqs, |_| {
+            "x".repeat(BIG)
+        })
+        .await;
+    }
+    srv.wait_metric(deferred, |v| v == 0.0);
+    assert_eq!(
+        srv.metric("holdfast_memory_shed_total{held=\"outbound\"}"),
+        0.0
+    );
+    // Under the budget again: publishes are taken.
+    let (status, answer) =
+        tokio::task::spawn_blocking(move || publish(admin, "big-0", b"small", false))
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{answer}");
+}
+
 /// With `--fanout-send-interval`, a subscriber's send waits for its phase after the last one
 /// completed and carries everything published meanwhile: every subscriber still gets every
 /// message once, in order and numbered without a hole, in a few sends instead of one per

@@ -15,6 +15,10 @@
 //! recipients take what they are owed first). A released slot is owed nothing
 //! ([`Deferred::forget`]): the next connection in it did not subscribe to those messages.
 //! A run is dropped once every step has come since it was deferred.
+//!
+//! What the runs hold counts under the memory budget ([`Deferred::bytes`], O(1)): each run's
+//! frames once (they are shared; taken, they are sent at once) and its slot lists, until it
+//! is dropped.
 
 use std::collections::VecDeque;
 
@@ -37,6 +41,8 @@ pub struct Deferred<D> {
     runs: VecDeque<Run<D>>,
     /// A bit per slab slot: owed some run.
     owing: SlotBits,
+    /// What the runs stand for under the memory budget ([`Deferred::bytes`]).
+    bytes: usize,
 }
 
 impl<D> Default for Deferred<D> {
@@ -54,12 +60,19 @@ struct Run<D> {
     starts: Vec<u32>,
     /// Recipients that have not taken it.
     owed: usize,
+    /// Its frames' bytes.
+    share: usize,
     /// The spacing's sweep count when it was deferred: every step has come once the sweep
     /// passes `made + steps`.
     made: u64,
 }
 
 impl<D> Run<D> {
+    /// What it holds: its frames and its slot lists.
+    fn bytes(&self) -> usize {
+        self.share + (self.slots.len() + self.starts.len()) * std::mem::size_of::<u32>()
+    }
+
     /// Where step `s`'s recipients are (with no index: all of them, to be checked).
     fn step(&self, s: u32) -> std::ops::Range<usize> {
         match self.starts.get(s as usize..s as usize + 2) {
@@ -76,12 +89,19 @@ impl<D> Deferred<D> {
             steps: steps.max(1),
             runs: VecDeque::new(),
             owing: SlotBits::default(),
+            bytes: 0,
         }
     }
 
     /// Whether nothing is owed to anyone.
     pub fn is_empty(&self) -> bool {
         self.runs.is_empty()
+    }
+
+    /// What the runs hold, as the memory budget counts it: their frames once and their slot
+    /// lists.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Whether slot `idx` is owed a run.
@@ -104,9 +124,9 @@ impl<D> Deferred<D> {
         idx % self.steps
     }
 
-    /// Keep `msgs` for the held recipients `held` (slab slots, each listed once); `swept`:
-    /// the spacing's sweep count now.
-    pub fn defer(&mut self, msgs: Vec<D>, held: &[u32], swept: u64) {
+    /// Keep `msgs` (`share`: their frames' bytes) for the held recipients `held` (slab
+    /// slots, each listed once); `swept`: the spacing's sweep count now.
+    pub fn defer(&mut self, msgs: Vec<D>, share: usize, held: &[u32], swept: u64) {
         if held.is_empty() || msgs.is_empty() {
             return;
         }
@@ -114,11 +134,12 @@ impl<D> Deferred<D> {
             self.owing.set(idx);
         }
         if held.len() <= SCAN {
-            self.runs.push_back(Run {
+            self.keep(Run {
                 msgs,
                 slots: held.to_vec(),
                 starts: Vec::new(),
                 owed: held.len(),
+                share,
                 made: swept,
             });
             return;
@@ -139,38 +160,88 @@ impl<D> Deferred<D> {
             slots[next[s] as usize] = idx;
             next[s] += 1;
         }
-        self.runs.push_back(Run {
+        self.keep(Run {
             msgs,
             slots,
             starts,
             owed: held.len(),
+            share,
             made: swept,
         });
     }
 
+    fn keep(&mut self, run: Run<D>) {
+        self.bytes += run.bytes();
+        self.runs.push_back(run);
+    }
+
     /// Step `step` came: append `(slot, run)` for every recipient of that step that is owed
-    /// a run, oldest run first, and mark them taken. `run` indexes [`Deferred::msgs`] until
-    /// the next change.
+    /// a run, each slot's runs oldest first, and mark them taken. `run` indexes
+    /// [`Deferred::msgs`] until the next change.
+    ///
+    /// Consecutive runs with the same recipients at this step (a topic's messages, published
+    /// one after another) are given slot by slot — `(a, k), (a, k+1), (b, k), (b, k+1)` — so
+    /// the caller visits each recipient once for all of them; other runs recipient by
+    /// recipient in run order.
     pub fn take_step(&mut self, step: u32, out: &mut Vec<(u32, usize)>) {
         if step >= self.steps {
             return;
         }
         let steps = self.steps;
         let from = out.len();
-        for (k, run) in self.runs.iter_mut().enumerate() {
-            let range = run.step(step);
-            for slot in &mut run.slots[range] {
-                if *slot != TAKEN && *slot % steps == step {
-                    out.push((*slot, k));
-                    *slot = TAKEN;
-                    run.owed -= 1;
+        let mut k = 0;
+        while k < self.runs.len() {
+            let end = self.same_recipients(k, step);
+            let range = self.runs[k].step(step);
+            if end - k > 1 {
+                for &slot in &self.runs[k].slots[range.clone()] {
+                    if slot != TAKEN {
+                        out.extend((k..end).map(|j| (slot, j)));
+                    }
+                }
+                for run in self.runs.range_mut(k..end) {
+                    for slot in &mut run.slots[range.clone()] {
+                        if *slot != TAKEN {
+                            *slot = TAKEN;
+                            run.owed -= 1;
+                        }
+                    }
+                }
+            } else {
+                let run = &mut self.runs[k];
+                for slot in &mut run.slots[range] {
+                    if *slot != TAKEN && *slot % steps == step {
+                        out.push((*slot, k));
+                        *slot = TAKEN;
+                        run.owed -= 1;
+                    }
                 }
             }
+            k = end;
         }
         // Every run's share of this step was taken: its slots are owed nothing more.
         for &(slot, _) in &out[from..] {
             self.owing.clear(slot);
         }
+    }
+
+    /// The end of the runs from `k` on whose recipients at `step` are run `k`'s (indexed
+    /// runs only: a scanned run's slots are of every step); `k + 1` when none.
+    fn same_recipients(&self, k: usize, step: u32) -> usize {
+        let first = &self.runs[k];
+        let range = first.step(step);
+        if first.starts.is_empty() || range.is_empty() {
+            return k + 1;
+        }
+        let mine = &first.slots[range];
+        let mut end = k + 1;
+        while let Some(next) = self.runs.get(end) {
+            if next.starts.is_empty() || next.slots[next.step(step)] != *mine {
+                break;
+            }
+            end += 1;
+        }
+        end
     }
 
     /// Slot `idx` takes what it is owed now (its hold ended early, or something that must
@@ -221,9 +292,16 @@ impl<D> Deferred<D> {
     /// the spacing's sweep count now). Run numbers from earlier takes are void after this.
     pub fn expire(&mut self, swept: u64) {
         let steps = u64::from(self.steps);
-        self.runs
-            .retain(|r| r.owed > 0 && swept < r.made.saturating_add(steps));
+        let bytes = &mut self.bytes;
+        self.runs.retain(|r| {
+            let keep = r.owed > 0 && swept < r.made.saturating_add(steps);
+            if !keep {
+                *bytes -= r.bytes();
+            }
+            keep
+        });
         if self.runs.is_empty() {
+            debug_assert_eq!(self.bytes, 0);
             // A safety net: every slot is taken at its step before its run expires, so no
             // bit should be left.
             self.owing.clear_all();
@@ -246,8 +324,8 @@ mod tests {
     fn each_held_recipient_takes_each_run_at_its_step_in_order() {
         // Four steps: slots 1 and 5 share step 1, slot 2 is step 2.
         let mut d = Deferred::new(4);
-        d.defer(vec!['a', 'b'], &[5, 2, 1], 0);
-        d.defer(vec!['c'], &[1, 2], 0);
+        d.defer(vec!['a', 'b'], 10, &[5, 2, 1], 0);
+        d.defer(vec!['c'], 10, &[1, 2], 0);
         assert_eq!((d.runs(), d.owed()), (2, 2 * 3 + 2));
         let mut out = Vec::new();
         d.take_step(0, &mut out);
@@ -271,8 +349,8 @@ mod tests {
     fn a_run_to_many_is_indexed_by_step_and_a_run_to_few_scanned_alike() {
         let mut d = Deferred::new(4);
         let many: Vec<u32> = (0..40).rev().collect();
-        d.defer(vec!['a'], &many, 0);
-        d.defer(vec!['b'], &[6, 3, 2], 0);
+        d.defer(vec!['a'], 10, &many, 0);
+        d.defer(vec!['b'], 10, &[6, 3, 2], 0);
         assert_eq!(d.owed(), 43);
         for step in 0..4 {
             let mut out = Vec::new();
@@ -288,11 +366,50 @@ mod tests {
     }
 
     #[test]
+    fn runs_to_the_same_recipients_are_taken_slot_by_slot() {
+        let mut d = Deferred::new(2);
+        let topic: Vec<u32> = (0..40).collect();
+        let other: Vec<u32> = (0..40).rev().collect();
+        d.defer(vec!['a'], 10, &topic, 0);
+        d.defer(vec!['b'], 10, &topic, 0);
+        d.defer(vec!['c'], 10, &other, 0);
+        d.defer(vec!['d'], 10, &topic, 0);
+        d.defer(vec!['e'], 10, &topic, 0);
+        // Slot 4 takes its runs early: 'd' and 'e' still agree with each other, not with 'c'.
+        let mut early = Vec::new();
+        d.take_slot(4, &mut early);
+        assert_eq!(early, [0, 1, 2, 3, 4]);
+        let mut out = Vec::new();
+        d.take_step(0, &mut out);
+        let evens = |v: &[u32]| {
+            v.iter()
+                .copied()
+                .filter(|i| i % 2 == 0 && *i != 4)
+                .collect::<Vec<_>>()
+        };
+        let mut want: Vec<(u32, usize)> = Vec::new();
+        // 'a' and 'b' slot by slot, then 'c' alone (its order), then 'd' and 'e'.
+        want.extend(evens(&topic).into_iter().flat_map(|i| [(i, 0), (i, 1)]));
+        want.extend(evens(&other).into_iter().map(|i| (i, 2)));
+        want.extend(evens(&topic).into_iter().flat_map(|i| [(i, 3), (i, 4)]));
+        assert_eq!(out, want);
+        assert!(!d.owes(0) && !d.owes(4) && d.owes(1));
+        assert_eq!(d.owed(), 5 * 20, "the odd step is still owed everything");
+        out.clear();
+        d.take_step(1, &mut out);
+        assert_eq!(out.len(), 5 * 20);
+        assert!(out
+            .chunk_by(|a, b| a.0 == b.0)
+            .all(|c| c.iter().map(|e| e.1).is_sorted()));
+        assert_eq!(d.owed(), 0);
+    }
+
+    #[test]
     fn a_slot_whose_hold_ends_early_takes_its_runs_once_and_a_released_one_none() {
         let mut d = Deferred::new(4);
-        d.defer(vec!['a'], &[1, 5, 9], 0);
-        d.defer(vec!['b'], &[5, 9], 0);
-        d.defer(vec!['c'], &[1], 0);
+        d.defer(vec!['a'], 10, &[1, 5, 9], 0);
+        d.defer(vec!['b'], 10, &[5, 9], 0);
+        d.defer(vec!['c'], 10, &[1], 0);
         let mut runs = Vec::new();
         d.take_slot(5, &mut runs);
         assert_eq!(runs.iter().map(|&k| d.msgs(k)[0]).collect::<String>(), "ab");
@@ -310,10 +427,35 @@ mod tests {
     }
 
     #[test]
+    fn bytes_count_each_runs_frames_once_and_its_slots_until_it_is_dropped() {
+        let mut d = Deferred::new(4);
+        let many: Vec<u32> = (0..40).collect();
+        d.defer(vec!['a', 'b'], 100, &many, 0);
+        d.defer(vec!['c'], 7, &[1, 2], 0);
+        let (ab, c) = (100 + (40 + 5) * 4, 7 + 2 * 4);
+        assert_eq!(d.bytes(), ab + c);
+        let mut out = Vec::new();
+        d.take_step(1, &mut out);
+        d.take_step(2, &mut out);
+        d.expire(0);
+        assert_eq!(d.bytes(), ab, "'c' was taken by all: dropped");
+        out.clear();
+        d.take_all(&mut out);
+        d.expire(0);
+        assert_eq!((d.bytes(), d.runs()), (0, 0));
+        // A run nobody took is dropped whole once its steps have come.
+        d.defer(vec!['e'], 9, &[3], 3);
+        d.expire(6);
+        assert_eq!(d.bytes(), 9 + 4);
+        d.expire(7);
+        assert_eq!(d.bytes(), 0);
+    }
+
+    #[test]
     fn take_all_gives_everyone_their_runs_in_order() {
         let mut d = Deferred::new(3);
-        d.defer(vec!['a'], &[0, 1, 2], 0);
-        d.defer(vec!['b'], &[1], 0);
+        d.defer(vec!['a'], 10, &[0, 1, 2], 0);
+        d.defer(vec!['b'], 10, &[1], 0);
         let mut out = Vec::new();
         d.take_all(&mut out);
         let mut got = runs_of(&out, &d);
@@ -337,14 +479,14 @@ mod tests {
         let mut d = Deferred::new(4);
         // Deferred at sweep 10; slot 3 never takes it (its hold ended with the connection
         // leaving Open, which owes it nothing useful): dropped at sweep 14.
-        d.defer(vec!['a'], &[3], 10);
+        d.defer(vec!['a'], 10, &[3], 10);
         d.expire(13);
         assert_eq!(d.runs(), 1);
         d.expire(14);
         assert!(d.is_empty());
         // Nothing held, nothing kept.
-        d.defer(vec!['b'], &[], 14);
-        d.defer(Vec::new(), &[1], 14);
+        d.defer(vec!['b'], 10, &[], 14);
+        d.defer(Vec::new(), 10, &[1], 14);
         assert!(d.is_empty());
     }
 }

@@ -244,6 +244,8 @@ struct Worker<S: Services> {
     later: Vec<u32>,
     owed: Vec<(u32, usize)>,
     owed_runs: Vec<usize>,
+    /// Scratch of [`Worker::offer_owed`]: recipients per deferred run.
+    owed_counts: Vec<usize>,
 }
 
 /// Queue deadline `d` on `q` (deadlines are pushed in time order). Entries whose
@@ -340,6 +342,7 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         later: Vec::new(),
         owed: Vec::new(),
         owed_runs: Vec::new(),
+        owed_counts: Vec::new(),
     };
     w.deferred = Deferred::new(w.spacing.steps());
     w.env.metrics.rings.set(1);
@@ -676,6 +679,7 @@ impl<S: Services> Worker<S> {
         let sane = |v: usize| if v > isize::MAX as usize { 0 } else { v };
         self.memory
             .set_worker(self.id, sane(self.tally.0), sane(self.tally.1));
+        self.memory.set_deferred(self.id, self.deferred.bytes());
     }
 
     /// Carry connection `idx`'s session outputs to its socket: the close, the next send,
@@ -1167,7 +1171,9 @@ impl<S: Services> Worker<S> {
                 .metrics
                 .deferred_deliveries
                 .add((later.len() * run.len()) as u64);
-            self.deferred.defer(run, &later, self.spacing.swept());
+            let share = run.iter().map(S::delivery_bytes).sum();
+            self.deferred
+                .defer(run, share, &later, self.spacing.swept());
             self.later = later;
         } else {
             for &idx in &list {
@@ -1196,20 +1202,25 @@ impl<S: Services> Worker<S> {
 
     /// Offer the deferred runs `owed` lists (`(slot, run)`, each slot's runs in order) to
     /// their recipients; `touch`: mark them to be driven (the caller drives them otherwise).
+    /// A slot's consecutive entries are offered in one visit to its connection.
     fn offer_owed(&mut self, deferred: &Deferred<S::Delivery>, owed: &[(u32, usize)], touch: bool) {
-        let mut at = 0;
-        while at < owed.len() {
-            let k = owed[at].1;
-            let end = at + owed[at..].iter().take_while(|o| o.1 == k).count();
-            let msgs = deferred.msgs(k);
-            for &(idx, _) in &owed[at..end] {
-                if self.offer_into(idx, None, msgs) && touch {
-                    self.touched.push(idx);
-                }
+        let mut takers = std::mem::take(&mut self.owed_counts);
+        takers.clear();
+        takers.resize(deferred.runs(), 0);
+        for entries in owed.chunk_by(|a, b| a.0 == b.0) {
+            let idx = entries[0].0;
+            for &(_, k) in entries {
+                takers[k] += 1;
             }
-            self.record_offered(msgs, end - at);
-            at = end;
+            let msgs = entries.iter().map(|&(_, k)| deferred.msgs(k));
+            if self.offer_into(idx, None, msgs) && touch {
+                self.touched.push(idx);
+            }
         }
+        for (k, &n) in takers.iter().enumerate() {
+            self.record_offered(deferred.msgs(k), n);
+        }
+        self.owed_counts = takers;
     }
 
     /// Slot `idx` takes what was deferred for it, now (its hold ended before its phase; the
@@ -1223,7 +1234,7 @@ impl<S: Services> Worker<S> {
         deferred.take_slot(idx, &mut runs);
         for &k in &runs {
             let msgs = deferred.msgs(k);
-            self.offer_into(idx, None, msgs);
+            self.offer_into(idx, None, [msgs]);
             self.record_offered(msgs, 1);
         }
         runs.clear();
@@ -1264,13 +1275,22 @@ impl<S: Services> Worker<S> {
     /// `generation` is given, was released and reused since the recipient list was made —
     /// and mark it to be driven when no send of its own is in flight to pick them up.
     fn offer_to(&mut self, idx: u32, generation: Option<u32>, msgs: &[S::Delivery]) {
-        if self.offer_into(idx, generation, msgs) {
+        if self.offer_into(idx, generation, [msgs]) {
             self.touched.push(idx);
         }
     }
 
-    /// [`Worker::offer_to`] without the mark: whether the recipient is to be driven.
-    fn offer_into(&mut self, idx: u32, generation: Option<u32>, msgs: &[S::Delivery]) -> bool {
+    /// [`Worker::offer_to`] without the mark, for messages in one or more runs (offered in
+    /// order, in one visit): whether the recipient is to be driven.
+    fn offer_into<'m>(
+        &mut self,
+        idx: u32,
+        generation: Option<u32>,
+        runs: impl IntoIterator<Item = &'m [S::Delivery]>,
+    ) -> bool
+    where
+        S::Delivery: 'm,
+    {
         let Some(conn) = self.conns.get_mut(idx as usize) else {
             return false;
         };
@@ -1279,9 +1299,11 @@ impl<S: Services> Worker<S> {
         }
         let ctx = self.env.ctx(idx);
         let before = conn.session.held();
-        self.pacer.delivered(msgs.len());
-        for d in msgs {
-            self.svc.offer(idx, d, conn.session.writer(), &ctx);
+        for msgs in runs {
+            self.pacer.delivered(msgs.len());
+            for d in msgs {
+                self.svc.offer(idx, d, conn.session.writer(), &ctx);
+            }
         }
         let after = conn.session.held();
         // A held connection sends what it was offered at its phase, unless the offer closed

@@ -294,6 +294,10 @@ impl session::Services for Services {
         d.0.at
     }
 
+    fn delivery_bytes(d: &Self::Delivery) -> usize {
+        d.0.frame.len()
+    }
+
     fn offer(&mut self, idx: u32, d: &Self::Delivery, w: &mut Writer, ctx: &Ctx<'_>) {
         use crate::pubsub::Kind;
         let (d, policy, event) = (&d.0, d.1, &d.2);

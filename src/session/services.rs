@@ -43,6 +43,11 @@ pub trait Services {
     fn next_delivery(&mut self) -> Option<(Self::Delivery, Vec<u32>)>;
     /// When the message was published, if known (for the latency histogram).
     fn published_at(d: &Self::Delivery) -> Option<std::time::Instant>;
+    /// The bytes a recipient's queue would hold for `d` (what deferring it stands for under
+    /// the memory budget).
+    fn delivery_bytes(_d: &Self::Delivery) -> usize {
+        0
+    }
     /// Offer the message to one recipient's output (connection `idx`).
     fn offer(&mut self, idx: u32, d: &Self::Delivery, w: &mut Writer, ctx: &Ctx<'_>);
     /// Give a recipient list back for reuse.
