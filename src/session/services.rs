@@ -43,8 +43,8 @@ pub trait Services {
     fn next_delivery(&mut self) -> Option<(Self::Delivery, Vec<u32>)>;
     /// When the message was published, if known (for the latency histogram).
     fn published_at(d: &Self::Delivery) -> Option<std::time::Instant>;
-    /// The bytes a recipient's queue would hold for `d` (what deferring it stands for under
-    /// the memory budget).
+    /// The bytes of `d`'s frame: what a run deferred for held recipients holds of it, once
+    /// for all of them (counted under the memory budget).
     fn delivery_bytes(_d: &Self::Delivery) -> usize {
         0
     }
