@@ -191,27 +191,19 @@ impl<D> Deferred<D> {
         let from = out.len();
         let mut k = 0;
         while k < self.runs.len() {
+            // Runs k..end have run k's recipients at this step (one run when none agree).
+            // A scanned run's slots are of every step: the step is checked.
             let end = self.same_recipients(k, step);
             let range = self.runs[k].step(step);
-            if end - k > 1 {
-                for &slot in &self.runs[k].slots[range.clone()] {
-                    if slot != TAKEN {
-                        out.extend((k..end).map(|j| (slot, j)));
-                    }
+            let due = |slot: u32| slot != TAKEN && slot % steps == step;
+            for &slot in &self.runs[k].slots[range.clone()] {
+                if due(slot) {
+                    out.extend((k..end).map(|j| (slot, j)));
                 }
-                for run in self.runs.range_mut(k..end) {
-                    for slot in &mut run.slots[range.clone()] {
-                        if *slot != TAKEN {
-                            *slot = TAKEN;
-                            run.owed -= 1;
-                        }
-                    }
-                }
-            } else {
-                let run = &mut self.runs[k];
-                for slot in &mut run.slots[range] {
-                    if *slot != TAKEN && *slot % steps == step {
-                        out.push((*slot, k));
+            }
+            for run in self.runs.range_mut(k..end) {
+                for slot in &mut run.slots[range.clone()] {
+                    if due(*slot) {
                         *slot = TAKEN;
                         run.owed -= 1;
                     }
