@@ -196,13 +196,15 @@ impl<D> Deferred<D> {
             let end = self.same_recipients(k, step);
             let range = self.runs[k].step(step);
             let due = |slot: u32| slot != TAKEN && slot % steps == step;
-            for &slot in &self.runs[k].slots[range.clone()] {
+            for &slot in &self.runs[k].slots[range] {
                 if due(slot) {
                     out.extend((k..end).map(|j| (slot, j)));
                 }
             }
+            // Each run's own range: alike at this step, runs may differ before it.
             for run in self.runs.range_mut(k..end) {
-                for slot in &mut run.slots[range.clone()] {
+                let range = run.step(step);
+                for slot in &mut run.slots[range] {
                     if due(*slot) {
                         *slot = TAKEN;
                         run.owed -= 1;
@@ -394,6 +396,29 @@ mod tests {
             .chunk_by(|a, b| a.0 == b.0)
             .all(|c| c.iter().map(|e| e.1).is_sorted()));
         assert_eq!(d.owed(), 0);
+    }
+
+    #[test]
+    fn runs_alike_at_a_step_but_not_before_it_are_each_taken_once() {
+        // Two steps. At step 1 both runs hold the odd slots; at step 0 the second lacks
+        // slot 0 (a subscriber left between the messages), so its step 1 starts earlier.
+        let mut d = Deferred::new(2);
+        let all: Vec<u32> = (0..40).collect();
+        let fewer: Vec<u32> = (1..40).collect();
+        d.defer(vec!['a'], 10, &all, 0);
+        d.defer(vec!['b'], 10, &fewer, 0);
+        let mut out = Vec::new();
+        d.take_step(1, &mut out);
+        let odd: Vec<(u32, usize)> = (0..40)
+            .filter(|i| i % 2 == 1)
+            .flat_map(|i| [(i, 0), (i, 1)])
+            .collect();
+        assert_eq!(out, odd);
+        assert_eq!(d.owed(), 20 + 19, "step 0 only");
+        out.clear();
+        d.take_all(&mut out);
+        assert!(out.iter().all(|&(slot, _)| slot % 2 == 0), "{out:?}");
+        assert_eq!(out.len(), 20 + 19);
     }
 
     #[test]
