@@ -1286,7 +1286,7 @@ impl<S: Services> Worker<S> {
         &mut self,
         idx: u32,
         generation: Option<u32>,
-        runs: impl IntoIterator<Item = &'m [S::Delivery]>,
+        runs: impl IntoIterator<Item = &'m [S::Delivery], IntoIter: Clone>,
     ) -> bool
     where
         S::Delivery: 'm,
@@ -1299,12 +1299,11 @@ impl<S: Services> Worker<S> {
         }
         let ctx = self.env.ctx(idx);
         let before = conn.session.held();
-        for msgs in runs {
+        let runs = runs.into_iter();
+        for msgs in runs.clone() {
             self.pacer.delivered(msgs.len());
-            for d in msgs {
-                self.svc.offer(idx, d, conn.session.writer(), &ctx);
-            }
         }
+        self.svc.offer_runs(idx, runs, conn.session.writer(), &ctx);
         let after = conn.session.held();
         // A held connection sends what it was offered at its phase, unless the offer closed
         // it (a slow consumer's close goes at once).

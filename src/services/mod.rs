@@ -298,6 +298,22 @@ impl session::Services for Services {
         d.0.frame.len()
     }
 
+    fn offer_runs<'m, I>(&mut self, idx: u32, runs: I, w: &mut Writer, ctx: &Ctx<'_>)
+    where
+        I: Iterator<Item = &'m [Self::Delivery]> + Clone,
+    {
+        use crate::pubsub::Kind;
+        let frames = runs.clone().flatten().map(|d| match d.0.kind {
+            Kind::Message => Some(&d.0.frame[..]),
+            _ => None,
+        });
+        if !pubsub::offer_frames(w, ctx, frames) {
+            for d in runs.flatten() {
+                self.offer(idx, d, w, ctx);
+            }
+        }
+    }
+
     fn offer(&mut self, idx: u32, d: &Self::Delivery, w: &mut Writer, ctx: &Ctx<'_>) {
         use crate::pubsub::Kind;
         let (d, policy, event) = (&d.0, d.1, &d.2);

@@ -10,7 +10,7 @@ use crate::pubsub::{
     self, Control, Delivery, Hub, LocalSubs, Payload, PolicyTable, Resume, SlowPolicy,
     Subscription, PENDING,
 };
-use crate::session::{Ctx, Phase, Writer};
+use crate::session::{Ctx, Phase, Writer, GATHER_BYTES};
 use crate::slabmap::SlabMap;
 use crate::ws::assembler::Message;
 use crate::ws::OpCode;
@@ -140,6 +140,39 @@ pub fn offer(w: &mut Writer, ctx: &Ctx<'_>, id: u64, seq: u64, frame: &Arc<[u8]>
         ctx.message_out();
         ctx.metrics.bytes_out.add(need as u64);
     }
+}
+
+/// Several published messages to one WebSocket recipient at once — a held subscriber
+/// taking what it was owed at its phase, or an idle one taking a run — copied into one
+/// owned buffer that goes out as one send, when its output is idle and they fit in a
+/// gather ([`GATHER_BYTES`], within the outbound cap). Offered one by one, each message
+/// cost a queue entry, a reference count taken and dropped, and a pass of the gather over
+/// the queue, and the gather copied them anyway. `frames` gives each message's frame, or
+/// `None` for one that is not a plain message. Returns whether it queued them; if not,
+/// nothing was done and the caller offers them one by one ([`offer`]).
+pub fn offer_frames<'f, I>(w: &mut Writer, ctx: &Ctx<'_>, frames: I) -> bool
+where
+    I: Iterator<Item = Option<&'f [u8]>> + Clone,
+{
+    if w.phase() != Phase::Open || w.is_stream() || w.is_poll() || !w.output_idle() {
+        return false;
+    }
+    let (mut n, mut total) = (0u64, 0usize);
+    for f in frames.clone() {
+        let Some(f) = f else {
+            return false;
+        };
+        n += 1;
+        total += f.len();
+    }
+    // One frame goes out as itself, uncopied (`offer`).
+    if n < 2 || total > GATHER_BYTES.min(ctx.cfg.max_outbound) {
+        return false;
+    }
+    w.write_frames(ctx, total, frames.flatten());
+    ctx.metrics.deliveries.add(n);
+    ctx.messages_out(n);
+    true
 }
 
 /// Answer a call with `status` (a 503 says when to retry: the broker's reconnect backoff
@@ -1209,5 +1242,63 @@ mod tests {
         assert!(s.adopted.iter().all(|&(c, _)| c == 2));
         // The hub's waiting subscriptions went with them: only connection 2's to "a".
         assert_eq!((s.spec.hub.waiting("a"), s.spec.hub.waiting("b")), (1, 0));
+    }
+
+    #[test]
+    fn messages_for_an_idle_websocket_go_in_one_owned_send_and_otherwise_one_by_one() {
+        use crate::io::SendBuf;
+        use crate::session::pair::{Pair, Seen};
+        let mut p = Pair::new(crate::session::pair::test_config());
+        p.open(&[]);
+        p.stall = true;
+        let frame = |t: &str| {
+            let mut v = Vec::new();
+            crate::ws::frame::encode_frame(&mut v, true, OpCode::Text, None, t.as_bytes());
+            Arc::<[u8]>::from(v)
+        };
+        let (a, b, c) = (frame("a"), frame("bb"), frame("ccc"));
+        let big = frame(&"x".repeat(GATHER_BYTES / 2));
+        let ctx = Ctx {
+            cfg: &p.cfg,
+            metrics: &p.metrics,
+            now: 0,
+            trace: None,
+        };
+        let w = p.session.writer();
+        // Not taken (nothing done): something that is not a plain message, one frame alone
+        // (it goes uncopied), more than a gather.
+        assert!(!offer_frames(w, &ctx, [Some(&a[..]), None].into_iter()));
+        assert!(!offer_frames(w, &ctx, [Some(&a[..])].into_iter()));
+        assert!(!offer_frames(
+            w,
+            &ctx,
+            [Some(&big[..]), Some(&big[..])].into_iter()
+        ));
+        assert!(w.output_idle(), "refused offers queue nothing");
+        assert!(offer_frames(
+            w,
+            &ctx,
+            [Some(&a[..]), Some(&b[..])].into_iter()
+        ));
+        // Output not idle: one by one, behind them.
+        assert!(!offer_frames(
+            w,
+            &ctx,
+            [Some(&c[..]), Some(&c[..])].into_iter()
+        ));
+        offer(w, &ctx, 1, 3, &c, SlowPolicy::Drop);
+        assert_eq!(p.metrics.deliveries.get(), 3);
+        assert_eq!(p.metrics.messages_out.get(), 3);
+        p.drive();
+        match &p.inflight {
+            // One send: the two in their own buffer, the one behind them gathered into it.
+            Some(SendBuf::Owned(v)) => assert_eq!(v[..], [&a[..], &b[..], &c[..]].concat()[..]),
+            other => panic!("{other:?}"),
+        }
+        p.stall = false;
+        p.release();
+        let seen = p.received();
+        let texts = ["a", "bb", "ccc"].map(|t| Seen::Text(t.into()));
+        assert_eq!(seen, texts);
     }
 }

@@ -180,9 +180,14 @@ impl Ctx<'_> {
 
     /// A text or binary message was queued to the connection.
     pub fn message_out(&self) {
-        self.metrics.messages_out.inc();
+        self.messages_out(1);
+    }
+
+    /// `n` text or binary messages were queued to the connection.
+    pub fn messages_out(&self, n: u64) {
+        self.metrics.messages_out.add(n);
         if let Some(t) = self.trace {
-            Trace::add(&t.messages_out, 1);
+            Trace::add(&t.messages_out, n);
         }
     }
 
@@ -417,6 +422,26 @@ impl Writer {
     /// Queue a shared published frame (the caller applied the slow-consumer policy).
     pub fn push_shared(&mut self, frame: Arc<[u8]>, topic: u64, seq: u64) {
         self.outbound().push_shared(frame, topic, seq);
+    }
+
+    /// Whether nothing is queued or in flight.
+    pub fn output_idle(&self) -> bool {
+        self.out.as_ref().is_none_or(|o| o.is_empty())
+    }
+
+    /// Queue frames, `total` bytes, copied into one owned buffer (the caller checked the
+    /// phase and the outbound cap).
+    pub fn write_frames<'f>(
+        &mut self,
+        ctx: &Ctx<'_>,
+        total: usize,
+        frames: impl Iterator<Item = &'f [u8]>,
+    ) {
+        let added = self.outbound().write_owned(|v| {
+            v.reserve_exact(total);
+            frames.for_each(|f| v.extend_from_slice(f));
+        });
+        ctx.metrics.bytes_out.add(added as u64);
     }
 
     /// Slow consumer: drop what it has not been sent yet, tell it why (1008), and go.

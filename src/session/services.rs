@@ -50,6 +50,17 @@ pub trait Services {
     }
     /// Offer the message to one recipient's output (connection `idx`).
     fn offer(&mut self, idx: u32, d: &Self::Delivery, w: &mut Writer, ctx: &Ctx<'_>);
+    /// Offer runs of messages, in order, to one recipient (a held subscriber takes several
+    /// at its phase): by default each as [`Services::offer`] does.
+    fn offer_runs<'m, I>(&mut self, idx: u32, runs: I, w: &mut Writer, ctx: &Ctx<'_>)
+    where
+        I: Iterator<Item = &'m [Self::Delivery]> + Clone,
+        Self::Delivery: 'm,
+    {
+        for d in runs.flatten() {
+            self.offer(idx, d, w, ctx);
+        }
+    }
     /// Give a recipient list back for reuse.
     fn finish_delivery(&mut self, list: Vec<u32>);
     /// Whether `d` may be offered together with the messages after it that go to the very
