@@ -154,7 +154,7 @@ pub fn offer_frames<'f, I>(w: &mut Writer, ctx: &Ctx<'_>, frames: I) -> bool
 where
     I: Iterator<Item = Option<&'f [u8]>> + Clone,
 {
-    if w.phase() != Phase::Open || w.is_stream() || w.is_poll() || !w.output_idle() {
+    if w.phase() != Phase::Open || w.is_stream() || w.is_poll() || w.queued() != 0 {
         return false;
     }
     let (mut n, mut total) = (0u64, 0usize);
@@ -169,7 +169,11 @@ where
     if n < 2 || total > GATHER_BYTES.min(ctx.cfg.max_outbound) {
         return false;
     }
-    w.write_frames(ctx, total, frames.flatten());
+    // Within the cap: `write` does not close it.
+    w.write(ctx, |v| {
+        v.reserve_exact(total);
+        frames.flatten().for_each(|f| v.extend_from_slice(f));
+    });
     ctx.metrics.deliveries.add(n);
     ctx.messages_out(n);
     true
@@ -1274,7 +1278,7 @@ mod tests {
             &ctx,
             [Some(&big[..]), Some(&big[..])].into_iter()
         ));
-        assert!(w.output_idle(), "refused offers queue nothing");
+        assert_eq!(w.queued(), 0, "refused offers queue nothing");
         assert!(offer_frames(
             w,
             &ctx,

@@ -424,26 +424,6 @@ impl Writer {
         self.outbound().push_shared(frame, topic, seq);
     }
 
-    /// Whether nothing is queued or in flight.
-    pub fn output_idle(&self) -> bool {
-        self.out.as_ref().is_none_or(|o| o.is_empty())
-    }
-
-    /// Queue frames, `total` bytes, copied into one owned buffer (the caller checked the
-    /// phase and the outbound cap).
-    pub fn write_frames<'f>(
-        &mut self,
-        ctx: &Ctx<'_>,
-        total: usize,
-        frames: impl Iterator<Item = &'f [u8]>,
-    ) {
-        let added = self.outbound().write_owned(|v| {
-            v.reserve_exact(total);
-            frames.for_each(|f| v.extend_from_slice(f));
-        });
-        ctx.metrics.bytes_out.add(added as u64);
-    }
-
     /// Slow consumer: drop what it has not been sent yet, tell it why (1008), and go.
     pub fn close_slow(&mut self, ctx: &Ctx<'_>) {
         let stream = self.is_stream();
