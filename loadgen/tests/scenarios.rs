@@ -486,6 +486,59 @@ fn bad_servers_protocol_errors_early_close_and_a_server_that_stops_reading() {
 }
 
 #[test]
+fn a_closed_loop_echo_keeps_one_message_in_flight_per_connection() {
+    // A server that upgrades and never answers: a closed loop sends each connection's
+    // first message and then waits for its reply. It used to start round trips again each
+    // time the run moved on (steady, measuring, stopped): three messages in flight per
+    // connection by the end, two while measuring.
+    let (deaf, sockets) = misbehaving_server(4, b"", true);
+    let (code, v, out) = loadgen(&[
+        "echo",
+        "--url",
+        &url(deaf),
+        "--connections",
+        "4",
+        "--size",
+        "32",
+        "--warmup",
+        "0.2",
+        "--duration",
+        "0.5",
+        "--close-timeout",
+        "0.5",
+        "--hard-timeout",
+        "30",
+    ]);
+    assert_eq!(code, 1, "no round trip can be measured: {out}");
+    assert_eq!(v["loop"], "closed");
+    assert_eq!(
+        n(&v["messages_sent"]),
+        0,
+        "nothing more while measuring: {v}"
+    );
+    // What each connection sent, read back after the run: one data message (and the
+    // loadgen's Close at the end).
+    let held = sockets.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(held.len(), 4);
+    for mut s in held {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut bytes = Vec::new();
+        let _ = s.read_to_end(&mut bytes);
+        let mut data = 0;
+        let mut at = 0;
+        while at + 2 <= bytes.len() {
+            let len = usize::from(bytes[at + 1] & 0x7f);
+            assert!(len < 126, "small frames only: {bytes:?}");
+            if bytes[at] & 0x0f == 0x2 {
+                data += 1;
+            }
+            at += 2 + 4 + len;
+        }
+        assert_eq!(data, 1, "data messages sent on one connection: {bytes:?}");
+    }
+}
+
+#[test]
 fn connections_take_several_targets_in_turn() {
     let server = Holdfast::start("127.0.0.1:0", &[]);
     let peer = TungsteniteEcho::start();

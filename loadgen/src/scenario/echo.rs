@@ -28,6 +28,9 @@ pub struct EchoWork {
     /// Open loop: open connections (index, generation), taken in turn.
     rr: Vec<(u32, u32)>,
     rr_pos: usize,
+    /// Closed loop: round trips have started (each open connection has one message in
+    /// flight; a connection that opens later starts its own).
+    started: bool,
 }
 
 impl EchoWork {
@@ -48,6 +51,7 @@ impl EchoWork {
             schedule: None,
             rr: Vec::new(),
             rr_pos: 0,
+            started: false,
         }
     }
 }
@@ -62,21 +66,25 @@ impl Engine {
 
     pub(crate) fn echo_on_open(&mut self, idx: u32) {
         let generation = self.conns[idx as usize].socket.generation();
-        let phase = self.phase;
         let w = self.echo();
         if w.rate.is_some() {
             w.rr.push((idx, generation));
-        } else if phase >= STEADY {
+        } else if w.started {
             let now = self.now_ns();
             self.send_echo(idx, now);
         }
     }
 
-    /// The run moved on: the closed loop starts a round trip on every open connection; the
-    /// open loop starts its schedule.
+    /// The run moved on: the closed loop starts a round trip on every open connection, once
+    /// (the run moves on more than once: from the ramp to steady, then to measuring, and a
+    /// second start would put two messages in flight on every connection); the open loop
+    /// starts its schedule.
     pub(crate) fn echo_start(&mut self) {
         match self.echo().rate {
             None => {
+                if std::mem::replace(&mut self.echo().started, true) {
+                    return;
+                }
                 for idx in self.open_conns() {
                     let now = self.now_ns();
                     self.send_echo(idx, now);
