@@ -217,7 +217,7 @@ pub(super) fn render(r: &Value) -> String {
             e["pinning"]["server_cpu"].as_str().unwrap_or("—"),
             e["pinning"]["loadgen_cpu"].as_str().unwrap_or("—")
         );
-        let _ = writeln!(o, "Each row twice per round, the server fresh each time: driven by the loadgen (io_uring, one thread, 32-byte messages, one in flight per connection) and by an independent client (`holdfast-bench echo-client`: tokio current-thread, epoll, one task per connection, no code shared with the loadgen), both pinned to the same CPU. Client CPU seconds beside each: a client that sleeps between messages makes the server pay wake-ups. With several rounds a row is the median round, (min–max) of the rounds beside the per-CPU figures.\n");
+        let _ = writeln!(o, "Each row twice per round, the server fresh each time: driven by the loadgen (io_uring, one thread, 32-byte messages, one in flight per connection) and by an independent client (`holdfast-bench echo-client`: tokio current-thread, epoll, one task per connection, no code shared with the loadgen), both pinned to the same CPU. Client CPU seconds beside each: a client that sleeps between messages makes the server pay wake-ups. With several rounds a row is the median round, (min–max) of the rounds beside the per-CPU figures; the rounds are interleaved over every row, so that the host's drift falls on all alike.\n");
         let _ = writeln!(o, "| server | connections | msgs/s | server CPU s | **msgs per server-CPU-s** | vs holdfast | loadgen CPU s | independent client: msgs per server-CPU-s (client CPU s) | RTT p50 / p99 / p99.9 µs |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
         let rs = runs("echo");

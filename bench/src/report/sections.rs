@@ -384,64 +384,65 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
             Kind::NodeWs,
         ],
     );
-    for &kind in &servers {
-        for &c in &plan.echo_connections {
-            // Rounds, each on fresh servers: one echo figure moves ±20% run to run here, so
-            // the row is the median round (its own figures, consistent with each other) with
-            // the spread beside it.
-            let mut tries: Vec<(Value, bool, Value)> = Vec::new();
-            for round in 0..plan.echo_rounds.max(1) {
-                eprintln!("echo: {} × {c} (round {})", kind.name(), round + 1);
-                let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
-                let t = target(plan, server.as_ref());
-                let args = t.args(
-                    "echo",
-                    "/echo",
-                    c,
-                    &[
-                        ("--size", s(32)),
-                        ("--warmup", s(plan.warmup)),
-                        ("--duration", s(plan.measure_seconds)),
-                        ("--workers", s(1)),
-                    ],
-                );
-                let (v, met) = loadgen(&args, lg_cpu.as_deref(), |_| {})?;
-                drop(server);
-                // The same server fresh, driven by the independent client on the same CPU.
-                let independent = if kind == Kind::HoldfastTls {
-                    Value::Null // the independent client speaks ws:// only
-                } else {
-                    let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
-                    let t = target(plan, server.as_ref());
-                    echo_client(plan, &t, c, lg_cpu.as_deref())
-                        .unwrap_or_else(|e| json!({ "error": e }))
-                };
-                tries.push((v, met, independent));
-            }
-            let key = "messages_per_server_cpu_s";
-            let lg: Vec<Option<f64>> = tries.iter().map(|t| t.0[key].as_f64()).collect();
-            let ind: Vec<Option<f64>> = tries.iter().map(|t| t.2[key].as_f64()).collect();
-            let (v, _, _) = &tries[median_index(&lg)];
-            let mut independent = tries[median_index(&ind)].2.clone();
-            if let Some(o) = independent.as_object_mut() {
-                o.insert("spread".into(), median_spread(&ind));
-            }
-            runs.push(json!({
-                "server": kind.name(),
-                "connections": c,
-                "rounds": tries.len(),
-                "met": tries.iter().all(|t| t.1),
-                "independent_client": independent,
-                "round_trips": v["round_trips"],
-                "messages_per_s": v["messages_per_s"],
-                "server_cpu_seconds": v["server_cpu_seconds"],
-                "messages_per_server_cpu_s": v["messages_per_server_cpu_s"],
-                "messages_per_server_cpu_s_spread": median_spread(&lg),
-                "loadgen_cpu_seconds": v["loadgen_cpu_seconds"],
-                "rtt_us": v["rtt_us"],
-                "failed_total": v["failed_total"],
-            }));
+    // Rounds, each on fresh servers: one echo figure moves ±20% run to run here, so a row
+    // is the median round (its own figures, consistent with each other) with the spread
+    // beside it. The rounds are interleaved over every row (server × connections): run back
+    // to back, one server's rounds fell in one spell of the host and another's in the next.
+    let steps: Vec<(Kind, usize)> = servers
+        .iter()
+        .flat_map(|&kind| plan.echo_connections.iter().map(move |&c| (kind, c)))
+        .collect();
+    let rounds = interleaved(plan.echo_rounds, &steps, |round, &(kind, c)| {
+        eprintln!("echo: {} × {c} (round {})", kind.name(), round + 1);
+        let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
+        let t = target(plan, server.as_ref());
+        let args = t.args(
+            "echo",
+            "/echo",
+            c,
+            &[
+                ("--size", s(32)),
+                ("--warmup", s(plan.warmup)),
+                ("--duration", s(plan.measure_seconds)),
+                ("--workers", s(1)),
+            ],
+        );
+        let (v, met) = loadgen(&args, lg_cpu.as_deref(), |_| {})?;
+        drop(server);
+        // The same server fresh, driven by the independent client on the same CPU.
+        let independent = if kind == Kind::HoldfastTls {
+            Value::Null // the independent client speaks ws:// only
+        } else {
+            let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
+            let t = target(plan, server.as_ref());
+            echo_client(plan, &t, c, lg_cpu.as_deref()).unwrap_or_else(|e| json!({ "error": e }))
+        };
+        Ok((v, met, independent))
+    })?;
+    for (&(kind, c), tries) in steps.iter().zip(&rounds) {
+        let key = "messages_per_server_cpu_s";
+        let lg: Vec<Option<f64>> = tries.iter().map(|t| t.0[key].as_f64()).collect();
+        let ind: Vec<Option<f64>> = tries.iter().map(|t| t.2[key].as_f64()).collect();
+        let (v, _, _) = &tries[median_index(&lg)];
+        let mut independent = tries[median_index(&ind)].2.clone();
+        if let Some(o) = independent.as_object_mut() {
+            o.insert("spread".into(), median_spread(&ind));
         }
+        runs.push(json!({
+            "server": kind.name(),
+            "connections": c,
+            "rounds": tries.len(),
+            "met": tries.iter().all(|t| t.1),
+            "independent_client": independent,
+            "round_trips": v["round_trips"],
+            "messages_per_s": v["messages_per_s"],
+            "server_cpu_seconds": v["server_cpu_seconds"],
+            "messages_per_server_cpu_s": v["messages_per_server_cpu_s"],
+            "messages_per_server_cpu_s_spread": median_spread(&lg),
+            "loadgen_cpu_seconds": v["loadgen_cpu_seconds"],
+            "rtt_us": v["rtt_us"],
+            "failed_total": v["failed_total"],
+        }));
     }
     // Upgrades and closes: each round a fresh server per kind, the kinds in turn (the host
     // drifts over the minute this takes; interleaved, the drift falls on all alike); ramp,
