@@ -332,20 +332,25 @@ pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
             json!({"runs": runs, "skipped": "--url: the TLS section starts its own servers"}),
         );
     }
-    for (kind, resumption) in [
+    let steps = [
         (Kind::Holdfast, None),
         (Kind::HoldfastTls, Some("off")),
         (Kind::HoldfastTls, Some("always")),
-    ] {
-        for round in 0..plan.tls_rounds {
-            eprintln!(
-                "tls: {} resumption {} round {round}",
-                kind.name(),
-                resumption.unwrap_or("-")
-            );
-            // Few in flight: each resumed connection finds the ticket an earlier one left
-            // (with thousands in flight the first thousands find none).
-            let (v, met) = pinned_ramp(plan, kind, resumption, &[("--concurrency", s(16))])?;
+    ];
+    // Rounds interleaved over the three rows, so that the host's drift falls on all alike.
+    let rounds = interleaved(plan.tls_rounds, &steps, |round, &(kind, resumption)| {
+        eprintln!(
+            "tls: {} resumption {} round {round}",
+            kind.name(),
+            resumption.unwrap_or("-")
+        );
+        // Few in flight: each resumed connection finds the ticket an earlier one left (with
+        // thousands in flight the first thousands find none).
+        pinned_ramp(plan, kind, resumption, &[("--concurrency", s(16))])
+    })?;
+    for (&(kind, resumption), tries) in steps.iter().zip(&rounds) {
+        for (round, (v, met)) in tries.iter().enumerate() {
+            let met = *met;
             let us = v["server_cpu_us_per_upgrade"].as_f64();
             runs.push(json!({
                 "server": kind.name(),
