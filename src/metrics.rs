@@ -110,6 +110,14 @@ impl Limit {
 pub const TRANSPORTS: [&str; 4] = ["websocket", "sse", "poll", "http"];
 
 impl WorkerMetrics {
+    /// Whether an event stream is open on this worker.
+    pub fn streams_open(&self) -> bool {
+        TRANSPORTS
+            .iter()
+            .position(|t| *t == "sse")
+            .is_some_and(|i| self.open_by_transport[i].get() > 0)
+    }
+
     /// A connection of `transport` was established (`true`) or has gone.
     pub fn transport_open(&self, transport: &str, open: bool) {
         if let Some(i) = TRANSPORTS.iter().position(|t| *t == transport) {

@@ -306,6 +306,50 @@ fn a_drain_ends_a_spaced_stream_right_after_its_close_event() {
     );
 }
 
+/// With spaced sends a message waits for its held recipients' phases in a run the worker
+/// keeps once, counted under the memory budget. Event streams take the message's event JSON
+/// (a binary one in base64, 4/3 of it), which the run holds beside the frame: it is counted
+/// too (it was not: only the frame).
+#[test]
+fn a_run_deferred_for_event_streams_counts_its_event_json_under_the_budget() {
+    const STREAMS: usize = 100;
+    const BIG: usize = 256 << 10;
+    let srv = Server::start(&["--workers", "1", "--fanout-send-interval", "1s"]);
+    let mut streams: Vec<Stream> = (0..STREAMS)
+        .map(|_| open(srv.addr, "/sse?topics=j", ""))
+        .collect();
+    for s in &mut streams {
+        assert_eq!(s.data().json()["type"], "subscribed");
+    }
+    publish_ok(&srv, "j", "held");
+    // Each stream's send of this event completed (it was read): each is held now, and a
+    // phase every 10 ms: the run below waits about an interval for its last recipient.
+    for s in &mut streams {
+        assert_eq!(s.data().json()["data"], "held");
+    }
+    // That message's run is gone once every stream took it.
+    let deferred = "holdfast_memory_used_bytes{kind=\"deferred\"}";
+    srv.wait_metric(deferred, |v| v == 0.0);
+    let (status, reply) = publish(srv.admin, "j", &vec![0xab; BIG], true);
+    assert_eq!(status, 200, "{reply}");
+    let seen = srv.wait_metric(deferred, |v| v >= BIG as f64);
+    let base64 = BIG.div_ceil(3) * 4;
+    assert!(
+        seen >= (BIG + base64) as f64,
+        "the run counts {seen} B: the frame ({BIG} B) and its event JSON ({base64} B of base64)"
+    );
+    for s in &mut streams {
+        let e = s.data().json();
+        assert_eq!(
+            e["data_base64"].as_str().map(str::len),
+            Some(base64),
+            "{}",
+            e["seq"]
+        );
+    }
+    srv.wait_metric(deferred, |v| v == 0.0);
+}
+
 #[test]
 fn streams_are_refused_like_upgrades_and_only_where_they_are_served() {
     let hmac = concat!(

@@ -1150,6 +1150,10 @@ impl<S: Services> Worker<S> {
             // or it is a long poll (answered at once).
             let mut later = std::mem::take(&mut self.later);
             later.clear();
+            // Whether an event stream is among the held recipients: looked up only on a
+            // worker that has one open (a held recipient's slot is not touched otherwise).
+            let mut streams = false;
+            let mut look = self.env.metrics.streams_open();
             for &idx in &list {
                 if !self.spacing.holds(idx) {
                     match self.conns.get(idx as usize) {
@@ -1164,6 +1168,14 @@ impl<S: Services> Worker<S> {
                         }
                     }
                 }
+                if look
+                    && self
+                        .conns
+                        .get(idx as usize)
+                        .is_some_and(|c| c.session.is_stream())
+                {
+                    (streams, look) = (true, false);
+                }
                 later.push(idx);
             }
             self.record_offered(&run, list.len() - later.len());
@@ -1171,7 +1183,10 @@ impl<S: Services> Worker<S> {
                 .metrics
                 .deferred_deliveries
                 .add((later.len() * run.len()) as u64);
-            let share = run.iter().map(S::delivery_bytes).sum();
+            // An event stream among them takes the messages' event JSON, which the run then
+            // holds too: converted now (once, as it would be at the first stream's phase)
+            // and counted.
+            let share = run.iter().map(|d| S::delivery_bytes(d, streams)).sum();
             self.deferred
                 .defer(run, share, &later, self.spacing.swept());
             self.later = later;

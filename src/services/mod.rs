@@ -294,8 +294,12 @@ impl session::Services for Services {
         d.0.at
     }
 
-    fn delivery_bytes(d: &Self::Delivery) -> usize {
-        d.0.frame.len()
+    fn delivery_bytes(d: &Self::Delivery, streams: bool) -> usize {
+        let event = match streams {
+            true => pubsub::event_json(&d.2, &d.0.frame).map_or(0, <[u8]>::len),
+            false => 0,
+        };
+        d.0.frame.len() + event
     }
 
     fn offer_runs<'m, I>(&mut self, idx: u32, runs: I, w: &mut Writer, ctx: &Ctx<'_>)

@@ -243,6 +243,16 @@ fn event_data(frame: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
     Some(v.to_string().into_bytes().into())
 }
 
+/// The event JSON of a message (`frame`), converted at its first use and kept with the
+/// message (`event`): one conversion per message, not per subscriber (a binary message's
+/// base64 JSON was once built for every event stream it reached). None: the frame is not a
+/// message an event can carry.
+pub fn event_json<'e>(event: &'e EventJson, frame: &[u8]) -> Option<&'e [u8]> {
+    event
+        .get_or_init(|| event_data(frame).map(|d| d.into_owned().into()))
+        .as_deref()
+}
+
 /// What a connection may do, as the pub/sub side asks it.
 pub trait Permits {
     /// Whether it may subscribe to `topic`, given the subscription token it sent for it
@@ -339,10 +349,7 @@ impl PubsubSide {
         if w.phase() != Phase::Open {
             return;
         }
-        // One conversion per message, not per subscriber (a binary message's base64 JSON
-        // was once built for every event stream it reached).
-        let converted = event.get_or_init(|| event_data(frame).map(|d| d.into_owned().into()));
-        let Some(data) = converted.as_deref() else {
+        let Some(data) = event_json(event, frame) else {
             return;
         };
         self.offer_event(conn, w, ctx, id, seq, data, policy);

@@ -478,6 +478,11 @@ impl Session {
         self.w.transport()
     }
 
+    /// Whether it is an event stream (its messages go as event JSON, not frames).
+    pub fn is_stream(&self) -> bool {
+        self.w.is_stream()
+    }
+
     /// Whether its sends may be spaced (`--fanout-send-interval`): an open WebSocket or
     /// event stream. A long poll's or a call's answer goes at once.
     pub fn sends_spaced(&self) -> bool {

@@ -43,9 +43,10 @@ pub trait Services {
     fn next_delivery(&mut self) -> Option<(Self::Delivery, Vec<u32>)>;
     /// When the message was published, if known (for the latency histogram).
     fn published_at(d: &Self::Delivery) -> Option<std::time::Instant>;
-    /// The bytes of `d`'s frame: what a run deferred for held recipients holds of it, once
-    /// for all of them (counted under the memory budget).
-    fn delivery_bytes(_d: &Self::Delivery) -> usize {
+    /// What a run deferred for held recipients holds of `d`, once for all of them (counted
+    /// under the memory budget): its frame, and when an event stream is among them
+    /// (`streams`) the event JSON they take, converted now so that it is counted.
+    fn delivery_bytes(_d: &Self::Delivery, _streams: bool) -> usize {
         0
     }
     /// Offer the message to one recipient's output (connection `idx`).
