@@ -256,6 +256,22 @@ fn a_drain_ends_streams_with_a_reconnect_hint() {
 /// drain ends is not held: the end of the stream follows its close event at once, not at
 /// the stream's next phase (up to the interval later). A hundred streams spread their phases
 /// over the whole interval, so a held end would arrive half an interval late on average.
+/// `n` event streams of `topic` on a server with spaced sends, each held: subscribed, and
+/// its send of a first message ("held") completed (it was read).
+fn held_streams(srv: &Server, topic: &str, n: usize) -> Vec<Stream> {
+    let mut streams: Vec<Stream> = (0..n)
+        .map(|_| open(srv.addr, &format!("/sse?topics={topic}"), ""))
+        .collect();
+    for s in &mut streams {
+        assert_eq!(s.data().json()["type"], "subscribed");
+    }
+    publish_ok(srv, topic, "held");
+    for s in &mut streams {
+        assert_eq!(s.data().json()["data"], "held");
+    }
+    streams
+}
+
 #[test]
 fn a_drain_ends_a_spaced_stream_right_after_its_close_event() {
     const STREAMS: usize = 100;
@@ -269,17 +285,7 @@ fn a_drain_ends_a_spaced_stream_right_after_its_close_event() {
         "--drain-grace",
         "5",
     ]);
-    let mut streams: Vec<Stream> = (0..STREAMS)
-        .map(|_| open(srv.addr, "/sse?topics=d", ""))
-        .collect();
-    for s in &mut streams {
-        assert_eq!(s.data().json()["type"], "subscribed");
-    }
-    publish_ok(&srv, "d", "held");
-    // Each stream's send of this event completed (it was read): each is held now.
-    for s in &mut streams {
-        assert_eq!(s.data().json()["data"], "held");
-    }
+    let streams = held_streams(&srv, "d", STREAMS);
     let readers: Vec<_> = streams
         .into_iter()
         .map(|mut s| {
@@ -315,19 +321,9 @@ fn a_run_deferred_for_event_streams_counts_its_event_json_under_the_budget() {
     const STREAMS: usize = 100;
     const BIG: usize = 256 << 10;
     let srv = Server::start(&["--workers", "1", "--fanout-send-interval", "1s"]);
-    let mut streams: Vec<Stream> = (0..STREAMS)
-        .map(|_| open(srv.addr, "/sse?topics=j", ""))
-        .collect();
-    for s in &mut streams {
-        assert_eq!(s.data().json()["type"], "subscribed");
-    }
-    publish_ok(&srv, "j", "held");
-    // Each stream's send of this event completed (it was read): each is held now, and a
-    // phase every 10 ms: the run below waits about an interval for its last recipient.
-    for s in &mut streams {
-        assert_eq!(s.data().json()["data"], "held");
-    }
-    // That message's run is gone once every stream took it.
+    // A phase every 10 ms: the run below waits about an interval for its last recipient.
+    let mut streams = held_streams(&srv, "j", STREAMS);
+    // The first message's run is gone once every stream took it.
     let deferred = "holdfast_memory_used_bytes{kind=\"deferred\"}";
     srv.wait_metric(deferred, |v| v == 0.0);
     let (status, reply) = publish(srv.admin, "j", &vec![0xab; BIG], true);
