@@ -295,11 +295,12 @@ impl session::Services for Services {
     }
 
     fn delivery_bytes(d: &Self::Delivery, streams: bool) -> usize {
-        let event = match streams {
-            true => pubsub::event_json(&d.2, &d.0.frame).map_or(0, <[u8]>::len),
-            false => 0,
-        };
-        d.0.frame.len() + event
+        let frame = d.0.frame.len();
+        if streams {
+            frame + pubsub::event_json(&d.2, &d.0.frame).map_or(0, <[u8]>::len)
+        } else {
+            frame
+        }
     }
 
     fn offer_runs<'m, I>(&mut self, idx: u32, runs: I, w: &mut Writer, ctx: &Ctx<'_>)
