@@ -6,6 +6,7 @@
 
 pub mod broadcast;
 pub mod fanmeter;
+pub mod floor;
 pub mod hold;
 pub mod meter;
 pub mod peers;

@@ -52,6 +52,10 @@ enum Cmd {
     /// An independent echo client (tokio, epoll; no code shared with the loadgen) that
     /// reports msgs per server-CPU-s: the echo section runs it beside the loadgen.
     EchoClient(holdfast_bench::meter::MeterArgs),
+    /// The echo floor: holdfast's io layer (its rings, buffers, accepts and sends) with only
+    /// the upgrade and the framing above it, to measure beside holdfast and uWebSockets how
+    /// much of the CPU per echo is a server's own and how much the kernel's.
+    EchoFloor(holdfast_bench::floor::FloorArgs),
     /// An independent long-poll client (tokio, epoll, its own publisher; no code shared with
     /// the loadgen) that reports deliveries, latency and deliveries per server-CPU-s.
     PollClient(holdfast_bench::pollmeter::PollMeterArgs),
@@ -76,6 +80,13 @@ fn main() {
         Cmd::EchoClient(args) => {
             if let Err(e) = holdfast_bench::meter::run(&args) {
                 eprintln!("holdfast-bench echo-client: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        Cmd::EchoFloor(args) => {
+            if let Err(e) = holdfast_bench::floor::run(&args) {
+                eprintln!("holdfast-bench echo-floor: {e}");
                 std::process::exit(1);
             }
             return;

@@ -89,6 +89,26 @@ fn quick_report_is_complete_and_consistent() {
             assert!((per - trips / cpu).abs() / per < 0.01, "{x}");
         }
     }
+    // holdfast's io floor ran beside holdfast at every connection count (the same checks
+    // above held for it), and its summary line is its row's figure.
+    let counts: Vec<&Value> = e
+        .iter()
+        .filter(|x| x["server"] == "holdfast")
+        .map(|x| &x["connections"])
+        .collect();
+    let floor = r["echo"]["floor"].as_array().unwrap();
+    assert_eq!(floor.len(), counts.len(), "{floor:?}");
+    for fl in floor {
+        let row = e
+            .iter()
+            .find(|x| x["server"] == "holdfast-io-floor" && x["connections"] == fl["connections"])
+            .unwrap_or_else(|| panic!("no floor row for {fl}"));
+        assert_eq!(
+            fl["messages_per_server_cpu_s"],
+            row["messages_per_server_cpu_s"]
+        );
+        assert!(num(&fl["holdfast_over_floor"]) > 0.0, "{fl}");
+    }
     for t in r["echo"]["targets"].as_array().unwrap() {
         // A target is judged from its ratio, whichever way it came out.
         if let (Some(ratio), Some(met)) = (t["ratio"].as_f64(), t["met"].as_bool()) {

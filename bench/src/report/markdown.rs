@@ -247,6 +247,16 @@ pub(super) fn render(r: &Value) -> String {
                 f(&x["rtt_us"]["p99.9"], 0)
             );
         }
+        for x in e["floor"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                o,
+                "\n`holdfast-io-floor` at {} connections (holdfast's rings with only an echo's upgrade and framing above them: `holdfast-bench echo-floor`): {} msgs per server-CPU-s, {}x uWebSockets'; holdfast is at {}x its floor. What separates the floor from uWebSockets is the io layer and the kernel's loopback path; what separates holdfast from the floor is holdfast's own layers above the rings.",
+                x["connections"],
+                f(&x["messages_per_server_cpu_s"], 0),
+                f(&x["floor_over_uwebsockets"], 2),
+                f(&x["holdfast_over_floor"], 2)
+            );
+        }
         let _ = writeln!(o, "\nUpgrades and closes: each round a fresh server, the servers in turn, a ramp of the given connections, a 0.5 s hold, then every connection closes (the loadgen's Close, the server's echo, TCP close; the server's CPU is read once a 50 ms window holds under 0.5 ms of it); medians of the rounds with (min–max).\n");
         let _ = writeln!(o, "| server | upgrades | rounds | peak upgrades/s | **server CPU-µs per upgrade** | vs holdfast | **server CPU-µs per close** | vs holdfast |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");

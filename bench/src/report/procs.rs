@@ -30,6 +30,9 @@ pub enum Kind {
     HoldfastSse,
     /// holdfast's long-poll (`GET /poll`, one request after another) instead of WebSockets.
     HoldfastPoll,
+    /// holdfast's io layer with only an echo's upgrade and framing above it
+    /// (`holdfast-bench echo-floor`): the echo section's yardstick, not a peer.
+    EchoFloor,
 }
 
 /// The test certificate files holdfast-tls serves and the loadgen trusts.
@@ -50,6 +53,7 @@ impl Kind {
             Self::HoldfastTls => "holdfast-tls",
             Self::HoldfastSse => "holdfast-sse",
             Self::HoldfastPoll => "holdfast-poll",
+            Self::EchoFloor => "holdfast-io-floor",
         }
     }
 
@@ -65,6 +69,7 @@ impl Kind {
             Self::HoldfastTls,
             Self::HoldfastSse,
             Self::HoldfastPoll,
+            Self::EchoFloor,
         ]
         .into_iter()
         .find(|k| k.name() == s)
@@ -75,7 +80,11 @@ impl Kind {
     pub const fn uses_fds(self) -> bool {
         !matches!(
             self,
-            Self::Holdfast | Self::HoldfastTls | Self::HoldfastSse | Self::HoldfastPoll
+            Self::Holdfast
+                | Self::HoldfastTls
+                | Self::HoldfastSse
+                | Self::HoldfastPoll
+                | Self::EchoFloor
         )
     }
 
@@ -256,6 +265,9 @@ impl Server {
                 if let Some(t) = threads {
                     argv.extend(["--threads".into(), t.to_string()]);
                 }
+            }
+            Kind::EchoFloor => {
+                argv.extend([bench, "echo-floor".into(), "--listen".into(), listen.into()]);
             }
             Kind::Uws => {
                 let exe = super::uws::binary().ok_or("the uwebsockets peer is not built")?;

@@ -393,7 +393,14 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
     // is the median round (its own figures, consistent with each other) with the spread
     // beside it. The rounds are interleaved over every row (server × connections): run back
     // to back, one server's rounds fell in one spell of the host and another's in the next.
-    let steps: Vec<(Kind, usize)> = servers
+    // holdfast's io floor (its rings with only an echo above them) runs beside holdfast in
+    // the echo rounds, not in the upgrades: it is the most any server on this io layer gets
+    // from this machine's loopback, and so says how much of a gap is holdfast's own code.
+    let mut echoing = servers.clone();
+    if plan.url.is_none() {
+        echoing.insert(1, Kind::EchoFloor);
+    }
+    let steps: Vec<(Kind, usize)> = echoing
         .iter()
         .flat_map(|&kind| plan.echo_connections.iter().map(move |&c| (kind, c)))
         .collect();
@@ -568,10 +575,37 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
             ));
         }
     }
+    // What the floor says of the gap: per connection count, the floor against uWebSockets
+    // (how far any server on holdfast's io layer gets) and holdfast against its floor.
+    let floor: Vec<Value> = plan
+        .echo_connections
+        .iter()
+        .filter_map(|&c| {
+            let f = find(
+                &runs,
+                Kind::EchoFloor.name(),
+                "messages_per_server_cpu_s",
+                Some(c),
+            )?;
+            Some(json!({
+                "connections": c,
+                "messages_per_server_cpu_s": f,
+                "floor_over_uwebsockets": ratio(
+                    Some(f),
+                    find(&runs, "uwebsockets", "messages_per_server_cpu_s", Some(c)),
+                ),
+                "holdfast_over_floor": ratio(
+                    find(&runs, "holdfast", "messages_per_server_cpu_s", Some(c)),
+                    Some(f),
+                ),
+            }))
+        })
+        .collect();
     Ok(json!({
         "pinning": {"server_cpu": srv_cpu, "loadgen_cpu": lg_cpu},
         "runs": runs,
         "upgrades": upgrades,
+        "floor": floor,
         "targets": targets,
     }))
 }
