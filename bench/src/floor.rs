@@ -45,6 +45,8 @@ const ACCEPTS: usize = 64;
 
 #[derive(Debug, Default)]
 struct Conn {
+    /// Which connection of its slot this is: a completion for an earlier one is ignored.
+    generation: u32,
     upgraded: bool,
     closing: bool,
     /// Bytes received and not yet parsed (a partial head or frame).
@@ -145,13 +147,23 @@ struct Floor {
     read: FloorRead,
     /// Connections by direct-descriptor slot.
     conns: Vec<Option<Conn>>,
+    /// The next generation to give a slot's connection.
+    generation: u32,
     /// Emptied send buffers, reused.
     spare: Vec<Vec<u8>>,
 }
 
 impl Floor {
+    /// The token for `op` on the connection in `slot` now.
+    fn token(&self, op: Op, slot: u32) -> Token {
+        let generation = self.conns[slot as usize]
+            .as_ref()
+            .map_or(0, |c| c.generation);
+        Token::new(op, slot, generation)
+    }
+
     fn arm_read(&mut self, slot: u32) {
-        let t = Token::new(Op::Recv, slot, 0);
+        let t = self.token(Op::Recv, slot);
         match self.read {
             FloorRead::Multi => self.ring.recv_multi(slot, t),
             FloorRead::Poll => self.ring.poll_socket(slot, t.with_op(Op::Poll)),
@@ -164,7 +176,7 @@ impl Floor {
         match self.read {
             FloorRead::Multi => self.arm_read(slot),
             FloorRead::Poll if res == -libc::ENOBUFS => {
-                self.ring.recv_once(slot, Token::new(Op::Recv, slot, 0))
+                self.ring.recv_once(slot, self.token(Op::Recv, slot))
             }
             FloorRead::Poll => {}
         }
@@ -179,10 +191,9 @@ impl Floor {
         }
         c.closing = true;
         if self.read == FloorRead::Poll {
-            self.ring.poll_remove(Token::new(Op::Poll, slot, 0));
+            self.ring.poll_remove(self.token(Op::Poll, slot));
         }
-        self.ring
-            .shutdown_close(slot, Token::new(Op::Ignore, slot, 0));
+        self.ring.shutdown_close(slot, self.token(Op::Close, slot));
     }
 
     fn on_bytes(&mut self, slot: u32, mut buf: holdfast::io::RecvBuf) {
@@ -232,8 +243,8 @@ impl Floor {
         if out.is_empty() {
             self.spare.push(out);
         } else {
-            self.ring
-                .send(slot, SendBuf::Owned(out), Token::new(Op::Send, slot, 0));
+            let t = self.token(Op::Send, slot);
+            self.ring.send(slot, SendBuf::Owned(out), t);
         }
         if close {
             self.close(slot);
@@ -243,18 +254,27 @@ impl Floor {
     fn on(&mut self, c: Completion, listener: i32) {
         let slot = c.token.index;
         let more = c.more();
-        match (c.token.op, c.extra) {
-            (Op::Accept, _) => {
-                if c.res >= 0 {
-                    let slot = c.res as u32;
-                    if self.conns.len() <= slot as usize {
-                        self.conns.resize_with(slot as usize + 1, || None);
-                    }
-                    self.conns[slot as usize] = Some(Conn::default());
-                    self.arm_read(slot);
+        if c.token.op == Op::Accept {
+            if c.res >= 0 {
+                let slot = c.res as u32;
+                if self.conns.len() <= slot as usize {
+                    self.conns.resize_with(slot as usize + 1, || None);
                 }
-                self.ring.arm_accepts(listener, ACCEPTS);
+                self.generation = self.generation.wrapping_add(1);
+                self.conns[slot as usize] = Some(Conn {
+                    generation: self.generation,
+                    ..Conn::default()
+                });
+                self.arm_read(slot);
             }
+            self.ring.arm_accepts(listener, ACCEPTS);
+            return;
+        }
+        let current = self.conns.get(slot as usize).and_then(Option::as_ref);
+        if !current.is_some_and(|conn| c.token.is_for(conn.generation)) {
+            return; // an earlier connection's (its buffer goes back as `c` drops)
+        }
+        match (c.token.op, c.extra) {
             (Op::Poll, _) => {
                 if c.res > 0 {
                     self.ring.recv_once(slot, c.token.with_op(Op::Recv));
@@ -282,13 +302,7 @@ impl Floor {
                     self.spare.push(v);
                 }
             }
-            (Op::Close, _) | (Op::Ignore, _) => {
-                if let Some(e) = self.conns.get_mut(slot as usize) {
-                    if e.as_ref().is_some_and(|c| c.closing) {
-                        *e = None;
-                    }
-                }
-            }
+            (Op::Close, _) => self.conns[slot as usize] = None,
             _ => {}
         }
     }
@@ -321,6 +335,7 @@ pub fn run(args: &FloorArgs) -> io::Result<()> {
         ring,
         read: args.read,
         conns: Vec::new(),
+        generation: 0,
         spare: Vec::new(),
     };
     let listener = listeners[0].as_raw_fd();
