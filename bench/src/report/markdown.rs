@@ -247,10 +247,14 @@ pub(super) fn render(r: &Value) -> String {
                 f(&x["rtt_us"]["p99.9"], 0)
             );
         }
-        for x in e["floor"].as_array().into_iter().flatten() {
+        let floor = e["floor"].as_array().cloned().unwrap_or_default();
+        if !floor.is_empty() {
+            let _ = writeln!(o, "\n`holdfast-io-floor` is holdfast's rings with only an echo's upgrade and framing above them (`holdfast-bench echo-floor`). What separates it from uWebSockets is the io layer and the kernel's loopback path; what separates holdfast from it is holdfast's own layers above the rings.\n");
+        }
+        for x in &floor {
             let _ = writeln!(
                 o,
-                "\n`holdfast-io-floor` at {} connections (holdfast's rings with only an echo's upgrade and framing above them: `holdfast-bench echo-floor`): {} msgs per server-CPU-s, {}x uWebSockets'; holdfast is at {}x its floor. What separates the floor from uWebSockets is the io layer and the kernel's loopback path; what separates holdfast from the floor is holdfast's own layers above the rings.",
+                "- {} connections: the floor {} msgs per server-CPU-s, {}x uWebSockets'; holdfast at {}x its floor.",
                 x["connections"],
                 f(&x["messages_per_server_cpu_s"], 0),
                 f(&x["floor_over_uwebsockets"], 2),

@@ -394,8 +394,8 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
     // beside it. The rounds are interleaved over every row (server × connections): run back
     // to back, one server's rounds fell in one spell of the host and another's in the next.
     // holdfast's io floor (its rings with only an echo above them) runs beside holdfast in
-    // the echo rounds, not in the upgrades: it is the most any server on this io layer gets
-    // from this machine's loopback, and so says how much of a gap is holdfast's own code.
+    // the echo rounds, not in the upgrades: what the io layer and the kernel cost with
+    // nothing above them, so the gap between it and holdfast is holdfast's own code.
     let mut echoing = servers.clone();
     if plan.url.is_none() {
         echoing.insert(1, Kind::EchoFloor);
@@ -576,7 +576,7 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
         }
     }
     // What the floor says of the gap: per connection count, the floor against uWebSockets
-    // (how far any server on holdfast's io layer gets) and holdfast against its floor.
+    // (the io layer and the kernel) and holdfast against its floor (holdfast's own layers).
     let floor: Vec<Value> = plan
         .echo_connections
         .iter()
