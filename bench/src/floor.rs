@@ -1,13 +1,13 @@
-//! `holdfast-bench echo-floor`: the least an echo server built on holdfast's io layer can
-//! cost per message. It is holdfast's own [`holdfast::io::Ring`] (the rings, provided
-//! buffers, pooled accepts and owned sends the worker uses) with only what an echo needs
-//! above it: the upgrade, the frame header and the unmasking. No sessions, services,
-//! metrics, limits, timers or pub/sub. Measured beside holdfast and uWebSockets under the
-//! same client, it tells how much of a server's CPU per echo its own layers are and how
-//! much is the kernel's loopback path, which no server code on this io design can remove.
+//! `holdfast-bench echo-floor`: what an echo costs on holdfast's io layer with nothing else
+//! above it. It is holdfast's own [`holdfast::io::Ring`] (the rings, provided buffers,
+//! pooled accepts and owned sends the worker uses) with only what an echo needs above it:
+//! the upgrade, the frame header and the unmasking. No sessions, services, metrics, limits,
+//! timers or pub/sub. Measured beside holdfast and uWebSockets under the same client, it
+//! tells how much of holdfast's CPU per echo is its own layers above the rings, and how
+//! much the io layer and the kernel's loopback path.
 //!
-//! A yardstick, not a server: it trusts its client (no limits on headers or frames beyond
-//! 64 KiB of pending bytes per connection, after which the connection is closed).
+//! A yardstick, not a server: it checks little of what a client sends. A connection whose
+//! unparsed bytes pass 64 KiB, or that announces a larger frame, is closed.
 
 use std::io;
 use std::net::SocketAddr;
@@ -60,6 +60,8 @@ enum Parsed {
     More,
     /// The client sent a close frame: answered, now close.
     Close,
+    /// A frame larger than [`PENDING_MAX`] was announced: close without an answer.
+    TooLarge,
 }
 
 /// Answer every whole client frame in `data` into `out` (text and binary echoed unmasked,
@@ -80,6 +82,9 @@ fn echo(data: &mut [u8], out: &mut Vec<u8>) -> (usize, Parsed) {
             126 | 127 => break,
             n => (n as usize, 2),
         };
+        if len > PENDING_MAX {
+            return (at, Parsed::TooLarge);
+        }
         let masked = b1 & 0x80 != 0;
         let key_at = at + head;
         if masked {
@@ -229,7 +234,7 @@ impl Floor {
         if conn.upgraded && !close {
             let (n, parsed) = echo(&mut data[used..], &mut out);
             used += n;
-            close = parsed == Parsed::Close;
+            close = parsed != Parsed::More;
         }
         let rest = data.len() - used;
         if !close && rest > 0 {
@@ -386,6 +391,17 @@ mod tests {
         assert_eq!(parsed, Parsed::Close);
         assert_eq!(used, 7 + 6);
         assert_eq!(out, b"\x8a\x01p\x88\x00");
+    }
+
+    #[test]
+    fn refuses_a_frame_larger_than_it_keeps() {
+        let mut data = client_frame(1, b"ok", [0; 4]);
+        let whole = data.len();
+        data.extend([0x82, 0x80 | 127]);
+        data.extend(u64::MAX.to_be_bytes());
+        let mut out = Vec::new();
+        assert_eq!(echo(&mut data, &mut out), (whole, Parsed::TooLarge));
+        assert_eq!(out, b"\x81\x02ok");
     }
 
     #[test]
