@@ -252,10 +252,6 @@ fn a_drain_ends_streams_with_a_reconnect_hint() {
     assert!(hint <= 500, "the hint is within the drain window: {hint}");
 }
 
-/// With `--fanout-send-interval`, a stream's send waits for its phase; but a stream that a
-/// drain ends is not held: the end of the stream follows its close event at once, not at
-/// the stream's next phase (up to the interval later). A hundred streams spread their phases
-/// over the whole interval, so a held end would arrive half an interval late on average.
 /// `n` event streams of `topic` on a server with spaced sends, each held: subscribed, and
 /// its send of a first message ("held") completed (it was read).
 fn held_streams(srv: &Server, topic: &str, n: usize) -> Vec<Stream> {
@@ -272,6 +268,10 @@ fn held_streams(srv: &Server, topic: &str, n: usize) -> Vec<Stream> {
     streams
 }
 
+/// With `--fanout-send-interval`, a stream's send waits for its phase; but a stream that a
+/// drain ends is not held: the end of the stream follows its close event at once, not at
+/// the stream's next phase (up to the interval later). A hundred streams spread their phases
+/// over the whole interval, so a held end would arrive half an interval late on average.
 #[test]
 fn a_drain_ends_a_spaced_stream_right_after_its_close_event() {
     const STREAMS: usize = 100;
