@@ -69,7 +69,7 @@ pub fn parse_delivery(binary: bool, msg: &[u8]) -> Parsed {
             .map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])));
         return Parsed::Message { seq, stamp };
     }
-    if let Some(p) = quick_text_message(msg) {
+    if let Some(p) = server_text_message(msg).or_else(|| quick_text_message(msg)) {
         return p;
     }
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(msg) else {
@@ -125,12 +125,6 @@ fn quick_text_message(msg: &[u8]) -> Option<Parsed> {
             escaped = true;
             from = at + 2;
         }
-    }
-    /// Plain digits as a number; None past u64.
-    fn number(digits: &[u8]) -> Option<u64> {
-        digits.iter().try_fold(0u64, |n, &d| {
-            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        })
     }
     if msg.first() != Some(&b'{') {
         return None;
@@ -191,6 +185,90 @@ fn quick_text_message(msg: &[u8]) -> Option<Parsed> {
         return None;
     }
     Some(Parsed::Message { seq: seq?, stamp })
+}
+
+/// The text delivery exactly as holdfast writes it, its keys in serde_json's order:
+/// `{"data":"DIGITS","seq":N,"topic":"T","type":"message"}`, read by comparing its fixed
+/// parts in place and converting its two numbers eight digits at a time. This is most of
+/// what the loadgen reads when clients publish: in its profile at 18k × 240/s (4.3M text
+/// deliveries/s) the key-walking [`quick_text_message`] was 24% of the loadgen's CPU, a
+/// third of it the checked multiply per digit of the 16-digit stamp. Any other layout (key
+/// order, an escape, a number past u64) is None and goes on to the readers that follow.
+fn server_text_message(msg: &[u8]) -> Option<Parsed> {
+    let rest = msg.strip_prefix(br#"{"data":""#)?;
+    let (stamp, rest) = leading_number(rest)?;
+    let rest = rest.strip_prefix(br#"","seq":"#)?;
+    let (seq, rest) = leading_number(rest)?;
+    let rest = rest.strip_prefix(br#","topic":""#)?;
+    let close = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+    if rest[close] != b'"' || &rest[close + 1..] != br#","type":"message"}"# {
+        return None;
+    }
+    Some(Parsed::Message {
+        seq,
+        stamp: Some(stamp),
+    })
+}
+
+/// The run of ASCII digits that `bytes` starts with, as a number, and what follows it; None
+/// for no digits or a number past `u64::MAX`.
+fn leading_number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    // Eight bytes at a time while they are all digits (a 16-digit stamp is two steps),
+    // then one at a time; 21 digits are past u64 whatever they are.
+    let mut len = 0;
+    while len < 16 {
+        match bytes.get(len..).and_then(<[u8]>::first_chunk::<8>) {
+            Some(&eight) if all_digits(u64::from_le_bytes(eight)) => len += 8,
+            _ => break,
+        }
+    }
+    while len < 21 && bytes.get(len).is_some_and(u8::is_ascii_digit) {
+        len += 1;
+    }
+    if len == 0 {
+        return None;
+    }
+    Some((number(&bytes[..len])?, &bytes[len..]))
+}
+
+/// Whether all eight bytes are ASCII digits: each byte's high nibble is 3, and adding 6
+/// to it does not carry into that nibble (Lemire's test, without a branch per byte).
+fn all_digits(eight: u64) -> bool {
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    (eight & HIGH) | ((eight.wrapping_add(0x0606_0606_0606_0606) & HIGH) >> 4)
+        == 0x3333_3333_3333_3333
+}
+
+/// The value of at most 19 ASCII digits, eight at a time.
+fn digits_value(digits: &[u8]) -> u64 {
+    debug_assert!(digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit));
+    let mut n = 0u64;
+    let mut rest = digits;
+    while let Some((eight, tail)) = rest.split_first_chunk::<8>() {
+        n = n * 100_000_000 + eight_digits(u64::from_le_bytes(*eight));
+        rest = tail;
+    }
+    rest.iter().fold(n, |n, &d| n * 10 + u64::from(d - b'0'))
+}
+
+/// Eight ASCII digits, loaded little-endian (the first digit in the lowest byte), as their
+/// value: pairs, then quads, then the whole, each step one multiply (the SWAR method of
+/// Lemire's "fast number parsing" work).
+fn eight_digits(chunk: u64) -> u64 {
+    let v = chunk - 0x3030_3030_3030_3030;
+    let v = v.wrapping_mul(10 * 256 + 1) >> 8;
+    let v = (v & 0x00FF_00FF_00FF_00FF).wrapping_mul(100 * 65_536 + 1) >> 16;
+    (v & 0x0000_FFFF_0000_FFFF).wrapping_mul(10_000 * (1 << 32) + 1) >> 32
+}
+
+/// Plain digits as a number; None past u64.
+fn number(digits: &[u8]) -> Option<u64> {
+    if digits.len() <= 19 {
+        return Some(digits_value(digits));
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 impl Engine {
@@ -554,6 +632,131 @@ mod tests {
                 String::from_utf8_lossy(c)
             );
         }
+    }
+
+    #[test]
+    fn digits_are_read_eight_at_a_time_as_a_plain_parse_reads_them() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut values: Vec<u64> = vec![0, 7, 10_000_000, 99_999_999, 100_000_000];
+        values.extend((0..19).map(|k| 10u64.pow(k)));
+        values.extend((1..19).map(|k| 10u64.pow(k) - 1));
+        values.push(9_999_999_999_999_999_999);
+        values.push(u64::MAX); // 20 digits: past the fast reader, to the checked one
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x >> (x % 64));
+        }
+        for v in values {
+            let text = v.to_string();
+            assert_eq!(number(text.as_bytes()), Some(v), "{text}");
+            // Leading zeros too, up to the 19 digits the fast reader takes.
+            let padded = format!("{v:019}");
+            if padded.len() == 19 {
+                assert_eq!(digits_value(padded.as_bytes()), v, "{padded}");
+            }
+        }
+        assert_eq!(number(b"18446744073709551616"), None, "past u64");
+        assert_eq!(leading_number(b"12x"), Some((12, &b"x"[..])));
+        assert_eq!(
+            leading_number(b"1234567890123456\",\"seq\""),
+            Some((1_234_567_890_123_456, &b"\",\"seq\""[..]))
+        );
+        // Every byte that is not a digit stops the run, wherever in a group of eight it is.
+        for b in (0..=255u8).filter(|b| !b.is_ascii_digit()) {
+            for at in 0..8 {
+                let mut eight = *b"12345678";
+                eight[at] = b;
+                assert!(!all_digits(u64::from_le_bytes(eight)), "{b} at {at}");
+                let mut text = b"9876543212345678".to_vec();
+                text[8 + at] = b;
+                let want = std::str::from_utf8(&text[..8 + at])
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert_eq!(leading_number(&text).map(|(n, _)| n), Some(want));
+            }
+        }
+        assert!(all_digits(u64::from_le_bytes(*b"09090909")));
+        assert_eq!(leading_number(b"x12"), None);
+        assert_eq!(
+            leading_number(b"18446744073709551615,"),
+            Some((u64::MAX, &b","[..]))
+        );
+        assert_eq!(leading_number(b"18446744073709551616"), None, "past u64");
+        assert_eq!(leading_number(b"100000000000000000000"), None, "21 digits");
+        assert_eq!(
+            leading_number(b"1234567890123456789"),
+            Some((1_234_567_890_123_456_789, &b""[..]))
+        );
+    }
+
+    #[test]
+    fn the_servers_own_text_deliveries_are_read_in_place() {
+        use holdfast::pubsub::delivery::{encode_delivery, Payload};
+        for (topic, seq, stamp) in [
+            ("fanout.0", 1, 1_234_567_890_123_456u64),
+            ("t", u64::MAX, 0),
+            ("a-b_c.d", 42, 9_999_999_999_999_999_999),
+            ("ü", 7, 5),
+        ] {
+            let data = stamp.to_string();
+            let frame = encode_delivery(topic, seq, Payload::Text(&data));
+            let body = if frame[1] < 126 {
+                &frame[2..]
+            } else {
+                &frame[4..]
+            };
+            let want = Parsed::Message {
+                seq,
+                stamp: Some(stamp),
+            };
+            // If the server's layout changes, the in-place reader stops matching: this fails.
+            assert_eq!(server_text_message(body), Some(want), "{topic}");
+            assert_eq!(parse_delivery(false, body), want);
+        }
+        // Anything else is left to the readers after it, which still read it.
+        let others: [&[u8]; 7] = [
+            br#"{"type":"message","topic":"t","seq":6,"data":"7"}"#,
+            br#"{"data":"7","seq":6,"topic":"a\"","type":"message"}"#,
+            br#"{"data":"18446744073709551616","seq":6,"topic":"t","type":"message"}"#,
+            br#"{"data":"7","seq":6,"topic":"t","type":"messages"}"#,
+            br#"{"data":"7","seq":6,"topic":"t","type":"message"} "#,
+            br#"{"data":"","seq":6,"topic":"t","type":"message"}"#,
+            br#"{"data":"7","seq":,"topic":"t","type":"message"}"#,
+        ];
+        for m in others {
+            assert_eq!(
+                server_text_message(m),
+                None,
+                "{}",
+                String::from_utf8_lossy(m)
+            );
+        }
+        assert_eq!(
+            parse_delivery(false, others[0]),
+            Parsed::Message {
+                seq: 6,
+                stamp: Some(7)
+            }
+        );
+        assert_eq!(
+            parse_delivery(false, others[1]),
+            Parsed::Message {
+                seq: 6,
+                stamp: Some(7)
+            }
+        );
+        assert_eq!(
+            parse_delivery(false, others[2]),
+            Parsed::Message {
+                seq: 6,
+                stamp: None
+            },
+            "a stamp past u64 is no stamp, as the full parser reads it"
+        );
+        assert_eq!(parse_delivery(false, others[3]), Parsed::Other);
     }
 
     #[test]
