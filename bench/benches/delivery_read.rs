@@ -21,8 +21,8 @@ static GLOBAL: MiMalloc = MiMalloc;
 fn delivery_read(c: &mut Criterion) {
     let stamp = 1_764_876_543_210_987u64.to_string();
     let frame = encode_delivery("fanout.0", 123_456, Payload::Text(&stamp));
-    let server_text = frame[2..].to_vec();
     assert!(frame[1] < 126, "a short frame's header is two bytes");
+    let server_text = frame[2..].to_vec();
     let reordered =
         format!(r#"{{"type":"message","topic":"fanout.0","seq":123456,"data":"{stamp}"}}"#);
     let frame = encode_delivery("fanout.0", 123_456, Payload::Binary(&[7; 16]));
