@@ -645,6 +645,10 @@ fn after_an_upgrade_that_leaves_connections_to_drain_the_new_process_closes_reac
         ws.stream_timeout(Duration::from_secs(5));
         echo_once(ws, "before");
     }
+    // All four echoes queued (3.6 MB, more than the kernel takes for a reader that does not
+    // read), so the stuck connection's send is in flight when the upgrade starts: signalled
+    // earlier, the server could still be reading them and hand that connection over too.
+    srv.wait_metric("holdfast_sent_bytes_total", |v| v >= 3_600_000.0);
     srv.signal("-USR2");
     let _new = new_process(&srv);
     srv.wait_log(Duration::from_secs(30), |l| l.contains("live upgrade done"));
