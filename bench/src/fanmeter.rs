@@ -8,6 +8,12 @@
 //! the same server at the same rate, the latency and the server's CPU per delivery tell
 //! whether the loadgen's figures are what another client would see.
 //!
+//! A publish the server refuses for now (its back-pressure: a 503, or an error whose reason
+//! asks to retry later) is counted (`publishes_refused`) and publishing goes on, as the
+//! loadgen's publisher does, so the client can measure past a server's knee; any other
+//! refusal ends the run with its reason. `--publish-burst N` writes N publishes together at
+//! each paced time (a bursty publisher).
+//!
 //! A delivery's time is taken once per read (every delivery in one read arrived together).
 //! What it shares with the loadgen is a measurement of the kernel, not a client part: the
 //! bytes left unread in its sockets (`holdfast_loadgen::unread`), its own part of the
@@ -47,6 +53,10 @@ pub struct FanMeterArgs {
     /// `admin` (binary bodies to `POST /publish`) or `ws` (text from a WebSocket client).
     #[arg(long, default_value = "admin", value_parser = ["admin", "ws"])]
     pub publish_via: String,
+    /// Publishes written together, in one write, at each paced time (`--publish-rate` stays
+    /// publishes a second): 1 is a steady publisher, more a bursty one.
+    #[arg(long, default_value_t = 1)]
+    pub publish_burst: u32,
     /// Seconds of publishing before measuring (after every subscriber is subscribed).
     #[arg(long, default_value_t = 5.0)]
     pub warmup: f64,
@@ -371,27 +381,38 @@ fn read_more(r: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> Result<bool, Str
     }
 }
 
-/// Send one publish (`send`) at each paced time, `rate` a second from now, until `stop` or
-/// `ended()` (the publisher's reader ended); how many were sent, and the write error that
-/// stopped them.
+/// Send `burst` publishes (`send(burst)`, one write) at each paced time, `rate` publishes a
+/// second from now, until `stop` or `ended()` (the publisher's reader ended); how many were
+/// sent, and the write error that stopped them.
 fn paced(
-    rate: f64,
+    (rate, burst): (f64, u32),
     (stop, ended): (&AtomicBool, impl Fn() -> bool),
     answers: &Answers,
-    mut send: impl FnMut() -> Result<(), String>,
+    mut send: impl FnMut(u32) -> Result<(), String>,
 ) -> (u64, Result<(), String>) {
     let t0 = Instant::now();
-    let mut n = 0u64;
+    let (mut n, mut ticks) = (0u64, 0u64);
     while !stop.load(Ordering::Relaxed) && !ended() {
-        let due = t0 + Duration::from_secs_f64(n as f64 / rate);
+        let due = t0 + Duration::from_secs_f64(ticks as f64 * f64::from(burst) / rate);
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        n += 1;
-        answers.sent.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = send() {
+        ticks += 1;
+        n += u64::from(burst);
+        answers.sent.fetch_add(burst.into(), Ordering::Relaxed);
+        if let Err(e) = send(burst) {
             return (n, Err(e));
         }
     }
     (n, Ok(()))
+}
+
+/// Whether a refused publish's reason asks the publisher to retry later: the server's
+/// back-pressure (a worker's delivery queue or the memory budget full, an upgrade handing
+/// topics over, the broker away), which it answers over HTTP with 503. Anything else (a
+/// bad topic, no grant, client publishing off) is the client's or the setup's fault.
+fn retry_later(reason: &str) -> bool {
+    ["overloaded", "handing_over", "backplane_unavailable"]
+        .iter()
+        .any(|p| reason.starts_with(p))
 }
 
 /// What a publisher's answers said.
@@ -402,6 +423,11 @@ struct Answers {
     answered: AtomicU64,
     /// The newest number given.
     last_seq: AtomicU64,
+    /// Publishes the server refused for now (answered, with a reason for which
+    /// [`retry_later`] holds, or a 503): counted, and publishing goes on.
+    refused: AtomicU64,
+    /// The first of those refusals, as the server gave it.
+    refusal: std::sync::OnceLock<String>,
 }
 
 impl Answers {
@@ -410,6 +436,13 @@ impl Answers {
         if let Some(seq) = seq {
             self.last_seq.fetch_max(seq, Ordering::Relaxed);
         }
+    }
+
+    /// A publish refused for now, for `why`.
+    fn refused(&self, why: String) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let _ = self.refusal.set(why);
     }
 
     /// Whether a publisher's reader may end: publishing has ended (`done`) and every
@@ -430,7 +463,7 @@ impl Answers {
 fn ws_publisher(
     url: &Url,
     topic: &str,
-    rate: f64,
+    rate: (f64, u32),
     start: Instant,
     (stop, answers): (&AtomicBool, &Answers),
 ) -> Result<u64, String> {
@@ -471,7 +504,10 @@ fn ws_publisher(
                         let v: serde_json::Value = serde_json::from_slice(p).unwrap_or_default();
                         match v["type"].as_str() {
                             Some("published") => answers.numbered(v["seq"].as_u64()),
-                            Some("error") => return Err(format!("publish refused: {v}")),
+                            Some("error") => match v["reason"].as_str() {
+                                Some(why) if retry_later(why) => answers.refused(why.into()),
+                                _ => return Err(format!("publish refused: {v}")),
+                            },
                             _ => {}
                         }
                     }
@@ -488,12 +524,16 @@ fn ws_publisher(
             let why = reader.join().unwrap_or_else(|_| Err("panicked".into()));
             return Err(format!("the publisher was not upgraded in 10 s ({why:?})"));
         }
-        let (n, result) = paced(rate, (stop, || reader.is_finished()), answers, || {
-            let text =
-                json!({"op": "publish", "topic": topic, "data": ns_since(start).to_string()})
-                    .to_string();
-            w.write_all(&client_frame(1, text.as_bytes()))
-                .map_err(|e| e.to_string())
+        let mut out = Vec::new();
+        let (n, result) = paced(rate, (stop, || reader.is_finished()), answers, |burst| {
+            out.clear();
+            for _ in 0..burst {
+                let text =
+                    json!({"op": "publish", "topic": topic, "data": ns_since(start).to_string()})
+                        .to_string();
+                out.extend_from_slice(&client_frame(1, text.as_bytes()));
+            }
+            w.write_all(&out).map_err(|e| e.to_string())
         });
         done.store(true, Ordering::Relaxed);
         let read = reader
@@ -512,7 +552,7 @@ fn ws_publisher(
 fn admin_publisher(
     admin: &str,
     topic: &str,
-    rate: f64,
+    rate: (f64, u32),
     start: Instant,
     (stop, answers): (&AtomicBool, &Answers),
 ) -> Result<u64, String> {
@@ -536,30 +576,44 @@ fn admin_publisher(
                 }
                 let mut from = 0;
                 while let Some((body, len, _)) = head_of(&buf[from..])? {
-                    if !buf[from..].starts_with(b"HTTP/1.1 200 ") {
-                        return Err(format!("publish refused: {}", status_line(&buf[from..])));
+                    let answer = &buf[from..];
+                    let (ok, busy) = (
+                        answer.starts_with(b"HTTP/1.1 200 "),
+                        answer.starts_with(b"HTTP/1.1 503 "),
+                    );
+                    if !ok && !busy {
+                        return Err(format!("publish refused: {}", status_line(answer)));
                     }
                     let len = len.ok_or("a publish answer without a Content-Length")?;
-                    let Some(b) = buf.get(from + body..from + body + len) else {
+                    let Some(b) = answer.get(body..body + len) else {
                         break;
                     };
-                    let v: serde_json::Value = serde_json::from_slice(b).unwrap_or_default();
-                    answers.numbered(v["seq"].as_u64());
+                    if ok {
+                        let v: serde_json::Value = serde_json::from_slice(b).unwrap_or_default();
+                        answers.numbered(v["seq"].as_u64());
+                    } else {
+                        let why = String::from_utf8_lossy(b);
+                        answers.refused(format!("{} ({})", status_line(answer), why.trim()));
+                    }
                     from += body + len;
                 }
                 buf.drain(..from);
             }
             Ok::<_, String>(())
         });
-        let (n, result) = paced(rate, (stop, || reader.is_finished()), answers, || {
-            let mut req = format!(
-                "POST /publish?topic={topic} HTTP/1.1\r\nHost: {admin}\r\nConnection: keep-alive\r\n\
-                 Content-Type: application/octet-stream\r\nContent-Length: 16\r\n\r\n"
-            )
-            .into_bytes();
-            req.extend_from_slice(&ns_since(start).to_le_bytes());
-            req.extend_from_slice(&[0; 8]);
-            w.write_all(&req).map_err(|e| format!("admin {admin}: {e}"))
+        let head = format!(
+            "POST /publish?topic={topic} HTTP/1.1\r\nHost: {admin}\r\nConnection: keep-alive\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: 16\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        let (n, result) = paced(rate, (stop, || reader.is_finished()), answers, |burst| {
+            out.clear();
+            for _ in 0..burst {
+                out.extend_from_slice(head.as_bytes());
+                out.extend_from_slice(&ns_since(start).to_le_bytes());
+                out.extend_from_slice(&[0; 8]);
+            }
+            w.write_all(&out).map_err(|e| format!("admin {admin}: {e}"))
         });
         done.store(true, Ordering::Relaxed);
         let read = reader
@@ -593,8 +647,10 @@ fn url_of(url: &str) -> Result<Url, String> {
 /// Run the client; prints a JSON summary on stdout.
 pub fn run(a: &FanMeterArgs) -> Result<(), String> {
     let url = url_of(&a.url)?;
-    if a.publish_rate <= 0.0 || a.sources == 0 || a.subscribers == 0 {
-        return Err("--publish-rate, --sources and --subscribers must be positive".into());
+    if a.publish_rate <= 0.0 || a.publish_burst == 0 || a.sources == 0 || a.subscribers == 0 {
+        return Err(
+            "--publish-rate, --publish-burst, --sources and --subscribers must be positive".into(),
+        );
     }
     if a.publish_via == "admin" && a.admin.is_none() {
         return Err("--publish-via admin needs --admin host:port".into());
@@ -660,7 +716,8 @@ pub fn run(a: &FanMeterArgs) -> Result<(), String> {
         let stop_pub = Arc::new(AtomicBool::new(false));
         let answers = Arc::new(Answers::default());
         let publishing = {
-            let (admin, topic, rate) = (a.admin.clone(), a.topic.clone(), a.publish_rate);
+            let (admin, topic) = (a.admin.clone(), a.topic.clone());
+            let rate = (a.publish_rate, a.publish_burst);
             let (stop_pub, answers) = (stop_pub.clone(), answers.clone());
             let via_ws = (a.publish_via == "ws").then(|| url.clone());
             std::thread::spawn(move || match via_ws {
@@ -743,9 +800,15 @@ pub fn run(a: &FanMeterArgs) -> Result<(), String> {
             "publish_rate": a.publish_rate,
             "publish_via": a.publish_via,
             "published": published,
+            "publish_burst": a.publish_burst,
             // Publishes the server had not answered 10 s after publishing ended (a server
             // that fell behind its publisher).
             "publishes_unanswered": published.saturating_sub(answers.answered.load(Ordering::Relaxed)),
+            // Publishes refused for now (the server's back-pressure: 503, or an error whose
+            // reason asks to retry later), not retried; the first reason given. Any other
+            // refusal ends the run with an error.
+            "publishes_refused": answers.refused.load(Ordering::Relaxed),
+            "refusal": answers.refusal.get(),
             "published_measured": p1.saturating_sub(p0),
             // Deliveries of the messages published in the window (arriving in it or in the
             // settle after it), per second of the window.
@@ -853,6 +916,28 @@ mod tests {
         assert_eq!(delivery(1, s), Some(Err(3)));
         assert_eq!(delivery(1, br#"{"type":"gap","from":1,"to":2}"#), None);
         assert_eq!(delivery(1, b"not json"), None);
+    }
+
+    #[test]
+    fn only_back_pressure_asks_to_retry_later() {
+        for why in [
+            "overloaded (worker 0's delivery queue is full; retry later)",
+            "overloaded (the server's memory budget of 100 bytes is exhausted; retry later)",
+            "handing_over (the server is upgrading; retry in a second)",
+            "backplane_unavailable (cannot connect)",
+        ] {
+            assert!(retry_later(why), "{why}");
+        }
+        for why in [
+            "publish_disabled (the server was started without --client-publish)",
+            "forbidden: no grant to publish on t",
+            "topic_empty",
+            "message_too_large_to_deliver (9 bytes encoded; a connection queues at most 8)",
+            "backplane_error (ERR)",
+            "",
+        ] {
+            assert!(!retry_later(why), "{why}");
+        }
     }
 
     #[test]

@@ -11,7 +11,18 @@ const SUBSCRIBERS: u64 = 40;
 
 /// Run the client against `server` publishing via `via`; its JSON summary.
 fn client(server: &Server, via: &str) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
+    let out = run_client(server, via, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON summary")
+}
+
+/// Run the client against `server` publishing via `via` at 50/s, with `extra` arguments.
+fn run_client(server: &Server, via: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
         .args([
             "fanout-client",
             "--url",
@@ -22,14 +33,9 @@ fn client(server: &Server, via: &str) -> Value {
         .args(["--publish-rate", "50", "--publish-via", via])
         .args(["--warmup", "0.5", "--duration", "2", "--settle", "1"])
         .args(["--server-pid", &server.pid().to_string()])
+        .args(extra)
         .output()
-        .expect("the client runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("a JSON summary")
+        .expect("the client runs")
 }
 
 fn check(v: &Value, what: &str) {
@@ -117,6 +123,58 @@ fn a_server_that_refuses_is_named() {
     assert!(!out.status.success(), "{err}");
     assert!(
         err.contains("no subscriber subscribed") && err.contains("refused"),
+        "{err}"
+    );
+}
+
+#[test]
+fn back_pressure_refusals_are_counted_and_publishing_goes_on() {
+    // One worker whose delivery queue holds one message: of five publishes read together,
+    // the first is queued and the other four are refused (`overloaded`) before the worker
+    // takes it. The client counts them, publishes on, and what was numbered reaches every
+    // subscriber whole.
+    let server = Server::start(
+        Kind::Holdfast,
+        None,
+        None,
+        &["--client-publish", "--workers", "1", "--publish-queue", "1"],
+    )
+    .expect("holdfast starts");
+    let out = run_client(&server, "ws", &["--publish-burst", "5"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("a JSON summary");
+    let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    let (published, refused) = (n("published"), n("publishes_refused"));
+    assert_eq!(n("publish_burst"), 5, "{v}");
+    assert_eq!(published % 5, 0, "whole bursts: {v}");
+    assert!(refused > 0, "none refused: {v}");
+    // At least the first of each burst is taken (the queue was empty when it came).
+    assert!(refused <= published / 5 * 4, "{v}");
+    assert_eq!(n("publishes_unanswered"), 0, "{v}");
+    let why = v["refusal"].as_str().unwrap_or_default();
+    assert!(why.starts_with("overloaded"), "{v}");
+    assert_eq!(v["errors"], serde_json::json!({}), "{v}");
+    assert_eq!(n("unfinished_subscribers"), 0, "{v}");
+    assert_eq!((n("lost"), n("repeated")), (0, 0), "{v}");
+    assert_eq!(n("behind_at_end"), 0, "{v}");
+    assert_eq!(n("deliveries") % SUBSCRIBERS, 0, "{v}");
+    assert!(n("deliveries") > 0, "{v}");
+    assert!(
+        n("deliveries") / SUBSCRIBERS <= published - refused,
+        "only numbered publishes are delivered: {v}"
+    );
+}
+
+#[test]
+fn a_refusal_that_is_not_back_pressure_ends_the_run() {
+    // Client publishing off: `publish_disabled` is the setup's fault, not the server's load.
+    let server = Server::start(Kind::Holdfast, None, None, &[]).expect("holdfast starts");
+    let out = run_client(&server, "ws", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("publish refused") && err.contains("publish_disabled"),
         "{err}"
     );
 }

@@ -405,8 +405,8 @@ pub(super) fn render(r: &Value) -> String {
         let independent: Vec<&Value> = rs.iter().filter(|x| x["independent"] == true).collect();
         if !independent.is_empty() {
             let _ = writeln!(o, "\nThe `independent client` rows: the first case again, each server fresh and where it puts itself, driven by `holdfast-bench fanout-client` (tokio, two threads, epoll, one task per subscriber, frames read by hand, text parsed by serde's derive, its own publisher thread; no client code shared with the loadgen). They are judged against each other only. It needs more CPU per delivery than the loadgen on the cores the server shares, so its latency holds more of its own reading (*client unread*); a server that leaves it less CPU is charged for that. Deliveries per read: a server send's worth while the client keeps up, more when its sockets held a backlog.\n");
-            let _ = writeln!(o, "| server | publish via | client CPU-s | deliveries per read | client unread, median / max MB | publishes unanswered | errors |");
-            let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+            let _ = writeln!(o, "| server | publish via | client CPU-s | deliveries per read | client unread, median / max MB | publishes unanswered | publishes refused | errors |");
+            let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
             for x in independent {
                 let u = &x["client_unread"];
                 let mb = |k: &str| f(&Value::from(u[k].as_f64().map(|b| b / 1e6)), 1);
@@ -416,7 +416,7 @@ pub(super) fn render(r: &Value) -> String {
                 };
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {} | {} | {} / {} | {} | {errors} |",
+                    "| {} | {} | {} | {} | {} / {} | {} | {} | {errors} |",
                     x["server"].as_str().unwrap_or(""),
                     x["publish_via"].as_str().unwrap_or(""),
                     f(&x["client_cpu_seconds"], 2),
@@ -424,6 +424,7 @@ pub(super) fn render(r: &Value) -> String {
                     mb("median_bytes"),
                     mb("max_bytes"),
                     x["publishes_unanswered"],
+                    x["publishes_refused"],
                 );
             }
         }

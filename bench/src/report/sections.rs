@@ -824,6 +824,7 @@ fn fanout_client_step(
         "unreceived_at_end": v["behind_at_end"],
         "duplicates": v["repeated"],
         "publishes_unanswered": v["publishes_unanswered"],
+        "publishes_refused": v["publishes_refused"],
         "errors": v["errors"],
         "client_cpu_seconds": v["client_cpu_seconds"],
         "deliveries_per_read": v["deliveries_per_read"],
