@@ -305,17 +305,20 @@ fn fanout_against_uwebsockets_compares_servers_placed_alike() {
     );
     let runs = r["fanout"]["runs"].as_array().cloned().unwrap_or_default();
     // Each of the loadgen's rows is the median of its two rounds, with the spread of the
-    // figures it is judged on; the independent client's are one run each.
-    for x in runs.iter().filter(|x| x["independent"] != true) {
+    // figures it is judged on; the independent client's alike.
+    for x in &runs {
         assert_eq!(x["rounds"], 2, "{x}");
         assert_eq!(x["deliveries_per_server_cpu_s_spread"]["n"], 2, "{x}");
         let p50 = &x["latency_rounds_us"]["p50"];
         assert_eq!(p50["n"], 2, "{x}");
         let (lo, mid, hi) = (num(&p50["min"]), num(&p50["median"]), num(&p50["max"]));
         assert!(lo <= mid && mid <= hi, "{x}");
-        // The chart's histogram pools both rounds: its tail reaches the worse round's.
-        let tail = num(&x["latency_rounds_us"]["p99.9"]["max"]);
-        assert!(num(&x["latency_us"]["max"]) >= tail * 0.999, "{x}");
+        // The chart's histogram pools both rounds: its tail reaches the worse round's (the
+        // independent client gives percentiles only: its row keeps the median round's).
+        if x["independent"] != true {
+            let tail = num(&x["latency_rounds_us"]["p99.9"]["max"]);
+            assert!(num(&x["latency_us"]["max"]) >= tail * 0.999, "{x}");
+        }
     }
     let shared = format!("server on CPU {first}, loadgen on all");
     let apart = format!("server on CPU {last}, loadgen on CPU {first}");
@@ -405,7 +408,7 @@ fn fanout_against_uwebsockets_compares_servers_placed_alike() {
     let mut seen: Vec<(String, String)> = independent
         .iter()
         .map(|x| {
-            assert!(x["deliveries"].as_u64().unwrap() > 0, "{x}");
+            assert!(x["deliveries"].as_f64().unwrap() > 0.0, "{x}");
             assert_eq!(x["lost"], 0, "{x}");
             assert!(x["client"].as_str().unwrap().contains("fanout-client"));
             let s = |k: &str| x[k].as_str().unwrap().to_string();

@@ -332,7 +332,7 @@ pub(super) fn render(r: &Value) -> String {
             .max()
             .unwrap_or(1);
         if rounds > 1 {
-            let _ = writeln!(o, "Rows of the loadgen are each the median of {rounds} rounds (each on fresh servers, the rounds interleaved over every row so that the host's drift falls on all alike): deliveries per server-CPU-s and latency percentiles are the medians of the rounds' own figures with their (min–max), the other rates and CPU seconds medians too; *published* is the round that published least (a server behind in any round is judged behind), losses, duplicates, reordering and gaps are summed over the rounds, and the chart pools every round's deliveries. The independent client's rows are one run each.\n");
+            let _ = writeln!(o, "Rows of the loadgen are each the median of {rounds} rounds (each on fresh servers, the rounds interleaved over every row so that the host's drift falls on all alike): deliveries per server-CPU-s and latency percentiles are the medians of the rounds' own figures with their (min–max), the other rates and CPU seconds medians too; *published* is the round that published least (a server behind in any round is judged behind), losses, duplicates, reordering and gaps are summed over the rounds, and the chart pools every round's deliveries. The independent client's rows are made from their rounds alike (interleaved after the loadgen's), their publishes refused and unanswered summed.\n");
         }
         if runs("fanout").iter().any(|x| {
             x["server"]

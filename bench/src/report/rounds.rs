@@ -84,7 +84,8 @@ pub(super) fn latency_us(run: &Value, k: &str) -> Option<f64> {
 ///   histogram (the chart's CDF), its percentiles those of the pooled deliveries;
 /// - published and measure_seconds: the round that published least per second, so that a
 ///   server that fell behind in any round is judged as behind;
-/// - losses, duplicates, reordering and gaps: summed over the rounds (any is a defect);
+/// - losses, duplicates, reordering and gaps, and the independent client's publishes
+///   unanswered and refused: summed over the rounds (any is a defect or a refusal);
 /// - met: only when every round met its rate; client unread and CPUs: the median round's.
 pub(super) fn fanout_row(tries: &[Value]) -> Value {
     let Some(first) = tries.first() else {
@@ -115,7 +116,10 @@ pub(super) fn fanout_row(tries: &[Value]) -> Value {
         rounds[k] = median_spread(&v);
     }
     row["latency_rounds_us"] = rounds;
-    row["latency_us"] = pooled_latency(tries).unwrap_or_else(|| first["latency_us"].clone());
+    // A client that gives percentiles only (the independent one) keeps the median round's.
+    if let Some(pooled) = pooled_latency(tries) {
+        row["latency_us"] = pooled;
+    }
     let rate = |t: &Value| {
         let (p, s) = (t["published"].as_f64(), t["measure_seconds"].as_f64());
         p.zip(s).map_or(f64::INFINITY, |(p, s)| p / s.max(1e-9))
@@ -131,6 +135,8 @@ pub(super) fn fanout_row(tries: &[Value]) -> Value {
         "duplicates",
         "reordered",
         "gaps",
+        "publishes_unanswered",
+        "publishes_refused",
     ] {
         // A figure a client does not count (null) stays null.
         let counts: Vec<u64> = tries.iter().filter_map(|t| t[key].as_u64()).collect();
@@ -138,7 +144,9 @@ pub(super) fn fanout_row(tries: &[Value]) -> Value {
             row[key] = json!(counts.iter().sum::<u64>());
         }
     }
-    row["met"] = json!(tries.iter().all(|t| t["met"] == true));
+    if !first["met"].is_null() {
+        row["met"] = json!(tries.iter().all(|t| t["met"] == true));
+    }
     row
 }
 
@@ -208,6 +216,31 @@ mod tests {
             "the median round's own"
         );
         assert_eq!(r["met"], true);
+    }
+
+    #[test]
+    fn independent_client_rounds_keep_the_median_rounds_percentiles_and_sum_refusals() {
+        // The independent client gives percentiles, no histogram, and no `met`.
+        let fc = |per_cpu: f64, p50_us: f64, refused: u64| {
+            json!({
+                "server": "holdfast", "independent": true,
+                "deliveries_per_server_cpu_s": per_cpu, "published": 600,
+                "measure_seconds": 10.0, "lost": 0, "publishes_unanswered": 0,
+                "publishes_refused": refused,
+                "latency_us": {"p50": p50_us, "p99": 2.0 * p50_us, "p99.9": 3.0 * p50_us},
+            })
+        };
+        let r = fanout_row(&[
+            fc(3.0e6, 900.0, 0),
+            fc(1.0e6, 100.0, 4),
+            fc(2.0e6, 500.0, 1),
+        ]);
+        assert_eq!(r["latency_us"]["p50"], 500.0, "the median round's own");
+        assert_eq!(latency_us(&r, "p50"), Some(500.0));
+        assert_eq!(r["latency_rounds_us"]["p99"]["max"], 1800.0);
+        assert_eq!(r["publishes_refused"], 5);
+        assert_eq!(r["publishes_unanswered"], 0);
+        assert!(r.get("met").is_none(), "{r}");
     }
 
     #[test]

@@ -685,22 +685,34 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
     // Would another client see the same? The first case again against uWebSockets, each
     // server fresh and where it puts itself, driven by the independent fan-out client
     // (`holdfast-bench fanout-client`: tokio, epoll, no client code shared with the loadgen) with
-    // both publishers. Its rows are judged against each other only.
+    // both publishers. Its rows are judged against each other only, each the median of
+    // as many interleaved rounds as the loadgen's.
     if let Some(&(subs, 1, rate)) = plan.fanout_cases.first().filter(|_| uws) {
         let server = |kind, spaced| FanoutServer {
             kind,
             workers: None,
             spaced,
         };
+        let mut steps = Vec::new();
         for via in [Via::Admin, Via::Ws] {
             for s in [
                 server(Kind::Holdfast, None),
                 server(Kind::Holdfast, Some(SPACED_SENDS)),
                 server(Kind::Uws, None),
             ] {
-                runs.push(fanout_client_step(plan, s, via, (subs, rate))?);
+                steps.push((s, via));
             }
         }
+        let tries = interleaved(rounds, &steps, |round, &(s, via)| {
+            if rounds > 1 {
+                eprintln!(
+                    "fanout: independent client, round {} of {rounds}",
+                    round + 1
+                );
+            }
+            fanout_client_step(plan, s, via, (subs, rate))
+        })?;
+        runs.extend(tries.iter().map(|t| fanout_row(t)));
     }
     let targets = fanout_targets(&runs);
     Ok(json!({ "runs": runs, "targets": targets }))
