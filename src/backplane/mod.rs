@@ -575,3 +575,42 @@ fn split(p: Payload<'_>) -> (bool, Vec<u8>) {
         Payload::Binary(b) => (true, b.to_vec()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/protocol.md: the reasons that ask a publisher to retry (`overloaded`,
+    /// `handing_over`, `backplane_unavailable`) are exactly those `POST /publish` answers
+    /// with 503; a client reads the reason, so the two must not drift apart.
+    #[test]
+    fn the_reasons_that_ask_to_retry_are_exactly_the_503s() {
+        let retry = |r: &str| {
+            ["overloaded", "handing_over", "backplane_unavailable"]
+                .iter()
+                .any(|p| r.starts_with(p))
+        };
+        let errors = [
+            BackplaneError::Unavailable("cannot connect".into()),
+            BackplaneError::Broker("ERR".into()),
+            BackplaneError::Refused(TopicError::Empty),
+            BackplaneError::Refused(TopicError::TooLong { max: 1 }),
+            BackplaneError::Refused(TopicError::BadByte { at: 0 }),
+            BackplaneError::Refused(TopicError::TooManyTopics { max: 1 }),
+            BackplaneError::Refused(TopicError::Overloaded { worker: 0 }),
+            BackplaneError::Refused(TopicError::TooLargeToDeliver { bytes: 2, max: 1 }),
+            BackplaneError::Refused(TopicError::ServerTopicLimit { max: 1 }),
+            BackplaneError::Refused(TopicError::MemoryBudget { max: 1 }),
+            BackplaneError::Refused(TopicError::HandingOver),
+        ];
+        for e in &errors {
+            assert_eq!(
+                retry(&e.reason()),
+                e.status() == 503,
+                "{e:?}: {}",
+                e.reason()
+            );
+        }
+        assert_eq!(errors.iter().filter(|e| e.status() == 503).count(), 4);
+    }
+}
