@@ -149,8 +149,9 @@ fn back_pressure_refusals_are_counted_and_publishing_goes_on() {
     assert_eq!(n("publish_burst"), 5, "{v}");
     assert_eq!(published % 5, 0, "whole bursts: {v}");
     assert!(refused > 0, "none refused: {v}");
-    // At least the first of each burst is taken (the queue was empty when it came).
-    assert!(refused <= published / 5 * 4, "{v}");
+    // Some were taken: the first of a burst finds the queue empty unless the worker has
+    // not yet taken the last burst's first (a loaded machine), so not always exactly 4 of 5.
+    assert!(refused < published, "{v}");
     assert_eq!(n("publishes_unanswered"), 0, "{v}");
     let why = v["refusal"].as_str().unwrap_or_default();
     assert!(why.starts_with("overloaded"), "{v}");
