@@ -31,6 +31,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 use crate::pollmeter::{head_of, ns_since, status_line};
+// Whether a refused publish's reason asks to retry later (the server's back-pressure, 503
+// over HTTP): the protocol's one definition (docs/protocol.md), not a copy of it here.
+use holdfast::backplane::asks_to_retry as retry_later;
 
 /// `holdfast-bench fanout-client` arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -403,16 +406,6 @@ fn paced(
         }
     }
     (n, Ok(()))
-}
-
-/// Whether a refused publish's reason asks the publisher to retry later: the server's
-/// back-pressure (a worker's delivery queue or the memory budget full, an upgrade handing
-/// topics over, the broker away), which it answers over HTTP with 503. Anything else (a
-/// bad topic, no grant, client publishing off) is the client's or the setup's fault.
-fn retry_later(reason: &str) -> bool {
-    ["overloaded", "handing_over", "backplane_unavailable"]
-        .iter()
-        .any(|p| reason.starts_with(p))
 }
 
 /// What a publisher's answers said.

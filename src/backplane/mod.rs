@@ -96,6 +96,16 @@ impl BackplaneError {
     }
 }
 
+/// Whether a refused publish's reason (`error` reply, or a `POST /publish` body) asks the
+/// publisher to retry later: the server's back-pressure — `overloaded`, `handing_over`,
+/// `backplane_unavailable` — exactly the refusals answered with 503 (docs/protocol.md).
+/// Anything else is the request's or the setup's fault.
+pub fn asks_to_retry(reason: &str) -> bool {
+    ["overloaded", "handing_over", "backplane_unavailable"]
+        .iter()
+        .any(|p| reason.starts_with(p))
+}
+
 /// A publish's result: its number, and (memory engine) the local reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -585,11 +595,6 @@ mod tests {
     /// with 503; a client reads the reason, so the two must not drift apart.
     #[test]
     fn the_reasons_that_ask_to_retry_are_exactly_the_503s() {
-        let retry = |r: &str| {
-            ["overloaded", "handing_over", "backplane_unavailable"]
-                .iter()
-                .any(|p| r.starts_with(p))
-        };
         let errors = [
             BackplaneError::Unavailable("cannot connect".into()),
             BackplaneError::Broker("ERR".into()),
@@ -605,7 +610,7 @@ mod tests {
         ];
         for e in &errors {
             assert_eq!(
-                retry(&e.reason()),
+                asks_to_retry(&e.reason()),
                 e.status() == 503,
                 "{e:?}: {}",
                 e.reason()
