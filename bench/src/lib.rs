@@ -13,6 +13,7 @@ pub mod peers;
 pub mod pollmeter;
 pub mod proc;
 pub mod report;
+pub mod upmeter;
 
 use std::io::{self, Cursor, Read, Write};
 

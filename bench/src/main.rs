@@ -62,6 +62,10 @@ enum Cmd {
     /// An independent fan-out client (tokio, epoll, its own publisher; no code shared with
     /// the loadgen) that reports deliveries, latency and deliveries per server-CPU-s.
     FanoutClient(holdfast_bench::fanmeter::FanMeterArgs),
+    /// An independent upgrade and close client (tokio, epoll; no code shared with the
+    /// loadgen) that reports server CPU per upgrade and per close: the echo section runs it
+    /// beside the loadgen's ramps.
+    UpgradeClient(holdfast_bench::upmeter::UpMeterArgs),
     /// (internal) hold N connections from one source address; used by a test.
     #[command(hide = true)]
     HoldClient(holdfast_bench::hold::HoldArgs),
@@ -94,6 +98,13 @@ fn main() {
         Cmd::FanoutClient(args) => {
             if let Err(e) = holdfast_bench::fanmeter::run(&args) {
                 eprintln!("holdfast-bench fanout-client: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        Cmd::UpgradeClient(args) => {
+            if let Err(e) = holdfast_bench::upmeter::run(&args) {
+                eprintln!("holdfast-bench upgrade-client: {e}");
                 std::process::exit(1);
             }
             return;

@@ -221,6 +221,38 @@ fn base64_encode(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// CPU a server may spend in a 50 ms window and still count as at rest: 0.5 ms, 1% of a
+/// CPU. An idle server still wakes for its timers (Holdfast's worker and admin threads tick
+/// ten times a second, ~0.1 ms per 50 ms in all), so "two readings agree" — the rule before
+/// task-clock counters made readings exact to the nanosecond — never held for it: it read
+/// for the full 2 s and charged those ticks to its closes, where a peer with no timers
+/// settled at once.
+const AT_REST_PER_WINDOW: f64 = 0.000_5;
+
+/// The server's CPU seconds once they stop moving (a 50 ms window in which it spent less
+/// than [`AT_REST_PER_WINDOW`]; at most 2 s): its share of a teardown ends after the
+/// client's.
+pub fn settled_cpu(pid: Option<u32>) -> Option<f64> {
+    settle(
+        || pid.and_then(proc_cpu_seconds),
+        || std::thread::sleep(std::time::Duration::from_millis(50)),
+    )
+}
+
+/// [`settled_cpu`] over any meter (`read`) and pause (`wait`): at most 40 windows.
+fn settle(mut read: impl FnMut() -> Option<f64>, mut wait: impl FnMut()) -> Option<f64> {
+    let mut last = read()?;
+    for _ in 0..40 {
+        wait();
+        let now = read()?;
+        if now - last < AT_REST_PER_WINDOW {
+            return Some(now);
+        }
+        last = now;
+    }
+    Some(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,5 +362,39 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(proc_cpu_seconds(pid).is_none(), "gone: no reading");
+    }
+
+    /// A meter that replays `steps` (CPU seconds spent in each window) and counts windows.
+    fn replay(steps: &[f64]) -> (Option<f64>, usize) {
+        let mut total = 1.0;
+        let mut i = 0;
+        let mut waited = 0;
+        let got = settle(
+            || {
+                let at = total;
+                if let Some(s) = steps.get(i) {
+                    total += s;
+                }
+                i += 1;
+                Some(at)
+            },
+            || waited += 1,
+        );
+        (got, waited)
+    }
+
+    #[test]
+    fn a_server_settles_once_a_window_holds_no_more_than_its_timers() {
+        // Busy closing for three windows, then ticking at ~0.1 ms a window.
+        let (got, waited) = replay(&[0.04, 0.04, 0.02, 0.0001, 0.0001, 0.0001]);
+        assert_eq!(waited, 4, "settles in the first quiet window");
+        assert!((got.unwrap() - 1.1001).abs() < 1e-9, "{got:?}");
+    }
+
+    #[test]
+    fn a_server_that_never_rests_is_read_after_two_seconds() {
+        let (got, waited) = replay(&[0.01; 50]);
+        assert_eq!(waited, 40);
+        assert!((got.unwrap() - 1.4).abs() < 1e-9, "{got:?}");
     }
 }

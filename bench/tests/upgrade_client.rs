@@ -1,0 +1,100 @@
+//! The independent upgrade and close client against a real holdfast (and the uWebSockets
+//! peer where its source is here): every connection upgrades, then closes with the whole
+//! closing handshake, as the server counts it.
+
+use std::io::{Read, Write};
+use std::process::Command;
+
+use holdfast_bench::report::procs::{Kind, Server};
+use serde_json::Value;
+
+const CONNECTIONS: u64 = 400;
+
+fn run_client(url: &str, pid: u32) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
+        .args(["upgrade-client", "--url", url])
+        .args(["--connections", &CONNECTIONS.to_string(), "--rate", "4000"])
+        .args(["--hold", "0.2", "--server-pid", &pid.to_string()])
+        .output()
+        .expect("the client runs")
+}
+
+/// The client's JSON summary for a run against `server`'s /echo, checked whole.
+fn measured(server: &Server, what: &str) -> Value {
+    let out = run_client(&format!("ws://{}/echo", server.addr), server.pid());
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("a JSON summary");
+    let n = |k: &str| {
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("{what}: {k} in {v}"))
+    };
+    assert_eq!(n("established"), CONNECTIONS, "{what}: {v}");
+    assert_eq!(n("closed_cleanly"), CONNECTIONS, "{what}: {v}");
+    let failures = n("failed_to_open") + n("failed_to_close") + n("closed_without_close_frame");
+    assert_eq!(failures, 0, "{what}: {v}");
+    for k in ["server_cpu_us_per_upgrade", "server_cpu_us_per_close"] {
+        let us = v[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{what}: {k} in {v}"));
+        assert!(us > 0.0 && us < 10_000.0, "{what}: {k} {us}: {v}");
+    }
+    v
+}
+
+/// holdfast's Prometheus text from its admin port.
+fn metrics(admin: &str) -> String {
+    let mut s = std::net::TcpStream::connect(admin).expect("the admin port");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("the metrics");
+    out
+}
+
+#[test]
+fn every_connection_upgrades_and_closes_with_the_closing_handshake() {
+    let server = Server::start(Kind::Holdfast, None, Some(1), &[]).expect("holdfast starts");
+    measured(&server, "holdfast");
+    // The server saw each Close come from the client with 1000, and echoed it.
+    let text = metrics(server.admin.as_deref().expect("admin address"));
+    let closes = text
+        .lines()
+        .find_map(|l| l.strip_prefix("holdfast_closes_total{code=\"1000\",side=\"client\"} "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert_eq!(closes, Some(CONNECTIONS), "{text}");
+}
+
+#[test]
+fn a_refused_upgrade_is_named() {
+    let server = Server::start(Kind::Holdfast, None, Some(1), &[]).expect("holdfast starts");
+    let out = run_client(&format!("ws://{}/no-such-path", server.addr), server.pid());
+    assert!(!out.status.success(), "nothing upgraded: a failed run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no connection upgraded: upgrade refused: HTTP/1.1 404"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_uwebsockets_peer_is_measured_alike() {
+    let src = std::env::var_os("HOLDFAST_UWS_SRC")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/peers/uWebSockets")
+        });
+    if !src.join("src/App.h").exists() {
+        eprintln!("no uWebSockets source (HOLDFAST_UWS_SRC or ../shared/peers/uWebSockets)");
+        return;
+    }
+    holdfast_bench::report::uws::prepare(&src).expect("the peer builds");
+    let server = Server::start(Kind::Uws, None, None, &[]).expect("the peer starts");
+    measured(&server, "uwebsockets");
+}
