@@ -31,7 +31,14 @@ impl Host for EchoHost {
         Answer::Accept
     }
 
-    fn on_open(&mut self, _w: &mut Writer, _ctx: &Ctx<'_>) {}
+    /// A long poll is answered at once with `[]`; an event stream gets one event.
+    fn on_open(&mut self, w: &mut Writer, ctx: &Ctx<'_>) {
+        if w.is_poll() {
+            w.answer_poll(ctx, 200, b"[]", "");
+        } else if w.is_stream() {
+            w.write(ctx, |v| v.extend_from_slice(b"data: hello\n\n"));
+        }
+    }
 
     fn on_message(&mut self, w: &mut Writer, ctx: &Ctx<'_>, msg: Message<'_>) {
         match msg {
@@ -45,8 +52,21 @@ impl Host for EchoHost {
         None
     }
 
+    /// `POST /call` (a call), `GET /poll` (a long poll), `GET /events` (an event stream),
+    /// their preflights (`OPTIONS`), and 405 for another method on them.
     fn plain(&self, method: &str, path: &str) -> Option<super::Plain> {
-        (method == "POST" && path == "/call").then_some(super::Plain::Call)
+        use super::Plain;
+        let (kind, takes, allow) = match path {
+            "/call" => (Plain::Call, "POST", "POST, OPTIONS"),
+            "/poll" => (Plain::Poll, "GET", "GET, OPTIONS"),
+            "/events" => (Plain::Stream, "GET", "GET, OPTIONS"),
+            _ => return None,
+        };
+        Some(match method {
+            m if m == takes => kind,
+            "OPTIONS" => Plain::Preflight,
+            _ => Plain::MethodNotAllowed(allow),
+        })
     }
 
     /// A call's body comes back as its answer.
