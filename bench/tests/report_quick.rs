@@ -109,6 +109,26 @@ fn quick_report_is_complete_and_consistent() {
         );
         assert!(num(&fl["holdfast_over_floor"]) > 0.0, "{fl}");
     }
+    // Upgrades and closes: each server's ramps were also made by the independent client
+    // (not over TLS), every connection of every round opened and closed cleanly.
+    let ups = r["echo"]["upgrades"].as_array().unwrap();
+    assert!(ups.iter().any(|x| x["server"] == "holdfast"), "{ups:?}");
+    for x in ups.iter().filter(|x| x["server"] != "holdfast-tls") {
+        let i = &x["independent_client"];
+        assert_eq!(
+            (i["errors"].as_u64(), i["failures"].as_u64()),
+            (Some(0), Some(0)),
+            "{x}"
+        );
+        assert_eq!(i["rounds"], x["rounds"], "{x}");
+        assert_eq!(
+            num(&i["established"]),
+            num(&x["connections"]) * num(&x["rounds"]),
+            "{x}"
+        );
+        assert!(num(&i["server_cpu_us_per_upgrade"]) > 0.0, "{x}");
+        assert!(num(&i["server_cpu_us_per_close"]) > 0.0, "{x}");
+    }
     for t in r["echo"]["targets"].as_array().unwrap() {
         // A target is judged from its ratio, whichever way it came out.
         if let (Some(ratio), Some(met)) = (t["ratio"].as_f64(), t["met"].as_bool()) {

@@ -290,6 +290,53 @@ pub(super) fn render(r: &Value) -> String {
                 ratio(&x["server_cpu_us_per_close"], hc)
             );
         }
+        // The same ramps by the independent client (its upgrades/s are the ramp's average,
+        // not a peak), each compared with holdfast's row by the same client.
+        let inds: Vec<Value> = ups
+            .iter()
+            .map(|x| x["independent_client"].clone())
+            .collect();
+        for (x, i) in ups.iter().zip(&inds) {
+            if i.is_null() {
+                continue;
+            }
+            let h = ups
+                .iter()
+                .position(|u| u["server"] == "holdfast")
+                .map_or(&Value::Null, |k| &inds[k]);
+            let errors = match i["errors"].as_u64() {
+                Some(n) if n > 0 => format!(" ({n} rounds failed: {})", i["first_error"]),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                o,
+                "| {}, independent client{} | {} | {} | {} (average) | {} | {} | {} | {} |",
+                x["server"].as_str().unwrap_or(""),
+                errors,
+                i["established"],
+                i["rounds"].as_u64().unwrap_or(0),
+                f(&i["upgrades_per_s"], 0),
+                spread(
+                    &i["server_cpu_us_per_upgrade"],
+                    &i["server_cpu_us_per_upgrade_spread"]
+                ),
+                ratio(
+                    &i["server_cpu_us_per_upgrade"],
+                    &h["server_cpu_us_per_upgrade"]
+                ),
+                spread(
+                    &i["server_cpu_us_per_close"],
+                    &i["server_cpu_us_per_close_spread"]
+                ),
+                ratio(&i["server_cpu_us_per_close"], &h["server_cpu_us_per_close"])
+            );
+        }
+        if inds.iter().any(|i| !i.is_null()) {
+            let _ = writeln!(
+                o,
+                "\nIndependent client: `holdfast-bench upgrade-client` (tokio current-thread, epoll, one task per connection; no code shared with the loadgen), on the loadgen's CPU, the same server fresh after each loadgen ramp; its upgrades column is every connection it opened over all rounds."
+            );
+        }
         verdicts(
             &mut o,
             &e["targets"],

@@ -459,22 +459,30 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
     // Upgrades and closes: each round a fresh server per kind, the kinds in turn (the host
     // drifts over the minute this takes; interleaved, the drift falls on all alike); ramp,
     // hold 0.5 s, every connection closes (the loadgen's Close, the server's echo and TCP
-    // close).
+    // close). Then the same server fresh, ramped and closed by the independent client.
     let ramps = interleaved(plan.upgrade_rounds, &servers, |round, &kind| {
         eprintln!("upgrades and closes: {} (round {})", kind.name(), round + 1);
-        pinned_ramp(plan, kind, None, &[])
+        let (v, met) = pinned_ramp(plan, kind, None, &[])?;
+        let independent = if kind == Kind::HoldfastTls {
+            Value::Null // the independent client speaks ws:// only
+        } else {
+            upgrade_client(plan, kind).unwrap_or_else(|e| json!({ "error": e }))
+        };
+        Ok((v, met, independent))
     })?;
     for (&kind, rounds) in servers.iter().zip(&ramps) {
         let spread = |key: &str| {
-            let v: Vec<Option<f64>> = rounds.iter().map(|(v, _)| v[key].as_f64()).collect();
+            let v: Vec<Option<f64>> = rounds.iter().map(|(v, _, _)| v[key].as_f64()).collect();
             median_spread(&v)
         };
-        let (v, _) = &rounds[rounds.len() / 2];
+        let (v, _, _) = &rounds[rounds.len() / 2];
+        let independent: Vec<&Value> = rounds.iter().map(|(_, _, i)| i).collect();
         upgrades.push(json!({
             "server": kind.name(),
             "connections": plan.upgrade_connections,
             "rounds": rounds.len(),
-            "met": rounds.iter().all(|(_, m)| *m),
+            "met": rounds.iter().all(|(_, m, _)| *m),
+            "independent_client": independent_ramps(&independent),
             "established": v["established"],
             "peak_upgrades_per_s": spread("peak_upgrades_per_s")["median"],
             "server_cpu_us_per_upgrade": spread("server_cpu_us_per_upgrade")["median"],
@@ -538,6 +546,17 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
             targets.push(at_most(
                 format!("server CPU per {what} (median of rounds), holdfast / uwebsockets"),
                 r,
+                1.0,
+            ));
+            let independent = |server: &str| {
+                upgrades
+                    .iter()
+                    .find(|x| x["server"] == server)
+                    .and_then(|x| x["independent_client"][key].as_f64())
+            };
+            targets.push(at_most(
+                format!("server CPU per {what} (median of rounds), independent client, holdfast / uwebsockets"),
+                ratio(independent("holdfast"), independent("uwebsockets")),
                 1.0,
             ));
         }
@@ -637,17 +656,22 @@ fn client_json(
     serde_json::from_slice(&out.stdout).map_err(|e| format!("{what} output: {e}"))
 }
 
-/// Run `holdfast-bench echo-client` (the independent client) against `t`, pinned to `cpu`.
-fn echo_client(plan: &Plan, t: &Target, c: usize, cpu: Option<&str>) -> Result<Value, String> {
+/// `holdfast-bench`, run on `cpu` when given.
+fn bench_command(cpu: Option<&str>) -> std::process::Command {
     let exe = super::procs::bench_exe();
-    let mut cmd = match cpu {
+    match cpu {
         Some(cpu) => {
             let mut c = std::process::Command::new("taskset");
             c.args(["-c", cpu]).arg(&exe);
             c
         }
         None => std::process::Command::new(&exe),
-    };
+    }
+}
+
+/// Run `holdfast-bench echo-client` (the independent client) against `t`, pinned to `cpu`.
+fn echo_client(plan: &Plan, t: &Target, c: usize, cpu: Option<&str>) -> Result<Value, String> {
+    let mut cmd = bench_command(cpu);
     cmd.args(["echo-client", "--url"])
         .arg(format!("{}/echo", t.url_base))
         .args(["--connections", &s(c), "--size", "32"]);
@@ -1379,9 +1403,98 @@ fn pinned_ramp(
     loadgen(&args, lg_cpu.as_deref(), |_| {})
 }
 
+/// A fresh `kind` server with one worker, pinned as in [`pinned_ramp`], ramped to
+/// `upgrade_connections` at the ramp rate, held 0.5 s and closed by `holdfast-bench
+/// upgrade-client` (the independent client) where the loadgen would run.
+fn upgrade_client(plan: &Plan, kind: Kind) -> Result<Value, String> {
+    let (srv_cpu, lg_cpu) = plan.pinning();
+    let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
+    let t = target(plan, server.as_ref());
+    let mut cmd = bench_command(lg_cpu.as_deref());
+    cmd.args(["upgrade-client", "--url"])
+        .arg(format!("{}/echo", t.url_base))
+        .args(["--connections", &s(plan.upgrade_connections)])
+        .args(["--rate", &s(plan.ramp_rate), "--hold", "0.5"]);
+    if let Some(p) = t.pid {
+        cmd.args(["--server-pid", &s(p)]);
+    }
+    let out = cmd.output().map_err(|e| format!("upgrade-client: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "upgrade-client failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("upgrade-client output: {e}"))
+}
+
+/// The independent client's rounds of one server as one row: medians with their spread,
+/// failures summed, the first error kept (Null when the server was not measured by it).
+fn independent_ramps(rounds: &[&Value]) -> Value {
+    if rounds.iter().all(|r| r.is_null()) {
+        return Value::Null;
+    }
+    let spread = |key: &str| {
+        let v: Vec<Option<f64>> = rounds.iter().map(|r| r[key].as_f64()).collect();
+        median_spread(&v)
+    };
+    let sum = |key: &str| rounds.iter().filter_map(|r| r[key].as_u64()).sum::<u64>();
+    let (up, close) = (
+        spread("server_cpu_us_per_upgrade"),
+        spread("server_cpu_us_per_close"),
+    );
+    json!({
+        "client": rounds.iter().find_map(|r| r["client"].as_str()),
+        "rounds": up["n"],
+        "established": sum("established"),
+        "failures": sum("failed_to_open") + sum("failed_to_close") + sum("closed_without_close_frame"),
+        "errors": rounds.iter().filter(|r| r.get("error").is_some()).count(),
+        "first_error": rounds.iter().find_map(|r| {
+            r.get("error").or(r.get("first_error")).filter(|e| !e.is_null()).cloned()
+        }),
+        "upgrades_per_s": spread("upgrades_per_s")["median"],
+        "server_cpu_us_per_upgrade": up["median"],
+        "server_cpu_us_per_upgrade_spread": up,
+        "server_cpu_us_per_close": close["median"],
+        "server_cpu_us_per_close_spread": close,
+        "client_cpu_seconds_ramp": spread("client_cpu_seconds_ramp")["median"],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn independent_ramps_are_medians_with_failures_summed() {
+        let round = |up: f64, close: f64, failed: u64| {
+            json!({"client": "c", "established": 10 - failed, "failed_to_open": failed,
+                   "failed_to_close": 0, "closed_without_close_frame": 0, "upgrades_per_s": 100.0,
+                   "server_cpu_us_per_upgrade": up, "server_cpu_us_per_close": close,
+                   "client_cpu_seconds_ramp": 0.1, "first_error": if failed > 0 { json!("refused") } else { Value::Null }})
+        };
+        let (a, b, c) = (
+            round(10.0, 30.0, 0),
+            round(30.0, 10.0, 2),
+            round(20.0, 20.0, 0),
+        );
+        let broken = json!({"error": "no connection upgraded"});
+        let v = independent_ramps(&[&a, &b, &c, &broken]);
+        assert_eq!(v["server_cpu_us_per_upgrade"], 20.0, "{v}");
+        assert_eq!(v["server_cpu_us_per_close"], 20.0, "{v}");
+        assert_eq!(v["server_cpu_us_per_upgrade_spread"]["min"], 10.0);
+        assert_eq!(
+            (v["rounds"].as_u64(), v["errors"].as_u64()),
+            (Some(3), Some(1)),
+            "{v}"
+        );
+        assert_eq!(
+            (v["established"].as_u64(), v["failures"].as_u64()),
+            (Some(28), Some(2))
+        );
+        assert_eq!(v["first_error"], "refused", "{v}");
+        assert!(independent_ramps(&[&Value::Null, &Value::Null]).is_null());
+    }
 
     fn row(server: &str, published: u64, p50: f64, per_cpu: f64) -> Value {
         json!({
