@@ -6,11 +6,12 @@
 //! going out is seen as it would be on a socket.
 //!
 //! Checked: the session never panics or loops (the harness bounds every drive); what it
-//! sends is a sequence of whole HTTP answers (and, after a 101, valid frames); nothing
-//! follows its close; and the run cut at random answers as the run fed each unit whole,
-//! except for one thing the cuts decide on purpose: an answer sent before the pipelined
-//! bytes arrived says `Connection: keep-alive`, one sent after says `close` (either way
-//! the connection closes after it).
+//! sends is a sequence of whole HTTP answers, each with its Content-Length body (after a
+//! 101 or an event stream's head, what follows is compared between the runs, not parsed);
+//! and the run cut at random answers and ends as the run fed each unit whole, except for
+//! one thing the cuts decide on purpose: an answer sent before the pipelined bytes arrived
+//! says `Connection: keep-alive`, one sent after says `close` (either way the connection
+//! closes after it).
 #![no_main]
 
 use holdfast::session::pair::{test_config, Pair};
