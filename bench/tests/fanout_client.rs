@@ -79,16 +79,10 @@ fn every_window_message_reaches_every_subscriber_with_either_publisher() {
 
 #[test]
 fn the_uwebsockets_peer_is_measured_alike() {
-    let src = std::env::var_os("HOLDFAST_UWS_SRC")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/peers/uWebSockets")
-        });
-    if !src.join("src/App.h").exists() {
-        eprintln!("no uWebSockets source (HOLDFAST_UWS_SRC or ../shared/peers/uWebSockets)");
+    let Some(src) = holdfast_bench::report::uws::test_source(env!("CARGO_MANIFEST_DIR").as_ref())
+    else {
         return;
-    }
+    };
     holdfast_bench::report::uws::prepare(&src).expect("the peer builds");
     let server = Server::start(Kind::Uws, None, None, &[]).expect("the peer starts");
     for via in ["admin", "ws"] {

@@ -292,15 +292,8 @@ fn quick_backplane_report_checks_numbers_and_resume() {
 /// loopback it moves the cost per delivery by up to half.
 #[test]
 fn fanout_against_uwebsockets_compares_servers_placed_alike() {
-    let src = std::env::var_os("HOLDFAST_UWS_SRC")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/peers/uWebSockets");
-            p.join("src/App.h").exists().then_some(p)
-        });
-    let Some(src) = src else {
-        eprintln!("no uWebSockets source (HOLDFAST_UWS_SRC or ../shared/peers/uWebSockets)");
+    let Some(src) = holdfast_bench::report::uws::test_source(env!("CARGO_MANIFEST_DIR").as_ref())
+    else {
         return;
     };
     let cpus = holdfast::topology::allowed_cpus();

@@ -37,6 +37,22 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     Err(format!("{:?} failed: {first}", cmd.get_program()))
 }
 
+/// Where a test finds uWebSockets' source: `HOLDFAST_UWS_SRC` when set (a wrong one then
+/// fails the test in [`prepare`]), else the snapshot beside the project
+/// (`../shared/peers/uWebSockets` from the workspace; `crate_dir` is the bench crate's
+/// directory) when it is there. None, with a line saying why, when there is neither.
+pub fn test_source(crate_dir: &Path) -> Option<PathBuf> {
+    if let Some(src) = std::env::var_os("HOLDFAST_UWS_SRC") {
+        return Some(PathBuf::from(src));
+    }
+    let snapshot = crate_dir.join("../../shared/peers/uWebSockets");
+    if snapshot.join("src/App.h").exists() {
+        return Some(snapshot);
+    }
+    eprintln!("no uWebSockets source (HOLDFAST_UWS_SRC or ../shared/peers/uWebSockets)");
+    None
+}
+
 /// Build (or find in the cache) the uWebSockets peer from `src`; the reason when it cannot.
 pub fn prepare(src: &Path) -> Result<PathBuf, String> {
     let app = src.join("src/App.h");
