@@ -13,7 +13,8 @@ use crate::ws::frame::{encode_close, encode_frame};
 use crate::ws::handshake::{Limits, Rejection, Request};
 use crate::ws::{CloseCode, Decoder, OpCode, Role};
 
-/// A host that echoes every message, or refuses upgrades to one path.
+/// A host that echoes every message, or refuses upgrades to one path; and serves the
+/// plain kinds on three paths (see [`EchoHost::plain`]).
 #[derive(Debug, Default)]
 pub struct EchoHost {
     /// Paths of the upgrade requests seen.
