@@ -190,7 +190,7 @@ fn upgrade(path: &str, host: &str) -> String {
 }
 
 /// Where the 101's head ends in `b` (frames may follow it); Ok(None) until it is whole.
-fn upgraded(b: &[u8]) -> Result<Option<usize>, String> {
+pub(crate) fn upgraded(b: &[u8]) -> Result<Option<usize>, String> {
     let Some((end, _, _)) = head_of(b)? else {
         return Ok(None);
     };
@@ -624,17 +624,8 @@ struct Url {
 }
 
 fn url_of(url: &str) -> Result<Url, String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or("the fan-out client speaks ws:// only")?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    Ok(Url {
-        host: host.to_string(),
-        path: path.to_string(),
-    })
+    let (host, path) = crate::meter::ws_url(url, "fan-out client")?;
+    Ok(Url { host, path })
 }
 
 /// Run the client; prints a JSON summary on stdout.

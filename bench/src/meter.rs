@@ -37,9 +37,15 @@ pub struct MeterArgs {
 }
 
 fn parse(url: &str) -> Result<(String, String), String> {
+    ws_url(url, "echo client")
+}
+
+/// A `ws://HOST:PORT[/PATH]` URL's host and path (`/` when none); the bench clients speak
+/// nothing else, and `client` names the one that refuses another scheme.
+pub(crate) fn ws_url(url: &str, client: &str) -> Result<(String, String), String> {
     let rest = url
         .strip_prefix("ws://")
-        .ok_or("the echo client speaks ws:// only")?;
+        .ok_or_else(|| format!("the {client} speaks ws:// only"))?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     Ok((host.to_string(), format!("/{path}")))
 }

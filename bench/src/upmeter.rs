@@ -18,6 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use crate::fanmeter::upgraded;
+
 /// `holdfast-bench upgrade-client` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpMeterArgs {
@@ -50,34 +52,11 @@ const CLOSE: [u8; 8] = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8];
 const STEP: Duration = Duration::from_secs(10);
 
 fn target(url: &str) -> Result<(SocketAddr, String, String), String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or("the upgrade client speaks ws:// only")?;
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, path) = crate::meter::ws_url(url, "upgrade client")?;
     let addr = host
         .parse::<SocketAddr>()
         .map_err(|e| format!("{host}: {e} (an IP address and port)"))?;
-    Ok((addr, host.to_string(), format!("/{path}")))
-}
-
-/// The end of the 101's head in `buf`, None while it is incomplete; an error for any other
-/// answer.
-fn upgraded(buf: &[u8]) -> Result<Option<usize>, String> {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if buf.len() > 4096 {
-            Err("an answer head past 4 KiB".into())
-        } else {
-            Ok(None)
-        };
-    };
-    if !buf.starts_with(b"HTTP/1.1 101 ") {
-        let line = buf[..end].split(|&b| b == b'\r').next().unwrap_or_default();
-        return Err(format!(
-            "upgrade refused: {}",
-            String::from_utf8_lossy(line)
-        ));
-    }
-    Ok(Some(end + 4))
+    Ok((addr, host, path))
 }
 
 /// Whether `after` (what the server sent after its 101, up to its FIN) is exactly one
@@ -111,7 +90,8 @@ async fn connection(
             if s.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
                 return Err("the upgrade was not answered".to_string());
             }
-            if let Some(end) = upgraded(&buf)? {
+            // The bench clients' one reading of a 101 (16 KiB of head at most).
+            if let Some(end) = upgraded(&buf).map_err(|e| format!("upgrade {e}"))? {
                 buf.drain(..end);
                 return Ok::<(TcpStream, Vec<u8>), String>((s, buf));
             }
@@ -285,18 +265,6 @@ mod tests {
             target("ws://localhost:9/").is_err(),
             "an address, not a name"
         );
-    }
-
-    #[test]
-    fn only_a_101_opens() {
-        assert_eq!(
-            upgraded(b"HTTP/1.1 101 Switching Protocols\r\nX: y\r\n\r\n\x81"),
-            Ok(Some(42))
-        );
-        assert_eq!(upgraded(b"HTTP/1.1 101 Switching"), Ok(None));
-        let refused = upgraded(b"HTTP/1.1 404 Not Found\r\n\r\n").unwrap_err();
-        assert!(refused.contains("404 Not Found"), "{refused}");
-        assert!(upgraded(&[b'x'; 5000]).is_err());
     }
 
     #[test]

@@ -84,11 +84,8 @@ fn a_refused_upgrade_is_named() {
 
 #[test]
 fn the_uwebsockets_peer_is_measured_alike() {
-    let Some(src) = holdfast_bench::report::uws::test_source(env!("CARGO_MANIFEST_DIR").as_ref())
-    else {
+    let Some(server) = Server::start_test_uws(env!("CARGO_MANIFEST_DIR").as_ref()) else {
         return;
     };
-    holdfast_bench::report::uws::prepare(&src).expect("the peer builds");
-    let server = Server::start(Kind::Uws, None, None, &[]).expect("the peer starts");
     measured(&server, "uwebsockets");
 }

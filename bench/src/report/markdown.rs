@@ -105,6 +105,20 @@ fn holdfast<'a>(runs: &'a [Value], same: &dyn Fn(&Value) -> bool, key: &str) -> 
         .map_or(&Value::Null, |r| &r[key])
 }
 
+/// An upgrade row's last four cells: CPU per upgrade and per close (median with the
+/// rounds' spread), each against holdfast's row `h` measured the same way.
+fn cost_cells(x: &Value, h: &Value) -> String {
+    let (up, close) = ("server_cpu_us_per_upgrade", "server_cpu_us_per_close");
+    let spread_of = |k: &str| spread(&x[k], &x[format!("{k}_spread").as_str()]);
+    format!(
+        "{} | {} | {} | {}",
+        spread_of(up),
+        ratio(&x[up], &h[up]),
+        spread_of(close),
+        ratio(&x[close], &h[close])
+    )
+}
+
 /// Render the report.
 pub(super) fn render(r: &Value) -> String {
     let mut o = String::new();
@@ -269,25 +283,18 @@ pub(super) fn render(r: &Value) -> String {
             .cloned()
             .unwrap_or_default();
         for x in &ups {
-            let h = holdfast(&ups, &|_| true, "server_cpu_us_per_upgrade");
-            let hc = holdfast(&ups, &|_| true, "server_cpu_us_per_close");
+            let h = ups
+                .iter()
+                .find(|u| u["server"] == "holdfast")
+                .unwrap_or(&Value::Null);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 x["server"].as_str().unwrap_or(""),
                 x["established"],
                 x["rounds"].as_u64().unwrap_or(1),
                 f(&x["peak_upgrades_per_s"], 0),
-                spread(
-                    &x["server_cpu_us_per_upgrade"],
-                    &x["server_cpu_us_per_upgrade_spread"]
-                ),
-                ratio(&x["server_cpu_us_per_upgrade"], h),
-                spread(
-                    &x["server_cpu_us_per_close"],
-                    &x["server_cpu_us_per_close_spread"]
-                ),
-                ratio(&x["server_cpu_us_per_close"], hc)
+                cost_cells(x, h)
             );
         }
         // The same ramps by the independent client (its upgrades/s are the ramp's average,
@@ -310,25 +317,13 @@ pub(super) fn render(r: &Value) -> String {
             };
             let _ = writeln!(
                 o,
-                "| {}, independent client{} | {} | {} | {} (average) | {} | {} | {} | {} |",
+                "| {}, independent client{} | {} | {} | {} (average) | {} |",
                 x["server"].as_str().unwrap_or(""),
                 errors,
                 i["established"],
                 i["rounds"].as_u64().unwrap_or(0),
                 f(&i["upgrades_per_s"], 0),
-                spread(
-                    &i["server_cpu_us_per_upgrade"],
-                    &i["server_cpu_us_per_upgrade_spread"]
-                ),
-                ratio(
-                    &i["server_cpu_us_per_upgrade"],
-                    &h["server_cpu_us_per_upgrade"]
-                ),
-                spread(
-                    &i["server_cpu_us_per_close"],
-                    &i["server_cpu_us_per_close_spread"]
-                ),
-                ratio(&i["server_cpu_us_per_close"], &h["server_cpu_us_per_close"])
+                cost_cells(i, h)
             );
         }
         if inds.iter().any(|i| !i.is_null()) {

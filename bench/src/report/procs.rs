@@ -211,6 +211,15 @@ impl Server {
         Self::launch(kind, cpus, threads, "127.0.0.1:0", extra)
     }
 
+    /// For a test: the uWebSockets peer built from [`super::uws::test_source`] and started
+    /// (a build or start that fails panics); None, with a line saying why, when there is no
+    /// source here. `crate_dir` is the bench crate's directory.
+    pub fn start_test_uws(crate_dir: &Path) -> Option<Self> {
+        let src = super::uws::test_source(crate_dir)?;
+        super::uws::prepare(&src).expect("the peer builds");
+        Some(Self::start(Kind::Uws, None, None, &[]).expect("the peer starts"))
+    }
+
     /// Start holdfast listening on `listen` (a port another process may share, with
     /// `--share-port` in `extra`).
     pub fn start_at(kind: Kind, listen: &str, extra: &[String]) -> Result<Self, String> {

@@ -643,6 +643,12 @@ fn client_json(
         "--duration",
         &s(plan.measure_seconds),
     ]);
+    run_json(cmd, what, t)
+}
+
+/// Run a bench client (`what`) told the server's PID when `t` has one; its JSON summary,
+/// or why it failed.
+fn run_json(mut cmd: std::process::Command, what: &str, t: &Target) -> Result<Value, String> {
     if let Some(p) = t.pid {
         cmd.args(["--server-pid", &s(p)]);
     }
@@ -1415,17 +1421,7 @@ fn upgrade_client(plan: &Plan, kind: Kind) -> Result<Value, String> {
         .arg(format!("{}/echo", t.url_base))
         .args(["--connections", &s(plan.upgrade_connections)])
         .args(["--rate", &s(plan.ramp_rate), "--hold", "0.5"]);
-    if let Some(p) = t.pid {
-        cmd.args(["--server-pid", &s(p)]);
-    }
-    let out = cmd.output().map_err(|e| format!("upgrade-client: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "upgrade-client failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("upgrade-client output: {e}"))
+    run_json(cmd, "upgrade-client", &t)
 }
 
 /// The independent client's rounds of one server as one row: medians with their spread,
