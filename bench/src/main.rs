@@ -62,9 +62,9 @@ enum Cmd {
     /// An independent fan-out client (tokio, epoll, its own publisher; no code shared with
     /// the loadgen) that reports deliveries, latency and deliveries per server-CPU-s.
     FanoutClient(holdfast_bench::fanmeter::FanMeterArgs),
-    /// An independent upgrade and close client (tokio, epoll; no code shared with the
-    /// loadgen) that reports server CPU per upgrade and per close: the echo section runs it
-    /// beside the loadgen's ramps.
+    /// An independent upgrade and close client (tokio, epoll, ws:// or wss:// with its own
+    /// rustls client; no code shared with the loadgen) that reports server CPU per upgrade
+    /// and per close: the echo and TLS sections run it beside the loadgen's ramps.
     UpgradeClient(holdfast_bench::upmeter::UpMeterArgs),
     /// (internal) hold N connections from one source address; used by a test.
     #[command(hide = true)]

@@ -110,10 +110,11 @@ fn quick_report_is_complete_and_consistent() {
         assert!(num(&fl["holdfast_over_floor"]) > 0.0, "{fl}");
     }
     // Upgrades and closes: each server's ramps were also made by the independent client
-    // (not over TLS), every connection of every round opened and closed cleanly.
+    // (over TLS too), every connection of every round opened and closed cleanly.
     let ups = r["echo"]["upgrades"].as_array().unwrap();
     assert!(ups.iter().any(|x| x["server"] == "holdfast"), "{ups:?}");
-    for x in ups.iter().filter(|x| x["server"] != "holdfast-tls") {
+    assert!(ups.iter().any(|x| x["server"] == "holdfast-tls"), "{ups:?}");
+    for x in ups {
         let i = &x["independent_client"];
         assert_eq!(
             (i["errors"].as_u64(), i["failures"].as_u64()),
@@ -172,6 +173,50 @@ fn quick_report_is_complete_and_consistent() {
             num(&x["latency_us"]["p99"]) >= num(&x["latency_us"]["p50"]),
             "{x}"
         );
+    }
+
+    // TLS: every row was ramped by the loadgen and by the independent client, whose
+    // handshakes were full or resumed as asked and whose connections all closed cleanly.
+    let tls = runs("tls");
+    for resumption in [Value::Null, "off".into(), "always".into()] {
+        for client in ["loadgen", "upgrade-client"] {
+            let rows: Vec<&Value> = tls
+                .iter()
+                .filter(|x| x["resumption"] == resumption && x["client"] == client)
+                .collect();
+            assert!(
+                !rows.is_empty(),
+                "no {client} row for {resumption}: {tls:?}"
+            );
+            for x in rows {
+                assert_eq!(x["established"], x["connections"], "{x}");
+                assert!(num(&x["server_cpu_us_per_connection"]) > 0.0, "{x}");
+                let (full, resumed) = (
+                    &x["tls_handshakes"]["full"],
+                    &x["tls_handshakes"]["resumed"],
+                );
+                match resumption.as_str() {
+                    None => assert!(full.as_u64().unwrap_or(0) == 0, "{x}"),
+                    Some("off") => assert_eq!(
+                        (full, resumed.as_u64()),
+                        (&x["established"], Some(0)),
+                        "{x}"
+                    ),
+                    _ => assert!(num(resumed) > num(full), "most resume: {x}"),
+                }
+                if client == "upgrade-client" {
+                    assert_eq!(x["failures"], 0, "{x}");
+                    assert_eq!(x["met"], true, "{x}");
+                }
+            }
+        }
+    }
+    let summary = r["tls"]["summary"].as_array().unwrap();
+    assert_eq!(summary.len(), 3, "{summary:?}");
+    for x in summary {
+        for client in ["loadgen", "upgrade_client"] {
+            assert!(num(&x[client]["median"]) > 0.0, "{x}");
+        }
     }
 
     // Transports: every rung held every subscriber and lost nothing in fan-out.

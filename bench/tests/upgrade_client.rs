@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::process::Command;
 
-use holdfast_bench::report::procs::{Kind, Server};
+use holdfast_bench::report::procs::{tls_fixture, Kind, Server};
 use serde_json::Value;
 
 const CONNECTIONS: u64 = 400;
@@ -68,6 +68,74 @@ fn every_connection_upgrades_and_closes_with_the_closing_handshake() {
         .find_map(|l| l.strip_prefix("holdfast_closes_total{code=\"1000\",side=\"client\"} "))
         .and_then(|v| v.trim().parse::<u64>().ok());
     assert_eq!(closes, Some(CONNECTIONS), "{text}");
+}
+
+/// The client over wss://: its own rustls client, trusting the test CA, against holdfast's
+/// TLS listener; full handshakes when resumption is off, resumed ones when asked.
+fn over_tls(server: &Server, resumption: &str) -> Value {
+    let port = server.addr.rsplit_once(':').unwrap().1;
+    let out = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
+        .args([
+            "upgrade-client",
+            "--url",
+            &format!("wss://localhost:{port}/echo"),
+        ])
+        .args(["--connections", &CONNECTIONS.to_string(), "--rate", "4000"])
+        .args(["--concurrency", "8", "--hold", "0.2"])
+        .args([
+            "--tls-ca",
+            &tls_fixture("ca.pem"),
+            "--tls-resumption",
+            resumption,
+        ])
+        .args(["--server-pid", &server.pid().to_string()])
+        .output()
+        .expect("the client runs");
+    assert!(
+        out.status.success(),
+        "{resumption}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("a JSON summary");
+    assert_eq!(v["established"], CONNECTIONS, "{v}");
+    assert_eq!(v["closed_cleanly"], CONNECTIONS, "{v}");
+    v
+}
+
+#[test]
+fn over_tls_handshakes_are_full_or_resumed_as_asked() {
+    let server = Server::start(Kind::HoldfastTls, None, Some(1), &[]).expect("holdfast starts");
+    let off = over_tls(&server, "off");
+    assert_eq!(off["tls_handshakes"]["full"], CONNECTIONS, "{off}");
+    assert_eq!(off["tls_handshakes"]["resumed"], 0, "{off}");
+    // holdfast sends close_notify before its FIN when nothing else is queued: after the
+    // Close it has nothing else, so every close is notified.
+    assert_eq!(off["closes_without_close_notify"], 0, "{off}");
+    let always = over_tls(&server, "always");
+    let resumed = always["tls_handshakes"]["resumed"].as_u64().unwrap();
+    // Only the first openings find no ticket (8 in flight at most).
+    assert!(resumed >= CONNECTIONS - 16, "{always}");
+    // A full handshake costs the server its certificate's signature, a resumed one not.
+    let us = |v: &Value| v["server_cpu_us_per_upgrade"].as_f64().unwrap();
+    assert!(us(&off) > 0.0 && us(&always) > 0.0, "{off} {always}");
+    // The server counted every client Close.
+    let text = metrics(server.admin.as_deref().expect("admin address"));
+    let closes = text
+        .lines()
+        .find_map(|l| l.strip_prefix("holdfast_closes_total{code=\"1000\",side=\"client\"} "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert_eq!(closes, Some(2 * CONNECTIONS), "{text}");
+}
+
+#[test]
+fn wss_without_a_ca_is_refused_before_connecting() {
+    let out = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
+        .args(["upgrade-client", "--url", "wss://localhost:9/echo"])
+        .output()
+        .expect("the client runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wss:// needs --tls-ca"), "{err}");
 }
 
 #[test]

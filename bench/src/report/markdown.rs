@@ -343,23 +343,50 @@ pub(super) fn render(r: &Value) -> String {
 
     if r["tls"].is_object() {
         let _ = writeln!(o, "## TLS: what setting up a connection costs\n");
-        let _ = writeln!(o, "One pinned worker; the loadgen (one thread, pinned to the other CPU) ramps connections over wss:// (the test certificate: ECDSA P-256) or ws://. Server CPU per connection covers TCP accept, the TLS handshake and the WebSocket upgrade. `off`: every handshake full; `always`: every connection resumes with a session ticket an earlier one received (TLS 1.3 PSK with (EC)DHE: no certificate or signature, still a key exchange).\n");
-        let _ = writeln!(o, "| server | resumption | round | established | handshakes full / resumed | server CPU-µs per connection | connections per server-CPU-s | connect p50 / p99 µs |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
-        for x in runs("tls") {
+        let _ = writeln!(o, "One pinned worker; the loadgen (one thread, pinned to the other CPU) ramps connections over wss:// (the test certificate: ECDSA P-256) or ws://, 16 in flight. Server CPU per connection covers TCP accept, the TLS handshake and the WebSocket upgrade. `off`: every handshake full; `always`: every connection resumes with a session ticket an earlier one received (TLS 1.3 PSK with (EC)DHE: no certificate or signature, still a key exchange). Each round the same server is then started fresh for the independent client (`holdfast-bench upgrade-client`: tokio current-thread, epoll, its own rustls client and ticket cache, no code shared with the loadgen), on the loadgen's CPU, also 16 in flight.\n");
+        let _ = writeln!(
+            o,
+            "| server | resumption | server CPU-µs per connection: loadgen | independent client |"
+        );
+        let _ = writeln!(o, "|---|---|---|---|");
+        for x in r["tls"]["summary"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} / {} | {} | {} | {} / {} |",
+                "| {} | {} | {} | {} |",
+                x["server"].as_str().unwrap_or(""),
+                x["resumption"].as_str().unwrap_or("—"),
+                spread(&x["loadgen"]["median"], &x["loadgen"]),
+                spread(&x["upgrade_client"]["median"], &x["upgrade_client"]),
+            );
+        }
+        let _ = writeln!(o, "\nEvery round:\n");
+        let _ = writeln!(o, "| server | resumption | client | round | established | handshakes full / resumed | server CPU-µs per connection | connections per server-CPU-s | connect p50 / p99 µs |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+        for x in runs("tls") {
+            let client = x["client"].as_str().unwrap_or("loadgen");
+            let latency = if client == "loadgen" {
+                format!(
+                    "{} / {}",
+                    f(&x["connect_upgrade_latency_us"]["p50"], 0),
+                    f(&x["connect_upgrade_latency_us"]["p99"], 0)
+                )
+            } else {
+                "—".to_string()
+            };
+            let established = match x["error"].as_str() {
+                Some(e) => format!("{} ({e})", x["established"]),
+                None => x["established"].to_string(),
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {client} | {} | {established} | {} / {} | {} | {} | {latency} |",
                 x["server"].as_str().unwrap_or(""),
                 x["resumption"].as_str().unwrap_or("—"),
                 x["round"],
-                x["established"],
                 f(&x["tls_handshakes"]["full"], 0),
                 f(&x["tls_handshakes"]["resumed"], 0),
                 f(&x["server_cpu_us_per_connection"], 1),
                 f(&x["connections_per_server_cpu_s"], 0),
-                f(&x["connect_upgrade_latency_us"]["p50"], 0),
-                f(&x["connect_upgrade_latency_us"]["p99"], 0),
             );
         }
         let _ = writeln!(o);

@@ -324,7 +324,8 @@ fn strip_hdr(h: &Value) -> Value {
 /// handshake, WebSocket upgrade) with every handshake full (`--tls-resumption off`) and with
 /// resumed ones (`always`: each connection resumes with a ticket an earlier one received),
 /// one pinned worker; plain holdfast beside them. Handshakes per server-CPU-second is the
-/// inverse.
+/// inverse. Each round measures each row twice, the server fresh each time: with the
+/// loadgen and with the independent upgrade client (its own rustls client).
 pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
     let mut runs = Vec::new();
     if plan.url.is_some() {
@@ -346,14 +347,21 @@ pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
         );
         // Few in flight: each resumed connection finds the ticket an earlier one left (with
         // thousands in flight the first thousands find none).
-        pinned_ramp(plan, kind, resumption, &[("--concurrency", s(16))])
+        let (v, met) = pinned_ramp(plan, kind, resumption, &[("--concurrency", s(16))])?;
+        // Then the same server fresh, ramped by the independent client (its own rustls
+        // client and resumption cache), as few in flight.
+        let independent = upgrade_client(plan, kind, resumption, Some(16))
+            .unwrap_or_else(|e| json!({ "error": e }));
+        Ok((v, met, independent))
     })?;
+    let mut summary = Vec::new();
     for (&(kind, resumption), tries) in steps.iter().zip(&rounds) {
-        for (round, (v, met)) in tries.iter().enumerate() {
+        for (round, (v, met, _)) in tries.iter().enumerate() {
             let met = *met;
             let us = v["server_cpu_us_per_upgrade"].as_f64();
             runs.push(json!({
                 "server": kind.name(),
+                "client": "loadgen",
                 "resumption": resumption,
                 "round": round,
                 "connections": plan.upgrade_connections,
@@ -366,8 +374,45 @@ pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
                 "connect_upgrade_latency_us": strip_hdr(&v["connect_upgrade_latency_us"]),
             }));
         }
+        for (round, (_, _, i)) in tries.iter().enumerate() {
+            let us = i["server_cpu_us_per_upgrade"].as_f64();
+            let failures = [
+                "failed_to_open",
+                "failed_to_close",
+                "closed_without_close_frame",
+            ]
+            .iter()
+            .filter_map(|k| i[*k].as_u64())
+            .sum::<u64>();
+            runs.push(json!({
+                "server": kind.name(),
+                "client": "upgrade-client",
+                "resumption": resumption,
+                "round": round,
+                "connections": plan.upgrade_connections,
+                "met": i.get("error").is_none() && failures == 0,
+                "error": i.get("error").or(i.get("first_error")).filter(|e| !e.is_null()),
+                "established": i["established"],
+                "failures": failures,
+                "tls_handshakes": i["tls_handshakes"],
+                "closes_without_close_notify": i["closes_without_close_notify"],
+                "server_cpu_us_per_connection": us,
+                "connections_per_server_cpu_s": us.map(|u| (1e6 / u.max(1e-9)).round()),
+                "upgrades_per_s": i["upgrades_per_s"],
+            }));
+        }
+        // Per client, the rounds' median with its spread: what the table's summary shows.
+        let us = |v: &Value| v["server_cpu_us_per_upgrade"].as_f64();
+        let by_loadgen: Vec<Option<f64>> = tries.iter().map(|t| us(&t.0)).collect();
+        let by_client: Vec<Option<f64>> = tries.iter().map(|t| us(&t.2)).collect();
+        summary.push(json!({
+            "server": kind.name(),
+            "resumption": resumption,
+            "loadgen": median_spread(&by_loadgen),
+            "upgrade_client": median_spread(&by_client),
+        }));
     }
-    Ok(json!({ "runs": runs }))
+    Ok(json!({ "runs": runs, "summary": summary }))
 }
 
 // ------------------------------------------------------------------------------- echo
@@ -463,11 +508,8 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
     let ramps = interleaved(plan.upgrade_rounds, &servers, |round, &kind| {
         eprintln!("upgrades and closes: {} (round {})", kind.name(), round + 1);
         let (v, met) = pinned_ramp(plan, kind, None, &[])?;
-        let independent = if kind == Kind::HoldfastTls {
-            Value::Null // the independent client speaks ws:// only
-        } else {
-            upgrade_client(plan, kind).unwrap_or_else(|e| json!({ "error": e }))
-        };
+        let independent =
+            upgrade_client(plan, kind, None, None).unwrap_or_else(|e| json!({ "error": e }));
         Ok((v, met, independent))
     })?;
     for (&kind, rounds) in servers.iter().zip(&ramps) {
@@ -1412,7 +1454,15 @@ fn pinned_ramp(
 /// A fresh `kind` server with one worker, pinned as in [`pinned_ramp`], ramped to
 /// `upgrade_connections` at the ramp rate, held 0.5 s and closed by `holdfast-bench
 /// upgrade-client` (the independent client) where the loadgen would run.
-fn upgrade_client(plan: &Plan, kind: Kind) -> Result<Value, String> {
+/// Over wss:// it trusts the test CA and resumes (`always`) or not (any other setting: a
+/// run's connections are all first connections); `concurrency` bounds the openings in
+/// flight as the loadgen's `--concurrency` does.
+fn upgrade_client(
+    plan: &Plan,
+    kind: Kind,
+    resumption: Option<&str>,
+    concurrency: Option<usize>,
+) -> Result<Value, String> {
     let (srv_cpu, lg_cpu) = plan.pinning();
     let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
     let t = target(plan, server.as_ref());
@@ -1421,6 +1471,19 @@ fn upgrade_client(plan: &Plan, kind: Kind) -> Result<Value, String> {
         .arg(format!("{}/echo", t.url_base))
         .args(["--connections", &s(plan.upgrade_connections)])
         .args(["--rate", &s(plan.ramp_rate), "--hold", "0.5"]);
+    if let Some(n) = concurrency {
+        cmd.args(["--concurrency", &s(n)]);
+    }
+    if t.tls.is_some() {
+        let resume = if resumption == Some("always") {
+            "always"
+        } else {
+            "off"
+        };
+        cmd.arg("--tls-ca")
+            .arg(super::procs::tls_fixture("ca.pem"))
+            .args(["--tls-resumption", resume]);
+    }
     run_json(cmd, "upgrade-client", &t)
 }
 
