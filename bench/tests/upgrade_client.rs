@@ -10,18 +10,24 @@ use serde_json::Value;
 
 const CONNECTIONS: u64 = 400;
 
-fn run_client(url: &str, pid: u32) -> std::process::Output {
+fn run_client(url: &str, pid: u32, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
         .args(["upgrade-client", "--url", url])
         .args(["--connections", &CONNECTIONS.to_string(), "--rate", "4000"])
         .args(["--hold", "0.2", "--server-pid", &pid.to_string()])
+        .args(extra)
         .output()
         .expect("the client runs")
 }
 
 /// The client's JSON summary for a run against `server`'s /echo, checked whole.
 fn measured(server: &Server, what: &str) -> Value {
-    let out = run_client(&format!("ws://{}/echo", server.addr), server.pid());
+    measured_at(server, &format!("ws://{}/echo", server.addr), &[], what)
+}
+
+/// [`measured`] at `url` with more client arguments.
+fn measured_at(server: &Server, url: &str, extra: &[&str], what: &str) -> Value {
+    let out = run_client(url, server.pid(), extra);
     assert!(
         out.status.success(),
         "{what}: {}",
@@ -45,6 +51,14 @@ fn measured(server: &Server, what: &str) -> Value {
     v
 }
 
+/// The client Closes with 1000 holdfast counted (`holdfast_closes_total`, admin port).
+fn client_closes(server: &Server) -> Option<u64> {
+    let text = metrics(server.admin.as_deref().expect("admin address"));
+    text.lines()
+        .find_map(|l| l.strip_prefix("holdfast_closes_total{code=\"1000\",side=\"client\"} "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// holdfast's Prometheus text from its admin port.
 fn metrics(admin: &str) -> String {
     let mut s = std::net::TcpStream::connect(admin).expect("the admin port");
@@ -62,44 +76,27 @@ fn every_connection_upgrades_and_closes_with_the_closing_handshake() {
     let server = Server::start(Kind::Holdfast, None, Some(1), &[]).expect("holdfast starts");
     measured(&server, "holdfast");
     // The server saw each Close come from the client with 1000, and echoed it.
-    let text = metrics(server.admin.as_deref().expect("admin address"));
-    let closes = text
-        .lines()
-        .find_map(|l| l.strip_prefix("holdfast_closes_total{code=\"1000\",side=\"client\"} "))
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    assert_eq!(closes, Some(CONNECTIONS), "{text}");
+    assert_eq!(client_closes(&server), Some(CONNECTIONS));
 }
 
 /// The client over wss://: its own rustls client, trusting the test CA, against holdfast's
 /// TLS listener; full handshakes when resumption is off, resumed ones when asked.
 fn over_tls(server: &Server, resumption: &str) -> Value {
     let port = server.addr.rsplit_once(':').unwrap().1;
-    let out = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
-        .args([
-            "upgrade-client",
-            "--url",
-            &format!("wss://localhost:{port}/echo"),
-        ])
-        .args(["--connections", &CONNECTIONS.to_string(), "--rate", "4000"])
-        .args(["--concurrency", "8", "--hold", "0.2"])
-        .args([
+    let ca = tls_fixture("ca.pem");
+    measured_at(
+        server,
+        &format!("wss://localhost:{port}/echo"),
+        &[
+            "--concurrency",
+            "8",
             "--tls-ca",
-            &tls_fixture("ca.pem"),
+            &ca,
             "--tls-resumption",
             resumption,
-        ])
-        .args(["--server-pid", &server.pid().to_string()])
-        .output()
-        .expect("the client runs");
-    assert!(
-        out.status.success(),
-        "{resumption}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("a JSON summary");
-    assert_eq!(v["established"], CONNECTIONS, "{v}");
-    assert_eq!(v["closed_cleanly"], CONNECTIONS, "{v}");
-    v
+        ],
+        resumption,
+    )
 }
 
 #[test]
@@ -108,23 +105,19 @@ fn over_tls_handshakes_are_full_or_resumed_as_asked() {
     let off = over_tls(&server, "off");
     assert_eq!(off["tls_handshakes"]["full"], CONNECTIONS, "{off}");
     assert_eq!(off["tls_handshakes"]["resumed"], 0, "{off}");
-    // holdfast sends close_notify before its FIN when nothing else is queued: after the
-    // Close it has nothing else, so every close is notified.
+    // Every close of holdfast's came with close_notify before its FIN (RFC 8446 6.1).
     assert_eq!(off["closes_without_close_notify"], 0, "{off}");
     let always = over_tls(&server, "always");
     let resumed = always["tls_handshakes"]["resumed"].as_u64().unwrap();
-    // Only the first openings find no ticket (8 in flight at most).
-    assert!(resumed >= CONNECTIONS - 16, "{always}");
-    // A full handshake costs the server its certificate's signature, a resumed one not.
+    // Most resume: an opening finds no ticket only when the client's cache (a few tickets
+    // per server, one more from each handshake) was emptied by the openings in flight.
+    assert!(resumed >= CONNECTIONS * 3 / 4, "{always}");
+    assert_eq!(always["closes_without_close_notify"], 0, "{always}");
+    // The server's CPU was measured both ways.
     let us = |v: &Value| v["server_cpu_us_per_upgrade"].as_f64().unwrap();
     assert!(us(&off) > 0.0 && us(&always) > 0.0, "{off} {always}");
     // The server counted every client Close.
-    let text = metrics(server.admin.as_deref().expect("admin address"));
-    let closes = text
-        .lines()
-        .find_map(|l| l.strip_prefix("holdfast_closes_total{code=\"1000\",side=\"client\"} "))
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    assert_eq!(closes, Some(2 * CONNECTIONS), "{text}");
+    assert_eq!(client_closes(&server), Some(2 * CONNECTIONS));
 }
 
 #[test]
@@ -141,7 +134,11 @@ fn wss_without_a_ca_is_refused_before_connecting() {
 #[test]
 fn a_refused_upgrade_is_named() {
     let server = Server::start(Kind::Holdfast, None, Some(1), &[]).expect("holdfast starts");
-    let out = run_client(&format!("ws://{}/no-such-path", server.addr), server.pid());
+    let out = run_client(
+        &format!("ws://{}/no-such-path", server.addr),
+        server.pid(),
+        &[],
+    );
     assert!(!out.status.success(), "nothing upgraded: a failed run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
