@@ -376,14 +376,7 @@ pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
         }
         for (round, (_, _, i)) in tries.iter().enumerate() {
             let us = i["server_cpu_us_per_upgrade"].as_f64();
-            let failures = [
-                "failed_to_open",
-                "failed_to_close",
-                "closed_without_close_frame",
-            ]
-            .iter()
-            .filter_map(|k| i[*k].as_u64())
-            .sum::<u64>();
+            let failures = upgrade_client_failures(i);
             runs.push(json!({
                 "server": kind.name(),
                 "client": "upgrade-client",
@@ -468,7 +461,7 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
         drop(server);
         // The same server fresh, driven by the independent client on the same CPU.
         let independent = if kind == Kind::HoldfastTls {
-            Value::Null // the independent client speaks ws:// only
+            Value::Null // the independent echo client speaks ws:// only
         } else {
             let server = start(plan, kind, srv_cpu.as_deref(), Some(1), &[])?;
             let t = target(plan, server.as_ref());
@@ -1487,6 +1480,19 @@ fn upgrade_client(
     run_json(cmd, "upgrade-client", &t)
 }
 
+/// What went wrong in one run of the independent upgrade client: connections that did not
+/// open, did not close, or ended without the server's Close.
+fn upgrade_client_failures(run: &Value) -> u64 {
+    [
+        "failed_to_open",
+        "failed_to_close",
+        "closed_without_close_frame",
+    ]
+    .iter()
+    .filter_map(|k| run[*k].as_u64())
+    .sum()
+}
+
 /// The independent client's rounds of one server as one row: medians with their spread,
 /// failures summed, the first error kept (Null when the server was not measured by it).
 fn independent_ramps(rounds: &[&Value]) -> Value {
@@ -1506,7 +1512,7 @@ fn independent_ramps(rounds: &[&Value]) -> Value {
         "client": rounds.iter().find_map(|r| r["client"].as_str()),
         "rounds": up["n"],
         "established": sum("established"),
-        "failures": sum("failed_to_open") + sum("failed_to_close") + sum("closed_without_close_frame"),
+        "failures": rounds.iter().map(|r| upgrade_client_failures(r)).sum::<u64>(),
         "errors": rounds.iter().filter(|r| r.get("error").is_some()).count(),
         "first_error": rounds.iter().find_map(|r| {
             r.get("error").or(r.get("first_error")).filter(|e| !e.is_null()).cloned()
