@@ -40,14 +40,24 @@ fn parse(url: &str) -> Result<(String, String), String> {
     ws_url(url, "echo client")
 }
 
-/// A `ws://HOST:PORT[/PATH]` URL's host and path (`/` when none); the bench clients speak
-/// nothing else, and `client` names the one that refuses another scheme.
+/// A `ws://HOST:PORT[/PATH]` URL's host and path (`/` when none); `client` names the
+/// bench client that refuses another scheme.
 pub(crate) fn ws_url(url: &str, client: &str) -> Result<(String, String), String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("the {client} speaks ws:// only"))?;
+    match url_parts(url) {
+        Some((false, host, path)) => Ok((host, path)),
+        _ => Err(format!("the {client} speaks ws:// only")),
+    }
+}
+
+/// A `ws://` or `wss://` URL's parts: whether it is wss://, its host and its path (`/`
+/// when none). None for another scheme.
+pub(crate) fn url_parts(url: &str) -> Option<(bool, String, String)> {
+    let (tls, rest) = match url.strip_prefix("wss://") {
+        Some(rest) => (true, rest),
+        None => (false, url.strip_prefix("ws://")?),
+    };
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    Ok((host.to_string(), format!("/{path}")))
+    Some((tls, host.to_string(), format!("/{path}")))
 }
 
 /// A masked client text frame of `size` bytes (mask 0: payload unchanged on the wire).

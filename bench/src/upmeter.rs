@@ -91,11 +91,8 @@ struct Endpoint {
 }
 
 fn target(url: &str) -> Result<Endpoint, String> {
-    let (tls, plain) = match url.strip_prefix("wss://") {
-        Some(rest) => (true, format!("ws://{rest}")),
-        None => (false, url.to_string()),
-    };
-    let (host, path) = crate::meter::ws_url(&plain, "upgrade client")?;
+    let (tls, host, path) = crate::meter::url_parts(url)
+        .ok_or_else(|| "the upgrade client speaks ws:// and wss:// only".to_string())?;
     // IPv4: the connections come from 127.0.5.x.
     let addr = host
         .to_socket_addrs()
