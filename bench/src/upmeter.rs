@@ -100,12 +100,7 @@ fn target(url: &str) -> Result<Endpoint, String> {
         .find(SocketAddr::is_ipv4)
         .ok_or_else(|| format!("{host}: no IPv4 address"))?;
     let tls_name = if tls {
-        let name = host.rsplit_once(':').map_or(host.as_str(), |(n, _)| n);
-        let name = name.trim_start_matches('[').trim_end_matches(']');
-        Some(
-            ServerName::try_from(name.to_string())
-                .map_err(|e| format!("{name}: not a server name ({e})"))?,
-        )
+        Some(holdfast::tls::config::server_name_of(&host)?)
     } else {
         None
     };
@@ -117,8 +112,8 @@ fn target(url: &str) -> Result<Endpoint, String> {
     })
 }
 
-/// The TLS client of a wss:// run: its own rustls configuration (nothing of the loadgen's
-/// or the server's), trusting `ca` only, resuming or not.
+/// The TLS client of a wss:// run: its own rustls configuration (not the loadgen's
+/// client or ticket pool), trusting `ca` only, resuming or not.
 fn tls_connector(
     ca: &std::path::Path,
     resumption: TlsResumption,

@@ -82,11 +82,10 @@ fn every_connection_upgrades_and_closes_with_the_closing_handshake() {
 /// The client over wss://: its own rustls client, trusting the test CA, against holdfast's
 /// TLS listener; full handshakes when resumption is off, resumed ones when asked.
 fn over_tls(server: &Server, resumption: &str) -> Value {
-    let port = server.addr.rsplit_once(':').unwrap().1;
     let ca = tls_fixture("ca.pem");
     measured_at(
         server,
-        &format!("wss://localhost:{port}/echo"),
+        &format!("{}/echo", server.url_base()),
         &[
             "--concurrency",
             "8",

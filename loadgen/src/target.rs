@@ -127,17 +127,10 @@ pub fn parse_url(url: &str, tls: Option<&holdfast::tls::ClientConfigs>) -> Resul
     let tls = match (secure, tls) {
         (false, _) => None,
         (true, None) => return Err(format!("{url}: wss:// needs a TLS configuration")),
-        (true, Some(config)) => {
-            let host = hostport
-                .rsplit_once(':')
-                .map_or(hostport, |(h, _)| h)
-                .trim_start_matches('[')
-                .trim_end_matches(']');
-            Some(TlsTarget {
-                configs: config.clone(),
-                name: holdfast::tls::config::server_name(host)?,
-            })
-        }
+        (true, Some(config)) => Some(TlsTarget {
+            configs: config.clone(),
+            name: holdfast::tls::config::server_name_of(hostport)?,
+        }),
     };
     let request: Arc<[u8]> = if poll {
         format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: holdfast-loadgen\r\n\r\n")

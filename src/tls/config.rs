@@ -392,6 +392,17 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_string()).map_err(|e| format!("bad TLS server name {host}: {e}"))
 }
 
+/// [`server_name`] of a URL's `HOST:PORT` (the port, and an IPv6 address's brackets, are
+/// not part of the name).
+pub fn server_name_of(hostport: &str) -> Result<ServerName<'static>, String> {
+    let host = hostport
+        .rsplit_once(':')
+        .map_or(hostport, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    server_name(host)
+}
+
 /// A verifier that accepts any certificate (signatures on the handshake are still checked
 /// with the certificate's key): only for `--tls-insecure` load against a test server.
 #[derive(Debug)]

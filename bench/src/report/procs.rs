@@ -211,6 +211,19 @@ impl Server {
         Self::launch(kind, cpus, threads, "127.0.0.1:0", extra)
     }
 
+    /// The base URL a client reaches it at: wss:// for TLS (the test certificate names
+    /// localhost), http:// for the plain-HTTP transports, ws:// otherwise.
+    pub fn url_base(&self) -> String {
+        if self.kind.tls() {
+            let port = self.addr.rsplit_once(':').map_or("", |(_, p)| p);
+            format!("wss://localhost:{port}")
+        } else if self.kind.http_path().is_some() {
+            format!("http://{}", self.addr)
+        } else {
+            format!("ws://{}", self.addr)
+        }
+    }
+
     /// For a test: the uWebSockets peer built from [`super::uws::test_source`] and started
     /// (a build or start that fails panics); None, with a line saying why, when there is no
     /// source here. `crate_dir` is the bench crate's directory.

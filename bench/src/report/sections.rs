@@ -25,27 +25,11 @@ struct Target {
 
 fn target(plan: &Plan, server: Option<&Server>) -> Target {
     match server {
-        Some(sv) if sv.kind.tls() => Target {
-            // The test certificate names localhost.
-            url_base: format!(
-                "wss://localhost:{}",
-                sv.addr.rsplit_once(':').map_or("", |(_, p)| p)
-            ),
-            admin: sv.admin.clone(),
-            pid: Some(sv.pid()),
-            tls: Some("on"),
-        },
-        Some(sv) if sv.kind.http_path().is_some() => Target {
-            url_base: format!("http://{}", sv.addr),
-            admin: sv.admin.clone(),
-            pid: Some(sv.pid()),
-            tls: None,
-        },
         Some(sv) => Target {
-            url_base: format!("ws://{}", sv.addr),
+            url_base: sv.url_base(),
             admin: sv.admin.clone(),
             pid: Some(sv.pid()),
-            tls: None,
+            tls: sv.kind.tls().then_some("on"),
         },
         None => Target {
             url_base: plan.url.clone().unwrap_or_default(),
