@@ -54,17 +54,24 @@ pub fn explain_setup_error(e: &io::Error) -> String {
     }
 }
 
-/// Build a ring with SINGLE_ISSUER + DEFER_TASKRUN + COOP_TASKRUN, falling back step by
-/// step where the kernel refuses one (EINVAL); returns it with the refused flags and why.
+/// Build a ring with SINGLE_ISSUER + DEFER_TASKRUN + COOP_TASKRUN (+ TASKRUN_FLAG), falling
+/// back step by step where the kernel refuses one (EINVAL); returns it with the refused
+/// flags and why. TASKRUN_FLAG only makes the kernel mark the ring's SQ flags while task work
+/// waits to be run ([`Ring::task_work_pending`](ring::Ring::task_work_pending)): a thread
+/// that holds several rings reads it instead of entering each one to find out.
 pub fn setup(sq_entries: u32, cq_entries: u32) -> io::Result<(IoUring, Vec<String>)> {
     let mut fallbacks = Vec::new();
     type Attempt = (&'static str, fn(&mut io_uring::Builder));
     let attempts: [Attempt; 3] = [
-        ("single_issuer+defer_taskrun+coop_taskrun", |b| {
-            b.setup_single_issuer()
-                .setup_defer_taskrun()
-                .setup_coop_taskrun();
-        }),
+        (
+            "single_issuer+defer_taskrun+coop_taskrun+taskrun_flag",
+            |b| {
+                b.setup_single_issuer()
+                    .setup_defer_taskrun()
+                    .setup_coop_taskrun()
+                    .setup_taskrun_flag();
+            },
+        ),
         ("single_issuer+coop_taskrun", |b| {
             b.setup_single_issuer().setup_coop_taskrun();
         }),

@@ -329,6 +329,13 @@ impl Ring {
         !self.deferred.is_empty() || !self.uring.completion().is_empty()
     }
 
+    /// Whether the kernel holds task work for this ring (a socket's readiness, say) that only
+    /// an enter runs: IORING_SQ_TASKRUN, set when the first item is queued (false on a ring
+    /// built without TASKRUN_FLAG). A read of shared memory, no system call.
+    pub fn task_work_pending(&mut self) -> bool {
+        self.uring.submission().taskrun()
+    }
+
     // ------------------------------------------------------------------ submission
 
     /// Queue a chain of SQEs (one SQE is a chain of one). Each must reference only memory

@@ -151,7 +151,10 @@ impl Engine {
         let w = self.echo();
         let rate = w.rate?;
         let (t0, mut sent) = w.schedule?;
-        let due = ((now - t0).as_secs_f64() * rate) as u64;
+        // Message k is intended at t0 + k / rate: due are those whose time has come (k = 0
+        // at t0 itself). Counting only whole intervals passed sent each one an interval
+        // late, and its round trip then included that interval (20 ms at 50 messages/s).
+        let due = ((now - t0).as_secs_f64() * rate) as u64 + 1;
         // Bounded per tick; a schedule that falls further behind shows up as latency.
         let mut budget = 100_000;
         while sent < due && budget > 0 {

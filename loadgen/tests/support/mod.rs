@@ -179,6 +179,19 @@ pub fn spawn_loadgen(args: &[&str]) -> LoadgenRun {
 
 /// [`spawn_loadgen`] under `taskset -c CPUS` when `cpus` is given.
 pub fn spawn_loadgen_on(cpus: Option<&str>, args: &[&str]) -> LoadgenRun {
+    match cpus {
+        Some(c) => spawn_loadgen_under(&["taskset", "-c", c], args),
+        None => spawn_loadgen_under(&[], args),
+    }
+}
+
+/// [`loadgen`] run by a wrapper command (`prlimit --nofile=N:`, say) that execs it.
+pub fn loadgen_under(wrapper: &[&str], args: &[&str]) -> (i32, serde_json::Value, String) {
+    finish_loadgen(spawn_loadgen_under(wrapper, args))
+}
+
+/// [`spawn_loadgen`] run by `wrapper` (nothing: run directly).
+pub fn spawn_loadgen_under(wrapper: &[&str], args: &[&str]) -> LoadgenRun {
     let json = std::env::temp_dir().join(format!(
         "loadgen-test-{}-{}.json",
         std::process::id(),
@@ -187,11 +200,11 @@ pub fn spawn_loadgen_on(cpus: Option<&str>, args: &[&str]) -> LoadgenRun {
     // LOADGEN_READ_MODE=recv runs every scenario with multishot receives (CI does both).
     let mode = std::env::var("LOADGEN_READ_MODE").unwrap_or_else(|_| "poll".into());
     let exe = env!("CARGO_BIN_EXE_holdfast-loadgen");
-    let mut cmd = match cpus {
-        Some(c) => {
-            let mut t = Command::new("taskset");
-            t.args(["-c", c, exe]);
-            t
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut w = Command::new(first);
+            w.args(rest).arg(exe);
+            w
         }
         None => Command::new(exe),
     };
