@@ -27,6 +27,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 
+use holdfast_loadgen::report::hist_json;
+use holdfast_loadgen::run::{per_item, server_wakeups};
+
 use crate::fanmeter::upgraded;
 
 /// `holdfast-bench upgrade-client` arguments.
@@ -219,7 +222,7 @@ async fn open(run: &Shared, from: SocketAddr) -> Result<(Box<dyn Io>, Opened, Ve
 async fn connection(
     run: Arc<Shared>,
     from: SocketAddr,
-    ready: mpsc::UnboundedSender<Result<Opened, String>>,
+    ready: mpsc::UnboundedSender<Result<(Opened, Duration), String>>,
     mut teardown: watch::Receiver<bool>,
 ) -> Result<Ended, String> {
     // The gate is never closed, so a wait for it ends with a permit.
@@ -227,6 +230,9 @@ async fn connection(
         Some(g) => g.clone().acquire_owned().await.ok(),
         None => None,
     };
+    // Timed as the loadgen times its connect+upgrade latency: from the start of the
+    // connect (once the gate lets it start) to the 101.
+    let t0 = tokio::time::Instant::now();
     let opened = match tokio::time::timeout(STEP, open(&run, from)).await {
         Ok(r) => r,
         Err(_) => Err(format!(
@@ -237,7 +243,7 @@ async fn connection(
     drop(permit);
     let (mut s, mut after) = match opened {
         Ok((s, how, after)) => {
-            let _ = ready.send(Ok(how));
+            let _ = ready.send(Ok((how, t0.elapsed())));
             (s, after)
         }
         Err(e) => {
@@ -279,6 +285,12 @@ async fn connection(
     }
 }
 
+/// Openings' latencies in µs, 1 µs to the 10 s a step may take, 3 significant digits.
+fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, STEP.as_micros() as u64 * 2, 3)
+        .expect("valid histogram bounds")
+}
+
 /// Run the client; prints a JSON summary on stdout.
 pub fn run(a: &UpMeterArgs) -> Result<(), String> {
     let paced = a.rate.is_finite() && a.rate > 0.0 && a.hold.is_finite() && a.hold >= 0.0;
@@ -309,11 +321,12 @@ pub fn run(a: &UpMeterArgs) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let cpu = |pid: Option<u32>| pid.and_then(crate::proc::cpu_seconds);
+    let wakeups = server_wakeups;
     let me = Some(std::process::id());
     let v = rt.block_on(async {
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
         let (teardown_tx, teardown_rx) = watch::channel(false);
-        let (s0, m0) = (cpu(a.server_pid), cpu(me));
+        let (s0, m0, w0) = (cpu(a.server_pid), cpu(me), wakeups(a.server_pid));
         let start = tokio::time::Instant::now();
         let mut tasks = Vec::with_capacity(a.connections);
         for i in 0..a.connections {
@@ -333,10 +346,12 @@ pub fn run(a: &UpMeterArgs) -> Result<(), String> {
         // Every connection upgraded or failed: each has STEP to do it, so this ends.
         let (mut upgraded, mut failed, mut first_error) = (0u64, 0u64, None);
         let (mut full, mut resumed) = (0u64, 0u64);
+        let mut latency = latency_histogram();
         while let Some(r) = ready_rx.recv().await {
             match r {
-                Ok(how) => {
+                Ok((how, took)) => {
                     upgraded += 1;
+                    let _ = latency.record((took.as_micros() as u64).max(1));
                     match how {
                         Opened::Plain => {}
                         Opened::Full => full += 1,
@@ -354,9 +369,9 @@ pub fn run(a: &UpMeterArgs) -> Result<(), String> {
             return Err(format!("no connection upgraded: {why}"));
         }
         let ramp = start.elapsed().as_secs_f64();
-        let (s_ramp, m_ramp) = (cpu(a.server_pid), cpu(me));
+        let (s_ramp, m_ramp, w_ramp) = (cpu(a.server_pid), cpu(me), wakeups(a.server_pid));
         tokio::time::sleep(Duration::from_secs_f64(a.hold)).await;
-        let s_hold = cpu(a.server_pid);
+        let (s_hold, m_hold, w_hold) = (cpu(a.server_pid), cpu(me), wakeups(a.server_pid));
         let _ = teardown_tx.send(true);
         let (mut clean, mut unclean, mut close_failed, mut unnotified) = (0u64, 0u64, 0u64, 0u64);
         for t in tasks {
@@ -392,10 +407,9 @@ pub fn run(a: &UpMeterArgs) -> Result<(), String> {
         .await
         .ok()
         .flatten();
-        let per = |from: Option<f64>, to: Option<f64>, n: u64| match (from, to) {
-            (Some(a), Some(b)) if n > 0 => Some((b - a) * 1e6 / n as f64),
-            _ => None,
-        };
+        let w_closed = wakeups(a.server_pid);
+        let per = |from, to, n| per_item(from, to, n, 1e6);
+        let closed = clean + unclean;
         let mut v = json!({
             "client": "holdfast-bench upgrade-client (tokio current-thread: epoll, one task per connection; connect, [rustls handshake,] upgrade, Close, wait for the server's Close and FIN)",
             "connections_wanted": a.connections,
@@ -408,10 +422,18 @@ pub fn run(a: &UpMeterArgs) -> Result<(), String> {
             "ramp_seconds": ramp,
             "upgrades_per_s": upgraded as f64 / ramp.max(1e-9),
             "server_cpu_us_per_upgrade": per(s0, s_ramp, upgraded),
-            "server_cpu_us_per_close": per(s_hold, s_closed, clean + unclean),
+            "server_cpu_us_per_close": per(s_hold, s_closed, closed),
             "server_cpu_seconds_ramp": s0.zip(s_ramp).map(|(a, b)| b - a),
             "client_cpu_seconds_ramp": m0.zip(m_ramp).map(|(a, b)| b - a),
             "client_cpu_seconds": m0.zip(m_end).map(|(a, b)| b - a),
+            // What the client looked like, as the loadgen's `hold` reports it: its own CPU
+            // per connection, how often the server slept and was woken per connection, and
+            // each opening's latency (connect to 101).
+            "client_cpu_us_per_upgrade": per(m0, m_ramp, upgraded),
+            "client_cpu_us_per_close": per(m_hold, m_end, closed),
+            "server_wakeups_per_upgrade": per_item(w0, w_ramp, upgraded, 1.0),
+            "server_wakeups_per_close": per_item(w_hold, w_closed, closed, 1.0),
+            "connect_upgrade_latency_us": hist_json(&latency, 1.0),
         });
         if is_tls {
             v["tls_handshakes"] = json!({ "full": full, "resumed": resumed });

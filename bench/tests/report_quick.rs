@@ -129,6 +129,15 @@ fn quick_report_is_complete_and_consistent() {
         );
         assert!(num(&i["server_cpu_us_per_upgrade"]) > 0.0, "{x}");
         assert!(num(&i["server_cpu_us_per_close"]) > 0.0, "{x}");
+        // What each client looked like beside its figures: its own CPU per connection and
+        // the server's wake-ups per connection (a wake-up may serve many connections).
+        for c in [&x["client_shape"], &i["client_shape"]] {
+            assert!(num(&c["cpu_us_per_upgrade"]) > 0.0, "{x}");
+            assert!(num(&c["cpu_us_per_close"]) > 0.0, "{x}");
+            let wakes = num(&c["server_wakeups_per_upgrade"]);
+            assert!(wakes > 0.0 && wakes < 10.0, "{x}");
+            assert!(num(&c["server_wakeups_per_close"]) >= 0.0, "{x}");
+        }
     }
     for t in r["echo"]["targets"].as_array().unwrap() {
         // A target is judged from its ratio, whichever way it came out.
@@ -208,6 +217,18 @@ fn quick_report_is_complete_and_consistent() {
                     assert_eq!(x["failures"], 0, "{x}");
                     assert_eq!(x["met"], true, "{x}");
                 }
+                // Both clients' openings are timed, and what each client cost itself and
+                // how often it woke the server are beside the server's figure.
+                let lat = &x["connect_upgrade_latency_us"];
+                assert!(
+                    num(&lat["p99"]) >= num(&lat["p50"]) && num(&lat["p50"]) > 0.0,
+                    "{x}"
+                );
+                assert!(num(&x["client_shape"]["cpu_us_per_upgrade"]) > 0.0, "{x}");
+                assert!(
+                    num(&x["client_shape"]["server_wakeups_per_upgrade"]) > 0.0,
+                    "{x}"
+                );
             }
         }
     }
@@ -266,6 +287,9 @@ fn quick_report_is_complete_and_consistent() {
         assert_eq!(sp["n"], 2, "{x}");
         let cpu = num(&x["server_cpu_us_per_reconnect"]);
         assert!(cpu == num(&sp["min"]) || cpu == num(&sp["max"]), "{x}");
+        // The client beside it: the loadgen's CPU over the same span, the server's wake-ups.
+        assert!(num(&x["loadgen_cpu_seconds_storm"]) > 0.0, "{x}");
+        assert!(num(&x["server_wakeups_per_reconnect"]) >= 0.0, "{x}");
     }
 
     // Charts and the Markdown report exist and name each other.

@@ -41,6 +41,40 @@ pub fn scheduler_cpu_seconds(pid: u32) -> Option<f64> {
     proc_stat_cpu_seconds(pid)
 }
 
+/// How many times the threads of process `pid` went to sleep waiting for something (the sum
+/// of `voluntary_ctxt_switches` over `/proc/PID/task/*/status`), None if it is gone: each
+/// is a wake-up to come. A running total like [`proc_cpu_seconds`], read over spans in which
+/// the process's threads live on (a thread that exits takes its count with it).
+///
+/// What it shows beside a server's CPU per connection: how the client's arrivals fell. A
+/// client whose requests come in batches wakes the server once per batch; one whose requests
+/// trickle in wakes it for each, and every wake-up costs the server a context switch and
+/// its wait's setup (docs/loadgen.md, "Reading CPU time").
+pub fn proc_wakeups(pid: u32) -> Option<u64> {
+    let mut sum = 0u64;
+    let mut any = false;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(entry) = entry else { continue };
+        // A thread that exited between the listing and the read counts no more.
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        if let Some(n) = voluntary_switches(&status) {
+            sum += n;
+            any = true;
+        }
+    }
+    any.then_some(sum)
+}
+
+/// `voluntary_ctxt_switches` of one `/proc/.../status` text.
+fn voluntary_switches(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Task-clock counters per process, opened at its first reading and kept until it is gone.
 mod on_cpu {
     use std::collections::HashMap;
@@ -257,6 +291,22 @@ fn settle(mut read: impl FnMut() -> Option<f64>, mut wait: impl FnMut()) -> Opti
 mod tests {
     use super::*;
     use hdrhistogram::serialization::Deserializer;
+
+    #[test]
+    fn wakeups_are_the_voluntary_switches_of_every_thread() {
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t42\nnonvoluntary_ctxt_switches:\t7\n";
+        assert_eq!(voluntary_switches(status), Some(42));
+        assert_eq!(voluntary_switches("Name:\tx\n"), None);
+        // This process: a thread that sleeps adds at least one.
+        let me = std::process::id();
+        let before = proc_wakeups(me).expect("this process has threads");
+        std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(5)))
+            .join()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(proc_wakeups(me).unwrap() > before);
+        assert_eq!(proc_wakeups(u32::MAX), None);
+    }
 
     #[test]
     fn encoded_histogram_round_trips() {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::cli::{Common, ReadModeArg};
 use crate::counters::{self, Board, Control, Counts, C};
 use crate::engine::{self, EngineSpec, Output};
-use crate::report::{hist_json, machine, proc_cpu_seconds};
+use crate::report::{hist_json, machine, proc_cpu_seconds, proc_wakeups};
 use crate::scenario::Mode;
 use crate::target;
 
@@ -384,4 +384,18 @@ pub fn hard_timeout(c: &Common, duration: f64) -> f64 {
 /// The server's CPU seconds so far, when its PID is known.
 pub fn server_cpu(pid: Option<u32>) -> Option<f64> {
     pid.and_then(proc_cpu_seconds)
+}
+
+/// The server's wake-ups so far ([`proc_wakeups`], as a number to subtract), when its PID
+/// was given.
+pub fn server_wakeups(pid: Option<u32>) -> Option<f64> {
+    pid.and_then(proc_wakeups).map(|n| n as f64)
+}
+
+/// What one span cost per item: `(to - from) / n`, None without both readings or items.
+pub fn per_item(from: Option<f64>, to: Option<f64>, n: u64, scale: f64) -> Option<f64> {
+    match (from, to) {
+        (Some(a), Some(b)) if n > 0 => Some((b - a) * scale / n as f64),
+        _ => None,
+    }
 }

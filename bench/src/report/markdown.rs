@@ -119,6 +119,20 @@ fn cost_cells(x: &Value, h: &Value) -> String {
     )
 }
 
+/// What a ramp's client looked like (`x["client_shape"]`, see the sections' `client_shape`): its
+/// CPU-µs per connection opened / closed, and the server's wake-ups per connection opened /
+/// closed — two cells.
+fn client_cells(x: &Value) -> String {
+    let c = &x["client_shape"];
+    format!(
+        "{} / {} | {} / {}",
+        f(&c["cpu_us_per_upgrade"], 1),
+        f(&c["cpu_us_per_close"], 1),
+        f(&c["server_wakeups_per_upgrade"], 2),
+        f(&c["server_wakeups_per_close"], 2)
+    )
+}
+
 /// Render the report.
 pub(super) fn render(r: &Value) -> String {
     let mut o = String::new();
@@ -276,8 +290,8 @@ pub(super) fn render(r: &Value) -> String {
             );
         }
         let _ = writeln!(o, "\nUpgrades and closes: each round a fresh server, the servers in turn, a ramp of the given connections, a 0.5 s hold, then every connection closes (the loadgen's Close, the server's echo, TCP close; the server's CPU is read once a 50 ms window holds under 0.5 ms of it); medians of the rounds with (min–max).\n");
-        let _ = writeln!(o, "| server | upgrades | rounds | peak upgrades/s | **server CPU-µs per upgrade** | vs holdfast | **server CPU-µs per close** | vs holdfast |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "| server | upgrades | rounds | peak upgrades/s | **server CPU-µs per upgrade** | vs holdfast | **server CPU-µs per close** | vs holdfast | client CPU-µs per upgrade / close | server wake-ups per upgrade / close |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
         let ups = r["echo"]["upgrades"]
             .as_array()
             .cloned()
@@ -289,12 +303,13 @@ pub(super) fn render(r: &Value) -> String {
                 .unwrap_or(&Value::Null);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 x["server"].as_str().unwrap_or(""),
                 x["established"],
                 x["rounds"].as_u64().unwrap_or(1),
                 f(&x["peak_upgrades_per_s"], 0),
-                cost_cells(x, h)
+                cost_cells(x, h),
+                client_cells(x)
             );
         }
         // The same ramps by the independent client (its upgrades/s are the ramp's average,
@@ -317,19 +332,26 @@ pub(super) fn render(r: &Value) -> String {
             };
             let _ = writeln!(
                 o,
-                "| {}, independent client{} | {} | {} | {} (average) | {} |",
+                "| {}, independent client{} | {} | {} | {} (average) | {} | {} |",
                 x["server"].as_str().unwrap_or(""),
                 errors,
                 i["established"],
                 i["rounds"].as_u64().unwrap_or(0),
                 f(&i["upgrades_per_s"], 0),
-                cost_cells(i, h)
+                cost_cells(i, h),
+                client_cells(i)
             );
         }
         if inds.iter().any(|i| !i.is_null()) {
             let _ = writeln!(
                 o,
                 "\nIndependent client: `holdfast-bench upgrade-client` (tokio current-thread, epoll, one task per connection; no code shared with the loadgen), on the loadgen's CPU, the same server fresh after each loadgen ramp; its upgrades column is every connection it opened over all rounds."
+            );
+        }
+        if !ups.is_empty() {
+            let _ = writeln!(
+                o,
+                "\nWhat each client looked like: its own CPU per connection opened and closed, and how often the server slept and was woken per connection (voluntary context switches of its threads, from /proc). The same server pays more per upgrade where it is woken more often: a client whose requests arrive in batches wakes it once per batch."
             );
         }
         verdicts(
@@ -360,26 +382,22 @@ pub(super) fn render(r: &Value) -> String {
             );
         }
         let _ = writeln!(o, "\nEvery round:\n");
-        let _ = writeln!(o, "| server | resumption | client | round | established | handshakes full / resumed | server CPU-µs per connection | connections per server-CPU-s | connect p50 / p99 µs |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "| server | resumption | client | round | established | handshakes full / resumed | server CPU-µs per connection | connections per server-CPU-s | connect p50 / p99 µs | client CPU-µs per connection | server wake-ups per connection |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
         for x in runs("tls") {
             let client = x["client"].as_str().unwrap_or("loadgen");
-            let latency = if client == "loadgen" {
-                format!(
-                    "{} / {}",
-                    f(&x["connect_upgrade_latency_us"]["p50"], 0),
-                    f(&x["connect_upgrade_latency_us"]["p99"], 0)
-                )
-            } else {
-                "—".to_string()
-            };
+            let latency = format!(
+                "{} / {}",
+                f(&x["connect_upgrade_latency_us"]["p50"], 0),
+                f(&x["connect_upgrade_latency_us"]["p99"], 0)
+            );
             let established = match x["error"].as_str() {
                 Some(e) => format!("{} ({e})", x["established"]),
                 None => x["established"].to_string(),
             };
             let _ = writeln!(
                 o,
-                "| {} | {} | {client} | {} | {established} | {} / {} | {} | {} | {latency} |",
+                "| {} | {} | {client} | {} | {established} | {} / {} | {} | {} | {latency} | {} | {} |",
                 x["server"].as_str().unwrap_or(""),
                 x["resumption"].as_str().unwrap_or("—"),
                 x["round"],
@@ -387,6 +405,8 @@ pub(super) fn render(r: &Value) -> String {
                 f(&x["tls_handshakes"]["resumed"], 0),
                 f(&x["server_cpu_us_per_connection"], 1),
                 f(&x["connections_per_server_cpu_s"], 0),
+                f(&x["client_shape"]["cpu_us_per_upgrade"], 1),
+                f(&x["client_shape"]["server_wakeups_per_upgrade"], 2),
             );
         }
         let _ = writeln!(o);
@@ -513,12 +533,12 @@ pub(super) fn render(r: &Value) -> String {
             "## Reconnect storm (every client cut at once; backoff 100 ms–5 s, full jitter)\n"
         );
         let _ = writeln!(o, "Each step ran in rounds, the steps in turn, each on a fresh server; a row is the round with the median server CPU per reconnect (the lower middle of an even count), its recovery time and CPU shown with the (min–max) of every round.\n");
-        let _ = writeln!(o, "| server | clients | rounds | lost | reconnected | recovered (every round) | time to full recovery s | peak connects/s | server CPU s (event to recovery) | **server CPU-µs per reconnect** |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "| server | clients | rounds | lost | reconnected | recovered (every round) | time to full recovery s | peak connects/s | server CPU s (event to recovery) | **server CPU-µs per reconnect** | loadgen CPU s (event to recovery) | server wake-ups per reconnect |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for x in runs("storm") {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 x["server"].as_str().unwrap_or(""),
                 x["connections"],
                 x["rounds"].as_u64().unwrap_or(1),
@@ -531,7 +551,9 @@ pub(super) fn render(r: &Value) -> String {
                 spread(
                     &x["server_cpu_us_per_reconnect"],
                     &x["server_cpu_us_per_reconnect_spread"]
-                )
+                ),
+                f(&x["loadgen_cpu_seconds_storm"], 2),
+                f(&x["server_wakeups_per_reconnect"], 2)
             );
         }
         verdicts(

@@ -356,6 +356,7 @@ pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
                 "connections_per_server_cpu_s": us.map(|u| (1e6 / u.max(1e-9)).round()),
                 "peak_upgrades_per_s": v["peak_upgrades_per_s"],
                 "connect_upgrade_latency_us": strip_hdr(&v["connect_upgrade_latency_us"]),
+                "client_shape": client_shape(&[v], "loadgen"),
             }));
         }
         for (round, (_, _, i)) in tries.iter().enumerate() {
@@ -376,6 +377,8 @@ pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
                 "server_cpu_us_per_connection": us,
                 "connections_per_server_cpu_s": us.map(|u| (1e6 / u.max(1e-9)).round()),
                 "upgrades_per_s": i["upgrades_per_s"],
+                "connect_upgrade_latency_us": strip_hdr(&i["connect_upgrade_latency_us"]),
+                "client_shape": client_shape(&[i], "client"),
             }));
         }
         // Per client, the rounds' median with its spread: what the table's summary shows.
@@ -508,6 +511,8 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
             "server_cpu_us_per_upgrade_spread": spread("server_cpu_us_per_upgrade"),
             "server_cpu_us_per_close": spread("server_cpu_us_per_close")["median"],
             "server_cpu_us_per_close_spread": spread("server_cpu_us_per_close"),
+            // What the client looked like, medians of the rounds (see `client_shape`).
+            "client_shape": client_shape(&rounds.iter().map(|(v, _, _)| v).collect::<Vec<_>>(), "loadgen"),
             "connect_upgrade_latency_us": strip_hdr(&v["connect_upgrade_latency_us"]),
         }));
     }
@@ -1397,6 +1402,8 @@ fn storm_row(kind: Kind, n: usize, tries: &[Value]) -> Value {
         "server_cpu_seconds_storm": v["server_cpu_seconds_storm"],
         "server_cpu_us_per_reconnect": v["server_cpu_us_per_reconnect"],
         "server_cpu_us_per_reconnect_spread": median_spread(&cpu),
+        "loadgen_cpu_seconds_storm": v["loadgen_cpu_seconds_storm"],
+        "server_wakeups_per_reconnect": v["server_wakeups_per_reconnect"],
         "reconnect_delay_ms": strip_hdr(&v["reconnect_delay_ms"]),
         "failures": v["failures"],
         "series": v["series"],
@@ -1507,6 +1514,25 @@ fn independent_ramps(rounds: &[&Value]) -> Value {
         "server_cpu_us_per_close": close["median"],
         "server_cpu_us_per_close_spread": close,
         "client_cpu_seconds_ramp": spread("client_cpu_seconds_ramp")["median"],
+        "client_shape": client_shape(rounds, "client"),
+    })
+}
+
+/// What the client of a ramp-and-close looked like, medians over `rounds` (each the JSON of
+/// the loadgen's `hold` or of `upgrade-client`, whose own CPU figures are named `prefix`_cpu_us
+/// _per_…: "loadgen" or "client"): its CPU per connection opened and closed, and the server's
+/// wake-ups per connection — a client whose requests arrive in batches wakes the server less
+/// often, and each wake-up is a context switch the server pays for.
+fn client_shape(rounds: &[&Value], prefix: &str) -> Value {
+    let median = |key: String| {
+        let v: Vec<Option<f64>> = rounds.iter().map(|r| r[key.as_str()].as_f64()).collect();
+        median_spread(&v)["median"].clone()
+    };
+    json!({
+        "cpu_us_per_upgrade": median(format!("{prefix}_cpu_us_per_upgrade")),
+        "cpu_us_per_close": median(format!("{prefix}_cpu_us_per_close")),
+        "server_wakeups_per_upgrade": median("server_wakeups_per_upgrade".into()),
+        "server_wakeups_per_close": median("server_wakeups_per_close".into()),
     })
 }
 

@@ -6,7 +6,10 @@ use serde_json::json;
 use crate::cli::HoldArgs;
 use crate::counters::{keyed_report, C};
 use crate::report::{hist_json, proc_cpu_seconds, settled_cpu};
-use crate::run::{self, failures_line, hard_timeout, launch, merge, pct_line, server_cpu};
+use crate::run::{
+    self, failures_line, hard_timeout, launch, merge, pct_line, per_item, server_cpu,
+    server_wakeups,
+};
 use crate::scenario::Mode;
 
 /// Run it; true when every connection was established and held to the end.
@@ -14,11 +17,11 @@ pub fn run(a: HoldArgs) -> Result<bool, String> {
     let c = &a.c;
     let duration = c.duration.unwrap_or(10.0);
     let hard = hard_timeout(c, duration);
-    let cpu0 = server_cpu(c.server_pid);
+    let (cpu0, wake0) = (server_cpu(c.server_pid), server_wakeups(c.server_pid));
     let self0 = proc_cpu_seconds(std::process::id());
     let mut run = launch(c, Mode::Hold)?;
     let ramp = run.ramp(c.connections, hard);
-    let cpu_ramp = server_cpu(c.server_pid);
+    let (cpu_ramp, wake_ramp) = (server_cpu(c.server_pid), server_wakeups(c.server_pid));
     let self_ramp = proc_cpu_seconds(std::process::id());
     let peak = run.peak_rate(0.0);
     if let Some(r) = ramp {
@@ -29,19 +32,17 @@ pub fn run(a: HoldArgs) -> Result<bool, String> {
     let held = run.totals().signed(C::Open);
     // The teardown: every held connection closes (Close, echo, TCP close). The server's
     // CPU is read once its last closes are done: when it is back at rest ([`settle`]).
-    let cpu_hold = server_cpu(c.server_pid);
+    let (cpu_hold, wake_hold) = (server_cpu(c.server_pid), server_wakeups(c.server_pid));
+    let self_hold = proc_cpu_seconds(std::process::id());
     let (out, common) = run.finish()?;
+    let self_closed = proc_cpu_seconds(std::process::id());
     let cpu_closed = settled_cpu(c.server_pid);
-    let cpu_per_close = match (cpu_hold, cpu_closed) {
-        (Some(a), Some(b)) if held > 0 => Some((b - a) * 1e6 / held as f64),
-        _ => None,
-    };
+    let wake_closed = server_wakeups(c.server_pid);
+    let held_n = held.max(0) as u64;
+    let cpu_per_close = per_item(cpu_hold, cpu_closed, held_n, 1e6);
     let s = &out.counts;
     let established = s.get(C::Established);
-    let cpu_per_upgrade = match (cpu0, cpu_ramp) {
-        (Some(a), Some(b)) if established > 0 => Some((b - a) * 1e6 / established as f64),
-        _ => None,
-    };
+    let cpu_per_upgrade = per_item(cpu0, cpu_ramp, established, 1e6);
     // Connections established and then lost (reset, closed by the server, a long poll
     // whose next request failed) are no failure to connect: they are said apart, and a run
     // that lost any did not hold what it was asked to.
@@ -63,6 +64,12 @@ pub fn run(a: HoldArgs) -> Result<bool, String> {
             "server_cpu_us_per_close": cpu_per_close,
             "server_cpu_seconds_ramp": cpu0.zip(cpu_ramp).map(|(a, b)| b - a),
             "loadgen_cpu_seconds_ramp": self0.zip(self_ramp).map(|(a, b)| b - a),
+            // What the client looked like: its own CPU per connection, and how often the
+            // server slept and was woken per connection (batched arrivals wake it less).
+            "loadgen_cpu_us_per_upgrade": per_item(self0, self_ramp, established, 1e6),
+            "loadgen_cpu_us_per_close": per_item(self_hold, self_closed, held_n, 1e6),
+            "server_wakeups_per_upgrade": per_item(wake0, wake_ramp, established, 1.0),
+            "server_wakeups_per_close": per_item(wake_hold, wake_closed, held_n, 1.0),
         }),
     );
     println!(

@@ -12,8 +12,10 @@ use super::Mode;
 use crate::cli::{Cause, StormArgs};
 use crate::counters::{keyed_report, Counts, C, CUT, STEADY};
 use crate::engine::{Engine, Phase};
-use crate::report::hist_json;
-use crate::run::{self, failures_line, hard_timeout, launch, merge, pct_line, server_cpu};
+use crate::report::{hist_json, proc_cpu_seconds};
+use crate::run::{
+    self, failures_line, hard_timeout, launch, merge, pct_line, server_cpu, server_wakeups,
+};
 
 /// Reconnect policy: delay for attempt k is `min(cap, base · 2^k)`, drawn uniformly from
 /// `[0, that)` with full jitter.
@@ -142,6 +144,8 @@ pub fn run(a: StormArgs) -> Result<bool, String> {
     let before = run.totals().signed(C::Open).max(0) as u64;
     let event_t = run.t();
     let cpu_event = server_cpu(c.server_pid);
+    let wake_event = server_wakeups(c.server_pid);
+    let self_event = proc_cpu_seconds(std::process::id());
     let go = run.live(hard);
     match a.cause {
         _ if !go => {}
@@ -173,6 +177,12 @@ pub fn run(a: StormArgs) -> Result<bool, String> {
     // The server's CPU from the event to recovery: tearing the lost connections down and
     // setting the new ones up (idle waiting between backoffs costs it next to nothing).
     let cpu_storm = cpu_event.zip(server_cpu(c.server_pid)).map(|(a, b)| b - a);
+    let wake_storm = wake_event
+        .zip(server_wakeups(c.server_pid))
+        .map(|(a, b)| b - a);
+    let self_storm = self_event
+        .zip(proc_cpu_seconds(std::process::id()))
+        .map(|(a, b)| b - a);
     let peak = run.peak_rate(event_t);
     let open_after = run.totals().signed(C::Open);
     let (out, common) = run.finish()?;
@@ -204,6 +214,12 @@ pub fn run(a: StormArgs) -> Result<bool, String> {
                 .filter(|_| ok && s.get(C::Reconnected) > 0)
                 .map(|v| v * 1e6 / s.get(C::Reconnected) as f64),
             "reconnect_delay_ms": delays,
+            // What the client looked like over the same span: its own CPU, and how often
+            // the server slept and was woken per reconnect.
+            "loadgen_cpu_seconds_storm": self_storm,
+            "server_wakeups_per_reconnect": wake_storm
+                .filter(|_| ok && s.get(C::Reconnected) > 0)
+                .map(|v| v / s.get(C::Reconnected) as f64),
         }),
     );
     println!(
