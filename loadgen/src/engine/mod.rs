@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use holdfast::io::{AddrId, Op, ReadMode, Ring, RingConfig, SendBuf, Socket, Token};
+use holdfast::io::{AddrId, Op, ReadMode, Ring, RingConfig, SendBuf, Socket};
 use holdfast::ws::frame::encode_close;
 use holdfast::ws::CloseCode;
 use slab::Slab;
@@ -37,11 +37,11 @@ use crate::target::Target;
 
 /// Bytes per provided buffer (a receive that fills one may have left more behind).
 const BUF_SIZE: u32 = 2048;
-/// How long a thread that holds several rings waits before it looks at its later rings'
-/// SQ flags for task work their eventfds did not report (see `run_thread`): the bound on how
-/// late such a ring's input is read, for a read of shared memory per ring and a wake-up
-/// (500 a second) per thread.
-const LATER_RINGS_CHECK: Duration = Duration::from_millis(2);
+/// How long a thread waits on its rings' eventfds before it looks at their SQ flags for task
+/// work the eventfds did not report (see `run_thread`): the bound on how late a ring's input
+/// is read, for a read of shared memory per ring and at most 500 wake-ups a second per
+/// thread.
+const TASK_WORK_CHECK: Duration = Duration::from_millis(2);
 
 /// How many deliveries may share one clock reading (`Engine::delivery_now_ns`).
 const DELIVERY_CLOCK_REUSE: u32 = 16;
@@ -203,42 +203,35 @@ pub fn run_thread(
     holdfast::io::sys::set_thread_nice(nice);
     let mut engines = specs
         .into_iter()
-        .enumerate()
-        .map(|(k, spec)| Engine::new(spec, k > 0))
+        .map(Engine::new)
         .collect::<Result<Vec<_>, _>>()?;
-    // The thread waits in its first ring's io_uring_enter, which the kernel ends as soon as
-    // task work (a socket's readiness, a completion) is queued to that ring. Its other rings
-    // (a thread holds several when one file table cannot hold its share) are watched two
-    // ways: the first ring polls each one's eventfd, which wakes the wait at once when the
-    // eventfd is signalled directly; and, since a signal from another task's softirq can
-    // arrive through an RCU callback 5–20 ms later (perf tracepoints against holdfast), the
-    // wait is cut to `LATER_RINGS_CHECK` and every later ring whose SQ flags say task work
-    // is pending is entered. Waiting in `ppoll` on every ring's eventfd, as this loop did,
-    // saw readiness late on the first ring too: a TLS setup with one opening in flight took
-    // 28 ms at the median instead of 0.6 (docs/loadgen.md, "Waiting for completions").
-    for r in 1..engines.len() {
-        watch_ring(&mut engines, r);
-    }
-    let several = engines.len() > 1;
-    let mut woken = vec![false; engines.len()];
-    let mut unwatched = Vec::new();
+    // Each ring signals its eventfd and the thread waits on all of them with one `ppoll`;
+    // since a signal sent from another task's softirq can come through an RCU callback
+    // 5–20 ms late (perf tracepoints against holdfast's worker), the wait is cut to
+    // `TASK_WORK_CHECK` and every ring whose SQ flags say task work is pending is entered
+    // too (IORING_SETUP_TASKRUN_FLAG: a read of shared memory, no system call). Without that
+    // check a TLS setup with one opening in flight took 28 ms at the median; waiting in the
+    // ring's own io_uring_enter instead woke at once but read uWebSockets' fan-out sockets
+    // every ~15 frames instead of ~9 (docs/loadgen.md, "Waiting for completions").
+    let mut pfds: Vec<libc::pollfd> = engines
+        .iter()
+        .map(|e| libc::pollfd {
+            fd: e.ring.eventfd().unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     let mut cqes = Vec::with_capacity(16384);
     let mut last_sweep = Instant::now();
     let mut last_publish = Instant::now();
     loop {
         let now = Instant::now();
-        let mut wait = Duration::from_millis(50);
-        if several {
-            wait = LATER_RINGS_CHECK;
-        }
+        let mut wait = TASK_WORK_CHECK;
         for e in engines.iter_mut().filter(|e| !e.done) {
             wait = wait.min(e.tick(now));
             if e.hot || e.ring.has_completions() {
                 wait = Duration::ZERO;
             }
-        }
-        if woken.iter().any(|&w| w) {
-            wait = Duration::ZERO;
         }
         if now - last_publish >= Duration::from_millis(10) {
             last_publish = now;
@@ -247,64 +240,33 @@ pub fn run_thread(
         if engines.iter().all(|e| e.done) {
             break;
         }
-        for e in engines.iter_mut().skip(1) {
+        for e in &mut engines {
             if e.ring.has_pending() {
                 e.enter()?;
             }
         }
-        // Submits the first ring's queue and runs its task work, then waits (unless there
-        // is work already) for a completion there — one of its own or another ring's
-        // eventfd poll — or the next tick.
-        let waited = !wait.is_zero();
-        if waited {
-            engines[0]
-                .ring
-                .wait(wait)
-                .map_err(|e| format!("io_uring_enter: {e}"))?;
-        }
-        // Every ring is reaped at least every 50 ms whatever its flags and eventfd said.
+        let n = holdfast::io::sys::poll_fds(&mut pfds, wait);
+        // Every ring is reaped at least every 50 ms whatever its eventfd and flags said.
         let sweep = last_sweep.elapsed() >= Duration::from_millis(50);
         if sweep {
             last_sweep = Instant::now();
         }
-        for k in 0..engines.len() {
-            let e = &mut engines[k];
-            let ready =
-                k == 0 || std::mem::take(&mut woken[k]) || e.hot || e.ring.task_work_pending();
+        for (e, p) in engines.iter_mut().zip(pfds.iter_mut()) {
+            let signalled = n > 0 && p.revents != 0;
+            p.revents = 0;
+            let ready = signalled || e.hot || e.ring.task_work_pending();
             if e.done || !(ready || sweep) {
                 continue;
             }
-            if k > 0 {
-                // Cleared before the ring is entered: readiness after this wakes it again.
+            if signalled {
                 e.ring.clear_eventfd();
             }
-            // The first ring's task work ran in the wait; entering again would only cost a
-            // syscall (and, in a ramp, a timer).
-            if !(k == 0 && waited) {
-                e.enter()?;
-            }
+            e.enter()?;
             cqes.clear();
             e.hot = e.ring.reap(&mut cqes) > 0;
             e.delivery_clock.1 = DELIVERY_CLOCK_REUSE;
             for c in cqes.drain(..) {
-                if c.token.op != Op::Wake {
-                    e.complete(c);
-                    continue;
-                }
-                // Another ring's eventfd: reap that ring in this turn. A poll woken by an
-                // io_uring eventfd signal ends (the kernel makes it one-shot): armed again.
-                let r = c.token.index as usize;
-                if let Some(w) = woken.get_mut(r) {
-                    *w = true;
-                    if !c.more() {
-                        unwatched.push(r);
-                    }
-                }
-            }
-            if k == 0 {
-                for r in unwatched.drain(..) {
-                    watch_ring(&mut engines, r);
-                }
+                e.complete(c);
             }
         }
     }
@@ -318,16 +280,6 @@ pub fn run_thread(
     Ok(out)
 }
 
-/// The first ring polls ring `r`'s eventfd (multishot, tagged with `r`), so that one wait
-/// in it covers every ring of the thread.
-fn watch_ring(engines: &mut [Engine], r: usize) {
-    if let Some(fd) = engines.get(r).and_then(|e| e.ring.eventfd()) {
-        engines[0]
-            .ring
-            .poll_fd(fd, Token::new(Op::Wake, r as u32, 0));
-    }
-}
-
 fn publish(engines: &[Engine], board: &Board) {
     let mut sum = Counts::default();
     for e in engines {
@@ -337,9 +289,7 @@ fn publish(engines: &[Engine], board: &Board) {
 }
 
 impl Engine {
-    /// `watched`: the ring registers an eventfd for the thread's first ring to poll (every
-    /// ring but the first; the first is waited in).
-    fn new(spec: EngineSpec, watched: bool) -> Result<Self, String> {
+    fn new(spec: EngineSpec) -> Result<Self, String> {
         let mut ring = Ring::new(RingConfig {
             sq_entries: 1024,
             cq_entries: 16384,
@@ -347,7 +297,7 @@ impl Engine {
             buffers: 512,
             initial_buffers: holdfast::io::bufring::INITIAL_BUFFERS,
             buffer_size: BUF_SIZE,
-            eventfd: watched,
+            eventfd: true,
             // Left ungated: the client's pool grows with its receive bursts (it never
             // shrinks either), as it always has; the server's memory is what is measured.
             gate_receives: false,
