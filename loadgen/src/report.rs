@@ -49,7 +49,7 @@ pub fn scheduler_cpu_seconds(pid: u32) -> Option<f64> {
 /// What it shows beside a server's CPU per connection: how the client's arrivals fell. A
 /// client whose requests come in batches wakes the server once per batch; one whose requests
 /// trickle in wakes it for each, and every wake-up costs the server a context switch and
-/// its wait's setup (docs/loadgen.md, "Reading CPU time").
+/// its wait's setup (docs/loadgen.md, "What each client looked like").
 pub fn proc_wakeups(pid: u32) -> Option<u64> {
     let mut sum = 0u64;
     let mut any = false;
