@@ -163,6 +163,18 @@ impl Rings {
         }
     }
 
+    /// Mark dirty every later ring whose task-work flag is up (the kernel queued work for it,
+    /// a socket's readiness say, that only an enter runs). Its eventfd signal, which would
+    /// wake ring 0's poll, can come late: through an RCU callback, 5–20 ms on this kernel
+    /// (docs/architecture.md, "A worker's rings"). One read of shared memory per ring.
+    pub fn mark_task_work(&mut self) {
+        for slot in self.list.iter_mut().skip(1) {
+            if slot.ring.task_work_pending() {
+                slot.dirty = true;
+            }
+        }
+    }
+
     /// Whether ring `r` can take another connection without nearing a full table.
     pub fn has_room(&self, r: usize) -> bool {
         self.list[r].live + TABLE_HEADROOM < self.plan.table as usize

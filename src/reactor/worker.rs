@@ -49,6 +49,15 @@ use crate::ws::CloseCode;
 /// Length of a timer tick.
 pub const TICK: Duration = Duration::from_millis(100);
 
+/// Longest sleep of a worker with more than one ring before it reads the later rings'
+/// task-work flags. A later ring is watched through its eventfd, which ring 0 polls; on
+/// this machine's kernel (6.18) the signal for work queued from another process's context
+/// (a client's message arriving) came through an RCU callback 5–20 ms late in 51 of 51
+/// cases, so a message on a later ring waited ~14 ms at the median for its read
+/// (bench/results/2026-12-05-later-rings-41-notes.md). The kernel sets the flag at once.
+/// A worker with one ring sleeps until its next timer: no eventfd, nothing to check.
+const TASK_WORK_CHECK: Duration = Duration::from_millis(2);
+
 /// Deliveries (one message to one connection) made per turn before other work — sends,
 /// receives, accepts, timers — gets a go: some 0.3 s of work at the rate one core
 /// delivers. Bounded in recipients, not messages: one message to 18,000 subscribers is
@@ -372,12 +381,15 @@ impl<S: Services> Worker<S> {
         let start = Instant::now();
         let mut cqes: Vec<Completion> = Vec::with_capacity(self.s.cq_entries as usize);
         loop {
-            // Hand every other ring its queued submissions, then wait on ring 0.
+            // Hand every other ring its queued submissions, then wait on ring 0. A ring with
+            // task work waiting is reaped before sleeping: its eventfd signal may come late
+            // (see `TASK_WORK_CHECK`).
             for slot in self.rings.list.iter_mut().skip(1) {
                 if slot.ring.has_pending() {
                     slot.ring.enter()?;
                 }
             }
+            self.rings.mark_task_work();
             let now_tick = (start.elapsed().as_millis() / TICK.as_millis()) as u32;
             let next = start + TICK * (now_tick + 1);
             // A ring left dirty by the fairness cap below, or deliveries left over, are
@@ -387,7 +399,12 @@ impl<S: Services> Worker<S> {
             } else {
                 // Held sends (`--fanout-send-interval`) wake the worker at their phases.
                 let until = self.spacing.next_due().map_or(next, |due| due.min(next));
-                until.saturating_duration_since(Instant::now())
+                let wait = until.saturating_duration_since(Instant::now());
+                if self.rings.list.len() > 1 {
+                    wait.min(TASK_WORK_CHECK)
+                } else {
+                    wait
+                }
             };
             match self.pacer.end_turn() {
                 Some(pause) => {
@@ -397,6 +414,8 @@ impl<S: Services> Worker<S> {
                 None => self.rings.list[0].ring.wait(wait)?,
             }
             self.rings.list[0].dirty = true;
+            // Whatever woke ring 0, a later ring with task work waiting is reaped now too.
+            self.rings.mark_task_work();
             self.join_budget = DELIVERY_BATCH;
             let now_tick = (start.elapsed().as_millis() / TICK.as_millis()) as u32;
             if self.env.tick < now_tick {
