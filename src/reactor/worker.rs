@@ -381,15 +381,12 @@ impl<S: Services> Worker<S> {
         let start = Instant::now();
         let mut cqes: Vec<Completion> = Vec::with_capacity(self.s.cq_entries as usize);
         loop {
-            // Hand every other ring its queued submissions, then wait on ring 0. A ring with
-            // task work waiting is reaped before sleeping: its eventfd signal may come late
-            // (see `TASK_WORK_CHECK`).
+            // Hand every other ring its queued submissions, then wait on ring 0.
             for slot in self.rings.list.iter_mut().skip(1) {
                 if slot.ring.has_pending() {
                     slot.ring.enter()?;
                 }
             }
-            self.rings.mark_task_work();
             let now_tick = (start.elapsed().as_millis() / TICK.as_millis()) as u32;
             let next = start + TICK * (now_tick + 1);
             // A ring left dirty by the fairness cap below, or deliveries left over, are
@@ -414,7 +411,13 @@ impl<S: Services> Worker<S> {
                 None => self.rings.list[0].ring.wait(wait)?,
             }
             self.rings.list[0].dirty = true;
-            // Whatever woke ring 0, a later ring with task work waiting is reaped now too.
+            // Whatever woke ring 0 (or the `TASK_WORK_CHECK` timeout), a later ring with task
+            // work waiting is reaped now too. Read after the wait, never before it: the kernel
+            // raises the flag just after queueing the work, so a worker that runs the work in
+            // between is left with the flag up and nothing to run (an enter clears it only
+            // when it runs work). Read before the wait, such a flag would cut every wait to
+            // zero and spin the worker until the ring's next event; read after it, it costs
+            // one enter per turn.
             self.rings.mark_task_work();
             self.join_budget = DELIVERY_BATCH;
             let now_tick = (start.elapsed().as_millis() / TICK.as_millis()) as u32;
