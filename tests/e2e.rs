@@ -590,7 +590,7 @@ fn a_worker_adds_rings_as_its_file_tables_fill() {
 // kernel the eventfd signal for a message from a client came through an RCU callback,
 // 5–20 ms late, every time: a connection on a later ring waited ~14 ms for each read
 // (median; 0.1 ms on ring 0). A worker with several rings now reads their task-work flags
-// at least every 2 ms (`TASK_WORK_CHECK` in src/reactor/worker.rs). Run with the other
+// at least every 2 ms (`TASK_WORK_CHECK` in src/io/mod.rs). Run with the other
 // multi-ring test (`.ci/test`, `--ignored`): it needs the same 256-slot tables.
 #[test]
 #[ignore = "multi-ring: .ci/test runs it with the other multi-ring test"]

@@ -54,6 +54,18 @@ pub fn explain_setup_error(e: &io::Error) -> String {
     }
 }
 
+/// Longest a thread that watches rings through their eventfds should sleep before it reads
+/// their task-work flags ([`Ring::task_work_pending`](ring::Ring::task_work_pending)). On
+/// this machine's kernel (6.18) a ring's eventfd signal for work queued from another
+/// process's context came through an RCU callback 5–20 ms late (every time, in the traces
+/// of holdfast's later rings and of the load generator's rings), while the kernel raises the
+/// flag at once: the bound on how late such a ring's input is read, for a read of shared
+/// memory per ring and at most 500 wake-ups a second per thread
+/// (bench/results/2026-12-05-later-rings-41-notes.md, docs/loadgen.md "Waiting for
+/// completions"). A thread that waits in the ring's own `io_uring_enter` needs none of it:
+/// the kernel wakes that waiter directly.
+pub const TASK_WORK_CHECK: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Build a ring with SINGLE_ISSUER + DEFER_TASKRUN + COOP_TASKRUN (+ TASKRUN_FLAG), falling
 /// back step by step where the kernel refuses one (EINVAL); returns it with the refused
 /// flags and why. TASKRUN_FLAG only makes the kernel mark the ring's SQ flags while task work

@@ -38,7 +38,7 @@ use super::tls::{Sent, TlsSide};
 use super::Conn;
 use crate::budget::MemoryBudget;
 use crate::histograms::Hists;
-use crate::io::{Completion, Extra, Op, Read, ReadMode, Socket, Token};
+use crate::io::{Completion, Extra, Op, Read, ReadMode, Socket, Token, TASK_WORK_CHECK};
 use crate::lifecycle::{self, Lifecycle};
 use crate::metrics::{Limit, Side, WorkerMetrics};
 use crate::session::{self, Answer, Ctx, Phase, Services, Session, Trace};
@@ -48,15 +48,6 @@ use crate::ws::CloseCode;
 
 /// Length of a timer tick.
 pub const TICK: Duration = Duration::from_millis(100);
-
-/// Longest sleep of a worker with more than one ring before it reads the later rings'
-/// task-work flags. A later ring is watched through its eventfd, which ring 0 polls; on
-/// this machine's kernel (6.18) the signal for work queued from another process's context
-/// (a client's message arriving) came through an RCU callback 5–20 ms late in 51 of 51
-/// cases, so a message on a later ring waited ~14 ms at the median for its read
-/// (bench/results/2026-12-05-later-rings-41-notes.md). The kernel sets the flag at once.
-/// A worker with one ring sleeps until its next timer: no eventfd, nothing to check.
-const TASK_WORK_CHECK: Duration = Duration::from_millis(2);
 
 /// Deliveries (one message to one connection) made per turn before other work — sends,
 /// receives, accepts, timers — gets a go: some 0.3 s of work at the rate one core
@@ -397,6 +388,9 @@ impl<S: Services> Worker<S> {
                 // Held sends (`--fanout-send-interval`) wake the worker at their phases.
                 let until = self.spacing.next_due().map_or(next, |due| due.min(next));
                 let wait = until.saturating_duration_since(Instant::now());
+                // A worker with more than one ring reads the later rings' task-work flags
+                // at least every `TASK_WORK_CHECK`: their eventfd signals can come 5–20 ms
+                // late. With one ring it sleeps to its next timer: nothing to check.
                 if self.rings.list.len() > 1 {
                     wait.min(TASK_WORK_CHECK)
                 } else {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use holdfast::io::{AddrId, Op, ReadMode, Ring, RingConfig, SendBuf, Socket};
+use holdfast::io::{AddrId, Op, ReadMode, Ring, RingConfig, SendBuf, Socket, TASK_WORK_CHECK};
 use holdfast::ws::frame::encode_close;
 use holdfast::ws::CloseCode;
 use slab::Slab;
@@ -37,12 +37,6 @@ use crate::target::Target;
 
 /// Bytes per provided buffer (a receive that fills one may have left more behind).
 const BUF_SIZE: u32 = 2048;
-/// How long a thread waits on its rings' eventfds before it looks at their SQ flags for task
-/// work the eventfds did not report (see `run_thread`): the bound on how late a ring's input
-/// is read, for a read of shared memory per ring and at most 500 wake-ups a second per
-/// thread.
-const TASK_WORK_CHECK: Duration = Duration::from_millis(2);
-
 /// How many deliveries may share one clock reading (`Engine::delivery_now_ns`).
 const DELIVERY_CLOCK_REUSE: u32 = 16;
 
