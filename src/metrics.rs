@@ -164,7 +164,7 @@ pub struct WorkerMetrics {
     pub calls: Counter,
     /// CORS preflights answered.
     pub preflights: Counter,
-    /// Plain requests (polls, calls) answered on a connection that stayed open for the
+    /// Plain requests (polls, calls, preflights) answered on a connection that stayed open for the
     /// next one (HTTP/1.1 keep-alive).
     pub keepalive_reuses: Counter,
     /// Kept-alive connections that ended while idle between requests (closed by the
@@ -515,7 +515,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         (
             "http_keepalive_reuses_total",
             "counter",
-            "Long polls and calls answered on a connection kept open for the next request.",
+            "Long polls, calls and CORS preflights answered on a connection kept open for the next request.",
             |w| w.keepalive_reuses.get(),
         ),
         (

@@ -682,7 +682,20 @@ fn polls_and_calls_keep_their_connection_for_the_next_request() {
     srv.wait_metric("holdfast_open_connections{transport=\"poll\"}", |v| {
         v == 0.0
     });
-    // A call on the same connection.
+    // A browser's preflight for the call, on the same connection: it stays for the call.
+    write!(
+        s,
+        "OPTIONS /publish?topic=ka HTTP/1.1\r\nHost: test\r\nOrigin: https://app.example\r\n\
+         Access-Control-Request-Method: POST\r\n\r\n"
+    )
+    .unwrap();
+    let (st, head, _) = support::read_answer(&mut s);
+    assert_eq!(
+        (st, connection(&head).as_str()),
+        (204, "keep-alive"),
+        "{head}"
+    );
+    // The call on the same connection.
     write!(
         s,
         "POST /publish?topic=ka HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n\r\nm1"
@@ -718,7 +731,8 @@ fn polls_and_calls_keep_their_connection_for_the_next_request() {
     let mut ws = support::Raw::from_upgraded(s);
     ws.send_frame(true, holdfast::ws::OpCode::Text, b"still here");
     assert_eq!(ws.recv_non_ping(), support::Got::Text("still here".into()));
-    assert_eq!(srv.metric("holdfast_http_keepalive_reuses_total"), 4.0);
+    assert_eq!(srv.metric("holdfast_http_keepalive_reuses_total"), 5.0);
+    assert_eq!(srv.metric("holdfast_cors_preflights_total"), 1.0);
     assert_eq!(
         srv.metric("holdfast_open_connections{transport=\"http\"}"),
         0.0

@@ -392,6 +392,22 @@ impl Writer {
         });
     }
 
+    /// Whether the connection may stay open after its answer to plain request `req`
+    /// (`extra`: bytes followed it). HTTP/1.1 persists unless the client says `close`
+    /// (HTTP/1.0 closes: what a proxy forwarding 1.0 expects), nothing followed the request
+    /// (no pipelining: one request at a time), and the connection has answered fewer than
+    /// the allowance.
+    fn may_keep(&self, req: &Request<'_>, extra: bool, ctx: &Ctx<'_>) -> bool {
+        let served = self.pings & !KEEP;
+        !extra
+            && !req.http10
+            && served.saturating_add(1) < ctx.cfg.keepalive_requests
+            && !req
+                .header_values("connection")
+                .flat_map(handshake::tokens)
+                .any(|t| t.eq_ignore_ascii_case("close"))
+    }
+
     /// The answer to the plain request being served closes the connection (a drain, a
     /// hand-over: the client's next request should find the server that stays).
     pub fn close_after_answer(&mut self) {
@@ -780,7 +796,16 @@ impl Session {
             Plain::Preflight => {
                 self.held = None;
                 ctx.metrics.preflights.inc();
-                return self.w.refuse(ctx, handshake::write_preflight);
+                // The browser sends the request it asked about next: on this connection,
+                // under the same keep-alive rules as an answered poll or call (named
+                // `http` in the close log meanwhile, as a call is).
+                if !self.w.may_keep(req, !rest.is_empty(), ctx) {
+                    return self.w.refuse(ctx, |v| handshake::write_preflight(v, false));
+                }
+                self.w.flags = (self.w.flags & !(STREAM | POLL | CALL | COUNTED)) | CALL;
+                self.w.pings |= KEEP;
+                self.w.enter(Phase::Replying, ctx.now);
+                return self.w.write(ctx, |v| handshake::write_preflight(v, true));
             }
             Plain::MethodNotAllowed(allow) => {
                 self.held = None;
@@ -827,24 +852,13 @@ impl Session {
             Answer::Accept | Answer::AcceptProtocol(_) => {
                 self.w.enter(Phase::Open, ctx.now);
                 self.w.flags = (self.w.flags & !(STREAM | POLL | CALL)) | COUNTED | flags;
-                // Keep-alive: HTTP/1.1 persists unless the client says `close` (HTTP/1.0
-                // closes: what a proxy forwarding 1.0 expects), nothing
-                // followed the request (no pipelining: one request at a time), and the
-                // connection has answered fewer than the allowance.
                 let served = self.w.pings & !KEEP;
                 let extra = if flags & CALL != 0 {
                     rest.len() > req.body_len
                 } else {
                     !rest.is_empty()
                 };
-                let keep = flags & POLL != 0
-                    && !extra
-                    && !req.http10
-                    && served.saturating_add(1) < ctx.cfg.keepalive_requests
-                    && !req
-                        .header_values("connection")
-                        .flat_map(handshake::tokens)
-                        .any(|t| t.eq_ignore_ascii_case("close"));
+                let keep = flags & POLL != 0 && self.w.may_keep(req, extra, ctx);
                 self.w.pings = if keep { served | KEEP } else { served };
                 ctx.metrics.transport_open(self.w.transport(), true);
                 if flags & CALL != 0 {

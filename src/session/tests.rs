@@ -498,6 +498,56 @@ fn a_kept_alive_connection_serves_the_next_request_after_each_answer() {
 }
 
 #[test]
+fn a_preflight_keeps_its_connection_for_the_request_it_clears() {
+    let preflight = |extra: &str| {
+        format!("OPTIONS /call HTTP/1.1\r\nHost: x\r\nOrigin: https://app\r\n{extra}\r\n")
+            .into_bytes()
+    };
+    let mut p = Pair::new(test_config());
+    p.send(&preflight(""), &[]);
+    let text = String::from_utf8_lossy(&p.wire).into_owned();
+    assert!(
+        text.starts_with("HTTP/1.1 204") && text.contains("Connection: keep-alive"),
+        "{text}"
+    );
+    assert_eq!(
+        (p.session.phase(), p.answers, p.fin),
+        (Phase::Handshake, 1, false),
+        "waiting for the request it cleared"
+    );
+    // The request it cleared, on the same connection, then another.
+    p.send(&call("after"), &[7]);
+    assert!(p.wire.ends_with(b"after"));
+    assert_eq!((p.session.phase(), p.answers), (Phase::Handshake, 2));
+    assert_eq!(
+        (p.metrics.preflights.get(), p.metrics.keepalive_reuses.get()),
+        (1, 2)
+    );
+    // `Connection: close`, HTTP/1.0 and pipelined bytes: answered, then the end.
+    for (req, why) in [
+        (preflight("Connection: close\r\n"), "close"),
+        (
+            String::from_utf8(preflight(""))
+                .unwrap()
+                .replace("HTTP/1.1", "HTTP/1.0")
+                .into_bytes(),
+            "1.0",
+        ),
+        ([preflight(""), call("x")].concat(), "pipelined"),
+    ] {
+        let mut p = Pair::new(test_config());
+        p.send(&req, &[]);
+        let text = String::from_utf8_lossy(&p.wire).into_owned();
+        assert!(
+            text.starts_with("HTTP/1.1 204") && text.contains("Connection: close"),
+            "{why}: {text}"
+        );
+        assert!(p.fin && p.answers == 0, "{why}: closed after it");
+        assert_eq!(text.matches("HTTP/1.1").count(), 1, "{why}: one answer");
+    }
+}
+
+#[test]
 fn a_kept_connection_idle_past_the_handshake_deadline_ends_quietly() {
     let mut p = Pair::new(test_config());
     p.send(&call("x"), &[]);

@@ -613,13 +613,19 @@ pub fn write_method_not_allowed(out: &mut Vec<u8>, allow: &str) {
 /// Append the answer to a browser's CORS preflight (`OPTIONS`) for one of the plain-HTTP
 /// endpoints: any origin may call them with the methods and headers they take (they
 /// authenticate with a token, never a cookie), and the answer may be cached for a day.
-pub fn write_preflight(out: &mut Vec<u8>) {
+/// `keep`: the connection stays open for the request the browser asked about.
+pub fn write_preflight(out: &mut Vec<u8>, keep: bool) {
     out.extend_from_slice(
         b"HTTP/1.1 204 No Content\r\nAccess-Control-Allow-Origin: *\r\n\
           Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n\
           Access-Control-Allow-Headers: Authorization, Content-Type, Last-Event-ID\r\n\
-          Access-Control-Max-Age: 86400\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+          Access-Control-Max-Age: 86400\r\nContent-Length: 0\r\nConnection: ",
     );
+    out.extend_from_slice(if keep {
+        b"keep-alive\r\n\r\n"
+    } else {
+        b"close\r\n\r\n"
+    });
 }
 
 /// Append the response for a policy refusal, with `body` as a short plain-text explanation.
