@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use holdfast_bench::report::SPACED_SENDS;
 use serde_json::Value;
 
 /// The reports run one at a time: each measures a machine it must not share with the other.
@@ -443,7 +444,7 @@ fn fanout_against_uwebsockets_compares_servers_placed_alike() {
         // have two cases, both among the first two), where uWebSockets is placed as it is
         // and confined beside it, never alone on a CPU.
         if u["topics"] == 1 && u["placement"] != apart {
-            want.push(format!("{} --fanout-send-interval 500ms", want[0]));
+            want.push(format!("{} --fanout-send-interval {SPACED_SENDS}", want[0]));
         }
         let got: Vec<&str> = beside
             .iter()
@@ -498,11 +499,12 @@ fn fanout_against_uwebsockets_compares_servers_placed_alike() {
         })
         .collect();
     seen.sort();
+    let spaced = format!("holdfast --fanout-send-interval {SPACED_SENDS}");
     let want: Vec<(String, String)> = [
         ("holdfast", "admin"),
         ("holdfast", "ws"),
-        ("holdfast --fanout-send-interval 500ms", "admin"),
-        ("holdfast --fanout-send-interval 500ms", "ws"),
+        (spaced.as_str(), "admin"),
+        (spaced.as_str(), "ws"),
         ("uwebsockets", "admin"),
         ("uwebsockets", "ws"),
     ]

@@ -1157,7 +1157,7 @@ pub(super) fn fanout_step(
 /// until then, chosen when the loadgen read uWebSockets' fan-out late and its p50 looked like
 /// ~270 ms). uWebSockets' pass moves between runs, so this is a fixed point on the trade, not
 /// a match made per run.
-pub(super) const SPACED_SENDS: &str = "280ms";
+pub const SPACED_SENDS: &str = "280ms";
 
 /// The server of a fan-out run: which, with how many threads (holdfast: None for its
 /// defaults), and holdfast's send interval when its sends are spaced.
