@@ -39,40 +39,41 @@ impl Redis {
         Self::start_with(&["--save", "", "--appendonly", "no"])
     }
 
-    /// A standalone server with `extra` settings.
+    /// A standalone server with `extra` settings, on a port of its own. A port found free
+    /// can be taken before redis binds it (by another test's connection, or a cluster's bus
+    /// port, the port + 10,000; above 55,535 that port does not exist): a server that exits
+    /// at start is tried again on another port.
     pub fn start_with(extra: &[&str]) -> Self {
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("holdfast-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut r = Self {
-            port,
-            child: None,
-            dir,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        r.launch();
-        r
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut why = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let dir =
+                std::env::temp_dir().join(format!("holdfast-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            match spawn(port, &dir, &extra) {
+                Ok(child) => {
+                    return Self {
+                        port,
+                        child: Some(child),
+                        dir,
+                        extra,
+                    }
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    why = format!("redis-server on {port}: {e}");
+                }
+            }
+        }
+        panic!("{why} (5 ports tried)");
     }
 
+    /// Start it again on its own port (a restart keeps the port its clients know).
     fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--dir", self.dir.to_str().unwrap()])
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("redis-server (the test command installs it)");
-        self.child = Some(child);
-        let end = Instant::now() + Duration::from_secs(10);
-        while cli(self.port, &["PING"]).trim() != "PONG" {
-            assert!(
-                Instant::now() < end,
-                "redis-server on {} did not start",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        match spawn(self.port, &self.dir, &self.extra) {
+            Ok(child) => self.child = Some(child),
+            Err(e) => panic!("redis-server on {}: {e}", self.port),
         }
     }
 
@@ -99,6 +100,32 @@ impl Redis {
         self.kill();
         self.launch();
     }
+}
+
+/// A redis-server on `port` keeping its files in `dir`, once it answers PING: Err if it
+/// exits first (its port was taken) or stays silent for 10 s.
+fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Result<Child, String> {
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--dir", dir.to_str().unwrap()])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("redis-server (the test command installs it)");
+    let end = Instant::now() + Duration::from_secs(10);
+    while cli(port, &["PING"]).trim() != "PONG" {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(format!("exited at start ({status})"));
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("no PONG in 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
 }
 
 impl Drop for Redis {
