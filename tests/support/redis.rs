@@ -40,9 +40,9 @@ impl Redis {
     }
 
     /// A standalone server with `extra` settings, on a port of its own. A port found free
-    /// can be taken before redis binds it (by another test's connection, or a cluster's bus
-    /// port, the port + 10,000; above 55,535 that port does not exist): a server that exits
-    /// at start is tried again on another port.
+    /// can be taken before redis binds it, by another test's connection or by a cluster
+    /// node's bus port (its port + 10,000, which lands inside the range [`free_port`] picks
+    /// from): a server that exits at start, or stays silent, is tried on another port.
     pub fn start_with(extra: &[&str]) -> Self {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut why = String::new();
