@@ -319,13 +319,15 @@ pub struct ServeConfig {
     pub fanout_join: bool,
 
     /// Send to each connection about once per this interval while it keeps getting
-    /// messages (seconds; `500ms`): a published message waits for its recipient's phase — a
-    /// point that comes round once per interval, spread over the connections — and each
-    /// send carries everything published meanwhile. A send costs about the same whatever it
-    /// carries, so this trades latency (a message waits at most the interval, half of it
-    /// on average) for CPU per delivery. Input ends a hold (replies and echoes are never
-    /// held, and come after the messages that waited); a backlog larger than one send drains
-    /// at once. At most 1s; 0 (the default) sends as soon as the last send completed.
+    /// messages (seconds; `500ms`): after a send, the next waits for the recipient's phase —
+    /// a point that comes round once per interval, spread over the connections — and carries
+    /// everything published meanwhile. A send costs about the same whatever it carries, so
+    /// this trades latency (a message that follows another within the interval waits at
+    /// most the interval, half of it on average) for CPU per delivery. A message to an idle
+    /// connection (nothing sent since its last phase) goes at once. Input ends a hold
+    /// (replies and echoes are never held, and come after the messages that waited); a
+    /// backlog larger than one send drains at once. At most 1s; 0 (the default) sends as
+    /// soon as the last send completed.
     #[arg(long, default_value_t = 0.0, value_parser = crate::units::secs)]
     pub fanout_send_interval: f64,
 

@@ -686,6 +686,81 @@ async fn in_order(subs: &mut [Ws], last: &mut [u64], sent: &[u64], data: impl Fn
     }
 }
 
+/// With spaced sends, a message to an idle subscriber (nothing sent since its last phase)
+/// goes at once, and that send holds the subscriber: the message that follows within the
+/// interval waits for its phase. Before, the first message after a quiet spell waited for
+/// the phase too (half an interval on average).
+#[tokio::test]
+async fn an_idle_subscriber_is_sent_to_at_once_and_what_follows_waits_for_its_phase() {
+    // A phase step per 10 ms of the interval and one subscriber per step: their phases
+    // cover the whole interval.
+    const SUBS: usize = 100;
+    let srv = Server::start(&[
+        "--workers",
+        "1",
+        "--max-connections",
+        "1000",
+        "--fanout-send-interval",
+        "1s",
+    ]);
+    let (mut subs, mut last) = subscribers(&srv, "t", SUBS).await;
+    // Each subscription's answer held its subscriber until its phase; once every hold has
+    // come due with nothing to send, every subscriber is idle.
+    srv.wait_metric("holdfast_fanout_spaced_sends_total", |v| v >= SUBS as f64);
+    let deferred = "holdfast_fanout_deferred_deliveries_total";
+    let before = srv.metric(deferred);
+    // Reads one subscriber after another: a subscriber's time is when its message had
+    // arrived or the one before it was read, whichever is later.
+    async fn arrivals(subs: &mut [Ws], last: &mut [u64], seq: u64, data: &str) -> Vec<Duration> {
+        let t = std::time::Instant::now();
+        let mut at = Vec::with_capacity(subs.len());
+        for (ws, last) in subs.iter_mut().zip(last) {
+            let m = next_json(ws).await;
+            assert_eq!(
+                (m["seq"].as_u64(), m["data"].as_str()),
+                (Some(seq), Some(data))
+            );
+            assert_eq!(seq, *last + 1, "numbered without a hole");
+            *last = seq;
+            at.push(t.elapsed());
+        }
+        at.sort();
+        at
+    }
+    let admin = srv.admin;
+    let seq = tokio::task::spawn_blocking(move || published(admin, "t", "m0"))
+        .await
+        .unwrap();
+    let first = arrivals(&mut subs, &mut last, seq, "m0").await;
+    assert_eq!(
+        srv.metric(deferred),
+        before,
+        "a message to idle subscribers waited for their phases"
+    );
+    let seq = tokio::task::spawn_blocking(move || published(admin, "t", "m1"))
+        .await
+        .unwrap();
+    let second = arrivals(&mut subs, &mut last, seq, "m1").await;
+    let median = |v: &[Duration]| v[v.len() / 2];
+    // Held since the first: each waits for its phase, spread over the second (a phase that
+    // came while the test read the first can find its subscriber idle again).
+    assert!(
+        srv.metric(deferred) - before >= (SUBS / 2) as f64,
+        "the message that followed was not held for most subscribers"
+    );
+    assert!(
+        median(&first) < Duration::from_millis(200) && median(&second) > Duration::from_millis(200),
+        "median arrival {:?} for the first message, {:?} for the one that followed",
+        median(&first),
+        median(&second)
+    );
+    assert!(
+        second[SUBS - 1] < Duration::from_secs(2),
+        "a held message waited more than the interval: {:?}",
+        second[SUBS - 1]
+    );
+}
+
 /// With `--fanout-join`, messages published while a turn to many subscribers goes out join
 /// it (the subscribers not yet sent to take them in the same send). Whatever the
 /// interleaving, every subscriber gets every message once, in publish order, numbered
@@ -830,7 +905,7 @@ async fn messages_deferred_for_held_subscribers_come_before_what_follows_them() 
 /// them.
 #[tokio::test]
 async fn messages_deferred_for_held_subscribers_count_under_the_memory_budget() {
-    const TOPICS: usize = 40;
+    const TOPICS: usize = 20;
     const BIG: usize = 768 << 10;
     let srv = Server::start(&[
         "--workers",
@@ -841,7 +916,7 @@ async fn messages_deferred_for_held_subscribers_count_under_the_memory_budget() 
         "16MiB",
     ]);
     // A subscriber per topic: each run waits for one subscriber, and each takes a
-    // fortieth of what waits, so what waits is no one connection's queue.
+    // twentieth of what waits, so what waits is no one connection's queue.
     let (mut subs, mut last) = (Vec::new(), Vec::new());
     for t in 0..TOPICS {
         let (ws, seq) = subscribers(&srv, &format!("big-{t}"), 1).await;
@@ -849,8 +924,18 @@ async fn messages_deferred_for_held_subscribers_count_under_the_memory_budget() 
         last.extend(seq);
     }
     let admin = srv.admin;
+    // A small message to each, which goes at once (they are idle) and holds each until its
+    // phase: what follows within the interval waits in runs.
+    for t in 0..TOPICS {
+        let seq = tokio::task::spawn_blocking(move || published(admin, &format!("big-{t}"), "s"))
+            .await
+            .unwrap();
+        in_order(&mut subs[t..=t], &mut last[t..=t], &[seq], |_| "s".into()).await;
+    }
     // One 768 KiB message every 20 ms, round the topics: one interval's runs would hold
-    // ~37 MiB. Bounded: at most 150 publishes (3 s).
+    // ~37 MiB. Each topic's first comes within 380 ms, mostly before its subscriber's phase,
+    // and the next 400 ms later, before the phase after (at most two of them, 1.5 MiB, in a
+    // phase's send: --max-outbound is 2 MiB). Bounded: at most 150 publishes (3 s).
     let publisher = tokio::task::spawn_blocking(move || {
         let body = vec![b'x'; BIG];
         let mut sent = vec![Vec::new(); TOPICS];

@@ -12,15 +12,17 @@
 //! Phases are spread evenly by slab slot: the interval is cut into `B` steps (about 10 ms
 //! each) and slot `i`'s phase is step `i mod B`, the heartbeat's sweep
 //! ([`super::sweep_slots`]). So a worker's sends leave spread over the interval, a held
-//! connection sends once per interval while it has something to send, and a message waits
-//! for its recipient's phase: half an interval on average, never more than one. Messages
+//! connection sends once per interval while it has something to send, and a message to a
+//! held recipient waits for its phase: half an interval on average, never more than one. Messages
 //! are not put in a held recipient's queue as they come: they wait in a run the worker keeps
 //! once ([`super::deferred`]) and each recipient takes it at its phase, just before its send.
-//! A message for a recipient that is not held holds it (unless its send is in flight), so
-//! every message waits for a phase — the first after a quiet spell too; what is not a
-//! message (a reply, a presence event, a direct message) goes at once to a recipient that is
-//! not held. Holds started at the same moment come due at their own phases, so bursts do not
-//! repeat. A hold that comes due with nothing offered ends.
+//! A hold that comes due with nothing offered ends, and a recipient that is neither held nor
+//! sending is idle: a message for it goes at once (the first after a quiet spell does not
+//! wait), and that send's completion holds it, so what follows within the interval waits
+//! for its phase. Holds started at the same moment (one publish driving every idle
+//! subscriber) come due at their own phases, so bursts do not repeat. What is not a message
+//! (a reply, a presence event, a direct message) goes at once to a recipient that is not
+//! held.
 //!
 //! A hold is one bit per slab slot. The worker starts one only when a send completes with
 //! nothing left queued (a backlog larger than a send drains at once). Input on a connection

@@ -1160,10 +1160,13 @@ impl<S: Services> Worker<S> {
         }
         let done = run.len() * list.len();
         if defer {
-            // Recipients take the run at their phase (`super::deferred`): offered now, each
-            // would be visited now and again when its send goes out. One that is not held
-            // is held now, unless its send is in flight (it is held when that completes)
-            // or it is a long poll (answered at once).
+            // Held recipients take the run at their phase (`super::deferred`): offered now,
+            // each would be visited now and again when its send goes out. One whose send is
+            // in flight takes it at its phase too (that send's completion holds it). One that
+            // is idle — its last hold came due with nothing to send, or input ended it — takes
+            // it now and sends at once, and that send's completion holds it: a message after
+            // a quiet spell does not wait, what follows it within the interval does. So does
+            // a long poll (answered at once) and a connection that is closing.
             let mut later = std::mem::take(&mut self.later);
             later.clear();
             // Whether an event stream is among the held recipients: looked up only on a
@@ -1173,7 +1176,12 @@ impl<S: Services> Worker<S> {
             for &idx in &list {
                 if !self.spacing.holds(idx) {
                     match self.conns.get(idx as usize) {
-                        Some(c) if c.session.sends_spaced() => {
+                        // Owed earlier runs (not expected when idle, but order comes first):
+                        // this one follows them at its phase.
+                        Some(c)
+                            if c.session.sends_spaced()
+                                && (c.socket.sending() || self.deferred.owes(idx)) =>
+                        {
                             if !c.socket.sending() {
                                 self.spacing.start(idx);
                             }
