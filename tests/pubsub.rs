@@ -645,6 +645,21 @@ async fn messages_that_pile_up_reach_every_subscriber_once_in_publish_order() {
     assert_eq!(delivered, want, "each delivery made once");
 }
 
+/// One worker sending each subscriber at most once a second (`--fanout-send-interval 1s`:
+/// a hundred subscribers spread their phases over the whole interval), with `extra`.
+fn spaced_server(extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--workers",
+        "1",
+        "--max-connections",
+        "1000",
+        "--fanout-send-interval",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
 /// `n` subscribers of `topic`, each with the sequence number its subscription was answered
 /// with, once the hub counts them all.
 async fn subscribers(srv: &Server, topic: &str, n: usize) -> (Vec<Ws>, Vec<u64>) {
@@ -695,14 +710,7 @@ async fn an_idle_subscriber_is_sent_to_at_once_and_what_follows_waits_for_its_ph
     // A phase step per 10 ms of the interval and one subscriber per step: their phases
     // cover the whole interval.
     const SUBS: usize = 100;
-    let srv = Server::start(&[
-        "--workers",
-        "1",
-        "--max-connections",
-        "1000",
-        "--fanout-send-interval",
-        "1s",
-    ]);
+    let srv = spaced_server(&[]);
     let (mut subs, mut last) = subscribers(&srv, "t", SUBS).await;
     // Each subscription's answer held its subscriber until its phase; once every hold has
     // come due with nothing to send, every subscriber is idle.
@@ -817,13 +825,7 @@ async fn next_unless_presence(ws: &mut Ws) -> Value {
 #[tokio::test]
 async fn messages_deferred_for_held_subscribers_come_before_what_follows_them() {
     const SUBS: usize = 100;
-    let srv = Server::start(&[
-        "--workers",
-        "1",
-        "--max-connections",
-        "1000",
-        "--fanout-send-interval",
-        "1s",
+    let srv = spaced_server(&[
         "--presence-events",
         "--drain-window",
         "0.1",
@@ -907,14 +909,7 @@ async fn messages_deferred_for_held_subscribers_come_before_what_follows_them() 
 async fn messages_deferred_for_held_subscribers_count_under_the_memory_budget() {
     const TOPICS: usize = 20;
     const BIG: usize = 768 << 10;
-    let srv = Server::start(&[
-        "--workers",
-        "1",
-        "--fanout-send-interval",
-        "1s",
-        "--memory-budget",
-        "16MiB",
-    ]);
+    let srv = spaced_server(&["--memory-budget", "16MiB"]);
     // A subscriber per topic: each run waits for one subscriber, and each takes a
     // twentieth of what waits, so what waits is no one connection's queue.
     let (mut subs, mut last) = (Vec::new(), Vec::new());
@@ -995,14 +990,7 @@ async fn spaced_sends_carry_what_was_published_meanwhile_and_never_hold_an_echo(
     const SUBS: usize = 200;
     const MSGS: usize = 40;
     const INTERVAL: Duration = Duration::from_secs(1);
-    let srv = Server::start(&[
-        "--workers",
-        "1",
-        "--max-connections",
-        "1000",
-        "--fanout-send-interval",
-        "1s",
-    ]);
+    let srv = spaced_server(&[]);
     let (mut subs, mut last) = subscribers(&srv, "t", SUBS).await;
     // Histograms reach the metrics once a tick: read them after two more ticks.
     let ticks = "holdfast_worker_ticks_total{worker=\"0\"}";
