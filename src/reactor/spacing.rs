@@ -13,9 +13,10 @@
 //! each) and slot `i`'s phase is step `i mod B`, the heartbeat's sweep
 //! ([`super::sweep_slots`]). So a worker's sends leave spread over the interval, a held
 //! connection sends once per interval while it has something to send, and a message to a
-//! held recipient waits for its phase: half an interval on average, never more than one. Messages
-//! are not put in a held recipient's queue as they come: they wait in a run the worker keeps
-//! once ([`super::deferred`]) and each recipient takes it at its phase, just before its send.
+//! held recipient waits for its phase: half an interval on average, never more than one.
+//! Messages are not put in a held recipient's queue as they come: they wait in a run the
+//! worker keeps once ([`super::deferred`]) and each recipient takes it at its phase, just
+//! before its send.
 //! A hold that comes due with nothing offered ends, and a recipient that is neither held nor
 //! sending is idle: a message for it goes at once (the first after a quiet spell does not
 //! wait), and that send's completion holds it, so what follows within the interval waits

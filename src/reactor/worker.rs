@@ -1165,8 +1165,8 @@ impl<S: Services> Worker<S> {
             // in flight takes it at its phase too (that send's completion holds it). One that
             // is idle — its last hold came due with nothing to send, or input ended it — takes
             // it now and sends at once, and that send's completion holds it: a message after
-            // a quiet spell does not wait, what follows it within the interval does. So does
-            // a long poll (answered at once) and a connection that is closing.
+            // a quiet spell does not wait, what follows it within the interval does. So do a
+            // long poll (answered at once) and a connection that is closing.
             let mut later = std::mem::take(&mut self.later);
             later.clear();
             // Whether an event stream is among the held recipients: looked up only on a
@@ -1176,8 +1176,8 @@ impl<S: Services> Worker<S> {
             for &idx in &list {
                 if !self.spacing.holds(idx) {
                     match self.conns.get(idx as usize) {
-                        // Owed earlier runs (not expected when idle, but order comes first):
-                        // this one follows them at its phase.
+                        // In flight, or owed earlier runs (not expected when idle, but order
+                        // comes first): it takes this one at its phase, after them.
                         Some(c)
                             if c.session.sends_spaced()
                                 && (c.socket.sending() || self.deferred.owes(idx)) =>
