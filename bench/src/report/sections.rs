@@ -1151,13 +1151,15 @@ pub(super) fn fanout_step(
 
 /// The send interval of holdfast's spaced fan-out rows (`--fanout-send-interval`). Its p50
 /// comes out at ~half the interval (the wait for the recipient's phase) and its p99 at ~the
-/// interval. It is fixed where hand rounds put both at or below uWebSockets' at 18k
-/// subscribers × 60/s (one pass of its single thread over them): 280 ms, beside uWebSockets'
-/// 158–173 / 290–331 ms in the forty-second sitting's rounds on the kept loadgen (500 ms
-/// until then, chosen when the loadgen read uWebSockets' fan-out late and its p50 looked like
-/// ~270 ms). uWebSockets' pass moves between runs, so this is a fixed point on the trade, not
-/// a match made per run.
-pub const SPACED_SENDS: &str = "280ms";
+/// interval. 195 ms is the longest interval below a Linux client's minimum retransmission
+/// timeout (200 ms): above it every send draws an immediate ACK from the client, which
+/// loopback charges to the server (6.8–7.2 µs of server CPU per send at 230 ms against
+/// 5.6–6.0 at 195, forty-fourth sitting), so 230 ms bought no CPU over 195 and 280 ms only
+/// what its longer wait paid for. It keeps the rows below uWebSockets' latency at 18k
+/// subscribers × 60/s whichever way its single pass moves (its p99 was 209–332 ms over the
+/// forty-second to forty-fourth sittings), so the row shows the CPU holdfast needs at no
+/// more latency. Until the forty-fourth sitting 280 ms, and 500 ms until the forty-second.
+pub const SPACED_SENDS: &str = "195ms";
 
 /// The server of a fan-out run: which, with how many threads (holdfast: None for its
 /// defaults), and holdfast's send interval when its sends are spaced.
