@@ -1,7 +1,8 @@
 # count44.sh CONFIG TAG: one run44.sh fan-out run (18k x 60/s admin, DUR 16 s); over 5 s of its steady
-# state, the server's task-clock, its sends (holdfast: holdfast_fanout_spaced_sends_total and
-# io_uring submissions of IORING_OP_SEND; uWebSockets: sendto calls) and the packets transmitted in its
-# context (net:net_dev_xmit), printed as microseconds of server CPU per send and packets per send.
+# state, the server's task-clock, its sends (holdfast: every io_uring submission, io_uring_submit_req,
+# nearly all of them sends, its few timeouts and receives included; uWebSockets: sendto calls) and the
+# packets transmitted in its context (net:net_dev_xmit), printed as microseconds of server CPU per
+# send and packets per send.
 D=$(dirname $0); O=${OUT:-/tmp/s44}; mkdir -p $O
 DUR=16 bash $D/run44.sh $1 $2 > $O/$2.line &
 sleep 12; P=$(pgrep -f "uws-peer 9321|holdfast serve --listen 127.0.0.1:9321" | head -1)
