@@ -1,4 +1,4 @@
-# catup.py's categories as a function: category(frames) -> name
+"""catup.py's categories: category(frames) names the first whose marker is in a sample's chain."""
 CATS = [
  ("close (tcp_close, __fput, shutdown)", ["tcp_close", "__fput", "____fput", "tcp_shutdown", "inet_shutdown", "io_close", "__x64_sys_close", "sock_close", "inet_release"]),
  ("accept", ["inet_csk_accept", "do_accept", "io_accept", "__sys_accept4", "__x64_sys_accept4", "accept4"]),

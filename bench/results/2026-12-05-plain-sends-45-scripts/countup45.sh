@@ -1,13 +1,7 @@
 # countup45.sh SERVER TAG [N]: one pinned upgrade/close ramp (as profup45.sh) with every
 # sock_recvmsg and sock_sendmsg on CPU 1 recorded (sock:sock_recv_length, sock:sock_send_length),
 # tallied per server thread by call and result: how many receives and sends per connection.
-N=${3:-10000}; B=${BIN:-target/release}; O=${OUT:-/tmp/s45}; mkdir -p $O
-UWS=${UWS:-$(ls -t /tmp/holdfast-bench-uws-*/uws-peer | head -1)}
-ulimit -n 20000
-if [ $1 = holdfast ]; then taskset -c 1 $B/holdfast serve --listen 127.0.0.1:9301 --admin 127.0.0.1:9302 --workers 1 >/dev/null 2>&1 & P=$!
-else taskset -c 1 $UWS 9301 9302 >/dev/null 2>&1 & P=$!; fi
-for t in $(seq 50); do (echo > /dev/tcp/127.0.0.1/9301) 2>/dev/null && break; sleep 0.1; done
-sleep 0.5
+N=${3:-10000}; . $(dirname $0)/start45.sh; start45 $1
 perf record -C 1 -e sock:sock_recv_length,sock:sock_send_length -o $O/$2.data > /dev/null 2>&1 & R=$!
 sleep 0.3
 taskset -c 0 $B/holdfast-loadgen hold --url ws://127.0.0.1:9301/echo --connections $N --rate 40000 --duration 0.5 --workers 1 --server-pid $P --json $O/$2.json >/dev/null 2>&1

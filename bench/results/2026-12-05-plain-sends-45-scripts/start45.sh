@@ -1,0 +1,13 @@
+# start45.sh, sourced by profup45.sh and countup45.sh: start45 SERVER starts holdfast (one worker)
+# or the uWebSockets peer pinned to CPU 1 on 127.0.0.1:9301 (admin 9302), as the report's echo
+# section pins it, sets P to its pid and waits until it accepts. BIN holds holdfast's binaries,
+# UWS the peer.
+B=${BIN:-target/release}; O=${OUT:-/tmp/s45}; mkdir -p $O
+UWS=${UWS:-$(ls -t /tmp/holdfast-bench-uws-*/uws-peer | head -1)}
+ulimit -n 20000
+start45() {
+  if [ $1 = holdfast ]; then taskset -c 1 $B/holdfast serve --listen 127.0.0.1:9301 --admin 127.0.0.1:9302 --workers 1 >/dev/null 2>&1 & P=$!
+  else taskset -c 1 $UWS 9301 9302 >/dev/null 2>&1 & P=$!; fi
+  for t in $(seq 50); do (echo > /dev/tcp/127.0.0.1/9301) 2>/dev/null && break; sleep 0.1; done
+  sleep 0.5
+}
