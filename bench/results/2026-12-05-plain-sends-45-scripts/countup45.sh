@@ -3,8 +3,5 @@
 # tallied per server thread by call and result: how many receives and sends per connection.
 N=${3:-10000}; . $(dirname $0)/start45.sh; start45 $1
 perf record -C 1 -e sock:sock_recv_length,sock:sock_send_length -o $O/$2.data > /dev/null 2>&1 & R=$!
-sleep 0.3
-taskset -c 0 $B/holdfast-loadgen hold --url ws://127.0.0.1:9301/echo --connections $N --rate 40000 --duration 0.5 --workers 1 --server-pid $P --json $O/$2.json >/dev/null 2>&1
-kill -INT $R; wait $R
-kill $P; wait $P 2>/dev/null
+ramp45 $2
 python3 $(dirname $0)/tally45.py $O/$2.data $N $2

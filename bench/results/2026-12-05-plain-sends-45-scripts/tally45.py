@@ -1,8 +1,7 @@
-import sys, collections, re
+import collections, re, subprocess, sys
 # tally45.py DATA N TAG: sock_recv_length / sock_send_length events of `perf script` by thread,
 # event and result (length > 0, 0 = EOF, or the error), per connection.
 data, n, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-import subprocess
 out = subprocess.run(["perf", "script", "-i", data], capture_output=True, text=True).stdout
 c = collections.Counter()
 for l in out.splitlines():
