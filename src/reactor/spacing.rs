@@ -10,8 +10,9 @@
 //! point that comes round once per interval, and carries everything offered meanwhile.
 //!
 //! Phases are spread evenly by slab slot: the interval is cut into `B` steps (about 10 ms
-//! each) and slot `i`'s phase is step `i mod B`, the heartbeat's sweep
-//! ([`super::sweep_slots`]). So a worker's sends leave spread over the interval, a held
+//! each) and slot `i`'s phase is step `(i / 64) mod B` ([`super::sweep_step`]), the
+//! heartbeat's sweep ([`super::sweep_slots`]): runs of neighbouring slots share a step, so a
+//! step's sends touch neighbouring kernel objects ([`super::SWEEP_GROUP`]). So a worker's sends leave spread over the interval, a held
 //! connection sends once per interval while it has something to send, and a message to a
 //! held recipient waits for its phase: half an interval on average, never more than one.
 //! Messages are not put in a held recipient's queue as they come: they wait in a run the
@@ -166,6 +167,7 @@ mod tests {
     use super::*;
 
     const I: Duration = Duration::from_millis(300);
+    const G: u32 = super::super::SWEEP_GROUP as u32;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -206,44 +208,52 @@ mod tests {
         let t = Instant::now();
         let mut s = Spacing::new(I, t);
         assert_eq!(s.next_due(), None, "nothing held: no wake-up");
-        // 30 phases of 10 ms; slot 7's phase is step 7, slot 37's too.
-        s.start(7);
-        s.start(37);
-        s.start(8);
-        assert_eq!((s.held(), s.next_due()), (3, Some(t + ms(10))));
+        // 30 phases of 10 ms; group 7's phase is step 7 (its neighbours' too), group 37's
+        // too, group 8's is step 8.
+        let (a, b, c, d) = (7 * G, 7 * G + G - 1, 37 * G + 1, 8 * G);
+        for idx in [c, d, b, a] {
+            s.start(idx);
+        }
+        assert_eq!((s.held(), s.next_due()), (4, Some(t + ms(10))));
+        let cap = 100 * G as usize;
         let mut out = Vec::new();
-        s.take_due(t + ms(69), 100, &mut out);
+        s.take_due(t + ms(69), cap, &mut out);
         assert!(out.is_empty(), "step 7 has not come");
-        s.take_due(t + ms(70), 100, &mut out);
-        assert_eq!(out, vec![7, 37]);
-        assert!(s.holds(8) && !s.holds(7));
-        s.take_due(t + ms(80), 100, &mut out);
-        assert_eq!(out, vec![7, 37, 8]);
+        s.take_due(t + ms(70), cap, &mut out);
+        assert_eq!(out, vec![a, b, c], "in slot order");
+        assert!(s.holds(d) && !s.holds(a));
+        s.take_due(t + ms(80), cap, &mut out);
+        assert_eq!(out, vec![a, b, c, d]);
         assert_eq!((s.held(), s.next_due()), (0, None));
         // Held again right after its phase: it waits a whole interval.
-        s.start(7);
+        s.start(a);
         out.clear();
-        s.take_due(t + ms(369), 100, &mut out);
+        s.take_due(t + ms(369), cap, &mut out);
         assert!(out.is_empty());
-        s.take_due(t + ms(370), 100, &mut out);
-        assert_eq!(out, vec![7]);
+        s.take_due(t + ms(370), cap, &mut out);
+        assert_eq!(out, vec![a]);
     }
 
     #[test]
     fn holds_started_together_come_due_spread_over_the_interval() {
         let t = Instant::now();
         let mut s = Spacing::new(I, t);
-        for idx in 0..3_000 {
+        let n = 30 * 10 * G;
+        for idx in 0..n {
             s.start(idx);
         }
         let mut per_step = Vec::new();
         let mut out = Vec::new();
         for k in 1..=30 {
             out.clear();
-            s.take_due(t + ms(10 * k), 3_000, &mut out);
+            s.take_due(t + ms(10 * k), n as usize, &mut out);
+            assert!(out.is_sorted(), "a step's slots come in order");
             per_step.push(out.len());
         }
-        assert!(per_step.iter().all(|&n| n == 100), "{per_step:?}");
+        assert!(
+            per_step.iter().all(|&m| m == 10 * G as usize),
+            "{per_step:?}"
+        );
         assert_eq!(s.held(), 0);
     }
 

@@ -16,8 +16,9 @@
 //! # Timers
 //! No per-connection timer objects: two FIFOs of deadlines (every handshake has the same
 //! timeout, and so has every close, so deadlines arrive in order) and a sweep that visits
-//! slab slots `i ≡ tick (mod B)` each tick, `B` ticks per ping interval, so every
-//! connection is visited once per interval and pings are spread evenly over it.
+//! the slab slots of groups `g ≡ tick (mod B)` each tick (64 neighbours a group,
+//! [`super::SWEEP_GROUP`]), `B` ticks per ping interval, so every connection is visited once
+//! per interval and pings are spread evenly over it.
 
 mod moving;
 
