@@ -188,7 +188,8 @@ impl LocalSubs {
         self.topics.get(&id)?.subs.get(&conn).copied()
     }
 
-    /// Fill `out` with the connections subscribed to topic `id` that are not pending.
+    /// Fill `out` with the connections subscribed to topic `id` that are not pending, in
+    /// ascending slab order ([`ascending`]).
     pub fn settled(&self, id: TopicId, out: &mut Vec<u32>) {
         out.clear();
         if let Some(t) = self.topics.get(&id) {
@@ -199,6 +200,7 @@ impl LocalSubs {
                     .map(|(&c, _)| c),
             );
         }
+        ascending(out);
     }
 
     /// `conn`'s settled subscriptions as (topic, epoch, last number queued to it); pending
@@ -316,7 +318,8 @@ impl LocalSubs {
         self.topics.get(&id).map(|t| &*t.name)
     }
 
-    /// Fill `out` with the connections that take message `seq` of topic `id` live.
+    /// Fill `out` with the connections that take message `seq` of topic `id` live, in
+    /// ascending slab order ([`ascending`]).
     pub fn recipients(&mut self, id: TopicId, seq: u64, out: &mut Vec<u32>) {
         out.clear();
         if let Some(t) = self.topics.get_mut(&id) {
@@ -328,6 +331,7 @@ impl LocalSubs {
                     .map(|(&c, _)| c),
             );
         }
+        ascending(out);
     }
 
     /// Subscriptions held on this worker.
@@ -342,6 +346,40 @@ impl LocalSubs {
             .copied()
             .find(|id| self.name(*id) == Some(name))
     }
+}
+
+/// Put distinct slab indices in ascending order. A topic's map iterates in its hash's order,
+/// which scatters neighbouring slots on purpose; a worker that sends to its recipients in
+/// slab order goes from a connection to its neighbour, whose kernel objects (file-table
+/// entry, resource node, file, socket) were allocated beside it as the slots were taken
+/// (forty-sixth sitting, `bench/results/2026-12-06-grouped-phases-46-notes.md`). Dense
+/// indices (at least one per 64 slots of their span) go through a bit set, one pass over
+/// the list and one over the bits; sparse ones are sorted, so the cost stays within
+/// `O(n log n)` of the list whatever slots it holds.
+pub fn ascending(out: &mut [u32]) {
+    let Some(&top) = out.iter().max() else {
+        return;
+    };
+    let words = top as usize / 64 + 1;
+    if out.len() <= 16 || words > out.len() {
+        out.sort_unstable();
+        return;
+    }
+    let mut bits = vec![0u64; words];
+    for &i in out.iter() {
+        bits[i as usize / 64] |= 1 << (i % 64);
+    }
+    let mut k = 0;
+    for (w, &word) in bits.iter().enumerate() {
+        let mut x = word;
+        while x != 0 {
+            // Distinct indices: exactly `out.len()` bits are set, so `k` stays in bounds.
+            out[k] = (w * 64) as u32 + x.trailing_zeros();
+            k += 1;
+            x &= x - 1;
+        }
+    }
+    debug_assert_eq!(k, out.len(), "indices must be distinct");
 }
 
 #[cfg(test)]
@@ -365,7 +403,6 @@ mod tests {
         l.recipients(10, 5, &mut r);
         assert_eq!(r, [1], "connection 2 resumed through 5");
         l.recipients(10, 6, &mut r);
-        r.sort();
         assert_eq!(r, [1, 2]);
         l.recipients(11, 3, &mut r);
         assert!(r.is_empty(), "after was updated to 3");
@@ -383,6 +420,42 @@ mod tests {
         );
         assert!(l.leave(1).is_empty());
         assert!(!l.is_member(1));
+    }
+
+    #[test]
+    fn recipients_and_settled_lists_come_in_slab_order_dense_or_sparse() {
+        let mut l = LocalSubs::default();
+        // Dense: 3,000 of the first 3,500 slots, subscribed in a scrambled order.
+        let dense: Vec<u32> = (0..3_500u32).filter(|i| i % 7 != 3).collect();
+        let mut scrambled = dense.clone();
+        scrambled.sort_by_key(|&i| i.wrapping_mul(0x9E37_79B9));
+        for &c in &scrambled {
+            assert!(l.subscribe(c, 10, "a", SlowPolicy::Drop, 0));
+        }
+        let mut r = Vec::new();
+        l.recipients(10, 1, &mut r);
+        assert_eq!(r, dense);
+        l.settled(10, &mut r);
+        assert_eq!(r, dense);
+        // Sparse: 40 slots spread over a million.
+        let sparse: Vec<u32> = (0..40u32).map(|i| i * 25_013 + i % 3).collect();
+        for &c in sparse.iter().rev() {
+            assert!(l.subscribe(c, 11, "b", SlowPolicy::Drop, 0));
+        }
+        l.recipients(11, 1, &mut r);
+        assert_eq!(r, sparse);
+        // Edge cases of the bit set: slot 0, a word's last bit, the next word's first.
+        let mut edges = vec![
+            127, 0, 64, 63, 1, 65, 126, 2, 62, 3, 66, 125, 4, 61, 5, 67, 124,
+        ];
+        ascending(&mut edges);
+        assert_eq!(
+            edges,
+            [0, 1, 2, 3, 4, 5, 61, 62, 63, 64, 65, 66, 67, 124, 125, 126, 127]
+        );
+        let mut empty: Vec<u32> = Vec::new();
+        ascending(&mut empty);
+        assert!(empty.is_empty());
     }
 
     #[test]
