@@ -119,7 +119,7 @@ impl<D> Deferred<D> {
         self.runs.iter().map(|r| r.owed * r.msgs.len()).sum()
     }
 
-    /// The phase step of slot `idx`: the spacing's ([`super::sweep_slots`]).
+    /// The phase step of slot `idx`: the spacing's ([`super::sweep_step`]).
     fn step_of(&self, idx: u32) -> u32 {
         super::sweep_step(idx as usize, self.steps)
     }
@@ -309,19 +309,6 @@ impl<D> Deferred<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reactor::SWEEP_GROUP;
-
-    const G: u32 = SWEEP_GROUP as u32;
-
-    /// The first slot of group `i`: group `i`'s step is `i mod steps` (slots are written as
-    /// `g(i)` so the steps read as they did when each slot was its own group).
-    fn g(i: u32) -> u32 {
-        i * G
-    }
-
-    fn gs(slots: &[u32]) -> Vec<u32> {
-        slots.iter().map(|&i| g(i)).collect()
-    }
 
     fn runs_of(out: &[(u32, usize)], d: &Deferred<char>) -> Vec<(u32, Vec<char>)> {
         out.iter().map(|&(s, k)| (s, d.msgs(k).to_vec())).collect()
@@ -329,10 +316,10 @@ mod tests {
 
     #[test]
     fn each_held_recipient_takes_each_run_at_its_step_in_order() {
-        // Four steps: groups 1 and 5 share step 1, group 2 is step 2.
+        // Four steps: slots 1 and 5 share step 1, slot 2 is step 2.
         let mut d = Deferred::new(4);
-        d.defer(vec!['a', 'b'], 10, &gs(&[5, 2, 1]), 0);
-        d.defer(vec!['c'], 10, &gs(&[1, 2]), 0);
+        d.defer(vec!['a', 'b'], 10, &[5, 2, 1], 0);
+        d.defer(vec!['c'], 10, &[1, 2], 0);
         assert_eq!((d.runs(), d.owed()), (2, 2 * 3 + 2));
         let mut out = Vec::new();
         d.take_step(0, &mut out);
@@ -340,20 +327,13 @@ mod tests {
         d.take_step(1, &mut out);
         assert_eq!(
             runs_of(&out, &d),
-            [
-                (g(5), vec!['a', 'b']),
-                (g(1), vec!['a', 'b']),
-                (g(1), vec!['c'])
-            ]
+            [(5, vec!['a', 'b']), (1, vec!['a', 'b']), (1, vec!['c'])]
         );
         out.clear();
         d.take_step(1, &mut out);
         assert!(out.is_empty(), "taken once");
         d.take_step(2, &mut out);
-        assert_eq!(
-            runs_of(&out, &d),
-            [(g(2), vec!['a', 'b']), (g(2), vec!['c'])]
-        );
+        assert_eq!(runs_of(&out, &d), [(2, vec!['a', 'b']), (2, vec!['c'])]);
         assert_eq!(d.owed(), 0);
         d.expire(1);
         assert!(d.is_empty(), "a run everyone took goes at once");
@@ -362,18 +342,27 @@ mod tests {
     #[test]
     fn a_run_to_many_is_indexed_by_step_and_a_run_to_few_scanned_alike() {
         let mut d = Deferred::new(4);
-        // Every slot of 40 groups, highest first: a group's slots share its step.
-        let many: Vec<u32> = (0..40 * G).rev().collect();
+        // The first 256 slots take the steps one by one, those past them in runs of 64
+        // (`sweep_step`): both kinds, highest first.
+        let many: Vec<u32> = (0..600).rev().collect();
+        let step_of = |i: u32| crate::reactor::sweep_step(i as usize, 4);
+        assert_eq!(
+            (step_of(6), step_of(255), step_of(256), step_of(383)),
+            (2, 3, 0, 1)
+        );
         d.defer(vec!['a'], 10, &many, 0);
-        d.defer(vec!['b'], 10, &[g(6) + 1, g(3), g(2) + G - 1], 0);
-        assert_eq!(d.owed(), 40 * G as usize + 3);
+        d.defer(vec!['b'], 10, &[6, 3, 2, 330], 0);
+        assert_eq!(d.owed(), 604);
         for step in 0..4 {
             let mut out = Vec::new();
             d.take_step(step, &mut out);
-            let want_a = many.iter().filter(|&&i| i / G % 4 == step).map(|&i| (i, 0));
-            let want_b = [g(6) + 1, g(3), g(2) + G - 1]
+            let want_a = many
+                .iter()
+                .filter(|&&i| step_of(i) == step)
+                .map(|&i| (i, 0));
+            let want_b = [6, 3, 2, 330]
                 .into_iter()
-                .filter(|i| i / G % 4 == step)
+                .filter(|&i| step_of(i) == step)
                 .map(|i| (i, 1));
             assert_eq!(out, want_a.chain(want_b).collect::<Vec<_>>(), "step {step}");
         }
@@ -383,8 +372,8 @@ mod tests {
     #[test]
     fn runs_to_the_same_recipients_are_taken_slot_by_slot() {
         let mut d = Deferred::new(2);
-        let topic: Vec<u32> = gs(&(0..40).collect::<Vec<_>>());
-        let other: Vec<u32> = topic.iter().rev().copied().collect();
+        let topic: Vec<u32> = (0..40).collect();
+        let other: Vec<u32> = (0..40).rev().collect();
         d.defer(vec!['a'], 10, &topic, 0);
         d.defer(vec!['b'], 10, &topic, 0);
         d.defer(vec!['c'], 10, &other, 0);
@@ -392,14 +381,14 @@ mod tests {
         d.defer(vec!['e'], 10, &topic, 0);
         // Slot 4 takes its runs early: 'd' and 'e' still agree with each other, not with 'c'.
         let mut early = Vec::new();
-        d.take_slot(g(4), &mut early);
+        d.take_slot(4, &mut early);
         assert_eq!(early, [0, 1, 2, 3, 4]);
         let mut out = Vec::new();
         d.take_step(0, &mut out);
         let evens = |v: &[u32]| {
             v.iter()
                 .copied()
-                .filter(|i| i / G % 2 == 0 && *i != g(4))
+                .filter(|i| i % 2 == 0 && *i != 4)
                 .collect::<Vec<_>>()
         };
         let mut want: Vec<(u32, usize)> = Vec::new();
@@ -408,7 +397,7 @@ mod tests {
         want.extend(evens(&other).into_iter().map(|i| (i, 2)));
         want.extend(evens(&topic).into_iter().flat_map(|i| [(i, 3), (i, 4)]));
         assert_eq!(out, want);
-        assert!(!d.owes(g(0)) && !d.owes(g(4)) && d.owes(g(1)));
+        assert!(!d.owes(0) && !d.owes(4) && d.owes(1));
         assert_eq!(d.owed(), 5 * 20, "the odd step is still owed everything");
         out.clear();
         d.take_step(1, &mut out);
@@ -424,42 +413,42 @@ mod tests {
         // Two steps. At step 1 both runs hold the odd slots; at step 0 the second lacks
         // slot 0 (a subscriber left between the messages), so its step 1 starts earlier.
         let mut d = Deferred::new(2);
-        let all: Vec<u32> = gs(&(0..40).collect::<Vec<_>>());
-        let fewer: Vec<u32> = all[1..].to_vec();
+        let all: Vec<u32> = (0..40).collect();
+        let fewer: Vec<u32> = (1..40).collect();
         d.defer(vec!['a'], 10, &all, 0);
         d.defer(vec!['b'], 10, &fewer, 0);
         let mut out = Vec::new();
         d.take_step(1, &mut out);
         let odd: Vec<(u32, usize)> = (0..40)
             .filter(|i| i % 2 == 1)
-            .flat_map(|i| [(g(i), 0), (g(i), 1)])
+            .flat_map(|i| [(i, 0), (i, 1)])
             .collect();
         assert_eq!(out, odd);
         assert_eq!(d.owed(), 20 + 19, "step 0 only");
         out.clear();
         d.take_all(&mut out);
-        assert!(out.iter().all(|&(slot, _)| slot / G % 2 == 0), "{out:?}");
+        assert!(out.iter().all(|&(slot, _)| slot % 2 == 0), "{out:?}");
         assert_eq!(out.len(), 20 + 19);
     }
 
     #[test]
     fn a_slot_whose_hold_ends_early_takes_its_runs_once_and_a_released_one_none() {
         let mut d = Deferred::new(4);
-        d.defer(vec!['a'], 10, &gs(&[1, 5, 9]), 0);
-        d.defer(vec!['b'], 10, &gs(&[5, 9]), 0);
-        d.defer(vec!['c'], 10, &gs(&[1]), 0);
+        d.defer(vec!['a'], 10, &[1, 5, 9], 0);
+        d.defer(vec!['b'], 10, &[5, 9], 0);
+        d.defer(vec!['c'], 10, &[1], 0);
         let mut runs = Vec::new();
-        d.take_slot(g(5), &mut runs);
+        d.take_slot(5, &mut runs);
         assert_eq!(runs.iter().map(|&k| d.msgs(k)[0]).collect::<String>(), "ab");
         runs.clear();
-        d.take_slot(g(5), &mut runs);
+        d.take_slot(5, &mut runs);
         assert!(runs.is_empty(), "taken once");
-        d.forget(g(9));
+        d.forget(9);
         let mut out = Vec::new();
         d.take_step(1, &mut out);
         assert_eq!(
             runs_of(&out, &d),
-            [(g(1), vec!['a']), (g(1), vec!['c'])],
+            [(1, vec!['a']), (1, vec!['c'])],
             "5 took its runs early; 9 was released"
         );
     }
@@ -469,7 +458,7 @@ mod tests {
         let mut d = Deferred::new(4);
         let many: Vec<u32> = (0..40).collect();
         d.defer(vec!['a', 'b'], 100, &many, 0);
-        d.defer(vec!['c'], 7, &gs(&[1, 2]), 0);
+        d.defer(vec!['c'], 7, &[1, 2], 0);
         let (ab, c) = (100 + (40 + 5) * 4, 7 + 2 * 4);
         assert_eq!(d.bytes(), ab + c);
         let mut out = Vec::new();

@@ -25,31 +25,47 @@ pub struct Conn {
     pub socket: Socket,
 }
 
-/// Consecutive slab slots that share a sweep step (one `u64` of a per-slot bit set). Slots
-/// are taken in order as connections arrive, and so are the kernel objects behind them (the
-/// ring's file-table entries, 8 to a cache line, their resource nodes, files and sockets,
-/// from slab pages filled in order): a step that visits runs of neighbours touches fewer
-/// lines and pages than one striding across them all. Forty-sixth sitting, spaced fan-out
-/// at 18k × 60/s: with slots strided (`i mod steps`) the file-table entry and its node
-/// alone were 5.5% of the server's CPU; runs of 8 gave +6–8% deliveries per CPU, runs of 64
-/// +11%, runs of 512 no more (`bench/results/2026-12-06-grouped-phases-46-notes.md`).
+/// Consecutive slab slots that share a sweep step, past a worker's first
+/// `SWEEP_GROUP · steps` slots (one `u64` of a per-slot bit set). Slots are taken in order
+/// as connections arrive, and so are the kernel objects behind them (the ring's file-table
+/// entries, 8 to a cache line, their resource nodes, files and sockets, from slab pages
+/// filled in order): a step that visits runs of neighbours touches fewer lines and pages
+/// than one striding across them all. Forty-sixth sitting, spaced fan-out at 18k × 60/s:
+/// with slots strided (`i mod steps`) the file-table entry and its node alone were 5.5% of
+/// the server's CPU; runs of 8 gave +6–8% deliveries per CPU, runs of 64 +11%, runs of 512
+/// no more (`bench/results/2026-12-06-grouped-phases-46-notes.md`).
 pub const SWEEP_GROUP: usize = 64;
 
-/// The sweep step of slab slot `idx` among `steps`: its group's number `mod steps`.
+/// The sweep step of slab slot `idx` among `steps`. A worker's first `SWEEP_GROUP · steps`
+/// slots take the steps one by one (`idx mod steps`), so a worker with few connections
+/// spreads them over every step (runs of 64 from slot 0 would put its first 64 connections,
+/// and their sends, in one step); past them, runs of [`SWEEP_GROUP`] neighbours share a
+/// step (group `idx / SWEEP_GROUP`, `mod steps`). Either way each step holds about
+/// `1/steps` of the slots.
 pub fn sweep_step(idx: usize, steps: u32) -> u32 {
-    ((idx / SWEEP_GROUP) % steps.max(1) as usize) as u32
+    let b = steps.max(1) as usize;
+    let step = if idx < SWEEP_GROUP * b {
+        idx % b
+    } else {
+        idx / SWEEP_GROUP % b
+    };
+    step as u32
 }
 
 /// The slab slots the heartbeat sweep visits at `tick`: those whose [`sweep_step`] among
 /// `ping_ticks` is `tick mod ping_ticks`, in order. Over any `ping_ticks` consecutive ticks
 /// every slot is visited exactly once, and each tick visits at most
-/// `ceil(capacity / (SWEEP_GROUP · ping_ticks)) · SWEEP_GROUP`: pings are spread over the
-/// interval in runs of neighbours by construction, with no timer per connection.
+/// `SWEEP_GROUP · (1 + ceil(capacity / (SWEEP_GROUP · ping_ticks)))`: pings are spread
+/// evenly over the interval by construction, with no timer per connection.
 pub fn sweep_slots(tick: u32, ping_ticks: u32, capacity: usize) -> impl Iterator<Item = usize> {
-    let buckets = ping_ticks.max(1) as usize;
-    (tick as usize % buckets..capacity.div_ceil(SWEEP_GROUP))
-        .step_by(buckets)
-        .flat_map(move |g| g * SWEEP_GROUP..((g + 1) * SWEEP_GROUP).min(capacity))
+    let b = ping_ticks.max(1) as usize;
+    let t = tick as usize % b;
+    let spread = (t..capacity.min(SWEEP_GROUP * b)).step_by(b);
+    // Groups from `b` on (slot `SWEEP_GROUP · b` on) whose number is `t mod b`.
+    let runs = (b + t..capacity.div_ceil(SWEEP_GROUP))
+        .step_by(b)
+        .flat_map(move |g| g * SWEEP_GROUP..((g + 1) * SWEEP_GROUP).min(capacity));
+    spread.chain(runs)
 }
 
 /// The userspace budget of an idle connection's state.
@@ -76,21 +92,40 @@ mod tests {
             }
             assert!(seen.iter().all(|&n| n == 1), "start {start}");
             let groups = cap.div_ceil(SWEEP_GROUP);
-            assert!(most <= groups.div_ceil(ping_ticks as usize) * SWEEP_GROUP);
+            assert!(most <= SWEEP_GROUP * (1 + groups.div_ceil(ping_ticks as usize)));
         }
-        // A tick's slots come in runs of neighbours, in order.
+        // A tick's slots come in order: the first 64 · 250 one by one, 250 apart (a worker
+        // with few connections spreads them over every tick), then runs of 64 neighbours.
+        let first = SWEEP_GROUP * 250;
         let visited: Vec<usize> = sweep_slots(3, 250, 100_003).collect();
         assert!(visited.is_sorted());
-        assert!(visited.chunks(SWEEP_GROUP).all(|run| {
+        let (spread, runs): (Vec<usize>, Vec<usize>) = visited.iter().partition(|&&i| i < first);
+        assert_eq!(spread, (3..first).step_by(250).collect::<Vec<_>>());
+        assert!(!runs.is_empty());
+        assert!(runs.chunks(SWEEP_GROUP).all(|run| {
             run.len() == SWEEP_GROUP && run[SWEEP_GROUP - 1] - run[0] == SWEEP_GROUP - 1
         }));
-        for idx in [0, 1, SWEEP_GROUP - 1, SWEEP_GROUP, 3 * SWEEP_GROUP + 5] {
+        // Each slot's step is the tick that visits it.
+        for idx in [
+            0,
+            1,
+            249,
+            250,
+            first - 1,
+            first,
+            first + 63,
+            first + 64,
+            99_999,
+        ] {
             let step = sweep_step(idx, 250);
             assert!(
                 sweep_slots(step, 250, 100_003).any(|i| i == idx),
                 "slot {idx}"
             );
         }
+        // Twenty connections on a worker take twenty steps (of 19), not one.
+        let steps: std::collections::HashSet<u32> = (0..20).map(|i| sweep_step(i, 19)).collect();
+        assert_eq!(steps.len(), 19);
     }
 
     #[test]

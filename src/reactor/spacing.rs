@@ -10,9 +10,11 @@
 //! point that comes round once per interval, and carries everything offered meanwhile.
 //!
 //! Phases are spread evenly by slab slot: the interval is cut into `B` steps (about 10 ms
-//! each) and slot `i`'s phase is step `(i / 64) mod B` ([`super::sweep_step`]), the
-//! heartbeat's sweep ([`super::sweep_slots`]): runs of neighbouring slots share a step, so a
-//! step's sends touch neighbouring kernel objects ([`super::SWEEP_GROUP`]). So a worker's sends leave spread over the interval, a held
+//! each) and slot `i`'s phase is step `i mod B` among the worker's first `64·B` slots and
+//! `(i / 64) mod B` past them ([`super::sweep_step`]), the heartbeat's sweep
+//! ([`super::sweep_slots`]): a large worker's runs of neighbouring slots share a step, so a
+//! step's sends touch neighbouring kernel objects ([`super::SWEEP_GROUP`]). So a worker's
+//! sends leave spread over the interval, a held
 //! connection sends once per interval while it has something to send, and a message to a
 //! held recipient waits for its phase: half an interval on average, never more than one.
 //! Messages are not put in a held recipient's queue as they come: they wait in a run the
@@ -167,7 +169,6 @@ mod tests {
     use super::*;
 
     const I: Duration = Duration::from_millis(300);
-    const G: u32 = super::super::SWEEP_GROUP as u32;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -208,52 +209,50 @@ mod tests {
         let t = Instant::now();
         let mut s = Spacing::new(I, t);
         assert_eq!(s.next_due(), None, "nothing held: no wake-up");
-        // 30 phases of 10 ms; group 7's phase is step 7 (its neighbours' too), group 37's
-        // too, group 8's is step 8.
-        let (a, b, c, d) = (7 * G, 7 * G + G - 1, 37 * G + 1, 8 * G);
-        for idx in [c, d, b, a] {
-            s.start(idx);
-        }
-        assert_eq!((s.held(), s.next_due()), (4, Some(t + ms(10))));
-        let cap = 100 * G as usize;
+        // 30 phases of 10 ms; slot 7's phase is step 7, slot 37's too, and so is every slot
+        // of group 37 (past the first 64 · 30 slots, runs of 64 share a step).
+        let (g37, g37_last) = (37 * 64, 37 * 64 + 63);
+        s.start(g37_last);
+        s.start(7);
+        s.start(37);
+        s.start(8);
+        s.start(g37);
+        assert_eq!((s.held(), s.next_due()), (5, Some(t + ms(10))));
         let mut out = Vec::new();
-        s.take_due(t + ms(69), cap, &mut out);
+        s.take_due(t + ms(69), 3_000, &mut out);
         assert!(out.is_empty(), "step 7 has not come");
-        s.take_due(t + ms(70), cap, &mut out);
-        assert_eq!(out, vec![a, b, c], "in slot order");
-        assert!(s.holds(d) && !s.holds(a));
-        s.take_due(t + ms(80), cap, &mut out);
-        assert_eq!(out, vec![a, b, c, d]);
+        s.take_due(t + ms(70), 3_000, &mut out);
+        assert_eq!(out, vec![7, 37, g37, g37_last], "in slot order");
+        assert!(s.holds(8) && !s.holds(7));
+        s.take_due(t + ms(80), 3_000, &mut out);
+        assert_eq!(out, vec![7, 37, g37, g37_last, 8]);
         assert_eq!((s.held(), s.next_due()), (0, None));
         // Held again right after its phase: it waits a whole interval.
-        s.start(a);
+        s.start(7);
         out.clear();
-        s.take_due(t + ms(369), cap, &mut out);
+        s.take_due(t + ms(369), 100, &mut out);
         assert!(out.is_empty());
-        s.take_due(t + ms(370), cap, &mut out);
-        assert_eq!(out, vec![a]);
+        s.take_due(t + ms(370), 100, &mut out);
+        assert_eq!(out, vec![7]);
     }
 
     #[test]
     fn holds_started_together_come_due_spread_over_the_interval() {
         let t = Instant::now();
         let mut s = Spacing::new(I, t);
-        let n = 30 * 10 * G;
-        for idx in 0..n {
+        // The first 1,920 slots one by one (64 a step), then 30 runs of 64 (one a step).
+        for idx in 0..3_840 {
             s.start(idx);
         }
         let mut per_step = Vec::new();
         let mut out = Vec::new();
         for k in 1..=30 {
             out.clear();
-            s.take_due(t + ms(10 * k), n as usize, &mut out);
-            assert!(out.is_sorted(), "a step's slots come in order");
+            s.take_due(t + ms(10 * k), 3_840, &mut out);
+            assert!(out.is_sorted());
             per_step.push(out.len());
         }
-        assert!(
-            per_step.iter().all(|&m| m == 10 * G as usize),
-            "{per_step:?}"
-        );
+        assert!(per_step.iter().all(|&n| n == 128), "{per_step:?}");
         assert_eq!(s.held(), 0);
     }
 
