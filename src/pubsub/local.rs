@@ -25,6 +25,28 @@ pub struct LocalTopic {
     pub epoch: u64,
     /// The newest number this worker offered its subscribers (a hand-over's position).
     pub last: u64,
+    /// Every subscriber in ascending slab order, kept between publishes while the
+    /// subscribers do not change ([`LocalSubs::recipients`]); empty while `fresh` is false.
+    order: Vec<u32>,
+    /// The greatest `after` in `subs` when `order` was made: a message numbered above it
+    /// goes to every subscriber.
+    most: u64,
+    /// Whether `order` and `most` stand for `subs`.
+    fresh: bool,
+}
+
+/// A topic with at least this many subscribers on a worker keeps its recipient order
+/// between publishes; a smaller one is listed afresh (a few map entries cost less than a
+/// list kept per topic).
+const ORDER_MIN: usize = 32;
+
+impl LocalTopic {
+    /// Its subscribers changed: the kept order is rebuilt at the next publish (its room is
+    /// kept: a topic publishing through a stream of joins reuses it).
+    fn stale(&mut self) {
+        self.fresh = false;
+        self.order.clear();
+    }
 }
 
 /// A subscription's `after` while it waits for the backplane to bring its topic's
@@ -172,15 +194,16 @@ impl LocalSubs {
     /// Set the point after which `conn` takes live messages of topic `id` (a pending
     /// subscription completes); false if it is not subscribed.
     pub fn set_after(&mut self, conn: u32, id: TopicId, after: u64) -> bool {
-        match self.topics.get_mut(&id).and_then(|t| t.subs.get_mut(&conn)) {
-            Some(a) => {
-                let was = std::mem::replace(a, after);
-                self.pending =
-                    self.pending + usize::from(after == PENDING) - usize::from(was == PENDING);
-                true
-            }
-            None => false,
-        }
+        let Some(t) = self.topics.get_mut(&id) else {
+            return false;
+        };
+        let Some(a) = t.subs.get_mut(&conn) else {
+            return false;
+        };
+        let was = std::mem::replace(a, after);
+        t.stale();
+        self.pending = self.pending + usize::from(after == PENDING) - usize::from(was == PENDING);
+        true
     }
 
     /// The point after which `conn` takes live messages of topic `id`, if subscribed.
@@ -259,7 +282,11 @@ impl LocalSubs {
             subs: SlabMap::default(),
             epoch: 0,
             last: 0,
+            order: Vec::new(),
+            most: 0,
+            fresh: false,
         });
+        t.stale();
         let was = t.subs.insert(conn, after);
         self.pending =
             self.pending + usize::from(after == PENDING) - usize::from(was == Some(PENDING));
@@ -275,6 +302,7 @@ impl LocalSubs {
     pub fn unsubscribe(&mut self, conn: u32, id: TopicId) -> Option<Box<str>> {
         let t = self.topics.get_mut(&id)?;
         let was = t.subs.remove(&conn)?;
+        t.stale();
         self.count -= 1;
         self.pending -= usize::from(was == PENDING);
         let name = t.name.clone();
@@ -296,6 +324,7 @@ impl LocalSubs {
         for id in list {
             if let Some(t) = self.topics.get_mut(&id) {
                 if let Some(was) = t.subs.remove(&conn) {
+                    t.stale();
                     self.count -= 1;
                     self.pending -= usize::from(was == PENDING);
                 }
@@ -319,11 +348,27 @@ impl LocalSubs {
     }
 
     /// Fill `out` with the connections that take message `seq` of topic `id` live, in
-    /// ascending slab order ([`ascending`]).
+    /// ascending slab order ([`ascending`]). A topic with [`ORDER_MIN`] subscribers or more
+    /// keeps that order between publishes: while its subscribers stay the same and none
+    /// waits for a number at or above `seq`, its list is copied, not rebuilt from the map
+    /// (at 9k subscribers a worker's rebuild was 1.6% of its samples at 120 publishes/s).
     pub fn recipients(&mut self, id: TopicId, seq: u64, out: &mut Vec<u32>) {
         out.clear();
         if let Some(t) = self.topics.get_mut(&id) {
             t.last = t.last.max(seq);
+            if t.subs.len() >= ORDER_MIN {
+                if !t.fresh {
+                    t.order.clear();
+                    t.order.extend(t.subs.keys());
+                    ascending(&mut t.order);
+                    t.most = t.subs.values().copied().max().unwrap_or(0);
+                    t.fresh = true;
+                }
+                if seq > t.most {
+                    out.extend_from_slice(&t.order);
+                    return;
+                }
+            }
             out.extend(
                 t.subs
                     .iter()
@@ -499,6 +544,54 @@ mod tests {
         assert_eq!(l.leave(4).len(), 2);
         assert_eq!(pending(&l), 0);
         assert!(!l.waiting(1) && !l.waiting(2) && !l.waiting(4));
+    }
+
+    #[test]
+    fn a_kept_recipient_order_follows_every_change_of_a_large_topic() {
+        let mut l = LocalSubs::default();
+        // Above ORDER_MIN, subscribed in descending order.
+        let n = ORDER_MIN as u32 * 2;
+        for c in (0..n).rev() {
+            l.subscribe(c, 7, "t", SlowPolicy::Drop, 0);
+        }
+        // Recomputed from the map each time: what the kept order must equal.
+        let fresh = |l: &LocalSubs, seq: u64| {
+            let mut v: Vec<u32> = l.topics[&7]
+                .subs
+                .iter()
+                .filter(|(_, &a)| seq > a)
+                .map(|(&c, _)| c)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let mut r = Vec::new();
+        let seq = std::cell::Cell::new(1);
+        let mut check = |l: &mut LocalSubs, why: &str| {
+            l.recipients(7, seq.get(), &mut r);
+            assert_eq!(r, fresh(l, seq.get()), "{why}");
+            seq.set(seq.get() + 1);
+        };
+        check(&mut l, "first publish");
+        assert!(l.topics[&7].fresh, "a large topic keeps its order");
+        check(&mut l, "unchanged");
+        l.subscribe(n + 5, 7, "t", SlowPolicy::Drop, 0);
+        check(&mut l, "a join");
+        assert!(l.unsubscribe(3, 7).is_some());
+        check(&mut l, "an unsubscribe");
+        l.leave(10);
+        check(&mut l, "a connection leaving");
+        // A resume through a number ahead of the next publish: that subscriber skips it.
+        assert!(l.set_after(20, 7, seq.get() + 1));
+        check(&mut l, "a subscriber ahead: skipped");
+        check(&mut l, "still ahead: skipped");
+        check(&mut l, "caught up: included");
+        assert!(l.set_after(21, 7, PENDING));
+        check(&mut l, "a pending subscriber: skipped");
+        assert!(l.set_after(21, 7, 0));
+        check(&mut l, "settled again");
+        l.recipients(7, seq.get(), &mut r);
+        assert_eq!(r.len(), n as usize + 1 - 2, "one joined, two left");
     }
 
     /// The pending tally, checked against the index it summarises.
