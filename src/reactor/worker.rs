@@ -1402,6 +1402,7 @@ impl<S: Services> Worker<S> {
         }
         self.sweep();
         self.drain_step();
+        crate::session::Outbound::trim_pool();
         self.env.log.on_tick();
         // Every tick: expired tokens (their index is checked in O(1) when none is due) and
         // users disconnected by the operator.

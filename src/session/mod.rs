@@ -324,7 +324,7 @@ impl Writer {
 
     /// The output queue, created on demand.
     pub fn outbound(&mut self) -> &mut Outbound {
-        self.out.get_or_insert_with(Box::default)
+        self.out.get_or_insert_with(Outbound::boxed)
     }
 
     /// Append owned bytes; a queue past the cap closes the connection as a slow consumer.
@@ -1007,7 +1007,9 @@ impl Session {
         if let Some(out) = self.w.out.as_mut() {
             out.on_sent(buf);
             if out.is_empty() {
-                self.w.out = None;
+                if let Some(out) = self.w.out.take() {
+                    Outbound::recycle(out);
+                }
             }
         }
         if self.w.out.is_some() {
