@@ -358,10 +358,15 @@ impl LocalSubs {
             t.last = t.last.max(seq);
             if t.subs.len() >= ORDER_MIN {
                 if !t.fresh {
+                    // One pass over the map for the list and the greatest `after`.
                     t.order.clear();
-                    t.order.extend(t.subs.keys());
+                    let mut most = 0;
+                    for (&c, &after) in &t.subs {
+                        t.order.push(c);
+                        most = most.max(after);
+                    }
                     ascending(&mut t.order);
-                    t.most = t.subs.values().copied().max().unwrap_or(0);
+                    t.most = most;
                     t.fresh = true;
                 }
                 if seq > t.most {

@@ -419,7 +419,7 @@ mod tests {
         let back = Outbound::boxed();
         assert_eq!(back.spare.capacity(), 0);
         Outbound::recycle(back);
-        // Three taken since the last trim: the one kept stays; the next tick, with none
+        // Four taken since the last trim: the one kept stays; the next tick, with none
         // taken, frees it.
         assert_eq!(Outbound::trim_pool(), 1);
         assert_eq!(Outbound::trim_pool(), 0);
