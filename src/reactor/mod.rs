@@ -25,8 +25,8 @@ pub struct Conn {
     pub socket: Socket,
 }
 
-/// Consecutive slab slots that share a sweep step, past a worker's first
-/// `SWEEP_GROUP · steps` slots (one `u64` of a per-slot bit set). Slots are taken in order
+/// Consecutive slab slots (one `u64` of a per-slot bit set) that share a sweep step, past a
+/// worker's first `SWEEP_GROUP · steps` slots. Slots are taken in order
 /// as connections arrive, and so are the kernel objects behind them (the ring's file-table
 /// entries, 8 to a cache line, their resource nodes, files and sockets, from slab pages
 /// filled in order): a step that visits runs of neighbours touches fewer lines and pages

@@ -14,9 +14,9 @@
 //! `(i / 64) mod B` past them ([`super::sweep_step`]), the heartbeat's sweep
 //! ([`super::sweep_slots`]): a large worker's runs of neighbouring slots share a step, so a
 //! step's sends touch neighbouring kernel objects ([`super::SWEEP_GROUP`]). So a worker's
-//! sends leave spread over the interval, a held
-//! connection sends once per interval while it has something to send, and a message to a
-//! held recipient waits for its phase: half an interval on average, never more than one.
+//! sends leave spread over the interval, a held connection sends once per interval while it
+//! has something to send, and a message to a held recipient waits for its phase: half an
+//! interval on average, never more than one.
 //! Messages are not put in a held recipient's queue as they come: they wait in a run the
 //! worker keeps once ([`super::deferred`]) and each recipient takes it at its phase, just
 //! before its send.
