@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::closelog::CloseLog;
-use super::deferred::Deferred;
+use super::deferred::{Deferred, Owed};
 use super::pace::Pacer;
 use super::rings::{RingPlan, Rings, HUB_WAKE, TABLE_HEADROOM};
 use super::spacing::Spacing;
@@ -243,10 +243,10 @@ struct Worker<S: Services> {
     /// Scratch: recipients that take a run later; recipients owed runs; runs owed to one
     /// slot.
     later: Vec<u32>,
-    owed: Vec<(u32, usize)>,
+    owed: Vec<Owed>,
     owed_runs: Vec<usize>,
-    /// Scratch of [`Worker::offer_owed`]: recipients per deferred run.
-    owed_counts: Vec<usize>,
+    /// Scratch of [`Worker::offer_owed`]: recipients per deferred run, as differences.
+    owed_counts: Vec<isize>,
 }
 
 /// Queue deadline `d` on `q` (deadlines are pushed in time order). Entries whose
@@ -1240,25 +1240,32 @@ impl<S: Services> Worker<S> {
         }
     }
 
-    /// Offer the deferred runs `owed` lists (`(slot, run)`, each slot's runs in order) to
-    /// their recipients; `touch`: mark them to be driven (the caller drives them otherwise).
-    /// A slot's consecutive entries are offered in one visit to its connection.
-    fn offer_owed(&mut self, deferred: &Deferred<S::Delivery>, owed: &[(u32, usize)], touch: bool) {
+    /// Offer the deferred runs `owed` lists (each slot's runs in order) to their recipients;
+    /// `touch`: mark them to be driven (the caller drives them otherwise). A slot's
+    /// consecutive entries are offered in one visit to its connection.
+    fn offer_owed(&mut self, deferred: &Deferred<S::Delivery>, owed: &[Owed], touch: bool) {
+        // Takers per run, as differences: an entry adds one to each run of its range.
         let mut takers = std::mem::take(&mut self.owed_counts);
         takers.clear();
-        takers.resize(deferred.runs(), 0);
-        for entries in owed.chunk_by(|a, b| a.0 == b.0) {
-            let idx = entries[0].0;
-            for &(_, k) in entries {
-                takers[k] += 1;
+        takers.resize(deferred.runs() + 1, 0);
+        for entries in owed.chunk_by(|a, b| a.slot == b.slot) {
+            let idx = entries[0].slot;
+            for o in entries {
+                let runs = o.runs();
+                takers[runs.start] += 1;
+                takers[runs.end] -= 1;
             }
-            let msgs = entries.iter().map(|&(_, k)| deferred.msgs(k));
+            let msgs = entries
+                .iter()
+                .flat_map(|o| o.runs().map(|k| deferred.msgs(k)));
             if self.offer_into(idx, None, msgs) && touch {
                 self.touched.push(idx);
             }
         }
-        for (k, &n) in takers.iter().enumerate() {
-            self.record_offered(deferred.msgs(k), n);
+        let mut n = 0isize;
+        for (k, &d) in takers[..deferred.runs()].iter().enumerate() {
+            n += d;
+            self.record_offered(deferred.msgs(k), n as usize);
         }
         self.owed_counts = takers;
     }
