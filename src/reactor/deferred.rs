@@ -112,6 +112,20 @@ pub struct Deferred<D> {
     owing: SlotBits,
     /// What the runs stand for under the memory budget ([`Deferred::bytes`]).
     bytes: usize,
+    /// The last indexed run's recipients as given, and as sorted by step (its `slots` and
+    /// `starts` before any was taken): the next run to the same recipients — a topic's next
+    /// message while its subscribers stay held — copies them instead of sorting again. At
+    /// 9,000 held recipients the sort was two thirds of the deferral's work. Freed whenever
+    /// no run is kept.
+    last: Sorted,
+}
+
+/// A recipient list and its grouping by step ([`Deferred::last`]).
+#[derive(Debug, Default)]
+struct Sorted {
+    held: Vec<u32>,
+    slots: Vec<u32>,
+    starts: Vec<u32>,
 }
 
 impl<D> Default for Deferred<D> {
@@ -160,6 +174,7 @@ impl<D> Deferred<D> {
             runs: VecDeque::new(),
             owing: SlotBits::default(),
             bytes: 0,
+            last: Sorted::default(),
         }
     }
 
@@ -214,22 +229,10 @@ impl<D> Deferred<D> {
             });
             return;
         }
-        // A counting sort by step: each step's recipients keep the order of `held`.
-        let n = self.steps as usize;
-        let mut starts = vec![0u32; n + 1];
-        for &idx in held {
-            starts[self.step_of(idx) as usize + 1] += 1;
+        if self.last.held != held {
+            self.sort(held);
         }
-        for s in 0..n {
-            starts[s + 1] += starts[s];
-        }
-        let mut next = starts.clone();
-        let mut slots = vec![TAKEN; held.len()];
-        for &idx in held {
-            let s = self.step_of(idx) as usize;
-            slots[next[s] as usize] = idx;
-            next[s] += 1;
-        }
+        let (slots, starts) = (self.last.slots.clone(), self.last.starts.clone());
         self.keep(Run {
             msgs,
             slots,
@@ -238,6 +241,35 @@ impl<D> Deferred<D> {
             share,
             made: swept,
         });
+    }
+
+    /// Group `held` by step into [`Deferred::last`], keeping it as the list sorted: a
+    /// counting sort, each step's recipients in the order of `held`.
+    fn sort(&mut self, held: &[u32]) {
+        let n = self.steps as usize;
+        let Sorted {
+            held: last,
+            slots,
+            starts,
+        } = &mut self.last;
+        last.clear();
+        last.extend_from_slice(held);
+        starts.clear();
+        starts.resize(n + 1, 0);
+        for &idx in held {
+            starts[self.step_of.of(idx) as usize + 1] += 1;
+        }
+        for s in 0..n {
+            starts[s + 1] += starts[s];
+        }
+        let mut next = starts.clone();
+        slots.clear();
+        slots.resize(held.len(), TAKEN);
+        for &idx in held {
+            let s = self.step_of.of(idx) as usize;
+            slots[next[s] as usize] = idx;
+            next[s] += 1;
+        }
     }
 
     fn keep(&mut self, run: Run<D>) {
@@ -371,6 +403,7 @@ impl<D> Deferred<D> {
             // A safety net: every slot is taken at its step before its run expires, so no
             // bit should be left.
             self.owing.clear_all();
+            self.last = Sorted::default();
             if self.runs.capacity() > 64 {
                 self.runs.shrink_to(64);
             }
@@ -398,6 +431,42 @@ mod tests {
     }
 
     const MAX_TEST_STEPS: u32 = crate::reactor::spacing::MAX_STEPS;
+
+    #[test]
+    fn a_run_to_the_last_runs_recipients_is_grouped_as_a_sort_would_group_it() {
+        // Recipients past the one-by-one region (4 steps: slot 256 on), in two lists that
+        // alternate, each deferred twice in a row: copied grouping, then sorted anew.
+        let a: Vec<u32> = (200..900).collect();
+        let b: Vec<u32> = (200..900).rev().filter(|i| i % 3 != 0).collect();
+        let lists = [&a, &a, &b, &b, &a];
+        let mut d = Deferred::new(4);
+        for (k, held) in lists.iter().enumerate() {
+            d.defer(vec![k], 10, held, 0);
+        }
+        for step in 0..4 {
+            let mut out = Vec::new();
+            d.take_step(step, &mut out);
+            // Each list alone, sorted by a fresh deferral: what each run must hold.
+            let mut want = Vec::new();
+            for (k, held) in lists.iter().enumerate() {
+                let mut one = Deferred::new(4);
+                one.defer(vec![k], 10, held, 0);
+                let mut got = Vec::new();
+                one.take_step(step, &mut got);
+                want.extend(pairs(&got).into_iter().map(|(slot, _)| (slot, k)));
+            }
+            let mut got = pairs(&out);
+            got.sort_unstable_by_key(|&(slot, k)| (k, slot));
+            want.sort_unstable_by_key(|&(slot, k)| (k, slot));
+            assert_eq!(got, want, "step {step}");
+        }
+        assert_eq!(d.owed(), 0);
+        d.expire(4);
+        assert!(
+            d.is_empty() && d.last.held.is_empty(),
+            "the kept sort is freed with the runs"
+        );
+    }
 
     /// `(slot, run)` for each run each entry lists, in order.
     fn pairs(out: &[Owed]) -> Vec<(u32, usize)> {
