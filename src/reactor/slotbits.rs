@@ -44,6 +44,16 @@ impl SlotBits {
         }
     }
 
+    /// Set every bit that `other` has set (a word at a time).
+    pub fn union(&mut self, other: &Self) {
+        if self.words.len() < other.words.len() {
+            self.words.resize(other.words.len(), 0);
+        }
+        for (w, o) in self.words.iter_mut().zip(&other.words) {
+            *w |= o;
+        }
+    }
+
     /// Clear every bit.
     pub fn clear_all(&mut self) {
         self.words.fill(0);
@@ -64,5 +74,25 @@ mod tests {
         assert!(b.clear(70) && !b.get(70) && b.get(6));
         b.clear_all();
         assert!(!b.get(6));
+    }
+
+    #[test]
+    fn a_union_sets_the_other_sets_bits_and_keeps_its_own() {
+        let mut a = SlotBits::default();
+        let mut b = SlotBits::default();
+        a.set(3);
+        for i in [0, 64, 200] {
+            b.set(i);
+        }
+        a.union(&b);
+        assert!([0, 3, 64, 200].iter().all(|&i| a.get(i)));
+        assert!(!a.get(1) && !a.get(199) && !a.get(201));
+        let mut shorter = SlotBits::default();
+        shorter.set(5);
+        a.union(&shorter);
+        assert!(
+            a.get(5) && a.get(200),
+            "a shorter set grows nothing and clears nothing"
+        );
     }
 }
