@@ -286,14 +286,14 @@ impl<D> Deferred<D> {
         self.runs.push_back(run);
     }
 
-    /// Step `step` came: append `(slot, run)` for every recipient of that step that is owed
-    /// a run, each slot's runs oldest first, and mark them taken. `run` indexes
+    /// Step `step` came: append an [`Owed`] for every recipient of that step that is owed a
+    /// run, each slot's runs oldest first, and mark them taken. Run numbers index
     /// [`Deferred::msgs`] until the next change.
     ///
     /// Consecutive runs with the same recipients at this step (a topic's messages, published
-    /// one after another) are given slot by slot — `(a, k), (a, k+1), (b, k), (b, k+1)` — so
-    /// the caller visits each recipient once for all of them; other runs recipient by
-    /// recipient in run order.
+    /// one after another) are given slot by slot, each slot once with all of them —
+    /// `(a, k..k+2), (b, k..k+2)` — so the caller visits each recipient once for all of
+    /// them; other runs recipient by recipient in run order.
     pub fn take_step(&mut self, step: u32, out: &mut Vec<Owed>) {
         if step >= self.steps {
             return;
@@ -369,8 +369,8 @@ impl<D> Deferred<D> {
         }
     }
 
-    /// Everyone takes what they are owed now: append `(slot, run)`, each slot's runs oldest
-    /// first, and mark them taken.
+    /// Everyone takes what they are owed now: append an [`Owed`] of one run for each slot
+    /// of each run, oldest run first, and mark them taken.
     pub fn take_all(&mut self, out: &mut Vec<Owed>) {
         for (k, run) in self.runs.iter_mut().enumerate() {
             for slot in &mut run.slots {
