@@ -23,6 +23,7 @@
 use std::collections::VecDeque;
 
 use super::slotbits::SlotBits;
+use super::SweepStep;
 
 /// A slot that took its share early or was released.
 const TAKEN: u32 = u32::MAX;
@@ -59,53 +60,13 @@ impl Owed {
 /// slots, not a start per step (a 1,000-topic publisher's runs are mostly of this kind).
 const SCAN: usize = 16;
 
-/// [`super::sweep_step`] for one number of steps, with its divisions by the step count
-/// made multiplications (Lemire, Kaser and Kurz's `fastmod`, exact for every 32-bit
-/// dividend). Every deferred run sorts its recipients by step and every phase step checks
-/// scanned runs' slots: at 9,000 held subscribers and 120 publishes/s that was ~2M divisions
-/// a second per worker.
-#[derive(Debug, Clone, Copy)]
-struct StepOf {
-    steps: u32,
-    /// `⌈2⁶⁴ / steps⌉` (0 for one step, whose every slot is step 0).
-    m: u64,
-    /// The slots taken one by one: `SWEEP_GROUP · steps`.
-    spread: u32,
-}
-
-impl StepOf {
-    fn new(steps: u32) -> Self {
-        let steps = steps.max(1);
-        Self {
-            steps,
-            m: (u64::MAX / u64::from(steps)).wrapping_add(1),
-            spread: super::SWEEP_GROUP as u32 * steps,
-        }
-    }
-
-    /// `a mod steps`.
-    fn modulo(&self, a: u32) -> u32 {
-        let low = self.m.wrapping_mul(u64::from(a));
-        ((u128::from(low) * u128::from(self.steps)) >> 64) as u32
-    }
-
-    /// The phase step of slot `idx`: `sweep_step(idx, steps)`.
-    fn of(&self, idx: u32) -> u32 {
-        if idx < self.spread {
-            self.modulo(idx)
-        } else {
-            self.modulo(idx / super::SWEEP_GROUP as u32)
-        }
-    }
-}
-
 /// Runs of messages waiting for their held recipients' phases.
 #[derive(Debug)]
 pub struct Deferred<D> {
     /// Phase steps per interval (the spacing's).
     steps: u32,
     /// A slot's step among them.
-    step_of: StepOf,
+    step_of: SweepStep,
     /// Oldest first.
     runs: VecDeque<Run<D>>,
     /// A bit per slab slot: owed some run.
@@ -173,7 +134,7 @@ impl<D> Deferred<D> {
     pub fn new(steps: u32) -> Self {
         Self {
             steps: steps.max(1),
-            step_of: StepOf::new(steps),
+            step_of: SweepStep::new(steps),
             runs: VecDeque::new(),
             owing: SlotBits::default(),
             bytes: 0,
@@ -207,7 +168,7 @@ impl<D> Deferred<D> {
         self.runs.iter().map(|r| r.owed * r.msgs.len()).sum()
     }
 
-    /// The phase step of slot `idx`: the spacing's ([`super::sweep_step`]).
+    /// The phase step of slot `idx`: the spacing's ([`SweepStep`]).
     fn step_of(&self, idx: u32) -> u32 {
         self.step_of.of(idx)
     }
@@ -425,23 +386,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_step_by_multiplication_is_the_sweeps_step_for_every_slot() {
-        for steps in [1, 2, 3, 7, 19, 64, 99, MAX_TEST_STEPS] {
-            let s = StepOf::new(steps);
-            let spread = crate::reactor::SWEEP_GROUP as u32 * steps;
-            // Both regions, their boundary, and the top of the slot range.
-            let edges = [spread.saturating_sub(2), spread, u32::MAX - 200];
-            let slots = (0..3 * spread + 500).chain(edges.into_iter().flat_map(|e| e..e + 200));
-            for idx in slots {
-                let want = crate::reactor::sweep_step(idx as usize, steps);
-                assert_eq!(s.of(idx), want, "slot {idx} of {steps} steps");
-            }
-        }
-    }
-
-    const MAX_TEST_STEPS: u32 = crate::reactor::spacing::MAX_STEPS;
-
-    #[test]
     fn a_run_to_the_last_runs_recipients_is_grouped_as_a_sort_would_group_it() {
         // Recipients past the one-by-one region (4 steps: slot 256 on), in two lists that
         // alternate, each deferred twice in a row: copied grouping, then sorted anew.
@@ -520,9 +464,9 @@ mod tests {
     fn a_run_to_many_is_indexed_by_step_and_a_run_to_few_scanned_alike() {
         let mut d = Deferred::new(4);
         // The first 256 slots take the steps one by one, those past them in runs of 64
-        // (`sweep_step`): both kinds, highest first.
+        // (`SweepStep`): both kinds, highest first.
         let many: Vec<u32> = (0..600).rev().collect();
-        let step_of = |i: u32| crate::reactor::sweep_step(i as usize, 4);
+        let step_of = |i: u32| SweepStep::new(4).of(i);
         assert_eq!(
             (step_of(6), step_of(255), step_of(256), step_of(383)),
             (2, 3, 0, 1)

@@ -11,7 +11,7 @@
 //!
 //! Phases are spread evenly by slab slot: the interval is cut into `B` steps (about 10 ms
 //! each) and slot `i`'s phase is step `i mod B` among the worker's first `64·B` slots and
-//! `(i / 64) mod B` past them ([`super::sweep_step`]), the heartbeat's sweep
+//! `(i / 64) mod B` past them ([`super::SweepStep`]), the heartbeat's sweep
 //! ([`super::sweep_slots`]): a large worker's runs of neighbouring slots share a step, so a
 //! step's sends touch neighbouring kernel objects ([`super::SWEEP_GROUP`]). So a worker's
 //! sends leave spread over the interval, a held connection sends once per interval while it

@@ -17,7 +17,7 @@
 //! No per-connection timer objects: two FIFOs of deadlines (every handshake has the same
 //! timeout, and so has every close, so deadlines arrive in order) and a sweep that visits
 //! the slab slots whose step is `tick mod B` each tick (the first `64·B` one by one, then
-//! runs of 64 neighbours: [`super::sweep_step`]), `B` ticks per ping interval, so every
+//! runs of 64 neighbours: [`super::SweepStep`]), `B` ticks per ping interval, so every
 //! connection is visited once per interval and pings are spread evenly over it.
 
 mod moving;
