@@ -65,7 +65,7 @@ const SCAN: usize = 16;
 pub struct Deferred<D> {
     /// Phase steps per interval (the spacing's).
     steps: u32,
-    /// A slot's step among them.
+    /// A slot's phase step among them: the spacing's.
     step_of: SweepStep,
     /// Oldest first.
     runs: VecDeque<Run<D>>,
@@ -168,11 +168,6 @@ impl<D> Deferred<D> {
         self.runs.iter().map(|r| r.owed * r.msgs.len()).sum()
     }
 
-    /// The phase step of slot `idx`: the spacing's ([`SweepStep`]).
-    fn step_of(&self, idx: u32) -> u32 {
-        self.step_of.of(idx)
-    }
-
     /// Keep `msgs` (`share`: their frames' bytes) for the held recipients `held` (slab
     /// slots, each listed once); `swept`: the spacing's sweep count now.
     pub fn defer(&mut self, msgs: Vec<D>, share: usize, held: &[u32], swept: u64) {
@@ -221,12 +216,10 @@ impl<D> Deferred<D> {
         last.clear();
         last.extend_from_slice(held);
         bits.clear_all();
-        for &idx in held {
-            bits.set(idx);
-        }
         starts.clear();
         starts.resize(n + 1, 0);
         for &idx in held {
+            bits.set(idx);
             starts[self.step_of.of(idx) as usize + 1] += 1;
         }
         for s in 0..n {
@@ -319,7 +312,7 @@ impl<D> Deferred<D> {
             return;
         }
         self.owing.clear(idx);
-        let step = self.step_of(idx);
+        let step = self.step_of.of(idx);
         for (k, run) in self.runs.iter_mut().enumerate() {
             let range = run.step(step);
             if let Some(slot) = run.slots[range].iter_mut().find(|s| **s == idx) {
