@@ -302,12 +302,24 @@ pub struct ServeConfig {
 
     /// Fan-out pacing: a worker that over the last 100 ms never waited for work, ran under
     /// 75% of its time (another thread holds its CPU) and delivered at least 50,000 messages
-    /// a second ends each turn that delivered with a pause this long (seconds; `20ms`), so
+    /// a second paces: it spaces its subscribers' sends (--fanout-pace-interval) or, with
+    /// that 0, ends each turn that delivered with a pause this long (seconds; `20ms`), so
     /// subscribers' frames leave in fewer, fuller sends and the neighbour gets its share of
-    /// the CPU. A worker alone on its CPU, keeping up, or delivering less never pauses. At
-    /// most 100ms; 0 turns pacing off.
+    /// the CPU. A worker alone on its CPU, keeping up, or delivering less never paces. At
+    /// most 100ms; 0 (with --fanout-pace-interval 0) turns pacing off.
     #[arg(long, default_value_t = 0.02, value_parser = crate::units::secs)]
     pub fanout_pause: f64,
+
+    /// While a worker paces (see --fanout-pause: its CPU is shared, it never waits for work
+    /// and it delivers at least 50,000 messages a second), its subscribers' sends are spaced
+    /// at this interval, as --fanout-send-interval spaces them always (seconds; `195ms`):
+    /// a message that follows another to the same subscriber within the interval waits for
+    /// its phase, at most the interval. It halves CPU per delivery where the load generator
+    /// shares the CPUs, at the latency eager sends had there (docs/operations.md, "Fan-out
+    /// pacing"). Spacing lasts 5 s, or until deliveries fall under 50,000 a second, then the
+    /// worker sends eagerly for 100 ms and is judged again. At most 1s; 0 paces by pausing.
+    #[arg(long, default_value_t = 0.195, value_parser = crate::units::secs)]
+    pub fanout_pace_interval: f64,
 
     /// Fan-out turns take in messages published while their sends go out: the subscribers
     /// not yet sent to carry them in the same send, instead of a whole turn later. At
@@ -416,6 +428,11 @@ impl ServeConfig {
             "fanout-pause",
             self.fanout_pause <= 0.1,
             "at most 100ms (it adds to a subscriber's latency while the worker paces)",
+        )?;
+        range(
+            "fanout-pace-interval",
+            self.fanout_pace_interval <= 1.0,
+            "at most 1s (a message waits up to the interval for its recipient's next send)",
         )?;
         range(
             "fanout-send-interval",
@@ -742,6 +759,23 @@ mod tests {
     fn fanout_turns_join_only_when_asked() {
         assert!(!parse(&[]).fanout_join);
         assert!(parse(&["--fanout-join"]).fanout_join);
+    }
+
+    #[test]
+    fn paced_workers_space_sends_at_195ms_by_default_at_most_a_second() {
+        assert_eq!(parse(&[]).fanout_pace_interval, 0.195);
+        assert_eq!(
+            parse(&["--fanout-pace-interval", "0"]).fanout_pace_interval,
+            0.0
+        );
+        let err = parse(&["--fanout-pace-interval", "1500ms"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--fanout-pace-interval must be at most 1s"),
+            "{err}"
+        );
     }
 
     #[test]

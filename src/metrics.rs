@@ -224,6 +224,9 @@ pub struct WorkerMetrics {
     /// Gauge: 1 while the worker paces its fan-out turns (its CPU is shared and it is
     /// delivering a lot), else 0.
     pub pacing: Counter,
+    /// Gauge: 1 while the worker spaces its subscribers' sends (always with
+    /// `--fanout-send-interval`; while it paces with `--fanout-pace-interval`), else 0.
+    pub spacing: Counter,
     /// Gauge: bytes of the slab of connection state (capacity × entry size).
     pub slab_bytes: Counter,
     /// Gauge: heap bytes held by connections for split frames, messages and queues.
@@ -418,7 +421,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 48] = [
+    let simple: [Family; 49] = [
         (
             "connections_open",
             "gauge",
@@ -437,8 +440,14 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         (
             "workers_pacing",
             "gauge",
-            "Workers pausing between fan-out turns because their CPU is shared (each pauses --fanout-pause after a turn that delivered).",
+            "Workers pacing their fan-out because their CPU is shared and they deliver a lot: they space their subscribers' sends (--fanout-pace-interval) or, with that 0, pause --fanout-pause after each turn that delivered.",
             |w| w.pacing.get(),
+        ),
+        (
+            "workers_spacing",
+            "gauge",
+            "Workers spacing their subscribers' sends: always with --fanout-send-interval, or while they pace with --fanout-pace-interval (see holdfast_workers_pacing).",
+            |w| w.spacing.get(),
         ),
         (
             "paused_turns_total",

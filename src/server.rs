@@ -219,6 +219,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         fanout_pause: std::time::Duration::from_secs_f64(cfg.fanout_pause),
         fanout_join: cfg.fanout_join,
         fanout_send_interval: std::time::Duration::from_secs_f64(cfg.fanout_send_interval),
+        fanout_pace_interval: std::time::Duration::from_secs_f64(cfg.fanout_pace_interval),
     };
     let metrics: Vec<Arc<WorkerMetrics>> = (0..workers)
         .map(|_| Arc::new(WorkerMetrics::default()))

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use holdfast_bench::report::SPACED_SENDS;
+use holdfast_bench::report::EAGER_SENDS;
 use serde_json::Value;
 
 /// The reports run one at a time: each measures a machine it must not share with the other.
@@ -440,11 +440,11 @@ fn fanout_against_uwebsockets_compares_servers_placed_alike() {
         } else {
             "holdfast --workers 1".to_string()
         }];
-        // Holdfast with spaced sends beside its eager row in the one-topic case (quick runs
+        // Holdfast with eager sends beside its defaults in the one-topic case (quick runs
         // have two cases, both among the first two), where uWebSockets is placed as it is
         // and confined beside it, never alone on a CPU.
         if u["topics"] == 1 && u["placement"] != apart {
-            want.push(format!("{} --fanout-send-interval {SPACED_SENDS}", want[0]));
+            want.push(format!("{} {EAGER_SENDS}", want[0]));
         }
         let got: Vec<&str> = beside
             .iter()
@@ -452,11 +452,11 @@ fn fanout_against_uwebsockets_compares_servers_placed_alike() {
             .collect();
         assert_eq!(got, want, "{u}");
     }
-    // Spaced sends deliver everything, each send carrying what was published meanwhile.
+    // Eager sends deliver everything too.
     for x in runs.iter().filter(|x| {
         x["server"]
             .as_str()
-            .is_some_and(|s| s.contains("--fanout-send-interval"))
+            .is_some_and(|s| s.contains(EAGER_SENDS))
     }) {
         assert!(x["deliveries"].as_f64().unwrap() > 0.0, "{x}");
         assert_eq!(x["lost"], 0, "{x}");
@@ -499,12 +499,12 @@ fn fanout_against_uwebsockets_compares_servers_placed_alike() {
         })
         .collect();
     seen.sort();
-    let spaced = format!("holdfast --fanout-send-interval {SPACED_SENDS}");
+    let eager = format!("holdfast {EAGER_SENDS}");
     let want: Vec<(String, String)> = [
         ("holdfast", "admin"),
         ("holdfast", "ws"),
-        (spaced.as_str(), "admin"),
-        (spaced.as_str(), "ws"),
+        (eager.as_str(), "admin"),
+        (eager.as_str(), "ws"),
         ("uwebsockets", "admin"),
         ("uwebsockets", "ws"),
     ]

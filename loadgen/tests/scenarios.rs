@@ -675,6 +675,76 @@ fn fanout_through_the_admin_api_delivers_everything_once_in_order() {
     );
 }
 
+/// A worker saturated by a fan-out on a CPU it shares with what reads it (its one worker and
+/// the loadgen both on CPU 0) paces by spacing its subscribers' sends — the defaults'
+/// `--fanout-pace-interval` — delivers everything once and in order, and sends eagerly again
+/// once the publishing stops.
+#[test]
+fn a_worker_saturated_on_a_shared_cpu_spaces_its_sends_and_goes_eager_when_the_load_ends() {
+    let server = Holdfast::start(
+        "127.0.0.1:0",
+        &["--workers", "1", "--max-connections", "10000"],
+    );
+    let pid = server.child.id().to_string();
+    // 5,000 subscribers × 100/s: 500,000 deliveries a second, more than the worker sends
+    // eagerly on half a CPU.
+    let mut run = spawn_loadgen_on(
+        Some("0"),
+        &[
+            "fanout",
+            "--url",
+            &format!("ws://{}/ws", server.addr),
+            "--connections",
+            "5000",
+            "--publish-rate",
+            "100",
+            "--admin",
+            &server.admin,
+            "--warmup",
+            "1",
+            "--duration",
+            "4",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    let gauge = "holdfast_workers_spacing";
+    let mut spaced = false;
+    // The run is bounded (warmup, duration, settle); so is this watch.
+    for _ in 0..1200 {
+        if !run.running() {
+            break;
+        }
+        spaced |= server.metric(gauge) == 1.0;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, v, out) = finish_loadgen(run);
+    assert_eq!(code, 0, "{out}");
+    for k in [
+        "lost_in_stream",
+        "lost_at_end",
+        "duplicates",
+        "reordered",
+        "gaps",
+        "publish_errors",
+    ] {
+        assert_eq!(n(&v[k]), 0, "{k}: {v}");
+    }
+    assert!(spaced, "the worker never spaced its sends: {v}");
+    assert!(server.metric("holdfast_workers_pacing") <= 1.0);
+    assert!(server.metric("holdfast_fanout_spaced_sends_total") > 0.0);
+    assert!(server.metric("holdfast_fanout_deferred_deliveries_total") > 0.0);
+    // Nothing published now: the next tick finds too few deliveries and ends the spacing.
+    let eager = (0..100).any(|_| {
+        let off = server.metric(gauge) == 0.0;
+        if !off {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        off
+    });
+    assert!(eager, "still spacing 5 s after the load ended");
+}
+
 #[test]
 fn fanout_through_a_client_connection_and_its_refusal_when_not_allowed() {
     let server = Holdfast::start("127.0.0.1:0", &["--client-publish"]);

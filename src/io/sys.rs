@@ -125,6 +125,14 @@ pub fn thread_usage() -> (Duration, u64) {
     (tv(u.ru_utime) + tv(u.ru_stime), u.ru_nvcsw as u64)
 }
 
+/// How long this thread has been runnable but waiting for a CPU, when the kernel keeps it
+/// (`/proc/thread-self/schedstat`, `CONFIG_SCHED_INFO`): its second field, in nanoseconds.
+pub fn thread_queued() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = s.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
 /// Set this thread's nice value (best effort); whether it took. Raising a priority
 /// (a negative value) needs CAP_SYS_NICE or a permissive RLIMIT_NICE.
 pub fn set_thread_nice(nice: i32) -> bool {
@@ -348,5 +356,37 @@ pub fn tcp_ulp_probe(name: &str) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_kernel_keeps_a_threads_run_queue_time_and_it_never_goes_back() {
+        let first = thread_queued().expect("/proc/thread-self/schedstat on this kernel");
+        // Runnable beside as many spinning threads as there are CPUs, it waits for one.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinners: Vec<_> = (0..std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        let (cpu0, _) = thread_usage();
+        while thread_usage().0 - cpu0 < Duration::from_millis(200) {
+            std::hint::spin_loop();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for s in spinners {
+            s.join().unwrap();
+        }
+        let second = thread_queued().unwrap();
+        assert!(second > first, "{first:?} then {second:?}");
     }
 }

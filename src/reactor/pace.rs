@@ -22,6 +22,22 @@
 //! stays eager. (The count of preemptions was tried first and does not tell the two apart:
 //! a worker alone on a CPU beside the kernel's softirq thread was preempted 4.4 times a tick,
 //! one sharing it with a load generator 5–7.)
+//!
+//! **Pacing by spacing** (`--fanout-pace-interval`, 195 ms by default): instead of pausing
+//! its turns, a worker that paces spaces its subscribers' sends ([`super::spacing`]) at that
+//! interval, which halves its CPU per delivery where pauses took a fifth off (18k subscribers
+//! × 60/s on 2 vCPUs shared with the load generator: ~11 frames per send against 5.4, at
+//! the same latency, because eager sends there already waited that long for the CPU; see
+//! docs/benchmarks.md, forty-ninth sitting). A spaced worker waits for its phases, so it is
+//! never busy, and its share of the time it was awake says nothing of its neighbour: it
+//! stays spaced while it delivers at least [`MIN_DELIVERIES`] a tick and its CPU stays
+//! shared, read from the time it spent runnable but waiting for the CPU
+//! (`/proc/thread-self/schedstat`): it goes eager once that time adds up to less than a
+//! tenth of the time it ran over a second ([`CALM_TICKS`], [`CALM_SHARE`]). (Spaced beside
+//! the load generator it waited 280 ms for 412 ms run at 18k × 60/s, a quarter of the time
+//! it ran at 10k × 100/s.) Where the kernel does not keep that time, a spaced worker goes eager every
+//! [`LEASE_TICKS`] for a tick to be judged again. A worker alone on its CPU, keeping up or
+//! delivering little is never spaced, so a light topic's messages go at once.
 
 use std::time::Duration;
 
@@ -32,37 +48,92 @@ pub const MIN_DELIVERIES: u64 = 5_000;
 /// (alone on a CPU a busy worker runs ~95% of the time; beside one busy thread ~50%).
 pub const MAX_SHARE: f64 = 0.75;
 
+/// Ticks a spaced worker's CPU is judged over (1 s).
+pub const CALM_TICKS: u32 = 10;
+
+/// A spaced worker whose waits for its CPU added up to less than 1/`CALM_SHARE` of the
+/// time it ran over [`CALM_TICKS`] has it to itself: it goes eager. Lower than the bound that
+/// started it (a third, [`MAX_SHARE`]): spaced, it leaves its neighbour more CPU and waits
+/// less (10k subscribers × 100/s beside the load generator: a quarter of the time it ran,
+/// tick by tick 0 to 60%), and going eager would crowd it again.
+pub const CALM_SHARE: u32 = 10;
+
+/// What a spaced worker ran and waited for its CPU over some ticks.
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    ticks: u32,
+    ran: Duration,
+    queued: Duration,
+}
+
+/// Where the kernel does not say how long a thread waited for a CPU: ticks a worker stays
+/// spaced (5 s), unless its deliveries fall below [`MIN_DELIVERIES`] first; then it sends
+/// eagerly for a tick and is judged again.
+pub const LEASE_TICKS: u32 = 50;
+
+/// A worker thread's counters so far, read once a tick.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time.
+    pub cpu: Duration,
+    /// Voluntary context switches.
+    pub waits: u64,
+    /// Time runnable but waiting for a CPU, where the kernel keeps it.
+    pub queued: Option<Duration>,
+}
+
 /// The shortest time between two ticks that is measured; ticks closer together (caught up
 /// after a long turn) keep the decision.
 pub const MIN_SPAN: Duration = Duration::from_millis(50);
 
+/// What a worker does with its fan-out until the next tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Each send goes as soon as the connection's last one completed.
+    Eager,
+    /// Each turn that delivered ends with the pause.
+    Pause,
+    /// Subscribers' sends are spaced ([`super::spacing`]).
+    Space,
+}
+
 /// The pacing state of one worker.
 #[derive(Debug, Clone)]
 pub struct Pacer {
-    /// The pause after a turn that delivered; zero turns pacing off.
+    /// The pause after a turn that delivered; zero: pacing never pauses.
     pause: Duration,
-    /// The thread's CPU time and voluntary context switches at the last tick.
-    usage: Option<(Duration, u64)>,
+    /// Whether pacing spaces sends (instead of pausing turns).
+    space: bool,
+    /// Ticks left of the current spacing, where the kernel keeps no run-queue time.
+    lease: u32,
+    /// The current spacing's window: what the worker ran and waited for its CPU.
+    window: Window,
+    /// The thread's counters at the last tick.
+    usage: Option<Usage>,
     /// Turns that ended with a pause since the last tick.
     paused: u64,
     /// Deliveries since the last tick.
     delivered: u64,
     /// Deliveries made in the current turn.
     turn: u64,
-    /// Pacing for the current tick.
-    on: bool,
+    /// What the current tick does.
+    now: Pace,
 }
 
 impl Pacer {
-    /// A pacer that pauses `pause` after delivering turns while pacing (zero: never).
-    pub fn new(pause: Duration) -> Self {
+    /// A pacer that, while pacing, spaces sends when `space` is set and otherwise pauses
+    /// `pause` after delivering turns (zero: never).
+    pub fn new(pause: Duration, space: bool) -> Self {
         Self {
             pause,
+            space,
+            lease: 0,
+            window: Window::default(),
             usage: None,
             paused: 0,
             delivered: 0,
             turn: 0,
-            on: false,
+            now: Pace::Eager,
         }
     }
 
@@ -72,40 +143,78 @@ impl Pacer {
         self.delivered += n as u64;
     }
 
-    /// Once a tick, `elapsed` after the last one, with the thread's CPU time and voluntary
-    /// context switches so far: decide whether the next tick paces. Returns whether it does.
-    pub fn on_tick(&mut self, elapsed: Duration, usage: (Duration, u64)) -> bool {
+    /// Once a tick, `elapsed` after the last one, with the thread's counters so far: decide
+    /// what the next tick does.
+    pub fn on_tick(&mut self, elapsed: Duration, usage: Usage) -> Pace {
         if elapsed < MIN_SPAN && self.usage.is_some() {
             // Ticks caught up at once after a long turn: nothing new to measure.
-            return self.on;
+            return self.now;
         }
         let last = self.usage.replace(usage);
         let paused = std::mem::take(&mut self.paused);
         let delivering = std::mem::take(&mut self.delivered) >= MIN_DELIVERIES;
-        let Some((cpu_before, waits_before)) = last else {
-            self.on = false; // the first tick takes the baseline
-            return false;
+        let Some(before) = last else {
+            self.now = Pace::Eager; // the first tick takes the baseline
+            return self.now;
         };
-        let busy = usage.1.saturating_sub(waits_before) <= paused;
+        let ran = usage.cpu.saturating_sub(before.cpu);
+        if self.now == Pace::Space {
+            // Waiting for its phases it is never busy: spaced while the load lasts and its
+            // CPU stays shared — judged over a window of ticks, by how long it waited for it.
+            let alone = match (usage.queued, before.queued) {
+                (Some(q), Some(b)) => {
+                    let w = &mut self.window;
+                    (w.ticks, w.ran, w.queued) =
+                        (w.ticks + 1, w.ran + ran, w.queued + q.saturating_sub(b));
+                    let full = w.ticks >= CALM_TICKS;
+                    let alone = full && w.queued * CALM_SHARE < w.ran;
+                    if full {
+                        *w = Window::default();
+                    }
+                    alone
+                }
+                // Unknown: judged again, eager, after the lease.
+                _ => {
+                    self.lease = self.lease.saturating_sub(1);
+                    self.lease == 0
+                }
+            };
+            if !delivering || alone {
+                self.now = Pace::Eager;
+            }
+            return self.now;
+        }
+        let busy = usage.waits.saturating_sub(before.waits) <= paused;
         let awake = elapsed.saturating_sub(self.pause * paused as u32);
-        let ran = usage.0.saturating_sub(cpu_before);
         let crowded = ran.as_secs_f64() < MAX_SHARE * awake.as_secs_f64();
-        self.on = !self.pause.is_zero() && delivering && busy && crowded;
-        self.on
+        self.now = match delivering && busy && crowded {
+            true if self.space => {
+                (self.lease, self.window) = (LEASE_TICKS, Window::default());
+                Pace::Space
+            }
+            true if !self.pause.is_zero() => Pace::Pause,
+            _ => Pace::Eager,
+        };
+        self.now
     }
 
     /// At the end of a turn: how long to pause before the next one, if at all. Starts the
     /// next turn's count.
     pub fn end_turn(&mut self) -> Option<Duration> {
         let delivered = std::mem::take(&mut self.turn) > 0;
-        let pause = (self.on && delivered).then_some(self.pause);
+        let pause = (self.now == Pace::Pause && delivered).then_some(self.pause);
         self.paused += u64::from(pause.is_some());
         pause
     }
 
-    /// Whether this tick paces.
+    /// What this tick does.
+    pub fn pace(&self) -> Pace {
+        self.now
+    }
+
+    /// Whether this tick paces (pauses or spaces).
     pub fn pacing(&self) -> bool {
-        self.on
+        self.now != Pace::Eager
     }
 }
 
@@ -121,6 +230,7 @@ mod tests {
     struct Thread {
         cpu: Duration,
         waits: u64,
+        queued: Option<Duration>,
     }
 
     impl Thread {
@@ -142,16 +252,48 @@ mod tests {
             self.waits += waits + pauses;
             let awake = TICK.saturating_sub(p.pause * pauses as u32);
             self.cpu += awake.mul_f64(share);
-            p.on_tick(TICK, (self.cpu, self.waits));
+            // Never waiting for work, it waited for the CPU the rest of the time it was awake.
+            if let Some(q) = &mut self.queued {
+                *q += awake.mul_f64(1.0 - share);
+            }
+            p.on_tick(TICK, self.usage());
             pauses
+        }
+
+        /// One spaced tick: `n` deliveries, running `ran` ms and waiting `queued` ms for the
+        /// CPU, between waits for its phases.
+        fn spaced(&mut self, p: &mut Pacer, n: usize, ran: u64, queued: u64) -> Pace {
+            p.delivered(n);
+            assert_eq!(p.end_turn(), None, "a spaced worker never pauses");
+            self.cpu += Duration::from_millis(ran);
+            self.waits += 10;
+            if let Some(q) = &mut self.queued {
+                *q += Duration::from_millis(queued);
+            }
+            p.on_tick(TICK, self.usage())
+        }
+
+        fn usage(&self) -> Usage {
+            Usage {
+                cpu: self.cpu,
+                waits: self.waits,
+                queued: self.queued,
+            }
         }
     }
 
+    fn started_spacing() -> (Pacer, Thread) {
+        let (mut p, t) = started(PAUSE);
+        p.space = true;
+        (p, t)
+    }
+
     fn started(pause: Duration) -> (Pacer, Thread) {
-        let mut p = Pacer::new(pause);
+        let mut p = Pacer::new(pause, false);
         let mut t = Thread {
             cpu: Duration::from_secs(7),
             waits: 1_000,
+            queued: Some(Duration::from_secs(2)),
         };
         t.tick(&mut p, (10, 5_000), 0, 0.5);
         assert!(!p.pacing(), "the first tick only takes the baseline");
@@ -222,7 +364,7 @@ mod tests {
         let (mut p, mut t) = started(PAUSE);
         t.tick(&mut p, (2, 30_000), 0, 0.5);
         assert!(p.pacing());
-        assert!(p.on_tick(Duration::from_micros(30), (t.cpu, t.waits)));
+        assert_eq!(p.on_tick(Duration::from_micros(30), t.usage()), Pace::Pause);
         assert!(p.pacing(), "a tick right after another measures nothing");
     }
 
@@ -233,5 +375,85 @@ mod tests {
         assert!(!p.pacing());
         p.delivered(1);
         assert_eq!(p.end_turn(), None);
+    }
+
+    #[test]
+    fn pacing_by_spacing_lasts_while_the_load_lasts_and_the_cpu_stays_shared() {
+        let (mut p, mut t) = started_spacing();
+        t.tick(&mut p, (10, 5_000), 0, 0.5);
+        assert_eq!(p.pace(), Pace::Space, "busy, crowded, delivering: spaced");
+        // Spaced, it waits for its phases and runs little, but waits for its CPU too: no
+        // lease ends it.
+        for k in 0..2 * LEASE_TICKS {
+            assert_eq!(t.spaced(&mut p, 10_000, 20, 14), Pace::Space, "tick {k}");
+        }
+        // Judged over windows of `CALM_TICKS`: waiting a quarter of the time it ran is still
+        // sharing; a tenth in one tick is not enough if another in the window waited long.
+        for k in 0..CALM_TICKS {
+            assert_eq!(
+                t.spaced(&mut p, 10_000, 20, 5),
+                Pace::Space,
+                "a quarter, {k}"
+            );
+        }
+        for k in 1..CALM_TICKS {
+            assert_eq!(t.spaced(&mut p, 10_000, 20, 1), Pace::Space, "alone, {k}");
+        }
+        assert_eq!(
+            t.spaced(&mut p, 10_000, 20, 30),
+            Pace::Space,
+            "one long wait"
+        );
+        for k in 1..CALM_TICKS {
+            assert_eq!(t.spaced(&mut p, 10_000, 20, 1), Pace::Space, "alone, {k}");
+        }
+        assert_eq!(
+            t.spaced(&mut p, 10_000, 20, 1),
+            Pace::Eager,
+            "a window that waited a twentieth of what it ran: eager"
+        );
+        t.tick(&mut p, (10, 5_000), 0, 0.5);
+        assert_eq!(p.pace(), Pace::Space, "busy and crowded again");
+        assert_eq!(
+            t.spaced(&mut p, 4_000, 20, 14),
+            Pace::Eager,
+            "4,000 deliveries in a tick: eager at once"
+        );
+    }
+
+    #[test]
+    fn spacing_never_starts_alone_keeping_up_delivering_little_or_when_off() {
+        let (mut p, mut t) = started_spacing();
+        t.tick(&mut p, (10, 100_000), 0, 0.95);
+        assert_eq!(p.pace(), Pace::Eager, "alone on its CPU");
+        t.tick(&mut p, (10, 10_000), 3, 0.3);
+        assert_eq!(p.pace(), Pace::Eager, "it waited for work");
+        t.tick(&mut p, (200, 10), 0, 0.5);
+        assert_eq!(p.pace(), Pace::Eager, "2,000 deliveries");
+        let (mut p, mut t) = started(PAUSE);
+        t.tick(&mut p, (10, 5_000), 0, 0.5);
+        assert_eq!(p.pace(), Pace::Pause, "--fanout-pace-interval 0: it pauses");
+    }
+
+    #[test]
+    fn without_run_queue_time_spacing_is_judged_again_eager_after_its_lease() {
+        let (mut p, mut t) = started_spacing();
+        t.queued = None;
+        t.tick(&mut p, (10, 5_000), 0, 0.5);
+        assert_eq!(p.pace(), Pace::Space);
+        for k in 1..LEASE_TICKS {
+            assert_eq!(t.spaced(&mut p, 10_000, 20, 0), Pace::Space, "tick {k}");
+        }
+        assert_eq!(
+            t.spaced(&mut p, 10_000, 20, 0),
+            Pace::Eager,
+            "the lease ended"
+        );
+        t.tick(&mut p, (10, 5_000), 0, 0.5);
+        assert_eq!(
+            p.pace(),
+            Pace::Space,
+            "judged again: still busy and crowded"
+        );
     }
 }

@@ -54,6 +54,17 @@ impl SlotBits {
         }
     }
 
+    /// Append every set slot to `out`, in order, and clear it.
+    pub fn take_all(&mut self, out: &mut Vec<u32>) {
+        for (k, w) in self.words.iter_mut().enumerate() {
+            let mut bits = std::mem::take(w);
+            while bits != 0 {
+                out.push(k as u32 * 64 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+        }
+    }
+
     /// Clear every bit.
     pub fn clear_all(&mut self) {
         self.words.fill(0);
@@ -94,5 +105,20 @@ mod tests {
             a.get(5) && a.get(200),
             "a shorter set grows nothing and clears nothing"
         );
+    }
+
+    #[test]
+    fn take_all_lists_every_set_slot_in_order_and_clears_it() {
+        let mut b = SlotBits::default();
+        for idx in [130, 0, 63, 64, 7] {
+            b.set(idx);
+        }
+        let mut out = vec![9];
+        b.take_all(&mut out);
+        assert_eq!(out, [9, 0, 7, 63, 64, 130], "appended, in slot order");
+        assert!(![0, 7, 63, 64, 130].iter().any(|&i| b.get(i)), "cleared");
+        out.clear();
+        b.take_all(&mut out);
+        assert!(out.is_empty());
     }
 }

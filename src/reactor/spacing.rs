@@ -48,8 +48,11 @@ pub const MAX_STEPS: u32 = 100;
 /// Which connections wait before their next send.
 #[derive(Debug)]
 pub struct Spacing {
-    /// Phases per interval; zero: spacing off.
+    /// Phases per interval; zero: spacing never on.
     steps: u32,
+    /// Whether sends are spaced now (always with `--fanout-send-interval`; while the worker
+    /// paces with `--fanout-pace-interval`, [`super::pace`]).
+    active: bool,
     /// The interval divided into `steps`.
     step: Duration,
     /// A bit per slab slot: held.
@@ -63,12 +66,13 @@ pub struct Spacing {
 }
 
 impl Spacing {
-    /// Spacing with this interval (zero: off), starting `now`.
-    pub fn new(interval: Duration, now: Instant) -> Self {
+    /// Spacing with this interval (zero: never on), on from `now` if `active`.
+    pub fn new(interval: Duration, active: bool, now: Instant) -> Self {
         let steps = (interval.as_nanos() / STEP.as_nanos()).clamp(1, u128::from(MAX_STEPS));
         let steps = if interval.is_zero() { 0 } else { steps as u32 };
         Self {
             steps,
+            active,
             step: interval.checked_div(steps.max(1)).unwrap_or_default(),
             held: SlotBits::default(),
             count: 0,
@@ -77,9 +81,22 @@ impl Spacing {
         }
     }
 
-    /// Whether sends are spaced at all.
+    /// Whether sends are spaced now.
     pub fn on(&self) -> bool {
-        self.steps > 0
+        self.steps > 0 && self.active
+    }
+
+    /// Space sends from now on (when the interval is not zero).
+    pub fn resume(&mut self) {
+        self.active = true;
+    }
+
+    /// Stop spacing: every hold ends; append the slots that were held to `out` (their sends
+    /// go now).
+    pub fn stop(&mut self, out: &mut Vec<u32>) {
+        self.active = false;
+        self.held.take_all(out);
+        self.count = 0;
     }
 
     /// A send on slot `idx` completed: hold its next send until its phase. Does nothing
@@ -177,7 +194,7 @@ mod tests {
     #[test]
     fn off_holds_nothing() {
         let t = Instant::now();
-        let mut s = Spacing::new(Duration::ZERO, t);
+        let mut s = Spacing::new(Duration::ZERO, true, t);
         s.start(5);
         assert!(!s.on());
         assert!(!s.holds(5));
@@ -190,7 +207,7 @@ mod tests {
     #[test]
     fn the_steps_coming_are_those_the_next_take_sweeps() {
         let t = Instant::now();
-        let mut s = Spacing::new(I, t);
+        let mut s = Spacing::new(I, true, t);
         assert_eq!(s.coming(t + ms(35)), 1..4, "steps 1, 2 and 3 came");
         let mut out = Vec::new();
         s.take_due(t + ms(35), 100, &mut out);
@@ -201,13 +218,13 @@ mod tests {
         );
         // After more than an interval each step comes once.
         assert_eq!(s.coming(t + ms(1_000)).count(), 30);
-        assert_eq!(Spacing::new(Duration::ZERO, t).coming(t + I), 0..0);
+        assert_eq!(Spacing::new(Duration::ZERO, true, t).coming(t + I), 0..0);
     }
 
     #[test]
     fn a_held_slot_comes_due_at_its_phase_once_per_interval() {
         let t = Instant::now();
-        let mut s = Spacing::new(I, t);
+        let mut s = Spacing::new(I, true, t);
         assert_eq!(s.next_due(), None, "nothing held: no wake-up");
         // 30 phases of 10 ms; slot 7's phase is step 7, slot 37's too, and so is every slot
         // of group 37 (past the first 64 · 30 slots, runs of 64 share a step).
@@ -239,7 +256,7 @@ mod tests {
     #[test]
     fn holds_started_together_come_due_spread_over_the_interval() {
         let t = Instant::now();
-        let mut s = Spacing::new(I, t);
+        let mut s = Spacing::new(I, true, t);
         // The first 1,920 slots one by one (64 a step), then 30 runs of 64 (one a step).
         for idx in 0..3_840 {
             s.start(idx);
@@ -259,7 +276,7 @@ mod tests {
     #[test]
     fn input_or_release_ends_a_hold_and_a_long_gap_sweeps_each_phase_once() {
         let t = Instant::now();
-        let mut s = Spacing::new(I, t);
+        let mut s = Spacing::new(I, true, t);
         s.start(1);
         s.start(1);
         assert_eq!(s.held(), 1, "a second completion while held adds nothing");
@@ -278,11 +295,38 @@ mod tests {
     #[test]
     fn the_interval_is_cut_into_steps_of_about_ten_milliseconds() {
         let t = Instant::now();
-        let s = Spacing::new(Duration::from_secs(1), t);
+        let s = Spacing::new(Duration::from_secs(1), true, t);
         assert_eq!((s.steps, s.step), (MAX_STEPS, ms(10)));
-        let s = Spacing::new(ms(305), t);
+        let s = Spacing::new(ms(305), true, t);
         assert_eq!(s.steps, 30);
-        let s = Spacing::new(ms(4), t);
+        let s = Spacing::new(ms(4), true, t);
         assert_eq!((s.steps, s.step), (1, ms(4)));
+    }
+
+    #[test]
+    fn stopped_it_holds_nothing_and_lists_what_it_held_resumed_it_holds_again() {
+        let t = Instant::now();
+        let mut s = Spacing::new(I, false, t);
+        s.start(5);
+        assert!(!s.on() && !s.holds(5), "not on yet: nothing held");
+        s.resume();
+        s.start(5);
+        s.start(70);
+        assert!(s.on() && s.holds(5) && s.holds(70));
+        let mut out = Vec::new();
+        s.stop(&mut out);
+        assert_eq!(out, [5, 70], "every hold ended");
+        assert!(!s.on() && !s.holds(5) && s.held() == 0 && s.next_due().is_none());
+        s.take_due(t + I, 100, &mut out);
+        assert_eq!(out.len(), 2, "nothing comes due while stopped");
+        s.resume();
+        s.start(9);
+        assert_eq!(s.held(), 1);
+        s.take_due(t + I * 3, 100, &mut out);
+        assert_eq!(
+            out[2..],
+            [9],
+            "its phase comes, an interval at most after resuming"
+        );
     }
 }

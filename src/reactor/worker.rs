@@ -32,7 +32,7 @@ use slab::Slab;
 
 use super::closelog::CloseLog;
 use super::deferred::{Deferred, Owed};
-use super::pace::Pacer;
+use super::pace::{Pace, Pacer, Usage};
 use super::rings::{RingPlan, Rings, HUB_WAKE, TABLE_HEADROOM};
 use super::spacing::Spacing;
 use super::tls::{Sent, TlsSide};
@@ -132,6 +132,9 @@ pub struct Settings {
     /// [`super::spacing`]): a send that leaves nothing queued holds the next one until the
     /// connection's phase comes round; zero: send at once.
     pub fanout_send_interval: Duration,
+    /// The send interval while the worker paces (`--fanout-pace-interval`, [`super::pace`]);
+    /// zero: pacing pauses turns instead. Unused when `fanout_send_interval` spaces always.
+    pub fanout_pace_interval: Duration,
 }
 
 #[derive(Debug)]
@@ -302,6 +305,14 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         gate_receives: s.read_mode.polls(),
     };
     let rings = Rings::new(plan, spec.listener.as_raw_fd())?;
+    // Sends are spaced always (`--fanout-send-interval`) or while the worker paces.
+    let always = !s.fanout_send_interval.is_zero();
+    let paced_spacing = !always && !s.fanout_pace_interval.is_zero();
+    let interval = if always {
+        s.fanout_send_interval
+    } else {
+        s.fanout_pace_interval
+    };
     let mut w = Worker {
         rings,
         conns: Slab::with_capacity(reserved_slots(spec.max_conns)),
@@ -335,9 +346,9 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         tls: spec.tls.map(TlsSide::new),
         link: spec.link,
         moving: moving::Moving::default(),
-        pacer: Pacer::new(s.fanout_pause),
+        pacer: Pacer::new(s.fanout_pause, paced_spacing),
         ticked: Instant::now(),
-        spacing: Spacing::new(s.fanout_send_interval, Instant::now()),
+        spacing: Spacing::new(interval, always, Instant::now()),
         due: Vec::new(),
         deferred: Deferred::new(0),
         later: Vec::new(),
@@ -644,6 +655,37 @@ impl<S: Services> Worker<S> {
             }
         }
         self.drive(idx);
+    }
+
+    /// Pacing spaces sends: each open connection not sending now is held until its phase.
+    /// Left idle, each would take the next message at once, one send per subscriber — the
+    /// eager cost, paid again at every start.
+    fn start_spacing(&mut self) {
+        self.spacing.resume();
+        for (idx, conn) in &self.conns {
+            if conn.session.sends_spaced() && !conn.socket.sending() {
+                self.spacing.start(idx as u32);
+            }
+        }
+    }
+
+    /// Pacing stopped spacing: every hold ends, every recipient takes what was deferred for
+    /// it, and each sends now.
+    fn stop_spacing(&mut self) {
+        let mut due = std::mem::take(&mut self.due);
+        self.spacing.stop(&mut due);
+        self.offer_all_owed();
+        for &idx in &due {
+            self.drive(idx);
+        }
+        due.clear();
+        self.due = due;
+        let mut touched = std::mem::take(&mut self.touched);
+        for &idx in &touched {
+            self.drive(idx);
+        }
+        touched.clear();
+        self.touched = touched;
     }
 
     /// Drive the connections whose held send (`--fanout-send-interval`) came due.
@@ -1372,8 +1414,18 @@ impl<S: Services> Worker<S> {
         self.env.metrics.ticks.inc();
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(std::mem::replace(&mut self.ticked, now));
-        let pacing = self.pacer.on_tick(elapsed, crate::io::sys::thread_usage());
-        self.env.metrics.pacing.set(u64::from(pacing));
+        let (cpu, waits) = crate::io::sys::thread_usage();
+        let queued = crate::io::sys::thread_queued();
+        let pace = self.pacer.on_tick(elapsed, Usage { cpu, waits, queued });
+        self.env.metrics.pacing.set(u64::from(pace != Pace::Eager));
+        if self.s.fanout_send_interval.is_zero() {
+            match (pace == Pace::Space, self.spacing.on()) {
+                (true, false) => self.start_spacing(),
+                (false, true) => self.stop_spacing(),
+                _ => {}
+            }
+        }
+        self.env.metrics.spacing.set(u64::from(self.spacing.on()));
         let retried: u64 = self
             .rings
             .list

@@ -17,8 +17,8 @@ mod sections;
 mod transports;
 pub mod uws;
 
-/// The send interval of the report's spaced fan-out rows (`--fanout-send-interval`).
-pub use sections::SPACED_SENDS;
+/// The flags of the report's eager fan-out rows (`--fanout-pace-interval 0`).
+pub use sections::EAGER_SENDS;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};

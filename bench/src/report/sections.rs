@@ -710,8 +710,8 @@ fn echo_client(plan: &Plan, t: &Target, c: usize, cpu: Option<&str>) -> Result<V
 
 // ------------------------------------------------------------------------------- fanout
 
-/// One topic to S subscribers, and many topics: holdfast (eager, and with spaced sends
-/// where uWebSockets is judged) beside uWebSockets, the tokio-tungstenite broadcast peer
+/// One topic to S subscribers, and many topics: holdfast (its defaults, and eager where
+/// uWebSockets is judged) beside uWebSockets, the tokio-tungstenite broadcast peer
 /// and its own event-stream and long-poll transports.
 pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
     let uws = plan.url.is_none() && plan.peers.contains(&Kind::Uws);
@@ -742,16 +742,16 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
     // both publishers. Its rows are judged against each other only, each the median of
     // as many interleaved rounds as the loadgen's.
     if let Some(&(subs, 1, rate)) = plan.fanout_cases.first().filter(|_| uws) {
-        let server = |kind, spaced| FanoutServer {
+        let server = |kind, flags| FanoutServer {
             kind,
             workers: None,
-            spaced,
+            flags,
         };
         let mut steps = Vec::new();
         for via in [Via::Admin, Via::Ws] {
             for s in [
                 server(Kind::Holdfast, None),
-                server(Kind::Holdfast, Some(SPACED_SENDS)),
+                server(Kind::Holdfast, Some(EAGER_SENDS)),
                 server(Kind::Uws, None),
             ] {
                 steps.push((s, via));
@@ -775,7 +775,7 @@ pub(super) fn fanout(plan: &Plan) -> Result<Value, String> {
 /// The fan-out runs of the section, in order: each of `servers` (holdfast first) over each
 /// of `cases` (subscribers, topics, publishes/s); against uWebSockets (`uws`) also placed
 /// alike on the CPUs of `pinning` (server, loadgen), published from a client socket, and
-/// holdfast with spaced sends.
+/// holdfast with eager sends ([`EAGER_SENDS`]).
 fn fanout_steps(
     servers: &[Kind],
     cases: &[(usize, usize, usize)],
@@ -811,22 +811,22 @@ fn fanout_steps(
             if uws && load.1 == 1 && matches!(kind, Kind::Holdfast | Kind::Uws) {
                 vias.push(Via::Ws);
             }
-            // Holdfast with spaced sends beside its eager defaults, where uWebSockets is
-            // judged at the rates it sustains (the one-topic cases among the first two):
-            // the same goals at the latency uWebSockets' pass over its subscribers gives.
-            let spacings: &[Option<&'static str>] =
+            // Holdfast with eager sends beside its defaults (which space them while a worker
+            // paces), where uWebSockets is judged at the rates it sustains (the one-topic
+            // cases among the first two): what the defaults' spacing buys, and costs.
+            let variants: &[Option<&'static str>] =
                 if uws && kind == Kind::Holdfast && case < 2 && load.1 == 1 {
-                    &[None, Some(SPACED_SENDS)]
+                    &[None, Some(EAGER_SENDS)]
                 } else {
                     &[None]
                 };
             for via in vias {
-                for &spaced in spacings {
+                for &flags in variants {
                     let step = |workers, place| FanoutStep {
                         server: FanoutServer {
                             kind,
                             workers,
-                            spaced,
+                            flags,
                         },
                         place,
                         via,
@@ -834,9 +834,9 @@ fn fanout_steps(
                     };
                     steps.push(step(None, Place::Own));
                     for (place, every_case) in &alike {
-                        // Spaced rows: where each places itself and beside uWebSockets
+                        // Eager rows: where each places itself and beside uWebSockets
                         // confined alike with the loadgen on every CPU.
-                        if *every_case || (case == 0 && spaced.is_none()) {
+                        if *every_case || (case == 0 && flags.is_none()) {
                             let workers = (kind == Kind::Holdfast).then_some(1);
                             steps.push(step(workers, place.clone()));
                         }
@@ -996,15 +996,15 @@ fn fanout_server(
     let FanoutServer {
         kind,
         workers,
-        spaced,
+        flags,
     } = server;
     let max = s(subs * 2);
     let mut extra = vec!["--max-connections", &max];
     if via == Via::Ws && kind == Kind::Holdfast {
         extra.push("--client-publish");
     }
-    if let Some(i) = spaced.filter(|_| kind == Kind::Holdfast) {
-        extra.extend(["--fanout-send-interval", i]);
+    if let Some(f) = flags.filter(|_| kind == Kind::Holdfast) {
+        extra.extend(f.split_whitespace());
     }
     let server = start(plan, kind, cpus, workers, &extra)?;
     let t = target(plan, server.as_ref());
@@ -1031,7 +1031,7 @@ pub(super) fn same_fanout_case(a: &Value, b: &Value) -> bool {
 }
 
 /// Whether fan-out row `r` is holdfast over WebSocket (its defaults, or with flags: a
-/// worker count, spaced sends).
+/// worker count, eager sends).
 pub(super) fn is_holdfast_ws(r: &Value) -> bool {
     r["server"]
         .as_str()
@@ -1075,7 +1075,7 @@ fn judged(mut v: Value, h: &Value, u: &Value) -> Value {
 /// The goals against uWebSockets, per case and placement: latency p50 and p99 at
 /// most uWebSockets', deliveries per server-CPU-s at least 1.5x. Holdfast's defaults meet
 /// uWebSockets placed by the scheduler; one holdfast worker meets uWebSockets placed alike;
-/// each holdfast row with spaced sends meets uWebSockets placed as it is. A pair where
+/// each holdfast row with eager sends meets uWebSockets placed as it is. A pair where
 /// either fell behind the asked rate is marked so (`judged`).
 fn fanout_targets(runs: &[Value]) -> Vec<Value> {
     let mut out = Vec::new();
@@ -1144,38 +1144,37 @@ pub(super) fn fanout_step(
     let server = FanoutServer {
         kind,
         workers,
-        spaced: None,
+        flags: None,
     };
     fanout_step_with(plan, server, place, via, load, None)
 }
 
-/// The send interval of holdfast's spaced fan-out rows (`--fanout-send-interval`). Its p50
-/// comes out at ~half the interval (the wait for the recipient's phase) and its p99 at ~the
-/// interval. 195 ms is the longest interval below a Linux client's minimum retransmission
-/// timeout (200 ms): above it every send draws an immediate ACK from the client, which
-/// loopback charges to the server (6.8–7.2 µs of server CPU per send at 230 ms against
-/// 5.6–6.0 at 195, forty-fourth sitting), so 230 ms bought no CPU over 195 and 280 ms only
-/// what its longer wait paid for. It keeps the rows below uWebSockets' latency at 18k
-/// subscribers × 60/s whichever way its single pass moves (its p99 was 209–332 ms over the
-/// forty-second to forty-fourth sittings), so the row shows the CPU holdfast needs at no
-/// more latency. Until the forty-fourth sitting 280 ms, and 500 ms until the forty-second.
-pub const SPACED_SENDS: &str = "195ms";
+/// The flags of holdfast's eager fan-out rows, beside its defaults where uWebSockets is
+/// judged: a worker that paces pauses its turns instead of spacing its subscribers' sends
+/// (the defaults until the forty-ninth sitting). Where the loadgen shares the CPUs at 18k
+/// subscribers the defaults space sends at 195 ms (`--fanout-pace-interval`): the longest
+/// interval below a Linux client's minimum retransmission timeout (200 ms); above it every
+/// send draws an immediate ACK from the client, which loopback charges to the server
+/// (6.8–7.2 µs of server CPU per send at 230 ms against 5.6–6.0 at 195, forty-fourth
+/// sitting). Until the forty-ninth sitting these rows were the spaced ones
+/// (`--fanout-send-interval 195ms`) beside eager defaults.
+pub const EAGER_SENDS: &str = "--fanout-pace-interval 0";
 
 /// The server of a fan-out run: which, with how many threads (holdfast: None for its
-/// defaults), and holdfast's send interval when its sends are spaced.
+/// defaults), and holdfast's flags for another way of sending ([`EAGER_SENDS`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct FanoutServer {
     pub kind: Kind,
     pub workers: Option<usize>,
-    pub spaced: Option<&'static str>,
+    pub flags: Option<&'static str>,
 }
 
 impl FanoutServer {
     /// The row's name: the server and the flags that differ from its defaults.
     fn label(&self) -> String {
         let mut label = server_label(self.kind, self.workers);
-        if let Some(i) = self.spaced {
-            label = format!("{label} --fanout-send-interval {i}");
+        if let Some(f) = self.flags {
+            label = format!("{label} {f}");
         }
         label
     }
@@ -1618,7 +1617,7 @@ mod tests {
     }
 
     #[test]
-    fn spaced_sends_run_beside_the_defaults_where_uwebsockets_is_judged() {
+    fn eager_sends_run_beside_the_defaults_where_uwebsockets_is_judged() {
         let cases = [
             (18_000, 1, 60),
             (18_000, 1, 120),
@@ -1627,49 +1626,49 @@ mod tests {
         ];
         let pinning = (Some("1".to_string()), Some("0".to_string()));
         let steps = fanout_steps(&[Kind::Holdfast, Kind::Uws], &cases, true, pinning.clone());
-        let spaced: Vec<&FanoutStep> = steps.iter().filter(|s| s.server.spaced.is_some()).collect();
+        let eager: Vec<&FanoutStep> = steps.iter().filter(|s| s.server.flags.is_some()).collect();
         // The first two cases, both publishers, where each places itself (defaults) and
         // one worker confined beside uWebSockets confined alike.
-        assert_eq!(spaced.len(), 2 * 2 * 2, "{spaced:#?}");
-        for st in &spaced {
+        assert_eq!(eager.len(), 2 * 2 * 2, "{eager:#?}");
+        for st in &eager {
             assert_eq!(st.server.kind, Kind::Holdfast);
             assert!(st.load.0 == 18_000, "{st:?}");
             match (&st.place, st.server.workers) {
                 (Place::Own, None) | (Place::Shared(_), Some(1)) => {}
-                other => panic!("a spaced row placed unlike any uWebSockets row: {other:?}"),
+                other => panic!("an eager row placed unlike any uWebSockets row: {other:?}"),
             }
-            // Every spaced row has its uWebSockets row.
+            // Every eager row has its uWebSockets row.
             assert!(steps.iter().any(|u| u.server.kind == Kind::Uws
                 && u.place == st.place
                 && u.via == st.via
                 && u.load == st.load));
         }
         assert_eq!(
-            spaced[1].server.label(),
-            format!("holdfast --workers 1 --fanout-send-interval {SPACED_SENDS}")
+            eager[1].server.label(),
+            format!("holdfast --workers 1 {EAGER_SENDS}")
         );
         // Without uWebSockets there is nothing to judge them against.
         let alone = fanout_steps(&[Kind::Holdfast], &cases, false, pinning);
-        assert!(alone.iter().all(|s| s.server.spaced.is_none()));
+        assert!(alone.iter().all(|s| s.server.flags.is_none()));
         assert_eq!(alone.len(), cases.len());
     }
 
     #[test]
-    fn a_spaced_row_is_judged_beside_the_defaults_on_its_own_figures() {
+    fn an_eager_row_is_judged_beside_the_defaults_on_its_own_figures() {
         let runs = [
-            row("holdfast", 600, 300.0, 1.0e6),
-            row("holdfast --fanout-send-interval 280ms", 600, 150.0, 2.0e6),
+            row("holdfast", 600, 150.0, 2.0e6),
+            row("holdfast --fanout-pace-interval 0", 600, 300.0, 1.0e6),
             row("uwebsockets", 600, 200.0, 1.0e6),
         ];
         let t = fanout_targets(&runs);
         assert_eq!(t.len(), 6, "three goals for each holdfast row: {t:?}");
-        let (spaced, eager): (Vec<_>, Vec<_>) = t.iter().partition(|v| {
+        let (eager, defaults): (Vec<_>, Vec<_>) = t.iter().partition(|v| {
             v["what"]
                 .as_str()
                 .unwrap()
-                .contains("--fanout-send-interval")
+                .contains("--fanout-pace-interval 0")
         });
-        assert!(spaced.iter().all(|v| v["met"] == true), "{spaced:?}");
+        assert!(defaults.iter().all(|v| v["met"] == true), "{defaults:?}");
         assert!(eager.iter().all(|v| v["met"] == false), "{eager:?}");
     }
 

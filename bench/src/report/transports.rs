@@ -54,7 +54,7 @@ pub(super) fn transports(plan: &Plan) -> Result<Value, String> {
                 super::sections::FanoutServer {
                     kind: Kind::HoldfastPoll,
                     workers: None,
-                    spaced: None,
+                    flags: None,
                 },
                 &super::sections::Place::Own,
                 super::sections::Via::Admin,

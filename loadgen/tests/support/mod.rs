@@ -171,6 +171,13 @@ pub struct LoadgenRun {
     json: std::path::PathBuf,
 }
 
+impl LoadgenRun {
+    /// Whether the loadgen is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
 static RUN: AtomicU64 = AtomicU64::new(0);
 
 pub fn spawn_loadgen(args: &[&str]) -> LoadgenRun {
