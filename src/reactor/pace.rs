@@ -35,9 +35,9 @@
 //! (`/proc/thread-self/schedstat`): it goes eager once that time adds up to less than a
 //! tenth of the time it ran over a second ([`CALM_TICKS`], [`CALM_SHARE`]). (Spaced beside
 //! the load generator it waited 280 ms for 412 ms run at 18k × 60/s, a quarter of the time
-//! it ran at 10k × 100/s.) Where the kernel does not keep that time, a spaced worker goes eager every
-//! [`LEASE_TICKS`] for a tick to be judged again. A worker alone on its CPU, keeping up or
-//! delivering little is never spaced, so a light topic's messages go at once.
+//! it ran at 10k × 100/s.) Where the kernel does not keep that time, a spaced worker goes
+//! eager every [`LEASE_TICKS`] for a tick to be judged again. A worker alone on its CPU,
+//! keeping up or delivering little is never spaced, so a light topic's messages go at once.
 
 use std::time::Duration;
 
