@@ -675,6 +675,12 @@ impl<S: Services> Worker<S> {
         let mut due = std::mem::take(&mut self.due);
         self.spacing.stop(&mut due);
         self.offer_all_owed();
+        self.drive_listed(due);
+    }
+
+    /// Drive the connections of `due` (kept, emptied, for its allocation), then those
+    /// marked touched.
+    fn drive_listed(&mut self, mut due: Vec<u32>) {
         for &idx in &due {
             self.drive(idx);
         }
@@ -711,17 +717,7 @@ impl<S: Services> Worker<S> {
         }
         self.spacing.take_due(now, self.slots, &mut due);
         self.env.metrics.spaced_sends.add(due.len() as u64);
-        for &idx in &due {
-            self.drive(idx);
-        }
-        due.clear();
-        self.due = due;
-        let mut touched = std::mem::take(&mut self.touched);
-        for &idx in &touched {
-            self.drive(idx);
-        }
-        touched.clear();
-        self.touched = touched;
+        self.drive_listed(due);
     }
 
     /// A session's holdings went from `before` to `after`: keep the tally.
