@@ -207,6 +207,11 @@ impl Pacer {
         pause
     }
 
+    /// Whether pacing spaces sends (and so reads the thread's run-queue time).
+    pub fn spaces(&self) -> bool {
+        self.space
+    }
+
     /// What this tick does.
     pub fn pace(&self) -> Pace {
         self.now

@@ -1411,10 +1411,12 @@ impl<S: Services> Worker<S> {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(std::mem::replace(&mut self.ticked, now));
         let (cpu, waits) = crate::io::sys::thread_usage();
-        let queued = crate::io::sys::thread_queued();
+        // Only a pacer that spaces sends needs the run-queue time (a `/proc` read).
+        let spaces = self.pacer.spaces();
+        let queued = spaces.then(crate::io::sys::thread_queued).flatten();
         let pace = self.pacer.on_tick(elapsed, Usage { cpu, waits, queued });
         self.env.metrics.pacing.set(u64::from(pace != Pace::Eager));
-        if self.s.fanout_send_interval.is_zero() {
+        if spaces {
             match (pace == Pace::Space, self.spacing.on()) {
                 (true, false) => self.start_spacing(),
                 (false, true) => self.stop_spacing(),
