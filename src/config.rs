@@ -311,12 +311,13 @@ pub struct ServeConfig {
     pub fanout_pause: f64,
 
     /// While a worker paces (see --fanout-pause: its CPU is shared, it never waits for work
-    /// and it delivers at least 50,000 messages a second), its subscribers' sends are spaced
-    /// at this interval, as --fanout-send-interval spaces them always (seconds; `195ms`):
-    /// a message that follows another to the same subscriber within the interval waits for
-    /// its phase, at most the interval. It halves CPU per delivery where the load generator
-    /// shares the CPUs, at the latency eager sends had there (docs/operations.md, "Fan-out
-    /// pacing"). The worker stays spaced while it delivers that much and its CPU stays shared
+    /// and it delivers at least 50,000 messages a second), its subscribers' sends are spaced,
+    /// as --fanout-send-interval spaces them always, at an interval sized to the load — 2.5
+    /// times the gap between a connection's sends while it sent eagerly, at least 20ms — and
+    /// at most this long (seconds; `195ms`): a message that follows another to the same
+    /// subscriber within the interval waits for its phase, at most the interval. It halves
+    /// CPU per delivery where the load generator shares the CPUs, at the latency eager sends
+    /// had there (docs/operations.md, "Fan-out pacing"). The worker stays spaced while it delivers that much and its CPU stays shared
     /// (over each second it waited, runnable, for the CPU at least a tenth of the time it
     /// ran), and sends eagerly again when either ends. At most 1s; 0 paces by pausing.
     #[arg(long, default_value_t = 0.195, value_parser = crate::units::secs)]

@@ -227,6 +227,9 @@ pub struct WorkerMetrics {
     /// Gauge: 1 while the worker spaces its subscribers' sends (always with
     /// `--fanout-send-interval`; while it paces with `--fanout-pace-interval`), else 0.
     pub spacing: Counter,
+    /// Gauge: the interval, in µs, at which the worker spaces its subscribers' sends while
+    /// it does (pacing's is sized to the load, `reactor::gaps`), else 0.
+    pub spacing_interval_us: Counter,
     /// Gauge: bytes of the slab of connection state (capacity × entry size).
     pub slab_bytes: Counter,
     /// Gauge: heap bytes held by connections for split frames, messages and queues.
@@ -413,6 +416,19 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             o,
             "holdfast_worker_ticks_total{{worker=\"{i}\"}} {}",
             w.ticks.get()
+        );
+    }
+    family(
+        &mut o,
+        "worker_spacing_interval_seconds",
+        "gauge",
+        "The interval at which each worker spaces its subscribers' sends while it does: --fanout-send-interval, or while it paces, the gap between a connection's eager sends times 2.5 within --fanout-pace-interval; 0 while it sends eagerly.",
+    );
+    for (i, w) in workers.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "holdfast_worker_spacing_interval_seconds{{worker=\"{i}\"}} {}",
+            w.spacing_interval_us.get() as f64 / 1e6
         );
     }
     type Family = (

@@ -715,13 +715,20 @@ fn a_worker_saturated_on_a_shared_cpu_spaces_its_sends_and_goes_eager_when_the_l
         ],
     );
     let gauge = "holdfast_workers_spacing";
+    let interval = "holdfast_worker_spacing_interval_seconds{worker=\"0\"}";
     let mut spaced = false;
     // The run is bounded (warmup, duration, settle); so is this watch.
     for _ in 0..1200 {
         if !run.running() {
             break;
         }
-        spaced |= server.metric(gauge) == 1.0;
+        if server.metric(gauge) == 1.0 {
+            spaced = true;
+            // Sized to the gap between eager sends, within the defaults' 195 ms (0 when the
+            // spacing ended between the two reads).
+            let iv = server.metric(interval);
+            assert!(iv == 0.0 || (0.02..=0.195).contains(&iv), "interval {iv}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     let (code, v, out) = finish_loadgen(run);
@@ -740,6 +747,7 @@ fn a_worker_saturated_on_a_shared_cpu_spaces_its_sends_and_goes_eager_when_the_l
         off
     });
     assert!(eager, "still spacing 5 s after the load ended");
+    assert_eq!(server.metric(interval), 0.0, "no interval while eager");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 pub mod closelog;
 pub mod deferred;
+pub mod gaps;
 pub mod pace;
 pub mod rings;
 pub mod slotbits;

@@ -23,12 +23,15 @@
 //! a worker alone on a CPU beside the kernel's softirq thread was preempted 4.4 times a tick,
 //! one sharing it with a load generator 5–7.)
 //!
-//! **Pacing by spacing** (`--fanout-pace-interval`, 195 ms by default): instead of pausing
-//! its turns, a worker that paces spaces its subscribers' sends ([`super::spacing`]) at that
-//! interval, which halves its CPU per delivery where pauses took a fifth off (18k subscribers
-//! × 60/s on 2 vCPUs shared with the load generator: ~11 frames per send against 5.4, at
-//! the same latency, because eager sends there already waited that long for the CPU; see
-//! docs/benchmarks.md, forty-ninth sitting). A spaced worker waits for its phases, so it is
+//! **Pacing by spacing** (`--fanout-pace-interval`, at most 195 ms by default): instead of
+//! pausing its turns, a worker that paces spaces its subscribers' sends ([`super::spacing`]),
+//! which halves its CPU per delivery where pauses took a fifth off (18k subscribers × 60/s on
+//! 2 vCPUs shared with the load generator: ~11 frames per send against 5.4, at the same
+//! latency, because eager sends there already waited that long for the CPU; see
+//! docs/benchmarks.md, forty-ninth sitting). The interval is sized to what eager sends
+//! waited: [`GAP_SPAN`] times the gap between a connection's eager sends, measured while the
+//! worker sent eagerly ([`super::gaps`], [`spacing_interval`]), within the flag — so a load
+//! whose eager sends went sooner is spaced less (fiftieth sitting). A spaced worker waits for its phases, so it is
 //! never busy, and its share of the time it was awake says nothing of its neighbour: it
 //! stays spaced while it delivers at least [`MIN_DELIVERIES`] a tick and its CPU stays
 //! shared, read from the time it spent runnable but waiting for the CPU
@@ -70,6 +73,26 @@ struct Window {
 /// spaced (5 s), unless its deliveries fall below [`MIN_DELIVERIES`] first; then it sends
 /// eagerly for a tick and is judged again.
 pub const LEASE_TICKS: u32 = 50;
+
+/// Eager send gaps ([`super::gaps`]) a paced worker's spacing interval spans. A message
+/// waits for its recipient's phase half an interval on average and one at most; sent
+/// eagerly by a crowded worker it waited about a gap on average and 2–3 gaps at the tail
+/// (10k–18k subscribers at 60–120/s on 2 vCPUs shared with the load generator: gaps of
+/// 65–140 ms, eager p99 2.0–3.1 gaps; docs/benchmarks.md, fiftieth sitting). So spaced, a
+/// message waits at most about as long as the tail of eager sending.
+pub const GAP_SPAN: f64 = 2.5;
+
+/// The shortest interval pacing spaces sends at.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The interval a worker that starts pacing spaces its sends at: [`GAP_SPAN`] times the gap
+/// between a connection's eager sends, where it was measured, within `max`
+/// (`--fanout-pace-interval`); `max` where it was not.
+pub fn spacing_interval(gap: Option<Duration>, max: Duration) -> Duration {
+    gap.map_or(max, |g| {
+        g.mul_f64(GAP_SPAN).clamp(MIN_INTERVAL.min(max), max)
+    })
+}
 
 /// A worker thread's counters so far, read once a tick.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -118,6 +141,8 @@ pub struct Pacer {
     turn: u64,
     /// What the current tick does.
     now: Pace,
+    /// Whether the last tick delivered at least [`MIN_DELIVERIES`].
+    delivering: bool,
 }
 
 impl Pacer {
@@ -134,6 +159,7 @@ impl Pacer {
             delivered: 0,
             turn: 0,
             now: Pace::Eager,
+            delivering: false,
         }
     }
 
@@ -153,6 +179,7 @@ impl Pacer {
         let last = self.usage.replace(usage);
         let paused = std::mem::take(&mut self.paused);
         let delivering = std::mem::take(&mut self.delivered) >= MIN_DELIVERIES;
+        self.delivering = delivering;
         let Some(before) = last else {
             self.now = Pace::Eager; // the first tick takes the baseline
             return self.now;
@@ -210,6 +237,11 @@ impl Pacer {
     /// Whether pacing spaces sends (and so reads the thread's run-queue time).
     pub fn spaces(&self) -> bool {
         self.space
+    }
+
+    /// Whether the last tick measured delivered at least [`MIN_DELIVERIES`].
+    pub fn delivering(&self) -> bool {
+        self.delivering
     }
 
     /// What this tick does.
@@ -362,6 +394,22 @@ mod tests {
         assert!(p.pacing());
         t.tick(&mut p, (4, 100), 0, 0.5);
         assert!(!p.pacing(), "400 deliveries in the last tick: eager again");
+    }
+
+    #[test]
+    fn the_spacing_interval_spans_eager_gaps_within_the_bounds() {
+        let max = Duration::from_millis(195);
+        let ms = Duration::from_millis;
+        assert_eq!(spacing_interval(Some(ms(50)), max), ms(125));
+        assert_eq!(
+            spacing_interval(Some(ms(100)), max),
+            max,
+            "at most the flag"
+        );
+        assert_eq!(spacing_interval(Some(ms(2)), max), MIN_INTERVAL);
+        assert_eq!(spacing_interval(None, max), max, "unmeasured: the flag");
+        // A flag below the floor is the interval.
+        assert_eq!(spacing_interval(Some(ms(2)), ms(10)), ms(10));
     }
 
     #[test]

@@ -42,6 +42,9 @@ use super::slotbits::SlotBits;
 /// ring enter). The interval is cut into at most [`MAX_STEPS`].
 const STEP: Duration = Duration::from_millis(10);
 
+/// The shortest step an interval sized to the load is cut into.
+const MIN_STEP: Duration = Duration::from_millis(1);
+
 /// Most phases per interval (`--fanout-send-interval` is at most 1 s).
 pub const MAX_STEPS: u32 = 100;
 
@@ -59,9 +62,11 @@ pub struct Spacing {
     held: SlotBits,
     /// Slots held.
     count: usize,
-    /// Step 0.
+    /// When step `base` began.
     epoch: Instant,
-    /// The last step swept, counted from `epoch`.
+    /// The step count at `epoch` (steps before it were of another length).
+    base: u64,
+    /// The last step swept.
     swept: u64,
 }
 
@@ -77,6 +82,7 @@ impl Spacing {
             held: SlotBits::default(),
             count: 0,
             epoch: now,
+            base: 0,
             swept: 0,
         }
     }
@@ -86,9 +92,30 @@ impl Spacing {
         self.steps > 0 && self.active
     }
 
-    /// Space sends from now on (when the interval is not zero).
-    pub fn resume(&mut self) {
+    /// Space sends from `now` on (when the interval is not zero), at `interval` if given:
+    /// the same number of phases, each of its share (`--fanout-pace-interval` sized to the
+    /// load, [`super::pace`]); at least 1 ms a step.
+    pub fn resume(&mut self, interval: Option<Duration>, now: Instant) {
         self.active = true;
+        if let Some(iv) = interval.filter(|_| self.steps > 0) {
+            let step = (iv / self.steps).max(MIN_STEP);
+            // Phases go on from the step reached, at the new length.
+            self.base = self.position(now);
+            self.swept = self.swept.max(self.base);
+            (self.epoch, self.step) = (now, step);
+        }
+    }
+
+    /// The interval now.
+    pub fn interval(&self) -> Duration {
+        self.step * self.steps
+    }
+
+    /// The step count at `now`.
+    fn position(&self, now: Instant) -> u64 {
+        self.base
+            + (now.saturating_duration_since(self.epoch).as_nanos() / self.step.as_nanos().max(1))
+                as u64
     }
 
     /// Stop spacing: every hold ends; append the slots that were held to `out` (their sends
@@ -128,7 +155,7 @@ impl Spacing {
     pub fn next_due(&self) -> Option<Instant> {
         // In nanoseconds: a `u32` count of 10 ms steps wraps after 16 months of uptime, and
         // a due time in the past would keep the worker from waiting.
-        let at = (self.step.as_nanos() as u64).saturating_mul(self.swept + 1);
+        let at = (self.step.as_nanos() as u64).saturating_mul(self.swept + 1 - self.base);
         (self.count > 0).then(|| self.epoch + Duration::from_nanos(at))
     }
 
@@ -139,8 +166,7 @@ impl Spacing {
         if !self.on() {
             return;
         }
-        let upto = (now.saturating_duration_since(self.epoch).as_nanos()
-            / self.step.as_nanos().max(1)) as u64;
+        let upto = self.position(now);
         let from = self.swept.max(upto.saturating_sub(u64::from(self.steps)));
         self.swept = upto;
         if self.count == 0 {
@@ -164,8 +190,7 @@ impl Spacing {
         if !self.on() {
             return 0..0;
         }
-        let upto = (now.saturating_duration_since(self.epoch).as_nanos()
-            / self.step.as_nanos().max(1)) as u64;
+        let upto = self.position(now);
         let from = self.swept.max(upto.saturating_sub(u64::from(self.steps)));
         from + 1..upto + 1
     }
@@ -309,7 +334,7 @@ mod tests {
         let mut s = Spacing::new(I, false, t);
         s.start(5);
         assert!(!s.on() && !s.holds(5), "not on yet: nothing held");
-        s.resume();
+        s.resume(None, t);
         s.start(5);
         s.start(70);
         assert!(s.on() && s.holds(5) && s.holds(70));
@@ -319,7 +344,7 @@ mod tests {
         assert!(!s.on() && !s.holds(5) && s.held() == 0 && s.next_due().is_none());
         s.take_due(t + I, 100, &mut out);
         assert_eq!(out.len(), 2, "nothing comes due while stopped");
-        s.resume();
+        s.resume(None, t + I);
         s.start(9);
         assert_eq!(s.held(), 1);
         s.take_due(t + I * 3, 100, &mut out);
@@ -328,5 +353,30 @@ mod tests {
             [9],
             "its phase comes, an interval at most after resuming"
         );
+    }
+
+    #[test]
+    fn resumed_at_another_interval_the_same_phases_come_at_its_pace() {
+        let t = Instant::now();
+        let mut s = Spacing::new(I, false, t);
+        assert_eq!((s.steps(), s.interval()), (30, I));
+        // 1 s later, at 120 ms: 30 steps of 4 ms.
+        let at = t + ms(1_000);
+        s.resume(Some(ms(120)), at);
+        assert_eq!(s.interval(), ms(120));
+        let swept = s.swept();
+        assert_eq!(swept, 100, "the steps reached at the old length");
+        s.start(3);
+        assert_eq!(s.next_due(), Some(at + ms(4)));
+        let mut out = Vec::new();
+        s.take_due(at + ms(119), 30, &mut out);
+        assert_eq!(out, [3], "its phase came within the new interval");
+        assert_eq!(s.swept(), swept + 29);
+        // Sized below a millisecond a step: 1 ms steps.
+        s.resume(Some(ms(10)), at + ms(200));
+        assert_eq!(s.interval(), ms(30));
+        // Not sized: the interval it had.
+        s.resume(None, at + ms(300));
+        assert_eq!(s.interval(), ms(30));
     }
 }

@@ -32,7 +32,8 @@ use slab::Slab;
 
 use super::closelog::CloseLog;
 use super::deferred::{Deferred, Owed};
-use super::pace::{Pace, Pacer, Usage};
+use super::gaps::SendGaps;
+use super::pace::{self, Pace, Pacer, Usage};
 use super::rings::{RingPlan, Rings, HUB_WAKE, TABLE_HEADROOM};
 use super::spacing::Spacing;
 use super::tls::{Sent, TlsSide};
@@ -237,6 +238,9 @@ struct Worker<S: Services> {
     pacer: Pacer,
     /// When the last tick ran.
     ticked: Instant,
+    /// The gap between a connection's eager sends, which sizes pacing's spacing interval
+    /// (see [`super::gaps`]); counted only where pacing spaces sends, while it does not.
+    gaps: SendGaps,
     /// Connections whose next send waits for their phase (`--fanout-send-interval`).
     spacing: Spacing,
     /// Holds come due, to drive (kept for its allocation).
@@ -348,6 +352,7 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         moving: moving::Moving::default(),
         pacer: Pacer::new(s.fanout_pause, paced_spacing),
         ticked: Instant::now(),
+        gaps: SendGaps::default(),
         spacing: Spacing::new(interval, always, Instant::now()),
         due: Vec::new(),
         deferred: Deferred::new(0),
@@ -661,7 +666,16 @@ impl<S: Services> Worker<S> {
     /// Left idle, each would take the next message at once, one send per subscriber — the
     /// eager cost, paid again at every start.
     fn start_spacing(&mut self) {
-        self.spacing.resume();
+        let gap = self.gaps.gap();
+        let interval = pace::spacing_interval(gap, self.s.fanout_pace_interval);
+        self.gaps.reset();
+        self.spacing.resume(Some(interval), Instant::now());
+        tracing::debug!(
+            worker = self.id,
+            gap_ms = gap.map(|g| g.as_millis() as u64),
+            interval_ms = self.spacing.interval().as_millis() as u64,
+            "spacing sends"
+        );
         for (idx, conn) in &self.conns {
             if conn.session.sends_spaced() && !conn.socket.sending() {
                 self.spacing.start(idx as u32);
@@ -759,6 +773,7 @@ impl<S: Services> Worker<S> {
         }
         let ctx = self.env.ctx(idx);
         let tls_before = tls_held(&self.tls, idx);
+        let gaps = (self.pacer.spaces() && !self.spacing.on()).then_some(&mut self.gaps);
         if !conn.socket.sending() {
             let mut host = self.svc.host(idx);
             let session = &mut conn.session;
@@ -775,7 +790,12 @@ impl<S: Services> Worker<S> {
                 Some(tls) => tls.next_send(idx, poll),
             };
             match next {
-                Ok(Some(buf)) => conn.socket.send(ring, buf, idx),
+                Ok(Some(buf)) => {
+                    conn.socket.send(ring, buf, idx);
+                    if let Some(g) = gaps {
+                        g.sent(idx);
+                    }
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::debug!(conn = idx, "TLS encryption failed: {e}");
@@ -1415,6 +1435,9 @@ impl<S: Services> Worker<S> {
         let spaces = self.pacer.spaces();
         let queued = spaces.then(crate::io::sys::thread_queued).flatten();
         let pace = self.pacer.on_tick(elapsed, Usage { cpu, waits, queued });
+        if spaces && !self.spacing.on() {
+            self.gaps.on_tick(elapsed, self.pacer.delivering());
+        }
         self.env.metrics.pacing.set(u64::from(pace != Pace::Eager));
         if spaces {
             match (pace == Pace::Space, self.spacing.on()) {
@@ -1424,6 +1447,11 @@ impl<S: Services> Worker<S> {
             }
         }
         self.env.metrics.spacing.set(u64::from(self.spacing.on()));
+        let interval = self.spacing.on().then(|| self.spacing.interval());
+        self.env
+            .metrics
+            .spacing_interval_us
+            .set(interval.map_or(0, |iv| iv.as_micros() as u64));
         let retried: u64 = self
             .rings
             .list
