@@ -317,9 +317,10 @@ pub struct ServeConfig {
     /// at most this long (seconds; `195ms`): a message that follows another to the same
     /// subscriber within the interval waits for its phase, at most the interval. It halves
     /// CPU per delivery where the load generator shares the CPUs, at the latency eager sends
-    /// had there (docs/operations.md, "Fan-out pacing"). The worker stays spaced while it delivers that much and its CPU stays shared
-    /// (over each second it waited, runnable, for the CPU at least a tenth of the time it
-    /// ran), and sends eagerly again when either ends. At most 1s; 0 paces by pausing.
+    /// had there (docs/operations.md, "Fan-out pacing"). The worker stays spaced while it
+    /// delivers that much and its CPU stays shared (over each second it waited, runnable,
+    /// for the CPU at least a tenth of the time it ran), and sends eagerly again when either
+    /// ends. At most 1s; 0 paces by pausing.
     #[arg(long, default_value_t = 0.195, value_parser = crate::units::secs)]
     pub fanout_pace_interval: f64,
 

@@ -31,10 +31,10 @@
 //! docs/benchmarks.md, forty-ninth sitting). The interval is sized to what eager sends
 //! waited: [`GAP_SPAN`] times the gap between a connection's eager sends, measured while the
 //! worker sent eagerly ([`super::gaps`], [`spacing_interval`]), within the flag — so a load
-//! whose eager sends went sooner is spaced less (fiftieth sitting). A spaced worker waits for its phases, so it is
-//! never busy, and its share of the time it was awake says nothing of its neighbour: it
-//! stays spaced while it delivers at least [`MIN_DELIVERIES`] a tick and its CPU stays
-//! shared, read from the time it spent runnable but waiting for the CPU
+//! whose eager sends went sooner is spaced less (fiftieth sitting). A spaced worker waits
+//! for its phases, so it is never busy, and its share of the time it was awake says nothing
+//! of its neighbour: it stays spaced while it delivers at least [`MIN_DELIVERIES`] a tick
+//! and its CPU stays shared, read from the time it spent runnable but waiting for the CPU
 //! (`/proc/thread-self/schedstat`): it goes eager once that time adds up to less than a
 //! tenth of the time it ran over a second ([`CALM_TICKS`], [`CALM_SHARE`]). (Spaced beside
 //! the load generator it waited 280 ms for 412 ms run at 18k × 60/s, a quarter of the time

@@ -1,0 +1,10 @@
+# ab50b.sh ROUNDS: uws, sized with a 300 ms cap (/tmp/hf50c), sized with 195 (/tmp/hf50c) at 10k x 100 admin, 18k x 60 admin, 18k x 120 ws
+cd /work/main; D=bench/results/2026-12-05-tuned-44-scripts; export OUT=/tmp/s50ab2
+for r in $(seq $1); do
+ for L in "18000 60 admin 60" "18000 120 ws 120" "10000 100 admin 100"; do set -- $L
+  export SUBS=$1 RATE=$2 VIA=$3; T=$4
+  bash $D/run44.sh uws uws$T-$r
+  BIN=/tmp/hf50c bash $D/run44.sh eager cap300-$T-$r --fanout-pace-interval 300ms
+  BIN=/tmp/hf50c bash $D/run44.sh eager cap195-$T-$r
+ done
+done
