@@ -390,46 +390,31 @@ pub fn render_tls(o: &mut String, store: &crate::tls::CertStore) {
 pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> String {
     let mut o = String::with_capacity(16 * 1024);
     let sum = |f: &dyn Fn(&WorkerMetrics) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
-    family(
-        &mut o,
-        "connections",
-        "gauge",
-        "Open connections (handshaking or established), by worker.",
-    );
-    let mut lines = String::new();
-    for (i, w) in workers.iter().enumerate() {
-        let _ = writeln!(
-            lines,
-            "holdfast_connections{{worker=\"{i}\"}} {}",
-            w.connections.get()
-        );
-    }
-    o.push_str(&lines);
-    family(
-        &mut o,
-        "worker_ticks_total",
-        "counter",
-        "Timer ticks each worker has run (10 a second while its loop is alive).",
-    );
-    for (i, w) in workers.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "holdfast_worker_ticks_total{{worker=\"{i}\"}} {}",
-            w.ticks.get()
-        );
-    }
-    family(
-        &mut o,
-        "worker_spacing_interval_seconds",
-        "gauge",
-        "The interval at which each worker spaces its subscribers' sends while it does: --fanout-send-interval, or while it paces, the gap between a connection's eager sends times 2.5 within --fanout-pace-interval; 0 while it sends eagerly.",
-    );
-    for (i, w) in workers.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "holdfast_worker_spacing_interval_seconds{{worker=\"{i}\"}} {}",
-            w.spacing_interval_us.get() as f64 / 1e6
-        );
+    let by_worker = [
+        (
+            "connections",
+            "gauge",
+            "Open connections (handshaking or established), by worker.",
+            (|w| w.connections.get() as f64) as fn(&WorkerMetrics) -> f64,
+        ),
+        (
+            "worker_ticks_total",
+            "counter",
+            "Timer ticks each worker has run (10 a second while its loop is alive).",
+            |w| w.ticks.get() as f64,
+        ),
+        (
+            "worker_spacing_interval_seconds",
+            "gauge",
+            "The interval at which each worker spaces its subscribers' sends while it does: --fanout-send-interval, or while it paces, the gap between a connection's eager sends times 2.5 within --fanout-pace-interval; 0 while it sends eagerly.",
+            |w| w.spacing_interval_us.get() as f64 / 1e6,
+        ),
+    ];
+    for (name, kind, help, value) in by_worker {
+        family(&mut o, name, kind, help);
+        for (i, w) in workers.iter().enumerate() {
+            let _ = writeln!(o, "holdfast_{name}{{worker=\"{i}\"}} {}", value(w));
+        }
     }
     type Family = (
         &'static str,

@@ -101,11 +101,25 @@ mod tests {
     fn run(g: &mut SendGaps, ticks: u32, conns: u32, per_tick: u32) {
         for _ in 0..ticks {
             for _ in 0..per_tick {
-                for idx in 0..conns {
-                    g.sent(idx);
-                }
+                g.sent_to(0..conns);
             }
             g.on_tick(TICK, true);
+        }
+    }
+
+    /// Ten ticks in which tick `t` sends once to 1,000 slots from `first(t)`.
+    fn thousand_a_tick(g: &mut SendGaps, first: impl Fn(u32) -> u32, delivering: bool) {
+        for t in 0..10 {
+            g.sent_to(first(t)..first(t) + 1_000);
+            g.on_tick(TICK, delivering);
+        }
+    }
+
+    impl SendGaps {
+        fn sent_to(&mut self, slots: std::ops::Range<u32>) {
+            for idx in slots {
+                self.sent(idx);
+            }
         }
     }
 
@@ -125,12 +139,7 @@ mod tests {
         );
         // 1,000 of 5,000 slots a tick, in turn: each sent to every 500 ms.
         let mut g = SendGaps::default();
-        for t in 0..10 {
-            for idx in 0..1_000 {
-                g.sent((t % 5) * 1_000 + idx);
-            }
-            g.on_tick(TICK, true);
-        }
+        thousand_a_tick(&mut g, |t| (t % 5) * 1_000, true);
         assert_eq!(g.gap(), Some(Duration::from_millis(500)));
     }
 
@@ -154,13 +163,8 @@ mod tests {
     #[test]
     fn a_tick_that_did_not_deliver_starts_the_window_again() {
         let mut g = SendGaps::default();
-        // A ramp: 5,000 handshake answers, one each, over 0.5 s.
-        for t in 0..5 {
-            for idx in 0..1_000 {
-                g.sent(t * 1_000 + idx);
-            }
-            g.on_tick(TICK, false);
-        }
+        // A ramp: 10,000 handshake answers, one each, over 1 s.
+        thousand_a_tick(&mut g, |t| t * 1_000, false);
         assert_eq!(g.gap(), None);
         run(&mut g, 2, 5_000, 1);
         assert_eq!(g.gap(), Some(TICK), "only the delivering ticks");
