@@ -92,13 +92,13 @@ impl Spacing {
         self.steps > 0 && self.active
     }
 
-    /// Space sends from `now` on (when the interval is not zero), at `interval` if given:
-    /// the same number of phases, each of its share (`--fanout-pace-interval` sized to the
-    /// load, [`super::pace`]); at least 1 ms a step.
-    pub fn resume(&mut self, interval: Option<Duration>, now: Instant) {
+    /// Space sends from `now` on (when the interval is not zero) at `interval`: the same
+    /// number of phases, each of its share (`--fanout-pace-interval` sized to the load,
+    /// [`super::pace`]); at least 1 ms a step.
+    pub fn resume(&mut self, interval: Duration, now: Instant) {
         self.active = true;
-        if let Some(iv) = interval.filter(|_| self.steps > 0) {
-            let step = (iv / self.steps).max(MIN_STEP);
+        if self.steps > 0 {
+            let step = (interval / self.steps).max(MIN_STEP);
             // Phases go on from the step reached, at the new length.
             self.base = self.position(now);
             self.swept = self.swept.max(self.base);
@@ -334,7 +334,7 @@ mod tests {
         let mut s = Spacing::new(I, false, t);
         s.start(5);
         assert!(!s.on() && !s.holds(5), "not on yet: nothing held");
-        s.resume(None, t);
+        s.resume(I, t);
         s.start(5);
         s.start(70);
         assert!(s.on() && s.holds(5) && s.holds(70));
@@ -344,7 +344,7 @@ mod tests {
         assert!(!s.on() && !s.holds(5) && s.held() == 0 && s.next_due().is_none());
         s.take_due(t + I, 100, &mut out);
         assert_eq!(out.len(), 2, "nothing comes due while stopped");
-        s.resume(None, t + I);
+        s.resume(I, t + I);
         s.start(9);
         assert_eq!(s.held(), 1);
         s.take_due(t + I * 3, 100, &mut out);
@@ -362,7 +362,7 @@ mod tests {
         assert_eq!((s.steps(), s.interval()), (30, I));
         // 1 s later, at 120 ms: 30 steps of 4 ms.
         let at = t + ms(1_000);
-        s.resume(Some(ms(120)), at);
+        s.resume(ms(120), at);
         assert_eq!(s.interval(), ms(120));
         let swept = s.swept();
         assert_eq!(swept, 100, "the steps reached at the old length");
@@ -373,10 +373,7 @@ mod tests {
         assert_eq!(out, [3], "its phase came within the new interval");
         assert_eq!(s.swept(), swept + 29);
         // Sized below a millisecond a step: 1 ms steps.
-        s.resume(Some(ms(10)), at + ms(200));
-        assert_eq!(s.interval(), ms(30));
-        // Not sized: the interval it had.
-        s.resume(None, at + ms(300));
+        s.resume(ms(10), at + ms(200));
         assert_eq!(s.interval(), ms(30));
     }
 }

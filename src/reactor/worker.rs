@@ -669,7 +669,7 @@ impl<S: Services> Worker<S> {
         let gap = self.gaps.gap();
         let interval = pace::spacing_interval(gap, self.s.fanout_pace_interval);
         self.gaps.reset();
-        self.spacing.resume(Some(interval), Instant::now());
+        self.spacing.resume(interval, Instant::now());
         tracing::debug!(
             worker = self.id,
             gap_ms = gap.map(|g| g.as_millis() as u64),
