@@ -317,7 +317,8 @@ pub struct ServeConfig {
     /// at most this long (seconds; `195ms`): a message that follows another to the same
     /// subscriber within the interval waits for its phase, at most the interval. It halves
     /// CPU per delivery where the load generator shares the CPUs, at the latency eager sends
-    /// had there (docs/operations.md, "Fan-out pacing"). The worker stays spaced while it
+    /// had there (docs/operations.md, "Fan-out pacing"). A worker whose eager sends carried
+    /// about one frame each (under 1.5) keeps up and is not spaced. The worker stays spaced while it
     /// delivers that much and its CPU stays shared (over each second it waited, runnable,
     /// for the CPU at least a tenth of the time it ran), and sends eagerly again when either
     /// ends. At most 1s; 0 paces by pausing.

@@ -13,6 +13,12 @@
 //! times in it waited `window / k` between sends). A connection sent to once in the window
 //! counts as a gap of the whole window, so the window is kept longer than the gaps it
 //! measures ([`WINDOW`]).
+//!
+//! It counts the frames delivered too: frames per send says what the gap is. A worker that
+//! comes round to a subscriber less often than its messages come finds several waiting, and
+//! the gap is the time it takes to come round — what a message waits. One that keeps up finds
+//! one at each visit (a frame a send), and the gap is only the time between messages: their
+//! wait was shorter, and how much shorter the gap does not say ([`Eager::frames`]).
 
 use std::time::Duration;
 
@@ -27,6 +33,15 @@ pub const MIN_SPAN: Duration = Duration::from_millis(190);
 /// Sends in a window below which it gives no figure.
 pub const MIN_SENDS: u64 = 1_000;
 
+/// What a window of eager sending measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Eager {
+    /// The mean gap between a connection's sends.
+    pub gap: Duration,
+    /// Frames delivered per send, on average (1.0: each send carried one message).
+    pub frames: f64,
+}
+
 /// Sends and receivers over the current window of eager sending.
 #[derive(Debug, Default)]
 pub struct SendGaps {
@@ -36,10 +51,12 @@ pub struct SendGaps {
     receivers: u64,
     /// Sends in this window.
     sends: u64,
+    /// Frames delivered in this window.
+    frames: u64,
     /// Time counted into this window.
     span: Duration,
-    /// The last full window's gap.
-    last: Option<Duration>,
+    /// The last full window's measure.
+    last: Option<Eager>,
 }
 
 impl SendGaps {
@@ -50,25 +67,29 @@ impl SendGaps {
         self.receivers += u64::from(self.seen.set(idx));
     }
 
-    /// Once a tick, `elapsed` after the last one, in which the worker was `delivering` (a
-    /// fan-out load, [`super::pace::MIN_DELIVERIES`]): a window that is full gives its gap.
-    /// A tick that did not deliver starts the window again (a ramp of connections each sent
-    /// its handshake's answer once is not a gap).
-    pub fn on_tick(&mut self, elapsed: Duration, delivering: bool) {
-        if !delivering {
+    /// Once a tick, `elapsed` after the last one, with the frames it `delivered` where it
+    /// was a fan-out load ([`super::pace::MIN_DELIVERIES`]; `None` where it was not): a
+    /// window that is full gives its measure. A tick that did not deliver starts the window
+    /// again (a ramp of connections each sent its handshake's answer once is not a gap).
+    pub fn on_tick(&mut self, elapsed: Duration, delivered: Option<u64>) {
+        let Some(frames) = delivered else {
             return self.restart();
-        }
+        };
         self.span += elapsed;
+        self.frames += frames;
         if self.span >= WINDOW {
             self.last = self.current();
             self.restart();
         }
     }
 
-    /// The mean gap between a connection's sends: the current window's when it is long
-    /// enough, else the last full window's; none without enough sends.
-    pub fn gap(&self) -> Option<Duration> {
-        self.current().or(self.last)
+    /// The mean gap between a connection's sends and the frames a send carried: the last full
+    /// window's, or while the first fills the current one's once it is long enough ([`MIN_SPAN`]);
+    /// none without enough sends. A part-window is not trusted once a full one is known: frames
+    /// are counted as they are offered and sends as they go, so a worker catching up a backlog
+    /// reads 1.7 frames a send over 200 ms where the full second read 1.0.
+    pub fn measured(&self) -> Option<Eager> {
+        self.last.or_else(|| self.current())
     }
 
     /// Forget the window so far and the last one (the worker stopped sending eagerly: what
@@ -78,16 +99,21 @@ impl SendGaps {
         self.last = None;
     }
 
-    fn current(&self) -> Option<Duration> {
-        (self.span >= MIN_SPAN && self.sends >= MIN_SENDS)
-            .then(|| self.span.mul_f64(self.receivers as f64 / self.sends as f64))
+    fn current(&self) -> Option<Eager> {
+        (self.span >= MIN_SPAN && self.sends >= MIN_SENDS).then(|| {
+            let sends = self.sends as f64;
+            Eager {
+                gap: self.span.mul_f64(self.receivers as f64 / sends),
+                frames: self.frames as f64 / sends,
+            }
+        })
     }
 
     fn restart(&mut self) {
         if self.receivers > 0 {
             self.seen.clear_all();
         }
-        (self.receivers, self.sends, self.span) = (0, 0, Duration::ZERO);
+        (self.receivers, self.sends, self.frames, self.span) = (0, 0, 0, Duration::ZERO);
     }
 }
 
@@ -97,13 +123,19 @@ mod tests {
 
     const TICK: Duration = Duration::from_millis(100);
 
-    /// `ticks` ticks in which each of `conns` slots is sent to `per_tick` times.
+    /// `ticks` ticks in which each of `conns` slots is sent to `per_tick` times, each send
+    /// carrying two frames.
     fn run(g: &mut SendGaps, ticks: u32, conns: u32, per_tick: u32) {
+        run_frames(g, ticks, conns, per_tick, 2);
+    }
+
+    /// As [`run`], each send carrying `frames` frames.
+    fn run_frames(g: &mut SendGaps, ticks: u32, conns: u32, per_tick: u32, frames: u32) {
         for _ in 0..ticks {
             for _ in 0..per_tick {
                 g.sent_to(0..conns);
             }
-            g.on_tick(TICK, true);
+            g.on_tick(TICK, Some(u64::from(conns * per_tick * frames)));
         }
     }
 
@@ -111,7 +143,7 @@ mod tests {
     fn thousand_a_tick(g: &mut SendGaps, first: impl Fn(u32) -> u32, delivering: bool) {
         for t in 0..10 {
             g.sent_to(first(t)..first(t) + 1_000);
-            g.on_tick(TICK, delivering);
+            g.on_tick(TICK, delivering.then_some(1_000));
         }
     }
 
@@ -120,6 +152,14 @@ mod tests {
             for idx in slots {
                 self.sent(idx);
             }
+        }
+
+        fn gap(&self) -> Option<Duration> {
+            self.measured().map(|e| e.gap)
+        }
+
+        fn frames(&self) -> Option<f64> {
+            self.measured().map(|e| e.frames)
         }
     }
 
@@ -153,9 +193,11 @@ mod tests {
         run(&mut g, 3, 1_000, 1);
         assert_eq!(
             g.gap(),
-            Some(Duration::from_millis(100)),
-            "the window filling now, once long enough"
+            Some(Duration::from_millis(25)),
+            "the last full window's while the next fills"
         );
+        run(&mut g, 7, 1_000, 1);
+        assert_eq!(g.gap(), Some(Duration::from_millis(100)), "the next one's");
         g.reset();
         assert_eq!(g.gap(), None);
     }
@@ -168,5 +210,21 @@ mod tests {
         assert_eq!(g.gap(), None);
         run(&mut g, 2, 5_000, 1);
         assert_eq!(g.gap(), Some(TICK), "only the delivering ticks");
+    }
+
+    #[test]
+    fn frames_per_send_are_the_window_s_deliveries_over_its_sends() {
+        let mut g = SendGaps::default();
+        run_frames(&mut g, 10, 5_000, 1, 1);
+        assert_eq!(g.frames(), Some(1.0), "a frame a send: it kept up");
+        run_frames(&mut g, 9, 5_000, 1, 6);
+        assert_eq!(g.frames(), Some(1.0), "the last full window's");
+        run_frames(&mut g, 1, 5_000, 1, 6);
+        assert_eq!(g.frames(), Some(6.0), "the next full one's");
+        // A ramp's answers carry no frames, and restart the window.
+        let mut g = SendGaps::default();
+        thousand_a_tick(&mut g, |t| t * 1_000, false);
+        run_frames(&mut g, 2, 5_000, 2, 3);
+        assert_eq!(g.frames(), Some(3.0), "the first window, once long enough");
     }
 }

@@ -31,7 +31,9 @@
 //! docs/benchmarks.md, forty-ninth sitting). The interval is sized to what eager sends
 //! waited: [`GAP_SPAN`] times the gap between a connection's eager sends, measured while the
 //! worker sent eagerly ([`super::gaps`], [`spacing_interval`]), within the flag — so a load
-//! whose eager sends went sooner is spaced less (fiftieth sitting). A spaced worker waits
+//! whose eager sends went sooner is spaced less (fiftieth sitting). A worker whose eager sends
+//! carried about one frame each kept up with its messages, and is not spaced at all: it stays
+//! eager and is judged again each tick ([`MIN_FRAMES`], fifty-first sitting). A spaced worker waits
 //! for its phases, so it is never busy, and its share of the time it was awake says nothing
 //! of its neighbour: it stays spaced while it delivers at least [`MIN_DELIVERIES`] a tick
 //! and its CPU stays shared, read from the time it spent runnable but waiting for the CPU
@@ -43,6 +45,8 @@
 //! keeping up or delivering little is never spaced, so a light topic's messages go at once.
 
 use std::time::Duration;
+
+use super::gaps::Eager;
 
 /// Deliveries in a tick (100 ms) below which a worker never pauses: 50,000 a second.
 pub const MIN_DELIVERIES: u64 = 5_000;
@@ -85,13 +89,27 @@ pub const GAP_SPAN: f64 = 2.5;
 /// The shortest interval pacing spaces sends at.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(20);
 
+/// Frames an eager send carried on average, below which a worker that would pace stays
+/// eager. A worker whose sends carry more than one frame came round to each subscriber less
+/// often than its messages came: the gap is how long it took, and what a message waited. One
+/// whose sends carry one frame each kept up — barely, if it is busy and crowded — and its gap
+/// is only the time between messages: spaced at some gaps, messages that went within one
+/// would wait for the phase (10k subscribers × 10/s, one worker beside the load generator on
+/// one CPU: a frame a send, gaps of 100 ms, spaced at 195 ms p99 197 ms against eager's
+/// 83 ms; docs/benchmarks.md, fiftieth and fifty-first sittings). Between one frame and two
+/// the measure is noisy from window to window, so the bound sits half-way.
+pub const MIN_FRAMES: f64 = 1.5;
+
 /// The interval a worker that starts pacing spaces its sends at: [`GAP_SPAN`] times the gap
 /// between a connection's eager sends, where it was measured, within `max`
-/// (`--fanout-pace-interval`); `max` where it was not.
-pub fn spacing_interval(gap: Option<Duration>, max: Duration) -> Duration {
-    gap.map_or(max, |g| {
-        g.mul_f64(GAP_SPAN).clamp(MIN_INTERVAL.min(max), max)
-    })
+/// (`--fanout-pace-interval`); `max` where it was not. `None` where eager sends carried
+/// fewer than [`MIN_FRAMES`] frames: spacing would make messages wait that went at once.
+pub fn spacing_interval(eager: Option<Eager>, max: Duration) -> Option<Duration> {
+    match eager {
+        None => Some(max),
+        Some(e) if e.frames < MIN_FRAMES => None,
+        Some(e) => Some(e.gap.mul_f64(GAP_SPAN).clamp(MIN_INTERVAL.min(max), max)),
+    }
 }
 
 /// A worker thread's counters so far, read once a tick.
@@ -141,8 +159,11 @@ pub struct Pacer {
     turn: u64,
     /// What the current tick does.
     now: Pace,
-    /// Whether the last tick delivered at least [`MIN_DELIVERIES`].
-    delivering: bool,
+    /// Deliveries in the last tick measured.
+    last_delivered: u64,
+    /// Deliveries taken into a measure by the latest tick (none by one that came too soon
+    /// after the last: they count in the next).
+    taken: u64,
 }
 
 impl Pacer {
@@ -159,7 +180,8 @@ impl Pacer {
             delivered: 0,
             turn: 0,
             now: Pace::Eager,
-            delivering: false,
+            last_delivered: 0,
+            taken: 0,
         }
     }
 
@@ -174,12 +196,14 @@ impl Pacer {
     pub fn on_tick(&mut self, elapsed: Duration, usage: Usage) -> Pace {
         if elapsed < MIN_SPAN && self.usage.is_some() {
             // Ticks caught up at once after a long turn: nothing new to measure.
+            self.taken = 0;
             return self.now;
         }
         let last = self.usage.replace(usage);
         let paused = std::mem::take(&mut self.paused);
-        let delivering = std::mem::take(&mut self.delivered) >= MIN_DELIVERIES;
-        self.delivering = delivering;
+        self.last_delivered = std::mem::take(&mut self.delivered);
+        self.taken = self.last_delivered;
+        let delivering = self.delivering();
         let Some(before) = last else {
             self.now = Pace::Eager; // the first tick takes the baseline
             return self.now;
@@ -241,7 +265,22 @@ impl Pacer {
 
     /// Whether the last tick measured delivered at least [`MIN_DELIVERIES`].
     pub fn delivering(&self) -> bool {
-        self.delivering
+        self.last_delivered >= MIN_DELIVERIES
+    }
+
+    /// Where the last tick measured was [`delivering`](Self::delivering): the deliveries the
+    /// latest tick took into it (0 where that tick came too soon to measure: they count in
+    /// the next).
+    pub fn delivered_last(&self) -> Option<u64> {
+        self.delivering().then_some(self.taken)
+    }
+
+    /// The worker would not space (its eager sends carry one frame each: [`MIN_FRAMES`]):
+    /// this tick is eager, and the next is judged as an eager one.
+    pub fn stay_eager(&mut self) {
+        if self.now == Pace::Space {
+            self.now = Pace::Eager;
+        }
     }
 
     /// What this tick does.
@@ -400,16 +439,57 @@ mod tests {
     fn the_spacing_interval_spans_eager_gaps_within_the_bounds() {
         let max = Duration::from_millis(195);
         let ms = Duration::from_millis;
-        assert_eq!(spacing_interval(Some(ms(50)), max), ms(125));
+        let eager = |gap, frames| Some(Eager { gap, frames });
+        assert_eq!(spacing_interval(eager(ms(50), 6.0), max), Some(ms(125)));
         assert_eq!(
-            spacing_interval(Some(ms(100)), max),
-            max,
+            spacing_interval(eager(ms(100), 6.0), max),
+            Some(max),
             "at most the flag"
         );
-        assert_eq!(spacing_interval(Some(ms(2)), max), MIN_INTERVAL);
-        assert_eq!(spacing_interval(None, max), max, "unmeasured: the flag");
+        assert_eq!(spacing_interval(eager(ms(2), 6.0), max), Some(MIN_INTERVAL));
+        assert_eq!(
+            spacing_interval(None, max),
+            Some(max),
+            "unmeasured: the flag"
+        );
         // A flag below the floor is the interval.
-        assert_eq!(spacing_interval(Some(ms(2)), ms(10)), ms(10));
+        assert_eq!(spacing_interval(eager(ms(2), 6.0), ms(10)), Some(ms(10)));
+    }
+
+    #[test]
+    fn eager_sends_of_one_frame_each_are_not_spaced() {
+        let max = Duration::from_millis(195);
+        let gap = Duration::from_millis(100);
+        let interval = |frames| spacing_interval(Some(Eager { gap, frames }), max);
+        assert_eq!(
+            interval(1.0),
+            None,
+            "it kept up: the gap is the message period"
+        );
+        assert_eq!(interval(MIN_FRAMES - 0.01), None);
+        assert_eq!(interval(MIN_FRAMES), Some(max));
+    }
+
+    #[test]
+    fn a_worker_that_stays_eager_is_judged_again_as_an_eager_one() {
+        let (mut p, mut t) = started_spacing();
+        t.tick(&mut p, (4, 10_000), 0, 0.5);
+        assert_eq!(p.pace(), Pace::Space);
+        assert_eq!(p.delivered_last(), Some(40_000));
+        p.stay_eager();
+        assert_eq!(p.pace(), Pace::Eager);
+        // Judged as an eager tick: still busy and crowded, so it would space again.
+        t.tick(&mut p, (4, 10_000), 0, 0.5);
+        assert_eq!(p.pace(), Pace::Space);
+        p.stay_eager();
+        t.tick(&mut p, (4, 10_000), 3, 0.5);
+        assert_eq!(p.pace(), Pace::Eager, "it waited for work: it keeps up");
+        t.tick(&mut p, (4, 100), 0, 0.5);
+        assert_eq!(
+            p.delivered_last(),
+            None,
+            "400 deliveries: not a fan-out load"
+        );
     }
 
     #[test]
@@ -418,6 +498,11 @@ mod tests {
         t.tick(&mut p, (2, 30_000), 0, 0.5);
         assert!(p.pacing());
         assert_eq!(p.on_tick(Duration::from_micros(30), t.usage()), Pace::Pause);
+        assert_eq!(
+            p.delivered_last(),
+            Some(0),
+            "a tick that caught up took no deliveries: they count once, in the next"
+        );
         assert!(p.pacing(), "a tick right after another measures nothing");
     }
 

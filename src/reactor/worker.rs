@@ -241,6 +241,9 @@ struct Worker<S: Services> {
     /// The gap between a connection's eager sends, which sizes pacing's spacing interval
     /// (see [`super::gaps`]); counted only where pacing spaces sends, while it does not.
     gaps: SendGaps,
+    /// Pacing would space, but the eager sends carry one frame each: it stays eager (logged
+    /// once while it lasts).
+    stays_eager: bool,
     /// Connections whose next send waits for their phase (`--fanout-send-interval`).
     spacing: Spacing,
     /// Holds come due, to drive (kept for its allocation).
@@ -353,6 +356,7 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         pacer: Pacer::new(s.fanout_pause, paced_spacing),
         ticked: Instant::now(),
         gaps: SendGaps::default(),
+        stays_eager: false,
         spacing: Spacing::new(interval, always, Instant::now()),
         due: Vec::new(),
         deferred: Deferred::new(0),
@@ -664,16 +668,31 @@ impl<S: Services> Worker<S> {
 
     /// Pacing spaces sends: each open connection not sending now is held until its phase.
     /// Left idle, each would take the next message at once, one send per subscriber — the
-    /// eager cost, paid again at every start.
-    fn start_spacing(&mut self) {
-        let gap = self.gaps.gap();
-        let interval = pace::spacing_interval(gap, self.s.fanout_pace_interval);
+    /// eager cost, paid again at every start. Returns false, spacing nothing, where the eager
+    /// sends carried about one frame each ([`pace::MIN_FRAMES`]).
+    fn start_spacing(&mut self) -> bool {
+        let eager = self.gaps.measured();
+        let gap_ms = eager.map(|e| e.gap.as_millis() as u64);
+        let frames = eager.map(|e| (e.frames * 10.0).round() / 10.0);
+        let Some(interval) = pace::spacing_interval(eager, self.s.fanout_pace_interval) else {
+            if !std::mem::replace(&mut self.stays_eager, true) {
+                tracing::debug!(
+                    worker = self.id,
+                    gap_ms,
+                    frames,
+                    "not spacing sends: each eager send carried about one frame"
+                );
+            }
+            return false;
+        };
+        self.stays_eager = false;
         self.gaps.reset();
         self.spacing.resume(interval, Instant::now());
         tracing::debug!(
             worker = self.id,
-            gap_ms = gap.map(|g| g.as_millis() as u64),
-            interval_ms = self.spacing.interval().as_millis() as u64,
+            gap_ms,
+            frames,
+            interval_ms = interval.as_millis() as u64,
             "spacing sends"
         );
         for (idx, conn) in &self.conns {
@@ -681,6 +700,7 @@ impl<S: Services> Worker<S> {
                 self.spacing.start(idx as u32);
             }
         }
+        true
     }
 
     /// Pacing stopped spacing: every hold ends, every recipient takes what was deferred for
@@ -1434,18 +1454,22 @@ impl<S: Services> Worker<S> {
         // Only a pacer that spaces sends needs the run-queue time (a `/proc` read).
         let spaces = self.pacer.spaces();
         let queued = spaces.then(crate::io::sys::thread_queued).flatten();
-        let pace = self.pacer.on_tick(elapsed, Usage { cpu, waits, queued });
+        let mut pace = self.pacer.on_tick(elapsed, Usage { cpu, waits, queued });
         if spaces && !self.spacing.on() {
-            self.gaps.on_tick(elapsed, self.pacer.delivering());
+            self.gaps.on_tick(elapsed, self.pacer.delivered_last());
         }
-        self.env.metrics.pacing.set(u64::from(pace != Pace::Eager));
         if spaces {
             match (pace == Pace::Space, self.spacing.on()) {
-                (true, false) => self.start_spacing(),
+                (true, false) if !self.start_spacing() => {
+                    self.pacer.stay_eager();
+                    pace = Pace::Eager;
+                }
                 (false, true) => self.stop_spacing(),
+                (false, false) => self.stays_eager = false,
                 _ => {}
             }
         }
+        self.env.metrics.pacing.set(u64::from(pace != Pace::Eager));
         self.env.metrics.spacing.set(u64::from(self.spacing.on()));
         let interval = self.spacing.on().then(|| self.spacing.interval());
         self.env
