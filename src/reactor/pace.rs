@@ -264,7 +264,7 @@ impl Pacer {
     }
 
     /// Whether the last tick measured delivered at least [`MIN_DELIVERIES`].
-    pub fn delivering(&self) -> bool {
+    fn delivering(&self) -> bool {
         self.last_delivered >= MIN_DELIVERIES
     }
 

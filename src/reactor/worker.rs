@@ -238,8 +238,9 @@ struct Worker<S: Services> {
     pacer: Pacer,
     /// When the last tick ran.
     ticked: Instant,
-    /// The gap between a connection's eager sends, which sizes pacing's spacing interval
-    /// (see [`super::gaps`]); counted only where pacing spaces sends, while it does not.
+    /// The gap between a connection's eager sends and the frames they carried, which size
+    /// pacing's spacing interval or keep it from spacing (see [`super::gaps`]); counted only
+    /// where pacing spaces sends, while it does not.
     gaps: SendGaps,
     /// Pacing would space, but the eager sends carry one frame each: it stays eager (logged
     /// once while it lasts).
