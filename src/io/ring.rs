@@ -1067,6 +1067,31 @@ mod tests {
         slots.iter().map(|s| *s as u32).collect()
     }
 
+    /// What a worker's hub wake relies on ([`crate::io::waker::Waker::taken`]): a multishot
+    /// poll on the eventfd completes once for every write, though the counter is never read
+    /// back, and not again until the next write.
+    #[test]
+    fn a_multishot_poll_completes_for_every_wake_without_a_read() {
+        let w = crate::io::waker::Waker::new().unwrap();
+        let mut ring = gated_ring();
+        ring.poll_fd(w.raw_fd(), Token::new(Op::Wake, 7, 0));
+        for round in 0..3 {
+            w.wake();
+            w.wake(); // pending: no second write
+            let got = reap_n(&mut ring, 1);
+            assert_eq!(got.len(), 1, "round {round}: one completion for the wake");
+            assert!(got[0].more(), "round {round}: the poll stays armed");
+            w.taken();
+            ring.wait(Duration::from_millis(20)).unwrap();
+            let mut more = Vec::new();
+            ring.reap(&mut more);
+            assert!(
+                more.is_empty(),
+                "round {round}: no completion without a write"
+            );
+        }
+    }
+
     /// Reap until `want` completions came (bounded: each wait is at most 100 ms).
     fn reap_n(ring: &mut Ring, want: usize) -> Vec<Completion> {
         let mut out = Vec::new();

@@ -1,6 +1,13 @@
 //! Waking a worker from another thread: an eventfd that the worker's ring 0 polls, written at
 //! most once per batch of hand-offs (a flag says a wake is already pending, so a burst of
 //! publishes costs one write and one completion).
+//!
+//! A multishot `POLL_ADD` posts a completion for every write (each write wakes the eventfd's
+//! wait queue, and the poll reports the eventfd readable), so the worker never reads the
+//! counter: it only clears the flag ([`Waker::taken`]), and a hub wake costs it no system
+//! call. The counter grows by one a wake; at a million wakes a second it would reach the
+//! eventfd's limit (2^64 - 2) in half a million years. A thread that waits in `poll(2)`,
+//! which reports the level, reads the counter back to zero instead ([`Waker::reset`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -37,10 +44,18 @@ impl Waker {
         }
     }
 
-    /// The worker took the wake: reset the counter and the flag. Call *before* draining the
-    /// queue, so work queued after the drain started raises a new wake.
+    /// A thread waiting in `poll(2)` took the wake: reset the counter and the flag. Call
+    /// *before* draining the queue, so work queued after the drain started raises a new wake.
     pub fn reset(&self) {
         super::sys::drain_eventfd(&self.fd);
+        self.pending.store(false, Ordering::SeqCst);
+    }
+
+    /// A worker whose ring polls the eventfd multishot took the wake (a completion): clear
+    /// the flag and leave the counter, which only a level-triggered wait needs at zero. Call
+    /// *before* draining the queue, so work queued after the drain started raises a new wake
+    /// — and, the poll being woken by every write, a new completion.
+    pub fn taken(&self) {
         self.pending.store(false, Ordering::SeqCst);
     }
 }

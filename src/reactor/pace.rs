@@ -101,12 +101,21 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(20);
 pub const MIN_FRAMES: f64 = 1.5;
 
 /// The interval a worker that starts pacing spaces its sends at: [`GAP_SPAN`] times the gap
-/// between a connection's eager sends, where it was measured, within `max`
-/// (`--fanout-pace-interval`); `max` where it was not. `None` where eager sends carried
-/// fewer than [`MIN_FRAMES`] frames: spacing would make messages wait that went at once.
-pub fn spacing_interval(eager: Option<Eager>, max: Duration) -> Option<Duration> {
+/// between a connection's eager sends, within `max` (`--fanout-pace-interval`) and at least
+/// [`MIN_INTERVAL`]. `None` where eager sends carried fewer than [`MIN_FRAMES`] frames:
+/// spacing would make messages wait that went at once. Where eager sends were not measured
+/// (the first delivering ticks, or within a tick or two of spacing ending): `last`, the
+/// interval it last spaced at — the same load, most likely, since a worker goes eager only
+/// while its CPU is calm — or, where it never spaced, none: not yet, it stays eager a tick
+/// and is judged again once its sends are measured (fifty-second sitting: the flag used to
+/// stand in, 195 ms for a load whose gaps would have sized it lower).
+pub fn spacing_interval(
+    eager: Option<Eager>,
+    last: Option<Duration>,
+    max: Duration,
+) -> Option<Duration> {
     match eager {
-        None => Some(max),
+        None => last.map(|l| l.min(max)),
         Some(e) if e.frames < MIN_FRAMES => None,
         Some(e) => Some(e.gap.mul_f64(GAP_SPAN).clamp(MIN_INTERVAL.min(max), max)),
     }
@@ -440,27 +449,49 @@ mod tests {
         let max = Duration::from_millis(195);
         let ms = Duration::from_millis;
         let eager = |gap, frames| Some(Eager { gap, frames });
-        assert_eq!(spacing_interval(eager(ms(50), 6.0), max), Some(ms(125)));
+        let sized = |gap| spacing_interval(eager(gap, 6.0), None, max);
+        assert_eq!(sized(ms(50)), Some(ms(125)));
+        assert_eq!(sized(ms(100)), Some(max), "at most the flag");
+        assert_eq!(sized(ms(2)), Some(MIN_INTERVAL));
         assert_eq!(
-            spacing_interval(eager(ms(100), 6.0), max),
-            Some(max),
-            "at most the flag"
-        );
-        assert_eq!(spacing_interval(eager(ms(2), 6.0), max), Some(MIN_INTERVAL));
-        assert_eq!(
-            spacing_interval(None, max),
-            Some(max),
-            "unmeasured: the flag"
+            spacing_interval(eager(ms(50), 6.0), Some(ms(190)), max),
+            Some(ms(125)),
+            "a measure wins over the interval it last spaced at"
         );
         // A flag below the floor is the interval.
-        assert_eq!(spacing_interval(eager(ms(2), 6.0), ms(10)), Some(ms(10)));
+        assert_eq!(
+            spacing_interval(eager(ms(2), 6.0), None, ms(10)),
+            Some(ms(10))
+        );
+    }
+
+    #[test]
+    fn unmeasured_sends_are_spaced_as_last_time_or_not_yet() {
+        let max = Duration::from_millis(195);
+        let ms = Duration::from_millis;
+        assert_eq!(
+            spacing_interval(None, None, max),
+            None,
+            "never spaced: not yet (not the flag)"
+        );
+        assert_eq!(
+            spacing_interval(None, Some(ms(120)), max),
+            Some(ms(120)),
+            "the interval it last spaced at"
+        );
+        assert_eq!(
+            spacing_interval(None, Some(ms(120)), ms(100)),
+            Some(ms(100)),
+            "within the flag"
+        );
     }
 
     #[test]
     fn eager_sends_of_one_frame_each_are_not_spaced() {
         let max = Duration::from_millis(195);
         let gap = Duration::from_millis(100);
-        let interval = |frames| spacing_interval(Some(Eager { gap, frames }), max);
+        let last = Some(max);
+        let interval = |frames| spacing_interval(Some(Eager { gap, frames }), last, max);
         assert_eq!(
             interval(1.0),
             None,

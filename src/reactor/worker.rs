@@ -242,9 +242,12 @@ struct Worker<S: Services> {
     /// pacing's spacing interval or keep it from spacing (see [`super::gaps`]); counted only
     /// where pacing spaces sends, while it does not.
     gaps: SendGaps,
-    /// Pacing would space, but the eager sends carry one frame each: it stays eager (logged
-    /// once while it lasts).
+    /// Pacing would space, but the eager sends carry one frame each or are not measured yet:
+    /// it stays eager (logged once while it lasts).
     stays_eager: bool,
+    /// The interval pacing last spaced sends at (none before it first did): where spacing
+    /// starts again before the eager sends are measured.
+    spaced_at: Option<Duration>,
     /// Connections whose next send waits for their phase (`--fanout-send-interval`).
     spacing: Spacing,
     /// Holds come due, to drive (kept for its allocation).
@@ -358,6 +361,7 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         ticked: Instant::now(),
         gaps: SendGaps::default(),
         stays_eager: false,
+        spaced_at: None,
         spacing: Spacing::new(interval, always, Instant::now()),
         due: Vec::new(),
         deferred: Deferred::new(0),
@@ -675,17 +679,19 @@ impl<S: Services> Worker<S> {
         let eager = self.gaps.measured();
         let gap_ms = eager.map(|e| e.gap.as_millis() as u64);
         let frames = eager.map(|e| (e.frames * 10.0).round() / 10.0);
-        let Some(interval) = pace::spacing_interval(eager, self.s.fanout_pace_interval) else {
+        let max = self.s.fanout_pace_interval;
+        let Some(interval) = pace::spacing_interval(eager, self.spaced_at, max) else {
             if !std::mem::replace(&mut self.stays_eager, true) {
-                tracing::debug!(
-                    worker = self.id,
-                    gap_ms,
-                    frames,
-                    "not spacing sends: each eager send carried about one frame"
-                );
+                let why = if eager.is_some() {
+                    "each eager send carried about one frame"
+                } else {
+                    "eager sends not measured yet"
+                };
+                tracing::debug!(worker = self.id, gap_ms, frames, "not spacing sends: {why}");
             }
             return false;
         };
+        self.spaced_at = Some(interval);
         self.stays_eager = false;
         self.gaps.reset();
         self.spacing.resume(interval, Instant::now());

@@ -261,7 +261,7 @@ impl session::Services for Services {
     }
 
     fn on_wake(&mut self) {
-        self.pubsub.spec.waker.reset();
+        self.pubsub.spec.waker.taken();
     }
 
     fn next_delivery(&mut self) -> Option<(Self::Delivery, Vec<u32>)> {

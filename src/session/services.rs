@@ -34,9 +34,10 @@ pub trait Services {
     fn websockets(&self) -> usize;
     /// A random number (drain hints).
     fn next_rand(&mut self) -> u64;
-    /// An eventfd other threads write when deliveries are queued.
+    /// An eventfd other threads write when deliveries are queued; the worker's ring polls it
+    /// multishot, so every write posts a completion and the counter is never read.
     fn wake_fd(&self) -> RawFd;
-    /// The wake fired: reset it (before taking deliveries).
+    /// The wake's completion came: clear the pending wake (before taking deliveries).
     fn on_wake(&mut self);
     /// The next queued message and the local connections that take it (the list is lent
     /// until [`Services::finish_delivery`]).
