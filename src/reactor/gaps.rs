@@ -70,10 +70,12 @@ impl SendGaps {
     /// Once a tick, `elapsed` after the last one, with the frames it `delivered` where it
     /// was a fan-out load ([`super::pace::MIN_DELIVERIES`]; `None` where it was not): a
     /// window that is full gives its measure. A tick that did not deliver starts the window
-    /// again (a ramp of connections each sent its handshake's answer once is not a gap).
+    /// again (a ramp of connections each sent its handshake's answer once is not a gap) and
+    /// forgets the last window's measure: it was the load that just ended, and the next
+    /// load is measured afresh.
     pub fn on_tick(&mut self, elapsed: Duration, delivered: Option<u64>) {
         let Some(frames) = delivered else {
-            return self.restart();
+            return self.reset();
         };
         self.span += elapsed;
         self.frames += frames;
@@ -210,6 +212,19 @@ mod tests {
         assert_eq!(g.gap(), None);
         run(&mut g, 2, 5_000, 1);
         assert_eq!(g.gap(), Some(TICK), "only the delivering ticks");
+    }
+
+    #[test]
+    fn a_load_that_ends_leaves_no_measure_for_the_next() {
+        let mut g = SendGaps::default();
+        run(&mut g, 10, 5_000, 4);
+        assert_eq!(g.gap(), Some(Duration::from_millis(25)), "a full window");
+        g.on_tick(TICK, None);
+        assert_eq!(g.gap(), None, "the load ended: its measure is forgotten");
+        run(&mut g, 1, 5_000, 1);
+        assert_eq!(g.gap(), None, "the next load: not measured yet");
+        run(&mut g, 1, 5_000, 1);
+        assert_eq!(g.gap(), Some(TICK), "its own measure");
     }
 
     #[test]

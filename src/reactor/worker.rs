@@ -245,8 +245,9 @@ struct Worker<S: Services> {
     /// Pacing would space, but the eager sends carry one frame each or are not measured yet:
     /// it stays eager (logged once while it lasts).
     stays_eager: bool,
-    /// The interval pacing last spaced sends at (none before it first did): where spacing
-    /// starts again before the eager sends are measured.
+    /// The interval pacing last spaced sends at, while the load it spaced lasts (none before
+    /// it first spaced, or after a tick that did not deliver): where spacing starts again
+    /// before the eager sends are measured.
     spaced_at: Option<Duration>,
     /// Connections whose next send waits for their phase (`--fanout-send-interval`).
     spacing: Spacing,
@@ -1463,7 +1464,12 @@ impl<S: Services> Worker<S> {
         let queued = spaces.then(crate::io::sys::thread_queued).flatten();
         let mut pace = self.pacer.on_tick(elapsed, Usage { cpu, waits, queued });
         if spaces && !self.spacing.on() {
-            self.gaps.on_tick(elapsed, self.pacer.delivered_last());
+            let delivered = self.pacer.delivered_last();
+            if delivered.is_none() {
+                // The load ended: the next one is measured afresh, not spaced as this was.
+                self.spaced_at = None;
+            }
+            self.gaps.on_tick(elapsed, delivered);
         }
         if spaces {
             match (pace == Pace::Space, self.spacing.on()) {
