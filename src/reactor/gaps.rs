@@ -57,6 +57,8 @@ pub struct SendGaps {
     span: Duration,
     /// The last full window's measure.
     last: Option<Eager>,
+    /// The interval the worker last spaced this load's sends at ([`SendGaps::spacing_at`]).
+    spaced: Option<Duration>,
 }
 
 impl SendGaps {
@@ -71,10 +73,11 @@ impl SendGaps {
     /// was a fan-out load ([`super::pace::MIN_DELIVERIES`]; `None` where it was not): a
     /// window that is full gives its measure. A tick that did not deliver starts the window
     /// again (a ramp of connections each sent its handshake's answer once is not a gap) and
-    /// forgets the last window's measure: it was the load that just ended, and the next
-    /// load is measured afresh.
+    /// forgets the last window's measure and the interval last spaced at: they were the load
+    /// that just ended, and the next load is measured afresh.
     pub fn on_tick(&mut self, elapsed: Duration, delivered: Option<u64>) {
         let Some(frames) = delivered else {
+            self.spaced = None;
             return self.reset();
         };
         self.span += elapsed;
@@ -94,9 +97,21 @@ impl SendGaps {
         self.last.or_else(|| self.current())
     }
 
-    /// Forget the window so far and the last one (the worker stopped sending eagerly: what
-    /// it measures now is not the eager gap).
-    pub fn reset(&mut self) {
+    /// The worker starts spacing this load's sends at `interval`: forget the window so far
+    /// and the last one (what it would measure now is the spacing, not the eager gap), and
+    /// keep the interval for a start again before the next measure.
+    pub fn spacing_at(&mut self, interval: Duration) {
+        self.reset();
+        self.spaced = Some(interval);
+    }
+
+    /// The interval this load's sends were last spaced at, if they were.
+    pub fn last_spaced(&self) -> Option<Duration> {
+        self.spaced
+    }
+
+    /// Forget the window so far and the last one.
+    fn reset(&mut self) {
         self.restart();
         self.last = None;
     }
@@ -200,8 +215,8 @@ mod tests {
         );
         run(&mut g, 7, 1_000, 1);
         assert_eq!(g.gap(), Some(Duration::from_millis(100)), "the next one's");
-        g.reset();
-        assert_eq!(g.gap(), None);
+        g.spacing_at(Duration::from_millis(150));
+        assert_eq!(g.gap(), None, "spaced: the eager measure is forgotten");
     }
 
     #[test]
@@ -217,10 +232,14 @@ mod tests {
     #[test]
     fn a_load_that_ends_leaves_no_measure_for_the_next() {
         let mut g = SendGaps::default();
+        let spaced = Duration::from_millis(62);
+        g.spacing_at(spaced);
         run(&mut g, 10, 5_000, 4);
         assert_eq!(g.gap(), Some(Duration::from_millis(25)), "a full window");
+        assert_eq!(g.last_spaced(), Some(spaced), "the same load");
         g.on_tick(TICK, None);
         assert_eq!(g.gap(), None, "the load ended: its measure is forgotten");
+        assert_eq!(g.last_spaced(), None, "and the interval it was spaced at");
         run(&mut g, 1, 5_000, 1);
         assert_eq!(g.gap(), None, "the next load: not measured yet");
         run(&mut g, 1, 5_000, 1);

@@ -239,16 +239,13 @@ struct Worker<S: Services> {
     /// When the last tick ran.
     ticked: Instant,
     /// The gap between a connection's eager sends and the frames they carried, which size
-    /// pacing's spacing interval or keep it from spacing (see [`super::gaps`]); counted only
-    /// where pacing spaces sends, while it does not.
+    /// pacing's spacing interval or keep it from spacing (see [`super::gaps`]), and the
+    /// interval this load was last spaced at; counted only where pacing spaces sends, while
+    /// it does not.
     gaps: SendGaps,
     /// Pacing would space, but the eager sends carry one frame each or are not measured yet:
     /// it stays eager (logged once while it lasts).
     stays_eager: bool,
-    /// The interval pacing last spaced sends at, while the load it spaced lasts (none before
-    /// it first spaced, or after a tick that did not deliver): where spacing starts again
-    /// before the eager sends are measured.
-    spaced_at: Option<Duration>,
     /// Connections whose next send waits for their phase (`--fanout-send-interval`).
     spacing: Spacing,
     /// Holds come due, to drive (kept for its allocation).
@@ -362,7 +359,6 @@ pub fn run<S: Services>(spec: WorkerSpec, svc: S, ready: impl FnOnce()) -> io::R
         ticked: Instant::now(),
         gaps: SendGaps::default(),
         stays_eager: false,
-        spaced_at: None,
         spacing: Spacing::new(interval, always, Instant::now()),
         due: Vec::new(),
         deferred: Deferred::new(0),
@@ -681,7 +677,7 @@ impl<S: Services> Worker<S> {
         let gap_ms = eager.map(|e| e.gap.as_millis() as u64);
         let frames = eager.map(|e| (e.frames * 10.0).round() / 10.0);
         let max = self.s.fanout_pace_interval;
-        let Some(interval) = pace::spacing_interval(eager, self.spaced_at, max) else {
+        let Some(interval) = pace::spacing_interval(eager, self.gaps.last_spaced(), max) else {
             if !std::mem::replace(&mut self.stays_eager, true) {
                 let why = if eager.is_some() {
                     "each eager send carried about one frame"
@@ -692,9 +688,8 @@ impl<S: Services> Worker<S> {
             }
             return false;
         };
-        self.spaced_at = Some(interval);
         self.stays_eager = false;
-        self.gaps.reset();
+        self.gaps.spacing_at(interval);
         self.spacing.resume(interval, Instant::now());
         tracing::debug!(
             worker = self.id,
@@ -1464,12 +1459,7 @@ impl<S: Services> Worker<S> {
         let queued = spaces.then(crate::io::sys::thread_queued).flatten();
         let mut pace = self.pacer.on_tick(elapsed, Usage { cpu, waits, queued });
         if spaces && !self.spacing.on() {
-            let delivered = self.pacer.delivered_last();
-            if delivered.is_none() {
-                // The load ended: the next one is measured afresh, not spaced as this was.
-                self.spaced_at = None;
-            }
-            self.gaps.on_tick(elapsed, delivered);
+            self.gaps.on_tick(elapsed, self.pacer.delivered_last());
         }
         if spaces {
             match (pace == Pace::Space, self.spacing.on()) {
