@@ -48,7 +48,7 @@ impl Waker {
     /// *before* draining the queue, so work queued after the drain started raises a new wake.
     pub fn reset(&self) {
         super::sys::drain_eventfd(&self.fd);
-        self.pending.store(false, Ordering::SeqCst);
+        self.taken();
     }
 
     /// A worker whose ring polls the eventfd multishot took the wake (a completion): clear

@@ -201,7 +201,7 @@ mod tests {
     }
 
     #[test]
-    fn few_sends_give_no_figure_and_a_reset_forgets() {
+    fn few_sends_give_no_figure_and_spacing_forgets() {
         let mut g = SendGaps::default();
         run(&mut g, 10, 50, 1);
         assert_eq!(g.gap(), None, "500 sends in a second");

@@ -107,9 +107,9 @@ pub const MIN_FRAMES: f64 = 1.5;
 /// (the first delivering ticks, or within a tick or two of spacing ending): `last`, the
 /// interval it last spaced at — the same load, since [`super::gaps`] forgets it at a tick
 /// that did not deliver, and a spaced worker that still delivers goes eager only once its
-/// CPU is calm — or, where it has not spaced this load, none: not yet, it stays eager a tick and is
-/// judged again once its sends are measured (fifty-second sitting: the flag used to stand
-/// in, 195 ms for a load whose gaps would have sized it lower).
+/// CPU is calm — or, where it has not spaced this load, none: not yet, it stays eager a
+/// tick and is judged again once its sends are measured (fifty-second sitting: the flag
+/// used to stand in, 195 ms for a load whose gaps would have sized it lower).
 pub fn spacing_interval(
     eager: Option<Eager>,
     last: Option<Duration>,
