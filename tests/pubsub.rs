@@ -358,6 +358,66 @@ async fn clients_publish_when_allowed() {
     assert_eq!(srv.metric("holdfast_pubsub_client_publishes_total"), 1.0);
 }
 
+/// Write system calls (`/proc/PID/task/TID/io` `syscw`) made so far by the server's thread
+/// named `name`.
+fn thread_writes(srv: &Server, name: &str) -> u64 {
+    let pid = srv.child.id();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let io = std::fs::read_to_string(dir.join("io")).unwrap();
+            return io
+                .lines()
+                .find_map(|l| l.strip_prefix("syscw:"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+        }
+    }
+    panic!("no thread {name} in {pid}");
+}
+
+/// A client's publish to subscribers on its own worker wakes that worker without a system
+/// call: the worker is awake, so the wake is noted and taken before it next waits
+/// (`io::waker`: no eventfd write, no completion). 40 publishes, each waited for at the
+/// subscriber so that none shares another's wake, cost the worker thread no write; before,
+/// each cost one. The admin API's publishes, from another thread, still write and arrive.
+#[tokio::test(flavor = "current_thread")]
+async fn a_publish_to_subscribers_on_its_own_worker_costs_it_no_write() {
+    let srv = Server::start(&["--client-publish", "--workers", "1"]);
+    let mut sub = connect(&srv, "/ws?topics=chat").await;
+    assert_eq!(next_json(&mut sub).await["type"], "subscribed");
+    let mut publisher = connect(&srv, "/ws").await;
+    let before = thread_writes(&srv, "holdfast-w0");
+    for i in 0..40 {
+        let data = format!("m{i}");
+        send(
+            &mut publisher,
+            serde_json::json!({"op": "publish", "topic": "chat", "data": data}),
+        )
+        .await;
+        let m = next_json(&mut sub).await;
+        assert_eq!(m["data"].as_str(), Some(data.as_str()));
+        assert_eq!(next_json(&mut publisher).await["type"], "published");
+    }
+    let own = thread_writes(&srv, "holdfast-w0") - before;
+    assert!(
+        own < 5,
+        "the worker wrote {own} times for 40 of its own publishes"
+    );
+    // From the admin API's thread a wake is written, and taken.
+    for i in 0..3 {
+        let data = format!("admin{i}");
+        pub_text(&srv, "chat", &data);
+        assert_eq!(
+            next_json(&mut sub).await["data"].as_str(),
+            Some(data.as_str())
+        );
+    }
+}
+
 /// Read deliveries of `topic` from a raw socket until every number in 1..=n is accounted
 /// for by a message or a gap; returns (messages, gaps). Asserts order and no duplicates.
 fn account(raw: &mut Raw, n: u64) -> (u64, Vec<(u64, u64)>) {

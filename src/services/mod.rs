@@ -264,6 +264,14 @@ impl session::Services for Services {
         self.pubsub.spec.waker.taken();
     }
 
+    fn claim_wakes(&self) {
+        self.pubsub.spec.waker.claim();
+    }
+
+    fn own_wake(&mut self) -> bool {
+        self.pubsub.spec.waker.take_own()
+    }
+
     fn next_delivery(&mut self) -> Option<(Self::Delivery, Vec<u32>)> {
         use crate::pubsub::Kind;
         loop {

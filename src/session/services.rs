@@ -39,6 +39,14 @@ pub trait Services {
     fn wake_fd(&self) -> RawFd;
     /// The wake's completion came: clear the pending wake (before taking deliveries).
     fn on_wake(&mut self);
+    /// Called once on the worker's thread before it starts: wakes this thread raises for
+    /// itself write no eventfd, and the worker takes them with [`Services::own_wake`].
+    fn claim_wakes(&self) {}
+    /// Before each wait: did this thread raise a wake for itself (now taken, as by
+    /// [`Services::on_wake`])? Then the worker drains its queue, as for a completion.
+    fn own_wake(&mut self) -> bool {
+        false
+    }
     /// The next queued message and the local connections that take it (the list is lent
     /// until [`Services::finish_delivery`]).
     fn next_delivery(&mut self) -> Option<(Self::Delivery, Vec<u32>)>;
