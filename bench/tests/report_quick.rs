@@ -354,6 +354,59 @@ fn quick_backplane_report_checks_numbers_and_resume() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The TLS section against uWebSockets built with OpenSSL (when its source is here): its
+/// rows stand beside holdfast-tls with both clients and both resumption settings, its
+/// handshakes full or resumed as asked, and a verdict per client and setting has a figure.
+#[test]
+fn tls_against_uwebsockets_has_its_rows_and_verdicts() {
+    let Some(src) = holdfast_bench::report::uws::test_source(env!("CARGO_MANIFEST_DIR").as_ref())
+    else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let src = src.display().to_string();
+    let (_dir, stem, r) = quick_with(
+        "tls",
+        "tls-uws-test",
+        &["--peers", "uwebsockets", "--uws-src", &src],
+    );
+    let runs = r["tls"]["runs"].as_array().cloned().unwrap_or_default();
+    for resumption in ["off", "always"] {
+        for client in ["loadgen", "upgrade-client"] {
+            let x = runs
+                .iter()
+                .find(|x| {
+                    x["server"] == "uwebsockets-tls"
+                        && x["resumption"] == resumption
+                        && x["client"] == client
+                })
+                .unwrap_or_else(|| panic!("no {client} row for {resumption}: {runs:?}"));
+            assert_eq!(x["established"], x["connections"], "{x}");
+            assert!(num(&x["server_cpu_us_per_connection"]) > 0.0, "{x}");
+            let (full, resumed) = (
+                num(&x["tls_handshakes"]["full"]),
+                num(&x["tls_handshakes"]["resumed"]),
+            );
+            if resumption == "off" {
+                assert_eq!((full, resumed), (num(&x["established"]), 0.0), "{x}");
+            } else {
+                assert!(resumed > full, "most resume: {x}");
+            }
+        }
+    }
+    let targets = r["tls"]["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 4, "{targets:?}");
+    for t in targets {
+        assert!(num(&t["ratio"]) > 0.0, "{t}");
+        assert!(t["met"].is_boolean(), "{t}");
+    }
+    let md = std::fs::read_to_string(_dir.join(format!("{stem}.md"))).unwrap();
+    assert!(
+        md.contains("server CPU per TLS connection (resumed, median of rounds), independent client, holdfast / uwebsockets"),
+        "{md}"
+    );
+}
+
 /// The fan-out section against uWebSockets (built from source when a source is here):
 /// every uWebSockets row has its holdfast row placed alike — holdfast's defaults beside
 /// uWebSockets where the scheduler puts it, one holdfast worker beside uWebSockets confined

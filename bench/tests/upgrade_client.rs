@@ -153,3 +153,24 @@ fn the_uwebsockets_peer_is_measured_alike() {
     };
     measured(&server, "uwebsockets");
 }
+
+/// uWebSockets built with OpenSSL serves the same certificate: the same client opens and
+/// closes every connection over wss://, full handshakes when resumption is off and resumed
+/// ones (OpenSSL's session tickets) when asked — what the TLS section measures beside
+/// holdfast-tls.
+#[test]
+fn the_uwebsockets_tls_peer_handshakes_full_or_resumed_as_asked() {
+    let Some(src) = holdfast_bench::report::uws::test_source(env!("CARGO_MANIFEST_DIR").as_ref())
+    else {
+        return;
+    };
+    holdfast_bench::report::uws::prepare_tls(&src, None).expect("the TLS peer builds");
+    let server = Server::start(Kind::UwsTls, None, None, &[]).expect("the TLS peer starts");
+    assert!(server.url_base().starts_with("wss://localhost:"));
+    let off = over_tls(&server, "off");
+    assert_eq!(off["tls_handshakes"]["full"], CONNECTIONS, "{off}");
+    assert_eq!(off["tls_handshakes"]["resumed"], 0, "{off}");
+    let always = over_tls(&server, "always");
+    let resumed = always["tls_handshakes"]["resumed"].as_u64().unwrap();
+    assert!(resumed >= CONNECTIONS * 3 / 4, "{always}");
+}

@@ -1,6 +1,9 @@
 // uWebSockets peer for holdfast-bench side-by-side runs (ours; the library is theirs:
-// built from a uWebSockets source directory given with --uws-src, epoll, no TLS, one
-// thread as uWS's own examples run it).
+// built from a uWebSockets source directory given with --uws-src, epoll, one thread as
+// uWS's own examples run it). Built twice: without TLS (LIBUS_NO_SSL, every section), and
+// with OpenSSL (LIBUS_USE_OPENSSL, the TLS section), where CERT and KEY (PEM files) make the
+// WebSocket port an SSLApp: wss://, OpenSSL's defaults as uSockets sets them (TLS 1.2+,
+// session tickets on).
 //
 // It speaks what the bench's workloads need, like the tokio-tungstenite peers:
 // - any path but /ws: echo every message back (text stays text, binary stays binary);
@@ -10,9 +13,10 @@
 //   publishes the binary frame [len u8][topic][seq u64 BE][body] with uWS's own pub/sub
 //   (one encode per message, shared by every subscriber), answering {"seq":N};
 // - {"op":"publish","topic":T,"data":"STAMP"} on /ws: the same, from a client socket.
-// Prints "admin listening on ADDR" and "listening on ADDR" (port 0: any).
+// Prints "admin listening on ADDR" and "listening on ADDR" (port 0: any). The admin port is
+// plain HTTP in both builds.
 //
-// Usage: uws-peer [PORT] [ADMIN_PORT]
+// Usage: uws-peer [PORT] [ADMIN_PORT] [CERT KEY]
 
 #include "App.h"
 
@@ -51,11 +55,11 @@ static std::vector<std::string> topics_of(std::string_view query) {
     return out;
 }
 
-int main(int argc, char **argv) {
-    int port = argc > 1 ? atoi(argv[1]) : 0;
-    int admin_port = argc > 2 ? atoi(argv[2]) : 0;
-    uWS::App app;
-    uWS::App::WebSocketBehavior<PerSocket> echo = {};
+// The WebSocket app (plain or TLS) with its echo and pub/sub routes, the admin app
+// publishing through it; runs until killed.
+template <bool SSL> static void serve(uWS::TemplatedApp<SSL> &app, int port, int admin_port) {
+    using App = uWS::TemplatedApp<SSL>;
+    typename App::template WebSocketBehavior<PerSocket> echo = {};
     echo.compression = uWS::DISABLED;
     echo.maxPayloadLength = 16 * 1024 * 1024;
     echo.maxBackpressure = 1024 * 1024;
@@ -63,7 +67,7 @@ int main(int argc, char **argv) {
     echo.message = [](auto *ws, std::string_view message, uWS::OpCode op) {
         ws->send(message, op);
     };
-    uWS::App::WebSocketBehavior<PerSocket> pubsub = {};
+    typename App::template WebSocketBehavior<PerSocket> pubsub = {};
     pubsub.compression = uWS::DISABLED;
     pubsub.maxPayloadLength = 16 * 1024 * 1024;
     pubsub.maxBackpressure = 1024 * 1024;
@@ -110,8 +114,8 @@ int main(int argc, char **argv) {
                      std::to_string(seq) + "}",
                  uWS::OpCode::TEXT);
     };
-    app.ws<PerSocket>("/ws", std::move(pubsub));
-    app.ws<PerSocket>("/*", std::move(echo));
+    app.template ws<PerSocket>("/ws", std::move(pubsub));
+    app.template ws<PerSocket>("/*", std::move(echo));
 
     uWS::App admin;
     admin.post("/publish", [&app](auto *res, auto *req) {
@@ -149,8 +153,32 @@ int main(int argc, char **argv) {
             exit(1);
         }
         printf("listening on 127.0.0.1:%d\n",
-               us_socket_local_port(false, (struct us_socket_t *)ls));
+               us_socket_local_port(SSL, (struct us_socket_t *)ls));
         fflush(stdout);
     });
     app.run();
+}
+
+int main(int argc, char **argv) {
+    int port = argc > 1 ? atoi(argv[1]) : 0;
+    int admin_port = argc > 2 ? atoi(argv[2]) : 0;
+    if (argc > 4) {
+#ifdef LIBUS_USE_OPENSSL
+        uWS::SocketContextOptions tls = {};
+        tls.cert_file_name = argv[3];
+        tls.key_file_name = argv[4];
+        uWS::SSLApp app(tls);
+        if (app.constructorFailed()) {
+            fprintf(stderr, "uws-peer: cannot load %s / %s\n", argv[3], argv[4]);
+            return 1;
+        }
+        serve(app, port, admin_port);
+        return 0;
+#else
+        fprintf(stderr, "uws-peer: built without TLS (LIBUS_NO_SSL)\n");
+        return 1;
+#endif
+    }
+    uWS::App app;
+    serve(app, port, admin_port);
 }

@@ -365,7 +365,10 @@ pub(super) fn render(r: &Value) -> String {
 
     if r["tls"].is_object() {
         let _ = writeln!(o, "## TLS: what setting up a connection costs\n");
-        let _ = writeln!(o, "One pinned worker; the loadgen (one thread, pinned to the other CPU) ramps connections over wss:// (the test certificate: ECDSA P-256) or ws://, 16 in flight. Server CPU per connection covers TCP accept, the TLS handshake and the WebSocket upgrade. `off`: every handshake full; `always`: every connection resumes with a session ticket an earlier one received (TLS 1.3 PSK with (EC)DHE: no certificate or signature, still a key exchange). Each round the same server is then started fresh for the independent client (`holdfast-bench upgrade-client`: tokio current-thread, epoll, its own rustls client and ticket cache, no code shared with the loadgen), on the loadgen's CPU, also 16 in flight.\n");
+        if let Some(lib) = r["tls"]["uws_tls_library"].as_str() {
+            let _ = writeln!(o, "uWebSockets (`uwebsockets-tls`) is built with {lib}: its TLS is that library's, with uSockets' settings (TLS 1.2 and up, the library's session tickets and cipher choice).\n");
+        }
+        let _ = writeln!(o, "One pinned worker (uWebSockets: its one thread, serving the same certificate); the loadgen (one thread, pinned to the other CPU) ramps connections over wss:// (the test certificate: ECDSA P-256) or ws://, 16 in flight. Server CPU per connection covers TCP accept, the TLS handshake and the WebSocket upgrade. `off`: every handshake full; `always`: every connection resumes with a session ticket an earlier one received (TLS 1.3 PSK with (EC)DHE: no certificate or signature, still a key exchange). Each round the same server is then started fresh for the independent client (`holdfast-bench upgrade-client`: tokio current-thread, epoll, its own rustls client and ticket cache, no code shared with the loadgen), on the loadgen's CPU, also 16 in flight.\n");
         let _ = writeln!(
             o,
             "| server | resumption | server CPU-µs per connection: loadgen | independent client |"
@@ -409,6 +412,11 @@ pub(super) fn render(r: &Value) -> String {
                 f(&x["client_shape"]["server_wakeups_per_upgrade"], 2),
             );
         }
+        verdicts(
+            &mut o,
+            &r["tls"]["targets"],
+            "Targets against uWebSockets (the same certificate and clients)",
+        );
         let _ = writeln!(o);
     }
 

@@ -92,6 +92,11 @@ pub struct ReportArgs {
     /// Default: $HOLDFAST_UWS_SRC. Without either, that peer is skipped with the reason.
     #[arg(long)]
     pub uws_src: Option<PathBuf>,
+    /// A BoringSSL source directory: the uwebsockets peer's TLS variant is built against it
+    /// (with cmake, cached), as uSockets' Makefile prefers (`WITH_BORINGSSL=1`). Default:
+    /// the system's OpenSSL (libssl-dev).
+    #[arg(long)]
+    pub uws_boringssl: Option<PathBuf>,
     /// Connection counts for holdfast's density steps (default: 15k,100k,1M,2M — a step the
     /// machine's free memory cannot take is skipped with the reason; --quick: 2k). Peers
     /// hold the smallest of them (default 15k), within the descriptor limit.
@@ -173,15 +178,27 @@ impl Plan {
             .or_else(|| std::env::var_os("HOLDFAST_UWS_SRC").map(PathBuf::from));
         let mut peers = Vec::new();
         for k in wanted {
-            if k == Kind::Uws {
+            if matches!(k, Kind::Uws | Kind::UwsTls) {
                 let Some(src) = &uws_src else {
                     let why = "no --uws-src (or HOLDFAST_UWS_SRC) given: its source is not on a \
                                package registry";
                     skipped.push((k.name().to_string(), why.into()));
                     continue;
                 };
-                if let Err(why) = uws::prepare(src) {
-                    skipped.push((k.name().to_string(), why));
+                if k == Kind::Uws {
+                    if let Err(why) = uws::prepare(src) {
+                        skipped.push((k.name().to_string(), why));
+                        continue;
+                    }
+                }
+                // uWebSockets stands in the TLS section too, built with OpenSSL.
+                if !peers.contains(&Kind::UwsTls) {
+                    match uws::prepare_tls(src, a.uws_boringssl.as_deref()) {
+                        Ok(_) => peers.push(Kind::UwsTls),
+                        Err(why) => skipped.push((Kind::UwsTls.name().to_string(), why)),
+                    }
+                }
+                if k == Kind::UwsTls {
                     continue;
                 }
             }

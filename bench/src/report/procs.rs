@@ -23,6 +23,9 @@ pub enum Kind {
     Broadcast,
     /// uWebSockets (epoll, one thread), built from source (`--uws-src`): echo and pub/sub.
     Uws,
+    /// uWebSockets built with OpenSSL, serving wss:// with the same test certificate as
+    /// holdfast-tls (the TLS section).
+    UwsTls,
     /// holdfast terminating TLS (the test certificate in tests/fixtures/tls), driven over
     /// wss:// by the loadgen trusting the test CA.
     HoldfastTls,
@@ -50,6 +53,7 @@ impl Kind {
             Self::NodeWs => "node-ws",
             Self::Broadcast => "tokio-tungstenite-broadcast",
             Self::Uws => "uwebsockets",
+            Self::UwsTls => "uwebsockets-tls",
             Self::HoldfastTls => "holdfast-tls",
             Self::HoldfastSse => "holdfast-sse",
             Self::HoldfastPoll => "holdfast-poll",
@@ -66,6 +70,7 @@ impl Kind {
             Self::NodeWs,
             Self::Broadcast,
             Self::Uws,
+            Self::UwsTls,
             Self::HoldfastTls,
             Self::HoldfastSse,
             Self::HoldfastPoll,
@@ -100,7 +105,7 @@ impl Kind {
 
     /// Whether it is spoken to over wss://.
     pub const fn tls(self) -> bool {
-        matches!(self, Self::HoldfastTls)
+        matches!(self, Self::HoldfastTls | Self::UwsTls)
     }
 }
 
@@ -295,6 +300,17 @@ impl Server {
                 let exe = super::uws::binary().ok_or("the uwebsockets peer is not built")?;
                 argv.extend([exe.display().to_string(), "0".into(), "0".into()]);
             }
+            Kind::UwsTls => {
+                let exe =
+                    super::uws::binary_tls().ok_or("the uwebsockets peer with TLS is not built")?;
+                argv.extend([
+                    exe.display().to_string(),
+                    "0".into(),
+                    "0".into(),
+                    tls_fixture("server.pem"),
+                    tls_fixture("server.key"),
+                ]);
+            }
             Kind::NodeWs => {
                 argv.extend([
                     "node".into(),
@@ -330,6 +346,7 @@ impl Server {
                 | Kind::HoldfastPoll
                 | Kind::Broadcast
                 | Kind::Uws
+                | Kind::UwsTls
         );
         let (mut addr, mut admin) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(15);

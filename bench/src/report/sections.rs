@@ -151,6 +151,14 @@ fn at_least(what: String, ratio: Option<f64>, min: f64) -> Value {
 }
 
 /// A verdict line: `ratio` at most `max`.
+/// `a / b` to three decimals, when both are known and `b` is positive.
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some((a / b * 1000.0).round() / 1000.0),
+        _ => None,
+    }
+}
+
 fn at_most(what: String, ratio: Option<f64>, max: f64) -> Value {
     json!({"what": what, "ratio": ratio, "target": format!("<= {max}"), "met": ratio.map(|r| r <= max)})
 }
@@ -307,7 +315,8 @@ fn strip_hdr(h: &Value) -> Value {
 /// What a reconnect storm costs over TLS: server CPU per connection set up (TCP, TLS
 /// handshake, WebSocket upgrade) with every handshake full (`--tls-resumption off`) and with
 /// resumed ones (`always`: each connection resumes with a ticket an earlier one received),
-/// one pinned worker; plain holdfast beside them. Handshakes per server-CPU-second is the
+/// one pinned worker; plain holdfast beside them, and uWebSockets built with OpenSSL when it
+/// is a peer. Handshakes per server-CPU-second is the
 /// inverse. Each round measures each row twice, the server fresh each time: with the
 /// loadgen and with the independent upgrade client (its own rustls client).
 pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
@@ -317,11 +326,16 @@ pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
             json!({"runs": runs, "skipped": "--url: the TLS section starts its own servers"}),
         );
     }
-    let steps = [
+    let mut steps = vec![
         (Kind::Holdfast, None),
         (Kind::HoldfastTls, Some("off")),
         (Kind::HoldfastTls, Some("always")),
     ];
+    // uWebSockets beside it, built with OpenSSL: its own TLS stack with the same
+    // certificate, the same clients, the same two resumption settings.
+    if plan.peers.contains(&Kind::UwsTls) {
+        steps.extend([(Kind::UwsTls, Some("off")), (Kind::UwsTls, Some("always"))]);
+    }
     // Rounds interleaved over the three rows, so that the host's drift falls on all alike.
     let rounds = interleaved(plan.tls_rounds, &steps, |round, &(kind, resumption)| {
         eprintln!(
@@ -392,7 +406,37 @@ pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
             "upgrade_client": median_spread(&by_client),
         }));
     }
-    Ok(json!({ "runs": runs, "summary": summary }))
+    // Against uWebSockets: server CPU per connection set up over TLS, the medians of the
+    // rounds, with each client and each resumption setting (as per upgrade: at most its).
+    let mut targets = Vec::new();
+    if plan.peers.contains(&Kind::UwsTls) {
+        let median = |server: &str, resumption: &str, client: &str| {
+            summary
+                .iter()
+                .find(|x| x["server"] == server && x["resumption"] == resumption)
+                .and_then(|x| x[client]["median"].as_f64())
+        };
+        for (resumption, what) in [("off", "full handshakes"), ("always", "resumed")] {
+            for (client, by) in [("loadgen", ""), ("upgrade_client", ", independent client")] {
+                targets.push(at_most(
+                    format!(
+                        "server CPU per TLS connection ({what}, median of rounds){by}, holdfast / uwebsockets"
+                    ),
+                    ratio(
+                        median(Kind::HoldfastTls.name(), resumption, client),
+                        median(Kind::UwsTls.name(), resumption, client),
+                    ),
+                    1.0,
+                ));
+            }
+        }
+    }
+    Ok(json!({
+        "runs": runs,
+        "summary": summary,
+        "targets": targets,
+        "uws_tls_library": super::uws::tls_library().filter(|_| plan.peers.contains(&Kind::UwsTls)),
+    }))
 }
 
 // ------------------------------------------------------------------------------- echo
@@ -516,10 +560,6 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
             "connect_upgrade_latency_us": strip_hdr(&v["connect_upgrade_latency_us"]),
         }));
     }
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => Some((a / b * 1000.0).round() / 1000.0),
-        _ => None,
-    };
     let find = |list: &[Value], k: &str, key: &str, c: Option<usize>| {
         list.iter()
             .find(|r| r["server"] == k && c.is_none_or(|c| r["connections"] == c))
@@ -1352,9 +1392,7 @@ pub(super) fn storm(plan: &Plan) -> Result<Value, String> {
                 "server CPU per reconnect in a storm of {} (median of rounds), holdfast / uwebsockets",
                 u["connections"]
             ),
-            h.zip(w)
-                .filter(|(_, b)| *b > 0.0)
-                .map(|(a, b)| (a / b * 1000.0).round() / 1000.0),
+            ratio(h, w),
             1.0,
         ));
     }

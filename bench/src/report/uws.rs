@@ -2,6 +2,12 @@
 //! `HOLDFAST_UWS_SRC`; `../shared/peers/uWebSockets` holds a snapshot with uSockets inside)
 //! with the system's C and C++ compilers, into a cache directory keyed by the source path
 //! and our peer program (`bench/uws/peer.cpp`). Their library, our peer server.
+//!
+//! Two builds: `uws-peer` without TLS (`LIBUS_NO_SSL`) for every section, and `uws-peer-tls`
+//! (`LIBUS_USE_OPENSSL`, uSockets' `crypto/`) for the TLS section, where it serves wss://
+//! with the test certificate: against the system's OpenSSL (libssl-dev), or against BoringSSL
+//! built from a source directory (`--uws-boringssl DIR`, with cmake), which uSockets'
+//! Makefile prefers.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -12,11 +18,25 @@ use std::sync::OnceLock;
 const PEER: &str = include_str!("../../uws/peer.cpp");
 
 static BINARY: OnceLock<PathBuf> = OnceLock::new();
+static BINARY_TLS: OnceLock<(PathBuf, String)> = OnceLock::new();
 
 /// The built peer, once [`prepare`] succeeded.
 pub fn binary() -> Option<&'static Path> {
     BINARY.get().map(PathBuf::as_path)
 }
+
+/// The peer built with TLS, once [`prepare_tls`] succeeded.
+pub fn binary_tls() -> Option<&'static Path> {
+    BINARY_TLS.get().map(|(p, _)| p.as_path())
+}
+
+/// The TLS library the TLS peer was built against (for the report), once built.
+pub fn tls_library() -> Option<&'static str> {
+    BINARY_TLS.get().map(|(_, l)| l.as_str())
+}
+
+/// Where OpenSSL's headers are looked for (Debian's libssl-dev).
+const OPENSSL_HEADER: &str = "/usr/include/openssl/ssl.h";
 
 fn have(cmd: &str) -> bool {
     Command::new(cmd)
@@ -55,6 +75,104 @@ pub fn test_source(crate_dir: &Path) -> Option<PathBuf> {
 
 /// Build (or find in the cache) the uWebSockets peer from `src`; the reason when it cannot.
 pub fn prepare(src: &Path) -> Result<PathBuf, String> {
+    let exe = build(src, None)?;
+    let _ = BINARY.set(exe.clone());
+    Ok(exe)
+}
+
+/// Build (or find in the cache) the peer with TLS from `src`, against BoringSSL built from
+/// `boringssl` when given, else the system's OpenSSL; the reason when it cannot (no OpenSSL
+/// headers: `apt-get install libssl-dev`; no cmake for BoringSSL: `apt-get install cmake`).
+pub fn prepare_tls(src: &Path, boringssl: Option<&Path>) -> Result<PathBuf, String> {
+    let (lib, library) = match boringssl {
+        Some(dir) => {
+            let lib = build_boringssl(dir)?;
+            let library = format!("BoringSSL ({})", dir.display());
+            (TlsLib::Boring(lib), library)
+        }
+        None => {
+            if !Path::new(OPENSSL_HEADER).exists() {
+                return Err(format!(
+                    "no OpenSSL headers ({OPENSSL_HEADER}: apt-get install libssl-dev) to build its TLS peer"
+                ));
+            }
+            (TlsLib::System, openssl_version())
+        }
+    };
+    let exe = build(src, Some(&lib))?;
+    let _ = BINARY_TLS.set((exe.clone(), library));
+    Ok(exe)
+}
+
+/// What the TLS peer links.
+enum TlsLib {
+    /// The system's OpenSSL (`-lssl -lcrypto`).
+    System,
+    /// BoringSSL: its include directory and its two static libraries.
+    Boring(BoringLib),
+}
+
+struct BoringLib {
+    include: PathBuf,
+    ssl: PathBuf,
+    crypto: PathBuf,
+}
+
+/// The system OpenSSL's version line (`openssl version`), or just "OpenSSL".
+fn openssl_version() -> String {
+    Command::new("openssl")
+        .arg("version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|v| v.split(" (").next().map(|v| v.trim().to_string()))
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "OpenSSL".into())
+}
+
+/// Build BoringSSL's `ssl` and `crypto` from `dir` with cmake (Release), cached by path.
+fn build_boringssl(dir: &Path) -> Result<BoringLib, String> {
+    if !dir.join("include/openssl/ssl.h").exists() || !dir.join("CMakeLists.txt").exists() {
+        return Err(format!(
+            "{} is not a BoringSSL source directory (include/openssl/ssl.h and CMakeLists.txt expected)",
+            dir.display()
+        ));
+    }
+    if !have("cmake") {
+        return Err("cmake not found (apt-get install cmake) to build BoringSSL".into());
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.canonicalize().unwrap_or(dir.to_path_buf()).hash(&mut h);
+    let build = std::env::temp_dir().join(format!("holdfast-bench-boringssl-{:016x}", h.finish()));
+    let (ssl, crypto) = (build.join("libssl.a"), build.join("libcrypto.a"));
+    if !ssl.exists() || !crypto.exists() {
+        eprintln!(
+            "uwebsockets: building BoringSSL from {} into {} (a few minutes)",
+            dir.display(),
+            build.display()
+        );
+        run(Command::new("cmake")
+            .args(["-DCMAKE_BUILD_TYPE=Release", "-S"])
+            .arg(dir)
+            .arg("-B")
+            .arg(&build))?;
+        let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+        run(Command::new("cmake").arg("--build").arg(&build).args([
+            "--target",
+            "ssl",
+            "crypto",
+            "-j",
+            &jobs.to_string(),
+        ]))?;
+    }
+    Ok(BoringLib {
+        include: dir.join("include"),
+        ssl,
+        crypto,
+    })
+}
+
+fn build(src: &Path, tls: Option<&TlsLib>) -> Result<PathBuf, String> {
     let app = src.join("src/App.h");
     let us = src.join("uSockets/src");
     if !app.exists() || !us.join("libusockets.h").exists() {
@@ -69,11 +187,29 @@ pub fn prepare(src: &Path) -> Result<PathBuf, String> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     src.canonicalize().unwrap_or(src.to_path_buf()).hash(&mut h);
     PEER.hash(&mut h);
+    let (name, ssl) = if tls.is_some() {
+        ("uws-peer-tls", "-DLIBUS_USE_OPENSSL")
+    } else {
+        ("uws-peer", "-DLIBUS_NO_SSL")
+    };
+    // The plain build's directory keeps the name (and hash) it always had; a TLS build's
+    // is keyed by the library too.
+    let include = match tls {
+        None => None,
+        Some(TlsLib::System) => {
+            name.hash(&mut h);
+            None
+        }
+        Some(TlsLib::Boring(b)) => {
+            (name, &b.include).hash(&mut h);
+            Some(b.include.as_path())
+        }
+    };
     let dir = std::env::temp_dir().join(format!("holdfast-bench-uws-{:016x}", h.finish()));
-    let exe = dir.join("uws-peer");
+    let exe = dir.join(name);
     if !exe.exists() {
         eprintln!(
-            "uwebsockets: building the peer from {} into {}",
+            "uwebsockets: building {name} from {} into {}",
             src.display(),
             dir.display()
         );
@@ -84,35 +220,50 @@ pub fn prepare(src: &Path) -> Result<PathBuf, String> {
             let entries = std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))?;
             for e in entries.flatten() {
                 let p = e.path();
-                if p.extension().is_some_and(|x| x == "c") {
-                    let name = format!("{sub}-{}.o", p.file_stem().unwrap().to_string_lossy());
-                    let o = dir.join(name);
-                    run(Command::new("gcc")
-                        .args(["-O3", "-DLIBUS_NO_SSL", "-c"])
-                        .arg("-I")
-                        .arg(&us)
-                        .arg(&p)
-                        .arg("-o")
-                        .arg(&o))?;
-                    objects.push(o);
+                let (compiler, std) = match p.extension().and_then(|x| x.to_str()) {
+                    Some("c") => ("gcc", None),
+                    // uSockets' SNI tree, only in the TLS build.
+                    Some("cpp") if tls.is_some() => ("g++", Some("-std=c++17")),
+                    _ => continue,
+                };
+                let name = format!("{sub}-{}.o", p.file_stem().unwrap().to_string_lossy());
+                let o = dir.join(name);
+                let mut cc = Command::new(compiler);
+                cc.args(["-O3", ssl, "-c"]).args(std);
+                if let Some(i) = include {
+                    cc.arg("-I").arg(i);
                 }
+                run(cc.arg("-I").arg(&us).arg(&p).arg("-o").arg(&o))?;
+                objects.push(o);
             }
         }
         let peer = dir.join("peer.cpp");
         std::fs::write(&peer, PEER).map_err(|e| format!("{}: {e}", peer.display()))?;
-        let tmp = dir.join("uws-peer.tmp");
-        run(Command::new("g++")
-            .args(["-O3", "-std=c++20", "-DLIBUS_NO_SSL", "-DUWS_NO_ZLIB"])
-            .arg("-I")
+        let tmp = dir.join(format!("{name}.tmp"));
+        let mut link = Command::new("g++");
+        link.args(["-O3", "-std=c++20", ssl, "-DUWS_NO_ZLIB"]);
+        if let Some(i) = include {
+            link.arg("-I").arg(i);
+        }
+        link.arg("-I")
             .arg(src.join("src"))
             .arg("-I")
             .arg(&us)
             .arg(&peer)
             .args(&objects)
             .arg("-o")
-            .arg(&tmp))?;
+            .arg(&tmp);
+        match tls {
+            Some(TlsLib::System) => {
+                link.args(["-lssl", "-lcrypto"]);
+            }
+            Some(TlsLib::Boring(b)) => {
+                link.arg(&b.ssl).arg(&b.crypto).arg("-lpthread");
+            }
+            None => {}
+        }
+        run(&mut link)?;
         std::fs::rename(&tmp, &exe).map_err(|e| format!("{}: {e}", exe.display()))?;
     }
-    let _ = BINARY.set(exe.clone());
     Ok(exe)
 }
