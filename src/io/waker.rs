@@ -107,6 +107,16 @@ impl Waker {
     }
 }
 
+impl Drop for Waker {
+    /// A claim outlives its waker only on a thread that goes on without it: cleared here, so
+    /// a later waker at the same address is not taken for this one.
+    fn drop(&mut self) {
+        if self.claimed_here() {
+            CLAIMED.with(|c| c.set(0));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +169,8 @@ mod tests {
         unclaimed.wake();
         assert!(readable(&unclaimed));
         assert!(!unclaimed.take_own());
+        // Dropped on the thread that claimed it, the claim goes with it.
+        drop(w);
+        assert_eq!(CLAIMED.with(Cell::get), 0);
     }
 }

@@ -226,8 +226,10 @@ fn build(src: &Path, tls: Option<&TlsLib>) -> Result<PathBuf, String> {
                     Some("cpp") if tls.is_some() => ("g++", Some("-std=c++17")),
                     _ => continue,
                 };
-                let name = format!("{sub}-{}.o", p.file_stem().unwrap().to_string_lossy());
-                let o = dir.join(name);
+                let o = dir.join(format!(
+                    "{sub}-{}.o",
+                    p.file_stem().unwrap().to_string_lossy()
+                ));
                 let mut cc = Command::new(compiler);
                 cc.args(["-O3", ssl, "-c"]).args(std);
                 if let Some(i) = include {
