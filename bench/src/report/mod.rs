@@ -191,7 +191,7 @@ impl Plan {
                         continue;
                     }
                 }
-                // uWebSockets stands in the TLS section too, built with OpenSSL.
+                // uWebSockets stands in the TLS section too, built with OpenSSL (or BoringSSL).
                 if !peers.contains(&Kind::UwsTls) {
                     match uws::prepare_tls(src, a.uws_boringssl.as_deref()) {
                         Ok(_) => peers.push(Kind::UwsTls),

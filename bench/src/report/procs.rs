@@ -23,8 +23,8 @@ pub enum Kind {
     Broadcast,
     /// uWebSockets (epoll, one thread), built from source (`--uws-src`): echo and pub/sub.
     Uws,
-    /// uWebSockets built with OpenSSL, serving wss:// with the same test certificate as
-    /// holdfast-tls (the TLS section).
+    /// uWebSockets built with OpenSSL (or BoringSSL: `--uws-boringssl`), serving wss:// with
+    /// the same test certificate as holdfast-tls (the TLS section).
     UwsTls,
     /// holdfast terminating TLS (the test certificate in tests/fixtures/tls), driven over
     /// wss:// by the loadgen trusting the test CA.

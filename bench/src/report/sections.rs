@@ -150,7 +150,6 @@ fn at_least(what: String, ratio: Option<f64>, min: f64) -> Value {
     json!({"what": what, "ratio": ratio, "target": format!(">= {min}"), "met": ratio.map(|r| r >= min)})
 }
 
-/// A verdict line: `ratio` at most `max`.
 /// `a / b` to three decimals, when both are known and `b` is positive.
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
@@ -159,6 +158,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// A verdict line: `ratio` at most `max`.
 fn at_most(what: String, ratio: Option<f64>, max: f64) -> Value {
     json!({"what": what, "ratio": ratio, "target": format!("<= {max}"), "met": ratio.map(|r| r <= max)})
 }
@@ -315,9 +315,8 @@ fn strip_hdr(h: &Value) -> Value {
 /// What a reconnect storm costs over TLS: server CPU per connection set up (TCP, TLS
 /// handshake, WebSocket upgrade) with every handshake full (`--tls-resumption off`) and with
 /// resumed ones (`always`: each connection resumes with a ticket an earlier one received),
-/// one pinned worker; plain holdfast beside them, and uWebSockets built with OpenSSL when it
-/// is a peer. Handshakes per server-CPU-second is the
-/// inverse. Each round measures each row twice, the server fresh each time: with the
+/// one pinned worker; plain holdfast beside them, and uWebSockets' TLS build when it is a
+/// peer. Handshakes per server-CPU-second is the inverse. Each round measures each row twice, the server fresh each time: with the
 /// loadgen and with the independent upgrade client (its own rustls client).
 pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
     let mut runs = Vec::new();
@@ -331,12 +330,12 @@ pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
         (Kind::HoldfastTls, Some("off")),
         (Kind::HoldfastTls, Some("always")),
     ];
-    // uWebSockets beside it, built with OpenSSL: its own TLS stack with the same
-    // certificate, the same clients, the same two resumption settings.
+    // uWebSockets beside it (built with OpenSSL or BoringSSL): its own TLS stack with the
+    // same certificate, the same clients, the same two resumption settings.
     if plan.peers.contains(&Kind::UwsTls) {
         steps.extend([(Kind::UwsTls, Some("off")), (Kind::UwsTls, Some("always"))]);
     }
-    // Rounds interleaved over the three rows, so that the host's drift falls on all alike.
+    // Rounds interleaved over the rows, so that the host's drift falls on all alike.
     let rounds = interleaved(plan.tls_rounds, &steps, |round, &(kind, resumption)| {
         eprintln!(
             "tls: {} resumption {} round {round}",
