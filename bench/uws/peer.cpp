@@ -1,9 +1,10 @@
 // uWebSockets peer for holdfast-bench side-by-side runs (ours; the library is theirs:
 // built from a uWebSockets source directory given with --uws-src, epoll, one thread as
 // uWS's own examples run it). Built twice: without TLS (LIBUS_NO_SSL, every section), and
-// with OpenSSL (LIBUS_USE_OPENSSL, the TLS section), where CERT and KEY (PEM files) make the
-// WebSocket port an SSLApp: wss://, OpenSSL's defaults as uSockets sets them (TLS 1.2+,
-// session tickets on).
+// with OpenSSL's API (LIBUS_USE_OPENSSL: the system's OpenSSL, or BoringSSL with
+// --uws-boringssl; the TLS section), where CERT and KEY (PEM files) make the WebSocket port
+// an SSLApp: wss://, the library's defaults as uSockets sets them (TLS 1.2+, session tickets
+// on).
 //
 // It speaks what the bench's workloads need, like the tokio-tungstenite peers:
 // - any path but /ws: echo every message back (text stays text, binary stays binary);
