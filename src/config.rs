@@ -65,6 +65,15 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = 4096)]
     pub backlog: u32,
 
+    /// Seconds the kernel holds a new connection whose client has sent nothing yet before a
+    /// worker takes it (TCP_DEFER_ACCEPT; the kernel rounds up to 1, 3, 7, 15 ... s). Every
+    /// client of this port speaks first (an HTTP request, a TLS ClientHello), so a worker
+    /// takes a connection with its first bytes there and reads them at once; a silent one
+    /// is taken when the period ends and its --handshake-timeout runs from then. 0: take
+    /// connections at the TCP handshake.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub defer_accept: u32,
+
     /// Largest message accepted, in bytes (all fragments); larger ones close with 1009.
     #[arg(long, default_value_t = 1 << 20, value_parser = crate::units::bytes_u32)]
     pub max_message: u32,

@@ -147,6 +147,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         backlog: cfg.backlog,
         sndbuf: cfg.sndbuf,
         rcvbuf: cfg.rcvbuf,
+        defer_accept: cfg.defer_accept,
     };
     if !cfg.share_port && inherited.is_none() && listener::port_taken(cfg.listen) {
         return Err(ServeError::Setup(format!(
@@ -167,6 +168,11 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             let bound = group[0]
                 .local_addr()
                 .map_err(|e| ServeError::Listen(cfg.listen, e))?;
+            // The previous process's deferral (or none) gives way to this one's.
+            for l in &group {
+                listener::set_defer_accept(l, cfg.defer_accept)
+                    .map_err(|e| ServeError::Listen(cfg.listen, e))?;
+            }
             let mut ls = Vec::with_capacity(workers);
             for w in 0..workers {
                 ls.push(

@@ -275,6 +275,28 @@ fn slowloris_is_closed_at_the_handshake_timeout() {
 }
 
 #[test]
+fn a_connection_is_taken_with_its_request_and_a_silent_one_when_the_deferral_ends() {
+    // The default, --defer-accept 1: the kernel holds a connection until its client speaks.
+    let srv = Server::start(&[]);
+    let silent = std::net::TcpStream::connect(srv.addr).unwrap();
+    let mut c = Raw::connect(srv.addr);
+    c.send_frame(true, OpCode::Text, b"hi");
+    assert_eq!(c.recv(), Got::Text("hi".into()));
+    // The upgraded one is the only one taken: the silent one waits in the kernel, not in a
+    // worker's slot (it would have been taken before the other's upgrade otherwise).
+    assert_eq!(srv.metric("holdfast_accepted_total"), 1.0);
+    // Taken when the period ends (the kernel's first SYN-ACK timeout, 1 s); then the
+    // handshake timeout runs as for any connection.
+    srv.wait_metric("holdfast_accepted_total", |v| v == 2.0);
+    drop(silent);
+
+    // --defer-accept 0: taken at the TCP handshake.
+    let srv = Server::start(&["--defer-accept", "0"]);
+    let _silent = std::net::TcpStream::connect(srv.addr).unwrap();
+    srv.wait_metric("holdfast_accepted_total", |v| v == 1.0);
+}
+
+#[test]
 fn silent_client_is_pinged_then_closed_for_idleness() {
     let srv = Server::start(&["--ping-interval", "0.3", "--idle-timeout", "0.8"]);
     let mut c = Raw::connect(srv.addr);

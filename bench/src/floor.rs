@@ -324,6 +324,8 @@ pub fn run(args: &FloorArgs) -> io::Result<()> {
         backlog: 4096,
         sndbuf: 0,
         rcvbuf: 0,
+        // As holdfast's default (`--defer-accept 1`).
+        defer_accept: 1,
     };
     let (listeners, bound) = bind_group(args.listen, 1, opts)?;
     let ring = Ring::new(RingConfig {

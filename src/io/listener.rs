@@ -4,8 +4,8 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-fn setsockopt_int(fd: &OwnedFd, level: i32, name: i32, value: i32) -> io::Result<()> {
-    // SAFETY: `value` outlives the call and its size is passed; the fd is open (owned).
+fn setsockopt_int(fd: &impl AsRawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: `value` outlives the call and its size is passed; the fd is open (borrowed).
     let r = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
@@ -32,6 +32,8 @@ pub struct SockOpts {
     pub sndbuf: u32,
     /// SO_RCVBUF, 0 for the kernel default.
     pub rcvbuf: u32,
+    /// TCP_DEFER_ACCEPT in seconds, 0 for none ([`set_defer_accept`]).
+    pub defer_accept: u32,
 }
 
 /// Whether another socket already listens on `addr` (a fixed port): a plain bind without
@@ -84,6 +86,9 @@ fn bind_one(addr: SocketAddr, opts: SockOpts) -> io::Result<TcpListener> {
     if opts.rcvbuf > 0 {
         setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, opts.rcvbuf as i32)?;
     }
+    if opts.defer_accept > 0 {
+        set_defer_accept(&fd, opts.defer_accept)?;
+    }
     let (storage, len) = sockaddr(addr);
     // SAFETY: `storage` holds a sockaddr of `len` bytes for this address family.
     let r = unsafe {
@@ -101,6 +106,22 @@ fn bind_one(addr: SocketAddr, opts: SockOpts) -> io::Result<TcpListener> {
         return Err(io::Error::last_os_error());
     }
     Ok(TcpListener::from(fd))
+}
+
+/// Hold new connections in the kernel until their first bytes arrive (TCP_DEFER_ACCEPT), for
+/// at most about `secs` seconds (the kernel rounds up to its SYN-ACK timeouts: 1 s, then 3,
+/// 7, ...); 0 turns it off. For a listener whose clients speak first (an HTTP request, a TLS
+/// ClientHello): a connection whose client has only completed the TCP handshake stays in
+/// the SYN queue as a request socket (no descriptor, no slot) and is queued for accept with
+/// its first bytes, so the accepting worker's first receive completes at once instead of
+/// arming a poll and running again when they come. A client that stays silent is accepted
+/// when the period ends (the kernel sends its SYN-ACK again, the client's ACK completes
+/// it), and the server's handshake timeout runs from there. Connections completed with SYN
+/// cookies (a full SYN queue) are not deferred. Also applied to a listener inherited in a
+/// live upgrade, so the new process's setting holds.
+pub fn set_defer_accept(l: &impl AsRawFd, secs: u32) -> io::Result<()> {
+    let secs = secs.min(i32::MAX as u32) as i32;
+    setsockopt_int(l, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, secs)
 }
 
 /// A socket address in the kernel's form, with its length.
@@ -167,5 +188,91 @@ pub fn peer_addr(storage: &libc::sockaddr_storage) -> Option<std::net::SocketAdd
             Some(std::net::SocketAddr::new(ip, u16::from_be(sin6.sin6_port)))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    /// Whether `l` has a connection to accept within `within`.
+    fn acceptable(l: &TcpListener, within: Duration) -> bool {
+        let mut p = [libc::pollfd {
+            fd: l.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        crate::io::sys::poll_fds(&mut p, within) > 0 && p[0].revents & libc::POLLIN != 0
+    }
+
+    fn listener(defer_accept: u32) -> TcpListener {
+        let opts = SockOpts {
+            backlog: 16,
+            sndbuf: 0,
+            rcvbuf: 0,
+            defer_accept,
+        };
+        let (mut ls, _) = bind_group("127.0.0.1:0".parse().unwrap(), 1, opts).unwrap();
+        ls.pop().unwrap()
+    }
+
+    #[test]
+    fn a_deferred_connection_is_accepted_with_its_first_bytes_and_not_before() {
+        const WAIT: Duration = Duration::from_secs(10);
+        // Without the deferral the kernel queues a connection for accept at the handshake.
+        let plain = listener(0);
+        let _silent = std::net::TcpStream::connect(plain.local_addr().unwrap()).unwrap();
+        assert!(acceptable(&plain, WAIT), "accepted at the handshake");
+
+        let deferred = listener(1);
+        let mut c = std::net::TcpStream::connect(deferred.local_addr().unwrap()).unwrap();
+        // Connected as far as the client can tell, and still nothing to accept: the kernel
+        // holds it (it would be queued within microseconds otherwise, as above).
+        assert!(!acceptable(&deferred, Duration::from_millis(300)));
+        c.write_all(b"GET").unwrap();
+        assert!(acceptable(&deferred, WAIT));
+        let (mut s, _) = deferred.accept().unwrap();
+        // The bytes came with it: a non-blocking read finds them at once.
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 8];
+        assert_eq!(s.read(&mut b).unwrap(), 3);
+        assert_eq!(&b[..3], b"GET");
+    }
+
+    #[test]
+    fn a_silent_deferred_connection_is_accepted_when_the_period_ends() {
+        let deferred = listener(1);
+        let _c = std::net::TcpStream::connect(deferred.local_addr().unwrap()).unwrap();
+        assert!(!acceptable(&deferred, Duration::from_millis(300)));
+        // 1 s: one SYN-ACK timeout, then the kernel sends it again and the client's ACK
+        // completes the connection (well under 10 s).
+        assert!(acceptable(&deferred, Duration::from_secs(10)));
+        let (_s, _) = deferred.accept().unwrap();
+    }
+
+    #[test]
+    fn an_inherited_listener_takes_the_new_setting() {
+        let l = listener(1);
+        let get = |l: &TcpListener| {
+            let mut v: i32 = 0;
+            let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+            // SAFETY: `v` and `len` outlive the call and describe a 4-byte buffer.
+            let r = unsafe {
+                libc::getsockopt(
+                    l.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_DEFER_ACCEPT,
+                    (&mut v as *mut i32).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(r, 0);
+            v
+        };
+        assert!(get(&l) > 0);
+        set_defer_accept(&l, 0).unwrap();
+        assert_eq!(get(&l), 0);
     }
 }
