@@ -200,12 +200,7 @@ mod tests {
 
     /// Whether `l` has a connection to accept within `within`.
     fn acceptable(l: &TcpListener, within: Duration) -> bool {
-        let mut p = [libc::pollfd {
-            fd: l.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        crate::io::sys::poll_fds(&mut p, within) > 0 && p[0].revents & libc::POLLIN != 0
+        crate::io::sys::readable_within(l.as_raw_fd(), within)
     }
 
     fn listener(defer_accept: u32) -> TcpListener {

@@ -162,12 +162,17 @@ pub fn poll_fds(fds: &mut [libc::pollfd], timeout: std::time::Duration) -> i32 {
 
 /// Whether `fd` is readable now (a listener: connections wait in its accept queue).
 pub fn readable(fd: RawFd) -> bool {
+    readable_within(fd, std::time::Duration::ZERO)
+}
+
+/// Whether `fd` is readable, or becomes so within `within`.
+pub fn readable_within(fd: RawFd, within: std::time::Duration) -> bool {
     let mut p = [libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     }];
-    poll_fds(&mut p, std::time::Duration::ZERO) > 0 && p[0].revents & libc::POLLIN != 0
+    poll_fds(&mut p, within) > 0 && p[0].revents & libc::POLLIN != 0
 }
 
 /// Clock ticks per second (`_SC_CLK_TCK`), the unit of `/proc/PID/stat` CPU times.
