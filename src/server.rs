@@ -211,6 +211,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             crate::config::ReadModeArg::Poll => ReadMode::Poll,
             crate::config::ReadModeArg::Recv => ReadMode::Recv,
         },
+        read_first: cfg.defer_accept > 0,
         // A fan-out submits in rounds of this many sends (a full queue is submitted before
         // the next entry goes in). 512 rather than 4,096: the whole machine's CPU per
         // delivery fell 1–10% on one worker, latency and echo unchanged; the server's own

@@ -1343,6 +1343,58 @@ mod tests {
         assert!(end[0].res >= 0, "{end:?}");
     }
 
+    /// A connection from a deferring listener comes with its first bytes: the first read is
+    /// a receive, with no poll before it; one that came without them (its deferral ran out)
+    /// finds nothing, and its owner's resume arms the poll as an armed start would have.
+    #[test]
+    fn a_first_read_receives_what_is_there_without_a_poll_and_arms_the_poll_when_nothing_is() {
+        use crate::io::{Read, ReadMode};
+        let mode = ReadMode::Poll.arming(false);
+        let mut ring = gated_ring();
+        let (a, mut with_bytes) = UnixStream::pair().unwrap();
+        let (b, silent) = UnixStream::pair().unwrap();
+        let slots = place(&mut ring, vec![a.into_raw_fd(), b.into_raw_fd()]);
+        with_bytes.write_all(b"GET / HTTP/1.1").unwrap();
+        let mut first = crate::io::Socket::new(0, slots[0], 1);
+        let mut second = crate::io::Socket::new(0, slots[1], 1);
+        first.read_first(&mut ring, mode, 0);
+        second.read_first(&mut ring, mode, 1);
+        for s in [&first, &second] {
+            assert!(s.receiving(mode), "a receive is in flight");
+            assert_eq!(s.armed_poll(mode, 0), None, "and no poll");
+        }
+        let got = reap_n(&mut ring, 2);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got.iter().all(|c| c.token.op == Op::Recv), "{got:?}");
+        for c in got {
+            let (sock, idx) = if c.token.index == 0 {
+                (&mut first, 0)
+            } else {
+                (&mut second, 1)
+            };
+            match (idx, sock.on_recv(mode, c)) {
+                (0, Read::Data(mut buf)) => assert_eq!(buf.bytes_mut(), b"GET / HTTP/1.1"),
+                (1, Read::Nothing) => {}
+                other => panic!("unexpected first read {other:?}"),
+            }
+            sock.resume(&mut ring, mode, idx, true);
+            assert!(
+                sock.armed_poll(mode, idx).is_some(),
+                "read (or found empty): the poll is armed for the next input"
+            );
+        }
+        // The silent one's poll reports its bytes when they come.
+        (&silent).write_all(b"late").unwrap();
+        let event = reap_n(&mut ring, 1);
+        assert!(
+            event
+                .iter()
+                .all(|c| c.token.op == Op::Poll && c.token.index == 1),
+            "{event:?}"
+        );
+        drop((with_bytes, silent));
+    }
+
     #[test]
     fn a_multishot_poll_stays_armed_through_reads() {
         use crate::io::{Read, ReadMode};

@@ -216,6 +216,23 @@ impl Socket {
         }
     }
 
+    /// Start reading a socket whose first bytes are expected to be there already (one
+    /// accepted from a listener that defers accept until the client's first bytes come): in
+    /// a poll mode, one non-blocking receive now instead of a poll that would report those
+    /// bytes at once. It finds them, or EAGAIN (a connection the kernel handed over without
+    /// them: its deferral ran out, or SYN cookies completed it); either way the owner's
+    /// [`Socket::resume`] after the completion arms the poll as [`Socket::arm`] would have.
+    /// In [`ReadMode::Recv`] this is [`Socket::arm`].
+    pub fn read_first(&mut self, ring: &mut Ring, mode: ReadMode, idx: u32) {
+        if !mode.polls() {
+            return self.arm(ring, mode, idx);
+        }
+        if self.flags() & (ARMED | INFLIGHT | CLOSING | CLOSED) != 0 {
+            return;
+        }
+        self.recv_once(ring, idx);
+    }
+
     /// Poll mode: receive once now, or as soon as the receive in flight completes.
     fn recv_once(&mut self, ring: &mut Ring, idx: u32) {
         if self.flags() & INFLIGHT != 0 {

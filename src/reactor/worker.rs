@@ -117,6 +117,10 @@ pub struct Settings {
     pub recv_buffer_size: u32,
     /// What an idle connection keeps armed for reading.
     pub read_mode: ReadMode,
+    /// The data listeners defer accept until a client's first bytes come
+    /// (`--defer-accept`): a new connection's first read is a receive, not a poll
+    /// ([`crate::io::Socket::read_first`]).
+    pub read_first: bool,
     /// Submission queue entries.
     pub sq_entries: u32,
     /// Completion queue entries.
@@ -1037,7 +1041,12 @@ impl<S: Services> Worker<S> {
         let refusal = self.svc.on_accept(idx, peer.map(|p| p.ip()));
         let conn = &mut self.conns[idx as usize];
         let ring = &mut self.rings.list[r].ring;
-        conn.socket.arm(ring, self.s.read_mode.arming(false), idx);
+        let mode = self.s.read_mode.arming(false);
+        if self.s.read_first {
+            conn.socket.read_first(ring, mode, idx);
+        } else {
+            conn.socket.arm(ring, mode, idx);
+        }
         if let Some(answer) = refusal {
             let ctx = self.env.ctx(idx);
             conn.session.refuse_now(answer, &ctx);
