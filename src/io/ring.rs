@@ -1359,9 +1359,9 @@ mod tests {
         let mut second = crate::io::Socket::new(0, slots[1], 1);
         first.read_first(&mut ring, mode, 0);
         second.read_first(&mut ring, mode, 1);
-        for s in [&first, &second] {
+        for (s, idx) in [(&first, 0), (&second, 1)] {
             assert!(s.receiving(mode), "a receive is in flight");
-            assert_eq!(s.armed_poll(mode, 0), None, "and no poll");
+            assert_eq!(s.armed_poll(mode, idx), None, "and no poll");
         }
         let got = reap_n(&mut ring, 2);
         assert_eq!(got.len(), 2, "{got:?}");
