@@ -921,6 +921,50 @@ pub fn render_limit(o: &mut String, max_connections: usize) {
     );
 }
 
+/// One admin listener's connections, for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminListener {
+    /// The `listener` label (`admin`, `observe`).
+    pub name: &'static str,
+    /// Connections served now.
+    pub serving: u64,
+    /// Connections closed to make room for a new one.
+    pub displaced: u64,
+    /// Connections answered 503.
+    pub refused: u64,
+}
+
+/// Append the admin listeners' connections: how many each serves, and what a full one did.
+pub fn render_admin(o: &mut String, listeners: &[AdminListener]) {
+    let families = [
+        (
+            "admin_connections",
+            "gauge",
+            "Connections an admin listener serves (at most 64 each).",
+        ),
+        (
+            "admin_connections_displaced_total",
+            "counter",
+            "Connections a full admin listener closed to serve a new one: each the one that \
+             had waited longest on its client (idle, sending its request slowly, or not \
+             reading its answer).",
+        ),
+        (
+            "admin_connections_refused_total",
+            "counter",
+            "Connections a full admin listener answered 503: every connection it served was \
+             being answered.",
+        ),
+    ];
+    for (i, (name, kind, help)) in families.into_iter().enumerate() {
+        family(o, name, kind, help);
+        for l in listeners {
+            let v = [l.serving, l.displaced, l.refused][i];
+            let _ = writeln!(o, "holdfast_{name}{{listener=\"{}\"}} {v}", l.name);
+        }
+    }
+}
+
 /// Append the storm signal: the setup rate, its baseline and their ratio.
 pub fn render_storm(o: &mut String, r: crate::storm::Reading) {
     for (name, help, v) in [

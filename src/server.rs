@@ -296,6 +296,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         request_deadline: std::time::Duration::from_secs_f64(cfg.admin_request_timeout),
         tls: tls.as_ref().map(|(s, _)| s.clone()),
         upgrader: std::sync::OnceLock::new(),
+        listeners: admin::Listeners::default(),
     });
 
     let ip_table = (cfg.max_per_ip > 0).then(|| Arc::new(IpTable::new(cfg.max_per_ip)));

@@ -354,3 +354,63 @@ fn a_server_leaving_answers_the_admin_request_it_is_reading_and_closes_idle_keep
     }
     assert_eq!(srv.wait_exit(Duration::from_secs(10)), 0);
 }
+
+/// Fifty-sixth sitting: a full admin listener (64 connections) closes the connection that
+/// has waited longest on its client instead of refusing the newcomer, so silent or dripping
+/// connections cannot hold `/healthz` at 503. Before, 64 silent connections did, for a whole
+/// request deadline at a time.
+#[test]
+fn a_full_admin_listener_makes_room_by_closing_the_connection_waiting_longest() {
+    let srv = Server::start_logging(&["--metrics-listen", "127.0.0.1:0"], "warn");
+    let probe = |addr: SocketAddr| {
+        exchange(
+            addr,
+            b"GET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            T,
+        )
+    };
+    // The oldest: a request dripped slowly (its first bytes only).
+    let mut drip = TcpStream::connect(srv.admin).unwrap();
+    drip.set_read_timeout(Some(T)).unwrap();
+    drip.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    // Then 63 that send nothing: the listener holds 64.
+    let mut silent: Vec<TcpStream> = (0..63)
+        .map(|_| {
+            let s = TcpStream::connect(srv.admin).unwrap();
+            s.set_read_timeout(Some(T)).unwrap();
+            s
+        })
+        .collect();
+    // A client that keeps its connection: served at once (the drip made room)...
+    let mut kept = support::kept(srv.admin);
+    let (status, _, body) = support::ask(&mut kept, "/healthz", "");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    // ...and the drip was told why its request was given up.
+    let (status, head, body) = support::read_answer(&mut drip);
+    assert_eq!(status, 408, "{head}");
+    assert!(body.contains("admin listener is full"), "{body}");
+    // A probe now closes the oldest silent connection, not the younger kept one.
+    assert_eq!(probe(srv.admin).0, 200);
+    assert!(
+        support::closed_quietly(&mut silent[0]),
+        "the oldest kept its place"
+    );
+    let (status, _, _) = support::ask(&mut kept, "/readyz", "");
+    assert_eq!(
+        status, 200,
+        "the kept connection was closed before older ones"
+    );
+    // Counted and logged; the observe listener's own room was never touched.
+    let displaced = srv.metric("holdfast_admin_connections_displaced_total{listener=\"admin\"}");
+    assert!(displaced >= 2.0, "{displaced}");
+    let m = srv.metrics.expect("metrics listener address");
+    assert_eq!(probe(m).0, 200);
+    let observe = srv.metric("holdfast_admin_connections_displaced_total{listener=\"observe\"}");
+    assert_eq!(observe, 0.0);
+    assert_eq!(
+        srv.metric("holdfast_admin_connections_refused_total{listener=\"admin\"}"),
+        0.0
+    );
+    let line = srv.wait_log(T, |l| l.contains("admin listener full"));
+    assert!(line.contains("waited_ms"), "{line}");
+}

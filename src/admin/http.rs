@@ -35,6 +35,8 @@ pub(super) enum ReadError {
     Io(std::io::Error),
     /// The request did not arrive whole within the deadline (408).
     TimedOut,
+    /// The listener was full and this request, the slowest to arrive, made room (408).
+    Displaced,
     /// The head is larger than [`MAX_HEAD`] (431).
     HeadTooLarge,
     /// The request is malformed (400).
@@ -48,7 +50,7 @@ pub(super) enum ReadError {
 /// Read the next request from `s` (bytes already received are in `buf`; what follows the
 /// request stays there for the next one), within `deadline` from now.
 pub(super) fn read_request(
-    s: &mut TcpStream,
+    s: &TcpStream,
     buf: &mut Vec<u8>,
     max_body: usize,
     deadline: Duration,
@@ -91,14 +93,15 @@ pub(super) fn read_request(
 }
 
 /// Read what is there into `buf`, waiting no later than `until`.
-fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, until: Instant) -> Result<usize, ReadError> {
+fn fill(s: &TcpStream, buf: &mut Vec<u8>, until: Instant) -> Result<usize, ReadError> {
     let left = until.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(ReadError::TimedOut);
     }
     s.set_read_timeout(Some(left)).map_err(ReadError::Io)?;
     let mut chunk = [0u8; 4096];
-    match s.read(&mut chunk) {
+    let mut reader = s;
+    match reader.read(&mut chunk) {
         Ok(n) => {
             buf.extend_from_slice(&chunk[..n]);
             Ok(n)
@@ -182,7 +185,7 @@ fn parse_head(head: &[u8]) -> Result<(Request, usize), ReadError> {
 /// After an error answer: send our FIN and drop what the client still sends, for a
 /// moment (bounded in time and bytes), so that closing with unread input does not reset
 /// the connection and destroy the answer before the client reads it.
-pub(super) fn linger(s: &mut TcpStream) {
+pub(super) fn linger(mut s: &TcpStream) {
     let _ = s.shutdown(std::net::Shutdown::Write);
     let until = Instant::now() + Duration::from_secs(1);
     let mut chunk = [0u8; 16 * 1024];

@@ -2,27 +2,55 @@
 //! `POST /publish?topic=T` and `GET /topics`; and the optional observe-only listener
 //! (`--metrics-listen`: metrics and health, no control).
 //!
-//! Plain blocking threads, one per admin connection (at most [`MAX_CONNECTIONS`]): admin
-//! traffic is small next to the data plane, and keeping it off the workers' rings keeps it
-//! so. Every request is bounded ([`http`]: head size, one deadline for the whole request,
-//! body cap); control endpoints need the bearer token when one is configured and refuse
+//! Plain blocking threads, one per admin connection (at most [`MAX_CONNECTIONS`] per
+//! listener; when full, the connection waiting longest on its client makes room, see
+//! [`conns`]): admin traffic is small next to the data plane, and keeping it off the
+//! workers' rings keeps it so. Every request is bounded ([`http`]: head size, one deadline
+//! for the whole request, body cap); control endpoints need the bearer token when one is configured and refuse
 //! browser requests (any `Origin`), so a web page can neither drain the node nor publish.
 
+mod conns;
 mod http;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{self, WorkerMetrics};
 use crate::pubsub::Hub;
 use crate::pubsub::Payload;
+pub use conns::MAX_CONNECTIONS;
+use conns::{Admit, Slot, Table};
 use http::Request;
 
-/// Admin connections served at once; more are answered 503 and closed.
-pub const MAX_CONNECTIONS: usize = 64;
+/// Each listener's connections, for making room when one is full and for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    admin: Table,
+    observe: Table,
+}
+
+impl Listeners {
+    fn of(&self, role: Role) -> &Table {
+        match role {
+            Role::Admin => &self.admin,
+            Role::Observe => &self.observe,
+        }
+    }
+
+    /// Each listener's figures for `/metrics`.
+    fn figures(&self) -> [metrics::AdminListener; 2] {
+        let of = |name, t: &Table| metrics::AdminListener {
+            name,
+            serving: t.serving() as u64,
+            displaced: t.displaced.load(Ordering::Relaxed),
+            refused: t.refused.load(Ordering::Relaxed),
+        };
+        [of("admin", &self.admin), of("observe", &self.observe)]
+    }
+}
 
 /// What the admin listener reads and changes: the lifecycle flags, every worker's counters
 /// and the pub/sub hub.
@@ -54,6 +82,8 @@ pub struct State {
     pub tls: Option<Arc<crate::tls::CertStore>>,
     /// Live upgrades (`POST /upgrade`, `GET /upgrade`), once the server is up.
     pub upgrader: std::sync::OnceLock<Arc<crate::handover::parent::Upgrader>>,
+    /// The connections each listener serves.
+    pub listeners: Listeners,
 }
 
 /// What a listener serves.
@@ -78,7 +108,8 @@ pub struct Listening {
     /// over).
     pub fd: std::os::fd::RawFd,
     stop: Arc<AtomicBool>,
-    active: Arc<AtomicUsize>,
+    shared: Arc<State>,
+    role: Role,
     accepting: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -92,11 +123,12 @@ impl Listening {
     pub fn stop(mut self, grace: Duration) -> usize {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.accepting.take() {
-            // Within STOP_CHECK; afterwards `active` counts every connection it accepted.
+            // Within STOP_CHECK; afterwards the table holds every connection it accepted.
             let _ = t.join();
         }
+        let table = self.shared.listeners.of(self.role);
         let until = std::time::Instant::now() + grace;
-        let open = self.active.load(Ordering::SeqCst);
+        let open = table.alive();
         if open > 0 {
             tracing::info!(
                 connections = open,
@@ -105,7 +137,7 @@ impl Listening {
             );
         }
         loop {
-            let left = self.active.load(Ordering::SeqCst);
+            let left = table.alive();
             if left == 0 || std::time::Instant::now() >= until {
                 return left;
             }
@@ -130,14 +162,15 @@ pub fn spawn_on(
     let local = listener.local_addr()?;
     let fd = listener.as_raw_fd();
     crate::io::sys::set_accept_timeout(&listener, STOP_CHECK)?;
-    let active = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let (active1, stop1) = (active.clone(), stop.clone());
+    let (stop1, shared1) = (stop.clone(), shared.clone());
     let accepting = std::thread::Builder::new()
         .name("holdfast-admin".into())
         .spawn(move || {
-            let (active, stop) = (active1, stop1);
+            let (stop, shared) = (stop1, shared1);
+            let table = shared.listeners.of(role);
             let mut backoff = Duration::from_millis(10);
+            let (mut displaced_line, mut refused_line) = (Notice::default(), Notice::default());
             // The listener stays open after this loop: its descriptor may be handed over.
             let listener = std::mem::ManuallyDrop::new(listener);
             while !stop.load(Ordering::SeqCst) {
@@ -156,24 +189,54 @@ pub fn spawn_on(
                     }
                 };
                 backoff = Duration::from_millis(10);
-                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-                    active.fetch_sub(1, Ordering::SeqCst);
-                    let body = "too many admin connections\n";
-                    let _ = http::respond(&mut &s, 503, "text/plain", body, false, "");
-                    continue;
-                }
-                let (shared, active2, stop2) = (shared.clone(), active.clone(), stop.clone());
+                let (slot, key) = match table.admit(s) {
+                    Admit::Full(s) => {
+                        if let Some(unlogged) = refused_line.due() {
+                            tracing::warn!(
+                                listener = %local,
+                                max = MAX_CONNECTIONS,
+                                since_last_line = unlogged,
+                                "admin listener full with every connection being answered: \
+                                 answered 503"
+                            );
+                        }
+                        let body = "too many admin connections\n";
+                        let _ = http::respond(&mut &s, 503, "text/plain", body, false, "");
+                        continue;
+                    }
+                    Admit::Serve {
+                        slot,
+                        key,
+                        displaced,
+                    } => {
+                        if let Some(c) = displaced {
+                            if let Some(unlogged) = displaced_line.due() {
+                                tracing::warn!(
+                                    listener = %local,
+                                    max = MAX_CONNECTIONS,
+                                    closed = c.phase.name(),
+                                    waited_ms = c.waited.as_millis() as u64,
+                                    since_last_line = unlogged,
+                                    "admin listener full: closed the connection waiting \
+                                     longest on its client to serve a new one"
+                                );
+                            }
+                        }
+                        (slot, key)
+                    }
+                };
+                let (shared, stop2) = (shared.clone(), stop.clone());
                 let spawned = std::thread::Builder::new()
                     .name("holdfast-admin-conn".into())
                     .spawn(move || {
-                        if let Err(e) = serve_connection(s, &shared, role, &stop2) {
+                        if let Err(e) = serve_connection(&slot, &shared, role, &stop2) {
                             tracing::debug!("admin connection ended: {e}");
                         }
-                        active2.fetch_sub(1, Ordering::SeqCst);
+                        shared.listeners.of(role).leave(key);
                     });
                 if let Err(e) = spawned {
                     // The thread never ran: give its slot back.
-                    active.fetch_sub(1, Ordering::SeqCst);
+                    table.leave(key);
                     tracing::warn!("cannot start an admin thread: {e}");
                 }
             }
@@ -182,9 +245,36 @@ pub fn spawn_on(
         addr: local,
         fd,
         stop,
-        active,
+        shared,
+        role,
         accepting: Some(accepting),
     })
+}
+
+/// A warning repeated at most every [`Notice::EVERY`]: under attack the counter in
+/// `/metrics` keeps the count, and the log keeps a line.
+#[derive(Debug, Default)]
+struct Notice {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Notice {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// Whether to log this occurrence; if so, how many went unlogged since the last line.
+    fn due(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Self::EVERY)
+        {
+            self.unlogged += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
 }
 
 /// How long a connection accepted just before its listener stopped may take to send the
@@ -256,16 +346,20 @@ fn wait_for_request(
 }
 
 fn serve_connection(
-    mut stream: TcpStream,
+    slot: &Slot,
     shared: &State,
     role: Role,
     stop: &AtomicBool,
 ) -> std::io::Result<()> {
+    let stream = &slot.stream;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
     let mut first = true;
     loop {
+        if !first {
+            slot.idle();
+        }
         // Before a request starts, a stopping listener closes the connection (after a short
         // grace for the first one, whose client has just connected); a request once started
         // is read and answered.
@@ -275,25 +369,30 @@ fn serve_connection(
             } else {
                 Duration::ZERO
             };
-            match wait_for_request(&stream, stop, shared.request_deadline, grace) {
+            match wait_for_request(stream, stop, shared.request_deadline, grace) {
                 Next::Data => {}
+                // (Also a connection closed to make room while idle.)
                 Next::Closed | Next::Stopped => return Ok(()),
                 // A keep-alive connection idle past the deadline just closes; a first
                 // request that never came is answered 408, as `read_request` would.
                 Next::Deadline if !first => return Ok(()),
-                Next::Deadline => return refuse(&mut stream, http::ReadError::TimedOut),
+                Next::Deadline => return refuse(stream, http::ReadError::TimedOut),
             }
         }
         first = false;
+        slot.reading();
         let req = match http::read_request(
-            &mut stream,
+            stream,
             &mut buf,
             shared.max_publish,
             shared.request_deadline,
         ) {
             Ok(r) => r,
-            Err(e) => return refuse(&mut stream, e),
+            // Its reading side was shut to make room for a newer connection: say so.
+            Err(_) if slot.displaced() => return refuse(stream, http::ReadError::Displaced),
+            Err(e) => return refuse(stream, e),
         };
+        slot.working();
         let (status, ctype, body) = route(&req, shared, role);
         // (`respond` adds Retry-After to every 503 itself: this sent it twice.)
         let extra = match status {
@@ -302,7 +401,8 @@ fn serve_connection(
         };
         // A stopping listener answers what it read and ends the connection with it.
         let keep_alive = req.keep_alive && !stop.load(Ordering::SeqCst);
-        http::respond(&mut stream, status, ctype, &body, keep_alive, extra)?;
+        slot.writing();
+        http::respond(&mut &*stream, status, ctype, &body, keep_alive, extra)?;
         if !keep_alive {
             return Ok(());
         }
@@ -311,11 +411,18 @@ fn serve_connection(
 
 /// End a connection whose request could not be read: the status that says why (then a
 /// linger so the answer is not lost to a reset), or nothing when the peer left.
-fn refuse(stream: &mut TcpStream, e: http::ReadError) -> std::io::Result<()> {
+fn refuse(stream: &TcpStream, e: http::ReadError) -> std::io::Result<()> {
     let (status, body) = match e {
         http::ReadError::Closed => return Ok(()),
         http::ReadError::Io(e) => return Err(e),
         http::ReadError::TimedOut => (408, "request not received in time\n".into()),
+        http::ReadError::Displaced => (
+            408,
+            format!(
+                "the admin listener is full ({MAX_CONNECTIONS} connections) and this request \
+                 was the slowest to arrive; retry\n"
+            ),
+        ),
         http::ReadError::HeadTooLarge => (431, "request head too large\n".into()),
         http::ReadError::LengthRequired => (
             411,
@@ -327,7 +434,7 @@ fn refuse(stream: &mut TcpStream, e: http::ReadError) -> std::io::Result<()> {
         ),
         http::ReadError::Malformed(why) => (400, format!("{why}\n")),
     };
-    http::respond(stream, status, "text/plain", &body, false, "")?;
+    http::respond(&mut &*stream, status, "text/plain", &body, false, "")?;
     http::linger(stream);
     Ok(())
 }
@@ -430,6 +537,7 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
             crate::histograms::render(&mut text, &hists);
             metrics::render_storm(&mut text, shared.storm.get());
             metrics::render_limit(&mut text, shared.max_connections);
+            metrics::render_admin(&mut text, &shared.listeners.figures());
             if let Some(u) = shared.upgrader.get() {
                 u.render(&mut text);
             }
