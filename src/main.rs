@@ -90,6 +90,24 @@ fn fail(msg: &str, code: i32) -> ! {
     std::process::exit(code);
 }
 
+/// Write to stdout; a reader that went away (`holdfast plan | head`) ends the command
+/// quietly, where `print!` panicked with a backtrace.
+fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        fail(&format!("writing to stdout: {e}"), 1);
+    }
+}
+
+/// `println!` through [`emit`].
+macro_rules! say {
+    ($($t:tt)*) => { emit(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 fn run_tune(t: Tune) {
     use holdfast::tune::{self, profile, Action};
     match t {
@@ -100,14 +118,14 @@ fn run_tune(t: Tune) {
         } => {
             let p = name.map(|n| profile::load(&n).unwrap_or_else(|e| fail(&e, 2)));
             let c = tune::check(p.as_ref(), connections);
-            print!(
+            emit(format_args!(
                 "{}",
                 if json {
                     tune::check_json(&c) + "\n"
                 } else {
                     tune::render_check(&c)
                 }
-            );
+            ));
             if !c.reaches_target() {
                 std::process::exit(1);
             }
@@ -128,14 +146,14 @@ fn run_tune(t: Tune) {
                 match a {
                     Action::Set { old } => {
                         let verb = if dry_run { "would set" } else { "set" };
-                        println!("{verb:<10} {k} = {want}   (was {old})");
+                        say!("{verb:<10} {k} = {want}   (was {old})");
                     }
-                    Action::Kept => println!("{:<10} {k} (already at or beyond {want})", "kept"),
-                    Action::Absent => println!("{:<10} {k} (not on this kernel)", "absent"),
+                    Action::Kept => say!("{:<10} {k} (already at or beyond {want})", "kept"),
+                    Action::Absent => say!("{:<10} {k} (not on this kernel)", "absent"),
                 }
             }
             if !dry_run {
-                println!(
+                say!(
                     "\nsaved the replaced values to {}; undo with: holdfast tune revert {}",
                     snap.display(),
                     snap.display()
@@ -145,7 +163,7 @@ fn run_tune(t: Tune) {
         Tune::Revert { snapshot } => {
             let restored = tune::revert(&snapshot).unwrap_or_else(|e| fail(&e, 1));
             for (k, v) in restored {
-                println!("restored {k} = {v}");
+                say!("restored {k} = {v}");
             }
         }
     }
@@ -170,7 +188,7 @@ fn run_plan(a: holdfast::plan::PlanArgs) {
         .node_cores
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     match holdfast::plan::compute(&a, mem, cores) {
-        Ok(p) => println!("{}", holdfast::plan::render(&a, &p, mem, cores)),
+        Ok(p) => say!("{}", holdfast::plan::render(&a, &p, mem, cores)),
         Err(e) => fail(&e, 2),
     }
 }
@@ -208,7 +226,7 @@ fn run_upgrade(a: UpgradeArgs) {
     if let Some(pid) = a.pid {
         match holdfast::io::sys::kill(pid, libc::SIGUSR2) {
             Ok(()) => {
-                println!("sent SIGUSR2 to {pid}: the upgrade's progress is in its log and metrics")
+                say!("sent SIGUSR2 to {pid}: the upgrade's progress is in its log and metrics")
             }
             Err(e) => fail(&format!("cannot signal {pid}: {e}"), 1),
         }
@@ -239,7 +257,7 @@ fn run_upgrade(a: UpgradeArgs) {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         let state = v["state"].as_str().unwrap_or("?").to_string();
         if body != last {
-            println!("{}", body.trim());
+            say!("{}", body.trim());
             last = body.clone();
         }
         match state.as_str() {
@@ -247,7 +265,7 @@ fn run_upgrade(a: UpgradeArgs) {
             "failed" => fail(&format!("upgrade failed: {}", v["error"]), 1),
             // The new process answers `idle` (it has run no upgrade itself): the old one
             // is gone, so the hand-over completed.
-            "idle" => return println!("the new process answers; the old one has left"),
+            "idle" => return say!("the new process answers; the old one has left"),
             _ => {}
         }
     }
