@@ -233,3 +233,51 @@ fn a_closed_stdout_ends_plan_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+/// The TCP established hash is judged against the target: a chain per bucket walked on
+/// every received segment (docs/tuning.md).
+#[test]
+fn check_judges_the_established_hash_against_the_target() {
+    let live = host("net.ipv4.tcp_ehash_entries");
+    let Ok(v) = live.trim().parse::<i64>() else {
+        eprintln!("skipped: no net.ipv4.tcp_ehash_entries (kernel < 6.1)");
+        return;
+    };
+    let buckets = v.unsigned_abs();
+    let row = |target: u64| {
+        let out = Command::new(BIN)
+            .args([
+                "tune",
+                "check",
+                "--json",
+                "--connections",
+                &target.to_string(),
+            ])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == "net.ipv4.tcp_ehash_entries")
+            .cloned()
+            .unwrap()
+    };
+    let at = row(buckets);
+    assert_eq!(at["status"], "ok", "{at}");
+    assert!(at["live"]
+        .as_str()
+        .unwrap()
+        .starts_with(&buckets.to_string()));
+    let over = row(buckets + 1);
+    assert_eq!(over["status"], "low", "{over}");
+    let want = (buckets + 1).next_power_of_two();
+    assert!(
+        over["fix"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("thash_entries={want}")),
+        "{over}"
+    );
+}
