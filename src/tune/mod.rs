@@ -249,9 +249,10 @@ pub fn check(profile: Option<&Profile>, target: Option<u64>) -> Check {
 
 /// The TCP established-connection hash against the target. It is sized at boot from memory
 /// (262,144 buckets on a 24 GiB node), and every segment a socket receives walks its bucket's
-/// chain: with four times as many sockets as buckets, a heartbeat cost 1.8 times what it did
-/// at 100,000 connections, the lookup 22% of the server's CPU (docs/tuning.md). `live` is
-/// the sysctl's text; negative means a network namespace sharing the host's table.
+/// chain: at 1M connections with both ends on the node (eight sockets a bucket) a heartbeat
+/// cost 1.8 times what it did at 100,000, the lookup 22% of the server's samples, and 22%
+/// less with a table of 2^21 buckets (docs/tuning.md). `live` is the sysctl's text; negative
+/// means a network namespace sharing the host's table.
 pub fn ehash_row(live: Option<&str>, target: Option<u64>) -> Row {
     let key = "net.ipv4.tcp_ehash_entries".to_string();
     let wanted = "≥ connections (buckets)".to_string();
