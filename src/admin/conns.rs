@@ -79,7 +79,7 @@ pub(super) struct Slot {
 
 impl Slot {
     fn now(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        nanos_since(self.epoch)
     }
 
     /// The connection waits for a request to begin; the wait starts now.
@@ -109,6 +109,11 @@ impl Slot {
     pub(super) fn displaced(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
+}
+
+/// Nanoseconds from `epoch` to now (a table's clock).
+fn nanos_since(epoch: Instant) -> u64 {
+    epoch.elapsed().as_nanos() as u64
 }
 
 /// A connection closed to make room: what it was waiting on, and for how long.
@@ -186,6 +191,7 @@ impl Table {
     /// the listener is full.
     pub(super) fn admit(&self, stream: TcpStream) -> Admit {
         let mut g = self.lock();
+        let now = nanos_since(self.epoch);
         let alive = g.slots.len();
         let mut displaced = None;
         if alive >= MAX_THREADS {
@@ -193,7 +199,6 @@ impl Table {
             return Admit::Full(stream);
         }
         if alive - g.closing >= MAX_CONNECTIONS {
-            let now = self.epoch.elapsed().as_nanos() as u64;
             let victim = g
                 .slots
                 .iter()
@@ -228,7 +233,7 @@ impl Table {
         let slot = Arc::new(Slot {
             stream,
             phase: AtomicU8::new(Phase::Idle as u8),
-            since: AtomicU64::new(self.epoch.elapsed().as_nanos() as u64),
+            since: AtomicU64::new(now),
             closed: AtomicBool::new(false),
             epoch: self.epoch,
         });

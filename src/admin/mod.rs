@@ -6,8 +6,9 @@
 //! listener; when full, the connection waiting longest on its client makes room, see
 //! [`conns`]): admin traffic is small next to the data plane, and keeping it off the
 //! workers' rings keeps it so. Every request is bounded ([`http`]: head size, one deadline
-//! for the whole request, body cap); control endpoints need the bearer token when one is configured and refuse
-//! browser requests (any `Origin`), so a web page can neither drain the node nor publish.
+//! for the whole request, body cap); control endpoints need the bearer token when one is
+//! configured and refuse browser requests (any `Origin`), so a web page can neither drain
+//! the node nor publish.
 
 mod conns;
 mod http;
