@@ -34,6 +34,7 @@ pub mod server;
 pub mod services;
 pub mod session;
 pub mod slabmap;
+pub mod stdout;
 pub mod storm;
 pub mod tls;
 pub mod topology;

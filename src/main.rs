@@ -1,6 +1,7 @@
 //! `holdfast`: the server, its tuning and planning commands.
 use clap::{Parser, Subcommand};
 use holdfast::config::ServeConfig;
+use holdfast::say;
 use mimalloc::MiMalloc;
 
 #[global_allocator]
@@ -90,24 +91,6 @@ fn fail(msg: &str, code: i32) -> ! {
     std::process::exit(code);
 }
 
-/// Write to stdout; a reader that went away (`holdfast plan | head`) ends the command
-/// quietly, where `print!` panicked with a backtrace.
-fn emit(args: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        fail(&format!("writing to stdout: {e}"), 1);
-    }
-}
-
-/// `println!` through [`emit`].
-macro_rules! say {
-    ($($t:tt)*) => { emit(format_args!("{}\n", format_args!($($t)*))) };
-}
-
 fn run_tune(t: Tune) {
     use holdfast::tune::{self, profile, Action};
     match t {
@@ -118,7 +101,7 @@ fn run_tune(t: Tune) {
         } => {
             let p = name.map(|n| profile::load(&n).unwrap_or_else(|e| fail(&e, 2)));
             let c = tune::check(p.as_ref(), connections);
-            emit(format_args!(
+            holdfast::stdout::emit(format_args!(
                 "{}",
                 if json {
                     tune::check_json(&c) + "\n"

@@ -55,8 +55,8 @@ pub fn run(listen: SocketAddr, admin: SocketAddr, threads: Option<usize>) -> std
         let topics = Arc::new(Topics::default());
         let ws = tokio::net::TcpListener::bind(listen).await?;
         let adm = tokio::net::TcpListener::bind(admin).await?;
-        println!("admin listening on {}", adm.local_addr()?);
-        println!("listening on {}", ws.local_addr()?);
+        holdfast::say!("admin listening on {}", adm.local_addr()?);
+        holdfast::say!("listening on {}", ws.local_addr()?);
         let t = topics.clone();
         tokio::spawn(async move {
             while let Ok((s, _)) = adm.accept().await {

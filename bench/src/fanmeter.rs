@@ -821,7 +821,7 @@ pub fn run(a: &FanMeterArgs) -> Result<(), String> {
             "measure_seconds": secs,
         }))
     })?;
-    println!("{v}");
+    holdfast::say!("{v}");
     Ok(())
 }
 

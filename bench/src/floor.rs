@@ -348,7 +348,7 @@ pub fn run(args: &FloorArgs) -> io::Result<()> {
     let listener = listeners[0].as_raw_fd();
     floor.ring.arm_accepts(listener, ACCEPTS);
     // The report's launcher reads this line (as the peers').
-    println!("listening on {bound}");
+    holdfast::say!("listening on {bound}");
     std::io::Write::flush(&mut std::io::stdout())?;
     let mut done = Vec::with_capacity(1024);
     loop {

@@ -154,7 +154,7 @@ pub fn run(args: HoldArgs) {
         let report = counts.clone();
         tokio::spawn(async move {
             loop {
-                println!(
+                holdfast::say!(
                     "established {} failed {} closed {} pings {}",
                     report.established.load(Relaxed),
                     report.failed.load(Relaxed),

@@ -181,7 +181,7 @@ pub fn run(a: &MeterArgs) -> Result<(), String> {
             "failed_total": failed,
         }))
     })?;
-    println!("{v}");
+    holdfast::say!("{v}");
     Ok(())
 }
 

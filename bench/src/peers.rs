@@ -94,7 +94,7 @@ where
 {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
-        println!("listening on {}", listener.local_addr()?);
+        holdfast::say!("listening on {}", listener.local_addr()?);
         loop {
             let (stream, _) = listener.accept().await?;
             tokio::spawn(handle(stream));

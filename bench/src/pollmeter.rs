@@ -465,7 +465,7 @@ pub fn run(a: &PollMeterArgs) -> Result<(), String> {
             "measure_seconds": secs,
         }))
     })?;
-    println!("{v}");
+    holdfast::say!("{v}");
     Ok(())
 }
 

@@ -441,7 +441,7 @@ pub fn run(a: &UpMeterArgs) -> Result<(), String> {
         }
         Ok::<_, String>(v)
     })?;
-    println!("{v}");
+    holdfast::say!("{v}");
     Ok(())
 }
 

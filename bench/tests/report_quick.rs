@@ -574,3 +574,30 @@ fn fanout_against_uwebsockets_compares_servers_placed_alike() {
         "two publishers × two holdfast rows × three goals: {targets:?}"
     );
 }
+
+/// A reader that went away ends `holdfast-bench` quietly with status 0: the peer's
+/// `listening on` line panicked on the broken pipe with a backtrace and status 101.
+#[test]
+fn a_closed_stdout_ends_a_peer_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    // The read end is gone before the peer writes: every write gets EPIPE.
+    drop(reader);
+    let child = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
+        .args(["peer", "fastwebsockets", "--listen", "127.0.0.1:0"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    // Bounded: a peer that ignored the closed pipe would serve until killed.
+    let Ok(out) = rx.recv_timeout(std::time::Duration::from_secs(30)) else {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        panic!("the peer went on serving with its stdout closed");
+    };
+    let out = out.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

@@ -224,7 +224,7 @@ impl Run {
                 "messages": s.get(C::Messages),
             }));
             if self.progress.is_none() {
-                println!("{line}");
+                holdfast::say!("{line}");
             }
         }
     }
@@ -306,7 +306,7 @@ impl Run {
         let s = &out.counts;
         let (full, resumed) = (s.get(C::TlsFull), s.get(C::TlsResumed));
         if full + resumed > 0 {
-            println!("\nTLS handshakes: {full} full, {resumed} resumed");
+            holdfast::say!("\nTLS handshakes: {full} full, {resumed} resumed");
         }
         let common = json!({
             "command": std::env::args().collect::<Vec<_>>(),

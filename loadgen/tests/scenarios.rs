@@ -606,6 +606,26 @@ fn sigterm_ends_the_run_early_with_a_clean_close_and_a_report() {
     assert_eq!(n(&v["closes_and_statuses"]["close:1000"]), 500, "{v}");
 }
 
+/// A reader that went away (`holdfast-loadgen … | head -3`) ends the run quietly with status
+/// 0: `println!` panicked on the broken pipe with a backtrace and status 101.
+#[test]
+fn a_closed_stdout_ends_the_run_quietly() {
+    let server = Holdfast::start("127.0.0.1:0", &[]);
+    let (reader, writer) = std::io::pipe().unwrap();
+    // The read end is gone before the loadgen writes: every write gets EPIPE.
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast-loadgen"))
+        .args(["hold", "--url", &url(&server.addr), "--connections", "50"])
+        .args(["--duration", "0.2", "--hard-timeout", "60"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
 /// A fan-out run's summary: nothing lost, duplicated, reordered or out of step, nor any of
 /// `also`.
 fn delivered_whole(v: &serde_json::Value, also: &[&str]) {

@@ -259,7 +259,7 @@ pub fn run(a: EchoArgs) -> Result<bool, String> {
             "loadgen_cpu_seconds": self_cpu_s,
         }),
     );
-    println!(
+    holdfast::say!(
         "\necho ({} loop, {} connections, {} B): {echoed} round trips in {elapsed:.1} s = {rate:.0} msgs/s\n\
          rtt: {}\n\
          sent {sent}, mismatched {}, skipped (backlog) {}; failures: {}{}; loadgen CPU {:.2} s",

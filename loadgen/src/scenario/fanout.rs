@@ -512,7 +512,7 @@ pub fn run(a: FanoutArgs) -> Result<bool, String> {
             "client_unread": crate::unread::summary(&unread, (bytes1 - bytes0) as f64 / elapsed.max(1e-9)),
         }),
     );
-    println!(
+    holdfast::say!(
         "
 fanout ({} subscribers, {} topics, {} msgs/s via {:?}): {deliveries} deliveries in {elapsed:.1} s = {rate:.0}/s
          publish→delivery: {}

@@ -72,7 +72,7 @@ pub fn run(a: HoldArgs) -> Result<bool, String> {
             "server_wakeups_per_close": per_item(wake_hold, wake_closed, held_n, 1.0),
         }),
     );
-    println!(
+    holdfast::say!(
         "\nhold: {established} of {} established, {held} held at the end{lost_line}; failures: {}\n\
          connect+upgrade latency: {}\n\
          ramp {:.1} s, peak {:.0} upgrades/s{}{}; closes/statuses {:?}",

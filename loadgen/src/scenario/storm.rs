@@ -157,7 +157,7 @@ pub fn run(a: StormArgs) -> Result<bool, String> {
             let msg = "waiting for the server to drop the connections";
             match &run.progress {
                 Some(p) => p.println(msg),
-                None => println!("{msg}"),
+                None => holdfast::say!("{msg}"),
             }
         }
     }
@@ -222,7 +222,7 @@ pub fn run(a: StormArgs) -> Result<bool, String> {
                 .map(|v| v / s.get(C::Reconnected) as f64),
         }),
     );
-    println!(
+    holdfast::say!(
         "\nstorm ({:?}, jitter {}): held {before}, lost {}, reconnected {} in {} attempts, gave up {}\n\
          {}; peak {peak:.0} connects/s; failures: {}\n\
          reconnect delays: {}\n\
