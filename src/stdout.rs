@@ -15,8 +15,14 @@ pub fn emit(args: std::fmt::Arguments<'_>) {
         if e.kind() == ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
-        let name = std::env::args().next().unwrap_or_default();
-        let _ = writeln!(std::io::stderr(), "{name}: writing to stdout: {e}");
+        let arg0 = std::env::args_os().next().unwrap_or_default();
+        let path = std::path::Path::new(&arg0);
+        let name = std::path::Path::new(path.file_name().unwrap_or(arg0.as_ref()));
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}: writing to stdout: {e}",
+            name.display()
+        );
         std::process::exit(1);
     }
 }

@@ -234,6 +234,29 @@ fn a_closed_stdout_ends_plan_quietly() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
 
+/// Any other failed write to stdout (a full disk) ends the command with status 1 and says
+/// why, instead of a panic's backtrace.
+#[test]
+fn a_failed_write_to_stdout_ends_plan_with_the_reason() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("skipped: no /dev/full");
+        return;
+    };
+    let out = Command::new(BIN)
+        .args(["plan", "--connections", "1000000", "--node-memory", "24G"])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.starts_with("holdfast: writing to stdout: "),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+}
+
 /// The TCP established hash is judged against the target: a chain per bucket walked on
 /// every received segment (docs/tuning.md).
 #[test]
