@@ -5,6 +5,7 @@
 //! density|echo|fanout|storm|all`), driving holdfast and the [`peers`] with the load generator.
 
 pub mod broadcast;
+pub mod cpupair;
 pub mod fanmeter;
 pub mod floor;
 pub mod hold;

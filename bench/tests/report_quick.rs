@@ -89,6 +89,23 @@ fn quick_report_is_complete_and_consistent() {
             let per = num(&x["messages_per_server_cpu_s"]);
             assert!((per - trips / cpu).abs() / per < 0.01, "{x}");
         }
+        // Every round is listed with how far apart the two pinned CPUs were around it, and
+        // the row's figure is one of its rounds'.
+        let rounds = x["rounds_detail"].as_array().unwrap();
+        assert_eq!(rounds.len() as u64, x["rounds"].as_u64().unwrap(), "{x}");
+        assert!(
+            rounds
+                .iter()
+                .any(|d| d["messages_per_server_cpu_s"] == x["messages_per_server_cpu_s"]),
+            "{x}"
+        );
+        if r["echo"]["pinning"]["server_cpu"].is_string() {
+            for d in rounds {
+                let ns = d["cpu_pair_round_trip_ns"].as_array().unwrap();
+                assert_eq!(ns.len(), 2, "{d}");
+                assert!(ns.iter().all(|t| num(t) > 1.0), "{d}");
+            }
+        }
     }
     // holdfast's io floor ran beside holdfast at every connection count (the same checks
     // above held for it), and its summary line is its row's figure.

@@ -289,6 +289,38 @@ pub(super) fn render(r: &Value) -> String {
                 f(&x["holdfast_over_floor"], 2)
             );
         }
+        if rs
+            .iter()
+            .any(|x| x["rounds_detail"].as_array().is_some_and(|d| !d.is_empty()))
+        {
+            let _ = writeln!(o, "\nEach round beside how far apart the two CPUs were: the round trip of one cache line between them just before and just after it (`holdfast-bench` pins two threads and bounces an atomic; `crate::cpupair`). A host may put two vCPUs on cores that share a last-level cache or not, and move them: on the guest of `bench/results/2026-12-07-new-guest-57-notes.md` ~80 ns or ~400 ns, and every server's echo rounds sat on two levels 1.3–1.5x apart with it. Compare servers between rounds at the same distance.\n");
+            for x in &rs {
+                let rounds: Vec<String> = x["rounds_detail"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| {
+                        let ns = &d["cpu_pair_round_trip_ns"];
+                        format!(
+                            "{}k @ {} / {} ns",
+                            f(
+                                &json!(d["messages_per_server_cpu_s"].as_f64().map(|v| v / 1e3)),
+                                1
+                            ),
+                            f(&ns[0], 0),
+                            f(&ns[1], 0)
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(
+                    o,
+                    "- {} × {}: {}",
+                    x["server"].as_str().unwrap_or(""),
+                    x["connections"],
+                    rounds.join("; ")
+                );
+            }
+        }
         let _ = writeln!(o, "\nUpgrades and closes: each round a fresh server, the servers in turn, a ramp of the given connections, a 0.5 s hold, then every connection closes (the loadgen's Close, the server's echo, TCP close; the server's CPU is read once a 50 ms window holds under 0.5 ms of it); medians of the rounds with (min–max).\n");
         let _ = writeln!(o, "| server | upgrades | rounds | peak upgrades/s | **server CPU-µs per upgrade** | vs holdfast | **server CPU-µs per close** | vs holdfast | client CPU-µs per upgrade / close | server wake-ups per upgrade / close |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");

@@ -440,6 +440,21 @@ pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
 
 // ------------------------------------------------------------------------------- echo
 
+/// The cache-line round trip between the server's CPU and the client's, where both are one
+/// CPU each (`crate::cpupair`).
+fn cpu_pair(server: Option<&str>, client: Option<&str>) -> Option<f64> {
+    let (a, b) = (server?.parse().ok()?, client?.parse().ok()?);
+    crate::cpupair::round_trip_ns(a, b)
+}
+
+/// `v` with the round trips measured before and after it (ns; null where not measured).
+fn with_cpu_pair(mut v: Value, before: Option<f64>, after: Option<f64>) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.insert("cpu_pair_round_trip_ns".into(), json!([before, after]));
+    }
+    v
+}
+
 /// Echo messages per server-CPU-second at 100 and 1,000 connections, and server CPU per
 /// upgrade, each server pinned to its own core and the loadgen to another (one worker / one
 /// runtime thread each: "single-threaded" throughout).
@@ -487,7 +502,12 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
                 ("--workers", s(1)),
             ],
         );
+        // How far apart the two CPUs were around this round (`crate::cpupair`): the host
+        // may move the vCPUs, and the rounds' figures move with it.
+        let before = cpu_pair(srv_cpu.as_deref(), lg_cpu.as_deref());
         let (v, met) = loadgen(&args, lg_cpu.as_deref(), |_| {})?;
+        let after = cpu_pair(srv_cpu.as_deref(), lg_cpu.as_deref());
+        let v = with_cpu_pair(v, before, after);
         drop(server);
         // The same server fresh, driven by the independent client on the same CPU.
         let independent = if kind == Kind::HoldfastTls {
@@ -519,6 +539,10 @@ pub(super) fn echo(plan: &Plan) -> Result<Value, String> {
             "server_cpu_seconds": v["server_cpu_seconds"],
             "messages_per_server_cpu_s": v["messages_per_server_cpu_s"],
             "messages_per_server_cpu_s_spread": median_spread(&lg),
+            "rounds_detail": tries.iter().map(|t| json!({
+                "messages_per_server_cpu_s": t.0["messages_per_server_cpu_s"],
+                "cpu_pair_round_trip_ns": t.0["cpu_pair_round_trip_ns"],
+            })).collect::<Vec<_>>(),
             "loadgen_cpu_seconds": v["loadgen_cpu_seconds"],
             "rtt_us": v["rtt_us"],
             "failed_total": v["failed_total"],
