@@ -13,6 +13,86 @@ fn f(v: &Value, digits: usize) -> String {
     }
 }
 
+/// Echo rounds compared at the same distance between the two CPUs (`crate::cpupair`): a
+/// round is near where both its readings are under twice the smallest reading of the
+/// section, far where both are over it. One line per server and connection count where
+/// holdfast and that server both have rounds at a distance.
+fn same_distance_lines(rows: &[Value]) -> Vec<String> {
+    let detail = |x: &Value| x["rounds_detail"].as_array().cloned().unwrap_or_default();
+    let readings = |d: &Value| -> Option<(f64, f64)> {
+        let ns = &d["cpu_pair_round_trip_ns"];
+        Some((ns[0].as_f64()?, ns[1].as_f64()?))
+    };
+    let smallest = rows
+        .iter()
+        .flat_map(detail)
+        .filter_map(|d| readings(&d))
+        .map(|(a, b)| a.min(b))
+        .fold(f64::INFINITY, f64::min);
+    if !smallest.is_finite() {
+        return Vec::new();
+    }
+    let bound = 2.0 * smallest;
+    // The median per-CPU figure of a row's rounds at one distance, and how many there were.
+    let at = |x: &Value, near: bool| -> Option<(f64, usize)> {
+        let mut v: Vec<f64> = detail(x)
+            .iter()
+            .filter(|d| {
+                readings(d).is_some_and(|(a, b)| {
+                    if near {
+                        a.max(b) < bound
+                    } else {
+                        a.min(b) > bound
+                    }
+                })
+            })
+            .filter_map(|d| d["messages_per_server_cpu_s"].as_f64())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        (n > 0).then(|| {
+            (
+                if n % 2 == 1 {
+                    v[n / 2]
+                } else {
+                    (v[n / 2 - 1] + v[n / 2]) / 2.0
+                },
+                n,
+            )
+        })
+    };
+    let mut lines = Vec::new();
+    for x in rows.iter().filter(|x| x["server"] != "holdfast") {
+        let Some(h) = rows
+            .iter()
+            .find(|y| y["server"] == "holdfast" && y["connections"] == x["connections"])
+        else {
+            continue;
+        };
+        let parts: Vec<String> = [(true, "near"), (false, "far")]
+            .iter()
+            .filter_map(|&(near, name)| {
+                let ((hv, hn), (xv, xn)) = (at(h, near)?, at(x, near)?);
+                Some(format!(
+                    "{name}: holdfast {:.1}k ({hn} rounds) / {:.1}k ({xn}): {:.2}x",
+                    hv / 1e3,
+                    xv / 1e3,
+                    hv / xv
+                ))
+            })
+            .collect();
+        if !parts.is_empty() {
+            lines.push(format!(
+                "{} × {}: {}",
+                x["server"].as_str().unwrap_or(""),
+                x["connections"],
+                parts.join("; ")
+            ));
+        }
+    }
+    lines
+}
+
 fn ratio(a: &Value, b: &Value) -> String {
     match (a.as_f64(), b.as_f64()) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
@@ -319,6 +399,13 @@ pub(super) fn render(r: &Value) -> String {
                     x["connections"],
                     rounds.join("; ")
                 );
+            }
+            let same = same_distance_lines(&rs);
+            if !same.is_empty() {
+                let _ = writeln!(o, "\nAt the same distance (near: both readings under twice the section's smallest; far: both over it; a round whose distance moved is left out), medians of the rounds, holdfast against each server:\n");
+                for line in same {
+                    let _ = writeln!(o, "- {line}");
+                }
             }
         }
         let _ = writeln!(o, "\nUpgrades and closes: each round a fresh server, the servers in turn, a ramp of the given connections, a 0.5 s hold, then every connection closes (the loadgen's Close, the server's echo, TCP close; the server's CPU is read once a 50 ms window holds under 0.5 ms of it); medians of the rounds with (min–max).\n");
@@ -855,6 +942,33 @@ fn handover(o: &mut String, h: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn echo_rounds_compare_only_at_the_same_distance_between_the_cpus() {
+        let round = |v: f64, a: f64, b: f64| json!({"messages_per_server_cpu_s": v, "cpu_pair_round_trip_ns": [a, b]});
+        let rows = vec![
+            json!({"server": "holdfast", "connections": 100, "rounds_detail": [
+                round(200e3, 60.0, 60.0), round(150e3, 400.0, 400.0), round(180e3, 400.0, 60.0)]}),
+            json!({"server": "uwebsockets", "connections": 100, "rounds_detail": [
+                round(190e3, 62.0, 58.0), round(140e3, 410.0, 400.0), round(145e3, 390.0, 420.0)]}),
+            // No holdfast row at this count: nothing to compare it with.
+            json!({"server": "uwebsockets", "connections": 1000, "rounds_detail": [
+                round(150e3, 60.0, 60.0)]}),
+        ];
+        let lines = same_distance_lines(&rows);
+        // Near: 200k against 190k; far: 150k against the median of 140k and 145k; the round
+        // whose distance moved (400 → 60 ns) is in neither.
+        assert_eq!(
+            lines,
+            [
+                "uwebsockets × 100: near: holdfast 200.0k (1 rounds) / 190.0k (1): 1.05x; \
+              far: holdfast 150.0k (1 rounds) / 142.5k (2): 1.05x"
+            ]
+        );
+        // Without readings there is nothing to say.
+        let bare = vec![json!({"server": "holdfast", "connections": 100})];
+        assert!(same_distance_lines(&bare).is_empty());
+    }
 
     #[test]
     fn a_spread_shows_its_ends_as_finely_as_its_median() {
