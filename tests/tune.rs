@@ -223,15 +223,23 @@ fn a_closed_stdout_ends_plan_quietly() {
     let (reader, writer) = std::io::pipe().unwrap();
     // The read end is gone before the command writes: every write gets EPIPE.
     drop(reader);
-    let out = Command::new(BIN)
+    let (status, stderr) = plan_into(writer.into());
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(status, Some(0), "{stderr}");
+}
+
+/// `holdfast plan` for 1M connections with its stdout on `out`: its exit status and stderr.
+fn plan_into(out: std::process::Stdio) -> (Option<i32>, String) {
+    let o = Command::new(BIN)
         .args(["plan", "--connections", "1000000", "--node-memory", "24G"])
-        .stdout(writer)
+        .stdout(out)
         .stderr(std::process::Stdio::piped())
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// Any other failed write to stdout (a full disk) ends the command with status 1 and says
@@ -242,19 +250,13 @@ fn a_failed_write_to_stdout_ends_plan_with_the_reason() {
         eprintln!("skipped: no /dev/full");
         return;
     };
-    let out = Command::new(BIN)
-        .args(["plan", "--connections", "1000000", "--node-memory", "24G"])
-        .stdout(full)
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (status, stderr) = plan_into(full.into());
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(
         stderr.starts_with("holdfast: writing to stdout: "),
         "{stderr}"
     );
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(status, Some(1), "{stderr}");
 }
 
 /// The TCP established hash is judged against the target: a chain per bucket walked on
