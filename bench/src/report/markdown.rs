@@ -35,7 +35,7 @@ fn same_distance_lines(rows: &[Value]) -> Vec<String> {
     let bound = 2.0 * smallest;
     // The median per-CPU figure of a row's rounds at one distance, and how many there were.
     let at = |x: &Value, near: bool| -> Option<(f64, usize)> {
-        let mut v: Vec<f64> = detail(x)
+        let v: Vec<Option<f64>> = detail(x)
             .iter()
             .filter(|d| {
                 readings(d).is_some_and(|(a, b)| {
@@ -46,20 +46,10 @@ fn same_distance_lines(rows: &[Value]) -> Vec<String> {
                     }
                 })
             })
-            .filter_map(|d| d["messages_per_server_cpu_s"].as_f64())
+            .map(|d| d["messages_per_server_cpu_s"].as_f64())
             .collect();
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        (n > 0).then(|| {
-            (
-                if n % 2 == 1 {
-                    v[n / 2]
-                } else {
-                    (v[n / 2 - 1] + v[n / 2]) / 2.0
-                },
-                n,
-            )
-        })
+        let m = super::rounds::median_spread(&v);
+        Some((m["median"].as_f64()?, m["n"].as_u64()? as usize))
     };
     let mut lines = Vec::new();
     for x in rows.iter().filter(|x| x["server"] != "holdfast") {
