@@ -316,8 +316,9 @@ fn strip_hdr(h: &Value) -> Value {
 /// handshake, WebSocket upgrade) with every handshake full (`--tls-resumption off`) and with
 /// resumed ones (`always`: each connection resumes with a ticket an earlier one received),
 /// one pinned worker; plain holdfast beside them, and uWebSockets' TLS build when it is a
-/// peer. Handshakes per server-CPU-second is the inverse. Each round measures each row twice, the server fresh each time: with the
-/// loadgen and with the independent upgrade client (its own rustls client).
+/// peer. Handshakes per server-CPU-second is the inverse. Each round measures each row twice,
+/// the server fresh each time: with the loadgen and with the independent upgrade client (its
+/// own rustls client).
 pub(super) fn tls(plan: &Plan) -> Result<Value, String> {
     let mut runs = Vec::new();
     if plan.url.is_some() {
