@@ -3,7 +3,7 @@
 //!
 //! On a cloud guest the host may put two vCPUs on cores that share a last-level cache or on
 //! cores that do not, and may move them while a report runs. On the fifty-seventh sitting's
-//! AMD EPYC guest the round trip was ~80 ns or ~400 ns, and every echo round of every
+//! AMD EPYC guest the round trip was ~55–85 ns or ~380–420 ns, and every echo round of every
 //! server (the floor too) landed on one of two levels 1.3–1.5x apart with it: loopback TCP
 //! moves each message's cache lines between the server's CPU and the client's. So the echo
 //! section records the round trip beside each round, and a comparison of servers reads only

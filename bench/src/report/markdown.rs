@@ -363,7 +363,7 @@ pub(super) fn render(r: &Value) -> String {
             .iter()
             .any(|x| x["rounds_detail"].as_array().is_some_and(|d| !d.is_empty()))
         {
-            let _ = writeln!(o, "\nEach round beside how far apart the two CPUs were: the round trip of one cache line between them just before and just after it (`holdfast-bench` pins two threads and bounces an atomic; `crate::cpupair`). A host may put two vCPUs on cores that share a last-level cache or not, and move them: on the guest of `bench/results/2026-12-07-new-guest-57-notes.md` ~80 ns or ~400 ns, and every server's echo rounds sat on two levels 1.3–1.5x apart with it. Compare servers between rounds at the same distance.\n");
+            let _ = writeln!(o, "\nEach round beside how far apart the two CPUs were: the round trip of one cache line between them just before and just after it (`holdfast-bench` pins two threads and bounces an atomic; `crate::cpupair`). A host may put two vCPUs on cores that share a last-level cache or not, and move them: on the guest of `bench/results/2026-12-07-new-guest-57-notes.md` ~55–85 ns or ~380–420 ns, and every server's echo rounds sat on two levels 1.3–1.5x apart with it. Compare servers between rounds at the same distance.\n");
             for x in &rs {
                 let rounds: Vec<String> = x["rounds_detail"]
                     .as_array()
