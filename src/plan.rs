@@ -55,10 +55,10 @@ pub const CPU_PER_ECHO: Constant = Constant {
 /// Server CPU per heartbeat (a ping out, its pong in) with a million idle connections on
 /// the node: the hold's task-clock less that of the same hold without pings, over the pings
 /// sent; the larger of two runs (12.0 and 13.0 µs). It grows with the connections a node
-/// holds: 7.1–7.2 µs at 100,000 and 9.2–9.8 µs at 400,000 in the same rounds, mostly the
-/// kernel walking its established-hash chains (262,144 buckets here; with a table as large
-/// as the sockets, 9.9–10.1 µs at 1M, docs/tuning.md). The plan used one echo at 100
-/// connections (8.2 µs) until the fifty-sixth sitting.
+/// holds: 7.1–7.2 µs at 100,000 and 9.2–9.8 µs at 400,000 in the same rounds. About half of
+/// the growth to 1M is the kernel walking its established-hash chains (262,144 buckets here;
+/// with a table as large as the sockets, 9.9–10.1 µs at 1M, docs/tuning.md). The plan used
+/// one echo at 100 connections (8.2 µs) until the fifty-sixth sitting.
 pub const HEARTBEAT_CPU: Constant = Constant {
     value: 13.0e-6,
     unit: "s",
