@@ -312,6 +312,16 @@ fn quick_report_is_complete_and_consistent() {
 
     // Charts and the Markdown report exist and name each other.
     let md = std::fs::read_to_string(dir.join(format!("{stem}.md"))).unwrap();
+    // The machine line names the CPU's family and model where the kernel prints them, as
+    // this machine's /proc/cpuinfo does.
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if let Some(family) = cpuinfo.lines().find_map(|l| {
+        l.strip_prefix("cpu family")
+            .map(|v| v.trim_start_matches([' ', '\t', ':']))
+    }) {
+        assert_eq!(r["machine"]["cpu_family"].to_string(), family.trim());
+        assert!(md.contains(&format!("family {}", family.trim())), "{md}");
+    }
     assert!(
         md.contains("| lost / behind at the end / dup / reordered / gaps |")
             && md.contains("Behind at the end: messages published"),

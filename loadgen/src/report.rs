@@ -170,13 +170,7 @@ pub fn machine() -> Value {
             .trim()
             .replace('\t', " ")
     };
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|r| r.trim_start_matches([' ', ':']).to_string())
-        })
-        .unwrap_or_default();
+    let cpu = cpu_identity(&read("/proc/cpuinfo"));
     let mem = read("/proc/meminfo")
         .lines()
         .next()
@@ -201,7 +195,14 @@ pub fn machine() -> Value {
         })
         .collect();
     json!({
-        "cpu": cpu,
+        "cpu": cpu.name,
+        // A model name such as "AMD EPYC" can stand for several generations (two guests of
+        // that name differed by one: family 25 model 17 and family 26 model 2), so the
+        // numbers that tell them apart go beside it.
+        "cpu_vendor": cpu.vendor,
+        "cpu_family": cpu.family,
+        "cpu_model": cpu.model,
+        "cpu_stepping": cpu.stepping,
         // The machine's CPUs online, not this process's share of them (`taskset`).
         "cores": std::fs::read_to_string("/sys/devices/system/cpu/online")
             .map(|s| holdfast::topology::parse_cpu_list(&s).len())
@@ -217,6 +218,40 @@ pub fn machine() -> Value {
         "cpu_meter": cpu_meter(),
         "sysctl": sysctl,
     })
+}
+
+/// The first CPU's identity in `/proc/cpuinfo`: its model name, vendor, family, model and
+/// stepping (each `None` where the kernel does not print it, as on some architectures).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CpuIdentity {
+    pub name: String,
+    pub vendor: Option<String>,
+    pub family: Option<u32>,
+    pub model: Option<u32>,
+    pub stepping: Option<u32>,
+}
+
+/// Read [`CpuIdentity`] from the text of `/proc/cpuinfo` (only the first CPU's block).
+pub fn cpu_identity(cpuinfo: &str) -> CpuIdentity {
+    let mut id = CpuIdentity::default();
+    for line in cpuinfo.lines() {
+        if line.trim().is_empty() {
+            break;
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match key.trim() {
+            "model name" => id.name = value.to_string(),
+            "vendor_id" => id.vendor = Some(value.to_string()),
+            "cpu family" => id.family = value.parse().ok(),
+            "model" => id.model = value.parse().ok(),
+            "stepping" => id.stepping = value.parse().ok(),
+            _ => {}
+        }
+    }
+    id
 }
 
 /// A histogram as JSON: count, mean, p50/p90/p99/p99.9/max, a percentile table, and the
@@ -306,6 +341,28 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(5));
         assert!(proc_wakeups(me).unwrap() > before);
         assert_eq!(proc_wakeups(u32::MAX), None);
+    }
+
+    #[test]
+    fn cpu_identity_reads_the_first_cpu_only() {
+        let text = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\n\
+                    model\t\t: 2\nmodel name\t: AMD EPYC\nstepping\t: 1\n\n\
+                    processor\t: 1\nvendor_id\t: Other\ncpu family\t: 25\nmodel\t\t: 17\n";
+        let id = cpu_identity(text);
+        assert_eq!(
+            id,
+            CpuIdentity {
+                name: "AMD EPYC".into(),
+                vendor: Some("AuthenticAMD".into()),
+                family: Some(26),
+                model: Some(2),
+                stepping: Some(1),
+            }
+        );
+        // An architecture that prints none of the numbers (or no cpuinfo at all).
+        let arm = "processor\t: 0\nBogoMIPS\t: 50.00\nCPU part\t: 0xd0c\n";
+        assert_eq!(cpu_identity(arm), CpuIdentity::default());
+        assert_eq!(cpu_identity(""), CpuIdentity::default());
     }
 
     #[test]

@@ -203,6 +203,31 @@ fn client_cells(x: &Value) -> String {
     )
 }
 
+/// The machine's CPU: its model name, then the vendor, family, model and stepping that tell
+/// apart generations sold under one name (reports from before they were recorded have the
+/// name alone).
+fn cpu_line(m: &Value) -> String {
+    let name = m["cpu"].as_str().filter(|s| !s.is_empty()).unwrap_or("?");
+    let mut ids = Vec::new();
+    if let Some(v) = m["cpu_vendor"].as_str() {
+        ids.push(v.to_string());
+    }
+    for (key, label) in [
+        ("cpu_family", "family"),
+        ("cpu_model", "model"),
+        ("cpu_stepping", "stepping"),
+    ] {
+        if let Some(n) = m[key].as_u64() {
+            ids.push(format!("{label} {n}"));
+        }
+    }
+    if ids.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} ({})", ids.join(" "))
+    }
+}
+
 /// Render the report.
 pub(super) fn render(r: &Value) -> String {
     let mut o = String::new();
@@ -224,7 +249,7 @@ pub(super) fn render(r: &Value) -> String {
         } else {
             ""
         },
-        m["cpu"].as_str().unwrap_or("?"),
+        cpu_line(m),
         m["cores"],
         m["memory"].as_str().unwrap_or("?").split_whitespace().collect::<Vec<_>>().join(" "),
         m["kernel"].as_str().unwrap_or("?"),
@@ -932,6 +957,20 @@ fn handover(o: &mut String, h: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_cpu_line_names_the_generation_where_it_was_recorded() {
+        let m = json!({"cpu": "AMD EPYC", "cpu_vendor": "AuthenticAMD", "cpu_family": 26,
+                       "cpu_model": 2, "cpu_stepping": 1});
+        assert_eq!(
+            cpu_line(&m),
+            "AMD EPYC (AuthenticAMD family 26 model 2 stepping 1)"
+        );
+        // A report from before the numbers were recorded, or a CPU without them.
+        assert_eq!(cpu_line(&json!({"cpu": "AMD EPYC"})), "AMD EPYC");
+        let partial = json!({"cpu": "", "cpu_vendor": null, "cpu_family": 8});
+        assert_eq!(cpu_line(&partial), "? (family 8)");
+    }
 
     #[test]
     fn echo_rounds_compare_only_at_the_same_distance_between_the_cpus() {
