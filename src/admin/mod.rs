@@ -10,6 +10,7 @@
 //! configured and refuse browser requests (any `Origin`), so a web page can neither drain
 //! the node nor publish.
 
+mod closing;
 mod conns;
 mod http;
 
@@ -172,10 +173,14 @@ pub fn spawn_on(
             let table = shared.listeners.of(role);
             let mut backoff = Duration::from_millis(10);
             let (mut displaced_line, mut refused_line) = (Notice::default(), Notice::default());
+            // Refused connections, kept until their client has read the 503.
+            let mut closing = closing::Closing::default();
             // The listener stays open after this loop: its descriptor may be handed over.
             let listener = std::mem::ManuallyDrop::new(listener);
             while !stop.load(Ordering::SeqCst) {
-                let s = match listener.accept() {
+                let accepted = listener.accept();
+                closing.sweep(Instant::now());
+                let s = match accepted {
                     Ok((s, _)) => s,
                     // The accept timeout: look at the stop flag again.
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -201,8 +206,13 @@ pub fn spawn_on(
                                  answered 503"
                             );
                         }
+                        // Written without waiting: a fresh socket's send buffer is empty,
+                        // and a client that will not take 150 bytes loses them.
                         let body = "too many admin connections\n";
-                        let _ = http::respond(&mut &s, 503, "text/plain", body, false, "");
+                        if s.set_nonblocking(true).is_ok() {
+                            let _ = http::respond(&mut &s, 503, "text/plain", body, false, "");
+                        }
+                        closing.add(s, Instant::now());
                         continue;
                     }
                     Admit::Serve {
