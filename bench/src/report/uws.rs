@@ -1,7 +1,8 @@
 //! uWebSockets as a peer: built from a source directory (`--uws-src DIR`, or
 //! `HOLDFAST_UWS_SRC`; `../shared/peers/uWebSockets` holds a snapshot with uSockets inside)
-//! with the system's C and C++ compilers, into a cache directory keyed by the source path
-//! and our peer program (`bench/uws/peer.cpp`). Their library, our peer server.
+//! with the system's C and C++ compilers, into a cache directory keyed by the sources'
+//! contents (not their path: a snapshot updated in place is rebuilt) and our peer program
+//! (`bench/uws/peer.cpp`). Their library, our peer server.
 //!
 //! Two builds: `uws-peer` without TLS (`LIBUS_NO_SSL`) for every section, and `uws-peer-tls`
 //! (`LIBUS_USE_OPENSSL`, uSockets' `crypto/`) for the TLS section, where it serves wss://
@@ -130,7 +131,10 @@ fn openssl_version() -> String {
         .unwrap_or_else(|| "OpenSSL".into())
 }
 
-/// Build BoringSSL's `ssl` and `crypto` from `dir` with cmake (Release), cached by path.
+/// Build BoringSSL's `ssl` and `crypto` from `dir` with cmake (Release) into a build
+/// directory kept per source path. The build runs every time: cmake's own dependency
+/// tracking rebuilds what changed in the source (a tree updated in place) and costs about
+/// half a second when nothing did.
 fn build_boringssl(dir: &Path) -> Result<BoringLib, String> {
     if !dir.join("include/openssl/ssl.h").exists() || !dir.join("CMakeLists.txt").exists() {
         return Err(format!(
@@ -151,25 +155,58 @@ fn build_boringssl(dir: &Path) -> Result<BoringLib, String> {
             dir.display(),
             build.display()
         );
+    }
+    if !build.join("CMakeCache.txt").exists() {
         run(Command::new("cmake")
             .args(["-DCMAKE_BUILD_TYPE=Release", "-S"])
             .arg(dir)
             .arg("-B")
             .arg(&build))?;
-        let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-        run(Command::new("cmake").arg("--build").arg(&build).args([
-            "--target",
-            "ssl",
-            "crypto",
-            "-j",
-            &jobs.to_string(),
-        ]))?;
     }
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    run(Command::new("cmake").arg("--build").arg(&build).args([
+        "--target",
+        "ssl",
+        "crypto",
+        "-j",
+        &jobs.to_string(),
+    ]))?;
     Ok(BoringLib {
         include: dir.join("include"),
         ssl,
         crypto,
     })
+}
+
+/// Add to `h` every C and C++ source and header under `dir` (recursively, in name order):
+/// each one's path below `dir` and its contents. What a build of them depends on, wherever
+/// the tree was copied.
+fn hash_sources(dir: &Path, h: &mut impl Hasher) -> Result<(), String> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                dirs.push(p);
+            } else if matches!(
+                p.extension().and_then(|x| x.to_str()),
+                Some("c" | "cc" | "cpp" | "h" | "hpp" | "inc")
+            ) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    for f in files {
+        f.strip_prefix(dir).unwrap_or(&f).hash(h);
+        std::fs::read(&f)
+            .map_err(|e| format!("{}: {e}", f.display()))?
+            .hash(h);
+    }
+    Ok(())
 }
 
 fn build(src: &Path, tls: Option<&TlsLib>) -> Result<PathBuf, String> {
@@ -185,15 +222,16 @@ fn build(src: &Path, tls: Option<&TlsLib>) -> Result<PathBuf, String> {
         return Err("gcc/g++ not found (apt-get install g++)".into());
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    src.canonicalize().unwrap_or(src.to_path_buf()).hash(&mut h);
+    hash_sources(&src.join("src"), &mut h)?;
+    hash_sources(&us, &mut h)?;
     PEER.hash(&mut h);
     let (name, ssl) = if tls.is_some() {
         ("uws-peer-tls", "-DLIBUS_USE_OPENSSL")
     } else {
         ("uws-peer", "-DLIBUS_NO_SSL")
     };
-    // The plain build's directory keeps the name (and hash) it always had; a TLS build's
-    // is keyed by the library too.
+    // A TLS build's directory is keyed by the library too: BoringSSL's by its headers and
+    // its two static libraries as they are now, so a rebuilt BoringSSL relinks the peer.
     let include = match tls {
         None => None,
         Some(TlsLib::System) => {
@@ -201,7 +239,13 @@ fn build(src: &Path, tls: Option<&TlsLib>) -> Result<PathBuf, String> {
             None
         }
         Some(TlsLib::Boring(b)) => {
-            (name, &b.include).hash(&mut h);
+            name.hash(&mut h);
+            hash_sources(&b.include, &mut h)?;
+            for lib in [&b.ssl, &b.crypto] {
+                std::fs::read(lib)
+                    .map_err(|e| format!("{}: {e}", lib.display()))?
+                    .hash(&mut h);
+            }
             Some(b.include.as_path())
         }
     };
@@ -268,4 +312,45 @@ fn build(src: &Path, tls: Option<&TlsLib>) -> Result<PathBuf, String> {
         std::fs::rename(&tmp, &exe).map_err(|e| format!("{}: {e}", exe.display()))?;
     }
     Ok(exe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(dir: &Path) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        hash_sources(dir, &mut h).unwrap();
+        h.finish()
+    }
+
+    #[test]
+    fn the_build_key_follows_the_sources_contents_not_their_path() {
+        let base = std::env::temp_dir().join(format!("holdfast-uws-key-{}", std::process::id()));
+        let (a, b) = (base.join("a"), base.join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir_all(d.join("eventing")).unwrap();
+            std::fs::write(d.join("loop.c"), "int x;").unwrap();
+            std::fs::write(d.join("eventing/epoll.h"), "#define E 1").unwrap();
+        }
+        // The same tree in two places: one key.
+        assert_eq!(key(&a), key(&b));
+        let before = key(&a);
+        // A file that is not a source changes nothing.
+        std::fs::write(a.join("README.md"), "notes").unwrap();
+        assert_eq!(key(&a), before);
+        // A header edited in place, in a subdirectory: a new key.
+        std::fs::write(a.join("eventing/epoll.h"), "#define E 2").unwrap();
+        assert_ne!(key(&a), before);
+        // A source renamed with the same contents: a new key.
+        std::fs::rename(b.join("loop.c"), b.join("loop2.c")).unwrap();
+        assert_ne!(key(&b), before);
+        // A directory that is not there is an error, not an empty key.
+        assert!(hash_sources(
+            &base.join("missing"),
+            &mut std::collections::hash_map::DefaultHasher::new()
+        )
+        .is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
