@@ -413,4 +413,7 @@ fn a_full_admin_listener_makes_room_by_closing_the_connection_waiting_longest() 
     );
     let line = srv.wait_log(T, |l| l.contains("admin listener full"));
     assert!(line.contains("waited_ms"), "{line}");
+    // The first line of its kind: nothing suppressed before it (the field is named as the
+    // close log's is).
+    assert!(line.contains("suppressed=0"), "{line}");
 }

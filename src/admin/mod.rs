@@ -201,7 +201,7 @@ pub fn spawn_on(
                             tracing::warn!(
                                 listener = %local,
                                 max = MAX_CONNECTIONS,
-                                since_last_line = unlogged,
+                                suppressed = unlogged,
                                 "admin listener full with every connection being answered: \
                                  answered 503"
                             );
@@ -227,7 +227,7 @@ pub fn spawn_on(
                                     max = MAX_CONNECTIONS,
                                     closed = c.phase.name(),
                                     waited_ms = c.waited.as_millis() as u64,
-                                    since_last_line = unlogged,
+                                    suppressed = unlogged,
                                     "admin listener full: closed the connection waiting \
                                      longest on its client to serve a new one"
                                 );
