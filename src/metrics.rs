@@ -143,6 +143,25 @@ pub enum Side {
     Client = 1,
 }
 
+/// Counters by [`Error`] variant (index into `Error::ALL`): more of them than the arrays
+/// `Default` is derived for.
+#[derive(Debug)]
+pub struct ByError([Counter; Error::ALL.len()]);
+
+impl Default for ByError {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| Counter::default()))
+    }
+}
+
+impl std::ops::Deref for ByError {
+    type Target = [Counter; Error::ALL.len()];
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 /// One worker's counters and gauges.
 #[derive(Debug, Default)]
 pub struct WorkerMetrics {
@@ -173,11 +192,11 @@ pub struct WorkerMetrics {
     /// Gauges: established connections by transport ([`TRANSPORTS`]).
     pub open_by_transport: [Counter; TRANSPORTS.len()],
     /// Handshake failures, by [`Error`] variant (index into `Error::ALL`).
-    pub handshake_failures: [Counter; Error::ALL.len()],
+    pub handshake_failures: ByError,
     /// Handshakes that timed out.
     pub handshake_timeouts: Counter,
     /// Protocol errors that failed a WebSocket, by [`Error`] variant.
-    pub protocol_errors: [Counter; Error::ALL.len()],
+    pub protocol_errors: ByError,
     /// Closes by code (CLOSE_CODES, then "other") and by side.
     pub closes: [[Counter; CLOSE_CODES.len() + 1]; 2],
     /// Messages received.

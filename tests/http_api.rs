@@ -267,9 +267,22 @@ fn publish_and_presence_on_the_data_port_with_a_token() {
          Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n"
     )
     .unwrap();
-    assert_eq!(answer(s).0, 400);
+    let (st, _, text) = answer(s);
+    assert_eq!(st, 400, "{text}");
+    assert!(text.contains("transfer_encoding_not_allowed"), "{text}");
+    // A length that is not plain digits: refused, and said so.
+    let mut s = connect(srv.addr);
+    write!(
+        s,
+        "POST /publish?topic=chat.room&token={tok} HTTP/1.1\r\nHost: test\r\n\
+         Content-Length: +1\r\n\r\nx"
+    )
+    .unwrap();
+    let (st, _, text) = answer(s);
+    assert_eq!(st, 400, "{text}");
+    assert!(text.contains("invalid_content_length"), "{text}");
     // Two lengths: refused.
-    let (st, _, _) = call(
+    let (st, _, text) = call(
         srv.addr,
         "POST",
         &format!("/publish?topic=chat.room&token={tok}"),
@@ -277,7 +290,8 @@ fn publish_and_presence_on_the_data_port_with_a_token() {
         b"x",
         1,
     );
-    assert_eq!(st, 400);
+    assert_eq!(st, 400, "{text}");
+    assert!(text.contains("duplicate_header"), "{text}");
 
     // A browser's preflight.
     let (st, head, _) = call(srv.addr, "OPTIONS", "/publish?topic=chat.room", "", b"", 1);

@@ -63,8 +63,15 @@ pub enum Error {
     InvalidKey,
     /// `Sec-WebSocket-Version` is missing or not 13 (§4.2.1 item 6, §4.4) (426).
     UnsupportedWebSocketVersion,
-    /// The request carries a body (Content-Length > 0 or Transfer-Encoding).
+    /// The request carries a body where none is allowed: Content-Length > 0 on an upgrade
+    /// or on any method but POST.
     RequestBodyNotAllowed,
+    /// The request has a `Transfer-Encoding` (a chunked body): only `Content-Length` bodies
+    /// are read, since a length two parsers could read two ways is how requests are smuggled.
+    TransferEncodingNotAllowed,
+    /// `Content-Length` is not plain digits (a sign, a list, spaces inside) or is absurd
+    /// (above 1 GiB).
+    InvalidContentLength,
 
     // ---- frames: protocol errors (1002) ----
     /// RSV1..3 set with no extension negotiated (§5.2).
@@ -119,7 +126,9 @@ impl Error {
             | MissingConnectionUpgrade
             | MissingKey
             | InvalidKey
-            | RequestBodyNotAllowed => Reaction::Http(400),
+            | RequestBodyNotAllowed
+            | TransferEncodingNotAllowed
+            | InvalidContentLength => Reaction::Http(400),
             ReservedBitsSet
             | ReservedOpcode
             | ControlFrameTooLong
@@ -175,6 +184,8 @@ impl Error {
             InvalidKey => "invalid_key",
             UnsupportedWebSocketVersion => "unsupported_websocket_version",
             RequestBodyNotAllowed => "request_body_not_allowed",
+            TransferEncodingNotAllowed => "transfer_encoding_not_allowed",
+            InvalidContentLength => "invalid_content_length",
             ReservedBitsSet => "reserved_bits_set",
             ReservedOpcode => "reserved_opcode",
             ControlFrameTooLong => "control_frame_too_long",
@@ -192,7 +203,7 @@ impl Error {
     }
 
     /// Every variant, for documentation tests and metric pre-registration.
-    pub const ALL: [Self; 32] = {
+    pub const ALL: [Self; 34] = {
         use Error::*;
         [
             RequestLineTooLong,
@@ -214,6 +225,8 @@ impl Error {
             InvalidKey,
             UnsupportedWebSocketVersion,
             RequestBodyNotAllowed,
+            TransferEncodingNotAllowed,
+            InvalidContentLength,
             ReservedBitsSet,
             ReservedOpcode,
             ControlFrameTooLong,

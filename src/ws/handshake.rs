@@ -443,12 +443,12 @@ fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
                 .then(|| value.parse::<usize>().ok())
                 .flatten()
                 .filter(|&n| n <= MAX_BODY)
-                .ok_or(Error::RequestBodyNotAllowed)?;
+                .ok_or(Error::InvalidContentLength)?;
                 if body_len.replace(n).is_some() {
                     return Err(Error::DuplicateHeader);
                 }
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                return Err(Error::RequestBodyNotAllowed);
+                return Err(Error::TransferEncodingNotAllowed);
             }
         }
     }

@@ -544,7 +544,25 @@ fn each_missing_or_wrong_field_has_its_own_error_and_status() {
         (
             "Origin:",
             "Transfer-Encoding: chunked\r\nOrigin:",
-            Error::RequestBodyNotAllowed,
+            Error::TransferEncodingNotAllowed,
+            400,
+        ),
+        (
+            "Origin:",
+            "Content-Length: +5\r\nOrigin:",
+            Error::InvalidContentLength,
+            400,
+        ),
+        (
+            "Origin:",
+            "Content-Length: 5, 5\r\nOrigin:",
+            Error::InvalidContentLength,
+            400,
+        ),
+        (
+            "Origin:",
+            "Content-Length: 99999999999\r\nOrigin:",
+            Error::InvalidContentLength,
             400,
         ),
         (
