@@ -13,7 +13,7 @@
 //! [`MAX_CLOSING`] sockets linger; a further one closes the oldest at once.
 
 use std::collections::VecDeque;
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -48,12 +48,15 @@ enum Drained {
 }
 
 impl Closing {
-    /// Take a socket that has been written its refusal: shut its write side, discard what
-    /// its client already sent, and keep it until its client closes or [`LINGER`] passes.
-    pub(super) fn add(&mut self, stream: TcpStream, now: Instant) {
+    /// Refuse a socket: write it `answer` without waiting (a fresh socket's send buffer is
+    /// empty; a client that will not take a few hundred bytes loses them), shut its write
+    /// side, discard what its client already sent, and keep it until its client closes or
+    /// [`LINGER`] passes.
+    pub(super) fn add(&mut self, stream: TcpStream, answer: &[u8], now: Instant) {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
+        let _ = (&stream).write_all(answer);
         let _ = stream.shutdown(Shutdown::Write);
         let mut e = Entry {
             stream,
@@ -103,7 +106,6 @@ fn drain(e: &mut Entry) -> Drained {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
     use std::net::TcpListener;
 
     /// A client that sends a request, then reads everything the server sends until EOF;
@@ -125,11 +127,11 @@ mod tests {
             std::thread::yield_now();
         }
         s.set_nonblocking(false).unwrap();
-        s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
-            .unwrap();
+        let answer = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
         if linger {
-            closing.add(s, Instant::now());
+            closing.add(s, answer, Instant::now());
         } else {
+            s.write_all(answer).unwrap();
             drop(s);
         }
         let mut got = Vec::new();
@@ -175,7 +177,7 @@ mod tests {
         for _ in 0..MAX_CLOSING + 3 {
             let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
             let (s, _) = l.accept().unwrap();
-            closing.add(s, Instant::now());
+            closing.add(s, b"", Instant::now());
             clients.push(c);
         }
         // Clients that stay open and silent: the count holds at the bound.
@@ -191,7 +193,7 @@ mod tests {
         let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, _) = l.accept().unwrap();
         let added = Instant::now();
-        closing.add(s, added);
+        closing.add(s, b"", added);
         assert_eq!(closing.len(), 1);
         let writer = std::thread::spawn(move || {
             let _ = (&c).write_all(&vec![b'y'; MAX_DISCARD + 4096]);

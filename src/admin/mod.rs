@@ -206,13 +206,10 @@ pub fn spawn_on(
                                  answered 503"
                             );
                         }
-                        // Written without waiting: a fresh socket's send buffer is empty,
-                        // and a client that will not take 150 bytes loses them.
+                        let mut answer = Vec::new();
                         let body = "too many admin connections\n";
-                        if s.set_nonblocking(true).is_ok() {
-                            let _ = http::respond(&mut &s, 503, "text/plain", body, false, "");
-                        }
-                        closing.add(s, Instant::now());
+                        let _ = http::respond(&mut answer, 503, "text/plain", body, false, "");
+                        closing.add(s, &answer, Instant::now());
                         continue;
                     }
                     Admit::Serve {
