@@ -269,6 +269,20 @@ async fn control_errors_are_answered_and_limits_hold() {
             r#"{"op":"publish","topic":"a","data":"x"}"#,
             "publish_disabled",
         ),
+        // Named twice: refused, not read as its last `op` (an unsubscribe of "a").
+        (
+            r#"{"op":"subscribe","op":"unsubscribe","topics":["a"]}"#,
+            "duplicate_field op",
+        ),
+        // Nothing to subscribe to: without the refusal no reply at all came back.
+        (
+            r#"{"op":"subscribe","topics":[]}"#,
+            "bad_field topics (empty",
+        ),
+        (
+            r#"{"op":"subscribe","topics":["\udc00"]}"#,
+            "control_not_a_json_object (",
+        ),
     ] {
         ws.send(Message::text(msg)).await.unwrap();
         let e = next_json(&mut ws).await;
@@ -300,7 +314,7 @@ async fn control_errors_are_answered_and_limits_hold() {
     // The connection still works after all that.
     pub_text(&srv, "a", "still here");
     assert_eq!(next_json(&mut ws).await["data"], "still here");
-    assert_eq!(srv.metric("holdfast_pubsub_control_errors_total"), 7.0);
+    assert_eq!(srv.metric("holdfast_pubsub_control_errors_total"), 10.0);
     // A bad subscription at the handshake is a 400 with the reason.
     let (_, head) = support::raw_request(
         srv.addr,

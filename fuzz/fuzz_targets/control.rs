@@ -1,6 +1,7 @@
 //! Pub/sub control messages and handshake queries — text any client sends — must never
 //! panic, and whatever they accept keeps the limits: topic names within the length, no more
-//! topics than allowed, no duplicates. Tokens in any shape must be refused or verified
+//! topics than allowed, no duplicates (in `resume` and `tokens` either), and a control
+//! message names at least one topic. Tokens in any shape must be refused or verified
 //! without a panic.
 #![no_main]
 
@@ -8,11 +9,21 @@ use holdfast::auth::{Auth, AuthConfig};
 use holdfast::pubsub::{parse_control, parse_query, Control, TopicLimits};
 use libfuzzer_sys::fuzz_target;
 
-fn check(c: &Control, limits: &TopicLimits) {
+fn check(c: &Control, limits: &TopicLimits, control: bool) {
     let topics: Vec<&String> = match c {
-        Control::Subscribe { topics, resume, tokens } => {
+        Control::Subscribe {
+            topics,
+            resume,
+            tokens,
+        } => {
             assert!(resume.len() <= limits.max_per_connection);
             assert!(tokens.len() <= limits.max_per_connection);
+            if control {
+                let mut named = std::collections::HashSet::new();
+                assert!(resume.iter().all(|(t, _)| named.insert(t)), "{resume:?}");
+                named.clear();
+                assert!(tokens.iter().all(|(t, _)| named.insert(t)), "{tokens:?}");
+            }
             topics.iter().collect()
         }
         Control::Unsubscribe { topics } => topics.iter().collect(),
@@ -20,6 +31,7 @@ fn check(c: &Control, limits: &TopicLimits) {
         Control::Refresh { .. } => vec![],
     };
     assert!(topics.len() <= limits.max_per_connection);
+    assert!(!control || matches!(c, Control::Refresh { .. }) || !topics.is_empty());
     let mut seen = std::collections::HashSet::new();
     for t in topics {
         assert!(!t.is_empty() && t.len() <= limits.max_len, "{t:?}");
@@ -28,8 +40,12 @@ fn check(c: &Control, limits: &TopicLimits) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, rest)) = data.split_first() else { return };
-    let Ok(text) = std::str::from_utf8(rest) else { return };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
     let limits = TopicLimits {
         max_len: 1 + usize::from(sel % 32),
         max_per_connection: 1 + usize::from(sel / 32),
@@ -37,12 +53,12 @@ fuzz_target!(|data: &[u8]| {
     match sel % 3 {
         0 => {
             if let Ok(c) = parse_control(text, &limits) {
-                check(&c, &limits);
+                check(&c, &limits, true);
             }
         }
         1 => {
             if let Ok(c) = parse_query(text, &limits) {
-                check(&c, &limits);
+                check(&c, &limits, false);
             }
         }
         _ => {

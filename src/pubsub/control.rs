@@ -49,12 +49,20 @@ pub enum Control {
 /// Why a control message was refused (sent back as `{"type":"error","reason":...}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlError {
-    /// Not a JSON object.
-    NotJson,
+    /// Not a JSON object; with the parser's words when the text is not JSON at all (where
+    /// it stopped and why: they never quote the client's text back).
+    NotJson(Option<String>),
     /// `op` missing or not one of subscribe / unsubscribe / publish.
     UnknownOp,
     /// A field is missing or of the wrong type.
     BadField(&'static str),
+    /// A topic list with no topic in it (a subscribe or unsubscribe of nothing would have
+    /// no reply at all).
+    EmptyList(&'static str),
+    /// A field named twice (`op`, `topics`, …), or a topic named twice in `resume` or
+    /// `tokens`: JSON leaves which one counts to the reader, so the message is refused
+    /// rather than read one way here and another by whatever else reads it.
+    Duplicate(String),
     /// A topic name broke a rule, or too many topics.
     Topic(TopicError),
 }
@@ -63,11 +71,87 @@ impl ControlError {
     /// The reason sent to the client.
     pub fn reason(&self) -> String {
         match self {
-            Self::NotJson => "control_not_a_json_object".into(),
+            Self::NotJson(None) => "control_not_a_json_object".into(),
+            Self::NotJson(Some(why)) => format!("control_not_a_json_object ({why})"),
             Self::UnknownOp => "unknown_op (subscribe, unsubscribe, publish, refresh)".into(),
             Self::BadField(f) => format!("bad_field {f}"),
+            Self::EmptyList(f) => format!("bad_field {f} (empty: name at least one topic)"),
+            Self::Duplicate(f) => format!("duplicate_field {f}"),
             Self::Topic(e) => e.reason(),
         }
+    }
+}
+
+/// The fields a control message may carry; each may appear once.
+const FIELDS: [&str; 7] = ["op", "topics", "resume", "tokens", "topic", "data", "token"];
+
+/// A JSON object's members in the order sent, repeats kept (`serde_json::Value` keeps the
+/// last of a repeated name, which hides the repeat).
+struct Members<'a>(Vec<(String, &'a serde_json::value::RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Members<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Members<'a>, M::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    out.push((k, m.next_value()?));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// Refuse a control message that names one of its fields twice, or one topic twice in
+/// `resume` or `tokens`. `text` is already known to be a JSON object.
+fn refuse_repeats(text: &str, limits: &TopicLimits) -> Result<(), ControlError> {
+    let Ok(top) = serde_json::from_str::<Members<'_>>(text) else {
+        return Err(ControlError::NotJson(None));
+    };
+    for f in FIELDS {
+        let mut named = top.0.iter().filter(|(k, _)| k == f);
+        let first = named.next();
+        if named.next().is_some() {
+            return Err(ControlError::Duplicate(f.into()));
+        }
+        let (Some((_, raw)), "resume" | "tokens") = (first, f) else {
+            continue;
+        };
+        // Not an object: the field's own check says so.
+        let Ok(inner) = serde_json::from_str::<Members<'_>>(raw.get()) else {
+            continue;
+        };
+        if inner.0.len() > limits.max_per_connection {
+            return Err(too_many(limits));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (t, _) in &inner.0 {
+            validate_topic(t, limits).map_err(ControlError::Topic)?;
+            if !seen.insert(t.as_str()) {
+                return Err(ControlError::Duplicate(format!("{f}.{t}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The parser's words for text that is not JSON (syntax, or the text ended early); None
+/// for JSON of another shape, whose message could quote the client's text.
+fn not_json(e: &serde_json::Error) -> ControlError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof => ControlError::NotJson(Some(e.to_string())),
+        Category::Data | Category::Io => ControlError::NotJson(None),
     }
 }
 
@@ -100,6 +184,9 @@ fn topics_of(v: &serde_json::Value, limits: &TopicLimits) -> Result<Vec<String>,
     let list = v["topics"]
         .as_array()
         .ok_or(ControlError::BadField("topics"))?;
+    if list.is_empty() {
+        return Err(ControlError::EmptyList("topics"));
+    }
     let mut out: Vec<String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for t in list {
@@ -125,10 +212,11 @@ fn position_of(v: &serde_json::Value) -> Result<Position, ControlError> {
 
 /// Parse one control text frame.
 pub fn parse_control(text: &str, limits: &TopicLimits) -> Result<Control, ControlError> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|_| ControlError::NotJson)?;
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| not_json(&e))?;
     if !v.is_object() {
-        return Err(ControlError::NotJson);
+        return Err(ControlError::NotJson(None));
     }
+    refuse_repeats(text, limits)?;
     match v["op"].as_str() {
         Some("subscribe") => {
             let topics = topics_of(&v, limits)?;
@@ -340,8 +428,13 @@ mod tests {
                 data: "hi".into()
             })
         );
-        assert_eq!(parse_control("[1]", &L), Err(ControlError::NotJson));
-        assert_eq!(parse_control("{", &L), Err(ControlError::NotJson));
+        assert_eq!(parse_control("[1]", &L), Err(ControlError::NotJson(None)));
+        assert_eq!(
+            parse_control("{", &L).map_err(|e| e.reason()),
+            Err(
+                "control_not_a_json_object (EOF while parsing an object at line 1 column 1)".into()
+            )
+        );
         assert_eq!(
             parse_control(r#"{"op":"dance"}"#, &L),
             Err(ControlError::UnknownOp)
@@ -365,6 +458,91 @@ mod tests {
             r#"{"epoch":"0000000000000abc","seq":5,"topic":"a","type":"subscribed"}"#
         );
         assert!(reply_subscribed("a", 5, 1, Some(false)).contains(r#""recovered":false"#));
+    }
+
+    #[test]
+    fn a_field_named_twice_is_refused_not_read_one_way() {
+        // serde_json's map would keep the last `op`: this would have been an unsubscribe.
+        let twice = r#"{"op":"subscribe","op":"unsubscribe","topics":["a"]}"#;
+        assert_eq!(
+            parse_control(twice, &L),
+            Err(ControlError::Duplicate("op".into()))
+        );
+        // An escaped name is the same name.
+        let escaped = r#"{"op":"subscribe","topics":["a"],"topic\u0073":["b"]}"#;
+        assert_eq!(
+            parse_control(escaped, &L).map_err(|e| e.reason()),
+            Err("duplicate_field topics".into())
+        );
+        for (text, field) in [
+            (
+                r#"{"op":"subscribe","topics":["a"],"resume":{"a":1,"a":9}}"#,
+                "resume.a",
+            ),
+            (
+                r#"{"op":"subscribe","topics":["a"],"tokens":{"a":"x","a":"y"}}"#,
+                "tokens.a",
+            ),
+            (
+                r#"{"op":"publish","topic":"a","data":"x","data":"y"}"#,
+                "data",
+            ),
+        ] {
+            assert_eq!(
+                parse_control(text, &L),
+                Err(ControlError::Duplicate(field.into())),
+                "{text}"
+            );
+        }
+        // A repeated name the protocol does not use is ignored, as any unknown field is.
+        assert!(parse_control(r#"{"op":"unsubscribe","topics":["a"],"x":1,"x":2}"#, &L).is_ok());
+        // A repeated name in `resume` is checked as a topic first: nothing unchecked is
+        // quoted back.
+        assert_eq!(
+            parse_control(
+                r#"{"op":"subscribe","topics":["a"],"resume":{"a b":1,"a b":2}}"#,
+                &L
+            ),
+            Err(ControlError::Topic(TopicError::BadByte { at: 1 }))
+        );
+    }
+
+    #[test]
+    fn an_empty_topic_list_and_text_that_is_not_json_say_so() {
+        for op in ["subscribe", "unsubscribe"] {
+            let text = format!(r#"{{"op":"{op}","topics":[]}}"#);
+            assert_eq!(
+                parse_control(&text, &L).map_err(|e| e.reason()),
+                Err("bad_field topics (empty: name at least one topic)".into())
+            );
+        }
+        // Where the parser stopped, and why; never the client's own text.
+        for (text, why) in [
+            (r#"{"op":"subscribe","topics":["\ud800"]}"#, "hex escape"),
+            (
+                r#"{"op":"subscribe","topics":["a"]} x"#,
+                "trailing characters",
+            ),
+            ("", "EOF while parsing a value"),
+            (
+                r#"{"op":"subscribe","topics":["a"],"resume":{"a":1e999}}"#,
+                "number out of range",
+            ),
+        ] {
+            let reason = parse_control(text, &L).unwrap_err().reason();
+            assert!(
+                reason.starts_with("control_not_a_json_object ("),
+                "{reason}"
+            );
+            assert!(
+                reason.contains(why) && reason.contains("column"),
+                "{reason}"
+            );
+        }
+        // JSON of another shape says only that.
+        for text in ["null", "[]", r#""op""#] {
+            assert_eq!(parse_control(text, &L), Err(ControlError::NotJson(None)));
+        }
     }
 
     #[test]
