@@ -315,14 +315,42 @@ pub fn parse_query(query: &str, limits: &TopicLimits) -> Result<Control, Control
 
 /// `{"type":"subscribed","topic":T,"seq":N,"epoch":E}`, with `"recovered":R` when the
 /// client asked to resume.
+/// Written directly, in the key order a `serde_json::Value` gives (sorted), rather than
+/// through one: every WebSocket subscribe and every fresh poll makes one.
 pub fn reply_subscribed(topic: &str, seq: u64, epoch: u64, recovered: Option<bool>) -> String {
-    let mut v = serde_json::json!({
-        "type": "subscribed", "topic": topic, "seq": seq, "epoch": format_epoch(epoch),
-    });
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(80 + topic.len());
+    let _ = write!(out, r#"{{"epoch":"{}","#, format_epoch(epoch));
     if let Some(r) = recovered {
-        v["recovered"] = r.into();
+        let _ = write!(out, r#""recovered":{r},"#);
     }
-    v.to_string()
+    let _ = write!(out, r#""seq":{seq},"topic":"#);
+    push_json_str(&mut out, topic);
+    out.push_str(r#","type":"subscribed"}"#);
+    out
+}
+
+/// `s` as a JSON string, quoted and escaped (a validated topic name needs no escape, but
+/// nothing here relies on that).
+fn push_json_str(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// `{"type":"published","topic":T,"seq":N,"epoch":E}`: a client's publish was numbered N
@@ -458,6 +486,23 @@ mod tests {
             r#"{"epoch":"0000000000000abc","seq":5,"topic":"a","type":"subscribed"}"#
         );
         assert!(reply_subscribed("a", 5, 1, Some(false)).contains(r#""recovered":false"#));
+        // Written by hand, it reads as serde_json would have written it, whatever the name.
+        for (topic, recovered) in [
+            ("a.b:c/d", Some(true)),
+            ("q\"\\\n\r\t\u{8}\u{c}\u{1}é", None),
+        ] {
+            let mut v = serde_json::json!({
+                "type": "subscribed", "topic": topic, "seq": u64::MAX,
+                "epoch": format_epoch(u64::MAX),
+            });
+            if let Some(r) = recovered {
+                v["recovered"] = r.into();
+            }
+            assert_eq!(
+                reply_subscribed(topic, u64::MAX, u64::MAX, recovered),
+                v.to_string()
+            );
+        }
     }
 
     #[test]

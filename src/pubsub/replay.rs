@@ -149,12 +149,11 @@ impl Replay {
         let oldest = self.frames.front().map_or(self.last + 1, |(s, _)| *s);
         let gap =
             (after < oldest && last_seen < self.last).then(|| (after, (oldest - 1).min(self.last)));
-        let frames = self
-            .frames
-            .iter()
-            .filter(|(s, _)| *s > last_seen)
-            .cloned()
-            .collect();
+        // The window's numbers ascend: the owed part starts where they pass `last_seen`,
+        // found in O(log n) rather than by walking a full window (1,024 messages) for
+        // every poll, which owes a handful.
+        let start = self.frames.partition_point(|(s, _)| *s <= last_seen);
+        let frames = self.frames.range(start..).cloned().collect();
         Resume {
             recovered: gap.is_none() && last_seen <= self.last,
             gap,

@@ -910,7 +910,9 @@ impl PubsubSide {
                 .record_resume(s.owed.frames.len() as u64, gap);
         }
         self.local.set_epoch(s.id, s.epoch);
-        let text = pubsub::reply_subscribed(s.name, s.owed.last, s.epoch, recovered);
+        // Made only where it is sent: a poll that resumes recovered (every poll after the
+        // first) has no use for it, and making it was 8% of a polling server's CPU.
+        let text = || pubsub::reply_subscribed(s.name, s.owed.last, s.epoch, recovered);
         if s.silent && s.owed.recovered {
             // Handed over: the client never left, and nothing it was owed is lost.
         } else if w.is_poll() {
@@ -919,7 +921,7 @@ impl PubsubSide {
             // the position to poll from), or a resume that was not recovered (the client
             // must reset).
             if recovered != Some(true) {
-                self.gather(conn, ctx, text.as_bytes(), Room::Always);
+                self.gather(conn, ctx, text().as_bytes(), Room::Always);
             }
             // The cursor starts before what is owed and moves with what the answer takes
             // (one that fills up leaves the rest to the next poll).
@@ -937,7 +939,7 @@ impl PubsubSide {
             }
             self.local.set_after(conn, s.id, after);
         } else {
-            reply(w, ctx, &text);
+            reply(w, ctx, &text());
             if let Some((a, b)) = s.owed.gap {
                 w.outbound().push_gap(s.id, a, b);
             }
