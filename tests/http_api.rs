@@ -270,6 +270,22 @@ fn publish_and_presence_on_the_data_port_with_a_token() {
     let (st, _, text) = answer(s);
     assert_eq!(st, 400, "{text}");
     assert!(text.contains("transfer_encoding_not_allowed"), "{text}");
+    // What a client says it is (`client=`, shown in presence) is refused in its own words,
+    // not a topic's ("client: topic_too_long" before).
+    for (client, reason) in [
+        ("c".repeat(65), "client_too_long (max 64 bytes)"),
+        ("%3Cscript%3E".to_string(), "client_bad_character at byte 0"),
+    ] {
+        let mut s = connect(srv.addr);
+        write!(
+            s,
+            "GET /poll?topics=chat.room&client={client}&token={tok} HTTP/1.1\r\nHost: test\r\n\r\n"
+        )
+        .unwrap();
+        let (st, _, text) = answer(s);
+        assert_eq!(st, 400, "{text}");
+        assert!(text.contains(reason) && !text.contains("topic"), "{text}");
+    }
     // A length that is not plain digits: refused, and said so.
     let mut s = connect(srv.addr);
     write!(

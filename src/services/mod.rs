@@ -122,9 +122,19 @@ fn client_info(query: &str) -> Result<Option<Box<str>>, String> {
         max_len: 64,
         ..Default::default()
     };
+    // The rules are a topic name's, but the refusal names the parameter: "client:
+    // topic_too_long" sent a developer looking at their topics.
+    use crate::pubsub::TopicError;
     crate::pubsub::validate_topic(v, &limits)
         .map(|()| Some(v.into()))
-        .map_err(|e| format!("client: {}", e.reason()))
+        .map_err(|e| match e {
+            TopicError::Empty => "client_empty (give client=NAME or leave it out)".into(),
+            TopicError::TooLong { max } => format!("client_too_long (max {max} bytes)"),
+            TopicError::BadByte { at } => {
+                format!("client_bad_character at byte {at} (allowed: A-Z a-z 0-9 . _ - : /)")
+            }
+            other => format!("client: {}", other.reason()),
+        })
 }
 
 /// Which service a request is for, or the refusal (400 for a bad subscription query, 404
