@@ -127,17 +127,15 @@ fn refuse_repeats(text: &str, limits: &TopicLimits) -> Result<(), ControlError> 
         let (Some((_, raw)), "resume" | "tokens") = (first, f) else {
             continue;
         };
-        // Not an object: the field's own check says so.
+        // Not an object, too many topics, a bad name: the field's own check says so.
         let Ok(inner) = serde_json::from_str::<Members<'_>>(raw.get()) else {
             continue;
         };
-        if inner.0.len() > limits.max_per_connection {
-            return Err(too_many(limits));
-        }
         let mut seen = std::collections::HashSet::new();
         for (t, _) in &inner.0 {
-            validate_topic(t, limits).map_err(ControlError::Topic)?;
             if !seen.insert(t.as_str()) {
+                // Checked as a topic before it is quoted back.
+                validate_topic(t, limits).map_err(ControlError::Topic)?;
                 return Err(ControlError::Duplicate(format!("{f}.{t}")));
             }
         }
@@ -315,6 +313,7 @@ pub fn parse_query(query: &str, limits: &TopicLimits) -> Result<Control, Control
 
 /// `{"type":"subscribed","topic":T,"seq":N,"epoch":E}`, with `"recovered":R` when the
 /// client asked to resume.
+///
 /// Written directly, in the key order a `serde_json::Value` gives (sorted), rather than
 /// through one: every WebSocket subscribe and every fresh poll makes one.
 pub fn reply_subscribed(topic: &str, seq: u64, epoch: u64, recovered: Option<bool>) -> String {

@@ -76,7 +76,7 @@ struct Member {
 /// the high ones (its tag). SipHash was ~2.5% of an event stream's server samples: two
 /// lookups per event (`set_after`, `write_cursor`).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct IdHasher(u64);
+struct IdHasher(u64);
 
 impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
