@@ -66,6 +66,9 @@ pub enum TopicError {
     HandingOver,
 }
 
+/// The bytes a topic name (and a `client=` name) may hold, as refusals list them.
+pub const NAME_BYTES: &str = "A-Z a-z 0-9 . _ - : /";
+
 impl TopicError {
     /// The reason as sent to the client (also a metric label).
     pub fn reason(&self) -> String {
@@ -73,7 +76,7 @@ impl TopicError {
             Self::Empty => "topic_empty".into(),
             Self::TooLong { max } => format!("topic_too_long (max {max} bytes)"),
             Self::BadByte { at } => {
-                format!("topic_bad_character at byte {at} (allowed: A-Z a-z 0-9 . _ - : /)")
+                format!("topic_bad_character at byte {at} (allowed: {NAME_BYTES})")
             }
             Self::TooManyTopics { max } => format!("too_many_topics (max {max})"),
             Self::ServerTopicLimit { max } => format!("server_topic_limit (max {max})"),

@@ -131,7 +131,8 @@ fn client_info(query: &str) -> Result<Option<Box<str>>, String> {
             TopicError::Empty => "client_empty (give client=NAME or leave it out)".into(),
             TopicError::TooLong { max } => format!("client_too_long (max {max} bytes)"),
             TopicError::BadByte { at } => {
-                format!("client_bad_character at byte {at} (allowed: A-Z a-z 0-9 . _ - : /)")
+                let allowed = crate::pubsub::topic::NAME_BYTES;
+                format!("client_bad_character at byte {at} (allowed: {allowed})")
             }
             other => format!("client: {}", other.reason()),
         })
