@@ -283,6 +283,11 @@ async fn control_errors_are_answered_and_limits_hold() {
             r#"{"op":"subscribe","topics":["\udc00"]}"#,
             "control_not_a_json_object (",
         ),
+        // A resume point for a topic the message does not subscribe to: no longer ignored.
+        (
+            r#"{"op":"subscribe","topics":["a"],"resume":{"b":3}}"#,
+            "bad_field resume.b (not in topics)",
+        ),
     ] {
         ws.send(Message::text(msg)).await.unwrap();
         let e = next_json(&mut ws).await;
@@ -314,7 +319,7 @@ async fn control_errors_are_answered_and_limits_hold() {
     // The connection still works after all that.
     pub_text(&srv, "a", "still here");
     assert_eq!(next_json(&mut ws).await["data"], "still here");
-    assert_eq!(srv.metric("holdfast_pubsub_control_errors_total"), 10.0);
+    assert_eq!(srv.metric("holdfast_pubsub_control_errors_total"), 11.0);
     // A bad subscription at the handshake is a 400 with the reason.
     let (_, head) = support::raw_request(
         srv.addr,

@@ -1,7 +1,7 @@
 //! Pub/sub control messages and handshake queries — text any client sends — must never
 //! panic, and whatever they accept keeps the limits: topic names within the length, no more
 //! topics than allowed, no duplicates (in `resume` and `tokens` either), and a control
-//! message names at least one topic. Tokens in any shape must be refused or verified
+//! message names at least one topic, with resume points and tokens only for topics it names. Tokens in any shape must be refused or verified
 //! without a panic.
 #![no_main]
 
@@ -23,6 +23,9 @@ fn check(c: &Control, limits: &TopicLimits, control: bool) {
                 assert!(resume.iter().all(|(t, _)| named.insert(t)), "{resume:?}");
                 named.clear();
                 assert!(tokens.iter().all(|(t, _)| named.insert(t)), "{tokens:?}");
+                let listed = |t: &String| topics.contains(t);
+                assert!(resume.iter().all(|(t, _)| listed(t)), "{resume:?}");
+                assert!(tokens.iter().all(|(t, _)| listed(t)), "{tokens:?}");
             }
             topics.iter().collect()
         }

@@ -63,6 +63,10 @@ pub enum ControlError {
     /// `tokens`: JSON leaves which one counts to the reader, so the message is refused
     /// rather than read one way here and another by whatever else reads it.
     Duplicate(String),
+    /// `resume` or `tokens` named a topic the message does not subscribe to (a control
+    /// message's resume point or token serves only the topics it lists, so one for another
+    /// topic is a mistake that would otherwise pass unseen: no replay, no grant).
+    NotListed(&'static str, String),
     /// A topic name broke a rule, or too many topics.
     Topic(TopicError),
 }
@@ -77,6 +81,7 @@ impl ControlError {
             Self::BadField(f) => format!("bad_field {f}"),
             Self::EmptyList(f) => format!("bad_field {f} (empty: name at least one topic)"),
             Self::Duplicate(f) => format!("duplicate_field {f}"),
+            Self::NotListed(f, t) => format!("bad_field {f}.{t} (not in topics)"),
             Self::Topic(e) => e.reason(),
         }
     }
@@ -178,7 +183,11 @@ fn add_topic(
     Ok(())
 }
 
-fn topics_of(v: &serde_json::Value, limits: &TopicLimits) -> Result<Vec<String>, ControlError> {
+/// The message's `topics`, validated, in order without repeats, and the same as a set.
+fn topics_of(
+    v: &serde_json::Value,
+    limits: &TopicLimits,
+) -> Result<(Vec<String>, std::collections::HashSet<String>), ControlError> {
     let list = v["topics"]
         .as_array()
         .ok_or(ControlError::BadField("topics"))?;
@@ -191,7 +200,21 @@ fn topics_of(v: &serde_json::Value, limits: &TopicLimits) -> Result<Vec<String>,
         let t = t.as_str().ok_or(ControlError::BadField("topics"))?;
         add_topic(&mut out, &mut seen, t, limits)?;
     }
-    Ok(out)
+    Ok((out, seen))
+}
+
+/// Refuse a `resume` or `tokens` entry for a topic the message does not subscribe to. `t`
+/// is already validated (it is quoted back).
+fn listed(
+    topics: &std::collections::HashSet<String>,
+    field: &'static str,
+    t: &str,
+) -> Result<(), ControlError> {
+    if topics.contains(t) {
+        Ok(())
+    } else {
+        Err(ControlError::NotListed(field, t.to_string()))
+    }
 }
 
 /// A resume point in JSON: the last sequence number seen, or `{"seq":N,"epoch":"E"}`.
@@ -217,7 +240,7 @@ pub fn parse_control(text: &str, limits: &TopicLimits) -> Result<Control, Contro
     refuse_repeats(text, limits)?;
     match v["op"].as_str() {
         Some("subscribe") => {
-            let topics = topics_of(&v, limits)?;
+            let (topics, listed_set) = topics_of(&v, limits)?;
             let mut resume = Vec::new();
             if let Some(r) = v.get("resume") {
                 let r = r.as_object().ok_or(ControlError::BadField("resume"))?;
@@ -226,6 +249,7 @@ pub fn parse_control(text: &str, limits: &TopicLimits) -> Result<Control, Contro
                 }
                 for (t, at) in r {
                     validate_topic(t, limits).map_err(ControlError::Topic)?;
+                    listed(&listed_set, "resume", t)?;
                     resume.push((t.clone(), position_of(at)?));
                 }
             }
@@ -237,6 +261,7 @@ pub fn parse_control(text: &str, limits: &TopicLimits) -> Result<Control, Contro
                 }
                 for (t, jwt) in m {
                     validate_topic(t, limits).map_err(ControlError::Topic)?;
+                    listed(&listed_set, "tokens", t)?;
                     let jwt = jwt.as_str().ok_or(ControlError::BadField("tokens"))?;
                     tokens.push((t.clone(), jwt.to_owned()));
                 }
@@ -248,7 +273,7 @@ pub fn parse_control(text: &str, limits: &TopicLimits) -> Result<Control, Contro
             })
         }
         Some("unsubscribe") => Ok(Control::Unsubscribe {
-            topics: topics_of(&v, limits)?,
+            topics: topics_of(&v, limits)?.0,
         }),
         Some("publish") => {
             let topic = v["topic"].as_str().ok_or(ControlError::BadField("topic"))?;
@@ -587,6 +612,51 @@ mod tests {
         for text in ["null", "[]", r#""op""#] {
             assert_eq!(parse_control(text, &L), Err(ControlError::NotJson(None)));
         }
+    }
+
+    #[test]
+    fn a_resume_point_or_token_for_a_topic_not_listed_is_refused() {
+        for (text, reason) in [
+            (
+                r#"{"op":"subscribe","topics":["a"],"resume":{"b":4}}"#,
+                "bad_field resume.b (not in topics)",
+            ),
+            (
+                r#"{"op":"subscribe","topics":["a","b"],"resume":{"b":4,"c":{"seq":1}}}"#,
+                "bad_field resume.c (not in topics)",
+            ),
+            (
+                r#"{"op":"subscribe","topics":["vip"],"tokens":{"vpi":"a.b.c"}}"#,
+                "bad_field tokens.vpi (not in topics)",
+            ),
+        ] {
+            assert_eq!(
+                parse_control(text, &L).map_err(|e| e.reason()),
+                Err(reason.into())
+            );
+        }
+        // A bad name is refused as a name before it could be quoted back.
+        assert!(matches!(
+            parse_control(
+                r#"{"op":"subscribe","topics":["a"],"resume":{"a b":4}}"#,
+                &L
+            ),
+            Err(ControlError::Topic(_))
+        ));
+        // Listed topics resume, and a handshake's cursor may still carry others (the SDK
+        // sends every position it holds there).
+        assert!(parse_control(
+            r#"{"op":"subscribe","topics":["a","b"],"resume":{"b":4,"a":1}}"#,
+            &L
+        )
+        .is_ok());
+        assert_eq!(
+            parse_query("topics=a&resume=a:1,b:4", &L).map(|c| match c {
+                Control::Subscribe { resume, .. } => resume.len(),
+                _ => 0,
+            }),
+            Ok(2)
+        );
     }
 
     #[test]
