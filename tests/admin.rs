@@ -62,7 +62,11 @@ fn control_needs_the_token_and_browsers_are_refused() {
     // Observation needs no token.
     assert_eq!(srv.admin("GET", "/healthz").0, 200);
     assert_eq!(srv.admin("GET", "/readyz").0, 200);
-    let (status, _) = post(&format!("Authorization: Bearer {token}\r\n"));
+    // The scheme's case does not matter (RFC 9110); a second Authorization is refused.
+    let twice = format!("Authorization: Bearer {token}\r\nAuthorization: Bearer x\r\n");
+    assert_eq!(post(&twice).0, 400);
+    assert_eq!(srv.admin("GET", "/readyz").0, 200, "no drain happened");
+    let (status, _) = post(&format!("Authorization: bearer {token}\r\n"));
     assert_eq!(status, 202);
     assert_eq!(srv.admin("GET", "/readyz").0, 503, "the drain started");
     let _ = std::fs::remove_file(file);
@@ -154,6 +158,49 @@ fn requests_are_bounded_in_size_time_and_framing() {
     let mut both = String::new();
     s.read_to_string(&mut both).unwrap();
     assert_eq!(both.matches("HTTP/1.1 200").count(), 2, "{both}");
+}
+
+/// A request a proxy in front could frame or read differently is refused whole (one 400,
+/// the connection closed), never served as two requests or as the other reading.
+#[test]
+fn a_request_that_could_be_read_two_ways_is_refused_whole() {
+    let srv = Server::start(&[]);
+    let next = "GET /topics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let publish = "POST /publish?topic=smuggled HTTP/1.1\r\nHost: localhost\r\n";
+    for (head, reason) in [
+        // The space before the colon hid the length: the body was served as a request.
+        (
+            format!("{publish}Content-Length : {}\r\n\r\n{next}", next.len()),
+            "malformed_header",
+        ),
+        (
+            format!("{publish}Content-Length: 1\r\nContent-Length: 5\r\n\r\nx{next}"),
+            "duplicate_header",
+        ),
+        (
+            format!("{publish}Content-Length: +1\r\n\r\nx{next}"),
+            "invalid_content_length",
+        ),
+        // The DNS-rebinding check read the last Host.
+        (
+            "POST /drain HTTP/1.1\r\nHost: evil.example\r\nHost: localhost\r\n\r\n".into(),
+            "duplicate_header",
+        ),
+    ] {
+        let (status, text) = exchange(srv.admin, head.as_bytes(), T);
+        assert_eq!(status, 400, "{head:?}: {text}");
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "one answer: {text}");
+        assert!(text.ends_with(&format!("{reason}\n")), "{text}");
+    }
+    assert_eq!(srv.admin("GET", "/readyz").0, 200, "no drain happened");
+    let (_, topics) = srv.admin("GET", "/topics");
+    assert!(
+        !topics.contains("smuggled"),
+        "nothing was published: {topics}"
+    );
+    // HTTP/1.0 without a Host is still served (HAProxy's default health check).
+    let (status, text) = exchange(srv.admin, b"GET /healthz HTTP/1.0\r\n\r\n", T);
+    assert_eq!(status, 200, "{text}");
 }
 
 /// Issue 18: one structured line per closed or refused connection, JSON or text.

@@ -2,15 +2,30 @@
 //! most [`MAX_HEAD`] bytes, one deadline for the whole request (head and body, however the
 //! client trickles it), a body cap, no chunked bodies (411), persistent connections unless
 //! the client says `Connection: close` (HTTP/1.1's default).
+//!
+//! The head is found and checked by the data port's own parser
+//! ([`crate::ws::handshake`]): one set of rules for what a request may look like, so a
+//! request a proxy in front could read two ways (a `Content-Length` with a sign, twice, or
+//! behind a space before its colon; two `Host`s; control bytes in a value) is refused
+//! on both listeners alike, instead of being read one way here.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::ws::handshake::{self, HeadScanner, Limits};
+use crate::ws::Error as HttpError;
+
 /// The largest request head read.
 pub(super) const MAX_HEAD: usize = 16 * 1024;
 /// Header lines read per request, at most.
 const MAX_HEADERS: usize = 64;
+/// The bounds the head scanner keeps (a line may be as long as the head).
+const LIMITS: Limits = Limits {
+    max_head_bytes: MAX_HEAD,
+    max_headers: MAX_HEADERS,
+    max_line: MAX_HEAD,
+};
 
 /// One parsed request.
 #[derive(Debug)]
@@ -37,9 +52,10 @@ pub(super) enum ReadError {
     TimedOut,
     /// The listener was full and this request, the slowest to arrive, made room (408).
     Displaced,
-    /// The head is larger than [`MAX_HEAD`] (431).
-    HeadTooLarge,
-    /// The request is malformed (400).
+    /// The head broke a rule of HTTP/1.1 or a limit: answered with the status and reason
+    /// the data port gives for it (400, 405, 414, 431, 505).
+    Http(HttpError),
+    /// The connection closed inside a request (400).
     Malformed(&'static str),
     /// A body without Content-Length (chunked) (411).
     LengthRequired,
@@ -56,12 +72,10 @@ pub(super) fn read_request(
     deadline: Duration,
 ) -> Result<Request, ReadError> {
     let until = Instant::now() + deadline;
+    let mut scanner = HeadScanner::new();
     let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(ReadError::HeadTooLarge);
+        if let Some(end) = scanner.scan(buf, &LIMITS).map_err(ReadError::Http)? {
+            break end;
         }
         if fill(s, buf, until)? == 0 {
             return Err(if buf.is_empty() {
@@ -71,9 +85,6 @@ pub(super) fn read_request(
             });
         }
     };
-    if head_end > MAX_HEAD {
-        return Err(ReadError::HeadTooLarge);
-    }
     let mut req = parse_head(&buf[..head_end])?;
     let length = req.1;
     if length > max_body {
@@ -121,65 +132,38 @@ fn fill(s: &TcpStream, buf: &mut Vec<u8>, until: Instant) -> Result<usize, ReadE
 
 /// Parse a complete head (ending in CRLF CRLF): the request and its body length.
 fn parse_head(head: &[u8]) -> Result<(Request, usize), ReadError> {
-    let head = std::str::from_utf8(head).map_err(|_| ReadError::Malformed("head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let mut parts = lines.next().unwrap_or("").split(' ');
-    let (method, target, version) = match (parts.next(), parts.next(), parts.next()) {
-        (Some(m), Some(t), Some(v)) if !m.is_empty() && t.starts_with('/') => (m, t, v),
-        _ => return Err(ReadError::Malformed("malformed request line")),
-    };
-    let http11 = match version {
-        "HTTP/1.1" => true,
-        "HTTP/1.0" => false,
-        _ => return Err(ReadError::Malformed("unsupported HTTP version")),
-    };
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut req = Request {
-        method: method.to_string(),
-        path: path.to_string(),
-        query: query.to_string(),
-        body: Vec::new(),
-        content_type: String::new(),
-        // HTTP/1.1 connections persist unless the client says otherwise; 1.0 ones do not.
-        keep_alive: http11,
-        authorization: None,
-        origin: None,
-        host: None,
-    };
-    let mut length = 0usize;
-    for (n, line) in lines.filter(|l| !l.is_empty()).enumerate() {
-        if n == MAX_HEADERS {
-            return Err(ReadError::HeadTooLarge);
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(ReadError::Malformed("header line without a colon"));
-        };
-        let value = value.trim();
-        match name.to_ascii_lowercase().as_str() {
-            "content-length" => {
-                length = value
-                    .parse()
-                    .map_err(|_| ReadError::Malformed("bad Content-Length"))?;
-            }
-            "transfer-encoding" => return Err(ReadError::LengthRequired),
-            "content-type" => req.content_type = value.to_ascii_lowercase(),
-            "connection" => {
-                let tokens = value.split(',').map(str::trim);
-                for t in tokens {
-                    if t.eq_ignore_ascii_case("close") {
-                        req.keep_alive = false;
-                    } else if t.eq_ignore_ascii_case("keep-alive") {
-                        req.keep_alive = true;
-                    }
-                }
-            }
-            "authorization" => req.authorization = Some(value.to_string()),
-            "origin" => req.origin = Some(value.to_string()),
-            "host" => req.host = Some(value.to_string()),
-            _ => {}
+    let r = handshake::parse_plain(head).map_err(|e| match e {
+        HttpError::TransferEncodingNotAllowed => ReadError::LengthRequired,
+        e => ReadError::Http(e),
+    })?;
+    // HTTP/1.1 connections persist unless the client says otherwise; 1.0 ones do not.
+    let mut keep_alive = !r.http10;
+    for t in r.header_values("connection").flat_map(handshake::tokens) {
+        if t.eq_ignore_ascii_case("close") {
+            keep_alive = false;
+        } else if t.eq_ignore_ascii_case("keep-alive") {
+            keep_alive = true;
         }
     }
-    Ok((req, length))
+    // The token is compared against one value: two would leave which one counts to the
+    // reader (a proxy may check the first).
+    let mut auth = r.header_values("authorization");
+    let authorization = auth.next().map(str::to_string);
+    if auth.next().is_some() {
+        return Err(ReadError::Http(HttpError::DuplicateHeader));
+    }
+    let req = Request {
+        method: r.method.to_string(),
+        path: r.path.to_string(),
+        query: r.query.unwrap_or("").to_string(),
+        body: Vec::new(),
+        content_type: r.header("content-type").unwrap_or("").to_ascii_lowercase(),
+        keep_alive,
+        authorization,
+        origin: r.origin.map(str::to_string),
+        host: (!r.host.is_empty()).then(|| r.host.to_string()),
+    };
+    Ok((req, r.body_len))
 }
 
 /// After an error answer: send our FIN and drop what the client still sends, for a
@@ -211,20 +195,7 @@ pub(super) fn respond(
     keep_alive: bool,
     extra: &str,
 ) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        202 => "Accepted",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Not Found",
-    };
+    let reason = handshake::reason_phrase(status);
     let conn = if keep_alive { "keep-alive" } else { "close" };
     let retry = if status == 503 {
         "Retry-After: 1\r\n"
@@ -303,22 +274,109 @@ mod tests {
             ("POST", "/publish", "topic=a", 3)
         );
         assert!(r.keep_alive, "HTTP/1.1 persists by default");
-        let (r, _) = head("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+        assert_eq!(r.host.as_deref(), Some("x"));
+        let (r, _) = head("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         assert!(!r.keep_alive);
-        let (r, _) = head("GET / HTTP/1.0\r\n\r\n").unwrap();
-        assert!(!r.keep_alive, "HTTP/1.0 closes by default");
+        // HTTP/1.0 closes by default, and may come without a Host (a load balancer's check).
+        let (r, _) = head("GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+        assert!(!r.keep_alive && r.host.is_none());
+        let (r, _) = head("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        assert!(r.keep_alive);
+        let (r, _) = head("GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n").unwrap();
+        assert_eq!(r.authorization.as_deref(), Some("Bearer t"));
         assert!(matches!(
-            head("POST /publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            head("POST /publish HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Err(ReadError::LengthRequired)
         ));
         assert!(matches!(
             head("nonsense\r\n\r\n"),
-            Err(ReadError::Malformed(_))
+            Err(ReadError::Http(HttpError::MalformedRequestLine))
         ));
+    }
+
+    #[test]
+    fn a_head_that_could_be_read_two_ways_is_refused() {
+        use HttpError::*;
+        const P: &str = "POST /publish?topic=a HTTP/1.1\r\nHost: localhost\r\n";
+        for (h, want) in [
+            // A proxy in front may take the first length, or none: its next request would
+            // then be read here from this one's body (request smuggling).
+            (
+                format!("{P}Content-Length: 1\r\nContent-Length: 5\r\n\r\n"),
+                DuplicateHeader,
+            ),
+            (
+                format!("{P}Content-Length: +1\r\n\r\n"),
+                InvalidContentLength,
+            ),
+            (format!("{P}Content-Length : 5\r\n\r\n"), MalformedHeader),
+            // The DNS-rebinding check read the last Host; a proxy may read the first.
+            (
+                "GET /topics HTTP/1.1\r\nHost: evil.example\r\nHost: localhost\r\n\r\n".into(),
+                DuplicateHeader,
+            ),
+            ("GET /topics HTTP/1.1\r\n\r\n".into(), MissingHost),
+            (
+                format!("{P}Authorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n"),
+                DuplicateHeader,
+            ),
+            (
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n".into(),
+                MalformedHeader,
+            ),
+            (
+                "GET /healthz HTTP/1.1 extra\r\nHost: x\r\n\r\n".into(),
+                MalformedRequestLine,
+            ),
+            (
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n".into(),
+                RequestBodyNotAllowed,
+            ),
+            ("GET /healthz HTTP/1.1\nHost: x\n\n".into(), MalformedHeader),
+        ] {
+            match head(&h) {
+                Err(ReadError::Http(got)) => assert_eq!(got, want, "{h:?}"),
+                other => panic!("{h:?}: {other:?}"),
+            }
+        }
+    }
+
+    /// The head's bounds hold on a real socket, however the bytes are cut.
+    #[test]
+    fn read_request_keeps_the_head_bounds_and_leaves_a_pipelined_request() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let read = |buf: &mut Vec<u8>| read_request(&s, buf, 16, Duration::from_secs(5));
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\n")
+            .unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(read(&mut buf).unwrap().path, "/healthz");
+        c.write_all(b"Host: x\r\n\r\n").unwrap();
+        assert_eq!(read(&mut buf).unwrap().path, "/readyz");
+        assert!(buf.is_empty());
         let many: String = (0..70).map(|i| format!("X-{i}: y\r\n")).collect();
+        c.write_all(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes())
+            .unwrap();
         assert!(matches!(
-            head(&format!("GET / HTTP/1.1\r\n{many}\r\n")),
-            Err(ReadError::HeadTooLarge)
+            read(&mut buf),
+            Err(ReadError::Http(HttpError::TooManyHeaders))
+        ));
+        // Bytes that cannot begin a request are refused on sight, not after a line end.
+        let mut buf = b"\x16\x03\x01".to_vec();
+        assert!(matches!(
+            read(&mut buf),
+            Err(ReadError::Http(HttpError::TlsOnPlainPort))
+        ));
+        let mut buf = Vec::new();
+        c.write_all(b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n")
+            .unwrap();
+        assert!(matches!(
+            read(&mut buf),
+            Err(ReadError::TooLarge {
+                length: 17,
+                max: 16
+            })
         ));
     }
 }

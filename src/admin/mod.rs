@@ -431,7 +431,12 @@ fn refuse(stream: &TcpStream, e: http::ReadError) -> std::io::Result<()> {
                  was the slowest to arrive; retry\n"
             ),
         ),
-        http::ReadError::HeadTooLarge => (431, "request head too large\n".into()),
+        // The data port's status and reason for the same fault; a method the parser does not
+        // take (PUT, DELETE, HEAD) is one no admin path serves either.
+        http::ReadError::Http(crate::ws::Error::MethodNotGet) => {
+            (405, "method not allowed\n".into())
+        }
+        http::ReadError::Http(e) => (e.http_status().unwrap_or(400), format!("{}\n", e.reason())),
         http::ReadError::LengthRequired => (
             411,
             "chunked bodies are not accepted; send Content-Length\n".into(),
@@ -476,11 +481,13 @@ fn authorize(req: &Request, shared: &State) -> Result<(), (u16, &'static str, St
     }
     match shared.token.as_deref() {
         Some(token) => {
+            // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` is as good.
             let given = req
                 .authorization
                 .as_deref()
-                .and_then(|a| a.strip_prefix("Bearer "))
-                .unwrap_or("");
+                .and_then(|a| a.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map_or("", |(_, t)| t);
             if !same(given.trim().as_bytes(), token.as_bytes()) {
                 return Err((401, "text/plain", "a bearer token is required\n".into()));
             }

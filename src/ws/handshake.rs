@@ -166,7 +166,7 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// The query string without `?`, if any (not percent-decoded).
     pub query: Option<&'a str>,
-    /// The Host header.
+    /// The Host header (empty only for an HTTP/1.0 request that sent none).
     pub host: &'a str,
     /// The Origin header, if any.
     pub origin: Option<&'a str>,
@@ -452,7 +452,13 @@ fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
             }
         }
     }
-    let host = host.filter(|h| !h.is_empty()).ok_or(Error::MissingHost)?;
+    // HTTP/1.1 requires a Host (RFC 9112 §3.2); HTTP/1.0 predates it, and a load balancer's
+    // health check may still send none (HAProxy's `option httpchk` does by default).
+    let host = match host.filter(|h| !h.is_empty()) {
+        Some(h) => h,
+        None if http10 => "",
+        None => return Err(Error::MissingHost),
+    };
     let body_len = body_len.unwrap_or(0);
     if body_len > 0 && (upgrade || method != "POST") {
         return Err(Error::RequestBodyNotAllowed);
@@ -548,11 +554,15 @@ impl Rejection {
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        202 => "Accepted",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
         413 => "Content Too Large",
         414 => "URI Too Long",
         426 => "Upgrade Required",

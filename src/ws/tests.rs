@@ -485,6 +485,17 @@ fn a_plain_request_may_be_http_1_0_and_an_upgrade_may_not() {
     }
     let up = RFC_REQUEST.replace("HTTP/1.1\r\nHost", "HTTP/1.0\r\nHost");
     assert_eq!(parse(&up), Err(Error::UnsupportedHttpVersion));
+    // HTTP/1.0 predates Host: a plain 1.0 request may omit it, a 1.1 one may not.
+    let r = parse_plain(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(r.host, "");
+    assert_eq!(
+        parse_plain(b"GET /healthz HTTP/1.1\r\n\r\n").map(|_| ()),
+        Err(Error::MissingHost)
+    );
+    assert_eq!(
+        parse_plain(b"GET /healthz HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n").map(|_| ()),
+        Err(Error::DuplicateHeader)
+    );
 }
 
 #[test]
