@@ -192,6 +192,12 @@ fn a_request_that_could_be_read_two_ways_is_refused_whole() {
         assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "one answer: {text}");
         assert!(text.ends_with(&format!("{reason}\n")), "{text}");
     }
+    // A parameter given twice: which one counts is left to the reader, so neither does.
+    let twice = "POST /publish?topic=smuggled&topic=other HTTP/1.1\r\nHost: localhost\r\n\
+                 Content-Length: 1\r\nConnection: close\r\n\r\nx";
+    let (status, text) = exchange(srv.admin, twice.as_bytes(), T);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("duplicate_parameter topic"), "{text}");
     assert_eq!(srv.admin("GET", "/readyz").0, 200, "no drain happened");
     let (_, topics) = srv.admin("GET", "/topics");
     assert!(

@@ -308,6 +308,27 @@ fn publish_and_presence_on_the_data_port_with_a_token() {
     );
     assert_eq!(st, 400, "{text}");
     assert!(text.contains("duplicate_header"), "{text}");
+    // A parameter that names one thing, given twice: refused, not read as the first (a
+    // proxy or firewall in front may have read the second). Lists still add up.
+    for (method, path) in [
+        (
+            "POST",
+            format!("/publish?topic=chat.room&topic=secret.x&token={tok}"),
+        ),
+        (
+            "GET",
+            format!("/poll?topics=chat.room&cursor=x&cursor=y&token={tok}"),
+        ),
+        (
+            "GET",
+            format!("/sse?topics=chat.room&token={tok}&token={tok}"),
+        ),
+    ] {
+        let body: &[u8] = if method == "POST" { b"x" } else { b"" };
+        let (st, _, text) = call(srv.addr, method, &path, "", body, 1);
+        assert_eq!(st, 400, "{path}: {text}");
+        assert!(text.contains("duplicate_parameter "), "{path}: {text}");
+    }
 
     // A browser's preflight.
     let (st, head, _) = call(srv.addr, "OPTIONS", "/publish?topic=chat.room", "", b"", 1);

@@ -534,6 +534,12 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
         if let Err(refusal) = authorize(req, shared) {
             return refusal;
         }
+        // `?topic=a&topic=b` published to a: a proxy in front may have read b.
+        let once = ["topic", "user", "members"];
+        if let Some(name) = crate::ws::handshake::repeated_param(&req.query, &once) {
+            let why = format!("duplicate_parameter {name} (give it once)\n");
+            return (400, "text/plain", why);
+        }
     }
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/metrics") => {

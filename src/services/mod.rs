@@ -138,13 +138,28 @@ fn client_info(query: &str) -> Result<Option<Box<str>>, String> {
         })
 }
 
-/// Which service a request is for, or the refusal (400 for a bad subscription query, 404
-/// for an unknown path or an endpoint turned off).
+/// The query parameters that name one thing each (`topics=` and `resume=` are lists: theirs
+/// add up).
+const ONE_VALUE: [&str; 6] = ["topic", "binary", "members", "cursor", "client", "token"];
+
+/// Which service a request is for, or the refusal (400 for a bad subscription query or a
+/// parameter given twice, 404 for an unknown path or an endpoint turned off).
 pub fn route(
     req: &Request<'_>,
     limits: &crate::pubsub::TopicLimits,
     edge: &Edge,
 ) -> Result<Route, Answer> {
+    if let Some(name) = req
+        .query
+        .and_then(|q| crate::ws::handshake::repeated_param(q, &ONE_VALUE))
+    {
+        let why = format!("duplicate_parameter {name} (give it once)");
+        return Err(Answer::Refuse(
+            Limit::BadRequest,
+            Rejection::BadRequest,
+            why,
+        ));
+    }
     match req.path {
         "/echo" | "/" if edge.echo => Ok(Route::Echo),
         "/ws" if edge.pubsub => {

@@ -239,6 +239,24 @@ impl<'a> Request<'a> {
     }
 }
 
+/// The first of `once` (parameters that each name one thing) that `query` gives twice. A
+/// second value is refused rather than one of the two read: a proxy or firewall in front may
+/// read the other (HTTP parameter pollution). At most 32 names; one pass over the query.
+pub fn repeated_param<'n>(query: &str, once: &[&'n str]) -> Option<&'n str> {
+    debug_assert!(once.len() <= 32);
+    let mut seen = 0u32;
+    for kv in query.split('&') {
+        let k = kv.split_once('=').map_or(kv, |(k, _)| k);
+        if let Some(i) = once.iter().position(|n| *n == k) {
+            if seen & (1 << i) != 0 {
+                return Some(once[i]);
+            }
+            seen |= 1 << i;
+        }
+    }
+    None
+}
+
 /// Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key ++ GUID)).
 pub fn accept_key(key: &[u8]) -> [u8; 28] {
     let mut h = Sha1::new();

@@ -869,3 +869,17 @@ fn limit_errors_do_not_depend_on_chunking() {
         assert_eq!(whole, split, "{head:?}");
     }
 }
+
+#[test]
+fn a_parameter_that_names_one_thing_is_found_when_repeated() {
+    use crate::ws::handshake::repeated_param;
+    let once = ["topic", "cursor"];
+    assert_eq!(repeated_param("topic=a&cursor=1", &once), None);
+    assert_eq!(repeated_param("topics=a&topics=b&x&x", &once), None);
+    assert_eq!(repeated_param("topic=a&x=1&topic=b", &once), Some("topic"));
+    assert_eq!(
+        repeated_param("cursor&topic=a&cursor=", &once),
+        Some("cursor")
+    );
+    assert_eq!(repeated_param("", &once), None);
+}
