@@ -2,7 +2,14 @@
 //! `500ms`; a bare number is seconds), sizes (`64KiB`, `24GiB`, `1MB`; a bare number is
 //! bytes) and counts (`1M`, `10k`). Used as clap value parsers by every binary.
 
-/// A duration in seconds: `1.5`, `10s`, `500ms`, `250us`, `2m`, `1h`, `1d`.
+/// The longest duration taken: ten years. Longer ones are refused here, where the flag is
+/// named, rather than panicking where a `Duration` or a deadline is made of them (`1e30`
+/// once stopped the server at start-up with a panic in `Duration::from_secs_f64`). A flag
+/// that can mean "forever" says so with 0.
+pub const MAX_SECS: f64 = 10.0 * 365.0 * 86400.0;
+
+/// A duration in seconds: `1.5`, `10s`, `500ms`, `250us`, `2m`, `1h`, `1d`; at most
+/// [`MAX_SECS`].
 pub fn secs(s: &str) -> Result<f64, String> {
     let (num, unit) = split(s);
     let v: f64 = num
@@ -24,6 +31,11 @@ pub fn secs(s: &str) -> Result<f64, String> {
     let out = v * scale;
     if !out.is_finite() || out < 0.0 {
         return Err(format!("`{s}` is not a non-negative duration"));
+    }
+    if out > MAX_SECS {
+        return Err(format!(
+            "`{s}` is longer than ten years (where a flag takes 0 for forever, use that)"
+        ));
     }
     Ok(out)
 }
@@ -141,6 +153,12 @@ mod tests {
             .unwrap_err()
             .contains("unknown duration unit"));
         assert!(secs("fast").is_err());
+        // Long enough to mean forever, short enough for any deadline made of it.
+        assert_eq!(secs("3650d"), Ok(MAX_SECS));
+        for huge in ["1e30", "3651d", "1e10"] {
+            assert!(secs(huge).unwrap_err().contains("ten years"), "{huge}");
+            assert!(whole_secs(huge).is_err(), "{huge}");
+        }
         assert!(secs("-1s").is_err());
         assert_eq!(whole_secs("1500ms"), Ok(2));
     }

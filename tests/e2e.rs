@@ -1111,3 +1111,75 @@ fn userspace_bytes_per_connection_agrees_with_the_processs_rss() {
     assert!(state <= gauge, "the state part ({state} B) is part of it");
     drop(clients);
 }
+
+/// Every duration flag at its longest (ten years) starts a server that serves — a deadline
+/// made of each is made without overflow — and one longer is refused at start-up naming the
+/// flag: `--poll-hold 1e30` (or `--admin-request-timeout`, `--upgrade-timeout`) once
+/// stopped the server with a panic in `Duration::from_secs_f64`.
+#[test]
+fn durations_at_their_longest_serve_and_longer_ones_are_refused_by_name() {
+    let long = "3650d";
+    let srv = Server::start(&[
+        "--admin-request-timeout",
+        long,
+        "--handshake-timeout",
+        long,
+        "--ping-interval",
+        "3649d",
+        "--idle-timeout",
+        long,
+        "--drain-window",
+        long,
+        "--drain-grace",
+        long,
+        "--upgrade-timeout",
+        long,
+        "--poll-hold",
+        long,
+        "--history-ttl",
+        long,
+        "--presence-ttl",
+        long,
+        "--topic-idle-expiry",
+        long,
+        "--auth-leeway",
+        long,
+    ]);
+    assert_eq!(srv.admin("GET", "/healthz").0, 200);
+    let mut ws = Raw::connect_to(srv.addr, "/ws?topics=t");
+    assert!(matches!(ws.recv(), Got::Text(t) if t.contains("subscribed")));
+    // A poll held for its ten years, answered by a publish.
+    let mut poll = support::kept(srv.addr);
+    let first = support::ask_kept(&mut poll, "/poll?topics=t");
+    support::send_poll(&mut poll, "t", &support::cursor_of(&first));
+    srv.wait_metric("holdfast_long_polls_total", |v| v >= 2.0);
+    assert_eq!(support::publish(srv.admin, "t", b"hi", false).0, 200);
+    let (status, _, body) = support::read_answer(&mut poll);
+    assert!(status == 200 && body.contains("hi"), "{status} {body}");
+    assert!(matches!(ws.recv(), Got::Text(t) if t.contains("hi")));
+    for flag in [
+        "--poll-hold",
+        "--admin-request-timeout",
+        "--upgrade-timeout",
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "off",
+                flag,
+                "1e30",
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(
+            err.contains(flag) && err.contains("longer than ten years"),
+            "{flag}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
