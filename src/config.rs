@@ -454,6 +454,11 @@ impl ServeConfig {
              next send)",
         )?;
         range(
+            "max-message",
+            self.max_message >= 1,
+            "at least 1 byte (there is no unlimited: 0 refused every message and publish)",
+        )?;
+        range(
             "max-outbound",
             self.max_outbound >= 4096,
             "at least 4096 bytes",
@@ -766,6 +771,19 @@ mod tests {
         let mut v = vec!["holdfast"];
         v.extend_from_slice(extra);
         Serve::try_parse_from(v).unwrap().c
+    }
+
+    #[test]
+    fn a_zero_max_message_is_refused_not_taken_for_unlimited() {
+        // Other limits read 0 as "none"; this one read it as "nothing": every message closed
+        // 1009 and every publish was refused 413.
+        let err = parse(&["--max-message", "0"]).validate().unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--max-message must be at least 1 byte"),
+            "{err}"
+        );
+        assert!(parse(&["--max-message", "1"]).validate().is_ok());
     }
 
     #[test]

@@ -562,6 +562,34 @@ fn a_publish_no_subscriber_could_be_sent_is_refused_with_413_and_subscribers_sta
     }
 }
 
+#[test]
+fn a_publish_larger_than_a_worker_queue_holds_is_refused_as_too_large_not_overloaded() {
+    // It was answered 503 `overloaded … retry later` for ever: no retry could ever queue it.
+    let srv = Server::start(&["--publish-queue-bytes", "16KiB", "--max-message", "32768"]);
+    let mut sub = Raw::connect_to(srv.addr, "/ws?topics=q");
+    sub.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(matches!(sub.recv_non_ping(), Got::Text(t) if t.contains("subscribed")));
+    let big = vec![b'x'; 20_000];
+    let (status, body) = support::publish(srv.admin, "q", &big, true);
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body.contains("message_too_large_to_deliver") && body.contains("--publish-queue-bytes"),
+        "{body}"
+    );
+    let (status, body) = support::publish(srv.admin, "q", b"fits", false);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"seq\":1"),
+        "nothing was numbered before: {body}"
+    );
+    match sub.recv_non_ping() {
+        Got::Text(t) => assert!(t.contains("fits"), "{t}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// The `subscribed` reply for a raw client (skipping pings).
 fn ack(raw: &mut Raw) -> Value {
     match raw.recv_non_ping() {

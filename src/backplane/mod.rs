@@ -84,7 +84,9 @@ impl BackplaneError {
     pub fn status(&self) -> u16 {
         match self {
             Self::Unavailable(_) => 503,
-            Self::Refused(TopicError::TooLargeToDeliver { .. }) => 413,
+            Self::Refused(
+                TopicError::TooLargeToDeliver { .. } | TopicError::TooLargeForQueue { .. },
+            ) => 413,
             Self::Refused(
                 TopicError::Overloaded { .. }
                 | TopicError::MemoryBudget { .. }

@@ -688,6 +688,12 @@ impl Hub {
                 max: self.replay.max_frame,
             });
         }
+        if len > self.replay.queue_bytes {
+            return Err(TopicError::TooLargeForQueue {
+                bytes: len,
+                max: self.replay.queue_bytes,
+            });
+        }
         if let Some(b) = self.budget.get().filter(|b| b.exhausted()) {
             b.refused(false);
             return Err(TopicError::MemoryBudget { max: b.limit() });
@@ -1561,12 +1567,22 @@ mod tests {
         let d = rx[0].try_recv().unwrap();
         h.taken(0, &d);
         assert_eq!(h.publish("t", Payload::Binary(b"x")).unwrap().seq, 1001);
-        // Bytes bound too: a message bigger than the byte budget is refused.
+        // Bytes bound too: a message bigger than the byte budget could never be queued, so
+        // it is refused as too large (413), not as overloaded (503, "retry later", for ever).
         let (h, _rx, _) = hub(1);
         h.subscribe(0, "big", None).unwrap();
         let big = vec![0u8; 2 << 20];
+        let refused = h.publish("big", Payload::Binary(&big)).unwrap_err();
+        assert!(
+            matches!(refused, TopicError::TooLargeForQueue { max, .. } if max == 1 << 20),
+            "{refused:?}"
+        );
+        assert!(refused.reason().contains("--publish-queue-bytes"));
+        // One that fits the budget but not the room left in it is overloaded: retry.
+        let half = vec![0u8; 600 << 10];
+        h.publish("big", Payload::Binary(&half)).unwrap();
         assert!(matches!(
-            h.publish("big", Payload::Binary(&big)),
+            h.publish("big", Payload::Binary(&half)),
             Err(TopicError::Overloaded { .. })
         ));
         // A message no connection could be sent (over the per-connection cap) is refused
@@ -1576,7 +1592,13 @@ mod tests {
             h.publish("big", Payload::Binary(&huge)),
             Err(TopicError::TooLargeToDeliver { .. })
         ));
-        assert_eq!(h.publish("big", Payload::Binary(b"x")).unwrap().seq, 1);
+        assert_eq!(
+            h.refused(),
+            1,
+            "only the overloaded one counts as refused for room"
+        );
+        let next = h.publish("big", Payload::Binary(b"x")).unwrap();
+        assert_eq!(next.seq, 2, "no number was lost to the refusals");
     }
 
     #[test]

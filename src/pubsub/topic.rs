@@ -51,6 +51,15 @@ pub enum TopicError {
         /// The per-connection outbound cap.
         max: usize,
     },
+    /// The message's frame would be larger than a worker's delivery queue may hold
+    /// (`--publish-queue-bytes`): it could never be queued, so it is refused before it is
+    /// numbered (it was answered `overloaded … retry later`, for ever).
+    TooLargeForQueue {
+        /// The frame's size (a bound).
+        bytes: usize,
+        /// The queue's byte bound.
+        max: usize,
+    },
     /// The server holds as many topics as it allows (`--max-topics`).
     ServerTopicLimit {
         /// The limit.
@@ -83,6 +92,10 @@ impl TopicError {
             Self::TooLargeToDeliver { bytes, max } => format!(
                 "message_too_large_to_deliver ({bytes} bytes encoded; a connection queues at \
                  most {max}: --max-outbound)"
+            ),
+            Self::TooLargeForQueue { bytes, max } => format!(
+                "message_too_large_to_deliver ({bytes} bytes encoded; a worker's delivery \
+                 queue holds at most {max}: --publish-queue-bytes)"
             ),
             Self::MemoryBudget { max } => format!(
                 "overloaded (the server's memory budget of {max} bytes is exhausted; retry \
