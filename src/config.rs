@@ -670,6 +670,12 @@ impl ServeConfig {
                 }
             }
         }
+        if !(echo || pubsub) {
+            // An empty value (a template's unset variable) served nothing but 404s.
+            return Err(ConfigError::Auth(
+                "--endpoints: name at least one (echo, pubsub)".into(),
+            ));
+        }
         Ok(crate::services::identity::Edge {
             auth,
             origins,
@@ -784,6 +790,14 @@ mod tests {
             "{err}"
         );
         assert!(parse(&["--max-message", "1"]).validate().is_ok());
+    }
+
+    #[test]
+    fn endpoints_must_name_at_least_one() {
+        let err = parse(&["--endpoints", ""]).edge().map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("name at least one"), "{err}");
+        let e = parse(&["--endpoints", "pubsub"]).edge().unwrap();
+        assert!(e.pubsub && !e.echo);
     }
 
     #[test]
