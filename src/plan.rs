@@ -117,6 +117,9 @@ pub const STORM_HEADROOM: f64 = 0.25;
 /// Share of a node's cores planned for steady load (assumption: room for storms).
 pub const CPU_TARGET: f64 = 0.7;
 
+/// The smallest `--nofile` planned for.
+const MIN_NOFILE: u64 = 1024;
+
 /// What to plan for.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
@@ -250,6 +253,27 @@ pub fn compute(a: &PlanArgs, mem: u64, cores: u32) -> Result<Plan, String> {
     if a.connections == 0 || mem == 0 || cores == 0 {
         return Err("--connections, node memory and node cores must be positive".into());
     }
+    // `nan`, `inf` and `--msg-rate=-1` parse as numbers: refused here rather than planned as
+    // "NaN cores" or 18446744073709551615 nodes of 0 connections.
+    if !(a.msg_rate.is_finite() && a.msg_rate >= 0.0) {
+        return Err(format!(
+            "--msg-rate must be a number of messages a second ≥ 0, got {}",
+            a.msg_rate
+        ));
+    }
+    if !(a.ping_interval.is_finite() && a.ping_interval > 0.0) {
+        return Err(format!(
+            "--ping-interval must be a positive number of seconds (the server's is), got {}",
+            a.ping_interval
+        ));
+    }
+    if a.nofile < MIN_NOFILE {
+        return Err(format!(
+            "--nofile must be at least {MIN_NOFILE}: a node needs descriptors of its own and \
+             a file table of at least 256 per ring, got {}",
+            a.nofile
+        ));
+    }
     let n = a.connections as f64;
     let (user, kernel) = per_connection(a)?;
     let tls_extra = if a.tls {
@@ -270,17 +294,23 @@ pub fn compute(a: &PlanArgs, mem: u64, cores: u32) -> Result<Plan, String> {
     let echo = CPU_PER_ECHO.value * tls_ratio;
     let half = echo / 2.0;
     let msg_cpu = n * a.msg_rate * (half + a.fanout as f64 * half);
-    let ping_cpu = if a.ping_interval > 0.0 {
-        n / a.ping_interval * HEARTBEAT_CPU.value * tls_ratio
-    } else {
-        0.0
-    };
+    let ping_cpu = n / a.ping_interval * HEARTBEAT_CPU.value * tls_ratio;
     let storm_cpu_seconds = if a.tls {
         (n * SETUP_CPU[2].value, n * SETUP_CPU[1].value)
     } else {
         (n * SETUP_CPU[0].value, n * SETUP_CPU[0].value)
     };
     let cores_busy = msg_cpu + ping_cpu;
+    // One connection's share must fit a node, or no number of nodes holds the load.
+    let one = cores_busy / n;
+    let node_cpu = f64::from(cores) * CPU_TARGET;
+    if !(one.is_finite() && one <= node_cpu) {
+        return Err(format!(
+            "one connection's messages and heartbeats need {one:.3e} cores, more than a node's \
+             {node_cpu:.1} ({cores} at {:.0}%): lower --msg-rate or --fanout, or plan bigger nodes",
+            CPU_TARGET * 100.0
+        ));
+    }
     let egress = n * a.msg_rate * a.fanout as f64 * (a.payload as f64 + 4.0);
     let usable_mem = mem as f64 / (1.0 + STORM_HEADROOM);
     let conns_by_mem = ((usable_mem - fixed_per_node) / per_conn).max(0.0);
@@ -514,6 +544,30 @@ mod tests {
             .unwrap_err()
             .contains("no holdfast density run"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn inputs_that_are_not_numbers_or_loads_no_node_holds_are_refused() {
+        let refused = |f: &dyn Fn(&mut PlanArgs)| {
+            let mut a = args(1000);
+            f(&mut a);
+            compute(&a, 24 << 30, 2).unwrap_err()
+        };
+        assert!(refused(&|a| a.msg_rate = f64::NAN).contains("--msg-rate"));
+        assert!(refused(&|a| a.msg_rate = -1.0).contains("--msg-rate"));
+        assert!(refused(&|a| a.ping_interval = 0.0).contains("--ping-interval"));
+        assert!(refused(&|a| a.nofile = 0).contains("--nofile"));
+        let huge = refused(&|a| a.msg_rate = 1e308);
+        assert!(huge.contains("one connection's"), "{huge}");
+        let wide = refused(&|a| {
+            a.msg_rate = 1e6;
+            a.fanout = 1_000_000;
+        });
+        assert!(wide.contains("lower --msg-rate or --fanout"), "{wide}");
+        // A load that fits: planned.
+        let mut a = args(1000);
+        a.msg_rate = 10.0;
+        assert!(compute(&a, 24 << 30, 2).is_ok());
     }
 
     #[test]
