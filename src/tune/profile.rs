@@ -99,11 +99,30 @@ pub fn parse(name: &str, text: &str) -> Result<Profile, String> {
         if k.is_empty() || v.is_empty() || k.contains(char::is_whitespace) {
             return Err(format!("{name}:{}: malformed setting {line:?}", n + 1));
         }
+        if !is_sysctl_name(k) {
+            // The key becomes a path under /proc/sys, written as root: `fs/../../../etc/x`
+            // named a file outside it.
+            return Err(format!(
+                "{name}:{}: {k:?} is not a sysctl name (letters, digits, `_` and `-` \
+                 between dots or slashes)",
+                n + 1
+            ));
+        }
         entries.push((k.to_string(), v.to_string()));
     }
     Ok(Profile {
         name: name.to_string(),
         entries,
+    })
+}
+
+/// Whether `key` names a sysctl: components of letters, digits, `_` and `-`, joined by `.`
+/// or `/`, none empty (so none is `..` and the path stays under /proc/sys).
+fn is_sysctl_name(key: &str) -> bool {
+    key.split(['.', '/']).all(|c| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     })
 }
 
@@ -133,6 +152,27 @@ pub fn read_live(key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_that_is_not_a_sysctl_name_is_refused_before_it_becomes_a_path() {
+        for bad in [
+            "fs/../../../etc/hostname",
+            "net..core",
+            "/net.core.somaxconn",
+            "net.core.",
+            "net.core.some*",
+        ] {
+            let err = parse("p", &format!("{bad} = 1\n")).unwrap_err();
+            assert!(err.contains("is not a sysctl name"), "{bad}: {err}");
+        }
+        let p = parse(
+            "p",
+            "net/ipv4/tcp_rmem = 4096 1 2\nnet.ipv4.ip_local_port_range = 1 2\n",
+        )
+        .unwrap();
+        assert_eq!(p.entries.len(), 2);
+        assert_eq!(proc_path(&p.entries[0].0), "/proc/sys/net/ipv4/tcp_rmem");
+    }
 
     #[test]
     fn a_value_that_misses_says_how() {
