@@ -43,6 +43,27 @@ pub struct Run {
 
 /// Start the engine threads for `c`, running `mode`.
 pub fn launch(c: &Common, mode: Mode) -> Result<Run, String> {
+    // A run of nothing measured nothing: `hold --connections 0` held no connection until its
+    // hard timeout, and `--rate nan` ramped nothing, each then reporting zeros.
+    if c.connections == 0 {
+        return Err("--connections must be at least 1".into());
+    }
+    if !(c.rate.is_finite() && c.rate > 0.0) {
+        return Err(format!(
+            "--rate must be a positive number of new connections a second, got {}",
+            c.rate
+        ));
+    }
+    if c.concurrency == 0 {
+        return Err("--concurrency must be at least 1".into());
+    }
+    if let Mode::Echo { rate: Some(r), .. } = mode {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(format!(
+                "--message-rate must be a positive number of messages a second, got {r}"
+            ));
+        }
+    }
     let tls = c.tls()?;
     let targets: Vec<target::Target> = c
         .urls

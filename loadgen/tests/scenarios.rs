@@ -307,6 +307,37 @@ fn storm_drain_and_restart_every_client_sees_1012_and_comes_back() {
 }
 
 #[test]
+fn a_run_that_would_measure_nothing_is_refused_before_it_starts() {
+    // `hold --connections 0` held nothing until its hard timeout; `--rate nan` ramped
+    // nothing; both then reported zeros as if measured.
+    let target = url("127.0.0.1:9");
+    for (args, says) in [
+        (
+            vec!["hold", "--connections", "0"],
+            "--connections must be at least 1",
+        ),
+        (
+            vec!["hold", "--connections", "1", "--rate", "NaN"],
+            "--rate must be",
+        ),
+        (
+            vec!["echo", "--connections", "1", "--message-rate", "inf"],
+            "--message-rate must be",
+        ),
+        (
+            vec!["hold", "--connections", "1", "--concurrency", "0"],
+            "--concurrency must be",
+        ),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--url", &target, "--hard-timeout", "10"]);
+        let (code, _, out) = loadgen(&all);
+        assert_eq!(code, 2, "{args:?}: {out}");
+        assert!(out.contains(says), "{args:?}: {out}");
+    }
+}
+
+#[test]
 fn bad_targets_are_counted_by_reason_and_the_run_stays_bounded() {
     // Nothing listening: every attempt refused, exit code 1 (not everything established).
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
