@@ -329,6 +329,28 @@ fn publish_and_presence_on_the_data_port_with_a_token() {
         assert_eq!(st, 400, "{path}: {text}");
         assert!(text.contains("duplicate_parameter "), "{path}: {text}");
     }
+    // A 0-or-1 parameter with another value: `binary=true` published text, and
+    // `members=false` listed the members, each silently.
+    for (method, path, name) in [
+        (
+            "POST",
+            format!("/publish?topic=chat.room&binary=true&token={tok}"),
+            "binary",
+        ),
+        (
+            "GET",
+            format!("/presence?topic=presence:lobby&members=false&token={tok}"),
+            "members",
+        ),
+    ] {
+        let body: &[u8] = if method == "POST" { b"x" } else { b"" };
+        let (st, _, text) = call(srv.addr, method, &path, "", body, 1);
+        assert_eq!(st, 400, "{path}: {text}");
+        assert!(
+            text.contains(&format!("bad_parameter {name} (0 or 1)")),
+            "{text}"
+        );
+    }
 
     // A browser's preflight.
     let (st, head, _) = call(srv.addr, "OPTIONS", "/publish?topic=chat.room", "", b"", 1);
