@@ -202,7 +202,11 @@ fn a_request_that_could_be_read_two_ways_is_refused_whole() {
     let (status, text) = srv.admin("GET", "/presence?topic=presence:lobby&members=false");
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("bad_parameter members (0 or 1)"), "{text}");
-    assert_eq!(srv.admin("GET", "/presence?topic=presence:lobby&members=0").0, 200);
+    assert_eq!(
+        srv.admin("GET", "/presence?topic=presence:lobby&members=0")
+            .0,
+        200
+    );
     assert_eq!(srv.admin("GET", "/readyz").0, 200, "no drain happened");
     let (_, topics) = srv.admin("GET", "/topics");
     assert!(

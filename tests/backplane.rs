@@ -624,3 +624,89 @@ fn the_data_ports_api_publishes_and_answers_presence_through_the_broker() {
     );
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
+
+/// `SPUBLISH CHANNEL <bytes>` in RESP on a connection of its own (the bytes as they are:
+/// a frame's length may hold a NUL, which a command line cannot); the reply line.
+fn spublish(port: u16, channel: &str, body: &[u8]) -> String {
+    use std::io::{BufRead, Write};
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut cmd = format!(
+        "*3\r\n$8\r\nSPUBLISH\r\n${}\r\n{channel}\r\n${}\r\n",
+        channel.len(),
+        body.len()
+    )
+    .into_bytes();
+    cmd.extend_from_slice(body);
+    cmd.extend_from_slice(b"\r\n");
+    (&s).write_all(&cmd).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(&s).read_line(&mut line).unwrap();
+    line
+}
+
+/// A WebSocket text frame (unmasked, as a server sends it).
+fn server_text_frame(text: &str) -> Vec<u8> {
+    let mut f = Vec::new();
+    holdfast::ws::frame::encode_frame(&mut f, true, OpCode::Text, None, text.as_bytes());
+    f
+}
+
+#[test]
+fn a_presence_event_a_neighbour_publishes_into_the_broker_is_checked_not_forwarded() {
+    // Presence events travel between nodes as ready frames (`p <frame>` on `hf:{T}:m`), and
+    // were written to every subscriber's socket as received: whoever could publish there
+    // could send clients a Close frame or broken framing.
+    let redis = Redis::start();
+    let srv = node(&redis.url(), "A", &["--presence-events"]);
+    let (mut ws, _) = subscriber(srv.addr, "/ws?topics=presence:room", 1, "");
+    let channel = "hf:{presence:room}:m";
+    let event = |topic: &str, user: &str| {
+        format!(
+            r#"{{"type":"presence","topic":"{topic}","event":"join","member":{{"node":"Z","conn":"1","user":"{user}","client":null,"since":1}}}}"#
+        )
+    };
+    let mut forged = b"p ".to_vec();
+    forged.extend(server_text_frame(&event("presence:room", "forged")));
+    for bad in [
+        b"p \x88\x02\x03\xe8".to_vec(), // a Close frame, code 1000
+        b"p garbage".to_vec(),
+        [
+            &b"p "[..],
+            &server_text_frame(&event("presence:other", "x")),
+        ]
+        .concat(),
+        [
+            &b"p "[..],
+            &server_text_frame(r#"{"type":"message","data":"x"}"#),
+        ]
+        .concat(),
+    ] {
+        // Each reaches the node (1 subscriber: it listens on the channel).
+        assert_eq!(spublish(redis.port, channel, &bad).trim(), ":1");
+    }
+    assert_eq!(spublish(redis.port, channel, &forged).trim(), ":1");
+    srv.wait_metric("holdfast_backplane_malformed_total", |v| v == 4.0);
+    // The one that is a presence event for this topic is delivered (rebuilt); before it
+    // only presence events (the subscriber's own join): no close, no broken frame (`next`
+    // fails on anything but a text message).
+    for _ in 0..5 {
+        let v = next(&mut ws);
+        assert_eq!(v["type"], "presence", "{v}");
+        if v["member"]["user"] == "forged" {
+            break;
+        }
+        assert_eq!(
+            v["member"]["node"], "A",
+            "only the real join comes first: {v}"
+        );
+    }
+    // A real join still comes.
+    let (_other, _) = subscriber(srv.addr, "/ws?topics=presence:room&client=two", 1, "");
+    let v = next(&mut ws);
+    assert_eq!(
+        (v["event"].as_str(), v["member"]["client"].as_str()),
+        (Some("join"), Some("two")),
+        "{v}"
+    );
+}

@@ -594,7 +594,10 @@ impl Engine {
 
     fn on_message(&mut self, topic: &Arc<str>, body: &[u8]) -> Result<(), BrokerError> {
         if let Some(frame) = body.strip_prefix(b"p ") {
-            self.hub.event(topic, frame.into());
+            match presence::event_from_broker(topic, frame, self.hub.max_frame()) {
+                Some(event) => self.hub.event(topic, event),
+                None => self.malformed("a presence event that is not one for its topic"),
+            }
             return Ok(());
         }
         let Some(m) = parse_message(body) else {

@@ -124,6 +124,72 @@ pub fn event_frame(topic: &str, m: &Member, join: bool) -> Arc<[u8]> {
     text_frame(&body)
 }
 
+/// A presence event from another node (`p <frame>` on the topic's member channel), checked
+/// as everything from the broker is, since anyone who can publish there can send one: one
+/// whole unmasked text frame of at most `max` bytes, whose JSON is a presence event for this
+/// `topic` with a member of the shape [`event_frame`] writes. The frame that goes on is
+/// built here from the parsed member, never the bytes received: those went to every
+/// subscriber's socket as they were, so a neighbour could send clients a Close frame,
+/// a broken header, or (to an event stream) a raw CR that a browser takes for a line end.
+pub fn event_from_broker(topic: &str, frame: &[u8], max: usize) -> Option<Arc<[u8]>> {
+    #[derive(serde::Deserialize)]
+    struct Event {
+        r#type: String,
+        topic: String,
+        event: String,
+        member: Incoming,
+    }
+    #[derive(serde::Deserialize)]
+    struct Incoming {
+        node: String,
+        conn: String,
+        user: Option<String>,
+        client: Option<String>,
+        since: u64,
+    }
+    if frame.len() > max {
+        return None;
+    }
+    let payload = whole_text_frame(frame)?;
+    let e: Event = serde_json::from_slice(payload).ok()?;
+    let join = match e.event.as_str() {
+        "join" => true,
+        "leave" => false,
+        _ => return None,
+    };
+    if e.r#type != "presence" || e.topic != topic {
+        return None;
+    }
+    let m = Member {
+        node: e.member.node.into(),
+        conn: e.member.conn,
+        user: e.member.user.map(Into::into),
+        client: e.member.client.map(Into::into),
+        since: e.member.since,
+    };
+    Some(event_frame(topic, &m, join))
+}
+
+/// The payload of `frame` if it is exactly one final, unmasked text frame.
+fn whole_text_frame(frame: &[u8]) -> Option<&[u8]> {
+    let (&b0, &b1) = (frame.first()?, frame.get(1)?);
+    if b0 != 0x81 || b1 & 0x80 != 0 {
+        return None;
+    }
+    let (header, len) = match b1 & 0x7f {
+        126 => (
+            4,
+            usize::from(u16::from_be_bytes(frame.get(2..4)?.try_into().ok()?)),
+        ),
+        127 => {
+            let n = u64::from_be_bytes(frame.get(2..10)?.try_into().ok()?);
+            (10, usize::try_from(n).ok()?)
+        }
+        n => (2, usize::from(n)),
+    };
+    (frame.len().checked_sub(header)? == len).then(|| &frame[header..])
+}
+
 /// A presence report as JSON: `{"topic","connections","users","members"}`, listing at most
 /// `max_members` (then `"truncated": true`; the counts stay exact).
 pub fn report_json(topic: &str, r: &PresenceReport, max_members: usize) -> String {
@@ -162,6 +228,54 @@ mod tests {
             user: user.map(Into::into),
             client: None,
             since: 1,
+        }
+    }
+
+    #[test]
+    fn a_presence_event_from_the_broker_is_rebuilt_from_its_parsed_member_or_dropped() {
+        let t = "presence:room";
+        let real = event_frame(t, &m("B", "1f", Some("bob")), true);
+        assert_eq!(
+            event_from_broker(t, &real, 1 << 20).as_deref(),
+            Some(&real[..])
+        );
+        let leave = event_frame(t, &m("B", "1f", None), false);
+        assert_eq!(
+            event_from_broker(t, &leave, 1 << 20).as_deref(),
+            Some(&leave[..])
+        );
+        // JSON whitespace may hold a raw line break; what goes on is compact.
+        let spaced = text_frame(
+            r#"{"type":"presence",
+"topic":"presence:room","event":"join","member":{"node":"B","conn":"1","user":null,"client":null,"since":1}}"#,
+        );
+        let rebuilt = event_from_broker(t, &spaced, 1 << 20).unwrap();
+        assert!(!rebuilt.contains(&b'\r') && !rebuilt.contains(&b'\n'));
+        let mut masked = real.to_vec();
+        masked[1] |= 0x80;
+        let mut longer = real.to_vec();
+        longer.push(b' ');
+        for (what, bad) in [
+            ("a close frame", vec![0x88, 0x00]),
+            ("not a frame", b"garbage".to_vec()),
+            ("masked", masked),
+            ("a byte after the frame", longer),
+            (
+                "another topic",
+                event_frame("presence:other", &m("B", "1", None), true).to_vec(),
+            ),
+            (
+                "not presence",
+                text_frame(r#"{"type":"message","topic":"presence:room"}"#).to_vec(),
+            ),
+            ("too large", real.to_vec()),
+        ] {
+            let max = if what == "too large" {
+                real.len() - 1
+            } else {
+                1 << 20
+            };
+            assert_eq!(event_from_broker(t, &bad, max), None, "{what}");
         }
     }
 
