@@ -359,20 +359,8 @@ fn unusable_key_material_stops_the_server_at_start_up_with_a_reason() {
             "/nonexistent/key.pem",
         ),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin",
-                "off",
-                flag,
-                &path,
-            ])
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let (code, err) = support::serve_refused(&[flag, &path]);
+        assert_ne!(code, Some(0), "{flag} {path}: {err}");
         assert!(err.contains(says), "{flag} {path}: {err}");
     }
     let _ = std::fs::remove_file(short);

@@ -1162,20 +1162,8 @@ fn durations_at_their_longest_serve_and_longer_ones_are_refused_by_name() {
         "--admin-request-timeout",
         "--upgrade-timeout",
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin",
-                "off",
-                flag,
-                "1e30",
-            ])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        let (code, err) = support::serve_refused(&[flag, "1e30"]);
+        assert_eq!(code, Some(2), "{flag}: {err}");
         assert!(
             err.contains(flag) && err.contains("longer than ten years"),
             "{flag}: {err}"

@@ -203,6 +203,18 @@ impl Drop for Server {
     }
 }
 
+/// `holdfast serve --listen 127.0.0.1:0 --admin off EXTRA…` run to its exit, as a start-up
+/// refusal ends it: its exit code and standard error.
+pub fn serve_refused(extra: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "off"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), err)
+}
+
 /// A minimal HTTP/1.1 request; returns (status, body).
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     request(
