@@ -542,22 +542,33 @@ fn a_publish_no_subscriber_could_be_sent_is_refused_with_413_and_subscribers_sta
     // whose frame is larger than a connection may queue is refused at publish time instead
     // of closing every subscriber as a slow consumer.
     let srv = Server::start(&["--max-outbound", "65536", "--max-message", "32768"]);
-    let mut sub = Raw::connect_to(srv.addr, "/ws?topics=big");
-    sub.stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    assert!(matches!(sub.recv_non_ping(), Got::Text(t) if t.contains("subscribed")));
+    let mut sub = raw_subscriber(&srv, "big");
     // 20,000 control characters: 20 KB in, 120 KB as a JSON string.
     let nasty = "\u{1}".repeat(20_000);
     let (status, body) = support::publish(srv.admin, "big", nasty.as_bytes(), false);
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("message_too_large_to_deliver"), "{body}");
     // Nothing was numbered, and the subscriber still gets the next message.
-    let (status, body) = support::publish(srv.admin, "big", b"fine", false);
+    first_message_arrives(&srv, &mut sub, "big", "fine");
+}
+
+/// A raw `/ws` subscriber of `topic`, its `subscribed` reply read.
+fn raw_subscriber(srv: &Server, topic: &str) -> Raw {
+    let mut sub = Raw::connect_to(srv.addr, &format!("/ws?topics={topic}"));
+    sub.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(matches!(sub.recv_non_ping(), Got::Text(t) if t.contains("subscribed")));
+    sub
+}
+
+/// `text` published to `topic` is numbered 1 (nothing before it was) and reaches `sub`.
+fn first_message_arrives(srv: &Server, sub: &mut Raw, topic: &str, text: &str) {
+    let (status, body) = support::publish(srv.admin, topic, text.as_bytes(), false);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"seq\":1"), "{body}");
     match sub.recv_non_ping() {
-        Got::Text(t) => assert!(t.contains("\"seq\":1") && t.contains("fine"), "{t}"),
+        Got::Text(t) => assert!(t.contains("\"seq\":1") && t.contains(text), "{t}"),
         other => panic!("{other:?}"),
     }
 }
@@ -566,11 +577,7 @@ fn a_publish_no_subscriber_could_be_sent_is_refused_with_413_and_subscribers_sta
 fn a_publish_larger_than_a_worker_queue_holds_is_refused_as_too_large_not_overloaded() {
     // It was answered 503 `overloaded … retry later` for ever: no retry could ever queue it.
     let srv = Server::start(&["--publish-queue-bytes", "16KiB", "--max-message", "32768"]);
-    let mut sub = Raw::connect_to(srv.addr, "/ws?topics=q");
-    sub.stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    assert!(matches!(sub.recv_non_ping(), Got::Text(t) if t.contains("subscribed")));
+    let mut sub = raw_subscriber(&srv, "q");
     let big = vec![b'x'; 20_000];
     let (status, body) = support::publish(srv.admin, "q", &big, true);
     assert_eq!(status, 413, "{body}");
@@ -578,16 +585,7 @@ fn a_publish_larger_than_a_worker_queue_holds_is_refused_as_too_large_not_overlo
         body.contains("message_too_large_to_deliver") && body.contains("--publish-queue-bytes"),
         "{body}"
     );
-    let (status, body) = support::publish(srv.admin, "q", b"fits", false);
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        body.contains("\"seq\":1"),
-        "nothing was numbered before: {body}"
-    );
-    match sub.recv_non_ping() {
-        Got::Text(t) => assert!(t.contains("fits"), "{t}"),
-        other => panic!("{other:?}"),
-    }
+    first_message_arrives(&srv, &mut sub, "q", "fits");
 }
 
 /// The `subscribed` reply for a raw client (skipping pings).
