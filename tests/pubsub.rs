@@ -548,6 +548,11 @@ fn a_publish_no_subscriber_could_be_sent_is_refused_with_413_and_subscribers_sta
     let (status, body) = support::publish(srv.admin, "big", nasty.as_bytes(), false);
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("message_too_large_to_deliver"), "{body}");
+    // The same message to a user: refused alike, not skipped by each of its connections.
+    let head = "POST /publish?user=ann HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n";
+    let (status, body) = support::request(srv.admin, head, nasty.as_bytes());
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("message_too_large_to_deliver"), "{body}");
     // Nothing was numbered, and the subscriber still gets the next message.
     first_message_arrives(&srv, &mut sub, "big", "fine");
 }

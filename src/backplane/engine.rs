@@ -579,14 +579,18 @@ impl Engine {
 
     fn on_user(&self, user: &Arc<str>, body: &[u8]) {
         if body == b"k" {
-            return super::deliver_user(&self.hub, user, None);
+            let _ = super::deliver_user(&self.hub, user, None);
+            return;
         }
         match body {
             [b'd', b' ', k @ (b't' | b'b'), b' ', data @ ..] => {
                 if *k == b't' && std::str::from_utf8(data).is_err() {
                     return self.malformed("a text message to a user that is not UTF-8");
                 }
-                super::deliver_user(&self.hub, user, Some((*k == b'b', data.to_vec())));
+                let direct = Some((*k == b'b', data.to_vec()));
+                if super::deliver_user(&self.hub, user, direct).is_err() {
+                    self.malformed("a message to a user larger than a connection may be sent");
+                }
             }
             _ => self.malformed("an unknown message on a user channel"),
         }

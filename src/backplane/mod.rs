@@ -430,14 +430,28 @@ impl Backplane {
     /// `None` close them all; returns the nodes reached (this one: 1 if it holds the user).
     pub fn to_user(&self, user: &str, data: Option<Payload<'_>>) -> Result<u64, BackplaneError> {
         let user: Arc<str> = user.into();
+        let too_large = |bytes| {
+            BackplaneError::Refused(TopicError::TooLargeToDeliver {
+                bytes,
+                max: self.hub.max_frame(),
+            })
+        };
         if !self.is_broker() {
             let here = self
                 .users
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .contains_key(&user);
-            deliver_user(&self.hub, &user, data.map(split));
+            deliver_user(&self.hub, &user, data.map(split)).map_err(too_large)?;
             return Ok(u64::from(here));
+        }
+        // Refused here, as a topic's message is, rather than skipped by every connection of
+        // the user on every node.
+        if let Some((binary, bytes)) = data.map(split) {
+            let frame = pubsub::encode_direct(&user, binary, &bytes);
+            if frame.len() > self.hub.max_frame() {
+                return Err(too_large(frame.len()));
+            }
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
         let job = Job::User {
@@ -562,12 +576,18 @@ impl Backplane {
 }
 
 /// Queue a user's message (or, with `data` None, a kick) for every worker of this node.
-fn deliver_user(hub: &Hub, user: &Arc<str>, data: Option<(bool, Vec<u8>)>) {
+///
+/// Err (nothing delivered): the message's frame is larger than a connection may be sent,
+/// with its size; every connection would have skipped it without a word.
+fn deliver_user(hub: &Hub, user: &Arc<str>, data: Option<(bool, Vec<u8>)>) -> Result<(), usize> {
     let (kind, frame) = match data {
-        Some((binary, bytes)) => (
-            Kind::Direct(user.clone()),
-            pubsub::encode_direct(user, binary, &bytes),
-        ),
+        Some((binary, bytes)) => {
+            let frame = pubsub::encode_direct(user, binary, &bytes);
+            if frame.len() > hub.max_frame() {
+                return Err(frame.len());
+            }
+            (Kind::Direct(user.clone()), frame)
+        }
         None => (Kind::Kick(user.clone()), Arc::from(&[][..])),
     };
     hub.broadcast(&Delivery {
@@ -578,6 +598,7 @@ fn deliver_user(hub: &Hub, user: &Arc<str>, data: Option<(bool, Vec<u8>)>) {
         recipients: 0,
         at: None,
     });
+    Ok(())
 }
 
 /// A payload as the broker carries it: (binary?, bytes).
