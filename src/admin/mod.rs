@@ -727,11 +727,9 @@ fn presence(req: &Request, shared: &State) -> (u16, &'static str, String) {
             "not a presence topic (see --presence-prefix)\n".into(),
         );
     }
-    let list = match query_param(&req.query, "members") {
-        None | Some("1") => true,
-        Some("0") => false,
-        // `members=false` listed them, silently.
-        Some(_) => return (400, "text/plain", "bad_parameter members (0 or 1)\n".into()),
+    let members = query_param(&req.query, "members");
+    let Some(list) = crate::ws::handshake::zero_or_one(members, true) else {
+        return (400, "text/plain", "bad_parameter members (0 or 1)\n".into());
     };
     match shared.backplane.who(topic, list) {
         Ok(r) => (

@@ -108,19 +108,15 @@ fn call(req: &Request<'_>, limits: &crate::pubsub::TopicLimits) -> Result<Call, 
     })
 }
 
-/// A 0-or-1 parameter: `default` when absent, a 400 for any other value (`binary=true`
-/// published text and `members=false` listed the members, each silently).
+/// A 0-or-1 parameter: `default` when absent, a 400 for any other value.
 fn flag(req: &Request<'_>, name: &str, default: bool) -> Result<bool, Answer> {
-    match req.query_param(name) {
-        None => Ok(default),
-        Some("1") => Ok(true),
-        Some("0") => Ok(false),
-        Some(_) => Err(Answer::Refuse(
+    crate::ws::handshake::zero_or_one(req.query_param(name), default).ok_or_else(|| {
+        Answer::Refuse(
             Limit::BadRequest,
             Rejection::BadRequest,
             format!("bad_parameter {name} (0 or 1)"),
-        )),
-    }
+        )
+    })
 }
 
 /// The `client=` parameter of a pub/sub upgrade: at most 64 bytes of `A-Z a-z 0-9 . _ - : /`.

@@ -239,6 +239,17 @@ impl<'a> Request<'a> {
     }
 }
 
+/// A 0-or-1 query parameter's value: `default` when absent, None for anything else
+/// (`binary=true` and `members=false` were once read silently the other way).
+pub fn zero_or_one(value: Option<&str>, default: bool) -> Option<bool> {
+    match value {
+        None => Some(default),
+        Some("1") => Some(true),
+        Some("0") => Some(false),
+        Some(_) => None,
+    }
+}
+
 /// The first of `once` (parameters that each name one thing) that `query` gives twice. A
 /// second value is refused rather than one of the two read: a proxy or firewall in front may
 /// read the other (HTTP parameter pollution). At most 32 names; one pass over the query.
