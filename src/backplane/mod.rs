@@ -436,27 +436,25 @@ impl Backplane {
                 max: self.hub.max_frame(),
             })
         };
+        let data = data.map(split);
         if !self.is_broker() {
             let here = self
                 .users
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .contains_key(&user);
-            deliver_user(&self.hub, &user, data.map(split)).map_err(too_large)?;
+            deliver_user(&self.hub, &user, data).map_err(too_large)?;
             return Ok(u64::from(here));
         }
         // Refused here, as a topic's message is, rather than skipped by every connection of
         // the user on every node.
-        if let Some((binary, bytes)) = data.map(split) {
-            let frame = pubsub::encode_direct(&user, binary, &bytes);
-            if frame.len() > self.hub.max_frame() {
-                return Err(too_large(frame.len()));
-            }
+        if let Some((binary, bytes)) = &data {
+            direct_frame(&self.hub, &user, *binary, bytes).map_err(too_large)?;
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
         let job = Job::User {
             user,
-            data: data.map(split),
+            data,
             reply: ReplyTo::Caller(tx),
         };
         match self.wait(job, &rx)? {
@@ -581,13 +579,10 @@ impl Backplane {
 /// with its size; every connection would have skipped it without a word.
 fn deliver_user(hub: &Hub, user: &Arc<str>, data: Option<(bool, Vec<u8>)>) -> Result<(), usize> {
     let (kind, frame) = match data {
-        Some((binary, bytes)) => {
-            let frame = pubsub::encode_direct(user, binary, &bytes);
-            if frame.len() > hub.max_frame() {
-                return Err(frame.len());
-            }
-            (Kind::Direct(user.clone()), frame)
-        }
+        Some((binary, bytes)) => (
+            Kind::Direct(user.clone()),
+            direct_frame(hub, user, binary, &bytes)?,
+        ),
         None => (Kind::Kick(user.clone()), Arc::from(&[][..])),
     };
     hub.broadcast(&Delivery {
@@ -599,6 +594,16 @@ fn deliver_user(hub: &Hub, user: &Arc<str>, data: Option<(bool, Vec<u8>)>) -> Re
         at: None,
     });
     Ok(())
+}
+
+/// A user's message as its connections are sent it, or its size when that is larger than
+/// a connection may be sent.
+fn direct_frame(hub: &Hub, user: &str, binary: bool, bytes: &[u8]) -> Result<Arc<[u8]>, usize> {
+    let frame = pubsub::encode_direct(user, binary, bytes);
+    if frame.len() > hub.max_frame() {
+        return Err(frame.len());
+    }
+    Ok(frame)
 }
 
 /// A payload as the broker carries it: (binary?, bytes).
