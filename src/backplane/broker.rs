@@ -89,6 +89,8 @@ fn protocol(e: resp::ProtocolError) -> io::Error {
 pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// What is decoded of the value under way (`buf` holds only what follows it).
+    decoder: resp::Decoder,
     limits: Limits,
     /// The node's `host:port`.
     pub addr: String,
@@ -110,6 +112,7 @@ impl Conn {
         let mut c = Self {
             stream,
             buf: Vec::new(),
+            decoder: resp::Decoder::default(),
             limits: Limits::default(),
             addr: addr.to_string(),
         };
@@ -142,8 +145,7 @@ impl Conn {
     /// Read one value, waiting up to the timeout.
     pub fn read(&mut self) -> io::Result<Value> {
         loop {
-            if let Some((v, n)) = resp::decode(&self.buf, &self.limits).map_err(protocol)? {
-                self.buf.drain(..n);
+            if let Some(v) = self.decode()? {
                 return Ok(v);
             }
             let mut chunk = [0u8; 16 * 1024];
@@ -181,11 +183,20 @@ impl Conn {
             }
         };
         self.stream.set_nonblocking(false)?;
-        while let Some((v, n)) = resp::decode(&self.buf, &self.limits).map_err(protocol)? {
-            self.buf.drain(..n);
+        while let Some(v) = self.decode()? {
             out.push(v);
         }
         r
+    }
+
+    /// The next whole value from what has been read, if it is all there.
+    fn decode(&mut self) -> io::Result<Option<Value>> {
+        let (v, used) = self
+            .decoder
+            .next(&self.buf, &self.limits)
+            .map_err(protocol)?;
+        self.buf.drain(..used);
+        Ok(v)
     }
 
     /// One command and its reply.

@@ -103,11 +103,145 @@ pub fn encode<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
 /// Decode one value from the front of `buf`: `Ok(Some((value, bytes used)))`, or `Ok(None)`
 /// when `buf` does not hold a whole value yet.
 pub fn decode(buf: &[u8], limits: &Limits) -> Result<Option<(Value, usize)>, ProtocolError> {
-    let mut pos = 0;
-    match value(buf, &mut pos, limits, 0)? {
-        Some(v) => Ok(Some((v, pos))),
-        None => Ok(None),
+    match Decoder::default().next(buf, limits)? {
+        (Some(v), used) => Ok(Some((v, used))),
+        (None, _) => Ok(None),
     }
+}
+
+/// A decoder that keeps the part of a value already decoded, so a reply that arrives in
+/// many reads is decoded once in all, not again from its start after every read: until the
+/// sixty-first sitting the connection re-decoded (and copied) every complete element of a
+/// reply with each 16 KiB read, and a 30 MB reply kept the backplane's thread for seconds.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    /// The arrays under way, outermost first: the elements decoded and how many are to come.
+    open: Vec<(Vec<Value>, usize)>,
+}
+
+impl Decoder {
+    /// Decode from the front of `buf`, which starts where the last call's used bytes ended:
+    /// `(Some(value), used)` once a value is whole, else `(None, used)` — the bytes of whole
+    /// elements kept here, which the caller drops from its buffer either way. After an
+    /// error the decoder is in no useful state: drop the connection.
+    pub fn next(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+    ) -> Result<(Option<Value>, usize), ProtocolError> {
+        let mut pos = 0;
+        loop {
+            let start = pos;
+            let Some(v) = self.element(buf, &mut pos, limits)? else {
+                return Ok((None, start));
+            };
+            let mut v = match v {
+                Element::Value(v) => v,
+                Element::Array(n) => {
+                    // Each element takes at least 3 bytes: do not reserve for what cannot be
+                    // there yet.
+                    let cap = n.min((buf.len() - pos) / 3 + 1);
+                    self.open.push((Vec::with_capacity(cap), n));
+                    continue;
+                }
+            };
+            // Whole: into the array under way, closing every array it completes.
+            loop {
+                let Some((items, left)) = self.open.last_mut() else {
+                    return Ok((Some(v), pos));
+                };
+                items.push(v);
+                *left -= 1;
+                if *left > 0 {
+                    break;
+                }
+                let (items, _) = self.open.pop().unwrap_or_default();
+                v = Value::Array(Some(items));
+            }
+        }
+    }
+
+    /// One scalar, or the head of a non-empty array, from `buf[*pos..]` (None: not all
+    /// there yet, `pos` unmoved).
+    fn element(
+        &self,
+        buf: &[u8],
+        pos: &mut usize,
+        limits: &Limits,
+    ) -> Result<Option<Element>, ProtocolError> {
+        if self.open.len() > limits.depth {
+            return Err(ProtocolError(format!(
+                "nested deeper than {}",
+                limits.depth
+            )));
+        }
+        let start = *pos;
+        let Some(&tag) = buf.get(start) else {
+            return Ok(None);
+        };
+        let mut at = start + 1;
+        let Some(l) = line(buf, &mut at)? else {
+            return Ok(None);
+        };
+        let text = |l: &[u8]| String::from_utf8_lossy(l).into_owned();
+        let e = match tag {
+            b'+' => Element::Value(Value::Simple(text(l))),
+            b'-' => Element::Value(Value::Error(text(l))),
+            b':' => Element::Value(Value::Int(number(l)?)),
+            b'$' => {
+                let n = number(l)?;
+                if n < 0 {
+                    Element::Value(Value::Bulk(None))
+                } else {
+                    let n = n as usize;
+                    if n > limits.bulk {
+                        return Err(ProtocolError(format!(
+                            "bulk of {n} bytes (max {})",
+                            limits.bulk
+                        )));
+                    }
+                    if buf.len() < at + n + 2 {
+                        return Ok(None);
+                    }
+                    if &buf[at + n..at + n + 2] != b"\r\n" {
+                        return Err(ProtocolError("bulk not followed by CRLF".into()));
+                    }
+                    let b = buf[at..at + n].to_vec();
+                    at += n + 2;
+                    Element::Value(Value::Bulk(Some(b)))
+                }
+            }
+            b'*' => {
+                let n = number(l)?;
+                if n < 0 {
+                    Element::Value(Value::Array(None))
+                } else if n == 0 {
+                    Element::Value(Value::Array(Some(Vec::new())))
+                } else {
+                    let n = n as usize;
+                    if n > limits.elements {
+                        return Err(ProtocolError(format!(
+                            "array of {n} elements (max {})",
+                            limits.elements
+                        )));
+                    }
+                    Element::Array(n)
+                }
+            }
+            t => {
+                return Err(ProtocolError(format!("unknown type byte 0x{t:02x}")));
+            }
+        };
+        *pos = at;
+        Ok(Some(e))
+    }
+}
+
+/// What one step of [`Decoder::next`] read.
+enum Element {
+    Value(Value),
+    /// The head of an array of this many elements (at least one).
+    Array(usize),
 }
 
 fn line<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, ProtocolError> {
@@ -127,80 +261,6 @@ fn number(l: &[u8]) -> Result<i64, ProtocolError> {
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| ProtocolError(format!("not a number: {:?}", String::from_utf8_lossy(l))))
-}
-
-fn value(
-    buf: &[u8],
-    pos: &mut usize,
-    limits: &Limits,
-    depth: usize,
-) -> Result<Option<Value>, ProtocolError> {
-    if depth > limits.depth {
-        return Err(ProtocolError(format!(
-            "nested deeper than {}",
-            limits.depth
-        )));
-    }
-    let Some(&tag) = buf.get(*pos) else {
-        return Ok(None);
-    };
-    *pos += 1;
-    let Some(l) = line(buf, pos)? else {
-        return Ok(None);
-    };
-    let text = |l: &[u8]| String::from_utf8_lossy(l).into_owned();
-    Ok(Some(match tag {
-        b'+' => Value::Simple(text(l)),
-        b'-' => Value::Error(text(l)),
-        b':' => Value::Int(number(l)?),
-        b'$' => {
-            let n = number(l)?;
-            if n < 0 {
-                return Ok(Some(Value::Bulk(None)));
-            }
-            let n = n as usize;
-            if n > limits.bulk {
-                return Err(ProtocolError(format!(
-                    "bulk of {n} bytes (max {})",
-                    limits.bulk
-                )));
-            }
-            if buf.len() < *pos + n + 2 {
-                return Ok(None);
-            }
-            if &buf[*pos + n..*pos + n + 2] != b"\r\n" {
-                return Err(ProtocolError("bulk not followed by CRLF".into()));
-            }
-            let b = buf[*pos..*pos + n].to_vec();
-            *pos += n + 2;
-            Value::Bulk(Some(b))
-        }
-        b'*' => {
-            let n = number(l)?;
-            if n < 0 {
-                return Ok(Some(Value::Array(None)));
-            }
-            let n = n as usize;
-            if n > limits.elements {
-                return Err(ProtocolError(format!(
-                    "array of {n} elements (max {})",
-                    limits.elements
-                )));
-            }
-            // Each element takes at least 3 bytes: do not reserve for what cannot be there.
-            let mut items = Vec::with_capacity(n.min((buf.len() - *pos) / 3 + 1));
-            for _ in 0..n {
-                match value(buf, pos, limits, depth + 1)? {
-                    Some(v) => items.push(v),
-                    None => return Ok(None),
-                }
-            }
-            Value::Array(Some(items))
-        }
-        t => {
-            return Err(ProtocolError(format!("unknown type byte 0x{t:02x}")));
-        }
-    }))
 }
 
 /// The hash slot of `key` in a Redis Cluster (CRC16/XMODEM of the key, or of the part
@@ -263,6 +323,49 @@ mod tests {
         for cut in 0..whole.len() {
             assert_eq!(decode(&whole[..cut], &Limits::default()), Ok(None), "{cut}");
         }
+    }
+
+    /// Feeds `whole` to a [`Decoder`] in `piece`-byte reads, as a connection does (dropping
+    /// the used bytes from its buffer); returns the values and the most bytes the buffer held.
+    fn in_pieces(whole: &[u8], piece: usize) -> (Vec<Value>, usize) {
+        let (mut d, mut buf, mut out, mut most) = (Decoder::default(), Vec::new(), vec![], 0);
+        for chunk in whole.chunks(piece) {
+            buf.extend_from_slice(chunk);
+            most = most.max(buf.len());
+            loop {
+                let (v, used) = d.next(&buf, &Limits::default()).unwrap();
+                buf.drain(..used);
+                match v {
+                    Some(v) => out.push(v),
+                    None => break,
+                }
+            }
+        }
+        assert!(buf.is_empty() && d.open.is_empty());
+        (out, most)
+    }
+
+    #[test]
+    fn a_reply_read_in_pieces_is_decoded_once_not_again_from_its_start() {
+        // A reply like a presence listing: 20,000 records (~1 MB), then a second reply.
+        let parts: Vec<Vec<u8>> = (0..20_000)
+            .map(|i| format!("member {i} with its record {}", "x".repeat(i % 40)).into())
+            .collect();
+        let mut whole = Vec::new();
+        encode(&mut whole, &parts);
+        let one = whole.len();
+        encode(&mut whole, &["PONG"]);
+        for piece in [1, 7, 16 * 1024] {
+            let (values, most) = in_pieces(&whole, piece);
+            assert_eq!(values.len(), 2, "{piece}");
+            assert_eq!(values[0], all(&whole[..one]), "{piece}");
+            // The buffer holds at most one unfinished element and one read: what was
+            // decoded is not kept to be decoded again.
+            assert!(most < 100 + piece, "{piece}: the buffer held {most} bytes");
+        }
+        // Arrays nested and empty, split everywhere.
+        let nested = b"*3\r\n*2\r\n*0\r\n$1\r\na\r\n*-1\r\n*1\r\n*1\r\n:5\r\n";
+        assert_eq!(in_pieces(nested, 1).0, vec![all(nested)]);
     }
 
     #[test]
