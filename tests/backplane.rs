@@ -719,3 +719,133 @@ fn a_presence_event_a_neighbour_publishes_into_the_broker_is_checked_not_forward
     });
     assert!(two_joined, "the real join came");
 }
+
+/// Commands pipelined on a connection of their own, then every reply, decoded.
+fn redis_pipeline(port: u16, cmds: &[Vec<String>]) -> Vec<holdfast::backplane::resp::Value> {
+    use holdfast::backplane::resp::{encode, Decoder, Limits};
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut out = Vec::new();
+    for c in cmds {
+        encode(&mut out, c);
+    }
+    s.write_all(&out).unwrap();
+    let (mut d, mut buf, mut got) = (Decoder::default(), Vec::new(), Vec::new());
+    let mut chunk = [0u8; 64 * 1024];
+    while got.len() < cmds.len() {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "redis closed after {} replies", got.len());
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            let (v, used) = d.next(&buf, &Limits::default()).unwrap();
+            buf.drain(..used);
+            match v {
+                Some(v) => got.push(v),
+                None => break,
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn a_crowded_presence_topic_and_a_long_history_cost_what_is_asked() {
+    // A presence query fetched every member from the broker (HGETALL) and a topic's history
+    // came as one reply decoded again from its start after every read: a client asking
+    // about a topic of 200,000 members kept its node's backplane thread five seconds a time.
+    let redis = Redis::start();
+    let url = redis.url();
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let a = node(&url, "A", &[]);
+    // 2,500 members of 100 users, written as a node writes them (A loaded the functions).
+    let topic = "presence:crowd";
+    let keys = ["p", "x", "u"].map(|k| format!("hf:{{{topic}}}:{k}"));
+    let expires = (std::time::SystemTime::now() + Duration::from_secs(3600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let joins: Vec<Vec<String>> = (0..2500)
+        .map(|i| {
+            let info = json!({"node": "z", "conn": format!("{i:x}"), "client": null, "since": 1});
+            let mut c = vec!["FCALL".into(), "hf_join".into(), "3".into()];
+            c.extend(keys.iter().cloned());
+            c.extend([
+                format!("z/{i:x}"),
+                format!("u{}", i % 100),
+                info.to_string(),
+            ]);
+            c.push(expires.clone());
+            c
+        })
+        .collect();
+    let replies = redis_pipeline(port, &joins);
+    assert!(
+        replies.iter().all(|r| r.int() == Some(1)),
+        "{:?}",
+        replies[0]
+    );
+    // The broker lists at most what it is asked for, and all to a caller that names no
+    // bound (a node of an earlier version mid-deploy).
+    let query = |max: Option<&str>| {
+        let mut c: Vec<String> = vec!["FCALL".into(), "hf_presence".into(), "3".into()];
+        c.extend(keys.iter().cloned());
+        c.extend(["0".into(), "1".into()]);
+        c.extend(max.map(String::from));
+        let r = redis_pipeline(port, &[c]).remove(0);
+        let items = r.items().unwrap().to_vec();
+        (
+            items[0].int(),
+            items[1].int(),
+            items[2].items().unwrap().len(),
+        )
+    };
+    assert_eq!(query(Some("10")), (Some(2500), Some(100), 20));
+    assert_eq!(query(Some("0")), (Some(2500), Some(100), 0));
+    assert_eq!(query(Some("9999")), (Some(2500), Some(100), 5000));
+    assert_eq!(query(None), (Some(2500), Some(100), 5000));
+    // The data port lists 1,000 and says so; the counts stay exact.
+    let (s, body) = support::http(a.addr, "GET", &format!("/presence?topic={topic}"));
+    assert_eq!(s, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let listed = v["members"].as_array().unwrap();
+    assert_eq!(
+        (v["connections"].as_u64(), v["users"].as_u64()),
+        (Some(2500), Some(100))
+    );
+    assert_eq!((listed.len(), v["truncated"].as_bool()), (1000, Some(true)));
+    let keys_listed: Vec<(String, String)> = listed
+        .iter()
+        .map(|m| (text(&m["node"]), text(&m["conn"])))
+        .collect();
+    assert!(
+        keys_listed.windows(2).all(|w| w[0] < w[1]),
+        "sorted, no repeats"
+    );
+    // The admin API lists up to 100,000: all of these.
+    let (s, body) = a.admin("GET", &format!("/presence?topic={topic}"));
+    assert_eq!(s, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["members"].as_array().unwrap().len(), 2500);
+    assert!(v.get("truncated").is_none(), "{}", &body[..200]);
+    // A history of 300 messages of 16 KiB (a 5 MB reply, read in hundreds of pieces) comes
+    // whole to the first subscriber on a node that never listened to the topic.
+    let body = "h".repeat(16 * 1024);
+    for i in 1..=300 {
+        let (s, reply) = publish(a.admin, "long", format!("{i:03}{body}").as_bytes(), false);
+        assert_eq!(s, 200, "{reply}");
+    }
+    let b = node(
+        &url,
+        "B",
+        &["--replay-bytes", "8MiB", "--max-outbound", "8MiB"],
+    );
+    let (mut ws, r) = subscriber(b.addr, "/ws?topics=long&resume=long:0", 1, "");
+    assert_eq!(r[0]["seq"], 300, "{}", r[0]);
+    for i in 1..=300u64 {
+        let m = next(&mut ws);
+        assert_eq!(m["seq"], i, "{m}");
+        assert!(m["data"].as_str().unwrap().starts_with(&format!("{i:03}h")));
+    }
+}

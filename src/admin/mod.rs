@@ -731,12 +731,12 @@ fn presence(req: &Request, shared: &State) -> (u16, &'static str, String) {
     let Some(list) = crate::ws::handshake::zero_or_one(members, true) else {
         return (400, "text/plain", "bad_parameter members (0 or 1)\n".into());
     };
-    match shared.backplane.who(topic, list) {
-        Ok(r) => (
-            200,
-            "application/json",
-            crate::backplane::presence::report_json(topic, &r, usize::MAX) + "\n",
-        ),
+    use crate::backplane::presence::{report_json, ADMIN_MAX_MEMBERS};
+    match shared
+        .backplane
+        .who(topic, if list { ADMIN_MAX_MEMBERS } else { 0 })
+    {
+        Ok(r) => (200, "application/json", report_json(topic, &r) + "\n"),
         Err(e) => (e.status(), "text/plain", format!("{}\n", e.reason())),
     }
 }

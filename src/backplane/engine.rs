@@ -49,7 +49,7 @@ fn parse_channel(ch: &[u8]) -> Option<Chan> {
 enum Then {
     Publish(ReplyTo, String),
     User(ReplyTo),
-    Query(ReplyTo, bool, String),
+    Query(ReplyTo, usize, String),
     Nothing,
 }
 
@@ -379,7 +379,8 @@ impl Engine {
                     key(&topic, "x"),
                     key(&topic, "u"),
                     arg(now_ms().to_string()),
-                    arg(if list { "1" } else { "0" }),
+                    arg(if list > 0 { "1" } else { "0" }),
+                    arg(list.to_string()),
                 ];
                 let k = key(&topic, "p");
                 batch.push((Cmd::new(k, args), Then::Query(reply, list, topic)));
@@ -498,10 +499,7 @@ impl Engine {
                     Ok(Answer::Published(p)) => {
                         (200, pubsub::reply_published(topic, p.seq, p.epoch))
                     }
-                    Ok(Answer::Presence(p)) => (
-                        200,
-                        presence::report_json(topic, p, presence::CLIENT_MAX_MEMBERS),
-                    ),
+                    Ok(Answer::Presence(p)) => (200, presence::report_json(topic, p)),
                     Ok(Answer::Nodes(_)) => return,
                     Err(e) => (e.status(), pubsub::reply_error(&e.reason())),
                 };
@@ -766,7 +764,7 @@ fn published(v: &Value) -> Option<Published> {
     })
 }
 
-fn presence_report(v: &Value, list: bool) -> Option<presence::PresenceReport> {
+fn presence_report(v: &Value, list: usize) -> Option<presence::PresenceReport> {
     let items = v.items()?;
     let connections = items.first()?.int()?.max(0) as u64;
     let users = items.get(1)?.int()?.max(0) as u64;
@@ -780,10 +778,12 @@ fn presence_report(v: &Value, list: bool) -> Option<presence::PresenceReport> {
             members.push(m);
         }
     }
-    let mut r = presence::report(members, list);
-    r.connections = connections;
-    r.users = users;
-    Some(r)
+    Some(presence::PresenceReport::new(
+        connections,
+        users,
+        members,
+        list,
+    ))
 }
 
 #[cfg(test)]

@@ -101,9 +101,12 @@ redis.register_function('hf_leave', function(keys, args)
   return drop_member(keys, args[1])
 end)
 
--- FCALL hf_presence 3 hf:{T}:p hf:{T}:x hf:{T}:u NOW_MS LIST
+-- FCALL hf_presence 3 hf:{T}:p hf:{T}:x hf:{T}:u NOW_MS LIST [MAX]
 -- Drops members whose node stopped refreshing them, then returns
--- {connections, unique users, [member, value, ...] when LIST is 1}.
+-- {connections, unique users, [member, value, ...] when LIST is 1}: at most MAX members
+-- when MAX is given (which ones, when there are more, is HRANDFIELD's choice), so a query
+-- costs what it lists, not what the topic holds. Without MAX (a node of an earlier version,
+-- mid-deploy) all of them.
 redis.register_function('hf_presence', function(keys, args)
   local gone = redis.call('ZRANGEBYSCORE', keys[2], '-inf', args[1])
   for _, m in ipairs(gone) do
@@ -111,7 +114,14 @@ redis.register_function('hf_presence', function(keys, args)
   end
   local list = {}
   if args[2] == '1' then
-    list = redis.call('HGETALL', keys[1])
+    local max = tonumber(args[3] or '')
+    if max and max < redis.call('HLEN', keys[1]) then
+      if max > 0 then
+        list = redis.call('HRANDFIELD', keys[1], max, 'WITHVALUES')
+      end
+    else
+      list = redis.call('HGETALL', keys[1])
+    end
   end
   return {redis.call('HLEN', keys[1]), redis.call('HLEN', keys[3]), list}
 end)

@@ -181,8 +181,8 @@ pub enum Job {
     Query {
         /// The topic.
         topic: String,
-        /// Whether to list members (or only count).
-        list: bool,
+        /// Members to list at most (0: only count).
+        list: usize,
         /// Who waits.
         reply: ReplyTo,
     },
@@ -523,11 +523,12 @@ impl Backplane {
 
     /// Who is on `topic`, for a connection (a call on the data port): with the memory
     /// engine the answer is now; with a broker it is `Ok(None)` and the answer reaches the
-    /// connection later (as for [`Backplane::publish_for`]).
+    /// connection later (as for [`Backplane::publish_for`]). At most `list` members are
+    /// listed (0: only counted).
     pub fn who_for(
         &self,
         topic: &str,
-        list: bool,
+        list: usize,
         who: (usize, u32, u64),
     ) -> Result<Option<PresenceReport>, BackplaneError> {
         if !self.is_broker() {
@@ -552,8 +553,9 @@ impl Backplane {
             .map_err(|_| BackplaneError::Unavailable("the backplane's queue is full".into()))
     }
 
-    /// Who is on `topic` (every node's members, when a broker is used).
-    pub fn who(&self, topic: &str, list: bool) -> Result<PresenceReport, BackplaneError> {
+    /// Who is on `topic` (every node's members, when a broker is used), listing at most
+    /// `list` members (0: only counting).
+    pub fn who(&self, topic: &str, list: usize) -> Result<PresenceReport, BackplaneError> {
         if !self.is_broker() {
             let t = self.local.lock().unwrap_or_else(|p| p.into_inner());
             return Ok(t.report(topic, list));

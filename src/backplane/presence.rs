@@ -4,7 +4,7 @@
 //! the same members live in Redis (`hf:{T}:p`, refreshed by their node every third of
 //! `--presence-ttl`, so a node that dies without a goodbye drops out within the TTL).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -59,24 +59,67 @@ pub struct PresenceReport {
     pub connections: u64,
     /// Distinct users among them.
     pub users: u64,
-    /// The members, when asked for.
+    /// The members listed (when asked for: at most the number asked, sorted by node and
+    /// connection).
     pub members: Vec<Member>,
+    /// Whether members were asked for and some are not listed.
+    pub truncated: bool,
+}
+
+impl PresenceReport {
+    /// A report of `connections` and `users` listing `members` (at most `list` of them,
+    /// sorted; 0: none).
+    pub fn new(connections: u64, users: u64, mut members: Vec<Member>, list: usize) -> Self {
+        members.sort_by(|a, b| (&a.node, &a.conn).cmp(&(&b.node, &b.conn)));
+        members.truncate(list);
+        Self {
+            connections,
+            users,
+            truncated: list > 0 && (members.len() as u64) < connections,
+            members,
+        }
+    }
+}
+
+/// One topic's members in the memory engine, with its users counted as they come and go,
+/// so a query costs what it lists, not what the topic holds.
+#[derive(Debug, Default)]
+struct Members {
+    by_key: HashMap<String, Member>,
+    /// Connections per user.
+    users: HashMap<Arc<str>, u32>,
+}
+
+impl Members {
+    fn count(&mut self, user: Option<&Arc<str>>, up: bool) {
+        let Some(u) = user else { return };
+        if up {
+            *self.users.entry(u.clone()).or_default() += 1;
+        } else if let Some(n) = self.users.get_mut(u) {
+            *n -= 1;
+            if *n == 0 {
+                self.users.remove(u);
+            }
+        }
+    }
 }
 
 /// The memory engine's members, per topic.
 #[derive(Debug, Default)]
 pub struct Table {
-    topics: HashMap<Arc<str>, HashMap<String, Member>>,
+    topics: HashMap<Arc<str>, Members>,
 }
 
 impl Table {
     /// Add `m` to `topic`; true if it was not there.
     pub fn join(&mut self, topic: &Arc<str>, m: Member) -> bool {
-        self.topics
-            .entry(topic.clone())
-            .or_default()
-            .insert(m.key(), m)
-            .is_none()
+        let t = self.topics.entry(topic.clone()).or_default();
+        t.count(m.user.as_ref(), true);
+        let old = t.by_key.insert(m.key(), m);
+        if let Some(old) = &old {
+            t.count(old.user.as_ref(), false);
+        }
+        old.is_none()
     }
 
     /// Remove member `key` from `topic`; true if it was there.
@@ -84,35 +127,24 @@ impl Table {
         let Some(t) = self.topics.get_mut(topic) else {
             return false;
         };
-        let gone = t.remove(key).is_some();
-        if t.is_empty() {
+        let gone = t.by_key.remove(key);
+        if let Some(m) = &gone {
+            t.count(m.user.as_ref(), false);
+        }
+        if t.by_key.is_empty() {
             self.topics.remove(topic);
         }
-        gone
+        gone.is_some()
     }
 
-    /// Who is on `topic`.
-    pub fn report(&self, topic: &str, list: bool) -> PresenceReport {
-        let members: Vec<&Member> = self
-            .topics
-            .get(topic)
-            .map_or(Vec::new(), |t| t.values().collect());
-        report(members.into_iter().cloned().collect(), list)
-    }
-}
-
-/// A report from members, counted.
-pub fn report(mut members: Vec<Member>, list: bool) -> PresenceReport {
-    let users: HashSet<&str> = members.iter().filter_map(|m| m.user.as_deref()).collect();
-    let (connections, users) = (members.len() as u64, users.len() as u64);
-    members.sort_by(|a, b| (&a.node, &a.conn).cmp(&(&b.node, &b.conn)));
-    if !list {
-        members.clear();
-    }
-    PresenceReport {
-        connections,
-        users,
-        members,
+    /// Who is on `topic`, listing at most `list` members (which ones, when it has more, is
+    /// the table's choice).
+    pub fn report(&self, topic: &str, list: usize) -> PresenceReport {
+        let Some(t) = self.topics.get(topic) else {
+            return PresenceReport::new(0, 0, Vec::new(), list);
+        };
+        let members = t.by_key.values().take(list).cloned().collect();
+        PresenceReport::new(t.by_key.len() as u64, t.users.len() as u64, members, list)
     }
 }
 
@@ -190,24 +222,30 @@ fn whole_text_frame(frame: &[u8]) -> Option<&[u8]> {
     (frame.len().checked_sub(header)? == len).then(|| &frame[header..])
 }
 
-/// A presence report as JSON: `{"topic","connections","users","members"}`, listing at most
-/// `max_members` (then `"truncated": true`; the counts stay exact).
-pub fn report_json(topic: &str, r: &PresenceReport, max_members: usize) -> String {
+/// A presence report as JSON: `{"topic","connections","users","members"}`, with
+/// `"truncated": true` when members were asked for and not all are listed (the counts stay
+/// exact).
+pub fn report_json(topic: &str, r: &PresenceReport) -> String {
     let mut v = serde_json::json!({
         "topic": topic,
         "connections": r.connections,
         "users": r.users,
-        "members": r.members.iter().take(max_members).collect::<Vec<_>>(),
+        "members": r.members,
     });
-    if r.members.len() > max_members {
+    if r.truncated {
         v["truncated"] = true.into();
     }
     v.to_string()
 }
 
-/// Members a presence answer on the data port lists at most (a client asks often; the
-/// admin API lists them all).
+/// Members a presence answer on the data port lists at most (a client asks often). A query
+/// costs what it lists, at the broker and here, not what the topic holds: until the
+/// sixty-first sitting every query fetched every member (`HGETALL`), and a client asking
+/// about a topic of 200,000 kept its node's backplane thread for five seconds a time.
 pub const CLIENT_MAX_MEMBERS: usize = 1000;
+
+/// Members the admin API lists at most (the operator's tool; a reply of about 15 MB).
+pub const ADMIN_MAX_MEMBERS: usize = 100_000;
 
 /// A whole unmasked text frame carrying `text`.
 pub fn text_frame(text: &str) -> Arc<[u8]> {
@@ -291,11 +329,30 @@ mod tests {
             !t.join(&topic, m("b", "8", None)),
             "a refresh is not a join"
         );
-        let r = t.report(&topic, true);
+        let r = t.report(&topic, 10);
         assert_eq!((r.connections, r.users, r.members.len()), (3, 1, 3));
-        assert!(t.report(&topic, false).members.is_empty());
+        assert!(!r.truncated);
+        let keys: Vec<String> = r.members.iter().map(Member::key).collect();
+        assert_eq!(keys, ["a/1", "b/7", "b/8"], "sorted by node and connection");
+        let counted = t.report(&topic, 0);
+        assert!(counted.members.is_empty() && !counted.truncated);
+        // Listing fewer than the topic holds says so; the counts stay exact.
+        let two = t.report(&topic, 2);
+        assert_eq!((two.connections, two.users, two.members.len()), (3, 1, 2));
+        assert!(two.truncated && report_json("t", &two).contains(r#""truncated":true"#));
+        // Users are counted as they come and go, through a refresh that names another user.
+        assert!(!t.join(&topic, m("b", "8", Some("cat"))));
+        assert_eq!(t.report(&topic, 0).users, 2);
+        assert!(t.leave(&topic, "a/1"));
+        assert_eq!(t.report(&topic, 0).users, 2, "ann is still on b/7");
         assert!(t.leave(&topic, "b/7"));
         assert!(!t.leave(&topic, "b/7"));
+        assert_eq!(
+            (t.report(&topic, 0).connections, t.report(&topic, 0).users),
+            (1, 1)
+        );
+        assert!(t.leave(&topic, "b/8"));
+        assert_eq!(t.report(&topic, 5), PresenceReport::new(0, 0, vec![], 5));
         let one = m("n1", "ff", Some("bob"));
         let rec = format!("bob\n{}", one.info());
         assert_eq!(Member::from_record(rec.as_bytes()), Some(one));

@@ -487,14 +487,13 @@ impl PubsubSide {
             return w.answer_poll(ctx, 404, pubsub::reply_error(why).as_bytes(), "");
         }
         let conn_id = self.local.join(conn);
+        use crate::backplane::presence::{report_json, CLIENT_MAX_MEMBERS};
+        let list = if list { CLIENT_MAX_MEMBERS } else { 0 };
         let r = self
             .spec
             .backplane
             .who_for(topic, list, (self.worker, conn, conn_id));
-        self.finish_call(conn, w, ctx, r, |r| {
-            use crate::backplane::presence::{report_json, CLIENT_MAX_MEMBERS};
-            report_json(topic, &r, CLIENT_MAX_MEMBERS)
-        });
+        self.finish_call(conn, w, ctx, r, |r| report_json(topic, &r));
     }
 
     /// What the backplane said to a call: its answer now (200 with `json` of it), later
