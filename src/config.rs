@@ -542,6 +542,7 @@ impl ServeConfig {
             url,
             node: node.into(),
             history: self.replay_messages,
+            history_bytes: self.replay_bytes,
             history_ttl: self.history_ttl,
             presence_prefix: self.presence_prefix.clone(),
             presence_ttl: self.presence_ttl.max(1),

@@ -830,12 +830,44 @@ fn a_crowded_presence_topic_and_a_long_history_cost_what_is_asked() {
     assert_eq!(v["members"].as_array().unwrap().len(), 2500);
     assert!(v.get("truncated").is_none(), "{}", &body[..200]);
     // A history of 300 messages of 16 KiB (a 5 MB reply, read in hundreds of pieces) comes
-    // whole to the first subscriber on a node that never listened to the topic.
+    // whole to the first subscriber on a node that never listened to the topic, when its
+    // window keeps that much.
     let body = "h".repeat(16 * 1024);
     for i in 1..=300 {
         let (s, reply) = publish(a.admin, "long", format!("{i:03}{body}").as_bytes(), false);
         assert_eq!(s, 200, "{reply}");
     }
+    // A node starting to listen loads what its window keeps (`--replay-bytes`), not all the
+    // stream holds: 1,024 messages of 1 MB were a reply of 1 GB that took Redis longer to
+    // build than a node waits, and the node lost the broker at every attempt.
+    let open = |bytes: Option<&str>| {
+        let mut c: Vec<String> = ["FCALL", "hf_open", "2", "hf:{long}:s", "hf:{long}:e"]
+            .map(String::from)
+            .into();
+        c.extend(["1024".into(), "0".into()]);
+        c.extend(bytes.map(String::from));
+        let r = redis_pipeline(port, &[c]).remove(0);
+        let items = r.items().unwrap().to_vec();
+        let entries = items[2].items().unwrap();
+        let newest = entries
+            .first()
+            .and_then(|e| e.items()?.first()?.text().map(String::from));
+        (items[1].int(), entries.len(), newest)
+    };
+    let newest = Some("0-300".to_string());
+    // Each message is 16,387 bytes: the seventh passes 100,000.
+    assert_eq!(open(Some("100000")), (Some(300), 7, newest.clone()));
+    assert_eq!(
+        open(Some("0")),
+        (Some(300), 1, newest.clone()),
+        "at least one"
+    );
+    assert_eq!(
+        open(None),
+        (Some(300), 300, newest.clone()),
+        "an earlier node's call"
+    );
+    assert_eq!(open(Some("99999999")), (Some(300), 300, newest));
     let b = node(
         &url,
         "B",

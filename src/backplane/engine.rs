@@ -654,6 +654,7 @@ impl Engine {
             key(topic, "e"),
             arg(self.opts.history.to_string()),
             arg(self.opts.history_ttl.to_string()),
+            arg(self.opts.history_bytes.to_string()),
         ];
         let v = b.call(Cmd::new(key(topic, "s"), args))?;
         let items = v.items().unwrap_or(&[]);

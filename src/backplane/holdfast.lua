@@ -52,10 +52,17 @@ redis.register_function('hf_publish', function(keys, args)
   return {e, seq}
 end)
 
--- FCALL hf_open 2 hf:{T}:s hf:{T}:e COUNT TTL -> {epoch, newest seq, newest COUNT entries}
+-- FCALL hf_open 2 hf:{T}:s hf:{T}:e COUNT TTL [BYTES]
+--   -> {epoch, newest seq, the newest entries: at most COUNT, and no more once their data
+--       reaches BYTES (at least one)}
+-- Without BYTES (a node of an earlier version, mid-deploy) the newest COUNT entries. With it
+-- the reply is bounded by what the node's replay window keeps, not by what was published:
+-- 1,024 messages of 1 MB were one reply of 1 GB, which took Redis longer to build than a
+-- node waits for a reply, so that node lost the broker again at every attempt.
 redis.register_function('hf_open', function(keys, args)
   local count = tonumber(args[1]) or 0
   local ttl = tonumber(args[2]) or 86400
+  local max_bytes = tonumber(args[3] or '')
   local e = epoch_of(keys[2], keys[1], ttl)
   local last = '0'
   local top = redis.call('XREVRANGE', keys[1], '+', '-', 'COUNT', 1)
@@ -63,8 +70,29 @@ redis.register_function('hf_open', function(keys, args)
     last = string.sub(top[1][1], 3)
   end
   local entries = {}
-  if count > 0 then
+  if count > 0 and not max_bytes then
     entries = redis.call('XREVRANGE', keys[1], '+', '-', 'COUNT', count)
+  elseif count > 0 then
+    local bytes, from = 0, '+'
+    while #entries < count and (#entries == 0 or bytes < max_bytes) do
+      local page = redis.call('XREVRANGE', keys[1], from, '-', 'COUNT', math.min(16, count - #entries))
+      if #page == 0 then
+        break
+      end
+      for _, entry in ipairs(page) do
+        if #entries > 0 and bytes >= max_bytes then
+          break
+        end
+        entries[#entries + 1] = entry
+        local f = entry[2]
+        for i = 1, #f - 1, 2 do
+          if f[i] == 'd' then
+            bytes = bytes + #f[i + 1]
+          end
+        end
+      end
+      from = '(' .. page[#page][1]
+    end
   end
   return {e, last, entries}
 end)

@@ -49,6 +49,9 @@ pub struct Options {
     pub node: Arc<str>,
     /// Messages each topic's stream keeps (and a node loads when it starts listening).
     pub history: usize,
+    /// Bytes of messages a node loads at most when it starts listening to a topic (at least
+    /// one message): what its replay window keeps (`--replay-bytes`).
+    pub history_bytes: usize,
     /// Seconds a topic's history lives after its last publish (0: forever).
     pub history_ttl: u64,
     /// Topics whose names start with this keep a member list.

@@ -1114,6 +1114,7 @@ mod tests {
             url: None,
             node: "test".into(),
             history: 4,
+            history_bytes: 1 << 20,
             history_ttl: 0,
             presence_prefix: "presence:".into(),
             presence_ttl: 30,

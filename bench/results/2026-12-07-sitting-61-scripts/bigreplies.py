@@ -19,6 +19,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("bin")
 ap.add_argument("--size", type=int, default=64 * 1024)
 ap.add_argument("--members", type=int, default=200_000)
+ap.add_argument("--history-only", action="store_true")
 a = ap.parse_args()
 
 RPORT = 6391
@@ -91,8 +92,13 @@ try:
     common = ["serve", "--backplane", f"redis://127.0.0.1:{RPORT}", "--workers", "1"]
     start([a.bin] + common + ["--listen", "127.0.0.1:18181", "--admin", "127.0.0.1:19191",
                               "--node-id", "a"], f"{tmp}/a.log")
-    start([a.bin] + common + ["--listen", "127.0.0.1:18182", "--admin", "127.0.0.1:19192",
-                              "--node-id", "b"], f"{tmp}/b.log")
+    node_b = start([a.bin] + common + ["--listen", "127.0.0.1:18182", "--admin", "127.0.0.1:19192",
+                                       "--node-id", "b"], f"{tmp}/b.log")
+
+    def hwm():
+        for l in open(f"/proc/{node_b.pid}/status"):
+            if l.startswith(("VmHWM", "VmRSS")):
+                yield l.split()[1]
     for p in (18181, 18182, 19191, 19192):
         wait_port(p)
     time.sleep(0.5)
@@ -116,10 +122,16 @@ try:
                     break
         dt = time.time() - t
         time.sleep(0.3)
+        peak, now = hwm()
+        print(f"history: B's peak resident memory {int(peak)//1024} MiB (now {int(now)//1024} MiB; "
+              f"{hwm0[0]//1024} MiB before the subscribe)")
         print(f"history: B's first subscriber of `big` got `subscribed` after {dt*1000:.0f} ms; "
               f"B's admin publishes meanwhile: {probe.report()}")
 
+    hwm0 = [int(next(hwm()))]
     asyncio.run(subscribe())
+    if a.history_only:
+        sys.exit(0)
 
     # Presence members, written as hf_join writes them (expiry an hour ahead).
     topic = "presence:big"
