@@ -120,6 +120,60 @@ fn the_observe_listener_serves_metrics_and_health_and_no_control() {
 }
 
 #[test]
+fn probes_may_ask_with_head_or_options_and_a_wrong_method_is_told_what_is_allowed() {
+    // HEAD and OPTIONS were 405 (some load balancers probe with HEAD, HAProxy's `option
+    // httpchk` with OPTIONS), and no 405 said which methods a path takes.
+    let srv = Server::start(&[]);
+    let mut s = TcpStream::connect(srv.admin).unwrap();
+    let ask = |s: &mut TcpStream, method: &str, path: &str| {
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        support::request_head(s, &req)
+    };
+    let header = |head: &str, name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    // HEAD: GET's head and length, no body; the next answer on the same connection starts
+    // right after it (a body would be read as the next status line).
+    let head = ask(&mut s, "HEAD", "/healthz");
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert_eq!(header(&head, "Content-Length:"), "3");
+    let head = ask(&mut s, "HEAD", "/metrics");
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert!(header(&head, "Content-Length:").parse::<usize>().unwrap() > 1000);
+    // OPTIONS on a probe: the probe's status, no body, and what the path allows.
+    let head = ask(&mut s, "OPTIONS", "/readyz");
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert_eq!(header(&head, "Content-Length:"), "0");
+    assert_eq!(header(&head, "Allow:"), "GET, HEAD, OPTIONS");
+    // A wrong method, whether the parser knows it or not: 405 with Allow.
+    for (method, path, allow) in [
+        ("POST", "/healthz", "GET, HEAD, OPTIONS"),
+        ("DELETE", "/metrics", "GET, HEAD, OPTIONS"),
+        ("HEAD", "/publish", "POST, OPTIONS"),
+        ("PUT", "/upgrade", "GET, HEAD, POST, OPTIONS"),
+    ] {
+        let head = ask(&mut s, method, path);
+        assert!(head.starts_with("HTTP/1.1 405 "), "{method} {path}: {head}");
+        assert_eq!(header(&head, "Allow:"), allow, "{method} {path}");
+        if method != "HEAD" {
+            let mut body = vec![0u8; header(&head, "Content-Length:").parse().unwrap()];
+            s.read_exact(&mut body).unwrap();
+        }
+    }
+    let head = ask(&mut s, "HEAD", "/nowhere");
+    assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+    assert_eq!(header(&head, "Allow:"), "");
+    // Draining: the probes say 503 however they ask.
+    assert_eq!(srv.admin("POST", "/drain").0, 202);
+    for method in ["OPTIONS", "HEAD"] {
+        let head = ask(&mut s, method, "/readyz");
+        assert!(head.starts_with("HTTP/1.1 503 "), "{method}: {head}");
+    }
+}
+
+#[test]
 fn requests_are_bounded_in_size_time_and_framing() {
     let srv = Server::start(&["--admin-request-timeout", "1"]);
     // A 1 MiB request line: refused once the head passes its bound, not buffered whole.

@@ -195,6 +195,20 @@ pub(super) fn respond(
     keep_alive: bool,
     extra: &str,
 ) -> std::io::Result<()> {
+    answer(s, status, ctype, body, true, keep_alive, extra)
+}
+
+/// [`respond`], leaving the body out when `send_body` is false (a HEAD request: the
+/// Content-Length still says what a GET would get).
+pub(super) fn answer(
+    s: &mut impl Write,
+    status: u16,
+    ctype: &str,
+    body: &str,
+    send_body: bool,
+    keep_alive: bool,
+    extra: &str,
+) -> std::io::Result<()> {
     let reason = handshake::reason_phrase(status);
     let conn = if keep_alive { "keep-alive" } else { "close" };
     let retry = if status == 503 {
@@ -210,9 +224,12 @@ pub(super) fn respond(
     write!(
         out,
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
-         {retry}{extra}Connection: {conn}\r\n\r\n{body}",
+         {retry}{extra}Connection: {conn}\r\n\r\n",
         body.len()
     )?;
+    if send_body {
+        out.extend_from_slice(body.as_bytes());
+    }
     s.write_all(&out)?;
     s.flush()
 }

@@ -401,16 +401,35 @@ fn serve_connection(
             Err(e) => return refuse(stream, e),
         };
         slot.working();
-        let (status, ctype, body) = route(&req, shared, role);
+        let (status, ctype, mut body) = route(&req, shared, role);
         // (`respond` adds Retry-After to every 503 itself: this sent it twice.)
-        let extra = match status {
-            401 => "WWW-Authenticate: Bearer\r\n",
-            _ => "",
-        };
+        let mut extra = String::new();
+        if status == 401 {
+            extra.push_str("WWW-Authenticate: Bearer\r\n");
+        }
+        let options = req.method == "OPTIONS";
+        if status == 405 || (options && status != 404) {
+            if let Some(allow) = allowed(&req.path) {
+                extra = format!("{extra}Allow: {allow}\r\n");
+            }
+        }
+        if options {
+            body.clear();
+        }
         // A stopping listener answers what it read and ends the connection with it.
         let keep_alive = req.keep_alive && !stop.load(Ordering::SeqCst);
         slot.writing();
-        http::respond(&mut &*stream, status, ctype, &body, keep_alive, extra)?;
+        // HEAD: GET's head, its Content-Length included, without the body (RFC 9110 §9.3.2).
+        let send_body = req.method != "HEAD";
+        http::answer(
+            &mut &*stream,
+            status,
+            ctype,
+            &body,
+            send_body,
+            keep_alive,
+            &extra,
+        )?;
         if !keep_alive {
             return Ok(());
         }
@@ -431,11 +450,7 @@ fn refuse(stream: &TcpStream, e: http::ReadError) -> std::io::Result<()> {
                  was the slowest to arrive; retry\n"
             ),
         ),
-        // The data port's status and reason for the same fault; a method the parser does not
-        // take (PUT, DELETE, HEAD) is one no admin path serves either.
-        http::ReadError::Http(crate::ws::Error::MethodNotGet) => {
-            (405, "method not allowed\n".into())
-        }
+        // The data port's status and reason for the same fault.
         http::ReadError::Http(e) => (e.http_status().unwrap_or(400), format!("{}\n", e.reason())),
         http::ReadError::LengthRequired => (
             411,
@@ -517,6 +532,18 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
 /// The live page: self-contained (no external assets), it polls `/metrics` once a second.
 const UI_PAGE: &str = include_str!("ui.html");
 
+/// The methods a path serves (its `Allow` header), or None for a path not served here.
+fn allowed(path: &str) -> Option<&'static str> {
+    Some(match path {
+        "/metrics" | "/healthz" | "/readyz" | "/ui" | "/topics" | "/presence" => {
+            "GET, HEAD, OPTIONS"
+        }
+        "/drain" | "/publish" | "/users/disconnect" => "POST, OPTIONS",
+        "/upgrade" => "GET, HEAD, POST, OPTIONS",
+        _ => return None,
+    })
+}
+
 fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, String) {
     let draining = shared.life.draining();
     let control = matches!(
@@ -541,7 +568,16 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
             return (400, "text/plain", why);
         }
     }
-    match (req.method.as_str(), req.path.as_str()) {
+    let method = match req.method.as_str() {
+        // HEAD is answered as GET, without the body (the caller leaves it out).
+        "HEAD" => "GET",
+        // A probe: HAProxy's `option httpchk` sends OPTIONS unless told otherwise. Answered
+        // with GET's status (503 while draining), without a body.
+        "OPTIONS" if matches!(req.path.as_str(), "/healthz" | "/readyz") => "GET",
+        "OPTIONS" if allowed(&req.path).is_some() => return (200, "text/plain", String::new()),
+        m => m,
+    };
+    match (method, req.path.as_str()) {
         ("GET", "/metrics") => {
             // The process's RSS before this scrape allocates anything: the histogram copies
             // it makes (~0.6 MB) would otherwise be counted as connections' memory.
@@ -605,11 +641,7 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
         ("GET", "/topics") => (200, "application/json", topics_json(shared)),
         ("GET", "/presence") => presence(req, shared),
         ("POST", "/users/disconnect") => disconnect(req, shared),
-        (
-            _,
-            "/metrics" | "/healthz" | "/readyz" | "/drain" | "/publish" | "/topics" | "/presence"
-            | "/users/disconnect" | "/upgrade",
-        ) => (405, "text/plain", "method not allowed\n".to_string()),
+        (_, p) if allowed(p).is_some() => (405, "text/plain", "method not allowed\n".to_string()),
         _ => (404, "text/plain", "not found\n".to_string()),
     }
 }

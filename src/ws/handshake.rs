@@ -423,8 +423,9 @@ fn parse(head: &[u8], upgrade: bool) -> Result<Request<'_>, Error> {
         }
         _ => return Err(Error::MalformedRequestLine),
     };
-    let plain_method = matches!(method, "POST" | "OPTIONS");
-    if method != "GET" && (upgrade || !plain_method) {
+    // A plain request may name any method: where it is served decides (405 with the path's
+    // `Allow`, or the upgrade's own error where no plain request is served).
+    if upgrade && method != "GET" {
         return Err(Error::MethodNotGet);
     }
     if !target.starts_with('/') || !target.bytes().all(|b| (0x21..0x7f).contains(&b)) {
