@@ -199,6 +199,13 @@ fn an_event_stream_carries_messages_with_a_cursor_and_resumes_from_last_event_id
         "Last-Event-ID: news:2@0123456789abcdef\r\n",
     );
     assert_eq!(s.data().json()["recovered"], false);
+    // Two cursors: the first was read, and a proxy in front may read the other.
+    let s = open(
+        srv.addr,
+        "/sse?topics=news",
+        &format!("Last-Event-ID: {cursor}\r\nLast-Event-ID: news:0@{en}\r\n"),
+    );
+    assert!(s.head.starts_with("HTTP/1.1 400 "), "{}", s.head);
 }
 
 #[test]

@@ -196,6 +196,10 @@ pub fn route(
             };
             // The cursor of the last event received (an event stream's reconnect sends it
             // as Last-Event-ID; a poll as cursor=): it wins over `resume=` for its topics.
+            // Given twice, the first was read: a proxy in front may read the other.
+            if req.header_values("last-event-id").nth(1).is_some() {
+                return Err(bad("duplicate_header Last-Event-ID (give it once)".into()));
+            }
             let cursor = match req.path {
                 "/sse" => req.header("last-event-id"),
                 _ => req.query_param("cursor"),
