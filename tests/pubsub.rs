@@ -143,6 +143,18 @@ async fn subscribers_on_both_workers_get_every_message_once_in_order() {
     }
     let (status, body) = publish(srv.admin, "news", &[0, 255, 7], true);
     assert_eq!(status, 200, "{body}");
+    // `?binary=1` says binary as on the data port, whatever the type says (it was read as
+    // text and refused for not being UTF-8).
+    let head = "POST /publish?topic=news&binary=1 HTTP/1.1\r\nHost: localhost\r\n\
+                Content-Type: text/plain\r\n";
+    let (status, body) = support::request(srv.admin, head, &[1, 254]);
+    assert_eq!(status, 200, "{body}");
+    let head = "POST /publish?topic=news&binary=yes HTTP/1.1\r\nHost: localhost\r\n";
+    let (status, body) = support::request(srv.admin, head, b"x");
+    assert_eq!(
+        (status, body.trim()),
+        (400, "bad_parameter binary (0 or 1)")
+    );
     for ws in &mut subs {
         for i in 1..=20u64 {
             let m = next_json(ws).await;
@@ -162,10 +174,19 @@ async fn subscribers_on_both_workers_get_every_message_once_in_order() {
             },
             "binary payloads arrive as binary frames"
         );
+        let b = next(ws).await;
+        assert_eq!(
+            b,
+            In::Bin {
+                topic: "news".into(),
+                seq: 22,
+                data: vec![1, 254]
+            }
+        );
     }
-    let delivered = srv.wait_metric("holdfast_pubsub_deliveries_total", |v| v >= 21.0 * 40.0);
-    assert_eq!(delivered, 21.0 * 40.0);
-    assert_eq!(srv.metric("holdfast_pubsub_published_total"), 21.0);
+    let delivered = srv.wait_metric("holdfast_pubsub_deliveries_total", |v| v >= 22.0 * 40.0);
+    assert_eq!(delivered, 22.0 * 40.0);
+    assert_eq!(srv.metric("holdfast_pubsub_published_total"), 22.0);
     // Presence follows unsubscribes and disconnects.
     let mut first = subs.remove(0);
     send(

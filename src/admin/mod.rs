@@ -562,7 +562,7 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
             return refusal;
         }
         // `?topic=a&topic=b` published to a: a proxy in front may have read b.
-        let once = ["topic", "user", "members"];
+        let once = ["topic", "user", "members", "binary"];
         if let Some(name) = crate::ws::handshake::repeated_param(&req.query, &once) {
             let why = format!("duplicate_parameter {name} (give it once)\n");
             return (400, "text/plain", why);
@@ -676,8 +676,13 @@ pub fn publish_topic(
 fn publish(req: &Request, shared: &State) -> (u16, &'static str, String) {
     let topic = query_param(&req.query, "topic");
     let user = query_param(&req.query, "user").map(percent_decode);
+    // Binary by `?binary=1` or by its type, as on the data port.
+    let Some(binary) = crate::ws::handshake::zero_or_one(query_param(&req.query, "binary"), false)
+    else {
+        return (400, "text/plain", "bad_parameter binary (0 or 1)\n".into());
+    };
     let payload =
-        if req.content_type.starts_with("application/octet-stream") {
+        if binary || req.content_type.starts_with("application/octet-stream") {
             Payload::Binary(&req.body)
         } else {
             match std::str::from_utf8(&req.body) {
