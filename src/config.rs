@@ -208,7 +208,8 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = 1024)]
     pub replay_messages: usize,
 
-    /// Pub/sub: bytes of frames each topic keeps for resuming clients.
+    /// Pub/sub: bytes of frames each topic keeps for resuming clients (the newest message is
+    /// kept whatever its size; --replay-messages 0 keeps none).
     #[arg(long, default_value_t = 1 << 20, value_parser = crate::units::bytes_usize)]
     pub replay_bytes: usize,
 
@@ -295,8 +296,8 @@ pub struct ServeConfig {
     pub auth_anonymous: Option<String>,
 
     /// Web pages (Origin) that may connect: `*` (any) or a comma-separated list of
-    /// `https://host[:port]`, `https://*.domain`. Others get 403. Clients that send no
-    /// Origin (not browsers) are not affected.
+    /// `https://host[:port]`, `https://*.domain`; empty: none. Others get 403. Clients that
+    /// send no Origin (not browsers) are not affected.
     #[arg(long, default_value = "*")]
     pub allowed_origins: String,
 

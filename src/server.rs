@@ -115,6 +115,16 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let (memory_limit, replay_budget) = cfg.budgets(meminfo.as_deref())?;
     let allowed = topology::allowed_cpus();
     let workers = cfg.workers.unwrap_or(allowed.len());
+    if workers > allowed.len() {
+        // Allowed (a test may want it), but rarely meant: each worker is a thread with its
+        // own rings, and workers sharing a CPU wait on each other's turns.
+        tracing::warn!(
+            workers,
+            cpus = allowed.len(),
+            "--workers is more than the CPUs this process may run on: workers share CPUs \
+             (one worker per CPU is the design)"
+        );
+    }
     let nodes = topology::numa_nodes();
     let layout = topology::place(workers, &allowed, &nodes);
 
