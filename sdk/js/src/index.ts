@@ -15,6 +15,19 @@ export { Positions, parse as parseCursor, type Position } from "./cursor.js";
 /** A rung of the ladder. */
 export type Transport = "websocket" | "sse" | "longpoll";
 
+/**
+ * A binary delivery: `[topic length][topic][seq, u64 big-endian][data]` (a direct message
+ * has no topic and seq 0). Null for a frame too short to be one (a frame from another
+ * endpoint, or cut): it threw a RangeError out of the socket's handler.
+ */
+export function decodeBinary(b: Uint8Array): { topic: string; seq: number; data: Uint8Array } | null {
+  const tlen = b[0];
+  if (tlen === undefined || b.length < 9 + tlen) return null;
+  const topic = new TextDecoder().decode(b.subarray(1, 1 + tlen));
+  const seq = Number(new DataView(b.buffer, b.byteOffset + 1 + tlen, 8).getBigUint64(0));
+  return { topic, seq, data: b.subarray(9 + tlen) };
+}
+
 /** The client's state. */
 export type State = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 
@@ -689,12 +702,10 @@ export class Client {
   }
 
   private onBinary(b: Uint8Array, transport: Transport): void {
-    const tlen = b[0] ?? 0;
-    const topic = new TextDecoder().decode(b.subarray(1, 1 + tlen));
-    const view = new DataView(b.buffer, b.byteOffset + 1 + tlen, 8);
-    const seq = Number(view.getBigUint64(0));
-    const data = b.subarray(9 + tlen);
-    if (tlen === 0 && seq === 0) return this.emit("direct", { data });
+    const m = decodeBinary(b);
+    if (!m) return this.emit("error", new Error(`a binary frame of ${b.length} bytes that is not a delivery`));
+    const { topic, seq, data } = m;
+    if (topic === "" && seq === 0) return this.emit("direct", { data });
     if (this.positions.onMessage(topic, seq) === "deliver") {
       this.emit("message", { topic, seq, data, transport });
     }

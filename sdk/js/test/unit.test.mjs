@@ -2,7 +2,7 @@
 // server hints, cursors and positions.
 import test from "node:test";
 import assert from "node:assert/strict";
-import { cap, delay, hintFromReason, Positions, parseCursor } from "../dist/index.js";
+import { cap, decodeBinary, delay, hintFromReason, Positions, parseCursor } from "../dist/index.js";
 
 test("the cap doubles from the base up to the maximum", () => {
   const o = { baseMs: 100, maxMs: 5000 };
@@ -65,4 +65,18 @@ test("positions drop duplicates, move on gaps, reset on another epoch", () => {
   assert.deepEqual(p.get("u"), { seq: 5, epoch: "e9" });
   p.onReset("u", "e10", 0);
   assert.equal(p.onMessage("u", 1), "deliver");
+});
+
+test("binary deliveries decode, and frames too short to be one are refused, not thrown", () => {
+  const frame = new Uint8Array([2, 0x68, 0x69, 0, 0, 0, 0, 0, 0, 1, 2, 7, 8]);
+  const m = decodeBinary(frame);
+  assert.deepEqual([m.topic, m.seq, [...m.data]], ["hi", 258, [7, 8]]);
+  // A view into a larger buffer (as a WebSocket's ArrayBuffer may be) reads its own bytes.
+  const inner = new Uint8Array([9, 9, ...frame]).subarray(2);
+  assert.equal(decodeBinary(inner).seq, 258);
+  const direct = decodeBinary(new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 42]));
+  assert.deepEqual([direct.topic, direct.seq, [...direct.data]], ["", 0, [42]]);
+  for (const short of [[], [0], [5, 1, 2, 3], [2, 0x68, 0x69, 0, 0, 0, 0, 0, 0, 1]]) {
+    assert.equal(decodeBinary(new Uint8Array(short)), null, `${short}`);
+  }
 });
