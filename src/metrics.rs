@@ -940,6 +940,24 @@ pub fn render_limit(o: &mut String, max_connections: usize) {
     );
 }
 
+/// How often `/metrics` was asked for and rendered (scrapes that come together share one).
+pub fn render_scrapes(o: &mut String, asked: u64, rendered: u64) {
+    single(
+        o,
+        "metrics_scrapes_total",
+        "counter",
+        "Scrapes of /metrics answered, on either admin listener.",
+        asked,
+    );
+    single(
+        o,
+        "metrics_renders_total",
+        "counter",
+        "/metrics texts rendered: scrapes that come together share one, at most one per 50 ms.",
+        rendered,
+    );
+}
+
 /// One admin listener's connections, for `/metrics`.
 #[derive(Debug, Clone, Copy)]
 pub struct AdminListener {
@@ -1099,32 +1117,23 @@ pub fn render_pubsub(o: &mut String, hub: &crate::pubsub::Hub) {
         "Topics forgotten after --topic-idle-expiry seconds without subscribers or publishes.",
         expired,
     );
-    let mut presence = hub.presence();
-    presence.sort_by_key(|(_, per)| std::cmp::Reverse(per.iter().sum::<u64>()));
+    let busiest = hub.busiest(TOPIC_SERIES);
     family(
         o,
         "topic_subscribers",
         "gauge",
         "Subscribers per topic and worker (the busiest topics; the rest as _other).",
     );
-    let workers = presence.first().map_or(0, |(_, p)| p.len());
-    let mut other = vec![0u64; workers];
-    for (i, (topic, per)) in presence.iter().enumerate() {
-        if i < TOPIC_SERIES {
-            for (w, n) in per.iter().enumerate() {
-                let _ = writeln!(
-                    o,
-                    "holdfast_topic_subscribers{{topic=\"{topic}\",worker=\"{w}\"}} {n}"
-                );
-            }
-        } else {
-            for (w, n) in per.iter().enumerate() {
-                other[w] += n;
-            }
+    for (topic, per) in &busiest.top {
+        for (w, n) in per.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "holdfast_topic_subscribers{{topic=\"{topic}\",worker=\"{w}\"}} {n}"
+            );
         }
     }
-    if presence.len() > TOPIC_SERIES {
-        for (w, n) in other.iter().enumerate() {
+    if busiest.topics > TOPIC_SERIES {
+        for (w, n) in busiest.other.iter().enumerate() {
             let _ = writeln!(
                 o,
                 "holdfast_topic_subscribers{{topic=\"_other\",worker=\"{w}\"}} {n}"

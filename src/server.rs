@@ -307,6 +307,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         tls: tls.as_ref().map(|(s, _)| s.clone()),
         upgrader: std::sync::OnceLock::new(),
         listeners: admin::Listeners::default(),
+        scrapes: admin::Scrapes::default(),
     });
 
     let ip_table = (cfg.max_per_ip > 0).then(|| Arc::new(IpTable::new(cfg.max_per_ip)));

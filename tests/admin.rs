@@ -174,6 +174,48 @@ fn probes_may_ask_with_head_or_options_and_a_wrong_method_is_told_what_is_allowe
 }
 
 #[test]
+fn scrapes_that_come_together_share_a_render_and_none_is_older_than_its_request() {
+    // Each admin connection has its own thread, and each scrape rendered at once: scrapers
+    // in a loop on the observe listener (the one exposed) took every CPU the workers have.
+    let srv = Server::start(&["--metrics-listen", "127.0.0.1:0"]);
+    let m = srv.metrics.expect("metrics listener address");
+    let start = Instant::now();
+    let scrapers: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(m).unwrap();
+                for _ in 0..25 {
+                    let req = "GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n";
+                    let head = support::request_head(&mut s, req);
+                    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .unwrap();
+                    let mut body = vec![0u8; len.trim().parse().unwrap()];
+                    s.read_exact(&mut body).unwrap();
+                    assert!(String::from_utf8(body).unwrap().ends_with('\n'));
+                }
+            })
+        })
+        .collect();
+    for t in scrapers {
+        t.join().unwrap();
+    }
+    let ms = start.elapsed().as_millis() as f64;
+    let asked = srv.metric("holdfast_metrics_scrapes_total");
+    let rendered = srv.metric("holdfast_metrics_renders_total");
+    assert_eq!(asked, 201.0, "the 200 scrapes and this one");
+    // One render at a time, at most one per 50 ms from the first, and one for each of the
+    // two reads above (each waits out the gap and renders, as it came after the last).
+    assert!(rendered <= ms / 50.0 + 3.0, "{rendered} renders in {ms} ms");
+    // A scrape right after another still sees what happened before it was asked.
+    let before = srv.metric("holdfast_pubsub_published_total");
+    assert_eq!(support::publish(srv.admin, "t", b"x", false).0, 200);
+    assert_eq!(srv.metric("holdfast_pubsub_published_total"), before + 1.0);
+}
+
+#[test]
 fn requests_are_bounded_in_size_time_and_framing() {
     let srv = Server::start(&["--admin-request-timeout", "1"]);
     // A 1 MiB request line: refused once the head passes its bound, not buffered whole.

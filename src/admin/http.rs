@@ -39,6 +39,8 @@ pub(super) struct Request {
     pub authorization: Option<String>,
     pub origin: Option<String>,
     pub host: Option<String>,
+    /// When its head was read.
+    pub arrived: std::time::Instant,
 }
 
 /// Why a request could not be read.
@@ -157,6 +159,7 @@ fn parse_head(head: &[u8]) -> Result<(Request, usize), ReadError> {
         path: r.path.to_string(),
         query: r.query.unwrap_or("").to_string(),
         body: Vec::new(),
+        arrived: std::time::Instant::now(),
         content_type: r.header("content-type").unwrap_or("").to_ascii_lowercase(),
         keep_alive,
         authorization,

@@ -15,8 +15,8 @@ mod conns;
 mod http;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::lifecycle::Lifecycle;
@@ -86,6 +86,50 @@ pub struct State {
     pub upgrader: std::sync::OnceLock<Arc<crate::handover::parent::Upgrader>>,
     /// The connections each listener serves.
     pub listeners: Listeners,
+    /// The last `/metrics` text rendered, shared by scrapes that come together.
+    pub scrapes: Scrapes,
+}
+
+/// The least time from the end of one `/metrics` render to the start of the next.
+///
+/// A render reads every worker's histograms and the hub's topics, and each admin connection
+/// has its own thread: scrapers in a loop on the observe listener (the one exposed to
+/// scrapers) each rendered at once, on every CPU the workers have. Now renders go one at a
+/// time and at most one per gap; a scrape waits for the next render rather than make its
+/// own, and one that starts after a scrape arrived answers it too (what it shows is never
+/// older than the request).
+pub const SCRAPE_GAP: Duration = Duration::from_millis(50);
+
+/// The last `/metrics` render (when it started and ended, and its text), and the counts.
+#[derive(Debug, Default)]
+pub struct Scrapes {
+    last: Mutex<Option<(Instant, Instant, Arc<str>)>>,
+    asked: AtomicU64,
+    rendered: AtomicU64,
+}
+
+impl Scrapes {
+    /// A render that started after `asked`, or a new one (after waiting out the gap).
+    /// `render` gets the counts so far (this scrape and this render included).
+    fn text(&self, asked: Instant, render: impl FnOnce(u64, u64) -> String) -> Arc<str> {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((started, ended, text)) = &*last {
+            if *started >= asked {
+                return text.clone();
+            }
+            // Holding the lock: the scrapes behind wait, and take what this one renders.
+            let wait = (*ended + SCRAPE_GAP).saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+        }
+        let started = Instant::now();
+        let rendered = self.rendered.fetch_add(1, Ordering::Relaxed) + 1;
+        let text: Arc<str> = render(self.asked.load(Ordering::Relaxed), rendered).into();
+        *last = Some((started, Instant::now(), text.clone()));
+        text
+    }
 }
 
 /// What a listener serves.
@@ -544,6 +588,34 @@ fn allowed(path: &str) -> Option<&'static str> {
     })
 }
 
+/// The `/metrics` text: every worker's counters and histograms, the hub, memory, the
+/// backplane, TLS, storm, limits, admin listeners and upgrades.
+fn metrics_text(shared: &State, draining: bool) -> String {
+    // The process's RSS before this scrape allocates anything: the histogram copies
+    // it makes (~0.6 MB) would otherwise be counted as connections' memory.
+    let rss = metrics::resident_bytes().unwrap_or(0);
+    let mut text = metrics::render(&shared.metrics, draining);
+    metrics::render_pubsub(&mut text, &shared.hub);
+    metrics::render_memory(&mut text, &shared.memory);
+    metrics::render_backplane(&mut text, &shared.backplane);
+    if let Some(store) = &shared.tls {
+        metrics::render_tls(&mut text, store);
+    }
+    let hists: Vec<&crate::histograms::Shared> = shared.metrics.iter().map(|m| &m.hist).collect();
+    crate::histograms::render(&mut text, &hists);
+    metrics::render_storm(&mut text, shared.storm.get());
+    metrics::render_limit(&mut text, shared.max_connections);
+    metrics::render_admin(&mut text, &shared.listeners.figures());
+    if let Some(u) = shared.upgrader.get() {
+        u.render(&mut text);
+    }
+    let baseline = shared
+        .rss_baseline
+        .load(std::sync::atomic::Ordering::Relaxed);
+    metrics::render_resident(&mut text, &shared.metrics, baseline, rss);
+    text
+}
+
 fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, String) {
     let draining = shared.life.draining();
     let control = matches!(
@@ -579,30 +651,12 @@ fn route(req: &Request, shared: &State, role: Role) -> (u16, &'static str, Strin
     };
     match (method, req.path.as_str()) {
         ("GET", "/metrics") => {
-            // The process's RSS before this scrape allocates anything: the histogram copies
-            // it makes (~0.6 MB) would otherwise be counted as connections' memory.
-            let rss = metrics::resident_bytes().unwrap_or(0);
-            let mut text = metrics::render(&shared.metrics, draining);
-            metrics::render_pubsub(&mut text, &shared.hub);
-            metrics::render_memory(&mut text, &shared.memory);
-            metrics::render_backplane(&mut text, &shared.backplane);
-            if let Some(store) = &shared.tls {
-                metrics::render_tls(&mut text, store);
-            }
-            let hists: Vec<&crate::histograms::Shared> =
-                shared.metrics.iter().map(|m| &m.hist).collect();
-            crate::histograms::render(&mut text, &hists);
-            metrics::render_storm(&mut text, shared.storm.get());
-            metrics::render_limit(&mut text, shared.max_connections);
-            metrics::render_admin(&mut text, &shared.listeners.figures());
-            if let Some(u) = shared.upgrader.get() {
-                u.render(&mut text);
-            }
-            let baseline = shared
-                .rss_baseline
-                .load(std::sync::atomic::Ordering::Relaxed);
-            metrics::render_resident(&mut text, &shared.metrics, baseline, rss);
-            (200, "text/plain; version=0.0.4", text)
+            let text = shared.scrapes.text(req.arrived, |asked, rendered| {
+                let mut text = metrics_text(shared, draining);
+                metrics::render_scrapes(&mut text, asked, rendered);
+                text
+            });
+            (200, "text/plain; version=0.0.4", text.to_string())
         }
         ("GET", "/ui") => (200, "text/html; charset=utf-8", UI_PAGE.to_string()),
         ("GET", "/healthz") => (200, "text/plain", "ok\n".to_string()),

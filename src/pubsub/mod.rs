@@ -23,7 +23,8 @@ pub use control::{
 };
 pub use delivery::{encode_delivery, encode_direct, encode_gap, Payload};
 pub use hub::{
-    Delivery, Hub, Injected, Kind, Need, Published, Ready, ReplayLimits, Subscribed, Subscription,
+    Busiest, Delivery, Hub, Injected, Kind, Need, Published, Ready, ReplayLimits, Subscribed,
+    Subscription,
 };
 pub use local::{LocalSubs, PENDING};
 pub use policy::{PolicyTable, SlowPolicy};
