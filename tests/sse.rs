@@ -455,6 +455,50 @@ fn a_long_poll_answers_at_once_waits_for_the_next_message_or_the_hold_and_resume
 }
 
 #[test]
+fn a_long_poll_is_no_presence_member_and_is_not_answered_by_its_own_join() {
+    // A poll was a member for as long as it was held, with a new connection id each time:
+    // with --presence-events its own join answered it at once, and one poll client spun
+    // thousands of polls a second, sending every subscriber a join and a leave for each.
+    let srv = Server::start(&["--presence-events", "--poll-hold", "1"]);
+    let mut watch = open(srv.addr, "/sse?topics=presence:room&client=watcher", "");
+    let own = watch.data().json();
+    assert_eq!(own["type"], "subscribed", "{own}");
+    let own = watch.data().json();
+    assert_eq!(
+        (own["type"].as_str(), own["member"]["client"].as_str()),
+        (Some("presence"), Some("watcher"))
+    );
+    // A fresh poll is answered at once (its position); from its cursor it is held for the
+    // whole hold, as nothing is published.
+    let a = poll(srv.addr, "/poll?topics=presence:room&client=poller");
+    let cursor = a["cursor"].as_str().unwrap().to_string();
+    let t = Instant::now();
+    let b = poll(
+        srv.addr,
+        &format!("/poll?topics=presence:room&client=poller&cursor={cursor}"),
+    );
+    assert_eq!(b["messages"], serde_json::json!([]), "{b}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "held: {:?}",
+        t.elapsed()
+    );
+    // Only the stream is a member, and it heard of no poll.
+    let (status, _, body) = get(srv.addr, "/presence?topic=presence:room");
+    assert_eq!(status, 200, "{body}");
+    let who: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(who["connections"], 1, "{who}");
+    let seq = publish_ok(&srv, "presence:room", "marker");
+    loop {
+        let e = watch.data().json();
+        assert_ne!(e["type"], "presence", "a poll's presence event: {e}");
+        if e["seq"] == seq {
+            break;
+        }
+    }
+}
+
+#[test]
 fn a_poll_whose_cursor_is_behind_is_answered_in_the_turn_that_reads_it() {
     // Not at the worker's next tick (every 100 ms): until this was fixed each such poll
     // waited 0–100 ms (~50 at the median), and a client polling at the publish rate stayed

@@ -957,10 +957,19 @@ impl PubsubSide {
             let json = self.replayed.cell(frame);
             self.offer_to(conn, w, ctx, (s.id, *seq, frame, &json), s.policy);
         }
-        if self.spec.backplane.is_presence(s.name) {
+        if self.is_member_of(conn, s.name) {
             let m = self.member(conn, user);
             self.spec.backplane.presence(s.name, m, true);
         }
+    }
+
+    /// Whether `conn` is a presence member of `topic`: subscribed to a presence topic, and
+    /// not a long poll. A poll is one request of a series: as a member it came and went with
+    /// each one (a new connection id each time, two broker writes a poll), and with
+    /// `--presence-events` its own join answered it at once — one poll client spun thousands
+    /// of polls a second and sent every subscriber of the topic a join and a leave for each.
+    fn is_member_of(&self, conn: u32, topic: &str) -> bool {
+        self.spec.backplane.is_presence(topic) && !self.local.is_poll(conn)
     }
 
     /// A pending subscription's topic arrived from the backplane: answer it now, if the
@@ -1040,7 +1049,7 @@ impl PubsubSide {
 
     /// `conn` left `topic` (unsubscribed or closed): its presence goes.
     fn left(&self, conn: u32, topic: &str, user: Option<Arc<str>>) {
-        if self.spec.backplane.is_presence(topic) {
+        if self.is_member_of(conn, topic) {
             let m = self.member(conn, user);
             self.spec.backplane.presence(topic, m, false);
         }
@@ -1067,7 +1076,7 @@ impl PubsubSide {
         let presence = self.local.topics_of(conn).iter().any(|&id| {
             self.local
                 .name(id)
-                .is_some_and(|n| self.spec.backplane.is_presence(n))
+                .is_some_and(|n| self.is_member_of(conn, n))
         });
         let conn_member = presence.then(|| self.member(conn, user));
         let conn_id = self.local.conn_id(conn);
