@@ -192,6 +192,13 @@ pub struct ServeConfig {
     #[arg(long, default_value_t = 4096, value_parser = crate::units::bytes_usize)]
     pub max_control_message: usize,
 
+    /// Pub/sub: topics one connection may subscribe to or unsubscribe from per second, with a
+    /// burst of 64 (or --max-topics-per-connection, if larger; 0: no limit). Past it a control message is
+    /// refused with an error, not acted on: each change costs every member of a presence
+    /// topic an event, and the broker a write.
+    #[arg(long, default_value_t = 20)]
+    pub subscribe_rate: u32,
+
     /// Pub/sub: most topics one connection may subscribe to.
     #[arg(long, default_value_t = 64)]
     pub max_topics_per_connection: usize,
@@ -492,6 +499,11 @@ impl ServeConfig {
             "between 1 and 255 (binary frames carry a one-byte length)",
         )?;
         range("max-topics", self.max_topics > 0, "at least 1")?;
+        range(
+            "subscribe-rate",
+            self.subscribe_rate <= 1000,
+            "at most 1000 a second (0: no limit)",
+        )?;
         range(
             "max-control-message",
             self.max_control_message >= 256,

@@ -263,6 +263,8 @@ pub struct WorkerMetrics {
     pub slow_policy_closes: Counter,
     /// Control messages refused (bad JSON, bad topic, limits, publish disabled).
     pub control_errors: Counter,
+    /// Subscribes and unsubscribes refused by `--subscribe-rate`.
+    pub subscribe_rate_limited: Counter,
     /// Messages published by clients (when allowed).
     pub client_publishes: Counter,
     /// Gauge: subscriptions held by this worker's connections.
@@ -441,7 +443,7 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
         &'static str,
         fn(&WorkerMetrics) -> u64,
     );
-    let simple: [Family; 49] = [
+    let simple: [Family; 50] = [
         (
             "connections_open",
             "gauge",
@@ -666,6 +668,12 @@ pub fn render(workers: &[std::sync::Arc<WorkerMetrics>], draining: bool) -> Stri
             "counter",
             "Control messages refused with an error reply.",
             |w| w.control_errors.get(),
+        ),
+        (
+            "pubsub_subscribe_rate_limited_total",
+            "counter",
+            "Subscribe and unsubscribe messages refused by --subscribe-rate (not acted on).",
+            |w| w.subscribe_rate_limited.get(),
         ),
         (
             "pubsub_client_publishes_total",

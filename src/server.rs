@@ -358,6 +358,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
                 limits: topic_limits,
                 client_publish: cfg.client_publish,
                 max_control_bytes: cfg.max_control_message,
+                subscribe_rate: cfg.subscribe_rate,
                 poll_hold: std::time::Duration::from_secs_f64(cfg.poll_hold),
                 backplane: backplane.clone(),
             },

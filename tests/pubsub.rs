@@ -272,6 +272,40 @@ async fn resume_after_reconnect_loses_nothing_and_reports_a_gap_past_the_window(
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn subscription_changes_past_the_rate_are_refused_and_the_connection_goes_on() {
+    // Each change costs every member of a presence topic an event and the broker a write:
+    // one client toggling a subscription sent a watcher 57,000 events a second.
+    let srv = Server::start(&["--subscribe-rate", "2"]);
+    let mut ws = connect(&srv, "/ws").await;
+    let start = std::time::Instant::now();
+    for _ in 0..50 {
+        for op in ["subscribe", "unsubscribe"] {
+            send(&mut ws, serde_json::json!({"op": op, "topics": ["t"]})).await;
+        }
+    }
+    let (mut acted, mut limited) = (0u64, 0u64);
+    for _ in 0..100 {
+        let v = next_json(&mut ws).await;
+        match v["type"].as_str() {
+            Some("subscribed" | "unsubscribed") => acted += 1,
+            Some("error") if v["reason"].as_str().unwrap().starts_with("rate_limited") => {
+                limited += 1
+            }
+            _ => panic!("{v}"),
+        }
+    }
+    // The burst of 64 at once, then 2 a second.
+    let refills = 2 * start.elapsed().as_secs() + 2;
+    assert!((64..=64 + refills).contains(&acted), "{acted} acted on");
+    assert_eq!(acted + limited, 100);
+    let counted = srv.metric("holdfast_pubsub_subscribe_rate_limited_total");
+    assert_eq!(counted, limited as f64);
+    // The connection goes on, and other messages are not counted against the rate.
+    send(&mut ws, serde_json::json!({"op": "ping_unknown"})).await;
+    assert_eq!(next_json(&mut ws).await["type"], "error");
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn control_errors_are_answered_and_limits_hold() {
     let srv = Server::start(&["--max-topics-per-connection", "2"]);
     let mut ws = connect(&srv, "/ws").await;

@@ -68,6 +68,9 @@ struct Member {
     stream: bool,
     /// A long poll.
     poll: bool,
+    /// The subscribe rate's theoretical arrival time, in milliseconds of the worker's clock
+    /// (a GCRA bucket in the struct's padding: a member is still 56 bytes); 0: none yet.
+    due: u32,
 }
 
 /// Hashes a [`TopicId`] with one multiplication. The hub numbers topics 0, 1, 2, … itself,
@@ -136,6 +139,7 @@ impl LocalSubs {
                 client: None,
                 stream: false,
                 poll: false,
+                due: 0,
             }
         })
     }
@@ -150,6 +154,28 @@ impl LocalSubs {
     /// Mark pub/sub connection `conn` as an event stream.
     pub fn set_stream(&mut self, conn: u32) {
         self.member(conn).stream = true;
+    }
+
+    /// Whether `conn` may make `n` subscription changes at `now` (milliseconds, wrapping),
+    /// one per `interval` ms with a burst of `burst`: taken if so. A generic cell rate
+    /// bucket in one `u32`: its due time is never more than `burst` intervals ahead of now,
+    /// so one further ahead than that is one in the past, however long ago (the clock
+    /// wraps after 49 days). 0 is "no change yet".
+    pub fn take_changes(&mut self, conn: u32, now: u32, n: u32, interval: u32, burst: u32) -> bool {
+        let m = self.member(conn);
+        let window = burst.saturating_mul(interval);
+        let ahead = m.due.wrapping_sub(now);
+        let from = if m.due != 0 && ahead <= window {
+            m.due
+        } else {
+            now
+        };
+        let due = from.wrapping_add(n.saturating_mul(interval));
+        if due.wrapping_sub(now) > window {
+            return false;
+        }
+        m.due = due.max(1);
+        true
     }
 
     /// Mark pub/sub connection `conn` as a long poll.
@@ -590,6 +616,36 @@ mod tests {
         let mut empty: Vec<u32> = Vec::new();
         ascending(&mut empty);
         assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn subscription_changes_take_a_burst_then_the_rate_and_the_clock_may_wrap() {
+        // The bucket lives in the member's padding.
+        assert_eq!(std::mem::size_of::<Member>(), 56);
+        let mut l = LocalSubs::default();
+        let (interval, burst) = (50, 64); // 20 a second, 64 at once
+        let take = |l: &mut LocalSubs, now: u32, n: u32| l.take_changes(7, now, n, interval, burst);
+        let t0 = 1_000_000;
+        assert!(take(&mut l, t0, 60));
+        assert!(take(&mut l, t0, 4), "the burst: 64");
+        assert!(!take(&mut l, t0, 1), "the 65th at once");
+        assert!(!take(&mut l, t0 + 49, 1));
+        assert!(take(&mut l, t0 + 50, 1), "one more per 50 ms");
+        assert!(!take(&mut l, t0 + 50, 1));
+        assert!(!take(&mut l, t0 + 99, 2));
+        assert!(take(&mut l, t0 + 150, 2));
+        // Refused messages take nothing: idle for a burst's time, the burst is back.
+        assert!(take(&mut l, t0 + 150 + 3200, 64));
+        // Idle past the clock's wrap (49 days of milliseconds), from anywhere: a full burst.
+        let mut w = LocalSubs::default();
+        assert!(w.take_changes(1, u32::MAX - 10, 64, interval, burst));
+        assert!(
+            w.take_changes(1, 5_000, 64, interval, burst),
+            "after the wrap"
+        );
+        assert!(!w.take_changes(1, 5_000, 1, interval, burst));
+        // More than a burst in one message never passes.
+        assert!(!LocalSubs::default().take_changes(2, 0, 65, interval, burst));
     }
 
     #[test]

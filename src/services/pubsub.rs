@@ -41,6 +41,9 @@ pub struct PubsubSpec {
     pub client_publish: bool,
     /// Largest control message, bytes (refused before it is parsed).
     pub max_control_bytes: usize,
+    /// Topics a connection may subscribe to or unsubscribe from per second (0: no limit),
+    /// with a burst of [`SUBSCRIBE_BURST`] or the per-connection topic limit.
+    pub subscribe_rate: u32,
     /// How long a long poll waits for a message before it is answered empty.
     pub poll_hold: std::time::Duration,
     /// The backplane: publishes, users, presence (memory engine or broker).
@@ -96,7 +99,14 @@ pub struct PubsubSide {
     /// Subscriptions handed over from the previous process that wait for the backplane
     /// (connection, topic): settled silently when it brings them.
     adopted: std::collections::HashSet<(u32, u64)>,
+    /// When this side started: the subscribe rate's clock.
+    started: std::time::Instant,
 }
+
+/// Subscription changes a connection may make at once under `--subscribe-rate` (or
+/// `--max-topics-per-connection`, when larger: a client may take every topic it may hold
+/// in one go).
+pub const SUBSCRIBE_BURST: usize = 64;
 
 fn reply(w: &mut Writer, ctx: &Ctx<'_>, text: &str) {
     w.send_frame(ctx, OpCode::Text, text.as_bytes());
@@ -275,6 +285,7 @@ impl PubsubSide {
             scratch: Vec::new(),
             replayed: Default::default(),
             adopted: std::collections::HashSet::new(),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -694,6 +705,22 @@ impl PubsubSide {
         Some(v.into())
     }
 
+    /// Whether `conn` may subscribe to or unsubscribe from `n` topics now, under
+    /// `--subscribe-rate` (taken if so).
+    fn may_change(&mut self, conn: u32, n: usize) -> bool {
+        let rate = self.spec.subscribe_rate;
+        if rate == 0 {
+            return true;
+        }
+        // Milliseconds since this worker's side started (wraps after 49 days: the bucket
+        // copes, see `LocalSubs::take_changes`). Control messages are rare enough to read
+        // the clock for.
+        let now = self.started.elapsed().as_millis() as u32;
+        let burst = self.spec.limits.max_per_connection.max(SUBSCRIBE_BURST) as u32;
+        self.local
+            .take_changes(conn, now, n as u32, 1000 / rate, burst)
+    }
+
     /// Whether connection `conn` is a pub/sub connection.
     pub fn is_member(&self, conn: u32) -> bool {
         self.local.is_member(conn)
@@ -724,7 +751,22 @@ impl PubsubSide {
             control_error(w, ctx, &reason);
             return None;
         }
-        match pubsub::parse_control(text, &self.spec.limits) {
+        let control = pubsub::parse_control(text, &self.spec.limits);
+        let changes = match &control {
+            Ok(Control::Subscribe { topics, .. } | Control::Unsubscribe { topics }) => topics.len(),
+            _ => 0,
+        };
+        if changes > 0 && !self.may_change(conn, changes) {
+            ctx.metrics.subscribe_rate_limited.inc();
+            let reason = format!(
+                "rate_limited (at most {} subscribes and unsubscribes a second, per topic; \
+                 this message was not acted on)",
+                self.spec.subscribe_rate
+            );
+            control_error(w, ctx, &reason);
+            return None;
+        }
+        match control {
             Err(e) => control_error(w, ctx, &e.reason()),
             Ok(Control::Refresh { token }) => return Some(token),
             Ok(Control::Subscribe {
@@ -1140,6 +1182,7 @@ mod tests {
                 limits: TopicLimits::default(),
                 client_publish: true,
                 max_control_bytes: 4096,
+                subscribe_rate: 0,
                 poll_hold: hold,
                 backplane,
             },
