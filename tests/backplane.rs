@@ -737,14 +737,7 @@ fn redis_pipeline(port: u16, cmds: &[Vec<String>]) -> Vec<holdfast::backplane::r
         let n = s.read(&mut chunk).unwrap();
         assert!(n > 0, "redis closed after {} replies", got.len());
         buf.extend_from_slice(&chunk[..n]);
-        loop {
-            let (v, used) = d.next(&buf, &Limits::default()).unwrap();
-            buf.drain(..used);
-            match v {
-                Some(v) => got.push(v),
-                None => break,
-            }
-        }
+        d.values(&mut buf, &Limits::default(), &mut got).unwrap();
     }
     got
 }

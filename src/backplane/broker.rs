@@ -183,9 +183,9 @@ impl Conn {
             }
         };
         self.stream.set_nonblocking(false)?;
-        while let Some(v) = self.decode()? {
-            out.push(v);
-        }
+        self.decoder
+            .values(&mut self.buf, &self.limits, out)
+            .map_err(protocol)?;
         r
     }
 

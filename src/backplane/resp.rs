@@ -161,6 +161,24 @@ impl Decoder {
         }
     }
 
+    /// Every whole value at the front of `buf` into `out`, the bytes they (and the value
+    /// under way) took drained from `buf`.
+    pub fn values(
+        &mut self,
+        buf: &mut Vec<u8>,
+        limits: &Limits,
+        out: &mut Vec<Value>,
+    ) -> Result<(), ProtocolError> {
+        loop {
+            let (v, used) = self.next(buf, limits)?;
+            buf.drain(..used);
+            match v {
+                Some(v) => out.push(v),
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// One scalar, or the head of a non-empty array, from `buf[*pos..]` (None: not all
     /// there yet, `pos` unmoved).
     fn element(
@@ -188,18 +206,9 @@ impl Decoder {
             b'+' => Element::Value(Value::Simple(text(l))),
             b'-' => Element::Value(Value::Error(text(l))),
             b':' => Element::Value(Value::Int(number(l)?)),
-            b'$' => {
-                let n = number(l)?;
-                if n < 0 {
-                    Element::Value(Value::Bulk(None))
-                } else {
-                    let n = n as usize;
-                    if n > limits.bulk {
-                        return Err(ProtocolError(format!(
-                            "bulk of {n} bytes (max {})",
-                            limits.bulk
-                        )));
-                    }
+            b'$' => match length(l, limits.bulk, "bulk", "bytes")? {
+                None => Element::Value(Value::Bulk(None)),
+                Some(n) => {
                     if buf.len() < at + n + 2 {
                         return Ok(None);
                     }
@@ -210,24 +219,12 @@ impl Decoder {
                     at += n + 2;
                     Element::Value(Value::Bulk(Some(b)))
                 }
-            }
-            b'*' => {
-                let n = number(l)?;
-                if n < 0 {
-                    Element::Value(Value::Array(None))
-                } else if n == 0 {
-                    Element::Value(Value::Array(Some(Vec::new())))
-                } else {
-                    let n = n as usize;
-                    if n > limits.elements {
-                        return Err(ProtocolError(format!(
-                            "array of {n} elements (max {})",
-                            limits.elements
-                        )));
-                    }
-                    Element::Array(n)
-                }
-            }
+            },
+            b'*' => match length(l, limits.elements, "array", "elements")? {
+                None => Element::Value(Value::Array(None)),
+                Some(0) => Element::Value(Value::Array(Some(Vec::new()))),
+                Some(n) => Element::Array(n),
+            },
             t => {
                 return Err(ProtocolError(format!("unknown type byte 0x{t:02x}")));
             }
@@ -254,6 +251,18 @@ fn line<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, Protocol
     };
     *pos += cr + 2;
     Ok(Some(&rest[..cr]))
+}
+
+/// A length line's value: None for a nil (any negative length), an error past `max`.
+fn length(l: &[u8], max: usize, what: &str, unit: &str) -> Result<Option<usize>, ProtocolError> {
+    let n = number(l)?;
+    let Ok(n) = usize::try_from(n) else {
+        return Ok(None);
+    };
+    if n > max {
+        return Err(ProtocolError(format!("{what} of {n} {unit} (max {max})")));
+    }
+    Ok(Some(n))
 }
 
 fn number(l: &[u8]) -> Result<i64, ProtocolError> {
@@ -332,14 +341,7 @@ mod tests {
         for chunk in whole.chunks(piece) {
             buf.extend_from_slice(chunk);
             most = most.max(buf.len());
-            loop {
-                let (v, used) = d.next(&buf, &Limits::default()).unwrap();
-                buf.drain(..used);
-                match v {
-                    Some(v) => out.push(v),
-                    None => break,
-                }
-            }
+            d.values(&mut buf, &Limits::default(), &mut out).unwrap();
         }
         assert!(buf.is_empty() && d.open.is_empty());
         (out, most)
