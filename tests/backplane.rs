@@ -626,23 +626,13 @@ fn the_data_ports_api_publishes_and_answers_presence_through_the_broker() {
 }
 
 /// `SPUBLISH CHANNEL <bytes>` in RESP on a connection of its own (the bytes as they are:
-/// a frame's length may hold a NUL, which a command line cannot); the reply line.
+/// a frame's length may hold a NUL, which a command line cannot); the reply as a line.
 fn spublish(port: u16, channel: &str, body: &[u8]) -> String {
-    use std::io::{BufRead, Write};
-    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(T)).unwrap();
-    let mut cmd = format!(
-        "*3\r\n$8\r\nSPUBLISH\r\n${}\r\n{channel}\r\n${}\r\n",
-        channel.len(),
-        body.len()
-    )
-    .into_bytes();
-    cmd.extend_from_slice(body);
-    cmd.extend_from_slice(b"\r\n");
-    (&s).write_all(&cmd).unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(&s).read_line(&mut line).unwrap();
-    line
+    let cmd = [b"SPUBLISH".as_slice(), channel.as_bytes(), body];
+    match redis_pipeline(port, &[cmd]).remove(0) {
+        holdfast::backplane::resp::Value::Int(n) => format!(":{n}"),
+        other => format!("{other:?}"),
+    }
 }
 
 /// A WebSocket text frame (unmasked, as a server sends it).
@@ -721,14 +711,17 @@ fn a_presence_event_a_neighbour_publishes_into_the_broker_is_checked_not_forward
 }
 
 /// Commands pipelined on a connection of their own, then every reply, decoded.
-fn redis_pipeline(port: u16, cmds: &[Vec<String>]) -> Vec<holdfast::backplane::resp::Value> {
+fn redis_pipeline<C: AsRef<[A]>, A: AsRef<[u8]>>(
+    port: u16,
+    cmds: &[C],
+) -> Vec<holdfast::backplane::resp::Value> {
     use holdfast::backplane::resp::{encode, Decoder, Limits};
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(T)).unwrap();
     let mut out = Vec::new();
     for c in cmds {
-        encode(&mut out, c);
+        encode(&mut out, c.as_ref());
     }
     s.write_all(&out).unwrap();
     let (mut d, mut buf, mut got) = (Decoder::default(), Vec::new(), Vec::new());
