@@ -1182,13 +1182,19 @@ impl Hub {
         use std::collections::BinaryHeap;
         let t = self.lock();
         let mut all = vec![0u64; self.queues.len()];
-        // The smallest of the `n` kept is on top, so each topic costs O(log n).
-        let mut heap: BinaryHeap<Reverse<(u64, Reverse<&str>)>> = BinaryHeap::new();
+        // The least of the `n` kept is on top, so each topic costs O(log n). (Names are
+        // unique: the per-worker counts never decide.)
+        type Key<'a> = Reverse<(u64, Reverse<&'a str>, &'a [u64])>;
+        let mut heap: BinaryHeap<Key<'_>> = BinaryHeap::new();
         for (name, st) in &t.map {
             for (a, l) in all.iter_mut().zip(&st.local) {
                 *a += l;
             }
-            let key = Reverse((st.local.iter().sum::<u64>(), Reverse(&**name)));
+            let key = Reverse((
+                st.local.iter().sum::<u64>(),
+                Reverse(&**name),
+                &st.local[..],
+            ));
             if heap.len() < n {
                 heap.push(key);
             } else if heap.peek().is_some_and(|top| key < *top) {
@@ -1196,20 +1202,14 @@ impl Hub {
                 heap.push(key);
             }
         }
-        let mut top: Vec<(String, Vec<u64>)> = heap
+        // Ascending keys under `Reverse`: most subscribers first, then by name.
+        let top: Vec<(String, Vec<u64>)> = heap
             .into_sorted_vec()
             .into_iter()
-            .filter_map(|Reverse((_, Reverse(name)))| {
-                let st = t.map.get(name)?;
-                Some((name.to_string(), st.local.clone()))
-            })
+            .map(|Reverse((_, Reverse(name), per))| (name.to_string(), per.to_vec()))
             .collect();
         let topics = t.map.len();
         drop(t);
-        top.sort_by(|a, b| {
-            let sum = |v: &[u64]| v.iter().sum::<u64>();
-            sum(&b.1).cmp(&sum(&a.1)).then_with(|| a.0.cmp(&b.0))
-        });
         for (_, per) in &top {
             for (a, l) in all.iter_mut().zip(per) {
                 *a -= l;
