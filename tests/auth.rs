@@ -302,10 +302,11 @@ fn an_expiring_connection_is_closed_4401_unless_it_refreshes() {
     let mut goes = authed(&srv, "/ws?topics=news.a", &hs256(claims("alice", exp)));
     until(&mut stays, "subscribed");
     until(&mut goes, "subscribed");
-    // A refresh naming another user is refused; the connection keeps its old token.
+    // A refresh naming another user is refused; the connection keeps its old token. Each
+    // answer carries the message's id.
     control(
         &mut stays,
-        json!({"op": "refresh", "token": hs256(claims("bob", exp + 60))}),
+        json!({"op": "refresh", "token": hs256(claims("bob", exp + 60)), "id": "r1"}),
     );
     let e = until(&mut stays, "error");
     assert!(
@@ -315,11 +316,17 @@ fn an_expiring_connection_is_closed_4401_unless_it_refreshes() {
             .starts_with("token_other_user"),
         "{e}"
     );
+    assert_eq!(
+        (&e["op"], &e["id"]),
+        (&json!("refresh"), &json!("r1")),
+        "{e}"
+    );
     control(
         &mut stays,
-        json!({"op": "refresh", "token": hs256(claims("alice", exp + 60))}),
+        json!({"op": "refresh", "token": hs256(claims("alice", exp + 60)), "id": 2}),
     );
-    assert_eq!(until(&mut stays, "refreshed")["exp"], exp + 60);
+    let r = until(&mut stays, "refreshed");
+    assert_eq!((&r["exp"], &r["id"]), (&json!(exp + 60), &json!(2)), "{r}");
     // The one that did not refresh is closed with 4401 soon after its expiry.
     let deadline = Instant::now() + Duration::from_secs(8);
     loop {

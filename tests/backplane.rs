@@ -907,3 +907,79 @@ fn a_crowded_presence_topic_and_a_long_history_cost_what_is_asked() {
         assert!(m["data"].as_str().unwrap().starts_with(&format!("{i:03}h")));
     }
 }
+
+/// The `"id"` of a control message comes back on every reply to it, whenever the reply
+/// comes: a publish answered by the broker after a later subscribe was refused at once is
+/// still told apart (the SDK matched an error to its oldest pending publish, and a
+/// publish's reply to the next publish on the topic).
+#[test]
+fn replies_carry_the_messages_id_through_the_broker() {
+    let redis = Redis::start();
+    let a = node(&redis.url(), "A", &["--client-publish"]);
+    let (mut ws, _) = subscriber(a.addr, "/ws", 0, "");
+    let send = |ws: &mut Raw, v: Value| ws.send_frame(true, OpCode::Text, text(&v).as_bytes());
+    // Waits for the broker: answered later, with its id.
+    send(
+        &mut ws,
+        json!({"op":"subscribe","topics":["room","hall"],"id":"s-1"}),
+    );
+    let mut got: Vec<Value> = (0..2).map(|_| next(&mut ws)).collect();
+    got.sort_by_key(|v| v["topic"].to_string());
+    for (v, topic) in got.iter().zip(["hall", "room"]) {
+        assert_eq!(
+            (&v["type"], &v["topic"], &v["id"]),
+            (&json!("subscribed"), &json!(topic), &json!("s-1")),
+            "{v}"
+        );
+    }
+    // Two publishes that wait for the broker around a subscribe refused at once.
+    send(
+        &mut ws,
+        json!({"op":"publish","topic":"room","data":"one","id":1}),
+    );
+    send(
+        &mut ws,
+        json!({"op":"subscribe","topics":["bad topic"],"id":2}),
+    );
+    send(
+        &mut ws,
+        json!({"op":"publish","topic":"room","data":"two","id":3}),
+    );
+    send(
+        &mut ws,
+        json!({"op":"unsubscribe","topics":["hall"],"id":"u"}),
+    );
+    send(
+        &mut ws,
+        json!({"op":"publish","topic":"room","data":"three"}),
+    );
+    let mut by_id = std::collections::HashMap::new();
+    let mut messages = Vec::new();
+    while by_id.len() < 5 || messages.len() < 3 {
+        let v = next(&mut ws);
+        if v["type"] == "message" {
+            messages.push(v);
+            continue;
+        }
+        let key = v["id"].to_string();
+        assert!(
+            by_id.insert(key, v.clone()).is_none(),
+            "one reply per id: {v}"
+        );
+    }
+    let seq_of = |data: &str| messages.iter().find(|m| m["data"] == data).unwrap()["seq"].clone();
+    assert_eq!(by_id["1"]["type"], "published");
+    assert_eq!(by_id["1"]["seq"], seq_of("one"), "{:?}", by_id["1"]);
+    assert_eq!(by_id["3"]["seq"], seq_of("two"), "{:?}", by_id["3"]);
+    assert_eq!(
+        by_id["null"]["seq"],
+        seq_of("three"),
+        "no id: none on the reply"
+    );
+    assert_eq!(by_id["2"]["type"], "error");
+    assert!(by_id["2"]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("topic_bad_character"));
+    assert_eq!(by_id["\"u\""]["type"], "unsubscribed");
+}

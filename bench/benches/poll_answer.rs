@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
                 black_box(last),
                 0x6f1c,
                 Some(true),
+                None,
             )
         })
     });

@@ -6,7 +6,7 @@
 #![no_main]
 
 use holdfast::auth::{Auth, AuthConfig};
-use holdfast::pubsub::{parse_control, parse_query, Control, TopicLimits};
+use holdfast::pubsub::{parse_query, parse_request, reply_error, Control, RequestId, TopicLimits};
 use libfuzzer_sys::fuzz_target;
 
 fn check(c: &Control, limits: &TopicLimits, control: bool) {
@@ -55,8 +55,24 @@ fuzz_target!(|data: &[u8]| {
     };
     match sel % 3 {
         0 => {
-            if let Ok(c) = parse_control(text, &limits) {
-                check(&c, &limits, true);
+            let r = parse_request(text, &limits);
+            if let Ok(c) = &r.control {
+                check(c, &limits, true);
+            }
+            if let Some(id) = &r.id {
+                let v = id.as_json();
+                match v {
+                    serde_json::Value::Number(n) => {
+                        assert!(n.as_u64().is_some_and(|n| n <= RequestId::MAX_INT), "{v}")
+                    }
+                    serde_json::Value::String(s) => {
+                        assert!((1..=RequestId::MAX_LEN).contains(&s.len()), "{v}")
+                    }
+                    _ => panic!("id {v}"),
+                }
+                let back: serde_json::Value =
+                    serde_json::from_str(&reply_error("x", Some(id))).unwrap();
+                assert_eq!(&back["id"], v);
             }
         }
         1 => {

@@ -493,15 +493,17 @@ impl Engine {
                 worker,
                 conn,
                 conn_id,
+                asked,
             } => {
                 let topic = topic.unwrap_or("");
+                let asked = asked.as_ref();
                 let (status, text) = match &r {
                     Ok(Answer::Published(p)) => {
-                        (200, pubsub::reply_published(topic, p.seq, p.epoch))
+                        (200, pubsub::reply_published(topic, p.seq, p.epoch, asked))
                     }
                     Ok(Answer::Presence(p)) => (200, presence::report_json(topic, p)),
                     Ok(Answer::Nodes(_)) => return,
-                    Err(e) => (e.status(), pubsub::reply_error(&e.reason())),
+                    Err(e) => (e.status(), pubsub::reply_error(&e.reason(), asked)),
                 };
                 let frame = presence::text_frame(&text);
                 self.hub.send_to(

@@ -137,6 +137,8 @@ pub enum ReplyTo {
         conn: u32,
         /// Its connection id.
         conn_id: u64,
+        /// The `"id"` of its control message: the reply carries it.
+        asked: Option<crate::pubsub::RequestId>,
     },
     /// Nobody.
     Nobody,
@@ -388,12 +390,14 @@ impl Backplane {
     }
 
     /// A connection publishes (client publish): with the memory engine the answer is now;
-    /// with a broker it is `Ok(None)` and the answer reaches the connection later.
+    /// with a broker it is `Ok(None)` and the answer reaches the connection later, carrying
+    /// `asked` (the `"id"` of its control message).
     pub fn publish_for(
         &self,
         topic: &str,
         payload: Payload<'_>,
         who: (usize, u32, u64),
+        asked: Option<&crate::pubsub::RequestId>,
     ) -> Result<Option<Published>, BackplaneError> {
         if !self.is_broker() {
             return self
@@ -416,6 +420,7 @@ impl Backplane {
                 worker: who.0,
                 conn: who.1,
                 conn_id: who.2,
+                asked: asked.cloned(),
             },
         };
         match self.submit(job) {
@@ -549,6 +554,7 @@ impl Backplane {
                 worker: who.0,
                 conn: who.1,
                 conn_id: who.2,
+                asked: None,
             },
         };
         self.submit(job)

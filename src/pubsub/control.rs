@@ -9,7 +9,8 @@
 //! ```
 //! Replies: `{"type":"subscribed","topic":T,"seq":N,"epoch":E}` (N: newest sequence number;
 //! live messages follow it; with `"recovered":bool` when resuming),
-//! `{"type":"error","reason":R}`.
+//! `{"type":"error","reason":R}`. A message may carry `"id"` (an integer up to 2^53 − 1, or
+//! a string of 1 to 64 bytes); every reply to it carries the same `"id"`.
 
 use super::replay::{format_epoch, parse_epoch, Position};
 use super::topic::{validate_topic, TopicError, TopicLimits};
@@ -46,6 +47,50 @@ pub enum Control {
     },
 }
 
+/// A client's name for one control message (`"id"`), carried by every reply to it: a
+/// client with several requests outstanding (a publish waiting for the broker while a
+/// subscribe is refused) tells which reply answers which. An integer up to 2^53 − 1 (what a
+/// JavaScript number holds exactly) or a string of 1 to [`RequestId::MAX_LEN`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(serde_json::Value);
+
+impl RequestId {
+    /// The longest string id, in bytes.
+    pub const MAX_LEN: usize = 64;
+    /// The largest integer id: 2^53 − 1.
+    pub const MAX_INT: u64 = (1 << 53) - 1;
+
+    /// The id a message gave, if it is one.
+    pub fn from_json(v: &serde_json::Value) -> Option<Self> {
+        let ok = match v {
+            serde_json::Value::Number(n) => n.as_u64().is_some_and(|n| n <= Self::MAX_INT),
+            serde_json::Value::String(s) => (1..=Self::MAX_LEN).contains(&s.len()),
+            _ => false,
+        };
+        ok.then(|| Self(v.clone()))
+    }
+
+    /// An integer id.
+    pub fn int(n: u64) -> Option<Self> {
+        Self::from_json(&n.into())
+    }
+
+    /// The id as JSON.
+    pub fn as_json(&self) -> &serde_json::Value {
+        &self.0
+    }
+}
+
+/// A parsed control message with the id it gave ([`parse_request`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The message's `"id"`, when it gave a valid one that is not named twice (a refusal
+    /// carries it too, unless the refusal is about the id).
+    pub id: Option<RequestId>,
+    /// The message, or why it was refused.
+    pub control: Result<Control, ControlError>,
+}
+
 /// Why a control message was refused (sent back as `{"type":"error","reason":...}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlError {
@@ -78,6 +123,11 @@ impl ControlError {
             Self::NotJson(None) => "control_not_a_json_object".into(),
             Self::NotJson(Some(why)) => format!("control_not_a_json_object ({why})"),
             Self::UnknownOp => "unknown_op (subscribe, unsubscribe, publish, refresh)".into(),
+            Self::BadField("id") => format!(
+                "bad_field id (an integer up to {} or a string of 1 to {} bytes)",
+                RequestId::MAX_INT,
+                RequestId::MAX_LEN
+            ),
             Self::BadField(f) => format!("bad_field {f}"),
             Self::EmptyList(f) => format!("bad_field {f} (empty: name at least one topic)"),
             Self::Duplicate(f) => format!("duplicate_field {f}"),
@@ -87,8 +137,11 @@ impl ControlError {
     }
 }
 
-/// The fields a control message may carry; each may appear once.
-const FIELDS: [&str; 7] = ["op", "topics", "resume", "tokens", "topic", "data", "token"];
+/// The fields a control message may carry; each may appear once. `id` is checked first: a
+/// refusal for another repeated field can still carry it.
+const FIELDS: [&str; 8] = [
+    "id", "op", "topics", "resume", "tokens", "topic", "data", "token",
+];
 
 /// A JSON object's members in the order sent, repeats kept (`serde_json::Value` keeps the
 /// last of a repeated name, which hides the repeat).
@@ -233,14 +286,47 @@ fn position_of(v: &serde_json::Value) -> Result<Position, ControlError> {
 
 /// Parse one control text frame.
 pub fn parse_control(text: &str, limits: &TopicLimits) -> Result<Control, ControlError> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| not_json(&e))?;
+    parse_request(text, limits).control
+}
+
+/// Parse one control text frame, with the id its replies carry.
+pub fn parse_request(text: &str, limits: &TopicLimits) -> Request {
+    let v: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Request {
+                id: None,
+                control: Err(not_json(&e)),
+            }
+        }
+    };
     if !v.is_object() {
-        return Err(ControlError::NotJson(None));
+        return Request {
+            id: None,
+            control: Err(ControlError::NotJson(None)),
+        };
     }
-    refuse_repeats(text, limits)?;
+    let given = v.get("id");
+    let id = given.and_then(RequestId::from_json);
+    let control = match refuse_repeats(text, limits) {
+        Err(ControlError::Duplicate(f)) if f == "id" => {
+            return Request {
+                id: None,
+                control: Err(ControlError::Duplicate(f)),
+            }
+        }
+        Err(e) => Err(e),
+        Ok(()) if given.is_some() && id.is_none() => Err(ControlError::BadField("id")),
+        Ok(()) => control_of(&v, limits),
+    };
+    Request { id, control }
+}
+
+/// The control message `v` (a JSON object whose fields are each named once).
+fn control_of(v: &serde_json::Value, limits: &TopicLimits) -> Result<Control, ControlError> {
     match v["op"].as_str() {
         Some("subscribe") => {
-            let (topics, listed_set) = topics_of(&v, limits)?;
+            let (topics, listed_set) = topics_of(v, limits)?;
             let mut resume = Vec::new();
             if let Some(r) = v.get("resume") {
                 let r = r.as_object().ok_or(ControlError::BadField("resume"))?;
@@ -273,7 +359,7 @@ pub fn parse_control(text: &str, limits: &TopicLimits) -> Result<Control, Contro
             })
         }
         Some("unsubscribe") => Ok(Control::Unsubscribe {
-            topics: topics_of(&v, limits)?.0,
+            topics: topics_of(v, limits)?.0,
         }),
         Some("publish") => {
             let topic = v["topic"].as_str().ok_or(ControlError::BadField("topic"))?;
@@ -337,14 +423,23 @@ pub fn parse_query(query: &str, limits: &TopicLimits) -> Result<Control, Control
 }
 
 /// `{"type":"subscribed","topic":T,"seq":N,"epoch":E}`, with `"recovered":R` when the
-/// client asked to resume.
+/// client asked to resume, and the `"id"` of the message that asked.
 ///
 /// Written directly, in the key order a `serde_json::Value` gives (sorted), rather than
 /// through one: every WebSocket subscribe and every fresh poll makes one.
-pub fn reply_subscribed(topic: &str, seq: u64, epoch: u64, recovered: Option<bool>) -> String {
+pub fn reply_subscribed(
+    topic: &str,
+    seq: u64,
+    epoch: u64,
+    recovered: Option<bool>,
+    id: Option<&RequestId>,
+) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(80 + topic.len());
     let _ = write!(out, r#"{{"epoch":"{}","#, format_epoch(epoch));
+    if let Some(id) = id {
+        let _ = write!(out, r#""id":{},"#, id.as_json());
+    }
     if let Some(r) = recovered {
         let _ = write!(out, r#""recovered":{r},"#);
     }
@@ -378,11 +473,19 @@ fn push_json_str(out: &mut String, s: &str) {
 }
 
 /// `{"type":"published","topic":T,"seq":N,"epoch":E}`: a client's publish was numbered N
-/// in epoch E.
-pub fn reply_published(topic: &str, seq: u64, epoch: u64) -> String {
-    serde_json::json!({"type": "published", "topic": topic, "seq": seq,
-        "epoch": super::format_epoch(epoch)})
-    .to_string()
+/// in epoch E; with the publish's `"id"`.
+pub fn reply_published(topic: &str, seq: u64, epoch: u64, id: Option<&RequestId>) -> String {
+    let v = serde_json::json!({"type": "published", "topic": topic, "seq": seq,
+        "epoch": super::format_epoch(epoch)});
+    with_id(v, id)
+}
+
+/// `v` (a JSON object) with the `"id"` of the message it answers, as text.
+pub fn with_id(mut v: serde_json::Value, id: Option<&RequestId>) -> String {
+    if let (Some(id), Some(m)) = (id, v.as_object_mut()) {
+        m.insert("id".into(), id.as_json().clone());
+    }
+    v.to_string()
 }
 
 /// `{"type":"reset","topic":T,"epoch":E,"seq":N}`: the topic's numbering started again
@@ -393,9 +496,10 @@ pub fn reply_reset(topic: &str, epoch: u64, seq: u64) -> String {
     .to_string()
 }
 
-/// `{"type":"error","reason":R}` (R: e.g. [`ControlError::reason`]).
-pub fn reply_error(reason: &str) -> String {
-    serde_json::json!({"type": "error", "reason": reason}).to_string()
+/// `{"type":"error","reason":R}` (R: e.g. [`ControlError::reason`]), with the `"id"` of
+/// the message refused.
+pub fn reply_error(reason: &str, id: Option<&RequestId>) -> String {
+    with_id(serde_json::json!({"type": "error", "reason": reason}), id)
 }
 
 #[cfg(test)]
@@ -503,30 +607,104 @@ mod tests {
             parse_control(r#"{"op":"subscribe","topics":["a b"]}"#, &L),
             Err(ControlError::Topic(TopicError::BadByte { at: 1 }))
         );
-        let e = reply_error(&ControlError::UnknownOp.reason());
+        let e = reply_error(&ControlError::UnknownOp.reason(), None);
         assert!(e.contains("\"type\":\"error\"") && e.contains("unknown_op"));
         assert_eq!(
-            reply_subscribed("a", 5, 0xabc, None),
+            reply_subscribed("a", 5, 0xabc, None, None),
             r#"{"epoch":"0000000000000abc","seq":5,"topic":"a","type":"subscribed"}"#
         );
-        assert!(reply_subscribed("a", 5, 1, Some(false)).contains(r#""recovered":false"#));
-        // Written by hand, it reads as serde_json would have written it, whatever the name.
+        assert!(reply_subscribed("a", 5, 1, Some(false), None).contains(r#""recovered":false"#));
+        // Written by hand, it reads as serde_json would have written it, whatever the name
+        // and the id.
+        let ids = [
+            None,
+            RequestId::int(RequestId::MAX_INT),
+            RequestId::from_json(&"q\"\\\u{1}é".into()),
+        ];
         for (topic, recovered) in [
             ("a.b:c/d", Some(true)),
             ("q\"\\\n\r\t\u{8}\u{c}\u{1}é", None),
         ] {
-            let mut v = serde_json::json!({
-                "type": "subscribed", "topic": topic, "seq": u64::MAX,
-                "epoch": format_epoch(u64::MAX),
-            });
-            if let Some(r) = recovered {
-                v["recovered"] = r.into();
+            for id in &ids {
+                let mut v = serde_json::json!({
+                    "type": "subscribed", "topic": topic, "seq": u64::MAX,
+                    "epoch": format_epoch(u64::MAX),
+                });
+                if let Some(r) = recovered {
+                    v["recovered"] = r.into();
+                }
+                if let Some(id) = id {
+                    v["id"] = id.as_json().clone();
+                }
+                assert_eq!(
+                    reply_subscribed(topic, u64::MAX, u64::MAX, recovered, id.as_ref()),
+                    v.to_string()
+                );
             }
+        }
+    }
+
+    #[test]
+    fn a_message_id_rides_on_the_request_and_its_refusals() {
+        let id = |text: &str| parse_request(text, &L).id.map(|i| i.as_json().to_string());
+        let ok = parse_request(r#"{"op":"publish","topic":"a","data":"x","id":7}"#, &L);
+        assert_eq!(ok.id, RequestId::int(7));
+        assert!(ok.control.is_ok());
+        assert_eq!(
+            id(r#"{"id":"p-1","op":"unsubscribe","topics":["a"]}"#),
+            Some(r#""p-1""#.into())
+        );
+        // A refusal of the message itself still names it.
+        for text in [
+            r#"{"id":9,"op":"publish","topic":"a b","data":"x"}"#,
+            r#"{"id":9,"op":"dance"}"#,
+            r#"{"id":9,"op":"subscribe","topics":["a"],"topics":["b"]}"#,
+        ] {
+            let r = parse_request(text, &L);
+            assert!(r.control.is_err(), "{text}");
+            assert_eq!(r.id, RequestId::int(9), "{text}");
+        }
+        // An id that is not one is refused, and the refusal carries none.
+        let long = "x".repeat(RequestId::MAX_LEN + 1);
+        for bad in [
+            "-1".to_string(),
+            "1.5".into(),
+            "9007199254740992".into(),
+            r#""""#.into(),
+            format!(r#""{long}""#),
+            "null".into(),
+            "[1]".into(),
+            "{}".into(),
+        ] {
+            let text = format!(r#"{{"op":"unsubscribe","topics":["a"],"id":{bad}}}"#);
+            let r = parse_request(&text, &L);
+            assert_eq!(r.id, None, "{bad}");
             assert_eq!(
-                reply_subscribed(topic, u64::MAX, u64::MAX, recovered),
-                v.to_string()
+                r.control.map_err(|e| e.reason()),
+                Err(
+                    "bad_field id (an integer up to 9007199254740991 or a string of 1 to 64 \
+                     bytes)"
+                        .into()
+                ),
+                "{bad}"
             );
         }
+        assert!(RequestId::from_json(&"x".repeat(RequestId::MAX_LEN).into()).is_some());
+        // Two ids: which one a reply should carry is unknowable, so it carries none.
+        let r = parse_request(r#"{"id":1,"id":2,"op":"unsubscribe","topics":["a"]}"#, &L);
+        assert_eq!(r.id, None);
+        assert_eq!(r.control, Err(ControlError::Duplicate("id".into())));
+        // Replies carry it as given.
+        let s = RequestId::from_json(&"r\"1".into());
+        assert_eq!(
+            reply_error("overloaded", s.as_ref()),
+            r#"{"id":"r\"1","reason":"overloaded","type":"error"}"#
+        );
+        assert_eq!(
+            reply_published("a", 3, 1, RequestId::int(0).as_ref()),
+            r#"{"epoch":"0000000000000001","id":0,"seq":3,"topic":"a","type":"published"}"#
+        );
+        assert_eq!(reply_error("x", None), r#"{"reason":"x","type":"error"}"#);
     }
 
     #[test]

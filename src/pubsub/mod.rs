@@ -18,8 +18,8 @@ pub mod replay;
 pub mod topic;
 
 pub use control::{
-    parse_control, parse_query, reply_error, reply_published, reply_reset, reply_subscribed,
-    Control, ControlError,
+    parse_control, parse_query, parse_request, reply_error, reply_published, reply_reset,
+    reply_subscribed, with_id, Control, ControlError, Request, RequestId,
 };
 pub use delivery::{encode_delivery, encode_direct, encode_gap, Payload};
 pub use hub::{

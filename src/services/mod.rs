@@ -598,7 +598,7 @@ impl Host for ConnHost<'_> {
             if !topics.is_empty() {
                 self.svc
                     .pubsub
-                    .subscribe(self.idx, w, ctx, topics, resume, user);
+                    .subscribe(self.idx, w, ctx, topics, resume, user, None);
             }
         }
     }
@@ -611,8 +611,8 @@ impl Host for ConnHost<'_> {
             let user = identity.user(self.idx);
             let mut permits = identity::ConnPermits::new(identity, self.idx, ctx);
             let refresh = pubsub.on_control(self.idx, w, ctx, msg, &mut permits, user);
-            if let Some(token) = refresh {
-                self.refresh(w, ctx, &token);
+            if let Some((token, id)) = refresh {
+                self.refresh(w, ctx, &token, id.as_ref());
             }
             return;
         }
@@ -677,9 +677,15 @@ impl Host for ConnHost<'_> {
 }
 
 impl ConnHost<'_> {
-    /// A `refresh` control message: the new token replaces the old (same user), or the
-    /// error is answered and the old one stays until it expires.
-    fn refresh(&mut self, w: &mut Writer, ctx: &Ctx<'_>, token: &str) {
+    /// A `refresh` control message (`id`: its `"id"`): the new token replaces the old
+    /// (same user), or the error is answered and the old one stays until it expires.
+    fn refresh(
+        &mut self,
+        w: &mut Writer,
+        ctx: &Ctx<'_>,
+        token: &str,
+        id: Option<&crate::pubsub::RequestId>,
+    ) {
         let now = crate::auth::unix_now();
         let text = match self.svc.identity.refresh(self.idx, token, now) {
             Ok(exp) => {
@@ -692,6 +698,7 @@ impl ConnHost<'_> {
                 serde_json::json!({"type": "error", "op": "refresh", "reason": e.reason()})
             }
         };
-        w.send_frame(ctx, OpCode::Text, text.to_string().as_bytes());
+        let text = crate::pubsub::with_id(text, id);
+        w.send_frame(ctx, OpCode::Text, text.as_bytes());
     }
 }

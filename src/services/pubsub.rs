@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::backplane::{Backplane, Member};
 use crate::metrics::WorkerMetrics;
 use crate::pubsub::{
-    self, Control, Delivery, Hub, LocalSubs, Payload, PolicyTable, Resume, SlowPolicy,
+    self, Control, Delivery, Hub, LocalSubs, Payload, PolicyTable, RequestId, Resume, SlowPolicy,
     Subscription, PENDING,
 };
 use crate::session::{Ctx, Phase, Writer, GATHER_BYTES};
@@ -96,9 +96,9 @@ pub struct PubsubSide {
     scratch: Vec<u32>,
     /// Event JSON of replayed history frames (resuming streams and polls).
     replayed: super::replay_json::ReplayJson,
-    /// Subscriptions handed over from the previous process that wait for the backplane
-    /// (connection, topic): settled silently when it brings them.
-    adopted: std::collections::HashSet<(u32, u64)>,
+    /// Subscriptions waiting for the backplane (connection, topic) that are answered other
+    /// than plainly when it brings them: handed over, or asked for with a message id.
+    waiting: std::collections::HashMap<(u32, u64), Waiter>,
     /// When this side started: the subscribe rate's clock.
     started: std::time::Instant,
 }
@@ -112,9 +112,21 @@ fn reply(w: &mut Writer, ctx: &Ctx<'_>, text: &str) {
     w.send_frame(ctx, OpCode::Text, text.as_bytes());
 }
 
-fn control_error(w: &mut Writer, ctx: &Ctx<'_>, reason: &str) {
+/// Refuse a control message (`id`: its `"id"`).
+fn control_error(w: &mut Writer, ctx: &Ctx<'_>, reason: &str, id: Option<&RequestId>) {
     ctx.metrics.control_errors.inc();
-    reply(w, ctx, &pubsub::reply_error(reason));
+    reply(w, ctx, &pubsub::reply_error(reason, id));
+}
+
+/// How a subscription waiting for the backplane is answered when it comes, other than
+/// plainly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Waiter {
+    /// Handed over from the previous process: silently when everything owed was
+    /// recovered (see [`Settled::silent`]).
+    Adopted,
+    /// A control message with this `"id"` asked for it: the reply carries it.
+    Asked(RequestId),
 }
 
 /// Queue message `seq` of topic `id` for one subscriber, applying the topic's policy if it
@@ -212,6 +224,8 @@ struct Settled<'a> {
     /// recovered the client is told nothing (it never left); otherwise it learns as any
     /// resuming client does.
     silent: bool,
+    /// The `"id"` of the control message that asked for it.
+    asked: Option<&'a RequestId>,
 }
 
 /// The JSON payload of a whole unmasked text frame the server encoded (a delivery, a
@@ -284,7 +298,7 @@ impl PubsubSide {
             worker,
             scratch: Vec::new(),
             replayed: Default::default(),
-            adopted: std::collections::HashSet::new(),
+            waiting: std::collections::HashMap::new(),
             started: std::time::Instant::now(),
         }
     }
@@ -441,7 +455,7 @@ impl PubsubSide {
     ) {
         let refuse = |w: &mut Writer, status: u16, why: &str| {
             ctx.metrics.control_errors.inc();
-            w.answer_poll(ctx, status, pubsub::reply_error(why).as_bytes(), "");
+            w.answer_poll(ctx, status, pubsub::reply_error(why, None).as_bytes(), "");
         };
         if !self.spec.client_publish {
             return refuse(
@@ -474,12 +488,12 @@ impl PubsubSide {
         };
         let conn_id = self.local.join(conn);
         let who = (self.worker, conn, conn_id);
-        let r = self.spec.backplane.publish_for(topic, payload, who);
+        let r = self.spec.backplane.publish_for(topic, payload, who, None);
         if r.is_ok() {
             ctx.metrics.client_publishes.inc();
         }
         self.finish_call(conn, w, ctx, r, |p| {
-            pubsub::reply_published(topic, p.seq, p.epoch)
+            pubsub::reply_published(topic, p.seq, p.epoch, None)
         });
     }
 
@@ -495,7 +509,7 @@ impl PubsubSide {
     ) {
         if !self.spec.backplane.is_presence(topic) {
             let why = "not a presence topic (see --presence-prefix)";
-            return w.answer_poll(ctx, 404, pubsub::reply_error(why).as_bytes(), "");
+            return w.answer_poll(ctx, 404, pubsub::reply_error(why, None).as_bytes(), "");
         }
         let conn_id = self.local.join(conn);
         use crate::backplane::presence::{report_json, CLIENT_MAX_MEMBERS};
@@ -522,7 +536,7 @@ impl PubsubSide {
             Ok(None) => self.await_broker(conn),
             Err(e) => {
                 ctx.metrics.control_errors.inc();
-                let body = pubsub::reply_error(&e.reason());
+                let body = pubsub::reply_error(&e.reason(), None);
                 answer_call_with(w, ctx, e.status(), body.as_bytes());
             }
         }
@@ -643,7 +657,7 @@ impl PubsubSide {
         };
         if p.call {
             let why = "the broker did not answer in time";
-            return w.answer_poll(ctx, 504, pubsub::reply_error(why).as_bytes(), "");
+            return w.answer_poll(ctx, 504, pubsub::reply_error(why, None).as_bytes(), "");
         }
         let cursor = self.local.cursor(conn);
         let mut body = Vec::with_capacity(p.items.len() + cursor.len() + 32);
@@ -729,7 +743,8 @@ impl PubsubSide {
     /// A control message from pub/sub connection `conn`.
     ///
     /// `permits`: what the connection may do. A `refresh` is not handled here: its token
-    /// is returned for the identity side.
+    /// is returned for the identity side, with the message's `"id"`. Every reply carries
+    /// the message's id, when it gave one.
     pub fn on_control(
         &mut self,
         conn: u32,
@@ -738,9 +753,9 @@ impl PubsubSide {
         msg: Message<'_>,
         permits: &mut dyn Permits,
         user: Option<Arc<str>>,
-    ) -> Option<String> {
+    ) -> Option<(String, Option<RequestId>)> {
         let Message::Text(text) = msg else {
-            control_error(w, ctx, "binary_frames_are_not_control_messages");
+            control_error(w, ctx, "binary_frames_are_not_control_messages", None);
             return None;
         };
         if text.len() > self.spec.max_control_bytes {
@@ -748,10 +763,11 @@ impl PubsubSide {
                 "control_message_too_large (max {} bytes)",
                 self.spec.max_control_bytes
             );
-            control_error(w, ctx, &reason);
+            control_error(w, ctx, &reason, None);
             return None;
         }
-        let control = pubsub::parse_control(text, &self.spec.limits);
+        let pubsub::Request { id, control } = pubsub::parse_request(text, &self.spec.limits);
+        let id = id.as_ref();
         let changes = match &control {
             Ok(Control::Subscribe { topics, .. } | Control::Unsubscribe { topics }) => topics.len(),
             _ => 0,
@@ -763,12 +779,12 @@ impl PubsubSide {
                  this message was not acted on)",
                 self.spec.subscribe_rate
             );
-            control_error(w, ctx, &reason);
+            control_error(w, ctx, &reason, id);
             return None;
         }
         match control {
-            Err(e) => control_error(w, ctx, &e.reason()),
-            Ok(Control::Refresh { token }) => return Some(token),
+            Err(e) => control_error(w, ctx, &e.reason(), id),
+            Ok(Control::Refresh { token }) => return Some((token, id.cloned())),
             Ok(Control::Subscribe {
                 topics,
                 resume,
@@ -786,26 +802,26 @@ impl PubsubSide {
                             let r = serde_json::json!({"type": "error", "topic": t,
                                 "reason": reason});
                             ctx.metrics.control_errors.inc();
-                            reply(w, ctx, &r.to_string());
+                            reply(w, ctx, &pubsub::with_id(r, id));
                         }
                     }
                 }
                 let topics = allowed;
                 if !topics.is_empty() {
-                    self.subscribe(conn, w, ctx, topics, resume, user);
+                    self.subscribe(conn, w, ctx, topics, resume, user, id);
                 }
             }
             Ok(Control::Unsubscribe { topics }) => {
                 for t in topics {
-                    if let Some(id) = self.local.find(conn, &t) {
-                        self.local.unsubscribe(conn, id);
-                        self.adopted.remove(&(conn, id));
+                    if let Some(topic) = self.local.find(conn, &t) {
+                        self.local.unsubscribe(conn, topic);
+                        self.waiting.remove(&(conn, topic));
                         let conn_id = self.local.conn_id(conn);
                         self.spec.hub.unsubscribe_conn(self.worker, &t, conn_id);
                         self.left(conn, &t, user.clone());
                     }
-                    let r = serde_json::json!({"type": "unsubscribed", "topic": t}).to_string();
-                    reply(w, ctx, &r);
+                    let r = serde_json::json!({"type": "unsubscribed", "topic": t});
+                    reply(w, ctx, &pubsub::with_id(r, id));
                 }
                 self.count(ctx.metrics);
             }
@@ -815,12 +831,13 @@ impl PubsubSide {
                         w,
                         ctx,
                         "publish_disabled (the server was started without --client-publish)",
+                        id,
                     );
                     return None;
                 }
                 if !permits.publish(&topic) {
                     let reason = format!("forbidden: no grant to publish on {topic}");
-                    control_error(w, ctx, &reason);
+                    control_error(w, ctx, &reason, id);
                     return None;
                 }
                 let conn_id = self.local.conn_id(conn).unwrap_or(0);
@@ -828,15 +845,17 @@ impl PubsubSide {
                 match self
                     .spec
                     .backplane
-                    .publish_for(&topic, Payload::Text(&data), who)
+                    .publish_for(&topic, Payload::Text(&data), who, id)
                 {
                     Ok(Some(p)) => {
                         ctx.metrics.client_publishes.inc();
-                        reply(w, ctx, &pubsub::reply_published(&topic, p.seq, p.epoch));
+                        let text = pubsub::reply_published(&topic, p.seq, p.epoch, id);
+                        reply(w, ctx, &text);
                     }
-                    // With a broker the answer comes back through the worker's queue.
+                    // With a broker the answer comes back through the worker's queue, with
+                    // the id.
                     Ok(None) => ctx.metrics.client_publishes.inc(),
-                    Err(e) => control_error(w, ctx, &e.reason()),
+                    Err(e) => control_error(w, ctx, &e.reason(), id),
                 }
             }
         }
@@ -847,7 +866,9 @@ impl PubsubSide {
     /// Replies `subscribed` (with the newest number, the epoch and, when resuming, whether
     /// everything missed was recovered) per topic, then the gap and the replayed frames if
     /// resuming; live messages follow without duplicates. A topic the backplane has not
-    /// brought yet is answered when it has ([`PubsubSide::ready`]).
+    /// brought yet is answered when it has ([`PubsubSide::ready`]). Replies carry `asked`,
+    /// the `"id"` of the control message that asked (none at the handshake).
+    #[allow(clippy::too_many_arguments)]
     pub fn subscribe(
         &mut self,
         conn: u32,
@@ -856,6 +877,7 @@ impl PubsubSide {
         topics: Vec<String>,
         resume: Vec<(String, pubsub::Position)>,
         user: Option<Arc<str>>,
+        asked: Option<&RequestId>,
     ) {
         let max = self.spec.limits.max_per_connection;
         let held = self.local.topics_of(conn).len();
@@ -865,19 +887,21 @@ impl PubsubSide {
             .count();
         if held + new > max {
             let e = pubsub::TopicError::TooManyTopics { max };
-            return control_error(w, ctx, &e.reason());
+            return control_error(w, ctx, &e.reason(), asked);
         }
         let conn_id = self.local.join(conn);
+        let waiter = asked.cloned().map(Waiter::Asked);
         for topic in topics {
             let from = resume.iter().find(|(t, _)| *t == topic).map(|(_, s)| *s);
-            self.subscribe_one(conn, conn_id, w, ctx, &topic, from, false, user.clone());
+            let (who, user) = (waiter.clone(), user.clone());
+            self.subscribe_one(conn, conn_id, w, ctx, &topic, from, who, user);
         }
         self.count(ctx.metrics);
     }
 
     /// Subscribe `conn` to one topic from `from` (a resume point, if any): answered now, or
-    /// when the backplane brings the topic. `silent`: a subscription handed over from the
-    /// previous process (see [`PubsubSide::adopt`]).
+    /// when the backplane brings the topic. `waiter`: a subscription handed over from the
+    /// previous process (see [`PubsubSide::adopt`]), or asked for by a message with an id.
     #[allow(clippy::too_many_arguments)]
     fn subscribe_one(
         &mut self,
@@ -887,16 +911,20 @@ impl PubsubSide {
         ctx: &Ctx<'_>,
         topic: &str,
         from: Option<pubsub::Position>,
-        silent: bool,
+        waiter: Option<Waiter>,
         user: Option<Arc<str>>,
     ) {
+        let asked = match &waiter {
+            Some(Waiter::Asked(id)) => Some(id),
+            _ => None,
+        };
         let sub = match self
             .spec
             .hub
             .subscribe_conn(self.worker, topic, from, conn, conn_id)
         {
             Ok(x) => x,
-            Err(e) => return control_error(w, ctx, &e.reason()),
+            Err(e) => return control_error(w, ctx, &e.reason(), asked),
         };
         let policy = self.spec.policies.for_topic(topic);
         match sub {
@@ -904,8 +932,8 @@ impl PubsubSide {
                 if !self.local.subscribe(conn, id, topic, policy, PENDING) {
                     // Already subscribed: the hub counted it twice.
                     self.spec.hub.unsubscribe(self.worker, topic);
-                } else if silent {
-                    self.adopted.insert((conn, id));
+                } else if let Some(waiter) = waiter {
+                    self.waiting.insert((conn, id), waiter);
                 }
             }
             Subscription::Now(sub) => {
@@ -922,7 +950,8 @@ impl PubsubSide {
                     owed: &sub.owed,
                     resumed: from.is_some(),
                     policy,
-                    silent,
+                    silent: waiter == Some(Waiter::Adopted),
+                    asked,
                 };
                 self.settle(conn, w, ctx, &settled, user);
             }
@@ -953,7 +982,7 @@ impl PubsubSide {
         self.local.set_epoch(s.id, s.epoch);
         // Made only where it is sent: a poll that resumes recovered (every poll after the
         // first) has no use for it, and making it was 8% of a polling server's CPU.
-        let text = || pubsub::reply_subscribed(s.name, s.owed.last, s.epoch, recovered);
+        let text = || pubsub::reply_subscribed(s.name, s.owed.last, s.epoch, recovered, s.asked);
         if s.silent && s.owed.recovered {
             // Handed over: the client never left, and nothing it was owed is lost.
         } else if w.is_poll() {
@@ -1034,6 +1063,7 @@ impl PubsubSide {
             .local
             .topic(topic)
             .map_or(SlowPolicy::Drop, |t| t.policy);
+        let waiter = self.waiting.remove(&(conn, topic));
         let settled = Settled {
             id: topic,
             name: &r.name,
@@ -1041,7 +1071,11 @@ impl PubsubSide {
             owed: &r.owed,
             resumed: r.resumed,
             policy,
-            silent: self.adopted.remove(&(conn, topic)),
+            silent: waiter == Some(Waiter::Adopted),
+            asked: match &waiter {
+                Some(Waiter::Asked(id)) => Some(id),
+                _ => None,
+            },
         };
         self.settle(conn, w, ctx, &settled, user);
     }
@@ -1071,7 +1105,7 @@ impl PubsubSide {
                 ctx,
                 &topic,
                 Some(from),
-                true,
+                Some(Waiter::Adopted),
                 user.clone(),
             );
         }
@@ -1109,9 +1143,9 @@ impl PubsubSide {
         }
         // Only its own entries: a scan of the whole set cost every close O(subscriptions
         // adopted and still waiting), which a broker down after a hand-over keeps large.
-        if !self.adopted.is_empty() {
+        if !self.waiting.is_empty() {
             for &id in self.local.topics_of(conn) {
-                self.adopted.remove(&(conn, id));
+                self.waiting.remove(&(conn, id));
             }
         }
         // Its presence member is built only when it leaves a presence topic.
@@ -1277,13 +1311,13 @@ mod tests {
         s.adopt(1, session.writer(), &ctx, subs(&["a", "b"]), None);
         s.adopt(2, session.writer(), &ctx, subs(&["a"]), None);
         s.adopt(3, session.writer(), &ctx, subs(&["b"]), None);
-        let mut waiting: Vec<u32> = s.adopted.iter().map(|&(c, _)| c).collect();
+        let mut waiting: Vec<u32> = s.waiting.keys().map(|&(c, _)| c).collect();
         waiting.sort_unstable();
         assert_eq!(waiting, [1, 1, 2, 3]);
         assert!(s.local.waiting(1), "pending until the broker numbers them");
         // One leaves: only its entries go.
         s.leave(1, &metrics, None);
-        let mut waiting: Vec<u32> = s.adopted.iter().map(|&(c, _)| c).collect();
+        let mut waiting: Vec<u32> = s.waiting.keys().map(|&(c, _)| c).collect();
         waiting.sort_unstable();
         assert_eq!(waiting, [2, 3]);
         // An unsubscribe takes its entry too, so a later subscription in the slot is not
@@ -1303,8 +1337,8 @@ mod tests {
             s.on_control(3, session.writer(), &ctx, msg, &mut All, None),
             None
         );
-        assert!(!s.adopted.contains(&(3, b)), "{:?}", s.adopted);
-        assert!(s.adopted.iter().all(|&(c, _)| c == 2));
+        assert!(!s.waiting.contains_key(&(3, b)), "{:?}", s.waiting);
+        assert!(s.waiting.keys().all(|&(c, _)| c == 2));
         // The hub's waiting subscriptions went with them: only connection 2's to "a".
         assert_eq!((s.spec.hub.waiting("a"), s.spec.hub.waiting("b")), (1, 0));
     }

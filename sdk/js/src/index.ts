@@ -100,9 +100,19 @@ interface Ended {
   fatal?: string;
 }
 
+/** A publish sent over the socket, waiting for its reply. */
+interface Pending {
+  topic: string;
+  /** The control message's length in UTF-8 bytes. */
+  bytes: number;
+  resolve: (seq: number) => void;
+  reject: (e: Error) => void;
+}
+
 interface Rung {
   close(): void;
-  send?(v: unknown): boolean;
+  /** Send a control message (JSON text). */
+  send?(text: string): boolean;
   subscribe?(topics: string[]): void;
 }
 
@@ -139,7 +149,16 @@ export class Client {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private probeTimer: ReturnType<typeof setTimeout> | null = null;
   private token: string | undefined;
-  private readonly publishes = new Map<string, { resolve: (seq: number) => void; reject: (e: Error) => void }[]>();
+  /**
+   * Publishes over the socket waiting for their reply, by the `id` they were sent with (in
+   * the order sent). Every reply to a message carries its id, so a publish the broker
+   * answers late is not confused with a later refusal.
+   */
+  private readonly publishes = new Map<number, Pending>();
+  /** The `id` of the next control message. */
+  private nextId = 1;
+  /** Whether this connection's server has named a message in a reply (`id`). */
+  private idsEchoed = false;
   /** Reconnect delays used so far (for tests and diagnostics). */
   readonly delays: number[] = [];
 
@@ -218,7 +237,7 @@ export class Client {
   unsubscribe(topic: string): void {
     if (!this.topics.delete(topic)) return;
     this.positions.delete(topic);
-    if (this.rung?.send) this.rung.send({ op: "unsubscribe", topics: [topic] });
+    if (this.rung?.send) this.rung.send(JSON.stringify({ op: "unsubscribe", topics: [topic], id: this.nextId++ }));
     else if (this.rung) this.restart();
   }
 
@@ -231,10 +250,10 @@ export class Client {
   publish(topic: string, data: string | Uint8Array): Promise<number> {
     if (typeof data === "string" && this.transport === "websocket" && this.rung?.send) {
       return new Promise((resolve, reject) => {
-        let q = this.publishes.get(topic);
-        if (!q) this.publishes.set(topic, (q = []));
-        q.push({ resolve, reject });
-        this.rung!.send!({ op: "publish", topic, data });
+        const id = this.nextId++;
+        const text = JSON.stringify({ op: "publish", topic, data, id });
+        this.publishes.set(id, { topic, bytes: utf8Length(text), resolve, reject });
+        this.rung!.send!(text);
       });
     }
     const binary = typeof data !== "string";
@@ -383,8 +402,23 @@ export class Client {
   }
 
   private failPublishes(why: string): void {
-    for (const q of this.publishes.values()) for (const p of q) p.reject(new Error(why));
+    for (const p of this.publishes.values()) p.reject(new Error(why));
     this.publishes.clear();
+    this.idsEchoed = false; // the next connection may reach another server
+  }
+
+  /**
+   * The publish a reply without an `id` answers. The server names the message in every
+   * reply it can; one it could not read as a message (`control_message_too_large`, which
+   * it refuses unread) is the oldest publish longer than the limit it states. A server
+   * from before ids answered in order per topic, and refused the oldest.
+   */
+  private unnamed(v: any): number | undefined {
+    const entries = [...this.publishes.entries()];
+    if (v.type === "published") return entries.find(([, p]) => p.topic === v.topic)?.[0];
+    const max = /^control_message_too_large \(max (\d+) bytes\)/.exec(v.reason ?? "");
+    if (max) return entries.find(([, p]) => p.bytes > Number(max[1]))?.[0];
+    return this.idsEchoed ? undefined : entries[0]?.[0];
   }
 
   /** While on a lower rung, try the top one now and then; switch when it opens. */
@@ -521,9 +555,9 @@ export class Client {
       sink.ended({ hintMs: code === 1012 ? hintFromReason(ev.reason) : undefined });
     };
     ws.onerror = () => {};
-    const send = (v: unknown) => {
+    const send = (text: string) => {
       if (ws.readyState !== 1) return false;
-      ws.send(JSON.stringify(v));
+      ws.send(text);
       return true;
     };
     return {
@@ -541,7 +575,7 @@ export class Client {
           const p = this.positions.get(t);
           if (p) resume[t] = p.epoch ? { seq: p.seq, epoch: p.epoch } : p.seq;
         }
-        send({ op: "subscribe", topics, resume });
+        send(JSON.stringify({ op: "subscribe", topics, resume, id: this.nextId++ }));
       },
     };
   }
@@ -739,17 +773,27 @@ export class Client {
       case "presence":
         this.emit("presence", v);
         return;
-      case "published": {
-        const q = this.publishes.get(v.topic);
-        q?.shift()?.resolve(v.seq);
-        return;
-      }
+      case "published":
       case "error": {
-        const q = [...this.publishes.values()].find((q) => q.length);
-        if (q) q.shift()!.reject(new Error(v.reason));
-        else this.emit("error", new Error(v.reason ?? "server error"));
+        if (v.id !== undefined) this.idsEchoed = true;
+        const id = typeof v.id === "number" ? v.id : this.unnamed(v);
+        const p = id === undefined ? undefined : this.publishes.get(id);
+        if (p) {
+          this.publishes.delete(id!);
+          if (v.type === "published") p.resolve(v.seq);
+          else p.reject(new Error(v.reason));
+        } else if (v.type === "error") {
+          // A refused subscribe (its topic named) or unsubscribe, or a message the
+          // server could not read.
+          this.emit("error", new Error(v.topic ? `${v.topic}: ${v.reason}` : (v.reason ?? "server error")));
+        }
         return;
       }
     }
   }
+}
+
+/** The length of `s` in UTF-8 bytes. */
+function utf8Length(s: string): number {
+  return new TextEncoder().encode(s).length;
 }

@@ -48,6 +48,31 @@ for (const transport of ["websocket", "sse", "longpoll"]) {
   });
 }
 
+test("each reply answers its own request: a refused subscribe or an oversized publish rejects only itself", async () => {
+  const srv = await holdfast(["--client-publish", "--max-control-message", "256"]);
+  const c = new Client({ url: `http://${srv.addr}`, transports: ["websocket"], WebSocket });
+  try {
+    const errors = [];
+    c.on("error", (e) => errors.push(e.message));
+    await c.connect();
+    // Sent back to back: the subscribe's refusal and the big publish's (refused unread, so
+    // without an id) arrive while later publishes still wait for theirs.
+    const first = c.publish("news", "small");
+    c.subscribe("bad topic");
+    const big = c.publish("news", "x".repeat(300));
+    const last = c.publish("news", "also small");
+    assert.equal(await first, 1);
+    await assert.rejects(big, /control_message_too_large \(max 256 bytes\)/);
+    assert.equal(await last, 2);
+    await until("the subscribe's refusal", () => errors.length > 0);
+    assert.match(errors[0], /^topic_bad_character at byte 3/);
+    assert.equal(errors.length, 1, `${errors}`);
+  } finally {
+    c.close();
+    await srv.stop();
+  }
+});
+
 test("presence and publish grants over the HTTP API, with a token refreshed once", async () => {
   const { createHmac } = await import("node:crypto");
   const { readFileSync } = await import("node:fs");
