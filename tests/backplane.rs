@@ -743,7 +743,13 @@ fn a_crowded_presence_topic_and_a_long_history_cost_what_is_asked() {
     let redis = Redis::start();
     let url = redis.url();
     let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
-    let a = node(&url, "A", &[]);
+    // Its window keeps the long history below: the stream keeps what the publishing
+    // node's window would.
+    let a = node(
+        &url,
+        "A",
+        &["--replay-bytes", "8MiB", "--max-outbound", "8MiB"],
+    );
     // 2,500 members of 100 users, written as a node writes them (A loaded the functions).
     let topic = "presence:crowd";
     let keys = ["p", "x", "u"].map(|k| format!("hf:{{{topic}}}:{k}"));
@@ -982,4 +988,138 @@ fn replies_carry_the_messages_id_through_the_broker() {
         .unwrap()
         .starts_with("topic_bad_character"));
     assert_eq!(by_id["\"u\""]["type"], "unsubscribed");
+}
+
+/// The broker's stream of a topic keeps what a node's window keeps (`--replay-messages`
+/// entries and `--replay-bytes` of data, the newest whatever its size; trimmed once it passes
+/// them by a sixteenth), no more: it kept 1,024 messages of up to `--max-message` each, 1 GiB
+/// a topic that no node would load.
+#[test]
+fn a_topics_stream_at_the_broker_keeps_what_a_window_keeps() {
+    let redis = Redis::start();
+    let port = redis.port;
+    let args = ["--replay-bytes", "100000", "--replay-messages", "48"];
+    let a = node(&redis.url(), "A", &args);
+    // (entries, data bytes, oldest number) of the topic's stream, with the sizes list and
+    // the "SUM FIRST" key checked against the stream itself.
+    let stream = |topic: &str| {
+        let s = format!("hf:{{{topic}}}:s");
+        let r = redis_pipeline(
+            port,
+            &[
+                vec!["XRANGE".to_string(), s, "-".into(), "+".into()],
+                vec![
+                    "LRANGE".into(),
+                    format!("hf:{{{topic}}}:z"),
+                    "0".into(),
+                    "-1".into(),
+                ],
+                vec!["GET".into(), format!("hf:{{{topic}}}:b")],
+            ],
+        );
+        let entries = r[0].items().unwrap();
+        let sizes: Vec<u64> = entries
+            .iter()
+            .map(|e| {
+                e.items().unwrap()[1].items().unwrap()[3]
+                    .bytes()
+                    .unwrap()
+                    .len() as u64
+            })
+            .collect();
+        let listed: Vec<u64> = r[1]
+            .items()
+            .unwrap()
+            .iter()
+            .map(|v| v.text().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(listed, sizes, "{topic}: the sizes list is the stream's");
+        let oldest = entries.first().map_or(0, |e| {
+            e.items().unwrap()[0].text().unwrap()[2..]
+                .parse::<u64>()
+                .unwrap()
+        });
+        let data: u64 = sizes.iter().sum();
+        assert_eq!(
+            r[2].text(),
+            Some(format!("{data} {oldest}").as_str()),
+            "{topic}"
+        );
+        (sizes.len() as u64, data, oldest)
+    };
+    // Within the bounds and their sixteenth (or the newest alone), numbers contiguous.
+    let within = |topic: &str, newest: u64| {
+        let (len, data, oldest) = stream(topic);
+        assert!(
+            len <= 48 + 3 && (data <= 100_000 + 6_250 || len == 1),
+            "{topic}: {len} {data}"
+        );
+        assert_eq!(oldest + len - 1, newest, "{topic}");
+        (len, data, oldest)
+    };
+    let send = |topic: &str, bytes: usize, n: usize| {
+        for i in 0..n {
+            let body = format!("{i:06}{}", "x".repeat(bytes - 6));
+            let (s, reply) = publish(a.admin, topic, body.as_bytes(), false);
+            assert_eq!(s, 200, "{reply}");
+        }
+    };
+    // 300 messages of 10,000 bytes: the eleventh passes the sixteenth and is trimmed to ten.
+    send("big", 10_000, 300);
+    assert_eq!(within("big", 300), (10, 100_000, 291));
+    // 300 of 100 bytes: by count, 48 to 51.
+    send("small", 100, 300);
+    let (len, data, _) = within("small", 300);
+    assert!(len >= 48 && data == 100 * len, "{len} {data}");
+    // One larger than the window is kept alone; the next small one replaces it.
+    send("mixed", 100, 20);
+    send("mixed", 250_000, 1);
+    assert_eq!(within("mixed", 21), (1, 250_000, 21));
+    send("mixed", 100, 3);
+    assert_eq!(within("mixed", 24), (3, 300, 22));
+    // Another writer (a backend's own call, a node of an earlier version) or a key lost:
+    // counted again from the stream at the next publish.
+    let legacy = [
+        "FCALL",
+        "hf_publish",
+        "3",
+        "hf:{small}:s",
+        "hf:{small}:e",
+        "hf:{small}:m",
+        "t",
+        "old",
+    ];
+    assert!(cli(port, &legacy).contains("301"));
+    send("small", 100, 1);
+    within("small", 302);
+    cli(port, &["DEL", "hf:{small}:b"]);
+    send("small", 100, 1);
+    within("small", 303);
+    cli(port, &["DEL", "hf:{small}:z"]);
+    send("small", 100, 1);
+    within("small", 304);
+    // Both expire with the stream.
+    let ttl = |k: &str| cli(port, &["TTL", k]).trim().parse::<i64>().unwrap();
+    for k in ["hf:{small}:s", "hf:{small}:z", "hf:{small}:b"] {
+        assert!(ttl(k) > 0, "{k}");
+    }
+    // A subscriber resuming from the start on another node gets what the window holds.
+    let b = node(&redis.url(), "B", &args);
+    let (mut ws, r) = subscriber(b.addr, "/ws?topics=big&resume=big:0", 1, "");
+    assert_eq!(
+        (r[0]["seq"].as_u64(), r[0]["recovered"].as_bool()),
+        (Some(300), Some(false))
+    );
+    // (The window counts whole frames, a few bytes more than the data: nine or ten fit.)
+    let gap = next(&mut ws);
+    assert_eq!(
+        (gap["type"].as_str(), gap["from"].as_u64()),
+        (Some("gap"), Some(1)),
+        "{gap}"
+    );
+    let to = gap["to"].as_u64().unwrap();
+    assert!((290..=291).contains(&to), "{gap}");
+    for seq in to + 1..=300 {
+        assert_eq!(next(&mut ws)["seq"], seq);
+    }
 }

@@ -300,14 +300,18 @@ impl Engine {
                 let args = vec![
                     arg("FCALL"),
                     arg("hf_publish"),
-                    arg("3"),
+                    arg("5"),
                     key(&topic, "s"),
                     key(&topic, "e"),
                     key(&topic, "m"),
+                    key(&topic, "z"),
+                    key(&topic, "b"),
                     arg(kind),
                     data,
                     arg(self.opts.history.max(1).to_string()),
                     arg(self.opts.history_ttl.to_string()),
+                    // The stream keeps what a node's window would, no more.
+                    arg(self.opts.history_bytes.to_string()),
                 ];
                 batch.push((
                     Cmd::new(key(&topic, "s"), args),

@@ -3,6 +3,8 @@
 -- REPLACE). Keys of topic T all carry the hash tag {T}, so in a Redis Cluster they live on
 -- one master and the shard channel is served by it:
 --   hf:{T}:s  stream: entry id 0-N is message N of the topic (XADD 0-* numbers them)
+--   hf:{T}:z  the stream's entries' data sizes, oldest first;  hf:{T}:b  "SUM FIRST":
+--             their sum and the oldest entry's number (kept by hf_publish when given them)
 --   hf:{T}:e  the topic's epoch (its numbering's identity; new when the keys are new)
 --   hf:{T}:m  shard channel: every node with subscribers of T listens (SSUBSCRIBE)
 --   hf:{T}:p  presence: member -> "user\ninfo-json";  hf:{T}:x  member -> expiry (ms)
@@ -30,8 +32,92 @@ local function now_us()
   return t[1] .. string.format('%06d', tonumber(t[2]))
 end
 
--- FCALL hf_publish 3 hf:{T}:s hf:{T}:e hf:{T}:m KIND DATA [MAXLEN [TTL]]
--- KIND: t (UTF-8 text) or b (binary). Returns {epoch, seq}.
+-- The bytes of data in `entries` (XRANGE's answer).
+local function data_bytes(entries)
+  local bytes = 0
+  for _, entry in ipairs(entries) do
+    local f = entry[2]
+    for i = 1, #f - 1, 2 do
+      if f[i] == 'd' then
+        bytes = bytes + #f[i + 1]
+      end
+    end
+  end
+  return bytes
+end
+
+-- Keep stream `s`, whose newest entry is message `seq` with `size` bytes of data, to about
+-- `maxlen` entries and `max_bytes` of data, the newest entry whatever its size: the window
+-- a node keeps (--replay-messages, --replay-bytes), so the broker holds no history no node
+-- would load. `z` lists the entries' data sizes, oldest first, and `b` holds "TOTAL FIRST"
+-- (their sum, the oldest entry's number), so trimming reads no message. Entries are
+-- numbered 0-1, 0-2, … and trimmed only from the front, so the stream holds messages
+-- FIRST … seq. It is trimmed, exactly to the bounds, once it passes them by a sixteenth
+-- (as MAXLEN ~ lets a stream pass its count): a trim at every publish made a small one cost
+-- Redis 1.7 times as much. When `z` does not match (another writer: a node of an earlier
+-- version mid-deploy, a backend's own call; or a key expired first) both are counted again
+-- from the stream, 16 entries at a time.
+local function trim(s, z, b, seq, size, maxlen, max_bytes, ttl)
+  local listed = redis.call('RPUSH', z, size)
+  local total, first
+  local kept = redis.call('GET', b)
+  if kept then
+    local t, f = string.match(kept, '^(%d+) (%d+)$')
+    total, first = tonumber(t), tonumber(f)
+  end
+  if not total or not first or listed ~= seq - first + 1 then
+    redis.call('DEL', z)
+    total, first, listed = 0, nil, 0
+    local from = '-'
+    while true do
+      local page = redis.call('XRANGE', s, from, '+', 'COUNT', 16)
+      if #page == 0 then
+        break
+      end
+      for _, entry in ipairs(page) do
+        local n = data_bytes({entry})
+        redis.call('RPUSH', z, n)
+        total, listed = total + n, listed + 1
+        first = first or tonumber(string.sub(entry[1], 3))
+      end
+      from = '(' .. page[#page][1]
+    end
+    first = first or seq
+  else
+    total = total + size
+  end
+  local len = listed
+  if len > 1 and (len > maxlen + math.floor(maxlen / 16)
+      or total > max_bytes + math.floor(max_bytes / 16)) then
+    local dropped = 0
+    while len > 1 and (len > maxlen or total > max_bytes) do
+      local sizes = redis.call('LRANGE', z, dropped, dropped + 63)
+      for _, n in ipairs(sizes) do
+        if len <= 1 or (len <= maxlen and total <= max_bytes) then
+          break
+        end
+        total, len, dropped = total - tonumber(n), len - 1, dropped + 1
+      end
+    end
+    redis.call('LTRIM', z, dropped, -1)
+    first = seq - len + 1
+    redis.call('XTRIM', s, 'MINID', '0-' .. string.format('%.0f', first))
+  end
+  local state = string.format('%.0f %.0f', total, first)
+  if ttl > 0 then
+    redis.call('SET', b, state, 'EX', ttl)
+    redis.call('EXPIRE', z, ttl)
+  else
+    redis.call('SET', b, state)
+  end
+end
+
+-- FCALL hf_publish 3|5 hf:{T}:s hf:{T}:e hf:{T}:m [hf:{T}:z hf:{T}:b] KIND DATA
+--       [MAXLEN [TTL [BYTES]]]
+-- KIND: t (UTF-8 text) or b (binary). Returns {epoch, seq}. With the two sizes keys and
+-- BYTES the stream keeps MAXLEN entries and BYTES of data (the newest whatever its size),
+-- passing them by at most a sixteenth; without (a node of an earlier version, or a
+-- backend's own call) about MAXLEN entries, as before.
 redis.register_function('hf_publish', function(keys, args)
   local kind, data = args[1], args[2]
   if kind ~= 't' and kind ~= 'b' then
@@ -42,8 +128,15 @@ redis.register_function('hf_publish', function(keys, args)
   end
   local maxlen = math.max(tonumber(args[3] or '1024') or 1024, 1)
   local ttl = tonumber(args[4] or '86400') or 86400
+  local max_bytes = tonumber(args[5] or '')
   local e = epoch_of(keys[2], keys[1], ttl)
-  local id = redis.call('XADD', keys[1], 'MAXLEN', '~', maxlen, '0-*', 'k', kind, 'd', data)
+  local id
+  if keys[5] and max_bytes then
+    id = redis.call('XADD', keys[1], '0-*', 'k', kind, 'd', data)
+    trim(keys[1], keys[4], keys[5], tonumber(string.sub(id, 3)), #data, maxlen, max_bytes, ttl)
+  else
+    id = redis.call('XADD', keys[1], 'MAXLEN', '~', maxlen, '0-*', 'k', kind, 'd', data)
+  end
   if ttl > 0 then
     redis.call('EXPIRE', keys[1], ttl)
   end
@@ -84,12 +177,7 @@ redis.register_function('hf_open', function(keys, args)
           break
         end
         entries[#entries + 1] = entry
-        local f = entry[2]
-        for i = 1, #f - 1, 2 do
-          if f[i] == 'd' then
-            bytes = bytes + #f[i + 1]
-          end
-        end
+        bytes = bytes + data_bytes({entry})
       end
       from = '(' .. page[#page][1]
     end
