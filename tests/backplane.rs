@@ -922,6 +922,7 @@ fn a_crowded_presence_topic_and_a_long_history_cost_what_is_asked() {
 fn replies_carry_the_messages_id_through_the_broker() {
     let redis = Redis::start();
     let a = node(&redis.url(), "A", &["--client-publish"]);
+    a.wait_metric("holdfast_backplane_up{engine=\"redis\"}", |v| v == 1.0);
     let (mut ws, _) = subscriber(a.addr, "/ws", 0, "");
     let send = |ws: &mut Raw, v: Value| ws.send_frame(true, OpCode::Text, text(&v).as_bytes());
     // Waits for the broker: answered later, with its id.
@@ -1000,6 +1001,7 @@ fn a_topics_stream_at_the_broker_keeps_what_a_window_keeps() {
     let port = redis.port;
     let args = ["--replay-bytes", "100000", "--replay-messages", "48"];
     let a = node(&redis.url(), "A", &args);
+    a.wait_metric("holdfast_backplane_up{engine=\"redis\"}", |v| v == 1.0);
     // (entries, data bytes, oldest number) of the topic's stream, with the sizes list and
     // the "SUM FIRST" key checked against the stream itself.
     let stream = |topic: &str| {
@@ -1122,4 +1124,43 @@ fn a_topics_stream_at_the_broker_keeps_what_a_window_keeps() {
     for seq in to + 1..=300 {
         assert_eq!(next(&mut ws)["seq"], seq);
     }
+}
+
+/// A dead node's presence members, and their users in the topic's `users` count, are
+/// dropped though nobody asks who is there: each node sweeps the topics its members are on
+/// when it refreshes them. They stayed until the next presence query.
+#[test]
+fn a_dead_nodes_members_are_swept_without_a_query() {
+    let redis = Redis::start();
+    let port = redis.port;
+    let a = node(&redis.url(), "A", &["--presence-ttl", "3"]);
+    let (_ws, _) = subscriber(a.addr, "/ws?topics=presence:room", 1, "");
+    let hlen = |k: &str| {
+        let key = format!("hf:{{presence:room}}:{k}");
+        cli(port, &["HLEN", &key]).trim().parse::<u64>().unwrap()
+    };
+    wait_until("A's member", || hlen("p") == 1);
+    // Thirty members of node Z, which died: their expiry passed.
+    let expired = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        - 1)
+    .to_string();
+    let keys = [
+        "hf:{presence:room}:p",
+        "hf:{presence:room}:x",
+        "hf:{presence:room}:u",
+    ];
+    for i in 0..30 {
+        let (m, u) = (format!("Z/{i:x}"), format!("z{i}"));
+        let mut c = vec!["FCALL", "hf_join", "3"];
+        c.extend(keys);
+        c.extend([m.as_str(), u.as_str(), "{}", expired.as_str()]);
+        assert_eq!(cli(port, &c).trim(), "1");
+    }
+    assert_eq!((hlen("p"), hlen("u")), (31, 30));
+    // Within a refresh interval (a third of the TTL: 1 s), with no query.
+    wait_until("the dead node's members dropped", || hlen("p") == 1);
+    assert_eq!(hlen("u"), 0, "their users went with them");
 }

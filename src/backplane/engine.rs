@@ -412,16 +412,37 @@ impl Engine {
         Cmd::new(key(topic, "p"), args)
     }
 
+    /// Refresh this node's members, and sweep each topic they are on: a count-only
+    /// `hf_presence` drops members whose node stopped refreshing them (at most 10,000 a
+    /// call). Without it a dead node's members, and their users in the topic's `users`
+    /// count, stayed until someone asked who was there.
     fn refresh_presence(&mut self) -> Result<(), BrokerError> {
         self.last_refresh = Instant::now();
         if self.members.is_empty() {
             return Ok(());
         }
-        let cmds: Vec<Cmd> = self
+        let mut cmds: Vec<Cmd> = self
             .members
             .values()
             .map(|(t, m)| self.member_cmd(t, m, true))
             .collect();
+        let topics: std::collections::BTreeSet<&str> =
+            self.members.values().map(|(t, _)| &**t).collect();
+        let now = now_ms().to_string();
+        for topic in topics {
+            let args = vec![
+                arg("FCALL"),
+                arg("hf_presence"),
+                arg("3"),
+                key(topic, "p"),
+                key(topic, "x"),
+                key(topic, "u"),
+                arg(&now),
+                arg("0"),
+                arg("0"),
+            ];
+            cmds.push(Cmd::new(key(topic, "p"), args));
+        }
         let Some(b) = self.broker.as_mut() else {
             return Ok(());
         };
