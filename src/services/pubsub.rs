@@ -129,6 +129,21 @@ enum Waiter {
     Asked(RequestId),
 }
 
+impl Waiter {
+    /// Whether `w` is a handed-over subscription.
+    fn adopted(w: Option<&Self>) -> bool {
+        matches!(w, Some(Self::Adopted))
+    }
+
+    /// The `"id"` that asked for `w`, if any.
+    fn asked(w: Option<&Self>) -> Option<&RequestId> {
+        match w {
+            Some(Self::Asked(id)) => Some(id),
+            _ => None,
+        }
+    }
+}
+
 /// Queue message `seq` of topic `id` for one subscriber, applying the topic's policy if it
 /// would cross the outbound cap: `Drop` removes its oldest queued messages of the topic
 /// and leaves a gap, `Close` closes it as a slow consumer.
@@ -914,10 +929,7 @@ impl PubsubSide {
         waiter: Option<Waiter>,
         user: Option<Arc<str>>,
     ) {
-        let asked = match &waiter {
-            Some(Waiter::Asked(id)) => Some(id),
-            _ => None,
-        };
+        let asked = Waiter::asked(waiter.as_ref());
         let sub = match self
             .spec
             .hub
@@ -950,7 +962,7 @@ impl PubsubSide {
                     owed: &sub.owed,
                     resumed: from.is_some(),
                     policy,
-                    silent: waiter == Some(Waiter::Adopted),
+                    silent: Waiter::adopted(waiter.as_ref()),
                     asked,
                 };
                 self.settle(conn, w, ctx, &settled, user);
@@ -1071,11 +1083,8 @@ impl PubsubSide {
             owed: &r.owed,
             resumed: r.resumed,
             policy,
-            silent: waiter == Some(Waiter::Adopted),
-            asked: match &waiter {
-                Some(Waiter::Asked(id)) => Some(id),
-                _ => None,
-            },
+            silent: Waiter::adopted(waiter.as_ref()),
+            asked: Waiter::asked(waiter.as_ref()),
         };
         self.settle(conn, w, ctx, &settled, user);
     }
