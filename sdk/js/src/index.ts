@@ -746,6 +746,7 @@ export class Client {
   }
 
   private onFrame(v: any, transport: Transport): void {
+    if (v?.id !== undefined) this.idsEchoed = true;
     switch (v?.type) {
       case "message": {
         if (!this.topics.has(v.topic)) return;
@@ -775,7 +776,6 @@ export class Client {
         return;
       case "published":
       case "error": {
-        if (v.id !== undefined) this.idsEchoed = true;
         const id = typeof v.id === "number" ? v.id : this.unnamed(v);
         const p = id === undefined ? undefined : this.publishes.get(id);
         if (p) {
