@@ -159,7 +159,10 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         rcvbuf: cfg.rcvbuf,
         defer_accept: cfg.defer_accept,
     };
-    if !cfg.share_port && inherited.is_none() && listener::port_taken(cfg.listen) {
+    if !cfg.share_port
+        && inherited.is_none()
+        && listener::port_taken_within(cfg.listen, PORT_PATIENCE)
+    {
         return Err(ServeError::Setup(format!(
             "{} is already in use by another process: a second server would share it through \
              SO_REUSEPORT and silently take part of the new connections. Stop the other one, \
@@ -593,6 +596,12 @@ fn spawn_housekeeper(
 
 /// The exit status when a worker fails (EX_SOFTWARE).
 pub const EXIT_WORKER_FAILED: i32 = 70;
+
+/// How long start-up waits for a port another process still listens on to be released
+/// before refusing it ([`listener::port_taken_within`]): long enough for a process that
+/// just exited to release its io_uring rings' sockets, short enough that a second server
+/// started by mistake is told soon.
+const PORT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A worker thread: pin, run, and take the whole process down if the worker fails after
 /// start-up (a panic or a fatal ring error): its connections would be gone while health

@@ -1091,6 +1091,46 @@ fn a_second_server_on_a_taken_port_is_refused_unless_asked_to_share() {
     let _ = second.wait();
 }
 
+/// A server started on the port of one that was just killed starts: io_uring releases a
+/// dead process's sockets in a kernel worker after the process is gone (5–8 ms here with one
+/// connection open), and the taken-port check refused such a restart as a second server.
+#[test]
+fn a_server_started_at_once_on_the_port_of_one_just_killed_starts() {
+    for round in 0..3 {
+        let mut srv = Server::start(&[]);
+        let addr = srv.addr.to_string();
+        // A connection open, so the dying ring holds more than its listener.
+        let _client = Raw::connect(srv.addr);
+        srv.signal("-KILL");
+        srv.wait_exit(Duration::from_secs(10));
+        let mut next = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .args([
+                "serve",
+                "--listen",
+                &addr,
+                "--admin",
+                "off",
+                "--workers",
+                "1",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(next.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let _ = next.kill();
+        let status = next.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut next.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(
+            line.starts_with("listening on"),
+            "round {round}: {line:?} {status} {err}"
+        );
+    }
+}
+
 #[test]
 fn userspace_bytes_per_connection_agrees_with_the_processs_rss() {
     // Issue 18: the gauge read 52 B while RSS grew 385–673 B per connection (it left out

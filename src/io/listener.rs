@@ -47,6 +47,27 @@ pub fn port_taken(addr: SocketAddr) -> bool {
         )
 }
 
+/// [`port_taken`], asked again every 20 ms for up to `patience` while it is. A process that
+/// has just exited still holds its listener for a while: io_uring releases a ring's sockets
+/// in a kernel worker after the process is gone (5–8 ms here with one connection open,
+/// longer with many), so a restart right after an exit (`kill -9` then start, or a service
+/// manager without delay) was refused as a second server.
+pub fn port_taken_within(addr: SocketAddr, patience: std::time::Duration) -> bool {
+    let end = std::time::Instant::now() + patience;
+    let mut said = false;
+    while port_taken(addr) {
+        if std::time::Instant::now() >= end {
+            return true;
+        }
+        if !said {
+            tracing::info!("{addr} is in use; waiting up to {patience:?} for it to be released");
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
 /// Bind `count` SO_REUSEPORT listeners on `addr` (port 0: the first picks one and the rest
 /// join it); returns them and the address bound.
 pub fn bind_group(
