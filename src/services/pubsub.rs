@@ -936,7 +936,12 @@ impl PubsubSide {
             .subscribe_conn(self.worker, topic, from, conn, conn_id)
         {
             Ok(x) => x,
-            Err(e) => return control_error(w, ctx, &e.reason(), asked),
+            Err(e) => {
+                // Named: the other topics of the message may have been subscribed.
+                ctx.metrics.control_errors.inc();
+                let r = serde_json::json!({"type": "error", "topic": topic, "reason": e.reason()});
+                return reply(w, ctx, &pubsub::with_id(r, asked));
+            }
         };
         let policy = self.spec.policies.for_topic(topic);
         match sub {

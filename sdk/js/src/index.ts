@@ -155,6 +155,8 @@ export class Client {
    * answers late is not confused with a later refusal.
    */
   private readonly publishes = new Map<number, Pending>();
+  /** Subscribes sent over the socket and not yet answered: their topics, by `id`. */
+  private readonly subscribing = new Map<number, string[]>();
   /** The `id` of the next control message. */
   private nextId = 1;
   /** Whether this connection's server has named a message in a reply (`id`). */
@@ -221,8 +223,14 @@ export class Client {
     });
   }
 
-  /** Subscribe to `topic` (resuming from its position if it has one). */
+  /**
+   * Subscribe to `topic` (resuming from its position if it has one). A name that is no
+   * topic name (empty, or a character outside `A-Z a-z 0-9 . _ - : /`) throws. A topic the
+   * server refuses for good (no grant, too long) is an `error` event, and is dropped: kept,
+   * it would be in every reconnect's request, which the server refuses whole.
+   */
   subscribe(topic: string): void {
+    if (!TOPIC_NAME.test(topic)) throw new TypeError(`not a topic name: ${JSON.stringify(topic)}`);
     if (this.topics.has(topic)) return;
     this.topics.add(topic);
     if (!this.rung) return;
@@ -404,7 +412,49 @@ export class Client {
   private failPublishes(why: string): void {
     for (const p of this.publishes.values()) p.reject(new Error(why));
     this.publishes.clear();
+    this.subscribing.clear(); // the next connection asks for every topic again
     this.idsEchoed = false; // the next connection may reach another server
+  }
+
+  /**
+   * A reply to one of the subscribes sent over the socket: true when it was a refusal, now
+   * handled. A refusal that will pass (`rate_limited`, the server full or busy) sends the
+   * subscribe again a second later; any other drops its topics (one named by the refusal,
+   * or every topic of the message) and is an `error` event.
+   */
+  private answered(v: any): boolean {
+    const topics = typeof v.id === "number" ? this.subscribing.get(v.id) : undefined;
+    if (!topics) return false;
+    if (v.type === "subscribed") {
+      const i = topics.indexOf(v.topic);
+      if (i >= 0) topics.splice(i, 1);
+      if (topics.length === 0) this.subscribing.delete(v.id);
+      return false;
+    }
+    let refused: string[];
+    if (v.topic) {
+      refused = [v.topic];
+      const i = topics.indexOf(v.topic);
+      if (i >= 0) topics.splice(i, 1);
+    } else {
+      refused = topics.splice(0);
+    }
+    if (topics.length === 0) this.subscribing.delete(v.id);
+    const reason: string = v.reason ?? "server error";
+    if (/^(rate_limited|server_topic_limit|overloaded|handing_over|backplane_unavailable)\b/.test(reason)) {
+      const rung = this.rung;
+      setTimeout(() => {
+        const again = refused.filter((t) => this.topics.has(t));
+        if (this.rung === rung && rung?.subscribe && again.length) rung.subscribe(again);
+      }, 1000);
+      return true;
+    }
+    for (const t of refused) {
+      this.topics.delete(t);
+      this.positions.delete(t);
+    }
+    this.emit("error", new Error(`${refused.join(",")}: ${reason}`));
+    return true;
   }
 
   /**
@@ -575,7 +625,9 @@ export class Client {
           const p = this.positions.get(t);
           if (p) resume[t] = p.epoch ? { seq: p.seq, epoch: p.epoch } : p.seq;
         }
-        send(JSON.stringify({ op: "subscribe", topics, resume, id: this.nextId++ }));
+        const id = this.nextId++;
+        this.subscribing.set(id, [...topics]);
+        send(JSON.stringify({ op: "subscribe", topics, resume, id }));
       },
     };
   }
@@ -756,6 +808,7 @@ export class Client {
         return;
       }
       case "subscribed":
+        this.answered(v);
         if (this.positions.onSubscribed(v.topic, v.seq, v.epoch, v.recovered)) {
           this.emit("reset", { topic: v.topic, epoch: v.epoch, seq: v.seq });
         }
@@ -776,6 +829,7 @@ export class Client {
         return;
       case "published":
       case "error": {
+        if (v.type === "error" && this.answered(v)) return;
         const id = typeof v.id === "number" ? v.id : this.unnamed(v);
         const p = id === undefined ? undefined : this.publishes.get(id);
         if (p) {
@@ -797,3 +851,6 @@ export class Client {
 function utf8Length(s: string): number {
   return new TextEncoder().encode(s).length;
 }
+
+/** What a topic name may hold (its length is the server's to bound: `--max-topic-len`). */
+const TOPIC_NAME = /^[A-Za-z0-9._:/-]+$/;
