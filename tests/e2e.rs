@@ -1092,8 +1092,8 @@ fn a_second_server_on_a_taken_port_is_refused_unless_asked_to_share() {
 }
 
 /// A server started on the port of one that was just killed starts: io_uring releases a
-/// dead process's sockets in a kernel worker after the process is gone (5–8 ms here with one
-/// connection open), and the taken-port check refused such a restart as a second server.
+/// dead process's sockets in a kernel worker after the process is gone (3–9 ms here with
+/// one connection open), and the taken-port check refused such a restart as a second server.
 #[test]
 fn a_server_started_at_once_on_the_port_of_one_just_killed_starts() {
     for round in 0..3 {

@@ -49,9 +49,9 @@ pub fn port_taken(addr: SocketAddr) -> bool {
 
 /// [`port_taken`], asked again every 20 ms for up to `patience` while it is. A process that
 /// has just exited still holds its listener for a while: io_uring releases a ring's sockets
-/// in a kernel worker after the process is gone (5–8 ms here with one connection open,
-/// longer with many), so a restart right after an exit (`kill -9` then start, or a service
-/// manager without delay) was refused as a second server.
+/// in a kernel worker after the process is gone (3–9 ms here with one connection open,
+/// 10–12 ms with 10,000), so a restart right after an exit (`kill -9` then start, or a
+/// service manager without delay) was refused as a second server.
 pub fn port_taken_within(addr: SocketAddr, patience: std::time::Duration) -> bool {
     let end = std::time::Instant::now() + patience;
     let mut said = false;

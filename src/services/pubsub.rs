@@ -118,6 +118,14 @@ fn control_error(w: &mut Writer, ctx: &Ctx<'_>, reason: &str, id: Option<&Reques
     reply(w, ctx, &pubsub::reply_error(reason, id));
 }
 
+/// Refuse one topic of a subscribe, naming it (the message's other topics may be
+/// subscribed).
+fn topic_error(w: &mut Writer, ctx: &Ctx<'_>, topic: &str, reason: &str, id: Option<&RequestId>) {
+    ctx.metrics.control_errors.inc();
+    let r = serde_json::json!({"type": "error", "topic": topic, "reason": reason});
+    reply(w, ctx, &pubsub::with_id(r, id));
+}
+
 /// How a subscription waiting for the backplane is answered when it comes, other than
 /// plainly.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -813,12 +821,7 @@ impl PubsubSide {
                         .map(|(_, j)| j.as_str());
                     match permits.subscribe(&t, token) {
                         Ok(()) => allowed.push(t),
-                        Err(reason) => {
-                            let r = serde_json::json!({"type": "error", "topic": t,
-                                "reason": reason});
-                            ctx.metrics.control_errors.inc();
-                            reply(w, ctx, &pubsub::with_id(r, id));
-                        }
+                        Err(reason) => topic_error(w, ctx, &t, &reason, id),
                     }
                 }
                 let topics = allowed;
@@ -936,12 +939,7 @@ impl PubsubSide {
             .subscribe_conn(self.worker, topic, from, conn, conn_id)
         {
             Ok(x) => x,
-            Err(e) => {
-                // Named: the other topics of the message may have been subscribed.
-                ctx.metrics.control_errors.inc();
-                let r = serde_json::json!({"type": "error", "topic": topic, "reason": e.reason()});
-                return reply(w, ctx, &pubsub::with_id(r, asked));
-            }
+            Err(e) => return topic_error(w, ctx, topic, &e.reason(), asked),
         };
         let policy = self.spec.policies.for_topic(topic);
         match sub {
