@@ -32,24 +32,21 @@ local function now_us()
   return t[1] .. string.format('%06d', tonumber(t[2]))
 end
 
--- The bytes of data in `entries` (XRANGE's answer).
-local function data_bytes(entries)
-  local bytes = 0
-  for _, entry in ipairs(entries) do
-    local f = entry[2]
-    for i = 1, #f - 1, 2 do
-      if f[i] == 'd' then
-        bytes = bytes + #f[i + 1]
-      end
+-- The bytes of data in one stream entry (an item of XRANGE's answer).
+local function entry_bytes(entry)
+  local f = entry[2]
+  for i = 1, #f - 1, 2 do
+    if f[i] == 'd' then
+      return #f[i + 1]
     end
   end
-  return bytes
+  return 0
 end
 
 -- Keep stream `s`, whose newest entry is message `seq` with `size` bytes of data, to about
 -- `maxlen` entries and `max_bytes` of data, the newest entry whatever its size: the window
 -- a node keeps (--replay-messages, --replay-bytes), so the broker holds no history no node
--- would load. `z` lists the entries' data sizes, oldest first, and `b` holds "TOTAL FIRST"
+-- would load. `z` lists the entries' data sizes, oldest first, and `b` holds "SUM FIRST"
 -- (their sum, the oldest entry's number), so trimming reads no message. Entries are
 -- numbered 0-1, 0-2, … and trimmed only from the front, so the stream holds messages
 -- FIRST … seq. It is trimmed, exactly to the bounds, once it passes them by a sixteenth
@@ -75,7 +72,7 @@ local function trim(s, z, b, seq, size, maxlen, max_bytes, ttl)
         break
       end
       for _, entry in ipairs(page) do
-        local n = data_bytes({entry})
+        local n = entry_bytes(entry)
         redis.call('RPUSH', z, n)
         total, listed = total + n, listed + 1
         first = first or tonumber(string.sub(entry[1], 3))
@@ -92,6 +89,9 @@ local function trim(s, z, b, seq, size, maxlen, max_bytes, ttl)
     local dropped = 0
     while len > 1 and (len > maxlen or total > max_bytes) do
       local sizes = redis.call('LRANGE', z, dropped, dropped + 63)
+      if #sizes == 0 then
+        break -- `z` holds `len` sizes, so this cannot be; never spin the broker on it
+      end
       for _, n in ipairs(sizes) do
         if len <= 1 or (len <= maxlen and total <= max_bytes) then
           break
@@ -177,7 +177,7 @@ redis.register_function('hf_open', function(keys, args)
           break
         end
         entries[#entries + 1] = entry
-        bytes = bytes + data_bytes({entry})
+        bytes = bytes + entry_bytes(entry)
       end
       from = '(' .. page[#page][1]
     end

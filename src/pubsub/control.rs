@@ -291,30 +291,21 @@ pub fn parse_control(text: &str, limits: &TopicLimits) -> Result<Control, Contro
 
 /// Parse one control text frame, with the id its replies carry.
 pub fn parse_request(text: &str, limits: &TopicLimits) -> Request {
+    let unnamed = |e| Request {
+        id: None,
+        control: Err(e),
+    };
     let v: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(e) => {
-            return Request {
-                id: None,
-                control: Err(not_json(&e)),
-            }
-        }
+        Err(e) => return unnamed(not_json(&e)),
     };
     if !v.is_object() {
-        return Request {
-            id: None,
-            control: Err(ControlError::NotJson(None)),
-        };
+        return unnamed(ControlError::NotJson(None));
     }
     let given = v.get("id");
     let id = given.and_then(RequestId::from_json);
     let control = match refuse_repeats(text, limits) {
-        Err(ControlError::Duplicate(f)) if f == "id" => {
-            return Request {
-                id: None,
-                control: Err(ControlError::Duplicate(f)),
-            }
-        }
+        Err(ControlError::Duplicate(f)) if f == "id" => return unnamed(ControlError::Duplicate(f)),
         Err(e) => Err(e),
         Ok(()) if given.is_some() && id.is_none() => Err(ControlError::BadField("id")),
         Ok(()) => control_of(&v, limits),
